@@ -1,0 +1,3 @@
+"""pTFTPd: a pure-Python network boot suite (TFTP, DHCP, BOOTP, PXE)."""
+
+__version__ = "2.0.0.dev0"

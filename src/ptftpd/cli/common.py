@@ -1,0 +1,84 @@
+"""Pieces every console script shares: flags that mean the same everywhere, one-line
+errors instead of tracebacks, and a clean exit on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import resource
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from ptftpd.log import setup_logging
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-r", "--rfc1350", action="store_true", help="strict RFC 1350: no option negotiation"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log one line per transfer or lease"
+    )
+    parser.add_argument("-D", "--debug", action="store_true", help="log every packet decision")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a UDP port: {value}")
+    return value
+
+
+def raise_fd_limit() -> None:
+    """Each transfer has its own socket: thousands of sessions need thousands of fds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def run_service(
+    prog: str,
+    args: argparse.Namespace,
+    body: Callable[[asyncio.Event], Awaitable[None]],
+    known_errors: tuple[type[Exception], ...],
+) -> int:
+    """Run `body(stop)` until it returns or a signal sets `stop`; map known errors to
+    one line and exit 1."""
+    setup_logging(args.verbose, args.debug)
+    raise_fd_limit()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await body(stop)
+
+    try:
+        asyncio.run(main())
+    except known_errors as exc:
+        return fail(prog, str(exc))
+    except KeyboardInterrupt:
+        return 130
+    logging.getLogger("ptftpd").info("%s stopped", prog)
+    return 0

@@ -1,0 +1,112 @@
+"""`ptftpd`: the TFTP server command line (compatible with pTFTPd 1.x)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from ptftpd import __version__
+from ptftpd.cli.common import add_common_flags, port_number, positive_int, run_service
+from ptftpd.netif import InterfaceError, interface_addresses
+from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN
+from ptftpd.tftp.server import ServerConfig, ServerStartError, TftpServer
+
+
+def blksize(text: str) -> int:
+    value = positive_int(text)
+    if not BLKSIZE_MIN <= value <= BLKSIZE_MAX:
+        raise argparse.ArgumentTypeError(f"must be {BLKSIZE_MIN}..{BLKSIZE_MAX}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ptftpd",
+        description="TFTP server (RFC 1350, 2347, 2348, 2349, 7440) serving ROOT on IFACE.",
+        epilog="example: ptftpd -v -p 6969 lo /srv/tftp",
+    )
+    parser.add_argument(
+        "iface", metavar="IFACE", help="interface name (all its addresses) or an IPv4/IPv6 address"
+    )
+    parser.add_argument("root", metavar="ROOT", type=Path, help="directory to serve")
+    parser.add_argument("-p", "--port", type=port_number, default=69, help="UDP port (69)")
+    add_common_flags(parser)
+    parser.add_argument("--read-only", action="store_true", help="refuse every upload (WRQ)")
+    parser.add_argument(
+        "--blksize-max",
+        type=blksize,
+        default=BLKSIZE_MAX,
+        metavar="N",
+        help="largest block size granted; 1468 fits a 1500-byte MTU for "
+        "clients that cannot reassemble IP fragments (65464)",
+    )
+    parser.add_argument(
+        "--windowsize-max",
+        type=positive_int,
+        default=64,
+        metavar="N",
+        help="largest RFC 7440 window granted (64)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="retransmission timeout when the client sets none (1.0)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=positive_int,
+        default=5,
+        metavar="N",
+        help="retransmissions before a transfer is abandoned (5)",
+    )
+    parser.add_argument(
+        "--max-sessions",
+        type=positive_int,
+        default=4096,
+        metavar="N",
+        help="concurrent transfers; more are refused with an error (4096)",
+    )
+    parser.add_argument("--version", action="version", version=f"ptftpd {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.timeout <= 0 or args.timeout > 255:
+        parser.error("--timeout must be between 0 and 255 seconds")
+    if not args.root.is_dir():
+        parser.exit(1, f"ptftpd: error: root {args.root} is not a directory\n")
+    try:
+        hosts = [a.host for a in interface_addresses(args.iface)]
+    except InterfaceError as exc:
+        parser.exit(1, f"ptftpd: error: {exc}\n")
+
+    config = ServerConfig(
+        root=args.root,
+        read_only=args.read_only,
+        rfc1350=args.rfc1350,
+        blksize_max=args.blksize_max,
+        windowsize_max=args.windowsize_max,
+        timeout=args.timeout,
+        retries=args.retries,
+        max_sessions=args.max_sessions,
+    )
+
+    async def body(stop: asyncio.Event) -> None:
+        server = TftpServer(config)
+        try:
+            await server.start(hosts, args.port)
+            await stop.wait()
+        finally:
+            server.close()
+
+    return run_service("ptftpd", args, body, (ServerStartError,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

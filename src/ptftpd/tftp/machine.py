@@ -1,0 +1,301 @@
+"""Sans-IO TFTP transfer machines: one sender, one receiver, for server and client alike.
+
+The server answering an RRQ and the client doing a put are the same `Sender`; the
+server answering a WRQ and the client doing a get are the same `Receiver`. Machines
+take datagrams and timer expiries in and hand back `Step`s: datagrams to send and what
+to do with the retransmission timer. They never touch sockets, files or clocks, so the
+tests drive them packet by packet, and the asyncio layer stays thin.
+
+Block numbers are tracked as unbounded integers internally and reduced modulo 65536 on
+the wire, so transfers roll over past block 65535 to block 0 (what tftpd-hpa, curl,
+atftp and busybox expect).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from itertools import islice
+
+from ptftpd.tftp.packets import (
+    Error,
+    ErrorCode,
+    Opcode,
+    PacketError,
+    ack_bytes,
+    data_header,
+    decode,
+)
+
+
+class Timer(enum.Enum):
+    KEEP = "keep"  # leave the retransmission timer as it is
+    RESTART = "restart"  # (re)arm it for one timeout period
+    CANCEL = "cancel"  # the machine expects nothing more
+
+
+class State(enum.Enum):
+    ACTIVE = "active"
+    COMPLETE = "complete"  # receiver: every byte is in; dallying to re-ACK a resent last block
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class Step:
+    send: list[bytes] = field(default_factory=list)
+    timer: Timer = Timer.KEEP
+    data: bytes = b""  # receiver only: in-order payload to write out
+
+
+_NOTHING = Step()
+
+
+class _Machine:
+    def __init__(self, *, blksize: int, windowsize: int, retries: int) -> None:
+        if blksize < 1 or windowsize < 1 or retries < 0:
+            raise ValueError("blksize and windowsize must be positive, retries >= 0")
+        self.blksize = blksize
+        self.windowsize = windowsize
+        self.retries = retries
+        self.state = State.ACTIVE
+        self.failure: str | None = None
+        self.peer_error: Error | None = None
+        self.retransmissions = 0
+        self._tries = 0
+
+    def _fail(self, reason: str, send: list[bytes] | None = None) -> Step:
+        self.state = State.FAILED
+        self.failure = reason
+        return Step(send or [], Timer.CANCEL)
+
+    def _other_packet(self, datagram: bytes) -> Step:
+        """A packet that is not the one the machine is waiting for."""
+        try:
+            packet = decode(datagram)
+        except PacketError:
+            return _NOTHING  # garbage never ends a transfer
+        if isinstance(packet, Error):
+            self.peer_error = packet
+            return self._fail(f"peer sent error {packet.code}: {packet.message}")
+        return _NOTHING
+
+
+class Sender(_Machine):
+    """Sends a byte stream as DATA blocks, `windowsize` blocks per window (RFC 7440).
+
+    The caller keeps the machine fed: whenever `bytes_wanted` is non-zero it passes at
+    least that many bytes to `feed` (or fewer with `eof=True`) before the next call to
+    `start`, `receive` or `timeout`. That way the next window is always at hand.
+
+    `first_packet` (an OACK) is sent first and resent until ACK 0 arrives.
+    """
+
+    def __init__(
+        self,
+        *,
+        blksize: int = 512,
+        windowsize: int = 1,
+        retries: int = 5,
+        first_packet: bytes | None = None,
+    ) -> None:
+        super().__init__(blksize=blksize, windowsize=windowsize, retries=retries)
+        self._first_packet = first_packet
+        self._awaiting_start = first_packet is not None
+        self._buf = b""
+        self._off = 0
+        self._eof = False
+        self._packets: deque[bytes] = deque()  # built, unacknowledged; [0] is block _base
+        self._base = 1  # first unacknowledged block
+        self._built = 0  # last block built into _packets
+        self._sent = 0  # highest block sent so far
+        self._last: int | None = None  # the final (short) block, once the stream ended
+        self.bytes_acked = 0
+
+    @property
+    def bytes_wanted(self) -> int:
+        if self._eof:
+            return 0
+        blocks = self._base + 2 * self.windowsize - 1 - self._built
+        return max(0, blocks * self.blksize - (len(self._buf) - self._off))
+
+    def feed(self, data: bytes, eof: bool = False) -> None:
+        if self._eof and data:
+            raise ValueError("feed after eof")
+        if data:
+            self._buf = self._buf[self._off :] + data if self._off < len(self._buf) else data
+            self._off = 0
+        self._eof = self._eof or eof
+
+    def _build(self, upto: int) -> None:
+        size = self.blksize
+        while self._built < upto and self._last is None:
+            available = len(self._buf) - self._off
+            if available < size and not self._eof:
+                return
+            chunk = self._buf[self._off : self._off + size]
+            self._off += len(chunk)
+            self._built += 1
+            self._packets.append(data_header(self._built) + chunk)
+            if len(chunk) < size:
+                self._last = self._built
+
+    def _window(self) -> list[bytes]:
+        self._build(self._base + self.windowsize - 1)
+        packets = list(islice(self._packets, 0, self.windowsize))
+        self._sent = max(self._sent, self._base + len(packets) - 1)
+        return packets
+
+    def start(self) -> Step:
+        if self._first_packet is not None:
+            return Step([self._first_packet], Timer.RESTART)
+        return Step(self._window(), Timer.RESTART)
+
+    def receive(self, datagram: bytes) -> Step:
+        if self.state is not State.ACTIVE:
+            return _NOTHING
+        if len(datagram) < 4 or datagram[0] != 0 or datagram[1] != Opcode.ACK:
+            return self._other_packet(datagram)
+        block = (datagram[2] << 8) | datagram[3]
+        if self._awaiting_start:
+            if block != 0:
+                return _NOTHING
+            self._awaiting_start = False
+            self._tries = 0
+            return Step(self._window(), Timer.RESTART)
+        newly = (block - self._base + 1) & 0xFFFF
+        if newly == 0 or newly > self._sent - self._base + 1:
+            # A duplicate or stale ACK: answering it would double the traffic on every
+            # loss (Sorcerer's Apprentice). The timer resends if it really was lost.
+            return _NOTHING
+        packets = self._packets
+        for _ in range(newly):
+            self.bytes_acked += len(packets.popleft()) - 4
+        self._base += newly
+        self._tries = 0
+        if self._last is not None and self._base > self._last:
+            self.state = State.DONE
+            return Step([], Timer.CANCEL)
+        return Step(self._window(), Timer.RESTART)
+
+    def timeout(self) -> Step:
+        if self.state is not State.ACTIVE:
+            return Step([], Timer.CANCEL)
+        self._tries += 1
+        if self._tries > self.retries:
+            return self._fail(f"timed out after {self.retries} retries")
+        self.retransmissions += 1
+        if self._awaiting_start and self._first_packet is not None:
+            return Step([self._first_packet], Timer.RESTART)
+        return Step(self._window(), Timer.RESTART)
+
+    @property
+    def blocks_acked(self) -> int:
+        return self._base - 1
+
+
+class Receiver(_Machine):
+    """Receives DATA blocks in order, ACKing each window (RFC 7440) or each block.
+
+    `first_packet` (the server's OACK or ACK 0, or the client's ACK 0 after an OACK) is
+    sent by `start` and resent until DATA 1 arrives. After the short final block the
+    machine is COMPLETE and keeps re-ACKing a resent final block until the caller's
+    dally timer fires once more (then DONE).
+    """
+
+    def __init__(
+        self,
+        *,
+        blksize: int = 512,
+        windowsize: int = 1,
+        retries: int = 5,
+        first_packet: bytes | None = None,
+    ) -> None:
+        super().__init__(blksize=blksize, windowsize=windowsize, retries=retries)
+        self._first_packet = first_packet
+        self._expected = 1
+        self._since_ack = 0
+        self._gap_acked = False
+        self._dup_acked = False
+        self.bytes_received = 0
+
+    def start(self) -> Step:
+        if self._first_packet is None:
+            return Step([], Timer.RESTART)
+        return Step([self._first_packet], Timer.RESTART)
+
+    def _last_ack(self) -> bytes:
+        if self._expected == 1 and self._first_packet is not None:
+            return self._first_packet
+        return ack_bytes(self._expected - 1)
+
+    def receive(self, datagram: bytes) -> Step:
+        if self.state is State.COMPLETE:
+            if len(datagram) >= 4 and datagram[1] == Opcode.DATA and datagram[0] == 0:
+                block = (datagram[2] << 8) | datagram[3]
+                if block == (self._expected - 1) & 0xFFFF:
+                    return Step([self._last_ack()], Timer.KEEP)
+            return _NOTHING
+        if self.state is not State.ACTIVE:
+            return _NOTHING
+        if len(datagram) < 4 or datagram[0] != 0 or datagram[1] != Opcode.DATA:
+            if (
+                len(datagram) >= 2
+                and datagram[1] == Opcode.OACK
+                and self._expected == 1
+                and self._first_packet is not None
+            ):
+                # Our ACK 0 to the OACK was lost and the server resent the OACK.
+                return Step([self._first_packet], Timer.RESTART)
+            return self._other_packet(datagram)
+        block = (datagram[2] << 8) | datagram[3]
+        expected = self._expected
+        if block == expected & 0xFFFF:
+            payload = datagram[4:]
+            if len(payload) > self.blksize:
+                return _NOTHING  # larger than negotiated: not a block of this transfer
+            self._expected = expected + 1
+            self.bytes_received += len(payload)
+            self._tries = 0
+            self._gap_acked = self._dup_acked = False
+            if len(payload) < self.blksize:
+                self.state = State.COMPLETE
+                return Step([ack_bytes(block)], Timer.RESTART, payload)
+            self._since_ack += 1
+            if self._since_ack >= self.windowsize:
+                self._since_ack = 0
+                return Step([ack_bytes(block)], Timer.RESTART, payload)
+            return Step([], Timer.RESTART, payload)
+        ahead = (block - expected) & 0xFFFF
+        if ahead < 0x8000:
+            # A gap: ACK what we have once, so the sender restarts the window there.
+            if self._gap_acked:
+                return _NOTHING
+            self._gap_acked = True
+            self._since_ack = 0
+            return Step([self._last_ack()], Timer.RESTART)
+        # An old block: the sender missed our ACK. Re-ACK once per round of resends.
+        if self._dup_acked:
+            return _NOTHING
+        self._dup_acked = True
+        self._since_ack = 0
+        return Step([self._last_ack()], Timer.KEEP)
+
+    def timeout(self) -> Step:
+        if self.state is State.COMPLETE:
+            self.state = State.DONE
+            return Step([], Timer.CANCEL)
+        if self.state is not State.ACTIVE:
+            return Step([], Timer.CANCEL)
+        self._tries += 1
+        if self._tries > self.retries:
+            return self._fail(f"timed out after {self.retries} retries")
+        self.retransmissions += 1
+        self._since_ack = 0
+        self._gap_acked = self._dup_acked = False
+        return Step([self._last_ack()], Timer.RESTART)
+
+
+def error_packet(code: ErrorCode, message: str) -> bytes:
+    return Error(int(code), message).encode()
