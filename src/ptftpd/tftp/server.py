@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import shutil
@@ -176,9 +177,12 @@ class Transfer:
         machine = self.machine
         if step.data and not self._write(step.data):
             return
-        if machine.state is State.COMPLETE and self.temp_path is not None:
-            if not self._commit_upload():
-                return
+        if (
+            machine.state is State.COMPLETE
+            and self.temp_path is not None
+            and not self._commit_upload()
+        ):
+            return
         for datagram in step.send:
             self._sendto(datagram, self.peer)
         timer = step.timer
@@ -300,6 +304,10 @@ class Transfer:
         return text
 
 
+def _identity(protocol: _RequestProtocol) -> _RequestProtocol:
+    return protocol
+
+
 class _RequestProtocol(asyncio.DatagramProtocol):
     def __init__(self, server: TftpServer, local_host: str) -> None:
         self.server = server
@@ -364,7 +372,9 @@ class TftpServer:
                     raise ServerStartError(f"UDP port {port} on {host} is already in use") from None
                 raise ServerStartError(f"cannot bind {host} port {port}: {exc.strerror}") from None
             protocol = _RequestProtocol(self, str(sockaddr[0]))
-            transport, _ = await self.loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+            transport, _ = await self.loop.create_datagram_endpoint(
+                functools.partial(_identity, protocol), sock=sock
+            )
             self._transports.append(transport)
             bound = sock.getsockname()
             self.bound.append((bound[0], bound[1]))
