@@ -1,0 +1,157 @@
+"""Test support shared by every suite: real tools, real namespaces, real processes.
+
+CI runs as root with CI=true: there a missing tool, namespace or firmware is a failure,
+never a skip, so a broken CI image cannot pass by skipping everything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def missing(reason: str) -> None:
+    """Skip locally, fail in CI."""
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin")
+    if path is None:
+        missing(f"tool {name!r} is not installed")
+    assert path is not None
+    return path
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        missing("needs root (network namespaces, privileged ports)")
+
+
+def script(name: str) -> str:
+    """A console script of this package, from the running interpreter's environment."""
+    path = VENV_BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"console script {name} is not installed (pip install -e .)")
+    return found
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_udp_bound(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None,
+                   netns: str | None = None) -> None:
+    """Wait until something listens on UDP `port` (read from /proc, so no packets sent)."""
+    deadline = time.monotonic() + timeout
+    hexport = f":{port:04X} "
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited early with {proc.returncode}")
+        cmd = ["cat", "/proc/net/udp", "/proc/net/udp6"]
+        if netns:
+            cmd = ["ip", "netns", "exec", netns, *cmd]
+        out = subprocess.run(cmd, capture_output=True, text=True).stdout
+        if any(hexport in line.split("  ")[0] + " " or hexport in line for line in out.splitlines()[1:]):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing bound UDP port {port} within {timeout} s")
+
+
+class Process:
+    """A process we started, stopped by its own PID (never by name)."""
+
+    def __init__(self, argv: Sequence[str], log_path: Path, **kwargs: object) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, **kwargs)  # type: ignore[call-overload]
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return int(self.proc.returncode)
+
+
+class Netns:
+    """A network namespace the test owns; removed with everything in it afterwards."""
+
+    def __init__(self, prefix: str = "pt") -> None:
+        self.name = f"{prefix}{uuid.uuid4().hex[:8]}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.run("ip", "link", "set", "lo", "up")
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 60,
+            capture: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
+                              timeout=timeout, capture_output=capture, text=True)
+
+    def popen_argv(self, argv: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def delete(self) -> None:
+        # Processes started in the namespace are stopped by their owners first.
+        subprocess.run(["ip", "netns", "delete", self.name], check=False)
+
+
+@contextmanager
+def veth_pair(server_ip: str = "10.77.0.1/24", client_ip: str | None = None,
+              prefix: str = "pt") -> Iterator[tuple[Netns, Netns, str, str]]:
+    """Two namespaces joined by a veth pair: (server ns, client ns, server if, client if).
+
+    Addresses are private test addresses that exist only inside these namespaces.
+    """
+    require_root()
+    require_tool("ip")
+    server, client = Netns(prefix + "s"), Netns(prefix + "c")
+    sif, cif = "vs" + server.name[-8:], "vc" + client.name[-8:]
+    try:
+        subprocess.run(["ip", "link", "add", sif, "netns", server.name, "type", "veth",
+                        "peer", "name", cif, "netns", client.name], check=True)
+        server.run("ip", "addr", "add", server_ip, "dev", sif)
+        server.run("ip", "link", "set", sif, "up")
+        if client_ip:
+            client.run("ip", "addr", "add", client_ip, "dev", cif)
+        client.run("ip", "link", "set", cif, "up")
+        yield server, client, sif, cif
+    finally:
+        server.delete()
+        client.delete()
