@@ -67,7 +67,7 @@ def wait_udp_bound(port: int, timeout: float = 10.0, proc: subprocess.Popen[byte
                    netns: str | None = None) -> None:
     """Wait until something listens on UDP `port` (read from /proc, so no packets sent)."""
     deadline = time.monotonic() + timeout
-    hexport = f":{port:04X} "
+    hexport = f":{port:04X}"
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"process exited early with {proc.returncode}")
@@ -75,8 +75,10 @@ def wait_udp_bound(port: int, timeout: float = 10.0, proc: subprocess.Popen[byte
         if netns:
             cmd = ["ip", "netns", "exec", netns, *cmd]
         out = subprocess.run(cmd, capture_output=True, text=True).stdout
-        if any(hexport in line.split("  ")[0] + " " or hexport in line for line in out.splitlines()[1:]):
-            return
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) > 2 and fields[1].endswith(hexport):
+                return
         time.sleep(0.05)
     raise AssertionError(f"nothing bound UDP port {port} within {timeout} s")
 
