@@ -63,8 +63,12 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_udp_bound(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None,
-                   netns: str | None = None) -> None:
+def wait_udp_bound(
+    port: int,
+    timeout: float = 10.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    netns: str | None = None,
+) -> None:
     """Wait until something listens on UDP `port` (read from /proc, so no packets sent)."""
     deadline = time.monotonic() + timeout
     hexport = f":{port:04X}"
@@ -90,15 +94,17 @@ class Process:
         self.argv = list(argv)
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, **kwargs)  # type: ignore[call-overload]
+        self.proc = subprocess.Popen(
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+        )  # type: ignore[call-overload]
 
     @property
     def pid(self) -> int:
         return int(self.proc.pid)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
@@ -121,10 +127,16 @@ class Netns:
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         self.run("ip", "link", "set", "lo", "up")
 
-    def run(self, *argv: str, check: bool = True, timeout: float = 60,
-            capture: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
-                              timeout=timeout, capture_output=capture, text=True)
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 60, capture: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.name, *argv],
+            check=check,
+            timeout=timeout,
+            capture_output=capture,
+            text=True,
+        )
 
     def popen_argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
@@ -135,8 +147,9 @@ class Netns:
 
 
 @contextmanager
-def veth_pair(server_ip: str = "10.77.0.1/24", client_ip: str | None = None,
-              prefix: str = "pt") -> Iterator[tuple[Netns, Netns, str, str]]:
+def veth_pair(
+    server_ip: str = "10.77.0.1/24", client_ip: str | None = None, prefix: str = "pt"
+) -> Iterator[tuple[Netns, Netns, str, str]]:
     """Two namespaces joined by a veth pair: (server ns, client ns, server if, client if).
 
     Addresses are private test addresses that exist only inside these namespaces.
@@ -146,8 +159,24 @@ def veth_pair(server_ip: str = "10.77.0.1/24", client_ip: str | None = None,
     server, client = Netns(prefix + "s"), Netns(prefix + "c")
     sif, cif = "vs" + server.name[-8:], "vc" + client.name[-8:]
     try:
-        subprocess.run(["ip", "link", "add", sif, "netns", server.name, "type", "veth",
-                        "peer", "name", cif, "netns", client.name], check=True)
+        subprocess.run(
+            [
+                "ip",
+                "link",
+                "add",
+                sif,
+                "netns",
+                server.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                cif,
+                "netns",
+                client.name,
+            ],
+            check=True,
+        )
         server.run("ip", "addr", "add", server_ip, "dev", sif)
         server.run("ip", "link", "set", sif, "up")
         if client_ip:

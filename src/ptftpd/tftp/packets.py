@@ -124,7 +124,7 @@ def _fields(body: bytes, what: str) -> list[bytes]:
 
 def _pairs(fields: list[bytes], what: str) -> tuple[tuple[str, str], ...]:
     # Some firmware pads requests with extra NULs: drop empty trailing fields.
-    while fields and fields[-1] == b"":
+    while fields and fields[-1] == b"" and (len(fields) % 2 or fields[-2] == b""):
         fields.pop()
     if len(fields) % 2:
         raise PacketError(f"{what}: option {fields[-1]!r} has no value")
