@@ -93,7 +93,7 @@ class Process:
     def __init__(self, argv: Sequence[str], log_path: Path, **kwargs: object) -> None:
         self.argv = list(argv)
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 (lives as long as the process)
         self.proc = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
         )  # type: ignore[call-overload]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from support import Process, free_udp_port, script, wait_udp_bound
 
 SIZES = [0, 511, 512, 513, 1024 * 1024, 40 * 1024 * 1024]

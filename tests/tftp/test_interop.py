@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import SIZES, RunningServer, digest, make_file
 from support import require_tool
 

@@ -18,7 +18,7 @@ def feed(sender: Sender, source: list[bytes]) -> None:
     while (n := sender.bytes_wanted) > 0:
         chunk = source[0][:n]
         source[0] = source[0][n:]
-        sender.feed(chunk, eof=not source[0] and len(chunk) < n or not chunk)
+        sender.feed(chunk, eof=(not source[0] and len(chunk) < n) or not chunk)
 
 
 def run_pair(
@@ -79,7 +79,7 @@ def run_pair(
 @pytest.mark.parametrize("windowsize", [1, 4, 16])
 def test_lossless_sizes(size: int, windowsize: int) -> None:
     data = bytes(random.Random(size).getrandbits(8) for _ in range(size))
-    out, sender, receiver, sent = run_pair(data, blksize=512, windowsize=windowsize)
+    out, sender, _, sent = run_pair(data, blksize=512, windowsize=windowsize)
     assert out == data
     assert sender.bytes_acked == size
     blocks = size // 512 + 1
