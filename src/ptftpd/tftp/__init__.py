@@ -1,0 +1,269 @@
+"""TFTP for Python programs: download and upload, from asyncio or from blocking code.
+
+    from ptftpd.tftp import download, upload
+
+    result = download("192.0.2.1", "pxelinux.0", "/tmp/pxelinux.0", blksize=1428, windowsize=16)
+    print(result.summary("received"))
+
+`download`/`upload` block; `download_async`/`upload_async` are the same for a running
+event loop. The local side is a path or a binary file object. A download to a path
+goes to a temporary file beside it and is renamed only once complete, so a failed
+transfer never leaves a partial file under the destination name. Every failure raises
+`TftpError`, whose message is one line fit to show a person.
+
+The protocol pieces (`packets`, `options`, `machine`, `netascii`, `server`, `client`)
+stay importable as submodules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from ptftpd.tftp.client import (
+    DEFAULT_PORT,
+    DEFAULT_RETRIES,
+    ProgressCallback,
+    ProtocolError,
+    RemoteError,
+    TftpError,
+    TftpUrl,
+    TransferResult,
+    TransferTimeout,
+    get_file,
+    parse_url,
+    put_file,
+)
+
+__all__ = [
+    "ProgressCallback",
+    "ProtocolError",
+    "RemoteError",
+    "TftpError",
+    "TftpUrl",
+    "TransferResult",
+    "TransferTimeout",
+    "download",
+    "download_async",
+    "parse_url",
+    "upload",
+    "upload_async",
+]
+
+Local = str | os.PathLike[str] | BinaryIO
+
+
+async def download_async(
+    host: str,
+    remote: str,
+    local: Local,
+    *,
+    port: int = DEFAULT_PORT,
+    mode: str = "octet",
+    blksize: int | None = None,
+    windowsize: int | None = None,
+    tsize: bool = False,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    rfc1350: bool = False,
+    overwrite: bool = True,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """Fetch `remote` from `host` into `local` (a path or a binary file object).
+
+    Options are asked for only when given: `blksize` (RFC 2348), `windowsize`
+    (RFC 7440), `tsize` (RFC 2349, the size then reaches `progress`), `timeout`
+    (seconds between retransmissions, also sent as the RFC 2349 option). With
+    `overwrite=False` an existing local file is an error, checked again at the rename.
+    """
+    if not isinstance(local, str | os.PathLike):
+        return await get_file(
+            host,
+            remote,
+            local,
+            port=port,
+            mode=mode,
+            blksize=blksize,
+            windowsize=windowsize,
+            tsize=tsize,
+            timeout=timeout,
+            retries=retries,
+            rfc1350=rfc1350,
+            progress=progress,
+        )
+    path = Path(local)
+    if not overwrite and os.path.lexists(path):
+        raise TftpError(f"{path} already exists")
+    try:
+        fd, temp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".part", dir=path.parent if str(path.parent) else "."
+        )
+    except OSError as exc:
+        raise TftpError(f"cannot write to {path.parent}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as file:
+            result = await get_file(
+                host,
+                remote,
+                file,
+                port=port,
+                mode=mode,
+                blksize=blksize,
+                windowsize=windowsize,
+                tsize=tsize,
+                timeout=timeout,
+                retries=retries,
+                rfc1350=rfc1350,
+                progress=progress,
+            )
+        with contextlib.suppress(OSError):
+            os.chmod(temp, 0o666 & ~_umask())
+        if overwrite:
+            os.replace(temp, path)
+        else:
+            os.link(temp, path)  # unlike rename, never replaces a file created meanwhile
+            os.unlink(temp)
+    except FileExistsError:
+        _remove(temp)
+        raise TftpError(f"{path} already exists") from None
+    except OSError as exc:
+        _remove(temp)
+        raise TftpError(f"cannot write {path}: {exc.strerror}") from None
+    except BaseException:
+        _remove(temp)
+        raise
+    return result
+
+
+async def upload_async(
+    host: str,
+    local: Local,
+    remote: str | None = None,
+    *,
+    port: int = DEFAULT_PORT,
+    mode: str = "octet",
+    blksize: int | None = None,
+    windowsize: int | None = None,
+    tsize: bool = False,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    rfc1350: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """Send `local` (a path or a binary file object) to `host` as `remote` (by default
+    the local file's name). Same options as `download_async`."""
+    if not isinstance(local, str | os.PathLike):
+        if remote is None:
+            raise TftpError("a remote name is needed to upload from a file object")
+        file: BinaryIO = local
+        close = False
+    else:
+        remote = remote if remote is not None else Path(local).name
+        try:
+            file = open(local, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise TftpError(f"cannot read {os.fspath(local)}: {exc.strerror}") from None
+        close = True
+    try:
+        return await put_file(
+            host,
+            file,
+            remote,
+            port=port,
+            mode=mode,
+            blksize=blksize,
+            windowsize=windowsize,
+            tsize=tsize,
+            timeout=timeout,
+            retries=retries,
+            rfc1350=rfc1350,
+            progress=progress,
+        )
+    finally:
+        if close:
+            file.close()
+
+
+def download(
+    host: str,
+    remote: str,
+    local: Local,
+    *,
+    port: int = DEFAULT_PORT,
+    mode: str = "octet",
+    blksize: int | None = None,
+    windowsize: int | None = None,
+    tsize: bool = False,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    rfc1350: bool = False,
+    overwrite: bool = True,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """Blocking `download_async` (runs its own event loop: not for use inside one)."""
+    return asyncio.run(
+        download_async(
+            host,
+            remote,
+            local,
+            port=port,
+            mode=mode,
+            blksize=blksize,
+            windowsize=windowsize,
+            tsize=tsize,
+            timeout=timeout,
+            retries=retries,
+            rfc1350=rfc1350,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    )
+
+
+def upload(
+    host: str,
+    local: Local,
+    remote: str | None = None,
+    *,
+    port: int = DEFAULT_PORT,
+    mode: str = "octet",
+    blksize: int | None = None,
+    windowsize: int | None = None,
+    tsize: bool = False,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    rfc1350: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """Blocking `upload_async` (runs its own event loop: not for use inside one)."""
+    return asyncio.run(
+        upload_async(
+            host,
+            local,
+            remote,
+            port=port,
+            mode=mode,
+            blksize=blksize,
+            windowsize=windowsize,
+            tsize=tsize,
+            timeout=timeout,
+            retries=retries,
+            rfc1350=rfc1350,
+            progress=progress,
+        )
+    )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

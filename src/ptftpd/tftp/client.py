@@ -1,0 +1,805 @@
+"""asyncio TFTP client: the request phase around the shared sans-IO machines.
+
+A get is the same `Receiver` the server uses for uploads, a put the same `Sender` it
+uses for downloads; this module only adds what is particular to the client side:
+
+- the request phase: send the RRQ/WRQ, resend it on timeout a bounded number of
+  times, and latch the server's new TID (its transfer port) from the first reply;
+- after the latch, answer packets from any other port with ERROR 5 and ignore them
+  (RFC 1350), so a stray or malicious sender cannot disturb the transfer;
+- validate the OACK against what was asked (`options.accept_oack`) and refuse a bad
+  one with ERROR 8; fall back to RFC 1350 when the server answers DATA 1 or ACK 0
+  instead of an OACK; on ERROR 8 retry once without options.
+
+The socket is driven straight from the loop's reader callback with a lazily re-armed
+deadline timer, the same pattern as the server's `Transfer`, so the per-packet cost
+stays a few microseconds and a windowed transfer runs at loopback speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from ptftpd.tftp import netascii
+from ptftpd.tftp.machine import Receiver, Sender, State, Step, Timer
+from ptftpd.tftp.options import (
+    BLKSIZE_MAX,
+    BLKSIZE_MIN,
+    DEFAULT_BLKSIZE,
+    TIMEOUT_MAX,
+    TIMEOUT_MIN,
+    WINDOWSIZE_MAX,
+    WINDOWSIZE_MIN,
+    OptionError,
+    accept_oack,
+)
+from ptftpd.tftp.packets import (
+    Ack,
+    Data,
+    Error,
+    ErrorCode,
+    Opcode,
+    OptionAck,
+    PacketError,
+    Request,
+    decode,
+    error_bytes,
+)
+
+__all__ = [
+    "DEFAULT_PORT",
+    "MODES",
+    "ProgressCallback",
+    "ProtocolError",
+    "RemoteError",
+    "TftpError",
+    "TftpUrl",
+    "TransferResult",
+    "TransferTimeout",
+    "get_file",
+    "parse_url",
+    "put_file",
+]
+
+DEFAULT_PORT = 69
+DEFAULT_TIMEOUT = 1.0
+DEFAULT_RETRIES = 5
+MODES = ("octet", "netascii")
+_MAX_DATAGRAM = 65536 + 4
+_READ_CHUNK = 64 * 1024
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called as `progress(done, total)`: bytes on the wire so far, and the expected total
+(from tsize or the local file's size) or None when unknown. Called at most once per
+burst of packets, so it may do a little work (a progress bar) without slowing the
+transfer."""
+
+_ERROR_NAMES: dict[int, str] = {
+    ErrorCode.NOT_DEFINED: "not defined",
+    ErrorCode.FILE_NOT_FOUND: "file not found",
+    ErrorCode.ACCESS_VIOLATION: "access violation",
+    ErrorCode.DISK_FULL: "disk full",
+    ErrorCode.ILLEGAL_OPERATION: "illegal operation",
+    ErrorCode.UNKNOWN_TID: "unknown transfer ID",
+    ErrorCode.FILE_EXISTS: "file already exists",
+    ErrorCode.NO_SUCH_USER: "no such user",
+    ErrorCode.OPTION_REFUSED: "option refused",
+}
+
+
+class TftpError(Exception):
+    """Every failure of a transfer; `str()` is the one line to show a person."""
+
+
+class RemoteError(TftpError):
+    """The server answered with an ERROR packet."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.server_message = message
+        name = _ERROR_NAMES.get(code, "unknown error")
+        text = message.strip() or name
+        if text.lower() == name:
+            super().__init__(f"server error {code}: {text}")
+        else:
+            super().__init__(f"server error {code} ({name}): {text}")
+
+
+class TransferTimeout(TftpError):
+    """The server stopped answering (or never answered) within the retry budget."""
+
+
+class ProtocolError(TftpError):
+    """The server broke the protocol, e.g. granted an option that was not asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """What a finished transfer did. `bytes` counts local bytes (written for a get,
+    read for a put); `wire_bytes` counts DATA payload, which differs in netascii."""
+
+    bytes: int
+    wire_bytes: int
+    seconds: float
+    blksize: int
+    windowsize: int
+    tsize: int | None
+    options: tuple[tuple[str, str], ...]
+    retransmissions: int
+    rfc1350_fallback: bool
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second (loopback transfers can take ~0 s: never divide by 0)."""
+        return self.bytes / max(self.seconds, 1e-6)
+
+    def summary(self, verb: str = "transferred") -> str:
+        from ptftpd.log import format_rate
+
+        return (
+            f"{verb} {self.bytes} bytes in {self.seconds:.2f} s "
+            f"({format_rate(self.bytes, self.seconds)})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TftpUrl:
+    """A `tftp://host[:port]/path[;mode=netascii]` URL (RFC 3617)."""
+
+    host: str
+    port: int
+    path: str
+    mode: str | None = None
+
+
+def parse_url(url: str) -> TftpUrl:
+    """Split a tftp:// URL; raise `TftpError` with a readable message when it is not one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise TftpError(f"invalid URL {url!r}: {exc}") from None
+    if parts.scheme.lower() != "tftp" or not parts.hostname:
+        raise TftpError(f"invalid URL {url!r}: expected tftp://HOST[:PORT]/PATH")
+    path = parts.path
+    mode: str | None = None
+    if ";" in path:
+        path, _, param = path.partition(";")
+        key, _, value = param.partition("=")
+        if key.lower() != "mode" or value.lower() not in MODES:
+            raise TftpError(f"invalid URL {url!r}: unknown parameter {param!r}")
+        mode = value.lower()
+    path = unquote(path[1:] if path.startswith("/") else path)
+    if not path:
+        raise TftpError(f"invalid URL {url!r}: no file name")
+    return TftpUrl(parts.hostname, port or DEFAULT_PORT, path, mode)
+
+
+def format_host(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_options(
+    mode: str, blksize: int | None, windowsize: int | None, timeout: float | None, retries: int
+) -> None:
+    if mode not in MODES:
+        raise TftpError(f"unknown mode {mode!r}: use octet or netascii")
+    if blksize is not None and not BLKSIZE_MIN <= blksize <= BLKSIZE_MAX:
+        raise TftpError(f"blksize must be {BLKSIZE_MIN}..{BLKSIZE_MAX}, not {blksize}")
+    if windowsize is not None and not WINDOWSIZE_MIN <= windowsize <= WINDOWSIZE_MAX:
+        raise TftpError(f"windowsize must be {WINDOWSIZE_MIN}..{WINDOWSIZE_MAX}")
+    if timeout is not None and not 0 < timeout <= TIMEOUT_MAX:
+        raise TftpError(f"timeout must be more than 0 and at most {TIMEOUT_MAX} seconds")
+    if retries < 0:
+        raise TftpError("retries must not be negative")
+
+
+def _request_options(
+    *,
+    is_read: bool,
+    blksize: int | None,
+    windowsize: int | None,
+    tsize: bool,
+    size: int | None,
+    timeout: float | None,
+) -> dict[str, int]:
+    """The options to ask for, in the order they go on the wire. A default value
+    (blksize 512, windowsize 1) is still asked for when given explicitly: asking is
+    harmless and tells the server to answer with an OACK."""
+    options: dict[str, int] = {}
+    if blksize is not None:
+        options["blksize"] = blksize
+    if windowsize is not None:
+        options["windowsize"] = windowsize
+    if tsize:
+        if is_read:
+            options["tsize"] = 0
+        elif size is not None:
+            options["tsize"] = size
+    if timeout is not None:
+        options["timeout"] = min(TIMEOUT_MAX, max(TIMEOUT_MIN, round(timeout)))
+    return options
+
+
+async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise TftpError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    except UnicodeError:
+        raise TftpError(f"invalid host name {host!r}") from None
+    if not infos:
+        raise TftpError(f"cannot resolve host {host!r}")
+    family, _, _, _, sockaddr = infos[0]
+    return family, tuple(sockaddr)
+
+
+class _Exchange:
+    """One request and the transfer it starts, on its own socket (its own TID)."""
+
+    def __init__(
+        self,
+        *,
+        family: socket.AddressFamily,
+        server: tuple[object, ...],
+        request: Request,
+        requested: dict[str, int],
+        file: BinaryIO,
+        timeout: float,
+        retries: int,
+        progress: ProgressCallback | None,
+        total: int | None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.server = server
+        self.server_text = format_host(str(server[0]), int(str(server[1])))
+        self.request = request
+        self.request_bytes = request.encode()
+        self.is_read = request.is_read
+        self.requested = requested
+        self.file = file
+        self.timeout = timeout
+        self.retries = retries
+        self.progress = progress
+        self.total = total
+        self.netascii = request.mode == "netascii"
+        self.decoder = netascii.Decoder() if self.netascii and self.is_read else None
+        self.machine: Sender | Receiver | None = None
+        self.peer: tuple[str, int] | None = None
+        self.negotiated_blksize = DEFAULT_BLKSIZE
+        self.negotiated_windowsize = 1
+        self.tsize: int | None = None
+        self.granted: tuple[tuple[str, str], ...] = ()
+        self.fallback = False
+        self.local_bytes = 0
+        self.started = time.monotonic()
+        self.finished_at: float | None = None
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self.closed = asyncio.Event()
+        self._request_tries = 0
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            self.sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
+        except OSError as exc:
+            self.sock.close()
+            raise TftpError(f"cannot open a UDP socket: {exc.strerror}") from None
+
+    # -- driving -----------------------------------------------------------------------
+    def start(self) -> None:
+        self.loop.add_reader(self.sock.fileno(), self._on_readable)
+        self._send_request()
+
+    def _send_request(self) -> None:
+        self._request_tries += 1
+        self._sendto(self.request_bytes, self.server)
+        self._restart_timer()
+
+    def _restart_timer(self) -> None:
+        self._deadline = self.loop.time() + self.timeout
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._deadline is None or self._closed:
+            return
+        now = self.loop.time()
+        if now < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            return
+        machine = self.machine
+        if machine is None:
+            if self._request_tries > self.retries:
+                seconds = time.monotonic() - self.started
+                self._fail(
+                    TransferTimeout(
+                        f"no answer from {self.server_text} after {self._request_tries} "
+                        f"tries ({seconds:.1f} s)"
+                    )
+                )
+            else:
+                self._send_request()
+            return
+        if isinstance(machine, Sender) and not self._feed():
+            return
+        self._apply(machine.timeout())
+
+    def _on_readable(self) -> None:
+        sock = self.sock
+        for _ in range(256):  # bounded so timers and other tasks still get their turn
+            try:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue
+            peer = self.peer
+            if peer is None:
+                if addr[0] == self.server[0]:
+                    self._latch(data, (addr[0], addr[1]))
+            elif addr[1] != peer[1] or addr[0] != peer[0]:
+                # RFC 1350: a packet from a wrong TID gets ERROR 5; the transfer goes on.
+                if not (len(data) >= 2 and data[1] == Opcode.ERROR):
+                    self._sendto(error_bytes(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
+                continue
+            else:
+                assert self.machine is not None
+                self._apply(self.machine.receive(data))
+            if self._closed or self.done.done():
+                break
+        self._report()
+
+    def _report(self) -> None:
+        if self.progress is None or self.machine is None:
+            return
+        machine = self.machine
+        done = machine.bytes_acked if isinstance(machine, Sender) else machine.bytes_received
+        self.progress(done, self.total)
+
+    def _latch(self, data: bytes, addr: tuple[str, int]) -> None:
+        """The first reply from the server's address: its source port is the TID."""
+        try:
+            packet = decode(data)
+        except PacketError:
+            return
+        if isinstance(packet, Error):
+            self._fail(RemoteError(packet.code, packet.message))
+            return
+        if isinstance(packet, OptionAck):
+            try:
+                negotiated = accept_oack(self.requested, packet.options)
+            except OptionError as exc:
+                self._sendto(error_bytes(ErrorCode.OPTION_REFUSED, str(exc)), addr)
+                self._fail(ProtocolError(f"refused the server's options: {exc}"))
+                return
+            self.peer = addr
+            self.negotiated_blksize = negotiated.blksize
+            self.negotiated_windowsize = negotiated.windowsize
+            self.granted = packet.options
+            if negotiated.timeout is not None:
+                self.timeout = negotiated.timeout
+            if negotiated.tsize is not None:
+                self.tsize = negotiated.tsize
+                if self.is_read:
+                    self.total = negotiated.tsize
+            if self.is_read:
+                self.machine = Receiver(
+                    blksize=negotiated.blksize,
+                    windowsize=negotiated.windowsize,
+                    retries=self.retries,
+                    first_packet=Ack(0).encode(),
+                )
+                self._apply(self.machine.start())
+            else:
+                self._start_sender(negotiated.blksize, negotiated.windowsize)
+            return
+        if self.is_read and isinstance(packet, Data) and packet.block == 1:
+            # The server ignored our options (or we sent none): plain RFC 1350.
+            self.peer = addr
+            self.fallback = bool(self.requested)
+            self.machine = Receiver(blksize=DEFAULT_BLKSIZE, windowsize=1, retries=self.retries)
+            self.machine.start()
+            self._apply(self.machine.receive(data))
+            return
+        if not self.is_read and isinstance(packet, Ack) and packet.block == 0:
+            self.peer = addr
+            self.fallback = bool(self.requested)
+            self._start_sender(DEFAULT_BLKSIZE, 1)
+            return
+        # Anything else is no answer to our request; the request timer keeps running.
+
+    def _start_sender(self, blksize: int, windowsize: int) -> None:
+        self.negotiated_blksize, self.negotiated_windowsize = blksize, windowsize
+        self.machine = Sender(blksize=blksize, windowsize=windowsize, retries=self.retries)
+        if self._feed():
+            self._apply(self.machine.start())
+
+    # -- files -------------------------------------------------------------------------
+    def _feed(self) -> bool:
+        machine = self.machine
+        assert isinstance(machine, Sender)
+        read = self.file.read
+        while (wanted := machine.bytes_wanted) > 0:
+            try:
+                chunk = read(max(wanted, _READ_CHUNK))
+            except OSError as exc:
+                self._abort(ErrorCode.NOT_DEFINED, f"cannot read the local file: {exc.strerror}")
+                return False
+            if not chunk:
+                machine.feed(b"", True)
+                break
+            self.local_bytes += len(chunk)
+            machine.feed(netascii.encode(chunk) if self.netascii else chunk)
+        return True
+
+    def _write(self, data: bytes) -> bool:
+        decoder = self.decoder
+        if decoder is not None:
+            data = decoder.feed(data)
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            code = (
+                ErrorCode.DISK_FULL
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                else ErrorCode.NOT_DEFINED
+            )
+            self._abort(code, f"cannot write the local file: {exc.strerror}")
+            return False
+        self.local_bytes += len(data)
+        return True
+
+    def _complete(self) -> bool:
+        """Every byte is in (get) or acknowledged (put): flush and report success."""
+        if self.decoder is not None and not self._write(self.decoder.flush()):
+            return False
+        try:
+            self.file.flush()
+        except OSError as exc:
+            self._abort(ErrorCode.DISK_FULL, f"cannot write the local file: {exc.strerror}")
+            return False
+        except ValueError:
+            pass  # a file object without flush semantics
+        self.finished_at = time.monotonic()
+        self._report()
+        if not self.done.done():
+            self.done.set_result(None)
+        return True
+
+    # -- steps -------------------------------------------------------------------------
+    def _apply(self, step: Step) -> None:
+        machine = self.machine
+        assert machine is not None
+        if step.data and not self._write(step.data):
+            return
+        peer = self.peer
+        assert peer is not None
+        for datagram in step.send:
+            self._sendto(datagram, peer)
+        timer = step.timer
+        if timer is Timer.RESTART:
+            self._restart_timer()
+        elif timer is Timer.CANCEL:
+            self._deadline = None
+        if isinstance(machine, Sender) and machine.state is State.ACTIVE and not self._feed():
+            return
+        state = machine.state
+        if state is State.COMPLETE:
+            # The receiver keeps dallying to re-ACK a resent last block; the caller
+            # already has its file.
+            if not self.done.done():
+                self._complete()
+        elif state is State.DONE:
+            if self.done.done() or self._complete():
+                self._close()
+        elif state is State.FAILED:
+            error = machine.peer_error
+            if error is not None:
+                self._fail(RemoteError(error.code, error.message))
+            else:
+                seconds = time.monotonic() - self.started
+                self._fail(
+                    TransferTimeout(
+                        f"transfer with {self.server_text} timed out after "
+                        f"{self.retries} retries ({seconds:.1f} s)"
+                    )
+                )
+
+    def _sendto(self, datagram: bytes, addr: tuple[object, ...]) -> None:
+        try:
+            self.sock.sendto(datagram, addr)
+        except (BlockingIOError, InterruptedError):
+            pass  # the retransmission timer covers a full socket buffer
+        except OSError as exc:
+            if self.machine is None and exc.errno in (
+                errno.ENETUNREACH,
+                errno.EHOSTUNREACH,
+                errno.EADDRNOTAVAIL,
+                errno.EAFNOSUPPORT,
+            ):
+                self._fail(TftpError(f"cannot reach {self.server_text}: {exc.strerror}"))
+
+    # -- ending ------------------------------------------------------------------------
+    def _abort(self, code: ErrorCode, message: str) -> None:
+        if self.peer is not None:
+            self._sendto(error_bytes(code, message), self.peer)
+        self._fail(TftpError(message))
+
+    def _fail(self, error: TftpError) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+        self._close()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        with contextlib.suppress(ValueError, OSError, RuntimeError):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        self.closed.set()
+
+    def cancel(self) -> None:
+        """Stop now (caller cancelled): tell the server, so it does not retry for long."""
+        if not self._closed and self.peer is not None and not self.done.done():
+            self._sendto(error_bytes(ErrorCode.NOT_DEFINED, "transfer cancelled"), self.peer)
+        if not self.done.done():
+            self.done.cancel()
+        self._close()
+
+    def result(self) -> TransferResult:
+        machine = self.machine
+        wire = 0
+        retransmissions = 0
+        if machine is not None:
+            wire = machine.bytes_acked if isinstance(machine, Sender) else machine.bytes_received
+            retransmissions = machine.retransmissions
+        end = self.finished_at or time.monotonic()
+        return TransferResult(
+            bytes=self.local_bytes,
+            wire_bytes=wire,
+            seconds=end - self.started,
+            blksize=self.negotiated_blksize,
+            windowsize=self.negotiated_windowsize,
+            tsize=self.tsize,
+            options=self.granted,
+            retransmissions=retransmissions,
+            rfc1350_fallback=self.fallback,
+        )
+
+
+_dallies: set[asyncio.Task[None]] = set()
+
+
+async def _dally(exchange: _Exchange) -> None:
+    """Keep the socket a little longer to re-ACK a resent final block (RFC 1350): the
+    machine's own timer ends it. Cancelled (socket closed) when the loop shuts down."""
+    try:
+        await exchange.closed.wait()
+    finally:
+        exchange._close()
+
+
+async def _run(
+    *,
+    host: str,
+    port: int,
+    request: Request,
+    requested: dict[str, int],
+    file: BinaryIO,
+    timeout: float | None,
+    retries: int,
+    progress: ProgressCallback | None,
+    total: int | None,
+) -> TransferResult:
+    family, server = await _resolve(host, port)
+    exchange = _Exchange(
+        family=family,
+        server=server,
+        request=request,
+        requested=requested,
+        file=file,
+        timeout=timeout or DEFAULT_TIMEOUT,
+        retries=retries,
+        progress=progress,
+        total=total,
+    )
+    try:
+        exchange.start()
+        await exchange.done
+    except BaseException:
+        exchange.cancel()
+        raise
+    if not exchange.closed.is_set():
+        task = asyncio.get_running_loop().create_task(_dally(exchange))
+        _dallies.add(task)
+        task.add_done_callback(_dallies.discard)
+    return exchange.result()
+
+
+async def _with_fallback(
+    *,
+    host: str,
+    port: int,
+    filename: str,
+    opcode: Opcode,
+    mode: str,
+    requested: dict[str, int],
+    file: BinaryIO,
+    timeout: float | None,
+    retries: int,
+    progress: ProgressCallback | None,
+    total: int | None,
+) -> TransferResult:
+    options = tuple((name, str(value)) for name, value in requested.items())
+    request = Request(opcode, filename, mode, options)
+    try:
+        return await _run(
+            host=host,
+            port=port,
+            request=request,
+            requested=requested,
+            file=file,
+            timeout=timeout,
+            retries=retries,
+            progress=progress,
+            total=total,
+        )
+    except RemoteError as exc:
+        if exc.code != ErrorCode.OPTION_REFUSED or not requested:
+            raise
+    # The server refused our options (ERROR 8): ask again without any, new TID.
+    result = await _run(
+        host=host,
+        port=port,
+        request=Request(opcode, filename, mode, ()),
+        requested={},
+        file=file,
+        timeout=timeout,
+        retries=retries,
+        progress=progress,
+        total=total,
+    )
+    return TransferResult(
+        result.bytes,
+        result.wire_bytes,
+        result.seconds,
+        result.blksize,
+        result.windowsize,
+        result.tsize,
+        result.options,
+        result.retransmissions,
+        True,
+    )
+
+
+def _local_size(file: BinaryIO) -> int | None:
+    """Bytes left to read in a regular file, or None for pipes and the like."""
+    try:
+        st = os.fstat(file.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return max(0, st.st_size - file.tell())
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+async def get_file(
+    host: str,
+    remote: str,
+    file: BinaryIO,
+    *,
+    port: int = DEFAULT_PORT,
+    mode: str = "octet",
+    blksize: int | None = None,
+    windowsize: int | None = None,
+    tsize: bool = False,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    rfc1350: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """Download `remote` from `host` into the binary file object `file`.
+
+    Options are asked for only when given (`rfc1350=True` asks for none at all);
+    `timeout` is the retransmission interval in seconds and, when given, is also sent
+    as the RFC 2349 timeout option so both ends retransmit at the same pace. Raises
+    `TftpError` (with a one-line message) on any failure; nothing is written to
+    `file` before the server has accepted the request.
+    """
+    mode = mode.lower()
+    _check_options(mode, blksize, windowsize, timeout, retries)
+    requested = (
+        {}
+        if rfc1350
+        else _request_options(
+            is_read=True,
+            blksize=blksize,
+            windowsize=windowsize,
+            tsize=tsize and mode == "octet",
+            size=None,
+            timeout=timeout,
+        )
+    )
+    return await _with_fallback(
+        host=host,
+        port=port,
+        filename=remote,
+        opcode=Opcode.RRQ,
+        mode=mode,
+        requested=requested,
+        file=file,
+        timeout=timeout,
+        retries=retries,
+        progress=progress,
+        total=None,
+    )
+
+
+async def put_file(
+    host: str,
+    file: BinaryIO,
+    remote: str,
+    *,
+    port: int = DEFAULT_PORT,
+    mode: str = "octet",
+    blksize: int | None = None,
+    windowsize: int | None = None,
+    tsize: bool = False,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    rfc1350: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """Upload everything left in the binary file object `file` to `remote` on `host`.
+
+    Same options as `get_file`; `tsize` announces the size when `file` is a regular
+    file in octet mode (the server can then refuse early if its disk is too small).
+    """
+    mode = mode.lower()
+    _check_options(mode, blksize, windowsize, timeout, retries)
+    size = _local_size(file)
+    requested = (
+        {}
+        if rfc1350
+        else _request_options(
+            is_read=False,
+            blksize=blksize,
+            windowsize=windowsize,
+            tsize=tsize and mode == "octet",
+            size=size,
+            timeout=timeout,
+        )
+    )
+    return await _with_fallback(
+        host=host,
+        port=port,
+        filename=remote,
+        opcode=Opcode.WRQ,
+        mode=mode,
+        requested=requested,
+        file=file,
+        timeout=timeout,
+        retries=retries,
+        progress=progress,
+        total=size if mode == "octet" else None,
+    )
