@@ -51,6 +51,7 @@ def served_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("root")
     for size in SIZES:
         make_file(root / f"f{size}.bin", size)
+    make_file(root / "f1024.bin", 1024)
     (root / "sub").mkdir()
     (root / "sub" / "nested.txt").write_bytes(b"nested\n")
     (root / "text.txt").write_bytes(b"line one\nline two\r\nbare\rcr\n" * 50)

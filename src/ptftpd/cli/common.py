@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import resource
 import signal
+import stat
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -49,6 +51,23 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
+
+
+def root_problem(root: str | os.PathLike[str]) -> str | None:
+    """Why a directory cannot be served, in words, or None when it can."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return f"root {root} does not exist"
+    except PermissionError:
+        return f"cannot access root {root}: permission denied"
+    except OSError as exc:
+        return f"cannot access root {root}: {exc.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"root {root} is not a directory"
+    if not os.access(root, os.R_OK | os.X_OK):
+        return f"root {root} is not readable by this user"
+    return None
 
 
 def fail(prog: str, message: str) -> int:

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from ptftpd import __version__
-from ptftpd.cli.common import add_common_flags, port_number, positive_int, run_service
+from ptftpd.cli.common import (
+    add_common_flags,
+    port_number,
+    positive_int,
+    root_problem,
+    run_service,
+)
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN
 from ptftpd.tftp.server import ServerConfig, ServerStartError, TftpServer
@@ -79,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.timeout <= 0 or args.timeout > 255:
         parser.error("--timeout must be between 0 and 255 seconds")
-    if not args.root.is_dir():
-        parser.exit(1, f"ptftpd: error: root {args.root} is not a directory\n")
+    problem = root_problem(args.root)
+    if problem:
+        parser.exit(1, f"ptftpd: error: {problem}\n")
     try:
         hosts = [a.host for a in interface_addresses(args.iface)]
     except InterfaceError as exc:

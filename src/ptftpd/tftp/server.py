@@ -336,7 +336,7 @@ class TftpServer:
 
     def __init__(self, config: ServerConfig) -> None:
         root = Path(config.root)
-        if not root.is_dir():
+        if not os.path.isdir(root):
             raise ServerStartError(f"root {config.root} is not a directory")
         self.config = config
         self.root = root.resolve()
