@@ -417,7 +417,7 @@ class TftpServer:
             )
             proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server busy, try again"), addr)
             return
-        peer = (addr[0], addr[1])
+        peer = addr  # the full tuple: IPv6 link-local replies need the scope id
         try:
             transfer = self._open_transfer(packet, peer, local_host, key)
         except _Refusal as refusal:
