@@ -1,0 +1,342 @@
+"""`dhcpd`: the DHCP server command line (compatible with pTFTPd 1.x's dhcpd).
+
+Settings come from three places, later ones winning: built-in defaults, the TOML file
+given with `--config`, and command-line flags. The TOML keys mirror the long flags::
+
+    range = ["10.0.0.100", "10.0.0.200"]
+    lease-time = 7200
+    leases = "/var/lib/ptftpd/lab.sqlite"
+    gateway = "10.0.0.254"
+    tftp-server = "10.0.0.2"
+    dns = ["10.0.0.53"]
+    domain = "lab.example"
+    all = true
+    hosts = ["52:54:00:12:34:56=10.0.0.10,build01"]   # or [{mac=, ip=, name=}]
+    [options]                                           # by registry name or code
+    ntp-servers = ["10.0.0.123"]
+    252 = "687474703a2f2f"                               # raw bytes as hex
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import tomllib
+from collections.abc import Mapping
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from ptftpd import __version__
+from ptftpd.cli.common import positive_int, run_service
+from ptftpd.dhcp.engine import DhcpConfig
+from ptftpd.dhcp.leases import StaticHost
+from ptftpd.dhcp.options import OptionValueError, encode_value, option_by_name
+from ptftpd.dhcp.server import DhcpServer, ServerStartError
+from ptftpd.dhcp.store import StoreError, default_leases_path
+from ptftpd.netif import InterfaceError, interface_addresses
+
+DEFAULT_LEASE_TIME = 3600
+
+
+class ConfigError(Exception):
+    """Bad flag value or config file: one line, exit 1."""
+
+
+def ipv4(text: str) -> IPv4Address:
+    try:
+        return IPv4Address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+
+
+def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
+    """Flags shared by dhcpd and bootpd (the original's, then the new long ones)."""
+    parser.add_argument("iface", metavar="IFACE", help="interface to serve (or an address on it)")
+    parser.add_argument("bootfile", metavar="BOOTFILE", help="boot file name given to clients")
+    parser.add_argument(
+        "-t",
+        "--tftp-server",
+        metavar="TFTP_SERVER",
+        help="next-server (siaddr, option 66): address or name (default: this host)",
+    )
+    parser.add_argument(
+        "-g",
+        "--gateway",
+        metavar="GATEWAY",
+        type=ipv4,
+        help="router given to clients (default: this host)",
+    )
+    parser.add_argument(
+        "-n",
+        "--dns",
+        metavar="DNS",
+        type=ipv4,
+        action="append",
+        help="DNS server given to clients (repeatable)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log one line per event")
+    parser.add_argument("-D", "--debug", action="store_true", help="log every packet")
+    parser.add_argument(
+        "--range",
+        nargs=2,
+        metavar=("START", "END"),
+        type=ipv4,
+        help="hand out only START..END (default: the whole subnet)",
+    )
+    parser.add_argument(
+        "--host",
+        action="append",
+        metavar="MAC=IP[,NAME]",
+        help="static host: always give IP (and host name NAME) to MAC (repeatable)",
+    )
+    parser.add_argument(
+        "--leases",
+        type=Path,
+        metavar="PATH",
+        help=f"SQLite lease file (default: {default_leases_path(tool, 'IFACE')})",
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    parser.add_argument("--domain", metavar="NAME", help="domain name given to clients")
+    parser.add_argument(
+        "--port", type=int, default=None, metavar="PORT", help="server UDP port (67)"
+    )
+    parser.add_argument("--version", action="version", version=f"{tool} {__version__}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dhcpd",
+        description="DHCP server for network boot on IFACE (RFC 2131, 2132, 4578). "
+        "Without -a it answers PXE clients only.",
+        epilog="example: dhcpd -a -v -n 10.0.0.53 eth1 pxelinux.0",
+    )
+    add_server_flags(parser, "dhcpd")
+    parser.add_argument(
+        "-a",
+        "--all",
+        action="store_true",
+        default=None,
+        help="answer every client, not only PXE clients (vendor class PXEClient)",
+    )
+    parser.add_argument(
+        "--lease-time",
+        type=positive_int,
+        metavar="SECONDS",
+        help=f"lease time ({DEFAULT_LEASE_TIME})",
+    )
+    parser.add_argument(
+        "--reply-delay",
+        type=float,
+        metavar="SECONDS",
+        help="wait before each reply: workaround for ROMs that miss instant answers (0)",
+    )
+    parser.add_argument(
+        "--pxe-vendor-class",
+        action="append",
+        metavar="PREFIX",
+        help="also treat this vendor class prefix as PXE: workaround for firmware that "
+        "sends something other than PXEClient (repeatable)",
+    )
+    return parser
+
+
+def _load_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"bad TOML in {path}: {exc}") from None
+    return {k.replace("_", "-"): v for k, v in data.items()}
+
+
+def _ip(value: object, what: str) -> IPv4Address:
+    try:
+        return IPv4Address(str(value))
+    except ValueError:
+        raise ConfigError(f"{what}: not an IPv4 address: {value!r}") from None
+
+
+def parse_host(spec: object) -> StaticHost:
+    """`MAC=IP[,NAME]` or a TOML table `{mac, ip, name}`."""
+    if isinstance(spec, Mapping):
+        mac, ip, name = spec.get("mac"), spec.get("ip"), spec.get("name")
+    elif isinstance(spec, str) and "=" in spec:
+        mac, rest = spec.split("=", 1)
+        ip, _, name = rest.partition(",")
+    else:
+        raise ConfigError(f"host: expected MAC=IP[,NAME], got {spec!r}")
+    parts = str(mac).strip().lower().replace("-", ":").split(":")
+    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+        raise ConfigError(f"host: bad MAC address {mac!r}")
+    try:
+        bytes.fromhex("".join(parts))
+    except ValueError:
+        raise ConfigError(f"host: bad MAC address {mac!r}") from None
+    return StaticHost(":".join(parts), _ip(ip, "host"), str(name) if name else None)
+
+
+def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
+    """Merge defaults, TOML and flags into a `DhcpConfig`; raises ConfigError/InterfaceError."""
+    toml = _load_toml(args.config)
+    known = {
+        "range",
+        "lease-time",
+        "leases",
+        "gateway",
+        "tftp-server",
+        "dns",
+        "domain",
+        "all",
+        "hosts",
+        "options",
+        "reply-delay",
+        "pxe-vendor-class",
+        "port",
+    }
+    unknown = sorted(set(toml) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {args.config}: {', '.join(unknown)}")
+
+    def pick(flag: object, key: str, default: object = None) -> Any:
+        return flag if flag is not None else toml.get(key, default)
+
+    addrs = interface_addresses(args.iface, family=4)
+    here = addrs[0]
+    if here.interface is None:
+        raise ConfigError(f"{args.iface} is not an address of any interface here")
+    server_ip = IPv4Address(str(here.address))
+    network = IPv4Network(str(here.network))
+
+    tftp = pick(args.tftp_server, "tftp-server")
+    next_server: IPv4Address | None = None
+    tftp_name: str | None = None
+    if tftp is not None:
+        try:
+            next_server = IPv4Address(str(tftp))
+        except ValueError:
+            try:
+                next_server = IPv4Address(socket.gethostbyname(str(tftp)))
+            except OSError:
+                raise ConfigError(f"cannot resolve TFTP server name {tftp!r}") from None
+            tftp_name = str(tftp)
+
+    gateway = pick(args.gateway, "gateway")
+    routers = None if gateway is None else (_ip(gateway, "gateway"),)
+    dns_raw = args.dns if args.dns else toml.get("dns", [])
+    if isinstance(dns_raw, str):
+        dns_raw = [dns_raw]
+    dns = tuple(_ip(d, "dns") for d in dns_raw)
+
+    rng = pick(args.range, "range")
+    start = end = None
+    if rng is not None:
+        if not isinstance(rng, (list, tuple)) or len(rng) != 2:
+            raise ConfigError("range: expected [START, END]")
+        start, end = _ip(rng[0], "range"), _ip(rng[1], "range")
+        if start not in network or end not in network:
+            raise ConfigError(f"range {start}..{end} is not inside {network}")
+        if start > end:
+            raise ConfigError(f"range start {start} is after end {end}")
+
+    hosts_raw: list[object] = list(toml.get("hosts", []))
+    hosts_raw += args.host or []
+    hosts = tuple(parse_host(h) for h in hosts_raw)
+    for h in hosts:
+        if h.address not in network:
+            raise ConfigError(f"static host {h.mac}: {h.address} is not on {network}")
+
+    extra: dict[int, bytes] = {}
+    opts = toml.get("options", {})
+    if not isinstance(opts, Mapping):
+        raise ConfigError("options: expected a table")
+    try:
+        for name, value in opts.items():
+            spec = option_by_name(str(name))
+            extra[spec.code] = encode_value(spec.code, value)
+    except OptionValueError as exc:
+        raise ConfigError(f"options: {exc}") from None
+
+    lease_time = int(pick(getattr(args, "lease_time", None), "lease-time", DEFAULT_LEASE_TIME))
+    if lease_time <= 0:
+        raise ConfigError("lease-time must be positive")
+    reply_delay = float(pick(getattr(args, "reply_delay", None), "reply-delay", 0.0))
+    if not 0 <= reply_delay <= 10:
+        raise ConfigError("reply-delay must be between 0 and 10 seconds")
+    prefixes = ["PXEClient"]
+    extra_prefixes = getattr(args, "pxe_vendor_class", None) or toml.get("pxe-vendor-class", [])
+    prefixes += [str(p) for p in extra_prefixes]
+    port = int(pick(args.port, "port", 67))
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"not a UDP port: {port}")
+    leases = pick(args.leases, "leases")
+    leases_path = Path(leases) if leases is not None else default_leases_path(tool, args.iface)
+    answer_all = bool(pick(getattr(args, "all", None), "all", False))
+
+    return DhcpConfig(
+        server_ip=server_ip,
+        network=network,
+        bootfile=args.bootfile,
+        interface=here.interface,
+        next_server=next_server,
+        tftp_server_name=tftp_name,
+        routers=routers,
+        dns=dns,
+        domain_name=pick(args.domain, "domain"),
+        answer_all=answer_all,
+        pxe_vendor_prefixes=tuple(prefixes),
+        range_start=start,
+        range_end=end,
+        static_hosts=hosts,
+        lease_time=lease_time,
+        extra_options=extra,
+        leases_path=leases_path,
+        port=port,
+        client_port=68 if port == 67 else port + 1,
+        reply_delay=reply_delay,
+    )
+
+
+def check_root(tool: str, config: DhcpConfig) -> str | None:
+    if os.geteuid() != 0 and config.port < 1024:
+        return (
+            f"needs root to bind UDP port {config.port} on {config.interface} "
+            f"(run it as root, e.g. with sudo)"
+        )
+    return None
+
+
+def serve(tool: str, args: argparse.Namespace, config: DhcpConfig) -> int:
+    async def body(stop: asyncio.Event) -> None:
+        server = DhcpServer(config)
+        try:
+            await server.start()
+            await stop.wait()
+        finally:
+            server.close()
+
+    return run_service(tool, args, body, (ServerStartError, StoreError))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = build_config(args, "dhcpd")
+    except (ConfigError, InterfaceError) as exc:
+        parser.exit(1, f"dhcpd: error: {exc}\n")
+    problem = check_root("dhcpd", config)
+    if problem:
+        parser.exit(1, f"dhcpd: error: {problem}\n")
+    return serve("dhcpd", args, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""DHCP and BOOTP for network boot: codec, lease policy, store and asyncio server.
+
+Layers (each usable alone): `packet` (sans-IO codec: `Message`, `decode`, `encode`,
+`PacketError`), `options` (registry, `Opt`, `MessageType`, `pxe_vendor_options`),
+`leases` (sans-IO lease policy with an injected clock), `store` (SQLite), `engine`
+(sans-IO RFC 2131/951 engine: bytes in, `Outgoing` out) and `server` (asyncio shell).
+
+Hook API for other servers in the same event loop (pxed)::
+
+    from ptftpd.dhcp import BootChoice, DhcpConfig, DhcpServer, Message
+
+    def boot(request: Message) -> BootChoice | str | None:
+        # request.arch (option 93, int or None), request.architectures,
+        # request.vendor_class (60), request.user_class (77 raw bytes),
+        # request.has_user_class("iPXE"), request.options[175] (iPXE), request.mac_str
+        if request.has_user_class("iPXE"):
+            return BootChoice("http://10.0.0.1/boot.ipxe")
+        if request.arch in (7, 9):
+            return BootChoice("ipxe.efi", next_server=IPv4Address("10.0.0.1"))
+        return None          # None or "": no boot information in the reply
+
+    server = DhcpServer(DhcpConfig(server_ip=..., network=..., interface="eth0",
+                                   bootfile="pxelinux.0", answer_all=True),
+                        boot_policy=boot)
+    await server.start()     # binds UDP 67 on the interface, inside the running loop
+    ...
+    server.close()
+
+Without a hook the configured `bootfile` is used. The hook runs for OFFER, ACK, INFORM
+and BOOTP replies; an exception in it is logged and the default is used. `BootChoice`
+has `file`, `next_server` (siaddr and option 66; default `DhcpConfig.next_server` or
+the server's address) and `options` (raw `{code: bytes}` added last, overriding ours,
+e.g. a custom 43 or 175). PXE clients (vendor class `PXEClient`) also get vendor class
+`PXEClient` and `pxe_vendor_options()` (43, discovery control 8: download the boot file
+directly) unless the hook's options replace them.
+
+For proxyDHCP (port 4011) build on the codec: `decode(data)`, `make_reply(request,
+MessageType.ACK, server_ip)`, fill in fields and options, `encode(reply,
+request.max_message_size)`, `reply_destination(request, reply, ...)`, and
+`open_dhcp_socket(interface, 4011)` for a socket bound to the interface.
+"""
+
+from __future__ import annotations
+
+from ptftpd.dhcp.engine import (
+    BootChoice,
+    BootPolicy,
+    DhcpConfig,
+    DhcpEngine,
+    Outgoing,
+    make_reply,
+    reply_destination,
+)
+from ptftpd.dhcp.leases import StaticHost
+from ptftpd.dhcp.options import (
+    ARCHITECTURES,
+    MessageType,
+    Opt,
+    arch_name,
+    pxe_vendor_options,
+)
+from ptftpd.dhcp.packet import BOOTREPLY, BOOTREQUEST, Message, PacketError, decode, encode
+from ptftpd.dhcp.server import DhcpServer, ServerStartError, open_dhcp_socket
+
+__all__ = [
+    "ARCHITECTURES",
+    "BOOTREPLY",
+    "BOOTREQUEST",
+    "BootChoice",
+    "BootPolicy",
+    "DhcpConfig",
+    "DhcpEngine",
+    "DhcpServer",
+    "Message",
+    "MessageType",
+    "Opt",
+    "Outgoing",
+    "PacketError",
+    "ServerStartError",
+    "StaticHost",
+    "arch_name",
+    "decode",
+    "encode",
+    "make_reply",
+    "open_dhcp_socket",
+    "pxe_vendor_options",
+    "reply_destination",
+]

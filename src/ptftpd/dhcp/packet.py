@@ -1,0 +1,361 @@
+"""BOOTP/DHCP message codec (RFC 951, 1497, 2131, 2132, 3396), shared by dhcpd, bootpd
+and the PXE proxy.
+
+Sans-IO: `decode(bytes) -> Message` and `encode(Message) -> bytes`. Every way a datagram
+can be malformed surfaces as `PacketError` and nothing else, so a server can drop the
+packet with one log line and keep serving.
+
+Options are kept as an ordered `dict[int, bytes]`: multiple instances of one code in the
+options field, the `file` field and the `sname` field (overload, option 52) are joined
+in that order (RFC 3396), and on encoding a value longer than 255 bytes is split into
+consecutive instances. Options that do not fit the client's maximum message size (57)
+spill into `file` and `sname` when those are unused, then are dropped from the end.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from ptftpd.dhcp.options import MessageType, Opt, arch_name
+
+__all__ = [
+    "BOOTREPLY",
+    "BOOTREQUEST",
+    "MAGIC_COOKIE",
+    "Message",
+    "PacketError",
+    "decode",
+    "encode",
+]
+
+BOOTREQUEST = 1
+BOOTREPLY = 2
+MAGIC_COOKIE = b"\x63\x82\x53\x63"
+BROADCAST_FLAG = 0x8000
+HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
+HEADER_LEN = HEADER.size  # 236
+MIN_REPLY_LEN = 300  # RFC 1542 2.1: some BOOTP relays and ROMs drop anything shorter
+DEFAULT_MAX_SIZE = 576  # RFC 2131: what every client must accept (IP datagram)
+IP_UDP_HEADERS = 28
+ZERO_IP = IPv4Address(0)
+
+
+class PacketError(ValueError):
+    """The datagram is not a BOOTP/DHCP message we can read."""
+
+
+@dataclass
+class Message:
+    op: int = BOOTREQUEST
+    htype: int = 1
+    hlen: int = 6
+    hops: int = 0
+    xid: int = 0
+    secs: int = 0
+    flags: int = 0
+    ciaddr: IPv4Address = ZERO_IP
+    yiaddr: IPv4Address = ZERO_IP
+    siaddr: IPv4Address = ZERO_IP
+    giaddr: IPv4Address = ZERO_IP
+    chaddr: bytes = b"\x00" * 16
+    sname: bytes = b""
+    file: bytes = b""
+    options: dict[int, bytes] = field(default_factory=dict)
+    # False for plain RFC 951 BOOTP with an empty vendor area (no cookie, no options).
+    cookie: bool = True
+
+    # -- typed views used by the servers and the boot policy hook -----------------
+
+    @property
+    def message_type(self) -> MessageType | None:
+        raw = self.options.get(Opt.MESSAGE_TYPE)
+        if raw is None or len(raw) != 1:
+            return None
+        try:
+            return MessageType(raw[0])
+        except ValueError:
+            return None
+
+    @property
+    def is_bootp(self) -> bool:
+        """Plain BOOTP: no DHCP message type at all."""
+        return Opt.MESSAGE_TYPE not in self.options
+
+    @property
+    def broadcast(self) -> bool:
+        return bool(self.flags & BROADCAST_FLAG)
+
+    @property
+    def mac(self) -> bytes:
+        return self.chaddr[: min(self.hlen, 16)]
+
+    @property
+    def mac_str(self) -> str:
+        return ":".join(f"{b:02x}" for b in self.mac)
+
+    @property
+    def client_key(self) -> bytes:
+        """What leases are bound to: option 61 when sent, else hardware type + MAC."""
+        cid = self.options.get(Opt.CLIENT_ID)
+        if cid:
+            return b"id:" + cid
+        return b"hw:" + bytes([self.htype & 0xFF]) + self.mac
+
+    def _ip(self, code: int) -> IPv4Address | None:
+        raw = self.options.get(code)
+        return IPv4Address(raw) if raw is not None and len(raw) == 4 else None
+
+    @property
+    def requested_ip(self) -> IPv4Address | None:
+        return self._ip(Opt.REQUESTED_IP)
+
+    @property
+    def server_id(self) -> IPv4Address | None:
+        return self._ip(Opt.SERVER_ID)
+
+    def _text(self, code: int) -> str | None:
+        raw = self.options.get(code)
+        if raw is None:
+            return None
+        return raw.rstrip(b"\x00").decode("utf-8", "replace")
+
+    @property
+    def hostname(self) -> str | None:
+        return self._text(Opt.HOSTNAME)
+
+    @property
+    def vendor_class(self) -> str | None:
+        return self._text(Opt.VENDOR_CLASS)
+
+    @property
+    def user_class(self) -> bytes | None:
+        """Raw option 77: iPXE sends the bare string `iPXE`, RFC 3004 clients a
+        length-prefixed list; `has_user_class` understands both."""
+        return self.options.get(Opt.USER_CLASS)
+
+    def has_user_class(self, name: str) -> bool:
+        raw = self.user_class
+        if raw is None:
+            return False
+        want = name.encode()
+        if raw == want:
+            return True
+        i = 0
+        while i < len(raw):
+            n = raw[i]
+            if raw[i + 1 : i + 1 + n] == want:
+                return True
+            i += 1 + n
+        return False
+
+    @property
+    def architectures(self) -> list[int]:
+        raw = self.options.get(Opt.CLIENT_ARCH, b"")
+        return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw) - 1, 2)]
+
+    @property
+    def arch(self) -> int | None:
+        archs = self.architectures
+        return archs[0] if archs else None
+
+    @property
+    def arch_label(self) -> str | None:
+        return None if self.arch is None else arch_name(self.arch)
+
+    @property
+    def is_pxe(self) -> bool:
+        return (self.vendor_class or "").startswith("PXEClient")
+
+    @property
+    def parameter_list(self) -> list[int] | None:
+        raw = self.options.get(Opt.PARAMETER_LIST)
+        return None if raw is None else list(raw)
+
+    @property
+    def max_message_size(self) -> int:
+        raw = self.options.get(Opt.MAX_MESSAGE_SIZE)
+        if raw is None or len(raw) != 2:
+            return DEFAULT_MAX_SIZE
+        return max(DEFAULT_MAX_SIZE, int.from_bytes(raw, "big"))
+
+    @property
+    def sname_str(self) -> str:
+        return self.sname.split(b"\x00", 1)[0].decode("utf-8", "replace")
+
+    @property
+    def file_str(self) -> str:
+        return self.file.split(b"\x00", 1)[0].decode("utf-8", "replace")
+
+
+# -- decoding ----------------------------------------------------------------------
+
+
+def _parse_options(area: bytes, where: str, into: dict[int, bytearray], order: list[int]) -> None:
+    i, n = 0, len(area)
+    while i < n:
+        code = area[i]
+        if code == Opt.PAD:
+            i += 1
+            continue
+        if code == Opt.END:
+            return
+        if i + 1 >= n:
+            raise PacketError(f"option {code} in {where} has no length byte")
+        length = area[i + 1]
+        end = i + 2 + length
+        if end > n:
+            raise PacketError(f"option {code} in {where} runs past the end ({length} bytes)")
+        if code not in into:
+            into[code] = bytearray()
+            order.append(code)
+        into[code] += area[i + 2 : end]
+        i = end
+
+
+def decode(data: bytes) -> Message:
+    """Parse one datagram; raises `PacketError` for anything malformed."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise PacketError("not bytes")
+    data = bytes(data)
+    if len(data) < HEADER_LEN:
+        raise PacketError(f"truncated header: {len(data)} bytes")
+    (op, htype, hlen, hops, xid, secs, flags, ci, yi, si, gi, chaddr, sname, file) = (
+        HEADER.unpack_from(data)
+    )
+    if op not in (BOOTREQUEST, BOOTREPLY):
+        raise PacketError(f"bad op {op}")
+    if hlen > 16:
+        raise PacketError(f"bad hardware address length {hlen}")
+    msg = Message(
+        op=op,
+        htype=htype,
+        hlen=hlen,
+        hops=hops,
+        xid=xid,
+        secs=secs,
+        flags=flags,
+        ciaddr=IPv4Address(ci),
+        yiaddr=IPv4Address(yi),
+        siaddr=IPv4Address(si),
+        giaddr=IPv4Address(gi),
+        chaddr=chaddr,
+        sname=sname,
+        file=file,
+    )
+    vend = data[HEADER_LEN:]
+    if not vend.strip(b"\x00"):
+        msg.cookie = False
+        return msg
+    if len(vend) < 4 or vend[:4] != MAGIC_COOKIE:
+        raise PacketError("bad magic cookie")
+    into: dict[int, bytearray] = {}
+    order: list[int] = []
+    _parse_options(vend[4:], "options", into, order)
+    overload_raw = into.get(Opt.OVERLOAD)
+    if overload_raw is not None:
+        if len(overload_raw) != 1 or overload_raw[0] not in (1, 2, 3):
+            raise PacketError(f"bad overload option {bytes(overload_raw)!r}")
+        overload = overload_raw[0]
+        # RFC 2131 4.1: options, then file, then sname. A 52 inside either field would
+        # make the fields point at each other; refuse instead of looping.
+        for bit, name, area in ((1, "file", file), (2, "sname", sname)):
+            if overload & bit:
+                before = len(into[Opt.OVERLOAD])
+                _parse_options(area, name, into, order)
+                if len(into[Opt.OVERLOAD]) != before:
+                    raise PacketError(f"overload option inside {name}: loop")
+        if overload & 1:
+            msg.file = b""
+        if overload & 2:
+            msg.sname = b""
+        del into[Opt.OVERLOAD]
+        order.remove(Opt.OVERLOAD)
+    msg.options = {code: bytes(into[code]) for code in order}
+    return msg
+
+
+# -- encoding ----------------------------------------------------------------------
+
+
+def _pack_option(code: int, value: bytes) -> bytes:
+    if not value:
+        return bytes([code, 0])
+    out = bytearray()
+    for i in range(0, len(value), 255):
+        chunk = value[i : i + 255]
+        out += bytes([code, len(chunk)]) + chunk
+    return bytes(out)
+
+
+def _fit(items: list[bytes], room: int) -> tuple[bytes, list[bytes]]:
+    """Greedily place whole option instances into `room` bytes (one kept for END)."""
+    out = bytearray()
+    rest: list[bytes] = []
+    for item in items:
+        if not rest and len(out) + len(item) <= room - 1:
+            out += item
+        else:
+            rest.append(item)
+    return bytes(out), rest
+
+
+def encode(msg: Message, max_size: int | None = None) -> bytes:
+    """Pack a message. `max_size` is the client's maximum DHCP message size (option 57,
+    an IP datagram size); options beyond it go to file/sname if free, else are dropped."""
+    sname = msg.sname[:64]
+    file = msg.file[:128]
+    if not msg.cookie and not msg.options:
+        vend = b""
+    else:
+        limit = max_size if max_size is not None else 65535
+        room = max(limit - IP_UDP_HEADERS - HEADER_LEN - len(MAGIC_COOKIE), 64)
+        # Message type first (RFC 2131 hint), then the rest in insertion order.
+        codes = sorted(msg.options, key=lambda c: c != Opt.MESSAGE_TYPE)
+        items = [_pack_option(c, msg.options[c]) for c in codes if c not in (0, 52, 255)]
+        main, rest = _fit(items, room)
+        overload = 0
+        if rest:
+            room = room - 3  # the overload option itself
+            main, rest = _fit(items, room)
+            extra_fields: list[tuple[int, int]] = []
+            if not file.strip(b"\x00"):
+                extra_fields.append((1, 128))
+            if not sname.strip(b"\x00"):
+                extra_fields.append((2, 64))
+            for bit, size in extra_fields:
+                if not rest:
+                    break
+                placed, rest = _fit(rest, size)
+                if not placed:
+                    continue
+                overload |= bit
+                area = (placed + b"\xff").ljust(size, b"\x00")
+                if bit == 1:
+                    file = area
+                else:
+                    sname = area
+            if overload:
+                main = bytes([Opt.OVERLOAD, 1, overload]) + main
+        vend = MAGIC_COOKIE + main + b"\xff"
+    header = HEADER.pack(
+        msg.op,
+        msg.htype,
+        msg.hlen,
+        msg.hops,
+        msg.xid & 0xFFFFFFFF,
+        msg.secs,
+        msg.flags,
+        msg.ciaddr.packed,
+        msg.yiaddr.packed,
+        msg.siaddr.packed,
+        msg.giaddr.packed,
+        msg.chaddr[:16].ljust(16, b"\x00"),
+        sname.ljust(64, b"\x00"),
+        file.ljust(128, b"\x00"),
+    )
+    out = header + vend
+    if len(out) < MIN_REPLY_LEN:
+        out = out.ljust(MIN_REPLY_LEN, b"\x00")
+    return out

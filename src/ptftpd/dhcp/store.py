@@ -1,0 +1,110 @@
+"""SQLite lease store: one row per address, committed before the server answers.
+
+WAL journal with `synchronous=NORMAL`: a commit is in the operating system's hands when
+`save` returns, so a `kill -9` of the server loses nothing (the case the issue asks
+for) while a commit costs tens of microseconds instead of an fsync. Use
+`synchronous="FULL"` to survive power loss as well.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from ptftpd.dhcp.leases import Lease, LeaseState
+
+__all__ = ["DEFAULT_LEASES_DIR", "SqliteStore", "StoreError", "default_leases_path"]
+
+DEFAULT_LEASES_DIR = Path("/var/lib/ptftpd")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    address   TEXT PRIMARY KEY,
+    client    BLOB NOT NULL,
+    mac       TEXT NOT NULL,
+    state     TEXT NOT NULL,
+    expires   REAL,
+    hostname  TEXT,
+    since     REAL NOT NULL
+)
+"""
+
+
+class StoreError(Exception):
+    """The lease file cannot be opened or written: reported as one line by the CLIs."""
+
+
+def default_leases_path(tool: str, iface: str) -> Path:
+    """`/var/lib/ptftpd/TOOL-IFACE.sqlite`: one file per instance, so servers on
+    different interfaces never share (or fight over) a pool."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in iface)
+    return DEFAULT_LEASES_DIR / f"{tool}-{safe}.sqlite"
+
+
+class SqliteStore:
+    def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open lease file {path}: {exc}") from None
+
+    def load(self) -> list[Lease]:
+        try:
+            rows = self._db.execute(
+                "SELECT address, client, mac, state, expires, hostname, since FROM leases"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read lease file {self.path}: {exc}") from None
+        leases = []
+        for address, client, mac, state, expires, hostname, since in rows:
+            try:
+                leases.append(
+                    Lease(
+                        IPv4Address(address),
+                        bytes(client),
+                        mac,
+                        LeaseState(state),
+                        math.inf if expires is None else float(expires),
+                        hostname,
+                        float(since),
+                    )
+                )
+            except ValueError:
+                continue  # a row from a future version: skip rather than refuse to start
+        return leases
+
+    def save(self, leases: Iterable[Lease]) -> None:
+        rows = [
+            (
+                str(lease.address),
+                lease.client_key,
+                lease.mac,
+                lease.state.value,
+                None if math.isinf(lease.expires) else lease.expires,
+                lease.hostname,
+                lease.since,
+            )
+            for lease in leases
+        ]
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?)", rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise StoreError(f"cannot write lease file {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
