@@ -11,6 +11,7 @@ TOOLS = {
     "ptftpd": ("ptftpd.cli.ptftpd", "TFTP server (RFC 1350, 2347-2349, 7440)"),
     "dhcpd": ("ptftpd.cli.dhcpd", "DHCP server for network boot (RFC 2131, 4578)"),
     "bootpd": ("ptftpd.cli.bootpd", "BOOTP server (RFC 951, 1497)"),
+    "ptftp": ("ptftpd.cli.ptftp", "TFTP client: interactive, one-shot and tftp:// URLs"),
 }
 
 

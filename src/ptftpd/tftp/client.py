@@ -157,7 +157,7 @@ class TftpUrl:
     """A `tftp://host[:port]/path[;mode=netascii]` URL (RFC 3617)."""
 
     host: str
-    port: int
+    port: int | None  # None: not in the URL (the caller's default, usually 69)
     path: str
     mode: str | None = None
 
@@ -182,7 +182,7 @@ def parse_url(url: str) -> TftpUrl:
     path = unquote(path[1:] if path.startswith("/") else path)
     if not path:
         raise TftpError(f"invalid URL {url!r}: no file name")
-    return TftpUrl(parts.hostname, port or DEFAULT_PORT, path, mode)
+    return TftpUrl(parts.hostname, port, path, mode)
 
 
 def format_host(host: str, port: int) -> str:
