@@ -292,3 +292,27 @@ def test_blksize_max_clamps(tmp_path: Path) -> None:
         client.close()
     finally:
         srv.process.stop()
+
+
+def test_max_sessions_refuses_with_error_then_recovers(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    make_file(root / "a.bin", 2000)
+    srv = start_server(root, tmp_path / "m.log", "--max-sessions", "1", "--timeout", "1",
+                       "--retries", "1")
+    try:
+        first, second = RawClient(srv), RawClient(srv)
+        reply, addr = first.request("a.bin")
+        assert isinstance(reply, Data)
+        busy, _ = second.request("a.bin")
+        assert_error(busy, ErrorCode.NOT_DEFINED)
+        assert "busy" in busy.message  # type: ignore[attr-defined]
+        first.send(Error(0, "bye").encode(), addr)
+        time.sleep(0.2)
+        reply, addr = second.request("a.bin")
+        assert isinstance(reply, Data) and reply.block == 1
+        second.send(Error(0, "bye").encode(), addr)
+        first.close()
+        second.close()
+    finally:
+        srv.process.stop()
