@@ -1,0 +1,171 @@
+"""Hand-crafted DHCP/BOOTP exchanges, run inside a test namespace with `ip netns exec`.
+
+Prints one JSON object per reply on stdout. Every wait is bounded; packets go only to
+the address given on the command line (an address inside the test's namespaces) or to
+the broadcast address of the namespace's own interface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import sys
+import time
+from ipaddress import IPv4Address
+
+from ptftpd.dhcp import Message, MessageType, Opt, PacketError, decode, encode
+
+
+def describe(msg: Message) -> dict[str, object]:
+    return {
+        "type": msg.message_type.name if msg.message_type else None,
+        "xid": msg.xid,
+        "yiaddr": str(msg.yiaddr),
+        "siaddr": str(msg.siaddr),
+        "ciaddr": str(msg.ciaddr),
+        "giaddr": str(msg.giaddr),
+        "flags": msg.flags,
+        "sname": msg.sname_str,
+        "file": msg.file_str,
+        "cookie": msg.cookie,
+        "options": {str(k): v.hex() for k, v in msg.options.items()},
+    }
+
+
+def receive(sock: socket.socket, xid: int, timeout: float) -> Message | None:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data, _ = sock.recvfrom(4096)
+        except TimeoutError:
+            return None
+        try:
+            msg = decode(data)
+        except PacketError:
+            continue
+        if msg.xid == xid and msg.op == 2:
+            return msg
+    return None
+
+
+def mac_bytes(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", ""))
+
+
+def relay(args: argparse.Namespace) -> int:
+    """Act as a relay agent at `giaddr`: DISCOVER then REQUEST, both relayed."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((args.giaddr, 67))
+    xid = random.getrandbits(32)
+    chaddr = mac_bytes(args.mac)
+    agent_info = bytes.fromhex("0106") + b"port-7" + bytes.fromhex("0204") + b"sw01"
+    base: dict[int, bytes] = {Opt.RELAY_AGENT_INFO: agent_info}
+    if args.vendor:
+        base[Opt.VENDOR_CLASS] = args.vendor.encode()
+    discover = Message(
+        xid=xid,
+        hops=1,
+        giaddr=IPv4Address(args.giaddr),
+        chaddr=chaddr,
+        options={Opt.MESSAGE_TYPE: bytes([MessageType.DISCOVER]), **base},
+    )
+    sock.sendto(encode(discover), (args.server, 67))
+    offer = receive(sock, xid, args.timeout)
+    print(json.dumps({"step": "offer", "reply": describe(offer) if offer else None}))
+    if offer is None:
+        return 1
+    request = Message(
+        xid=xid,
+        hops=1,
+        giaddr=IPv4Address(args.giaddr),
+        chaddr=chaddr,
+        options={
+            Opt.MESSAGE_TYPE: bytes([MessageType.REQUEST]),
+            Opt.REQUESTED_IP: offer.yiaddr.packed,
+            Opt.SERVER_ID: offer.options[Opt.SERVER_ID],
+            **base,
+        },
+    )
+    sock.sendto(encode(request), (args.server, 67))
+    ack = receive(sock, xid, args.timeout)
+    print(json.dumps({"step": "ack", "reply": describe(ack) if ack else None}))
+    return 0 if ack else 1
+
+
+def bootp(args: argparse.Namespace) -> int:
+    """A plain RFC 951 client: BOOTREQUEST without option 53, broadcast flag set."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, args.iface.encode())
+    sock.bind(("0.0.0.0", 68))
+    xid = random.getrandbits(32)
+    request = Message(
+        xid=xid, flags=0x8000, chaddr=mac_bytes(args.mac), cookie=args.cookie, options={}
+    )
+    for _ in range(3):
+        sock.sendto(encode(request), ("255.255.255.255", 67))
+        reply = receive(sock, xid, args.timeout / 3)
+        if reply is not None:
+            print(json.dumps({"step": "bootreply", "reply": describe(reply)}))
+            return 0
+    print(json.dumps({"step": "bootreply", "reply": None}))
+    return 1
+
+
+def garbage(args: argparse.Namespace) -> int:
+    """Malformed datagrams of every kind the codec must refuse."""
+    valid = encode(Message(xid=1, options={Opt.MESSAGE_TYPE: bytes([MessageType.DISCOVER])}))
+    rng = random.Random(args.seed)
+    bad = [
+        b"",
+        b"\x01",
+        valid[:100],  # truncated header
+        valid[:236] + b"\x00\x00\x00\x00\x35\x01\x01\xff",  # bad cookie
+        valid[:240] + b"\x35\x40\x01",  # option runs past the end
+        valid[:240] + b"\x34\x01\x03\x35\x01\x01\xff",  # overload with empty fields
+        valid[:108]
+        + b"\x34\x01\x01\xff".ljust(128, b"\x00")
+        + valid[236:240]
+        + b"\x34\x01\x01\x35\x01\x01\xff",  # overload loop
+        bytes([3]) + valid[1:],  # bad op
+    ]
+    bad += [rng.randbytes(rng.randrange(1, 600)) for _ in range(args.count)]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for data in bad:
+        sock.sendto(data, (args.server, 67))
+    print(json.dumps({"sent": len(bad)}))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="mode", required=True)
+    r = sub.add_parser("relay")
+    r.add_argument("--giaddr", required=True)
+    r.add_argument("--server", required=True)
+    r.add_argument("--mac", required=True)
+    r.add_argument("--vendor")
+    b = sub.add_parser("bootp")
+    b.add_argument("--iface", required=True)
+    b.add_argument("--mac", required=True)
+    b.add_argument("--no-cookie", dest="cookie", action="store_false")
+    g = sub.add_parser("garbage")
+    g.add_argument("--server", required=True)
+    g.add_argument("--count", type=int, default=50)
+    g.add_argument("--seed", type=int, default=4)
+    for p in (r, b, g):
+        p.add_argument("--timeout", type=float, default=5.0)
+    args = parser.parse_args()
+    if not (args.mode == "garbage" or os.geteuid() == 0):
+        print("needs root", file=sys.stderr)
+        return 2
+    return int({"relay": relay, "bootp": bootp, "garbage": garbage}[args.mode](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Real clients (busybox udhcpc, ISC dhclient) against `dhcpd`/`bootpd` on veth pairs
+inside namespaces these tests create. No DHCP packet leaves those namespaces."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+from dhcplab import SERVER_IP, Dhclient, Udhcpc, lab, wait_for
+from support import require_tool, script
+
+from ptftpd.dhcp.options import pxe_vendor_options
+
+pytestmark = pytest.mark.netns
+
+PXE_VENDOR = "PXEClient:Arch:00000:UNDI:002001"
+
+
+def test_pxe_only_without_all_then_pxe_client_served(tmp_path: Path) -> None:
+    with lab(tmp_path, 1) as lb:
+        server = lb.dhcpd()
+        plain = Udhcpc(lb, 0, "-q", "-n", "-t", "2", name="plain")
+        assert plain.proc.proc.wait(15) != 0, "a non-PXE client must get no answer without -a"
+        assert not [e for e in plain.events() if e["reason"] == "bound"]
+        assert "not PXE" in server.output()
+
+        pxe = Udhcpc(lb, 0, "-q", "-V", PXE_VENDOR, name="pxe")
+        got = pxe.wait_event("bound")
+        assert IPv4Address(got["ip"]) in {IPv4Address(f"10.77.0.{i}") for i in range(2, 255)}
+        assert got["subnet"] == "255.255.255.0"
+        assert got["router"] == SERVER_IP
+        assert got["boot_file"] == "pxelinux.0"
+        assert got["siaddr"] == SERVER_IP
+        assert got["serverid"] == SERVER_IP
+        assert pxe.proc.proc.wait(10) == 0
+        out = server.output()
+        assert f"DHCPACK {got['ip']}" in out and "file=pxelinux.0" in out
+
+
+def test_all_two_clients_renew_release_rediscover(tmp_path: Path) -> None:
+    with lab(tmp_path, 2) as lb:
+        server = lb.dhcpd("-a", "-n", "10.77.0.53")
+        c0 = Udhcpc(lb, 0, name="c0")
+        c1 = Udhcpc(lb, 1, name="c1")
+        a0 = c0.wait_event("bound")
+        a1 = c1.wait_event("bound")
+        assert a0["ip"] != a1["ip"], "two clients must get different addresses"
+        assert a0["dns"].strip() == "10.77.0.53"
+        assert a0["boot_file"] == "pxelinux.0"
+
+        c0.signal(signal.SIGUSR1)  # renew now
+        renewed = c0.wait_event("renew")
+        assert renewed["ip"] == a0["ip"]
+
+        c0.signal(signal.SIGUSR2)  # release
+        wait_for(lambda: f"DHCPRELEASE {a0['ip']}" in server.output(), 10, "release logged")
+        c0.signal(signal.SIGUSR1)  # and discover again
+        again = c0.wait_event("bound", count=2)
+        assert again["ip"] == a0["ip"], "a returning client gets its previous address"
+        assert again["ip"] != a1["ip"]
+
+
+def test_dhclient_gets_boot_options_and_renews(tmp_path: Path) -> None:
+    with lab(tmp_path, 1) as lb:
+        server = lb.dhcpd(
+            "-a",
+            "--lease-time",
+            "6",
+            "-g",
+            "10.77.0.254",
+            "-t",
+            "10.77.0.9",
+            "-n",
+            "10.77.0.53",
+            "-n",
+            "10.77.0.54",
+        )
+        client = Dhclient(lb, 0, vendor=PXE_VENDOR)
+        client.start()
+        bound = client.wait_event(("BOUND",))
+        assert bound["new_subnet_mask"] == "255.255.255.0"
+        assert bound["new_routers"] == "10.77.0.254"
+        assert bound["new_domain_name_servers"] == "10.77.0.53 10.77.0.54"
+        assert bound["new_filename"] == "pxelinux.0"
+        assert bound["new_bootfile_name"] == "pxelinux.0"
+        assert bound["new_tftp_server_name"] == "10.77.0.9"
+        assert bound.get("new_vendor_class_identifier", "PXEClient") == "PXEClient"
+        # T1 is 3 s: dhclient renews by unicast from its new address.
+        renewed = client.wait_event(("RENEW",), timeout=20)
+        assert renewed["new_ip_address"] == bound["new_ip_address"]
+        client.stop()
+        client.release()
+        wait_for(
+            lambda: f"DHCPRELEASE {bound['new_ip_address']}" in server.output(),
+            10,
+            "release logged",
+        )
+
+
+def test_kill9_and_restart_keeps_every_lease(tmp_path: Path) -> None:
+    leases = tmp_path / "persist.sqlite"
+    with lab(tmp_path, 3) as lb:
+        server = lb.dhcpd("-a", leases=leases)
+        first = [Udhcpc(lb, i, "-q", name=f"first{i}").wait_event("bound")["ip"] for i in (0, 1)]
+        assert first[0] != first[1]
+        server.stop(signal.SIGKILL)
+        rows = (
+            sqlite3.connect(leases)
+            .execute("SELECT address FROM leases WHERE state = 'bound'")
+            .fetchall()
+        )
+        assert sorted(r[0] for r in rows) == sorted(first)
+
+        lb.dhcpd("-a", leases=leases, name="dhcpd2")
+        newcomer = Udhcpc(lb, 2, "-q", name="newcomer").wait_event("bound")["ip"]
+        assert newcomer not in first, "a persisted lease was handed to another client"
+        again = [Udhcpc(lb, i, "-q", name=f"again{i}").wait_event("bound")["ip"] for i in (0, 1)]
+        assert again == first
+
+
+def test_relayed_request_is_answered_to_the_relay(tmp_path: Path) -> None:
+    with lab(tmp_path, 1) as lb:
+        ns, iface = lb.clients[0]
+        ns.run("ip", "addr", "add", "10.77.0.250/24", "dev", iface)
+        server = lb.dhcpd()  # PXE only: the relayed client says PXEClient
+        replies = lb.probe(
+            0,
+            "relay",
+            "--giaddr",
+            "10.77.0.250",
+            "--server",
+            SERVER_IP,
+            "--mac",
+            "02:00:00:00:aa:01",
+            "--vendor",
+            PXE_VENDOR,
+        )
+        assert [r["step"] for r in replies] == ["offer", "ack"], server.output()
+        offer, ack = replies[0]["reply"], replies[1]["reply"]
+        assert isinstance(offer, dict) and isinstance(ack, dict)
+        assert offer["type"] == "OFFER" and ack["type"] == "ACK"
+        assert ack["giaddr"] == "10.77.0.250"
+        assert ack["yiaddr"] == offer["yiaddr"]
+        assert ack["file"] == "pxelinux.0"
+        options = ack["options"]
+        assert isinstance(options, dict)
+        assert options["82"] == ("0106" + b"port-7".hex() + "0204" + b"sw01".hex())
+        assert options["60"] == b"PXEClient".hex()
+        assert options["43"] == pxe_vendor_options().hex()
+        assert "DHCPACK" in server.output()
+
+
+def test_bootpd_answers_bootp_request(tmp_path: Path) -> None:
+    root = tmp_path / "tftp"
+    root.mkdir()
+    (root / "boot.img").write_bytes(b"x" * 1500)
+    with lab(tmp_path, 1) as lb:
+        ns, iface = lb.clients[0]
+        mac = ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+        server = lb.dhcpd(
+            "-t",
+            "10.77.0.9",
+            "-g",
+            "10.77.0.254",
+            "-n",
+            "10.77.0.53",
+            "--root",
+            str(root),
+            "--host",
+            f"{mac}=10.77.0.20,node20",
+            tool="bootpd",
+            bootfile="boot.img",
+            name="bootpd",
+        )
+        replies = lb.probe(0, "bootp", "--iface", iface, "--mac", mac)
+        assert replies and replies[0]["reply"], server.output()
+        reply = replies[0]["reply"]
+        assert isinstance(reply, dict)
+        assert reply["type"] is None  # BOOTP, not DHCP
+        assert reply["yiaddr"] == "10.77.0.20"
+        assert reply["siaddr"] == "10.77.0.9"
+        assert reply["sname"] == "10.77.0.9"
+        assert reply["file"] == "boot.img"
+        options = reply["options"]
+        assert isinstance(options, dict)
+        assert options["1"] == "ffffff00"
+        assert options["3"] == IPv4Address("10.77.0.254").packed.hex()
+        assert options["6"] == IPv4Address("10.77.0.53").packed.hex()
+        assert options["12"] == b"node20".hex()
+        assert options["13"] == "0003"  # 1500 bytes in 512-byte blocks
+        assert "53" not in options and "51" not in options
+
+        other = lb.probe(0, "bootp", "--iface", iface, "--mac", "02:00:00:00:bb:02", "--no-cookie")
+        assert other and other[0]["reply"], server.output()
+        reply2 = other[0]["reply"]
+        assert isinstance(reply2, dict)
+        assert reply2["yiaddr"] not in ("0.0.0.0", "10.77.0.20", SERVER_IP)
+        assert "BOOTREPLY" in server.output()
+
+
+def test_malformed_packets_do_not_stop_serving(tmp_path: Path) -> None:
+    with lab(tmp_path, 1) as lb:
+        ns, iface = lb.clients[0]
+        ns.run("ip", "addr", "add", "10.77.0.251/24", "dev", iface)
+        server = lb.dhcpd("-a")
+        sent = lb.probe(0, "garbage", "--server", SERVER_IP, "--count", "200")
+        assert sent and int(str(sent[0]["sent"])) > 200
+        ns.run("ip", "addr", "flush", "dev", iface)
+        got = Udhcpc(lb, 0, "-q", name="after").wait_event("bound")
+        assert got["ip"]
+        assert server.proc.poll() is None
+        out = server.output()
+        assert "drop" in out and "Traceback" not in out
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    dhcpd = script("dhcpd")
+    cases = [
+        [dhcpd, "no-such-if0", "pxelinux.0"],
+        [dhcpd, "--host", "nonsense", "lo", "pxelinux.0"],
+        [dhcpd, "--range", "10.0.0.1", "10.0.0.9", "lo", "pxelinux.0"],
+        [dhcpd, "--config", str(tmp_path / "missing.toml"), "lo", "pxelinux.0"],
+    ]
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("range = [1,\n")
+    cases.append([dhcpd, "--config", str(bad_toml), "lo", "pxelinux.0"])
+    for argv in cases:
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert res.returncode == 1, (argv, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dhcpd: error:"), res.stderr
+
+
+def test_without_root_one_clear_line(tmp_path: Path) -> None:
+    setpriv = require_tool("setpriv")
+    for tool in ("dhcpd", "bootpd"):
+        argv = [
+            setpriv,
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            script(tool),
+            "--leases",
+            str(tmp_path / "l.sqlite"),
+            "lo",
+            "pxelinux.0",
+        ]
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if res.returncode != 1 and "Permission denied" in res.stderr and "setpriv" in res.stderr:
+            pytest.skip("cannot drop privileges here")
+        assert res.returncode == 1, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "root" in lines[0], res.stderr
