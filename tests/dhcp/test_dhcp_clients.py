@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from dhcplab import SERVER_IP, Dhclient, Udhcpc, lab, wait_for
-from support import require_tool, script
 
 from ptftpd.dhcp.options import pxe_vendor_options
+from support import require_tool, script
 
 pytestmark = pytest.mark.netns
 
