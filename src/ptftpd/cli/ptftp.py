@@ -19,6 +19,7 @@ import asyncio
 import logging
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -184,6 +185,8 @@ class _Progress:
         if self.bar is None:
             from tqdm import tqdm
 
+            # A terminal that reports no size (a fresh pty) would get no bar at all.
+            size = shutil.get_terminal_size()
             self.bar = tqdm(
                 total=total,
                 desc=self.label,
@@ -193,7 +196,8 @@ class _Progress:
                 delay=0.5,
                 leave=False,
                 file=sys.stderr,
-                dynamic_ncols=True,
+                ncols=min(size.columns, 120),
+                nrows=size.lines,
             )
         elif total is not None and self.bar.total != total:
             self.bar.total = total

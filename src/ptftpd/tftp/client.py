@@ -226,8 +226,9 @@ def _request_options(
             options["tsize"] = 0
         elif size is not None:
             options["tsize"] = size
-    if timeout is not None:
-        options["timeout"] = min(TIMEOUT_MAX, max(TIMEOUT_MIN, round(timeout)))
+    if timeout is not None and timeout >= TIMEOUT_MIN:
+        # RFC 2349 speaks whole seconds; a sub-second timeout stays a local matter.
+        options["timeout"] = min(TIMEOUT_MAX, round(timeout))
     return options
 
 
@@ -391,8 +392,6 @@ class _Exchange:
             self.negotiated_blksize = negotiated.blksize
             self.negotiated_windowsize = negotiated.windowsize
             self.granted = packet.options
-            if negotiated.timeout is not None:
-                self.timeout = negotiated.timeout
             if negotiated.tsize is not None:
                 self.tsize = negotiated.tsize
                 if self.is_read:
