@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
@@ -29,6 +29,7 @@ __all__ = [
     "LeaseStore",
     "MemoryStore",
     "Nak",
+    "Pool",
     "PoolConfig",
     "StaticHost",
     "build_pool",
@@ -99,9 +100,35 @@ class StaticHost:
 
 
 @dataclass(frozen=True)
+class Pool:
+    """A contiguous range minus a few excluded addresses, never materialised: a /8
+    holds 16 million addresses and must not cost a start-up delay or memory."""
+
+    first: int
+    last: int
+    excluded: frozenset[int] = frozenset()
+
+    def __contains__(self, addr: object) -> bool:
+        if not isinstance(addr, IPv4Address):
+            return False
+        i = int(addr)
+        return self.first <= i <= self.last and i not in self.excluded
+
+    def __len__(self) -> int:
+        inside = sum(1 for e in self.excluded if self.first <= e <= self.last)
+        return max(0, self.last - self.first + 1 - inside)
+
+    def __iter__(self) -> Iterator[IPv4Address]:
+        return (IPv4Address(i) for i in range(self.first, self.last + 1) if i not in self.excluded)
+
+    def without(self, addrs: Iterable[IPv4Address]) -> Pool:
+        return Pool(self.first, self.last, self.excluded | {int(a) for a in addrs})
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     network: IPv4Network
-    addresses: tuple[IPv4Address, ...]
+    addresses: Pool
     lease_time: int = 3600
     offer_time: float = 30.0
     decline_time: float = 600.0
@@ -121,16 +148,16 @@ def build_pool(
     exclude: Iterable[IPv4Address] = (),
     start: IPv4Address | None = None,
     end: IPv4Address | None = None,
-) -> tuple[IPv4Address, ...]:
+) -> Pool:
     """Dynamic addresses: the subnet (or START..END inside it) minus network, broadcast
     and the excluded addresses (the server's own, the gateway, static hosts)."""
-    excluded = set(exclude)
-    excluded.update((network.network_address, network.broadcast_address))
+    excluded = {int(a) for a in exclude}
+    excluded.update((int(network.network_address), int(network.broadcast_address)))
     lo = int(start) if start is not None else int(network.network_address)
     hi = int(end) if end is not None else int(network.broadcast_address)
     lo = max(lo, int(network.network_address))
     hi = min(hi, int(network.broadcast_address))
-    return tuple(IPv4Address(i) for i in range(lo, hi + 1) if IPv4Address(i) not in excluded)
+    return Pool(lo, hi, frozenset(excluded))
 
 
 @dataclass(frozen=True)
@@ -161,14 +188,15 @@ class LeasePolicy:
     _offer_by_client: dict[bytes, IPv4Address] = field(default_factory=dict, init=False)
     _static_by_mac: dict[str, StaticHost] = field(default_factory=dict, init=False)
     _static_addrs: set[IPv4Address] = field(default_factory=set, init=False)
-    _pool_set: frozenset[IPv4Address] = field(default_factory=frozenset, init=False)
+    _pool: Pool = field(default_factory=lambda: Pool(1, 0), init=False)
     _cursor: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         for host in self.config.static_hosts:
             self._static_by_mac[host.mac.lower()] = host
             self._static_addrs.add(host.address)
-        self._pool_set = frozenset(self.config.addresses) - self._static_addrs
+        self._pool = self.config.addresses.without(self._static_addrs)
+        self._cursor = self._pool.first
         for lease in self.store.load():
             self._leases[lease.address] = lease
             if lease.state is LeaseState.BOUND:
@@ -194,7 +222,7 @@ class LeasePolicy:
 
     def _available(self, addr: IPv4Address, client_key: bytes, now: float) -> bool:
         """Can `client_key` have `addr` right now?"""
-        if addr not in self._pool_set:
+        if addr not in self._pool:
             return False
         offer = self._offers.get(addr)
         if offer is not None and offer.client_key != client_key and offer.expires > now:
@@ -210,9 +238,9 @@ class LeasePolicy:
         return state in (LeaseState.RELEASED, LeaseState.EXPIRED)
 
     def _pick_free(self, client_key: bytes, now: float) -> IPv4Address | None:
-        pool = self.config.addresses
-        while self._cursor < len(pool):
-            addr = pool[self._cursor]
+        pool = self._pool
+        while self._cursor <= pool.last:
+            addr = IPv4Address(self._cursor)
             self._cursor += 1
             if addr not in self._leases and self._available(addr, client_key, now):
                 return addr
@@ -305,7 +333,7 @@ class LeasePolicy:
             return Nak(f"{address} is reserved for another host")
         if not self.in_network(address):
             return Nak(f"{address} is not on this network")
-        if address not in self._pool_set:
+        if address not in self._pool:
             return Nak(f"{address} is not in the pool")
         if not self._available(address, client_key, now):
             return Nak(f"{address} is in use")
@@ -380,7 +408,7 @@ class LeasePolicy:
 
     def decline(self, client_key: bytes, mac: str, address: IPv4Address) -> Lease | None:
         """The client found `address` in use: quarantine it and forget the binding."""
-        if address not in self._pool_set:
+        if address not in self._pool:
             return None
         lease = self._leases.get(address)
         offer = self._offers.get(address)

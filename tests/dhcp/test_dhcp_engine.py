@@ -1,0 +1,291 @@
+"""The sans-IO engine (RFC 2131 decisions, addressing, boot policy hook) and the asyncio
+server embedded in a caller's event loop (loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import replace
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from ptftpd.dhcp import (
+    BootChoice,
+    DhcpConfig,
+    DhcpEngine,
+    DhcpServer,
+    Message,
+    MessageType,
+    Opt,
+    decode,
+    encode,
+    pxe_vendor_options,
+)
+from support import free_udp_port, require_root
+
+NET = IPv4Network("10.5.0.0/24")
+SERVER = IPv4Address("10.5.0.1")
+PXE = b"PXEClient:Arch:00007:UNDI:003016"
+
+
+def engine(**overrides: object) -> DhcpEngine:
+    cfg = DhcpConfig(server_ip=SERVER, network=NET, bootfile="pxelinux.0", answer_all=True)
+    cfg = replace(cfg, **overrides)  # type: ignore[arg-type]
+    eng = DhcpServer(cfg).build_engine()
+    return eng
+
+
+def req(mtype: MessageType | None, n: int = 1, **opts: bytes) -> Message:
+    options: dict[int, bytes] = {} if mtype is None else {Opt.MESSAGE_TYPE: bytes([mtype])}
+    for name, value in opts.items():
+        options[Opt[name.upper()]] = value
+    return Message(xid=0x1000 + n, chaddr=bytes([2, 0, 0, 0, 0, n]), options=options)
+
+
+def one(eng: DhcpEngine, msg: Message) -> tuple[Message, tuple[str, int], object]:
+    out = eng.handle(encode(msg))
+    assert len(out) == 1, out
+    return decode(out[0].payload), out[0].address, out[0].arp
+
+
+def lease(eng: DhcpEngine, n: int = 1, **opts: bytes) -> Message:
+    offer, _, _ = one(eng, req(MessageType.DISCOVER, n, **opts))
+    ack, _, _ = one(
+        eng,
+        req(
+            MessageType.REQUEST,
+            n,
+            requested_ip=offer.yiaddr.packed,
+            server_id=SERVER.packed,
+            **opts,
+        ),
+    )
+    assert ack.message_type is MessageType.ACK
+    return ack
+
+
+def test_pxe_only_ignores_others() -> None:
+    eng = engine(answer_all=False)
+    assert eng.handle(encode(req(MessageType.DISCOVER))) == []
+    offer, _, _ = one(eng, req(MessageType.DISCOVER, vendor_class=PXE, client_arch=b"\x00\x07"))
+    assert offer.message_type is MessageType.OFFER
+    assert offer.options[Opt.VENDOR_CLASS] == b"PXEClient"
+    assert offer.options[Opt.VENDOR_SPECIFIC] == pxe_vendor_options()
+    assert offer.file_str == "pxelinux.0" and offer.options[Opt.BOOTFILE_NAME] == b"pxelinux.0"
+    assert offer.siaddr == SERVER and offer.options[Opt.TFTP_SERVER_NAME] == b"10.5.0.1"
+    eng2 = engine(answer_all=False, pxe_vendor_prefixes=("PXEClient", "HW-Client"))
+    assert eng2.handle(encode(req(MessageType.DISCOVER, vendor_class=b"HW-Client:x")))
+
+
+def test_offer_and_ack_contents() -> None:
+    eng = engine(
+        dns=(IPv4Address("10.5.0.53"),), routers=(IPv4Address("10.5.0.254"),), lease_time=600
+    )
+    ack = lease(eng)
+    o = ack.options
+    assert ack.yiaddr in NET and ack.yiaddr not in (SERVER, IPv4Address("10.5.0.254"))
+    assert o[Opt.SERVER_ID] == SERVER.packed
+    assert o[Opt.SUBNET_MASK] == bytes([255, 255, 255, 0])
+    assert o[Opt.ROUTER] == IPv4Address("10.5.0.254").packed
+    assert o[Opt.DNS] == IPv4Address("10.5.0.53").packed
+    assert int.from_bytes(o[Opt.LEASE_TIME], "big") == 600
+    assert int.from_bytes(o[Opt.RENEWAL_TIME], "big") == 300
+    assert int.from_bytes(o[Opt.REBINDING_TIME], "big") == 525
+    assert Opt.VENDOR_CLASS not in o  # not a PXE client
+
+
+def test_reply_addressing_rfc2131_4_1() -> None:
+    eng = engine()
+    _, dest, arp = one(eng, req(MessageType.DISCOVER, 1))
+    assert dest == ("10.5.0.2", 68) and arp == (bytes([2, 0, 0, 0, 0, 1]), IPv4Address("10.5.0.2"))
+    bcast = req(MessageType.DISCOVER, 2)
+    bcast.flags = 0x8000
+    _, dest, arp = one(eng, bcast)
+    assert dest == ("255.255.255.255", 68) and arp is None
+    relayed = req(MessageType.DISCOVER, 3, relay_agent_info=b"\x01\x02ab")
+    relayed.giaddr = IPv4Address("10.5.0.200")
+    offer, dest, _ = one(eng, relayed)
+    assert dest == ("10.5.0.200", 67)
+    assert offer.giaddr == relayed.giaddr and offer.options[Opt.RELAY_AGENT_INFO] == b"\x01\x02ab"
+    assert list(offer.options)[-1] == Opt.RELAY_AGENT_INFO
+    # Not echoed without a relay; relays from other subnets are not ours.
+    assert (
+        Opt.RELAY_AGENT_INFO
+        not in one(eng, req(MessageType.DISCOVER, 4, relay_agent_info=b"\x01\x00"))[0].options
+    )
+    foreign = req(MessageType.DISCOVER, 5)
+    foreign.giaddr = IPv4Address("10.6.0.1")
+    assert eng.handle(encode(foreign)) == []
+    renew = req(MessageType.REQUEST, 1)
+    renew.ciaddr = IPv4Address("10.5.0.2")
+    ack, dest, arp = one(eng, renew)
+    assert ack.message_type is MessageType.ACK and dest == ("10.5.0.2", 68) and arp is None
+
+
+def test_request_states_and_nak() -> None:
+    eng = engine()
+    first = lease(eng, 1)
+    # INIT-REBOOT for someone else's address: NAK, broadcast.
+    nak, dest, _ = one(eng, req(MessageType.REQUEST, 2, requested_ip=first.yiaddr.packed))
+    assert nak.message_type is MessageType.NAK and dest == ("255.255.255.255", 68)
+    assert nak.yiaddr == IPv4Address(0) and Opt.LEASE_TIME not in nak.options
+    # INIT-REBOOT on the wrong network: NAK.
+    wrong = req(MessageType.REQUEST, 1, requested_ip=IPv4Address("192.0.2.7").packed)
+    assert one(eng, wrong)[0].message_type is MessageType.NAK
+    # INIT-REBOOT of a known client: ACK.
+    back = one(eng, req(MessageType.REQUEST, 1, requested_ip=first.yiaddr.packed))[0]
+    assert back.message_type is MessageType.ACK and back.yiaddr == first.yiaddr
+    # INIT-REBOOT by an unknown client for a free address: silence (RFC 2131 4.3.2).
+    assert (
+        eng.handle(
+            encode(req(MessageType.REQUEST, 7, requested_ip=IPv4Address("10.5.0.99").packed))
+        )
+        == []
+    )
+
+
+def test_request_for_other_server_withdraws_offer() -> None:
+    eng = engine()
+    offer, _, _ = one(eng, req(MessageType.DISCOVER, 1))
+    chose_other = req(
+        MessageType.REQUEST,
+        1,
+        requested_ip=IPv4Address("10.5.0.77").packed,
+        server_id=IPv4Address("10.5.0.9").packed,
+    )
+    assert eng.handle(encode(chose_other)) == []
+    taken = req(MessageType.REQUEST, 2, requested_ip=offer.yiaddr.packed, server_id=SERVER.packed)
+    assert one(eng, taken)[0].message_type is MessageType.ACK
+
+
+def test_release_decline_inform() -> None:
+    eng = engine()
+    ack = lease(eng, 1)
+    release = req(MessageType.RELEASE, 1, server_id=SERVER.packed)
+    release.ciaddr = ack.yiaddr
+    assert eng.handle(encode(release)) == []
+    again = lease(eng, 1)
+    assert again.yiaddr == ack.yiaddr
+    decline = req(MessageType.DECLINE, 1, requested_ip=again.yiaddr.packed, server_id=SERVER.packed)
+    assert eng.handle(encode(decline)) == []
+    assert lease(eng, 1).yiaddr != again.yiaddr
+    inform = req(MessageType.INFORM, 9)
+    inform.ciaddr = IPv4Address("10.5.0.150")
+    reply, dest, _ = one(eng, inform)
+    assert reply.message_type is MessageType.ACK and reply.yiaddr == IPv4Address(0)
+    assert Opt.LEASE_TIME not in reply.options and dest == ("10.5.0.150", 68)
+
+
+def test_parameter_request_list_order_and_extras() -> None:
+    eng = engine(extra_options={42: IPv4Address("10.5.0.123").packed, 15: b"lab"})
+    offer, _, _ = one(eng, req(MessageType.DISCOVER, parameter_list=bytes([6, 42, 3, 1])))
+    codes = list(offer.options)
+    assert codes[0] == Opt.MESSAGE_TYPE
+    assert codes[1:4] == [42, 3, 1]  # requested, in the client's order (6: none configured)
+    assert 15 not in codes  # configured extra that was not asked for
+    assert Opt.SERVER_ID in codes and Opt.LEASE_TIME in codes and Opt.BOOTFILE_NAME in codes
+    everything = one(eng, req(MessageType.DISCOVER, 2))[0]
+    assert everything.options[15] == b"lab" and everything.options[42]
+
+
+def test_boot_policy_hook() -> None:
+    seen: list[Message] = []
+
+    def boot(request: Message) -> BootChoice | str | None:
+        seen.append(request)
+        if request.has_user_class("iPXE"):
+            return BootChoice("http://10.5.0.1/boot.ipxe", options={175: b"\x13\x01\x01"})
+        if request.arch == 7:
+            return BootChoice("ipxe.efi", next_server=IPv4Address("10.5.0.7"))
+        if request.arch == 6:
+            raise RuntimeError("bug in a hook")
+        if request.arch == 0:
+            return "undionly.kpxe"
+        return None
+
+    eng = engine()
+    eng.boot_policy = boot
+    efi = one(eng, req(MessageType.DISCOVER, 1, vendor_class=PXE, client_arch=b"\x00\x07"))[0]
+    assert efi.file_str == "ipxe.efi" and efi.siaddr == IPv4Address("10.5.0.7")
+    assert efi.options[Opt.TFTP_SERVER_NAME] == b"10.5.0.7"
+    assert seen[-1].vendor_class == PXE.decode() and seen[-1].arch == 7
+    ipxe = one(eng, req(MessageType.DISCOVER, 2, user_class=b"iPXE", client_arch=b"\x00\x07"))[0]
+    assert ipxe.file_str == "http://10.5.0.1/boot.ipxe" and ipxe.options[175] == b"\x13\x01\x01"
+    bios = one(eng, req(MessageType.DISCOVER, 3, client_arch=b"\x00\x00"))[0]
+    assert bios.options[Opt.BOOTFILE_NAME] == b"undionly.kpxe"
+    broken = one(eng, req(MessageType.DISCOVER, 4, client_arch=b"\x00\x06"))[0]
+    assert broken.file_str == "pxelinux.0"  # the default, and the server goes on
+    none = one(eng, req(MessageType.DISCOVER, 5, client_arch=b"\x00\x0b"))[0]
+    assert none.file_str == "" and Opt.BOOTFILE_NAME not in none.options
+    odd = one(eng, req(MessageType.DISCOVER, 6, client_arch=b"\xff\xfe\x00"))[0]
+    assert odd.message_type is MessageType.OFFER  # unknown arch codes are fine
+
+
+def test_bootp_only_when_enabled() -> None:
+    dhcp = engine()
+    bootp_req = req(None, 1)
+    bootp_req.cookie = False
+    assert dhcp.handle(encode(bootp_req)) == []
+    bootp = engine(dhcp=False, bootp=True, boot_file_size=1025)
+    reply, _, _ = one(bootp, bootp_req)
+    assert reply.message_type is None and reply.yiaddr in NET and reply.file_str == "pxelinux.0"
+    assert reply.options[Opt.BOOT_FILE_SIZE] == b"\x00\x03"
+    assert bootp.handle(encode(req(MessageType.DISCOVER, 2))) == []
+
+
+def test_garbage_is_dropped_and_counted() -> None:
+    eng = engine()
+    assert eng.handle(b"\x01" * 50) == []
+    assert eng.handle(encode(Message(op=2, options={Opt.MESSAGE_TYPE: b"\x01"}))) == []
+    assert eng.dropped == 1
+    assert lease(eng).message_type is MessageType.ACK
+
+
+def test_small_max_message_size_keeps_essentials() -> None:
+    eng = engine(extra_options={c: bytes(60) for c in range(224, 232)})
+    offer = req(MessageType.DISCOVER, 1, max_message_size=(576).to_bytes(2, "big"))
+    data = eng.handle(encode(offer))[0].payload
+    assert len(data) <= 576 - 28
+    got = decode(data)
+    assert got.message_type is MessageType.OFFER and got.options[Opt.SERVER_ID]
+
+
+def test_server_in_callers_loop_with_hook() -> None:
+    require_root()  # SO_BINDTODEVICE on lo
+    port, client_port = free_udp_port(), free_udp_port()
+    cfg = DhcpConfig(
+        server_ip=IPv4Address("127.0.0.1"),
+        network=IPv4Network("127.0.0.0/8"),
+        interface="lo",
+        bootfile="default.0",
+        port=port,
+        client_port=client_port,
+        answer_all=True,
+    )
+
+    async def scenario() -> Message:
+        server = DhcpServer(cfg, boot_policy=lambda m: BootChoice(f"arch-{m.arch}.efi"))
+        await server.start()
+        try:
+            loop = asyncio.get_running_loop()
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", client_port))
+            sock.setblocking(False)
+            inform = req(MessageType.INFORM, 1, client_arch=b"\x00\x0b")
+            inform.ciaddr = IPv4Address("127.0.0.1")
+            sock.sendto(encode(inform), ("127.0.0.1", port))
+            data = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+            sock.close()
+            return decode(data)
+        finally:
+            server.close()
+            assert server.closed
+
+    reply = asyncio.run(scenario())
+    assert reply.message_type is MessageType.ACK and reply.file_str == "arch-11.efi"
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x00" * 236 + b"\x63\x82\x53\x63\x35\xff"])
+def test_engine_never_raises_on_bad_input(bad: bytes) -> None:
+    assert engine().handle(bad) == []
