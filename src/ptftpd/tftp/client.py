@@ -446,9 +446,9 @@ class _Exchange:
             machine.feed(netascii.encode(chunk) if self.netascii else chunk)
         return True
 
-    def _write(self, data: bytes) -> bool:
+    def _write(self, data: bytes, *, decode: bool = True) -> bool:
         decoder = self.decoder
-        if decoder is not None:
+        if decoder is not None and decode:
             data = decoder.feed(data)
         try:
             self.file.write(data)
@@ -465,7 +465,7 @@ class _Exchange:
 
     def _complete(self) -> bool:
         """Every byte is in (get) or acknowledged (put): flush and report success."""
-        if self.decoder is not None and not self._write(self.decoder.flush()):
+        if self.decoder is not None and not self._write(self.decoder.flush(), decode=False):
             return False
         try:
             self.file.flush()
