@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
@@ -70,6 +71,10 @@ class LeaseStore(Protocol):
 
     def save(self, leases: Iterable[Lease]) -> None: ...
 
+    def batch(self) -> AbstractContextManager[None]:
+        """Saves inside are durable when the block ends (one commit for a burst)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -87,6 +92,9 @@ class MemoryStore:
         for lease in leases:
             self.rows[lease.address] = replace(lease)
         self.saves += 1
+
+    def batch(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def close(self) -> None:
         pass

@@ -20,13 +20,18 @@ from ipaddress import IPv4Address
 
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.leases import LeasePolicy, LeaseStore, MemoryStore, PoolConfig, build_pool
-from ptftpd.dhcp.store import SqliteStore
+from ptftpd.dhcp.store import SqliteStore, StoreError
 
 __all__ = ["DhcpServer", "ServerStartError", "open_dhcp_socket"]
 
 log = logging.getLogger("ptftpd.dhcp")
 
 SIOCSARP = 0x8955
+_SOCKET_BUFFER = 4 * 1024 * 1024
+_SO_SNDBUFFORCE = 32  # Linux: root may exceed net.core.[rw]mem_max
+_SO_RCVBUFFORCE = 33
+_BURST = 256
+_MAX_DATAGRAM = 65536
 ATF_COM = 0x02
 ARPHRD_ETHER = 1
 
@@ -83,17 +88,6 @@ def _set_arp(sock: socket.socket, interface: str, mac: bytes, ip: IPv4Address) -
     return True
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, server: DhcpServer) -> None:
-        self.server = server
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self.server._received(data, (str(addr[0]), int(addr[1])))
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("socket error: %s", exc)
-
-
 class DhcpServer:
     """A DHCP (and/or BOOTP) server for one interface, usable in any asyncio loop.
 
@@ -113,7 +107,7 @@ class DhcpServer:
         self._clock = clock
         self._boot_policy = boot_policy
         self.engine: DhcpEngine | None = None
-        self._transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: socket.socket | None = None
         self._arp_ok = True
 
@@ -147,10 +141,19 @@ class DhcpServer:
     async def start(self) -> None:
         if self.engine is None:
             self.engine = self.build_engine()
-        self._sock = open_dhcp_socket(self.config.interface, self.config.port)
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=self._sock)
-        self._transport = transport
+        sock = open_dhcp_socket(self.config.interface, self.config.port)
+        for opt, force in (
+            (socket.SO_RCVBUF, _SO_RCVBUFFORCE),
+            (socket.SO_SNDBUF, _SO_SNDBUFFORCE),
+        ):
+            # A burst of clients booting at once must queue, not be dropped by the kernel.
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, force, _SOCKET_BUFFER)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._on_readable)
         size = len(self.engine.policy.config.addresses)
         log.info(
             "serving %s on %s port %d (%s, pool of %d addresses)",
@@ -162,36 +165,55 @@ class DhcpServer:
         )
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._sock is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
         if self._store is not None:
             self._store.close()
+            self._store = None
 
     @property
     def closed(self) -> bool:
-        return self._transport is None
+        return self._sock is None
 
-    def _received(self, data: bytes, source: tuple[str, int]) -> None:
-        engine = self.engine
-        if engine is None:
+    def _on_readable(self) -> None:
+        """Drain what is queued, commit the burst's grants once, then reply."""
+        sock, engine = self._sock, self.engine
+        if sock is None or engine is None:
             return
+        outgoing: list[Outgoing] = []
         try:
-            replies = engine.handle(data, source)
-        except Exception:
-            # A bug must cost one packet, never the service.
-            log.exception("internal error handling a packet from %s", source[0])
+            with engine.policy.store.batch():
+                for _ in range(_BURST):
+                    try:
+                        data, addr = sock.recvfrom(_MAX_DATAGRAM)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError as exc:
+                        log.debug("receive error: %s", exc)
+                        break
+                    try:
+                        outgoing.extend(engine.handle(data, (addr[0], addr[1])))
+                    except StoreError:
+                        raise
+                    except Exception:
+                        # A bug must cost one packet, never the service.
+                        log.exception("internal error handling a packet from %s", addr[0])
+        except StoreError as exc:
+            log.error("%s: %d replies withheld", exc, len(outgoing))
             return
         delay = self.config.reply_delay
-        for out in replies:
-            if delay > 0:
-                asyncio.get_running_loop().call_later(delay, self._send, out)
+        for out in outgoing:
+            if delay > 0 and self._loop is not None:
+                self._loop.call_later(delay, self._send, out)
             else:
                 self._send(out)
 
     def _send(self, out: Outgoing) -> None:
-        transport, sock = self._transport, self._sock
-        if transport is None or sock is None:
+        sock = self._sock
+        if sock is None:
             return
         address = out.address
         if out.arp is not None:
@@ -205,4 +227,9 @@ class DhcpServer:
                     log.debug("cannot add a neighbour entry: broadcasting replies instead")
                 self._arp_ok = False
                 address = ("255.255.255.255", self.config.client_port)
-        transport.sendto(out.payload, address)
+        try:
+            sock.sendto(out.payload, address)
+        except (BlockingIOError, InterruptedError):
+            log.debug("send buffer full: reply to %s dropped (the client retries)", address[0])
+        except OSError as exc:
+            log.debug("cannot send to %s: %s", address[0], exc)

@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""DHCP benchmark: Kea's perfdhcp against `dhcpd -a` and dnsmasq, one after the other.
+
+Both servers get the same pool, lease time and boot file, in a pair of network
+namespaces made for the run (nothing leaves them). For each server, perfdhcp is run at
+increasing rates, each step against a freshly started server with an empty lease file;
+the result is the best measured rate of full four-way exchanges (DISCOVER, OFFER,
+REQUEST, ACK) whose drop ratio stays at or below --max-drop percent. At that step the
+server's own lease file is read back to count distinct addresses against distinct
+clients: any address given to two clients shows up as fewer addresses than clients.
+
+Run as root:  .venv/bin/python bench/dhcp_bench.py
+Every perfdhcp step and the whole run are bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVER_IP = "10.88.0.1"
+CLIENT_IP = "10.88.0.2"
+PREFIX = 16
+RANGE = ("10.88.1.0", "10.88.255.254")
+LEASE_TIME = 3600
+BOOTFILE = "pxelinux.0"
+
+
+@dataclass
+class Step:
+    rate: int
+    measured: float
+    sent: int
+    acked: int
+
+    @property
+    def drop_pct(self) -> float:
+        return 100.0 * (1 - self.acked / self.sent) if self.sent else 100.0
+
+
+@dataclass
+class Result:
+    name: str
+    steps: list[Step]
+    best: Step | None
+    clients: int
+    addresses: int
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args = args
+        self.tmp = tmp
+        tag = f"{os.getpid() % 100000}"
+        self.ns_s, self.ns_c = f"dhbs{tag}", f"dhbc{tag}"
+        self.if_s, self.if_c = f"dbs{tag}", f"dbc{tag}"
+        self.deadline = time.monotonic() + args.time_limit
+
+    # -- namespaces -----------------------------------------------------------------
+
+    def sh(self, *argv: str) -> None:
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+    def setup(self) -> None:
+        self.sh("ip", "netns", "add", self.ns_s)
+        self.sh("ip", "netns", "add", self.ns_c)
+        self.sh(
+            "ip",
+            "link",
+            "add",
+            self.if_s,
+            "netns",
+            self.ns_s,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            self.if_c,
+            "netns",
+            self.ns_c,
+        )
+        for ns, ifname, ip in (
+            (self.ns_s, self.if_s, SERVER_IP),
+            (self.ns_c, self.if_c, CLIENT_IP),
+        ):
+            self.sh("ip", "-n", ns, "addr", "add", f"{ip}/{PREFIX}", "dev", ifname)
+            self.sh("ip", "-n", ns, "link", "set", ifname, "up")
+            self.sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+    def teardown(self) -> None:
+        for ns in (self.ns_s, self.ns_c):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=30)
+
+    # -- servers ----------------------------------------------------------------------
+
+    def server_argv(self, name: str, lease_file: Path) -> list[str]:
+        if name == "ptftpd dhcpd":
+            dhcpd = Path(sys.executable).parent / "dhcpd"
+            return [
+                str(dhcpd),
+                "-a",
+                "--range",
+                *RANGE,
+                "--lease-time",
+                str(LEASE_TIME),
+                "--leases",
+                str(lease_file),
+                self.if_s,
+                BOOTFILE,
+            ]
+        lease_file.touch()
+        return [
+            "dnsmasq",
+            "--no-daemon",
+            "--port=0",
+            f"--interface={self.if_s}",
+            "--bind-interfaces",
+            f"--dhcp-range={RANGE[0]},{RANGE[1]},255.255.0.0,{LEASE_TIME}",
+            f"--dhcp-leasefile={lease_file}",
+            "--dhcp-lease-max=1000000",
+            "--dhcp-authoritative",
+            "--no-ping",
+            f"--dhcp-boot={BOOTFILE}",
+            "--user=root",
+            "--no-resolv",
+            "--no-hosts",
+            "--quiet-dhcp",
+            "--log-facility=-",
+        ]
+
+    def wait_bound(self, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            out = subprocess.run(
+                ["ip", "netns", "exec", self.ns_s, "cat", "/proc/net/udp"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+            if any(line.split()[1].endswith(":0043") for line in out.splitlines()[1:]):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("server did not bind UDP port 67 within 15 s")
+
+    def perfdhcp(self, rate: int, period: int, clients: int) -> Step:
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.ns_c,
+            "perfdhcp",
+            "-4",
+            "-l",
+            self.if_c,
+            "-r",
+            str(rate),
+            "-R",
+            str(clients),
+            "-p",
+            str(period),
+            "-W",
+            "1000000",
+            SERVER_IP,
+        ]
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=period + 30)
+        out = res.stdout + res.stderr
+        measured = re.search(r"Rate: ([\d.]+) 4-way", out)
+        blocks = re.findall(
+            r"Statistics for: ([A-Z-]+)\*+\s+sent packets: (\d+)\s+"
+            r"received packets: (\d+)",
+            out,
+        )
+        stats = {kind: (int(sent), int(recv)) for kind, sent, recv in blocks}
+        if "DISCOVER-OFFER" not in stats:
+            raise RuntimeError(f"cannot read perfdhcp output:\n{out[-2000:]}")
+        sent = stats["DISCOVER-OFFER"][0]
+        acked = stats.get("REQUEST-ACK", (0, 0))[1]
+        return Step(rate, float(measured.group(1)) if measured else 0.0, sent, acked)
+
+    def count(self, name: str, lease_file: Path) -> tuple[int, int]:
+        """(distinct clients, distinct addresses) from the server's own lease file."""
+        if name == "ptftpd dhcpd":
+            db = sqlite3.connect(lease_file)
+            rows = db.execute("SELECT client, address FROM leases WHERE state='bound'").fetchall()
+            db.close()
+        else:
+            rows = [
+                tuple(line.split()[1:3])
+                for line in lease_file.read_text().splitlines()
+                if len(line.split()) >= 3
+            ]
+        return len({r[0] for r in rows}), len({r[1] for r in rows})
+
+    def run_step(self, name: str, rate: int) -> tuple[Step, tuple[int, int]]:
+        lease_file = self.tmp / f"{name.replace(' ', '_')}-{rate}.leases"
+        log = open(self.tmp / f"{name.replace(' ', '_')}-{rate}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns_s, *self.server_argv(name, lease_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            self.wait_bound(proc)
+            # Warm-up: code paths, caches and the ARP/neighbour state, not measured.
+            self.perfdhcp(100, 1, 50)
+            step = self.perfdhcp(rate, self.args.period, self.args.clients)
+            time.sleep(0.3)
+            counts = self.count(name, lease_file)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            log.close()
+        return step, counts
+
+    def measure(self, name: str) -> Result:
+        steps: list[Step] = []
+        best: Step | None = None
+        counts = (0, 0)
+        for rate in self.args.rates:
+            if time.monotonic() + self.args.period + 40 > self.deadline:
+                print(f"  time limit reached, stopping {name} at {rate}/s", flush=True)
+                break
+            step, step_counts = self.run_step(name, rate)
+            steps.append(step)
+            ok = step.drop_pct <= self.args.max_drop
+            print(
+                f"  {name:13} rate {rate:5}/s: {step.measured:8.1f} exchanges/s, "
+                f"drops {step.drop_pct:5.2f}%  clients {step_counts[0]} "
+                f"addresses {step_counts[1]}  {'ok' if ok else 'over the drop limit'}",
+                flush=True,
+            )
+            if not ok:
+                break
+            if best is None or step.measured > best.measured:
+                best, counts = step, step_counts
+        return Result(name, steps, best, *counts)
+
+
+def table(results: list[Result], args: argparse.Namespace) -> str:
+    ref = next((r for r in results if r.name == "dnsmasq"), None)
+    lines = [
+        f"| server | 4-way exchanges/s (drops <= {args.max_drop}%) | drops at that rate "
+        "| distinct addresses / clients | rate vs dnsmasq |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        rate = r.best.measured if r.best else 0.0
+        drops = f"{r.best.drop_pct:.2f}%" if r.best else "-"
+        ratio = "-"
+        if ref and ref.best and ref.best.measured > 0:
+            ratio = f"{rate / ref.best.measured:.2f}x"
+        lines.append(f"| {r.name} | {rate:.0f} | {drops} | {r.addresses} / {r.clients} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=5000, help="simulated clients (-R)")
+    parser.add_argument("--period", type=int, default=10, help="seconds per step")
+    parser.add_argument(
+        "--rates",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000],
+        help="comma-separated request rates to try, ascending",
+    )
+    parser.add_argument("--max-drop", type=float, default=2.5, help="percent")
+    parser.add_argument("--time-limit", type=float, default=900, help="whole run, seconds")
+    parser.add_argument("--servers", default="ptftpd dhcpd,dnsmasq")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("dhcp_bench: error: needs root (network namespaces)", file=sys.stderr)
+        return 1
+    for tool in ("ip", "perfdhcp", "dnsmasq"):
+        if shutil.which(tool) is None:
+            print(
+                f"dhcp_bench: error: {tool} is not installed (apt-get install kea-admin "
+                "dnsmasq-base iproute2)",
+                file=sys.stderr,
+            )
+            return 1
+    with tempfile.TemporaryDirectory(prefix="dhcp-bench-") as tmp:
+        bench = Bench(args, Path(tmp))
+        try:
+            bench.setup()
+            results = []
+            for name in args.servers.split(","):
+                print(f"{name}:", flush=True)
+                results.append(bench.measure(name))
+        except (RuntimeError, subprocess.SubprocessError) as exc:
+            print(f"dhcp_bench: error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            bench.teardown()
+    print()
+    print(
+        f"perfdhcp -4 -R {args.clients} -p {args.period} per step; pool {RANGE[0]}-"
+        f"{RANGE[1]}; {os.cpu_count()} cores"
+    )
+    print(table(results, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
