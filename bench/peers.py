@@ -166,10 +166,22 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
-class RssSampler:
-    """Samples the summed RSS of a process tree in a thread; `peak` is the maximum seen."""
+def _pss(proc: psutil.Process) -> int:
+    try:
+        return int(getattr(proc.memory_full_info(), "pss", 0)) or proc.memory_info().rss
+    except psutil.Error:
+        return 0
 
-    def __init__(self, proc: psutil.Process, interval: float = 0.1) -> None:
+
+class MemorySampler:
+    """Samples a server's memory in a thread; `peak` is the largest total seen (bytes).
+
+    The total is the main process's RSS plus the PSS of its child processes (a forking
+    server's children share most pages with it; PSS counts each shared page once), and
+    never less than the main process's own peak RSS (VmHWM).
+    """
+
+    def __init__(self, proc: psutil.Process, interval: float = 0.25) -> None:
         self.proc = proc
         self.interval = interval
         self.peak = 0
@@ -177,17 +189,18 @@ class RssSampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _sample(self) -> None:
+        tree = _tree(self.proc)
         total = 0
-        for p in _tree(self.proc):
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
+        with contextlib.suppress(psutil.Error):
+            total = self.proc.memory_info().rss
+        total += sum(_pss(p) for p in tree[1:])
         self.peak = max(self.peak, total, _vm_hwm(self.proc.pid))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> MemorySampler:
         self._sample()
         self._thread.start()
         return self
@@ -196,6 +209,54 @@ class RssSampler:
         self._stop.set()
         self._thread.join(timeout=5)
         self._sample()
+
+
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+class CpuMeter:
+    """CPU seconds used by a server and every process it ever forked.
+
+    As root on a cgroup-v1 machine, the server goes into its own cpuacct group (that
+    hierarchy only), which counts children even when the server ignores SIGCHLD and
+    never reaps them (tftpd-hpa does: psutil's children_* times stay 0). Otherwise
+    psutil's times of the process, its threads and its reaped children.
+    """
+
+    def __init__(self, name: str, proc: psutil.Process) -> None:
+        self.proc = proc
+        self.group: Path | None = None
+        usage = CPUACCT / "cpuacct.usage"
+        if os.geteuid() == 0 and usage.exists():
+            group = CPUACCT / f"ptftpd-bench-{os.getpid()}-{name}"
+            try:
+                group.mkdir(exist_ok=True)
+                (group / "cgroup.procs").write_text(str(proc.pid))
+                self.group = group
+            except OSError:
+                with contextlib.suppress(OSError):
+                    group.rmdir()
+
+    @property
+    def method(self) -> str:
+        return "cgroup cpuacct" if self.group else "psutil"
+
+    def seconds(self) -> float:
+        if self.group is not None:
+            return int((self.group / "cpuacct.usage").read_text()) / 1e9
+        t = self.proc.cpu_times()
+        return float(t.user + t.system + t.children_user + t.children_system)
+
+    def close(self) -> None:
+        if self.group is None:
+            return
+        for _ in range(50):  # the group empties once every member has exited
+            try:
+                self.group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+        self.group = None
 
 
 @dataclass
@@ -207,6 +268,7 @@ class RunningServer:
     proc: psutil.Process
     port: int
     log_path: Path
+    cpu: CpuMeter
     _seen: dict[int, psutil.Process] = field(default_factory=dict)
 
     def _note_children(self) -> list[psutil.Process]:
@@ -219,9 +281,8 @@ class RunningServer:
         return kids
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server, its threads and its reaped children."""
-        t = self.proc.cpu_times()
-        return t.user + t.system + t.children_user + t.children_system
+        """User + system CPU of the server, its threads and its children so far."""
+        return self.cpu.seconds()
 
     def quiesce(self, timeout: float = 5.0) -> None:
         """Wait (bounded) until the server has no child processes left (forking servers)."""
@@ -246,6 +307,7 @@ class RunningServer:
             with contextlib.suppress(psutil.Error):
                 if child.is_running():
                     child.kill()
+        self.cpu.close()
 
 
 class Peer:
@@ -282,7 +344,8 @@ class Peer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        server = RunningServer(self, popen, psutil.Process(popen.pid), port, log_path)
+        proc = psutil.Process(popen.pid)
+        server = RunningServer(self, popen, proc, port, log_path, CpuMeter(self.name, proc))
         try:
             try:
                 wait_ready(port, server.proc)

@@ -1,18 +1,25 @@
 """Benchmark ptftpd against other TFTP servers, one after another, with one client.
 
-    sudo .venv/bin/python bench/tftp_server_bench.py --update-docs
+    .venv/bin/python bench/tftp_server_bench.py --update-docs      # as root
 
-For each server (ours, tftpd-hpa, atftpd, the original ptftpd 1.3, the PyPI `tftp`
-package's server, dnsmasq): the same 64 MiB download with atftp 0.8 as the client, at
-512-byte blocks without options, blksize 1428, and blksize 1428 + windowsize 16; then
-100 atftp clients fetching a 4 MiB file at once (wall time, failures, server CPU
-seconds with children, peak RSS). Every download is checked for size and SHA-256.
+Servers: ours, tftpd-hpa, atftpd, the original ptftpd 1.3 (PyPI), the PyPI `tftp`
+package's server and dnsmasq. Client: atftp 0.8 for everything. Measured:
+
+- the same 64 MiB download at 512-byte blocks without options, with blksize 1428, and
+  with blksize 1428 + windowsize 16;
+- 100 atftp clients fetching a 4 MiB file at once: wall time, failures, server CPU
+  seconds (children included), peak memory.
+
+Every download is checked for size and SHA-256. The servers take turns: each round runs
+every measurement once against every server, so a burst of load from elsewhere on the
+machine spreads over all of them instead of landing on one; the best wall time of the
+rounds is reported (CPU: the median).
 
 Peers are installed on first use under bench/.work/ (see bench/peers.py). As root the
-measurements run inside a network namespace made for the run (and removed after it), so
-dnsmasq can have port 69 and nothing collides with other tests on the host; all traffic
-stays on that namespace's loopback. Results go to bench/results/ as JSON; --update-docs
-rewrites the "## TFTP server" section of docs/benchmarks.md.
+measurements run inside a network namespace made for the run and removed after it, so
+dnsmasq can have port 69 and nothing collides with tests on the host; all traffic stays
+on loopback. Results go to bench/results/ as JSON; --update-docs rewrites the
+"## TFTP server" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -41,9 +48,9 @@ from peers import (
     HOST,
     REPO,
     WORK,
+    MemorySampler,
     Peer,
     PeerUnavailable,
-    RssSampler,
     RunningServer,
     build_peers,
     probe_options,
@@ -164,10 +171,6 @@ class SingleResult:
     cpu: list[float] = field(default_factory=list)
     failure: str | None = None
 
-    @property
-    def median(self) -> float | None:
-        return statistics.median(self.seconds) if self.seconds and not self.failure else None
-
 
 @dataclass
 class ConcurrentResult:
@@ -175,9 +178,8 @@ class ConcurrentResult:
     walls: list[float] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
-    peak_rss: int = 0
+    peak_memory: int = 0
     failure_examples: list[str] = field(default_factory=list)
-    error: str | None = None
 
 
 @dataclass
@@ -187,138 +189,153 @@ class PeerResult:
     version: str
     notes: list[str]
     unavailable: str | None = None
+    cpu_method: str = ""
     single: dict[str, SingleResult] = field(default_factory=dict)
     concurrent: ConcurrentResult | None = None
+
+
+def _client_problem(rc: int | None, err: Path, problem: str | None, timeout: float) -> str | None:
+    if rc is None:
+        return f"client timed out after {timeout:.0f} s ({problem or 'file complete'})"
+    if rc != 0:
+        message = err.read_text(errors="replace").strip() if err.exists() else ""
+        last = [ln for ln in message.splitlines() if not ln.startswith("Option ")][-2:]
+        return f"client exit {rc}: {' / '.join(last)}; {problem or 'file complete'}"
+    return problem
 
 
 def measure_single(
     server: RunningServer,
     data: DataFile,
     options: dict[str, str],
-    reps: int,
+    result: SingleResult,
     outdir: Path,
     timeout: float,
-) -> SingleResult:
-    result = SingleResult(negotiated=probe_options(server.port, data.name, options))
-    out = outdir / "single.out"
-    for _ in range(reps):
-        out.unlink(missing_ok=True)
-        server.quiesce()
-        cpu0 = server.cpu_seconds()
-        with open(outdir / "single.err", "wb") as err:
-            t0 = time.perf_counter()
-            proc = _spawn(atftp_command(server.port, data.name, out, options), err)
-            rc = _reap(proc, timeout)
-            elapsed = time.perf_counter() - t0
-        server.quiesce()
-        cpu = server.cpu_seconds() - cpu0
-        problem = verify(out, data)
-        if rc is None:
-            problem = f"client timed out after {timeout:.0f} s ({problem or 'complete'})"
-        elif rc != 0:
-            message = (outdir / "single.err").read_text(errors="replace").strip()
-            last = message.splitlines()[-2:] if message else []
-            problem = f"client exit {rc}: {' / '.join(last)}; {problem or 'file complete'}"
-        if problem:
-            result.failure = problem
-            break
+) -> None:
+    """One download; appends its time and server CPU to `result`, or sets its failure."""
+    out, err = outdir / "single.out", outdir / "single.err"
+    out.unlink(missing_ok=True)
+    server.quiesce()
+    cpu0 = server.cpu_seconds()
+    with open(err, "wb") as err_file:
+        t0 = time.perf_counter()
+        rc = _reap(_spawn(atftp_command(server.port, data.name, out, options), err_file), timeout)
+        elapsed = time.perf_counter() - t0
+    server.quiesce()
+    cpu = server.cpu_seconds() - cpu0
+    problem = _client_problem(rc, err, verify(out, data), timeout)
+    out.unlink(missing_ok=True)
+    if problem:
+        result.failure = problem
+    else:
         result.seconds.append(elapsed)
         result.cpu.append(cpu)
-    out.unlink(missing_ok=True)
-    return result
 
 
 def measure_concurrent(
     server: RunningServer,
     data: DataFile,
-    clients: int,
-    reps: int,
+    result: ConcurrentResult,
     outdir: Path,
     timeout: float,
-) -> ConcurrentResult:
-    result = ConcurrentResult(clients=clients)
-    with RssSampler(server.proc) as sampler:
-        for _ in range(reps):
-            server.quiesce()
-            rundir = outdir / "concurrent"
-            shutil.rmtree(rundir, ignore_errors=True)
-            rundir.mkdir()
-            cpu0 = server.cpu_seconds()
-            errs = [open(rundir / f"c{i}.err", "wb") for i in range(clients)]  # noqa: SIM115
-            try:
-                t0 = time.perf_counter()
-                procs = [
-                    _spawn(atftp_command(server.port, data.name, rundir / f"c{i}", {}), errs[i])
-                    for i in range(clients)
-                ]
-                deadline = t0 + timeout
-                codes = [_reap(p, deadline - time.perf_counter()) for p in procs]
-                wall = time.perf_counter() - t0
-            finally:
-                for f in errs:
-                    f.close()
-            server.quiesce()
-            cpu = server.cpu_seconds() - cpu0
-            failed = 0
-            for i, rc in enumerate(codes):
-                problem = verify(rundir / f"c{i}", data)
-                if rc != 0:
-                    problem = f"client exit {rc}; {problem or 'file complete'}"
-                if problem:
-                    failed += 1
-                    if len(result.failure_examples) < 3:
-                        result.failure_examples.append(problem)
-            result.walls.append(wall)
-            result.failures.append(failed)
-            result.cpu.append(cpu)
-            shutil.rmtree(rundir, ignore_errors=True)
-    result.peak_rss = sampler.peak
-    return result
+) -> None:
+    """`result.clients` downloads started at once; appends one round to `result`."""
+    clients = result.clients
+    rundir = outdir / "concurrent"
+    shutil.rmtree(rundir, ignore_errors=True)
+    rundir.mkdir()
+    server.quiesce()
+    cpu0 = server.cpu_seconds()
+    with MemorySampler(server.proc) as sampler, contextlib.ExitStack() as stack:
+        errs = [stack.enter_context(open(rundir / f"c{i}.err", "wb")) for i in range(clients)]
+        t0 = time.perf_counter()
+        procs = [
+            _spawn(atftp_command(server.port, data.name, rundir / f"c{i}", {}), errs[i])
+            for i in range(clients)
+        ]
+        deadline = t0 + timeout
+        codes = [_reap(p, deadline - time.perf_counter()) for p in procs]
+        wall = time.perf_counter() - t0
+    server.quiesce()
+    cpu = server.cpu_seconds() - cpu0
+    failed = 0
+    for i, rc in enumerate(codes):
+        problem = _client_problem(rc, rundir / f"c{i}.err", verify(rundir / f"c{i}", data), timeout)
+        if problem:
+            failed += 1
+            if len(result.failure_examples) < 3:
+                result.failure_examples.append(problem)
+    result.walls.append(wall)
+    result.failures.append(failed)
+    result.cpu.append(cpu)
+    result.peak_memory = max(result.peak_memory, sampler.peak)
+    shutil.rmtree(rundir, ignore_errors=True)
 
 
-def bench_peer(peer: Peer, args: argparse.Namespace, big: DataFile, small: DataFile) -> PeerResult:
-    result = PeerResult(peer.name, peer.label, peer.version, list(peer.notes), peer.unavailable)
-    if peer.unavailable:
-        return result
-    logs = RESULTS / "logs"
+def _start_all(
+    stack: contextlib.ExitStack, peers: list[Peer], results: dict[str, PeerResult], root: Path
+) -> dict[str, RunningServer]:
+    servers: dict[str, RunningServer] = {}
+    for peer in peers:
+        res = results[peer.name]
+        if res.unavailable:
+            continue
+        try:
+            servers[peer.name] = stack.enter_context(peer.running(root, RESULTS / "logs"))
+            res.cpu_method = servers[peer.name].cpu.method
+        except PeerUnavailable as exc:
+            res.unavailable = f"could not start: {exc}"
+            print(f"  {peer.name}: {res.unavailable}", flush=True)
+    return servers
+
+
+def run_rounds(
+    peers: list[Peer], args: argparse.Namespace, big: DataFile, small: DataFile
+) -> list[PeerResult]:
+    results = {
+        p.name: PeerResult(p.name, p.label, p.version, list(p.notes), p.unavailable) for p in peers
+    }
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else WORK
     outdir = Path(tempfile.mkdtemp(prefix="tftp-bench-", dir=base))
     try:
-        try:
-            with peer.running(args.root, logs) as server:
+        with contextlib.ExitStack() as stack:
+            servers = _start_all(stack, peers, results, args.root)
+            for name, server in servers.items():
                 for key, _label, options in SINGLE_ROWS:
-                    single = measure_single(
-                        server, big, options, args.reps, outdir, args.client_timeout
+                    negotiated = probe_options(server.port, big.name, options)
+                    results[name].single[key] = SingleResult(negotiated=negotiated)
+            for round_no in range(1, args.reps + 1):
+                print(f"single downloads, round {round_no}/{args.reps}", flush=True)
+                for name, server in servers.items():
+                    for key, _label, options in SINGLE_ROWS:
+                        single = results[name].single[key]
+                        if single.failure:
+                            continue  # a failure is final: no retry hides it
+                        measure_single(server, big, options, single, outdir, args.client_timeout)
+                        shown = single.failure or f"{single.seconds[-1]:.3f} s"
+                        print(f"  {name:11} {key:8} {shown}", flush=True)
+        if not args.clients:
+            return list(results.values())
+        # fresh servers, so CPU and memory belong to the concurrent runs alone
+        with contextlib.ExitStack() as stack:
+            servers = _start_all(stack, peers, results, args.root)
+            for name in servers:
+                results[name].concurrent = ConcurrentResult(clients=args.clients)
+            for round_no in range(1, args.concurrent_reps + 1):
+                print(f"{args.clients} clients at once, round {round_no}", flush=True)
+                for name, server in servers.items():
+                    conc = results[name].concurrent
+                    assert conc is not None
+                    measure_concurrent(server, small, conc, outdir, args.concurrent_timeout)
+                    print(
+                        f"  {name:11} wall {conc.walls[-1]:.2f} s, failed {conc.failures[-1]}, "
+                        f"cpu {conc.cpu[-1]:.2f} s, peak memory {conc.peak_memory / MIB:.1f} MiB",
+                        flush=True,
                     )
-                    result.single[key] = single
-                    print(f"  {peer.name} {key}: {_single_text(single)}", flush=True)
-            # a fresh server for the concurrent run, so CPU and RSS are its own
-            if args.clients:
-                with peer.running(args.root, logs) as server:
-                    conc = measure_concurrent(
-                        server, small, args.clients, args.reps, outdir, args.concurrent_timeout
-                    )
-                    result.concurrent = conc
-                    print(f"  {peer.name} concurrent: {_conc_text(conc)}", flush=True)
-        except PeerUnavailable as exc:
-            result.unavailable = f"could not start: {exc}"
-            print(f"  {peer.name}: {result.unavailable}", flush=True)
     finally:
+        _kill_children()
         shutil.rmtree(outdir, ignore_errors=True)
-    return result
-
-
-def _single_text(s: SingleResult) -> str:
-    if s.failure:
-        return f"FAILED ({s.failure}); first answer: {s.negotiated}"
-    return f"{' '.join(f'{x:.3f}' for x in s.seconds)} s; first answer: {s.negotiated}"
-
-
-def _conc_text(c: ConcurrentResult) -> str:
-    return (
-        f"walls {' '.join(f'{x:.2f}' for x in c.walls)} s, failures {c.failures}, "
-        f"cpu {' '.join(f'{x:.2f}' for x in c.cpu)} s, peak rss {c.peak_rss / MIB:.1f} MiB"
-    )
+    return list(results.values())
 
 
 # -- report ----------------------------------------------------------------------------
@@ -328,23 +345,24 @@ def _by_name(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["name"]: r for r in results}
 
 
-def _median_single(r: dict[str, Any] | None, key: str) -> float | None:
+def _best_single(r: dict[str, Any] | None, key: str) -> float | None:
     if not r or r.get("unavailable"):
         return None
     s = r["single"].get(key)
     if not s or s["failure"] or not s["seconds"]:
         return None
-    return float(statistics.median(s["seconds"]))
+    return float(min(s["seconds"]))
 
 
-def _conc_medians(r: dict[str, Any] | None) -> tuple[float, float, int] | None:
+def _conc_summary(r: dict[str, Any] | None) -> tuple[float, float, int] | None:
+    """Best wall time, median CPU, total failed downloads."""
     if not r or r.get("unavailable") or not r.get("concurrent"):
         return None
     c = r["concurrent"]
     if not c["walls"]:
         return None
     return (
-        float(statistics.median(c["walls"])),
+        float(min(c["walls"])),
         float(statistics.median(c["cpu"])),
         int(sum(c["failures"])),
     )
@@ -354,42 +372,70 @@ def _lacks_window(negotiated: str) -> bool:
     return "windowsize=" not in negotiated
 
 
+def _esc(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _single_cell(r: dict[str, Any], key: str, named: dict[str, dict[str, Any]]) -> str:
+    if r.get("unavailable"):
+        return _esc(r["unavailable"])
+    s = r["single"].get(key)
+    if s is None:
+        return "not run"
+    if s["failure"]:
+        return f"**fails**: {_esc(s['failure'])}"
+    best = float(min(s["seconds"]))
+    text = f"{r['big_bytes'] / best / MIB:.0f} MiB/s ({best:.2f} s)"
+    hpa = _best_single(named.get("tftpd-hpa"), key)
+    if hpa and r["name"] != "tftpd-hpa":
+        text += f", {hpa / best:.2f}x hpa"
+    if key == "1428w16":
+        atftpd = _best_single(named.get("atftpd"), key)
+        if atftpd and r["name"] != "atftpd":
+            text += f", {atftpd / best:.2f}x atftpd"
+        if _lacks_window(s["negotiated"]):
+            text += " (**no windowsize**: OACK without it, ran one block per ACK)"
+    return text
+
+
 def render(report: dict[str, Any]) -> str:
     results: list[dict[str, Any]] = report["results"]
     named = _by_name(results)
     meta = report["meta"]
     big_mib = meta["big_bytes"] // MIB
     small_mib = meta["small_bytes"] // MIB
+    row_labels = [label for _, label, _ in SINGLE_ROWS]
     lines = [
         SECTION,
         "",
-        f"Measured {meta['date']} on {meta['machine']} ({meta['where']}); "
-        f"load average before the run {meta['load_before']}, after {meta['load_after']}.",
+        f"Measured {meta['date']} on {meta['machine']}, in a {meta['where']}; "
+        f"load average {meta['load_before']} before the run, {meta['load_after']} after "
+        "(other work shared the machine).",
         "",
         "```sh",
         meta["command"],
         "```",
         "",
-        f"Client for every row: `{meta['client']}` (the only Debian TFTP client with "
-        "windowsize), started once per download. Each figure is the median of "
-        f"{meta['reps']} runs; every download is checked for size and SHA-256. "
-        "Speed ratios are the server's speed divided by the reference's (higher is better).",
+        f"Client for every row: `{meta['client']}`, the one Debian TFTP client with "
+        "windowsize, started once per download. Servers take turns: each of "
+        f"{meta['reps']} rounds downloads once from every server (the concurrent test: "
+        f"{meta['concurrent_reps']} rounds), and the table shows each server's **best** "
+        "wall time (CPU: the median). Every download is checked for size and SHA-256. "
+        "Ratios are speed relative to the named server (higher is better).",
         "",
         f"### One {big_mib} MiB download",
         "",
-        "| Server | Version | " + " | ".join(label for _, label, _ in SINGLE_ROWS) + " |",
+        "| Server | Version | " + " | ".join(row_labels) + " |",
         "| --- | --- | " + " | ".join("---" for _ in SINGLE_ROWS) + " |",
     ]
     for r in results:
-        cells = []
-        for key, _label, _opts in SINGLE_ROWS:
-            cells.append(_single_cell(r, key, named))
+        cells = [_single_cell(r, key, named) for key, _, _ in SINGLE_ROWS]
         lines.append(f"| {r['label']} | {r['version']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Server CPU seconds for that download (user + system, children included, median):",
         "",
-        "| Server | " + " | ".join(label for _, label, _ in SINGLE_ROWS) + " |",
+        "| Server | " + " | ".join(row_labels) + " |",
         "| --- | " + " | ".join("---" for _ in SINGLE_ROWS) + " |",
     ]
     for r in results:
@@ -406,76 +452,48 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"### {clients} clients at once, {small_mib} MiB each (512-byte blocks, no options)",
         "",
-        "| Server | Wall s | vs tftpd-hpa wall | Failed downloads | Server CPU s | Peak RSS MiB |",
+        "| Server | Wall s (best) | Wall vs tftpd-hpa | Failed downloads | Server CPU s "
+        "| Peak memory MiB |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    hpa = _conc_medians(named.get("tftpd-hpa"))
+    hpa = _conc_summary(named.get("tftpd-hpa"))
     for r in results:
         if r.get("unavailable"):
             lines.append(f"| {r['label']} | {_esc(r['unavailable'])} | | | | |")
             continue
-        m = _conc_medians(r)
-        if m is None:
+        summary = _conc_summary(r)
+        if summary is None:
             lines.append(f"| {r['label']} | not run | | | | |")
             continue
-        wall, cpu, failed = m
+        wall, cpu, failed = summary
         c = r["concurrent"]
         ratio = f"{wall / hpa[0]:.2f}x" if hpa else "-"
-        total = clients * len(c["walls"])
-        fail = f"{failed} of {total}"
+        fail = f"{failed} of {clients * len(c['walls'])}"
         if c["failure_examples"]:
             fail += f" ({_esc(c['failure_examples'][0])})"
         lines.append(
             f"| {r['label']} | {wall:.2f} | {ratio} | {fail} | {cpu:.2f} | "
-            f"{c['peak_rss'] / MIB:.1f} |"
+            f"{c['peak_memory'] / MIB:.1f} |"
         )
     lines += ["", "### Targets (issue 2)", ""]
     lines += [f"- {t}" for t in targets(report)]
-    notes = [f"{r['label']}: {n}" for r in results for n in r["notes"]]
+    methods = sorted({r["cpu_method"] for r in results if r.get("cpu_method")})
     lines += [
         "",
-        "### Notes",
+        "### How it is measured",
         "",
-        "- Speed is the file size over the client's wall time (process start to exit).",
-        "- Server CPU is `psutil` user + system time of the server process, its threads and "
-        "its reaped children, read before and after; peak RSS is the larger of the main "
-        "process's VmHWM and the sampled sum of RSS over its process tree (shared pages of "
-        "forked children are counted once per child).",
+        "- Speed: file size over the client's wall time, process start to exit.",
+        f"- Server CPU: user + system seconds of the server and everything it forked "
+        f"({', '.join(methods) or 'psutil'}), read before and after each run.",
+        "- Peak memory: the main process's RSS plus the PSS of its child processes "
+        "(forking servers), sampled every 0.25 s, and at least the main process's VmHWM.",
         "- The windowed row asks for windowsize 16; a server that does not acknowledge it "
-        "is marked and the client falls back to one block per ACK.",
-        "- Other work ran on the same 2-core machine during the run; figures vary by "
-        "roughly ±10 % between runs.",
+        "is marked, and the client then falls back to one block per ACK.",
+        "- Each server ran with its defaults except where noted below; the option "
+        "negotiation was probed with one request per row before the runs.",
     ]
-    lines += [f"- {_esc(n)}" for n in notes]
+    lines += [f"- {r['label']}: {_esc(n)}" for r in results for n in r["notes"]]
     return "\n".join(lines) + "\n"
-
-
-def _esc(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _single_cell(r: dict[str, Any], key: str, named: dict[str, dict[str, Any]]) -> str:
-    if r.get("unavailable"):
-        return _esc(r["unavailable"])
-    s = r["single"].get(key)
-    if s is None:
-        return "not run"
-    size = r.get("big_bytes") or 0
-    if s["failure"]:
-        return f"**FAIL**: {_esc(s['failure'])}"
-    median = float(statistics.median(s["seconds"]))
-    speed = size / median / MIB
-    text = f"{speed:.0f} MiB/s ({median:.2f} s)"
-    hpa = _median_single(named.get("tftpd-hpa"), key)
-    if hpa and r["name"] != "tftpd-hpa":
-        text += f", {hpa / median:.2f}x hpa"
-    if key == "1428w16":
-        atftpd = _median_single(named.get("atftpd"), key)
-        if atftpd and r["name"] != "atftpd":
-            text += f", {atftpd / median:.2f}x atftpd"
-        if _lacks_window(s["negotiated"]):
-            text += " (no windowsize: lockstep)"
-    return text
 
 
 def targets(report: dict[str, Any]) -> list[str]:
@@ -486,39 +504,40 @@ def targets(report: dict[str, Any]) -> list[str]:
     def verdict(ok: bool) -> str:
         return "**met**" if ok else "**missed**"
 
-    w_ours = _median_single(ours, "1428w16")
-    w_atftpd = _median_single(named.get("atftpd"), "1428w16")
+    w_ours = _best_single(ours, "1428w16")
+    w_atftpd = _best_single(named.get("atftpd"), "1428w16")
     if w_ours and w_atftpd:
         out.append(
             f"blksize 1428 + windowsize 16 at least as fast as atftpd: "
             f"{w_atftpd / w_ours:.2f}x, {verdict(w_ours <= w_atftpd)}"
         )
     for key, label in (("512", "512 B, no options"), ("1428", "blksize 1428")):
-        mine = _median_single(ours, key)
-        hpa = _median_single(named.get("tftpd-hpa"), key)
+        mine = _best_single(ours, key)
+        hpa = _best_single(named.get("tftpd-hpa"), key)
         if mine and hpa:
             out.append(
                 f"{label} at least 0.8x tftpd-hpa: {hpa / mine:.2f}x, {verdict(hpa / mine >= 0.8)}"
             )
-    c_ours = _conc_medians(ours)
-    c_hpa = _conc_medians(named.get("tftpd-hpa"))
-    c_old = _conc_medians(named.get("ptftpd-1.3"))
+    c_ours = _conc_summary(ours)
+    c_hpa = _conc_summary(named.get("tftpd-hpa"))
+    c_old = _conc_summary(named.get("ptftpd-1.3"))
     if c_ours:
-        out.append(f"concurrent: zero failures: {c_ours[2]} failed, {verdict(c_ours[2] == 0)}")
+        out.append(f"concurrent, zero failures: {c_ours[2]} failed, {verdict(c_ours[2] == 0)}")
         if c_hpa:
             ratio = c_ours[0] / c_hpa[0]
             out.append(
-                f"concurrent: wall within 1.5x tftpd-hpa: {ratio:.2f}x, {verdict(ratio <= 1.5)}"
+                f"concurrent, wall within 1.5x tftpd-hpa: {ratio:.2f}x, {verdict(ratio <= 1.5)}"
             )
         if c_old:
             out.append(
-                f"concurrent: less CPU than ptftpd 1.3: {c_ours[1]:.2f} s vs {c_old[1]:.2f} s, "
+                f"concurrent, less CPU than ptftpd 1.3: {c_ours[1]:.2f} s vs {c_old[1]:.2f} s, "
                 f"{verdict(c_ours[1] < c_old[1])}"
             )
     return out or ["not evaluated (ptftpd or a reference did not run)"]
 
 
 def update_docs(text: str) -> None:
+    """Replace the "## TFTP server" section of docs/benchmarks.md, nothing else."""
     DOC.parent.mkdir(parents=True, exist_ok=True)
     old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     lines = old.splitlines(keepends=True)
@@ -539,7 +558,7 @@ def update_docs(text: str) -> None:
 
 
 def _loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def _on_term(signum: int, frame: object) -> None:
@@ -557,15 +576,12 @@ def run_inner(args: argparse.Namespace) -> dict[str, Any]:
     big = make_data(args.root, f"bench-{args.big_mib}M.bin", args.big_mib * MIB)
     small = make_data(args.root, f"bench-{args.small_mib}M.bin", args.small_mib * MIB)
     load_before = _loadavg()
+    started = time.monotonic()
     results = []
-    try:
-        for peer in peers:
-            print(f"{peer.label} {peer.version}", flush=True)
-            res = asdict(bench_peer(peer, args, big, small))
-            res["big_bytes"] = big.size
-            results.append(res)
-    finally:
-        _kill_children()
+    for res in run_rounds(peers, args, big, small):
+        entry = asdict(res)
+        entry["big_bytes"] = big.size
+        results.append(entry)
     return {
         "meta": {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -573,9 +589,11 @@ def run_inner(args: argparse.Namespace) -> dict[str, Any]:
             "where": args.where,
             "load_before": load_before,
             "load_after": _loadavg(),
+            "seconds": round(time.monotonic() - started),
             "command": args.command_line,
             "client": atftp_version(),
             "reps": args.reps,
+            "concurrent_reps": args.concurrent_reps,
             "clients": args.clients,
             "big_bytes": big.size,
             "small_bytes": small.size,
@@ -585,7 +603,11 @@ def run_inner(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_in_netns(args: argparse.Namespace, argv: list[str]) -> int:
-    """Re-run this script inside a fresh network namespace; remove it afterwards."""
+    """Re-run this script inside a fresh network namespace; remove it afterwards.
+
+    nsenter switches the network namespace only (unlike `ip netns exec`, which also
+    remounts /sys), so the cgroup files that count server CPU stay reachable.
+    """
     ns = f"ptftpd-bench-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
     inner: subprocess.Popen[bytes] | None = None
@@ -598,8 +620,8 @@ def run_in_netns(args: argparse.Namespace, argv: list[str]) -> int:
             ["ip", "addr", "add", "127.0.0.2/32", "dev", "lo"],
         ):
             subprocess.run(["ip", "netns", "exec", ns, *step], check=True, timeout=30)
-        cmd = ["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve())]
-        inner = subprocess.Popen([*cmd, *argv, "--inner", "--where", f"network namespace {ns}"])
+        cmd = ["nsenter", f"--net=/run/netns/{ns}", sys.executable, str(Path(__file__).resolve())]
+        inner = subprocess.Popen([*cmd, *argv, "--inner", "--where", "network namespace"])
         try:
             return inner.wait(args.total_timeout)
         except subprocess.TimeoutExpired:
@@ -630,7 +652,8 @@ def setup_peers(names: list[str] | None) -> None:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--reps", type=int, default=3, help="runs of each measurement (median)")
+    p.add_argument("--reps", type=int, default=5, help="rounds of single downloads (best)")
+    p.add_argument("--concurrent-reps", type=int, default=3, help="rounds of the concurrent test")
     p.add_argument("--clients", type=int, default=100, help="concurrent clients (0: skip)")
     p.add_argument("--big-mib", type=int, default=64, help="size of the single download")
     p.add_argument("--small-mib", type=int, default=4, help="size of each concurrent download")
@@ -674,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.command_line = " ".join(
-        ["(as root) .venv/bin/python bench/tftp_server_bench.py", *map(shlex.quote, _shown(argv))]
+        [".venv/bin/python bench/tftp_server_bench.py", *map(shlex.quote, _shown(argv))]
     )
     json_path: Path = args.json or RESULTS / "tftp_server_bench.json"
 
@@ -689,9 +712,10 @@ def main(argv: list[str] | None = None) -> int:
         WORK.mkdir(parents=True, exist_ok=True)
         setup_peers(args.peers)
         use_netns = args.netns == "yes" or (
-            args.netns == "auto" and os.geteuid() == 0 and shutil.which("ip") is not None
+            args.netns == "auto" and os.geteuid() == 0 and shutil.which("nsenter") is not None
         )
         if use_netns:
+            json_path.unlink(missing_ok=True)
             rc = run_in_netns(args, [*argv, "--json", str(json_path)])
             if rc != 0 or not json_path.exists():
                 print(f"benchmark failed (exit {rc})", file=sys.stderr)
