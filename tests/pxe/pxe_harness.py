@@ -1,0 +1,321 @@
+"""QEMU end-to-end harness for network boot tests.
+
+A test gets a network namespace holding a bridge and a tap device (`boot_network`), runs
+its boot servers on the bridge, and boots real firmware (SeaBIOS with Debian's iPXE NIC
+ROM, or OVMF) in QEMU started inside the same namespace on that tap (`boot_vm`). The
+guest's serial console goes to a file; a boot passes when its marker appears there.
+
+Why it is built this way:
+- DHCP and PXE traffic never leaves the namespace: the tap is the guest's only link and
+  the bridge its only peer; the namespace is deleted afterwards with everything in it.
+- Every boot is bounded (`BOOT_TIMEOUT`) and QEMU is always killed by its own PID.
+- SeaBIOS is told to mirror its text console on the serial port (fw_cfg
+  `etc/sercon-port`), because Debian's iPXE ROMs write to the BIOS console only; OVMF
+  and EFI iPXE write to the serial port by themselves.
+- KVM when /dev/kvm is usable, else TCG. On these machines iPXE has been seen to stop
+  under KVM ("KVM internal error" at its Ctrl-B prompt) while TCG boots in about half a
+  minute, so a KVM boot that fails or makes no progress is retried once under TCG and
+  KVM is not tried again in this test session. `PTFTPD_QEMU_ACCEL=tcg|kvm` forces one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from support import Netns, Process, missing, require_root, require_tool
+
+SERVER_IP = "10.78.0.1"
+PREFIX = 24
+BRIDGE = "br0"
+TAP = "tap0"
+BOOT_TIMEOUT = 180.0
+# A KVM boot whose serial console stays silent this long is taken as stuck.
+KVM_STALL = 12.0
+
+PXELINUX = Path("/usr/lib/PXELINUX/pxelinux.0")
+LDLINUX = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
+IPXE_EFI = Path("/usr/lib/ipxe/ipxe.efi")
+UNDIONLY = Path("/usr/lib/ipxe/undionly.kpxe")
+OVMF_DIR = Path("/usr/share/OVMF")
+# 4 MiB builds first (Debian 12 and later), then the 2 MiB ones.
+OVMF_PAIRS = (("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"), ("OVMF_CODE.fd", "OVMF_VARS.fd"))
+IPXE_ROM = Path("/usr/lib/ipxe/qemu/efi-virtio.rom")
+
+_kvm_broken = False
+
+
+def require_file(path: Path, package: str) -> Path:
+    if not path.is_file():
+        missing(f"{path} is missing (Debian package {package})")
+    return path
+
+
+def ovmf_files() -> tuple[Path, Path]:
+    for code, vars_ in OVMF_PAIRS:
+        if (OVMF_DIR / code).is_file() and (OVMF_DIR / vars_).is_file():
+            return OVMF_DIR / code, OVMF_DIR / vars_
+    missing(f"no OVMF_CODE/OVMF_VARS pair in {OVMF_DIR} (Debian package ovmf)")
+    raise AssertionError("unreachable")
+
+
+def kvm_usable() -> bool:
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def pick_accel() -> str:
+    forced = os.environ.get("PTFTPD_QEMU_ACCEL", "").strip().lower()
+    if forced in ("tcg", "kvm"):
+        return forced
+    return "kvm" if kvm_usable() and not _kvm_broken else "tcg"
+
+
+@dataclass
+class BootNetwork:
+    """A namespace with bridge `br0` (SERVER_IP/24) and tap `tap0` enslaved to it."""
+
+    ns: Netns
+    tmp: Path
+    bridge: str = BRIDGE
+    tap: str = TAP
+    server_ip: str = SERVER_IP
+    procs: list[Process] = field(default_factory=list)
+
+    def start(self, argv: list[str], name: str) -> Process:
+        """A server process inside the namespace, stopped by PID when the network goes."""
+        proc = Process(self.ns.popen_argv(argv), self.tmp / f"{name}.log")
+        self.procs.append(proc)
+        return proc
+
+    def dnsmasq(self, *args: str, name: str = "dnsmasq") -> Process:
+        """dnsmasq on the bridge only: no DNS, leases in the test's directory, stays root
+        (pytest's directories are private to root, and `nobody` could not read them)."""
+        exe = require_tool("dnsmasq")
+        argv = [
+            exe,
+            "--keep-in-foreground",
+            "--log-facility=-",
+            "--conf-file=/dev/null",
+            "--port=0",
+            f"--interface={self.bridge}",
+            "--bind-interfaces",
+            "--user=root",
+            f"--dhcp-leasefile={self.tmp / (name + '.leases')}",
+            f"--pid-file={self.tmp / (name + '.pid')}",
+            "--log-dhcp",
+            *args,
+        ]
+        return self.start(argv, name)
+
+
+@contextmanager
+def boot_network(tmp: Path, prefix: str = "ptpxe") -> Iterator[BootNetwork]:
+    require_root()
+    require_tool("ip")
+    if not Path("/dev/net/tun").exists():
+        missing("/dev/net/tun is missing (tap devices)")
+    ns = Netns(prefix)
+    net = BootNetwork(ns, tmp)
+    try:
+        ns.run("ip", "link", "add", BRIDGE, "type", "bridge")
+        # No STP listening/learning delay: the firmware's first DHCP packet must pass.
+        ns.run(
+            "ip", "link", "set", BRIDGE, "type", "bridge", "forward_delay", "0", "stp_state", "0"
+        )
+        ns.run("ip", "tuntap", "add", "dev", TAP, "mode", "tap")
+        ns.run("ip", "link", "set", TAP, "master", BRIDGE)
+        ns.run("ip", "link", "set", TAP, "up")
+        ns.run("ip", "link", "set", BRIDGE, "up")
+        ns.run("ip", "addr", "add", f"{SERVER_IP}/{PREFIX}", "dev", BRIDGE)
+        yield net
+    finally:
+        for proc in reversed(net.procs):
+            proc.stop()
+        ns.delete()
+
+
+@dataclass
+class BootResult:
+    seconds: float
+    accel: str
+    serial: str
+    qemu_log: str
+
+
+def _random_mac() -> str:
+    tail = uuid.uuid4().bytes[:3]
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in tail)
+
+
+def qemu_argv(
+    firmware: str, accel: str, serial: Path, workdir: Path, mac: str, tap: str = TAP
+) -> list[str]:
+    """The QEMU command line for one network boot; `firmware` is "bios" or "uefi"."""
+    argv = [
+        require_tool("qemu-system-x86_64"),
+        "-accel",
+        accel,
+        "-display",
+        "none",
+        "-nodefaults",
+        "-no-reboot",
+        "-serial",
+        f"file:{serial}",
+        "-netdev",
+        f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        "-boot",
+        "n",
+    ]
+    if firmware == "bios":
+        require_file(IPXE_ROM, "ipxe-qemu")
+        sercon = workdir / "sercon-port.bin"
+        sercon.write_bytes((0x3F8).to_bytes(2, "little"))
+        argv += [
+            "-m",
+            "256",
+            "-fw_cfg",
+            f"name=etc/sercon-port,file={sercon}",
+            # QEMU's default ROM for virtio-net is Debian's iPXE (ipxe-qemu). Naming it
+            # with romfile= stops SeaBIOS from finding it (seen with QEMU 7.2): leave it.
+            "-device",
+            f"virtio-net-pci,netdev=n0,mac={mac}",
+        ]
+    elif firmware == "uefi":
+        code, vars_template = ovmf_files()
+        vars_copy = workdir / "OVMF_VARS.fd"
+        shutil.copyfile(vars_template, vars_copy)
+        argv += [
+            "-machine",
+            "q35",
+            "-m",
+            "512",
+            "-drive",
+            f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive",
+            f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            # No option ROM: OVMF's own PXE client (architecture 7) must do the first
+            # step, not the EFI iPXE that the default ROM would start.
+            "-device",
+            f"virtio-net-pci,netdev=n0,mac={mac},romfile=",
+        ]
+    else:
+        raise ValueError(f"unknown firmware {firmware!r}")
+    return argv
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _one_boot(
+    net: BootNetwork,
+    firmware: str,
+    marker: str,
+    workdir: Path,
+    accel: str,
+    timeout: float,
+    mac: str,
+) -> tuple[str, BootResult]:
+    """("ok" | "stalled" | "timeout" | "exited", result). QEMU is always killed."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    serial = workdir / f"serial-{accel}.log"
+    serial.unlink(missing_ok=True)
+    argv = net.ns.popen_argv(qemu_argv(firmware, accel, serial, workdir, mac))
+    start = time.monotonic()
+    proc = Process(argv, workdir / f"qemu-{accel}.log")
+    outcome = "timeout"
+    last_size, last_change = -1, start
+    try:
+        while time.monotonic() - start < timeout:
+            text = _read(serial)
+            if marker in text:
+                outcome = "ok"
+                break
+            if proc.proc.poll() is not None:
+                outcome = "exited"
+                break
+            now = time.monotonic()
+            if len(text) != last_size:
+                last_size, last_change = len(text), now
+            if accel == "kvm":
+                if "KVM internal error" in proc.output():
+                    outcome = "stalled"
+                    break
+                if now - last_change > KVM_STALL:
+                    outcome = "stalled"
+                    break
+            time.sleep(0.2)
+    finally:
+        seconds = time.monotonic() - start
+        proc.stop(signal.SIGKILL, timeout=10)
+    return outcome, BootResult(seconds, accel, _read(serial), proc.output())
+
+
+def boot_vm(
+    net: BootNetwork,
+    firmware: str,
+    marker: str,
+    workdir: Path,
+    timeout: float = BOOT_TIMEOUT,
+    mac: str | None = None,
+) -> BootResult:
+    """Boot once from the network and wait for `marker` on the serial console.
+
+    Raises AssertionError with the serial tail when the marker does not appear."""
+    global _kvm_broken
+    mac = mac or _random_mac()
+    accel = pick_accel()
+    outcome, result = _one_boot(net, firmware, marker, workdir, accel, timeout, mac)
+    if outcome != "ok" and accel == "kvm" and "PTFTPD_QEMU_ACCEL" not in os.environ:
+        _kvm_broken = True
+        remaining = max(30.0, timeout - result.seconds)
+        outcome, result = _one_boot(net, firmware, marker, workdir, "tcg", remaining, mac)
+    if outcome != "ok":
+        tail = "\n".join(result.serial.splitlines()[-25:])
+        raise AssertionError(
+            f"{firmware} boot ({result.accel}) {outcome} after {result.seconds:.0f} s without "
+            f"{marker!r} on serial; serial tail:\n{tail}\nqemu: {result.qemu_log[-500:]}"
+        )
+    return result
+
+
+def make_pxelinux_root(root: Path, marker: str) -> None:
+    """pxelinux.0 + ldlinux.c32 and a config that prints `marker` on the serial port."""
+    require_file(PXELINUX, "pxelinux")
+    require_file(LDLINUX, "syslinux-common")
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PXELINUX, root / "pxelinux.0")
+    shutil.copyfile(LDLINUX, root / "ldlinux.c32")
+    cfg = root / "pxelinux.cfg"
+    cfg.mkdir(exist_ok=True)
+    (cfg / "default").write_text(
+        f"SERIAL 0 115200\nSAY {marker}\nPROMPT 0\nTIMEOUT 600\nDEFAULT none\n"
+        "LABEL none\n  LOCALBOOT -1\n"
+    )
+
+
+def make_ipxe_script(path: Path, marker: str) -> None:
+    """An iPXE script that prints `marker` and then idles (the harness kills the VM)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!ipxe\necho {marker}\nsleep 300\n")
+
+
+def copy_ipxe_efi(root: Path) -> None:
+    require_file(IPXE_EFI, "ipxe")
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(IPXE_EFI, root / "ipxe.efi")
