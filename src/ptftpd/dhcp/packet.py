@@ -40,6 +40,8 @@ MIN_REPLY_LEN = 300  # RFC 1542 2.1: some BOOTP relays and ROMs drop anything sh
 DEFAULT_MAX_SIZE = 576  # RFC 2131: what every client must accept (IP datagram)
 IP_UDP_HEADERS = 28
 ZERO_IP = IPv4Address(0)
+# Pad, overload (computed here), message type (always first) and end are not copied.
+_NOT_PACKED = frozenset({0, 52, 53, 255})
 
 
 class PacketError(ValueError):
@@ -93,7 +95,7 @@ class Message:
 
     @property
     def mac_str(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.mac)
+        return self.mac.hex(":")
 
     @property
     def client_key(self) -> bytes:
@@ -280,8 +282,8 @@ def decode(data: bytes) -> Message:
 
 
 def _pack_option(code: int, value: bytes) -> bytes:
-    if not value:
-        return bytes([code, 0])
+    if len(value) <= 255:
+        return bytes((code, len(value))) + value
     out = bytearray()
     for i in range(0, len(value), 255):
         chunk = value[i : i + 255]
@@ -312,8 +314,9 @@ def encode(msg: Message, max_size: int | None = None) -> bytes:
         limit = max_size if max_size is not None else 65535
         room = max(limit - IP_UDP_HEADERS - HEADER_LEN - len(MAGIC_COOKIE), 64)
         # Message type first (RFC 2131 hint), then the rest in insertion order.
-        codes = sorted(msg.options, key=lambda c: c != Opt.MESSAGE_TYPE)
-        items = [_pack_option(c, msg.options[c]) for c in codes if c not in (0, 52, 255)]
+        options = msg.options
+        items = [_pack_option(53, options[53])] if 53 in options else []
+        items += [_pack_option(c, v) for c, v in options.items() if c not in _NOT_PACKED]
         main, rest = _fit(items, room)
         overload = 0
         if rest:

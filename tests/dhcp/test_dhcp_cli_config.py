@@ -1,0 +1,126 @@
+"""dhcpd/bootpd settings: TOML file, flags overriding it, and one-line errors."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from ptftpd.cli.dhcpd import ConfigError, build_config, build_parser, parse_host
+from ptftpd.dhcp.options import Opt
+
+
+def config_from(argv: list[str]) -> object:
+    args = build_parser().parse_args(argv)
+    return build_config(args, "dhcpd")
+
+
+def test_toml_settings_and_flag_override(tmp_path: Path) -> None:
+    toml = tmp_path / "dhcpd.toml"
+    toml.write_text(
+        """
+range = ["127.0.0.10", "127.0.0.20"]
+lease-time = 120
+leases = "%s"
+gateway = "127.0.0.254"
+tftp-server = "127.0.0.9"
+dns = ["127.0.0.53"]
+domain = "lab.test"
+all = true
+reply-delay = 0.5
+pxe-vendor-class = ["HW-Client"]
+hosts = ["52:54:00:12:34:56=127.0.0.30,build01", {mac = "52-54-00-AB-CD-EF", ip = "127.0.0.31"}]
+
+[options]
+ntp-servers = ["127.0.0.123"]
+252 = "68747470"
+"""
+        % (tmp_path / "l.sqlite")
+    )
+    cfg = config_from(["--config", str(toml), "lo", "pxelinux.0"])
+    from ptftpd.dhcp.engine import DhcpConfig
+
+    assert isinstance(cfg, DhcpConfig)
+    assert cfg.interface == "lo" and cfg.server_ip == IPv4Address("127.0.0.1")
+    assert (cfg.range_start, cfg.range_end) == (
+        IPv4Address("127.0.0.10"),
+        IPv4Address("127.0.0.20"),
+    )
+    assert cfg.lease_time == 120 and cfg.leases_path == tmp_path / "l.sqlite"
+    assert cfg.routers == (IPv4Address("127.0.0.254"),)
+    assert cfg.next_server == IPv4Address("127.0.0.9")
+    assert cfg.dns == (IPv4Address("127.0.0.53"),)
+    assert cfg.domain_name == "lab.test" and cfg.answer_all and cfg.reply_delay == 0.5
+    assert cfg.pxe_vendor_prefixes == ("PXEClient", "HW-Client")
+    assert [(h.mac, str(h.address), h.hostname) for h in cfg.static_hosts] == [
+        ("52:54:00:12:34:56", "127.0.0.30", "build01"),
+        ("52:54:00:ab:cd:ef", "127.0.0.31", None),
+    ]
+    assert cfg.extra_options[Opt.NTP_SERVERS] == IPv4Address("127.0.0.123").packed
+    assert cfg.extra_options[252] == b"http"
+
+    # Flags win over the file.
+    cfg2 = config_from(
+        [
+            "--config",
+            str(toml),
+            "--lease-time",
+            "999",
+            "-n",
+            "127.0.0.99",
+            "-g",
+            "127.0.0.1",
+            "--range",
+            "127.0.0.40",
+            "127.0.0.41",
+            "--host",
+            "02:00:00:00:00:01=127.0.0.50",
+            "lo",
+            "other.efi",
+        ]
+    )
+    assert isinstance(cfg2, DhcpConfig)
+    assert cfg2.lease_time == 999 and cfg2.dns == (IPv4Address("127.0.0.99"),)
+    assert cfg2.routers == (IPv4Address("127.0.0.1"),) and cfg2.bootfile == "other.efi"
+    assert cfg2.range_start == IPv4Address("127.0.0.40")
+    assert len(cfg2.static_hosts) == 3
+
+
+def test_defaults() -> None:
+    from ptftpd.dhcp.engine import DhcpConfig
+
+    cfg = config_from(["lo", "pxelinux.0"])
+    assert isinstance(cfg, DhcpConfig)
+    assert not cfg.answer_all and cfg.lease_time == 3600 and cfg.routers is None
+    assert cfg.leases_path == Path("/var/lib/ptftpd/dhcpd-lo.sqlite")
+    assert cfg.port == 67 and cfg.client_port == 68
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("bogus = 1", "unknown key"),
+        ('range = ["127.0.0.9"]', "range"),
+        ('range = ["127.0.0.9", "127.0.0.2"]', "after"),
+        ("[options]\nnope = 1", "unknown option"),
+        ('[options]\nrouter = "x"', "router"),
+        ('hosts = ["zz:00:00:00:00:01=127.0.0.5"]', "MAC"),
+        ('hosts = ["02:00:00:00:00:01=10.0.0.5"]', "not on"),
+        ("lease-time = 0", "lease-time"),
+    ],
+)
+def test_bad_config_is_a_config_error(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError, match=message):
+        config_from(["--config", str(path), "lo", "pxelinux.0"])
+
+
+def test_parse_host() -> None:
+    host = parse_host("AA-BB-CC-DD-EE-FF=10.0.0.5,pc")
+    assert host.mac == "aa:bb:cc:dd:ee:ff" and host.hostname == "pc"
+    with pytest.raises(ConfigError):
+        parse_host("aa:bb=10.0.0.5")
+    with pytest.raises(ConfigError):
+        parse_host("aa:bb:cc:dd:ee:ff=10.0.0.500")
