@@ -289,3 +289,15 @@ def test_server_in_callers_loop_with_hook() -> None:
 @pytest.mark.parametrize("bad", [b"", b"\x00" * 236 + b"\x63\x82\x53\x63\x35\xff"])
 def test_engine_never_raises_on_bad_input(bad: bytes) -> None:
     assert engine().handle(bad) == []
+
+
+def test_ipxe_gets_its_script_not_the_binary_again() -> None:
+    eng = engine(bootfile="undionly.kpxe", ipxe_bootfile="boot.ipxe")
+    rom = one(eng, req(MessageType.DISCOVER, 1, vendor_class=PXE))[0]
+    assert rom.file_str == "undionly.kpxe"
+    ipxe = one(eng, req(MessageType.DISCOVER, 1, vendor_class=PXE, user_class=b"iPXE"))[0]
+    assert ipxe.file_str == "boot.ipxe"
+    ipxe175 = one(eng, req(MessageType.DISCOVER, 2, vendor_class=PXE, ipxe_encap=b"\x13\x01\x01"))[
+        0
+    ]
+    assert ipxe175.file_str == "boot.ipxe"

@@ -11,6 +11,7 @@ given with `--config`, and command-line flags. The TOML keys mirror the long fla
     dns = ["10.0.0.53"]
     domain = "lab.example"
     all = true
+    ipxe-bootfile = "boot.ipxe"
     hosts = ["52:54:00:12:34:56=10.0.0.10,build01"]   # or [{mac=, ip=, name=}]
     [options]                                           # by registry name or code
     ntp-servers = ["10.0.0.123"]
@@ -101,6 +102,12 @@ def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
     parser.add_argument("--domain", metavar="NAME", help="domain name given to clients")
+    parser.add_argument(
+        "--ipxe-bootfile",
+        metavar="NAME",
+        help="boot file (usually a script) for iPXE clients instead of BOOTFILE, "
+        "so that an iPXE chain-loaded from BOOTFILE does not load itself again",
+    )
     parser.add_argument(
         "--port", type=int, default=None, metavar="PORT", help="server UDP port (67)"
     )
@@ -301,6 +308,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         port=port,
         client_port=68 if port == 67 else port + 1,
         reply_delay=reply_delay,
+        ipxe_bootfile=pick(args.ipxe_bootfile, "ipxe-bootfile"),
     )
 
 

@@ -48,6 +48,7 @@ from ptftpd.dhcp.engine import (
     DhcpConfig,
     DhcpEngine,
     Outgoing,
+    is_ipxe,
     make_reply,
     reply_destination,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "arch_name",
     "decode",
     "encode",
+    "is_ipxe",
     "make_reply",
     "open_dhcp_socket",
     "pxe_vendor_options",

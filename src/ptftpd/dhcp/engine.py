@@ -36,6 +36,7 @@ __all__ = [
     "DhcpConfig",
     "DhcpEngine",
     "Outgoing",
+    "is_ipxe",
     "make_reply",
     "reply_destination",
 ]
@@ -96,6 +97,9 @@ class DhcpConfig:
     dhcp: bool = True
     bootp: bool = False
     boot_file_size: int | None = None  # bytes, for BOOTP option 13
+    # What iPXE (user class "iPXE" or option 175) gets instead of `bootfile`: handing it
+    # the iPXE binary again makes it chain-load itself forever (netboot notes).
+    ipxe_bootfile: str | None = None
 
     @property
     def siaddr(self) -> IPv4Address:
@@ -203,6 +207,11 @@ def _order_options(options: dict[int, bytes], wanted: list[int] | None) -> dict[
     return out
 
 
+def is_ipxe(msg: Message) -> bool:
+    """iPXE says so in user class 77 and carries its feature list in option 175."""
+    return msg.has_user_class("iPXE") or Opt.IPXE_ENCAP in msg.options
+
+
 def _ips(addrs: tuple[IPv4Address, ...]) -> bytes:
     return b"".join(a.packed for a in addrs)
 
@@ -232,6 +241,8 @@ class DhcpEngine:
         choice: BootChoice | str | None
         if self.boot_policy is None:
             choice = self.config.bootfile
+            if self.config.ipxe_bootfile and is_ipxe(msg):
+                choice = self.config.ipxe_bootfile
         else:
             try:
                 choice = self.boot_policy(msg)
