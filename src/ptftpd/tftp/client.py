@@ -291,6 +291,7 @@ class _Exchange:
         self._request_tries = 0
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._restart = False
         self._closed = False
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -304,13 +305,19 @@ class _Exchange:
     def start(self) -> None:
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
         self._send_request()
+        self._arm()
 
     def _send_request(self) -> None:
         self._request_tries += 1
         self._sendto(self.request_bytes, self.server)
-        self._restart_timer()
+        self._restart = True
 
-    def _restart_timer(self) -> None:
+    def _arm(self) -> None:
+        """Apply a pending timer restart: once per burst of packets, not per packet (a
+        clock read per DATA block is measurable at loopback speed)."""
+        if not self._restart or self._closed:
+            return
+        self._restart = False
         self._deadline = self.loop.time() + self.timeout
         if self._timer is None:
             self._timer = self.loop.call_at(self._deadline, self._on_timer)
@@ -335,10 +342,12 @@ class _Exchange:
                 )
             else:
                 self._send_request()
+            self._arm()
             return
         if isinstance(machine, Sender) and not self._feed():
             return
         self._apply(machine.timeout())
+        self._arm()
 
     def _on_readable(self) -> None:
         sock = self.sock
@@ -363,6 +372,7 @@ class _Exchange:
                 self._apply(self.machine.receive(data))
             if self._closed or self.done.done():
                 break
+        self._arm()
         self._report()
 
     def _report(self) -> None:
@@ -484,17 +494,19 @@ class _Exchange:
     def _apply(self, step: Step) -> None:
         machine = self.machine
         assert machine is not None
-        if step.data and not self._write(step.data):
-            return
         peer = self.peer
         assert peer is not None
+        # ACK first, write after: the server starts its next window while we write.
         for datagram in step.send:
             self._sendto(datagram, peer)
+        if step.data and not self._write(step.data):
+            return
         timer = step.timer
         if timer is Timer.RESTART:
-            self._restart_timer()
+            self._restart = True
         elif timer is Timer.CANCEL:
             self._deadline = None
+            self._restart = False
         if isinstance(machine, Sender) and machine.state is State.ACTIVE and not self._feed():
             return
         state = machine.state
