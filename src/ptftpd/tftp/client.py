@@ -292,6 +292,7 @@ class _Exchange:
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._restart = False
+        self._reported = -1
         self._closed = False
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -380,7 +381,9 @@ class _Exchange:
             return
         machine = self.machine
         done = machine.bytes_acked if isinstance(machine, Sender) else machine.bytes_received
-        self.progress(done, self.total)
+        if done != self._reported:
+            self._reported = done
+            self.progress(done, self.total)
 
     def _latch(self, data: bytes, addr: tuple[str, int]) -> None:
         """The first reply from the server's address: its source port is the TID."""
