@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ptftpd.tftp import ProtocolError, TransferTimeout, download
+from ptftpd.tftp import ProtocolError, RemoteError, TransferTimeout, download
 from ptftpd.tftp.packets import Ack, Data, Error, OptionAck, Request, decode
 
 Script = Callable[[socket.socket, list[object]], None]
@@ -201,3 +201,30 @@ def test_server_going_silent_leaves_no_partial_file(
     peer.join()
     assert list(tmp_path.iterdir()) == []
     assert peer.seen.count(Ack(1)) == 3  # the first ACK and two retransmissions
+
+
+def test_error_8_after_the_oack_is_not_retried(
+    peer_factory: Callable[[Script], Peer], tmp_path: Path
+) -> None:
+    """Only an ERROR answering the request itself may be retried without options."""
+
+    def script(listen: socket.socket, seen: list[object]) -> None:
+        _, client = receive(listen, seen)
+        with tid() as s:
+            s.sendto(OptionAck((("blksize", "1428"),)).encode(), client)
+            assert receive(s, seen)[0] == Ack(0)
+            s.sendto(Error(8, "changed my mind").encode(), client)
+        listen.settimeout(1)
+        try:
+            receive(listen, seen)
+        except TimeoutError:
+            pass
+
+    peer = peer_factory(script)
+    out = tmp_path / "out"
+    with pytest.raises(RemoteError) as info:
+        download("127.0.0.1", "f", out, port=peer.port, blksize=1428)
+    peer.join()
+    assert info.value.code == 8 and "changed my mind" in str(info.value)
+    assert len([p for p in peer.seen if isinstance(p, Request)]) == 1
+    assert list(tmp_path.iterdir()) == []

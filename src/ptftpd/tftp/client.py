@@ -62,6 +62,7 @@ __all__ = [
     "ProgressCallback",
     "ProtocolError",
     "RemoteError",
+    "RequestRefused",
     "TftpError",
     "TftpUrl",
     "TransferResult",
@@ -113,6 +114,11 @@ class RemoteError(TftpError):
             super().__init__(f"server error {code}: {text}")
         else:
             super().__init__(f"server error {code} ({name}): {text}")
+
+
+class RequestRefused(RemoteError):
+    """The server answered the request itself with an ERROR: nothing was transferred,
+    so asking again (e.g. without options after ERROR 8) is safe."""
 
 
 class TransferTimeout(TftpError):
@@ -392,7 +398,7 @@ class _Exchange:
         except PacketError:
             return
         if isinstance(packet, Error):
-            self._fail(RemoteError(packet.code, packet.message))
+            self._fail(RequestRefused(packet.code, packet.message))
             return
         if isinstance(packet, OptionAck):
             try:
@@ -678,7 +684,7 @@ async def _with_fallback(
             progress=progress,
             total=total,
         )
-    except RemoteError as exc:
+    except RequestRefused as exc:
         if exc.code != ErrorCode.OPTION_REFUSED or not requested:
             raise
     # The server refused our options (ERROR 8): ask again without any, new TID.
