@@ -30,6 +30,7 @@ from ptftpd.tftp.client import (
     ProgressCallback,
     ProtocolError,
     RemoteError,
+    RequestRefused,
     TftpError,
     TftpUrl,
     TransferResult,
@@ -43,6 +44,7 @@ __all__ = [
     "ProgressCallback",
     "ProtocolError",
     "RemoteError",
+    "RequestRefused",
     "TftpError",
     "TftpUrl",
     "TransferResult",
@@ -78,7 +80,9 @@ async def download_async(
 
     Options are asked for only when given: `blksize` (RFC 2348), `windowsize`
     (RFC 7440), `tsize` (RFC 2349, the size then reaches `progress`), `timeout`
-    (seconds between retransmissions, also sent as the RFC 2349 option). With
+    (seconds between retransmissions; from 1 s up also sent as the RFC 2349 option);
+    `retries` bounds the retransmissions of each packet, so an unreachable server fails
+    after about `timeout * (retries + 1)` seconds. With
     `overwrite=False` an existing local file is an error, checked again at the rename.
     """
     if not isinstance(local, str | os.PathLike):

@@ -741,8 +741,9 @@ async def get_file(
     """Download `remote` from `host` into the binary file object `file`.
 
     Options are asked for only when given (`rfc1350=True` asks for none at all);
-    `timeout` is the retransmission interval in seconds and, when given, is also sent
-    as the RFC 2349 timeout option so both ends retransmit at the same pace. Raises
+    `timeout` is the retransmission interval in seconds (1 by default); from 1 s up it
+    is also sent, rounded, as the RFC 2349 timeout option so both ends retransmit at
+    the same pace (a sub-second value stays local: the option has whole seconds). Raises
     `TftpError` (with a one-line message) on any failure; nothing is written to
     `file` before the server has accepted the request.
     """
