@@ -225,6 +225,8 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         [dhcpd, "--range", "10.0.0.1", "10.0.0.9", "lo", "pxelinux.0"],
         [dhcpd, "--config", str(tmp_path / "missing.toml"), "lo", "pxelinux.0"],
     ]
+    cases.append([dhcpd, "-g", "1.2.3", "lo", "pxelinux.0"])
+    cases.append([dhcpd])
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("range = [1,\n")
     cases.append([dhcpd, "--config", str(bad_toml), "lo", "pxelinux.0"])

@@ -12,12 +12,19 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ptftpd.cli.dhcpd import ConfigError, add_server_flags, build_config, check_root, serve
+from ptftpd.cli.dhcpd import (
+    ConfigError,
+    OneLineParser,
+    add_server_flags,
+    build_config,
+    check_root,
+    serve,
+)
 from ptftpd.netif import InterfaceError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="bootpd",
         description="BOOTP server for network boot on IFACE (RFC 951, 1497, 1542).",
         epilog="example: bootpd -v -t 10.0.0.2 eth1 pxelinux.0",

@@ -29,7 +29,7 @@ import tomllib
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ptftpd import __version__
 from ptftpd.cli.common import positive_int, run_service
@@ -45,6 +45,13 @@ DEFAULT_LEASE_TIME = 3600
 
 class ConfigError(Exception):
     """Bad flag value or config file: one line, exit 1."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are reported like every other bad input: one line, exit 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def ipv4(text: str) -> IPv4Address:
@@ -109,13 +116,17 @@ def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
         "so that an iPXE chain-loaded from BOOTFILE does not load itself again",
     )
     parser.add_argument(
-        "--port", type=int, default=None, metavar="PORT", help="server UDP port (67)"
+        "--port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="server UDP port (67); clients are answered on PORT+1 (68)",
     )
     parser.add_argument("--version", action="version", version=f"{tool} {__version__}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dhcpd",
         description="DHCP server for network boot on IFACE (RFC 2131, 2132, 4578). "
         "Without -a it answers PXE clients only.",
