@@ -202,8 +202,11 @@ def parse_host(spec: object) -> StaticHost:
 
 
 def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
-    """Merge defaults, TOML and flags into a `DhcpConfig`; raises ConfigError/InterfaceError."""
-    toml = _load_toml(args.config)
+    """Merge defaults, TOML and flags into a `DhcpConfig`; raises ConfigError/InterfaceError.
+
+    Only `iface` and `bootfile` are required on `args`: other tools (pxed) reuse this
+    with a subset of dhcpd's flags."""
+    toml = _load_toml(getattr(args, "config", None))
     known = {
         "range",
         "lease-time",
@@ -221,7 +224,9 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
     }
     unknown = sorted(set(toml) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) in {args.config}: {', '.join(unknown)}")
+        raise ConfigError(
+            f"unknown key(s) in {getattr(args, 'config', None)}: {', '.join(unknown)}"
+        )
 
     def pick(flag: object, key: str, default: object = None) -> Any:
         return flag if flag is not None else toml.get(key, default)
@@ -233,7 +238,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
     server_ip = IPv4Address(str(here.address))
     network = IPv4Network(str(here.network))
 
-    tftp = pick(args.tftp_server, "tftp-server")
+    tftp = pick(getattr(args, "tftp_server", None), "tftp-server")
     next_server: IPv4Address | None = None
     tftp_name: str | None = None
     if tftp is not None:
@@ -246,14 +251,14 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
                 raise ConfigError(f"cannot resolve TFTP server name {tftp!r}") from None
             tftp_name = str(tftp)
 
-    gateway = pick(args.gateway, "gateway")
+    gateway = pick(getattr(args, "gateway", None), "gateway")
     routers = None if gateway is None else (_ip(gateway, "gateway"),)
-    dns_raw = args.dns if args.dns else toml.get("dns", [])
+    dns_raw: Any = getattr(args, "dns", None) or toml.get("dns", [])
     if isinstance(dns_raw, str):
         dns_raw = [dns_raw]
     dns = tuple(_ip(d, "dns") for d in dns_raw)
 
-    rng = pick(args.range, "range")
+    rng = pick(getattr(args, "range", None), "range")
     start = end = None
     if rng is not None:
         if not isinstance(rng, (list, tuple)) or len(rng) != 2:
@@ -265,7 +270,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
             raise ConfigError(f"range start {start} is after end {end}")
 
     hosts_raw: list[object] = list(toml.get("hosts", []))
-    hosts_raw += args.host or []
+    hosts_raw += getattr(args, "host", None) or []
     hosts = tuple(parse_host(h) for h in hosts_raw)
     for h in hosts:
         if h.address not in network:
@@ -291,10 +296,10 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
     prefixes = ["PXEClient"]
     extra_prefixes = getattr(args, "pxe_vendor_class", None) or toml.get("pxe-vendor-class", [])
     prefixes += [str(p) for p in extra_prefixes]
-    port = int(pick(args.port, "port", 67))
+    port = int(pick(getattr(args, "port", None), "port", 67))
     if not 1 <= port <= 65535:
         raise ConfigError(f"not a UDP port: {port}")
-    leases = pick(args.leases, "leases")
+    leases = pick(getattr(args, "leases", None), "leases")
     leases_path = Path(leases) if leases is not None else default_leases_path(tool, args.iface)
     answer_all = bool(pick(getattr(args, "all", None), "all", False))
 
@@ -307,7 +312,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         tftp_server_name=tftp_name,
         routers=routers,
         dns=dns,
-        domain_name=pick(args.domain, "domain"),
+        domain_name=pick(getattr(args, "domain", None), "domain"),
         answer_all=answer_all,
         pxe_vendor_prefixes=tuple(prefixes),
         range_start=start,
@@ -319,7 +324,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         port=port,
         client_port=68 if port == 67 else port + 1,
         reply_delay=reply_delay,
-        ipxe_bootfile=pick(args.ipxe_bootfile, "ipxe-bootfile"),
+        ipxe_bootfile=pick(getattr(args, "ipxe_bootfile", None), "ipxe-bootfile"),
     )
 
 
