@@ -227,8 +227,17 @@ class DhcpEngine:
         self.policy = policy
         self.boot_policy = boot_policy
         self.dropped = 0
-        self._mask = config.network.netmask.packed
-        self._broadcast = config.network.broadcast_address.packed
+        # The same for every reply: packed once.
+        net: dict[int, bytes] = {Opt.SUBNET_MASK: config.network.netmask.packed}
+        if config.router_list:
+            net[Opt.ROUTER] = _ips(config.router_list)
+        if config.dns:
+            net[Opt.DNS] = _ips(config.dns)
+        if config.domain_name:
+            net[Opt.DOMAIN_NAME] = config.domain_name.encode()
+        net[Opt.BROADCAST] = config.network.broadcast_address.packed
+        net.update(config.extra_options)
+        self._network_options = net
 
     # -- classification ----------------------------------------------------------------
 
@@ -439,17 +448,7 @@ class DhcpEngine:
         """Network and boot options shared by OFFER, ACK and INFORM; returns the boot file."""
         cfg = self.config
         opts = reply.options
-        opts[Opt.SUBNET_MASK] = self._mask
-        routers = cfg.router_list
-        if routers:
-            opts[Opt.ROUTER] = _ips(routers)
-        if cfg.dns:
-            opts[Opt.DNS] = _ips(cfg.dns)
-        if cfg.domain_name:
-            opts[Opt.DOMAIN_NAME] = cfg.domain_name.encode()
-        opts[Opt.BROADCAST] = self._broadcast
-        for code, value in cfg.extra_options.items():
-            opts[code] = value
+        opts.update(self._network_options)
         boot = self.boot_for(msg)
         file = None
         if boot is not None:
