@@ -282,6 +282,7 @@ class _Exchange:
         self.total = total
         self.netascii = request.mode == "netascii"
         self.decoder = netascii.Decoder() if self.netascii and self.is_read else None
+        self._fast_receive = self.is_read and self.decoder is None
         self.machine: Sender | Receiver | None = None
         self.peer: tuple[str, int] | None = None
         self.negotiated_blksize = DEFAULT_BLKSIZE
@@ -375,8 +376,24 @@ class _Exchange:
                     self._sendto(error_bytes(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
                 continue
             else:
-                assert self.machine is not None
-                self._apply(self.machine.receive(data))
+                machine = self.machine
+                assert machine is not None
+                step = machine.receive(data)
+                if self._fast_receive and machine.state is State.ACTIVE:
+                    # The steady state of a get, inlined: it runs once per DATA block.
+                    for datagram in step.send:
+                        self._sendto(datagram, peer)
+                    if step.data:
+                        try:
+                            self.file.write(step.data)
+                        except OSError as exc:
+                            self._write_error(exc)
+                            break
+                        self.local_bytes += len(step.data)
+                    if step.timer is Timer.RESTART:
+                        self._restart = True
+                    continue
+                self._apply(step)
             if self._closed or self.done.done():
                 break
         self._arm()
@@ -472,15 +489,18 @@ class _Exchange:
         try:
             self.file.write(data)
         except OSError as exc:
-            code = (
-                ErrorCode.DISK_FULL
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                else ErrorCode.NOT_DEFINED
-            )
-            self._abort(code, f"cannot write the local file: {exc.strerror}")
+            self._write_error(exc)
             return False
         self.local_bytes += len(data)
         return True
+
+    def _write_error(self, exc: OSError) -> None:
+        code = (
+            ErrorCode.DISK_FULL
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else ErrorCode.NOT_DEFINED
+        )
+        self._abort(code, f"cannot write the local file: {exc.strerror}")
 
     def _complete(self) -> bool:
         """Every byte is in (get) or acknowledged (put): flush and report success."""
