@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import platform
+import select
 import shlex
 import shutil
 import signal
@@ -140,16 +141,52 @@ def _spawn(cmd: list[str], stderr: Any) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _reap(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
-    """Wait for a client at most `timeout` s; kill it (by PID) if it overruns."""
+def wait_clients(
+    procs: list[subprocess.Popen[bytes]], deadline: float
+) -> tuple[list[int | None], float]:
+    """Wait for every client until `deadline` (perf_counter); kill (by PID) the late ones.
+
+    Returns the exit codes (None: killed) and the perf_counter time the last one exited.
+    Exits are seen through pidfds, at once: Popen.wait(timeout) polls with sleeps of up
+    to 50 ms, which would round every measured time up to that grain.
+    """
+    codes: dict[int, int | None] = {}
+    last = time.perf_counter()
+    fds: dict[int, subprocess.Popen[bytes]] = {}
     try:
-        rc: int | None = proc.wait(max(timeout, 0.0))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-        rc = None
-    _children.pop(proc.pid, None)
-    return rc
+        for proc in procs:
+            fds[os.pidfd_open(proc.pid)] = proc
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        pending = set(fds)
+        while pending:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            events = poller.poll(left * 1000)
+            now = time.perf_counter()
+            for fd, _ in events:
+                if fd in pending:
+                    pending.discard(fd)
+                    poller.unregister(fd)
+                    last = now
+                    proc = fds[fd]
+                    codes[proc.pid] = proc.wait()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    for proc in procs:
+        if proc.pid not in codes:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+                codes[proc.pid] = None
+            else:
+                codes[proc.pid] = proc.returncode
+                last = time.perf_counter()
+        _children.pop(proc.pid, None)
+    return [codes[p.pid] for p in procs], last
 
 
 def _kill_children() -> None:
@@ -219,8 +256,9 @@ def measure_single(
     cpu0 = server.cpu_seconds()
     with open(err, "wb") as err_file:
         t0 = time.perf_counter()
-        rc = _reap(_spawn(atftp_command(server.port, data.name, out, options), err_file), timeout)
-        elapsed = time.perf_counter() - t0
+        proc = _spawn(atftp_command(server.port, data.name, out, options), err_file)
+        (rc,), end = wait_clients([proc], t0 + timeout)
+        elapsed = end - t0
     server.quiesce()
     cpu = server.cpu_seconds() - cpu0
     problem = _client_problem(rc, err, verify(out, data), timeout)
@@ -253,9 +291,8 @@ def measure_concurrent(
             _spawn(atftp_command(server.port, data.name, rundir / f"c{i}", {}), errs[i])
             for i in range(clients)
         ]
-        deadline = t0 + timeout
-        codes = [_reap(p, deadline - time.perf_counter()) for p in procs]
-        wall = time.perf_counter() - t0
+        codes, end = wait_clients(procs, t0 + timeout)
+        wall = end - t0
     server.quiesce()
     cpu = server.cpu_seconds() - cpu0
     failed = 0
