@@ -12,6 +12,7 @@ TOOLS = {
     "dhcpd": ("ptftpd.cli.dhcpd", "DHCP server for network boot (RFC 2131, 4578)"),
     "bootpd": ("ptftpd.cli.bootpd", "BOOTP server (RFC 951, 1497)"),
     "ptftp": ("ptftpd.cli.ptftp", "TFTP client: interactive, one-shot and tftp:// URLs"),
+    "pxed": ("ptftpd.cli.pxed", "PXE server: DHCP or proxyDHCP, boot server and TFTP"),
 }
 
 
