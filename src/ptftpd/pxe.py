@@ -26,7 +26,7 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -258,9 +258,15 @@ class BootLog:
             )
         return f"boot {session.mac} arch={stages}: no file served"
 
-    def expire(self) -> None:
+    def expire(self, busy_ips: Collection[str] = ()) -> None:
+        """Write and forget the boots that have been quiet for `idle` seconds; a client
+        still downloading (its address in `busy_ips`) is not quiet."""
         now = self.clock()
+        busy = {self.mac_of_ip.get(ip, f"ip {ip}") for ip in busy_ips}
         for mac, session in list(self.sessions.items()):
+            if mac in busy:
+                session.last_event = now
+                continue
             if now - session.last_event >= self.idle:
                 del self.sessions[mac]
                 self.emit(self.describe(session))
@@ -551,7 +557,9 @@ class PxeService:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            self.boot_log.expire()
+            tftp = self.tftp_server
+            busy = [t.peer[0] for t in tftp.transfers.values()] if tftp is not None else []
+            self.boot_log.expire(busy)
 
     def close(self) -> None:
         if self._ticker is not None:

@@ -1,0 +1,382 @@
+"""pxed's decisions without sockets: architecture table, boot file choice, iPXE
+detection, proxyDHCP and boot server replies, the boot log, the start-up file check,
+and the DHCP hook wired into the real DHCP engine."""
+
+from __future__ import annotations
+
+import subprocess
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ptftpd.dhcp import DhcpConfig, DhcpServer, Message, MessageType, Opt, decode, encode
+from ptftpd.dhcp.leases import MemoryStore
+from ptftpd.pxe import (
+    ARCHITECTURES,
+    BootClass,
+    BootFiles,
+    BootLog,
+    ProxyResponder,
+    PxeConfig,
+    PxeService,
+    arch_class,
+    choose_boot_file,
+    is_ipxe,
+    missing_boot_files,
+)
+from ptftpd.tftp.server import ServerConfig
+from support import script
+
+SERVER = IPv4Address("10.78.0.1")
+MAC = bytes.fromhex("525400123456")
+FILES = BootFiles(
+    default="default.0",
+    bios="undionly.kpxe",
+    efi32="ipxe32.efi",
+    efi64="ipxe.efi",
+    arm64="ipxe-arm64.efi",
+    ipxe="boot.ipxe",
+)
+
+
+def request(
+    mtype: MessageType = MessageType.DISCOVER,
+    arch: int | None = 0,
+    vendor: str | None = "PXEClient:Arch:00000:UNDI:002001",
+    user_class: bytes | None = None,
+    ipxe_175: bool = False,
+    ciaddr: str = "0.0.0.0",
+    extra: dict[int, bytes] | None = None,
+) -> Message:
+    msg = Message(xid=0x1234, chaddr=MAC + b"\x00" * 10, ciaddr=IPv4Address(ciaddr))
+    msg.options[Opt.MESSAGE_TYPE] = bytes([mtype])
+    if arch is not None:
+        msg.options[Opt.CLIENT_ARCH] = arch.to_bytes(2, "big")
+    if vendor is not None:
+        msg.options[Opt.VENDOR_CLASS] = vendor.encode()
+    if user_class is not None:
+        msg.options[Opt.USER_CLASS] = user_class
+    if ipxe_175:
+        msg.options[Opt.IPXE_ENCAP] = b"\x15\x01\x01"
+    msg.options.update(extra or {})
+    return msg
+
+
+# -- architecture table and choice -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arch", "cls"),
+    [
+        (0, BootClass.BIOS),
+        (6, BootClass.EFI32),
+        (7, BootClass.EFI64),
+        (9, BootClass.EFI64),
+        (11, BootClass.ARM64),
+        (16, None),  # x64 UEFI HTTP boot wants a URL: the default file
+        (10, None),
+        (None, None),
+        (0x7777, None),
+    ],
+)
+def test_arch_class(arch: int | None, cls: BootClass | None) -> None:
+    assert arch_class(arch) is cls
+
+
+def test_table_is_the_iana_registry() -> None:
+    for code, name in [(0, "BIOS"), (6, "EFI IA32"), (7, "EFI x64"), (11, "EFI ARM64")]:
+        assert ARCHITECTURES[code] == name
+    assert len(ARCHITECTURES) >= 40
+
+
+@pytest.mark.parametrize(
+    ("arch", "expected", "reason"),
+    [
+        (0, "undionly.kpxe", "bios"),
+        (6, "ipxe32.efi", "efi32"),
+        (7, "ipxe.efi", "efi64"),
+        (9, "ipxe.efi", "efi64"),
+        (11, "ipxe-arm64.efi", "arm64"),
+        (16, "default.0", "default"),
+        (None, "default.0", "default"),
+        (4242, "default.0", "unknown arch"),
+    ],
+)
+def test_choice_by_architecture(arch: int | None, expected: str, reason: str) -> None:
+    choice = choose_boot_file(FILES, request(arch=arch))
+    assert (choice.file, choice.reason, choice.ipxe) == (expected, reason, False)
+
+
+def test_unset_family_gets_bootfile() -> None:
+    files = BootFiles(default="pxelinux.0", efi64="ipxe.efi")
+    assert choose_boot_file(files, request(arch=0)).file == "pxelinux.0"
+    assert choose_boot_file(files, request(arch=11)).file == "pxelinux.0"
+    assert choose_boot_file(files, request(arch=7)).file == "ipxe.efi"
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        request(arch=7, user_class=b"iPXE"),  # what iPXE sends: the bare string
+        request(arch=0, user_class=b"\x04iPXE"),  # RFC 3004 list form
+        request(arch=7, ipxe_175=True),  # iPXE's own option, no user class
+    ],
+)
+def test_ipxe_gets_its_script_not_the_binary_again(msg: Message) -> None:
+    assert is_ipxe(msg)
+    choice = choose_boot_file(FILES, msg)
+    assert choice.file == "boot.ipxe" and choice.ipxe and choice.reason == "ipxe"
+    assert choice.arch_label.startswith("iPXE")
+
+
+def test_ipxe_without_ipxe_bootfile_gets_the_firmware_file() -> None:
+    files = BootFiles(default="pxelinux.0")
+    choice = choose_boot_file(files, request(arch=0, user_class=b"iPXE"))
+    assert choice.file == "pxelinux.0" and choice.ipxe
+
+
+def test_other_user_class_is_not_ipxe() -> None:
+    assert not is_ipxe(request(user_class=b"gPXE"))
+    assert not is_ipxe(request(user_class=b"\x04iPXF"))
+
+
+@given(st.integers(min_value=0, max_value=0xFFFF))
+def test_any_architecture_code_gets_a_file(code: int) -> None:
+    choice = choose_boot_file(FILES, request(arch=code))
+    assert choice.file in {
+        "default.0",
+        "undionly.kpxe",
+        "ipxe32.efi",
+        "ipxe.efi",
+        "ipxe-arm64.efi",
+    }
+
+
+@given(st.binary(max_size=12))
+def test_garbage_option_93_never_raises(raw: bytes) -> None:
+    msg = request(arch=None)
+    msg.options[Opt.CLIENT_ARCH] = raw
+    assert choose_boot_file(FILES, msg).file
+
+
+# -- proxyDHCP and boot server ----------------------------------------------------------
+
+
+def responder(boot_log: BootLog | None = None, answer_discover: bool = True) -> ProxyResponder:
+    return ProxyResponder(SERVER, FILES, boot_log=boot_log, answer_discover=answer_discover)
+
+
+def test_proxy_offer_carries_boot_information_only() -> None:
+    uuid = b"\x00" + bytes(range(16))
+    msg = request(arch=7, vendor="PXEClient:Arch:00007:UNDI:003000", extra={97: uuid})
+    out = responder().handle(encode(msg), ("0.0.0.0", 68), boot_server=False)
+    assert len(out) == 1
+    assert out[0].address == ("255.255.255.255", 68)
+    reply = decode(out[0].payload)
+    assert reply.message_type is MessageType.OFFER
+    assert reply.xid == msg.xid and reply.mac == MAC
+    assert reply.yiaddr == IPv4Address("0.0.0.0")  # no address: not our job
+    assert reply.siaddr == SERVER
+    assert reply.file_str == "ipxe.efi"
+    assert reply.options[Opt.BOOTFILE_NAME] == b"ipxe.efi"
+    assert reply.options[Opt.TFTP_SERVER_NAME] == b"10.78.0.1"
+    assert reply.options[Opt.VENDOR_CLASS] == b"PXEClient"
+    assert reply.options[Opt.SERVER_ID] == SERVER.packed
+    assert reply.options[Opt.VENDOR_SPECIFIC] == b"\x06\x01\x08\xff"
+    assert reply.options[Opt.CLIENT_UUID] == uuid
+    assert Opt.LEASE_TIME not in reply.options and Opt.SUBNET_MASK not in reply.options
+
+
+def test_proxy_ignores_non_pxe_clients_and_non_discovers() -> None:
+    r = responder()
+    assert r.handle(encode(request(vendor="MSFT 5.0")), ("0.0.0.0", 68), False) == []
+    assert r.handle(encode(request(vendor=None)), ("0.0.0.0", 68), False) == []
+    assert r.handle(encode(request(MessageType.RELEASE)), ("0.0.0.0", 68), False) == []
+    assert r.handle(b"\x01\x01\x06", ("0.0.0.0", 68), False) == []
+
+
+def test_full_mode_leaves_port_67_to_the_dhcp_server() -> None:
+    assert responder(answer_discover=False).handle(encode(request()), ("0.0.0.0", 68), False) == []
+
+
+def test_request_to_the_real_dhcp_server_teaches_the_address() -> None:
+    log = BootLog()
+    msg = request(MessageType.REQUEST, extra={Opt.REQUESTED_IP: bytes([10, 78, 0, 133])})
+    assert responder(log).handle(encode(msg), ("0.0.0.0", 68), False) == []
+    assert log.mac_of_ip["10.78.0.133"] == "52:54:00:12:34:56"
+
+
+def test_boot_server_ack_on_4011() -> None:
+    log = BootLog()
+    # A PXE 2.1 client naming boot item type 0, layer 0 in 43.71: echoed back.
+    vendor = b"\x47\x04\x00\x00\x00\x00\xff"
+    msg = request(
+        MessageType.REQUEST,
+        arch=0,
+        ciaddr="10.78.0.133",
+        extra={Opt.VENDOR_SPECIFIC: vendor},
+    )
+    out = responder(log).handle(encode(msg), ("10.78.0.133", 68), boot_server=True)
+    assert len(out) == 1 and out[0].address == ("10.78.0.133", 68)
+    reply = decode(out[0].payload)
+    assert reply.message_type is MessageType.ACK
+    assert reply.ciaddr == IPv4Address("10.78.0.133") and reply.siaddr == SERVER
+    assert reply.file_str == "undionly.kpxe"
+    assert reply.options[Opt.VENDOR_SPECIFIC] == b"\x06\x01\x08\x47\x04\x00\x00\x00\x00\xff"
+    assert log.mac_of_ip["10.78.0.133"] == "52:54:00:12:34:56"
+
+
+def test_boot_server_gives_ipxe_its_script() -> None:
+    msg = request(MessageType.REQUEST, arch=7, user_class=b"iPXE", ciaddr="10.78.0.9")
+    out = responder().handle(encode(msg), ("10.78.0.9", 68), boot_server=True)
+    assert decode(out[0].payload).file_str == "boot.ipxe"
+
+
+def test_boot_server_ignores_discover_and_non_pxe() -> None:
+    r = responder()
+    assert r.handle(encode(request(MessageType.DISCOVER)), ("10.0.0.9", 68), True) == []
+    msg = request(MessageType.REQUEST, vendor="udhcp 1.36")
+    assert r.handle(encode(msg), ("10.0.0.9", 68), True) == []
+
+
+@given(st.binary(max_size=600))
+def test_responder_survives_any_bytes(data: bytes) -> None:
+    r = responder(BootLog())
+    r.handle(data, ("0.0.0.0", 68), False)
+    r.handle(data, ("10.78.0.5", 68), True)
+
+
+# -- boot log ------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_boot_log_one_line_per_boot() -> None:
+    clock, lines = Clock(), []
+    log = BootLog(idle=30, clock=clock, emit=lines.append)
+    mac = "52:54:00:12:34:56"
+    log.discover(mac, "EFI x64")
+    clock.now += 4
+    log.address(mac, IPv4Address("10.78.0.2"))
+    log.served("10.78.0.2", "ipxe.efi", 850528)
+    clock.now += 15
+    log.discover(mac, "iPXE EFI x64")
+    log.address(mac, "10.78.0.3")
+    clock.now += 3.5
+    log.served("10.78.0.3", "boot.ipxe", 45)
+    clock.now += 29
+    log.expire()
+    assert lines == []
+    clock.now += 1
+    log.expire()
+    assert lines == [
+        "boot 52:54:00:12:34:56 arch=EFI x64 -> iPXE EFI x64: served ipxe.efi (850528 bytes), "
+        "boot.ipxe (45 bytes); 22.5 s from DISCOVER to the last byte"
+    ]
+    assert log.sessions == {}
+
+
+def test_boot_log_waits_for_running_downloads_and_flushes() -> None:
+    clock, lines = Clock(), []
+    log = BootLog(idle=5, clock=clock, emit=lines.append)
+    log.discover("aa:bb:cc:dd:ee:ff", "BIOS")
+    log.address("aa:bb:cc:dd:ee:ff", "10.0.0.7")
+    clock.now += 60
+    log.expire(busy_ips=["10.0.0.7"])  # still downloading a big file
+    assert lines == []
+    log.discover("11:22:33:44:55:66", "EFI ARM64")
+    log.flush()
+    assert lines == [
+        "boot aa:bb:cc:dd:ee:ff arch=BIOS: no file served",
+        "boot 11:22:33:44:55:66 arch=EFI ARM64: no file served",
+    ]
+
+
+def test_boot_log_unknown_address() -> None:
+    lines: list[str] = []
+    log = BootLog(emit=lines.append)
+    log.served("10.9.9.9", "x", 1)
+    log.flush()
+    assert lines[0].startswith("boot ip 10.9.9.9 arch=no DHCP seen: served x (1 bytes)")
+
+
+# -- start-up check -------------------------------------------------------------------
+
+
+def test_missing_boot_files(tmp_path: Path) -> None:
+    (tmp_path / "pxelinux.0").write_bytes(b"x")
+    (tmp_path / "efi").mkdir()
+    (tmp_path / "efi" / "ipxe.efi").write_bytes(b"x")
+    files = BootFiles(
+        default="/pxelinux.0",
+        efi64="efi\\ipxe.efi",
+        bios="efi",
+        arm64="../escape",
+        ipxe="http://10.0.0.1/boot.ipxe",
+    )
+    assert missing_boot_files(tmp_path, files) == [
+        "--bios-bootfile efi",
+        "--arm64-bootfile ../escape (path leaves the served root)",
+    ]
+    assert missing_boot_files(tmp_path, BootFiles("pxelinux.0")) == []
+
+
+def test_cli_names_the_missing_boot_file(tmp_path: Path) -> None:
+    (tmp_path / "pxelinux.0").write_bytes(b"x")
+    argv = [script("pxed"), "--efi64-bootfile", "ipxe.efi", "lo", str(tmp_path), "pxelinux.0"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"pxed: error: ROOT {tmp_path} does not hold the boot file(s): --efi64-bootfile ipxe.efi\n"
+    )
+
+
+def test_cli_root_must_be_a_directory(tmp_path: Path) -> None:
+    argv = [script("pxed"), "lo", str(tmp_path / "nope"), "pxelinux.0"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"pxed: error: ROOT {tmp_path / 'nope'} is not a directory"
+    assert "Traceback" not in done.stderr
+
+
+# -- the DHCP hook inside the real engine (no sockets) ----------------------------------
+
+
+def service(tmp_path: Path) -> PxeService:
+    dhcp = DhcpConfig(server_ip=SERVER, network=IPv4Network("10.78.0.0/24"), bootfile="default.0")
+    return PxeService(PxeConfig(dhcp=dhcp, tftp=ServerConfig(root=tmp_path), files=FILES))
+
+
+def test_dhcp_engine_uses_the_pxe_hook(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    server = DhcpServer(svc.config.dhcp, boot_policy=svc.boot_policy, store=MemoryStore())
+    engine = server.build_engine()
+    discover = request(arch=7, vendor="PXEClient:Arch:00007:UNDI:003000")
+    [offer_out] = engine.handle(encode(discover))
+    offer = decode(offer_out.payload)
+    assert offer.message_type is MessageType.OFFER
+    assert offer.yiaddr != IPv4Address("0.0.0.0")
+    assert offer.file_str == "ipxe.efi" and offer.siaddr == SERVER
+    assert offer.options[Opt.VENDOR_CLASS] == b"PXEClient"
+    assert Opt.VENDOR_SPECIFIC in offer.options
+    req = request(
+        MessageType.REQUEST,
+        arch=7,
+        user_class=b"iPXE",
+        extra={Opt.SERVER_ID: SERVER.packed, Opt.REQUESTED_IP: offer.yiaddr.packed},
+    )
+    [ack_out] = engine.handle(encode(req))
+    ack = decode(ack_out.payload)
+    assert ack.message_type is MessageType.ACK and ack.file_str == "boot.ipxe"
+    assert svc.boot_log.mac_of_ip[str(offer.yiaddr)] == "52:54:00:12:34:56"
+    assert svc.boot_log.sessions["52:54:00:12:34:56"].stages == ["EFI x64"]
