@@ -9,6 +9,11 @@ REQUEST, ACK) whose drop ratio stays at or below --max-drop percent. At that ste
 server's own lease file is read back to count distinct addresses against distinct
 clients: any address given to two clients shows up as fewer addresses than clients.
 
+Rows: our dhcpd as shipped (every grant committed to SQLite before its ACK, safe against
+kill -9) and with `--lease-sync full` (fsync too, safe against power loss); dnsmasq as
+shipped (rewrites and fsyncs its whole lease file on every change) and with
+`--leasefile-ro` (no lease file at all: a ceiling, not a like-for-like rival).
+
 Run as root:  .venv/bin/python bench/dhcp_bench.py
 Every perfdhcp step and the whole run are bounded in time.
 """
@@ -34,6 +39,11 @@ PREFIX = 16
 RANGE = ("10.88.1.0", "10.88.255.254")
 LEASE_TIME = 3600
 BOOTFILE = "pxelinux.0"
+OURS = "ptftpd dhcpd"
+OURS_FSYNC = "ptftpd dhcpd --lease-sync full"
+DNSMASQ = "dnsmasq"
+DNSMASQ_RO = "dnsmasq --leasefile-ro"
+SERVERS = (OURS, OURS_FSYNC, DNSMASQ, DNSMASQ_RO)
 
 
 @dataclass
@@ -104,8 +114,9 @@ class Bench:
     # -- servers ----------------------------------------------------------------------
 
     def server_argv(self, name: str, lease_file: Path) -> list[str]:
-        if name == "ptftpd dhcpd":
+        if name.startswith(OURS):
             dhcpd = Path(sys.executable).parent / "dhcpd"
+            extra = ["--lease-sync", "full"] if name == OURS_FSYNC else []
             return [
                 str(dhcpd),
                 "-a",
@@ -115,10 +126,12 @@ class Bench:
                 str(LEASE_TIME),
                 "--leases",
                 str(lease_file),
+                *extra,
                 self.if_s,
                 BOOTFILE,
             ]
         lease_file.touch()
+        storage = ["--leasefile-ro"] if name == DNSMASQ_RO else [f"--dhcp-leasefile={lease_file}"]
         return [
             "dnsmasq",
             "--no-daemon",
@@ -126,7 +139,7 @@ class Bench:
             f"--interface={self.if_s}",
             "--bind-interfaces",
             f"--dhcp-range={RANGE[0]},{RANGE[1]},255.255.0.0,{LEASE_TIME}",
-            f"--dhcp-leasefile={lease_file}",
+            *storage,
             "--dhcp-lease-max=1000000",
             "--dhcp-authoritative",
             "--no-ping",
@@ -191,7 +204,9 @@ class Bench:
 
     def count(self, name: str, lease_file: Path) -> tuple[int, int]:
         """(distinct clients, distinct addresses) from the server's own lease file."""
-        if name == "ptftpd dhcpd":
+        if name == DNSMASQ_RO:
+            return (0, 0)  # nothing on disk to count
+        if name.startswith(OURS):
             db = sqlite3.connect(lease_file)
             rows = db.execute("SELECT client, address FROM leases WHERE state='bound'").fetchall()
             db.close()
@@ -265,7 +280,7 @@ class Bench:
 
 
 def table(results: list[Result], args: argparse.Namespace) -> str:
-    ref = next((r for r in results if r.name == "dnsmasq"), None)
+    ref = next((r for r in results if r.name == DNSMASQ), None)
     lines = [
         f"| server | 4-way exchanges/s (drops <= {args.max_drop}%) | drops at that rate "
         "| distinct addresses / clients | rate vs dnsmasq |",
@@ -277,7 +292,8 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
         ratio = "-"
         if ref and ref.best and ref.best.measured > 0:
             ratio = f"{rate / ref.best.measured:.2f}x"
-        lines.append(f"| {r.name} | {rate:.0f} | {drops} | {r.addresses} / {r.clients} | {ratio} |")
+        counted = "not stored" if r.name == DNSMASQ_RO else f"{r.addresses} / {r.clients}"
+        lines.append(f"| {r.name} | {rate:.0f} | {drops} | {counted} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -293,8 +309,18 @@ def main() -> int:
     )
     parser.add_argument("--max-drop", type=float, default=2.5, help="percent")
     parser.add_argument("--time-limit", type=float, default=900, help="whole run, seconds")
-    parser.add_argument("--servers", default="ptftpd dhcpd,dnsmasq")
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"comma-separated, from: {', '.join(SERVERS)}",
+    )
     args = parser.parse_args()
+    unknown = set(args.servers.split(",")) - set(SERVERS)
+    if unknown:
+        print(
+            f"dhcp_bench: error: unknown server(s): {', '.join(sorted(unknown))}", file=sys.stderr
+        )
+        return 1
     if os.geteuid() != 0:
         print("dhcp_bench: error: needs root (network namespaces)", file=sys.stderr)
         return 1

@@ -30,6 +30,8 @@ domain = "lab.test"
 all = true
 reply-delay = 0.5
 pxe-vendor-class = ["HW-Client"]
+ipxe-bootfile = "boot.ipxe"
+lease-sync = "full"
 hosts = ["52:54:00:12:34:56=127.0.0.30,build01", {mac = "52-54-00-AB-CD-EF", ip = "127.0.0.31"}]
 
 [options]
@@ -53,6 +55,7 @@ ntp-servers = ["127.0.0.123"]
     assert cfg.dns == (IPv4Address("127.0.0.53"),)
     assert cfg.domain_name == "lab.test" and cfg.answer_all and cfg.reply_delay == 0.5
     assert cfg.pxe_vendor_prefixes == ("PXEClient", "HW-Client")
+    assert cfg.ipxe_bootfile == "boot.ipxe" and cfg.lease_sync == "full"
     assert [(h.mac, str(h.address), h.hostname) for h in cfg.static_hosts] == [
         ("52:54:00:12:34:56", "127.0.0.30", "build01"),
         ("52:54:00:ab:cd:ef", "127.0.0.31", None),
@@ -108,6 +111,7 @@ def test_defaults() -> None:
         ('hosts = ["zz:00:00:00:00:01=127.0.0.5"]', "MAC"),
         ('hosts = ["02:00:00:00:00:01=10.0.0.5"]', "not on"),
         ("lease-time = 0", "lease-time"),
+        ('lease-sync = "sometimes"', "lease-sync"),
     ],
 )
 def test_bad_config_is_a_config_error(tmp_path: Path, toml: str, message: str) -> None:

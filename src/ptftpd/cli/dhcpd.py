@@ -6,6 +6,7 @@ given with `--config`, and command-line flags. The TOML keys mirror the long fla
     range = ["10.0.0.100", "10.0.0.200"]
     lease-time = 7200
     leases = "/var/lib/ptftpd/lab.sqlite"
+    lease-sync = "full"
     gateway = "10.0.0.254"
     tftp-server = "10.0.0.2"
     dns = ["10.0.0.53"]
@@ -106,6 +107,12 @@ def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
         type=Path,
         metavar="PATH",
         help=f"SQLite lease file (default: {default_leases_path(tool, 'IFACE')})",
+    )
+    parser.add_argument(
+        "--lease-sync",
+        choices=("normal", "full"),
+        help="normal: every grant is committed before the reply and survives kill -9; "
+        "full: also fsync, to survive power loss, at a lower rate (normal)",
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
     parser.add_argument("--domain", metavar="NAME", help="domain name given to clients")
@@ -221,6 +228,8 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         "reply-delay",
         "pxe-vendor-class",
         "port",
+        "ipxe-bootfile",
+        "lease-sync",
     }
     unknown = sorted(set(toml) - known)
     if unknown:
@@ -301,6 +310,9 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         raise ConfigError(f"not a UDP port: {port}")
     leases = pick(getattr(args, "leases", None), "leases")
     leases_path = Path(leases) if leases is not None else default_leases_path(tool, args.iface)
+    lease_sync = str(pick(getattr(args, "lease_sync", None), "lease-sync", "normal"))
+    if lease_sync not in ("normal", "full"):
+        raise ConfigError(f"lease-sync must be normal or full, not {lease_sync!r}")
     answer_all = bool(pick(getattr(args, "all", None), "all", False))
 
     return DhcpConfig(
@@ -321,6 +333,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         lease_time=lease_time,
         extra_options=extra,
         leases_path=leases_path,
+        lease_sync=lease_sync,
         port=port,
         client_port=68 if port == 67 else port + 1,
         reply_delay=reply_delay,

@@ -90,6 +90,8 @@ class DhcpConfig:
     decline_time: float = 600.0
     extra_options: Mapping[int, bytes] = field(default_factory=dict)
     leases_path: Path | None = None  # None: leases in memory only
+    # "normal": a grant survives kill -9 (WAL, no fsync); "full": also power loss.
+    lease_sync: str = "normal"
     port: int = SERVER_PORT
     client_port: int = CLIENT_PORT
     # Workaround for ROMs that miss an instant reply (netboot notes); 0 = none.

@@ -125,7 +125,11 @@ class DhcpServer:
         """The sans-IO engine with its lease policy; `start` calls it, tests may too."""
         cfg = self.config
         if self._store is None:
-            self._store = SqliteStore(cfg.leases_path) if cfg.leases_path else MemoryStore()
+            self._store = (
+                SqliteStore(cfg.leases_path, synchronous=cfg.lease_sync.upper())
+                if cfg.leases_path
+                else MemoryStore()
+            )
         exclude = [cfg.server_ip, *cfg.router_list, *(h.address for h in cfg.static_hosts)]
         pool = PoolConfig(
             network=cfg.network,

@@ -47,6 +47,8 @@ def default_leases_path(tool: str, iface: str) -> Path:
 
 class SqliteStore:
     def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise StoreError(f"lease sync must be normal or full, not {synchronous.lower()}")
         self.path = Path(path)
         self._batching = False
         try:
