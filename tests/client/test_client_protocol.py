@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ptftpd.tftp import ProtocolError, RemoteError, TransferTimeout, download
+from ptftpd.tftp import (
+    ProtocolError,
+    RemoteError,
+    TftpError,
+    TransferTimeout,
+    download,
+    parse_url,
+)
 from ptftpd.tftp.packets import Ack, Data, Error, OptionAck, Request, decode
 
 Script = Callable[[socket.socket, list[object]], None]
@@ -228,3 +235,25 @@ def test_error_8_after_the_oack_is_not_retried(
     assert info.value.code == 8 and "changed my mind" in str(info.value)
     assert len([p for p in peer.seen if isinstance(p, Request)]) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("tftp://10.0.0.1/pxelinux.0", ("10.0.0.1", None, "pxelinux.0", None)),
+        ("tftp://host:6969/dir/f%20g", ("host", 6969, "dir/f g", None)),
+        ("TFTP://[::1]:69/a.txt;mode=netascii", ("::1", 69, "a.txt", "netascii")),
+        ("tftp://[fe80::1]/boot/x", ("fe80::1", None, "boot/x", None)),
+    ],
+)
+def test_parse_url(url: str, expected: tuple[object, ...]) -> None:
+    parsed = parse_url(url)
+    assert (parsed.host, parsed.port, parsed.path, parsed.mode) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["http://h/f", "tftp://h/", "tftp:///f", "tftp://h:99999/f", "tftp://h/f;mode=mail"]
+)
+def test_parse_url_rejects(url: str) -> None:
+    with pytest.raises(TftpError, match="invalid URL"):
+        parse_url(url)
