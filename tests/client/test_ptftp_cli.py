@@ -7,6 +7,7 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -288,3 +289,17 @@ def test_interactive_on_a_terminal(server: Server, tmp_path: Path) -> None:
     assert code == 0
     assert (tmp_path / f"f{40 * MIB}.bin").read_bytes() == content(40 * MIB)
     assert not (tmp_path / "nothing.bin").exists()
+
+
+def test_interrupted_download_leaves_nothing(server: Server, tmp_path: Path) -> None:
+    argv = [script("ptftp"), "-r", "-p", str(server.port), "get", server.host, f"f{40 * MIB}.bin"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not any(tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)  # wait until the transfer has started writing
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err == b"ptftp: interrupted\n"
+    assert list(tmp_path.iterdir()) == []

@@ -15,13 +15,12 @@ script exits 1 when any command failed), never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, TextIO
@@ -29,13 +28,7 @@ from typing import Any, BinaryIO, ClassVar, TextIO
 from ptftpd import __version__
 from ptftpd.cli.common import add_common_flags, port_number, positive_int
 from ptftpd.log import setup_logging
-from ptftpd.tftp import (
-    TftpError,
-    TransferResult,
-    download_async,
-    parse_url,
-    upload_async,
-)
+from ptftpd.tftp import TftpError, TransferResult, download, parse_url, upload
 from ptftpd.tftp.client import DEFAULT_PORT, DEFAULT_RETRIES, format_host
 from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN, TIMEOUT_MAX, WINDOWSIZE_MAX
 
@@ -233,12 +226,8 @@ def _local_name(remote: str) -> str:
 
 
 # -- transfers -------------------------------------------------------------------------
-Runner = Callable[[Coroutine[Any, Any, TransferResult]], TransferResult]
-
-
 def do_get(
     settings: Settings,
-    run: Runner,
     remote: str,
     local: str | None,
     *,
@@ -265,22 +254,20 @@ def do_get(
         label = path.name
     progress = _Progress(label, not settings.quiet)
     try:
-        result = run(
-            download_async(
-                host,
-                remote,
-                target,
-                port=port or settings.port,
-                mode=mode or settings.mode,
-                blksize=None if settings.rfc1350 else settings.blksize,
-                windowsize=None if settings.rfc1350 else settings.windowsize,
-                tsize=settings.tsize and not settings.rfc1350,
-                timeout=settings.timeout,
-                retries=settings.retries,
-                rfc1350=settings.rfc1350,
-                overwrite=force,
-                progress=progress,
-            )
+        result = download(
+            host,
+            remote,
+            target,
+            port=port or settings.port,
+            mode=mode or settings.mode,
+            blksize=None if settings.rfc1350 else settings.blksize,
+            windowsize=None if settings.rfc1350 else settings.windowsize,
+            tsize=settings.tsize and not settings.rfc1350,
+            timeout=settings.timeout,
+            retries=settings.retries,
+            rfc1350=settings.rfc1350,
+            overwrite=force,
+            progress=progress,
         )
     finally:
         progress.close()
@@ -293,7 +280,6 @@ def do_get(
 
 def do_put(
     settings: Settings,
-    run: Runner,
     local: str,
     remote: str | None,
     *,
@@ -318,21 +304,19 @@ def do_put(
         remote = remote or Path(local).name
     progress = _Progress(remote or local, not settings.quiet)
     try:
-        result = run(
-            upload_async(
-                host,
-                source,
-                remote,
-                port=port or settings.port,
-                mode=mode or settings.mode,
-                blksize=None if settings.rfc1350 else settings.blksize,
-                windowsize=None if settings.rfc1350 else settings.windowsize,
-                tsize=settings.tsize and not settings.rfc1350,
-                timeout=settings.timeout,
-                retries=settings.retries,
-                rfc1350=settings.rfc1350,
-                progress=progress,
-            )
+        result = upload(
+            host,
+            source,
+            remote,
+            port=port or settings.port,
+            mode=mode or settings.mode,
+            blksize=None if settings.rfc1350 else settings.blksize,
+            windowsize=None if settings.rfc1350 else settings.windowsize,
+            tsize=settings.tsize and not settings.rfc1350,
+            timeout=settings.timeout,
+            retries=settings.retries,
+            rfc1350=settings.rfc1350,
+            progress=progress,
         )
     finally:
         progress.close()
@@ -359,16 +343,12 @@ Commands:
 
 
 class Shell:
-    """The interactive client: one command per line, one event loop for the session."""
+    """The interactive client: one command per line."""
 
-    def __init__(self, settings: Settings, runner: asyncio.Runner, tty: bool) -> None:
+    def __init__(self, settings: Settings, tty: bool) -> None:
         self.settings = settings
-        self.runner = runner
         self.tty = tty
         self.failures = 0
-
-    def run_coro(self, coro: Coroutine[Any, Any, TransferResult]) -> TransferResult:
-        return self.runner.run(coro)
 
     def loop(self, stream: TextIO) -> int:
         while True:
@@ -451,7 +431,6 @@ class Shell:
             raise UsageError("usage: get [-f] NAME [LOCAL]")
         do_get(
             self.settings,
-            self.run_coro,
             args[0],
             args[1] if len(args) > 1 else None,
             force=force,
@@ -463,7 +442,6 @@ class Shell:
             raise UsageError("usage: put LOCAL [REMOTE]")
         do_put(
             self.settings,
-            self.run_coro,
             args[0],
             args[1] if len(args) > 1 else None,
             out=sys.stdout,
@@ -559,20 +537,18 @@ def _interactive(settings: Settings) -> int:
             import readline  # noqa: F401 - gives input() line editing and history
         except ImportError:
             pass
-    with asyncio.Runner() as runner:
-        shell = Shell(settings, runner, tty)
-        if tty:
-            print(f"ptftp {__version__}: type help for commands, quit to leave.")
-            if settings.host:
-                print(f"Server: {format_host(settings.host, settings.port)}")
-        return shell.loop(sys.stdin)
+    shell = Shell(settings, tty)
+    if tty:
+        print(f"ptftp {__version__}: type help for commands, quit to leave.")
+        if settings.host:
+            print(f"Server: {format_host(settings.host, settings.port)}")
+    return shell.loop(sys.stdin)
 
 
 # -- one-shot --------------------------------------------------------------------------
 def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str | None) -> int:
     command, rest = words[0], words[1:]
     out = sys.stderr  # stdout may carry the file itself
-    run: Runner = asyncio.run
     if command == "get":
         if rest and rest[0].lower().startswith("tftp://"):
             if len(rest) > 2:
@@ -580,7 +556,6 @@ def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str 
             url = parse_url(rest[0])
             do_get(
                 settings,
-                run,
                 url.path,
                 rest[1] if len(rest) > 1 else None,
                 force=force,
@@ -600,7 +575,6 @@ def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str 
             host = host_flag
         do_get(
             settings,
-            run,
             rest[0],
             rest[1] if len(rest) > 1 else None,
             force=force,
@@ -613,7 +587,6 @@ def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str 
             url = parse_url(rest[1])
             do_put(
                 settings,
-                run,
                 rest[0],
                 url.path,
                 host=url.host,
@@ -630,7 +603,7 @@ def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str 
             if not 1 <= len(rest) <= 2:
                 raise UsageError("usage: -h HOST put LOCAL [REMOTE]")
             host = host_flag
-        do_put(settings, run, rest[0], rest[1] if len(rest) > 1 else None, host=host, out=out)
+        do_put(settings, rest[0], rest[1] if len(rest) > 1 else None, host=host, out=out)
         return 0
     # A bare URL: get it.
     if len(rest) > 1:
@@ -638,7 +611,6 @@ def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str 
     url = parse_url(command)
     do_get(
         settings,
-        run,
         url.path,
         rest[0] if rest else None,
         force=force,

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
+import math
 import os
+import select
 import socket
 import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from ptftpd.tftp import netascii
@@ -68,8 +71,10 @@ __all__ = [
     "TransferResult",
     "TransferTimeout",
     "get_file",
+    "get_file_async",
     "parse_url",
     "put_file",
+    "put_file_async",
 ]
 
 DEFAULT_PORT = 69
@@ -238,7 +243,16 @@ def _request_options(
     return options
 
 
-async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
+def _addrinfo(
+    infos: list[tuple[Any, ...]], host: str
+) -> tuple[socket.AddressFamily, tuple[object, ...]]:
+    if not infos:
+        raise TftpError(f"cannot resolve host {host!r}")
+    family, _, _, _, sockaddr = infos[0]
+    return family, tuple(sockaddr)
+
+
+async def _resolve_async(host: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -246,14 +260,28 @@ async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[ob
         raise TftpError(f"cannot resolve host {host!r}: {exc.strerror}") from None
     except UnicodeError:
         raise TftpError(f"invalid host name {host!r}") from None
-    if not infos:
-        raise TftpError(f"cannot resolve host {host!r}")
-    family, _, _, _, sockaddr = infos[0]
-    return family, tuple(sockaddr)
+    return _addrinfo(infos, host)
+
+
+def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise TftpError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    except UnicodeError:
+        raise TftpError(f"invalid host name {host!r}") from None
+    return _addrinfo(infos, host)
 
 
 class _Exchange:
-    """One request and the transfer it starts, on its own socket (its own TID)."""
+    """One request and the transfer it starts, on its own socket (its own TID).
+
+    The protocol logic only: it is fed datagrams (`datagram`) and deadline expiries
+    (`expire`), and exposes the next `deadline`. Two drivers run it: one on an asyncio
+    loop (`_AsyncDriver`), one in plain blocking code (`_drive_blocking`), which is what
+    the command line and the blocking API use: no event loop between a DATA block and
+    its ACK, so a lock-step transfer turns around faster.
+    """
 
     def __init__(
         self,
@@ -268,7 +296,6 @@ class _Exchange:
         progress: ProgressCallback | None,
         total: int | None,
     ) -> None:
-        self.loop = asyncio.get_running_loop()
         self.server = server
         self.server_text = format_host(str(server[0]), int(str(server[1])))
         self.request = request
@@ -293,14 +320,13 @@ class _Exchange:
         self.local_bytes = 0
         self.started = time.monotonic()
         self.finished_at: float | None = None
-        self.done: asyncio.Future[None] = self.loop.create_future()
-        self.closed = asyncio.Event()
-        self._request_tries = 0
-        self._deadline: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self.succeeded = False
+        self.error: TftpError | None = None
+        self.closed = False  # nothing more to do: the driver closes the socket
+        self.deadline: float | None = None  # time.monotonic() of the next expiry
         self._restart = False
+        self._request_tries = 0
         self._reported = -1
-        self._closed = False
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             self.sock.setblocking(False)
@@ -309,35 +335,30 @@ class _Exchange:
             self.sock.close()
             raise TftpError(f"cannot open a UDP socket: {exc.strerror}") from None
 
-    # -- driving -----------------------------------------------------------------------
-    def start(self) -> None:
-        self.loop.add_reader(self.sock.fileno(), self._on_readable)
+    @property
+    def settled(self) -> bool:
+        """The caller has its answer (the socket may still dally to re-ACK)."""
+        return self.succeeded or self.error is not None
+
+    # -- events ------------------------------------------------------------------------
+    def begin(self) -> None:
         self._send_request()
-        self._arm()
+        self.arm()
 
     def _send_request(self) -> None:
         self._request_tries += 1
         self._sendto(self.request_bytes, self.server)
         self._restart = True
 
-    def _arm(self) -> None:
-        """Apply a pending timer restart: once per burst of packets, not per packet (a
-        clock read per DATA block is measurable at loopback speed)."""
-        if not self._restart or self._closed:
-            return
-        self._restart = False
-        self._deadline = self.loop.time() + self.timeout
-        if self._timer is None:
-            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+    def arm(self) -> None:
+        """Apply a pending timer restart. Drivers call it once per burst of packets, not
+        per packet: a clock read per DATA block is measurable at loopback speed."""
+        if self._restart and not self.closed:
+            self._restart = False
+            self.deadline = time.monotonic() + self.timeout
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self._deadline is None or self._closed:
-            return
-        now = self.loop.time()
-        if now < self._deadline:
-            self._timer = self.loop.call_at(self._deadline, self._on_timer)
-            return
+    def expire(self) -> None:
+        """The deadline has passed: resend the request or let the machine retransmit."""
         machine = self.machine
         if machine is None:
             if self._request_tries > self.retries:
@@ -350,56 +371,41 @@ class _Exchange:
                 )
             else:
                 self._send_request()
-            self._arm()
-            return
-        if isinstance(machine, Sender) and not self._feed():
-            return
-        self._apply(machine.timeout())
-        self._arm()
+        elif not isinstance(machine, Sender) or self._feed():
+            self._apply(machine.timeout())
+        self.arm()
 
-    def _on_readable(self) -> None:
-        sock = self.sock
-        for _ in range(256):  # bounded so timers and other tasks still get their turn
-            try:
-                data, addr = sock.recvfrom(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                continue
-            peer = self.peer
-            if peer is None:
-                if addr[0] == self.server[0]:
-                    self._latch(data, (addr[0], addr[1]))
-            elif addr[1] != peer[1] or addr[0] != peer[0]:
-                # RFC 1350: a packet from a wrong TID gets ERROR 5; the transfer goes on.
-                if not (len(data) >= 2 and data[1] == Opcode.ERROR):
-                    self._sendto(error_bytes(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
-                continue
-            else:
-                machine = self.machine
-                assert machine is not None
-                step = machine.receive(data)
-                if self._fast_receive and machine.state is State.ACTIVE:
-                    # The steady state of a get, inlined: it runs once per DATA block.
-                    for datagram in step.send:
-                        self._sendto(datagram, peer)
-                    if step.data:
-                        try:
-                            self.file.write(step.data)
-                        except OSError as exc:
-                            self._write_error(exc)
-                            break
-                        self.local_bytes += len(step.data)
-                    if step.timer is Timer.RESTART:
-                        self._restart = True
-                    continue
-                self._apply(step)
-            if self._closed or self.done.done():
-                break
-        self._arm()
-        self._report()
+    def datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        peer = self.peer
+        if peer is None:
+            if addr[0] == self.server[0]:
+                self._latch(data, (addr[0], addr[1]))
+            return
+        if addr[1] != peer[1] or addr[0] != peer[0]:
+            # RFC 1350: a packet from a wrong TID gets ERROR 5; the transfer goes on.
+            if not (len(data) >= 2 and data[1] == Opcode.ERROR):
+                self._sendto(error_bytes(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
+            return
+        machine = self.machine
+        assert machine is not None
+        step = machine.receive(data)
+        if self._fast_receive and machine.state is State.ACTIVE:
+            # The steady state of a get, inlined: it runs once per DATA block.
+            for datagram in step.send:
+                self._sendto(datagram, peer)
+            if step.data:
+                try:
+                    self.file.write(step.data)
+                except OSError as exc:
+                    self._write_error(exc)
+                    return
+                self.local_bytes += len(step.data)
+            if step.timer is Timer.RESTART:
+                self._restart = True
+            return
+        self._apply(step)
 
-    def _report(self) -> None:
+    def report(self) -> None:
         if self.progress is None or self.machine is None:
             return
         machine = self.machine
@@ -514,9 +520,8 @@ class _Exchange:
         except ValueError:
             pass  # a file object without flush semantics
         self.finished_at = time.monotonic()
-        self._report()
-        if not self.done.done():
-            self.done.set_result(None)
+        self.report()
+        self.succeeded = True
         return True
 
     # -- steps -------------------------------------------------------------------------
@@ -534,19 +539,19 @@ class _Exchange:
         if timer is Timer.RESTART:
             self._restart = True
         elif timer is Timer.CANCEL:
-            self._deadline = None
+            self.deadline = None
             self._restart = False
         if isinstance(machine, Sender) and machine.state is State.ACTIVE and not self._feed():
             return
         state = machine.state
         if state is State.COMPLETE:
-            # The receiver keeps dallying to re-ACK a resent last block; the caller
-            # already has its file.
-            if not self.done.done():
+            # The receiver dallies to re-ACK a resent last block (when its driver lets
+            # it); the caller already has its file.
+            if not self.settled:
                 self._complete()
         elif state is State.DONE:
-            if self.done.done() or self._complete():
-                self._close()
+            if self.settled or self._complete():
+                self.closed = True
         elif state is State.FAILED:
             error = machine.peer_error
             if error is not None:
@@ -581,30 +586,17 @@ class _Exchange:
         self._fail(TftpError(message))
 
     def _fail(self, error: TftpError) -> None:
-        if not self.done.done():
-            self.done.set_exception(error)
-        self._close()
-
-    def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._deadline = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        with contextlib.suppress(ValueError, OSError, RuntimeError):
-            self.loop.remove_reader(self.sock.fileno())
-        self.sock.close()
-        self.closed.set()
+        if not self.settled:
+            self.error = error
+        self.closed = True
+        self.deadline = None
 
     def cancel(self) -> None:
-        """Stop now (caller cancelled): tell the server, so it does not retry for long."""
-        if not self._closed and self.peer is not None and not self.done.done():
+        """Stop now (the caller gave up): tell the server, so it does not retry for long."""
+        if not self.closed and self.peer is not None and not self.settled:
             self._sendto(error_bytes(ErrorCode.NOT_DEFINED, "transfer cancelled"), self.peer)
-        if not self.done.done():
-            self.done.cancel()
-        self._close()
+        self.closed = True
+        self.deadline = None
 
     def result(self) -> TransferResult:
         machine = self.machine
@@ -626,110 +618,219 @@ class _Exchange:
             rfc1350_fallback=self.fallback,
         )
 
+    def outcome(self) -> TransferResult:
+        if self.error is not None:
+            raise self.error
+        return self.result()
+
+
+# -- drivers ---------------------------------------------------------------------------
+def _drive_blocking(exchange: _Exchange) -> None:
+    """Run `exchange` to its answer in the calling thread. The socket stays
+    non-blocking: while packets are queued (a window) they are read back to back, and
+    only an empty socket costs a poll. No dally after the last ACK (like tftp-hpa's
+    client): the caller has its file at once."""
+    sock = exchange.sock
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    recvfrom, datagram, arm = sock.recvfrom, exchange.datagram, exchange.arm
+    try:
+        exchange.begin()
+        while not exchange.settled and not exchange.closed:
+            try:
+                data, addr = recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                exchange.report()
+                deadline = exchange.deadline
+                wait = exchange.timeout if deadline is None else deadline - time.monotonic()
+                ready = wait > 0 and poller.poll(math.ceil(wait * 1000))
+                if not ready and (deadline is None or time.monotonic() >= deadline):
+                    exchange.expire()
+                continue
+            except OSError:
+                continue
+            datagram(data, addr)
+            arm()
+    except BaseException:
+        exchange.cancel()
+        raise
+    finally:
+        exchange.closed = True
+        sock.close()
+
+
+class _AsyncDriver:
+    """Runs an exchange on an asyncio loop: a reader callback drains the socket, and a
+    lazily re-armed timer follows the exchange's deadline (the server's pattern)."""
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self.exchange = exchange
+        self.loop = asyncio.get_running_loop()
+        self.answer: asyncio.Future[None] = self.loop.create_future()
+        self.finished = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._shut = False
+
+    def start(self) -> None:
+        self.loop.add_reader(self.exchange.sock.fileno(), self._on_readable)
+        self.exchange.begin()
+        self._after()
+
+    def _on_readable(self) -> None:
+        exchange = self.exchange
+        recvfrom, datagram = exchange.sock.recvfrom, exchange.datagram
+        for _ in range(256):  # bounded so timers and other tasks still get their turn
+            try:
+                data, addr = recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue
+            datagram(data, addr)
+            if exchange.closed or (exchange.settled and not self.answer.done()):
+                break
+        exchange.arm()
+        exchange.report()
+        self._after()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        exchange = self.exchange
+        if exchange.closed or exchange.deadline is None:
+            self._after()
+            return
+        left = exchange.deadline - time.monotonic()
+        if left > 0:
+            self._timer = self.loop.call_later(left, self._on_timer)
+            return
+        exchange.expire()
+        self._after()
+
+    def _after(self) -> None:
+        exchange = self.exchange
+        if exchange.settled and not self.answer.done():
+            if exchange.error is not None:
+                self.answer.set_exception(exchange.error)
+            else:
+                self.answer.set_result(None)
+        if exchange.closed:
+            self.shut()
+        elif exchange.deadline is not None and self._timer is None:
+            left = max(0.0, exchange.deadline - time.monotonic())
+            self._timer = self.loop.call_later(left, self._on_timer)
+
+    def shut(self) -> None:
+        if self._shut:
+            return
+        self._shut = True
+        self.exchange.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        with contextlib.suppress(ValueError, OSError, RuntimeError):
+            self.loop.remove_reader(self.exchange.sock.fileno())
+        self.exchange.sock.close()
+        if not self.answer.done():
+            self.answer.cancel()
+        self.finished.set()
+
 
 _dallies: set[asyncio.Task[None]] = set()
 
 
-async def _dally(exchange: _Exchange) -> None:
+async def _dally(driver: _AsyncDriver) -> None:
     """Keep the socket a little longer to re-ACK a resent final block (RFC 1350): the
     machine's own timer ends it. Cancelled (socket closed) when the loop shuts down."""
     try:
-        await exchange.closed.wait()
+        await driver.finished.wait()
     finally:
-        exchange._close()
+        driver.shut()
 
 
-async def _run(
-    *,
-    host: str,
-    port: int,
-    request: Request,
-    requested: dict[str, int],
-    file: BinaryIO,
-    timeout: float | None,
-    retries: int,
-    progress: ProgressCallback | None,
-    total: int | None,
-) -> TransferResult:
-    family, server = await _resolve(host, port)
-    exchange = _Exchange(
-        family=family,
-        server=server,
-        request=request,
-        requested=requested,
-        file=file,
-        timeout=timeout or DEFAULT_TIMEOUT,
-        retries=retries,
-        progress=progress,
-        total=total,
-    )
+# -- one transfer, with the ERROR 8 retry ------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    host: str
+    port: int
+    opcode: Opcode
+    filename: str
+    mode: str
+    requested: dict[str, int]
+    file: BinaryIO
+    timeout: float
+    retries: int
+    progress: ProgressCallback | None
+    total: int | None
+
+    def request(self, with_options: bool) -> Request:
+        options = tuple((k, str(v)) for k, v in self.requested.items()) if with_options else ()
+        return Request(self.opcode, self.filename, self.mode, options)
+
+    def exchange(
+        self, family: socket.AddressFamily, server: tuple[object, ...], with_options: bool
+    ) -> _Exchange:
+        return _Exchange(
+            family=family,
+            server=server,
+            request=self.request(with_options),
+            requested=self.requested if with_options else {},
+            file=self.file,
+            timeout=self.timeout,
+            retries=self.retries,
+            progress=self.progress,
+            total=self.total,
+        )
+
+
+def _retry_without_options(exc: RequestRefused, plan: _Plan) -> bool:
+    """The server refused our options (ERROR 8) in answer to the request: ask again
+    without any, from a new TID."""
+    return exc.code == ErrorCode.OPTION_REFUSED and bool(plan.requested)
+
+
+def _as_fallback(result: TransferResult) -> TransferResult:
+    return dataclasses.replace(result, rfc1350_fallback=True)
+
+
+def _transfer(plan: _Plan) -> TransferResult:
+    family, server = _resolve(plan.host, plan.port)
+    exchange = plan.exchange(family, server, True)
+    _drive_blocking(exchange)
     try:
-        exchange.start()
-        await exchange.done
+        return exchange.outcome()
+    except RequestRefused as exc:
+        if not _retry_without_options(exc, plan):
+            raise
+    exchange = plan.exchange(family, server, False)
+    _drive_blocking(exchange)
+    return _as_fallback(exchange.outcome())
+
+
+async def _run_async(exchange: _Exchange) -> TransferResult:
+    driver = _AsyncDriver(exchange)
+    try:
+        driver.start()
+        await driver.answer
     except BaseException:
-        exchange.cancel()
+        if exchange.error is None:
+            exchange.cancel()
+        driver.shut()
         raise
-    if not exchange.closed.is_set():
-        task = asyncio.get_running_loop().create_task(_dally(exchange))
+    if not driver.finished.is_set():
+        task = asyncio.get_running_loop().create_task(_dally(driver))
         _dallies.add(task)
         task.add_done_callback(_dallies.discard)
     return exchange.result()
 
 
-async def _with_fallback(
-    *,
-    host: str,
-    port: int,
-    filename: str,
-    opcode: Opcode,
-    mode: str,
-    requested: dict[str, int],
-    file: BinaryIO,
-    timeout: float | None,
-    retries: int,
-    progress: ProgressCallback | None,
-    total: int | None,
-) -> TransferResult:
-    options = tuple((name, str(value)) for name, value in requested.items())
-    request = Request(opcode, filename, mode, options)
+async def _transfer_async(plan: _Plan) -> TransferResult:
+    family, server = await _resolve_async(plan.host, plan.port)
     try:
-        return await _run(
-            host=host,
-            port=port,
-            request=request,
-            requested=requested,
-            file=file,
-            timeout=timeout,
-            retries=retries,
-            progress=progress,
-            total=total,
-        )
+        return await _run_async(plan.exchange(family, server, True))
     except RequestRefused as exc:
-        if exc.code != ErrorCode.OPTION_REFUSED or not requested:
+        if not _retry_without_options(exc, plan):
             raise
-    # The server refused our options (ERROR 8): ask again without any, new TID.
-    result = await _run(
-        host=host,
-        port=port,
-        request=Request(opcode, filename, mode, ()),
-        requested={},
-        file=file,
-        timeout=timeout,
-        retries=retries,
-        progress=progress,
-        total=total,
-    )
-    return TransferResult(
-        result.bytes,
-        result.wire_bytes,
-        result.seconds,
-        result.blksize,
-        result.windowsize,
-        result.tsize,
-        result.options,
-        result.retransmissions,
-        True,
-    )
+    return _as_fallback(await _run_async(plan.exchange(family, server, False)))
 
 
 def _local_size(file: BinaryIO) -> int | None:
@@ -743,7 +844,54 @@ def _local_size(file: BinaryIO) -> int | None:
         return None
 
 
-async def get_file(
+def _plan(
+    *,
+    is_read: bool,
+    host: str,
+    remote: str,
+    file: BinaryIO,
+    port: int,
+    mode: str,
+    blksize: int | None,
+    windowsize: int | None,
+    tsize: bool,
+    timeout: float | None,
+    retries: int,
+    rfc1350: bool,
+    progress: ProgressCallback | None,
+) -> _Plan:
+    mode = mode.lower()
+    _check_options(mode, blksize, windowsize, timeout, retries)
+    size = None if is_read else _local_size(file)
+    requested = (
+        {}
+        if rfc1350
+        else _request_options(
+            is_read=is_read,
+            blksize=blksize,
+            windowsize=windowsize,
+            tsize=tsize and mode == "octet",
+            size=size,
+            timeout=timeout,
+        )
+    )
+    return _Plan(
+        host=host,
+        port=port,
+        opcode=Opcode.RRQ if is_read else Opcode.WRQ,
+        filename=remote,
+        mode=mode,
+        requested=requested,
+        file=file,
+        timeout=timeout or DEFAULT_TIMEOUT,
+        retries=retries,
+        progress=progress,
+        total=size if mode == "octet" else None,
+    )
+
+
+# -- public ----------------------------------------------------------------------------
+def get_file(
     host: str,
     remote: str,
     file: BinaryIO,
@@ -758,7 +906,7 @@ async def get_file(
     rfc1350: bool = False,
     progress: ProgressCallback | None = None,
 ) -> TransferResult:
-    """Download `remote` from `host` into the binary file object `file`.
+    """Download `remote` from `host` into the binary file object `file` (blocking).
 
     Options are asked for only when given (`rfc1350=True` asks for none at all);
     `timeout` is the retransmission interval in seconds (1 by default); from 1 s up it
@@ -767,36 +915,26 @@ async def get_file(
     `TftpError` (with a one-line message) on any failure; nothing is written to
     `file` before the server has accepted the request.
     """
-    mode = mode.lower()
-    _check_options(mode, blksize, windowsize, timeout, retries)
-    requested = (
-        {}
-        if rfc1350
-        else _request_options(
+    return _transfer(
+        _plan(
             is_read=True,
+            host=host,
+            remote=remote,
+            file=file,
+            port=port,
+            mode=mode,
             blksize=blksize,
             windowsize=windowsize,
-            tsize=tsize and mode == "octet",
-            size=None,
+            tsize=tsize,
             timeout=timeout,
+            retries=retries,
+            rfc1350=rfc1350,
+            progress=progress,
         )
     )
-    return await _with_fallback(
-        host=host,
-        port=port,
-        filename=remote,
-        opcode=Opcode.RRQ,
-        mode=mode,
-        requested=requested,
-        file=file,
-        timeout=timeout,
-        retries=retries,
-        progress=progress,
-        total=None,
-    )
 
 
-async def put_file(
+def put_file(
     host: str,
     file: BinaryIO,
     remote: str,
@@ -811,36 +949,95 @@ async def put_file(
     rfc1350: bool = False,
     progress: ProgressCallback | None = None,
 ) -> TransferResult:
-    """Upload everything left in the binary file object `file` to `remote` on `host`.
-
-    Same options as `get_file`; `tsize` announces the size when `file` is a regular
-    file in octet mode (the server can then refuse early if its disk is too small).
-    """
-    mode = mode.lower()
-    _check_options(mode, blksize, windowsize, timeout, retries)
-    size = _local_size(file)
-    requested = (
-        {}
-        if rfc1350
-        else _request_options(
+    """Upload everything left in the binary file object `file` to `remote` on `host`
+    (blocking). Same options as `get_file`; `tsize` announces the size when `file` is
+    a regular file in octet mode (the server can then refuse early if its disk is too
+    small)."""
+    return _transfer(
+        _plan(
             is_read=False,
+            host=host,
+            remote=remote,
+            file=file,
+            port=port,
+            mode=mode,
             blksize=blksize,
             windowsize=windowsize,
-            tsize=tsize and mode == "octet",
-            size=size,
+            tsize=tsize,
             timeout=timeout,
+            retries=retries,
+            rfc1350=rfc1350,
+            progress=progress,
         )
     )
-    return await _with_fallback(
-        host=host,
-        port=port,
-        filename=remote,
-        opcode=Opcode.WRQ,
-        mode=mode,
-        requested=requested,
-        file=file,
-        timeout=timeout,
-        retries=retries,
-        progress=progress,
-        total=size if mode == "octet" else None,
+
+
+async def get_file_async(
+    host: str,
+    remote: str,
+    file: BinaryIO,
+    *,
+    port: int = DEFAULT_PORT,
+    mode: str = "octet",
+    blksize: int | None = None,
+    windowsize: int | None = None,
+    tsize: bool = False,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    rfc1350: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """`get_file` for a running event loop: other tasks run during the transfer, and
+    the socket dallies after the last ACK to re-ACK a resent final block (RFC 1350)."""
+    return await _transfer_async(
+        _plan(
+            is_read=True,
+            host=host,
+            remote=remote,
+            file=file,
+            port=port,
+            mode=mode,
+            blksize=blksize,
+            windowsize=windowsize,
+            tsize=tsize,
+            timeout=timeout,
+            retries=retries,
+            rfc1350=rfc1350,
+            progress=progress,
+        )
+    )
+
+
+async def put_file_async(
+    host: str,
+    file: BinaryIO,
+    remote: str,
+    *,
+    port: int = DEFAULT_PORT,
+    mode: str = "octet",
+    blksize: int | None = None,
+    windowsize: int | None = None,
+    tsize: bool = False,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    rfc1350: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """`put_file` for a running event loop."""
+    return await _transfer_async(
+        _plan(
+            is_read=False,
+            host=host,
+            remote=remote,
+            file=file,
+            port=port,
+            mode=mode,
+            blksize=blksize,
+            windowsize=windowsize,
+            tsize=tsize,
+            timeout=timeout,
+            retries=retries,
+            rfc1350=rfc1350,
+            progress=progress,
+        )
     )
