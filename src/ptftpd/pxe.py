@@ -32,7 +32,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from ptftpd.dhcp.engine import BootChoice, DhcpConfig, Outgoing, make_reply, reply_destination
-from ptftpd.dhcp.options import ARCHITECTURES, MessageType, Opt, arch_name, pxe_vendor_options
+from ptftpd.dhcp.options import ARCHITECTURES, MessageType, Opt, arch_name
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, Message, PacketError, decode, encode
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
 from ptftpd.tftp.paths import PathRefused, resolve
@@ -284,12 +284,16 @@ class ProxyResponder:
     """proxyDHCP on port 67 and the PXE boot server on port 4011, without sockets.
 
     On 67 it answers PXE clients' DISCOVERs with an OFFER that carries no address
-    (yiaddr 0.0.0.0), only vendor class `PXEClient`, option 43, next-server and the
-    boot file; the network's own DHCP server hands out the address. On 4011 it answers
-    the client's REQUEST (sent once it has an address) with an ACK naming the file:
-    UEFI firmware treats a proxy OFFER without a boot menu as "ask the boot server",
-    and iPXE asks there too. Every other packet is ignored (the DHCP server's REQUESTs
-    only teach us the client's address, for the boot log).
+    (yiaddr 0.0.0.0), only vendor class `PXEClient`, next-server and the boot file; the
+    network's own DHCP server hands out the address. On 4011 it answers the client's
+    REQUEST (sent once it has an address) with an ACK naming the file.
+
+    The OFFER deliberately has no PXE option 43: that is the proxy style of Windows
+    Deployment Services ("BINL"), which every PXE firmware supports, and it makes
+    UEFI firmware (EDK2: "ProxyBinl" offer) and iPXE fetch the boot information from
+    port 4011. An OFFER with 43 "download directly" is taken at face value by some
+    firmware and ignored by others. Every other packet is ignored (the network DHCP
+    server's REQUESTs only teach us the client's address, for the boot log).
     """
 
     def __init__(
@@ -350,9 +354,11 @@ class ProxyResponder:
         opts = reply.options
         opts[Opt.VENDOR_CLASS] = b"PXEClient"
         vendor = request.options.get(Opt.VENDOR_SPECIFIC)
-        # A PXE 2.1 client naming a boot item (43.71) expects it echoed back.
+        # A PXE 2.1 client naming a boot item (43.71) expects it echoed back. Otherwise
+        # no option 43 at all: see the class docstring.
         item = _boot_item(vendor) if vendor else None
-        opts[Opt.VENDOR_SPECIFIC] = pxe_vendor_options()[:-1] + (item or b"") + b"\xff"
+        if item is not None:
+            opts[Opt.VENDOR_SPECIFIC] = item + b"\xff"
         if Opt.CLIENT_UUID in request.options:
             opts[Opt.CLIENT_UUID] = request.options[Opt.CLIENT_UUID]
         reply.siaddr = self.next_server
@@ -362,7 +368,7 @@ class ProxyResponder:
 
     def _proxy_offer(self, msg: Message) -> Outgoing:
         choice = choose_boot_file(self.files, msg)
-        _log_choice("proxy OFFER", msg, choice)
+        _log_choice("proxyDHCP OFFER", msg, choice, logging.INFO)
         if self.boot_log is not None:
             self.boot_log.discover(msg.mac_str, choice.arch_label)
         reply = make_reply(msg, MessageType.OFFER, self.server_ip)
@@ -372,7 +378,7 @@ class ProxyResponder:
 
     def _boot_server_ack(self, msg: Message, source: tuple[str, int]) -> Outgoing:
         choice = choose_boot_file(self.files, msg)
-        _log_choice("boot server ACK", msg, choice)
+        _log_choice(f"boot server ACK {msg.ciaddr}", msg, choice, logging.INFO)
         reply = make_reply(msg, MessageType.ACK, self.server_ip)
         reply.ciaddr = msg.ciaddr
         self._fill(msg, reply, choice)
@@ -407,18 +413,22 @@ def _boot_item(vendor: bytes) -> bytes | None:
     return None
 
 
-def _log_choice(what: str, msg: Message, choice: FirmwareChoice) -> None:
+def _log_choice(
+    what: str, msg: Message, choice: FirmwareChoice, level: int = logging.DEBUG
+) -> None:
+    """One line per decision; an unknown architecture code is always worth a line."""
     if choice.reason == "unknown arch":
         log.info(
-            "%s %s: unknown architecture code %s, giving the default %s",
+            "%s mac=%s: unknown architecture code %s, giving the default %s",
             what,
             msg.mac_str,
             choice.arch,
             choice.file,
         )
     else:
-        log.debug(
-            "%s %s arch=%s: %s (%s)",
+        log.log(
+            level,
+            "%s mac=%s arch=%s file=%s (%s)",
             what,
             msg.mac_str,
             choice.arch_label,
@@ -540,6 +550,7 @@ class PxeService:
 
     def _received(self, data: bytes, source: tuple[str, int], port: int) -> None:
         boot_server = port == self.config.boot_server_port
+        log.debug("recv %d bytes on port %d from %s:%d", len(data), port, source[0], source[1])
         for out in self.responder.handle(data, source, boot_server):
             self._send(out, port)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -93,23 +94,59 @@ class BootNetwork:
     server_ip: str = SERVER_IP
     procs: list[Process] = field(default_factory=list)
 
-    def start(self, argv: list[str], name: str) -> Process:
-        """A server process inside the namespace, stopped by PID when the network goes."""
-        proc = Process(self.ns.popen_argv(argv), self.tmp / f"{name}.log")
+    peers: list[Netns] = field(default_factory=list)
+
+    def start(self, argv: list[str], name: str, ns: Netns | None = None) -> Process:
+        """A server process inside the namespace (or a peer's), stopped by PID when the
+        network goes."""
+        proc = Process((ns or self.ns).popen_argv(argv), self.tmp / f"{name}.log")
         self.procs.append(proc)
         return proc
 
-    def dnsmasq(self, *args: str, name: str = "dnsmasq") -> Process:
-        """dnsmasq on the bridge only: no DNS, leases in the test's directory, stays root
-        (pytest's directories are private to root, and `nobody` could not read them)."""
+    def peer(self, address: str) -> Netns:
+        """Another host on the same LAN: a namespace whose `eth0` (address/24) is plugged
+        into the bridge by a veth. A DHCP server there has its own server identifier,
+        as the network's real DHCP server would beside pxed --proxy."""
+        peer = Netns("ptpxp")
+        self.peers.append(peer)
+        port = "vp" + peer.name[-8:]
+        subprocess.run(
+            [
+                "ip",
+                "link",
+                "add",
+                port,
+                "netns",
+                self.ns.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                peer.name,
+            ],
+            check=True,
+        )
+        self.ns.run("ip", "link", "set", port, "master", self.bridge)
+        self.ns.run("ip", "link", "set", port, "up")
+        peer.run("ip", "addr", "add", f"{address}/{PREFIX}", "dev", "eth0")
+        peer.run("ip", "link", "set", "eth0", "up")
+        return peer
+
+    def dnsmasq(self, *args: str, name: str = "dnsmasq", ns: Netns | None = None) -> Process:
+        """dnsmasq on the bridge (or a peer's eth0) only: no DNS, leases in the test's
+        directory, stays root (pytest's directories are private to root, and `nobody`
+        could not read them)."""
         exe = require_tool("dnsmasq")
+        iface = self.bridge if ns is None or ns is self.ns else "eth0"
         argv = [
             exe,
             "--keep-in-foreground",
             "--log-facility=-",
             "--conf-file=/dev/null",
             "--port=0",
-            f"--interface={self.bridge}",
+            f"--interface={iface}",
             "--bind-interfaces",
             "--user=root",
             f"--dhcp-leasefile={self.tmp / (name + '.leases')}",
@@ -117,7 +154,7 @@ class BootNetwork:
             "--log-dhcp",
             *args,
         ]
-        return self.start(argv, name)
+        return self.start(argv, name, ns)
 
 
 @contextmanager
@@ -143,6 +180,8 @@ def boot_network(tmp: Path, prefix: str = "ptpxe") -> Iterator[BootNetwork]:
     finally:
         for proc in reversed(net.procs):
             proc.stop()
+        for peer in net.peers:
+            peer.delete()
         ns.delete()
 
 

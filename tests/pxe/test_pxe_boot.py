@@ -54,8 +54,10 @@ def boot_line(pxed: Process, mac: str) -> str:
 
 
 def dnsmasq_addresses_only(net: BootNetwork) -> Process:
-    proc = net.dnsmasq("--dhcp-range=10.78.0.100,10.78.0.150,1h")
-    wait_udp_bound(67, timeout=15, proc=proc.proc, netns=net.ns.name)
+    """The LAN's own DHCP server, on another host (10.78.0.2): addresses, no boot."""
+    peer = net.peer("10.78.0.2")
+    proc = net.dnsmasq("--dhcp-range=10.78.0.100,10.78.0.150,1h", ns=peer)
+    wait_udp_bound(67, timeout=15, proc=proc.proc, netns=peer.name)
     return proc
 
 
@@ -90,6 +92,9 @@ def _uefi_chain(tmp_path: Path, proxy: bool) -> None:
         print(f"UEFI ipxe.efi chain {'proxy' if proxy else 'dhcp'}: {result.seconds:.1f} s")
         line = boot_line(pxed, MAC)
     assert "EFI x64" in line and "ipxe.efi" in line and "boot.ipxe" in line, line
+    if proxy:
+        # OVMF takes the boot file from the 4011 exchange, not from the proxy OFFER.
+        assert re.search(r"boot server ACK 10\.78\.0\.\d+ mac=" + MAC, pxed.log_path.read_text())
 
 
 def test_bios_ipxe_rom_loads_pxelinux(tmp_path: Path) -> None:

@@ -185,7 +185,8 @@ def test_proxy_offer_carries_boot_information_only() -> None:
     assert reply.options[Opt.TFTP_SERVER_NAME] == b"10.78.0.1"
     assert reply.options[Opt.VENDOR_CLASS] == b"PXEClient"
     assert reply.options[Opt.SERVER_ID] == SERVER.packed
-    assert reply.options[Opt.VENDOR_SPECIFIC] == b"\x06\x01\x08\xff"
+    # WDS ("BINL") style: no option 43, so UEFI firmware asks the boot server on 4011.
+    assert Opt.VENDOR_SPECIFIC not in reply.options
     assert reply.options[Opt.CLIENT_UUID] == uuid
     assert Opt.LEASE_TIME not in reply.options and Opt.SUBNET_MASK not in reply.options
 
@@ -225,14 +226,24 @@ def test_boot_server_ack_on_4011() -> None:
     assert reply.message_type is MessageType.ACK
     assert reply.ciaddr == IPv4Address("10.78.0.133") and reply.siaddr == SERVER
     assert reply.file_str == "undionly.kpxe"
-    assert reply.options[Opt.VENDOR_SPECIFIC] == b"\x06\x01\x08\x47\x04\x00\x00\x00\x00\xff"
+    assert reply.yiaddr == IPv4Address("0.0.0.0")
+    assert reply.options[Opt.VENDOR_SPECIFIC] == b"\x47\x04\x00\x00\x00\x00\xff"
     assert log.mac_of_ip["10.78.0.133"] == "52:54:00:12:34:56"
 
 
 def test_boot_server_gives_ipxe_its_script() -> None:
     msg = request(MessageType.REQUEST, arch=7, user_class=b"iPXE", ciaddr="10.78.0.9")
     out = responder().handle(encode(msg), ("10.78.0.9", 68), boot_server=True)
-    assert decode(out[0].payload).file_str == "boot.ipxe"
+    reply = decode(out[0].payload)
+    assert reply.file_str == "boot.ipxe"
+    assert Opt.VENDOR_SPECIFIC not in reply.options  # no boot item asked, none echoed
+
+
+def test_boot_server_answers_the_source_port() -> None:
+    # EDK2 sends its 4011 request from port 4011 and listens there.
+    msg = request(MessageType.REQUEST, arch=7, ciaddr="10.78.0.9")
+    out = responder().handle(encode(msg), ("10.78.0.9", 4011), boot_server=True)
+    assert out[0].address == ("10.78.0.9", 4011)
 
 
 def test_boot_server_ignores_discover_and_non_pxe() -> None:
