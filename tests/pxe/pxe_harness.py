@@ -322,8 +322,8 @@ def boot_vm(
     outcome, result = _one_boot(net, firmware, marker, workdir, accel, timeout, mac)
     if outcome != "ok" and accel == "kvm" and "PTFTPD_QEMU_ACCEL" not in os.environ:
         _kvm_broken = True
-        remaining = max(30.0, timeout - result.seconds)
-        outcome, result = _one_boot(net, firmware, marker, workdir, "tcg", remaining, mac)
+        # A fresh, full bound for TCG: the KVM attempt may have used all of its own.
+        outcome, result = _one_boot(net, firmware, marker, workdir, "tcg", timeout, mac)
     if outcome != "ok":
         tail = "\n".join(result.serial.splitlines()[-25:])
         raise AssertionError(
