@@ -74,6 +74,18 @@ def test_pxe_only_ignores_others() -> None:
     assert offer.options[Opt.VENDOR_SPECIFIC] == pxe_vendor_options()
     assert offer.file_str == "pxelinux.0" and offer.options[Opt.BOOTFILE_NAME] == b"pxelinux.0"
     assert offer.siaddr == SERVER and offer.options[Opt.TFTP_SERVER_NAME] == b"10.5.0.1"
+    uuid = b"\x00" + bytes(range(16))
+    with_uuid = one(
+        eng,
+        req(
+            MessageType.DISCOVER,
+            2,
+            vendor_class=PXE,
+            client_uuid=uuid,
+            parameter_list=bytes([1, 3]),
+        ),
+    )[0]
+    assert with_uuid.options[Opt.CLIENT_UUID] == uuid
     eng2 = engine(answer_all=False, pxe_vendor_prefixes=("PXEClient", "HW-Client"))
     assert eng2.handle(encode(req(MessageType.DISCOVER, vendor_class=b"HW-Client:x")))
 

@@ -184,6 +184,7 @@ _ESSENTIAL = frozenset(
         Opt.RELAY_AGENT_INFO,
         Opt.MESSAGE,
         Opt.BOOT_FILE_SIZE,
+        Opt.CLIENT_UUID,
     }
 )
 
@@ -466,6 +467,11 @@ class DhcpEngine:
         if self.is_pxe(msg):
             opts[Opt.VENDOR_CLASS] = b"PXEClient"
             opts[Opt.VENDOR_SPECIFIC] = pxe_vendor_options()
+            uuid = msg.options.get(Opt.CLIENT_UUID)
+            if uuid is not None:
+                # Echoed as PXE servers do (RFC 4578 2.3): some UEFI firmware drops
+                # a reply without it.
+                opts[Opt.CLIENT_UUID] = uuid
         if boot is not None:
             for code, value in boot.options.items():
                 opts[code] = value
