@@ -5,6 +5,7 @@ and the DHCP hook wired into the real DHCP engine."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -350,6 +351,25 @@ def test_cli_names_the_missing_boot_file(tmp_path: Path) -> None:
     assert done.stderr == (
         f"pxed: error: ROOT {tmp_path} does not hold the boot file(s): --efi64-bootfile ipxe.efi\n"
     )
+
+
+def test_cli_proxy_warns_about_address_flags(tmp_path: Path) -> None:
+    argv = [script("pxed"), "--proxy", "--range", "10.0.0.5", "10.0.0.9", "-n", "10.0.0.53"]
+    argv += ["lo", str(tmp_path), "missing.0"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "pxed: warning: -n, --range have no effect with --proxy (the network's DHCP server "
+        "gives addresses and their settings)",
+        f"pxed: error: ROOT {tmp_path} does not hold the boot file(s): BOOTFILE missing.0",
+    ]
+
+
+def test_python_m_ptftpd_lists_pxed() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ptftpd"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0 and "pxed" in done.stdout
 
 
 def test_cli_root_must_be_a_directory(tmp_path: Path) -> None:

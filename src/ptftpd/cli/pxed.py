@@ -184,6 +184,26 @@ def main(argv: list[str] | None = None) -> int:
         arm64=args.arm64_bootfile,
         ipxe=args.ipxe_bootfile,
     )
+    if args.proxy:
+        unused = [
+            flag
+            for flag, value in (
+                ("-g", args.gateway),
+                ("-a", args.all),
+                ("-n", args.dns),
+                ("--range", args.range),
+                ("--host", args.host),
+                ("--lease-time", args.lease_time),
+                ("--domain", args.domain),
+            )
+            if value
+        ]
+        if unused:
+            print(
+                f"{PROG}: warning: {', '.join(unused)} have no effect with --proxy "
+                "(the network's DHCP server gives addresses and their settings)",
+                file=sys.stderr,
+            )
     missing = missing_boot_files(args.root, files)
     if missing:
         return die(f"ROOT {args.root} does not hold the boot file(s): {', '.join(missing)}")
