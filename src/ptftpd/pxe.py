@@ -13,7 +13,8 @@ Layers, each testable without sockets:
   `ptftpd.dhcp.options.ARCHITECTURES`). An unknown code gets the default file.
 - `ProxyResponder`: sans-IO proxyDHCP (port 67, DISCOVER -> boot-only OFFER) and PXE
   boot server (port 4011, REQUEST -> ACK with the boot file). UEFI firmware commonly
-  ignores a proxy OFFER unless the 4011 exchange follows, and iPXE performs it too.
+  ignores a proxy OFFER unless the 4011 exchange follows. The 4011 server also runs
+  beside the full DHCP server, for firmware that asks there anyway.
 - `BootLog`: per-client boot sessions fed by DHCP and TFTP events.
 - `PxeService`: the asyncio shell that runs `DhcpServer` (or the proxy), the 4011
   boot server and a `TftpServer` in the running loop.
@@ -289,11 +290,13 @@ class ProxyResponder:
     REQUEST (sent once it has an address) with an ACK naming the file.
 
     The OFFER deliberately has no PXE option 43: that is the proxy style of Windows
-    Deployment Services ("BINL"), which every PXE firmware supports, and it makes
-    UEFI firmware (EDK2: "ProxyBinl" offer) and iPXE fetch the boot information from
-    port 4011. An OFFER with 43 "download directly" is taken at face value by some
-    firmware and ignored by others. Every other packet is ignored (the network DHCP
-    server's REQUESTs only teach us the client's address, for the boot log).
+    Deployment Services ("BINL"), which PXE firmware generally supports, and it makes
+    UEFI firmware (EDK2/OVMF: a "ProxyBinl" offer) fetch the boot information from
+    port 4011, which many UEFI firmwares insist on. An OFFER with 43 "download
+    directly" is taken at face value by some firmware and ignored by others. iPXE
+    (tested: Debian's 2019 build) simply uses the OFFER's file. Every other packet is
+    ignored (the network DHCP server's REQUESTs only teach us the client's address,
+    for the boot log).
     """
 
     def __init__(
