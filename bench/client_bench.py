@@ -3,21 +3,25 @@
 
     .venv/bin/python bench/client_bench.py --update-docs
 
-Each client/server pair downloads the file `--repeat` times (3) as a fresh process,
-the way a person or a script runs it, so wall time includes process start-up (about
-0.1 s for a Python client). Every download is checked for size and SHA-256. The table
-gives the best and median wall time, the rate of the best run, and each pair's time as
-a multiple of the fastest pair. All traffic stays on 127.0.0.1; both servers run in the
-foreground and are stopped by their PIDs. --update-docs rewrites the "## TFTP clients"
-section of docs/benchmarks.md (and nothing else in it).
+Each client/server pair downloads the file as a fresh process, the way a person or a
+script runs it, so wall time includes process start-up (about 0.1 s for a Python
+client). After a warm-up round, `--repeat` rounds (5) each run every pair once in a
+shuffled order, so load from elsewhere on the machine falls on all pairs alike. Every
+download is checked for size and SHA-256. The table gives the best and median wall
+time, the rate of the best run, and each pair's time as a multiple of the fastest
+pair. All traffic stays on 127.0.0.1; both servers run in the foreground and are
+stopped by their PIDs. --update-docs rewrites the "## TFTP clients" section of
+docs/benchmarks.md (and nothing else in it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import platform
+import random
 import shutil
 import socket
 import statistics
@@ -181,18 +185,29 @@ def measure(repeat: int, size: int) -> tuple[list[Row], str]:
                 hpa,
             ),
         ]
-        for server_name, argv, port in servers:
-            with server(argv, port, base / f"{port}.log"):
-                for client in clients(venv_bin):
-                    row = Row(client.label, client.options, server_name, [])
+        with contextlib.ExitStack() as stack:
+            for _, argv, port in servers:
+                stack.enter_context(server(argv, port, base / f"{port}.log"))
+            pairs = [(c, name, port) for name, _, port in servers for c in clients(venv_bin)]
+            rows = [Row(c.label, c.options, name, []) for c, name, _ in pairs]
+            # Rounds, each running every pair once in a shuffled order: a burst of load
+            # from elsewhere on the machine then spreads over all pairs, not one.
+            order = list(range(len(pairs)))
+            for round_number in range(repeat + 1):  # round 0 warms up
+                random.shuffle(order)
+                for index in order:
+                    client, _, port = pairs[index]
+                    row = rows[index]
+                    if row.error:
+                        continue
                     try:
-                        run_client(client, port, work, expected, size)  # warm-up
-                        for _ in range(repeat):
-                            row.times.append(run_client(client, port, work, expected, size))
+                        elapsed = run_client(client, port, work, expected, size)
                     except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
                         row.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    rows.append(row)
-                    print(format_row(row, None, size), file=sys.stderr, flush=True)
+                        continue
+                    if round_number:
+                        row.times.append(elapsed)
+                print(f"round {round_number} done", file=sys.stderr, flush=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     return rows, machine
 
@@ -235,7 +250,7 @@ def update_doc(text: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per pair (3)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed rounds (5)")
     parser.add_argument("--size-mib", type=int, default=64, help="file size in MiB (64)")
     parser.add_argument("--update-docs", action="store_true", help="rewrite our docs section")
     args = parser.parse_args()
@@ -249,13 +264,13 @@ def main() -> int:
     size = args.size_mib * MIB
     rows, machine = measure(args.repeat, size)
     command = "sudo .venv/bin/python bench/client_bench.py --update-docs"
-    if args.repeat != 3 or args.size_mib != 64:
+    if args.repeat != 5 or args.size_mib != 64:
         command += f" --repeat {args.repeat} --size-mib {args.size_mib}"
     text = (
         f"{SECTION}\n\n"
         f"One {args.size_mib} MiB download per run, each client started as a fresh process "
-        f"(wall time includes start-up), best and median of {args.repeat} runs after a "
-        f"warm-up, every file checked by SHA-256; loopback, {machine}, "
+        f"(wall time includes start-up), best and median of {args.repeat} shuffled rounds "
+        f"after a warm-up round, every file checked by SHA-256; loopback, {machine}, "
         f'{time.strftime("%Y-%m-%d")}. "time vs fastest" divides each pair\'s best time by '
         f"the fastest pair's.\n\n"
         f"```sh\n{command}\n```\n\n{table(rows, size)}\n\n"
