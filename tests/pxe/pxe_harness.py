@@ -12,6 +12,8 @@ Why it is built this way:
 - SeaBIOS is told to mirror its text console on the serial port (fw_cfg
   `etc/sercon-port`), because Debian's iPXE ROMs write to the BIOS console only; OVMF
   and EFI iPXE write to the serial port by themselves.
+- The bridge sends IPv6 router advertisements (dnsmasq, RA only): without them iPXE
+  waits about 15 s for an IPv6 router before booting, on every boot.
 - KVM when /dev/kvm is usable, else TCG. On these machines iPXE has been seen to stop
   under KVM ("KVM internal error" at its Ctrl-B prompt) while TCG boots in about half a
   minute, so a KVM boot that fails or makes no progress is retried once under TCG and
@@ -134,6 +136,14 @@ class BootNetwork:
         peer.run("ip", "link", "set", "eth0", "up")
         return peer
 
+    def router_advertisements(self) -> Process:
+        """IPv6 router advertisements on the bridge (dnsmasq, RA only, no DHCPv6).
+
+        iPXE configures IPv4 and IPv6 together and, with no router on the link, waits
+        about 15 s for one before it boots; an RA ends that wait. Nothing else uses it."""
+        self.ns.run("ip", "addr", "add", "fd78::1/64", "dev", self.bridge, "nodad")
+        return self.dnsmasq("--enable-ra", "--dhcp-range=fd78::,ra-only", name="radv")
+
     def dnsmasq(self, *args: str, name: str = "dnsmasq", ns: Netns | None = None) -> Process:
         """dnsmasq on the bridge (or a peer's eth0) only: no DNS, leases in the test's
         directory, stays root (pytest's directories are private to root, and `nobody`
@@ -176,6 +186,7 @@ def boot_network(tmp: Path, prefix: str = "ptpxe") -> Iterator[BootNetwork]:
         ns.run("ip", "link", "set", TAP, "up")
         ns.run("ip", "link", "set", BRIDGE, "up")
         ns.run("ip", "addr", "add", f"{SERVER_IP}/{PREFIX}", "dev", BRIDGE)
+        net.router_advertisements()
         yield net
     finally:
         for proc in reversed(net.procs):
