@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         "sends something other than PXEClient (repeatable)",
     )
     tftp = parser.add_argument_group("TFTP")
-    tftp.add_argument("--tftp-port", type=port_number, default=69, help="TFTP UDP port (69)")
+    tftp.add_argument(
+        "--tftp-port", type=port_number, default=69, metavar="PORT", help="TFTP UDP port (69)"
+    )
     tftp.add_argument(
         "--blksize-max",
         type=blksize,
