@@ -80,6 +80,7 @@ class Lab:
 def lab(tmp: Path, n_clients: int = 1) -> Iterator[Lab]:
     require_root()
     require_tool("ip")
+    require_tool("bridge")
     server = Netns("dhs")
     clients: list[tuple[Netns, str]] = []
     the_lab: Lab | None = None
@@ -116,8 +117,8 @@ def lab(tmp: Path, n_clients: int = 1) -> Iterator[Lab]:
         # A bridge port needs a moment to forward; wait on its state, bounded.
         wait_for(
             lambda: (
-                "forwarding" in server.run("bridge", "link", "show", check=False).stdout
-                or n_clients == 0
+                server.run("bridge", "link", "show", check=False).stdout.count("forwarding")
+                >= n_clients
             ),
             10,
             "bridge ports to forward",
