@@ -328,6 +328,9 @@ class Peer:
     def command(self, root: Path, port: int) -> list[str]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        return None
+
     @contextlib.contextmanager
     def running(self, root: Path, logs: Path) -> Iterator[RunningServer]:
         if self.unavailable:
@@ -340,6 +343,7 @@ class Peer:
             log.flush()
             popen = subprocess.Popen(
                 self.command(root, port),
+                env=self.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -378,6 +382,31 @@ class OurPtftpd(Peer):
 
     def command(self, root: Path, port: int) -> list[str]:
         return [str(OUR_VENV / "bin" / "ptftpd"), "-p", str(port), HOST, str(root)]
+
+
+class AltPtftpd(Peer):
+    """ptftpd from another source tree (e.g. a proposed change), run with our venv."""
+
+    name = "ptftpd-alt"
+
+    def __init__(self, src: Path) -> None:
+        super().__init__()
+        self.src = src.resolve()
+        self.label = f"ptftpd ({self.src})"
+        self.notes = (f"`python -m ptftpd.cli.ptftpd` with PYTHONPATH={self.src}",)
+
+    def setup(self) -> None:
+        if not (self.src / "ptftpd" / "cli" / "ptftpd.py").exists():
+            raise PeerUnavailable(f"{self.src} holds no ptftpd/cli/ptftpd.py")
+        self.version = "alternative tree"
+
+    def command(self, root: Path, port: int) -> list[str]:
+        code = "import sys; from ptftpd.cli.ptftpd import main; sys.exit(main())"
+        python = str(OUR_VENV / "bin" / "python")
+        return [python, "-c", code, "-p", str(port), HOST, str(root)]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(self.src)}
 
 
 class TftpdHpa(Peer):
@@ -530,9 +559,12 @@ PEER_CLASSES: tuple[type[Peer], ...] = (
 )
 
 
-def build_peers(names: list[str] | None = None) -> list[Peer]:
-    peers = [cls() for cls in PEER_CLASSES]
+def build_peers(names: list[str] | None = None, alt_src: Path | None = None) -> list[Peer]:
+    """Every peer (or those named), plus ptftpd-alt when an alternative tree is given."""
+    peers: list[Peer] = [cls() for cls in PEER_CLASSES]
     if names:
         wanted = set(names)
         peers = [p for p in peers if p.name in wanted]
+    if alt_src is not None:
+        peers.insert(1 if peers and peers[0].name == "ptftpd" else 0, AltPtftpd(alt_src))
     return peers

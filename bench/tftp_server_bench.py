@@ -198,6 +198,49 @@ def _kill_children() -> None:
     _children.clear()
 
 
+# -- a quiet machine --------------------------------------------------------------------
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields[:8]), idle
+
+
+def cpu_busy(sample: float = 0.3) -> float:
+    """Fraction of all CPUs busy during the next `sample` seconds (0..1)."""
+    total0, idle0 = _cpu_ticks()
+    time.sleep(sample)
+    total1, idle1 = _cpu_ticks()
+    total = total1 - total0
+    return 0.0 if total <= 0 else 1.0 - (idle1 - idle0) / total
+
+
+class QuietWaiter:
+    """Waits for a lull on the machine before each measurement, within a total budget.
+
+    Other work on the machine (test suites, other benches) distorts timings badly on
+    2 cores. Each wait lasts at most `max_wait` s and all of them together at most
+    `budget` s, so the run stays bounded; the busy fraction seen last is returned, and
+    the report shows it.
+    """
+
+    def __init__(self, threshold: float, max_wait: float, budget: float) -> None:
+        self.threshold = threshold
+        self.max_wait = max_wait
+        self.left = budget
+
+    def __call__(self) -> float:
+        start = time.monotonic()
+        deadline = start + max(0.0, min(self.max_wait, self.left))
+        while True:
+            busy = cpu_busy()
+            if busy < self.threshold or time.monotonic() >= deadline:
+                self.left -= time.monotonic() - start
+                return busy
+
+
 # -- measurements ----------------------------------------------------------------------
 
 
@@ -227,6 +270,7 @@ class PeerResult:
     notes: list[str]
     unavailable: str | None = None
     cpu_method: str = ""
+    busy_before: list[float] = field(default_factory=list)
     single: dict[str, SingleResult] = field(default_factory=dict)
     concurrent: ConcurrentResult | None = None
 
@@ -344,6 +388,7 @@ def run_rounds(
             for round_no in range(1, args.reps + 1):
                 print(f"single downloads, round {round_no}/{args.reps}", flush=True)
                 for name, server in servers.items():
+                    results[name].busy_before.append(args.wait_quiet())
                     for key, _label, options in SINGLE_ROWS:
                         single = results[name].single[key]
                         if single.failure:
@@ -363,6 +408,7 @@ def run_rounds(
                 for name, server in servers.items():
                     conc = results[name].concurrent
                     assert conc is not None
+                    results[name].busy_before.append(args.wait_quiet())
                     measure_concurrent(server, small, conc, outdir, args.concurrent_timeout)
                     print(
                         f"  {name:11} wall {conc.walls[-1]:.2f} s, failed {conc.failures[-1]}, "
@@ -515,6 +561,10 @@ def render(report: dict[str, Any]) -> str:
     lines += ["", "### Targets (issue 2)", ""]
     lines += [f"- {t}" for t in targets(report)]
     methods = sorted({r["cpu_method"] for r in results if r.get("cpu_method")})
+    busy = [b for r in results for b in r.get("busy_before", [])]
+    busy_text = (
+        f"median {statistics.median(busy):.0%}, max {max(busy):.0%}" if busy else "not measured"
+    )
     lines += [
         "",
         "### How it is measured",
@@ -524,6 +574,9 @@ def render(report: dict[str, Any]) -> str:
         f"({', '.join(methods) or 'psutil'}), read before and after each run.",
         "- Peak memory: the main process's RSS plus the PSS of its child processes "
         "(forking servers), sampled every 0.25 s, and at least the main process's VmHWM.",
+        f"- Before each server's turn the bench waits (up to {meta.get('quiet_wait', 0):.0f} s) "
+        f"for the machine to be under {meta.get('quiet', 0):.0%} busy; busy fraction seen: "
+        f"{busy_text}.",
         "- The windowed row asks for windowsize 16; a server that does not acknowledge it "
         "is marked, and the client then falls back to one block per ACK.",
         "- Each server ran with its defaults except where noted below; the option "
@@ -604,7 +657,7 @@ def _on_term(signum: int, frame: object) -> None:
 
 def run_inner(args: argparse.Namespace) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, _on_term)
-    peers = build_peers(args.peers)
+    peers = build_peers(args.peers, args.alt_src)
     for peer in peers:
         try:
             peer.setup()
@@ -632,6 +685,8 @@ def run_inner(args: argparse.Namespace) -> dict[str, Any]:
             "reps": args.reps,
             "concurrent_reps": args.concurrent_reps,
             "clients": args.clients,
+            "quiet": args.quiet,
+            "quiet_wait": args.quiet_wait,
             "big_bytes": big.size,
             "small_bytes": small.size,
         },
@@ -677,9 +732,9 @@ def run_in_netns(args: argparse.Namespace, argv: list[str]) -> int:
         subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
 
 
-def setup_peers(names: list[str] | None) -> None:
+def setup_peers(names: list[str] | None, alt_src: Path | None) -> None:
     """Install every peer (needs the package registries, so outside the namespace)."""
-    for peer in build_peers(names):
+    for peer in build_peers(names, alt_src):
         try:
             peer.setup()
             print(f"ready: {peer.label} {peer.version}", flush=True)
@@ -706,6 +761,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="auto",
         help="run in a fresh network namespace (auto: when root)",
     )
+    p.add_argument(
+        "--quiet",
+        type=float,
+        default=0.3,
+        help="before each measurement wait for the machine to be less busy than this (0..1)",
+    )
+    p.add_argument("--quiet-wait", type=float, default=10.0, help="longest such wait, s")
+    p.add_argument(
+        "--quiet-budget", type=float, default=120.0, help="longest all such waits together, s"
+    )
+    p.add_argument(
+        "--alt-src",
+        type=Path,
+        help="also run ptftpd from this source tree (a folder holding ptftpd/) as ptftpd-alt",
+    )
     p.add_argument("--json", type=Path, help="where to write results (default bench/results/)")
     p.add_argument("--update-docs", action="store_true", help="rewrite docs/benchmarks.md section")
     p.add_argument("--render", type=Path, help="only render an earlier JSON result")
@@ -713,6 +783,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--where", default="host loopback", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.root = WORK / "data"
+    args.wait_quiet = QuietWaiter(args.quiet, args.quiet_wait, args.quiet_budget)
     return args
 
 
@@ -747,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     else:
         WORK.mkdir(parents=True, exist_ok=True)
-        setup_peers(args.peers)
+        setup_peers(args.peers, args.alt_src)
         use_netns = args.netns == "yes" or (
             args.netns == "auto" and os.geteuid() == 0 and shutil.which("nsenter") is not None
         )
