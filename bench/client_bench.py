@@ -262,7 +262,9 @@ def main() -> int:
         print("client_bench: error: tftpd-hpa (in.tftpd) is not installed", file=sys.stderr)
         return 1
     size = args.size_mib * MIB
+    load_before = os.getloadavg()[0]
     rows, machine = measure(args.repeat, size)
+    load_after = os.getloadavg()[0]
     command = "sudo .venv/bin/python bench/client_bench.py --update-docs"
     if args.repeat != 5 or args.size_mib != 64:
         command += f" --repeat {args.repeat} --size-mib {args.size_mib}"
@@ -272,7 +274,8 @@ def main() -> int:
         f"(wall time includes start-up), best and median of {args.repeat} shuffled rounds "
         f"after a warm-up round, every file checked by SHA-256; loopback, {machine}, "
         f'{time.strftime("%Y-%m-%d")}. "time vs fastest" divides each pair\'s best time by '
-        f"the fastest pair's.\n\n"
+        f"the fastest pair's. The machine was shared: 1-minute load average "
+        f"{load_before:.1f} at the start, {load_after:.1f} at the end.\n\n"
         f"```sh\n{command}\n```\n\n{table(rows, size)}\n\n"
         "tftpd-hpa grants no windowsize, so clients asking for one run lock-step against "
         "it; tftp-hpa's client asks for no options at all.\n"

@@ -18,7 +18,6 @@ stays a few microseconds and a windowed transfer runs at loopback speed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import errno
@@ -30,7 +29,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from ptftpd.tftp import netascii
@@ -58,6 +57,12 @@ from ptftpd.tftp.packets import (
     decode,
     error_bytes,
 )
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio is imported where the async API runs, not here: the command line and the
+# blocking API never need it, and it is the largest part of their start-up time.
 
 __all__ = [
     "DEFAULT_PORT",
@@ -253,6 +258,8 @@ def _addrinfo(
 
 
 async def _resolve_async(host: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
+    import asyncio
+
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -665,6 +672,8 @@ class _AsyncDriver:
 
     def __init__(self, exchange: _Exchange) -> None:
         self.exchange = exchange
+        import asyncio
+
         self.loop = asyncio.get_running_loop()
         self.answer: asyncio.Future[None] = self.loop.create_future()
         self.finished = asyncio.Event()
@@ -735,7 +744,7 @@ class _AsyncDriver:
         self.finished.set()
 
 
-_dallies: set[asyncio.Task[None]] = set()
+_dallies: set[asyncio.Task[None]] = set()  # strong references while they run
 
 
 async def _dally(driver: _AsyncDriver) -> None:
@@ -817,7 +826,7 @@ async def _run_async(exchange: _Exchange) -> TransferResult:
         driver.shut()
         raise
     if not driver.finished.is_set():
-        task = asyncio.get_running_loop().create_task(_dally(driver))
+        task = driver.loop.create_task(_dally(driver))
         _dallies.add(task)
         task.add_done_callback(_dallies.discard)
     return exchange.result()
