@@ -251,9 +251,13 @@ def _request_options(
 def _addrinfo(
     infos: list[tuple[Any, ...]], host: str
 ) -> tuple[socket.AddressFamily, tuple[object, ...]]:
+    """The address to use: IPv4 when a name has both kinds, since most TFTP servers
+    listen on IPv4 only (a request to an address nobody serves only times out); an
+    IPv6 literal, or a name with only IPv6 addresses, is reached over IPv6."""
     if not infos:
         raise TftpError(f"cannot resolve host {host!r}")
-    family, _, _, _, sockaddr = infos[0]
+    ipv4 = [info for info in infos if info[0] == socket.AF_INET]
+    family, _, _, _, sockaddr = (ipv4 or infos)[0]
     return family, tuple(sockaddr)
 
 
