@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import logging
 import math
 import os
 import select
@@ -88,6 +89,8 @@ DEFAULT_RETRIES = 5
 MODES = ("octet", "netascii")
 _MAX_DATAGRAM = 65536 + 4
 _READ_CHUNK = 64 * 1024
+
+log = logging.getLogger("ptftpd.tftp.client")
 
 ProgressCallback = Callable[[int, int | None], None]
 """Called as `progress(done, total)`: bytes on the wire so far, and the expected total
@@ -358,6 +361,17 @@ class _Exchange:
 
     def _send_request(self) -> None:
         self._request_tries += 1
+        request = self.request
+        log.debug(
+            "%s %s %r %s to %s (try %d)%s",
+            "RRQ" if self.is_read else "WRQ",
+            request.mode,
+            request.filename,
+            " ".join(f"{k}={v}" for k, v in request.options) or "no options",
+            self.server_text,
+            self._request_tries,
+            "" if self._request_tries == 1 else ": no answer yet",
+        )
         self._sendto(self.request_bytes, self.server)
         self._restart = True
 
@@ -383,6 +397,7 @@ class _Exchange:
             else:
                 self._send_request()
         elif not isinstance(machine, Sender) or self._feed():
+            log.debug("%s: timeout, retransmitting", self.server_text)
             self._apply(machine.timeout())
         self.arm()
 
@@ -395,6 +410,7 @@ class _Exchange:
         if addr[1] != peer[1] or addr[0] != peer[0]:
             # RFC 1350: a packet from a wrong TID gets ERROR 5; the transfer goes on.
             if not (len(data) >= 2 and data[1] == Opcode.ERROR):
+                log.debug("packet from unknown port %s: answering ERROR 5", addr[:2])
                 self._sendto(error_bytes(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
             return
         machine = self.machine
@@ -432,9 +448,15 @@ class _Exchange:
         except PacketError:
             return
         if isinstance(packet, Error):
+            log.debug("request refused: error %d %s", packet.code, packet.message)
             self._fail(RequestRefused(packet.code, packet.message))
             return
         if isinstance(packet, OptionAck):
+            log.debug(
+                "OACK from port %d: %s",
+                addr[1],
+                " ".join(f"{k}={v}" for k, v in packet.options) or "no options",
+            )
             try:
                 negotiated = accept_oack(self.requested, packet.options)
             except OptionError as exc:
@@ -462,6 +484,7 @@ class _Exchange:
             return
         if self.is_read and isinstance(packet, Data) and packet.block == 1:
             # The server ignored our options (or we sent none): plain RFC 1350.
+            log.debug("DATA 1 from port %d: RFC 1350 transfer", addr[1])
             self.peer = addr
             self.fallback = bool(self.requested)
             self.machine = Receiver(blksize=DEFAULT_BLKSIZE, windowsize=1, retries=self.retries)
@@ -469,6 +492,7 @@ class _Exchange:
             self._apply(self.machine.receive(data))
             return
         if not self.is_read and isinstance(packet, Ack) and packet.block == 0:
+            log.debug("ACK 0 from port %d: RFC 1350 transfer", addr[1])
             self.peer = addr
             self.fallback = bool(self.requested)
             self._start_sender(DEFAULT_BLKSIZE, 1)
@@ -798,7 +822,10 @@ class _Plan:
 def _retry_without_options(exc: RequestRefused, plan: _Plan) -> bool:
     """The server refused our options (ERROR 8) in answer to the request: ask again
     without any, from a new TID."""
-    return exc.code == ErrorCode.OPTION_REFUSED and bool(plan.requested)
+    retry = exc.code == ErrorCode.OPTION_REFUSED and bool(plan.requested)
+    if retry:
+        log.debug("options refused (%s): asking again without options", exc.server_message)
+    return retry
 
 
 def _as_fallback(result: TransferResult) -> TransferResult:
