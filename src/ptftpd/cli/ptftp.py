@@ -17,12 +17,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, TextIO
 
 from ptftpd import __version__
@@ -176,6 +173,8 @@ class _Progress:
         if not self.enabled:
             return
         if self.bar is None:
+            import shutil
+
             from tqdm import tqdm
 
             # A terminal that reports no size (a fresh pty) would get no bar at all.
@@ -245,13 +244,13 @@ def do_get(
         target = sys.stdout.buffer
         label = remote
     else:
-        path = Path(local if local is not None else _local_name(remote))
-        if path.is_dir():
-            path = path / _local_name(remote)
+        path = local if local is not None else _local_name(remote)
+        if os.path.isdir(path):
+            path = os.path.join(path, _local_name(remote))
         if not force and os.path.lexists(path):
             raise UsageError(f"local file {path} already exists (use -f to overwrite)")
-        target = str(path)
-        label = path.name
+        target = path
+        label = os.path.basename(path)
     progress = _Progress(label, not settings.quiet)
     try:
         result = download(
@@ -301,7 +300,7 @@ def do_put(
             what = "is not a regular file" if os.path.exists(local) else "does not exist"
             raise UsageError(f"local file {local} {what}")
         source = local
-        remote = remote or Path(local).name
+        remote = remote or os.path.basename(local)
     progress = _Progress(remote or local, not settings.quiet)
     try:
         result = upload(
@@ -374,6 +373,8 @@ class Shell:
     def execute(self, line: str) -> bool:
         """Run one command line; False means quit."""
         try:
+            import shlex
+
             words = shlex.split(line, comments=True)
         except ValueError as exc:
             self.error(f"cannot parse the command: {exc}")

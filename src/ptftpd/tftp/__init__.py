@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 from ptftpd.tftp.client import (
@@ -67,13 +65,16 @@ _WRITE_BUFFER = 1 << 20
 def _download_target(local: str | os.PathLike[str], overwrite: bool) -> Iterator[BinaryIO]:
     """A temporary file beside `local`, renamed to it only if the block succeeds; removed
     on any failure, so a failed transfer never leaves a partial file under that name."""
-    path = Path(local)
+    import tempfile  # here, not at the top: start-up time of the command line
+
+    path = os.fspath(local)
     if not overwrite and os.path.lexists(path):
         raise TftpError(f"{path} already exists")
+    folder, name = os.path.split(path)
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder or ".")
     except OSError as exc:
-        raise TftpError(f"cannot write to {path.parent}: {exc.strerror}") from None
+        raise TftpError(f"cannot write to {folder or '.'}: {exc.strerror}") from None
     try:
         # A large buffer: one write system call per MiB instead of one per 8 KiB.
         with os.fdopen(fd, "wb", buffering=_WRITE_BUFFER) as file:
@@ -108,7 +109,7 @@ def _upload_source(local: Local, remote: str | None) -> Iterator[tuple[BinaryIO,
     except OSError as exc:
         raise TftpError(f"cannot read {os.fspath(local)}: {exc.strerror}") from None
     with file:
-        yield file, remote if remote is not None else Path(local).name
+        yield file, remote if remote is not None else os.path.basename(os.fspath(local))
 
 
 def download(

@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
-from urllib.parse import unquote, urlsplit
 
 from ptftpd.tftp import netascii
 from ptftpd.tftp.machine import Receiver, Sender, State, Step, Timer
@@ -183,6 +182,8 @@ class TftpUrl:
 
 def parse_url(url: str) -> TftpUrl:
     """Split a tftp:// URL; raise `TftpError` with a readable message when it is not one."""
+    from urllib.parse import unquote, urlsplit  # only URLs need it
+
     try:
         parts = urlsplit(url)
         port = parts.port
