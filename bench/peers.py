@@ -273,7 +273,7 @@ class RunningServer:
 
     def _note_children(self) -> list[psutil.Process]:
         try:
-            kids = self.proc.children(recursive=True)
+            kids: list[psutil.Process] = self.proc.children(recursive=True)
         except psutil.Error:
             return []
         for kid in kids:
@@ -475,7 +475,14 @@ class Atftpd(Peer):
 class OriginalPtftpd(Peer):
     name = "ptftpd-1.3"
     label = "ptftpd 1.3 (PyPI)"
-    notes = ("unmodified PyPI release in its own venv, `ptftpd -p PORT lo ROOT`",)
+    notes = (
+        "unmodified PyPI release in its own venv, `ptftpd -p PORT lo ROOT` (it takes an "
+        "interface name); it runs on Python 3.11",
+        "with any option it answers ERROR 0 'Server error': every RRQ with options runs the "
+        "BSD-only `sysctl -n net.inet.udp.maxdgram`, which fails on Linux (its log shows it)",
+        "without options its block counter stops at 65535: 512-byte transfers end at "
+        "33,553,920 bytes (ERROR 4 'Illegal TFTP operation')",
+    )
 
     def __init__(self) -> None:
         super().__init__()

@@ -276,12 +276,17 @@ class PeerResult:
 
 
 def _client_problem(rc: int | None, err: Path, problem: str | None, timeout: float) -> str | None:
+    """What went wrong with one download, or None: size/hash first, then the client's word."""
     if rc is None:
-        return f"client timed out after {timeout:.0f} s ({problem or 'file complete'})"
+        return f"{problem or 'file complete'}; client timed out after {timeout:.0f} s"
     if rc != 0:
         message = err.read_text(errors="replace").strip() if err.exists() else ""
-        last = [ln for ln in message.splitlines() if not ln.startswith("Option ")][-2:]
-        return f"client exit {rc}: {' / '.join(last)}; {problem or 'file complete'}"
+        lines = [ln.strip() for ln in message.splitlines()]
+        said = [ln for ln in lines if "error received" in ln] or [
+            ln for ln in lines if ln and not ln.startswith("Option ")
+        ]
+        reason = said[0].removeprefix("tftp: ") if said else f"exit {rc}"
+        return f"{problem or 'file complete'}; client: {reason}"
     return problem
 
 
@@ -481,12 +486,46 @@ def _single_cell(r: dict[str, Any], key: str, named: dict[str, dict[str, Any]]) 
     return text
 
 
+def _concurrent_table(
+    results: list[dict[str, Any]], named: dict[str, dict[str, Any]], meta: dict[str, Any]
+) -> list[str]:
+    clients = meta["clients"]
+    small_mib = meta["small_bytes"] // MIB
+    lines = [
+        "",
+        f"### {clients} clients at once, {small_mib} MiB each (512-byte blocks, no options)",
+        "",
+        "| Server | Wall s (best) | Wall vs tftpd-hpa | Failed downloads | Server CPU s "
+        "| Peak memory MiB |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    hpa = _conc_summary(named.get("tftpd-hpa"))
+    for r in results:
+        if r.get("unavailable"):
+            lines.append(f"| {r['label']} | {_esc(r['unavailable'])} | | | | |")
+            continue
+        summary = _conc_summary(r)
+        if summary is None:
+            lines.append(f"| {r['label']} | not run | | | | |")
+            continue
+        wall, cpu, failed = summary
+        c = r["concurrent"]
+        ratio = f"{wall / hpa[0]:.2f}x" if hpa else "-"
+        fail = f"{failed} of {clients * len(c['walls'])}"
+        if c["failure_examples"]:
+            fail += f" ({_esc(c['failure_examples'][0])})"
+        lines.append(
+            f"| {r['label']} | {wall:.2f} | {ratio} | {fail} | {cpu:.2f} | "
+            f"{c['peak_memory'] / MIB:.1f} |"
+        )
+    return lines
+
+
 def render(report: dict[str, Any]) -> str:
     results: list[dict[str, Any]] = report["results"]
     named = _by_name(results)
     meta = report["meta"]
     big_mib = meta["big_bytes"] // MIB
-    small_mib = meta["small_bytes"] // MIB
     row_labels = [label for _, label, _ in SINGLE_ROWS]
     lines = [
         SECTION,
@@ -530,34 +569,8 @@ def render(report: dict[str, Any]) -> str:
             else:
                 cells.append(f"{statistics.median(s['cpu']):.2f}")
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
-    clients = meta["clients"]
-    lines += [
-        "",
-        f"### {clients} clients at once, {small_mib} MiB each (512-byte blocks, no options)",
-        "",
-        "| Server | Wall s (best) | Wall vs tftpd-hpa | Failed downloads | Server CPU s "
-        "| Peak memory MiB |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    hpa = _conc_summary(named.get("tftpd-hpa"))
-    for r in results:
-        if r.get("unavailable"):
-            lines.append(f"| {r['label']} | {_esc(r['unavailable'])} | | | | |")
-            continue
-        summary = _conc_summary(r)
-        if summary is None:
-            lines.append(f"| {r['label']} | not run | | | | |")
-            continue
-        wall, cpu, failed = summary
-        c = r["concurrent"]
-        ratio = f"{wall / hpa[0]:.2f}x" if hpa else "-"
-        fail = f"{failed} of {clients * len(c['walls'])}"
-        if c["failure_examples"]:
-            fail += f" ({_esc(c['failure_examples'][0])})"
-        lines.append(
-            f"| {r['label']} | {wall:.2f} | {ratio} | {fail} | {cpu:.2f} | "
-            f"{c['peak_memory'] / MIB:.1f} |"
-        )
+    if meta["clients"]:
+        lines += _concurrent_table(results, named, meta)
     lines += ["", "### Targets (issue 2)", ""]
     lines += [f"- {t}" for t in targets(report)]
     methods = sorted({r["cpu_method"] for r in results if r.get("cpu_method")})
