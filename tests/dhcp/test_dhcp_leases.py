@@ -6,6 +6,8 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ptftpd.dhcp.leases import (
     Ack,
@@ -207,3 +209,62 @@ def test_store_errors_are_store_errors(tmp_path: Path) -> None:
     (tmp_path / "dir.sqlite").mkdir()
     with pytest.raises(StoreError):
         SqliteStore(tmp_path / "dir.sqlite")
+
+
+# -- property: whatever clients do, no address is bound to two clients ---------------
+
+
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["discover", "request", "request_any", "release", "decline", "tick"]),
+        st.integers(1, 8),  # client
+        st.integers(0, 7),  # address index / seconds
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events)
+def test_no_address_bound_to_two_clients(ops: list[tuple[str, int, int]]) -> None:
+    store = MemoryStore()
+    p, clock = policy(store)
+    addrs = [IPv4Address("10.9.0.0") + i for i in range(8)]
+    for op, n, x in ops:
+        if op == "discover":
+            got = p.offer(key(n), mac(n))
+            assert got is None or (
+                got in NET and got not in (SERVER, NET.network_address, NET.broadcast_address)
+            )
+        elif op == "request":
+            offered = p.offer(key(n), mac(n))
+            if offered is not None:
+                p.request(key(n), mac(n), offered)
+        elif op == "request_any":
+            p.request(key(n), mac(n), addrs[x])
+        elif op == "release":
+            p.release(key(n), addrs[x])
+        elif op == "decline":
+            p.decline(key(n), mac(n), addrs[x])
+        else:
+            clock.now += x * 20
+        now = clock.now
+        bound = [le for le in p.leases() if le.effective_state(now) is LeaseState.BOUND]
+        assert len({le.address for le in bound}) == len(bound)
+        assert len({le.client_key for le in bound}) == len(bound)
+        for le in bound:
+            assert le.address in NET and le.address != SERVER
+    # A restart from the store sees the same bound leases.
+    again, _ = policy(store, clock=clock)
+    now = clock.now
+    before = {
+        (le.address, le.client_key)
+        for le in p.leases()
+        if le.effective_state(now) is LeaseState.BOUND
+    }
+    after = {
+        (le.address, le.client_key)
+        for le in again.leases()
+        if le.effective_state(now) is LeaseState.BOUND
+    }
+    assert before == after
