@@ -50,10 +50,19 @@ class Lab:
         leases: Path | None = None,
         bootfile: str = "pxelinux.0",
         name: str = "dhcpd",
+        iface: str | None = None,
     ) -> Process:
-        lease_file = leases or self.tmp / "leases.sqlite"
+        lease_file = leases or self.tmp / f"{name}.sqlite"
         argv = self.server.popen_argv(
-            [script(tool), "-D", "--leases", str(lease_file), *args, self.server_if, bootfile]
+            [
+                script(tool),
+                "-D",
+                "--leases",
+                str(lease_file),
+                *args,
+                iface or self.server_if,
+                bootfile,
+            ]
         )
         proc = Process(argv, self.tmp / f"{name}.log")
         self.procs.append(proc)

@@ -66,6 +66,10 @@ def relay(args: argparse.Namespace) -> int:
     base: dict[int, bytes] = {Opt.RELAY_AGENT_INFO: agent_info}
     if args.vendor:
         base[Opt.VENDOR_CLASS] = args.vendor.encode()
+    if args.arch is not None:
+        base[Opt.CLIENT_ARCH] = args.arch.to_bytes(2, "big")
+    if args.hostname:
+        base[Opt.HOSTNAME] = args.hostname.encode()
     discover = Message(
         xid=xid,
         hops=1,
@@ -150,6 +154,8 @@ def main() -> int:
     r.add_argument("--server", required=True)
     r.add_argument("--mac", required=True)
     r.add_argument("--vendor")
+    r.add_argument("--arch", type=int)
+    r.add_argument("--hostname")
     b = sub.add_parser("bootp")
     b.add_argument("--iface", required=True)
     b.add_argument("--mac", required=True)

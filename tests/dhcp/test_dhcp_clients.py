@@ -140,6 +140,10 @@ def test_relayed_request_is_answered_to_the_relay(tmp_path: Path) -> None:
             "02:00:00:00:aa:01",
             "--vendor",
             PXE_VENDOR,
+            "--arch",
+            "7",
+            "--hostname",
+            "node7",
         )
         assert [r["step"] for r in replies] == ["offer", "ack"], server.output()
         offer, ack = replies[0]["reply"], replies[1]["reply"]
@@ -153,7 +157,11 @@ def test_relayed_request_is_answered_to_the_relay(tmp_path: Path) -> None:
         assert options["82"] == ("0106" + b"port-7".hex() + "0204" + b"sw01".hex())
         assert options["60"] == b"PXEClient".hex()
         assert options["43"] == pxe_vendor_options().hex()
-        assert "DHCPACK" in server.output()
+        # One line per event with type, address, MAC, host name, architecture, boot file.
+        assert (
+            f"DHCPACK {ack['yiaddr']} mac=02:00:00:00:aa:01 host=node7 arch=EFI x64 "
+            "file=pxelinux.0" in server.output()
+        )
 
 
 def test_bootpd_answers_bootp_request(tmp_path: Path) -> None:
@@ -259,3 +267,19 @@ def test_without_root_one_clear_line(tmp_path: Path) -> None:
         assert res.returncode == 1, res.stderr
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and "root" in lines[0], res.stderr
+
+
+def test_instances_on_two_interfaces_each_serve_their_own(tmp_path: Path) -> None:
+    with lab(tmp_path, 1) as lb:
+        lb.server.run("ip", "link", "add", "dmy0", "type", "veth", "peer", "name", "dmy1")
+        lb.server.run("ip", "link", "set", "dmy1", "up")
+        lb.server.run("ip", "addr", "add", "10.78.0.1/24", "dev", "dmy0")
+        lb.server.run("ip", "link", "set", "dmy0", "up")
+        other = lb.dhcpd("-a", iface="dmy0", name="other")
+        main = lb.dhcpd("-a")
+        got = Udhcpc(lb, 0, "-q", name="one").wait_event("bound")
+        assert got["ip"].startswith("10.77.0."), got
+        assert got["serverid"] == SERVER_IP
+        wait_for(lambda: "DHCPACK" in main.output(), 10, "ACK logged by the bridge's server")
+        assert other.proc.poll() is None and main.proc.poll() is None
+        assert "DHCPOFFER" not in other.output() and "serving DHCP on dmy0" in other.output()
