@@ -9,6 +9,8 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ptftpd.dhcp import (
     BootChoice,
@@ -313,3 +315,35 @@ def test_ipxe_gets_its_script_not_the_binary_again() -> None:
         0
     ]
     assert ipxe175.file_str == "boot.ipxe"
+
+
+relevant = st.sampled_from([12, 43, 50, 51, 53, 54, 55, 57, 60, 61, 77, 82, 93, 94, 97, 175])
+fuzz_messages = st.builds(
+    Message,
+    op=st.sampled_from([1, 1, 1, 2]),
+    htype=st.integers(0, 255),
+    hlen=st.integers(0, 16),
+    flags=st.integers(0, 65535),
+    ciaddr=st.sampled_from([IPv4Address(0), IPv4Address("10.5.0.9"), IPv4Address("1.2.3.4")]),
+    giaddr=st.sampled_from([IPv4Address(0), IPv4Address("10.5.0.200"), IPv4Address("9.9.9.9")]),
+    chaddr=st.binary(min_size=16, max_size=16),
+    options=st.dictionaries(
+        relevant,
+        st.one_of(
+            st.binary(max_size=20),
+            st.sampled_from([b"\x01", b"\x03", b"\x07", b"\x08", SERVER.packed, PXE, b"iPXE"]),
+        ),
+        max_size=10,
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(fuzz_messages, max_size=6), st.booleans())
+def test_engine_survives_any_message_sequence(msgs: list[Message], bootp: bool) -> None:
+    eng = engine(bootp=bootp, dhcp=not bootp)
+    for msg in msgs:
+        for out in eng.handle(encode(msg)):
+            reply = decode(out.payload)
+            assert reply.op == 2 and reply.xid == msg.xid
+            assert reply.yiaddr == IPv4Address(0) or reply.yiaddr in NET
