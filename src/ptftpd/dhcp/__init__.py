@@ -37,7 +37,9 @@ directly) unless the hook's options replace them.
 For proxyDHCP (port 4011) build on the codec: `decode(data)`, `make_reply(request,
 MessageType.ACK, server_ip)`, fill in fields and options, `encode(reply,
 request.max_message_size)`, `reply_destination(request, reply, ...)`, and
-`open_dhcp_socket(interface, 4011)` for a socket bound to the interface.
+`open_dhcp_socket(interface, 4011)` for a socket bound to the interface. An `Outgoing`
+with `arp` set is a unicast to a client without an address: call
+`add_neighbour(sock, interface, *out.arp)` first, or broadcast when it returns False.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from ptftpd.dhcp.options import (
     pxe_vendor_options,
 )
 from ptftpd.dhcp.packet import BOOTREPLY, BOOTREQUEST, Message, PacketError, decode, encode
-from ptftpd.dhcp.server import DhcpServer, ServerStartError, open_dhcp_socket
+from ptftpd.dhcp.server import DhcpServer, ServerStartError, add_neighbour, open_dhcp_socket
 
 __all__ = [
     "ARCHITECTURES",
@@ -79,6 +81,7 @@ __all__ = [
     "PacketError",
     "ServerStartError",
     "StaticHost",
+    "add_neighbour",
     "arch_name",
     "decode",
     "encode",

@@ -22,7 +22,7 @@ from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.leases import LeasePolicy, LeaseStore, MemoryStore, PoolConfig, build_pool
 from ptftpd.dhcp.store import SqliteStore, StoreError
 
-__all__ = ["DhcpServer", "ServerStartError", "open_dhcp_socket"]
+__all__ = ["DhcpServer", "ServerStartError", "add_neighbour", "open_dhcp_socket"]
 
 log = logging.getLogger("ptftpd.dhcp")
 
@@ -68,7 +68,10 @@ def open_dhcp_socket(interface: str | None, port: int, address: str = "0.0.0.0")
     return sock
 
 
-def _set_arp(sock: socket.socket, interface: str, mac: bytes, ip: IPv4Address) -> bool:
+def add_neighbour(sock: socket.socket, interface: str, mac: bytes, ip: IPv4Address) -> bool:
+    """Add an ARP entry so a reply can be unicast to a client that has no address yet
+    (RFC 2131 4.1); False when the kernel refuses (then broadcast instead). Needs root.
+    `Outgoing.arp` says when to call it: `add_neighbour(sock, iface, *out.arp)`."""
     if len(mac) != 6:
         return False
     pa = struct.pack("!HH4s8x", socket.AF_INET, 0, ip.packed)
@@ -225,7 +228,7 @@ class DhcpServer:
             if not (
                 self._arp_ok
                 and self.config.interface
-                and _set_arp(sock, self.config.interface, mac, ip)
+                and add_neighbour(sock, self.config.interface, mac, ip)
             ):
                 if self._arp_ok:
                     log.debug("cannot add a neighbour entry: broadcasting replies instead")
