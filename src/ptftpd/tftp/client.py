@@ -1,4 +1,4 @@
-"""asyncio TFTP client: the request phase around the shared sans-IO machines.
+"""TFTP client: the request phase around the shared sans-IO machines.
 
 A get is the same `Receiver` the server uses for uploads, a put the same `Sender` it
 uses for downloads; this module only adds what is particular to the client side:
@@ -11,10 +11,11 @@ uses for downloads; this module only adds what is particular to the client side:
   one with ERROR 8; fall back to RFC 1350 when the server answers DATA 1 or ACK 0
   instead of an OACK; on ERROR 8 retry once without options.
 
-The socket is driven straight from the loop's reader callback with a lazily re-armed
-deadline timer, the same pattern as the server's `Transfer`, so the per-packet cost
-stays a few microseconds and a windowed transfer runs at loopback speed.
-"""
+That logic (`_Exchange`) does no waiting of its own. Two drivers run it: plain
+blocking code (`get_file`/`put_file`, used by `ptftp`), where nothing stands between
+a DATA block and its ACK but a system call, and an asyncio loop
+(`get_file_async`/`put_file_async`) with the server's pattern: a reader callback and
+a lazily re-armed deadline timer."""
 
 from __future__ import annotations
 
