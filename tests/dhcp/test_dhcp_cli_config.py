@@ -21,6 +21,7 @@ def test_toml_settings_and_flag_override(tmp_path: Path) -> None:
     toml.write_text(
         """
 range = ["127.0.0.10", "127.0.0.20"]
+exclude = ["127.0.0.15"]
 lease-time = 120
 leases = "%s"
 gateway = "127.0.0.254"
@@ -56,6 +57,7 @@ ntp-servers = ["127.0.0.123"]
     assert cfg.domain_name == "lab.test" and cfg.answer_all and cfg.reply_delay == 0.5
     assert cfg.pxe_vendor_prefixes == ("PXEClient", "HW-Client")
     assert cfg.ipxe_bootfile == "boot.ipxe" and cfg.lease_sync == "full"
+    assert IPv4Address("127.0.0.15") in cfg.exclude
     assert [(h.mac, str(h.address), h.hostname) for h in cfg.static_hosts] == [
         ("52:54:00:12:34:56", "127.0.0.30", "build01"),
         ("52:54:00:ab:cd:ef", "127.0.0.31", None),

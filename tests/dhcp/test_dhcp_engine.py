@@ -347,3 +347,14 @@ def test_engine_survives_any_message_sequence(msgs: list[Message], bootp: bool) 
             reply = decode(out.payload)
             assert reply.op == 2 and reply.xid == msg.xid
             assert reply.yiaddr == IPv4Address(0) or reply.yiaddr in NET
+
+
+def test_excluded_addresses_never_offered() -> None:
+    eng = engine(
+        range_start=IPv4Address("10.5.0.2"),
+        range_end=IPv4Address("10.5.0.4"),
+        exclude=(IPv4Address("10.5.0.3"),),
+    )
+    got = {lease(eng, n).yiaddr for n in (1, 2)}
+    assert got == {IPv4Address("10.5.0.2"), IPv4Address("10.5.0.4")}
+    assert eng.handle(encode(req(MessageType.DISCOVER, 3))) == []  # full, and no loop

@@ -268,3 +268,20 @@ def test_no_address_bound_to_two_clients(ops: list[tuple[str, int, int]]) -> Non
         if le.effective_state(now) is LeaseState.BOUND
     }
     assert before == after
+
+
+def test_full_huge_pool_answers_fast() -> None:
+    import time
+
+    net = IPv4Network("10.0.0.0/8")
+    pool = PoolConfig(net, build_pool(net, [IPv4Address("10.0.0.1")], None, None), offer_time=10)
+    clock = Clock()
+    p = LeasePolicy(pool, MemoryStore(), clock)
+    p._cursor = pool.addresses.last - 3  # as if 16 M clients had come before
+    got = [p.offer(key(n), mac(n)) for n in range(1, 4)]
+    assert None not in got
+    started = time.monotonic()
+    assert p.offer(key(9), mac(9)) is None
+    assert time.monotonic() - started < 0.5
+    clock.now += 11  # the three offers ran out unused: their addresses come back
+    assert p.offer(key(9), mac(9)) in got

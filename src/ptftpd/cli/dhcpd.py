@@ -4,6 +4,7 @@ Settings come from three places, later ones winning: built-in defaults, the TOML
 given with `--config`, and command-line flags. The TOML keys mirror the long flags::
 
     range = ["10.0.0.100", "10.0.0.200"]
+    exclude = ["10.0.0.150"]
     lease-time = 7200
     leases = "/var/lib/ptftpd/lab.sqlite"
     lease-sync = "full"
@@ -230,6 +231,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         "port",
         "ipxe-bootfile",
         "lease-sync",
+        "exclude",
     }
     unknown = sorted(set(toml) - known)
     if unknown:
@@ -285,6 +287,13 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         if h.address not in network:
             raise ConfigError(f"static host {h.mac}: {h.address} is not on {network}")
 
+    exclude_raw: Any = toml.get("exclude", [])
+    if isinstance(exclude_raw, str):
+        exclude_raw = [exclude_raw]
+    exclude = {_ip(e, "exclude") for e in exclude_raw}
+    # The server's other addresses on this interface are not for clients either.
+    exclude.update(IPv4Address(str(a.address)) for a in addrs[1:] if a.address.version == 4)
+
     extra: dict[int, bytes] = {}
     opts = toml.get("options", {})
     if not isinstance(opts, Mapping):
@@ -330,6 +339,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         range_start=start,
         range_end=end,
         static_hosts=hosts,
+        exclude=tuple(sorted(exclude)),
         lease_time=lease_time,
         extra_options=extra,
         leases_path=leases_path,

@@ -85,6 +85,8 @@ class DhcpConfig:
     range_start: IPv4Address | None = None
     range_end: IPv4Address | None = None
     static_hosts: tuple[StaticHost, ...] = ()
+    # Never handed out: the server's other addresses, printers with fixed ones, ...
+    exclude: tuple[IPv4Address, ...] = ()
     lease_time: int = 3600
     offer_time: float = 30.0
     decline_time: float = 600.0

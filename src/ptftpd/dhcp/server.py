@@ -133,7 +133,12 @@ class DhcpServer:
                 if cfg.leases_path
                 else MemoryStore()
             )
-        exclude = [cfg.server_ip, *cfg.router_list, *(h.address for h in cfg.static_hosts)]
+        exclude = [
+            cfg.server_ip,
+            *cfg.router_list,
+            *cfg.exclude,
+            *(h.address for h in cfg.static_hosts),
+        ]
         pool = PoolConfig(
             network=cfg.network,
             addresses=build_pool(cfg.network, exclude, cfg.range_start, cfg.range_end),
