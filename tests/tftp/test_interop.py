@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -125,7 +127,11 @@ def test_upload_tftp_hpa(server: RunningServer, tmp_path: Path, size: int) -> No
     make_file(src, size)
     result = tftp_hpa(server, tmp_path, "put", "src.bin", f"uploads/hpa{size}.bin")
     assert result.returncode == 0, result
-    assert digest(server.root / "uploads" / f"hpa{size}.bin") == digest(src)
+    stored = server.root / "uploads" / f"hpa{size}.bin"
+    assert digest(stored) == digest(src)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
     _no_temp_left(server.root / "uploads")
 
 

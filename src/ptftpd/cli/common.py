@@ -4,7 +4,6 @@ errors instead of tracebacks, and a clean exit on Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import resource
@@ -12,8 +11,12 @@ import signal
 import stat
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from ptftpd.log import setup_logging
+
+if TYPE_CHECKING:  # the client never starts an event loop: keep its start-up light
+    import asyncio
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +86,8 @@ def run_service(
 ) -> int:
     """Run `body(stop)` until it returns or a signal sets `stop`; map known errors to
     one line and exit 1."""
+    import asyncio
+
     setup_logging(args.verbose, args.debug)
     raise_fd_limit()
 

@@ -346,6 +346,8 @@ class TftpServer:
         self.bound: list[tuple[str, int]] = []
         self._transports: list[asyncio.DatagramTransport] = []
         self._closed = asyncio.Event()
+        self._umask = os.umask(0o022)
+        os.umask(self._umask)
 
     async def start(self, hosts: Iterable[str], port: int) -> None:
         for host in hosts:
@@ -523,6 +525,8 @@ class TftpServer:
             raise _Refusal(ErrorCode.ACCESS_VIOLATION, "directory does not exist")
         try:
             fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            # mkstemp makes the file private; the finished upload gets the usual mode.
+            os.fchmod(fd, 0o666 & ~self._umask)
         except PermissionError:
             raise _Refusal(ErrorCode.ACCESS_VIOLATION, "permission denied") from None
         except OSError as exc:
