@@ -276,6 +276,11 @@ class DhcpEngine:
     # -- entry point ---------------------------------------------------------------------
 
     def handle(self, data: bytes, source: tuple[str, int] = ("0.0.0.0", 68)) -> list[Outgoing]:
+        """One datagram in, zero or one reply out; never raises for bad input, since a
+        single odd client must not stop a server that a whole room is booting from.
+
+        One subnet per engine: a request relayed from a giaddr outside it is dropped
+        (run one instance per subnet)."""
         try:
             msg = decode(data)
         except PacketError as exc:
