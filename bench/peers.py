@@ -332,7 +332,8 @@ class Peer:
         return None
 
     @contextlib.contextmanager
-    def running(self, root: Path, logs: Path) -> Iterator[RunningServer]:
+    def running(self, root: Path, logs: Path, cpu: int | None = None) -> Iterator[RunningServer]:
+        """Start the server (pinned to `cpu`, threads and children included, if given)."""
         if self.unavailable:
             raise PeerUnavailable(self.unavailable)
         port = self.fixed_port or free_udp_port()
@@ -341,8 +342,9 @@ class Peer:
         with open(log_path, "ab") as log:
             log.write(f"--- {time.strftime('%H:%M:%S')} start on port {port}\n".encode())
             log.flush()
+            pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
             popen = subprocess.Popen(
-                self.command(root, port),
+                [*pin, *self.command(root, port)],
                 env=self.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

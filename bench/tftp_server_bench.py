@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import select
 import shlex
 import shutil
@@ -143,14 +144,16 @@ def _spawn(cmd: list[str], stderr: Any) -> subprocess.Popen[bytes]:
 
 def wait_clients(
     procs: list[subprocess.Popen[bytes]], deadline: float
-) -> tuple[list[int | None], float]:
+) -> tuple[list[int | None], float, float]:
     """Wait for every client until `deadline` (perf_counter); kill (by PID) the late ones.
 
-    Returns the exit codes (None: killed) and the perf_counter time the last one exited.
-    Exits are seen through pidfds, at once: Popen.wait(timeout) polls with sleeps of up
-    to 50 ms, which would round every measured time up to that grain.
+    Returns the exit codes (None: killed), the perf_counter time the last one exited and
+    the CPU seconds the clients used (from wait4). Exits are seen through pidfds, at
+    once: Popen.wait(timeout) polls with sleeps of up to 50 ms, which would round every
+    measured time up to that grain.
     """
     codes: dict[int, int | None] = {}
+    client_cpu = 0.0
     last = time.perf_counter()
     fds: dict[int, subprocess.Popen[bytes]] = {}
     try:
@@ -172,7 +175,10 @@ def wait_clients(
                     poller.unregister(fd)
                     last = now
                     proc = fds[fd]
-                    codes[proc.pid] = proc.wait()
+                    _, status, usage = os.wait4(proc.pid, 0)
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    client_cpu += usage.ru_utime + usage.ru_stime
+                    codes[proc.pid] = proc.returncode
     finally:
         for fd in fds:
             os.close(fd)
@@ -186,7 +192,7 @@ def wait_clients(
                 codes[proc.pid] = proc.returncode
                 last = time.perf_counter()
         _children.pop(proc.pid, None)
-    return [codes[p.pid] for p in procs], last
+    return [codes[p.pid] for p in procs], last, client_cpu
 
 
 def _kill_children() -> None:
@@ -241,6 +247,36 @@ class QuietWaiter:
                 return busy
 
 
+class ForeignLoad:
+    """How much of the machine something other than this measurement used meanwhile.
+
+    Busy CPU time of the whole machine (/proc/stat) minus the server's, the clients'
+    and this script's own, as a fraction of the machine's capacity over the wall time.
+    A sample above the threshold is "disturbed": it is kept, but the best undisturbed
+    sample is reported, and a row with none is measured again (bounded).
+    """
+
+    def __init__(self) -> None:
+        self.busy0 = self._busy()
+        self.self0 = self._self_cpu()
+
+    @staticmethod
+    def _busy() -> float:
+        total, idle = _cpu_ticks()
+        return (total - idle) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _self_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def fraction(self, wall: float, server_cpu: float, client_cpu: float) -> float:
+        busy = self._busy() - self.busy0
+        own = self._self_cpu() - self.self0
+        foreign = busy - server_cpu - client_cpu - own
+        return max(0.0, foreign) / (max(wall, 1e-3) * (os.cpu_count() or 1))
+
+
 # -- measurements ----------------------------------------------------------------------
 
 
@@ -249,6 +285,7 @@ class SingleResult:
     negotiated: str = ""
     seconds: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    foreign: list[float] = field(default_factory=list)
     failure: str | None = None
 
 
@@ -258,6 +295,7 @@ class ConcurrentResult:
     walls: list[float] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    foreign: list[float] = field(default_factory=list)
     peak_memory: int = 0
     failure_examples: list[str] = field(default_factory=list)
 
@@ -297,19 +335,23 @@ def measure_single(
     result: SingleResult,
     outdir: Path,
     timeout: float,
+    pin_cpu: int | None = None,
 ) -> None:
     """One download; appends its time and server CPU to `result`, or sets its failure."""
     out, err = outdir / "single.out", outdir / "single.err"
     out.unlink(missing_ok=True)
     server.quiesce()
     cpu0 = server.cpu_seconds()
+    load = ForeignLoad()
     with open(err, "wb") as err_file:
         t0 = time.perf_counter()
-        proc = _spawn(atftp_command(server.port, data.name, out, options), err_file)
-        (rc,), end = wait_clients([proc], t0 + timeout)
+        pin = ["taskset", "-c", str(pin_cpu)] if pin_cpu is not None else []
+        proc = _spawn([*pin, *atftp_command(server.port, data.name, out, options)], err_file)
+        (rc,), end, client_cpu = wait_clients([proc], t0 + timeout)
         elapsed = end - t0
     server.quiesce()
     cpu = server.cpu_seconds() - cpu0
+    foreign = load.fraction(time.perf_counter() - t0, cpu, client_cpu)
     problem = _client_problem(rc, err, verify(out, data), timeout)
     out.unlink(missing_ok=True)
     if problem:
@@ -317,6 +359,7 @@ def measure_single(
     else:
         result.seconds.append(elapsed)
         result.cpu.append(cpu)
+        result.foreign.append(foreign)
 
 
 def measure_concurrent(
@@ -333,6 +376,7 @@ def measure_concurrent(
     rundir.mkdir()
     server.quiesce()
     cpu0 = server.cpu_seconds()
+    load = ForeignLoad()
     with MemorySampler(server.proc) as sampler, contextlib.ExitStack() as stack:
         errs = [stack.enter_context(open(rundir / f"c{i}.err", "wb")) for i in range(clients)]
         t0 = time.perf_counter()
@@ -340,10 +384,11 @@ def measure_concurrent(
             _spawn(atftp_command(server.port, data.name, rundir / f"c{i}", {}), errs[i])
             for i in range(clients)
         ]
-        codes, end = wait_clients(procs, t0 + timeout)
+        codes, end, client_cpu = wait_clients(procs, t0 + timeout)
         wall = end - t0
     server.quiesce()
     cpu = server.cpu_seconds() - cpu0
+    foreign = load.fraction(time.perf_counter() - t0, cpu, client_cpu)
     failed = 0
     for i, rc in enumerate(codes):
         problem = _client_problem(rc, rundir / f"c{i}.err", verify(rundir / f"c{i}", data), timeout)
@@ -354,12 +399,17 @@ def measure_concurrent(
     result.walls.append(wall)
     result.failures.append(failed)
     result.cpu.append(cpu)
+    result.foreign.append(foreign)
     result.peak_memory = max(result.peak_memory, sampler.peak)
     shutil.rmtree(rundir, ignore_errors=True)
 
 
 def _start_all(
-    stack: contextlib.ExitStack, peers: list[Peer], results: dict[str, PeerResult], root: Path
+    stack: contextlib.ExitStack,
+    peers: list[Peer],
+    results: dict[str, PeerResult],
+    root: Path,
+    cpu: int | None = None,
 ) -> dict[str, RunningServer]:
     servers: dict[str, RunningServer] = {}
     for peer in peers:
@@ -367,7 +417,7 @@ def _start_all(
         if res.unavailable:
             continue
         try:
-            servers[peer.name] = stack.enter_context(peer.running(root, RESULTS / "logs"))
+            servers[peer.name] = stack.enter_context(peer.running(root, RESULTS / "logs", cpu))
             res.cpu_method = servers[peer.name].cpu.method
         except PeerUnavailable as exc:
             res.unavailable = f"could not start: {exc}"
@@ -385,7 +435,7 @@ def run_rounds(
     outdir = Path(tempfile.mkdtemp(prefix="tftp-bench-", dir=base))
     try:
         with contextlib.ExitStack() as stack:
-            servers = _start_all(stack, peers, results, args.root)
+            servers = _start_all(stack, peers, results, args.root, args.pin)
             for name, server in servers.items():
                 for key, _label, options in SINGLE_ROWS:
                     negotiated = probe_options(server.port, big.name, options)
@@ -398,8 +448,12 @@ def run_rounds(
                         single = results[name].single[key]
                         if single.failure:
                             continue  # a failure is final: no retry hides it
-                        measure_single(server, big, options, single, outdir, args.client_timeout)
-                        shown = single.failure or f"{single.seconds[-1]:.3f} s"
+                        measure_single(
+                            server, big, options, single, outdir, args.client_timeout, args.pin
+                        )
+                        shown = single.failure or (
+                            f"{single.seconds[-1]:.3f} s, other load {single.foreign[-1]:.0%}"
+                        )
                         print(f"  {name:11} {key:8} {shown}", flush=True)
         if not args.clients:
             return list(results.values())
@@ -417,7 +471,8 @@ def run_rounds(
                     measure_concurrent(server, small, conc, outdir, args.concurrent_timeout)
                     print(
                         f"  {name:11} wall {conc.walls[-1]:.2f} s, failed {conc.failures[-1]}, "
-                        f"cpu {conc.cpu[-1]:.2f} s, peak memory {conc.peak_memory / MIB:.1f} MiB",
+                        f"cpu {conc.cpu[-1]:.2f} s, peak memory {conc.peak_memory / MIB:.1f} MiB, "
+                        f"other load {conc.foreign[-1]:.0%}",
                         flush=True,
                     )
     finally:
@@ -696,6 +751,7 @@ def run_inner(args: argparse.Namespace) -> dict[str, Any]:
             "command": args.command_line,
             "client": atftp_version(),
             "reps": args.reps,
+            "pin": args.pin,
             "concurrent_reps": args.concurrent_reps,
             "clients": args.clients,
             "quiet": args.quiet,
@@ -775,6 +831,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="run in a fresh network namespace (auto: when root)",
     )
     p.add_argument(
+        "--pin",
+        type=int,
+        default=-2,
+        help="CPU to pin server and client to for the single downloads (-1: no pinning; "
+        "default: the last CPU when there are several)",
+    )
+    p.add_argument(
         "--quiet",
         type=float,
         default=0.3,
@@ -795,6 +858,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--where", default="host loopback", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.pin == -2:
+        cpus = sorted(os.sched_getaffinity(0))
+        args.pin = cpus[-1] if len(cpus) > 1 and shutil.which("taskset") else -1
+    if args.pin < 0:
+        args.pin = None
     args.root = WORK / "data"
     args.wait_quiet = QuietWaiter(args.quiet, args.quiet_wait, args.quiet_budget)
     return args
