@@ -576,6 +576,31 @@ def _concurrent_table(
     return lines
 
 
+def _pin_note(meta: dict[str, Any]) -> str:
+    if meta.get("pin") is None:
+        return "- Single downloads ran unpinned."
+    return (
+        f"- Single downloads: server and client pinned to CPU {meta['pin']} (`taskset`), so "
+        "a time is the CPU work of both plus their context switches. Unpinned, one "
+        "block per ACK means one cross-CPU wake-up per packet, and on this shared 2-core VM "
+        "the same download then took anywhere from 1x to 3x its best time, for every "
+        "server alike. The concurrent test runs unpinned on all CPUs."
+    )
+
+
+def _foreign_text(results: list[dict[str, Any]]) -> str:
+    values = [
+        f
+        for r in results
+        if not r.get("unavailable")
+        for s in [*r["single"].values(), *([r["concurrent"]] if r.get("concurrent") else [])]
+        for f in s.get("foreign", [])
+    ]
+    if not values:
+        return "not measured"
+    return f"median {statistics.median(values):.0%}, max {max(values):.0%}"
+
+
 def render(report: dict[str, Any]) -> str:
     results: list[dict[str, Any]] = report["results"]
     named = _by_name(results)
@@ -590,6 +615,8 @@ def render(report: dict[str, Any]) -> str:
         "(other work shared the machine).",
         "",
         "```sh",
+        "# as root (network namespace, port 69 for dnsmasq, cgroup CPU accounting);",
+        "# --update-docs rewrites this section; peers install under bench/.work/ on first use",
         meta["command"],
         "```",
         "",
@@ -638,6 +665,10 @@ def render(report: dict[str, Any]) -> str:
         "### How it is measured",
         "",
         "- Speed: file size over the client's wall time, process start to exit.",
+        _pin_note(meta),
+        "- Other load: the machine's busy CPU time during a sample minus the server's, "
+        "the clients' and the bench's own, as a share of both CPUs; samples seen: "
+        f"{_foreign_text(results)}.",
         f"- Server CPU: user + system seconds of the server and everything it forked "
         f"({', '.join(methods) or 'psutil'}), read before and after each run.",
         "- Peak memory: the main process's RSS plus the PSS of its child processes "
