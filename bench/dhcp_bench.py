@@ -313,11 +313,11 @@ def main() -> int:
     parser.add_argument(
         "--rates",
         type=lambda s: [int(x) for x in s.split(",")],
-        default=[50, 100, 250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000],
+        default=[50, 100, 150, 200, 250, 500, 1000, 2000, 3000, 4000, 5000, 6000],
         help="comma-separated request rates to try, ascending",
     )
     parser.add_argument("--max-drop", type=float, default=2.5, help="percent")
-    parser.add_argument("--time-limit", type=float, default=1200, help="whole run, seconds")
+    parser.add_argument("--time-limit", type=float, default=1800, help="whole run, seconds")
     parser.add_argument(
         "--max-load", type=float, default=4.0, help="wait for a load average below this"
     )
