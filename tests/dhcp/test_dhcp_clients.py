@@ -3,9 +3,11 @@ inside namespaces these tests create. No DHCP packet leaves those namespaces."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
+import sys
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -248,25 +250,24 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_without_root_one_clear_line(tmp_path: Path) -> None:
-    setpriv = require_tool("setpriv")
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = require_tool("setpriv")
+        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        probe = subprocess.run(
+            [*prefix, sys.executable, "-c", "import ptftpd.cli.dhcpd"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if probe.returncode != 0:
+            pytest.skip("this checkout is not readable by user nobody: cannot drop root")
     for tool in ("dhcpd", "bootpd"):
-        argv = [
-            setpriv,
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            script(tool),
-            "--leases",
-            str(tmp_path / "l.sqlite"),
-            "lo",
-            "pxelinux.0",
-        ]
+        argv = [*prefix, script(tool), "--leases", str(tmp_path / "l.sqlite"), "lo", "x"]
         res = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        if res.returncode != 1 and "Permission denied" in res.stderr and "setpriv" in res.stderr:
-            pytest.skip("cannot drop privileges here")
         assert res.returncode == 1, res.stderr
         lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and "root" in lines[0], res.stderr
+        assert len(lines) == 1 and "needs root" in lines[0], res.stderr
 
 
 def test_instances_on_two_interfaces_each_serve_their_own(tmp_path: Path) -> None:
