@@ -14,6 +14,7 @@ atftp and busybox expect).
 from __future__ import annotations
 
 import enum
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
@@ -24,7 +25,6 @@ from ptftpd.tftp.packets import (
     Opcode,
     PacketError,
     ack_bytes,
-    data_header,
     decode,
 )
 
@@ -50,6 +50,10 @@ class Step:
 
 
 _NOTHING = Step()
+_ACTIVE = State.ACTIVE
+_RESTART = Timer.RESTART
+_ACK = int(Opcode.ACK)
+_pack_data_header = struct.Struct("!HH").pack  # (3, block & 0xFFFF): DATA header
 
 
 class _Machine:
@@ -130,21 +134,36 @@ class Sender(_Machine):
 
     def _build(self, upto: int) -> None:
         size = self.blksize
-        while self._built < upto and self._last is None:
-            available = len(self._buf) - self._off
-            if available < size and not self._eof:
-                return
-            chunk = self._buf[self._off : self._off + size]
-            self._off += len(chunk)
-            self._built += 1
-            self._packets.append(data_header(self._built) + chunk)
+        built = self._built
+        if built >= upto or self._last is not None:
+            return
+        buf, off, append = self._buf, self._off, self._packets.append
+        while built < upto:
+            end = off + size
+            if end > len(buf) and not self._eof:
+                break
+            chunk = buf[off:end]
+            off += len(chunk)
+            built += 1
+            append(_pack_data_header(3, built & 0xFFFF) + chunk)
             if len(chunk) < size:
-                self._last = self._built
+                self._last = built
+                break
+        self._built, self._off = built, off
 
     def _window(self) -> list[bytes]:
-        self._build(self._base + self.windowsize - 1)
+        base = self._base
+        if self.windowsize == 1:
+            if self._built < base:
+                self._build(base)
+            built = self._packets
+            window = [built[0]] if built else []
+            if base > self._sent and window:
+                self._sent = base
+            return window
+        self._build(base + self.windowsize - 1)
         packets = list(islice(self._packets, 0, self.windowsize))
-        self._sent = max(self._sent, self._base + len(packets) - 1)
+        self._sent = max(self._sent, base + len(packets) - 1)
         return packets
 
     def start(self) -> Step:
@@ -153,9 +172,9 @@ class Sender(_Machine):
         return Step(self._window(), Timer.RESTART)
 
     def receive(self, datagram: bytes) -> Step:
-        if self.state is not State.ACTIVE:
+        if self.state is not _ACTIVE:
             return _NOTHING
-        if len(datagram) < 4 or datagram[0] != 0 or datagram[1] != Opcode.ACK:
+        if len(datagram) < 4 or datagram[0] != 0 or datagram[1] != _ACK:
             return self._other_packet(datagram)
         block = (datagram[2] << 8) | datagram[3]
         if self._awaiting_start:
@@ -163,21 +182,29 @@ class Sender(_Machine):
                 return _NOTHING
             self._awaiting_start = False
             self._tries = 0
-            return Step(self._window(), Timer.RESTART)
-        newly = (block - self._base + 1) & 0xFFFF
-        if newly == 0 or newly > self._sent - self._base + 1:
+            return Step(self._window(), _RESTART)
+        base = self._base
+        newly = (block - base + 1) & 0xFFFF
+        if newly == 0 or newly > self._sent - base + 1:
             # A duplicate or stale ACK: answering it would double the traffic on every
             # loss (Sorcerer's Apprentice). The timer resends if it really was lost.
             return _NOTHING
         packets = self._packets
-        for _ in range(newly):
-            self.bytes_acked += len(packets.popleft()) - 4
-        self._base += newly
+        if newly == 1:
+            acked = len(packets.popleft()) - 4
+        else:
+            acked = 0
+            for _ in range(newly):
+                acked += len(packets.popleft()) - 4
+        self.bytes_acked += acked
+        base += newly
+        self._base = base
         self._tries = 0
-        if self._last is not None and self._base > self._last:
+        last = self._last
+        if last is not None and base > last:
             self.state = State.DONE
             return Step([], Timer.CANCEL)
-        return Step(self._window(), Timer.RESTART)
+        return Step(self._window(), _RESTART)
 
     def timeout(self) -> Step:
         if self.state is not State.ACTIVE:

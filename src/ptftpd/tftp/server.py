@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -42,6 +43,13 @@ log = logging.getLogger("ptftpd.tftp.server")
 MODES = ("octet", "netascii")
 _READ_CHUNK = 64 * 1024
 _MAX_DATAGRAM = 65536 + 4
+_monotonic = time.monotonic
+# Linux UDP generic segmentation offload (4.18+): one sendmsg() carries a whole window
+# and the kernel cuts it into separate datagrams of `segment` bytes each (the last may
+# be shorter), so every DATA packet still leaves as its own datagram, RFC 7440.
+_UDP_SEGMENT = 103  # socket.UDP_SEGMENT from Python 3.12 on
+_GSO_MAX_SEGMENTS = 64
+_GSO_MAX_BYTES = 65000
 
 
 class ServerStartError(Exception):
@@ -116,6 +124,8 @@ class Transfer:
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._gso = hasattr(socket, "SOL_UDP") and os.uname().sysname == "Linux"
+        self._is_sender = isinstance(machine, Sender)
         self.error_sent: str | None = None
 
     # -- driving the machine ---------------------------------------------------------
@@ -173,26 +183,60 @@ class Transfer:
         except OSError as exc:
             log.debug("%s: send failed: %s", self.peer_text, exc)
 
+    def _send_window(self, packets: list[bytes]) -> None:
+        """Send consecutive DATA packets with as few system calls as GSO allows."""
+        segment = len(packets[0])
+        per_call = max(1, min(_GSO_MAX_SEGMENTS, _GSO_MAX_BYTES // segment))
+        cmsg = [(socket.SOL_UDP, _UDP_SEGMENT, segment.to_bytes(2, sys.byteorder))]
+        for start in range(0, len(packets), per_call):
+            group = packets[start : start + per_call]
+            if len(group) == 1 or any(len(p) != segment for p in group[:-1]):
+                for datagram in group:
+                    self._sendto(datagram, self.peer)
+                continue
+            try:
+                self.sock.sendmsg(group, cmsg, 0, self.peer)
+            except (BlockingIOError, InterruptedError):
+                pass  # the retransmission timer covers a full socket buffer
+            except OSError as exc:
+                # EINVAL (segment above the path MTU), EIO (no checksum offload), ...:
+                # fall back to one sendto() per packet for the rest of this transfer.
+                log.debug("%s: GSO send failed (%s), sending packet by packet", self.peer_text, exc)
+                self._gso = False
+                for datagram in packets[start:]:
+                    self._sendto(datagram, self.peer)
+                return
+
     def _apply(self, step: Step) -> None:
         machine = self.machine
         if step.data and not self._write(step.data):
             return
-        if (
-            machine.state is State.COMPLETE
-            and self.temp_path is not None
-            and not self._commit_upload()
-        ):
+        state = machine.state
+        if state is State.COMPLETE and self.temp_path is not None and not self._commit_upload():
             return
-        for datagram in step.send:
-            self._sendto(datagram, self.peer)
+        send = step.send
+        if len(send) == 1:
+            try:
+                self.sock.sendto(send[0], self.peer)
+            except (BlockingIOError, InterruptedError):
+                pass  # the retransmission timer covers a full socket buffer
+            except OSError as exc:
+                log.debug("%s: send failed: %s", self.peer_text, exc)
+        elif send:
+            if self._gso:
+                self._send_window(send)
+            else:
+                for datagram in send:
+                    self._sendto(datagram, self.peer)
         timer = step.timer
         if timer is Timer.RESTART:
-            self._deadline = self.loop.time() + self.timeout
+            # loop.time() is time.monotonic() for asyncio's loops; skip the method call
+            self._deadline = _monotonic() + self.timeout
             if self._timer is None:
                 self._timer = self.loop.call_at(self._deadline, self._on_timer)
         elif timer is Timer.CANCEL:
             self._deadline = None
-        if isinstance(machine, Sender):
+        if self._is_sender and cast(Sender, machine).bytes_wanted:
             self._feed()
         state = machine.state
         if state is State.DONE:
