@@ -23,6 +23,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -233,6 +234,10 @@ def qemu_argv(
         sercon = workdir / "sercon-port.bin"
         sercon.write_bytes((0x3F8).to_bytes(2, "little"))
         argv += [
+            # COM2 carries only what pxelinux writes itself (SERIAL 1): on COM1 SeaBIOS's
+            # screen mirror interleaves with it and has split the marker.
+            "-serial",
+            f"file:{serial}.com2",
             "-m",
             "256",
             "-fw_cfg",
@@ -272,6 +277,14 @@ def _read(path: Path) -> str:
         return ""
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _read_console(serial: Path) -> str:
+    """COM1 (firmware and iPXE) then COM2 (pxelinux), cursor-control sequences removed."""
+    return _ANSI.sub("", _read(serial) + _read(Path(f"{serial}.com2")))
+
+
 def _one_boot(
     net: BootNetwork,
     firmware: str,
@@ -285,6 +298,7 @@ def _one_boot(
     workdir.mkdir(parents=True, exist_ok=True)
     serial = workdir / f"serial-{accel}.log"
     serial.unlink(missing_ok=True)
+    Path(f"{serial}.com2").unlink(missing_ok=True)
     argv = net.ns.popen_argv(qemu_argv(firmware, accel, serial, workdir, mac))
     start = time.monotonic()
     proc = Process(argv, workdir / f"qemu-{accel}.log")
@@ -292,7 +306,7 @@ def _one_boot(
     last_size, last_change = -1, start
     try:
         while time.monotonic() - start < timeout:
-            text = _read(serial)
+            text = _read_console(serial)
             if marker in text:
                 outcome = "ok"
                 break
@@ -313,7 +327,7 @@ def _one_boot(
     finally:
         seconds = time.monotonic() - start
         proc.stop(signal.SIGKILL, timeout=10)
-    return outcome, BootResult(seconds, accel, _read(serial), proc.output())
+    return outcome, BootResult(seconds, accel, _read_console(serial), proc.output())
 
 
 def boot_vm(
@@ -354,7 +368,7 @@ def make_pxelinux_root(root: Path, marker: str) -> None:
     cfg = root / "pxelinux.cfg"
     cfg.mkdir(exist_ok=True)
     (cfg / "default").write_text(
-        f"SERIAL 0 115200\nSAY {marker}\nPROMPT 0\nTIMEOUT 600\nDEFAULT none\n"
+        f"SERIAL 1 115200\nSAY {marker}\nPROMPT 0\nTIMEOUT 600\nDEFAULT none\n"
         "LABEL none\n  LOCALBOOT -1\n"
     )
 
