@@ -234,8 +234,9 @@ def qemu_argv(
         sercon = workdir / "sercon-port.bin"
         sercon.write_bytes((0x3F8).to_bytes(2, "little"))
         argv += [
-            # COM2 carries only what pxelinux writes itself (SERIAL 1): on COM1 SeaBIOS's
-            # screen mirror interleaves with it and has split the marker.
+            # pxelinux's own serial output (SERIAL 1) goes to COM2: written to COM1 it
+            # interleaved character by character with SeaBIOS's screen mirror of the
+            # same text and split the marker. COM1 keeps the mirror, marker included.
             "-serial",
             f"file:{serial}.com2",
             "-m",
@@ -281,7 +282,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def _read_console(serial: Path) -> str:
-    """COM1 (firmware and iPXE) then COM2 (pxelinux), cursor-control sequences removed."""
+    """COM1 (firmware, iPXE, the screen mirror) then COM2 (pxelinux), with the mirror's
+    cursor-control sequences removed: they once stood inside the marker."""
     return _ANSI.sub("", _read(serial) + _read(Path(f"{serial}.com2")))
 
 
