@@ -192,3 +192,50 @@ def test_receiver_acks_window_and_gap_once() -> None:
     assert receiver.receive(Data(6, b"x" * 8).encode()).send == [Ack(4).encode()]
     assert receiver.receive(Data(7, b"x" * 8).encode()).send == []  # one ACK per gap
     assert receiver.receive(Data(5, b"y" * 8).encode()).data == b"y" * 8
+
+
+def _replay(machine: Receiver, batches: list[list[bytes]], many: bool) -> tuple[list[bytes], bytes]:
+    sent: list[bytes] = []
+    data = b""
+    for batch in batches:
+        if many:
+            step = machine.receive_many(batch)
+            sent += step.send
+            data += step.data
+        else:
+            for datagram in batch:
+                step = machine.receive(datagram)
+                sent += step.send
+                data += step.data
+    return sent, data
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.lists(
+        st.tuples(st.integers(0, 12), st.integers(0, 8), st.booleans()), min_size=1, max_size=40
+    ),
+    st.lists(st.integers(1, 5), min_size=1, max_size=10),
+)
+def test_receive_many_matches_one_by_one(
+    windowsize: int, packets: list[tuple[int, int, bool]], cuts: list[int]
+) -> None:
+    """A window read in one go (UDP GRO) gives the same ACKs, bytes and state."""
+    datagrams = [
+        Data(block, bytes([block]) * (8 if full else length % 8)).encode() if block else b"\x00"
+        for block, length, full in packets
+    ]
+    batches: list[list[bytes]] = []
+    i = 0
+    for cut in cuts * 10:
+        if i >= len(datagrams):
+            break
+        batches.append(datagrams[i : i + cut])
+        i += cut
+    one = Receiver(blksize=8, windowsize=windowsize)
+    many = Receiver(blksize=8, windowsize=windowsize)
+    one.start()
+    many.start()
+    assert _replay(one, batches, False) == _replay(many, batches, True)
+    assert (one.state, one.bytes_received) == (many.state, many.bytes_received)

@@ -28,6 +28,7 @@ import os
 import select
 import socket
 import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -403,6 +404,25 @@ class _Exchange:
             self._apply(machine.timeout())
         self.arm()
 
+    def datagrams(self, batch: list[bytes], addr: tuple[Any, ...]) -> None:
+        """Several datagrams from one sender at once (UDP GRO): a window of a get goes
+        through the receiver in one call; anything else one datagram at a time."""
+        peer = self.peer
+        machine = self.machine
+        if (
+            len(batch) == 1
+            or peer is None
+            or addr[1] != peer[1]
+            or addr[0] != peer[0]
+            or not isinstance(machine, Receiver)
+        ):
+            for data in batch:
+                self.datagram(data, addr)
+                if self.closed:
+                    return
+            return
+        self._handle_step(machine, machine.receive_many(batch), peer)
+
     def datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         peer = self.peer
         if peer is None:
@@ -417,7 +437,11 @@ class _Exchange:
             return
         machine = self.machine
         assert machine is not None
-        step = machine.receive(data)
+        self._handle_step(machine, machine.receive(data), peer)
+
+    def _handle_step(
+        self, machine: Sender | Receiver, step: Step, peer: tuple[Any, ...]
+    ) -> None:
         if self._fast_receive and machine.state is State.ACTIVE:
             # The steady state of a get, inlined: it runs once per DATA block.
             for datagram in step.send:
@@ -662,6 +686,32 @@ class _Exchange:
 
 
 # -- drivers ---------------------------------------------------------------------------
+# Linux UDP generic receive offload: the kernel may hand over several datagrams of one
+# flow in one read, all `segment` bytes but the last, with the size in a control
+# message. A server sending a window with GSO (ptftpd does) then costs one read per
+# window instead of one per block.
+_UDP_GRO = 104  # socket.UDP_GRO from Python 3.12 on
+_GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+
+
+def _enable_gro(sock: socket.socket) -> bool:
+    try:
+        sock.setsockopt(socket.SOL_UDP, _UDP_GRO, 1)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _gro_segments(data: bytes, ancdata: list[tuple[int, int, bytes]]) -> list[bytes]:
+    """Split a coalesced read back into the datagrams the peer sent."""
+    for level, kind, value in ancdata:
+        if level == socket.SOL_UDP and kind == _UDP_GRO and len(value) >= 2:
+            segment = int.from_bytes(value[:4] if len(value) >= 4 else value[:2], sys.byteorder)
+            if 0 < segment < len(data):
+                return [data[i : i + segment] for i in range(0, len(data), segment)]
+    return [data]
+
+
 def _drive_blocking(exchange: _Exchange) -> None:
     """Run `exchange` to its answer in the calling thread. The socket stays
     non-blocking: while packets are queued (a window) they are read back to back, and
@@ -670,12 +720,14 @@ def _drive_blocking(exchange: _Exchange) -> None:
     sock = exchange.sock
     poller = select.poll()
     poller.register(sock, select.POLLIN)
-    recvfrom, datagram, arm = sock.recvfrom, exchange.datagram, exchange.arm
+    recvmsg, datagram, arm = sock.recvmsg, exchange.datagram, exchange.arm
+    gro = _enable_gro(sock)
+    cmsg_space = _GRO_CMSG_SPACE if gro else 0
     try:
         exchange.begin()
         while not exchange.settled and not exchange.closed:
             try:
-                data, addr = recvfrom(_MAX_DATAGRAM)
+                data, ancdata, _, addr = recvmsg(_MAX_DATAGRAM, cmsg_space)
             except (BlockingIOError, InterruptedError):
                 exchange.report()
                 deadline = exchange.deadline
@@ -686,7 +738,10 @@ def _drive_blocking(exchange: _Exchange) -> None:
                 continue
             except OSError:
                 continue
-            datagram(data, addr)
+            if ancdata:
+                exchange.datagrams(_gro_segments(data, ancdata), addr)
+            else:
+                datagram(data, addr)
             arm()
     except BaseException:
         exchange.cancel()
