@@ -298,8 +298,9 @@ def test_max_sessions_refuses_with_error_then_recovers(tmp_path: Path) -> None:
     root = tmp_path / "m"
     root.mkdir()
     make_file(root / "a.bin", 2000)
-    srv = start_server(root, tmp_path / "m.log", "--max-sessions", "1", "--timeout", "1",
-                       "--retries", "1")
+    srv = start_server(
+        root, tmp_path / "m.log", "--max-sessions", "1", "--timeout", "1", "--retries", "1"
+    )
     try:
         first, second = RawClient(srv), RawClient(srv)
         reply, addr = first.request("a.bin")

@@ -439,9 +439,7 @@ class _Exchange:
         assert machine is not None
         self._handle_step(machine, machine.receive(data), peer)
 
-    def _handle_step(
-        self, machine: Sender | Receiver, step: Step, peer: tuple[Any, ...]
-    ) -> None:
+    def _handle_step(self, machine: Sender | Receiver, step: Step, peer: tuple[Any, ...]) -> None:
         if self._fast_receive and machine.state is State.ACTIVE:
             # The steady state of a get, inlined: it runs once per DATA block.
             for datagram in step.send:
