@@ -215,19 +215,11 @@ class Transfer:
         if state is State.COMPLETE and self.temp_path is not None and not self._commit_upload():
             return
         send = step.send
-        if len(send) == 1:
-            try:
-                self.sock.sendto(send[0], self.peer)
-            except (BlockingIOError, InterruptedError):
-                pass  # the retransmission timer covers a full socket buffer
-            except OSError as exc:
-                log.debug("%s: send failed: %s", self.peer_text, exc)
-        elif send:
-            if self._gso:
-                self._send_window(send)
-            else:
-                for datagram in send:
-                    self._sendto(datagram, self.peer)
+        if len(send) > 1 and self._gso:
+            self._send_window(send)
+        else:
+            for datagram in send:
+                self._sendto(datagram, self.peer)
         timer = step.timer
         if timer is Timer.RESTART:
             # loop.time() is time.monotonic() for asyncio's loops; skip the method call
@@ -238,7 +230,6 @@ class Transfer:
             self._deadline = None
         if self._is_sender and cast(Sender, machine).bytes_wanted:
             self._feed()
-        state = machine.state
         if state is State.DONE:
             self.finish(None)
         elif state is State.FAILED:
