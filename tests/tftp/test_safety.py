@@ -317,3 +317,18 @@ def test_max_sessions_refuses_with_error_then_recovers(tmp_path: Path) -> None:
         second.close()
     finally:
         srv.process.stop()
+
+
+def test_error_from_a_foreign_port_is_not_answered(server: RunningServer, raw: RawClient) -> None:
+    reply, addr = raw.request("f1024.bin")
+    assert isinstance(reply, Data)
+    intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    intruder.bind(("127.0.0.1", 0))
+    intruder.settimeout(0.5)
+    intruder.sendto(Error(0, "not yours").encode(), addr)
+    with pytest.raises(TimeoutError):
+        intruder.recvfrom(1000)  # no ERROR 5 back: errors are never answered
+    intruder.close()
+    raw.send(Ack(1).encode(), addr)
+    assert isinstance(raw.recv()[0], Data)
+    raw.send(Error(0, "done").encode(), addr)

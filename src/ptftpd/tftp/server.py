@@ -29,6 +29,7 @@ from ptftpd.tftp.machine import Receiver, Sender, State, Step, Timer
 from ptftpd.tftp.options import BLKSIZE_MAX, Negotiated, ServerLimits, negotiate
 from ptftpd.tftp.packets import (
     ErrorCode,
+    Opcode,
     OptionAck,
     PacketError,
     Request,
@@ -50,6 +51,7 @@ _monotonic = time.monotonic
 _UDP_SEGMENT = 103  # socket.UDP_SEGMENT from Python 3.12 on
 _GSO_MAX_SEGMENTS = 64
 _GSO_MAX_BYTES = 65000
+_GSO_AVAILABLE = hasattr(socket, "SOL_UDP") and sys.platform == "linux"
 
 
 class ServerStartError(Exception):
@@ -124,7 +126,7 @@ class Transfer:
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-        self._gso = hasattr(socket, "SOL_UDP") and os.uname().sysname == "Linux"
+        self._gso = _GSO_AVAILABLE
         self._is_sender = isinstance(machine, Sender)
         self.error_sent: str | None = None
 
@@ -157,7 +159,9 @@ class Transfer:
                 continue
             if addr[0] != peer[0] or addr[1] != peer[1]:
                 # RFC 1350: a packet from a wrong TID gets ERROR 5; the transfer goes on.
-                self._sendto(error_bytes(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
+                # An ERROR is never answered, so two endpoints cannot ping-pong.
+                if not (len(data) >= 2 and data[1] == Opcode.ERROR):
+                    self._sendto(error_bytes(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
                 continue
             step = machine.receive(data)
             self._apply(step)
