@@ -123,3 +123,23 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     srv = start_server(tmp_path, tmp_path / "s.log")
     assert srv.process.stop() == 0
     assert "Traceback" not in srv.log()
+
+
+@pytest.mark.parametrize("tool", ["ptftpd", "pxed"])
+@pytest.mark.parametrize("value", ["0", "256", "soon"])
+def test_timeout_checked_alike_by_ptftpd_and_pxed(tool: str, value: str, tmp_path: Path) -> None:
+    argv = [script(tool), "--timeout", value, "127.0.0.1", str(tmp_path)]
+    if tool == "pxed":
+        argv.append("pxelinux.0")
+    result = run(*argv)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--timeout" in result.stderr
+
+
+def test_pxed_and_ptftpd_share_the_transfer_limits() -> None:
+    ptftpd_help, pxed_help = (
+        run(script("ptftpd"), "--help").stdout,
+        run(script("pxed"), "--help").stdout,
+    )
+    for flag in ("--blksize-max", "--windowsize-max", "--timeout", "--retries", "--max-sessions"):
+        assert flag in ptftpd_help and flag in pxed_help

@@ -27,19 +27,18 @@ def blksize(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ptftpd",
-        description="TFTP server (RFC 1350, 2347, 2348, 2349, 7440) serving ROOT on IFACE.",
-        epilog="example: ptftpd -v -p 6969 lo /srv/tftp",
-    )
-    parser.add_argument(
-        "iface", metavar="IFACE", help="interface name (all its addresses) or an IPv4/IPv6 address"
-    )
-    parser.add_argument("root", metavar="ROOT", type=Path, help="directory to serve")
-    parser.add_argument("-p", "--port", type=port_number, default=69, help="UDP port (69)")
-    add_common_flags(parser)
-    parser.add_argument("--read-only", action="store_true", help="refuse every upload (WRQ)")
+def timeout_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 255:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 255 seconds")
+    return value
+
+
+def add_transfer_limits(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The TFTP limits, shared by ptftpd and pxed so both spell and check them alike."""
     parser.add_argument(
         "--blksize-max",
         type=blksize,
@@ -57,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=timeout_seconds,
         default=1.0,
         metavar="SECONDS",
         help="retransmission timeout when the client sets none (1.0)",
@@ -76,6 +75,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="concurrent transfers; more are refused with an error (4096)",
     )
+
+
+def transfer_config(args: argparse.Namespace, *, read_only: bool) -> ServerConfig:
+    return ServerConfig(
+        root=args.root,
+        read_only=read_only,
+        rfc1350=args.rfc1350,
+        blksize_max=args.blksize_max,
+        windowsize_max=args.windowsize_max,
+        timeout=args.timeout,
+        retries=args.retries,
+        max_sessions=args.max_sessions,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ptftpd",
+        description="TFTP server (RFC 1350, 2347, 2348, 2349, 7440) serving ROOT on IFACE.",
+        epilog="example: ptftpd -v -p 6969 lo /srv/tftp",
+    )
+    parser.add_argument(
+        "iface", metavar="IFACE", help="interface name (all its addresses) or an IPv4/IPv6 address"
+    )
+    parser.add_argument("root", metavar="ROOT", type=Path, help="directory to serve")
+    parser.add_argument("-p", "--port", type=port_number, default=69, help="UDP port (69)")
+    add_common_flags(parser)
+    parser.add_argument("--read-only", action="store_true", help="refuse every upload (WRQ)")
+    add_transfer_limits(parser)
     parser.add_argument("--version", action="version", version=f"ptftpd {__version__}")
     return parser
 
@@ -83,8 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.timeout <= 0 or args.timeout > 255:
-        parser.error("--timeout must be between 0 and 255 seconds")
     problem = root_problem(args.root)
     if problem:
         parser.exit(1, f"ptftpd: error: {problem}\n")
@@ -93,16 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except InterfaceError as exc:
         parser.exit(1, f"ptftpd: error: {exc}\n")
 
-    config = ServerConfig(
-        root=args.root,
-        read_only=args.read_only,
-        rfc1350=args.rfc1350,
-        blksize_max=args.blksize_max,
-        windowsize_max=args.windowsize_max,
-        timeout=args.timeout,
-        retries=args.retries,
-        max_sessions=args.max_sessions,
-    )
+    config = transfer_config(args, read_only=args.read_only)
 
     async def body(stop: asyncio.Event) -> None:
         server = TftpServer(config)

@@ -17,13 +17,11 @@ from pathlib import Path
 from ptftpd import __version__
 from ptftpd.cli.common import add_common_flags, port_number, positive_int, run_service
 from ptftpd.cli.dhcpd import DEFAULT_LEASE_TIME, ConfigError, build_config, ipv4
-from ptftpd.cli.ptftpd import blksize
+from ptftpd.cli.ptftpd import add_transfer_limits, transfer_config
 from ptftpd.dhcp.server import ServerStartError as DhcpStartError
 from ptftpd.dhcp.store import StoreError, default_leases_path
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import BootFiles, PxeConfig, PxeService, missing_boot_files
-from ptftpd.tftp.options import BLKSIZE_MAX
-from ptftpd.tftp.server import ServerConfig
 from ptftpd.tftp.server import ServerStartError as TftpStartError
 
 PROG = "pxed"
@@ -124,33 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     tftp.add_argument(
         "--tftp-port", type=port_number, default=69, metavar="PORT", help="TFTP UDP port (69)"
     )
-    tftp.add_argument(
-        "--blksize-max",
-        type=blksize,
-        default=BLKSIZE_MAX,
-        metavar="N",
-        help="largest block size granted; 1468 fits a 1500-byte MTU (65464)",
-    )
-    tftp.add_argument(
-        "--windowsize-max",
-        type=positive_int,
-        default=64,
-        metavar="N",
-        help="largest RFC 7440 window granted (64)",
-    )
-    tftp.add_argument(
-        "--timeout",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="retransmission timeout when the client sets none (1.0)",
-    )
-    tftp.add_argument(
-        "--retries", type=positive_int, default=5, metavar="N", help="retransmissions (5)"
-    )
-    tftp.add_argument(
-        "--max-sessions", type=positive_int, default=4096, metavar="N", help="transfers (4096)"
-    )
+    add_transfer_limits(tftp)
     parser.add_argument(
         "--boot-idle",
         type=float,
@@ -215,16 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return die(str(exc))
     if os.geteuid() != 0:
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")
-    tftp = ServerConfig(
-        root=args.root,
-        read_only=True,
-        rfc1350=args.rfc1350,
-        blksize_max=args.blksize_max,
-        windowsize_max=args.windowsize_max,
-        timeout=args.timeout,
-        retries=args.retries,
-        max_sessions=args.max_sessions,
-    )
+    tftp = transfer_config(args, read_only=True)
     config = PxeConfig(
         dhcp=dhcp,
         tftp=tftp,
