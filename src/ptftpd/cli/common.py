@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ptftpd.log import setup_logging
+from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN, TIMEOUT_MAX
 
 if TYPE_CHECKING:  # the client never starts an event loop: keep its start-up light
     import asyncio
@@ -43,6 +44,25 @@ def port_number(text: str) -> int:
     value = positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a UDP port: {value}")
+    return value
+
+
+def blksize(text: str) -> int:
+    """An RFC 2348 block size, for every tool that takes one."""
+    value = positive_int(text)
+    if not BLKSIZE_MIN <= value <= BLKSIZE_MAX:
+        raise argparse.ArgumentTypeError(f"must be {BLKSIZE_MIN}..{BLKSIZE_MAX}")
+    return value
+
+
+def timeout_seconds(text: str) -> float:
+    """A retransmission timeout in seconds, at most RFC 2349's 255."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {TIMEOUT_MAX} seconds")
     return value
 
 

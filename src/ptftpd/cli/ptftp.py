@@ -23,11 +23,17 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, TextIO
 
 from ptftpd import __version__
-from ptftpd.cli.common import add_common_flags, port_number, positive_int
+from ptftpd.cli.common import (
+    add_common_flags,
+    blksize,
+    port_number,
+    positive_int,
+    timeout_seconds,
+)
 from ptftpd.log import setup_logging
 from ptftpd.tftp import TftpError, TransferResult, download, parse_url, upload
 from ptftpd.tftp.client import DEFAULT_PORT, DEFAULT_RETRIES, format_host
-from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN, TIMEOUT_MAX, WINDOWSIZE_MAX
+from ptftpd.tftp.options import WINDOWSIZE_MAX
 
 PROG = "ptftp"
 DEFAULT_BLKSIZE = 1400  # what pTFTPd 1.x asked for: fits an Ethernet frame
@@ -55,27 +61,10 @@ class Settings:
     quiet: bool = False
 
 
-def _blksize(text: str) -> int:
-    value = positive_int(text)
-    if not BLKSIZE_MIN <= value <= BLKSIZE_MAX:
-        raise argparse.ArgumentTypeError(f"must be {BLKSIZE_MIN}..{BLKSIZE_MAX}")
-    return value
-
-
 def _windowsize(text: str) -> int:
     value = positive_int(text)
     if value > WINDOWSIZE_MAX:
         raise argparse.ArgumentTypeError(f"must be 1..{WINDOWSIZE_MAX}")
-    return value
-
-
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= TIMEOUT_MAX:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {TIMEOUT_MAX}")
     return value
 
 
@@ -119,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-b",
         "--blksize",
-        type=_blksize,
+        type=blksize,
         default=DEFAULT_BLKSIZE,
         help=f"block size to ask for, RFC 2348 ({DEFAULT_BLKSIZE})",
     )
@@ -132,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-t",
         "--timeout",
-        type=_timeout,
+        type=timeout_seconds,
         metavar="SECONDS",
         help="retransmission timeout, also asked of the server (RFC 2349) (1, not sent)",
     )
@@ -476,7 +465,7 @@ class Shell:
 
     def cmd_blksize(self, args: list[str]) -> None:
         if args:
-            self.settings.blksize = self._number(args, "blksize", _blksize)
+            self.settings.blksize = self._number(args, "blksize", blksize)
         value = self.settings.blksize
         print(f"Block size: {value if value else '512 (not asked for)'}")
 
@@ -494,7 +483,7 @@ class Shell:
 
     def cmd_timeout(self, args: list[str]) -> None:
         if args:
-            self.settings.timeout = self._number(args, "timeout", _timeout)
+            self.settings.timeout = self._number(args, "timeout", timeout_seconds)
         value = self.settings.timeout
         print(f"Timeout: {f'{value:g} s' if value else '1 s (not asked for)'}")
 

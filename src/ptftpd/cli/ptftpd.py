@@ -10,31 +10,16 @@ from pathlib import Path
 from ptftpd import __version__
 from ptftpd.cli.common import (
     add_common_flags,
+    blksize,
     port_number,
     positive_int,
     root_problem,
     run_service,
+    timeout_seconds,
 )
 from ptftpd.netif import InterfaceError, interface_addresses
-from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN
+from ptftpd.tftp.options import BLKSIZE_MAX
 from ptftpd.tftp.server import ServerConfig, ServerStartError, TftpServer
-
-
-def blksize(text: str) -> int:
-    value = positive_int(text)
-    if not BLKSIZE_MIN <= value <= BLKSIZE_MAX:
-        raise argparse.ArgumentTypeError(f"must be {BLKSIZE_MIN}..{BLKSIZE_MAX}")
-    return value
-
-
-def timeout_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 255:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 255 seconds")
-    return value
 
 
 def add_transfer_limits(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
