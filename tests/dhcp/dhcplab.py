@@ -18,7 +18,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support import VENV_BIN, Netns, Process, require_root, require_tool, script, wait_udp_bound
+from support import (
+    VENV_BIN,
+    Netns,
+    Process,
+    add_veth,
+    require_root,
+    require_tool,
+    script,
+    wait_udp_bound,
+)
 
 HERE = Path(__file__).resolve().parent
 SERVER_IP = "10.77.0.1"
@@ -102,24 +111,7 @@ def lab(tmp: Path, n_clients: int = 1) -> Iterator[Lab]:
             ns = Netns("dhc")
             clients.append((ns, "vc" + ns.name[-8:]))
             sif = f"vs{i}" + ns.name[-8:]
-            subprocess.run(
-                [
-                    "ip",
-                    "link",
-                    "add",
-                    sif,
-                    "netns",
-                    server.name,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    clients[-1][1],
-                    "netns",
-                    ns.name,
-                ],
-                check=True,
-            )
+            add_veth(server, sif, ns, clients[-1][1])
             server.run("ip", "link", "set", sif, "master", br)
             server.run("ip", "link", "set", sif, "up")
             ns.run("ip", "link", "set", clients[-1][1], "up")

@@ -146,6 +146,28 @@ class Netns:
         subprocess.run(["ip", "netns", "delete", self.name], check=False)
 
 
+def add_veth(a: Netns, a_if: str, b: Netns, b_if: str) -> None:
+    """A veth pair with one end in each namespace (down, no address)."""
+    subprocess.run(
+        [
+            "ip",
+            "link",
+            "add",
+            a_if,
+            "netns",
+            a.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+            "netns",
+            b.name,
+        ],
+        check=True,
+    )
+
+
 @contextmanager
 def veth_pair(
     server_ip: str = "10.77.0.1/24", client_ip: str | None = None, prefix: str = "pt"
@@ -159,24 +181,7 @@ def veth_pair(
     server, client = Netns(prefix + "s"), Netns(prefix + "c")
     sif, cif = "vs" + server.name[-8:], "vc" + client.name[-8:]
     try:
-        subprocess.run(
-            [
-                "ip",
-                "link",
-                "add",
-                sif,
-                "netns",
-                server.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                cif,
-                "netns",
-                client.name,
-            ],
-            check=True,
-        )
+        add_veth(server, sif, client, cif)
         server.run("ip", "addr", "add", server_ip, "dev", sif)
         server.run("ip", "link", "set", sif, "up")
         if client_ip:
