@@ -286,3 +286,12 @@ def test_1000_connections_are_bounded_and_the_server_serves_afterwards(
             break
         time.sleep(0.2)
     assert status == 200
+
+
+def test_one_request_is_one_log_line_even_with_encoded_newlines(
+    http_server: RunningHttp,
+) -> None:
+    assert curl_status(http_server.url("/x%0d%0aFORGED%20line")) == 404
+    lines = http_server.log().splitlines()
+    assert not any(line.startswith("FORGED") for line in lines)
+    assert any(" GET /x\\r\\nFORGED line 404 0 bytes in " in line for line in lines)

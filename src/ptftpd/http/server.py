@@ -253,8 +253,8 @@ class HttpServer:
                 complete = sent_bytes == response.length
             else:
                 complete = await self._write(writer, b"")
-        except (ConnectionError, TimeoutError) as exc:
-            log.debug("%s: transfer of %s stopped: %r", peer, path, exc)
+        except OSError as exc:  # the peer left or stalled (ConnectionError, TimeoutError)
+            log.debug("%s: transfer of %s stopped: %r", peer, _printable(path), exc)
         finally:
             os.close(opened.fd)
         record = Served(
@@ -322,7 +322,7 @@ class HttpServer:
             "%s %s %s %d %d bytes in %.3f s (%s)%s%s",
             record.peer,
             record.method,
-            record.path,
+            _printable(record.path),
             record.status,
             record.bytes_sent,
             seconds,
@@ -335,6 +335,14 @@ class HttpServer:
                 self.on_served(record)
             except Exception:
                 log.exception("on_served callback failed")
+
+
+def _printable(text: str) -> str:
+    """A client-chosen path for the log: control characters (a decoded %0a) escaped, so
+    one request is always one log line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
