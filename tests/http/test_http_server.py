@@ -103,7 +103,7 @@ def test_a_failing_callback_does_not_hurt_the_client(http_root: Path) -> None:
 @pytest.fixture(scope="module")
 def mid_file(http_root: Path) -> Path:
     path = http_root / "mid.bin"
-    make_file(path, 9 * 1024 * 1024 + 17)  # more than two sendfile chunks, odd size
+    make_file(path, 9 * 1024 * 1024 + 17)  # several sendfile chunks, odd size
     return path
 
 
@@ -131,7 +131,8 @@ def test_files_go_out_with_sendfile(
 
     run(body)
     assert sha256(out) == sha256(mid_file)
-    assert sum(calls) == mid_file.stat().st_size and len(calls) == 3
+    assert sum(calls) == mid_file.stat().st_size
+    assert len(calls) > 1  # in chunks, each under the idle timeout
 
 
 @pytest.mark.parametrize("how", ["configured", "sendfile unavailable"])

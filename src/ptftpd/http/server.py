@@ -31,8 +31,9 @@ from ptftpd.log import format_rate
 log = logging.getLogger("ptftpd.http")
 
 _READ_SIZE = 64 * 1024
-_SEND_CHUNK = 4 * 1024 * 1024
-"""Bytes per sendfile call; each chunk must finish within the idle timeout."""
+_SEND_CHUNK = 1024 * 1024
+"""Bytes per sendfile call; each chunk must go out within the idle timeout, so with the
+default 60 s a client slower than about 17 KB/s is dropped as stalled."""
 _COPY_SIZE = 256 * 1024
 _BACKLOG = 1024
 
@@ -50,7 +51,7 @@ class HttpConfig:
     """Open connections served at once; more are answered 503 and closed."""
     idle_timeout: float = 60.0
     """Seconds a keep-alive connection may wait for its next request, and a response
-    may make no progress (a client that stops reading), before it is closed."""
+    may take for each 1 MiB (a client that stops reading), before it is closed."""
     header_timeout: float = 10.0
     """Seconds from the first byte of a request (from accept, for the first one) until
     its head must be complete: slow-header clients (slowloris) are closed after this."""
