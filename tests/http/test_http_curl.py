@@ -249,7 +249,7 @@ async def _flood(port: int, count: int) -> tuple[int, int, list[asyncio.StreamWr
     async def one() -> tuple[bytes, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            data = await asyncio.wait_for(reader.read(4096), 5)
+            data = await asyncio.wait_for(reader.read(4096), 10)
         except TimeoutError:
             data = b""  # held: the server is waiting for our request
         except ConnectionResetError:
