@@ -229,6 +229,32 @@ def test_close_drops_open_connections(http_root: Path) -> None:
     run(body)
 
 
+def test_connections_have_nagle_off(http_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Head and file are separate sends; with Nagle on, each keep-alive response after
+    the first waits ~40 ms for the client's delayed ACK (1000 requests: 45 s, not 1 s)."""
+    seen: list[int] = []
+    original = HttpServer._serve
+
+    async def spy(self: HttpServer, reader: Any, writer: asyncio.StreamWriter, peer: str) -> None:
+        sock = writer.get_extra_info("socket")
+        seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        await original(self, reader, writer, peer)
+
+    monkeypatch.setattr(HttpServer, "_serve", spy)
+
+    async def body() -> None:
+        server = HttpServer(config(http_root))
+        await server.start()
+        try:
+            await acurl("-o", "/dev/null", url(server, "/small.bin"))
+            await acurl("-o", "/dev/null", url(server, "/small.bin", 6))
+        finally:
+            server.close()
+
+    run(body)
+    assert len(seen) == 2 and all(seen), seen
+
+
 # -- start-up errors -------------------------------------------------------------------
 def start_error(cfg: HttpConfig) -> str:
     async def body() -> str:

@@ -149,6 +149,12 @@ class HttpServer:
         self._tasks.add(task)
         peername = writer.get_extra_info("peername")
         peer = str(peername[0]) if peername else "?"
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # The head and the file go out as separate sends: with Nagle on, the second
+            # waits for the client's delayed ACK, 40 ms per keep-alive request. (asyncio
+            # sets this only on sockets created with proto IPPROTO_TCP, not proto 0.)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             if self._active >= self.config.max_connections:
                 self._refuse_busy(writer, peer)
