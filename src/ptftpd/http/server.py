@@ -11,6 +11,7 @@ so a flood costs an accept and a write, never a task that waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -154,7 +155,8 @@ class HttpServer:
             # The head and the file go out as separate sends: with Nagle on, the second
             # waits for the client's delayed ACK, 40 ms per keep-alive request. (asyncio
             # sets this only on sockets created with proto IPPROTO_TCP, not proto 0.)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with contextlib.suppress(OSError):  # already reset by the peer
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             if self._active >= self.config.max_connections:
                 self._refuse_busy(writer, peer)
