@@ -11,10 +11,17 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ptftpd.cli.common import port_number, positive_int, root_problem, run_service
+from ptftpd.cli.common import positive_int, root_problem, run_service
 from ptftpd.http.server import HttpConfig, HttpServer, HttpStartError
 
 PROG = "python -m ptftpd.http"
+
+
+def tcp_port(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
+    return value
 
 
 def seconds(text: str) -> float:
@@ -34,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"example: {PROG} -v --port 8080 --bind 127.0.0.1 --bind ::1 /srv/tftp",
     )
     parser.add_argument("root", metavar="ROOT", type=Path, help="directory to serve")
-    parser.add_argument("-p", "--port", type=port_number, default=8080, help="TCP port (8080)")
+    parser.add_argument("-p", "--port", type=tcp_port, default=8080, help="TCP port (8080)")
     parser.add_argument(
         "-b",
         "--bind",
