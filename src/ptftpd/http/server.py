@@ -169,6 +169,11 @@ class HttpServer:
                 self._active -= 1
         except (ConnectionError, TimeoutError):
             writer.transport.abort()
+        except asyncio.CancelledError:
+            # close(): end quietly. Not re-raised on purpose: Python 3.11's stream
+            # protocol calls exception() on a cancelled connection task and logs the
+            # CancelledError as an error (fixed in 3.12).
+            writer.transport.abort()
         except OSError as exc:
             log.debug("%s: connection error: %s", peer, exc)
             writer.transport.abort()
