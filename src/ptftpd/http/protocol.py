@@ -1,0 +1,265 @@
+"""Sans-IO HTTP/1.1 server connection for a read-only file server.
+
+Bytes go in (`receive`), requests come out (`next_request`), and each answer is planned
+as a `Response`: the bytes of its head plus a byte range of the file for the driver to
+send with sendfile. No sockets, no files, no clock: the caller passes `now` and the file's
+size and modification time.
+
+Parsing and connection management are h11's. We chose it over the standard library and
+over a hand-rolled parser because: the stdlib's HTTP server (`http.server`) is blocking,
+thread-per-connection and not sans-IO, and its header parser is the lenient e-mail one;
+asyncio has no HTTP layer at all. h11 is exactly the job: a small, typed, pure-Python,
+bring-your-own-I/O HTTP/1.1 state machine from the python-hyper project, used by
+uvicorn and httpcore. It gets the parts that are easy to get subtly wrong right:
+request-line and header syntax, Content-Length/Transfer-Encoding conflicts (request
+smuggling), chunked request bodies, keep-alive rules for HTTP/1.0, HTTP/1.1 and
+`Connection: close`, pipelined requests, HEAD framing, and a bounded receive buffer. Its
+`send_with_data_passthrough` is documented for sendfile, so file bytes never pass
+through Python. 0.16.0 is the minimum because it fixes CVE-2025-43859 (chunked
+trailers). What is ours: the read-only method policy, the status codes
+(405/413/414/505), Range (ranges.py) and path decoding (target.py).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import cast
+
+import h11
+
+from ptftpd import __version__
+from ptftpd.http.errors import HttpError
+from ptftpd.http.ranges import UNSATISFIABLE, WHOLE, ByteRange, choose_range
+
+METHODS = ("GET", "HEAD")
+SERVER = f"ptftpd/{__version__}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one request may make us buffer."""
+
+    max_head: int = 16 * 1024
+    """Request line plus headers; more is 431 (or 414 when the request line alone is)."""
+    max_target: int = 8 * 1024
+    """Request-target length; more is 414."""
+    max_body: int = 64 * 1024
+    """A GET/HEAD body is read and thrown away up to this size; more is 413."""
+
+
+class Signal(enum.Enum):
+    NEED_DATA = "need data"
+    """Feed more bytes with `receive` (or b"" at end of stream)."""
+    CLOSED = "closed"
+    """The peer closed between requests (or in the middle of one): close quietly."""
+
+
+NEED_DATA = Signal.NEED_DATA
+CLOSED = Signal.CLOSED
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    target: bytes
+    http_version: str
+    headers: tuple[tuple[bytes, bytes], ...]
+    """Names lower-cased, as h11 gives them."""
+
+    def header(self, name: str) -> str | None:
+        """All values of `name` joined by ", " (RFC 9110 list rule), or None."""
+        key = name.lower().encode("ascii")
+        values = [v.decode("latin-1") for k, v in self.headers if k == key]
+        return ", ".join(values) if values else None
+
+
+@dataclass(frozen=True)
+class Response:
+    """What to write: `head`, then `length` bytes of the file from `offset`."""
+
+    status: int
+    head: bytes
+    offset: int = 0
+    length: int = 0
+
+
+class _Placeholder:
+    """Stands for file bytes in h11's Content-Length bookkeeping; only its len() is read."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def http_date(timestamp: float) -> str:
+    return formatdate(timestamp, usegmt=True)
+
+
+def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    return h11.Response(status_code=status, headers=headers, reason=reason)
+
+
+class ServerConnection:
+    """One client connection, request after request (keep-alive and pipelining)."""
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.limits = limits
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
+        self._request: Request | None = None
+        self._body_bytes = 0
+        self._pending_file_bytes = 0
+        self._closed = False
+
+    def receive(self, data: bytes) -> None:
+        """Bytes read from the peer; b"" means the peer closed its side."""
+        self._h11.receive_data(data)
+
+    @property
+    def has_partial_request(self) -> bool:
+        """Bytes of a next request are buffered (the header timeout should run)."""
+        return bool(self._h11.trailing_data[0]) or self._request is not None
+
+    def next_request(self) -> Request | Signal:
+        """The next complete request (its body, if any, read and discarded).
+
+        Raises HttpError for a request to refuse; answer it with `error_response(...,
+        close=True)`: after a protocol error the stream cannot be trusted.
+        """
+        if self._closed:
+            return CLOSED
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                if self._h11.trailing_data[1]:
+                    # Half a request, then EOF: nobody is left to read an error page.
+                    self._closed = True
+                    return CLOSED
+                raise self._refusal(exc) from None
+            if event is h11.NEED_DATA:
+                return NEED_DATA
+            if event is h11.PAUSED:
+                raise RuntimeError("next_request before finish_response")
+            if isinstance(event, h11.ConnectionClosed):
+                self._closed = True
+                return CLOSED
+            if isinstance(event, h11.Request):
+                self._request = self._accept(event)
+                self._body_bytes = 0
+            elif isinstance(event, h11.Data):
+                self._body_bytes += len(event.data)
+                if self._body_bytes > self.limits.max_body:
+                    raise HttpError(413, "request body too large")
+            elif isinstance(event, h11.EndOfMessage):
+                request, self._request = self._request, None
+                assert request is not None
+                return request
+
+    def _refusal(self, exc: h11.RemoteProtocolError) -> HttpError:
+        buffered = self._h11.trailing_data[0]
+        status = exc.error_status_hint
+        if status == 431 and b"\n" not in buffered:
+            return HttpError(414, "request line too long")
+        return HttpError(status, str(exc) or "malformed request")
+
+    def _accept(self, event: h11.Request) -> Request:
+        version = event.http_version.decode("ascii")
+        if not version.startswith("1."):
+            raise HttpError(505, f"HTTP/{version} not supported")
+        if len(event.target) > self.limits.max_target:
+            raise HttpError(414, "request target too long")
+        method = event.method.decode("ascii", "replace")
+        if method not in METHODS:
+            raise HttpError(405, f"method {method} not allowed")
+        headers = tuple((bytes(k), bytes(v)) for k, v in event.headers)
+        request = Request(method, bytes(event.target), version, headers)
+        length = request.header("content-length")
+        declared = length.split(",")[0].strip() if length is not None else "0"
+        if len(declared) > 18 or int(declared) > self.limits.max_body:
+            raise HttpError(413, "request body too large")
+        return request
+
+    # -- responses ---------------------------------------------------------------------
+    def file_response(
+        self, request: Request, *, size: int, mtime: float, now: float, content_type: str
+    ) -> Response:
+        """200, 206 or 416 for a file of `size` bytes; the driver sends the file range."""
+        last_modified = http_date(mtime)
+        choice = choose_range(request.header("range"), size)
+        if_range = request.header("if-range")
+        if if_range is not None and if_range.strip() != last_modified:
+            choice = WHOLE  # RFC 9110 13.1.5: validator does not match, send it all
+        headers = [
+            ("Date", http_date(now)),
+            ("Server", SERVER),
+            ("Last-Modified", last_modified),
+            ("Accept-Ranges", "bytes"),
+        ]
+        offset = length = 0
+        if isinstance(choice, ByteRange):
+            status, offset, length = 206, choice.first, choice.length
+            headers.append(("Content-Range", f"bytes {choice.first}-{choice.last}/{size}"))
+            headers.append(("Content-Type", content_type))
+        elif choice is UNSATISFIABLE:
+            status = 416
+            headers.append(("Content-Range", f"bytes */{size}"))
+        else:
+            status, length = 200, size
+            headers.append(("Content-Type", content_type))
+        headers.append(("Content-Length", str(length)))
+        head = self._send(_response(status, headers))
+        if request.method == "HEAD":
+            length = 0
+        self._pending_file_bytes = length
+        return Response(status, head, offset, length)
+
+    def error_response(
+        self, error: HttpError, *, now: float, request: Request | None = None, close: bool
+    ) -> Response:
+        """A short text answer for `error`; `close` for protocol errors (no keep-alive)."""
+        body = f"{error.status} {error.phrase}\n".encode()
+        headers = [
+            ("Date", http_date(now)),
+            ("Server", SERVER),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+        ]
+        if error.status == 405:
+            headers.append(("Allow", ", ".join(METHODS)))
+        if close:
+            headers.append(("Connection", "close"))
+        head = self._send(_response(error.status, headers))
+        if request is None or request.method != "HEAD":
+            head += self._send(h11.Data(data=body))
+        self._pending_file_bytes = 0
+        return Response(error.status, head)
+
+    def finish_response(self) -> bool:
+        """Call after the whole response went out: True to read the next request on this
+        connection, False to close it (Connection: close, HTTP/1.0, or an error)."""
+        try:
+            if self._pending_file_bytes:
+                placeholder = cast(bytes, _Placeholder(self._pending_file_bytes))
+                self._h11.send_with_data_passthrough(h11.Data(data=placeholder))
+                self._pending_file_bytes = 0
+            self._h11.send(h11.EndOfMessage())
+            if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+                self._h11.start_next_cycle()
+                return True
+        except h11.LocalProtocolError:
+            pass
+        return False
+
+    def _send(self, event: h11.Event) -> bytes:
+        data = self._h11.send(event)
+        assert data is not None
+        return data
