@@ -1,0 +1,560 @@
+"""PostgreSQL lease store: several DHCP servers, one database, the database is the truth.
+
+Every address of every pool is one row (`leases`, primary key `address`), so the
+database itself refuses to hold an address twice, and a partial unique index allows one
+live (offered or bound) row per client key per pool. Each row carries `free_at`, the
+moment another client may have it: `-infinity` for a never-used address, the offer's end
+for an offer, the expiry for a bound lease, the release time, the end of a decline's
+quarantine. One index on `(pool, free_at, address)` then answers "a free address, never
+used first, else free the longest" without reading the other leases, and `FOR UPDATE
+SKIP LOCKED` lets concurrent servers take different rows instead of waiting or racing.
+Expiry needs no sweeper: it is only a comparison with `now`, the same on every server
+(so the servers' clocks must agree, as they must for any DHCP failover).
+
+Each operation is one transaction (or, inside `batch()`, one savepoint of the burst's
+transaction: a group commit like the SQLite store's). psycopg prepares a statement
+server-side once it has run `prepare_threshold` times on a connection (set to 1 here), so
+the hot statements are parsed and planned once per pooled connection.
+
+Faults: an unreachable database at start raises `PgStoreError` with one line. Lost while
+running, every operation raises `StoreUnavailable` (the server answers nothing rather
+than guess), a reconnection is tried with bounded exponential backoff, and one line is
+logged when the database goes and one when it comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
+
+from ptftpd.dhcp.leases import Lease, LeaseState
+from ptftpd.dhcp.pg_schema import LATEST_VERSION, migrate
+from ptftpd.dhcp.store import StoreError
+
+__all__ = [
+    "LATEST_VERSION",
+    "PgStore",
+    "PgStoreError",
+    "PoolMismatch",
+    "StoreBusy",
+    "StoreUnavailable",
+    "describe",
+    "init_schema",
+]
+
+log = logging.getLogger("ptftpd.dhcp")
+T = TypeVar("T")
+
+MAX_POOL_SIZE = 1 << 20  # one row per address: a /12 is the most one pool may hold
+_LIVE = ("offered", "bound")
+_COLUMNS = "address, client, mac, state, expires, hostname, since"
+
+
+class PgStoreError(StoreError):
+    """The lease database cannot be used: one line, for the CLI to print and exit 1."""
+
+
+class StoreUnavailable(PgStoreError):
+    """The database is gone (or not back yet): answer nothing, the store reconnects."""
+
+
+class StoreBusy(PgStoreError):
+    """Another server holds the rows this request needs: stay silent, the client retries."""
+
+
+class PoolMismatch(PgStoreError):
+    """The database defines this pool differently: the servers' configurations differ."""
+
+
+def describe(conninfo: str) -> str:
+    """The database named for a log line or an error, without its password."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return "the lease database (unparsable URI)"
+    host = params.get("host") or "local socket"
+    port = f":{params['port']}" if params.get("port") else ""
+    user = f"{params['user']}@" if params.get("user") else ""
+    return f"postgresql {user}{host}{port}/{params.get('dbname', '')}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _connect(conninfo: str, timeout: float) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(conninfo, autocommit=True, connect_timeout=max(1, round(timeout)))
+    except (psycopg.Error, ValueError) as exc:
+        raise PgStoreError(f"cannot reach {describe(conninfo)}: {_one_line(exc)}") from None
+
+
+def init_schema(conninfo: str, connect_timeout: float = 5.0) -> int:
+    """Create or migrate the schema and return its version (what `--init-db` runs)."""
+    with _connect(conninfo, connect_timeout) as conn:
+        try:
+            return migrate(conn)
+        except psycopg.Error as exc:
+            raise PgStoreError(f"cannot create the lease schema: {_one_line(exc)}") from None
+
+
+@dataclass
+class _Row:
+    address: IPv4Address
+    client: bytes | None
+    mac: str | None
+    state: str
+    expires: float | None
+    hostname: str | None
+    since: float | None
+
+    def lease(self, now: float | None = None) -> Lease | None:
+        if self.state == "free" or self.client is None:
+            return None
+        lease = Lease(
+            self.address,
+            bytes(self.client),
+            self.mac or "",
+            LeaseState(self.state),
+            math.inf if self.expires is None else self.expires,
+            self.hostname,
+            self.since or 0.0,
+        )
+        if now is not None:
+            lease.state = lease.effective_state(now)
+        return lease
+
+
+def _row(values: tuple[Any, ...] | None) -> _Row | None:
+    return None if values is None else _Row(*values)
+
+
+# The free-address search: an index range scan on leases_free, first row not locked by
+# another server's transaction. Kept apart so a test can EXPLAIN it.
+FREE_SEARCH_SQL = (
+    "SELECT address FROM leases WHERE pool = %(pool)s AND free_at <= %(now)s "
+    "ORDER BY free_at, address LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+
+_CLIENT_ROW = (
+    f"SELECT {_COLUMNS} FROM leases WHERE pool = %s AND client = %s AND state <> 'declined' "
+    "ORDER BY state IN ('offered', 'bound') DESC, since DESC NULLS LAST LIMIT 1"
+)
+
+_TAKE = (
+    "UPDATE leases SET state = 'offered', client = %(client)s, mac = %(mac)s, "
+    "owner = %(owner)s, expires = %(until)s, free_at = %(until)s, since = %(now)s, "
+    "hostname = CASE WHEN client = %(client)s THEN hostname END "
+    "WHERE address = ({target}) RETURNING " + _COLUMNS
+)
+
+
+class PgStore:
+    """Leases in PostgreSQL, shared by every server that names the same database.
+
+    `server_id` (the server identifier address, or any stable name) is recorded as the
+    owner of the offers and leases this server makes, for operators and for `withdraw`.
+    `clock` is only for the reconnection backoff (monotonic seconds); lease times are
+    the `now` each call is given, as in the sans-IO lease policy.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        server_id: str,
+        *,
+        min_connections: int = 1,
+        max_connections: int = 4,
+        connect_timeout: float = 5.0,
+        lock_timeout: float = 0.2,
+        backoff: tuple[float, float] = (0.5, 30.0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.conninfo = conninfo
+        self.server_id = server_id
+        self.name = describe(conninfo)
+        self._connect_timeout = connect_timeout
+        self._backoff_first, self._backoff_max = backoff
+        self._clock = clock
+        self._state_lock = threading.Lock()
+        self._down_reason: str | None = None
+        self._delay = self._backoff_first
+        self._retry_at = 0.0
+        self._local = threading.local()
+        # Fails with one line when the database is unreachable or its schema is newer.
+        with _connect(conninfo, connect_timeout) as conn:
+            try:
+                migrate(conn)
+            except psycopg.Error as exc:
+                raise PgStoreError(f"cannot create the lease schema: {_one_line(exc)}") from None
+        lock_ms = max(1, round(lock_timeout * 1000))
+        # The pool would log every failed reconnection; we log once per state change.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            # A row another server holds for long is skipped or reported busy, never
+            # waited for: the client retransmits anyway.
+            conn.execute(f"SET lock_timeout = {lock_ms}")
+            conn.execute("SET statement_timeout = 10000")
+
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
+            psycopg_pool.ConnectionPool(
+                conninfo,
+                min_size=min_connections,
+                max_size=max_connections,
+                kwargs={
+                    "autocommit": True,
+                    "prepare_threshold": 1,
+                    "connect_timeout": max(1, round(connect_timeout)),
+                },
+                configure=configure,
+                timeout=connect_timeout,
+                reconnect_timeout=0,  # our backoff decides; the pool does not give up
+                open=False,
+                name=f"leases-{server_id}",
+            )
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            self._pool.close()
+            raise PgStoreError(f"cannot reach {self.name}: {_one_line(exc)}") from None
+
+    # -- availability ------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        return self._down_reason is None
+
+    def _gate(self) -> None:
+        """Refuse at once while down, until the next reconnection attempt is due."""
+        with self._state_lock:
+            if self._down_reason is None:
+                return
+            if self._clock() < self._retry_at:
+                raise StoreUnavailable(f"{self.name} is unavailable: {self._down_reason}")
+            self._retry_at = self._clock() + self._delay  # one attempt per interval
+        try:
+            probe = psycopg.connect(
+                self.conninfo, connect_timeout=max(1, round(self._connect_timeout))
+            )
+            probe.close()
+            self._pool.check()  # drop the connections that died with the old server
+        except psycopg.Error as exc:
+            self._lost(exc)
+            raise StoreUnavailable(f"{self.name} is unavailable: {_one_line(exc)}") from None
+
+    def _lost(self, exc: BaseException) -> None:
+        with self._state_lock:
+            if self._down_reason is None:
+                self._down_reason = _one_line(exc)
+                self._delay = self._backoff_first
+                log.warning(
+                    "lease database %s lost: %s; retrying with backoff",
+                    self.name,
+                    self._down_reason,
+                )
+            else:
+                self._delay = min(self._delay * 2, self._backoff_max)
+            self._retry_at = self._clock() + self._delay
+
+    def _recovered(self) -> None:
+        with self._state_lock:
+            if self._down_reason is not None:
+                self._down_reason = None
+                self._delay = self._backoff_first
+                log.warning("lease database %s is back: serving leases again", self.name)
+
+    # -- running one operation ----------------------------------------------------------
+
+    def _run(self, op: Callable[[psycopg.Connection[Any]], T], *, attempts: int = 3) -> T:
+        self._gate()
+        batch: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if batch is not None:
+            attempts = 1  # our burst holds locks: retrying would wait on ourselves
+        for attempt in range(attempts):
+            try:
+                if batch is not None:
+                    with batch.transaction():  # a savepoint inside the burst's transaction
+                        result = op(batch)
+                else:
+                    with self._pool.connection() as conn, conn.transaction():
+                        result = op(conn)
+            except (
+                pgerrors.UniqueViolation,
+                pgerrors.LockNotAvailable,
+                pgerrors.DeadlockDetected,
+                pgerrors.SerializationFailure,
+                pgerrors.QueryCanceled,
+            ) as exc:
+                if attempt + 1 < attempts:
+                    continue  # another server just took what we wanted: look again
+                raise StoreBusy(f"lease rows busy in {self.name}: {_one_line(exc)}") from None
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+                self._lost(exc)
+                raise StoreUnavailable(f"{self.name} is unavailable: {_one_line(exc)}") from None
+            self._recovered()
+            return result
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run the operations of one burst in one transaction: one commit for all.
+
+        Each operation is a savepoint, so one that loses a race is undone alone. The
+        caller sends the replies after the block: if the commit fails this raises
+        `StoreUnavailable` and none of the burst's grants may be announced."""
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        self._gate()
+        try:
+            conn = self._pool.getconn()
+            conn.execute("BEGIN")
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            self._lost(exc)
+            raise StoreUnavailable(f"{self.name} is unavailable: {_one_line(exc)}") from None
+        self._local.conn = conn
+        try:
+            yield
+        finally:
+            self._local.conn = None
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                self._lost(exc)
+                raise StoreUnavailable(f"{self.name} lost the burst: {_one_line(exc)}") from None
+            finally:
+                self._pool.putconn(conn)
+
+    # -- pools -----------------------------------------------------------------------
+
+    def ensure_pool(
+        self, pool: str, first: IPv4Address, last: IPv4Address, excluded: Iterable[IPv4Address] = ()
+    ) -> int:
+        """Create the pool's address rows, or check that the database defines it as we do.
+
+        Every server sharing the database must define each pool id with the same range
+        and exclusions (server addresses, gateways, static hosts): a different definition
+        raises `PoolMismatch` rather than letting two servers disagree on the free list."""
+        size = int(last) - int(first) + 1
+        if size <= 0 or size > MAX_POOL_SIZE:
+            raise PgStoreError(
+                f"pool {pool}: {first}-{last} must hold 1 to {MAX_POOL_SIZE} addresses"
+            )
+        skip = sorted({a for a in excluded if first <= a <= last})
+
+        def op(conn: psycopg.Connection[Any]) -> int:
+            conn.execute(
+                "INSERT INTO pools (id, first, last, excluded) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING",
+                (pool, first, last, skip),
+            )
+            row = conn.execute(
+                "SELECT first, last, excluded FROM pools WHERE id = %s FOR UPDATE", (pool,)
+            ).fetchone()
+            assert row is not None
+            if (row[0], row[1], sorted(row[2])) != (first, last, skip):
+                raise PoolMismatch(
+                    f"pool {pool} is {row[0]}-{row[1]} excluding {len(row[2])} in {self.name}, "
+                    f"this server has {first}-{last} excluding {len(skip)}: "
+                    "servers sharing a lease database need the same ranges and static hosts"
+                )
+            other = conn.execute(
+                "SELECT pool FROM leases WHERE address BETWEEN %s AND %s AND pool <> %s LIMIT 1",
+                (first, last, pool),
+            ).fetchone()
+            if other is not None:
+                raise PoolMismatch(f"pool {pool} overlaps pool {other[0]} in {self.name}")
+            conn.execute(
+                "INSERT INTO leases (address, pool, state, free_at) "
+                "SELECT a, %s, 'free', '-infinity' FROM "
+                "(SELECT %s::inet + n AS a FROM generate_series(0, %s) AS n) AS s "
+                "WHERE a <> ALL(%s::inet[]) ON CONFLICT (address) DO NOTHING",
+                (pool, first, size - 1, skip),
+            )
+            return size - len(skip)
+
+        return self._run(op, attempts=1)
+
+    # -- queries -----------------------------------------------------------------------
+
+    def lookup(self, client_key: bytes, pool: str, now: float) -> Lease | None:
+        """The client's live lease or offer in `pool`, else its last one; None if none.
+
+        This is how a client that renews or rebinds at another server is recognised."""
+
+        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+            return _row(conn.execute(_CLIENT_ROW, (pool, client_key)).fetchone())
+
+        row = self._run(op)
+        return None if row is None else row.lease(now)
+
+    def get(self, address: IPv4Address, now: float) -> Lease | None:
+        """Who holds (or last held) `address`; None when free or in no pool."""
+
+        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+            sql = f"SELECT {_COLUMNS} FROM leases WHERE address = %s"
+            return _row(conn.execute(sql, (address,)).fetchone())
+
+        row = self._run(op)
+        return None if row is None else row.lease(now)
+
+    def leases(self, pool: str | None = None) -> list[Lease]:
+        """Every address that is or was leased, offered or declined (for listings)."""
+
+        def op(conn: psycopg.Connection[Any]) -> list[_Row]:
+            sql = f"SELECT {_COLUMNS} FROM leases WHERE state <> 'free'"
+            if pool is None:
+                return [_Row(*r) for r in conn.execute(sql + " ORDER BY address").fetchall()]
+            sql += " AND pool = %s ORDER BY address"
+            return [_Row(*r) for r in conn.execute(sql, (pool,)).fetchall()]
+
+        return [lease for row in self._run(op) if (lease := row.lease()) is not None]
+
+    # -- events ------------------------------------------------------------------------
+
+    def offer(
+        self,
+        client_key: bytes,
+        mac: str,
+        pool: str,
+        requested: IPv4Address | None,
+        now: float,
+        hold: float,
+    ) -> Lease | None:
+        """Reserve an address for a DISCOVER until `now + hold`; None when the pool is full.
+
+        The client's own lease or offer comes first (a bound lease is returned as it
+        is), then its last address if still free, then `requested`, then a free address.
+        The reservation is a row other servers see, so they do not offer it meanwhile."""
+        args = {"client": client_key, "mac": mac, "owner": self.server_id, "now": now}
+        args |= {"until": now + hold, "pool": pool, "requested": requested}
+
+        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+            own = _row(conn.execute(_CLIENT_ROW + " FOR UPDATE", (pool, client_key)).fetchone())
+            if own is not None and own.state == "bound" and (own.expires or math.inf) > now:
+                return own
+            if own is not None and (own.state in _LIVE or (own.since or 0.0) <= now):
+                args["address"] = own.address
+                return _row(conn.execute(_TAKE.format(target="%(address)s"), args).fetchone())
+            if requested is not None:
+                target = (
+                    "SELECT address FROM leases WHERE address = %(requested)s AND pool = %(pool)s "
+                    "AND free_at <= %(now)s FOR UPDATE SKIP LOCKED"
+                )
+                taken = _row(conn.execute(_TAKE.format(target=target), args).fetchone())
+                if taken is not None:
+                    return taken
+            return _row(conn.execute(_TAKE.format(target=FREE_SEARCH_SQL), args).fetchone())
+
+        row = self._run(op)
+        return None if row is None else row.lease()
+
+    def bind(
+        self,
+        client_key: bytes,
+        mac: str,
+        address: IPv4Address,
+        now: float,
+        expires: float,
+        hostname: str | None = None,
+    ) -> Lease | None:
+        """Bind `address` to the client until `expires` (math.inf: BOOTP, for ever).
+
+        Serves SELECTING, INIT-REBOOT, RENEWING and REBINDING alike. None when the
+        address is in no pool or another client holds it (the caller NAKs or stays
+        silent). The client's other live row in that pool is released in the same
+        transaction: one lease per client, whichever server it asks."""
+        args = {"client": client_key, "mac": mac, "owner": self.server_id, "now": now}
+        args |= {"address": address, "expires": expires, "hostname": hostname}
+
+        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+            found = conn.execute(
+                "SELECT pool, client, state, free_at FROM leases WHERE address = %s FOR UPDATE",
+                (address,),
+            ).fetchone()
+            if found is None:
+                return None
+            pool, holder, state, free_at = found
+            ours = holder is not None and bytes(holder) == client_key and state != "declined"
+            if not ours and free_at > now:
+                return None
+            args["pool"] = pool
+            conn.execute(
+                "UPDATE leases SET "
+                "state = CASE state WHEN 'bound' THEN 'released' ELSE 'free' END, "
+                "client = CASE state WHEN 'bound' THEN client END, "
+                "mac = CASE state WHEN 'bound' THEN mac END, "
+                "expires = %(now)s, since = %(now)s, free_at = %(now)s "
+                "WHERE pool = %(pool)s AND client = %(client)s AND state IN ('offered', 'bound') "
+                "AND address <> %(address)s",
+                args,
+            )
+            return _row(
+                conn.execute(
+                    "UPDATE leases SET state = 'bound', client = %(client)s, mac = %(mac)s, "
+                    "owner = %(owner)s, expires = %(expires)s, free_at = %(expires)s, "
+                    "since = %(now)s, hostname = COALESCE(%(hostname)s, "
+                    "CASE WHEN client = %(client)s THEN hostname END) "
+                    "WHERE address = %(address)s RETURNING " + _COLUMNS,
+                    args,
+                ).fetchone()
+            )
+
+        row = self._run(op)
+        return None if row is None else row.lease()
+
+    def release(self, client_key: bytes, address: IPv4Address, now: float) -> Lease | None:
+        """DHCPRELEASE: the address is free for everyone at once. None if not the client's."""
+        sql = (
+            "UPDATE leases SET state = 'released', expires = %(now)s, since = %(now)s, "
+            "free_at = %(now)s, owner = %(owner)s WHERE address = %(address)s "
+            "AND client = %(client)s AND state = 'bound' RETURNING " + _COLUMNS
+        )
+        args = {"now": now, "owner": self.server_id, "address": address, "client": client_key}
+        row = self._run(lambda conn: _row(conn.execute(sql, args).fetchone()))
+        return None if row is None else row.lease()
+
+    def decline(
+        self, client_key: bytes, mac: str, address: IPv4Address, now: float, until: float
+    ) -> Lease | None:
+        """DHCPDECLINE: quarantine the address until `until`. None if not the client's."""
+        sql = (
+            "UPDATE leases SET state = 'declined', mac = %(mac)s, expires = %(until)s, "
+            "since = %(now)s, free_at = %(until)s, owner = %(owner)s, hostname = NULL "
+            "WHERE address = %(address)s AND client = %(client)s "
+            "AND state IN ('offered', 'bound') RETURNING " + _COLUMNS
+        )
+        args = {"now": now, "until": until, "owner": self.server_id, "mac": mac}
+        args |= {"address": address, "client": client_key}
+        row = self._run(lambda conn: _row(conn.execute(sql, args).fetchone()))
+        return None if row is None else row.lease()
+
+    def withdraw(self, client_key: bytes, pool: str, now: float) -> None:
+        """The client chose another server: free the offer this server made, at once."""
+        sql = (
+            "UPDATE leases SET state = 'free', client = NULL, mac = NULL, free_at = %s, "
+            "since = %s WHERE pool = %s AND client = %s AND state = 'offered' AND owner = %s"
+        )
+        args = (now, now, pool, client_key, self.server_id)
+
+        def op(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(sql, args)
+
+        self._run(op)
+
+    def close(self) -> None:
+        self._pool.close()
