@@ -62,6 +62,16 @@ _LIVE = ("offered", "bound")
 _COLUMNS = "address, client, mac, state, expires, hostname, since"
 
 
+# Another server holds or just took the rows: retry, or stay silent (the client retries).
+_BUSY = (
+    pgerrors.UniqueViolation,
+    pgerrors.LockNotAvailable,
+    pgerrors.DeadlockDetected,
+    pgerrors.SerializationFailure,
+    pgerrors.QueryCanceled,
+)
+
+
 class PgStoreError(StoreError):
     """The lease database cannot be used: one line, for the CLI to print and exit 1."""
 
@@ -247,14 +257,17 @@ class PgStore:
                 raise StoreUnavailable(f"{self.name} is unavailable: {self._down_reason}")
             self._retry_at = self._clock() + self._delay  # one attempt per interval
         try:
-            probe = psycopg.connect(
-                self.conninfo, connect_timeout=max(1, round(self._connect_timeout))
-            )
-            probe.close()
-            self._pool.check()  # drop the connections that died with the old server
+            self._probe()
         except psycopg.Error as exc:
             self._lost(exc)
             raise StoreUnavailable(f"{self.name} is unavailable: {_one_line(exc)}") from None
+
+    def _probe(self) -> None:
+        """Connect afresh (fails fast when the server is gone), then let the pool drop
+        the connections that died with the old server instead of failing on each."""
+        timeout = max(1, round(self._connect_timeout))
+        psycopg.connect(self.conninfo, connect_timeout=timeout).close()
+        self._pool.check()
 
     def _lost(self, exc: BaseException) -> None:
         with self._state_lock:
@@ -262,7 +275,8 @@ class PgStore:
                 self._down_reason = _one_line(exc)
                 self._delay = self._backoff_first
                 log.warning(
-                    "lease database %s lost: %s; retrying with backoff",
+                    "server %s: lease database %s lost: %s; answering nothing, reconnecting",
+                    self.server_id,
                     self.name,
                     self._down_reason,
                 )
@@ -275,7 +289,11 @@ class PgStore:
             if self._down_reason is not None:
                 self._down_reason = None
                 self._delay = self._backoff_first
-                log.warning("lease database %s is back: serving leases again", self.name)
+                log.warning(
+                    "server %s: lease database %s is back: serving leases again",
+                    self.server_id,
+                    self.name,
+                )
 
     # -- running one operation ----------------------------------------------------------
 
@@ -284,7 +302,9 @@ class PgStore:
         batch: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if batch is not None:
             attempts = 1  # our burst holds locks: retrying would wait on ourselves
-        for attempt in range(attempts):
+        probed = batch is not None  # a burst's connection cannot be swapped half-way
+        attempt = 0
+        while True:
             try:
                 if batch is not None:
                     with batch.transaction():  # a savepoint inside the burst's transaction
@@ -292,22 +312,24 @@ class PgStore:
                 else:
                     with self._pool.connection() as conn, conn.transaction():
                         result = op(conn)
-            except (
-                pgerrors.UniqueViolation,
-                pgerrors.LockNotAvailable,
-                pgerrors.DeadlockDetected,
-                pgerrors.SerializationFailure,
-                pgerrors.QueryCanceled,
-            ) as exc:
-                if attempt + 1 < attempts:
+            except _BUSY as exc:
+                attempt += 1
+                if attempt < attempts:
                     continue  # another server just took what we wanted: look again
                 raise StoreBusy(f"lease rows busy in {self.name}: {_one_line(exc)}") from None
             except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+                if not probed:
+                    probed = True
+                    try:
+                        self._probe()
+                    except psycopg.Error:
+                        pass
+                    else:
+                        continue  # a pooled connection had died (server restarted)
                 self._lost(exc)
                 raise StoreUnavailable(f"{self.name} is unavailable: {_one_line(exc)}") from None
             self._recovered()
             return result
-        raise AssertionError("unreachable")
 
     @contextmanager
     def batch(self) -> Iterator[None]:
