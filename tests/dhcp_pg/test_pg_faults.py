@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 from pgtest import HOLD, NOW, POOL, Stores, assert_one_lease_each, ip
-from support.postgres import PgCluster
 
 from ptftpd.dhcp import pg_store
 from ptftpd.dhcp.pg_store import PgStore, StoreUnavailable
+from support.postgres import PgCluster
 
 
 class Clock:
@@ -47,11 +47,8 @@ def dora(store: PgStore, n: int, now: float) -> None:
 
 
 def records(caplog: pytest.LogCaptureFixture, server: str, word: str) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "ptftpd.dhcp" and f"server {server}:" in r.getMessage() and word in r.getMessage()
-    ]
+    lines = [r.getMessage() for r in caplog.records if r.name == "ptftpd.dhcp"]
+    return [line for line in lines if f"server {server}:" in line and word in line]
 
 
 def test_database_lost_then_back_resumes_by_itself_without_duplicates(
@@ -109,9 +106,7 @@ def test_database_lost_then_back_resumes_by_itself_without_duplicates(
     assert len(records(caplog, "s1", "lost")) == 1
 
 
-def test_a_burst_cut_by_the_outage_commits_nothing(
-    pg_cluster: PgCluster, stores: Stores
-) -> None:
+def test_a_burst_cut_by_the_outage_commits_nothing(pg_cluster: PgCluster, stores: Stores) -> None:
     clock = Clock()
     s1 = stores("s1", clock=clock)
     s1.ensure_pool(POOL, ip("10.51.0.1"), ip("10.51.0.50"))
@@ -125,3 +120,21 @@ def test_a_burst_cut_by_the_outage_commits_nothing(
     assert s1.leases() == []
     dora(s1, 1, NOW)
     assert len(s1.leases()) == 1
+
+
+def test_a_restart_between_bursts_goes_unnoticed(
+    pg_cluster: PgCluster, stores: Stores, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pooled connections died with the old server: replaced, no outage reported."""
+    caplog.set_level(logging.INFO, logger="ptftpd.dhcp")
+    s1 = stores("s1", clock=Clock(), min_connections=2)
+    s1.ensure_pool(POOL, ip("10.52.0.1"), ip("10.52.0.50"))
+    with s1.batch():
+        dora(s1, 1, NOW)
+    pg_cluster.stop()
+    pg_cluster.start()
+    with s1.batch():
+        dora(s1, 2, NOW)
+    dora(s1, 3, NOW)
+    assert len(s1.leases()) == 3
+    assert records(caplog, "s1", "lost") == []

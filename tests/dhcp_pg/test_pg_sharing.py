@@ -138,7 +138,8 @@ def test_a_burst_is_one_commit_seen_by_the_other_server_only_at_its_end(
     s1, s2 = pair
     small_pool(s1, 8)
     with s1.batch():
-        bound = [s1.bind(b"c%d" % n, "aa", ip(f"10.40.0.{10 + n}"), NOW, NOW + 99) for n in range(4)]
+        addrs = [ip(f"10.40.0.{10 + n}") for n in range(4)]
+        bound = [s1.bind(b"c%d" % n, "aa", a, NOW, NOW + 99) for n, a in enumerate(addrs)]
         assert all(b is not None for b in bound)
         assert s2.lookup(b"c0", POOL, NOW) is None  # not committed yet
         # The other server skips the rows the burst holds instead of waiting for them.

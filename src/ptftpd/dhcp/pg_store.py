@@ -16,34 +16,38 @@ transaction: a group commit like the SQLite store's). psycopg prepares a stateme
 server-side once it has run `prepare_threshold` times on a connection (set to 1 here), so
 the hot statements are parsed and planned once per pooled connection.
 
-Faults: an unreachable database at start raises `PgStoreError` with one line. Lost while
-running, every operation raises `StoreUnavailable` (the server answers nothing rather
-than guess), a reconnection is tried with bounded exponential backoff, and one line is
-logged when the database goes and one when it comes back.
+Faults (pg_link.py): an unreachable database at start raises `PgStoreError` with one
+line. Lost while running, every operation raises `StoreUnavailable` (the server answers
+nothing rather than guess), a reconnection is tried with bounded exponential backoff,
+and one line is logged when the database goes and one when it comes back. `StoreBusy`
+means another server holds the rows a request needs: stay silent, the client retries.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-import psycopg_pool
-from psycopg import errors as pgerrors
-from psycopg.conninfo import conninfo_to_dict
 
 from ptftpd.dhcp.leases import Lease, LeaseState
-from ptftpd.dhcp.pg_schema import LATEST_VERSION, migrate
-from ptftpd.dhcp.store import StoreError
+from ptftpd.dhcp.pg_link import (
+    PgLink,
+    PgStoreError,
+    StoreBusy,
+    StoreUnavailable,
+    describe,
+    init_schema,
+)
+from ptftpd.dhcp.pg_schema import LATEST_VERSION
 
 __all__ = [
+    "FREE_SEARCH_SQL",
     "LATEST_VERSION",
     "PgStore",
     "PgStoreError",
@@ -54,70 +58,13 @@ __all__ = [
     "init_schema",
 ]
 
-log = logging.getLogger("ptftpd.dhcp")
-T = TypeVar("T")
-
 MAX_POOL_SIZE = 1 << 20  # one row per address: a /12 is the most one pool may hold
 _LIVE = ("offered", "bound")
 _COLUMNS = "address, client, mac, state, expires, hostname, since"
 
 
-# Another server holds or just took the rows: retry, or stay silent (the client retries).
-_BUSY = (
-    pgerrors.UniqueViolation,
-    pgerrors.LockNotAvailable,
-    pgerrors.DeadlockDetected,
-    pgerrors.SerializationFailure,
-    pgerrors.QueryCanceled,
-)
-
-
-class PgStoreError(StoreError):
-    """The lease database cannot be used: one line, for the CLI to print and exit 1."""
-
-
-class StoreUnavailable(PgStoreError):
-    """The database is gone (or not back yet): answer nothing, the store reconnects."""
-
-
-class StoreBusy(PgStoreError):
-    """Another server holds the rows this request needs: stay silent, the client retries."""
-
-
 class PoolMismatch(PgStoreError):
     """The database defines this pool differently: the servers' configurations differ."""
-
-
-def describe(conninfo: str) -> str:
-    """The database named for a log line or an error, without its password."""
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.Error:
-        return "the lease database (unparsable URI)"
-    host = params.get("host") or "local socket"
-    port = f":{params['port']}" if params.get("port") else ""
-    user = f"{params['user']}@" if params.get("user") else ""
-    return f"postgresql {user}{host}{port}/{params.get('dbname', '')}"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _connect(conninfo: str, timeout: float) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(conninfo, autocommit=True, connect_timeout=max(1, round(timeout)))
-    except (psycopg.Error, ValueError) as exc:
-        raise PgStoreError(f"cannot reach {describe(conninfo)}: {_one_line(exc)}") from None
-
-
-def init_schema(conninfo: str, connect_timeout: float = 5.0) -> int:
-    """Create or migrate the schema and return its version (what `--init-db` runs)."""
-    with _connect(conninfo, connect_timeout) as conn:
-        try:
-            return migrate(conn)
-        except psycopg.Error as exc:
-            raise PgStoreError(f"cannot create the lease schema: {_one_line(exc)}") from None
 
 
 @dataclass
@@ -192,174 +139,32 @@ class PgStore:
         backoff: tuple[float, float] = (0.5, 30.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.conninfo = conninfo
         self.server_id = server_id
-        self.name = describe(conninfo)
-        self._connect_timeout = connect_timeout
-        self._backoff_first, self._backoff_max = backoff
-        self._clock = clock
-        self._state_lock = threading.Lock()
-        self._down_reason: str | None = None
-        self._delay = self._backoff_first
-        self._retry_at = 0.0
-        self._local = threading.local()
-        # Fails with one line when the database is unreachable or its schema is newer.
-        with _connect(conninfo, connect_timeout) as conn:
-            try:
-                migrate(conn)
-            except psycopg.Error as exc:
-                raise PgStoreError(f"cannot create the lease schema: {_one_line(exc)}") from None
-        lock_ms = max(1, round(lock_timeout * 1000))
-        # The pool would log every failed reconnection; we log once per state change.
-        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
-
-        def configure(conn: psycopg.Connection[Any]) -> None:
-            # A row another server holds for long is skipped or reported busy, never
-            # waited for: the client retransmits anyway.
-            conn.execute(f"SET lock_timeout = {lock_ms}")
-            conn.execute("SET statement_timeout = 10000")
-
-        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
-            psycopg_pool.ConnectionPool(
-                conninfo,
-                min_size=min_connections,
-                max_size=max_connections,
-                kwargs={
-                    "autocommit": True,
-                    "prepare_threshold": 1,
-                    "connect_timeout": max(1, round(connect_timeout)),
-                },
-                configure=configure,
-                timeout=connect_timeout,
-                reconnect_timeout=0,  # our backoff decides; the pool does not give up
-                open=False,
-                name=f"leases-{server_id}",
-            )
+        self._link = PgLink(
+            conninfo,
+            server_id,
+            min_connections=min_connections,
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
+            lock_timeout=lock_timeout,
+            backoff=backoff,
+            clock=clock,
         )
-        try:
-            self._pool.open(wait=True, timeout=connect_timeout)
-        except psycopg_pool.PoolTimeout as exc:
-            self._pool.close()
-            raise PgStoreError(f"cannot reach {self.name}: {_one_line(exc)}") from None
-
-    # -- availability ------------------------------------------------------------------
+        self._run = self._link.run
+        self.name = self._link.name
 
     @property
     def available(self) -> bool:
-        return self._down_reason is None
+        """False from a lost database until an operation succeeds again."""
+        return self._link.available
 
-    def _gate(self) -> None:
-        """Refuse at once while down, until the next reconnection attempt is due."""
-        with self._state_lock:
-            if self._down_reason is None:
-                return
-            if self._clock() < self._retry_at:
-                raise StoreUnavailable(f"{self.name} is unavailable: {self._down_reason}")
-            self._retry_at = self._clock() + self._delay  # one attempt per interval
-        try:
-            self._probe()
-        except psycopg.Error as exc:
-            self._lost(exc)
-            raise StoreUnavailable(f"{self.name} is unavailable: {_one_line(exc)}") from None
-
-    def _probe(self) -> None:
-        """Connect afresh (fails fast when the server is gone), then let the pool drop
-        the connections that died with the old server instead of failing on each."""
-        timeout = max(1, round(self._connect_timeout))
-        psycopg.connect(self.conninfo, connect_timeout=timeout).close()
-        self._pool.check()
-
-    def _lost(self, exc: BaseException) -> None:
-        with self._state_lock:
-            if self._down_reason is None:
-                self._down_reason = _one_line(exc)
-                self._delay = self._backoff_first
-                log.warning(
-                    "server %s: lease database %s lost: %s; answering nothing, reconnecting",
-                    self.server_id,
-                    self.name,
-                    self._down_reason,
-                )
-            else:
-                self._delay = min(self._delay * 2, self._backoff_max)
-            self._retry_at = self._clock() + self._delay
-
-    def _recovered(self) -> None:
-        with self._state_lock:
-            if self._down_reason is not None:
-                self._down_reason = None
-                self._delay = self._backoff_first
-                log.warning(
-                    "server %s: lease database %s is back: serving leases again",
-                    self.server_id,
-                    self.name,
-                )
-
-    # -- running one operation ----------------------------------------------------------
-
-    def _run(self, op: Callable[[psycopg.Connection[Any]], T], *, attempts: int = 3) -> T:
-        self._gate()
-        batch: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if batch is not None:
-            attempts = 1  # our burst holds locks: retrying would wait on ourselves
-        probed = batch is not None  # a burst's connection cannot be swapped half-way
-        attempt = 0
-        while True:
-            try:
-                if batch is not None:
-                    with batch.transaction():  # a savepoint inside the burst's transaction
-                        result = op(batch)
-                else:
-                    with self._pool.connection() as conn, conn.transaction():
-                        result = op(conn)
-            except _BUSY as exc:
-                attempt += 1
-                if attempt < attempts:
-                    continue  # another server just took what we wanted: look again
-                raise StoreBusy(f"lease rows busy in {self.name}: {_one_line(exc)}") from None
-            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-                if not probed:
-                    probed = True
-                    try:
-                        self._probe()
-                    except psycopg.Error:
-                        pass
-                    else:
-                        continue  # a pooled connection had died (server restarted)
-                self._lost(exc)
-                raise StoreUnavailable(f"{self.name} is unavailable: {_one_line(exc)}") from None
-            self._recovered()
-            return result
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> AbstractContextManager[None]:
         """Run the operations of one burst in one transaction: one commit for all.
 
         Each operation is a savepoint, so one that loses a race is undone alone. The
         caller sends the replies after the block: if the commit fails this raises
         `StoreUnavailable` and none of the burst's grants may be announced."""
-        if getattr(self._local, "conn", None) is not None:
-            yield
-            return
-        self._gate()
-        try:
-            conn = self._pool.getconn()
-            conn.execute("BEGIN")
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            self._lost(exc)
-            raise StoreUnavailable(f"{self.name} is unavailable: {_one_line(exc)}") from None
-        self._local.conn = conn
-        try:
-            yield
-        finally:
-            self._local.conn = None
-            try:
-                conn.execute("COMMIT")
-            except psycopg.Error as exc:
-                self._lost(exc)
-                raise StoreUnavailable(f"{self.name} lost the burst: {_one_line(exc)}") from None
-            finally:
-                self._pool.putconn(conn)
+        return self._link.batch()
 
     # -- pools -----------------------------------------------------------------------
 
@@ -579,4 +384,4 @@ class PgStore:
         self._run(op)
 
     def close(self) -> None:
-        self._pool.close()
+        self._link.close()
