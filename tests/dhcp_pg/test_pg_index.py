@@ -45,3 +45,19 @@ def test_free_address_search_is_an_index_scan_on_a_full_65k_pool(stores: Stores)
     assert pages < 20, pages
     offer = store.offer(b"late", "bb", BIG, None, NOW, 30)
     assert offer is not None and offer.address == ip("10.64.255.248")
+
+
+def test_the_hot_statements_are_prepared_once_per_connection(stores: Stores) -> None:
+    store = stores("10.60.0.1", max_connections=1)
+    store.ensure_pool("small", ip("10.66.0.1"), ip("10.66.0.100"))
+    for n in range(5):
+        offer = store.offer(b"c%d" % n, "aa", "small", None, NOW, 30)
+        assert offer is not None
+        assert store.bind(b"c%d" % n, "aa", offer.address, NOW, NOW + 60) is not None
+    with store._link._pool.connection() as conn:  # the store's only connection
+        rows = conn.execute(
+            "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements"
+        ).fetchall()
+    executions = {statement.split(" SET ")[0][:40]: n for statement, n in rows}
+    assert len(rows) >= 4, rows  # own row, take, bind's lock, release-other, bind
+    assert all(n >= 4 for n in executions.values()), executions

@@ -111,3 +111,5 @@ def test_a_server_with_another_pool_definition_is_refused(stores: Stores) -> Non
     with pytest.raises(PoolMismatch, match="overlaps"):
         b.ensure_pool("other", ip("10.2.0.20"), ip("10.2.0.30"))
     assert stores.sql("SELECT count(*) FROM leases") == [(10,)]
+    with pytest.raises(PgStoreError, match="must hold 1 to"):
+        b.ensure_pool("huge", ip("10.0.0.0"), ip("10.255.255.255"))  # a /8: 16 M rows
