@@ -102,6 +102,26 @@ def test_unreachable_database_is_one_line_without_the_password(opener: str) -> N
     assert "\n" not in message and "s3cret" not in message
 
 
+def test_servers_starting_together_define_a_big_pool_once(stores: Stores) -> None:
+    first, last = ip("10.3.0.0"), ip("10.3.127.255")
+    servers = [stores(f"s{n}") for n in range(3)]
+    results: list[object] = []
+
+    def start(store: PgStore) -> None:
+        try:
+            results.append(store.ensure_pool(POOL, first, last, [first]))
+        except Exception as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results == [32767] * 3
+    assert stores.sql("SELECT count(*) FROM leases") == [(32767,)]
+
+
 def test_a_server_with_another_pool_definition_is_refused(stores: Stores) -> None:
     a, b = stores("a"), stores("b")
     assert a.ensure_pool(POOL, ip("10.2.0.10"), ip("10.2.0.20"), [ip("10.2.0.15")]) == 10

@@ -184,6 +184,8 @@ class PgStore:
         skip = sorted({a for a in excluded if first <= a <= last})
 
         def op(conn: psycopg.Connection[Any]) -> int:
+            # A server starting beside another waits for its pool rows, not 0.2 s.
+            conn.execute("SET LOCAL lock_timeout = '60s'")
             conn.execute(
                 "INSERT INTO pools (id, first, last, excluded) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (id) DO NOTHING",
