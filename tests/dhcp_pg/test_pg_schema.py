@@ -11,6 +11,7 @@ from pgtest import NOW, POOL, Stores, ip
 from ptftpd.dhcp.leases import LeaseState
 from ptftpd.dhcp.pg_schema import LATEST_VERSION, migrate, schema_version
 from ptftpd.dhcp.pg_store import PgStore, PgStoreError, PoolMismatch, init_schema
+from support.postgres import PgCluster
 
 
 def tables(stores: Stores) -> list[tuple[str, str]]:
@@ -133,3 +134,16 @@ def test_a_server_with_another_pool_definition_is_refused(stores: Stores) -> Non
     assert stores.sql("SELECT count(*) FROM leases") == [(10,)]
     with pytest.raises(PgStoreError, match="must hold 1 to"):
         b.ensure_pool("huge", ip("10.0.0.0"), ip("10.255.255.255"))  # a /8: 16 M rows
+
+
+def test_the_cluster_serves_its_socket_and_loopback_only(
+    pg_cluster: PgCluster, pg_database: str
+) -> None:
+    dbname = pg_database.split("/")[-1].split("?")[0]
+    store = PgStore(pg_cluster.tcp_uri(dbname), "tcp")
+    try:
+        assert store.ensure_pool(POOL, ip("10.4.0.1"), ip("10.4.0.9")) == 9
+    finally:
+        store.close()
+    assert pg_cluster.psql("SHOW listen_addresses") == "127.0.0.1"
+    assert pg_cluster.psql("SHOW unix_socket_directories") == str(pg_cluster.socket_dir)
