@@ -9,8 +9,11 @@ from collections import Counter
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import pytest
 from dora import POOL, client_key, race
 from pgtest import Stores, assert_one_lease_each, ip
+
+from ptftpd.dhcp.pg_store import StoreBusy
 
 CLIENTS = list(range(200))
 
@@ -82,3 +85,23 @@ def test_two_server_processes_race_without_duplicates(stores: Stores) -> None:
         raw = json.loads(out)
         results.append({int(i): None if a is None else IPv4Address(a) for i, a in raw.items()})
     check_outcome(stores, results, capacity=241)
+
+
+def test_a_race_lost_inside_a_burst_costs_that_request_only(stores: Stores) -> None:
+    """Server 2's burst holds client X's offer, uncommitted; server 1, mid-burst, is
+    asked by X too: that one request is busy (silence), the rest of its burst commits."""
+    s1, s2 = stores("10.33.0.1"), stores("10.33.0.2")
+    s1.ensure_pool(POOL, ip("10.33.0.10"), ip("10.33.0.50"))
+    now = 1_000_000.0
+    with s2.batch():
+        assert s2.offer(b"X", "aa", POOL, None, now, 30) is not None
+        with s1.batch():
+            assert s1.bind(b"c1", "bb", ip("10.33.0.40"), now, now + 60) is not None
+            with pytest.raises(StoreBusy):
+                s1.offer(b"X", "aa", POOL, None, now, 30)
+            assert s1.bind(b"c2", "cc", ip("10.33.0.41"), now, now + 60) is not None
+        assert s1.available
+    held = assert_one_lease_each(stores)
+    assert held == {b"c1": ip("10.33.0.40"), b"c2": ip("10.33.0.41")}
+    offered = stores.sql("SELECT client FROM leases WHERE state = 'offered'")
+    assert [bytes(c) for (c,) in offered] == [b"X"]

@@ -29,6 +29,7 @@ from ptftpd.dhcp.store import StoreError
 __all__ = [
     "PgLink",
     "PgStoreError",
+    "RowsBusy",
     "StoreBusy",
     "StoreUnavailable",
     "describe",
@@ -38,8 +39,14 @@ __all__ = [
 log = logging.getLogger("ptftpd.dhcp")
 T = TypeVar("T")
 
+
 # Another server holds or just took the rows: retry, or stay silent (the client retries).
+class RowsBusy(Exception):
+    """An operation's function reported a race it lost (raised by the operation)."""
+
+
 _BUSY = (
+    RowsBusy,
     pgerrors.UniqueViolation,
     pgerrors.LockNotAvailable,
     pgerrors.DeadlockDetected,
@@ -214,7 +221,12 @@ class PgLink:
 
     # -- running one operation ----------------------------------------------------------
 
-    def run(self, op: Callable[[psycopg.Connection[Any]], T], *, attempts: int = 3) -> T:
+    def run(
+        self, op: Callable[[psycopg.Connection[Any]], T], *, attempts: int = 3, atomic: bool = False
+    ) -> T:
+        """`op(conn)` in a transaction (a savepoint inside a burst), retried when it
+        loses a race. `atomic`: op is one statement that cannot fail half-way (a read,
+        or a function that catches its own races), so it needs neither."""
         self._gate()
         batch: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if batch is not None:
@@ -223,9 +235,14 @@ class PgLink:
         attempt = 0
         while True:
             try:
-                if batch is not None:
+                if batch is not None and atomic:
+                    result = op(batch)
+                elif batch is not None:
                     with batch.transaction():  # a savepoint inside the burst's transaction
                         result = op(batch)
+                elif atomic:
+                    with self._pool.connection() as conn:  # autocommit: its own transaction
+                        result = op(conn)
                 else:
                     with self._pool.connection() as conn, conn.transaction():
                         result = op(conn)

@@ -11,10 +11,13 @@ SKIP LOCKED` lets concurrent servers take different rows instead of waiting or r
 Expiry needs no sweeper: it is only a comparison with `now`, the same on every server
 (so the servers' clocks must agree, as they must for any DHCP failover).
 
-Each operation is one transaction (or, inside `batch()`, one savepoint of the burst's
-transaction: a group commit like the SQLite store's). psycopg prepares a statement
-server-side once it has run `prepare_threshold` times on a connection (set to 1 here), so
-the hot statements are parsed and planned once per pooled connection.
+Offer and bind, the per-packet operations, are server-side functions (pg_schema.py): one
+round trip each, their own transaction, and inside `batch()` part of the burst's one
+transaction (a group commit like the SQLite store's) without a savepoint, since each
+function catches the races it can lose and reports them as 'busy'. The rarer operations
+are plain statements in a transaction (a savepoint inside a burst). psycopg prepares a
+statement server-side once it has run `prepare_threshold` times on a connection (1 here),
+so every statement is parsed and planned once per pooled connection.
 
 Faults (pg_link.py): an unreachable database at start raises `PgStoreError` with one
 line. Lost while running, every operation raises `StoreUnavailable` (the server answers
@@ -39,6 +42,7 @@ from ptftpd.dhcp.leases import Lease, LeaseState
 from ptftpd.dhcp.pg_link import (
     PgLink,
     PgStoreError,
+    RowsBusy,
     StoreBusy,
     StoreUnavailable,
     describe,
@@ -47,7 +51,6 @@ from ptftpd.dhcp.pg_link import (
 from ptftpd.dhcp.pg_schema import LATEST_VERSION
 
 __all__ = [
-    "FREE_SEARCH_SQL",
     "LATEST_VERSION",
     "PgStore",
     "PgStoreError",
@@ -59,7 +62,6 @@ __all__ = [
 ]
 
 MAX_POOL_SIZE = 1 << 20  # one row per address: a /12 is the most one pool may hold
-_LIVE = ("offered", "bound")
 _COLUMNS = "address, client, mac, state, expires, hostname, since"
 
 
@@ -98,24 +100,22 @@ def _row(values: tuple[Any, ...] | None) -> _Row | None:
     return None if values is None else _Row(*values)
 
 
-# The free-address search: an index range scan on leases_free, first row not locked by
-# another server's transaction. Kept apart so a test can EXPLAIN it.
-FREE_SEARCH_SQL = (
-    "SELECT address FROM leases WHERE pool = %(pool)s AND free_at <= %(now)s "
-    "ORDER BY free_at, address LIMIT 1 FOR UPDATE SKIP LOCKED"
-)
-
 _CLIENT_ROW = (
     f"SELECT {_COLUMNS} FROM leases WHERE pool = %s AND client = %s AND state <> 'declined' "
     "ORDER BY state IN ('offered', 'bound') DESC, since DESC NULLS LAST LIMIT 1"
 )
 
-_TAKE = (
-    "UPDATE leases SET state = 'offered', client = %(client)s, mac = %(mac)s, "
-    "owner = %(owner)s, expires = %(until)s, free_at = %(until)s, since = %(now)s, "
-    "hostname = CASE WHEN client = %(client)s THEN hostname END "
-    "WHERE address = ({target}) RETURNING " + _COLUMNS
-)
+_OFFER = "SELECT * FROM ptftpd_offer(%s, %s, %s, %s, %s, %s, %s)"
+_BIND = "SELECT * FROM ptftpd_bind(%s, %s, %s, %s, %s, %s, %s)"
+
+
+def _granted(values: tuple[Any, ...] | None) -> _Row | None:
+    """A row from ptftpd_offer/ptftpd_bind: None for no grant, RowsBusy for a lost race."""
+    if values is None:
+        return None
+    if values[0] == "busy":
+        raise RowsBusy("another server holds the rows this request needs")
+    return _Row(*values[1:])
 
 
 class PgStore:
@@ -228,7 +228,7 @@ class PgStore:
         def op(conn: psycopg.Connection[Any]) -> _Row | None:
             return _row(conn.execute(_CLIENT_ROW, (pool, client_key)).fetchone())
 
-        row = self._run(op)
+        row = self._run(op, atomic=True)
         return None if row is None else row.lease(now)
 
     def get(self, address: IPv4Address, now: float) -> Lease | None:
@@ -238,7 +238,7 @@ class PgStore:
             sql = f"SELECT {_COLUMNS} FROM leases WHERE address = %s"
             return _row(conn.execute(sql, (address,)).fetchone())
 
-        row = self._run(op)
+        row = self._run(op, atomic=True)
         return None if row is None else row.lease(now)
 
     def leases(self, pool: str | None = None) -> list[Lease]:
@@ -251,7 +251,7 @@ class PgStore:
             sql += " AND pool = %s ORDER BY address"
             return [_Row(*r) for r in conn.execute(sql, (pool,)).fetchall()]
 
-        return [lease for row in self._run(op) if (lease := row.lease()) is not None]
+        return [lease for row in self._run(op, atomic=True) if (lease := row.lease()) is not None]
 
     # -- events ------------------------------------------------------------------------
 
@@ -269,27 +269,12 @@ class PgStore:
         The client's own lease or offer comes first (a bound lease is returned as it
         is), then its last address if still free, then `requested`, then a free address.
         The reservation is a row other servers see, so they do not offer it meanwhile."""
-        args = {"client": client_key, "mac": mac, "owner": self.server_id, "now": now}
-        args |= {"until": now + hold, "pool": pool, "requested": requested}
+        args = (client_key, mac, pool, requested, now, now + hold, self.server_id)
 
         def op(conn: psycopg.Connection[Any]) -> _Row | None:
-            own = _row(conn.execute(_CLIENT_ROW + " FOR UPDATE", (pool, client_key)).fetchone())
-            if own is not None and own.state == "bound" and (own.expires or math.inf) > now:
-                return own
-            if own is not None and (own.state in _LIVE or (own.since or 0.0) <= now):
-                args["address"] = own.address
-                return _row(conn.execute(_TAKE.format(target="%(address)s"), args).fetchone())
-            if requested is not None:
-                target = (
-                    "SELECT address FROM leases WHERE address = %(requested)s AND pool = %(pool)s "
-                    "AND free_at <= %(now)s FOR UPDATE SKIP LOCKED"
-                )
-                taken = _row(conn.execute(_TAKE.format(target=target), args).fetchone())
-                if taken is not None:
-                    return taken
-            return _row(conn.execute(_TAKE.format(target=FREE_SEARCH_SQL), args).fetchone())
+            return _granted(conn.execute(_OFFER, args).fetchone())
 
-        row = self._run(op)
+        row = self._run(op, atomic=True)
         return None if row is None else row.lease()
 
     def bind(
@@ -307,43 +292,12 @@ class PgStore:
         address is in no pool or another client holds it (the caller NAKs or stays
         silent). The client's other live row in that pool is released in the same
         transaction: one lease per client, whichever server it asks."""
-        args = {"client": client_key, "mac": mac, "owner": self.server_id, "now": now}
-        args |= {"address": address, "expires": expires, "hostname": hostname}
+        args = (client_key, mac, address, now, expires, hostname, self.server_id)
 
         def op(conn: psycopg.Connection[Any]) -> _Row | None:
-            found = conn.execute(
-                "SELECT pool, client, state, free_at FROM leases WHERE address = %s FOR UPDATE",
-                (address,),
-            ).fetchone()
-            if found is None:
-                return None
-            pool, holder, state, free_at = found
-            ours = holder is not None and bytes(holder) == client_key and state != "declined"
-            if not ours and free_at > now:
-                return None
-            args["pool"] = pool
-            conn.execute(
-                "UPDATE leases SET "
-                "state = CASE state WHEN 'bound' THEN 'released' ELSE 'free' END, "
-                "client = CASE state WHEN 'bound' THEN client END, "
-                "mac = CASE state WHEN 'bound' THEN mac END, "
-                "expires = %(now)s, since = %(now)s, free_at = %(now)s "
-                "WHERE pool = %(pool)s AND client = %(client)s AND state IN ('offered', 'bound') "
-                "AND address <> %(address)s",
-                args,
-            )
-            return _row(
-                conn.execute(
-                    "UPDATE leases SET state = 'bound', client = %(client)s, mac = %(mac)s, "
-                    "owner = %(owner)s, expires = %(expires)s, free_at = %(expires)s, "
-                    "since = %(now)s, hostname = COALESCE(%(hostname)s, "
-                    "CASE WHEN client = %(client)s THEN hostname END) "
-                    "WHERE address = %(address)s RETURNING " + _COLUMNS,
-                    args,
-                ).fetchone()
-            )
+            return _granted(conn.execute(_BIND, args).fetchone())
 
-        row = self._run(op)
+        row = self._run(op, atomic=True)
         return None if row is None else row.lease()
 
     def release(self, client_key: bytes, address: IPv4Address, now: float) -> Lease | None:
