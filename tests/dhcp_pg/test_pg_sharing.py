@@ -33,6 +33,9 @@ def test_a_lease_bound_at_one_server_is_renewed_at_the_other(pair: tuple[PgStore
     assert seen is not None and seen.address == offer.address and seen.state is LeaseState.BOUND
     renewed = s2.bind(b"c", "aa", offer.address, NOW + 90, NOW + 190)
     assert renewed is not None and renewed.expires == NOW + 190 and renewed.hostname == "pc1"
+    holder = s1.get(offer.address, NOW + 150)
+    assert holder is not None and holder.client_key == b"c" and holder.expires == NOW + 190
+    assert s1.get(ip("10.99.0.1"), NOW) is None  # in no pool
     back = s1.lookup(b"c", POOL, NOW + 150)
     assert back is not None and back.state is LeaseState.BOUND and back.expires == NOW + 190
     # A DISCOVER at either server gives the client its bound lease, not a new address.
