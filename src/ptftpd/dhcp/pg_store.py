@@ -1,0 +1,343 @@
+"""PostgreSQL lease store: several DHCP servers, one database, the database is the truth.
+
+Every address of every pool is one row (`leases`, primary key `address`), so the
+database itself refuses to hold an address twice, and a partial unique index allows one
+live (offered or bound) row per client key per pool. Each row carries `free_at`, the
+moment another client may have it: `-infinity` for a never-used address, the offer's end
+for an offer, the expiry for a bound lease, the release time, the end of a decline's
+quarantine. One index on `(pool, free_at, address)` then answers "a free address, never
+used first, else free the longest" without reading the other leases, and `FOR UPDATE
+SKIP LOCKED` lets concurrent servers take different rows instead of waiting or racing.
+Expiry needs no sweeper: it is only a comparison with `now`, the same on every server
+(so the servers' clocks must agree, as they must for any DHCP failover).
+
+Offer and bind, the per-packet operations, are server-side functions (pg_schema.py): one
+round trip each, their own transaction, and inside `batch()` part of the burst's one
+transaction (a group commit like the SQLite store's) without a savepoint, since each
+function catches the races it can lose and reports them as 'busy'. The rarer operations
+are plain statements in a transaction (a savepoint inside a burst). psycopg prepares a
+statement server-side once it has run `prepare_threshold` times on a connection (1 here),
+so every statement is parsed and planned once per pooled connection.
+
+Faults (pg_link.py): an unreachable database at start raises `PgStoreError` with one
+line. Lost while running, every operation raises `StoreUnavailable` (the server answers
+nothing rather than guess), a reconnection is tried with bounded exponential backoff,
+and one line is logged when the database goes and one when it comes back. `StoreBusy`
+means another server holds the rows a request needs: stay silent, the client retries.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+import psycopg
+
+from ptftpd.dhcp.leases import Lease, LeaseState
+from ptftpd.dhcp.pg_link import (
+    PgLink,
+    PgStoreError,
+    RowsBusy,
+    StoreBusy,
+    StoreUnavailable,
+    describe,
+    init_schema,
+)
+from ptftpd.dhcp.pg_schema import LATEST_VERSION
+
+__all__ = [
+    "LATEST_VERSION",
+    "PgStore",
+    "PgStoreError",
+    "PoolMismatch",
+    "StoreBusy",
+    "StoreUnavailable",
+    "describe",
+    "init_schema",
+]
+
+MAX_POOL_SIZE = 1 << 20  # one row per address: a /12 is the most one pool may hold
+_COLUMNS = "address, client, mac, state, expires, hostname, since"
+
+
+class PoolMismatch(PgStoreError):
+    """The database defines this pool differently: the servers' configurations differ."""
+
+
+@dataclass
+class _Row:
+    address: IPv4Address
+    client: bytes | None
+    mac: str | None
+    state: str
+    expires: float | None
+    hostname: str | None
+    since: float | None
+
+    def lease(self, now: float | None = None) -> Lease | None:
+        if self.state == "free" or self.client is None:
+            return None
+        lease = Lease(
+            self.address,
+            bytes(self.client),
+            self.mac or "",
+            LeaseState(self.state),
+            math.inf if self.expires is None else self.expires,
+            self.hostname,
+            self.since or 0.0,
+        )
+        if now is not None:
+            lease.state = lease.effective_state(now)
+        return lease
+
+
+def _row(values: tuple[Any, ...] | None) -> _Row | None:
+    return None if values is None else _Row(*values)
+
+
+_CLIENT_ROW = (
+    f"SELECT {_COLUMNS} FROM leases WHERE pool = %s AND client = %s AND state <> 'declined' "
+    "ORDER BY state IN ('offered', 'bound') DESC, since DESC NULLS LAST LIMIT 1"
+)
+
+_OFFER = "SELECT * FROM ptftpd_offer(%s, %s, %s, %s, %s, %s, %s)"
+_BIND = "SELECT * FROM ptftpd_bind(%s, %s, %s, %s, %s, %s, %s)"
+
+
+def _granted(values: tuple[Any, ...] | None) -> _Row | None:
+    """A row from ptftpd_offer/ptftpd_bind: None for no grant, RowsBusy for a lost race."""
+    if values is None:
+        return None
+    if values[0] == "busy":
+        raise RowsBusy("another server holds the rows this request needs")
+    return _Row(*values[1:])
+
+
+class PgStore:
+    """Leases in PostgreSQL, shared by every server that names the same database.
+
+    `server_id` (the server identifier address, or any stable name) is recorded as the
+    owner of the offers and leases this server makes, for operators and for `withdraw`.
+    `clock` is only for the reconnection backoff (monotonic seconds); lease times are
+    the `now` each call is given, as in the sans-IO lease policy.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        server_id: str,
+        *,
+        min_connections: int = 1,
+        max_connections: int = 4,
+        connect_timeout: float = 5.0,
+        lock_timeout: float = 0.2,
+        backoff: tuple[float, float] = (0.5, 30.0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.server_id = server_id
+        self._link = PgLink(
+            conninfo,
+            server_id,
+            min_connections=min_connections,
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
+            lock_timeout=lock_timeout,
+            backoff=backoff,
+            clock=clock,
+        )
+        self._run = self._link.run
+        self.name = self._link.name
+
+    @property
+    def available(self) -> bool:
+        """False from a lost database until an operation succeeds again."""
+        return self._link.available
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Run the operations of one burst in one transaction: one commit for all.
+
+        Each operation is a savepoint, so one that loses a race is undone alone. The
+        caller sends the replies after the block: if the commit fails this raises
+        `StoreUnavailable` and none of the burst's grants may be announced."""
+        return self._link.batch()
+
+    # -- pools -----------------------------------------------------------------------
+
+    def ensure_pool(
+        self, pool: str, first: IPv4Address, last: IPv4Address, excluded: Iterable[IPv4Address] = ()
+    ) -> int:
+        """Create the pool's address rows, or check that the database defines it as we do.
+
+        Every server sharing the database must define each pool id with the same range
+        and exclusions (server addresses, gateways, static hosts): a different definition
+        raises `PoolMismatch` rather than letting two servers disagree on the free list."""
+        size = int(last) - int(first) + 1
+        if size <= 0 or size > MAX_POOL_SIZE:
+            raise PgStoreError(
+                f"pool {pool}: {first}-{last} must hold 1 to {MAX_POOL_SIZE} addresses"
+            )
+        skip = sorted({a for a in excluded if first <= a <= last})
+
+        def op(conn: psycopg.Connection[Any]) -> int:
+            # A server starting beside another waits for its pool rows, not 0.2 s.
+            conn.execute("SET LOCAL lock_timeout = '60s'")
+            conn.execute(
+                "INSERT INTO pools (id, first, last, excluded) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING",
+                (pool, first, last, skip),
+            )
+            row = conn.execute(
+                "SELECT first, last, excluded FROM pools WHERE id = %s FOR UPDATE", (pool,)
+            ).fetchone()
+            assert row is not None
+            if (row[0], row[1], sorted(row[2])) != (first, last, skip):
+                raise PoolMismatch(
+                    f"pool {pool} is {row[0]}-{row[1]} excluding {len(row[2])} in {self.name}, "
+                    f"this server has {first}-{last} excluding {len(skip)}: "
+                    "servers sharing a lease database need the same ranges and static hosts"
+                )
+            other = conn.execute(
+                "SELECT pool FROM leases WHERE address BETWEEN %s AND %s AND pool <> %s LIMIT 1",
+                (first, last, pool),
+            ).fetchone()
+            if other is not None:
+                raise PoolMismatch(f"pool {pool} overlaps pool {other[0]} in {self.name}")
+            conn.execute(
+                "INSERT INTO leases (address, pool, state, free_at) "
+                "SELECT a, %s, 'free', '-infinity' FROM "
+                "(SELECT %s::inet + n AS a FROM generate_series(0, %s) AS n) AS s "
+                "WHERE a <> ALL(%s::inet[]) ON CONFLICT (address) DO NOTHING",
+                (pool, first, size - 1, skip),
+            )
+            return size - len(skip)
+
+        return self._run(op, attempts=1)
+
+    # -- queries -----------------------------------------------------------------------
+
+    def lookup(self, client_key: bytes, pool: str, now: float) -> Lease | None:
+        """The client's live lease or offer in `pool`, else its last one; None if none.
+
+        This is how a client that renews or rebinds at another server is recognised."""
+
+        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+            return _row(conn.execute(_CLIENT_ROW, (pool, client_key)).fetchone())
+
+        row = self._run(op, atomic=True)
+        return None if row is None else row.lease(now)
+
+    def get(self, address: IPv4Address, now: float) -> Lease | None:
+        """Who holds (or last held) `address`; None when free or in no pool."""
+
+        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+            sql = f"SELECT {_COLUMNS} FROM leases WHERE address = %s"
+            return _row(conn.execute(sql, (address,)).fetchone())
+
+        row = self._run(op, atomic=True)
+        return None if row is None else row.lease(now)
+
+    def leases(self, pool: str | None = None) -> list[Lease]:
+        """Every address that is or was leased, offered or declined (for listings)."""
+
+        def op(conn: psycopg.Connection[Any]) -> list[_Row]:
+            sql = f"SELECT {_COLUMNS} FROM leases WHERE state <> 'free'"
+            if pool is None:
+                return [_Row(*r) for r in conn.execute(sql + " ORDER BY address").fetchall()]
+            sql += " AND pool = %s ORDER BY address"
+            return [_Row(*r) for r in conn.execute(sql, (pool,)).fetchall()]
+
+        return [lease for row in self._run(op, atomic=True) if (lease := row.lease()) is not None]
+
+    # -- events ------------------------------------------------------------------------
+
+    def offer(
+        self,
+        client_key: bytes,
+        mac: str,
+        pool: str,
+        requested: IPv4Address | None,
+        now: float,
+        hold: float,
+    ) -> Lease | None:
+        """Reserve an address for a DISCOVER until `now + hold`; None when the pool is full.
+
+        The client's own lease or offer comes first (a bound lease is returned as it
+        is), then its last address if still free, then `requested`, then a free address.
+        The reservation is a row other servers see, so they do not offer it meanwhile."""
+        args = (client_key, mac, pool, requested, now, now + hold, self.server_id)
+
+        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+            return _granted(conn.execute(_OFFER, args).fetchone())
+
+        row = self._run(op, atomic=True)
+        return None if row is None else row.lease()
+
+    def bind(
+        self,
+        client_key: bytes,
+        mac: str,
+        address: IPv4Address,
+        now: float,
+        expires: float,
+        hostname: str | None = None,
+    ) -> Lease | None:
+        """Bind `address` to the client until `expires` (math.inf: BOOTP, for ever).
+
+        Serves SELECTING, INIT-REBOOT, RENEWING and REBINDING alike. None when the
+        address is in no pool or another client holds it (the caller NAKs or stays
+        silent). The client's other live row in that pool is released in the same
+        transaction: one lease per client, whichever server it asks."""
+        args = (client_key, mac, address, now, expires, hostname, self.server_id)
+
+        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+            return _granted(conn.execute(_BIND, args).fetchone())
+
+        row = self._run(op, atomic=True)
+        return None if row is None else row.lease()
+
+    def release(self, client_key: bytes, address: IPv4Address, now: float) -> Lease | None:
+        """DHCPRELEASE: the address is free for everyone at once. None if not the client's."""
+        sql = (
+            "UPDATE leases SET state = 'released', expires = %(now)s, since = %(now)s, "
+            "free_at = %(now)s, owner = %(owner)s WHERE address = %(address)s "
+            "AND client = %(client)s AND state = 'bound' RETURNING " + _COLUMNS
+        )
+        args = {"now": now, "owner": self.server_id, "address": address, "client": client_key}
+        row = self._run(lambda conn: _row(conn.execute(sql, args).fetchone()))
+        return None if row is None else row.lease()
+
+    def decline(
+        self, client_key: bytes, mac: str, address: IPv4Address, now: float, until: float
+    ) -> Lease | None:
+        """DHCPDECLINE: quarantine the address until `until`. None if not the client's."""
+        sql = (
+            "UPDATE leases SET state = 'declined', mac = %(mac)s, expires = %(until)s, "
+            "since = %(now)s, free_at = %(until)s, owner = %(owner)s, hostname = NULL "
+            "WHERE address = %(address)s AND client = %(client)s "
+            "AND state IN ('offered', 'bound') RETURNING " + _COLUMNS
+        )
+        args = {"now": now, "until": until, "owner": self.server_id, "mac": mac}
+        args |= {"address": address, "client": client_key}
+        row = self._run(lambda conn: _row(conn.execute(sql, args).fetchone()))
+        return None if row is None else row.lease()
+
+    def withdraw(self, client_key: bytes, pool: str, now: float) -> None:
+        """The client chose another server: free the offer this server made, at once."""
+        sql = (
+            "UPDATE leases SET state = 'free', client = NULL, mac = NULL, free_at = %s, "
+            "since = %s WHERE pool = %s AND client = %s AND state = 'offered' AND owner = %s"
+        )
+        args = (now, now, pool, client_key, self.server_id)
+
+        def op(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(sql, args)
+
+        self._run(op)
+
+    def close(self) -> None:
+        self._link.close()
