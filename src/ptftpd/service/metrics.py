@@ -11,7 +11,9 @@ the points where they already write their one log line::
 
 Until :func:`serve` (or :func:`enable`) is called every function is a cheap no-op, so
 code paths are the same with and without ``--metrics``. Label values come from small
-fixed sets (unknown ones become ``other``), so a hostile client cannot grow the series.
+fixed sets (unknown ones become ``other``; architectures are the IANA names of
+``ptftpd.dhcp.options.ARCHITECTURES``, e.g. ``efi-x64``), so a hostile client cannot
+grow the number of series.
 
 Several worker processes (``--workers``, the boot-storm issue) use prometheus-client's
 multiprocess mode: the parent sets ``PROMETHEUS_MULTIPROC_DIR`` to an empty private
@@ -39,6 +41,8 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
+
+from ptftpd.dhcp.options import ARCHITECTURES
 
 Direction = Literal["read", "write"]
 FAILURE_REASONS = frozenset(
@@ -70,18 +74,6 @@ DHCP_TYPES = frozenset(
     }
 )
 BOOT_OUTCOMES = frozenset({"completed", "failed", "abandoned"})
-ARCHITECTURES = {
-    0: "bios",
-    6: "efi-ia32",
-    7: "efi-x64",
-    9: "efi-x64",
-    10: "efi-arm32",
-    11: "efi-arm64",
-    15: "efi-ia32-http",
-    16: "efi-x64-http",
-    19: "efi-arm64-http",
-    25: "efi-riscv64",
-}
 
 _TRANSFER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _BOOT_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -222,7 +214,8 @@ class Metrics:
         self.dhcp_pool_free.set(counts.free)
 
     def record_pxe_boot(self, arch_code: int, outcome: str, seconds: float | None) -> None:
-        arch = ARCHITECTURES.get(arch_code, "other")
+        name = ARCHITECTURES.get(arch_code)
+        arch = "other" if name is None else "-".join(name.lower().split())
         self.pxe_boots.labels(arch, _label(outcome, BOOT_OUTCOMES)).inc()
         if seconds is not None:
             self.pxe_boot_seconds.labels(arch).observe(seconds)
