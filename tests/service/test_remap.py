@@ -82,6 +82,16 @@ CASES = [
         "old/f",
         "f.moved",
     ),
+    Case(
+        "IPv6 client, hex address",
+        """
+        r4 ^ v4/
+        r6 ^ v6/\\x/
+        """,
+        "f",
+        "v6/00000000000000000000000000000001/f",
+        client="::1",
+    ),
     Case("inverse deny", "a~ ^pub/", "etc/f", Refused("Access denied")),
     Case("inverse allows", "a~ ^pub/", "pub/f", "pub/f"),
     Case("get-only rule on a get", "rG ^ get/", "f", "get/f"),
@@ -139,15 +149,17 @@ def test_apply_matches_tftpd_hpa(tmp_path: Path, case: Case) -> None:
     if not decoy.exists():
         decoy.parent.mkdir(parents=True, exist_ok=True)
         decoy.write_text("unmapped")
-    port = free_udp_port()
+    host = "::1" if ":" in case.client else "127.0.0.1"
+    url_host = f"[{host}]" if ":" in host else host
+    port = free_udp_port(host)
     argv = [exe, "-L", "-u", "root", "-m", str(rules_path), "-s", str(root)]
-    server = Process([*argv, "-a", f"127.0.0.1:{port}"], tmp_path / "tftpd.log")
+    server = Process([*argv, "-a", f"{url_host}:{port}"], tmp_path / "tftpd.log")
     try:
         wait_udp_bound(port, proc=server.proc)
         if isinstance(case.expected, Refused):
             tftp = require_tool("tftp")
             done = subprocess.run(
-                [tftp, "127.0.0.1", str(port), "-c", "get", case.request, "/dev/stdout"],
+                [tftp, host, str(port), "-c", "get", case.request, "/dev/stdout"],
                 capture_output=True,
                 text=True,
                 timeout=30,
@@ -163,7 +175,7 @@ def test_apply_matches_tftpd_hpa(tmp_path: Path, case: Case) -> None:
                     "20",
                     "--interface",
                     case.client,
-                    f"tftp://127.0.0.1:{port}/{quote(case.request, safe=URL_SAFE)}",
+                    f"tftp://{url_host}:{port}/{quote(case.request, safe=URL_SAFE)}",
                 ],
                 capture_output=True,
                 text=True,
