@@ -48,6 +48,9 @@ them and refuses what it cannot convert faithfully:
 * ``$`` matches only at the very end (``re``'s ``$`` also matches before a final newline);
   ``.`` matches any character; a quantifier after a quantifier (``a*?``, greedy in POSIX,
   lazy in ``re``) repeats the quantified piece; ``{`` must start a valid interval.
+* ``re`` backtracks: a rule with nested repetition such as ``(a+)+$`` can take
+  exponential time on a client-chosen name that almost matches, where glibc does not.
+  The rule file is the operator's; write such rules without the nesting (``a+$``).
 * Filenames are matched as text (UTF-8, undecodable bytes as surrogates); tftpd-hpa matches
   bytes, so ``.`` on a non-ASCII name counts characters where it counts bytes.
 """
