@@ -1,0 +1,282 @@
+"""Prometheus metrics (``--metrics ADDR:PORT``): one typed facade every server calls.
+
+Servers never touch prometheus-client directly; they call the module functions below at
+the points where they already write their one log line::
+
+    metrics.tftp_started("read")                                # RRQ accepted
+    metrics.tftp_finished(TransferRecord("read", "completed", sent, 0, seconds))
+    metrics.dhcp_message("in", "discover"); metrics.dhcp_message("out", "offer")
+    metrics.dhcp_leases(LeaseCounts(active=..., offered=..., declined=..., free=...))
+    metrics.pxe_boot(arch_code, "completed", seconds_discover_to_last_byte)
+
+Until :func:`serve` (or :func:`enable`) is called every function is a cheap no-op, so
+code paths are the same with and without ``--metrics``. Label values come from small
+fixed sets (unknown ones become ``other``; architectures are the IANA names of
+``ptftpd.dhcp.options.ARCHITECTURES``, e.g. ``efi-x64``), so a hostile client cannot
+grow the number of series.
+
+Several worker processes (``--workers``, the boot-storm issue) use prometheus-client's
+multiprocess mode: the parent sets ``PROMETHEUS_MULTIPROC_DIR`` to an empty private
+directory (e.g. under ``$RUNTIME_DIRECTORY``) *before* any worker imports this module;
+each worker then writes its samples to memory-mapped files there, counters and
+histograms are summed across workers, ``tftp_active_sessions`` uses ``livesum`` (only
+live workers count), and the DHCP gauges, set by whichever process owns the lease store,
+use ``mostrecent``. Only the parent calls :func:`serve`, which then collects from the
+directory instead of from its own registry, and calls :func:`worker_exited` (prometheus-
+client's ``mark_process_dead``) when a worker ends. tests/service/test_metrics.py runs
+this with real processes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
+
+from ptftpd.dhcp.options import ARCHITECTURES
+
+Direction = Literal["read", "write"]
+FAILURE_REASONS = frozenset(
+    {
+        "not_found",
+        "access_denied",
+        "exists",
+        "disk_full",
+        "timeout",
+        "peer_error",
+        "option_refused",
+        "illegal_operation",
+        "shutdown",
+        "other",
+    }
+)
+DHCP_TYPES = frozenset(
+    {
+        "discover",
+        "offer",
+        "request",
+        "decline",
+        "ack",
+        "nak",
+        "release",
+        "inform",
+        "bootrequest",
+        "bootreply",
+    }
+)
+BOOT_OUTCOMES = frozenset({"completed", "failed", "abandoned"})
+
+_TRANSFER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_BOOT_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+@dataclass(frozen=True)
+class TransferRecord:
+    """One finished TFTP transfer, as the server's log line describes it."""
+
+    direction: Direction
+    outcome: str  # "completed", or a FAILURE_REASONS value
+    bytes_sent: int
+    bytes_received: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LeaseCounts:
+    active: int
+    offered: int
+    declined: int
+    free: int
+
+
+def _label(value: str, allowed: frozenset[str]) -> str:
+    value = value.lower()
+    return value if value in allowed else "other"
+
+
+class Metrics:
+    """Every metric family, in one registry (one per process; tests make their own)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        ns = "ptftpd"
+        self.tftp_started = Counter(
+            "tftp_transfers_started",
+            "TFTP transfers accepted",
+            ["direction"],
+            namespace=ns,
+            registry=r,
+        )
+        self.tftp_completed = Counter(
+            "tftp_transfers_completed",
+            "TFTP transfers that delivered every byte",
+            ["direction"],
+            namespace=ns,
+            registry=r,
+        )
+        self.tftp_failed = Counter(
+            "tftp_transfers_failed",
+            "TFTP transfers that ended without every byte",
+            ["direction", "reason"],
+            namespace=ns,
+            registry=r,
+        )
+        self.tftp_bytes_sent = Counter(
+            "tftp_sent_bytes", "File bytes sent in TFTP DATA packets", namespace=ns, registry=r
+        )
+        self.tftp_bytes_received = Counter(
+            "tftp_received_bytes",
+            "File bytes received in TFTP DATA packets",
+            namespace=ns,
+            registry=r,
+        )
+        self.tftp_active = Gauge(
+            "tftp_active_sessions",
+            "TFTP transfers in progress",
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.tftp_duration = Histogram(
+            "tftp_transfer_duration_seconds",
+            "Request to last ACK, per finished transfer",
+            ["direction"],
+            namespace=ns,
+            registry=r,
+            buckets=_TRANSFER_BUCKETS,
+        )
+        self.dhcp_messages = Counter(
+            "dhcp_messages",
+            "DHCP/BOOTP messages by direction and type",
+            ["direction", "type"],
+            namespace=ns,
+            registry=r,
+        )
+        self.dhcp_leases = Gauge(
+            "dhcp_leases",
+            "Leases by state",
+            ["state"],
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.dhcp_pool_free = Gauge(
+            "dhcp_pool_free",
+            "Addresses of the pool nobody holds",
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.pxe_boots = Counter(
+            "pxe_boots",
+            "PXE boots by client architecture and outcome",
+            ["arch", "outcome"],
+            namespace=ns,
+            registry=r,
+        )
+        self.pxe_boot_seconds = Histogram(
+            "pxe_boot_seconds", "DHCP DISCOVER to the last byte of the boot file",
+            ["arch"], namespace=ns, registry=r, buckets=_BOOT_BUCKETS,
+        )  # fmt: skip
+
+    def record_transfer_started(self, direction: Direction) -> None:
+        self.tftp_started.labels(direction).inc()
+        self.tftp_active.inc()
+
+    def record_transfer_finished(self, record: TransferRecord) -> None:
+        self.tftp_active.dec()
+        if record.outcome == "completed":
+            self.tftp_completed.labels(record.direction).inc()
+        else:
+            reason = _label(record.outcome, FAILURE_REASONS)
+            self.tftp_failed.labels(record.direction, reason).inc()
+        self.tftp_bytes_sent.inc(record.bytes_sent)
+        self.tftp_bytes_received.inc(record.bytes_received)
+        self.tftp_duration.labels(record.direction).observe(record.seconds)
+
+    def record_dhcp_message(self, direction: Literal["in", "out"], message_type: str) -> None:
+        self.dhcp_messages.labels(direction, _label(message_type, DHCP_TYPES)).inc()
+
+    def record_leases(self, counts: LeaseCounts) -> None:
+        self.dhcp_leases.labels("active").set(counts.active)
+        self.dhcp_leases.labels("offered").set(counts.offered)
+        self.dhcp_leases.labels("declined").set(counts.declined)
+        self.dhcp_pool_free.set(counts.free)
+
+    def record_pxe_boot(self, arch_code: int, outcome: str, seconds: float | None) -> None:
+        name = ARCHITECTURES.get(arch_code)
+        arch = "other" if name is None else "-".join(name.lower().split())
+        self.pxe_boots.labels(arch, _label(outcome, BOOT_OUTCOMES)).inc()
+        if seconds is not None:
+            self.pxe_boot_seconds.labels(arch).observe(seconds)
+
+
+_active: Metrics | None = None
+
+
+def enable(metrics: Metrics | None = None) -> Metrics:
+    """Make the facade functions record into `metrics` (a new set by default)."""
+    global _active
+    _active = metrics if metrics is not None else Metrics()
+    return _active
+
+
+def disable() -> None:
+    global _active
+    _active = None
+
+
+def serve(address: str, port: int) -> Metrics:
+    """Enable metrics and serve them at http://ADDRESS:PORT/metrics in a daemon thread.
+
+    Call after binding the server's own sockets and before dropping privileges (a port
+    below 1024 needs them). Raises OSError (e.g. address in use) for a one-line error.
+    """
+    metrics = _active if _active is not None else enable()
+    registry = metrics.registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, address, registry)
+    return metrics
+
+
+def worker_exited(pid: int) -> None:
+    """A --workers child ended: drop its live gauges (multiprocess mode only)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def tftp_started(direction: Direction) -> None:
+    if _active is not None:
+        _active.record_transfer_started(direction)
+
+
+def tftp_finished(record: TransferRecord) -> None:
+    if _active is not None:
+        _active.record_transfer_finished(record)
+
+
+def dhcp_message(direction: Literal["in", "out"], message_type: str) -> None:
+    if _active is not None:
+        _active.record_dhcp_message(direction, message_type)
+
+
+def dhcp_leases(counts: LeaseCounts) -> None:
+    if _active is not None:
+        _active.record_leases(counts)
+
+
+def pxe_boot(arch_code: int, outcome: str, seconds: float | None) -> None:
+    if _active is not None:
+        _active.record_pxe_boot(arch_code, outcome, seconds)
