@@ -38,6 +38,7 @@ def policy(
     static: tuple[StaticHost, ...] = (),
     clock: Clock | None = None,
     lease_time: int = 100,
+    authoritative: bool = False,
 ) -> tuple[LeasePolicy, Clock]:
     clock = clock or Clock()
     exclude = [SERVER, *(h.address for h in static)]
@@ -48,6 +49,7 @@ def policy(
         offer_time=10,
         decline_time=50,
         static_hosts=static,
+        authoritative=authoritative,
     )
     return LeasePolicy(pool, store if store is not None else MemoryStore(), clock), clock
 
@@ -76,7 +78,7 @@ def test_pool_excludes_network_broadcast_server_gateway() -> None:
 
 
 def test_offer_is_held_then_expires() -> None:
-    p, clock = policy()
+    p, clock = policy(authoritative=True)
     a = p.offer(key(1), mac(1))
     b = p.offer(key(2), mac(2))
     assert a is not None and b is not None and a != b
@@ -139,7 +141,16 @@ def test_declined_address_is_quarantined() -> None:
 
 
 def test_nak_cases() -> None:
-    p, _ = policy(static=(StaticHost(mac(5), IPv4Address("10.9.0.6"), "five"),))
+    static = (StaticHost(mac(5), IPv4Address("10.9.0.6"), "five"),)
+    quiet, _ = policy(static=static)
+    a = bind(quiet, 1)
+    # Not authoritative: a stranger's wrong request gets silence, a known client a NAK.
+    for wrong in (a, IPv4Address("10.8.0.2"), SERVER, IPv4Address("10.9.0.6")):
+        assert quiet.request(key(2), mac(2), wrong) is None
+        assert isinstance(quiet.request(key(1), mac(1), wrong), Nak) or wrong == a
+    # SELECTING names us: a NAK even to a stranger.
+    assert isinstance(quiet.request(key(2), mac(2), a, selecting=True), Nak)
+    p, _ = policy(static=static, authoritative=True)
     a = bind(p, 1)
     assert isinstance(p.request(key(2), mac(2), a), Nak)  # someone else's
     assert isinstance(p.request(key(2), mac(2), IPv4Address("10.8.0.2")), Nak)  # wrong net
@@ -161,7 +172,7 @@ def test_static_host_always_gets_its_address() -> None:
 
 
 def test_withdraw_frees_offer() -> None:
-    p, _ = policy()
+    p, _ = policy(authoritative=True)
     a = p.offer(key(1), mac(1))
     assert a is not None
     assert isinstance(p.request(key(2), mac(2), a), Nak)
