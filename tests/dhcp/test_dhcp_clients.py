@@ -92,7 +92,7 @@ def test_dhclient_gets_boot_options_and_renews(tmp_path: Path) -> None:
         assert bound["new_tftp_server_name"] == "10.77.0.9"
         assert bound["new_next_server"] == "10.77.0.9"  # siaddr
         assert bound["new_vendor_encapsulated_options"] == "6:1:8:ff"  # download directly
-        assert bound.get("new_vendor_class_identifier", "PXEClient") == "PXEClient"
+        assert bound["new_vendor_class_identifier"] == "PXEClient"
         # T1 is 3 s: dhclient renews by unicast from its new address.
         renewed = client.wait_event(("RENEW",), timeout=20)
         assert renewed["new_ip_address"] == bound["new_ip_address"]

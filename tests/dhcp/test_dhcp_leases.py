@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from ptftpd.dhcp.leases import (
     Ack,
+    Lease,
     LeasePolicy,
     LeaseState,
     MemoryStore,
@@ -281,18 +283,48 @@ def test_no_address_bound_to_two_clients(ops: list[tuple[str, int, int]]) -> Non
     assert before == after
 
 
-def test_full_huge_pool_answers_fast() -> None:
-    import time
+class NoScan(dict[IPv4Address, Lease]):
+    """The policy's lease table, refusing to be walked: a DISCOVER in a full pool must
+    find a free address through the index, never by looking at every lease."""
 
-    net = IPv4Network("10.0.0.0/8")
-    pool = PoolConfig(net, build_pool(net, [IPv4Address("10.0.0.1")], None, None), offer_time=10)
+    def values(self) -> Any:
+        raise AssertionError("every lease scanned")
+
+    def items(self) -> Any:
+        raise AssertionError("every lease scanned")
+
+    def __iter__(self) -> Any:
+        raise AssertionError("every lease scanned")
+
+
+def test_full_large_pool_finds_a_free_address_without_scanning() -> None:
+    net = IPv4Network("10.0.0.0/16")
+    pool = PoolConfig(net, build_pool(net, [IPv4Address("10.0.0.1")]), lease_time=100)
     clock = Clock()
     p = LeasePolicy(pool, MemoryStore(), clock)
-    p._cursor = pool.addresses.last - 3  # as if 16 M clients had come before
-    got = [p.offer(key(n), mac(n)) for n in range(1, 4)]
-    assert None not in got
-    started = time.monotonic()
-    assert p.offer(key(9), mac(9)) is None
-    assert time.monotonic() - started < 0.5
-    clock.now += 11  # the three offers ran out unused: their addresses come back
-    assert p.offer(key(9), mac(9)) in got
+    size = len(pool.addresses)
+    addrs = []
+    for n in range(size):
+        k = b"hw:" + n.to_bytes(6, "big")
+        addr = p.offer(k, "")
+        assert addr is not None
+        assert isinstance(p.request(k, "", addr), Ack)
+        addrs.append((k, addr))
+        clock.now += 0.001
+    p._leases = NoScan(p._leases)
+    assert p.offer(b"newcomer", "") is None  # full
+    clock.now += 1
+    # Two leases released, one after the other: the first released comes back first.
+    p.release(*addrs[500])
+    clock.now += 1
+    p.release(*addrs[70])
+    assert p.offer(b"newcomer", "") == addrs[500][1]
+    assert p.offer(b"second", "") == addrs[70][1]
+    assert p.offer(b"third", "") is None
+    # Every lease and offer runs out: the two offers (never taken up) lapsed before
+    # the first lease ended, then the leases come back oldest first.
+    clock.now += 1000
+    lapsed = {p.offer(b"fourth", ""), p.offer(b"fifth", "")}
+    assert lapsed == {addrs[500][1], addrs[70][1]}
+    assert p.offer(b"sixth", "") == addrs[0][1]
+    assert p.offer(b"seventh", "") == addrs[1][1]
