@@ -285,3 +285,57 @@ def test_instances_on_two_interfaces_each_serve_their_own(tmp_path: Path) -> Non
         wait_for(lambda: "DHCPACK" in main.output(), 10, "ACK logged by the bridge's server")
         assert other.proc.poll() is None and main.proc.poll() is None
         assert "DHCPOFFER" not in other.output() and "serving DHCP on dmy0" in other.output()
+
+
+def test_real_bootp_client_bootpc(tmp_path: Path) -> None:
+    """Debian's bootpc (an RFC 951 client with a 64-byte vendor area) against bootpd
+    with more settings than 64 bytes hold: it gets its address, mask, router, all three
+    DNS servers, host name and boot file, in a reply no longer than its request."""
+    bootpc = require_tool("bootpc")
+    with lab(tmp_path, 1) as lb:
+        ns, iface = lb.clients[0]
+        mac = ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+        server = lb.dhcpd(
+            "-t",
+            "10.77.0.9",
+            "-g",
+            "10.77.0.254",
+            *("-n", "10.77.0.53", "-n", "10.77.0.54", "-n", "10.77.0.55"),
+            "--domain",
+            "rack-17.lab.example.org",
+            "--host",
+            f"{mac}=10.77.0.20,build-node-0042",
+            tool="bootpd",
+            bootfile="boot.img",
+            name="bootpd",
+        )
+        # bootpc sends from 0.0.0.0 through the kernel's UDP stack: it needs a route
+        # for the limited broadcast, and asks for a broadcast reply (RFC 1542).
+        ns.run("ip", "route", "add", "255.255.255.255/32", "dev", iface)
+        done = ns.run(
+            bootpc,
+            "--dev",
+            iface,
+            "--timeoutwait",
+            "15",
+            "--returniffail",
+            "--serverbcast",
+            check=False,
+            timeout=40,
+        )
+        assert done.returncode == 0, (done.stdout, done.stderr, server.output())
+        got = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+        assert got["IPADDR"] == "'10.77.0.20'"
+        assert got["NETMASK"] == "'255.255.255.0'"
+        assert got["GATEWAYS"] == "'10.77.0.254'"
+        assert got["DNSSRVS"] == "'10.77.0.53 10.77.0.54 10.77.0.55'"
+        assert got["HOSTNAME"] == "'build-node-0042'"
+        assert got["BOOTFILE"] == "'boot.img'" and got["SERVER"] == "'10.77.0.9'"
+        # The domain did not fit the 64-byte vendor area: left out, not overflowed.
+        assert "rack-17" not in done.stdout
+        sizes = [
+            int(line.rsplit(" ", 2)[-2])
+            for line in server.output().splitlines()
+            if "send BOOTREPLY" in line
+        ]
+        assert sizes and max(sizes) <= 300, server.output()
