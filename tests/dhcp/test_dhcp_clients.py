@@ -15,7 +15,7 @@ import pytest
 from dhcplab import SERVER_IP, Dhclient, Udhcpc, lab, wait_for
 
 from ptftpd.dhcp.options import pxe_vendor_options
-from support import missing, require_tool, script
+from support import Netns, Process, add_veth, missing, require_tool, script, wait_udp_bound
 
 pytestmark = pytest.mark.netns
 
@@ -339,3 +339,49 @@ def test_real_bootp_client_bootpc(tmp_path: Path) -> None:
             if "send BOOTREPLY" in line
         ]
         assert sizes and max(sizes) <= 300, server.output()
+
+
+def test_real_relay_serves_a_second_subnet(tmp_path: Path) -> None:
+    """ISC dhcrelay between a rack and the server: udhcpc on 10.88.0.0/24 gets an
+    address from that subnet's [[subnet]] range, its router and DNS, through the relay
+    (which adds option 82; the server echoes it, and the relay strips it again)."""
+    dhcrelay = require_tool("dhcrelay")
+    conf = tmp_path / "dhcpd.toml"
+    conf.write_text(
+        "all = true\n"
+        "[[subnet]]\n"
+        'network = "10.88.0.0/24"\n'
+        'range = ["10.88.0.100", "10.88.0.120"]\n'
+        'gateway = "10.88.0.1"\n'
+        'dns = ["10.88.0.53"]\n'
+        'bootfile = "rack88.0"\n'
+    )
+    with lab(tmp_path, 1) as lb:
+        relay, up = lb.clients[0]
+        rack = Netns("dhr")
+        lb.clients.append((rack, "eth0"))  # removed with the lab
+        down = "rd" + rack.name[-8:]
+        add_veth(relay, down, rack, "eth0")
+        relay.run("ip", "addr", "add", "10.77.0.2/24", "dev", up)
+        relay.run("ip", "addr", "add", "10.88.0.1/24", "dev", down)
+        relay.run("ip", "link", "set", down, "up")
+        rack.run("ip", "link", "set", "eth0", "up")
+        lb.server.run("ip", "route", "add", "10.88.0.0/24", "via", "10.77.0.2")
+        server = lb.dhcpd("--config", str(conf))
+        agent = Process(
+            relay.popen_argv(
+                [dhcrelay, "-4", "-d", "--no-pid", "-a", "-iu", up, "-id", down, SERVER_IP]
+            ),
+            tmp_path / "dhcrelay.log",
+        )
+        lb.procs.append(agent)
+        wait_udp_bound(67, timeout=15, proc=agent.proc, netns=relay.name)
+        got = Udhcpc(lb, 1, "-q", name="rack").wait_event("bound", timeout=40)
+        first, last = IPv4Address("10.88.0.100"), IPv4Address("10.88.0.120")
+        assert first <= IPv4Address(got["ip"]) <= last, (got, server.output(), agent.output())
+        assert got["subnet"] == "255.255.255.0" and got["router"] == "10.88.0.1"
+        assert got["dns"] == "10.88.0.53" and got["serverid"] == SERVER_IP
+        assert got["boot_file"] == "rack88.0"
+        out = server.output()
+        assert f"DHCPACK {got['ip']}" in out
+        assert "giaddr=10.88.0.1" in out and "82: '" in out  # relayed, with option 82
