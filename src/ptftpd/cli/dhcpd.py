@@ -145,7 +145,13 @@ def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
         help="normal: every grant is committed before the reply and survives kill -9; "
         "full: also fsync, to survive power loss, at a lower rate (normal)",
     )
-    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings file (keys as the long flags; [[subnet]] tables for relayed "
+        "subnets)",
+    )
     parser.add_argument("--domain", metavar="NAME", help="domain name given to clients")
     parser.add_argument(
         "--authoritative",
@@ -176,7 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dhcpd",
         description="DHCP server for network boot on IFACE (RFC 2131, 2132, 4578). "
         "Without -a it answers PXE clients only.",
-        epilog="example: dhcpd -a -v -n 10.0.0.53 eth1 pxelinux.0",
+        epilog="example: dhcpd -a -v -n 10.0.0.53 eth1 pxelinux.0. The --config TOML file "
+        "takes the long flags as keys (authoritative = true, ...) and [[subnet]] tables "
+        "for subnets behind relays (network, range, gateway, dns, domain, bootfile, "
+        "tftp-server, ipxe-bootfile, hosts, exclude, lease-time, [subnet.options]). "
+        "Usage errors exit 2.",
     )
     add_server_flags(parser, "dhcpd")
     parser.add_argument(
