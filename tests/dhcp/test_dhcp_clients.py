@@ -385,3 +385,45 @@ def test_real_relay_serves_a_second_subnet(tmp_path: Path) -> None:
         out = server.output()
         assert f"DHCPACK {got['ip']}" in out
         assert "giaddr=10.88.0.1" in out and "82: '" in out  # relayed, with option 82
+
+
+def test_silent_to_another_servers_client_on_the_same_wire(tmp_path: Path) -> None:
+    """Peaceful coexistence (RFC 2131 4.3.2): dnsmasq is the site's server; dhclient,
+    holding a dnsmasq lease, reboots (INIT-REBOOT) while our dhcpd runs beside it. Our
+    server has no record of the client and must stay silent instead of NAKing it off
+    its lease; dhclient keeps its address."""
+    dnsmasq = require_tool("dnsmasq")
+    with lab(tmp_path, 2) as lb:
+        site, site_if = lb.clients[1]
+        site.run("ip", "addr", "add", "10.77.0.2/24", "dev", site_if)
+        peer = Process(
+            site.popen_argv(
+                [
+                    dnsmasq,
+                    "--no-daemon",
+                    "--conf-file=/dev/null",
+                    "--port=0",
+                    f"--interface={site_if}",
+                    "--bind-interfaces",
+                    "--dhcp-range=10.77.0.200,10.77.0.210,1h",
+                    f"--dhcp-leasefile={tmp_path / 'dnsmasq.leases'}",
+                    "--no-ping",
+                    "--log-dhcp",
+                    "--pid-file=",
+                ]
+            ),
+            tmp_path / "dnsmasq.log",
+        )
+        lb.procs.append(peer)
+        wait_udp_bound(67, timeout=15, proc=peer.proc, netns=site.name)
+        client = Dhclient(lb, 0)
+        client.start()
+        first = client.wait_event(("BOUND",))["new_ip_address"]
+        assert first.startswith("10.77.0.2"), first
+        client.stop()
+        ours = lb.dhcpd("-a", "--range", "10.77.0.100", "10.77.0.150")
+        client.start()
+        again = client.wait_event(("REBOOT", "BOUND"), count=2, timeout=40)
+        assert again["reason"] == "REBOOT" and again["new_ip_address"] == first, again
+        wait_for(lambda: "silent" in ours.output(), 10, "our server's debug line")
+        assert "DHCPNAK" not in ours.output(), ours.output()

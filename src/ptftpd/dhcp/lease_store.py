@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Protocol
 
+from ptftpd.dhcp.free_index import HeapFreeIndex
+
 __all__ = ["FreeIndex", "Lease", "LeaseState", "LeaseStore", "MemoryStore"]
 
 
@@ -107,8 +109,6 @@ class MemoryStore:
         return nullcontext()
 
     def free_index(self) -> FreeIndex:
-        from ptftpd.dhcp.free_index import HeapFreeIndex
-
         return HeapFreeIndex()
 
     def close(self) -> None:
