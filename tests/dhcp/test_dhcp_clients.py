@@ -427,3 +427,15 @@ def test_silent_to_another_servers_client_on_the_same_wire(tmp_path: Path) -> No
         assert again["reason"] == "REBOOT" and again["new_ip_address"] == first, again
         wait_for(lambda: "silent" in ours.output(), 10, "our server's debug line")
         assert "DHCPNAK" not in ours.output(), ours.output()
+
+
+def test_static_host_gets_the_lease_time_it_was_offered(tmp_path: Path) -> None:
+    """udhcpc as a static host: the ACK's lease time is the configured one (it was
+    the offered one too), not an infinite lease it would never renew."""
+    with lab(tmp_path, 1) as lb:
+        ns, iface = lb.clients[0]
+        mac = ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+        lb.dhcpd("-a", "--lease-time", "600", "--host", f"{mac}=10.77.0.33,fixed33")
+        got = Udhcpc(lb, 0, "-q", name="static").wait_event("bound")
+        assert got["ip"] == "10.77.0.33" and got["hostname"] == "fixed33"
+        assert got["lease"] == "600", got
