@@ -405,8 +405,9 @@ class ProxyResponder:
         self, msg: Message, source: tuple[str, int], boot_server: bool = True
     ) -> Outgoing:
         choice = choose_boot_file(self.files, msg)
-        port = BOOT_SERVER_PORT if boot_server else DHCP_SERVER_PORT
-        _log_choice(f"boot server ACK {msg.ciaddr} (port {port})", msg, choice, logging.INFO)
+        _log_choice(f"boot server ACK {msg.ciaddr}", msg, choice, logging.INFO)
+        if not boot_server:
+            log.debug("boot server discovery from %s came to port 67", msg.mac_str)
         reply = make_reply(msg, MessageType.ACK, self.server_ip)
         reply.ciaddr = msg.ciaddr
         self._fill(msg, reply, choice)
