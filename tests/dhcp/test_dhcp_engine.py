@@ -24,6 +24,7 @@ from ptftpd.dhcp import (
     encode,
     pxe_vendor_options,
 )
+from ptftpd.dhcp.scope import SubnetConfig
 from support import free_udp_port, require_root
 
 NET = IPv4Network("10.5.0.0/24")
@@ -319,7 +320,8 @@ def test_ipxe_gets_its_script_not_the_binary_again() -> None:
     assert ipxe175.file_str == "boot.ipxe"
 
 
-relevant = st.sampled_from([12, 43, 50, 51, 53, 54, 55, 57, 60, 61, 77, 82, 93, 94, 97, 175])
+relevant = st.sampled_from([12, 43, 50, 51, 53, 54, 55, 57, 60, 61, 77, 82, 93, 94, 97, 118, 175])
+RELAYED = IPv4Network("10.6.0.0/24")
 fuzz_messages = st.builds(
     Message,
     op=st.sampled_from([1, 1, 1, 2]),
@@ -327,13 +329,26 @@ fuzz_messages = st.builds(
     hlen=st.integers(0, 16),
     flags=st.integers(0, 65535),
     ciaddr=st.sampled_from([IPv4Address(0), IPv4Address("10.5.0.9"), IPv4Address("1.2.3.4")]),
-    giaddr=st.sampled_from([IPv4Address(0), IPv4Address("10.5.0.200"), IPv4Address("9.9.9.9")]),
+    giaddr=st.sampled_from(
+        [IPv4Address(0), IPv4Address("10.5.0.200"), IPv4Address("10.6.0.1"), IPv4Address("9.9.9.9")]
+    ),
     chaddr=st.binary(min_size=16, max_size=16),
     options=st.dictionaries(
         relevant,
         st.one_of(
             st.binary(max_size=20),
-            st.sampled_from([b"\x01", b"\x03", b"\x07", b"\x08", SERVER.packed, PXE, b"iPXE"]),
+            st.sampled_from(
+                [
+                    b"\x01",
+                    b"\x03",
+                    b"\x07",
+                    b"\x08",
+                    SERVER.packed,
+                    PXE,
+                    b"iPXE",
+                    b"\x0a\x06\x00\x01",
+                ]
+            ),
         ),
         max_size=10,
     ),
@@ -345,16 +360,14 @@ fuzz_messages = st.builds(
     st.lists(st.tuples(fuzz_messages, st.integers(0, 2**32 - 1)), max_size=6),
     st.booleans(),
 )
-def test_engine_survives_any_message_sequence(
-    msgs: list[tuple[Message, int]], bootp: bool
-) -> None:
-    eng = engine(bootp=bootp, dhcp=not bootp)
+def test_engine_survives_any_message_sequence(msgs: list[tuple[Message, int]], bootp: bool) -> None:
+    eng = engine(bootp=bootp, dhcp=not bootp, subnets=(SubnetConfig(RELAYED),))
     for msg, xid in msgs:
         msg.xid = xid
         for out in eng.handle(encode(msg)):
             reply = decode(out.payload)
             assert reply.op == 2 and reply.xid == xid and reply.chaddr == msg.chaddr
-            assert reply.yiaddr == IPv4Address(0) or reply.yiaddr in NET
+            assert reply.yiaddr == IPv4Address(0) or reply.yiaddr in NET or reply.yiaddr in RELAYED
             if reply.message_type is not None and Opt.CLIENT_ID in msg.options:
                 assert reply.options[Opt.CLIENT_ID] == msg.options[Opt.CLIENT_ID]
 
