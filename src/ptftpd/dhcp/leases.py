@@ -259,9 +259,11 @@ class LeasePolicy:
         if old is not None and old != addr:
             self._offers.pop(old, None)
             self._renote(old, now)
-        self._offers[addr] = _Offer(addr, client_key, now + self.config.offer_time)
+        expires = now + self.config.offer_time
+        self._offers[addr] = _Offer(addr, client_key, expires)
         self._offer_by_client[client_key] = addr
-        self._renote(addr, now)
+        lease = self._leases.get(addr)
+        self.free.note(addr, expires if lease is None else max(expires, lease.free_from))
 
     def withdraw(self, client_key: bytes) -> None:
         """The client chose another server: free our offer at once."""
@@ -303,13 +305,12 @@ class LeasePolicy:
                 now,
             )
             return Ack(lease)
-        if selecting:
-            ours = {self._offer_by_client.get(client_key)}
-            current = self.lease_for(client_key)
-            if current is not None and current.client_key == client_key:
-                ours.add(current.address)
-            if address not in ours:
-                return Nak(f"{address} was not offered to this client")
+        if (
+            selecting
+            and address != self._offer_by_client.get(client_key)
+            and address != self._by_client.get(client_key)
+        ):
+            return Nak(f"{address} was not offered to this client")
         wrong = self._wrong(address, client_key, now)
         if wrong is not None:
             if selecting or self.config.authoritative or self.knows(client_key, mac):
@@ -363,7 +364,12 @@ class LeasePolicy:
         self.store.save(changed)
         self._leases[address] = lease
         self._by_client[client_key] = address
-        self.withdraw(client_key)
+        # The offer is taken up: drop it (the index hears of the lease just below).
+        offered = self._offer_by_client.pop(client_key, None)
+        if offered is not None:
+            self._offers.pop(offered, None)
+            if offered != address:
+                self._renote(offered, now)
         for item in changed:
             self.free.note(item.address, item.free_from)
         return lease

@@ -325,11 +325,12 @@ def encode(msg: Message, max_size: int | None = None) -> bytes:
         main, rest = _fit(items, room)
         overload = 0
         extra_fields: list[tuple[int, int]] = []
-        if not file.strip(b"\x00"):
-            extra_fields.append((1, 128))
-        if not sname.strip(b"\x00"):
-            extra_fields.append((2, 64))
-        if rest and extra_fields:
+        if rest:
+            if not file.strip(b"\x00"):
+                extra_fields.append((1, 128))
+            if not sname.strip(b"\x00"):
+                extra_fields.append((2, 64))
+        if extra_fields:
             # Room for the overload option itself only when a field can take options:
             # with sname and file both in use (the usual PXE reply) nothing spills.
             room = room - 3
