@@ -306,8 +306,59 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def engine_cost(exchanges: int, runs: int) -> str:
+    """CPU seconds for `exchanges` DISCOVER+REQUEST pairs through the sans-IO engine
+    with a memory store (best of `runs`): the protocol code alone, without sockets,
+    SQLite or perfdhcp, so it can be compared between two versions on a busy machine.
+    Point PYTHONPATH at another checkout's src to measure that one."""
+    from ipaddress import IPv4Address, IPv4Network
+
+    from ptftpd.dhcp import DhcpConfig, DhcpServer, Message, decode, encode
+
+    cfg = DhcpConfig(
+        server_ip=IPv4Address(SERVER_IP),
+        network=IPv4Network(f"{SERVER_IP}/{PREFIX}", strict=False),
+        bootfile=BOOTFILE,
+        answer_all=True,
+        range_start=IPv4Address(RANGE[0]),
+        range_end=IPv4Address(RANGE[1]),
+    )
+    wanted = {55: bytes([1, 3, 6, 15, 66, 67])}
+    best = float("inf")
+    for _ in range(runs):
+        engine = DhcpServer(cfg).build_engine()
+        macs = [n.to_bytes(6, "big") + bytes(10) for n in range(exchanges)]
+        discovers = [
+            encode(Message(xid=n, chaddr=mac, options={53: b"\x01", **wanted}))
+            for n, mac in enumerate(macs)
+        ]
+        started = time.process_time()
+        for n, (mac, discover) in enumerate(zip(macs, discovers, strict=True)):
+            offer = decode(engine.handle(discover)[0].payload)
+            request = Message(
+                xid=n,
+                chaddr=mac,
+                options={
+                    53: b"\x03",
+                    50: offer.yiaddr.packed,
+                    54: IPv4Address(SERVER_IP).packed,
+                    **wanted,
+                },
+            )
+            engine.handle(encode(request))
+        best = min(best, time.process_time() - started)
+    rate = exchanges / best
+    return f"engine: {best:.3f} s CPU for {exchanges} exchanges ({rate:.0f}/s), best of {runs}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--engine",
+        type=int,
+        metavar="N",
+        help="only measure the sans-IO engine's CPU for N exchanges (no root needed)",
+    )
     parser.add_argument("--clients", type=int, default=5000, help="simulated clients (-R)")
     parser.add_argument("--period", type=int, default=10, help="seconds per step")
     parser.add_argument(
@@ -330,6 +381,9 @@ def main() -> int:
         help=f"comma-separated, from: {', '.join(SERVERS)}",
     )
     args = parser.parse_args()
+    if args.engine:
+        print(engine_cost(args.engine, 3))
+        return 0
     unknown = set(args.servers.split(",")) - set(SERVERS)
     if unknown:
         print(

@@ -33,7 +33,14 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from ptftpd.dhcp.engine import BootChoice, DhcpConfig, Outgoing, make_reply, reply_destination
-from ptftpd.dhcp.options import ARCHITECTURES, MessageType, Opt, arch_name
+from ptftpd.dhcp.options import (
+    ARCHITECTURES,
+    DISCOVERY_DOWNLOAD_DIRECTLY,
+    MessageType,
+    Opt,
+    arch_name,
+    pxe_vendor_options,
+)
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, Message, PacketError, decode, encode
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
 from ptftpd.tftp.paths import PathRefused, resolve
@@ -289,14 +296,19 @@ class ProxyResponder:
     network's own DHCP server hands out the address. On 4011 it answers the client's
     REQUEST (sent once it has an address) with an ACK naming the file.
 
-    The OFFER deliberately has no PXE option 43: that is the proxy style of Windows
-    Deployment Services ("BINL"), which PXE firmware generally supports, and it makes
-    UEFI firmware (EDK2/OVMF: a "ProxyBinl" offer) fetch the boot information from
-    port 4011, which many UEFI firmwares insist on. An OFFER with 43 "download
-    directly" is taken at face value by some firmware and ignored by others. iPXE
-    (tested: Debian's 2019 build) simply uses the OFFER's file. Every other packet is
-    ignored (the network DHCP server's REQUESTs only teach us the client's address,
-    for the boot log).
+    What goes in option 43 follows the PXE 2.1 specification and dnsmasq's proxy mode:
+    - BIOS ROMs (architecture 0, or no option 93: PXE 2.0) get PXE_DISCOVERY_CONTROL
+      with bit 3 set ("a boot file is named: download it"), as dnsmasq sends when no
+      boot menu is configured; a legacy ROM that gets no 43 in a proxy offer may go on
+      to boot server discovery, or give up.
+    - UEFI firmware gets no 43 (the Windows Deployment Services, "BINL", style), which
+      makes EDK2/OVMF (a "ProxyBinl" offer) fetch the boot information from port 4011,
+      which many UEFI firmwares insist on. iPXE uses the OFFER's file either way.
+    - A boot server REQUEST (a PXE client naming a boot item, 43.71) is answered on
+      either port: PXE 2.1 ROMs broadcast boot server discovery to port 67 and unicast
+      or multicast it to 4011, and dnsmasq answers both. The item is echoed back.
+    Every other packet is ignored (the network DHCP server's REQUESTs only teach us
+    the client's address, for the boot log).
     """
 
     def __init__(
@@ -330,7 +342,13 @@ class ProxyResponder:
         if msg.op != BOOTREQUEST or msg.message_type is None:
             return []
         mtype = msg.message_type
-        if boot_server:
+        vendor = msg.options.get(Opt.VENDOR_SPECIFIC)
+        discovery = (
+            mtype in (MessageType.REQUEST, MessageType.INFORM)
+            and vendor is not None
+            and _boot_item(vendor) is not None
+        )
+        if boot_server or (discovery and self.answer_discover):
             if mtype not in (MessageType.REQUEST, MessageType.INFORM):
                 return []
             if not self.is_pxe(msg):
@@ -340,7 +358,7 @@ class ProxyResponder:
                 self.boot_log.address(msg.mac_str, msg.ciaddr)
                 if source[0] != "0.0.0.0":
                     self.boot_log.address(msg.mac_str, source[0])
-            return [self._boot_server_ack(msg, source)]
+            return [self._boot_server_ack(msg, source, boot_server)]
         # Port 67: we are not the address server.
         if mtype is MessageType.REQUEST and self.boot_log is not None:
             ip = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
@@ -353,15 +371,19 @@ class ProxyResponder:
             return []
         return [self._proxy_offer(msg)]
 
-    def _fill(self, request: Message, reply: Message, choice: FirmwareChoice) -> None:
+    def _fill(
+        self, request: Message, reply: Message, choice: FirmwareChoice, offer: bool = False
+    ) -> None:
         opts = reply.options
         opts[Opt.VENDOR_CLASS] = b"PXEClient"
         vendor = request.options.get(Opt.VENDOR_SPECIFIC)
-        # A PXE 2.1 client naming a boot item (43.71) expects it echoed back. Otherwise
-        # no option 43 at all: see the class docstring.
+        # A PXE 2.1 client naming a boot item (43.71) expects it echoed back; a BIOS
+        # ROM's proxy offer says "download the named file"; see the class docstring.
         item = _boot_item(vendor) if vendor else None
         if item is not None:
             opts[Opt.VENDOR_SPECIFIC] = item + b"\xff"
+        elif offer and choice.arch in (None, 0):
+            opts[Opt.VENDOR_SPECIFIC] = pxe_vendor_options(DISCOVERY_DOWNLOAD_DIRECTLY)
         if Opt.CLIENT_UUID in request.options:
             opts[Opt.CLIENT_UUID] = request.options[Opt.CLIENT_UUID]
         reply.siaddr = self.next_server
@@ -375,13 +397,17 @@ class ProxyResponder:
         if self.boot_log is not None:
             self.boot_log.discover(msg.mac_str, choice.arch_label)
         reply = make_reply(msg, MessageType.OFFER, self.server_ip)
-        self._fill(msg, reply, choice)
+        self._fill(msg, reply, choice, offer=True)
         dest, _ = reply_destination(msg, reply, DHCP_SERVER_PORT, DHCP_CLIENT_PORT)
         return Outgoing(encode(reply, msg.max_message_size), dest, None, reply)
 
-    def _boot_server_ack(self, msg: Message, source: tuple[str, int]) -> Outgoing:
+    def _boot_server_ack(
+        self, msg: Message, source: tuple[str, int], boot_server: bool = True
+    ) -> Outgoing:
         choice = choose_boot_file(self.files, msg)
         _log_choice(f"boot server ACK {msg.ciaddr}", msg, choice, logging.INFO)
+        if not boot_server:
+            log.debug("boot server discovery from %s came to port 67", msg.mac_str)
         reply = make_reply(msg, MessageType.ACK, self.server_ip)
         reply.ciaddr = msg.ciaddr
         self._fill(msg, reply, choice)

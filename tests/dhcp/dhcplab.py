@@ -228,7 +228,7 @@ class Dhclient:
         self.hook.chmod(0o755)
         lines = [
             "request subnet-mask, broadcast-address, routers, domain-name-servers, host-name,"
-            " tftp-server-name, bootfile-name;",
+            " tftp-server-name, bootfile-name, vendor-class-identifier;",
             "timeout 20;",
             "retry 1;",
             "initial-interval 1;",

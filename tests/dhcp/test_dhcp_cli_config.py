@@ -114,6 +114,16 @@ def test_defaults() -> None:
         ('hosts = ["02:00:00:00:00:01=10.0.0.5"]', "not on"),
         ("lease-time = 0", "lease-time"),
         ('lease-sync = "sometimes"', "lease-sync"),
+        ('authoritative = "yes"', "authoritative"),
+        ('[[subnet]]\nrange = ["10.7.0.1", "10.7.0.9"]', "network"),
+        ('[[subnet]]\nnetwork = "10.7.0.0/33"', "bad network"),
+        ('[[subnet]]\nnetwork = "127.0.0.0/24"', "overlaps"),
+        ('[[subnet]]\nnetwork = "10.7.0.0/24"\n[[subnet]]\nnetwork = "10.7.0.0/16"', "overlaps"),
+        ('[[subnet]]\nnetwork = "10.7.0.0/24"\nrange = ["10.8.0.1", "10.8.0.2"]', "not inside"),
+        ('[[subnet]]\nnetwork = "10.7.0.0/24"\nhosts = ["02:00:00:00:00:01=10.8.0.5"]', "not on"),
+        ('[[subnet]]\nnetwork = "10.7.0.0/24"\nrouter = "10.7.0.1"', "unknown key"),
+        ('[[subnet]]\nnetwork = "10.7.0.0/24"\nlease-time = -1', "lease-time"),
+        ('[[subnet]]\nnetwork = "10.7.0.0/24"\n[subnet.options]\nrouter = "x"', "router"),
     ],
 )
 def test_bad_config_is_a_config_error(tmp_path: Path, toml: str, message: str) -> None:
@@ -130,3 +140,51 @@ def test_parse_host() -> None:
         parse_host("aa:bb=10.0.0.5")
     with pytest.raises(ConfigError):
         parse_host("aa:bb:cc:dd:ee:ff=10.0.0.500")
+
+
+def test_subnet_tables(tmp_path: Path) -> None:
+    from ptftpd.dhcp.engine import DhcpConfig
+
+    toml = tmp_path / "dhcpd.toml"
+    toml.write_text(
+        """
+authoritative = true
+
+[[subnet]]
+network = "10.7.0.0/24"
+range = ["10.7.0.100", "10.7.0.200"]
+gateway = "10.7.0.1"
+dns = ["10.0.0.53", "10.0.0.54"]
+domain = "rack7.lab"
+bootfile = "rack7/pxelinux.0"
+tftp-server = "10.7.0.5"
+ipxe-bootfile = "rack7.ipxe"
+lease-time = 600
+hosts = ["52:54:00:aa:bb:cc=10.7.0.10,r7n10"]
+exclude = ["10.7.0.150"]
+[subnet.options]
+ntp-servers = ["10.7.0.1"]
+
+[[subnet]]
+network = "10.8.0.0/22"
+"""
+    )
+    cfg = config_from(["--config", str(toml), "lo", "pxelinux.0"])
+    assert isinstance(cfg, DhcpConfig) and cfg.authoritative
+    rack7, rack8 = cfg.subnets
+    assert str(rack7.network) == "10.7.0.0/24"
+    assert (str(rack7.range_start), str(rack7.range_end)) == ("10.7.0.100", "10.7.0.200")
+    assert rack7.routers == (IPv4Address("10.7.0.1"),)
+    assert rack7.dns == (IPv4Address("10.0.0.53"), IPv4Address("10.0.0.54"))
+    assert rack7.domain_name == "rack7.lab" and rack7.bootfile == "rack7/pxelinux.0"
+    assert rack7.next_server == IPv4Address("10.7.0.5") and rack7.ipxe_bootfile == "rack7.ipxe"
+    assert rack7.lease_time == 600 and rack7.exclude == (IPv4Address("10.7.0.150"),)
+    assert [(h.mac, str(h.address), h.hostname) for h in rack7.static_hosts] == [
+        ("52:54:00:aa:bb:cc", "10.7.0.10", "r7n10")
+    ]
+    assert rack7.extra_options[Opt.NTP_SERVERS] == IPv4Address("10.7.0.1").packed
+    assert str(rack8.network) == "10.8.0.0/22" and rack8.routers == ()
+    assert rack8.bootfile is None and rack8.lease_time is None
+    # --authoritative on the command line, and off by default.
+    assert config_from(["--authoritative", "lo", "x"]).authoritative  # type: ignore[attr-defined]
+    assert not config_from(["lo", "x"]).authoritative  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from ptftpd.dhcp import (
     encode,
     pxe_vendor_options,
 )
+from ptftpd.dhcp.scope import SubnetConfig
 from support import free_udp_port, require_root
 
 NET = IPv4Network("10.5.0.0/24")
@@ -138,9 +139,9 @@ def test_reply_addressing_rfc2131_4_1() -> None:
 
 
 def test_request_states_and_nak() -> None:
-    eng = engine()
+    eng = engine(authoritative=True)
     first = lease(eng, 1)
-    # INIT-REBOOT for someone else's address: NAK, broadcast.
+    # INIT-REBOOT for someone else's address, authoritative server: NAK, broadcast.
     nak, dest, _ = one(eng, req(MessageType.REQUEST, 2, requested_ip=first.yiaddr.packed))
     assert nak.message_type is MessageType.NAK and dest == ("255.255.255.255", 68)
     assert nak.yiaddr == IPv4Address(0) and Opt.LEASE_TIME not in nak.options
@@ -169,6 +170,9 @@ def test_request_for_other_server_withdraws_offer() -> None:
         server_id=IPv4Address("10.5.0.9").packed,
     )
     assert eng.handle(encode(chose_other)) == []
+    # The withdrawn address is free at once for the next client that asks for it.
+    again = req(MessageType.DISCOVER, 2, requested_ip=offer.yiaddr.packed)
+    assert one(eng, again)[0].yiaddr == offer.yiaddr
     taken = req(MessageType.REQUEST, 2, requested_ip=offer.yiaddr.packed, server_id=SERVER.packed)
     assert one(eng, taken)[0].message_type is MessageType.ACK
 
@@ -238,8 +242,7 @@ def test_boot_policy_hook() -> None:
 
 def test_bootp_only_when_enabled() -> None:
     dhcp = engine()
-    bootp_req = req(None, 1)
-    bootp_req.cookie = False
+    bootp_req = req(None, 1)  # RFC 1048 vendor area (cookie), no options
     assert dhcp.handle(encode(bootp_req)) == []
     bootp = engine(dhcp=False, bootp=True, boot_file_size=1025)
     reply, _, _ = one(bootp, bootp_req)
@@ -317,7 +320,8 @@ def test_ipxe_gets_its_script_not_the_binary_again() -> None:
     assert ipxe175.file_str == "boot.ipxe"
 
 
-relevant = st.sampled_from([12, 43, 50, 51, 53, 54, 55, 57, 60, 61, 77, 82, 93, 94, 97, 175])
+relevant = st.sampled_from([12, 43, 50, 51, 53, 54, 55, 57, 60, 61, 77, 82, 93, 94, 97, 118, 175])
+RELAYED = IPv4Network("10.6.0.0/24")
 fuzz_messages = st.builds(
     Message,
     op=st.sampled_from([1, 1, 1, 2]),
@@ -325,13 +329,26 @@ fuzz_messages = st.builds(
     hlen=st.integers(0, 16),
     flags=st.integers(0, 65535),
     ciaddr=st.sampled_from([IPv4Address(0), IPv4Address("10.5.0.9"), IPv4Address("1.2.3.4")]),
-    giaddr=st.sampled_from([IPv4Address(0), IPv4Address("10.5.0.200"), IPv4Address("9.9.9.9")]),
+    giaddr=st.sampled_from(
+        [IPv4Address(0), IPv4Address("10.5.0.200"), IPv4Address("10.6.0.1"), IPv4Address("9.9.9.9")]
+    ),
     chaddr=st.binary(min_size=16, max_size=16),
     options=st.dictionaries(
         relevant,
         st.one_of(
             st.binary(max_size=20),
-            st.sampled_from([b"\x01", b"\x03", b"\x07", b"\x08", SERVER.packed, PXE, b"iPXE"]),
+            st.sampled_from(
+                [
+                    b"\x01",
+                    b"\x03",
+                    b"\x07",
+                    b"\x08",
+                    SERVER.packed,
+                    PXE,
+                    b"iPXE",
+                    b"\x0a\x06\x00\x01",
+                ]
+            ),
         ),
         max_size=10,
     ),
@@ -339,14 +356,20 @@ fuzz_messages = st.builds(
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(fuzz_messages, max_size=6), st.booleans())
-def test_engine_survives_any_message_sequence(msgs: list[Message], bootp: bool) -> None:
-    eng = engine(bootp=bootp, dhcp=not bootp)
-    for msg in msgs:
+@given(
+    st.lists(st.tuples(fuzz_messages, st.integers(0, 2**32 - 1)), max_size=6),
+    st.booleans(),
+)
+def test_engine_survives_any_message_sequence(msgs: list[tuple[Message, int]], bootp: bool) -> None:
+    eng = engine(bootp=bootp, dhcp=not bootp, subnets=(SubnetConfig(RELAYED),))
+    for msg, xid in msgs:
+        msg.xid = xid
         for out in eng.handle(encode(msg)):
             reply = decode(out.payload)
-            assert reply.op == 2 and reply.xid == msg.xid
-            assert reply.yiaddr == IPv4Address(0) or reply.yiaddr in NET
+            assert reply.op == 2 and reply.xid == xid and reply.chaddr == msg.chaddr
+            assert reply.yiaddr == IPv4Address(0) or reply.yiaddr in NET or reply.yiaddr in RELAYED
+            if reply.message_type is not None and Opt.CLIENT_ID in msg.options:
+                assert reply.options[Opt.CLIENT_ID] == msg.options[Opt.CLIENT_ID]
 
 
 def test_excluded_addresses_never_offered() -> None:

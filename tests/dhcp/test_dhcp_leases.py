@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from ptftpd.dhcp.leases import (
     Ack,
+    Lease,
     LeasePolicy,
     LeaseState,
     MemoryStore,
@@ -38,6 +40,7 @@ def policy(
     static: tuple[StaticHost, ...] = (),
     clock: Clock | None = None,
     lease_time: int = 100,
+    authoritative: bool = False,
 ) -> tuple[LeasePolicy, Clock]:
     clock = clock or Clock()
     exclude = [SERVER, *(h.address for h in static)]
@@ -48,6 +51,7 @@ def policy(
         offer_time=10,
         decline_time=50,
         static_hosts=static,
+        authoritative=authoritative,
     )
     return LeasePolicy(pool, store if store is not None else MemoryStore(), clock), clock
 
@@ -76,7 +80,7 @@ def test_pool_excludes_network_broadcast_server_gateway() -> None:
 
 
 def test_offer_is_held_then_expires() -> None:
-    p, clock = policy()
+    p, clock = policy(authoritative=True)
     a = p.offer(key(1), mac(1))
     b = p.offer(key(2), mac(2))
     assert a is not None and b is not None and a != b
@@ -139,7 +143,16 @@ def test_declined_address_is_quarantined() -> None:
 
 
 def test_nak_cases() -> None:
-    p, _ = policy(static=(StaticHost(mac(5), IPv4Address("10.9.0.6"), "five"),))
+    static = (StaticHost(mac(5), IPv4Address("10.9.0.6"), "five"),)
+    quiet, _ = policy(static=static)
+    a = bind(quiet, 1)
+    # Not authoritative: a stranger's wrong request gets silence, a known client a NAK.
+    for wrong in (a, IPv4Address("10.8.0.2"), SERVER, IPv4Address("10.9.0.6")):
+        assert quiet.request(key(2), mac(2), wrong) is None
+        assert isinstance(quiet.request(key(1), mac(1), wrong), Nak) or wrong == a
+    # SELECTING names us: a NAK even to a stranger.
+    assert isinstance(quiet.request(key(2), mac(2), a, selecting=True), Nak)
+    p, _ = policy(static=static, authoritative=True)
     a = bind(p, 1)
     assert isinstance(p.request(key(2), mac(2), a), Nak)  # someone else's
     assert isinstance(p.request(key(2), mac(2), IPv4Address("10.8.0.2")), Nak)  # wrong net
@@ -161,7 +174,7 @@ def test_static_host_always_gets_its_address() -> None:
 
 
 def test_withdraw_frees_offer() -> None:
-    p, _ = policy()
+    p, _ = policy(authoritative=True)
     a = p.offer(key(1), mac(1))
     assert a is not None
     assert isinstance(p.request(key(2), mac(2), a), Nak)
@@ -270,18 +283,48 @@ def test_no_address_bound_to_two_clients(ops: list[tuple[str, int, int]]) -> Non
     assert before == after
 
 
-def test_full_huge_pool_answers_fast() -> None:
-    import time
+class NoScan(dict[IPv4Address, Lease]):
+    """The policy's lease table, refusing to be walked: a DISCOVER in a full pool must
+    find a free address through the index, never by looking at every lease."""
 
-    net = IPv4Network("10.0.0.0/8")
-    pool = PoolConfig(net, build_pool(net, [IPv4Address("10.0.0.1")], None, None), offer_time=10)
+    def values(self) -> Any:
+        raise AssertionError("every lease scanned")
+
+    def items(self) -> Any:
+        raise AssertionError("every lease scanned")
+
+    def __iter__(self) -> Any:
+        raise AssertionError("every lease scanned")
+
+
+def test_full_large_pool_finds_a_free_address_without_scanning() -> None:
+    net = IPv4Network("10.0.0.0/16")
+    pool = PoolConfig(net, build_pool(net, [IPv4Address("10.0.0.1")]), lease_time=100)
     clock = Clock()
     p = LeasePolicy(pool, MemoryStore(), clock)
-    p._cursor = pool.addresses.last - 3  # as if 16 M clients had come before
-    got = [p.offer(key(n), mac(n)) for n in range(1, 4)]
-    assert None not in got
-    started = time.monotonic()
-    assert p.offer(key(9), mac(9)) is None
-    assert time.monotonic() - started < 0.5
-    clock.now += 11  # the three offers ran out unused: their addresses come back
-    assert p.offer(key(9), mac(9)) in got
+    size = len(pool.addresses)
+    addrs = []
+    for n in range(size):
+        k = b"hw:" + n.to_bytes(6, "big")
+        addr = p.offer(k, "")
+        assert addr is not None
+        assert isinstance(p.request(k, "", addr), Ack)
+        addrs.append((k, addr))
+        clock.now += 0.001
+    p._leases = NoScan(p._leases)
+    assert p.offer(b"newcomer", "") is None  # full
+    clock.now += 1
+    # Two leases released, one after the other: the first released comes back first.
+    p.release(*addrs[500])
+    clock.now += 1
+    p.release(*addrs[70])
+    assert p.offer(b"newcomer", "") == addrs[500][1]
+    assert p.offer(b"second", "") == addrs[70][1]
+    assert p.offer(b"third", "") is None
+    # Every lease and offer runs out: the two offers (never taken up) lapsed before
+    # the first lease ended, then the leases come back oldest first.
+    clock.now += 1000
+    lapsed = {p.offer(b"fourth", ""), p.offer(b"fifth", "")}
+    assert lapsed == {addrs[500][1], addrs[70][1]}
+    assert p.offer(b"sixth", "") == addrs[0][1]
+    assert p.offer(b"seventh", "") == addrs[1][1]

@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptftpd.dhcp import DhcpConfig, DhcpServer, Message, MessageType, Opt, decode, encode
@@ -252,6 +252,135 @@ def test_boot_server_ignores_discover_and_non_pxe() -> None:
     assert r.handle(encode(request(MessageType.DISCOVER)), ("10.0.0.9", 68), True) == []
     msg = request(MessageType.REQUEST, vendor="udhcp 1.36")
     assert r.handle(encode(msg), ("10.0.0.9", 68), True) == []
+
+
+# -- a legacy BIOS PXE ROM against the proxy (PXE 2.1, as dnsmasq's proxy mode answers) --
+
+LEGACY_VENDOR = "PXEClient:Arch:00000:UNDI:002001"
+BOOT_ITEM = b"\x47\x04\x00\x00\x00\x00"  # 43.71: boot server type 0, layer 0
+
+
+def test_legacy_bios_rom_proxy_exchange() -> None:
+    """The ROM's side, scripted: DISCOVER (port 67) -> proxy OFFER that says "download
+    the named file"; a ROM that does boot server discovery anyway broadcasts a REQUEST
+    naming a boot item to port 67 (PXE 2.1) and gets its ACK there, as from 4011."""
+    log = BootLog()
+    r = responder(log)
+    uuid = b"\x00" + bytes(range(16))
+    discover = request(arch=0, vendor=LEGACY_VENDOR, extra={97: uuid, 94: b"\x01\x02\x01"})
+    discover.flags = 0x8000
+    [out] = r.handle(encode(discover), ("0.0.0.0", 68), boot_server=False)
+    assert out.address == ("255.255.255.255", 68)
+    offer = decode(out.payload)
+    assert offer.message_type is MessageType.OFFER and offer.yiaddr == IPv4Address(0)
+    assert offer.options[Opt.VENDOR_CLASS] == b"PXEClient"
+    # PXE_DISCOVERY_CONTROL (6) with bit 3: a boot file is named, download it.
+    vendor = offer.options[Opt.VENDOR_SPECIFIC]
+    assert vendor[:2] == b"\x06\x01" and vendor[2] & 0x08 and vendor.endswith(b"\xff")
+    assert offer.file_str == "undionly.kpxe" and offer.siaddr == SERVER
+    assert offer.options[Opt.CLIENT_UUID] == uuid
+    # The site's DHCP server ACKs 10.78.0.140; the ROM then discovers the boot server
+    # by broadcast to port 67, from its new address.
+    disc = request(
+        MessageType.REQUEST,
+        arch=0,
+        vendor=LEGACY_VENDOR,
+        ciaddr="10.78.0.140",
+        extra={Opt.VENDOR_SPECIFIC: BOOT_ITEM + b"\xff", 97: uuid},
+    )
+    disc.flags = 0x8000
+    [out] = r.handle(encode(disc), ("10.78.0.140", 68), boot_server=False)
+    assert out.address == ("10.78.0.140", 68)
+    ack = decode(out.payload)
+    assert ack.message_type is MessageType.ACK and ack.xid == disc.xid
+    assert ack.file_str == "undionly.kpxe" and ack.siaddr == SERVER
+    assert ack.options[Opt.VENDOR_SPECIFIC] == BOOT_ITEM + b"\xff"
+    assert ack.options[Opt.SERVER_ID] == SERVER.packed
+    assert log.mac_of_ip["10.78.0.140"] == "52:54:00:12:34:56"
+    # The same discovery unicast to 4011 gets the same answer.
+    [again] = r.handle(encode(disc), ("10.78.0.140", 68), boot_server=True)
+    assert decode(again.payload).file_str == "undionly.kpxe"
+    # A plain REQUEST to the site's server (no boot item) is still not ours to answer.
+    plain = request(MessageType.REQUEST, arch=0, vendor=LEGACY_VENDOR, ciaddr="10.78.0.140")
+    assert r.handle(encode(plain), ("10.78.0.140", 68), boot_server=False) == []
+
+
+def test_uefi_proxy_offer_still_sends_firmware_to_4011() -> None:
+    for arch in (6, 7, 9, 11):
+        msg = request(arch=arch, vendor=f"PXEClient:Arch:{arch:05d}:UNDI:003000")
+        [out] = responder().handle(encode(msg), ("0.0.0.0", 68), boot_server=False)
+        assert Opt.VENDOR_SPECIFIC not in decode(out.payload).options
+
+
+def test_full_mode_leaves_boot_item_requests_on_67_to_the_dhcp_server() -> None:
+    disc = request(MessageType.REQUEST, ciaddr="10.78.0.140", extra={43: BOOT_ITEM + b"\xff"})
+    r = responder(answer_discover=False)
+    assert r.handle(encode(disc), ("10.78.0.140", 68), boot_server=False) == []
+
+
+PXE_OPTION_CODES = st.sampled_from([43, 50, 54, 55, 57, 61, 77, 93, 94, 97, 175])
+
+
+@st.composite
+def pxe_requests(draw: st.DrawFn) -> Message:
+    """A valid header with random fields and a random mix of the options PXE clients
+    send, with values that are sometimes right and sometimes not."""
+    msg = Message(
+        op=draw(st.sampled_from([1, 1, 1, 1, 1, 2])),
+        htype=draw(st.integers(0, 255)),
+        hlen=draw(st.integers(0, 16)),
+        xid=draw(st.integers(0, 2**32 - 1)),
+        flags=draw(st.sampled_from([0, 0x8000])),
+        ciaddr=draw(st.sampled_from([IPv4Address(0), IPv4Address("10.78.0.140")])),
+        giaddr=draw(st.sampled_from([IPv4Address(0), IPv4Address("10.78.0.254")])),
+        chaddr=draw(st.binary(min_size=16, max_size=16)),
+    )
+    kinds = [MessageType.DISCOVER, MessageType.REQUEST, MessageType.INFORM, *MessageType]
+    msg.options[Opt.MESSAGE_TYPE] = bytes([draw(st.sampled_from(kinds))])
+    values = st.one_of(
+        st.binary(max_size=24),
+        st.sampled_from(
+            [
+                b"\x00\x00",
+                b"\x00\x07",
+                BOOT_ITEM + b"\xff",
+                b"iPXE",
+            ]
+        ),
+    )
+    msg.options.update(draw(st.dictionaries(PXE_OPTION_CODES, values, max_size=8)))
+    vendor = draw(st.sampled_from([LEGACY_VENDOR, "PXEClient:Arch:00007:UNDI:003000", "x"]))
+    msg.options[Opt.VENDOR_CLASS] = vendor.encode()
+    return msg
+
+
+@settings(max_examples=500, deadline=None)
+@given(pxe_requests(), st.booleans())
+def test_responder_answers_only_pxe_requests_and_answers_them_right(
+    msg: Message, boot_server: bool
+) -> None:
+    r = responder(BootLog())
+    source = (str(msg.ciaddr), 68)
+    out = r.handle(encode(msg), source, boot_server=boot_server)
+    assert len(out) <= 1
+    if not out:
+        return
+    reply = decode(out[0].payload)
+    assert msg.op == 1 and r.is_pxe(msg)
+    assert reply.op == 2 and reply.xid == msg.xid and reply.chaddr == msg.chaddr
+    assert reply.yiaddr == IPv4Address(0)  # never an address: not our job
+    assert reply.options[Opt.VENDOR_CLASS] == b"PXEClient"
+    assert reply.options[Opt.SERVER_ID] == SERVER.packed
+    assert reply.file_str == choose_boot_file(FILES, msg).file and reply.siaddr == SERVER
+    if Opt.CLIENT_ID in msg.options:
+        assert reply.options[Opt.CLIENT_ID] == msg.options[Opt.CLIENT_ID]
+    if msg.message_type is MessageType.DISCOVER:
+        assert not boot_server and reply.message_type is MessageType.OFFER
+    else:
+        assert msg.message_type in (MessageType.REQUEST, MessageType.INFORM)
+        assert reply.message_type is MessageType.ACK
+    if msg.giaddr != IPv4Address(0):
+        assert out[0].address == (str(msg.giaddr), 67)
 
 
 @given(st.binary(max_size=600))

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ptftpd.cli.dhcpd import (
+    USAGE_ERROR,
     ConfigError,
     OneLineParser,
     add_server_flags,
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = build_config(args, "bootpd")
-    except (ConfigError, InterfaceError) as exc:
+    except ConfigError as exc:
+        parser.exit(USAGE_ERROR, f"bootpd: error: {exc}\n")
+    except InterfaceError as exc:
         parser.exit(1, f"bootpd: error: {exc}\n")
     candidate = (args.root / args.bootfile.lstrip("/")) if args.root else Path(args.bootfile)
     size = candidate.stat().st_size if candidate.is_file() else None

@@ -15,9 +15,25 @@ given with `--config`, and command-line flags. The TOML keys mirror the long fla
     all = true
     ipxe-bootfile = "boot.ipxe"
     hosts = ["52:54:00:12:34:56=10.0.0.10,build01"]   # or [{mac=, ip=, name=}]
+    authoritative = false    # true: NAK wrong requests from clients we do not know
     [options]                                           # by registry name or code
     ntp-servers = ["10.0.0.123"]
     252 = "687474703a2f2f"                               # raw bytes as hex
+
+    [[subnet]]               # a relayed subnet (giaddr, option 118 or 82.5 in it)
+    network = "10.1.7.0/24"
+    range = ["10.1.7.100", "10.1.7.200"]
+    gateway = "10.1.7.1"     # also excluded from the pool; usually the relay
+    dns = ["10.0.0.53"]
+    domain = "rack7.lab.example"
+    bootfile = "rack7/pxelinux.0"   # default: BOOTFILE; also tftp-server, ipxe-bootfile
+    lease-time = 600
+    hosts = ["52:54:00:aa:bb:cc=10.1.7.10,r7n10"]
+    exclude = ["10.1.7.50"]
+    [subnet.options]
+    ntp-servers = ["10.1.7.1"]
+
+Usage errors (bad flags, bad settings) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -28,32 +44,46 @@ import os
 import socket
 import sys
 import tomllib
-from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ptftpd import __version__
-from ptftpd.cli.common import positive_int, run_service
+from ptftpd.cli.common import run_service
 from ptftpd.dhcp.engine import DhcpConfig
-from ptftpd.dhcp.leases import StaticHost
-from ptftpd.dhcp.options import OptionValueError, encode_value, option_by_name
 from ptftpd.dhcp.server import DhcpServer, ServerStartError
+from ptftpd.dhcp.settings import (
+    MAX_LEASE_TIME,
+    ConfigError,
+    check_int,
+    parse_host,
+    parse_options,
+    parse_range,
+    parse_subnets,
+)
+from ptftpd.dhcp.settings import ip as _ip
 from ptftpd.dhcp.store import StoreError, default_leases_path
 from ptftpd.netif import InterfaceError, interface_addresses
 
+__all__ = ["DEFAULT_LEASE_TIME", "ConfigError", "build_config", "ipv4", "main", "parse_host"]
+
 DEFAULT_LEASE_TIME = 3600
-
-
-class ConfigError(Exception):
-    """Bad flag value or config file: one line, exit 1."""
+USAGE_ERROR = 2
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """Usage mistakes are reported like every other bad input: one line, exit 1."""
+    """Usage mistakes are reported like every other bad input: one line, exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(1, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def lease_seconds(text: str) -> int:
+    """A lease time that fits option 51 (32 bits; all ones would mean infinite)."""
+    try:
+        return check_int(text, "lease time", 1, MAX_LEASE_TIME)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def ipv4(text: str) -> IPv4Address:
@@ -115,8 +145,22 @@ def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
         help="normal: every grant is committed before the reply and survives kill -9; "
         "full: also fsync, to survive power loss, at a lower rate (normal)",
     )
-    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings file (keys as the long flags; [[subnet]] tables for relayed "
+        "subnets)",
+    )
     parser.add_argument("--domain", metavar="NAME", help="domain name given to clients")
+    parser.add_argument(
+        "--authoritative",
+        action="store_true",
+        default=None,
+        help="this server owns the segment: NAK wrong requests even from clients it has "
+        "no record of (default: stay silent to them, RFC 2131 4.3.2, so that another "
+        "DHCP server on the same wire keeps its clients)",
+    )
     parser.add_argument(
         "--ipxe-bootfile",
         metavar="NAME",
@@ -138,7 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dhcpd",
         description="DHCP server for network boot on IFACE (RFC 2131, 2132, 4578). "
         "Without -a it answers PXE clients only.",
-        epilog="example: dhcpd -a -v -n 10.0.0.53 eth1 pxelinux.0",
+        epilog="example: dhcpd -a -v -n 10.0.0.53 eth1 pxelinux.0. The --config TOML file "
+        "takes the long flags as keys (authoritative = true, ...) and [[subnet]] tables "
+        "for subnets behind relays (network, range, gateway, dns, domain, bootfile, "
+        "tftp-server, ipxe-bootfile, hosts, exclude, lease-time, [subnet.options]). "
+        "Usage errors exit 2.",
     )
     add_server_flags(parser, "dhcpd")
     parser.add_argument(
@@ -150,9 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--lease-time",
-        type=positive_int,
+        type=lease_seconds,
         metavar="SECONDS",
-        help=f"lease time ({DEFAULT_LEASE_TIME})",
+        help=f"lease time, 1..{MAX_LEASE_TIME} ({DEFAULT_LEASE_TIME})",
     )
     parser.add_argument(
         "--reply-delay",
@@ -183,32 +231,6 @@ def _load_toml(path: Path | None) -> dict[str, Any]:
     return {k.replace("_", "-"): v for k, v in data.items()}
 
 
-def _ip(value: object, what: str) -> IPv4Address:
-    try:
-        return IPv4Address(str(value))
-    except ValueError:
-        raise ConfigError(f"{what}: not an IPv4 address: {value!r}") from None
-
-
-def parse_host(spec: object) -> StaticHost:
-    """`MAC=IP[,NAME]` or a TOML table `{mac, ip, name}`."""
-    if isinstance(spec, Mapping):
-        mac, ip, name = spec.get("mac"), spec.get("ip"), spec.get("name")
-    elif isinstance(spec, str) and "=" in spec:
-        mac, rest = spec.split("=", 1)
-        ip, _, name = rest.partition(",")
-    else:
-        raise ConfigError(f"host: expected MAC=IP[,NAME], got {spec!r}")
-    parts = str(mac).strip().lower().replace("-", ":").split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise ConfigError(f"host: bad MAC address {mac!r}")
-    try:
-        bytes.fromhex("".join(parts))
-    except ValueError:
-        raise ConfigError(f"host: bad MAC address {mac!r}") from None
-    return StaticHost(":".join(parts), _ip(ip, "host"), str(name) if name else None)
-
-
 def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
     """Merge defaults, TOML and flags into a `DhcpConfig`; raises ConfigError/InterfaceError.
 
@@ -232,6 +254,8 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         "ipxe-bootfile",
         "lease-sync",
         "exclude",
+        "authoritative",
+        "subnet",
     }
     unknown = sorted(set(toml) - known)
     if unknown:
@@ -272,13 +296,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
     rng = pick(getattr(args, "range", None), "range")
     start = end = None
     if rng is not None:
-        if not isinstance(rng, (list, tuple)) or len(rng) != 2:
-            raise ConfigError("range: expected [START, END]")
-        start, end = _ip(rng[0], "range"), _ip(rng[1], "range")
-        if start not in network or end not in network:
-            raise ConfigError(f"range {start}..{end} is not inside {network}")
-        if start > end:
-            raise ConfigError(f"range start {start} is after end {end}")
+        start, end = parse_range(rng, network)
 
     hosts_raw: list[object] = list(toml.get("hosts", []))
     hosts_raw += getattr(args, "host", None) or []
@@ -294,35 +312,34 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
     # The server's other addresses on this interface are not for clients either.
     exclude.update(IPv4Address(str(a.address)) for a in addrs[1:] if a.address.version == 4)
 
-    extra: dict[int, bytes] = {}
-    opts = toml.get("options", {})
-    if not isinstance(opts, Mapping):
-        raise ConfigError("options: expected a table")
-    try:
-        for name, value in opts.items():
-            spec = option_by_name(str(name))
-            extra[spec.code] = encode_value(spec.code, value)
-    except OptionValueError as exc:
-        raise ConfigError(f"options: {exc}") from None
+    extra = parse_options(toml.get("options", {}))
+    subnets = parse_subnets(toml.get("subnet", []), network)
 
-    lease_time = int(pick(getattr(args, "lease_time", None), "lease-time", DEFAULT_LEASE_TIME))
-    if lease_time <= 0:
-        raise ConfigError("lease-time must be positive")
-    reply_delay = float(pick(getattr(args, "reply_delay", None), "reply-delay", 0.0))
+    lease_time = check_int(
+        pick(getattr(args, "lease_time", None), "lease-time", DEFAULT_LEASE_TIME),
+        "lease-time",
+        1,
+        MAX_LEASE_TIME,
+    )
+    delay_raw = pick(getattr(args, "reply_delay", None), "reply-delay", 0.0)
+    if isinstance(delay_raw, bool) or not isinstance(delay_raw, (int, float)):
+        raise ConfigError(f"reply-delay: expected seconds, got {delay_raw!r}")
+    reply_delay = float(delay_raw)
     if not 0 <= reply_delay <= 10:
         raise ConfigError("reply-delay must be between 0 and 10 seconds")
     prefixes = ["PXEClient"]
     extra_prefixes = getattr(args, "pxe_vendor_class", None) or toml.get("pxe-vendor-class", [])
     prefixes += [str(p) for p in extra_prefixes]
-    port = int(pick(getattr(args, "port", None), "port", 67))
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"not a UDP port: {port}")
+    port = check_int(pick(getattr(args, "port", None), "port", 67), "port", 1, 65534)
     leases = pick(getattr(args, "leases", None), "leases")
     leases_path = Path(leases) if leases is not None else default_leases_path(tool, args.iface)
     lease_sync = str(pick(getattr(args, "lease_sync", None), "lease-sync", "normal"))
     if lease_sync not in ("normal", "full"):
         raise ConfigError(f"lease-sync must be normal or full, not {lease_sync!r}")
     answer_all = bool(pick(getattr(args, "all", None), "all", False))
+    authoritative = pick(getattr(args, "authoritative", None), "authoritative", False)
+    if not isinstance(authoritative, bool):
+        raise ConfigError(f"authoritative: expected true or false, got {authoritative!r}")
 
     return DhcpConfig(
         server_ip=server_ip,
@@ -348,6 +365,8 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         client_port=68 if port == 67 else port + 1,
         reply_delay=reply_delay,
         ipxe_bootfile=pick(getattr(args, "ipxe_bootfile", None), "ipxe-bootfile"),
+        authoritative=authoritative,
+        subnets=subnets,
     )
 
 
@@ -377,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = build_config(args, "dhcpd")
-    except (ConfigError, InterfaceError) as exc:
+    except ConfigError as exc:
+        parser.exit(USAGE_ERROR, f"dhcpd: error: {exc}\n")
+    except InterfaceError as exc:
         parser.exit(1, f"dhcpd: error: {exc}\n")
     problem = check_root("dhcpd", config)
     if problem:

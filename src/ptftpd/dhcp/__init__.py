@@ -2,8 +2,13 @@
 
 Layers (each usable alone): `packet` (sans-IO codec: `Message`, `decode`, `encode`,
 `PacketError`), `options` (registry, `Opt`, `MessageType`, `pxe_vendor_options`),
-`leases` (sans-IO lease policy with an injected clock), `store` (SQLite), `engine`
-(sans-IO RFC 2131/951 engine: bytes in, `Outgoing` out) and `server` (asyncio shell).
+`lease_store` (the `LeaseStore` protocol a lease backend implements, with its
+`FreeIndex` free-address search; `free_index` is the in-memory one), `leases` (sans-IO
+lease policy with an injected clock), `store` (SQLite), `scope` (subnets, chosen per
+request by option 118, 82.5, giaddr or ciaddr), `reply` (RFC 2131 table 3, 4.1
+addressing, option 55 order), `settings` (checked TOML/flag values, `[[subnet]]`),
+`engine` (sans-IO RFC 2131/951 engine: bytes in, `Outgoing` out) and `server` (asyncio
+shell).
 
 Hook API for other servers in the same event loop (pxed)::
 

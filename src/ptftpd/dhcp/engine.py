@@ -12,23 +12,23 @@ that may carry boot information; see `ptftpd.dhcp` for the public API.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from ptftpd.dhcp.leases import Ack, Lease, LeasePolicy, Nak, StaticHost
 from ptftpd.dhcp.options import MessageType, Opt, pxe_vendor_options
-from ptftpd.dhcp.packet import (
-    BOOTREPLY,
-    BOOTREQUEST,
-    BROADCAST_FLAG,
-    ZERO_IP,
-    Message,
-    PacketError,
-    decode,
-    encode,
+from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, Message, PacketError, decode, encode
+from ptftpd.dhcp.reply import (
+    CLIENT_PORT,
+    SERVER_PORT,
+    Outgoing,
+    make_reply,
+    order_options,
+    reply_destination,
 )
+from ptftpd.dhcp.scope import Scope, SubnetConfig, find_scope, network_options
 
 __all__ = [
     "BootChoice",
@@ -36,6 +36,8 @@ __all__ = [
     "DhcpConfig",
     "DhcpEngine",
     "Outgoing",
+    "Scope",
+    "SubnetConfig",
     "is_ipxe",
     "make_reply",
     "reply_destination",
@@ -43,9 +45,8 @@ __all__ = [
 
 log = logging.getLogger("ptftpd.dhcp")
 
-BROADCAST = IPv4Address("255.255.255.255")
-SERVER_PORT = 67
-CLIENT_PORT = 68
+# A lease time of all ones means "infinite" on the wire (RFC 2132 9.2).
+INFINITE = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,11 @@ class DhcpConfig:
     # What iPXE (user class "iPXE" or option 175) gets instead of `bootfile`: handing it
     # the iPXE binary again makes it chain-load itself forever (netboot notes).
     ipxe_bootfile: str | None = None
+    # NAK wrong requests even from clients we have no record of (RFC 2131 4.3.2 asks a
+    # server sharing the wire with others to stay silent then: the default).
+    authoritative: bool = False
+    # Relayed subnets served besides the local one (TOML `[[subnet]]`).
+    subnets: tuple[SubnetConfig, ...] = ()
 
     @property
     def siaddr(self) -> IPv4Address:
@@ -114,111 +120,9 @@ class DhcpConfig:
         return (self.server_ip,) if self.routers is None else self.routers
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """One datagram to send. `arp` is (MAC, IP) when the server should add a neighbour
-    entry first (unicast to a client that has no address yet, RFC 2131 4.1)."""
-
-    payload: bytes
-    address: tuple[str, int]
-    arp: tuple[bytes, IPv4Address] | None = None
-    message: Message | None = None
-
-
-def make_reply(request: Message, msg_type: MessageType | None, server_ip: IPv4Address) -> Message:
-    """A reply skeleton with the fields RFC 2131 table 3 copies from the request; for
-    proxyDHCP and other servers built on this codec."""
-    reply = Message(
-        op=BOOTREPLY,
-        htype=request.htype,
-        hlen=request.hlen,
-        xid=request.xid,
-        flags=request.flags,
-        giaddr=request.giaddr,
-        chaddr=request.chaddr,
-    )
-    if msg_type is not None:
-        reply.options[Opt.MESSAGE_TYPE] = bytes([msg_type])
-        reply.options[Opt.SERVER_ID] = server_ip.packed
-    return reply
-
-
-def reply_destination(
-    request: Message,
-    reply: Message,
-    server_port: int = SERVER_PORT,
-    client_port: int = CLIENT_PORT,
-    source: tuple[str, int] | None = None,
-) -> tuple[tuple[str, int], tuple[bytes, IPv4Address] | None]:
-    """RFC 2131 4.1: relay first, then ciaddr, then broadcast when asked or for a NAK,
-    else unicast to yiaddr (needing a neighbour entry for the client's MAC)."""
-    if request.giaddr != ZERO_IP:
-        if reply.message_type is MessageType.NAK:
-            reply.flags |= BROADCAST_FLAG
-        return (str(request.giaddr), server_port), None
-    if reply.message_type is MessageType.NAK:
-        return (str(BROADCAST), client_port), None
-    if request.ciaddr != ZERO_IP:
-        return (str(request.ciaddr), client_port), None
-    if reply.message_type is MessageType.ACK and reply.yiaddr == ZERO_IP and source:
-        return (source[0], source[1] or client_port), None  # INFORM without ciaddr
-    if request.broadcast or reply.yiaddr == ZERO_IP:
-        return (str(BROADCAST), client_port), None
-    return (str(reply.yiaddr), client_port), (request.mac, reply.yiaddr)
-
-
-# Always sent when we have them, whatever option 55 says: clients need these to work.
-_ESSENTIAL = frozenset(
-    {
-        Opt.MESSAGE_TYPE,
-        Opt.SERVER_ID,
-        Opt.LEASE_TIME,
-        Opt.RENEWAL_TIME,
-        Opt.REBINDING_TIME,
-        Opt.SUBNET_MASK,
-        Opt.ROUTER,
-        Opt.DNS,
-        Opt.HOSTNAME,
-        Opt.VENDOR_CLASS,
-        Opt.VENDOR_SPECIFIC,
-        Opt.TFTP_SERVER_NAME,
-        Opt.BOOTFILE_NAME,
-        Opt.RELAY_AGENT_INFO,
-        Opt.MESSAGE,
-        Opt.BOOT_FILE_SIZE,
-        Opt.CLIENT_UUID,
-    }
-)
-
-
-def _order_options(options: dict[int, bytes], wanted: list[int] | None) -> dict[int, bytes]:
-    """Honour option 55: requested options first in the client's order (they survive
-    truncation to a small maximum message size), then the essential ones; extras that
-    the client did not ask for are left out when it sent a list."""
-    if wanted is None:
-        return options
-    out: dict[int, bytes] = {}
-    if Opt.MESSAGE_TYPE in options:
-        out[Opt.MESSAGE_TYPE] = options[Opt.MESSAGE_TYPE]
-    for code in wanted:
-        if code in options and code not in out:
-            out[code] = options[code]
-    for code, value in options.items():
-        if code not in out and code in _ESSENTIAL:
-            out[code] = value
-    # Relay agent information goes last (RFC 3046 2.2 asks for it after the others).
-    if Opt.RELAY_AGENT_INFO in out:
-        out[Opt.RELAY_AGENT_INFO] = out.pop(Opt.RELAY_AGENT_INFO)
-    return out
-
-
 def is_ipxe(msg: Message) -> bool:
     """iPXE says so in user class 77 and carries its feature list in option 175."""
     return msg.has_user_class("iPXE") or Opt.IPXE_ENCAP in msg.options
-
-
-def _ips(addrs: tuple[IPv4Address, ...]) -> bytes:
-    return b"".join(a.packed for a in addrs)
 
 
 class DhcpEngine:
@@ -227,22 +131,25 @@ class DhcpEngine:
         config: DhcpConfig,
         policy: LeasePolicy,
         boot_policy: BootPolicy | None = None,
+        subnets: Sequence[Scope] = (),
     ) -> None:
         self.config = config
         self.policy = policy
         self.boot_policy = boot_policy
         self.dropped = 0
-        # The same for every reply: packed once.
-        net: dict[int, bytes] = {Opt.SUBNET_MASK: config.network.netmask.packed}
-        if config.router_list:
-            net[Opt.ROUTER] = _ips(config.router_list)
-        if config.dns:
-            net[Opt.DNS] = _ips(config.dns)
-        if config.domain_name:
-            net[Opt.DOMAIN_NAME] = config.domain_name.encode()
-        net[Opt.BROADCAST] = config.network.broadcast_address.packed
-        net.update(config.extra_options)
-        self._network_options = net
+        local = Scope(
+            config.network,
+            policy,
+            network_options(
+                config.network,
+                config.router_list,
+                config.dns,
+                config.domain_name,
+                config.extra_options,
+            ),
+        )
+        # The local subnet first: it answers everything that names no other link.
+        self.scopes: list[Scope] = [local, *subnets]
 
     # -- classification ----------------------------------------------------------------
 
@@ -250,13 +157,18 @@ class DhcpEngine:
         vc = msg.vendor_class or ""
         return any(vc.startswith(p) for p in self.config.pxe_vendor_prefixes)
 
-    def boot_for(self, msg: Message) -> BootChoice | None:
+    def boot_for(self, msg: Message, scope: Scope | None = None) -> BootChoice | None:
         """Ask the hook (or use BOOTFILE); a hook that raises must not stop the server."""
+        cfg = self.config
         choice: BootChoice | str | None
         if self.boot_policy is None:
-            choice = self.config.bootfile
-            if self.config.ipxe_bootfile and is_ipxe(msg):
-                choice = self.config.ipxe_bootfile
+            bootfile = cfg.bootfile
+            ipxe_file = cfg.ipxe_bootfile
+            if scope is not None and scope.bootfile is not None:
+                bootfile = scope.bootfile
+            if scope is not None and scope.ipxe_bootfile is not None:
+                ipxe_file = scope.ipxe_bootfile
+            choice = ipxe_file if ipxe_file and is_ipxe(msg) else bootfile
         else:
             try:
                 choice = self.boot_policy(msg)
@@ -264,13 +176,15 @@ class DhcpEngine:
                 log.exception(
                     "boot policy failed for %s; using %s",
                     msg.mac_str,
-                    self.config.bootfile or "no boot file",
+                    cfg.bootfile or "no boot file",
                 )
-                choice = self.config.bootfile
+                choice = cfg.bootfile
         if choice is None or choice == "":
             return None
         if isinstance(choice, str):
-            return BootChoice(choice)
+            choice = BootChoice(choice)
+        if choice.next_server is None and scope is not None and scope.next_server is not None:
+            choice = BootChoice(choice.file, scope.next_server, choice.options)
         return choice
 
     # -- entry point ---------------------------------------------------------------------
@@ -279,8 +193,8 @@ class DhcpEngine:
         """One datagram in, zero or one reply out; never raises for bad input, since a
         single odd client must not stop a server that a whole room is booting from.
 
-        One subnet per engine: a request relayed from a giaddr outside it is dropped
-        (run one instance per subnet)."""
+        The subnet is chosen per request (`scope.find_scope`); a request from a link
+        that no configured subnet covers is dropped."""
         try:
             msg = decode(data)
         except PacketError as exc:
@@ -303,33 +217,37 @@ class DhcpEngine:
                 msg.giaddr,
                 {k: v.hex() for k, v in msg.options.items()},
             )
-        if msg.giaddr != ZERO_IP and msg.giaddr not in self.config.network:
-            log.debug("drop request relayed from %s: not on %s", msg.giaddr, self.config.network)
+        scope = find_scope(self.scopes, msg)
+        if scope is None:
+            log.debug("drop request relayed from %s: no subnet configured for it", msg.giaddr)
             return []
         if msg.is_bootp:
             if not self.config.bootp:
                 log.debug("drop BOOTP request from %s (BOOTP not enabled)", msg.mac_str)
                 return []
-            reply = self._bootp(msg)
-        else:
-            if not self.config.dhcp:
-                log.debug("drop DHCP message from %s (DHCP not enabled)", msg.mac_str)
-                return []
-            if not self.config.answer_all and not self.is_pxe(msg):
-                if debug:
-                    log.debug(
-                        "ignore %s from %s: vendor class %r is not PXE (use -a)",
-                        msg.message_type,
-                        msg.mac_str,
-                        msg.vendor_class,
-                    )
-                return []
-            reply = self._dhcp(msg, source)
+            return self._bootp(msg, scope)
+        if not self.config.dhcp:
+            log.debug("drop DHCP message from %s (DHCP not enabled)", msg.mac_str)
+            return []
+        if not self.config.answer_all and not self.is_pxe(msg):
+            if debug:
+                log.debug(
+                    "ignore %s from %s: vendor class %r is not PXE (use -a)",
+                    msg.message_type,
+                    msg.mac_str,
+                    msg.vendor_class,
+                )
+            return []
+        reply = self._dhcp(msg, source, scope)
         if reply is None:
             return []
+        return [self._outgoing(msg, reply, encode(reply, msg.max_message_size), source)]
+
+    def _outgoing(
+        self, msg: Message, reply: Message, payload: bytes, source: tuple[str, int]
+    ) -> Outgoing:
         dest, arp = reply_destination(msg, reply, self.config.port, self.config.client_port, source)
-        payload = encode(reply, msg.max_message_size)
-        if debug:
+        if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "send %s xid=%08x to %s:%s yiaddr=%s %d bytes",
                 reply.message_type.label if reply.message_type else "BOOTREPLY",
@@ -339,7 +257,7 @@ class DhcpEngine:
                 reply.yiaddr,
                 len(payload),
             )
-        return [Outgoing(payload, dest, arp, reply)]
+        return Outgoing(payload, dest, arp, reply)
 
     # -- DHCP ------------------------------------------------------------------------------
 
@@ -360,35 +278,39 @@ class DhcpEngine:
             extra,
         )
 
-    def _dhcp(self, msg: Message, source: tuple[str, int]) -> Message | None:
+    def _dhcp(self, msg: Message, source: tuple[str, int], scope: Scope) -> Message | None:
         mtype = msg.message_type
         key, mac = msg.client_key, msg.mac_str
         cfg = self.config
+        policy = scope.policy
         if mtype is MessageType.DISCOVER:
-            addr = self.policy.offer(key, mac, msg.requested_ip)
+            addr = policy.offer(key, mac, msg.requested_ip)
             if addr is None:
-                log.warning("DHCPDISCOVER from %s: no free address in the pool", mac)
+                log.warning("DHCPDISCOVER from %s: no free address in %s", mac, scope.network)
                 return None
-            return self._lease_reply(msg, MessageType.OFFER, addr, "DHCPOFFER")
+            return self._lease_reply(msg, scope, MessageType.OFFER, addr, "DHCPOFFER")
         if mtype is MessageType.REQUEST:
             sid = msg.server_id
             if sid is not None and sid != cfg.server_ip:
-                self.policy.withdraw(key)
+                policy.withdraw(key)
                 self._event("DHCPREQUEST for server", sid, msg, extra=" (not us: offer withdrawn)")
                 return None
+            known_only = selecting = False
             if sid is not None:  # SELECTING
                 addr = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
-                known_only = False
+                selecting = True
             elif msg.requested_ip is not None:  # INIT-REBOOT
                 addr, known_only = msg.requested_ip, True
             elif msg.ciaddr != ZERO_IP:  # RENEWING / REBINDING
-                addr, known_only = msg.ciaddr, False
+                addr = msg.ciaddr
             else:
                 log.debug("drop DHCPREQUEST from %s with no address", mac)
                 return None
             if addr is None:
                 return None
-            result = self.policy.request(key, mac, addr, msg.hostname, known_only=known_only)
+            result = policy.request(
+                key, mac, addr, msg.hostname, known_only=known_only, selecting=selecting
+            )
             if result is None:
                 log.debug("DHCPREQUEST for %s from unknown client %s: silent", addr, mac)
                 return None
@@ -400,10 +322,10 @@ class DhcpEngine:
                 return nak
             assert isinstance(result, Ack)
             return self._lease_reply(
-                msg, MessageType.ACK, result.lease.address, "DHCPACK", result.lease
+                msg, scope, MessageType.ACK, result.lease.address, "DHCPACK", result.lease
             )
         if mtype is MessageType.RELEASE:
-            released = self.policy.release(key, msg.ciaddr)
+            released = policy.release(key, msg.ciaddr)
             self._event(
                 "DHCPRELEASE", msg.ciaddr, msg, extra="" if released else " (no such lease)"
             )
@@ -413,13 +335,13 @@ class DhcpEngine:
             if sid is not None and sid != cfg.server_ip:
                 return None
             addr = msg.requested_ip
-            if addr is not None and self.policy.decline(key, mac, addr):
+            if addr is not None and policy.decline(key, mac, addr):
                 self._event("DHCPDECLINE", addr, msg, extra=" (quarantined)")
             return None
         if mtype is MessageType.INFORM:
             reply = make_reply(msg, MessageType.ACK, cfg.server_ip)
             reply.ciaddr = msg.ciaddr
-            boot = self._add_common(msg, reply, None)
+            boot = self._add_common(msg, reply, scope)
             self._event(
                 "DHCPACK(inform)", msg.ciaddr if msg.ciaddr != ZERO_IP else source[0], msg, boot
             )
@@ -430,6 +352,7 @@ class DhcpEngine:
     def _lease_reply(
         self,
         msg: Message,
+        scope: Scope,
         mtype: MessageType,
         addr: IPv4Address,
         label: str,
@@ -440,26 +363,31 @@ class DhcpEngine:
         reply.yiaddr = addr
         if mtype is MessageType.ACK:
             reply.ciaddr = msg.ciaddr
-        lease_time = cfg.lease_time
+        # OFFER and ACK state the same time: the policy's lease time (a static host's
+        # too), all ones only for a lease that really never ends.
+        lease_time = scope.lease_time
         if lease is not None and lease.expires == float("inf"):
-            lease_time = 0xFFFFFFFF
+            lease_time = INFINITE
         reply.options[Opt.LEASE_TIME] = lease_time.to_bytes(4, "big")
-        if lease_time != 0xFFFFFFFF:
+        if lease_time != INFINITE:
             reply.options[Opt.RENEWAL_TIME] = (lease_time // 2).to_bytes(4, "big")
             reply.options[Opt.REBINDING_TIME] = (lease_time * 7 // 8).to_bytes(4, "big")
-        static = self.policy.static_for(msg.mac_str)
+        static = scope.policy.static_for(msg.mac_str)
         if static is not None and static.hostname:
             reply.options[Opt.HOSTNAME] = static.hostname.encode()
-        boot = self._add_common(msg, reply, addr)
+        boot = self._add_common(msg, reply, scope)
         self._event(label, addr, msg, boot)
         return reply
 
-    def _add_common(self, msg: Message, reply: Message, addr: IPv4Address | None) -> str | None:
-        """Network and boot options shared by OFFER, ACK and INFORM; returns the boot file."""
+    def _add_common(self, msg: Message, reply: Message, scope: Scope) -> str | None:
+        """Network and boot options shared by OFFER, ACK and INFORM; returns the boot file.
+
+        The boot information (file, siaddr, 66, 67, PXE 43/60/97 and the policy's own
+        options) goes in whatever option 55 says: ROMs rarely list it."""
         cfg = self.config
         opts = reply.options
-        opts.update(self._network_options)
-        boot = self.boot_for(msg)
+        opts.update(scope.options)
+        boot = self.boot_for(msg, scope)
         file = None
         if boot is not None:
             file = boot.file
@@ -483,7 +411,8 @@ class DhcpEngine:
             for code, value in boot.options.items():
                 opts[code] = value
         self._echo_relay_info(msg, reply)
-        reply.options = _order_options(opts, msg.parameter_list)
+        always = boot.options.keys() if boot is not None else ()
+        reply.options = order_options(opts, msg.parameter_list, always)
         return file
 
     @staticmethod
@@ -494,13 +423,13 @@ class DhcpEngine:
 
     # -- BOOTP -----------------------------------------------------------------------------
 
-    def _bootp(self, msg: Message) -> Message | None:
+    def _bootp(self, msg: Message, scope: Scope) -> list[Outgoing]:
         from ptftpd.dhcp.bootp import bootp_reply
 
-        lease = self.policy.bind_permanent(msg.client_key, msg.mac_str)
+        lease = scope.policy.bind_permanent(msg.client_key, msg.mac_str)
         if lease is None:
-            log.warning("BOOTREQUEST from %s: no free address in the pool", msg.mac_str)
-            return None
-        reply = bootp_reply(self, msg, lease)
+            log.warning("BOOTREQUEST from %s: no free address in %s", msg.mac_str, scope.network)
+            return []
+        reply, payload = bootp_reply(self, scope, msg, lease)
         self._event("BOOTREPLY", lease.address, msg, reply.file_str or None)
-        return reply
+        return [self._outgoing(msg, reply, payload, ("0.0.0.0", 0))]

@@ -14,13 +14,12 @@ Declined addresses are quarantined; static hosts (by MAC) are never given to oth
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
-from typing import Protocol
+
+from ptftpd.dhcp.lease_store import FreeIndex, Lease, LeaseState, LeaseStore, MemoryStore
 
 __all__ = [
     "Ack",
@@ -37,67 +36,6 @@ __all__ = [
 ]
 
 FOREVER = math.inf
-
-
-class LeaseState(enum.Enum):
-    OFFERED = "offered"
-    BOUND = "bound"
-    RELEASED = "released"
-    EXPIRED = "expired"
-    DECLINED = "declined"
-
-
-@dataclass
-class Lease:
-    address: IPv4Address
-    client_key: bytes
-    mac: str
-    state: LeaseState
-    expires: float
-    hostname: str | None = None
-    # When the address became free (released/expired/declined): longest-free goes first.
-    since: float = 0.0
-
-    def effective_state(self, now: float) -> LeaseState:
-        if self.state is LeaseState.BOUND and self.expires <= now:
-            return LeaseState.EXPIRED
-        return self.state
-
-
-class LeaseStore(Protocol):
-    """Durable storage; `save` must be durable when it returns (kill -9 safe)."""
-
-    def load(self) -> list[Lease]: ...
-
-    def save(self, leases: Iterable[Lease]) -> None: ...
-
-    def batch(self) -> AbstractContextManager[None]:
-        """Saves inside are durable when the block ends (one commit for a burst)."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class MemoryStore:
-    """A store for tests and for callers that want no persistence."""
-
-    def __init__(self) -> None:
-        self.rows: dict[IPv4Address, Lease] = {}
-        self.saves = 0
-
-    def load(self) -> list[Lease]:
-        return [replace(lease) for lease in self.rows.values()]
-
-    def save(self, leases: Iterable[Lease]) -> None:
-        for lease in leases:
-            self.rows[lease.address] = replace(lease)
-        self.saves += 1
-
-    def batch(self) -> AbstractContextManager[None]:
-        return nullcontext()
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -141,6 +79,9 @@ class PoolConfig:
     offer_time: float = 30.0
     decline_time: float = 600.0
     static_hosts: tuple[StaticHost, ...] = ()
+    # Authoritative for this network: NAK wrong requests even from clients we have no
+    # record of. Off by default, as RFC 2131 4.3.2 asks of servers sharing a wire.
+    authoritative: bool = False
 
     @property
     def t1(self) -> int:
@@ -198,7 +139,7 @@ class LeasePolicy:
     _static_addrs: set[IPv4Address] = field(default_factory=set, init=False)
     _pool: Pool = field(default_factory=lambda: Pool(1, 0), init=False)
     _cursor: int = field(default=0, init=False)
-    _unleased: set[IPv4Address] = field(default_factory=set, init=False)
+    _free: FreeIndex | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         for host in self.config.static_hosts:
@@ -206,13 +147,24 @@ class LeasePolicy:
             self._static_addrs.add(host.address)
         self._pool = self.config.addresses.without(self._static_addrs)
         self._cursor = self._pool.first
+        self._free = self.store.free_index()
+        network = self.config.network
         for lease in self.store.load():
+            # One store may hold several subnets' leases: take this network's only.
+            if lease.address not in network:
+                continue
             self._leases[lease.address] = lease
+            self._free.note(lease.address, lease.free_from)
             if lease.state is LeaseState.BOUND:
                 self._by_client[lease.client_key] = lease.address
         for lease in self._leases.values():
             # A client whose last lease was released still prefers that address.
             self._by_client.setdefault(lease.client_key, lease.address)
+
+    @property
+    def free(self) -> FreeIndex:
+        assert self._free is not None
+        return self._free
 
     # -- queries ---------------------------------------------------------------------
 
@@ -228,6 +180,14 @@ class LeasePolicy:
 
     def in_network(self, addr: IPv4Address) -> bool:
         return addr in self.config.network
+
+    def knows(self, client_key: bytes, mac: str) -> bool:
+        """Do we have any record of this client (lease in any state, offer, static)?"""
+        return (
+            client_key in self._by_client
+            or client_key in self._offer_by_client
+            or self.static_for(mac) is not None
+        )
 
     def _available(self, addr: IPv4Address, client_key: bytes, now: float) -> bool:
         """Can `client_key` have `addr` right now?"""
@@ -253,23 +213,20 @@ class LeasePolicy:
             self._cursor += 1
             if addr not in self._leases and self._available(addr, client_key, now):
                 return addr
-        # Never-used addresses are gone: reuse the one free for the longest time.
-        best: Lease | None = None
-        for lease in self._leases.values():
-            if self._available(lease.address, client_key, now):
-                free_since = lease.since if lease.state is not LeaseState.BOUND else lease.expires
-                if best is None or free_since < (
-                    best.since if best.state is not LeaseState.BOUND else best.expires
-                ):
-                    best = lease
-        if best is not None:
-            return best.address
-        # Addresses offered but never leased, now that the offers have run out: tracked
-        # apart, so a full pool costs a scan of the offers, not of a /8's 16 M addresses.
-        for addr in sorted(self._unleased):
-            if addr not in self._leases and self._available(addr, client_key, now):
+        # Never-used addresses are gone: the index yields the one free the longest.
+        for addr in self.free.candidates(now):
+            if self._available(addr, client_key, now):
                 return addr
         return None
+
+    def _renote(self, addr: IPv4Address, now: float) -> None:
+        """Tell the index when `addr` may next be free, from its current state."""
+        lease = self._leases.get(addr)
+        when = now if lease is None else max(lease.free_from, now)
+        offer = self._offers.get(addr)
+        if offer is not None:
+            when = max(when, offer.expires)
+        self.free.note(addr, when)
 
     # -- events ----------------------------------------------------------------------
 
@@ -301,16 +258,19 @@ class LeasePolicy:
         old = self._offer_by_client.pop(client_key, None)
         if old is not None and old != addr:
             self._offers.pop(old, None)
-        self._offers[addr] = _Offer(addr, client_key, now + self.config.offer_time)
+            self._renote(old, now)
+        expires = now + self.config.offer_time
+        self._offers[addr] = _Offer(addr, client_key, expires)
         self._offer_by_client[client_key] = addr
-        if addr not in self._leases:
-            self._unleased.add(addr)
+        lease = self._leases.get(addr)
+        self.free.note(addr, expires if lease is None else max(expires, lease.free_from))
 
     def withdraw(self, client_key: bytes) -> None:
         """The client chose another server: free our offer at once."""
         addr = self._offer_by_client.pop(client_key, None)
         if addr is not None:
             self._offers.pop(addr, None)
+            self._renote(addr, self.clock())
 
     def request(
         self,
@@ -320,11 +280,15 @@ class LeasePolicy:
         hostname: str | None = None,
         *,
         known_only: bool = False,
+        selecting: bool = False,
     ) -> Ack | Nak | None:
         """Bind `address` to the client (SELECTING, INIT-REBOOT, RENEWING, REBINDING).
 
-        Returns None when the server should stay silent: with `known_only` (INIT-REBOOT)
-        and no record of the client, RFC 2131 4.3.2 says not to answer.
+        SELECTING (`selecting`: the client named us as its server) gets the address we
+        offered it (or its own lease) or a NAK. In the other states a wrong request is
+        NAKed only when we have a record of the client or are authoritative; else we
+        stay silent (None), as RFC 2131 4.3.2 demands for servers sharing a wire. With
+        `known_only` (INIT-REBOOT) a free address is not granted to an unknown client.
         """
         now = self.clock()
         static = self.static_for(mac)
@@ -336,25 +300,37 @@ class LeasePolicy:
                 client_key,
                 mac,
                 LeaseState.BOUND,
-                FOREVER,
+                now + self.config.lease_time,
                 hostname or static.hostname,
                 now,
             )
             return Ack(lease)
-        if address in self._static_addrs:
-            return Nak(f"{address} is reserved for another host")
-        if not self.in_network(address):
-            return Nak(f"{address} is not on this network")
-        if address not in self._pool:
-            return Nak(f"{address} is not in the pool")
-        if not self._available(address, client_key, now):
-            return Nak(f"{address} is in use")
-        if known_only:
-            current = self._leases.get(address)
-            known = current is not None and current.client_key == client_key
-            if not known and self._offer_by_client.get(client_key) != address:
-                return None
+        if (
+            selecting
+            and address != self._offer_by_client.get(client_key)
+            and address != self._by_client.get(client_key)
+        ):
+            return Nak(f"{address} was not offered to this client")
+        wrong = self._wrong(address, client_key, now)
+        if wrong is not None:
+            if selecting or self.config.authoritative or self.knows(client_key, mac):
+                return Nak(wrong)
+            return None
+        if known_only and not self.knows(client_key, mac):
+            return None
         return Ack(self._bind(address, client_key, mac, hostname, now, self.config.lease_time))
+
+    def _wrong(self, address: IPv4Address, client_key: bytes, now: float) -> str | None:
+        """Why `client_key` may not have `address`, or None when it may."""
+        if address in self._static_addrs:
+            return f"{address} is reserved for another host"
+        if not self.in_network(address):
+            return f"{address} is not on this network"
+        if address not in self._pool:
+            return f"{address} is not in the pool"
+        if not self._available(address, client_key, now):
+            return f"{address} is in use"
+        return None
 
     def _bind(
         self,
@@ -387,9 +363,15 @@ class LeasePolicy:
         changed.append(lease)
         self.store.save(changed)
         self._leases[address] = lease
-        self._unleased.discard(address)
         self._by_client[client_key] = address
-        self.withdraw(client_key)
+        # The offer is taken up: drop it (the index hears of the lease just below).
+        offered = self._offer_by_client.pop(client_key, None)
+        if offered is not None:
+            self._offers.pop(offered, None)
+            if offered != address:
+                self._renote(offered, now)
+        for item in changed:
+            self.free.note(item.address, item.free_from)
         return lease
 
     def bind_permanent(self, client_key: bytes, mac: str) -> Lease | None:
@@ -417,6 +399,7 @@ class LeasePolicy:
         now = self.clock()
         lease.state, lease.since, lease.expires = LeaseState.RELEASED, now, now
         self.store.save([lease])
+        self.free.note(address, now)
         return lease
 
     def decline(self, client_key: bytes, mac: str, address: IPv4Address) -> Lease | None:
@@ -442,8 +425,8 @@ class LeasePolicy:
         )
         self.store.save([declined])
         self._leases[address] = declined
-        self._unleased.discard(address)
         if self._by_client.get(client_key) == address:
             del self._by_client[client_key]
         self.withdraw(client_key)
+        self.free.note(address, declined.expires)
         return declined

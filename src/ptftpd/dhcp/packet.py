@@ -65,8 +65,12 @@ class Message:
     sname: bytes = b""
     file: bytes = b""
     options: dict[int, bytes] = field(default_factory=dict)
-    # False for plain RFC 951 BOOTP with an empty vendor area (no cookie, no options).
+    # False for plain RFC 951 BOOTP: a vendor area without the RFC 1048 magic cookie
+    # (empty, zeros, or another vendor's format), so no options either.
     cookie: bool = True
+    # Size of the vendor area as received: a BOOTP reply must fit the client's (RFC 951
+    # clients have 64 bytes). Not part of the message's identity.
+    vend_size: int = field(default=0, compare=False)
 
     # -- typed views used by the servers and the boot policy hook -----------------
 
@@ -247,11 +251,12 @@ def decode(data: bytes) -> Message:
         file=file,
     )
     vend = data[HEADER_LEN:]
-    if not vend.strip(b"\x00"):
+    msg.vend_size = len(vend)
+    if vend[:4] != MAGIC_COOKIE:
+        # RFC 951 leaves the vendor area's format to the vendor: without the RFC 1048
+        # cookie it is plain BOOTP (answered from the fixed fields), not an error.
         msg.cookie = False
         return msg
-    if len(vend) < 4 or vend[:4] != MAGIC_COOKIE:
-        raise PacketError("bad magic cookie")
     into: dict[int, bytearray] = {}
     order: list[int] = []
     _parse_options(vend[4:], "options", into, order)
@@ -308,7 +313,7 @@ def encode(msg: Message, max_size: int | None = None) -> bytes:
     an IP datagram size); options beyond it go to file/sname if free, else are dropped."""
     sname = msg.sname[:64]
     file = msg.file[:128]
-    if not msg.cookie and not msg.options:
+    if not msg.cookie:
         vend = b""
     else:
         limit = max_size if max_size is not None else 65535
@@ -319,14 +324,17 @@ def encode(msg: Message, max_size: int | None = None) -> bytes:
         items += [_pack_option(c, v) for c, v in options.items() if c not in _NOT_PACKED]
         main, rest = _fit(items, room)
         overload = 0
+        extra_fields: list[tuple[int, int]] = []
         if rest:
-            room = room - 3  # the overload option itself
-            main, rest = _fit(items, room)
-            extra_fields: list[tuple[int, int]] = []
             if not file.strip(b"\x00"):
                 extra_fields.append((1, 128))
             if not sname.strip(b"\x00"):
                 extra_fields.append((2, 64))
+        if extra_fields:
+            # Room for the overload option itself only when a field can take options:
+            # with sname and file both in use (the usual PXE reply) nothing spills.
+            room = room - 3
+            main, rest = _fit(items, room)
             for bit, size in extra_fields:
                 if not rest:
                     break

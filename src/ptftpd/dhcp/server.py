@@ -19,7 +19,9 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
-from ptftpd.dhcp.leases import LeasePolicy, LeaseStore, MemoryStore, PoolConfig, build_pool
+from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
+from ptftpd.dhcp.leases import LeasePolicy, PoolConfig, build_pool
+from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
 from ptftpd.dhcp.store import SqliteStore, StoreError
 
 __all__ = ["DhcpServer", "ServerStartError", "add_neighbour", "open_dhcp_socket"]
@@ -125,7 +127,10 @@ class DhcpServer:
             self.engine.boot_policy = value
 
     def build_engine(self) -> DhcpEngine:
-        """The sans-IO engine with its lease policy; `start` calls it, tests may too."""
+        """The sans-IO engine with its lease policies; `start` calls it, tests may too.
+
+        Every subnet gets its own pool and policy on the one store (rows are keyed by
+        address, so subnets never collide)."""
         cfg = self.config
         if self._store is None:
             self._store = (
@@ -146,9 +151,41 @@ class DhcpServer:
             offer_time=cfg.offer_time,
             decline_time=cfg.decline_time,
             static_hosts=cfg.static_hosts,
+            authoritative=cfg.authoritative,
         )
         policy = LeasePolicy(pool, self._store, self._clock)
-        return DhcpEngine(cfg, policy, self._boot_policy)
+        subnets = [self._scope(sub) for sub in cfg.subnets]
+        return DhcpEngine(cfg, policy, self._boot_policy, subnets)
+
+    def _scope(self, sub: SubnetConfig) -> Scope:
+        cfg = self.config
+        assert self._store is not None
+        exclude = [
+            cfg.server_ip,
+            *sub.routers,
+            *sub.exclude,
+            *(h.address for h in sub.static_hosts),
+        ]
+        pool = PoolConfig(
+            network=sub.network,
+            addresses=build_pool(sub.network, exclude, sub.range_start, sub.range_end),
+            lease_time=sub.lease_time or cfg.lease_time,
+            offer_time=cfg.offer_time,
+            decline_time=cfg.decline_time,
+            static_hosts=sub.static_hosts,
+            authoritative=cfg.authoritative,
+        )
+        options = network_options(
+            sub.network, sub.routers, sub.dns, sub.domain_name, sub.extra_options
+        )
+        return Scope(
+            sub.network,
+            LeasePolicy(pool, self._store, self._clock),
+            options,
+            sub.bootfile,
+            sub.next_server,
+            sub.ipxe_bootfile,
+        )
 
     async def start(self) -> None:
         if self.engine is None:
@@ -168,12 +205,16 @@ class DhcpServer:
         self._loop.add_reader(sock.fileno(), self._on_readable)
         size = len(self.engine.policy.config.addresses)
         log.info(
-            "serving %s on %s port %d (%s, pool of %d addresses)",
+            "serving %s on %s port %d (%s, pool of %d addresses%s)",
             "BOOTP" if not self.config.dhcp else "DHCP",
             self.config.interface or self.config.server_ip,
             self.config.port,
             "all clients" if self.config.answer_all else "PXE clients only",
             size,
+            "".join(
+                f", relayed {s.network}: {len(s.policy.config.addresses)}"
+                for s in self.engine.scopes[1:]
+            ),
         )
 
     def close(self) -> None:
@@ -230,13 +271,12 @@ class DhcpServer:
         address = out.address
         if out.arp is not None:
             mac, ip = out.arp
-            if not (
-                self._arp_ok
-                and self.config.interface
-                and add_neighbour(sock, self.config.interface, mac, ip)
-            ):
-                if self._arp_ok:
-                    log.debug("cannot add a neighbour entry: broadcasting replies instead")
+            # Only a refusal by the kernel (no CAP_NET_ADMIN) turns unicast off for
+            # good; one odd client (not a 6-byte MAC) is broadcast to on its own.
+            if not (self._arp_ok and self.config.interface and len(mac) == 6):
+                address = ("255.255.255.255", self.config.client_port)
+            elif not add_neighbour(sock, self.config.interface, mac, ip):
+                log.debug("cannot add a neighbour entry: broadcasting replies instead")
                 self._arp_ok = False
                 address = ("255.255.255.255", self.config.client_port)
         try:

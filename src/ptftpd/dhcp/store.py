@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from ptftpd.dhcp.leases import Lease, LeaseState
+from ptftpd.dhcp.free_index import HeapFreeIndex
+from ptftpd.dhcp.lease_store import FreeIndex, Lease, LeaseState
 
 __all__ = ["DEFAULT_LEASES_DIR", "SqliteStore", "StoreError", "default_leases_path"]
 
@@ -139,6 +140,10 @@ class SqliteStore:
                 except sqlite3.Error as exc:
                     self._rollback()
                     raise StoreError(f"cannot write lease file {self.path}: {exc}") from None
+
+    def free_index(self) -> FreeIndex:
+        """The file has one writer (this server), so the search runs in memory."""
+        return HeapFreeIndex()
 
     def close(self) -> None:
         self._db.close()
