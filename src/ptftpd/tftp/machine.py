@@ -21,7 +21,6 @@ from itertools import islice
 
 from ptftpd.tftp.packets import (
     Error,
-    ErrorCode,
     Opcode,
     PacketError,
     ack_bytes,
@@ -115,6 +114,7 @@ class Sender(_Machine):
         self._built = 0  # last block built into _packets
         self._sent = 0  # highest block sent so far
         self._last: int | None = None  # the final (short) block, once the stream ended
+        self._gap_resent = False  # the gap ACK of the current window has been answered
         self.bytes_acked = 0
 
     @property
@@ -185,10 +185,20 @@ class Sender(_Machine):
             return Step(self._window(), _RESTART)
         base = self._base
         newly = (block - base + 1) & 0xFFFF
-        if newly == 0 or newly > self._sent - base + 1:
-            # A duplicate or stale ACK: answering it would double the traffic on every
-            # loss (Sorcerer's Apprentice). The timer resends if it really was lost.
+        if newly == 0:
+            if self.windowsize > 1 and not self._gap_resent and self._sent >= base:
+                # RFC 7440 section 4: the receiver ACKs its last in-order block when a
+                # later one arrives first, i.e. the first block of this window was
+                # lost. Resend from there now, once per window, instead of waiting for
+                # the timer.
+                self._gap_resent = True
+                self.retransmissions += 1
+                return Step(self._window(), _RESTART)
+            # A duplicate ACK in lock-step: answering it would double the traffic on
+            # every loss (Sorcerer's Apprentice). The timer resends if it was lost.
             return _NOTHING
+        if newly > self._sent - base + 1:
+            return _NOTHING  # stale: acknowledges blocks never sent
         packets = self._packets
         if newly == 1:
             acked = len(packets.popleft()) - 4
@@ -200,6 +210,7 @@ class Sender(_Machine):
         base += newly
         self._base = base
         self._tries = 0
+        self._gap_resent = False
         last = self._last
         if last is not None and base > last:
             self.state = State.DONE
@@ -213,6 +224,7 @@ class Sender(_Machine):
         if self._tries > self.retries:
             return self._fail(f"timed out after {self.retries} retries")
         self.retransmissions += 1
+        self._gap_resent = False
         if self._awaiting_start and self._first_packet is not None:
             return Step([self._first_packet], Timer.RESTART)
         return Step(self._window(), Timer.RESTART)
@@ -357,7 +369,3 @@ class Receiver(_Machine):
         self._since_ack = 0
         self._gap_acked = self._dup_acked = False
         return Step([self._last_ack()], Timer.RESTART)
-
-
-def error_packet(code: ErrorCode, message: str) -> bytes:
-    return Error(int(code), message).encode()
