@@ -236,7 +236,16 @@ def transfer(
     return _outcome(channel)
 
 
-_dallies: set[AsyncChannel] = set()  # strong references while they dally
+_dallies: set[asyncio.Task[None]] = set()  # strong references while they run
+
+
+async def _dally(runner: AsyncChannel, closed: asyncio.Event) -> None:
+    """Keep the socket a little longer to re-ACK a resent final block (RFC 1350): the
+    session's own deadline ends it; cancelled (socket closed) when the loop shuts down."""
+    try:
+        await closed.wait()
+    finally:
+        runner.stop()
 
 
 async def transfer_async(
@@ -258,21 +267,21 @@ async def transfer_async(
     )
     loop = asyncio.get_running_loop()
     settled: asyncio.Future[None] = loop.create_future()
+    closed = asyncio.Event()
 
     def answer() -> None:
         if not settled.done():
             settled.set_result(None)
 
-    runner = AsyncChannel(
-        channel, loop, on_settled=answer, on_closed=lambda: _dallies.discard(runner)
-    )
-    _dallies.add(runner)
+    runner = AsyncChannel(channel, loop, on_settled=answer, on_closed=closed.set)
     try:
         runner.start()
         await settled
     except BaseException:
         runner.stop(cancel=True)
         raise
-    if not channel.session.succeeded:
-        runner.stop()
+    if not closed.is_set():
+        task = loop.create_task(_dally(runner, closed))
+        _dallies.add(task)
+        task.add_done_callback(_dallies.discard)
     return _outcome(channel)
