@@ -31,8 +31,9 @@ from ptftpd.cli.common import (
     timeout_seconds,
 )
 from ptftpd.log import setup_logging
-from ptftpd.tftp import TftpError, TransferResult, download, parse_url, upload
+from ptftpd.tftp import TftpError, TftpUrl, TransferResult, download, parse_url, upload
 from ptftpd.tftp.client import DEFAULT_PORT, DEFAULT_RETRIES, format_host
+from ptftpd.tftp.errors import UsageError as TftpUsageError
 from ptftpd.tftp.options import WINDOWSIZE_MAX
 
 PROG = "ptftp"
@@ -41,7 +42,15 @@ _MODE_ALIASES = {"octet": "octet", "binary": "octet", "netascii": "netascii", "a
 
 
 class UsageError(Exception):
-    """A command typed wrongly: shown as one line, the transfer never starts."""
+    """A command typed wrongly: shown as one line, the transfer never starts; exit 2
+    in one-shot mode (argparse's convention for usage errors)."""
+
+
+def _url(text: str) -> TftpUrl:
+    try:
+        return parse_url(text)
+    except TftpError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @dataclass
@@ -543,7 +552,7 @@ def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str 
         if rest and rest[0].lower().startswith("tftp://"):
             if len(rest) > 2:
                 raise UsageError("usage: get tftp://HOST[:PORT]/PATH [LOCAL]")
-            url = parse_url(rest[0])
+            url = _url(rest[0])
             do_get(
                 settings,
                 url.path,
@@ -574,7 +583,7 @@ def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str 
         return 0
     if command == "put":
         if len(rest) == 2 and rest[1].lower().startswith("tftp://"):
-            url = parse_url(rest[1])
+            url = _url(rest[1])
             do_put(
                 settings,
                 rest[0],
@@ -598,7 +607,7 @@ def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str 
     # A bare URL: get it.
     if len(rest) > 1:
         raise UsageError("usage: ptftp tftp://HOST[:PORT]/PATH [LOCAL]")
-    url = parse_url(command)
+    url = _url(command)
     do_get(
         settings,
         url.path,
@@ -648,7 +657,10 @@ def main(argv: list[str] | None = None) -> int:
         elif settings.host is None:
             settings.host = "localhost"
         return _interactive(settings)
-    except (UsageError, TftpError) as exc:
+    except (UsageError, TftpUsageError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except TftpError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from ptftpd.errors import ServerStartError
 from ptftpd.log import format_rate
 from ptftpd.tftp.driver import AsyncChannel, Channel, transfer_socket
 from ptftpd.tftp.errors import LocalError, RemoteError
@@ -31,11 +32,9 @@ from ptftpd.tftp.packets import ErrorCode, Request, error_bytes
 from ptftpd.tftp.paths import PathRefused, resolve
 from ptftpd.tftp.session import Address, RequestRules, ServerSession, format_host
 
+__all__ = ["FinishedTransfer", "ServerConfig", "ServerStartError", "TftpServer"]
+
 log = logging.getLogger("ptftpd.tftp.server")
-
-
-class ServerStartError(Exception):
-    """A start-up problem (address, port, root) that a CLI reports as one line."""
 
 
 @dataclass(frozen=True)
