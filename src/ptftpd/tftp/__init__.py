@@ -22,27 +22,31 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict, Unpack
 
 from ptftpd.tftp.client import (
     DEFAULT_PORT,
+    Job,
     ProgressCallback,
-    ProtocolError,
-    RemoteError,
-    RequestRefused,
-    TftpError,
     TftpUrl,
     TransferResult,
-    TransferTimeout,
     parse_url,
     transfer,
     transfer_async,
 )
-from ptftpd.tftp.errors import LocalError
-from ptftpd.tftp.options import DEFAULT_RETRIES, TransferOptions
+from ptftpd.tftp.errors import (
+    LocalError,
+    ProtocolError,
+    RemoteError,
+    RequestRefused,
+    TftpError,
+    TransferTimeout,
+)
+from ptftpd.tftp.options import TransferOptions
 
 __all__ = [
     "LocalError",
+    "OptionArgs",
     "ProgressCallback",
     "ProtocolError",
     "RemoteError",
@@ -54,9 +58,11 @@ __all__ = [
     "TransferTimeout",
     "download",
     "download_async",
+    "download_with",
     "parse_url",
     "upload",
     "upload_async",
+    "upload_with",
 ]
 
 Local = str | os.PathLike[str] | BinaryIO
@@ -100,36 +106,73 @@ def _upload_source(local: Local, remote: str | None) -> Iterator[tuple[BinaryIO,
         yield file, remote if remote is not None else os.path.basename(os.fspath(local))
 
 
+class OptionArgs(TypedDict, total=False):
+    """The transfer options as keyword arguments (see `TransferOptions` for each)."""
+
+    mode: str
+    blksize: int | None
+    windowsize: int | None
+    tsize: bool
+    timeout: float | None
+    retries: int
+    rfc1350: bool
+
+
+def download_with(
+    host: str,
+    remote: str,
+    local: Local,
+    options: TransferOptions,
+    *,
+    port: int = DEFAULT_PORT,
+    overwrite: bool = True,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """`download` with the options already built (what ptftp uses)."""
+    with _download_target(local, overwrite) as file:
+        return transfer(Job(host, port, remote, file, True, options, progress))
+
+
+def upload_with(
+    host: str,
+    local: Local,
+    remote: str | None,
+    options: TransferOptions,
+    *,
+    port: int = DEFAULT_PORT,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """`upload` with the options already built (what ptftp uses)."""
+    with _upload_source(local, remote) as (file, name):
+        return transfer(Job(host, port, name, file, False, options, progress))
+
+
 def download(
     host: str,
     remote: str,
     local: Local,
     *,
     port: int = DEFAULT_PORT,
-    mode: str = "octet",
-    blksize: int | None = None,
-    windowsize: int | None = None,
-    tsize: bool = False,
-    timeout: float | None = None,
-    retries: int = DEFAULT_RETRIES,
-    rfc1350: bool = False,
     overwrite: bool = True,
     progress: ProgressCallback | None = None,
+    **options: Unpack[OptionArgs],
 ) -> TransferResult:
     """Fetch `remote` from `host` into `local` (a path or a binary file object).
 
     Options are asked for only when given: `blksize` (RFC 2348), `windowsize`
     (RFC 7440), `tsize` (RFC 2349, the size then reaches `progress`), `timeout`
     (seconds between retransmissions; from 1 s up also sent as the RFC 2349 option);
-    `retries` bounds the retransmissions of each packet, so an unreachable server fails
-    after about `timeout * (retries + 1)` seconds; `rfc1350` asks for no option at all.
-    With `overwrite=False` an existing local file is an error, checked again when the
-    file gets its name. Blocks the calling thread and needs no event loop. Raises
-    `TftpError` (a one-line message) on any failure.
+    `retries` (5) bounds the retransmissions of each packet, so an unreachable server
+    fails after about `timeout * (retries + 1)` seconds; `rfc1350` asks for no option
+    at all; `mode` is "octet" (default) or "netascii". With `overwrite=False` an
+    existing local file is an error, checked again when the file gets its name. Blocks
+    the calling thread and needs no event loop. Raises `TftpError` (a one-line
+    message) on any failure.
     """
-    options = TransferOptions(mode, blksize, windowsize, tsize, timeout, retries, rfc1350)
-    with _download_target(local, overwrite) as file:
-        return transfer(host, port, remote, file, is_read=True, options=options, progress=progress)
+    opts = TransferOptions(**options)
+    return download_with(
+        host, remote, local, opts, port=port, overwrite=overwrite, progress=progress
+    )
 
 
 async def download_async(
@@ -138,22 +181,14 @@ async def download_async(
     local: Local,
     *,
     port: int = DEFAULT_PORT,
-    mode: str = "octet",
-    blksize: int | None = None,
-    windowsize: int | None = None,
-    tsize: bool = False,
-    timeout: float | None = None,
-    retries: int = DEFAULT_RETRIES,
-    rfc1350: bool = False,
     overwrite: bool = True,
     progress: ProgressCallback | None = None,
+    **options: Unpack[OptionArgs],
 ) -> TransferResult:
     """`download` for a running event loop (other tasks run meanwhile)."""
-    options = TransferOptions(mode, blksize, windowsize, tsize, timeout, retries, rfc1350)
+    opts = TransferOptions(**options)
     with _download_target(local, overwrite) as file:
-        return await transfer_async(
-            host, port, remote, file, is_read=True, options=options, progress=progress
-        )
+        return await transfer_async(Job(host, port, remote, file, True, opts, progress))
 
 
 def upload(
@@ -162,21 +197,14 @@ def upload(
     remote: str | None = None,
     *,
     port: int = DEFAULT_PORT,
-    mode: str = "octet",
-    blksize: int | None = None,
-    windowsize: int | None = None,
-    tsize: bool = False,
-    timeout: float | None = None,
-    retries: int = DEFAULT_RETRIES,
-    rfc1350: bool = False,
     progress: ProgressCallback | None = None,
+    **options: Unpack[OptionArgs],
 ) -> TransferResult:
     """Send `local` (a path or a binary file object) to `host` as `remote` (by default
     the local file's name). Same options as `download`; `tsize` announces the size of
     a regular file in octet mode. Blocks the calling thread."""
-    options = TransferOptions(mode, blksize, windowsize, tsize, timeout, retries, rfc1350)
-    with _upload_source(local, remote) as (file, name):
-        return transfer(host, port, name, file, is_read=False, options=options, progress=progress)
+    opts = TransferOptions(**options)
+    return upload_with(host, local, remote, opts, port=port, progress=progress)
 
 
 async def upload_async(
@@ -185,18 +213,10 @@ async def upload_async(
     remote: str | None = None,
     *,
     port: int = DEFAULT_PORT,
-    mode: str = "octet",
-    blksize: int | None = None,
-    windowsize: int | None = None,
-    tsize: bool = False,
-    timeout: float | None = None,
-    retries: int = DEFAULT_RETRIES,
-    rfc1350: bool = False,
     progress: ProgressCallback | None = None,
+    **options: Unpack[OptionArgs],
 ) -> TransferResult:
     """`upload` for a running event loop."""
-    options = TransferOptions(mode, blksize, windowsize, tsize, timeout, retries, rfc1350)
+    opts = TransferOptions(**options)
     with _upload_source(local, remote) as (file, name):
-        return await transfer_async(
-            host, port, name, file, is_read=False, options=options, progress=progress
-        )
+        return await transfer_async(Job(host, port, name, file, False, opts, progress))

@@ -18,15 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from ptftpd.tftp.driver import AsyncChannel, Channel, client_family, run_blocking
-from ptftpd.tftp.errors import (
-    LocalError,
-    ProtocolError,
-    RemoteError,
-    RequestRefused,
-    TftpError,
-    TransferTimeout,
-)
-from ptftpd.tftp.options import DEFAULT_RETRIES, MODES, TransferOptions
+from ptftpd.tftp.errors import TftpError
+from ptftpd.tftp.options import MODES, TransferOptions
 from ptftpd.tftp.session import Address, ClientSession, format_host
 
 if TYPE_CHECKING:
@@ -37,16 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PORT",
-    "DEFAULT_RETRIES",
-    "LocalError",
+    "Job",
     "ProgressCallback",
-    "ProtocolError",
-    "RemoteError",
-    "RequestRefused",
-    "TftpError",
     "TftpUrl",
     "TransferResult",
-    "TransferTimeout",
     "format_host",
     "parse_url",
     "transfer",
@@ -159,23 +146,27 @@ def _local_size(file: BinaryIO) -> int | None:
         return None
 
 
-def _channel(
-    family: socket.AddressFamily,
-    server: Address,
-    remote: str,
-    file: BinaryIO,
-    *,
-    is_read: bool,
-    options: TransferOptions,
-    progress: ProgressCallback | None,
-) -> Channel:
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One get (`is_read`) of `remote` into `file`, or put of `file` to `remote`."""
+
+    host: str
+    port: int
+    remote: str
+    file: BinaryIO
+    is_read: bool
+    options: TransferOptions
+    progress: ProgressCallback | None = None
+
+
+def _channel(job: Job, family: socket.AddressFamily, server: Address) -> Channel:
     session = ClientSession(
         server,
-        remote,
-        is_read=is_read,
-        options=options,
+        job.remote,
+        is_read=job.is_read,
+        options=job.options,
         now=time.monotonic(),
-        local_size=None if is_read else _local_size(file),
+        local_size=None if job.is_read else _local_size(job.file),
     )
     try:
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -187,7 +178,7 @@ def _channel(
     except OSError as exc:
         sock.close()
         raise TftpError(f"cannot open a UDP socket: {exc.strerror}") from None
-    return Channel(sock, session, file, progress=progress)
+    return Channel(sock, session, job.file, progress=job.progress)
 
 
 def _outcome(channel: Channel) -> TransferResult:
@@ -217,21 +208,9 @@ def _outcome(channel: Channel) -> TransferResult:
     )
 
 
-def transfer(
-    host: str,
-    port: int,
-    remote: str,
-    file: BinaryIO,
-    *,
-    is_read: bool,
-    options: TransferOptions,
-    progress: ProgressCallback | None = None,
-) -> TransferResult:
-    """Get `remote` into `file` (`is_read`) or put `file` to `remote`, blocking."""
-    family, server = _resolve(host, port)
-    channel = _channel(
-        family, server, remote, file, is_read=is_read, options=options, progress=progress
-    )
+def transfer(job: Job) -> TransferResult:
+    """Run `job` in the calling thread (no event loop)."""
+    channel = _channel(job, *_resolve(job.host, job.port))
     run_blocking(channel)
     return _outcome(channel)
 
@@ -248,23 +227,11 @@ async def _dally(runner: AsyncChannel, closed: asyncio.Event) -> None:
         runner.stop()
 
 
-async def transfer_async(
-    host: str,
-    port: int,
-    remote: str,
-    file: BinaryIO,
-    *,
-    is_read: bool,
-    options: TransferOptions,
-    progress: ProgressCallback | None = None,
-) -> TransferResult:
+async def transfer_async(job: Job) -> TransferResult:
     """`transfer` on the running event loop; the socket dallies after the last ACK."""
     import asyncio
 
-    family, server = await _resolve_async(host, port)
-    channel = _channel(
-        family, server, remote, file, is_read=is_read, options=options, progress=progress
-    )
+    channel = _channel(job, *await _resolve_async(job.host, job.port))
     loop = asyncio.get_running_loop()
     settled: asyncio.Future[None] = loop.create_future()
     closed = asyncio.Event()
