@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -438,3 +439,28 @@ def test_rollover_between_sessions() -> None:
     payload = random.Random(7).randbytes(8 * 65_540 + 3)
     out = simulate(payload, is_read=True, windowsize=16, blksize=8, max_events=2_000_000)
     assert out.client.succeeded and out.received == payload and out.server.succeeded
+
+
+@pytest.mark.parametrize(
+    "module", ["packets", "netascii", "options", "machine", "session", "errors", "paths"]
+)
+def test_pure_modules_import_no_io(module: str) -> None:
+    """Sans-IO stays sans-IO: no sockets, clocks, event loops or temp files in the
+    protocol modules (only driver.py, localfiles.py and the thin shells have them)."""
+    import ast
+    import importlib
+
+    source = importlib.import_module(f"ptftpd.tftp.{module}").__file__
+    assert source is not None
+    tree = ast.parse(Path(source).read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert not imported & {"socket", "time", "select", "asyncio", "tempfile", "selectors"}

@@ -12,12 +12,18 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from ptftpd.tftp.driver import AsyncChannel, Channel, client_family, run_blocking
+from ptftpd.tftp.driver import (
+    AsyncChannel,
+    Channel,
+    client_family,
+    client_socket,
+    clock,
+    run_blocking,
+)
 from ptftpd.tftp.errors import TftpError
 from ptftpd.tftp.options import MODES, TransferOptions
 from ptftpd.tftp.session import Address, ClientSession, format_host
@@ -165,19 +171,10 @@ def _channel(job: Job, family: socket.AddressFamily, server: Address) -> Channel
         job.remote,
         is_read=job.is_read,
         options=job.options,
-        now=time.monotonic(),
+        now=clock(),
         local_size=None if job.is_read else _local_size(job.file),
     )
-    try:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-    except OSError as exc:
-        raise TftpError(f"cannot open a UDP socket: {exc.strerror}") from None
-    try:
-        sock.setblocking(False)
-        sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
-    except OSError as exc:
-        sock.close()
-        raise TftpError(f"cannot open a UDP socket: {exc.strerror}") from None
+    sock = client_socket(family)
     return Channel(sock, session, job.file, progress=job.progress)
 
 
@@ -194,7 +191,7 @@ def _outcome(channel: Channel) -> TransferResult:
         raise TftpError(f"cannot write the local file: {exc.strerror}") from None
     except ValueError:
         pass  # a file object without flush semantics
-    end = session.finished_at or time.monotonic()
+    end = session.finished_at or clock()
     return TransferResult(
         bytes=session.local_bytes,
         wire_bytes=session.wire_bytes,

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ptftpd.tftp.errors import LocalError
+from ptftpd.errors import ServerStartError
+from ptftpd.tftp.errors import LocalError, TftpError
 from ptftpd.tftp.localfiles import READ_CHUNK, error_for
 from ptftpd.tftp.machine import Step
 from ptftpd.tftp.packets import MAX_DATAGRAM
@@ -67,6 +68,46 @@ def gro_segments(data: bytes, ancdata: list[tuple[int, int, bytes]]) -> list[byt
             if 0 < segment < len(data):
                 return [data[i : i + segment] for i in range(0, len(data), segment)]
     return [data]
+
+
+def clock() -> float:
+    """The one clock of the TFTP layer (sessions are given `now`, never read it)."""
+    return _monotonic()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's request socket on `host`; `ServerStartError` (one line) if not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise ServerStartError(f"cannot use address {host}: {exc.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+    except PermissionError:
+        sock.close()
+        raise ServerStartError(
+            f"no permission to bind UDP port {port} on {host}: "
+            "run as root or choose a port above 1023 with -p"
+        ) from None
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServerStartError(f"UDP port {port} on {host} is already in use") from None
+        raise ServerStartError(f"cannot bind {host} port {port}: {exc.strerror}") from None
+    return sock
+
+
+def client_socket(family: socket.AddressFamily) -> socket.socket:
+    """A client's socket: any address, a port chosen by the kernel (its TID)."""
+    try:
+        return transfer_socket(family, "::" if family == socket.AF_INET6 else "0.0.0.0")
+    except OSError as exc:
+        raise TftpError(f"cannot open a UDP socket: {exc.strerror}") from None
 
 
 def transfer_socket(family: socket.AddressFamily, host: str) -> socket.socket:
@@ -352,8 +393,6 @@ class AsyncChannel:
 def client_family(infos: list[tuple[Any, ...]], host: str) -> tuple[socket.AddressFamily, Address]:
     """The address to use: IPv4 when a name has both kinds, since most TFTP servers
     listen on IPv4 only; an IPv6 literal, or an IPv6-only name, is reached over IPv6."""
-    from ptftpd.tftp.errors import TftpError
-
     if not infos:
         raise TftpError(f"cannot resolve host {host!r}")
     ipv4 = [info for info in infos if info[0] == socket.AF_INET]

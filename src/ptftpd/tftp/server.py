@@ -10,13 +10,11 @@ own UDP socket on the address the request came to (a new TID, RFC 1350).
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import logging
 import os
 import shutil
 import socket
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import BinaryIO, cast
 
 from ptftpd.errors import ServerStartError
 from ptftpd.log import format_rate
-from ptftpd.tftp.driver import AsyncChannel, Channel, transfer_socket
+from ptftpd.tftp.driver import AsyncChannel, Channel, clock, listening_socket, transfer_socket
 from ptftpd.tftp.errors import LocalError, RemoteError
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
 from ptftpd.tftp.options import BLKSIZE_MAX, ServerLimits
@@ -120,29 +118,9 @@ class TftpServer:
 
     async def start(self, hosts: Iterable[str], port: int) -> None:
         for host in hosts:
-            try:
-                infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-            except socket.gaierror as exc:
-                raise ServerStartError(f"cannot use address {host}: {exc.strerror}") from None
-            family, _, _, _, sockaddr = infos[0]
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(sockaddr)
-            except PermissionError:
-                sock.close()
-                raise ServerStartError(
-                    f"no permission to bind UDP port {port} on {host}: "
-                    "run as root or choose a port above 1023 with -p"
-                ) from None
-            except OSError as exc:
-                sock.close()
-                if exc.errno == errno.EADDRINUSE:
-                    raise ServerStartError(f"UDP port {port} on {host} is already in use") from None
-                raise ServerStartError(f"cannot bind {host} port {port}: {exc.strerror}") from None
-            protocol = _RequestProtocol(self, str(sockaddr[0]))
+            sock = listening_socket(host, port)
+            local_host = str(sock.getsockname()[0])
+            protocol = _RequestProtocol(self, local_host)
             transport, _ = await self.loop.create_datagram_endpoint(
                 functools.partial(_identity, protocol), sock=sock
             )
@@ -218,7 +196,7 @@ class TftpServer:
                 limits=config.limits,
                 timeout=config.timeout,
                 retries=config.retries,
-                now=time.monotonic(),
+                now=clock(),
                 file_size=size,
                 free_space=free,
             )
@@ -258,7 +236,7 @@ class TftpServer:
         else:
             log.info("%s", _describe(session, failure))
         if self.on_finished is not None:
-            end = session.finished_at or time.monotonic()
+            end = session.finished_at or clock()
             self.on_finished(
                 FinishedTransfer(
                     str(session.dest[0] if session.dest else ""),
@@ -275,7 +253,7 @@ def _describe(session: ServerSession, failure: str | None) -> str:
     """The one log line of a transfer."""
     request = session.request
     peer = session.peer or ("?", 0)
-    seconds = (session.finished_at or time.monotonic()) - session.started
+    seconds = (session.finished_at or clock()) - session.started
     nbytes = session.wire_bytes
     direction, verb = ("RRQ", "sent") if request.is_read else ("WRQ", "received")
     opts = " ".join(f"{k.lower()}={v}" for k, v in session.negotiated.oack) or "no options"
