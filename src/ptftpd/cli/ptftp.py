@@ -334,79 +334,40 @@ def do_put(
 
 
 # -- one-shot --------------------------------------------------------------------------
+def _where(
+    settings: Settings, command: str, rest: list[str], host_flag: str | None
+) -> tuple[str, int | None, str | None, list[str]]:
+    """Host, port, mode and the file names of a one-shot get/put, from a tftp:// URL
+    (get's first name, put's second) or from HOST (or -h HOST) and plain names."""
+    names = "REMOTE [LOCAL]" if command == "get" else "LOCAL [REMOTE]"
+    at = 0 if command == "get" else 1
+    if len(rest) > at and rest[at].lower().startswith("tftp://") and len(rest) in (at + 1, 2):
+        url = _url(rest[at])
+        files = list(rest)
+        files[at] = url.path
+        return url.host, url.port or settings.port, url.mode, files
+    if len(rest) > 2 and rest[0].lower().startswith("tftp://"):
+        raise UsageError(f"usage: {command} tftp://HOST[:PORT]/PATH [LOCAL]")
+    if host_flag is None:
+        if not 2 <= len(rest) <= 3:
+            raise UsageError(f"usage: {command} HOST {names}")
+        return rest[0], None, None, rest[1:]
+    if not 1 <= len(rest) <= 2:
+        raise UsageError(f"usage: -h HOST {command} {names}")
+    return host_flag, None, None, rest
+
+
 def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str | None) -> int:
     command, rest = words[0], words[1:]
+    if command not in ("get", "put"):  # a bare URL: get it
+        command, rest = "get", words
+    host, port, mode, files = _where(settings, command, rest, host_flag)
+    second = files[1] if len(files) > 1 else None
     out = sys.stderr  # stdout may carry the file itself
     if command == "get":
-        if rest and rest[0].lower().startswith("tftp://"):
-            if len(rest) > 2:
-                raise UsageError("usage: get tftp://HOST[:PORT]/PATH [LOCAL]")
-            url = _url(rest[0])
-            do_get(
-                settings,
-                url.path,
-                rest[1] if len(rest) > 1 else None,
-                force=force,
-                host=url.host,
-                port=url.port or settings.port,
-                mode=url.mode,
-                out=out,
-            )
-            return 0
-        if host_flag is None:
-            if not 2 <= len(rest) <= 3:
-                raise UsageError("usage: get HOST REMOTE [LOCAL]")
-            host, rest = rest[0], rest[1:]
-        else:
-            if not 1 <= len(rest) <= 2:
-                raise UsageError("usage: -h HOST get REMOTE [LOCAL]")
-            host = host_flag
-        do_get(
-            settings,
-            rest[0],
-            rest[1] if len(rest) > 1 else None,
-            force=force,
-            host=host,
-            out=out,
-        )
-        return 0
-    if command == "put":
-        if len(rest) == 2 and rest[1].lower().startswith("tftp://"):
-            url = _url(rest[1])
-            do_put(
-                settings,
-                rest[0],
-                url.path,
-                host=url.host,
-                port=url.port or settings.port,
-                mode=url.mode,
-                out=out,
-            )
-            return 0
-        if host_flag is None:
-            if not 2 <= len(rest) <= 3:
-                raise UsageError("usage: put HOST LOCAL [REMOTE]")
-            host, rest = rest[0], rest[1:]
-        else:
-            if not 1 <= len(rest) <= 2:
-                raise UsageError("usage: -h HOST put LOCAL [REMOTE]")
-            host = host_flag
-        do_put(settings, rest[0], rest[1] if len(rest) > 1 else None, host=host, out=out)
-        return 0
-    # A bare URL: get it.
-    if len(rest) > 1:
-        raise UsageError("usage: ptftp tftp://HOST[:PORT]/PATH [LOCAL]")
-    url = _url(command)
-    do_get(
-        settings,
-        url.path,
-        rest[0] if rest else None,
-        force=force,
-        host=url.host,
-        port=url.port or settings.port,
-        mode=url.mode,
-        out=out,
-    )
+        do_get(settings, files[0], second, force=force, host=host, port=port, mode=mode, out=out)
+    else:
+        do_put(settings, files[0], second, host=host, port=port, mode=mode, out=out)
     return 0
 
 
