@@ -4,7 +4,13 @@ The server answering an RRQ and the client doing a put are the same `Sender`; th
 server answering a WRQ and the client doing a get are the same `Receiver`. Machines
 take datagrams and timer expiries in and hand back `Step`s: datagrams to send and what
 to do with the retransmission timer. They never touch sockets, files or clocks, so the
-tests drive them packet by packet, and the asyncio layer stays thin.
+tests drive them packet by packet. `session.py` wraps them with the request phase and
+turns the timer actions into absolute deadlines; `driver.py` does the I/O.
+
+A window is resent from the first unacknowledged block on timeout, and at once when the
+receiver's ACK names the block before the window (RFC 7440 section 4: it saw a later
+block first, so the window's first block was lost), once per window so that duplicated
+ACKs cannot multiply the traffic.
 
 Block numbers are tracked as unbounded integers internally and reduced modulo 65536 on
 the wire, so transfers roll over past block 65535 to block 0 (what tftpd-hpa, curl,
