@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"ptftpd {__version__}")
     parser.add_argument("tool", nargs="?", choices=sorted(TOOLS), help="tool to run")
-    args, _ = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)  # anything else is a usage error: exit 2
     if args.tool is None:
         parser.print_help()
         return 0

@@ -27,6 +27,7 @@ import enum
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -44,7 +45,7 @@ from ptftpd.dhcp.options import (
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, Message, PacketError, decode, encode
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
 from ptftpd.tftp.paths import PathRefused, resolve
-from ptftpd.tftp.server import ServerConfig, TftpServer, Transfer
+from ptftpd.tftp.server import FinishedTransfer, ServerConfig, TftpServer
 
 __all__ = [
     "ARCHITECTURES",
@@ -497,18 +498,24 @@ class _Datagrams(asyncio.DatagramProtocol):
         log.debug("socket error: %s", exc)
 
 
-class _TrackingTftpServer(TftpServer):
-    """The read-only TFTP server, telling the boot log about each completed download."""
+class _BootTracker:
+    """Tells the boot log about TFTP transfers through the TFTP server's public
+    callbacks: a client with a transfer running is busy (its boot is not over), and
+    each completed download is a file served."""
 
-    def __init__(self, config: ServerConfig, boot_log: BootLog) -> None:
-        super().__init__(config)
+    def __init__(self, boot_log: BootLog) -> None:
         self.boot_log = boot_log
+        self.busy: Counter[str] = Counter()
 
-    def _transfer_finished(self, transfer: Transfer, failure: str | None) -> None:
-        super()._transfer_finished(transfer, failure)
-        if failure is None:
-            nbytes = getattr(transfer.machine, "bytes_acked", 0)
-            self.boot_log.served(transfer.peer[0], transfer.request.filename, int(nbytes))
+    def started(self, peer_ip: str, filename: str) -> None:
+        self.busy[peer_ip] += 1
+
+    def finished(self, transfer: FinishedTransfer) -> None:
+        self.busy[transfer.peer_ip] -= 1
+        if self.busy[transfer.peer_ip] <= 0:
+            del self.busy[transfer.peer_ip]
+        if transfer.failure is None and transfer.is_read:
+            self.boot_log.served(transfer.peer_ip, transfer.filename, transfer.bytes)
 
 
 class PxeService:
@@ -530,6 +537,7 @@ class PxeService:
         self.tftp_server: TftpServer | None = None
         self._transports: dict[int, asyncio.DatagramTransport] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._tracker = _BootTracker(self.boot_log)
 
     def boot_policy(self, request: Message) -> BootChoice:
         """The DHCP server's hook (full mode): firmware-aware file, boot log bookkeeping."""
@@ -548,7 +556,8 @@ class PxeService:
         cfg = self.config
         dhcp = cfg.dhcp
         loop = asyncio.get_running_loop()
-        tftp = _TrackingTftpServer(cfg.tftp, self.boot_log)
+        tracker = self._tracker
+        tftp = TftpServer(cfg.tftp, on_started=tracker.started, on_finished=tracker.finished)
         self.tftp_server = tftp
         await tftp.start([str(dhcp.server_ip)], cfg.tftp_port)
         ports = [cfg.boot_server_port]
@@ -597,9 +606,7 @@ class PxeService:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            tftp = self.tftp_server
-            busy = [t.peer[0] for t in tftp.transfers.values()] if tftp is not None else []
-            self.boot_log.expire(busy)
+            self.boot_log.expire(list(self._tracker.busy))
 
     def close(self) -> None:
         if self._ticker is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import start_server
-from support import require_tool, script
+from support import missing, require_tool, script
 
 
 def run(*argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -31,6 +31,16 @@ def test_help_everywhere() -> None:
     assert result.returncode == 0 and "ptftpd" in result.stdout
     result = run(script("ptftpd"), "--help")
     assert result.returncode == 0 and "IFACE" in result.stdout and "--blksize-max" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv", [("--bogus",), ("nosuchtool",), ("ptftpd", "--bogus"), ("ptftp", "--bogus")]
+)
+def test_usage_errors_exit_2(argv: tuple[str, ...]) -> None:
+    """argparse's convention, in the suite launcher and in the TFTP tools."""
+    result = run(sys.executable, "-m", "ptftpd", *argv)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr and "usage" in result.stderr
 
 
 def test_unknown_interface(tmp_path: Path) -> None:
@@ -84,7 +94,7 @@ def test_port_69_without_permission(tmp_path: Path) -> None:
 
 def test_unreadable_root(tmp_path: Path) -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root to switch to an unprivileged user")  # CI runs as root
+        missing("needs root to switch to an unprivileged user")  # fails in CI
     hidden = Path(tempfile.mkdtemp(prefix="ptftpd-hidden-"))
     (hidden / "root").mkdir()
     argv = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,19 @@ def atftp(server: RunningServer, cwd: Path, *args: str) -> subprocess.CompletedP
         timeout=TIMEOUT,
         cwd=cwd,
     )
+
+
+def logged(server: RunningServer, *needles: str) -> str:
+    """The server's log line holding every needle, waiting (bounded) for it: the server
+    writes it when the transfer ends, which may be just after the client exits."""
+    deadline = time.monotonic() + 15
+    while True:
+        for line in server.log().splitlines():
+            if all(needle in line for needle in needles):
+                return line
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no log line with {needles}:\n{server.log()[-2000:]}")
+        time.sleep(0.05)
 
 
 CURL_OPTS = {"default": (), "1428": ("--tftp-blksize", "1428"), "rfc1350": ("--tftp-no-options",)}
@@ -101,6 +115,8 @@ def test_atftp_windowed_download(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert digest(tmp_path / "out.bin") == digest(server.root / f"f{size}.bin")
+    # The window was really granted (atftp would fall back to lock-step silently).
+    logged(server, f"RRQ 'f{size}.bin'", f"windowsize={window}", "blksize=1428")
 
 
 def test_netascii_download_round_trips_text(server: RunningServer, tmp_path: Path) -> None:
@@ -177,6 +193,7 @@ def test_upload_atftp_windowed(server: RunningServer, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert digest(server.root / "uploads" / "atftp.bin") == digest(src)
+    logged(server, "WRQ 'uploads/atftp.bin'", "windowsize=8", "blksize=1428")
 
 
 def test_upload_netascii(server: RunningServer, tmp_path: Path) -> None:
@@ -224,7 +241,10 @@ def test_many_concurrent_curl_downloads(server: RunningServer, tmp_path: Path) -
     assert all(digest(tmp_path / f"c{i}.bin") == want for i in range(40))
 
 
-def test_transfer_log_line(server: RunningServer) -> None:
-    log = server.log()
-    assert "RRQ 'f1048576.bin' octet: sent 1048576 bytes" in log
-    assert "blksize=1428" in log and "MiB/s" in log
+def test_transfer_log_line(server: RunningServer, tmp_path: Path) -> None:
+    """One line per transfer (its own transfer: no reliance on earlier tests)."""
+    out = tmp_path / "out.bin"
+    result = curl(server, "f1048576.bin", out, "--tftp-blksize", "1400")
+    assert result.returncode == 0, result.stderr
+    line = logged(server, "RRQ 'f1048576.bin' octet: sent 1048576 bytes", "blksize=1400")
+    assert "MiB/s" in line

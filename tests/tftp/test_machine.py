@@ -137,6 +137,21 @@ def test_window_resends_from_last_ack() -> None:
     assert [p.block for p in timed] == [3, 4, 5, 6]  # type: ignore[union-attr]
 
 
+def test_gap_ack_resends_the_window_at_once_but_only_once() -> None:
+    """RFC 7440 section 4: an ACK of the block before the window (the receiver saw a
+    later block first) resends the window now; a second copy of it does nothing."""
+    sender = Sender(blksize=8, windowsize=4)
+    sender.feed(b"a" * 8 * 10, eof=True)
+    sender.start()
+    sender.receive(Ack(4).encode())  # window 5..8 goes out
+    again = sender.receive(Ack(4).encode())
+    assert [p.block for p in map(decode, again.send)] == [5, 6, 7, 8]  # type: ignore[union-attr]
+    assert again.timer is Timer.RESTART and sender.retransmissions == 1
+    assert sender.receive(Ack(4).encode()).send == []  # no storm from duplicates
+    assert [p.block for p in map(decode, sender.timeout().send)] == [5, 6, 7, 8]  # type: ignore[union-attr]
+    assert len(sender.receive(Ack(4).encode()).send) == 4  # a new round after the timer
+
+
 def test_sender_gives_up_after_retries() -> None:
     sender = Sender(blksize=8, retries=3)
     sender.feed(b"abc", eof=True)

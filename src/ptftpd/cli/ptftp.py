@@ -18,9 +18,8 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, ClassVar, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from ptftpd import __version__
 from ptftpd.cli.common import (
@@ -31,17 +30,34 @@ from ptftpd.cli.common import (
     timeout_seconds,
 )
 from ptftpd.log import setup_logging
-from ptftpd.tftp import TftpError, TransferResult, download, parse_url, upload
-from ptftpd.tftp.client import DEFAULT_PORT, DEFAULT_RETRIES, format_host
-from ptftpd.tftp.options import WINDOWSIZE_MAX
+from ptftpd.tftp import (
+    TftpError,
+    TftpUrl,
+    TransferOptions,
+    TransferResult,
+    download_with,
+    parse_url,
+    upload_with,
+)
+from ptftpd.tftp.client import DEFAULT_PORT
+from ptftpd.tftp.errors import UsageError as TftpUsageError
+from ptftpd.tftp.options import DEFAULT_RETRIES, WINDOWSIZE_MAX
 
 PROG = "ptftp"
 DEFAULT_BLKSIZE = 1400  # what pTFTPd 1.x asked for: fits an Ethernet frame
-_MODE_ALIASES = {"octet": "octet", "binary": "octet", "netascii": "netascii", "ascii": "netascii"}
+MODE_ALIASES = {"octet": "octet", "binary": "octet", "netascii": "netascii", "ascii": "netascii"}
 
 
 class UsageError(Exception):
-    """A command typed wrongly: shown as one line, the transfer never starts."""
+    """A command typed wrongly: shown as one line, the transfer never starts; exit 2
+    in one-shot mode (argparse's convention for usage errors)."""
+
+
+def _url(text: str) -> TftpUrl:
+    try:
+        return parse_url(text)
+    except TftpError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @dataclass
@@ -60,8 +76,21 @@ class Settings:
     verbose: bool = False
     quiet: bool = False
 
+    def options(self, mode: str | None) -> TransferOptions:
+        """The options of the next transfer, checked once (`mode` overrides)."""
+        plain = self.rfc1350
+        return TransferOptions(
+            mode=mode or self.mode,
+            blksize=None if plain else self.blksize,
+            windowsize=None if plain else self.windowsize,
+            tsize=self.tsize and not plain,
+            timeout=self.timeout,
+            retries=self.retries,
+            rfc1350=plain,
+        )
 
-def _windowsize(text: str) -> int:
+
+def windowsize_value(text: str) -> int:
     value = positive_int(text)
     if value > WINDOWSIZE_MAX:
         raise argparse.ArgumentTypeError(f"must be 1..{WINDOWSIZE_MAX}")
@@ -69,7 +98,7 @@ def _windowsize(text: str) -> int:
 
 
 def _mode(text: str) -> str:
-    mode = _MODE_ALIASES.get(text.lower())
+    mode = MODE_ALIASES.get(text.lower())
     if mode is None:
         raise argparse.ArgumentTypeError(f"unknown mode {text!r}: use octet or netascii")
     return mode
@@ -113,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"block size to ask for, RFC 2348 ({DEFAULT_BLKSIZE})",
     )
     parser.add_argument(
-        "-w", "--windowsize", type=_windowsize, help="blocks per window to ask for, RFC 7440 (1)"
+        "-w",
+        "--windowsize",
+        type=windowsize_value,
+        help="blocks per window to ask for, RFC 7440 (1)",
     )
     parser.add_argument(
         "-m", "--mode", type=_mode, default="octet", help="octet or netascii (octet)"
@@ -242,18 +274,12 @@ def do_get(
         label = os.path.basename(path)
     progress = _Progress(label, not settings.quiet)
     try:
-        result = download(
+        result = download_with(
             host,
             remote,
             target,
+            settings.options(mode),
             port=port or settings.port,
-            mode=mode or settings.mode,
-            blksize=None if settings.rfc1350 else settings.blksize,
-            windowsize=None if settings.rfc1350 else settings.windowsize,
-            tsize=settings.tsize and not settings.rfc1350,
-            timeout=settings.timeout,
-            retries=settings.retries,
-            rfc1350=settings.rfc1350,
             overwrite=force,
             progress=progress,
         )
@@ -292,18 +318,12 @@ def do_put(
         remote = remote or os.path.basename(local)
     progress = _Progress(remote or local, not settings.quiet)
     try:
-        result = upload(
+        result = upload_with(
             host,
             source,
             remote,
+            settings.options(mode),
             port=port or settings.port,
-            mode=mode or settings.mode,
-            blksize=None if settings.rfc1350 else settings.blksize,
-            windowsize=None if settings.rfc1350 else settings.windowsize,
-            tsize=settings.tsize and not settings.rfc1350,
-            timeout=settings.timeout,
-            retries=settings.retries,
-            rfc1350=settings.rfc1350,
             progress=progress,
         )
     finally:
@@ -313,302 +333,41 @@ def do_put(
     return result
 
 
-# -- interactive -----------------------------------------------------------------------
-HELP = """\
-Commands:
-  get [-f] NAME [LOCAL]   fetch NAME (to ./NAME); -f overwrites an existing file
-  put LOCAL [REMOTE]      send LOCAL (as its own name)
-  mode [octet|netascii]   show or set the transfer mode
-  blksize [N|off]         show or set the block size to ask for (RFC 2348)
-  windowsize [N|off]      show or set the window to ask for (RFC 7440)
-  tsize                   toggle asking for the transfer size (RFC 2349)
-  timeout [SECONDS|off]   show or set the retransmission timeout (RFC 2349)
-  connect HOST [PORT]     choose the server
-  status                  show the current settings
-  verbose                 toggle details in transfer summaries
-  help, ?                 this help
-  quit, q                 leave"""
-
-
-class Shell:
-    """The interactive client: one command per line."""
-
-    def __init__(self, settings: Settings, tty: bool) -> None:
-        self.settings = settings
-        self.tty = tty
-        self.failures = 0
-
-    def loop(self, stream: TextIO) -> int:
-        while True:
-            try:
-                line = input("tftp> ") if self.tty else stream.readline()
-            except EOFError:
-                if self.tty:
-                    print()
-                break
-            except KeyboardInterrupt:
-                print()
-                continue
-            if not self.tty and not line:
-                break
-            try:
-                if not self.execute(line):
-                    break
-            except KeyboardInterrupt:
-                self.failures += 1
-                print("Error: interrupted", file=sys.stderr)
-        return 1 if self.failures and not self.tty else 0
-
-    def execute(self, line: str) -> bool:
-        """Run one command line; False means quit."""
-        try:
-            import shlex
-
-            words = shlex.split(line, comments=True)
-        except ValueError as exc:
-            self.error(f"cannot parse the command: {exc}")
-            return True
-        if not words:
-            return True
-        command, args = words[0].lower(), words[1:]
-        handler = self.COMMANDS.get(command)
-        if handler is None:
-            self.error(f"unknown command {words[0]!r} (type help)")
-            return True
-        if handler == "quit":
-            return False
-        try:
-            getattr(self, f"cmd_{handler}")(args)
-        except (UsageError, TftpError) as exc:
-            self.error(str(exc))
-        return True
-
-    def error(self, message: str) -> None:
-        self.failures += 1
-        print(f"Error: {message}", file=sys.stderr)
-        sys.stderr.flush()
-
-    COMMANDS: ClassVar[dict[str, str]] = {
-        "get": "get",
-        "g": "get",
-        "put": "put",
-        "p": "put",
-        "mode": "mode",
-        "m": "mode",
-        "binary": "binary",
-        "ascii": "ascii",
-        "blksize": "blksize",
-        "b": "blksize",
-        "windowsize": "windowsize",
-        "w": "windowsize",
-        "tsize": "tsize",
-        "timeout": "timeout",
-        "connect": "connect",
-        "status": "status",
-        "verbose": "verbose",
-        "help": "help",
-        "?": "help",
-        "quit": "quit",
-        "q": "quit",
-        "exit": "quit",
-    }
-
-    def cmd_get(self, args: list[str]) -> None:
-        force = False
-        if args and args[0] == "-f":
-            force, args = True, args[1:]
-        if not 1 <= len(args) <= 2:
-            raise UsageError("usage: get [-f] NAME [LOCAL]")
-        do_get(
-            self.settings,
-            args[0],
-            args[1] if len(args) > 1 else None,
-            force=force,
-            out=sys.stdout,
-        )
-
-    def cmd_put(self, args: list[str]) -> None:
-        if not 1 <= len(args) <= 2:
-            raise UsageError("usage: put LOCAL [REMOTE]")
-        do_put(
-            self.settings,
-            args[0],
-            args[1] if len(args) > 1 else None,
-            out=sys.stdout,
-        )
-
-    def cmd_mode(self, args: list[str]) -> None:
-        if len(args) > 1:
-            raise UsageError("usage: mode [octet|netascii]")
-        if args:
-            mode = _MODE_ALIASES.get(args[0].lower())
-            if mode is None:
-                raise UsageError(f"unknown mode {args[0]!r}: use octet or netascii")
-            self.settings.mode = mode
-        print(f"Transfer mode: {self.settings.mode}")
-
-    def cmd_binary(self, args: list[str]) -> None:
-        self.cmd_mode(["octet"])
-
-    def cmd_ascii(self, args: list[str]) -> None:
-        self.cmd_mode(["netascii"])
-
-    def _number(self, args: list[str], name: str, parse: Callable[[str], Any]) -> Any:
-        if len(args) > 1:
-            raise UsageError(f"usage: {name} [N|off]")
-        if args[0].lower() in ("off", "none", "0"):
-            return None
-        try:
-            return parse(args[0])
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"{name}: {exc}") from None
-
-    def cmd_blksize(self, args: list[str]) -> None:
-        if args:
-            self.settings.blksize = self._number(args, "blksize", blksize)
-        value = self.settings.blksize
-        print(f"Block size: {value if value else '512 (not asked for)'}")
-
-    def cmd_windowsize(self, args: list[str]) -> None:
-        if args:
-            self.settings.windowsize = self._number(args, "windowsize", _windowsize)
-        value = self.settings.windowsize
-        print(f"Window size: {value if value else '1 (not asked for)'}")
-
-    def cmd_tsize(self, args: list[str]) -> None:
-        if args:
-            raise UsageError("usage: tsize (toggles)")
-        self.settings.tsize = not self.settings.tsize
-        print(f"Transfer size option: {'on' if self.settings.tsize else 'off'}")
-
-    def cmd_timeout(self, args: list[str]) -> None:
-        if args:
-            self.settings.timeout = self._number(args, "timeout", timeout_seconds)
-        value = self.settings.timeout
-        print(f"Timeout: {f'{value:g} s' if value else '1 s (not asked for)'}")
-
-    def cmd_connect(self, args: list[str]) -> None:
-        if not 1 <= len(args) <= 2:
-            raise UsageError("usage: connect HOST [PORT]")
-        port = self.settings.port
-        if len(args) == 2:
-            try:
-                port = port_number(args[1])
-            except argparse.ArgumentTypeError as exc:
-                raise UsageError(f"port: {exc}") from None
-        self.settings.host, self.settings.port = args[0], port
-        print(f"Server: {format_host(args[0], port)}")
-
-    def cmd_status(self, args: list[str]) -> None:
-        s = self.settings
-        server = format_host(s.host, s.port) if s.host else "none (use connect)"
-        print(f"Server: {server}")
-        print(f"Mode: {s.mode}")
-        print(f"Block size: {s.blksize or '512 (not asked for)'}")
-        print(f"Window size: {s.windowsize or '1 (not asked for)'}")
-        print(f"Transfer size option: {'on' if s.tsize else 'off'}")
-        print(f"Timeout: {f'{s.timeout:g} s' if s.timeout else '1 s (not asked for)'}")
-        print(f"Retries: {s.retries}")
-        print(f"RFC 1350 only: {'on' if s.rfc1350 else 'off'}")
-        print(f"Verbose: {'on' if s.verbose else 'off'}")
-
-    def cmd_verbose(self, args: list[str]) -> None:
-        self.settings.verbose = not self.settings.verbose
-        print(f"Verbose: {'on' if self.settings.verbose else 'off'}")
-
-    def cmd_help(self, args: list[str]) -> None:
-        print(HELP)
-
-
-def _interactive(settings: Settings) -> int:
-    tty = sys.stdin.isatty()
-    if tty:
-        try:
-            import readline  # noqa: F401 - gives input() line editing and history
-        except ImportError:
-            pass
-    shell = Shell(settings, tty)
-    if tty:
-        print(f"ptftp {__version__}: type help for commands, quit to leave.")
-        if settings.host:
-            print(f"Server: {format_host(settings.host, settings.port)}")
-    return shell.loop(sys.stdin)
-
-
 # -- one-shot --------------------------------------------------------------------------
+def _where(
+    settings: Settings, command: str, rest: list[str], host_flag: str | None
+) -> tuple[str, int | None, str | None, list[str]]:
+    """Host, port, mode and the file names of a one-shot get/put, from a tftp:// URL
+    (get's first name, put's second) or from HOST (or -h HOST) and plain names."""
+    names = "REMOTE [LOCAL]" if command == "get" else "LOCAL [REMOTE]"
+    at = 0 if command == "get" else 1
+    if len(rest) > at and rest[at].lower().startswith("tftp://") and len(rest) in (at + 1, 2):
+        url = _url(rest[at])
+        files = list(rest)
+        files[at] = url.path
+        return url.host, url.port or settings.port, url.mode, files
+    if len(rest) > 2 and rest[0].lower().startswith("tftp://"):
+        raise UsageError(f"usage: {command} tftp://HOST[:PORT]/PATH [LOCAL]")
+    if host_flag is None:
+        if not 2 <= len(rest) <= 3:
+            raise UsageError(f"usage: {command} HOST {names}")
+        return rest[0], None, None, rest[1:]
+    if not 1 <= len(rest) <= 2:
+        raise UsageError(f"usage: -h HOST {command} {names}")
+    return host_flag, None, None, rest
+
+
 def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str | None) -> int:
     command, rest = words[0], words[1:]
+    if command not in ("get", "put"):  # a bare URL: get it
+        command, rest = "get", words
+    host, port, mode, files = _where(settings, command, rest, host_flag)
+    second = files[1] if len(files) > 1 else None
     out = sys.stderr  # stdout may carry the file itself
     if command == "get":
-        if rest and rest[0].lower().startswith("tftp://"):
-            if len(rest) > 2:
-                raise UsageError("usage: get tftp://HOST[:PORT]/PATH [LOCAL]")
-            url = parse_url(rest[0])
-            do_get(
-                settings,
-                url.path,
-                rest[1] if len(rest) > 1 else None,
-                force=force,
-                host=url.host,
-                port=url.port or settings.port,
-                mode=url.mode,
-                out=out,
-            )
-            return 0
-        if host_flag is None:
-            if not 2 <= len(rest) <= 3:
-                raise UsageError("usage: get HOST REMOTE [LOCAL]")
-            host, rest = rest[0], rest[1:]
-        else:
-            if not 1 <= len(rest) <= 2:
-                raise UsageError("usage: -h HOST get REMOTE [LOCAL]")
-            host = host_flag
-        do_get(
-            settings,
-            rest[0],
-            rest[1] if len(rest) > 1 else None,
-            force=force,
-            host=host,
-            out=out,
-        )
-        return 0
-    if command == "put":
-        if len(rest) == 2 and rest[1].lower().startswith("tftp://"):
-            url = parse_url(rest[1])
-            do_put(
-                settings,
-                rest[0],
-                url.path,
-                host=url.host,
-                port=url.port or settings.port,
-                mode=url.mode,
-                out=out,
-            )
-            return 0
-        if host_flag is None:
-            if not 2 <= len(rest) <= 3:
-                raise UsageError("usage: put HOST LOCAL [REMOTE]")
-            host, rest = rest[0], rest[1:]
-        else:
-            if not 1 <= len(rest) <= 2:
-                raise UsageError("usage: -h HOST put LOCAL [REMOTE]")
-            host = host_flag
-        do_put(settings, rest[0], rest[1] if len(rest) > 1 else None, host=host, out=out)
-        return 0
-    # A bare URL: get it.
-    if len(rest) > 1:
-        raise UsageError("usage: ptftp tftp://HOST[:PORT]/PATH [LOCAL]")
-    url = parse_url(command)
-    do_get(
-        settings,
-        url.path,
-        rest[0] if rest else None,
-        force=force,
-        host=url.host,
-        port=url.port or settings.port,
-        mode=url.mode,
-        out=out,
-    )
+        do_get(settings, files[0], second, force=force, host=host, port=port, mode=mode, out=out)
+    else:
+        do_put(settings, files[0], second, host=host, port=port, mode=mode, out=out)
     return 0
 
 
@@ -647,8 +406,13 @@ def main(argv: list[str] | None = None) -> int:
                     parser.error(f"port: {exc}")
         elif settings.host is None:
             settings.host = "localhost"
-        return _interactive(settings)
-    except (UsageError, TftpError) as exc:
+        from ptftpd.cli.ptftp_shell import interactive  # not needed by one-shot use
+
+        return interactive(settings)
+    except (UsageError, TftpUsageError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except TftpError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,8 +12,9 @@ goes to a temporary file beside it and is renamed only once complete, so a faile
 transfer never leaves a partial file under the destination name. Every failure raises
 `TftpError`, whose message is one line fit to show a person.
 
-The protocol pieces (`packets`, `options`, `machine`, `netascii`, `server`, `client`)
-stay importable as submodules.
+Options are checked once, into a frozen `options.TransferOptions`; the protocol pieces
+(`packets`, `options`, `machine`, `session`, `driver`, `server`, `client`) stay
+importable as submodules (README "Architecture" says which holds which rule).
 """
 
 from __future__ import annotations
@@ -21,80 +22,73 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict, Unpack
 
 from ptftpd.tftp.client import (
     DEFAULT_PORT,
-    DEFAULT_RETRIES,
+    Job,
     ProgressCallback,
+    TftpUrl,
+    TransferResult,
+    parse_url,
+    transfer,
+    transfer_async,
+)
+from ptftpd.tftp.errors import (
+    LocalError,
     ProtocolError,
     RemoteError,
     RequestRefused,
     TftpError,
-    TftpUrl,
-    TransferResult,
     TransferTimeout,
-    get_file,
-    get_file_async,
-    parse_url,
-    put_file,
-    put_file_async,
 )
+from ptftpd.tftp.options import TransferOptions
 
 __all__ = [
+    "LocalError",
+    "OptionArgs",
     "ProgressCallback",
     "ProtocolError",
     "RemoteError",
     "RequestRefused",
     "TftpError",
     "TftpUrl",
+    "TransferOptions",
     "TransferResult",
     "TransferTimeout",
     "download",
     "download_async",
+    "download_with",
     "parse_url",
     "upload",
     "upload_async",
+    "upload_with",
 ]
 
 Local = str | os.PathLike[str] | BinaryIO
-_WRITE_BUFFER = 1 << 20
 
 
 @contextlib.contextmanager
-def _download_target(local: str | os.PathLike[str], overwrite: bool) -> Iterator[BinaryIO]:
-    """A temporary file beside `local`, renamed to it only if the block succeeds; removed
-    on any failure, so a failed transfer never leaves a partial file under that name."""
-    import tempfile  # here, not at the top: start-up time of the command line
+def _download_target(local: Local, overwrite: bool) -> Iterator[BinaryIO]:
+    """`local` itself when it is a file object; else a temporary file beside the path,
+    given its name only if the block succeeds (`localfiles.StagedFile`)."""
+    if not isinstance(local, str | os.PathLike):
+        yield local
+        return
+    from ptftpd.tftp.localfiles import StagedFile  # here: start-up time of the CLI
 
     path = os.fspath(local)
     if not overwrite and os.path.lexists(path):
         raise TftpError(f"{path} already exists")
-    folder, name = os.path.split(path)
+    staged = StagedFile(path)
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder or ".")
-    except OSError as exc:
-        raise TftpError(f"cannot write to {folder or '.'}: {exc.strerror}") from None
-    try:
-        # A large buffer: one write system call per MiB instead of one per 8 KiB.
-        with os.fdopen(fd, "wb", buffering=_WRITE_BUFFER) as file:
-            yield file
-        with contextlib.suppress(OSError):
-            os.chmod(temp, 0o666 & ~_umask())
-        if overwrite:
-            os.replace(temp, path)
-        else:
-            os.link(temp, path)  # unlike rename, never replaces a file created meanwhile
-            os.unlink(temp)
-    except FileExistsError:
-        _remove(temp)
-        raise TftpError(f"{path} already exists") from None
-    except OSError as exc:
-        _remove(temp)
-        raise TftpError(f"cannot write {path}: {exc.strerror}") from None
-    except BaseException:
-        _remove(temp)
-        raise
+        yield staged.file
+        try:
+            staged.commit(replace=overwrite)
+        except LocalError as exc:
+            raise TftpError(f"{path}: {exc.message}") from None
+    finally:
+        staged.discard()
 
 
 @contextlib.contextmanager
@@ -112,53 +106,73 @@ def _upload_source(local: Local, remote: str | None) -> Iterator[tuple[BinaryIO,
         yield file, remote if remote is not None else os.path.basename(os.fspath(local))
 
 
+class OptionArgs(TypedDict, total=False):
+    """The transfer options as keyword arguments (see `TransferOptions` for each)."""
+
+    mode: str
+    blksize: int | None
+    windowsize: int | None
+    tsize: bool
+    timeout: float | None
+    retries: int
+    rfc1350: bool
+
+
+def download_with(
+    host: str,
+    remote: str,
+    local: Local,
+    options: TransferOptions,
+    *,
+    port: int = DEFAULT_PORT,
+    overwrite: bool = True,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """`download` with the options already built (what ptftp uses)."""
+    with _download_target(local, overwrite) as file:
+        return transfer(Job(host, port, remote, file, True, options, progress))
+
+
+def upload_with(
+    host: str,
+    local: Local,
+    remote: str | None,
+    options: TransferOptions,
+    *,
+    port: int = DEFAULT_PORT,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    """`upload` with the options already built (what ptftp uses)."""
+    with _upload_source(local, remote) as (file, name):
+        return transfer(Job(host, port, name, file, False, options, progress))
+
+
 def download(
     host: str,
     remote: str,
     local: Local,
     *,
     port: int = DEFAULT_PORT,
-    mode: str = "octet",
-    blksize: int | None = None,
-    windowsize: int | None = None,
-    tsize: bool = False,
-    timeout: float | None = None,
-    retries: int = DEFAULT_RETRIES,
-    rfc1350: bool = False,
     overwrite: bool = True,
     progress: ProgressCallback | None = None,
+    **options: Unpack[OptionArgs],
 ) -> TransferResult:
     """Fetch `remote` from `host` into `local` (a path or a binary file object).
 
     Options are asked for only when given: `blksize` (RFC 2348), `windowsize`
     (RFC 7440), `tsize` (RFC 2349, the size then reaches `progress`), `timeout`
     (seconds between retransmissions; from 1 s up also sent as the RFC 2349 option);
-    `retries` bounds the retransmissions of each packet, so an unreachable server fails
-    after about `timeout * (retries + 1)` seconds. With `overwrite=False` an existing
-    local file is an error, checked again at the rename. Blocks the calling thread and
-    needs no event loop.
+    `retries` (5) bounds the retransmissions of each packet, so an unreachable server
+    fails after about `timeout * (retries + 1)` seconds; `rfc1350` asks for no option
+    at all; `mode` is "octet" (default) or "netascii". With `overwrite=False` an
+    existing local file is an error, checked again when the file gets its name. Blocks
+    the calling thread and needs no event loop. Raises `TftpError` (a one-line
+    message) on any failure.
     """
-
-    def fetch(file: BinaryIO) -> TransferResult:
-        return get_file(
-            host,
-            remote,
-            file,
-            port=port,
-            mode=mode,
-            blksize=blksize,
-            windowsize=windowsize,
-            tsize=tsize,
-            timeout=timeout,
-            retries=retries,
-            rfc1350=rfc1350,
-            progress=progress,
-        )
-
-    if not isinstance(local, str | os.PathLike):
-        return fetch(local)
-    with _download_target(local, overwrite) as file:
-        return fetch(file)
+    opts = TransferOptions(**options)
+    return download_with(
+        host, remote, local, opts, port=port, overwrite=overwrite, progress=progress
+    )
 
 
 async def download_async(
@@ -167,38 +181,14 @@ async def download_async(
     local: Local,
     *,
     port: int = DEFAULT_PORT,
-    mode: str = "octet",
-    blksize: int | None = None,
-    windowsize: int | None = None,
-    tsize: bool = False,
-    timeout: float | None = None,
-    retries: int = DEFAULT_RETRIES,
-    rfc1350: bool = False,
     overwrite: bool = True,
     progress: ProgressCallback | None = None,
+    **options: Unpack[OptionArgs],
 ) -> TransferResult:
     """`download` for a running event loop (other tasks run meanwhile)."""
-
-    async def fetch(file: BinaryIO) -> TransferResult:
-        return await get_file_async(
-            host,
-            remote,
-            file,
-            port=port,
-            mode=mode,
-            blksize=blksize,
-            windowsize=windowsize,
-            tsize=tsize,
-            timeout=timeout,
-            retries=retries,
-            rfc1350=rfc1350,
-            progress=progress,
-        )
-
-    if not isinstance(local, str | os.PathLike):
-        return await fetch(local)
+    opts = TransferOptions(**options)
     with _download_target(local, overwrite) as file:
-        return await fetch(file)
+        return await transfer_async(Job(host, port, remote, file, True, opts, progress))
 
 
 def upload(
@@ -207,32 +197,14 @@ def upload(
     remote: str | None = None,
     *,
     port: int = DEFAULT_PORT,
-    mode: str = "octet",
-    blksize: int | None = None,
-    windowsize: int | None = None,
-    tsize: bool = False,
-    timeout: float | None = None,
-    retries: int = DEFAULT_RETRIES,
-    rfc1350: bool = False,
     progress: ProgressCallback | None = None,
+    **options: Unpack[OptionArgs],
 ) -> TransferResult:
     """Send `local` (a path or a binary file object) to `host` as `remote` (by default
-    the local file's name). Same options as `download`; blocks the calling thread."""
-    with _upload_source(local, remote) as (file, name):
-        return put_file(
-            host,
-            file,
-            name,
-            port=port,
-            mode=mode,
-            blksize=blksize,
-            windowsize=windowsize,
-            tsize=tsize,
-            timeout=timeout,
-            retries=retries,
-            rfc1350=rfc1350,
-            progress=progress,
-        )
+    the local file's name). Same options as `download`; `tsize` announces the size of
+    a regular file in octet mode. Blocks the calling thread."""
+    opts = TransferOptions(**options)
+    return upload_with(host, local, remote, opts, port=port, progress=progress)
 
 
 async def upload_async(
@@ -241,39 +213,10 @@ async def upload_async(
     remote: str | None = None,
     *,
     port: int = DEFAULT_PORT,
-    mode: str = "octet",
-    blksize: int | None = None,
-    windowsize: int | None = None,
-    tsize: bool = False,
-    timeout: float | None = None,
-    retries: int = DEFAULT_RETRIES,
-    rfc1350: bool = False,
     progress: ProgressCallback | None = None,
+    **options: Unpack[OptionArgs],
 ) -> TransferResult:
     """`upload` for a running event loop."""
+    opts = TransferOptions(**options)
     with _upload_source(local, remote) as (file, name):
-        return await put_file_async(
-            host,
-            file,
-            name,
-            port=port,
-            mode=mode,
-            blksize=blksize,
-            windowsize=windowsize,
-            tsize=tsize,
-            timeout=timeout,
-            retries=retries,
-            rfc1350=rfc1350,
-            progress=progress,
-        )
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+        return await transfer_async(Job(host, port, name, file, False, opts, progress))

@@ -4,7 +4,13 @@ The server answering an RRQ and the client doing a put are the same `Sender`; th
 server answering a WRQ and the client doing a get are the same `Receiver`. Machines
 take datagrams and timer expiries in and hand back `Step`s: datagrams to send and what
 to do with the retransmission timer. They never touch sockets, files or clocks, so the
-tests drive them packet by packet, and the asyncio layer stays thin.
+tests drive them packet by packet. `session.py` wraps them with the request phase and
+turns the timer actions into absolute deadlines; `driver.py` does the I/O.
+
+A window is resent from the first unacknowledged block on timeout, and at once when the
+receiver's ACK names the block before the window (RFC 7440 section 4: it saw a later
+block first, so the window's first block was lost), once per window so that duplicated
+ACKs cannot multiply the traffic.
 
 Block numbers are tracked as unbounded integers internally and reduced modulo 65536 on
 the wire, so transfers roll over past block 65535 to block 0 (what tftpd-hpa, curl,
@@ -21,7 +27,6 @@ from itertools import islice
 
 from ptftpd.tftp.packets import (
     Error,
-    ErrorCode,
     Opcode,
     PacketError,
     ack_bytes,
@@ -115,6 +120,7 @@ class Sender(_Machine):
         self._built = 0  # last block built into _packets
         self._sent = 0  # highest block sent so far
         self._last: int | None = None  # the final (short) block, once the stream ended
+        self._gap_resent = False  # the gap ACK of the current window has been answered
         self.bytes_acked = 0
 
     @property
@@ -185,10 +191,20 @@ class Sender(_Machine):
             return Step(self._window(), _RESTART)
         base = self._base
         newly = (block - base + 1) & 0xFFFF
-        if newly == 0 or newly > self._sent - base + 1:
-            # A duplicate or stale ACK: answering it would double the traffic on every
-            # loss (Sorcerer's Apprentice). The timer resends if it really was lost.
+        if newly == 0:
+            if self.windowsize > 1 and not self._gap_resent and self._sent >= base:
+                # RFC 7440 section 4: the receiver ACKs its last in-order block when a
+                # later one arrives first, i.e. the first block of this window was
+                # lost. Resend from there now, once per window, instead of waiting for
+                # the timer.
+                self._gap_resent = True
+                self.retransmissions += 1
+                return Step(self._window(), _RESTART)
+            # A duplicate ACK in lock-step: answering it would double the traffic on
+            # every loss (Sorcerer's Apprentice). The timer resends if it was lost.
             return _NOTHING
+        if newly > self._sent - base + 1:
+            return _NOTHING  # stale: acknowledges blocks never sent
         packets = self._packets
         if newly == 1:
             acked = len(packets.popleft()) - 4
@@ -200,6 +216,7 @@ class Sender(_Machine):
         base += newly
         self._base = base
         self._tries = 0
+        self._gap_resent = False
         last = self._last
         if last is not None and base > last:
             self.state = State.DONE
@@ -213,6 +230,7 @@ class Sender(_Machine):
         if self._tries > self.retries:
             return self._fail(f"timed out after {self.retries} retries")
         self.retransmissions += 1
+        self._gap_resent = False
         if self._awaiting_start and self._first_packet is not None:
             return Step([self._first_packet], Timer.RESTART)
         return Step(self._window(), Timer.RESTART)
@@ -357,7 +375,3 @@ class Receiver(_Machine):
         self._since_ack = 0
         self._gap_acked = self._dup_acked = False
         return Step([self._last_ack()], Timer.RESTART)
-
-
-def error_packet(code: ErrorCode, message: str) -> bytes:
-    return Error(int(code), message).encode()

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ptftpd.tftp.errors import UsageError
+
 BLKSIZE_MIN, BLKSIZE_MAX = 8, 65464
 TIMEOUT_MIN, TIMEOUT_MAX = 1, 255
 WINDOWSIZE_MIN, WINDOWSIZE_MAX = 1, 65535
 DEFAULT_BLKSIZE = 512
+DEFAULT_TIMEOUT = 1.0
+DEFAULT_RETRIES = 5
+MODES = ("octet", "netascii")
 
 
 class OptionError(ValueError):
@@ -132,3 +137,63 @@ def accept_oack(requested: dict[str, int], granted: tuple[tuple[str, str], ...])
                 raise OptionError(f"server sent a negative tsize {number}")
             tsize = number
     return Negotiated(blksize, windowsize, timeout, tsize, granted)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOptions:
+    """What a client asks for, checked once when built (`UsageError` on a bad value).
+
+    `blksize`/`windowsize` are asked for only when given (a default value given
+    explicitly is still asked for: it makes the server answer with an OACK); `tsize`
+    asks for (RRQ) or announces (WRQ) the size; `timeout` is the retransmission
+    interval, also sent rounded as the RFC 2349 option from 1 s up; `retries` bounds
+    the resends of each packet; `rfc1350` asks for no option at all.
+    """
+
+    mode: str = "octet"
+    blksize: int | None = None
+    windowsize: int | None = None
+    tsize: bool = False
+    timeout: float | None = None
+    retries: int = DEFAULT_RETRIES
+    rfc1350: bool = False
+
+    def __post_init__(self) -> None:
+        mode = self.mode.lower()
+        if mode not in MODES:
+            raise UsageError(f"unknown mode {self.mode!r}: use octet or netascii")
+        object.__setattr__(self, "mode", mode)
+        if self.blksize is not None and not BLKSIZE_MIN <= self.blksize <= BLKSIZE_MAX:
+            raise UsageError(f"blksize must be {BLKSIZE_MIN}..{BLKSIZE_MAX}, not {self.blksize}")
+        if self.windowsize is not None and not (
+            WINDOWSIZE_MIN <= self.windowsize <= WINDOWSIZE_MAX
+        ):
+            raise UsageError(f"windowsize must be {WINDOWSIZE_MIN}..{WINDOWSIZE_MAX}")
+        if self.timeout is not None and not 0 < self.timeout <= TIMEOUT_MAX:
+            raise UsageError(f"timeout must be more than 0 and at most {TIMEOUT_MAX} seconds")
+        if self.retries < 0:
+            raise UsageError("retries must not be negative")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between retransmissions."""
+        return self.timeout or DEFAULT_TIMEOUT
+
+    def requested(self, *, is_read: bool, size: int | None) -> dict[str, int]:
+        """The options to ask for, in wire order (`size`: the local file's, for a WRQ)."""
+        if self.rfc1350:
+            return {}
+        options: dict[str, int] = {}
+        if self.blksize is not None:
+            options["blksize"] = self.blksize
+        if self.windowsize is not None:
+            options["windowsize"] = self.windowsize
+        if self.tsize and self.mode == "octet":
+            if is_read:
+                options["tsize"] = 0
+            elif size is not None:
+                options["tsize"] = size
+        if self.timeout is not None and self.timeout >= TIMEOUT_MIN:
+            # RFC 2349 speaks whole seconds; a sub-second timeout stays a local matter.
+            options["timeout"] = min(TIMEOUT_MAX, round(self.timeout))
+        return options

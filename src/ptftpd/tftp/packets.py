@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+MAX_DATAGRAM = 65536 + 4  # the largest TFTP datagram: blksize 65464 fits with room
 _HDR = struct.Struct("!HH")
 _OP = struct.Struct("!H")
 
@@ -167,15 +168,6 @@ def decode(datagram: bytes) -> Packet:
             return OptionAck(())
         return OptionAck(_pairs(_fields(body, "OACK"), "OACK"))
     raise PacketError(f"unknown opcode {op}")
-
-
-def encode(packet: Packet) -> bytes:
-    return packet.encode()
-
-
-def data_header(block: int) -> bytes:
-    """The 4 bytes in front of a DATA payload: the sender's hot path."""
-    return _HDR.pack(Opcode.DATA, block & 0xFFFF)
 
 
 def ack_bytes(block: int) -> bytes:

@@ -1,0 +1,68 @@
+"""Typed TFTP failures, split like h11's: what *we* refused or could not do (`LocalError`)
+and what the *peer* said or did wrong (`RemoteError`). Both carry the TFTP error code, so
+a driver knows what to put in the ERROR packet and a caller knows what went wrong;
+`str()` is always one line fit to show a person."""
+
+from __future__ import annotations
+
+from ptftpd.tftp.packets import ErrorCode
+
+_ERROR_NAMES: dict[int, str] = {
+    ErrorCode.NOT_DEFINED: "not defined",
+    ErrorCode.FILE_NOT_FOUND: "file not found",
+    ErrorCode.ACCESS_VIOLATION: "access violation",
+    ErrorCode.DISK_FULL: "disk full",
+    ErrorCode.ILLEGAL_OPERATION: "illegal operation",
+    ErrorCode.UNKNOWN_TID: "unknown transfer ID",
+    ErrorCode.FILE_EXISTS: "file already exists",
+    ErrorCode.NO_SUCH_USER: "no such user",
+    ErrorCode.OPTION_REFUSED: "option refused",
+}
+
+
+class TftpError(Exception):
+    """Every failure of a transfer; `str()` is the one line to show a person."""
+
+    code: int = ErrorCode.NOT_DEFINED
+
+
+class LocalError(TftpError):
+    """We refused or could not go on (bad request, full disk, a bad OACK...): `code` and
+    the message are what our ERROR packet tells the peer."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RemoteError(TftpError):
+    """The peer answered with an ERROR packet."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.server_message = message
+        name = _ERROR_NAMES.get(code, "unknown error")
+        text = message.strip() or name
+        if text.lower() == name:
+            super().__init__(f"server error {code}: {text}")
+        else:
+            super().__init__(f"server error {code} ({name}): {text}")
+
+
+class RequestRefused(RemoteError):
+    """The server answered the request itself with an ERROR: nothing was transferred,
+    so asking again (e.g. without options after ERROR 8) is safe."""
+
+
+class ProtocolError(LocalError):
+    """The peer broke the protocol (e.g. granted an option that was not asked for); we
+    answer with ERROR `code` and stop."""
+
+
+class TransferTimeout(TftpError):
+    """The peer stopped answering (or never answered) within the retry budget."""
+
+
+class UsageError(TftpError, ValueError):
+    """An option value out of range, found before anything is sent."""
