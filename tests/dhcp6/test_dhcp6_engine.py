@@ -206,6 +206,16 @@ def test_release_frees_and_decline_quarantines() -> None:
     assert adv.first(StatusCode) == StatusCode(Status.NO_ADDRS_AVAIL, "no addresses available")
     assert lease(engine, duid(3), now=T0 + 601).address == got.address, "quarantine ends"
 
+    # Releasing an address the IA does not hold changes nothing: NoBinding.
+    other = IaAddress(PREFIX[99], 0, 0)
+    wrong = one(
+        engine,
+        msg(MsgType.RELEASE, duid(3), ServerId(SERVER_DUID), IaNa(1, 0, 0, (other,))),
+        T0 + 602,
+    )
+    assert ia_status(wrong) == Status.NO_BINDING
+    assert engine.bindings.lookup(duid(3), 1, T0 + 602) is not None, "still bound"
+
     # Releasing what one does not hold: NoBinding for that IA.
     again = one(engine, msg(MsgType.RELEASE, duid(1), ServerId(SERVER_DUID), IaNa(1, 0, 0, (got,))))
     assert ia_status(again) == Status.NO_BINDING
@@ -333,9 +343,11 @@ def test_boot_policy_sees_user_class_and_unknown_arch_gets_nothing() -> None:
 
 
 def test_plain_client_gets_no_boot_options() -> None:
-    engine = make_engine()
+    engine = make_engine(boot_policy=ArchTablePolicy(default=TFTP_URL))
     adv = one(engine, msg(MsgType.SOLICIT, duid(1), IaNa(1, 0, 0)))
     assert adv.first(BootFileUrl) is None
+    firmware = one(engine, msg(MsgType.SOLICIT, duid(2), IaNa(1, 0, 0), ClientArch((7,))))
+    assert firmware.first(BootFileUrl) == BootFileUrl(TFTP_URL)
 
 
 def test_proxy_mode_boot_options_only_for_netboot_clients() -> None:
@@ -351,6 +363,10 @@ def test_proxy_mode_boot_options_only_for_netboot_clients() -> None:
     assert info.first(BootFileUrl) == BootFileUrl(TFTP_URL)
 
     none(engine, msg(MsgType.SOLICIT, duid(2), IaNa(1, 0, 0)))  # not a netboot client
+    catch_all = make_engine(proxy=True, boot_policy=ArchTablePolicy(default=TFTP_URL))
+    none(catch_all, msg(MsgType.SOLICIT, duid(2), IaNa(1, 0, 0)))
+    vendor_only = msg(MsgType.SOLICIT, duid(2), VendorClass(343, (b"PXEClient:Arch:00007",)))
+    assert one(catch_all, vendor_only).first(BootFileUrl) == BootFileUrl(TFTP_URL)
     none(engine, msg(MsgType.INFORMATION_REQUEST, duid(2), OptionRequest((23,))))
     none(engine, msg(MsgType.RENEW, duid(1), ServerId(SERVER_DUID), IaNa(1, 0, 0), *netboot))
     none(engine, msg(MsgType.REBIND, duid(1), IaNa(1, 0, 0), *netboot))

@@ -116,11 +116,9 @@ class Dhcp6Engine:
         return ""
 
     def _proxy_answers(self, msg: Message) -> bool:
-        return msg.msg_type in (
-            MsgType.SOLICIT,
-            MsgType.REQUEST,
-            MsgType.INFORMATION_REQUEST,
-        ) and is_netboot(msg)
+        """Proxy mode: only the exchanges that carry boot options; the replies of
+        `_boot_only` then go to netboot clients alone (see `_stateless`)."""
+        return msg.msg_type in (MsgType.SOLICIT, MsgType.REQUEST, MsgType.INFORMATION_REQUEST)
 
     # -- replies -------------------------------------------------------------------
 
