@@ -212,7 +212,7 @@ def test_dhclient6_gets_an_address_from_the_prefix(tmp_path: Path) -> None:
         proc.stop()
 
 
-def test_dhcpcd6_gets_an_address_after_our_router_advertisement(tmp_path: Path) -> None:
+def test_dhcpcd6_gets_an_address(tmp_path: Path) -> None:
     require_tool("dhcpcd")
     require_tool("unshare")
     with lab6(tmp_path) as lab:

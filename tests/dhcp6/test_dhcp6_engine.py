@@ -250,6 +250,7 @@ def test_server_never_hands_out_its_own_address() -> None:
         (MsgType.REBIND, (ServerId(SERVER_DUID),)),
         (MsgType.CONFIRM, (ServerId(SERVER_DUID),)),
         (MsgType.INFORMATION_REQUEST, (ServerId(OTHER_DUID),)),
+        (MsgType.INFORMATION_REQUEST, ()),  # with an IA (RFC 8415 16.12)
         (MsgType.ADVERTISE, (ServerId(SERVER_DUID),)),  # server messages are not for us
         (MsgType.REPLY, (ServerId(SERVER_DUID),)),
     ],

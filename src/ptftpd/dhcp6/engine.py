@@ -113,6 +113,8 @@ class Dhcp6Engine:
             return "no server identifier"
         if server is not None and server.duid != self.duid:
             return "for another server"
+        if kind == MsgType.INFORMATION_REQUEST and msg.first(IaNa) is not None:
+            return "Information-request with an IA"
         return ""
 
     def _proxy_answers(self, msg: Message) -> bool:
