@@ -147,7 +147,7 @@ def leased(tmp: Path) -> dict[IPv6Address, str]:
     return {IPv6Address(a): s for a, s in rows}
 
 
-def run_dhclient(lab: Lab6, name: str = "dhclient") -> tuple[Process, Path]:
+def run_dhclient(lab: Lab6, name: str = "dhclient", *extra: str) -> tuple[Process, Path]:
     require_tool("dhclient")
     events = lab.tmp / f"{name}.events"
     hook = lab.tmp / f"{name}.sh"
@@ -178,6 +178,7 @@ def run_dhclient(lab: Lab6, name: str = "dhclient") -> tuple[Process, Path]:
             str(lab.tmp / f"{name}.pid"),
             "-sf",
             str(hook),
+            *extra,
             lab.cif,
         ]
     )
@@ -210,6 +211,12 @@ def test_dhclient6_gets_an_address_from_the_prefix(tmp_path: Path) -> None:
         assert leased(tmp_path) == {address: "bound"}, "committed before the Reply"
         assert f"leased {address} to DUID" in server.output()
         proc.stop()
+
+        # The same client (same DUID, from its lease file) releases the address.
+        release, _ = run_dhclient(lab, "dhclient", "-r")
+        assert release.proc.wait(30) == 0, release.output()
+        assert leased(tmp_path) == {address: "released"}
+        assert f"released {address} by DUID" in server.output()
 
 
 def test_dhcpcd6_gets_an_address(tmp_path: Path) -> None:
