@@ -147,7 +147,9 @@ def leased(tmp: Path) -> dict[IPv6Address, str]:
     return {IPv6Address(a): s for a, s in rows}
 
 
-def run_dhclient(lab: Lab6, name: str = "dhclient", *extra: str) -> tuple[Process, Path]:
+def run_dhclient(
+    lab: Lab6, name: str = "dhclient", *extra: str, conf_lines: str = ""
+) -> tuple[Process, Path]:
     require_tool("dhclient")
     events = lab.tmp / f"{name}.events"
     hook = lab.tmp / f"{name}.sh"
@@ -162,7 +164,7 @@ def run_dhclient(lab: Lab6, name: str = "dhclient", *extra: str) -> tuple[Proces
     )
     hook.chmod(0o755)
     conf = lab.tmp / f"{name}.conf"
-    conf.write_text("timeout 30;\ninitial-interval 1;\n")
+    conf.write_text("timeout 30;\ninitial-interval 1;\n" + conf_lines)
     argv = lab.client.popen_argv(
         [
             "dhclient",
@@ -251,6 +253,18 @@ def test_dhcpcd6_gets_an_address(tmp_path: Path) -> None:
         assert f"adding address {mine[0]}/128" in log
         assert leased(tmp_path) == {mine[0]: "bound"}
         assert f"leased {mine[0]}" in server.output()
+
+
+def test_dhclient6_rapid_commit_two_message_exchange(tmp_path: Path) -> None:
+    with lab6(tmp_path) as lab:
+        server = lab.start_server("--no-ra", "--rapid-commit")
+        proc, events = run_dhclient(lab, conf_lines="send dhcp6.rapid-commit;\n")
+        address = IPv6Address(bound_event(events)["new_ip6_address"])
+        assert address in PREFIX
+        log = server.output()
+        assert "REPLY to" in log and "ADVERTISE" not in log, log
+        assert leased(tmp_path) == {address: "bound"}
+        proc.stop()
 
 
 def rdisc6(lab: Lab6, retries: int) -> subprocess.CompletedProcess[str]:
