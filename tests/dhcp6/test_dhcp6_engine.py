@@ -163,6 +163,15 @@ def test_renew_extends_and_rebind_recreates_lost_binding() -> None:
     (row,) = engine.bindings.store.load()
     assert row.expires == later + 7200
 
+    # An Advertise promised nothing: a Renew of an offered-only IA has no binding.
+    adv = one(engine, msg(MsgType.SOLICIT, duid(5), IaNa(1, 0, 0)), later)
+    offered_only = one(
+        engine,
+        msg(MsgType.RENEW, duid(5), ServerId(SERVER_DUID), IaNa(1, 0, 0, (address_of(adv),))),
+        later,
+    )
+    assert ia_status(offered_only) == Status.NO_BINDING
+
     # Renew of an IA we know nothing about: NoBinding in that IA.
     unknown = one(engine, msg(MsgType.RENEW, duid(9), ServerId(SERVER_DUID), IaNa(1, 0, 0)))
     assert ia_status(unknown) == Status.NO_BINDING

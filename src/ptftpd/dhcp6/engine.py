@@ -239,7 +239,7 @@ class Dhcp6Engine:
     def _extend(self, msg: Message, duid: bytes, now: float, rebind: bool) -> Message | None:
         out: list[Option] = []
         for ia in msg.all(IaNa):
-            lease = self.bindings.lookup(duid, ia.iaid, now)
+            lease = self.bindings.bound(duid, ia.iaid, now)
             listed = [a.address for a in ia.addresses]
             if lease is None and rebind:
                 for address in listed:
@@ -270,7 +270,7 @@ class Dhcp6Engine:
     def _give_back(self, msg: Message, duid: bytes, now: float, decline: bool) -> Message:
         out: list[Option] = []
         for ia in msg.all(IaNa):
-            lease = self.bindings.lookup(duid, ia.iaid, now)
+            lease = self.bindings.bound(duid, ia.iaid, now)
             listed = {a.address for a in ia.addresses}
             if lease is None or lease.address not in listed:
                 status = StatusCode(Status.NO_BINDING, "no binding for this IA")

@@ -149,6 +149,12 @@ class Bindings:
             return None
         return lease
 
+    def bound(self, duid: bytes, iaid: int, now: float) -> Lease6 | None:
+        """The client's committed binding for this IA: what Renew, Rebind, Release and
+        Decline may act on (an Advertise alone promised nothing)."""
+        lease = self.lookup(duid, iaid, now)
+        return lease if lease is not None and lease.state is LeaseState6.BOUND else None
+
     def _free(self, address: IPv6Address, duid: bytes, iaid: int, now: float) -> bool:
         if address not in self.pool:
             return False
