@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ptftpd.dhcp6 import Dhcp6Config, Dhcp6Service, Dhcp6StartError
+from ptftpd.dhcp6 import Dhcp6Config, Dhcp6Service, Dhcp6StartError, config_for_interface
 
 PREFIX = IPv6Network("fd00:77::/64")
 
@@ -59,3 +59,10 @@ def test_unwritable_lease_file_is_a_start_error(tmp_path: Path) -> None:
     )
     with pytest.raises(Dhcp6StartError, match="cannot open lease file"):
         asyncio.run(service.start())
+
+
+def test_config_for_interface_errors_are_start_errors() -> None:
+    with pytest.raises(Dhcp6StartError, match="no such interface or address: nosuchif0"):
+        config_for_interface("nosuchif0")
+    with pytest.raises(Dhcp6StartError, match="too small"):
+        config_for_interface("::1")  # a literal address without a usable prefix

@@ -28,7 +28,7 @@ from ptftpd.dhcp6.boot import (
     is_netboot,
     url_policy,
 )
-from ptftpd.dhcp6.config import Dhcp6Config, Dhcp6StartError, RaConfig
+from ptftpd.dhcp6.config import Dhcp6Config, Dhcp6StartError, RaConfig, config_for_interface
 from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
 from ptftpd.dhcp6.service import Dhcp6Service
 
@@ -44,6 +44,7 @@ __all__ = [
     "Outgoing",
     "RaConfig",
     "boot_url",
+    "config_for_interface",
     "is_netboot",
     "url_policy",
 ]

@@ -10,15 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 from pathlib import Path
 
 from ptftpd.cli.common import run_service
 from ptftpd.dhcp6.boot import url_policy
-from ptftpd.dhcp6.config import Dhcp6Config, Dhcp6StartError
+from ptftpd.dhcp6.config import Dhcp6Config, Dhcp6StartError, config_for_interface
 from ptftpd.dhcp6.service import Dhcp6Service
 from ptftpd.dhcp6.store import Lease6StoreError
-from ptftpd.netif import InterfaceError, interface_addresses
 
 PROG = "python -m ptftpd.dhcp6"
 
@@ -67,20 +66,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace) -> Dhcp6Config:
-    try:
-        found = interface_addresses(args.interface, family=6)
-    except InterfaceError as exc:
-        raise Dhcp6StartError(str(exc)) from None
-    ours = [a for a in found if not a.address.is_link_local]
-    if not ours or ours[0].interface is None:
-        raise Dhcp6StartError(f"interface {args.interface} has no global IPv6 address")
-    network = ours[0].network
-    assert isinstance(network, IPv6Network)
     first, last = args.range or (None, None)
-    return Dhcp6Config(
-        interface=ours[0].interface,
-        prefix=network,
-        server_addresses=tuple(IPv6Address(a.address) for a in ours),
+    return config_for_interface(
+        args.interface,
         leases_path=args.leases,
         range_start=first,
         range_end=last,

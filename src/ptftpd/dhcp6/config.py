@@ -5,10 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
+from typing import Any
 
 from ptftpd.dhcp6.boot import BootPolicy6
+from ptftpd.netif import InterfaceError, interface_addresses
 
-__all__ = ["CLIENT_PORT", "SERVER_PORT", "Dhcp6Config", "Dhcp6StartError", "RaConfig"]
+__all__ = [
+    "CLIENT_PORT",
+    "SERVER_PORT",
+    "Dhcp6Config",
+    "Dhcp6StartError",
+    "RaConfig",
+    "config_for_interface",
+]
 
 SERVER_PORT = 547
 CLIENT_PORT = 546
@@ -92,3 +101,23 @@ class Dhcp6Config:
     @property
     def rebind_time(self) -> int:
         return self.t2 if self.t2 is not None else self.preferred_lifetime * 4 // 5
+
+
+def config_for_interface(interface: str, **fields: Any) -> Dhcp6Config:
+    """A config serving IFACE's own prefix: the first global IPv6 address's network,
+    with all of IFACE's global addresses kept out of the pool. `fields` sets the rest
+    (`leases_path=`, `boot_policy=`, ...). Raises `Dhcp6StartError`."""
+    try:
+        found = interface_addresses(interface, family=6)
+    except InterfaceError as exc:
+        raise Dhcp6StartError(str(exc)) from None
+    ours = [a for a in found if not a.address.is_link_local and a.interface is not None]
+    if not ours or ours[0].interface is None:
+        raise Dhcp6StartError(f"interface {interface} has no global IPv6 address")
+    prefix = ours[0].network
+    if not isinstance(prefix, IPv6Network):
+        raise Dhcp6StartError(f"interface {interface} has no global IPv6 address")
+    addresses = tuple(a.address for a in ours if isinstance(a.address, IPv6Address))
+    return Dhcp6Config(
+        interface=ours[0].interface, prefix=prefix, server_addresses=addresses, **fields
+    )
