@@ -27,6 +27,7 @@ from ptftpd.dhcp6.codec import (
     Message,
     MsgType,
     OptionRequest,
+    ServerId,
     VendorClass,
     encode,
 )
@@ -94,7 +95,14 @@ class Lab6:
             if a.get("scope") == "global"
         }
 
-    def probe(self, *packets: bytes, wait: float = 3.0) -> list[dict[str, object]]:
+    def probe(
+        self,
+        *packets: bytes,
+        wait: float = 3.0,
+        to: str = "ff02::1:2",
+        port: int = 547,
+        sport: int = 546,
+    ) -> list[dict[str, object]]:
         res = self.client.run(
             str(VENV_BIN / "python"),
             str(HERE / "dhcp6probe.py"),
@@ -102,6 +110,12 @@ class Lab6:
             *(p.hex() for p in packets),
             "--wait",
             str(wait),
+            "--to",
+            to,
+            "--port",
+            str(port),
+            "--sport",
+            str(sport),
             timeout=wait + 20,
         )
         return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
@@ -346,6 +360,36 @@ def test_proxy_mode_answers_netboot_clients_with_boot_url_only(tmp_path: Path) -
         assert str(reply["from"]).startswith("fe80::"), "replies come from our link-local"
         assert reply["vendor"] is None, "tftp URL: no HTTPClient echo"
         assert not (tmp_path / "leases6.sqlite").exists() or leased(tmp_path) == {}
+
+
+def test_proxy_mode_pxe_firmware_exchange_with_the_boot_service(tmp_path: Path) -> None:
+    """What EDK2 PXEv6 does beside another DHCPv6 server: a Solicit, then (after getting
+    its address elsewhere) a Request with our server id to [URL host]:4011 from 4011."""
+    with lab6(tmp_path) as lab:
+        url = f"tftp://[{SERVER_IP}]/ipxe.efi"
+        lab.start_server("--proxy", "--no-ra", "--boot-url", url)
+        wait_udp_bound(4011, timeout=15, netns=lab.server.name)
+        pxe = (
+            ClientArch((7,)),
+            OptionRequest((59, 60)),
+            VendorClass(343, (b"PXEClient:Arch:00007:UNDI:003016",)),
+        )
+        (adv,) = lab.probe(solicit(IaNa(7, 0, 0), *pxe), wait=2.0)
+        assert adv["type"] == MsgType.ADVERTISE and adv["url"] == url
+        assert adv["vendor"] == ["PXEClient"], "EDK2 takes it for a proxy offer only then"
+        server_id = bytes.fromhex(str(adv["server_id"]))
+        # The address the site's own DHCPv6 server would have given the firmware.
+        lab.client.run("ip", "addr", "add", "fd00:77::99/64", "dev", lab.cif, "nodad")
+        request = encode(
+            Message(
+                MsgType.REQUEST,
+                0x5151,
+                (ClientId(CLIENT_DUID), ServerId(server_id), ElapsedTime(0), *pxe),
+            )
+        )
+        (reply,) = lab.probe(request, to=str(SERVER_IP), port=4011, sport=4011, wait=2.0)
+        assert reply["type"] == MsgType.REPLY and reply["xid"] == 0x5151
+        assert reply["url"] == url and reply["ia_na"] == [] and reply["port"] == 4011
 
 
 def test_cli_help_usage_and_start_errors(tmp_path: Path) -> None:

@@ -452,3 +452,38 @@ def test_mutated_packets_get_only_well_formed_replies(wire: bytes, data: st.Data
             reply = decode(out.payload)
             assert reply.msg_type in (MsgType.ADVERTISE, MsgType.REPLY)
             assert reply.first(ServerId) == ServerId(SERVER_DUID)
+
+
+def test_proxy_pxe_clients_get_pxeclient_vendor_class_and_the_boot_service() -> None:
+    """EDK2 PXEv6 beside another DHCPv6 server: our Advertise says PXEClient, then the
+    firmware sends its Request (no IA, our server id) to the URL's host, port 4011."""
+    engine = make_engine(proxy=True)
+    pxe = (
+        ClientArch((7,)),
+        OptionRequest((59, 60)),
+        VendorClass(343, (b"PXEClient:Arch:00007:UNDI:003016",)),
+    )
+    adv = one(engine, msg(MsgType.SOLICIT, duid(1), IaNa(1, 0, 0), *pxe))
+    assert adv.first(VendorClass) == VendorClass(343, (b"PXEClient",))
+    assert adv.first(IaNa) is None and adv.first(BootFileUrl) == BootFileUrl(TFTP_URL)
+    normal = one(make_engine(), msg(MsgType.SOLICIT, duid(1), IaNa(1, 0, 0), *pxe))
+    assert normal.first(VendorClass) is None, "with addresses, EDK2 wants no PXEClient"
+
+    bs_source = ("fd00:77::99", 4011)
+    request = msg(MsgType.REQUEST, duid(1), ServerId(SERVER_DUID), *pxe, xid=0x777)
+    (out,) = engine.handle_boot_service(request, bs_source, T0)
+    assert out.address == bs_source, "the reply goes back to port 4011"
+    reply = decode(out.payload)
+    assert reply.msg_type == MsgType.REPLY and reply.transaction_id == 0x777
+    assert reply.first(BootFileUrl) == BootFileUrl(TFTP_URL) and reply.first(IaNa) is None
+    assert reply.first(ClientId) == ClientId(duid(1))
+
+    for ignored in (
+        msg(MsgType.REQUEST, duid(1), ServerId(OTHER_DUID), *pxe),
+        msg(MsgType.REQUEST, duid(1), *pxe),
+        msg(MsgType.SOLICIT, duid(1), *pxe),
+        msg(MsgType.REQUEST, duid(1), ServerId(SERVER_DUID)),  # not a netboot client
+        request[:-3],
+    ):
+        assert engine.handle_boot_service(ignored, bs_source, T0) == []
+    assert engine.bindings.store.load() == []

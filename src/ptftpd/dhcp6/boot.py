@@ -32,6 +32,7 @@ __all__ = [
     "boot_url",
     "is_http_client",
     "is_netboot",
+    "is_pxe_client",
     "url_policy",
 ]
 
@@ -70,6 +71,11 @@ BootPolicy6 = Callable[[BootRequest6], "BootChoice6 | str | None"]
 def is_http_client(vendor: VendorClass | None) -> bool:
     """EDK2 HTTP boot announces itself with vendor class `HTTPClient:Arch:xxxxx...`."""
     return vendor is not None and any(i.startswith(b"HTTPClient") for i in vendor.items)
+
+
+def is_pxe_client(vendor: VendorClass | None) -> bool:
+    """PXE firmware (EDK2 PXEv6) says `PXEClient:Arch:xxxxx:UNDI:yyyzzz`."""
+    return vendor is not None and any(i.startswith(b"PXEClient") for i in vendor.items)
 
 
 def is_netboot(msg: Message) -> bool:

@@ -72,6 +72,9 @@ class Dhcp6Config:
     rapid_commit: bool = False
     # Boot options only, no IA_NA: addresses come from another DHCPv6 server.
     proxy: bool = False
+    # Proxy mode: the PXEv6 boot service port EDK2 firmware asks after a proxy
+    # Advertise (at the host of the boot URL); None: no boot service socket.
+    boot_service_port: int | None = 4011
     dns_servers: tuple[IPv6Address, ...] = ()
     boot_policy: BootPolicy6 | None = None
     send_ra: bool = True

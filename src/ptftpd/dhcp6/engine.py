@@ -17,7 +17,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ptftpd.dhcp6.boot import BootChoice6, boot_request, is_http_client, is_netboot
+from ptftpd.dhcp6.boot import (
+    BootChoice6,
+    boot_request,
+    is_http_client,
+    is_netboot,
+    is_pxe_client,
+)
 from ptftpd.dhcp6.codec import (
     BootFileParam,
     BootFileUrl,
@@ -100,6 +106,29 @@ class Dhcp6Engine:
         log.debug("%s to %s", _name(reply.msg_type), source[0])
         return [Outgoing(encode(reply), (source[0], self.config.client_port))]
 
+    def handle_boot_service(
+        self, data: bytes, source: tuple[str, int], now: float
+    ) -> list[Outgoing]:
+        """The PXEv6 boot service (UDP 4011, proxy mode): EDK2 firmware that chose a
+        proxy Advertise sends its Request, without IAs and with our server id, to the
+        host of the boot URL on port 4011 and waits for the Reply on the same port.
+        Boot options only; bindings are never touched."""
+        try:
+            msg = decode(data)
+        except PacketError as exc:
+            log.debug("boot service: dropped a malformed packet from %s: %s", source[0], exc)
+            return []
+        server = msg.first(ServerId)
+        if msg.msg_type != MsgType.REQUEST or server is None or server.duid != self.duid:
+            log.debug("boot service: ignored %s from %s", _name(msg.msg_type), source[0])
+            return []
+        client = msg.first(ClientId)
+        reply = self._boot_only(MsgType.REPLY, msg, client.duid if client else b"")
+        if reply is None:
+            return []
+        log.info("boot service: boot file URL to %s", source[0])
+        return [Outgoing(encode(reply), (source[0], source[1]))]
+
     def _invalid(self, msg: Message) -> str:
         """RFC 8415 section 16: which messages a server must discard."""
         client, server = msg.first(ClientId), msg.first(ServerId)
@@ -157,6 +186,11 @@ class Dhcp6Engine:
             # EDK2 HTTP boot ignores a reply without vendor class "HTTPClient".
             enterprise = request.vendor_class.enterprise if request.vendor_class else 343
             out.append(VendorClass(enterprise, (b"HTTPClient",)))
+        elif self.config.proxy and is_pxe_client(request.vendor_class):
+            # EDK2 (PXEv6) counts an offer without addresses as a proxy offer only when it
+            # says "PXEClient"; it then asks the boot service (`handle_boot_service`).
+            enterprise = request.vendor_class.enterprise if request.vendor_class else 343
+            out.append(VendorClass(enterprise, (b"PXEClient",)))
         return out
 
     def _ia(

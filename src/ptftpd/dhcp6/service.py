@@ -44,15 +44,17 @@ def interface_mac(interface: str) -> bytes | None:
     return mac if mac.strip(b"\x00") else None
 
 
-def _open_socket(interface: str, ifindex: int, port: int) -> socket.socket:
+def _open_socket(interface: str, ifindex: int, port: int, multicast: bool = True) -> socket.socket:
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         sock.bind(("::", port))
-        group = socket.inet_pton(socket.AF_INET6, ALL_DHCP_SERVERS) + struct.pack("@I", ifindex)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+        if multicast:
+            group = socket.inet_pton(socket.AF_INET6, ALL_DHCP_SERVERS)
+            group += struct.pack("@I", ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
     except PermissionError:
         sock.close()
         raise Dhcp6StartError(
@@ -91,6 +93,7 @@ class Dhcp6Service:
         self.ra: RaSender | None = None
         self.ifindex = 0
         self._sock: socket.socket | None = None
+        self._boot_sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
@@ -125,7 +128,18 @@ class Dhcp6Service:
         self.engine = Dhcp6Engine(cfg, duid, bindings)
         self._sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port)
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+        self._loop.add_reader(self._sock.fileno(), self._on_readable, self._sock, False)
+        if cfg.proxy and cfg.boot_service_port is not None:
+            try:
+                self._boot_sock = _open_socket(
+                    cfg.interface, self.ifindex, cfg.boot_service_port, multicast=False
+                )
+            except Dhcp6StartError:
+                self.close()
+                raise
+            self._loop.add_reader(
+                self._boot_sock.fileno(), self._on_readable, self._boot_sock, True
+            )
         if cfg.send_ra:
             self.ra = RaSender(cfg.interface, self.ifindex, cfg.prefix, cfg.ra, mac)
             try:
@@ -138,7 +152,11 @@ class Dhcp6Service:
             " and router advertisements" if cfg.send_ra else "",
             cfg.interface,
             cfg.server_port,
-            "proxy: boot options only" if cfg.proxy else f"addresses from {cfg.prefix}",
+            (
+                f"proxy: boot options only, boot service on port {cfg.boot_service_port}"
+                if cfg.proxy
+                else f"addresses from {cfg.prefix}"
+            ),
             f"server DUID {duid.hex(':')}",
         )
 
@@ -146,11 +164,12 @@ class Dhcp6Service:
         if self.ra is not None:
             self.ra.close()
             self.ra = None
-        if self._sock is not None:
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
+        for sock in (self._sock, self._boot_sock):
+            if sock is not None:
+                if self._loop is not None and not self._loop.is_closed():
+                    self._loop.remove_reader(sock.fileno())
+                sock.close()
+        self._sock = self._boot_sock = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -159,10 +178,12 @@ class Dhcp6Service:
     def closed(self) -> bool:
         return self._sock is None
 
-    def _on_readable(self) -> None:
-        sock, engine = self._sock, self.engine
-        if sock is None or engine is None:
+    def _on_readable(self, sock: socket.socket, boot_service: bool) -> None:
+        """Drain a burst from one socket (547, or the 4011 boot service), then reply."""
+        engine = self.engine
+        if engine is None or sock.fileno() < 0:
             return
+        handle = engine.handle_boot_service if boot_service else engine.handle
         outgoing: list[Outgoing] = []
         for _ in range(_BURST):
             try:
@@ -174,7 +195,7 @@ class Dhcp6Service:
                 break
             host = str(addr[0]).split("%", 1)[0]
             try:
-                outgoing.extend(engine.handle(data, (host, int(addr[1])), self._clock()))
+                outgoing.extend(handle(data, (host, int(addr[1])), self._clock()))
             except Lease6StoreError as exc:
                 log.error("%s: reply to %s withheld", exc, host)
             except Exception:
