@@ -8,7 +8,12 @@ announces are committed to the store before `handle` returns.
 
 Proxy mode hands out no addresses: it answers netboot clients' Solicit (Advertise),
 Request for us and Information-request with boot options only, and stays silent to
-every other client, so it can sit beside the site's own DHCPv6 server.
+every other client, so it can sit beside the site's own DHCPv6 server. PXE firmware
+then asks the boot service on UDP 4011 (`handle_boot_service`).
+
+Relay-forward/relay-reply messages are dropped (the codec refuses them): this server
+answers clients on its own link only. Unicast messages are answered like multicast
+ones (no UseMulticast status), which EDK2's unicast boot-service Request relies on.
 """
 
 from __future__ import annotations
