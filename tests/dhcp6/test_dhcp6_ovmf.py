@@ -31,7 +31,7 @@ from support import (
     wait_udp_bound,
 )
 
-pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(600)]
 
 IPXE_EFI = Path("/usr/lib/ipxe/ipxe.efi")
 OVMF_PAIRS = (
@@ -42,6 +42,7 @@ SERVER = "fd00:77::1"
 URL = f"tftp://[{SERVER}]/ipxe.efi"
 BOOT_TIMEOUT = 240.0
 STARTED = "iPXE initialising devices"
+FAILED = "Shell>"  # every network boot entry failed: OVMF's UEFI shell prompt
 
 
 @contextmanager
@@ -70,15 +71,29 @@ def boot_lan(tmp: Path) -> Iterator[tuple[Netns, list[Process]]]:
 
 
 def boot_ovmf(ns: Netns, procs: list[Process], tmp: Path) -> str:
-    """Boot OVMF from the network (PXEv4 switched off) until iPXE starts; the serial log."""
+    """Boot OVMF from the network (PXEv4 switched off) until iPXE starts; the serial log.
+
+    Under TCG on a loaded machine the firmware's own timeouts have expired once in a
+    full run: one fresh boot more is allowed (bounded), the first serial log kept."""
+    first = _boot_once(ns, procs, tmp, 1)
+    if STARTED in first:
+        return first
+    second = _boot_once(ns, procs, tmp, 2)
+    assert STARTED in second, (
+        f"no iPXE start in {BOOT_TIMEOUT} s, twice; last serial: {second[-1500:]}"
+    )
+    return second
+
+
+def _boot_once(ns: Netns, procs: list[Process], tmp: Path, attempt: int) -> str:
     qemu = require_tool("qemu-system-x86_64")
     pair = next(((c, v) for c, v in OVMF_PAIRS if c.is_file() and v.is_file()), None)
     if pair is None:
         missing("no OVMF_CODE/OVMF_VARS pair in /usr/share/OVMF (Debian package ovmf)")
     assert pair is not None
-    vars_copy = tmp / "OVMF_VARS.fd"
+    vars_copy = tmp / f"OVMF_VARS-{attempt}.fd"
     shutil.copyfile(pair[1], vars_copy)
-    serial = tmp / "serial.log"
+    serial = tmp / f"serial-{attempt}.log"
     argv = [
         qemu,
         "-accel",
@@ -108,17 +123,16 @@ def boot_ovmf(ns: Netns, procs: list[Process], tmp: Path) -> str:
         "-boot",
         "n",
     ]
-    vm = Process(ns.popen_argv(argv), tmp / "qemu.log")
+    vm = Process(ns.popen_argv(argv), tmp / f"qemu-{attempt}.log")
     procs.append(vm)
     deadline = time.monotonic() + BOOT_TIMEOUT
     text = ""
     while time.monotonic() < deadline:
         text = serial.read_text(errors="replace") if serial.exists() else ""
-        if STARTED in text or vm.proc.poll() is not None:
+        if STARTED in text or FAILED in text or vm.proc.poll() is not None:
             break
         time.sleep(0.5)
     vm.stop(signal.SIGKILL, timeout=10)
-    assert STARTED in text, f"no iPXE start in {BOOT_TIMEOUT} s; serial: {text[-1500:]}"
     return text
 
 
