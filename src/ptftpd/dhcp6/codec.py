@@ -1,0 +1,441 @@
+"""DHCPv6 codec (RFC 8415, RFC 5970 netboot options): bytes <-> `Message`, sans-IO.
+
+A message is a type, a 24-bit transaction id and a tuple of typed options; IA_NA (3)
+and IA address (5) carry nested options, decoded the same way. Options this module
+does not know stay `RawOption`, so a message decodes and re-encodes byte for byte.
+Relay-forward/relay-reply (12/13) have another header: they are refused with
+`PacketError`, since this server answers clients on its own link only (no relays).
+
+Malformed input (a truncated header or option, a length that disagrees with its
+option's layout, broken nesting) raises `PacketError` and nothing else.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from ipaddress import IPv6Address
+from typing import TypeVar
+
+__all__ = [
+    "BootFileParam",
+    "BootFileUrl",
+    "ClientArch",
+    "ClientId",
+    "DnsServers",
+    "ElapsedTime",
+    "IaAddress",
+    "IaNa",
+    "Message",
+    "MsgType",
+    "Nii",
+    "Opt",
+    "Option",
+    "OptionRequest",
+    "PacketError",
+    "RapidCommit",
+    "RawOption",
+    "ServerId",
+    "Status",
+    "StatusCode",
+    "UserClass",
+    "VendorClass",
+    "VendorOpts",
+    "decode",
+    "decode_options",
+    "duid_ll",
+    "duid_llt",
+    "encode",
+    "encode_options",
+]
+
+
+class PacketError(ValueError):
+    """The datagram is not a well-formed DHCPv6 client/server message."""
+
+
+class MsgType(IntEnum):
+    SOLICIT = 1
+    ADVERTISE = 2
+    REQUEST = 3
+    CONFIRM = 4
+    RENEW = 5
+    REBIND = 6
+    REPLY = 7
+    RELEASE = 8
+    DECLINE = 9
+    RECONFIGURE = 10
+    INFORMATION_REQUEST = 11
+    RELAY_FORW = 12
+    RELAY_REPL = 13
+
+
+class Opt(IntEnum):
+    CLIENTID = 1
+    SERVERID = 2
+    IA_NA = 3
+    IAADDR = 5
+    ORO = 6
+    ELAPSED_TIME = 8
+    STATUS_CODE = 13
+    RAPID_COMMIT = 14
+    USER_CLASS = 15
+    VENDOR_CLASS = 16
+    VENDOR_OPTS = 17
+    DNS_SERVERS = 23
+    BOOTFILE_URL = 59
+    BOOTFILE_PARAM = 60
+    CLIENT_ARCH_TYPE = 61
+    NII = 62
+
+
+class Status(IntEnum):
+    SUCCESS = 0
+    UNSPEC_FAIL = 1
+    NO_ADDRS_AVAIL = 2
+    NO_BINDING = 3
+    NOT_ON_LINK = 4
+    USE_MULTICAST = 5
+
+
+DUID_LLT = 1
+DUID_LL = 3
+HW_ETHERNET = 1
+_DUID_EPOCH = 946684800  # 2000-01-01 00:00 UTC, the origin of DUID-LLT times
+
+
+def duid_ll(mac: bytes, hw_type: int = HW_ETHERNET) -> bytes:
+    """DUID-LL (type 3): stable for as long as the interface keeps its MAC."""
+    return struct.pack("!HH", DUID_LL, hw_type) + mac
+
+
+def duid_llt(mac: bytes, unix_time: float, hw_type: int = HW_ETHERNET) -> bytes:
+    """DUID-LLT (type 1): the time must be stored and reused, or the DUID changes."""
+    seconds = int(unix_time - _DUID_EPOCH) & 0xFFFFFFFF
+    return struct.pack("!HHI", DUID_LLT, hw_type, seconds) + mac
+
+
+def _duid(data: bytes, name: str) -> bytes:
+    # RFC 8415 11.1: a 2-octet type and 1 to 128 octets of identifier.
+    if not 3 <= len(data) <= 130:
+        raise PacketError(f"{name} DUID of {len(data)} bytes")
+    return data
+
+
+@dataclass(frozen=True)
+class ClientId:
+    duid: bytes
+
+
+@dataclass(frozen=True)
+class ServerId:
+    duid: bytes
+
+
+@dataclass(frozen=True)
+class StatusCode:
+    code: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class IaAddress:
+    address: IPv6Address
+    preferred: int
+    valid: int
+    options: tuple[Option, ...] = ()
+
+
+@dataclass(frozen=True)
+class IaNa:
+    iaid: int
+    t1: int
+    t2: int
+    options: tuple[Option, ...] = ()
+
+    @property
+    def addresses(self) -> tuple[IaAddress, ...]:
+        return tuple(o for o in self.options if isinstance(o, IaAddress))
+
+
+@dataclass(frozen=True)
+class OptionRequest:
+    codes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ElapsedTime:
+    hundredths: int
+
+
+@dataclass(frozen=True)
+class RapidCommit:
+    pass
+
+
+@dataclass(frozen=True)
+class UserClass:
+    items: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class VendorClass:
+    enterprise: int
+    items: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class VendorOpts:
+    enterprise: int
+    options: tuple[tuple[int, bytes], ...]
+
+
+@dataclass(frozen=True)
+class DnsServers:
+    addresses: tuple[IPv6Address, ...]
+
+
+@dataclass(frozen=True)
+class BootFileUrl:
+    url: str
+
+
+@dataclass(frozen=True)
+class BootFileParam:
+    params: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClientArch:
+    types: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Nii:
+    type: int
+    major: int
+    minor: int
+
+
+@dataclass(frozen=True)
+class RawOption:
+    code: int
+    data: bytes
+
+
+Option = (
+    ClientId
+    | ServerId
+    | IaNa
+    | IaAddress
+    | StatusCode
+    | OptionRequest
+    | ElapsedTime
+    | RapidCommit
+    | UserClass
+    | VendorClass
+    | VendorOpts
+    | DnsServers
+    | BootFileUrl
+    | BootFileParam
+    | ClientArch
+    | Nii
+    | RawOption
+)
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Message:
+    msg_type: int
+    transaction_id: int
+    options: tuple[Option, ...] = ()
+
+    def first(self, kind: type[_T]) -> _T | None:
+        """The first top-level option of a type (RFC 8415: most appear once)."""
+        for opt in self.options:
+            if isinstance(opt, kind):
+                return opt
+        return None
+
+    def all(self, kind: type[_T]) -> tuple[_T, ...]:
+        return tuple(o for o in self.options if isinstance(o, kind))
+
+
+def _text(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PacketError(f"{what} is not UTF-8") from None
+
+
+def _len_items(data: bytes, what: str) -> tuple[bytes, ...]:
+    """The `2-octet length + bytes` lists of user class, vendor class and 60."""
+    items: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise PacketError(f"truncated {what} item length")
+        (size,) = struct.unpack_from("!H", data, pos)
+        pos += 2
+        if pos + size > len(data):
+            raise PacketError(f"{what} item overruns its option")
+        items.append(data[pos : pos + size])
+        pos += size
+    return tuple(items)
+
+
+def _pack_items(items: tuple[bytes, ...]) -> bytes:
+    return b"".join(struct.pack("!H", len(i)) + i for i in items)
+
+
+def _fixed(data: bytes, size: int, what: str) -> None:
+    if len(data) != size:
+        raise PacketError(f"{what} option of {len(data)} bytes, expected {size}")
+
+
+def _decode_one(code: int, data: bytes) -> Option:
+    if code == Opt.CLIENTID:
+        return ClientId(_duid(data, "client"))
+    if code == Opt.SERVERID:
+        return ServerId(_duid(data, "server"))
+    if code == Opt.IA_NA:
+        if len(data) < 12:
+            raise PacketError("truncated IA_NA")
+        iaid, t1, t2 = struct.unpack_from("!III", data)
+        return IaNa(iaid, t1, t2, decode_options(data[12:]))
+    if code == Opt.IAADDR:
+        if len(data) < 24:
+            raise PacketError("truncated IA address")
+        preferred, valid = struct.unpack_from("!II", data, 16)
+        return IaAddress(IPv6Address(data[:16]), preferred, valid, decode_options(data[24:]))
+    if code == Opt.STATUS_CODE:
+        if len(data) < 2:
+            raise PacketError("truncated status code")
+        return StatusCode(struct.unpack_from("!H", data)[0], _text(data[2:], "status message"))
+    if code == Opt.ORO:
+        if len(data) % 2:
+            raise PacketError("odd option request length")
+        return OptionRequest(struct.unpack(f"!{len(data) // 2}H", data))
+    if code == Opt.ELAPSED_TIME:
+        _fixed(data, 2, "elapsed time")
+        return ElapsedTime(struct.unpack("!H", data)[0])
+    if code == Opt.RAPID_COMMIT:
+        _fixed(data, 0, "rapid commit")
+        return RapidCommit()
+    if code == Opt.USER_CLASS:
+        return UserClass(_len_items(data, "user class"))
+    if code == Opt.VENDOR_CLASS:
+        if len(data) < 4:
+            raise PacketError("truncated vendor class")
+        return VendorClass(struct.unpack_from("!I", data)[0], _len_items(data[4:], "vendor class"))
+    if code == Opt.VENDOR_OPTS:
+        if len(data) < 4:
+            raise PacketError("truncated vendor options")
+        raw = decode_raw(data[4:])
+        return VendorOpts(struct.unpack_from("!I", data)[0], raw)
+    if code == Opt.DNS_SERVERS:
+        if len(data) % 16:
+            raise PacketError("DNS server list not a multiple of 16 bytes")
+        return DnsServers(tuple(IPv6Address(data[i : i + 16]) for i in range(0, len(data), 16)))
+    if code == Opt.BOOTFILE_URL:
+        return BootFileUrl(_text(data, "boot file URL"))
+    if code == Opt.BOOTFILE_PARAM:
+        return BootFileParam(tuple(_text(i, "boot file parameter") for i in _len_items(data, "60")))
+    if code == Opt.CLIENT_ARCH_TYPE:
+        if not data or len(data) % 2:
+            raise PacketError("client architecture list of odd or zero length")
+        return ClientArch(struct.unpack(f"!{len(data) // 2}H", data))
+    if code == Opt.NII:
+        _fixed(data, 3, "network interface identifier")
+        return Nii(data[0], data[1], data[2])
+    return RawOption(code, data)
+
+
+def decode_raw(data: bytes) -> tuple[tuple[int, bytes], ...]:
+    """The `code, length, data` runs of an option area, undecoded."""
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise PacketError("truncated option header")
+        code, size = struct.unpack_from("!HH", data, pos)
+        pos += 4
+        if pos + size > len(data):
+            raise PacketError(f"option {code} overruns the message")
+        out.append((code, data[pos : pos + size]))
+        pos += size
+    return tuple(out)
+
+
+def decode_options(data: bytes) -> tuple[Option, ...]:
+    return tuple(_decode_one(code, body) for code, body in decode_raw(data))
+
+
+def decode(data: bytes) -> Message:
+    if len(data) < 4:
+        raise PacketError(f"datagram of {len(data)} bytes is too short for DHCPv6")
+    msg_type = data[0]
+    if msg_type in (MsgType.RELAY_FORW, MsgType.RELAY_REPL):
+        raise PacketError("relay messages are not supported (no relay agents)")
+    xid = int.from_bytes(data[1:4], "big")
+    return Message(msg_type, xid, decode_options(data[4:]))
+
+
+def _body(opt: Option) -> tuple[int, bytes]:
+    if isinstance(opt, ClientId):
+        return Opt.CLIENTID, opt.duid
+    if isinstance(opt, ServerId):
+        return Opt.SERVERID, opt.duid
+    if isinstance(opt, IaNa):
+        return Opt.IA_NA, struct.pack("!III", opt.iaid, opt.t1, opt.t2) + encode_options(
+            opt.options
+        )
+    if isinstance(opt, IaAddress):
+        head = opt.address.packed + struct.pack("!II", opt.preferred, opt.valid)
+        return Opt.IAADDR, head + encode_options(opt.options)
+    if isinstance(opt, StatusCode):
+        return Opt.STATUS_CODE, struct.pack("!H", opt.code) + opt.message.encode()
+    if isinstance(opt, OptionRequest):
+        return Opt.ORO, struct.pack(f"!{len(opt.codes)}H", *opt.codes)
+    if isinstance(opt, ElapsedTime):
+        return Opt.ELAPSED_TIME, struct.pack("!H", opt.hundredths)
+    if isinstance(opt, RapidCommit):
+        return Opt.RAPID_COMMIT, b""
+    if isinstance(opt, UserClass):
+        return Opt.USER_CLASS, _pack_items(opt.items)
+    if isinstance(opt, VendorClass):
+        return Opt.VENDOR_CLASS, struct.pack("!I", opt.enterprise) + _pack_items(opt.items)
+    if isinstance(opt, VendorOpts):
+        inner = b"".join(struct.pack("!HH", c, len(d)) + d for c, d in opt.options)
+        return Opt.VENDOR_OPTS, struct.pack("!I", opt.enterprise) + inner
+    if isinstance(opt, DnsServers):
+        return Opt.DNS_SERVERS, b"".join(a.packed for a in opt.addresses)
+    if isinstance(opt, BootFileUrl):
+        return Opt.BOOTFILE_URL, opt.url.encode()
+    if isinstance(opt, BootFileParam):
+        return Opt.BOOTFILE_PARAM, _pack_items(tuple(p.encode() for p in opt.params))
+    if isinstance(opt, ClientArch):
+        return Opt.CLIENT_ARCH_TYPE, struct.pack(f"!{len(opt.types)}H", *opt.types)
+    if isinstance(opt, Nii):
+        return Opt.NII, bytes((opt.type, opt.major, opt.minor))
+    return opt.code, opt.data
+
+
+def encode_options(options: tuple[Option, ...]) -> bytes:
+    parts = []
+    for opt in options:
+        code, body = _body(opt)
+        if len(body) > 0xFFFF:
+            raise ValueError(f"option {code} is {len(body)} bytes, more than 65535")
+        parts.append(struct.pack("!HH", code, len(body)) + body)
+    return b"".join(parts)
+
+
+def encode(msg: Message) -> bytes:
+    return (
+        bytes((msg.msg_type,)) + msg.transaction_id.to_bytes(3, "big") + encode_options(msg.options)
+    )

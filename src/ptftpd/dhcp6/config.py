@@ -1,0 +1,126 @@
+"""The one frozen object a DHCPv6 service is built from (pxed and the CLI fill it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
+from typing import Any
+
+from ptftpd.dhcp6.boot import BootPolicy6
+from ptftpd.netif import InterfaceError, interface_addresses
+
+__all__ = [
+    "CLIENT_PORT",
+    "SERVER_PORT",
+    "Dhcp6Config",
+    "Dhcp6StartError",
+    "RaConfig",
+    "config_for_interface",
+]
+
+SERVER_PORT = 547
+CLIENT_PORT = 546
+
+
+class Dhcp6StartError(Exception):
+    """A configuration or start-up problem, reported by the CLIs as one line (exit 1)."""
+
+
+@dataclass(frozen=True)
+class RaConfig:
+    """Router advertisements. Router lifetime 0 by default: we announce the prefix and
+    the M flag but never become anyone's default router by accident."""
+
+    managed: bool = True  # M: addresses from DHCPv6
+    other: bool = True  # O: other configuration (DNS, boot URL) from DHCPv6
+    router_lifetime: int = 0
+    on_link: bool = True  # L in the prefix option
+    autonomous: bool = False  # A: SLAAC as well (off: addresses come from DHCPv6)
+    prefix_valid: int = 86400
+    prefix_preferred: int = 14400
+    max_interval: float = 60.0  # RFC 4861 allows 4..1800 s
+    min_interval: float | None = None  # None: 0.33 x max_interval (RFC 4861 default)
+    hop_limit: int = 64
+
+    def __post_init__(self) -> None:
+        low = self.min_interval if self.min_interval is not None else self.max_interval / 3
+        if not 0 < low <= self.max_interval:
+            raise Dhcp6StartError("RA interval: need 0 < min <= max")
+        if not 0 <= self.router_lifetime <= 9000:
+            raise Dhcp6StartError("RA router lifetime must be 0..9000 s")
+
+
+@dataclass(frozen=True)
+class Dhcp6Config:
+    interface: str
+    prefix: IPv6Network
+    # This host's addresses on the link: never handed out; the first one is the
+    # address boot URLs usually name.
+    server_addresses: tuple[IPv6Address, ...] = ()
+    leases_path: Path | None = None  # None: bindings in memory only
+    lease_sync: str = "normal"  # "full": fsync each commit
+    server_duid: bytes | None = None  # None: DUID-LL from IFACE's MAC
+    range_start: IPv6Address | None = None
+    range_end: IPv6Address | None = None
+    preferred_lifetime: int = 3600
+    valid_lifetime: int = 7200
+    t1: int | None = None  # None: 0.5 x preferred (RFC 8415 21.4 recommendation)
+    t2: int | None = None  # None: 0.8 x preferred
+    offer_time: float = 60.0
+    decline_time: float = 600.0
+    rapid_commit: bool = False
+    # Boot options only, no IA_NA: addresses come from another DHCPv6 server.
+    proxy: bool = False
+    # Proxy mode: the PXEv6 boot service port EDK2 firmware asks after a proxy
+    # Advertise (at the host of the boot URL); None: no boot service socket.
+    boot_service_port: int | None = 4011
+    dns_servers: tuple[IPv6Address, ...] = ()
+    boot_policy: BootPolicy6 | None = None
+    send_ra: bool = True
+    ra: RaConfig = field(default_factory=RaConfig)
+    server_port: int = SERVER_PORT
+    client_port: int = CLIENT_PORT
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, IPv6Network):
+            raise Dhcp6StartError(f"not an IPv6 prefix: {self.prefix}")
+        if self.prefix.prefixlen > 120:
+            raise Dhcp6StartError(f"prefix {self.prefix} is too small for a pool")
+        if not 0 < self.preferred_lifetime <= self.valid_lifetime:
+            raise Dhcp6StartError("need 0 < preferred lifetime <= valid lifetime")
+        if not 0 <= self.renew_time <= self.rebind_time <= self.preferred_lifetime:
+            raise Dhcp6StartError("need T1 <= T2 <= preferred lifetime")
+        if self.lease_sync not in ("normal", "full"):
+            raise Dhcp6StartError(f"lease sync must be normal or full, not {self.lease_sync}")
+        for address in (self.range_start, self.range_end):
+            if address is not None and address not in self.prefix:
+                raise Dhcp6StartError(f"range address {address} is outside {self.prefix}")
+
+    @property
+    def renew_time(self) -> int:
+        return self.t1 if self.t1 is not None else self.preferred_lifetime // 2
+
+    @property
+    def rebind_time(self) -> int:
+        return self.t2 if self.t2 is not None else self.preferred_lifetime * 4 // 5
+
+
+def config_for_interface(interface: str, **fields: Any) -> Dhcp6Config:
+    """A config serving IFACE's own prefix: the first global IPv6 address's network,
+    with all of IFACE's global addresses kept out of the pool. `fields` sets the rest
+    (`leases_path=`, `boot_policy=`, ...). Raises `Dhcp6StartError`."""
+    try:
+        found = interface_addresses(interface, family=6)
+    except InterfaceError as exc:
+        raise Dhcp6StartError(str(exc)) from None
+    ours = [a for a in found if not a.address.is_link_local and a.interface is not None]
+    if not ours or ours[0].interface is None:
+        raise Dhcp6StartError(f"interface {interface} has no global IPv6 address")
+    prefix = ours[0].network
+    if not isinstance(prefix, IPv6Network):
+        raise Dhcp6StartError(f"interface {interface} has no global IPv6 address")
+    addresses = tuple(a.address for a in ours if isinstance(a.address, IPv6Address))
+    return Dhcp6Config(
+        interface=ours[0].interface, prefix=prefix, server_addresses=addresses, **fields
+    )

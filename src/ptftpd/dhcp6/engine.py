@@ -1,0 +1,343 @@
+"""DHCPv6 server engine (RFC 8415 section 18.3): datagram in, replies out. Sans-IO.
+
+`Dhcp6Engine.handle(data, source, now)` decodes one client message, checks it as RFC
+8415 section 16 asks (client id present, server id present and ours, or absent, by
+message type; anything else is dropped silently), applies the binding rules in
+`Bindings` and returns `Outgoing` items; `now` is the only clock. Bindings a Reply
+announces are committed to the store before `handle` returns.
+
+Proxy mode hands out no addresses: it answers netboot clients' Solicit (Advertise),
+Request for us and Information-request with boot options only, and stays silent to
+every other client, so it can sit beside the site's own DHCPv6 server. PXE firmware
+then asks the boot service on UDP 4011 (`handle_boot_service`).
+
+Relay-forward/relay-reply messages are dropped (the codec refuses them): this server
+answers clients on its own link only. Unicast messages are answered like multicast
+ones (no UseMulticast status), which EDK2's unicast boot-service Request relies on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ptftpd.dhcp6.boot import (
+    BootChoice6,
+    boot_request,
+    is_http_client,
+    is_netboot,
+    is_pxe_client,
+)
+from ptftpd.dhcp6.codec import (
+    BootFileParam,
+    BootFileUrl,
+    ClientId,
+    DnsServers,
+    IaAddress,
+    IaNa,
+    Message,
+    MsgType,
+    Opt,
+    Option,
+    OptionRequest,
+    PacketError,
+    RapidCommit,
+    ServerId,
+    Status,
+    StatusCode,
+    VendorClass,
+    decode,
+    encode,
+)
+from ptftpd.dhcp6.config import Dhcp6Config
+from ptftpd.dhcp6.leases import Bindings, Lease6, LeaseState6
+
+__all__ = ["Dhcp6Engine", "Outgoing"]
+
+log = logging.getLogger("ptftpd.dhcp6")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One datagram to send to `address` (host, port); the driver adds the scope."""
+
+    payload: bytes
+    address: tuple[str, int]
+
+
+_Handler = Callable[[Message, bytes, float], "Message | None"]
+
+
+class Dhcp6Engine:
+    def __init__(self, config: Dhcp6Config, duid: bytes, bindings: Bindings) -> None:
+        self.config = config
+        self.duid = duid
+        self.bindings = bindings
+        self._handlers: dict[int, _Handler] = {
+            MsgType.SOLICIT: self._solicit,
+            MsgType.REQUEST: self._request,
+            MsgType.CONFIRM: self._confirm,
+            MsgType.RENEW: self._renew,
+            MsgType.REBIND: self._rebind,
+            MsgType.RELEASE: self._release,
+            MsgType.DECLINE: self._decline,
+            MsgType.INFORMATION_REQUEST: self._information,
+        }
+
+    # -- entry point ---------------------------------------------------------------
+
+    def handle(self, data: bytes, source: tuple[str, int], now: float) -> list[Outgoing]:
+        try:
+            msg = decode(data)
+        except PacketError as exc:
+            log.debug("dropped a malformed packet from %s: %s", source[0], exc)
+            return []
+        handler = self._handlers.get(msg.msg_type)
+        if handler is None:
+            log.debug("ignored message type %d from %s", msg.msg_type, source[0])
+            return []
+        why = self._invalid(msg)
+        if why:
+            log.debug("dropped %s from %s: %s", _name(msg.msg_type), source[0], why)
+            return []
+        if self.config.proxy and not self._proxy_answers(msg):
+            log.debug("proxy: ignored %s from %s", _name(msg.msg_type), source[0])
+            return []
+        client = msg.first(ClientId)
+        reply = handler(msg, client.duid if client else b"", now)
+        if reply is None:
+            return []
+        log.debug("%s to %s", _name(reply.msg_type), source[0])
+        return [Outgoing(encode(reply), (source[0], self.config.client_port))]
+
+    def handle_boot_service(
+        self, data: bytes, source: tuple[str, int], now: float
+    ) -> list[Outgoing]:
+        """The PXEv6 boot service (UDP 4011, proxy mode): EDK2 firmware that chose a
+        proxy Advertise sends its Request, without IAs and with our server id, to the
+        host of the boot URL on port 4011 and waits for the Reply on the same port.
+        Boot options only; bindings are never touched."""
+        try:
+            msg = decode(data)
+        except PacketError as exc:
+            log.debug("boot service: dropped a malformed packet from %s: %s", source[0], exc)
+            return []
+        server = msg.first(ServerId)
+        if msg.msg_type != MsgType.REQUEST or server is None or server.duid != self.duid:
+            log.debug("boot service: ignored %s from %s", _name(msg.msg_type), source[0])
+            return []
+        client = msg.first(ClientId)
+        reply = self._boot_only(MsgType.REPLY, msg, client.duid if client else b"")
+        if reply is None:
+            return []
+        log.info("boot service: boot file URL to %s", source[0])
+        return [Outgoing(encode(reply), (source[0], source[1]))]
+
+    def _invalid(self, msg: Message) -> str:
+        """RFC 8415 section 16: which messages a server must discard."""
+        client, server = msg.first(ClientId), msg.first(ServerId)
+        kind = msg.msg_type
+        if kind != MsgType.INFORMATION_REQUEST and client is None:
+            return "no client identifier"
+        if kind in (MsgType.SOLICIT, MsgType.CONFIRM, MsgType.REBIND):
+            return "carries a server identifier" if server is not None else ""
+        needs_server = (MsgType.REQUEST, MsgType.RENEW, MsgType.RELEASE, MsgType.DECLINE)
+        if kind in needs_server and server is None:
+            return "no server identifier"
+        if server is not None and server.duid != self.duid:
+            return "for another server"
+        if kind == MsgType.INFORMATION_REQUEST and msg.first(IaNa) is not None:
+            return "Information-request with an IA"
+        return ""
+
+    def _proxy_answers(self, msg: Message) -> bool:
+        """Proxy mode: only the exchanges that carry boot options; the replies of
+        `_boot_only` then go to netboot clients alone (see `_stateless`)."""
+        return msg.msg_type in (MsgType.SOLICIT, MsgType.REQUEST, MsgType.INFORMATION_REQUEST)
+
+    # -- replies -------------------------------------------------------------------
+
+    def _reply(self, kind: MsgType, msg: Message, duid: bytes, body: list[Option]) -> Message:
+        options: list[Option] = [ServerId(self.duid)]
+        if duid:
+            options.append(ClientId(duid))
+        options.extend(body)
+        options.extend(self._stateless(msg, duid))
+        return Message(kind, msg.transaction_id, tuple(options))
+
+    def _stateless(self, msg: Message, duid: bytes) -> list[Option]:
+        """DNS servers when asked for, boot options for netboot clients."""
+        oro = msg.first(OptionRequest)
+        asked = set(oro.codes) if oro else set()
+        out: list[Option] = []
+        if self.config.dns_servers and Opt.DNS_SERVERS in asked:
+            out.append(DnsServers(self.config.dns_servers))
+        policy = self.config.boot_policy
+        if policy is None or not is_netboot(msg):
+            return out
+        request = boot_request(msg, duid)
+        choice = policy(request)
+        if choice is None:
+            return out
+        if isinstance(choice, str):
+            choice = BootChoice6(choice)
+        out.append(BootFileUrl(choice.url))
+        if choice.params:
+            out.append(BootFileParam(choice.params))
+        if choice.vendor_class is not None:
+            out.append(choice.vendor_class)
+        elif is_http_client(request.vendor_class) and choice.url.startswith("http"):
+            # EDK2 HTTP boot ignores a reply without vendor class "HTTPClient".
+            enterprise = request.vendor_class.enterprise if request.vendor_class else 343
+            out.append(VendorClass(enterprise, (b"HTTPClient",)))
+        elif self.config.proxy and is_pxe_client(request.vendor_class):
+            # EDK2 (PXEv6) counts an offer without addresses as a proxy offer only when it
+            # says "PXEClient"; it then asks the boot service (`handle_boot_service`).
+            enterprise = request.vendor_class.enterprise if request.vendor_class else 343
+            out.append(VendorClass(enterprise, (b"PXEClient",)))
+        return out
+
+    def _ia(
+        self, iaid: int, lease: Lease6 | None, now: float, extra: tuple[Option, ...] = ()
+    ) -> IaNa:
+        cfg = self.config
+        if lease is None:
+            return IaNa(iaid, 0, 0, extra)
+        valid = cfg.valid_lifetime
+        if lease.state is not LeaseState6.OFFERED:
+            valid = min(valid, max(0, int(lease.expires - now)))
+        preferred = min(cfg.preferred_lifetime, valid)
+        address = IaAddress(lease.address, preferred, valid)
+        return IaNa(iaid, cfg.renew_time, cfg.rebind_time, (address, *extra))
+
+    def _log_lease(self, verb: str, lease: Lease6, duid: bytes) -> None:
+        log.info(
+            "%s %s to DUID %s IAID %d (valid %d s)",
+            verb,
+            lease.address,
+            duid.hex(":"),
+            lease.iaid,
+            self.config.valid_lifetime,
+        )
+
+    def _assign(self, msg: Message, duid: bytes, now: float, commit: bool) -> list[IaNa]:
+        """One IA_NA per requested IA_NA: an address, or status NoAddrsAvail."""
+        out: list[IaNa] = []
+        for ia in msg.all(IaNa):
+            hints = [a.address for a in ia.addresses]
+            hint = hints[0] if hints else None
+            if commit:
+                lease = self.bindings.bind(duid, ia.iaid, now, self.config.valid_lifetime, hint)
+                if lease is not None:
+                    self._log_lease("leased", lease, duid)
+            else:
+                lease = self.bindings.offer(duid, ia.iaid, now, hint)
+            if lease is None:
+                log.warning("no address left for DUID %s IAID %d", duid.hex(":"), ia.iaid)
+                nothing = (StatusCode(Status.NO_ADDRS_AVAIL, "no addresses available"),)
+                out.append(self._ia(ia.iaid, None, now, nothing))
+            else:
+                out.append(self._ia(ia.iaid, lease, now))
+        return out
+
+    def _solicit(self, msg: Message, duid: bytes, now: float) -> Message | None:
+        if self.config.proxy:
+            return self._boot_only(MsgType.ADVERTISE, msg, duid)
+        rapid = self.config.rapid_commit and msg.first(RapidCommit) is not None
+        ias = self._assign(msg, duid, now, commit=rapid)
+        if rapid:
+            return self._reply(MsgType.REPLY, msg, duid, [RapidCommit(), *ias])
+        if ias and all(not ia.addresses for ia in ias):
+            # RFC 8415 18.3.1: no address for any IA -> only a NoAddrsAvail status.
+            status = StatusCode(Status.NO_ADDRS_AVAIL, "no addresses available")
+            return self._reply(MsgType.ADVERTISE, msg, duid, [status])
+        return self._reply(MsgType.ADVERTISE, msg, duid, list(ias))
+
+    def _boot_only(self, kind: MsgType, msg: Message, duid: bytes) -> Message | None:
+        reply = self._reply(kind, msg, duid, [])
+        if reply.first(BootFileUrl) is None:
+            return None  # proxy mode has nothing else to say
+        return reply
+
+    def _request(self, msg: Message, duid: bytes, now: float) -> Message | None:
+        if self.config.proxy:
+            return self._boot_only(MsgType.REPLY, msg, duid)
+        return self._reply(MsgType.REPLY, msg, duid, list(self._assign(msg, duid, now, True)))
+
+    def _confirm(self, msg: Message, _duid: bytes, _now: float) -> Message | None:
+        addresses = [a.address for ia in msg.all(IaNa) for a in ia.addresses]
+        if not addresses:
+            return None  # RFC 8415 18.3.3: nothing to confirm, no reply
+        if all(a in self.config.prefix for a in addresses):
+            status = StatusCode(Status.SUCCESS, "all addresses on link")
+        else:
+            status = StatusCode(Status.NOT_ON_LINK, "not on this link")
+        return self._reply(MsgType.REPLY, msg, _duid, [status])
+
+    def _extend(self, msg: Message, duid: bytes, now: float, rebind: bool) -> Message | None:
+        out: list[Option] = []
+        for ia in msg.all(IaNa):
+            lease = self.bindings.bound(duid, ia.iaid, now)
+            listed = [a.address for a in ia.addresses]
+            if lease is None and rebind:
+                for address in listed:
+                    lease = self.bindings.bind(
+                        duid, ia.iaid, now, self.config.valid_lifetime, address, exact=True
+                    )
+                    if lease is not None:
+                        self._log_lease("rebound", lease, duid)
+                        break
+            elif lease is not None:
+                lease = self.bindings.renew(lease, now, self.config.valid_lifetime)
+                self._log_lease("renewed", lease, duid)
+            if lease is None and not (rebind and listed):
+                status = StatusCode(Status.NO_BINDING, "no binding for this IA")
+                out.append(IaNa(ia.iaid, 0, 0, (status,)))
+                continue
+            # Addresses the client holds that are not (or no longer) its: lifetime 0.
+            stale = tuple(IaAddress(a, 0, 0) for a in listed if lease is None or a != lease.address)
+            out.append(self._ia(ia.iaid, lease, now, stale))
+        return self._reply(MsgType.REPLY, msg, duid, out)
+
+    def _renew(self, msg: Message, duid: bytes, now: float) -> Message | None:
+        return self._extend(msg, duid, now, rebind=False)
+
+    def _rebind(self, msg: Message, duid: bytes, now: float) -> Message | None:
+        return self._extend(msg, duid, now, rebind=True)
+
+    def _give_back(self, msg: Message, duid: bytes, now: float, decline: bool) -> Message:
+        out: list[Option] = []
+        for ia in msg.all(IaNa):
+            lease = self.bindings.bound(duid, ia.iaid, now)
+            listed = {a.address for a in ia.addresses}
+            if lease is None or lease.address not in listed:
+                status = StatusCode(Status.NO_BINDING, "no binding for this IA")
+                out.append(IaNa(ia.iaid, 0, 0, (status,)))
+                continue
+            if decline:
+                self.bindings.decline(lease, now)
+                log.warning("declined %s by DUID %s: address in use?", lease.address, duid.hex(":"))
+            else:
+                self.bindings.release(lease, now)
+                log.info("released %s by DUID %s IAID %d", lease.address, duid.hex(":"), ia.iaid)
+        out.append(StatusCode(Status.SUCCESS, "declined" if decline else "released"))
+        return self._reply(MsgType.REPLY, msg, duid, out)
+
+    def _release(self, msg: Message, duid: bytes, now: float) -> Message | None:
+        return self._give_back(msg, duid, now, decline=False)
+
+    def _decline(self, msg: Message, duid: bytes, now: float) -> Message | None:
+        return self._give_back(msg, duid, now, decline=True)
+
+    def _information(self, msg: Message, duid: bytes, _now: float) -> Message | None:
+        if self.config.proxy:
+            return self._boot_only(MsgType.REPLY, msg, duid)
+        return self._reply(MsgType.REPLY, msg, duid, [])
+
+
+def _name(kind: int) -> str:
+    try:
+        return MsgType(kind).name
+    except ValueError:
+        return f"type {kind}"

@@ -1,0 +1,244 @@
+"""DHCPv6 address bindings: which (DUID, IAID) holds which address until when. Sans-IO.
+
+Every method takes `now`; nothing here reads a clock or a socket. Offers (Advertise)
+live in memory only; a binding the client will rely on (bound, renewed, released,
+declined) is saved to the store before the method returns, so the engine's Reply
+always follows a durable commit.
+
+Addresses come from a range of the /64 (the whole /64 by default, minus the
+subnet-router anycast address, the reserved anycast addresses at its top and the
+server's own). A client's first candidate is a hash of its DUID and IAID, so it gets
+the same address back even after its lease was lost, and two clients rarely probe the
+same addresses; at most `_MAX_PROBES` candidates are tried per request, so a full pool
+costs a bounded amount of work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from enum import Enum
+from ipaddress import IPv6Address, IPv6Network
+from typing import Protocol
+
+__all__ = ["Bindings", "Lease6", "LeaseState6", "LeaseStore6", "MemoryStore6", "Pool6"]
+
+_MAX_PROBES = 4096
+_RESERVED_ANYCAST = 128  # RFC 2526: the top 128 interface ids of a /64
+
+
+class LeaseState6(Enum):
+    OFFERED = "offered"
+    BOUND = "bound"
+    RELEASED = "released"
+    DECLINED = "declined"
+
+
+@dataclass(frozen=True)
+class Lease6:
+    address: IPv6Address
+    duid: bytes
+    iaid: int
+    state: LeaseState6
+    expires: float
+    since: float
+
+    def holds(self, now: float) -> bool:
+        """True while the address belongs to someone (offered, bound or quarantined)."""
+        return self.state is not LeaseState6.RELEASED and self.expires > now
+
+
+class LeaseStore6(Protocol):
+    def load(self) -> list[Lease6]: ...
+    def save(self, leases: Iterable[Lease6]) -> None: ...
+    def close(self) -> None: ...
+
+
+class MemoryStore6:
+    """A store that forgets on exit: for tests and `leases_path=None`."""
+
+    def __init__(self) -> None:
+        self.rows: dict[IPv6Address, Lease6] = {}
+
+    def load(self) -> list[Lease6]:
+        return list(self.rows.values())
+
+    def save(self, leases: Iterable[Lease6]) -> None:
+        for lease in leases:
+            self.rows[lease.address] = lease
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Pool6:
+    first: IPv6Address
+    last: IPv6Address
+    exclude: frozenset[IPv6Address] = frozenset()
+
+    @classmethod
+    def from_prefix(
+        cls,
+        prefix: IPv6Network,
+        exclude: Iterable[IPv6Address] = (),
+        first: IPv6Address | None = None,
+        last: IPv6Address | None = None,
+    ) -> Pool6:
+        lo = int(prefix.network_address) + 1  # ::0 is the subnet-router anycast address
+        hi = int(prefix.broadcast_address)
+        if prefix.prefixlen == 64:
+            hi -= _RESERVED_ANYCAST
+        if first is not None:
+            lo = max(lo, int(first))
+        if last is not None:
+            hi = min(hi, int(last))
+        if lo > hi:
+            raise ValueError(f"empty address range in {prefix}")
+        return cls(IPv6Address(lo), IPv6Address(hi), frozenset(exclude))
+
+    @property
+    def size(self) -> int:
+        return int(self.last) - int(self.first) + 1
+
+    def __contains__(self, address: object) -> bool:
+        return (
+            isinstance(address, IPv6Address)
+            and self.first <= address <= self.last
+            and address not in self.exclude
+        )
+
+
+class Bindings:
+    def __init__(
+        self,
+        pool: Pool6,
+        store: LeaseStore6,
+        offer_time: float = 60.0,
+        decline_time: float = 600.0,
+    ) -> None:
+        self.pool = pool
+        self.store = store
+        self.offer_time = offer_time
+        self.decline_time = decline_time
+        self._by_addr: dict[IPv6Address, Lease6] = {}
+        self._by_key: dict[tuple[bytes, int], Lease6] = {}
+        for lease in store.load():
+            self._put(lease)
+
+    def _put(self, lease: Lease6) -> None:
+        old = self._by_addr.get(lease.address)
+        if old is not None and self._by_key.get((old.duid, old.iaid)) is old:
+            del self._by_key[(old.duid, old.iaid)]
+        self._by_addr[lease.address] = lease
+        if lease.state in (LeaseState6.OFFERED, LeaseState6.BOUND):
+            previous = self._by_key.get((lease.duid, lease.iaid))
+            if previous is not None and previous.address != lease.address:
+                # One address per IA_NA here: the previous one goes back to the pool.
+                self._by_addr.pop(previous.address, None)
+            self._by_key[(lease.duid, lease.iaid)] = lease
+
+    def leases(self) -> list[Lease6]:
+        return list(self._by_addr.values())
+
+    def lookup(self, duid: bytes, iaid: int, now: float) -> Lease6 | None:
+        """The client's live binding for this IA (bound or offered), if any."""
+        lease = self._by_key.get((duid, iaid))
+        if lease is None or not lease.holds(now):
+            return None
+        return lease
+
+    def bound(self, duid: bytes, iaid: int, now: float) -> Lease6 | None:
+        """The client's committed binding for this IA: what Renew, Rebind, Release and
+        Decline may act on (an Advertise alone promised nothing)."""
+        lease = self.lookup(duid, iaid, now)
+        return lease if lease is not None and lease.state is LeaseState6.BOUND else None
+
+    def _free(self, address: IPv6Address, duid: bytes, iaid: int, now: float) -> bool:
+        if address not in self.pool:
+            return False
+        lease = self._by_addr.get(address)
+        if lease is None or not lease.holds(now):
+            return True
+        return lease.duid == duid and lease.iaid == iaid and lease.state is not LeaseState6.DECLINED
+
+    def _candidate(
+        self, duid: bytes, iaid: int, hint: IPv6Address | None, now: float
+    ) -> IPv6Address | None:
+        current = self.lookup(duid, iaid, now)
+        if current is not None:
+            return current.address
+        if hint is not None and self._free(hint, duid, iaid, now):
+            return hint
+        digest = hashlib.sha256(duid + iaid.to_bytes(4, "big")).digest()
+        size = self.pool.size
+        start = int.from_bytes(digest[:16], "big") % size
+        base = int(self.pool.first)
+        for step in range(min(size, _MAX_PROBES)):
+            address = IPv6Address(base + (start + step) % size)
+            if self._free(address, duid, iaid, now):
+                return address
+        return None
+
+    def offer(
+        self, duid: bytes, iaid: int, now: float, hint: IPv6Address | None = None
+    ) -> Lease6 | None:
+        """Reserve an address for an Advertise (memory only); None when the pool is full."""
+        current = self.lookup(duid, iaid, now)
+        if current is not None and current.state is LeaseState6.BOUND:
+            return current
+        address = self._candidate(duid, iaid, hint, now)
+        if address is None:
+            return None
+        lease = Lease6(address, duid, iaid, LeaseState6.OFFERED, now + self.offer_time, now)
+        self._put(lease)
+        return lease
+
+    def bind(
+        self,
+        duid: bytes,
+        iaid: int,
+        now: float,
+        valid: int,
+        hint: IPv6Address | None = None,
+        exact: bool = False,
+    ) -> Lease6 | None:
+        """Commit a binding (Request, rapid-commit Solicit, Rebind without a record).
+
+        `exact`: only `hint` will do (a Rebind naming its address); None otherwise."""
+        if exact:
+            if hint is None or not self._free(hint, duid, iaid, now):
+                return None
+            address: IPv6Address | None = hint
+        else:
+            address = self._candidate(duid, iaid, hint, now)
+        if address is None:
+            return None
+        current = self.lookup(duid, iaid, now)
+        since = current.since if current is not None and current.address == address else now
+        lease = Lease6(address, duid, iaid, LeaseState6.BOUND, now + valid, since)
+        self.store.save([lease])
+        self._put(lease)
+        return lease
+
+    def renew(self, lease: Lease6, now: float, valid: int) -> Lease6:
+        renewed = replace(lease, state=LeaseState6.BOUND, expires=now + valid)
+        self.store.save([renewed])
+        self._put(renewed)
+        return renewed
+
+    def release(self, lease: Lease6, now: float) -> None:
+        released = replace(lease, state=LeaseState6.RELEASED, expires=now)
+        self.store.save([released])
+        self._by_addr[lease.address] = released
+        if self._by_key.get((lease.duid, lease.iaid)) is lease:
+            del self._by_key[(lease.duid, lease.iaid)]
+
+    def decline(self, lease: Lease6, now: float) -> None:
+        """The client found the address in use: nobody gets it for `decline_time`."""
+        declined = replace(lease, state=LeaseState6.DECLINED, expires=now + self.decline_time)
+        self.store.save([declined])
+        self._by_addr[lease.address] = declined
+        if self._by_key.get((lease.duid, lease.iaid)) is lease:
+            del self._by_key[(lease.duid, lease.iaid)]

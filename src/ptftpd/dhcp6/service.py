@@ -1,0 +1,208 @@
+"""asyncio DHCPv6 service: the engine on UDP [::]:547 of one interface, plus RAs.
+
+The socket is tied to IFACE with SO_BINDTODEVICE and joins All_DHCP_Relay_Agents_and_
+Servers (ff02::1:2) there only, so instances on different interfaces coexist and no
+reply leaves on the wrong link. Replies go to the client's link-local address, port
+546, scoped to IFACE. A burst of waiting datagrams is handled in one go; bindings are
+committed by the engine before its replies are sent, and withheld if the commit fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ptftpd.dhcp6.codec import duid_ll
+from ptftpd.dhcp6.config import Dhcp6Config, Dhcp6StartError
+from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
+from ptftpd.dhcp6.leases import Bindings, LeaseStore6, MemoryStore6, Pool6
+from ptftpd.dhcp6.rasender import RaSender
+from ptftpd.dhcp6.store import Lease6StoreError, SqliteStore6
+
+__all__ = ["ALL_DHCP_SERVERS", "Dhcp6Service", "interface_mac"]
+
+log = logging.getLogger("ptftpd.dhcp6")
+
+ALL_DHCP_SERVERS = "ff02::1:2"  # All_DHCP_Relay_Agents_and_Servers, link scope
+_BURST = 256
+_MAX_DATAGRAM = 65536
+
+
+def interface_mac(interface: str) -> bytes | None:
+    """IFACE's hardware address from sysfs; None for interfaces without one."""
+    try:
+        text = Path(f"/sys/class/net/{interface}/address").read_text().strip()
+        mac = bytes.fromhex(text.replace(":", ""))
+    except (OSError, ValueError):
+        return None
+    return mac if mac.strip(b"\x00") else None
+
+
+def _open_socket(interface: str, ifindex: int, port: int, multicast: bool = True) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        sock.bind(("::", port))
+        if multicast:
+            group = socket.inet_pton(socket.AF_INET6, ALL_DHCP_SERVERS)
+            group += struct.pack("@I", ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+    except PermissionError:
+        sock.close()
+        raise Dhcp6StartError(
+            f"permission denied binding UDP port {port} on {interface}: run as root "
+            "(or with CAP_NET_BIND_SERVICE and CAP_NET_RAW)"
+        ) from None
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise Dhcp6StartError(
+                f"UDP port {port} on {interface} is in use (another DHCPv6 server?)"
+            ) from None
+        raise Dhcp6StartError(
+            f"cannot bind UDP port {port} on {interface}: {exc.strerror}"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+class Dhcp6Service:
+    """DHCPv6 (and optionally RA) on one interface, inside any running asyncio loop.
+
+    `store` defaults to SQLite at `config.leases_path` (memory when None); `clock` is
+    wall time, since lease expiry must survive restarts."""
+
+    def __init__(
+        self,
+        config: Dhcp6Config,
+        store: LeaseStore6 | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._store = store
+        self._clock = clock
+        self.engine: Dhcp6Engine | None = None
+        self.ra: RaSender | None = None
+        self.ifindex = 0
+        self._sock: socket.socket | None = None
+        self._boot_sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Bind, load the bindings, start RAs. Raises `Dhcp6StartError` (one line)."""
+        cfg = self.config
+        try:
+            self.ifindex = socket.if_nametoindex(cfg.interface)
+        except OSError:
+            raise Dhcp6StartError(f"no such interface: {cfg.interface}") from None
+        mac = interface_mac(cfg.interface)
+        duid = cfg.server_duid or (duid_ll(mac) if mac else None)
+        if duid is None:
+            raise Dhcp6StartError(
+                f"{cfg.interface} has no hardware address to build a DUID from: set server_duid"
+            )
+        try:
+            pool = Pool6.from_prefix(
+                cfg.prefix, cfg.server_addresses, cfg.range_start, cfg.range_end
+            )
+        except ValueError as exc:
+            raise Dhcp6StartError(str(exc)) from None
+        try:
+            if self._store is None:
+                self._store = (
+                    SqliteStore6(cfg.leases_path, cfg.lease_sync.upper())
+                    if cfg.leases_path
+                    else MemoryStore6()
+                )
+            bindings = Bindings(pool, self._store, cfg.offer_time, cfg.decline_time)
+        except Lease6StoreError as exc:
+            raise Dhcp6StartError(str(exc)) from None
+        self.engine = Dhcp6Engine(cfg, duid, bindings)
+        self._sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._sock.fileno(), self._on_readable, self._sock, False)
+        if cfg.proxy and cfg.boot_service_port is not None:
+            try:
+                self._boot_sock = _open_socket(
+                    cfg.interface, self.ifindex, cfg.boot_service_port, multicast=False
+                )
+            except Dhcp6StartError:
+                self.close()
+                raise
+            self._loop.add_reader(
+                self._boot_sock.fileno(), self._on_readable, self._boot_sock, True
+            )
+        if cfg.send_ra:
+            self.ra = RaSender(cfg.interface, self.ifindex, cfg.prefix, cfg.ra, mac)
+            try:
+                self.ra.start()
+            except Dhcp6StartError:
+                self.close()
+                raise
+        log.info(
+            "serving DHCPv6%s on %s port %d (%s, %s)",
+            " and router advertisements" if cfg.send_ra else "",
+            cfg.interface,
+            cfg.server_port,
+            (
+                f"proxy: boot options only, boot service on port {cfg.boot_service_port}"
+                if cfg.proxy
+                else f"addresses from {cfg.prefix}"
+            ),
+            f"server DUID {duid.hex(':')}",
+        )
+
+    def close(self) -> None:
+        if self.ra is not None:
+            self.ra.close()
+            self.ra = None
+        for sock in (self._sock, self._boot_sock):
+            if sock is not None:
+                if self._loop is not None and not self._loop.is_closed():
+                    self._loop.remove_reader(sock.fileno())
+                sock.close()
+        self._sock = self._boot_sock = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    def _on_readable(self, sock: socket.socket, boot_service: bool) -> None:
+        """Drain a burst from one socket (547, or the 4011 boot service), then reply."""
+        engine = self.engine
+        if engine is None or sock.fileno() < 0:
+            return
+        handle = engine.handle_boot_service if boot_service else engine.handle
+        outgoing: list[Outgoing] = []
+        for _ in range(_BURST):
+            try:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.debug("receive error: %s", exc)
+                break
+            host = str(addr[0]).split("%", 1)[0]
+            try:
+                outgoing.extend(handle(data, (host, int(addr[1])), self._clock()))
+            except Lease6StoreError as exc:
+                log.error("%s: reply to %s withheld", exc, host)
+            except Exception:
+                # A bug must cost one packet, never the service.
+                log.exception("internal error handling a packet from %s", host)
+        for out in outgoing:
+            try:
+                sock.sendto(out.payload, (out.address[0], out.address[1], 0, self.ifindex))
+            except OSError as exc:
+                log.debug("cannot send to %s: %s", out.address[0], exc)
