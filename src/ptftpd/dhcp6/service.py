@@ -78,15 +78,20 @@ class Dhcp6Service:
     """DHCPv6 (and optionally RA) on one interface, inside any running asyncio loop.
 
     `store` defaults to SQLite at `config.leases_path` (memory when None); `clock` is
-    wall time, since lease expiry must survive restarts."""
+    wall time, since lease expiry must survive restarts. `on_reply(outgoing)` sees each
+    reply before it is sent."""
 
     def __init__(
         self,
         config: Dhcp6Config,
         store: LeaseStore6 | None = None,
         clock: Callable[[], float] = time.time,
+        on_reply: Callable[[Outgoing], None] | None = None,
     ) -> None:
         self.config = config
+        # Called with every reply before it is sent (pxed's boot log learns which
+        # address a client's DUID got from it); exceptions are logged, never raised.
+        self.on_reply = on_reply
         self._store = store
         self._clock = clock
         self.engine: Dhcp6Engine | None = None
@@ -202,6 +207,11 @@ class Dhcp6Service:
                 # A bug must cost one packet, never the service.
                 log.exception("internal error handling a packet from %s", host)
         for out in outgoing:
+            if self.on_reply is not None:
+                try:
+                    self.on_reply(out)
+                except Exception:
+                    log.exception("on_reply callback failed")
             try:
                 sock.sendto(out.payload, (out.address[0], out.address[1], 0, self.ifindex))
             except OSError as exc:

@@ -14,12 +14,30 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
+from ptftpd.dhcp6.codec import ClientId, IaAddress, IaNa, MsgType, PacketError
+from ptftpd.dhcp6.codec import decode as decode6
+from ptftpd.dhcp6.engine import Outgoing as Outgoing6
 from ptftpd.http import Served
 from ptftpd.tftp.server import FinishedTransfer
 
-__all__ = ["BootLog", "BootTracker"]
+__all__ = ["BootLog", "BootTracker", "client_label"]
 
 log = logging.getLogger("ptftpd.pxe")
+
+
+def client_label(duid: bytes) -> str:
+    """The MAC inside a DUID-LLT (1) or DUID-LL (3) with an Ethernet hardware type, so
+    IPv6 boots line up with IPv4 ones in the boot log; else `duid xx:xx...`."""
+    kind = int.from_bytes(duid[:2], "big") if len(duid) >= 2 else 0
+    hw = int.from_bytes(duid[2:4], "big") if len(duid) >= 4 else 0
+    mac = b""
+    if kind == 1 and hw == 1 and len(duid) == 14:
+        mac = duid[8:]
+    elif kind == 3 and hw == 1 and len(duid) == 10:
+        mac = duid[4:]
+    if mac:
+        return mac.hex(":")
+    return f"duid {duid.hex(':') or '-'}"
 
 
 @dataclass
@@ -137,6 +155,26 @@ class BootTracker:
             del self.busy[transfer.peer_ip]
         if transfer.failure is None and transfer.is_read:
             self.boot_log.served(transfer.peer_ip, transfer.filename, transfer.bytes)
+
+    def dhcp6_reply(self, out: Outgoing6) -> None:
+        """A DHCPv6 Reply names the client (DUID) and its address (IA_NA, or where a
+        proxy-mode boot service answer goes): TFTP and HTTP peers are then known."""
+        try:
+            msg = decode6(out.payload)
+        except PacketError:
+            return
+        client = msg.first(ClientId)
+        if msg.msg_type != MsgType.REPLY or client is None:
+            return
+        label = client_label(client.duid)
+        addresses = [
+            a.address for ia in msg.all(IaNa) for a in ia.options if isinstance(a, IaAddress)
+        ]
+        destination = IPv6Address(out.address[0].split("%", 1)[0])
+        if not destination.is_link_local:
+            addresses.append(destination)
+        for address in addresses:
+            self.boot_log.address(label, address)
 
     def http_served(self, record: Served) -> None:
         """A complete GET (not HEAD, not an error, not a cut connection) is a file

@@ -12,25 +12,10 @@ from ipaddress import IPv6Address
 
 from ptftpd.dhcp.options import arch_name
 from ptftpd.dhcp6.boot import BootChoice6, BootRequest6, boot_url
-from ptftpd.pxe.bootlog import BootLog
+from ptftpd.pxe.bootlog import BootLog, client_label
 from ptftpd.pxe.firmware import BootFiles, arch_class
 
 __all__ = ["Pxe6Policy", "client_label"]
-
-
-def client_label(duid: bytes) -> str:
-    """The MAC inside a DUID-LLT (1) or DUID-LL (3) with an Ethernet hardware type, so
-    IPv6 boots line up with IPv4 ones in the boot log; else `duid xx:xx...`."""
-    kind = int.from_bytes(duid[:2], "big") if len(duid) >= 2 else 0
-    hw = int.from_bytes(duid[2:4], "big") if len(duid) >= 4 else 0
-    mac = b""
-    if kind == 1 and hw == 1 and len(duid) == 14:
-        mac = duid[8:]
-    elif kind == 3 and hw == 1 and len(duid) == 10:
-        mac = duid[4:]
-    if mac:
-        return mac.hex(":")
-    return f"duid {duid.hex(':') or '-'}"
 
 
 class Pxe6Policy:

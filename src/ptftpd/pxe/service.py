@@ -97,14 +97,16 @@ class PxeService:
         loop = asyncio.get_running_loop()
         tracker = self._tracker
         iface = dhcp.interface or str(dhcp.server_ip)
+        # IFACE's global IPv6 addresses (boot URLs never name a link-local one).
         v6_hosts: list[str] = []
         if cfg.ipv6 or cfg.http_port is not None:
-            v6_hosts = [a.host for a in interface_addresses(iface, family=6)]
+            found = interface_addresses(iface, family=6)
+            v6_hosts = [a.host for a in found if not a.address.is_link_local]
         tftp = TftpServer(cfg.tftp, on_started=tracker.started, on_finished=tracker.finished)
         self.tftp_server = tftp
         tftp_hosts = [str(dhcp.server_ip)]
         if cfg.ipv6:
-            tftp_hosts += [h for h in v6_hosts if "%" not in h]
+            tftp_hosts += v6_hosts
         await tftp.start(tftp_hosts, cfg.tftp_port)
         if cfg.http_port is not None:
             bind = tuple((host, cfg.http_port) for host in [str(dhcp.server_ip), *v6_hosts])
@@ -158,7 +160,7 @@ class PxeService:
         server6: IPv6Address = config6.server_addresses[0]
         policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self.boot_log)
         config6 = dataclasses.replace(config6, boot_policy=policy)
-        service = Dhcp6Service(config6)
+        service = Dhcp6Service(config6, on_reply=self._tracker.dhcp6_reply)
         self.dhcp6_service = service
         await service.start()
 
