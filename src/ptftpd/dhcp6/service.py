@@ -79,7 +79,7 @@ class Dhcp6Service:
 
     `store` defaults to SQLite at `config.leases_path` (memory when None); `clock` is
     wall time, since lease expiry must survive restarts. `on_reply(outgoing)` sees each
-    reply before it is sent."""
+    reply before it is sent, `on_received(data)` each datagram received."""
 
     def __init__(
         self,
@@ -87,11 +87,14 @@ class Dhcp6Service:
         store: LeaseStore6 | None = None,
         clock: Callable[[], float] = time.time,
         on_reply: Callable[[Outgoing], None] | None = None,
+        on_received: Callable[[bytes], None] | None = None,
     ) -> None:
         self.config = config
-        # Called with every reply before it is sent (pxed's boot log learns which
-        # address a client's DUID got from it); exceptions are logged, never raised.
+        # Called with every reply before it is sent, and with every datagram received
+        # (pxed's boot log learns which address a client's DUID has, also from its
+        # Requests to another server in proxy mode); exceptions are logged, never raised.
         self.on_reply = on_reply
+        self.on_received = on_received
         self._store = store
         self._clock = clock
         self.engine: Dhcp6Engine | None = None
@@ -199,6 +202,11 @@ class Dhcp6Service:
                 log.debug("receive error: %s", exc)
                 break
             host = str(addr[0]).split("%", 1)[0]
+            if self.on_received is not None:
+                try:
+                    self.on_received(data)
+                except Exception:
+                    log.exception("on_received callback failed")
             try:
                 outgoing.extend(handle(data, (host, int(addr[1])), self._clock()))
             except Lease6StoreError as exc:

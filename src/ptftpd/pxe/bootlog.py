@@ -159,19 +159,27 @@ class BootTracker:
     def dhcp6_reply(self, out: Outgoing6) -> None:
         """A DHCPv6 Reply names the client (DUID) and its address (IA_NA, or where a
         proxy-mode boot service answer goes): TFTP and HTTP peers are then known."""
+        destination = IPv6Address(out.address[0].split("%", 1)[0])
+        self._learn6(out.payload, (MsgType.REPLY,), destination)
+
+    def dhcp6_received(self, data: bytes) -> None:
+        """A client's Request, Renew or Rebind names the address it takes, also when it
+        goes to another server (proxy mode, where we hand out no addresses)."""
+        self._learn6(data, (MsgType.REQUEST, MsgType.RENEW, MsgType.REBIND), None)
+
+    def _learn6(self, data: bytes, kinds: tuple[int, ...], destination: IPv6Address | None) -> None:
         try:
-            msg = decode6(out.payload)
+            msg = decode6(data)
         except PacketError:
             return
         client = msg.first(ClientId)
-        if msg.msg_type != MsgType.REPLY or client is None:
+        if msg.msg_type not in kinds or client is None:
             return
         label = client_label(client.duid)
         addresses = [
             a.address for ia in msg.all(IaNa) for a in ia.options if isinstance(a, IaAddress)
         ]
-        destination = IPv6Address(out.address[0].split("%", 1)[0])
-        if not destination.is_link_local:
+        if destination is not None and not destination.is_link_local:
             addresses.append(destination)
         for address in addresses:
             self.boot_log.address(label, address)

@@ -160,7 +160,10 @@ class PxeService:
         server6: IPv6Address = config6.server_addresses[0]
         policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self.boot_log)
         config6 = dataclasses.replace(config6, boot_policy=policy)
-        service = Dhcp6Service(config6, on_reply=self._tracker.dhcp6_reply)
+        tracker = self._tracker
+        service = Dhcp6Service(
+            config6, on_reply=tracker.dhcp6_reply, on_received=tracker.dhcp6_received
+        )
         self.dhcp6_service = service
         await service.start()
 
