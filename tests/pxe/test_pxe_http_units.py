@@ -193,3 +193,35 @@ def test_boot_log_records_http_downloads() -> None:
     log.flush()
     assert len(lines) == 1
     assert "served ipxe.efi over http (1000 bytes);" in lines[0], lines[0]
+
+
+def test_boot_log_learns_ipv6_addresses_from_dhcpv6() -> None:
+    from ptftpd.dhcp6.codec import ClientId, IaAddress, IaNa, MsgType
+    from ptftpd.dhcp6.codec import Message as Message6
+    from ptftpd.dhcp6.codec import encode as encode6
+    from ptftpd.dhcp6.engine import Outgoing as Outgoing6
+
+    lines: list[str] = []
+    log = BootLog(emit=lines.append, clock=lambda: 5.0)
+    tracker = BootTracker(log)
+    duid = bytes.fromhex("00030001") + MAC
+    ia = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:77::1234"), 10, 20),))
+    reply = Message6(MsgType.REPLY, 7, (ClientId(duid), ia))
+    tracker.dhcp6_reply(Outgoing6(encode6(reply), ("fe80::1", 546)))
+    assert log.mac_of_ip["fd00:77::1234"] == "52:54:00:12:34:56"
+    # Proxy mode: the client's Request to another server names its address.
+    other = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:77::99"), 10, 20),))
+    tracker.dhcp6_received(encode6(Message6(MsgType.REQUEST, 8, (ClientId(duid), other))))
+    assert log.mac_of_ip["fd00:77::99"] == "52:54:00:12:34:56"
+    # A Solicit's hints are not taken; garbage is survived.
+    hint = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:77::5"), 0, 0),))
+    tracker.dhcp6_received(encode6(Message6(MsgType.SOLICIT, 9, (ClientId(duid), hint))))
+    tracker.dhcp6_received(b"\x03\x00")
+    assert "fd00:77::5" not in log.mac_of_ip
+    log.discover("52:54:00:12:34:56", "EFI x64 (DHCPv6)")
+    log.served("fd00:77::99", "ipxe.efi", 5)
+    log.flush()
+    assert lines == [
+        "boot 52:54:00:12:34:56 arch=EFI x64 (DHCPv6): served ipxe.efi over tftp (5 bytes); "
+        "0.0 s from DISCOVER to the last byte"
+    ]
