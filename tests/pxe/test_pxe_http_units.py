@@ -5,6 +5,7 @@ the DHCPv6 boot-file-url policy, and the boot log's "over http" files."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from ptftpd.pxe import (
     http_url,
 )
 from ptftpd.tftp.server import ServerConfig
+from support import script
 
 SERVER = IPv4Address("10.78.0.1")
 BASE = ("10.78.0.1", 8080)
@@ -225,3 +227,18 @@ def test_boot_log_learns_ipv6_addresses_from_dhcpv6() -> None:
         "boot 52:54:00:12:34:56 arch=EFI x64 (DHCPv6): served ipxe.efi over tftp (5 bytes); "
         "0.0 s from DISCOVER to the last byte"
     ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--no-ra"], "--no-ra needs --ipv6"),
+        (["--http-port", "0x"], "--http-port"),
+        (["--http-port", "70000"], "--http-port"),
+    ],
+)
+def test_cli_http_and_ipv6_usage_errors(tmp_path: Path, flags: list[str], message: str) -> None:
+    argv = [script("pxed"), *flags, "lo", str(tmp_path), "pxelinux.0"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr.splitlines()[-1] and "Traceback" not in done.stderr
