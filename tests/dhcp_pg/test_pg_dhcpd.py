@@ -20,7 +20,7 @@ from support import script
 from support.postgres import PgCluster
 
 SECOND_IP = "10.77.0.2"
-RANGE = ("--range", "10.77.0.10", "10.77.0.250")
+RANGE = ("--range", "10.77.0.3", "10.77.0.254")
 
 
 def crowd(the_lab: Lab, *args: str, timeout: float) -> list[dict[str, Any]]:
@@ -48,20 +48,23 @@ def assert_no_duplicates(uri: str, results: list[dict[str, Any]]) -> None:
 
 
 def test_two_servers_share_leases_and_take_over(tmp_path: Path, pg_database: str) -> None:
-    """200 clients DORA against two servers at once: 0 duplicates, one lease each;
-    kill -9 one: its clients' REBINDING broadcasts are ACKed by the other, same address."""
+    """20 clients lease from the first server alone, then the second starts and 200
+    clients DORA against both at once: 0 duplicates, one lease each (the second server
+    knows the first one's leases only through the database); kill -9 one: its clients'
+    REBINDING broadcasts are ACKed by the other, same address."""
     with lab(tmp_path, 1) as the_lab:
         ns2, if2 = the_lab.add_server(SECOND_IP)
         first = the_lab.dhcpd("-a", *RANGE, lease_url=pg_database, name="a")
+        early = crowd(the_lab, "--count", "20", "--seed", "6", timeout=60)
         the_lab.dhcpd("-a", *RANGE, lease_url=pg_database, name="b", netns=ns2, iface=if2)
         spread = ("--prefer", SERVER_IP, SECOND_IP)
         results = crowd(the_lab, "--count", "200", "--seed", "7", *spread, timeout=120)
         assert len(results) == 200
-        unbound = [r for r in results if not r["address"]]
+        unbound = [r for r in early + results if not r["address"]]
         assert not unbound, unbound[:3]
-        assert_no_duplicates(pg_database, results)
+        assert_no_duplicates(pg_database, early + results)
         rows = dict(bound_rows(pg_database))
-        assert len(rows) == 200
+        assert len(rows) == 220
         servers = Counter(r["server"] for r in results)
         assert set(servers) == {SERVER_IP, SECOND_IP}, servers
 
@@ -80,7 +83,7 @@ def test_two_servers_share_leases_and_take_over(tmp_path: Path, pg_database: str
             assert after["mac"] == before["mac"]
             assert after["address"] == before["address"], after
             assert after["server"] == SECOND_IP, after
-        assert_no_duplicates(pg_database, results)
+        assert_no_duplicates(pg_database, early + results)
 
 
 def test_database_lost_and_back_while_serving(
