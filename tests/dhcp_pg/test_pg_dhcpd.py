@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from dhcplab import SERVER_IP, Lab, lab, wait_for
 
-from support import script
+from support import Process, script, wait_udp_bound
 from support.postgres import PgCluster
 
 SECOND_IP = "10.77.0.2"
@@ -138,3 +138,21 @@ def test_unreachable_database_at_start_is_one_line(tmp_path: Path) -> None:
     res = run_dhcpd("--init-db", "127.0.0.1", "pxelinux.0")
     assert res.returncode == 1
     assert "--init-db needs --leases postgresql://" in res.stderr
+
+
+def test_pxed_takes_the_database_uri(tmp_path: Path, pg_database: str) -> None:
+    """pxed reuses dhcpd's settings: its leases go to the shared database too."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "pxelinux.0").write_bytes(b"\0" * 64)
+    with lab(tmp_path, 1) as the_lab:
+        argv = [script("pxed"), "-D", "-a", *RANGE, "--leases", pg_database]
+        argv += [the_lab.server_if, str(root), "pxelinux.0"]
+        proc = Process(the_lab.server.popen_argv(argv), tmp_path / "pxed.log")
+        the_lab.procs.append(proc)
+        wait_udp_bound(67, timeout=15, proc=proc.proc, netns=the_lab.server.name)
+        results = crowd(the_lab, "--count", "5", "--seed", "4", timeout=60)
+        assert all(r["address"] for r in results), proc.output()[-2000:]
+        assert sorted(a for a, _ in bound_rows(pg_database)) == sorted(
+            str(r["address"]) for r in results
+        )
