@@ -218,3 +218,16 @@ def test_lease_location_refuses_a_uri_without_authority() -> None:
     with pytest.raises(ConfigError, match="postgresql://USER@HOST/DB"):
         lease_location("postgresql:leases", "dhcpd", "eth0")
     assert lease_location(None, "dhcpd", "eth0")[0] == Path("/var/lib/ptftpd/dhcpd-eth0.sqlite")
+
+
+def test_leases_uri_from_toml_and_flag(tmp_path: Path) -> None:
+    toml = tmp_path / "dhcpd.toml"
+    toml.write_text('leases = "postgresql://dhcp@db.lab/leases"\n')
+    args = build_parser().parse_args(["--config", str(toml), "127.0.0.1", "pxelinux.0"])
+    config = build_config(args, "dhcpd")
+    assert (config.leases_url, config.leases_path) == ("postgresql://dhcp@db.lab/leases", None)
+    args = build_parser().parse_args(
+        ["--config", str(toml), "--leases", str(tmp_path / "l.sqlite"), "127.0.0.1", "x"]
+    )
+    config = build_config(args, "dhcpd")
+    assert (config.leases_url, config.leases_path) == (None, tmp_path / "l.sqlite")
