@@ -10,9 +10,12 @@ server's own lease file is read back to count distinct addresses against distinc
 clients: any address given to two clients shows up as fewer addresses than clients.
 
 Rows: our dhcpd as shipped (every grant committed to SQLite before its ACK, safe against
-kill -9) and with `--lease-sync full` (fsync too, safe against power loss); dnsmasq as
-shipped (rewrites and fsyncs its whole lease file on every change) and with
-`--leasefile-ro` (no lease file at all: a ceiling, not a like-for-like rival).
+kill -9) and with `--lease-sync full` (fsync too, safe against power loss); two of our
+dhcpd servers (server identifiers 10.88.0.1 and .3) sharing one PostgreSQL database
+(`--leases postgresql://...`, a throw-away cluster made for the run, fsync on), with
+perfdhcp broadcasting to both; dnsmasq as shipped (rewrites and fsyncs its whole lease
+file on every change) and with `--leasefile-ro` (no lease file at all: a ceiling, not a
+like-for-like rival). Every server sits behind the same bridge in the client namespace.
 
 Run as root:  .venv/bin/python bench/dhcp_bench.py
 Every perfdhcp step and the whole run are bounded in time.
@@ -32,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SERVER_IP = "10.88.0.1"
 CLIENT_IP = "10.88.0.2"
@@ -41,9 +45,11 @@ LEASE_TIME = 3600
 BOOTFILE = "pxelinux.0"
 OURS = "ptftpd dhcpd"
 OURS_FSYNC = "ptftpd dhcpd --lease-sync full"
+OURS_PG = "ptftpd dhcpd x2 (PostgreSQL)"
 DNSMASQ = "dnsmasq"
 DNSMASQ_RO = "dnsmasq --leasefile-ro"
-SERVERS = (OURS, OURS_FSYNC, DNSMASQ, DNSMASQ_RO)
+SERVERS = (OURS, OURS_FSYNC, OURS_PG, DNSMASQ, DNSMASQ_RO)
+SECOND_IP = "10.88.0.3"
 
 
 @dataclass
@@ -74,6 +80,8 @@ class Bench:
         tag = f"{os.getpid() % 100000}"
         self.ns_s, self.ns_c = f"dhbs{tag}", f"dhbc{tag}"
         self.if_s, self.if_c = f"dbs{tag}", f"dbc{tag}"
+        self.ns_s2, self.if_s2 = f"dhbt{tag}", f"dbt{tag}"
+        self.cluster: Any = None  # tests/support/postgres.PgCluster, for OURS_PG
         self.deadline = time.monotonic() + args.time_limit
 
     # -- namespaces -----------------------------------------------------------------
@@ -82,38 +90,46 @@ class Bench:
         subprocess.run(argv, check=True, capture_output=True, timeout=30)
 
     def setup(self) -> None:
-        self.sh("ip", "netns", "add", self.ns_s)
+        """Client namespace with a bridge (perfdhcp's interface) and one veth port per
+        server namespace: the second one only serves the shared-database row."""
         self.sh("ip", "netns", "add", self.ns_c)
-        self.sh(
-            "ip",
-            "link",
-            "add",
-            self.if_s,
-            "netns",
-            self.ns_s,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            self.if_c,
-            "netns",
-            self.ns_c,
-        )
+        self.sh("ip", "-n", self.ns_c, "link", "add", self.if_c, "type", "bridge")
+        self.sh("ip", "-n", self.ns_c, "addr", "add", f"{CLIENT_IP}/{PREFIX}", "dev", self.if_c)
+        self.sh("ip", "-n", self.ns_c, "link", "set", self.if_c, "up")
+        self.sh("ip", "-n", self.ns_c, "link", "set", "lo", "up")
         for ns, ifname, ip in (
             (self.ns_s, self.if_s, SERVER_IP),
-            (self.ns_c, self.if_c, CLIENT_IP),
+            (self.ns_s2, self.if_s2, SECOND_IP),
         ):
+            self.sh("ip", "netns", "add", ns)
+            port = "p" + ifname
+            self.sh(
+                "ip", "link", "add", ifname, "netns", ns, "type", "veth",
+                "peer", "name", port, "netns", self.ns_c,
+            )  # fmt: skip
+            self.sh("ip", "-n", self.ns_c, "link", "set", port, "master", self.if_c)
+            self.sh("ip", "-n", self.ns_c, "link", "set", port, "up")
             self.sh("ip", "-n", ns, "addr", "add", f"{ip}/{PREFIX}", "dev", ifname)
             self.sh("ip", "-n", ns, "link", "set", ifname, "up")
             self.sh("ip", "-n", ns, "link", "set", "lo", "up")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                ["ip", "-n", self.ns_c, "link", "show", "master", self.if_c],
+                capture_output=True, text=True, timeout=10,
+            ).stdout  # fmt: skip
+            if out.count("state UP") >= 2:
+                break
+            time.sleep(0.1)
+        time.sleep(2)  # the bridge ports learn and forward
 
     def teardown(self) -> None:
-        for ns in (self.ns_s, self.ns_c):
+        for ns in (self.ns_s, self.ns_s2, self.ns_c):
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=30)
 
     # -- servers ----------------------------------------------------------------------
 
-    def server_argv(self, name: str, lease_file: Path) -> list[str]:
+    def server_argv(self, name: str, lease_file: Path | str, iface: str = "") -> list[str]:
         if name.startswith(OURS):
             dhcpd = Path(sys.executable).parent / "dhcpd"
             extra = ["--lease-sync", "full"] if name == OURS_FSYNC else []
@@ -127,9 +143,10 @@ class Bench:
                 "--leases",
                 str(lease_file),
                 *extra,
-                self.if_s,
+                iface or self.if_s,
                 BOOTFILE,
             ]
+        assert isinstance(lease_file, Path)
         lease_file.touch()
         storage = ["--leasefile-ro"] if name == DNSMASQ_RO else [f"--dhcp-leasefile={lease_file}"]
         return [
@@ -151,13 +168,13 @@ class Bench:
             "--log-facility=-",
         ]
 
-    def wait_bound(self, proc: subprocess.Popen[bytes]) -> None:
+    def wait_bound(self, proc: subprocess.Popen[bytes], ns: str = "") -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}")
             out = subprocess.run(
-                ["ip", "netns", "exec", self.ns_s, "cat", "/proc/net/udp"],
+                ["ip", "netns", "exec", ns or self.ns_s, "cat", "/proc/net/udp"],
                 capture_output=True,
                 text=True,
                 timeout=10,
@@ -167,7 +184,7 @@ class Bench:
             time.sleep(0.05)
         raise RuntimeError("server did not bind UDP port 67 within 15 s")
 
-    def perfdhcp(self, rate: int, period: int, clients: int) -> Step:
+    def perfdhcp(self, rate: int, period: int, clients: int, target: str = SERVER_IP) -> Step:
         argv = [
             "ip",
             "netns",
@@ -185,7 +202,7 @@ class Bench:
             str(period),
             "-W",
             "1000000",
-            SERVER_IP,
+            *([target] if target else []),  # none: perfdhcp broadcasts on the interface
         ]
         res = subprocess.run(argv, capture_output=True, text=True, timeout=period + 30)
         out = res.stdout + res.stderr
@@ -202,11 +219,18 @@ class Bench:
         acked = stats.get("REQUEST-ACK", (0, 0))[1]
         return Step(rate, float(measured.group(1)) if measured else 0.0, sent, acked)
 
-    def count(self, name: str, lease_file: Path) -> tuple[int, int]:
+    def count(self, name: str, lease_file: Path | str) -> tuple[int, int]:
         """(distinct clients, distinct addresses) from the server's own lease file."""
         if name == DNSMASQ_RO:
             return (0, 0)  # nothing on disk to count
-        if name.startswith(OURS):
+        if name == OURS_PG:
+            import psycopg
+
+            with psycopg.connect(str(lease_file)) as conn:
+                rows = conn.execute(
+                    "SELECT client, address FROM leases WHERE state='bound'"
+                ).fetchall()
+        elif name.startswith(OURS):
             db = sqlite3.connect(lease_file)
             rows = db.execute("SELECT client, address FROM leases WHERE state='bound'").fetchall()
             db.close()
@@ -219,30 +243,45 @@ class Bench:
         return len({r[0] for r in rows}), len({r[1] for r in rows})
 
     def run_step(self, name: str, rate: int) -> tuple[Step, tuple[int, int]]:
-        lease_file = self.tmp / f"{name.replace(' ', '_')}-{rate}.leases"
-        log = open(self.tmp / f"{name.replace(' ', '_')}-{rate}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns_s, *self.server_argv(name, lease_file)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        stem = f"{re.sub(r'[^A-Za-z0-9]+', '_', name)}-{rate}"
+        lease_file: Path | str = self.tmp / f"{stem}.leases"
+        places = [(self.ns_s, self.if_s)]
+        target = SERVER_IP
+        if name == OURS_PG:
+            # A fresh database per step, as the others get a fresh lease file.
+            lease_file = self.cluster.uri(self.cluster.create_database())
+            places.append((self.ns_s2, self.if_s2))
+            target = ""  # broadcast: both servers hear every exchange
+        procs: list[subprocess.Popen[bytes]] = []
+        logs = []
         try:
-            self.wait_bound(proc)
+            for n, (ns, ifname) in enumerate(places):
+                log = open(self.tmp / f"{stem}-{n}.log", "wb")  # noqa: SIM115
+                logs.append(log)
+                proc = subprocess.Popen(
+                    ["ip", "netns", "exec", ns, *self.server_argv(name, lease_file, ifname)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                procs.append(proc)
+                self.wait_bound(proc, ns)
             # Warm-up: code paths, caches and the ARP/neighbour state, not measured.
-            self.perfdhcp(100, 1, 50)
-            step = self.perfdhcp(rate, self.args.period, self.args.clients)
+            self.perfdhcp(100, 1, 50, target)
+            step = self.perfdhcp(rate, self.args.period, self.args.clients, target)
             time.sleep(0.3)
             counts = self.count(name, lease_file)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-            log.close()
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(5)
+            for log in logs:
+                log.close()
         return step, counts
 
     def wait_quiet(self) -> float:
@@ -404,6 +443,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dhcp-bench-") as tmp:
         bench = Bench(args, Path(tmp))
         try:
+            if OURS_PG in args.servers.split(","):
+                # The tests' throw-away cluster (initdb + pg_ctl as nobody, Unix socket).
+                sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+                from support.postgres import start_cluster
+
+                bench.cluster = start_cluster()
             bench.setup()
             load = os.getloadavg()[0]
             results = bench.measure(args.servers.split(","))
@@ -412,6 +457,8 @@ def main() -> int:
             return 1
         finally:
             bench.teardown()
+            if bench.cluster is not None:
+                bench.cluster.destroy()
     print()
     print(
         f"load average before/after: {load:.1f}/{os.getloadavg()[0]:.1f}; "

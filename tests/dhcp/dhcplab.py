@@ -51,6 +51,7 @@ class Lab:
     clients: list[tuple[Netns, str]]
     tmp: Path
     procs: list[Process] = field(default_factory=list)
+    extra: list[Netns] = field(default_factory=list)
 
     def dhcpd(
         self,
@@ -60,14 +61,19 @@ class Lab:
         bootfile: str = "pxelinux.0",
         name: str = "dhcpd",
         iface: str | None = None,
+        netns: Netns | None = None,
+        lease_url: str | None = None,
     ) -> Process:
-        lease_file = leases or self.tmp / f"{name}.sqlite"
-        argv = self.server.popen_argv(
+        """Start a server (in `netns`, default the lab's server namespace) with a
+        lease file of its own, or the shared database `lease_url`."""
+        where = netns or self.server
+        lease_file = lease_url or str(leases or self.tmp / f"{name}.sqlite")
+        argv = where.popen_argv(
             [
                 script(tool),
                 "-D",
                 "--leases",
-                str(lease_file),
+                lease_file,
                 *args,
                 iface or self.server_if,
                 bootfile,
@@ -75,8 +81,27 @@ class Lab:
         )
         proc = Process(argv, self.tmp / f"{name}.log")
         self.procs.append(proc)
-        wait_udp_bound(67, timeout=15, proc=proc.proc, netns=self.server.name)
+        wait_udp_bound(67, timeout=15, proc=proc.proc, netns=where.name)
         return proc
+
+    def add_server(self, address: str) -> tuple[Netns, str]:
+        """A second server namespace on the same segment (a veth into the bridge) with
+        `address`, for several DHCP servers sharing one wire; removed with the lab."""
+        ns = Netns("dhs")
+        inner = "vi" + ns.name[-8:]
+        outer = "vo" + ns.name[-8:]
+        self.extra.append(ns)
+        add_veth(self.server, outer, ns, inner)
+        self.server.run("ip", "link", "set", outer, "master", self.server_if)
+        self.server.run("ip", "link", "set", outer, "up")
+        ns.run("ip", "addr", "add", f"{address}/{PREFIX}", "dev", inner)
+        ns.run("ip", "link", "set", inner, "up")
+        wait_for(
+            lambda: "forwarding" in self.server.run("bridge", "link", "show", "dev", outer).stdout,
+            10,
+            "the second server's bridge port to forward",
+        )
+        return ns, inner
 
     def probe(self, client: int, *args: str, timeout: float = 20) -> list[dict[str, object]]:
         ns = self.clients[client][0]
@@ -129,6 +154,8 @@ def lab(tmp: Path, n_clients: int = 1) -> Iterator[Lab]:
     finally:
         if the_lab is not None:
             the_lab.stop_all()
+            for ns in the_lab.extra:
+                ns.delete()
         for ns, _ in clients:
             ns.delete()
         server.delete()

@@ -121,6 +121,121 @@ def bootp(args: argparse.Namespace) -> int:
     return 1
 
 
+def client_mac(seed: int, i: int) -> bytes:
+    return bytes([0x02, 0x5C, seed & 0xFF, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF])
+
+
+def _crowd_socket(iface: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.bind(("0.0.0.0", 68))
+    return sock
+
+
+def crowd(args: argparse.Namespace) -> int:
+    """N scripted clients at once (MACs from --seed): DORA, or with --rebind MAC=ADDR...
+    each MAC REBINDs (ciaddr, broadcast, no server id) for its ADDR. Replies are asked
+    for by broadcast (flag), so one namespace can play every client (a reply to a
+    REBINDING client goes to its ciaddr: the namespace must hold those addresses).
+    Prints one JSON line per client: its MAC, the ACKed address, the server."""
+    sock = _crowd_socket(args.iface)
+    pairs = [item.split("=", 1) for item in args.rebind or []]
+    rebind = [IPv4Address(addr) for _, addr in pairs]
+    macs = [mac_bytes(mac) for mac, _ in pairs]
+    count = len(rebind) if rebind else args.count
+
+    def mac_of(i: int) -> bytes:
+        return macs[i] if rebind else client_mac(args.seed, i)
+
+    rng = random.Random(args.seed)
+    state: dict[int, dict[str, object]] = {}
+    by_xid: dict[int, int] = {}
+
+    def send(i: int, mtype: MessageType, extra: dict[int, bytes], ciaddr: str = "0.0.0.0") -> None:
+        xid = rng.getrandbits(32)
+        by_xid[xid] = i
+        msg = Message(
+            xid=xid,
+            flags=0x8000,
+            ciaddr=IPv4Address(ciaddr),
+            chaddr=mac_of(i),
+            options={Opt.MESSAGE_TYPE: bytes([mtype]), **extra},
+        )
+        state[i]["sent"] = time.monotonic()
+        state[i]["xid"] = xid
+        sock.sendto(encode(msg), ("255.255.255.255", 67))
+
+    prefer = [IPv4Address(a).packed for a in args.prefer or []]
+
+    def choose(i: int, yiaddr: IPv4Address, sid: bytes) -> None:
+        entry = state[i]
+        entry["step"] = "requesting"
+        entry.pop("offer", None)
+        send(i, MessageType.REQUEST, {Opt.REQUESTED_IP: yiaddr.packed, Opt.SERVER_ID: sid})
+
+    def start(i: int) -> None:
+        state[i].pop("offer", None)
+        if rebind:
+            state[i]["step"] = "requesting"
+            send(i, MessageType.REQUEST, {}, str(rebind[i]))
+        else:
+            state[i]["step"] = "selecting"
+            send(i, MessageType.DISCOVER, {})
+
+    for i in range(count):
+        state[i] = {"mac": mac_of(i).hex(":"), "tries": 1}
+        start(i)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline and any(v["step"] != "bound" for v in state.values()):
+        sock.settimeout(0.1)
+        try:
+            data, _ = sock.recvfrom(4096)
+        except TimeoutError:
+            data = b""
+        msg = None
+        if data:
+            try:
+                msg = decode(data)
+            except PacketError:
+                msg = None
+        if msg is not None and msg.op == 2 and msg.xid in by_xid:
+            i = by_xid[msg.xid]
+            entry = state[i]
+            mtype = msg.message_type
+            sid = msg.options.get(Opt.SERVER_ID, b"")
+            if mtype is MessageType.OFFER and entry["step"] == "selecting":
+                # Clients spread over the servers (--prefer): client i waits a moment
+                # for server i mod N, then takes the first offer it got.
+                first = entry.setdefault("offer", (time.monotonic(), msg.yiaddr, sid))
+                if not prefer or sid == prefer[i % len(prefer)]:
+                    choose(i, msg.yiaddr, sid)
+                else:
+                    entry["offer"] = first
+            elif mtype is MessageType.ACK and entry["step"] == "requesting":
+                entry["step"] = "bound"
+                entry["address"] = str(msg.yiaddr)
+                entry["server"] = str(IPv4Address(sid)) if len(sid) == 4 else None
+            elif mtype is MessageType.NAK and entry["step"] == "requesting":
+                entry["naks"] = int(str(entry.get("naks", 0))) + 1
+                start(i)
+        now = time.monotonic()
+        for i, entry in state.items():
+            held = entry.get("offer")
+            if entry["step"] == "selecting" and isinstance(held, tuple) and now - held[0] > 1:
+                choose(i, held[1], held[2])
+            # Retransmit what got no answer (bounded by the overall deadline).
+            if entry["step"] != "bound" and now - float(str(entry["sent"])) > args.retry:
+                entry["tries"] = int(str(entry["tries"])) + 1
+                start(i)
+    for entry in state.values():
+        out = {k: entry.get(k) for k in ("mac", "address", "server", "tries", "naks")}
+        print(json.dumps(out))
+    return 0 if all(v["step"] == "bound" for v in state.values()) else 1
+
+
 def garbage(args: argparse.Namespace) -> int:
     """Malformed datagrams of every kind the codec must refuse."""
     valid = encode(Message(xid=1, options={Opt.MESSAGE_TYPE: bytes([MessageType.DISCOVER])}))
@@ -164,13 +279,21 @@ def main() -> int:
     g.add_argument("--server", required=True)
     g.add_argument("--count", type=int, default=50)
     g.add_argument("--seed", type=int, default=4)
-    for p in (r, b, g):
+    c = sub.add_parser("crowd")
+    c.add_argument("--iface", required=True)
+    c.add_argument("--count", type=int, default=200)
+    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--retry", type=float, default=3.0)
+    c.add_argument("--rebind", nargs="*", metavar="MAC=ADDR")
+    c.add_argument("--prefer", nargs="*", metavar="SERVER")
+    for p in (r, b, g, c):
         p.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args()
     if not (args.mode == "garbage" or os.geteuid() == 0):
         print("needs root", file=sys.stderr)
         return 2
-    return int({"relay": relay, "bootp": bootp, "garbage": garbage}[args.mode](args))
+    modes = {"relay": relay, "bootp": bootp, "garbage": garbage, "crowd": crowd}
+    return int(modes[args.mode](args))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ptftpd.cli.dhcpd import ConfigError, build_config, build_parser, parse_host
+from ptftpd.cli.dhcpd import ConfigError, build_config, build_parser, lease_location, parse_host
 from ptftpd.dhcp.options import Opt
 
 
@@ -188,3 +188,46 @@ network = "10.8.0.0/22"
     # --authoritative on the command line, and off by default.
     assert config_from(["--authoritative", "lo", "x"]).authoritative  # type: ignore[attr-defined]
     assert not config_from(["lo", "x"]).authoritative  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "url"),
+    [
+        ("/tmp/x.sqlite", Path("/tmp/x.sqlite"), None),
+        ("postgresql://dhcp@db.lab/leases", None, "postgresql://dhcp@db.lab/leases"),
+        ("postgres://dhcp@db.lab:5433/leases", None, "postgres://dhcp@db.lab:5433/leases"),
+        # pxed parses --leases as a Path, which folds the URI's `//`: put it back.
+        (Path("postgresql://dhcp@db.lab/leases"), None, "postgresql://dhcp@db.lab/leases"),
+        (
+            Path("postgresql:///leases?host=/run/postgresql"),
+            None,
+            "postgresql:///leases?host=/run/postgresql",
+        ),
+        (
+            Path("postgresql://u@/t?host=%2Ftmp%2Fpg&port=5"),
+            None,
+            "postgresql://u@/t?host=%2Ftmp%2Fpg&port=5",
+        ),
+    ],
+)
+def test_lease_location(value: object, path: Path | None, url: str | None) -> None:
+    assert lease_location(value, "dhcpd", "eth0") == (path, url)
+
+
+def test_lease_location_refuses_a_uri_without_authority() -> None:
+    with pytest.raises(ConfigError, match="postgresql://USER@HOST/DB"):
+        lease_location("postgresql:leases", "dhcpd", "eth0")
+    assert lease_location(None, "dhcpd", "eth0")[0] == Path("/var/lib/ptftpd/dhcpd-eth0.sqlite")
+
+
+def test_leases_uri_from_toml_and_flag(tmp_path: Path) -> None:
+    toml = tmp_path / "dhcpd.toml"
+    toml.write_text('leases = "postgresql://dhcp@db.lab/leases"\n')
+    args = build_parser().parse_args(["--config", str(toml), "127.0.0.1", "pxelinux.0"])
+    config = build_config(args, "dhcpd")
+    assert (config.leases_url, config.leases_path) == ("postgresql://dhcp@db.lab/leases", None)
+    args = build_parser().parse_args(
+        ["--config", str(toml), "--leases", str(tmp_path / "l.sqlite"), "127.0.0.1", "x"]
+    )
+    config = build_config(args, "dhcpd")
+    assert (config.leases_url, config.leases_path) == (None, tmp_path / "l.sqlite")

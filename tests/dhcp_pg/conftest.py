@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pgtest import Stores
@@ -20,3 +22,7 @@ def stores(pg_database: str) -> Iterator[Stores]:
         yield made
     finally:
         made.close()
+
+
+# The namespace lab and the scripted clients live beside the other DHCP tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dhcp"))

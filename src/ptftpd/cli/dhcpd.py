@@ -6,7 +6,7 @@ given with `--config`, and command-line flags. The TOML keys mirror the long fla
     range = ["10.0.0.100", "10.0.0.200"]
     exclude = ["10.0.0.150"]
     lease-time = 7200
-    leases = "/var/lib/ptftpd/lab.sqlite"
+    leases = "/var/lib/ptftpd/lab.sqlite"  # or "postgresql://dhcp@db.lab/leases": shared
     lease-sync = "full"
     gateway = "10.0.0.254"
     tftp-server = "10.0.0.2"
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ptftpd import __version__
-from ptftpd.cli.common import run_service
+from ptftpd.cli.common import fail, run_service
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.server import DhcpServer, ServerStartError
 from ptftpd.dhcp.settings import (
@@ -135,9 +135,9 @@ def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
     )
     parser.add_argument(
         "--leases",
-        type=Path,
-        metavar="PATH",
-        help=f"SQLite lease file (default: {default_leases_path(tool, 'IFACE')})",
+        metavar="PATH|URI",
+        help=f"SQLite lease file (default: {default_leases_path(tool, 'IFACE')}), or a "
+        "postgresql://USER@HOST/DB URI: leases shared with every server naming it",
     )
     parser.add_argument(
         "--lease-sync",
@@ -149,8 +149,7 @@ def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="TOML settings file (keys as the long flags; [[subnet]] tables for relayed "
-        "subnets)",
+        help="TOML settings file (keys as the long flags; [[subnet]] tables for relayed subnets)",
     )
     parser.add_argument("--domain", metavar="NAME", help="domain name given to clients")
     parser.add_argument(
@@ -214,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PREFIX",
         help="also treat this vendor class prefix as PXE: workaround for firmware that "
         "sends something other than PXEClient (repeatable)",
+    )
+    parser.add_argument(
+        "--init-db",
+        action="store_true",
+        help="create or migrate the PostgreSQL lease schema named by --leases, print "
+        "its version and exit",
     )
     return parser
 
@@ -331,8 +336,9 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
     extra_prefixes = getattr(args, "pxe_vendor_class", None) or toml.get("pxe-vendor-class", [])
     prefixes += [str(p) for p in extra_prefixes]
     port = check_int(pick(getattr(args, "port", None), "port", 67), "port", 1, 65534)
-    leases = pick(getattr(args, "leases", None), "leases")
-    leases_path = Path(leases) if leases is not None else default_leases_path(tool, args.iface)
+    leases_path, leases_url = lease_location(
+        pick(getattr(args, "leases", None), "leases"), tool, args.iface
+    )
     lease_sync = str(pick(getattr(args, "lease_sync", None), "lease-sync", "normal"))
     if lease_sync not in ("normal", "full"):
         raise ConfigError(f"lease-sync must be normal or full, not {lease_sync!r}")
@@ -360,6 +366,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         lease_time=lease_time,
         extra_options=extra,
         leases_path=leases_path,
+        leases_url=leases_url,
         lease_sync=lease_sync,
         port=port,
         client_port=68 if port == 67 else port + 1,
@@ -368,6 +375,49 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
         authoritative=authoritative,
         subnets=subnets,
     )
+
+
+_DB_SCHEMES = ("postgresql:", "postgres:")
+
+
+def lease_location(value: object, tool: str, iface: str) -> tuple[Path | None, str | None]:
+    """(SQLite file, None) or (None, PostgreSQL URI) from the `leases` setting.
+
+    A flag parsed as a `Path` (pxed's) arrives with `//` folded to `/`: the URI's
+    authority is put back (`postgresql:/u@h/db` -> `postgresql://u@h/db`, and
+    `postgresql:/db?host=/run` -> `postgresql:///db?host=/run`)."""
+    if value is None:
+        return default_leases_path(tool, iface), None
+    if not isinstance(value, (str, Path)):
+        raise ConfigError(f"leases: expected a path or a postgresql:// URI, got {value!r}")
+    text = str(value)
+    scheme = next((s for s in _DB_SCHEMES if text.startswith(s)), None)
+    if scheme is None:
+        return Path(text), None
+    rest = text[len(scheme) :]
+    if isinstance(value, Path) and not rest.startswith("//"):
+        tail = rest.lstrip("/")
+        first = tail.split("?", 1)[0]
+        rest = ("//" if "/" in first else "///") + tail
+    if not rest.startswith("//"):
+        raise ConfigError(f"leases: {text!r} is not a postgresql://USER@HOST/DB URI")
+    return None, scheme + rest
+
+
+def init_db(tool: str, config: DhcpConfig) -> int:
+    """`--init-db`: create or migrate the schema, print one line with its version."""
+    if config.leases_url is None:
+        return fail(tool, "--init-db needs --leases postgresql://USER@HOST/DB")
+    try:
+        from ptftpd.dhcp.pg_store import describe, init_schema
+    except ImportError:
+        return fail(tool, "PostgreSQL leases need psycopg: pip install 'ptftpd[postgresql]'")
+    try:
+        version = init_schema(config.leases_url)
+    except StoreError as exc:
+        return fail(tool, str(exc))
+    print(f"{tool}: lease schema version {version} ready in {describe(config.leases_url)}")
+    return 0
 
 
 def check_root(tool: str, config: DhcpConfig) -> str | None:
@@ -400,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(USAGE_ERROR, f"dhcpd: error: {exc}\n")
     except InterfaceError as exc:
         parser.exit(1, f"dhcpd: error: {exc}\n")
+    if args.init_db:
+        return init_db("dhcpd", config)
     problem = check_root("dhcpd", config)
     if problem:
         parser.exit(1, f"dhcpd: error: {problem}\n")

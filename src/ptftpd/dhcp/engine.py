@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from ptftpd.dhcp.leases import Ack, Lease, LeasePolicy, Nak, StaticHost
+from ptftpd.dhcp.leases import Ack, Lease, Nak, StaticHost
 from ptftpd.dhcp.options import MessageType, Opt, pxe_vendor_options
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, Message, PacketError, decode, encode
 from ptftpd.dhcp.reply import (
@@ -29,6 +29,7 @@ from ptftpd.dhcp.reply import (
     reply_destination,
 )
 from ptftpd.dhcp.scope import Scope, SubnetConfig, find_scope, network_options
+from ptftpd.dhcp.shared_policy import AnyLeasePolicy
 
 __all__ = [
     "BootChoice",
@@ -93,6 +94,8 @@ class DhcpConfig:
     decline_time: float = 600.0
     extra_options: Mapping[int, bytes] = field(default_factory=dict)
     leases_path: Path | None = None  # None: leases in memory only
+    # A PostgreSQL URI: leases shared with every server naming it (then no leases_path).
+    leases_url: str | None = None
     # "normal": a grant survives kill -9 (WAL, no fsync); "full": also power loss.
     lease_sync: str = "normal"
     port: int = SERVER_PORT
@@ -129,7 +132,7 @@ class DhcpEngine:
     def __init__(
         self,
         config: DhcpConfig,
-        policy: LeasePolicy,
+        policy: AnyLeasePolicy,
         boot_policy: BootPolicy | None = None,
         subnets: Sequence[Scope] = (),
     ) -> None:

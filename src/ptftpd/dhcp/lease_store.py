@@ -2,9 +2,10 @@
 
 The lease policy (`leases.py`) decides who gets which address; a `LeaseStore` makes
 those decisions durable and finds free addresses. Keeping both behind this one
-`Protocol` lets a second backend (a database shared by several servers) replace the
-SQLite file without touching the policy: it implements `load`/`save`/`batch`/`close`
-and hands out a `FreeIndex` per pool, which for a shared database would be a query.
+`Protocol` lets another single-writer backend replace the SQLite file without touching
+the policy: it implements `load`/`save`/`batch`/`close` and hands out a `FreeIndex` per
+pool. A database shared by several servers cannot be cached like this (the others
+change its rows): it gets its own policy, `shared_policy.SharedLeasePolicy`.
 
 `MemoryStore` is the reference implementation (tests, and servers run without a lease
 file); `store.SqliteStore` is the default one.

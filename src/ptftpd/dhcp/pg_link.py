@@ -22,7 +22,9 @@ import psycopg
 import psycopg_pool
 from psycopg import errors as pgerrors
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 
+from ptftpd.dhcp import store
 from ptftpd.dhcp.pg_schema import migrate
 from ptftpd.dhcp.store import StoreError
 
@@ -59,11 +61,11 @@ class PgStoreError(StoreError):
     """The lease database cannot be used: one line, for the CLI to print and exit 1."""
 
 
-class StoreUnavailable(PgStoreError):
+class StoreUnavailable(PgStoreError, store.StoreUnavailable):
     """The database is gone (or not back yet): answer nothing, the store reconnects."""
 
 
-class StoreBusy(PgStoreError):
+class StoreBusy(PgStoreError, store.StoreBusy):
     """Another server holds the rows this request needs: stay silent, the client retries."""
 
 
@@ -185,6 +187,9 @@ class PgLink:
         except psycopg.Error as exc:
             self._lost(exc)
             raise StoreUnavailable(f"{self.name} is unavailable: {_one_line(exc)}") from None
+        # Reachable again: open the gate now, or the operations of the burst that
+        # made this attempt would each be refused until the next one.
+        self._recovered()
 
     def _probe(self) -> None:
         """Connect afresh (fails fast when the server is gone), then let the pool drop
@@ -231,6 +236,10 @@ class PgLink:
         batch: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if batch is not None:
             attempts = 1  # our burst holds locks: retrying would wait on ourselves
+            if batch.info.transaction_status is TransactionStatus.INERROR:
+                # An earlier statement of this burst failed: the rest of it can only
+                # fail too, and none of its replies will go out (see `batch`).
+                raise StoreBusy(f"this burst was rolled back in {self.name}")
         probed = batch is not None  # a burst's connection cannot be swapped half-way
         attempt = 0
         while True:
@@ -283,6 +292,11 @@ class PgLink:
         finally:
             self._local.conn = None
             try:
+                if conn.info.transaction_status is TransactionStatus.INERROR:
+                    # COMMIT would silently roll back: the burst's grants are not
+                    # recorded, so its replies must not go out.
+                    conn.execute("ROLLBACK")
+                    raise StoreBusy(f"a burst was rolled back in {self.name}")
                 conn.execute("COMMIT")
             except psycopg.Error as exc:
                 self._lost(exc)

@@ -327,10 +327,14 @@ class PgStore:
         return None if row is None else row.lease()
 
     def withdraw(self, client_key: bytes, pool: str, now: float) -> None:
-        """The client chose another server: free the offer this server made, at once."""
+        """The client chose another server: free the offer this server made, at once.
+
+        A row another server has locked is being bound or re-offered by it: skip it
+        rather than wait (a wait would stall this server's whole burst)."""
         sql = (
             "UPDATE leases SET state = 'free', client = NULL, mac = NULL, free_at = %s, "
-            "since = %s WHERE pool = %s AND client = %s AND state = 'offered' AND owner = %s"
+            "since = %s WHERE address IN (SELECT address FROM leases WHERE pool = %s "
+            "AND client = %s AND state = 'offered' AND owner = %s FOR UPDATE SKIP LOCKED)"
         )
         args = (now, now, pool, client_key, self.server_id)
 

@@ -22,7 +22,8 @@ from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
 from ptftpd.dhcp.leases import LeasePolicy, PoolConfig, build_pool
 from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
-from ptftpd.dhcp.store import SqliteStore, StoreError
+from ptftpd.dhcp.shared_policy import AnyLeasePolicy, SharedLeasePolicy, SharedStore
+from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
 
 __all__ = ["DhcpServer", "ServerStartError", "add_neighbour", "open_dhcp_socket"]
 
@@ -93,6 +94,18 @@ def add_neighbour(sock: socket.socket, interface: str, mac: bytes, ip: IPv4Addre
     return True
 
 
+def open_shared_store(url: str, server_id: str) -> SharedStore:
+    """Connect to the PostgreSQL lease database (schema created or migrated); one-line
+    `StoreError` when psycopg is missing or the database is unreachable."""
+    try:
+        from ptftpd.dhcp.pg_store import PgStore
+    except ImportError:
+        raise StoreError(
+            "PostgreSQL leases need psycopg: pip install 'ptftpd[postgresql]'"
+        ) from None
+    return PgStore(url, server_id)
+
+
 class DhcpServer:
     """A DHCP (and/or BOOTP) server for one interface, usable in any asyncio loop.
 
@@ -109,6 +122,7 @@ class DhcpServer:
     ) -> None:
         self.config = config
         self._store = store
+        self._shared: SharedStore | None = None
         self._clock = clock
         self._boot_policy = boot_policy
         self.engine: DhcpEngine | None = None
@@ -132,7 +146,9 @@ class DhcpServer:
         Every subnet gets its own pool and policy on the one store (rows are keyed by
         address, so subnets never collide)."""
         cfg = self.config
-        if self._store is None:
+        if cfg.leases_url is not None and self._shared is None:
+            self._shared = open_shared_store(cfg.leases_url, str(cfg.server_ip))
+        if self._store is None and self._shared is None:
             self._store = (
                 SqliteStore(cfg.leases_path, synchronous=cfg.lease_sync.upper())
                 if cfg.leases_path
@@ -153,13 +169,19 @@ class DhcpServer:
             static_hosts=cfg.static_hosts,
             authoritative=cfg.authoritative,
         )
-        policy = LeasePolicy(pool, self._store, self._clock)
+        policy = self._policy(pool)
         subnets = [self._scope(sub) for sub in cfg.subnets]
         return DhcpEngine(cfg, policy, self._boot_policy, subnets)
 
+    def _policy(self, pool: PoolConfig) -> AnyLeasePolicy:
+        """The shared database decides when there is one; else this server's own store."""
+        if self._shared is not None:
+            return SharedLeasePolicy(pool, self._shared, self._clock)
+        assert self._store is not None
+        return LeasePolicy(pool, self._store, self._clock)
+
     def _scope(self, sub: SubnetConfig) -> Scope:
         cfg = self.config
-        assert self._store is not None
         exclude = [
             cfg.server_ip,
             *sub.routers,
@@ -180,7 +202,7 @@ class DhcpServer:
         )
         return Scope(
             sub.network,
-            LeasePolicy(pool, self._store, self._clock),
+            self._policy(pool),
             options,
             sub.bootfile,
             sub.next_server,
@@ -223,9 +245,10 @@ class DhcpServer:
                 self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        for store in (self._store, self._shared):
+            if store is not None:
+                store.close()
+        self._store = self._shared = None
 
     @property
     def closed(self) -> bool:
@@ -236,24 +259,39 @@ class DhcpServer:
         sock, engine = self._sock, self.engine
         if sock is None or engine is None:
             return
+        # Read the burst first: a store that refuses to open a transaction (a lost
+        # database) must not leave the datagrams queued, or the loop would spin.
+        packets: list[tuple[bytes, tuple[str, int]]] = []
+        for _ in range(_BURST):
+            try:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.debug("receive error: %s", exc)
+                break
+            packets.append((data, (addr[0], addr[1])))
+        if not packets:
+            return
         outgoing: list[Outgoing] = []
         try:
             with engine.policy.store.batch():
-                for _ in range(_BURST):
+                for data, source in packets:
                     try:
-                        data, addr = sock.recvfrom(_MAX_DATAGRAM)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError as exc:
-                        log.debug("receive error: %s", exc)
-                        break
-                    try:
-                        outgoing.extend(engine.handle(data, (addr[0], addr[1])))
+                        outgoing.extend(engine.handle(data, source))
+                    except StoreBusy as exc:
+                        # Another server holds the rows: this client alone gets no
+                        # answer now and retransmits.
+                        log.debug("no reply to %s: %s", source[0], exc)
                     except StoreError:
                         raise
                     except Exception:
                         # A bug must cost one packet, never the service.
-                        log.exception("internal error handling a packet from %s", addr[0])
+                        log.exception("internal error handling a packet from %s", source[0])
+        except (StoreUnavailable, StoreBusy) as exc:
+            # The store logged the state change once; nothing per burst beyond debug.
+            log.debug("%s: %d packets unanswered", exc, len(packets))
+            return
         except StoreError as exc:
             log.error("%s: %d replies withheld", exc, len(outgoing))
             return

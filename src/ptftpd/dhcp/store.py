@@ -18,7 +18,14 @@ from pathlib import Path
 from ptftpd.dhcp.free_index import HeapFreeIndex
 from ptftpd.dhcp.lease_store import FreeIndex, Lease, LeaseState
 
-__all__ = ["DEFAULT_LEASES_DIR", "SqliteStore", "StoreError", "default_leases_path"]
+__all__ = [
+    "DEFAULT_LEASES_DIR",
+    "SqliteStore",
+    "StoreBusy",
+    "StoreError",
+    "StoreUnavailable",
+    "default_leases_path",
+]
 
 DEFAULT_LEASES_DIR = Path("/var/lib/ptftpd")
 
@@ -37,6 +44,15 @@ CREATE TABLE IF NOT EXISTS leases (
 
 class StoreError(Exception):
     """The lease file cannot be opened or written: reported as one line by the CLIs."""
+
+
+class StoreUnavailable(StoreError):
+    """A shared store is gone for now: answer nothing; the store logs the state change
+    itself and reconnects, so the server adds no line per packet."""
+
+
+class StoreBusy(StoreError):
+    """Another server holds what this request needs: stay silent, the client retries."""
 
 
 def default_leases_path(tool: str, iface: str) -> Path:
