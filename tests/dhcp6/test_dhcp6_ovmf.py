@@ -1,8 +1,9 @@
-"""OVMF's own PXE over IPv6 client against `python -m ptftpd.dhcp6` (and ptftpd for the
-TFTP download), in QEMU inside a namespace these tests create: the firmware must find
+"""OVMF's own PXE over IPv6 client against `pxed --ipv6` (DHCPv6 + RA + TFTP over IPv6 in
+one process), in QEMU inside a namespace these tests create: the firmware must find
 the prefix on-link from our RA, get an address and boot-file-url (59) over DHCPv6, fetch
 ipxe.efi by TFTP over IPv6 and start it. Also beside dnsmasq giving the addresses, with
-our server in proxy mode (EDK2 then asks our boot service on UDP 4011).
+`pxed --ipv6 --proxy` (EDK2 then asks our boot service on UDP 4011). pxed's boot log
+line must name the firmware (DHCPv6) and the file it got over TFTP.
 
 Self-contained on purpose (the pxed harness in tests/pxe is being reshaped): a bridge
 and a tap in one namespace, TCG only (KVM has stopped with internal errors on these
@@ -21,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from support import (
-    VENV_BIN,
     Netns,
     Process,
     missing,
@@ -63,6 +63,8 @@ def boot_lan(tmp: Path) -> Iterator[tuple[Netns, list[Process]]]:
         ns.run("ip", "link", "set", "tap0", "up")
         ns.run("ip", "link", "set", "br0", "up")
         ns.run("ip", "addr", "add", f"{SERVER}/64", "dev", "br0", "nodad")
+        # pxed also serves DHCPv4 (PXEv4 is off in the firmware): it needs an address.
+        ns.run("ip", "addr", "add", "10.77.0.1/24", "dev", "br0")
         yield ns, procs
     finally:
         for proc in reversed(procs):
@@ -136,35 +138,45 @@ def _boot_once(ns: Netns, procs: list[Process], tmp: Path, attempt: int) -> str:
     return text
 
 
-def serve(ns: Netns, procs: list[Process], tmp: Path, *dhcp6_args: str) -> Process:
+def serve(ns: Netns, procs: list[Process], tmp: Path, *pxed_args: str) -> Process:
+    """`pxed --ipv6` on br0: ipxe.efi for x64 UEFI, over TFTP (IPv4 and IPv6)."""
     if not IPXE_EFI.is_file():
         missing(f"{IPXE_EFI} is missing (Debian package ipxe)")
     root = tmp / "root"
     root.mkdir()
     shutil.copyfile(IPXE_EFI, root / "ipxe.efi")
-    procs.append(Process(ns.popen_argv([script("ptftpd"), "-v", "br0", str(root)]), tmp / "t.log"))
-    argv = [str(VENV_BIN / "python"), "-m", "ptftpd.dhcp6", "br0", "-D", "--boot-url", URL]
-    dhcp6 = Process(
-        ns.popen_argv([*argv, "--leases", str(tmp / "l6.sqlite"), *dhcp6_args]), tmp / "dhcp6.log"
-    )
-    procs.append(dhcp6)
-    wait_udp_bound(69, timeout=15, netns=ns.name)
-    wait_udp_bound(547, timeout=15, proc=dhcp6.proc, netns=ns.name)
-    return dhcp6
+    argv = [script("pxed"), "-D", "--ipv6", "--leases", str(tmp / "pxed.sqlite")]
+    argv += ["--efi64-bootfile", "ipxe.efi", *pxed_args, "br0", str(root), "ipxe.efi"]
+    pxed = Process(ns.popen_argv(argv), tmp / "pxed.log")
+    procs.append(pxed)
+    wait_udp_bound(547, timeout=15, proc=pxed.proc, netns=ns.name)
+    wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=ns.name)
+    return pxed
+
+
+def boot_line(pxed: Process) -> str:
+    """Stop pxed (it writes pending boot lines) and return the DHCPv6 boot's line."""
+    pxed.stop()
+    lines = [line for line in pxed.output().splitlines() if "(DHCPv6)" in line and "boot " in line]
+    assert lines, f"no DHCPv6 boot log line in:\n{pxed.output()[-3000:]}"
+    return lines[-1]
 
 
 def test_ovmf_pxe_over_ipv6_gets_address_and_boot_url_from_us(tmp_path: Path) -> None:
     with boot_lan(tmp_path) as (ns, procs):
-        dhcp6 = serve(ns, procs, tmp_path)
+        pxed = serve(ns, procs, tmp_path)
         serial = boot_ovmf(ns, procs, tmp_path)
         assert "Start PXE over IPv6" in serial
         assert "Server IP address is FD00:77:0:0:0:0:0:1" in serial
         assert "NBP file downloaded successfully" in serial
         station = serial.split("Station IP address is ", 1)[1].split()[0].lower()
         assert station.startswith("fd00:77:"), station
-        log = dhcp6.output()
+        line = boot_line(pxed)
+        log = pxed.output()
         assert "leased fd00:77::" in log and "router solicitation" in log
-        assert "RRQ 'ipxe.efi'" in (tmp_path / "t.log").read_text()
+        assert "RRQ 'ipxe.efi'" in log
+        # One line: the DHCPv6 Reply told the boot log whose the TFTP peer address is.
+        assert "EFI x64 (DHCPv6)" in line and "ipxe.efi over tftp" in line, line
 
 
 def test_ovmf_pxe_over_ipv6_beside_dnsmasq_with_our_proxy(tmp_path: Path) -> None:
@@ -186,11 +198,13 @@ def test_ovmf_pxe_over_ipv6_beside_dnsmasq_with_our_proxy(tmp_path: Path) -> Non
             "--dhcp-range=fd00:77::1000,fd00:77::1fff,64,1h",
         ]
         procs.append(Process(ns.popen_argv(site), tmp_path / "dnsmasq.log"))
-        dhcp6 = serve(ns, procs, tmp_path, "--proxy")
+        pxed = serve(ns, procs, tmp_path, "--proxy")
         serial = boot_ovmf(ns, procs, tmp_path)
         assert "NBP file downloaded successfully" in serial
         station = serial.split("Station IP address is ", 1)[1].split()[0].lower()
         assert station.startswith("fd00:77:0:0:0:0:0:1"), f"address from dnsmasq: {station}"
-        log = dhcp6.output()
+        line = boot_line(pxed)
+        log = pxed.output()
         assert "boot service: boot file URL to fd00:77::1" in log, log
+        assert "EFI x64 (DHCPv6)" in line and "ipxe.efi over tftp" in line, line
         assert "leased" not in log, "proxy mode hands out no addresses"

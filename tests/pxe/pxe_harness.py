@@ -211,7 +211,13 @@ def _random_mac() -> str:
 
 
 def qemu_argv(
-    firmware: str, accel: str, serial: Path, workdir: Path, mac: str, tap: str = TAP
+    firmware: str,
+    accel: str,
+    serial: Path,
+    workdir: Path,
+    mac: str,
+    tap: str = TAP,
+    extra: tuple[str, ...] = (),
 ) -> list[str]:
     """The QEMU command line for one network boot; `firmware` is "bios" or "uefi"."""
     argv = [
@@ -268,7 +274,7 @@ def qemu_argv(
         ]
     else:
         raise ValueError(f"unknown firmware {firmware!r}")
-    return argv
+    return argv + list(extra)
 
 
 def _read(path: Path) -> str:
@@ -295,13 +301,14 @@ def _one_boot(
     accel: str,
     timeout: float,
     mac: str,
+    extra: tuple[str, ...] = (),
 ) -> tuple[str, BootResult]:
     """("ok" | "stalled" | "timeout" | "exited", result). QEMU is always killed."""
     workdir.mkdir(parents=True, exist_ok=True)
     serial = workdir / f"serial-{accel}.log"
     serial.unlink(missing_ok=True)
     Path(f"{serial}.com2").unlink(missing_ok=True)
-    argv = net.ns.popen_argv(qemu_argv(firmware, accel, serial, workdir, mac))
+    argv = net.ns.popen_argv(qemu_argv(firmware, accel, serial, workdir, mac, extra=extra))
     start = time.monotonic()
     proc = Process(argv, workdir / f"qemu-{accel}.log")
     outcome = "timeout"
@@ -339,18 +346,20 @@ def boot_vm(
     workdir: Path,
     timeout: float = BOOT_TIMEOUT,
     mac: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> BootResult:
     """Boot once from the network and wait for `marker` on the serial console.
 
+    `extra` goes at the end of QEMU's command line (e.g. OVMF fw_cfg switches).
     Raises AssertionError with the serial tail when the marker does not appear."""
     global _kvm_broken
     mac = mac or _random_mac()
     accel = pick_accel()
-    outcome, result = _one_boot(net, firmware, marker, workdir, accel, timeout, mac)
+    outcome, result = _one_boot(net, firmware, marker, workdir, accel, timeout, mac, extra)
     if outcome != "ok" and accel == "kvm" and "PTFTPD_QEMU_ACCEL" not in os.environ:
         _kvm_broken = True
         # A fresh, full bound for TCG: the KVM attempt may have used all of its own.
-        outcome, result = _one_boot(net, firmware, marker, workdir, "tcg", timeout, mac)
+        outcome, result = _one_boot(net, firmware, marker, workdir, "tcg", timeout, mac, extra)
     if outcome != "ok":
         tail = "\n".join(result.serial.splitlines()[-25:])
         raise AssertionError(

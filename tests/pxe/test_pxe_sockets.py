@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pxe_harness import BootNetwork, boot_network
 
-from support import Netns, Process, script, wait_udp_bound
+from support import Netns, Process, require_tool, script, wait_udp_bound
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
@@ -103,4 +103,35 @@ def test_every_architecture_flag_over_the_wire(tmp_path: Path, proxy: bool) -> N
         pxed.stop()
         log = pxed.output()
     assert "unknown architecture code 30583, giving the default default.0" in log
+    assert "Traceback" not in log
+
+
+def test_http_port_serves_root_on_ipv4_and_ipv6_and_logs_downloads(tmp_path: Path) -> None:
+    """`--http-port`: ROOT over HTTP on IFACE's IPv4 and IPv6 addresses (curl, a real
+    client), confined to ROOT, and each complete download in the boot log."""
+    curl = require_tool("curl")
+    make_root(tmp_path / "root")
+    with boot_network(tmp_path) as net:
+        client = net.peer("10.78.0.50")
+        pxed = start_pxed(net, tmp_path, "--http-port", "8080")
+
+        def get(ns: Netns, url: str, *flags: str) -> subprocess.CompletedProcess[str]:
+            argv = [curl, "-s", "--max-time", "10", *flags, url]
+            return subprocess.run(ns.popen_argv(argv), capture_output=True, text=True, timeout=30)
+
+        assert get(client, "http://10.78.0.1:8080/ipxe.efi").stdout == "boot"
+        assert get(net.ns, "http://[fd78::1]:8080/default.0").stdout == "boot"
+        code = get(
+            client,
+            "http://10.78.0.1:8080/../etc/passwd",
+            "--path-as-is",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        )
+        assert code.stdout in ("403", "404"), code.stdout
+        pxed.stop()
+        log = pxed.output()
+    assert "boot ip 10.78.0.50 arch=no DHCP seen: served ipxe.efi over http (4 bytes)" in log
     assert "Traceback" not in log

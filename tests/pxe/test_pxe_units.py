@@ -420,8 +420,8 @@ def test_boot_log_one_line_per_boot() -> None:
     clock.now += 1
     log.expire()
     assert lines == [
-        "boot 52:54:00:12:34:56 arch=EFI x64 -> iPXE EFI x64: served ipxe.efi (850528 bytes), "
-        "boot.ipxe (45 bytes); 22.5 s from DISCOVER to the last byte"
+        "boot 52:54:00:12:34:56 arch=EFI x64 -> iPXE EFI x64: served ipxe.efi over tftp "
+        "(850528 bytes), boot.ipxe over tftp (45 bytes); 22.5 s from DISCOVER to the last byte"
     ]
     assert log.sessions == {}
 
@@ -447,7 +447,7 @@ def test_boot_log_unknown_address() -> None:
     log = BootLog(emit=lines.append)
     log.served("10.9.9.9", "x", 1)
     log.flush()
-    assert lines[0].startswith("boot ip 10.9.9.9 arch=no DHCP seen: served x (1 bytes)")
+    assert lines[0].startswith("boot ip 10.9.9.9 arch=no DHCP seen: served x over tftp (1 bytes)")
 
 
 # -- start-up check -------------------------------------------------------------------

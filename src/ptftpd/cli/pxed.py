@@ -3,13 +3,15 @@
 One process runs the DHCP server (or, with `--proxy`, a proxyDHCP beside another DHCP
 server), the PXE boot server on port 4011 and a read-only TFTP server for ROOT, all on
 IFACE. It accepts the dhcpd flags that make sense here (range, hosts, leases, TOML
-config...) and the TFTP limits of ptftpd; see `ptftpd.pxe` for the behaviour.
+config...) and the TFTP limits of ptftpd; `--http-port` adds HTTP (UEFI HTTP boot) and
+`--ipv6` DHCPv6 + RA; see `ptftpd.pxe` for the behaviour.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -20,6 +22,8 @@ from ptftpd.cli.dhcpd import DEFAULT_LEASE_TIME, ConfigError, build_config, ipv4
 from ptftpd.cli.ptftpd import add_transfer_limits, transfer_config
 from ptftpd.dhcp.server import ServerStartError as DhcpStartError
 from ptftpd.dhcp.store import StoreError, default_leases_path
+from ptftpd.dhcp6 import Dhcp6StartError
+from ptftpd.http import HttpStartError
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import BootFiles, PxeConfig, PxeService, missing_boot_files
 from ptftpd.tftp.server import ServerStartError as TftpStartError
@@ -123,6 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--tftp-port", type=port_number, default=69, metavar="PORT", help="TFTP UDP port (69)"
     )
     add_transfer_limits(tftp)
+    net = parser.add_argument_group("HTTP and IPv6")
+    net.add_argument(
+        "--http-port",
+        type=port_number,
+        metavar="PORT",
+        help="also serve ROOT over HTTP on PORT (every address of IFACE): UEFI HTTP boot "
+        "clients get http:// URLs, and so does --ipxe-bootfile",
+    )
+    net.add_argument(
+        "--ipv6",
+        action="store_true",
+        help="also answer DHCPv6 on IFACE's IPv6 /64 (boot-file-url, RFC 5970), send router "
+        "advertisements, and serve TFTP on IFACE's IPv6 addresses; with --proxy, boot "
+        "options only",
+    )
+    net.add_argument(
+        "--no-ra", action="store_true", help="with --ipv6: leave router advertisements to a router"
+    )
     parser.add_argument(
         "--boot-idle",
         type=float,
@@ -146,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.timeout <= 0 or args.timeout > 255:
         return die("--timeout must be between 0 and 255 seconds")
+    if args.no_ra and not args.ipv6:
+        parser.error("--no-ra needs --ipv6")
     if args.boot_idle <= 0:
         return die("--boot-idle must be positive")
     if not args.root.is_dir():
@@ -187,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         return die(str(exc))
     if os.geteuid() != 0:
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")
+    if args.http_port is not None and "HTTPClient" not in dhcp.pxe_vendor_prefixes:
+        prefixes = (*dhcp.pxe_vendor_prefixes, "HTTPClient")
+        dhcp = dataclasses.replace(dhcp, pxe_vendor_prefixes=prefixes)
     tftp = transfer_config(args, read_only=True)
     config = PxeConfig(
         dhcp=dhcp,
@@ -195,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         proxy=args.proxy,
         tftp_port=args.tftp_port,
         boot_idle=args.boot_idle,
+        http_port=args.http_port,
+        ipv6=args.ipv6,
+        ra=not args.no_ra,
     )
 
     async def body(stop: asyncio.Event) -> None:
@@ -205,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             service.close()
 
-    return run_service(PROG, args, body, (DhcpStartError, TftpStartError, StoreError, OSError))
+    errors = (DhcpStartError, TftpStartError, HttpStartError, Dhcp6StartError, StoreError)
+    return run_service(PROG, args, body, (*errors, InterfaceError, OSError))
 
 
 if __name__ == "__main__":

@@ -78,15 +78,23 @@ class Dhcp6Service:
     """DHCPv6 (and optionally RA) on one interface, inside any running asyncio loop.
 
     `store` defaults to SQLite at `config.leases_path` (memory when None); `clock` is
-    wall time, since lease expiry must survive restarts."""
+    wall time, since lease expiry must survive restarts. `on_reply(outgoing)` sees each
+    reply before it is sent, `on_received(data)` each datagram received."""
 
     def __init__(
         self,
         config: Dhcp6Config,
         store: LeaseStore6 | None = None,
         clock: Callable[[], float] = time.time,
+        on_reply: Callable[[Outgoing], None] | None = None,
+        on_received: Callable[[bytes], None] | None = None,
     ) -> None:
         self.config = config
+        # Called with every reply before it is sent, and with every datagram received
+        # (pxed's boot log learns which address a client's DUID has, also from its
+        # Requests to another server in proxy mode); exceptions are logged, never raised.
+        self.on_reply = on_reply
+        self.on_received = on_received
         self._store = store
         self._clock = clock
         self.engine: Dhcp6Engine | None = None
@@ -194,6 +202,11 @@ class Dhcp6Service:
                 log.debug("receive error: %s", exc)
                 break
             host = str(addr[0]).split("%", 1)[0]
+            if self.on_received is not None:
+                try:
+                    self.on_received(data)
+                except Exception:
+                    log.exception("on_received callback failed")
             try:
                 outgoing.extend(handle(data, (host, int(addr[1])), self._clock()))
             except Lease6StoreError as exc:
@@ -202,6 +215,11 @@ class Dhcp6Service:
                 # A bug must cost one packet, never the service.
                 log.exception("internal error handling a packet from %s", host)
         for out in outgoing:
+            if self.on_reply is not None:
+                try:
+                    self.on_reply(out)
+                except Exception:
+                    log.exception("on_reply callback failed")
             try:
                 sock.sendto(out.payload, (out.address[0], out.address[1], 0, self.ifindex))
             except OSError as exc:

@@ -1,0 +1,192 @@
+"""The boot log: one line per boot, fed by DHCP, DHCPv6, TFTP and HTTP events.
+
+A network boot is one conversation spread over several protocols; the line says which
+firmware(s) asked (architecture labels), which files went out and over what (TFTP or
+HTTP), and how long from the first DISCOVER to the last byte.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+
+from ptftpd.dhcp6.codec import ClientId, IaAddress, IaNa, MsgType, PacketError
+from ptftpd.dhcp6.codec import decode as decode6
+from ptftpd.dhcp6.engine import Outgoing as Outgoing6
+from ptftpd.http import Served
+from ptftpd.tftp.server import FinishedTransfer
+
+__all__ = ["BootLog", "BootTracker", "client_label"]
+
+log = logging.getLogger("ptftpd.pxe")
+
+
+def client_label(duid: bytes) -> str:
+    """The MAC inside a DUID-LLT (1) or DUID-LL (3) with an Ethernet hardware type, so
+    IPv6 boots line up with IPv4 ones in the boot log; else `duid xx:xx...`."""
+    kind = int.from_bytes(duid[:2], "big") if len(duid) >= 2 else 0
+    hw = int.from_bytes(duid[2:4], "big") if len(duid) >= 4 else 0
+    mac = b""
+    if kind == 1 and hw == 1 and len(duid) == 14:
+        mac = duid[8:]
+    elif kind == 3 and hw == 1 and len(duid) == 10:
+        mac = duid[4:]
+    if mac:
+        return mac.hex(":")
+    return f"duid {duid.hex(':') or '-'}"
+
+
+@dataclass
+class _Session:
+    mac: str
+    started: float
+    last_event: float
+    stages: list[str] = field(default_factory=list)
+    files: list[tuple[str, int, str]] = field(default_factory=list)
+    last_byte: float | None = None
+
+
+class BootLog:
+    """One line per boot: MAC, architecture(s), files served, DISCOVER to last byte.
+
+    A boot is everything one MAC does from its first DISCOVER until it has been quiet
+    for `idle` seconds, so a chain (firmware -> ipxe.efi -> iPXE script) is one line.
+    TFTP and HTTP know only IP addresses: DHCP REQUESTs (option 50 or ciaddr), our ACKs
+    and the 4011 exchange tell which MAC an address belongs to. Sans-IO: the owner calls
+    `expire()` now and then, and `flush()` on shutdown.
+    """
+
+    def __init__(
+        self,
+        idle: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        emit: Callable[[str], None] | None = None,
+    ) -> None:
+        self.idle = idle
+        self.clock = clock
+        self.emit = emit or (lambda line: log.info("%s", line))
+        self.sessions: dict[str, _Session] = {}
+        self.mac_of_ip: dict[str, str] = {}
+
+    def _session(self, mac: str) -> _Session:
+        now = self.clock()
+        session = self.sessions.get(mac)
+        if session is None:
+            session = _Session(mac, now, now)
+            self.sessions[mac] = session
+        session.last_event = now
+        return session
+
+    def discover(self, mac: str, stage: str) -> None:
+        session = self._session(mac)
+        if not session.stages or session.stages[-1] != stage:
+            session.stages.append(stage)
+
+    def address(self, mac: str, ip: IPv4Address | IPv6Address | str | None) -> None:
+        if ip is None or str(ip) in ("0.0.0.0", "::"):
+            return
+        self.mac_of_ip[str(ip)] = mac
+        if mac in self.sessions:
+            self.sessions[mac].last_event = self.clock()
+
+    def served(self, ip: str, filename: str, nbytes: int, via: str = "tftp") -> None:
+        """`filename` went to `ip` in full over `via` ("tftp" or "http")."""
+        mac = self.mac_of_ip.get(ip)
+        if mac is None:
+            log.debug("served %s to %s, which no DHCP exchange named", filename, ip)
+            mac = f"ip {ip}"
+        session = self._session(mac)
+        session.files.append((filename, nbytes, via))
+        session.last_byte = self.clock()
+
+    @staticmethod
+    def describe(session: _Session) -> str:
+        stages = " -> ".join(session.stages) or "no DHCP seen"
+        if session.files:
+            files = ", ".join(
+                f"{name} over {via} ({size} bytes)" for name, size, via in session.files
+            )
+            assert session.last_byte is not None
+            seconds = session.last_byte - session.started
+            return (
+                f"boot {session.mac} arch={stages}: served {files}; "
+                f"{seconds:.1f} s from DISCOVER to the last byte"
+            )
+        return f"boot {session.mac} arch={stages}: no file served"
+
+    def expire(self, busy_ips: Collection[str] = ()) -> None:
+        """Write and forget the boots that have been quiet for `idle` seconds; a client
+        still downloading (its address in `busy_ips`) is not quiet."""
+        now = self.clock()
+        busy = {self.mac_of_ip.get(ip, f"ip {ip}") for ip in busy_ips}
+        for mac, session in list(self.sessions.items()):
+            if mac in busy:
+                session.last_event = now
+                continue
+            if now - session.last_event >= self.idle:
+                del self.sessions[mac]
+                self.emit(self.describe(session))
+
+    def flush(self) -> None:
+        for session in self.sessions.values():
+            self.emit(self.describe(session))
+        self.sessions.clear()
+
+
+class BootTracker:
+    """Tells the boot log about downloads through the TFTP and HTTP servers' public
+    callbacks: a client with a TFTP transfer running is busy (its boot is not over), and
+    each completed download is a file served."""
+
+    def __init__(self, boot_log: BootLog) -> None:
+        self.boot_log = boot_log
+        self.busy: Counter[str] = Counter()
+
+    def started(self, peer_ip: str, filename: str) -> None:
+        self.busy[peer_ip] += 1
+
+    def finished(self, transfer: FinishedTransfer) -> None:
+        self.busy[transfer.peer_ip] -= 1
+        if self.busy[transfer.peer_ip] <= 0:
+            del self.busy[transfer.peer_ip]
+        if transfer.failure is None and transfer.is_read:
+            self.boot_log.served(transfer.peer_ip, transfer.filename, transfer.bytes)
+
+    def dhcp6_reply(self, out: Outgoing6) -> None:
+        """A DHCPv6 Reply names the client (DUID) and its address (IA_NA, or where a
+        proxy-mode boot service answer goes): TFTP and HTTP peers are then known."""
+        destination = IPv6Address(out.address[0].split("%", 1)[0])
+        self._learn6(out.payload, (MsgType.REPLY,), destination)
+
+    def dhcp6_received(self, data: bytes) -> None:
+        """A client's Request, Renew or Rebind names the address it takes, also when it
+        goes to another server (proxy mode, where we hand out no addresses)."""
+        self._learn6(data, (MsgType.REQUEST, MsgType.RENEW, MsgType.REBIND), None)
+
+    def _learn6(self, data: bytes, kinds: tuple[int, ...], destination: IPv6Address | None) -> None:
+        try:
+            msg = decode6(data)
+        except PacketError:
+            return
+        client = msg.first(ClientId)
+        if msg.msg_type not in kinds or client is None:
+            return
+        label = client_label(client.duid)
+        addresses = [
+            a.address for ia in msg.all(IaNa) for a in ia.options if isinstance(a, IaAddress)
+        ]
+        if destination is not None and not destination.is_link_local:
+            addresses.append(destination)
+        for address in addresses:
+            self.boot_log.address(label, address)
+
+    def http_served(self, record: Served) -> None:
+        """A complete GET (not HEAD, not an error, not a cut connection) is a file
+        served; ranges count as what they sent."""
+        if record.method == "GET" and record.complete and record.status in (200, 206):
+            name = record.path.lstrip("/")
+            self.boot_log.served(record.peer, name, record.bytes_sent, "http")

@@ -1,0 +1,38 @@
+"""What `pxed` runs, as one frozen object the CLI fills and the service reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ptftpd.dhcp.engine import DhcpConfig
+from ptftpd.pxe.firmware import BootFiles
+from ptftpd.pxe.proxy import BOOT_SERVER_PORT
+from ptftpd.tftp.server import ServerConfig
+
+__all__ = ["PxeConfig"]
+
+
+@dataclass(frozen=True)
+class PxeConfig:
+    """The DHCP settings (interface, server address, pool...), the TFTP settings (ROOT,
+    limits), the boot files and the mode; `http_port` also serves ROOT over HTTP (UEFI
+    HTTP boot, iPXE scripts by URL); `ipv6` also runs DHCPv6 (+ RA unless `ra` is off)
+    on the interface's IPv6 prefix."""
+
+    dhcp: DhcpConfig
+    tftp: ServerConfig
+    files: BootFiles
+    proxy: bool = False
+    tftp_port: int = 69
+    boot_server_port: int = BOOT_SERVER_PORT
+    boot_idle: float = 30.0
+    http_port: int | None = None
+    ipv6: bool = False
+    ra: bool = True
+
+    @property
+    def http_base(self) -> tuple[str, int] | None:
+        """(address, port) that IPv4 boot URLs name, or None without --http-port."""
+        if self.http_port is None:
+            return None
+        return (str(self.dhcp.server_ip), self.http_port)

@@ -1,0 +1,61 @@
+"""pxed's firmware table for DHCPv6 (RFC 5970): which boot-file-url (59) a client gets.
+
+The same `BootFiles` as over IPv4, told as a URL: `tftp://[ADDR]/FILE` for PXE firmware
+(EDK2 PXEv6), `http://[ADDR]:PORT/FILE` for UEFI HTTP boot clients when pxed serves
+HTTP, and the iPXE script for iPXE (over HTTP when it can, like over IPv4). The DHCPv6
+engine (`ptftpd.dhcp6`) echoes vendor class `HTTPClient` to HTTP clients itself.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Address
+
+from ptftpd.dhcp.options import arch_name
+from ptftpd.dhcp6.boot import BootChoice6, BootRequest6, boot_url
+from ptftpd.pxe.bootlog import BootLog, client_label
+from ptftpd.pxe.firmware import BootFiles, arch_class
+
+__all__ = ["Pxe6Policy", "client_label"]
+
+
+class Pxe6Policy:
+    """`BootPolicy6` for pxed --ipv6; also tells the boot log who asked for what."""
+
+    def __init__(
+        self,
+        files: BootFiles,
+        server: IPv6Address,
+        http_port: int | None = None,
+        boot_log: BootLog | None = None,
+    ) -> None:
+        self.files = files
+        self.server = server
+        self.http_port = http_port
+        self.boot_log = boot_log
+
+    def _url(self, name: str, http: bool) -> str:
+        if "://" in name:
+            return name
+        if http and self.http_port is not None:
+            return boot_url("http", self.server, name, self.http_port)
+        return boot_url("tftp", self.server, name)
+
+    def __call__(self, request: BootRequest6) -> BootChoice6 | None:
+        arch = request.arches[0] if request.arches else None
+        label = "-" if arch is None else arch_name(arch)
+        ipxe = b"iPXE" in request.user_classes
+        http = request.http
+        if http and self.http_port is None:
+            return None  # an HTTP boot client cannot use a TFTP URL
+        if ipxe:
+            label = f"iPXE {label}" if arch is not None else "iPXE"
+        if self.boot_log is not None:
+            self.boot_log.discover(client_label(request.duid), f"{label} (DHCPv6)")
+        if ipxe and self.files.ipxe:
+            return BootChoice6(self._url(self.files.ipxe, self.http_port is not None))
+        cls = None
+        for code in request.arches:
+            cls = arch_class(code, http)
+            if cls is not None:
+                break
+        return BootChoice6(self._url(self.files.for_class(cls), http))

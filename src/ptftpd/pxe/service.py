@@ -1,0 +1,207 @@
+"""pxed's asyncio service: DHCP (or proxyDHCP), the 4011 boot server, read-only TFTP,
+and optionally HTTP (`--http-port`) and DHCPv6 + RA (`--ipv6`), in the running loop.
+
+Why these pieces live together: a network boot is one conversation spread over several
+protocols. The firmware's DHCP request says what it is, the reply must name a file that
+fits that firmware, and the TFTP or HTTP server must then serve it. One process lets
+`pxed` choose the file per firmware and write one boot log line per boot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+from collections.abc import Callable
+from ipaddress import IPv6Address
+
+from ptftpd.dhcp.engine import BootChoice, Outgoing
+from ptftpd.dhcp.options import MessageType, Opt
+from ptftpd.dhcp.packet import ZERO_IP, Message
+from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
+from ptftpd.dhcp6 import Dhcp6Service, config_for_interface
+from ptftpd.http import HttpConfig, HttpServer
+from ptftpd.netif import interface_addresses
+from ptftpd.pxe.bootlog import BootLog, BootTracker
+from ptftpd.pxe.config import PxeConfig
+from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, choose_boot_file, log_choice
+from ptftpd.pxe.ipv6 import Pxe6Policy
+from ptftpd.pxe.proxy import ProxyResponder
+from ptftpd.tftp.server import TftpServer
+
+__all__ = ["PxeService"]
+
+log = logging.getLogger("ptftpd.pxe")
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self.on_datagram = on_datagram
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        try:
+            self.on_datagram(data, (str(addr[0]), int(addr[1])))
+        except Exception:  # a bug must cost one packet, never the service
+            log.exception("internal error handling a packet from %s", addr[0])
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("socket error: %s", exc)
+
+
+class PxeService:
+    """DHCP (or proxyDHCP), the 4011 boot server and read-only TFTP in the running loop;
+    HTTP with `config.http_port`, DHCPv6 + RA with `config.ipv6`."""
+
+    def __init__(self, config: PxeConfig) -> None:
+        self.config = config
+        self.boot_log = BootLog(config.boot_idle)
+        dhcp = config.dhcp
+        self.responder = ProxyResponder(
+            dhcp.server_ip,
+            config.files,
+            next_server=dhcp.next_server,
+            vendor_prefixes=dhcp.pxe_vendor_prefixes,
+            boot_log=self.boot_log,
+            answer_discover=config.proxy,
+            http_base=config.http_base,
+        )
+        self.dhcp_server: DhcpServer | None = None
+        self.tftp_server: TftpServer | None = None
+        self.http_server: HttpServer | None = None
+        self.dhcp6_service: Dhcp6Service | None = None
+        self._transports: dict[int, asyncio.DatagramTransport] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._tracker = BootTracker(self.boot_log)
+
+    def boot_policy(self, request: Message) -> BootChoice:
+        """The DHCP server's hook (full mode): firmware-aware file, boot log bookkeeping.
+        UEFI HTTP boot clients get a URL and vendor class `HTTPClient` (which replaces the
+        engine's `PXEClient`: EDK2 ignores an offer without it)."""
+        choice = choose_boot_file(self.config.files, request, self.config.http_base)
+        mac = request.mac_str
+        mtype = request.message_type
+        if mtype is MessageType.DISCOVER:
+            self.boot_log.discover(mac, choice.arch_label)
+            log_choice("OFFER", request, choice)
+        elif mtype is MessageType.REQUEST:
+            ip = request.requested_ip or (request.ciaddr if request.ciaddr != ZERO_IP else None)
+            self.boot_log.address(mac, ip)
+        if choice.http:
+            return BootChoice(choice.file, options={Opt.VENDOR_CLASS: HTTP_VENDOR_CLASS.encode()})
+        return BootChoice(choice.file)
+
+    async def start(self) -> None:
+        cfg = self.config
+        dhcp = cfg.dhcp
+        loop = asyncio.get_running_loop()
+        tracker = self._tracker
+        iface = dhcp.interface or str(dhcp.server_ip)
+        # IFACE's global IPv6 addresses (boot URLs never name a link-local one).
+        v6_hosts: list[str] = []
+        if cfg.ipv6 or cfg.http_port is not None:
+            found = interface_addresses(iface, family=6)
+            v6_hosts = [a.host for a in found if not a.address.is_link_local]
+        tftp = TftpServer(cfg.tftp, on_started=tracker.started, on_finished=tracker.finished)
+        self.tftp_server = tftp
+        tftp_hosts = [str(dhcp.server_ip)]
+        if cfg.ipv6:
+            tftp_hosts += v6_hosts
+        await tftp.start(tftp_hosts, cfg.tftp_port)
+        if cfg.http_port is not None:
+            bind = tuple((host, cfg.http_port) for host in [str(dhcp.server_ip), *v6_hosts])
+            http = HttpServer(
+                HttpConfig(root=cfg.tftp.root, bind=bind), on_served=tracker.http_served
+            )
+            self.http_server = http
+            await http.start()
+        if cfg.ipv6:
+            await self._start_dhcp6(iface)
+        ports = [cfg.boot_server_port]
+        if cfg.proxy:
+            ports.insert(0, dhcp.port)
+        else:
+            server = DhcpServer(dhcp, boot_policy=self.boot_policy)
+            self.dhcp_server = server
+            await server.start()
+        for port in ports:
+            sock = open_dhcp_socket(dhcp.interface, port)
+            handler = functools.partial(self._received, port=port)
+            transport, _ = await loop.create_datagram_endpoint(
+                functools.partial(_Datagrams, handler), sock=sock
+            )
+            self._transports[port] = transport
+        log.info(
+            "PXE %s on %s (%s): boot server port %d, TFTP %s port %d%s%s, files %s",
+            "proxyDHCP" if cfg.proxy else "DHCP",
+            dhcp.interface,
+            dhcp.server_ip,
+            cfg.boot_server_port,
+            cfg.tftp.root,
+            cfg.tftp_port,
+            "" if cfg.http_port is None else f", HTTP port {cfg.http_port}",
+            ", DHCPv6" + (" proxy" if cfg.proxy else "") if cfg.ipv6 else "",
+            ", ".join(f"{what}={name}" for what, name in cfg.files.configured()),
+        )
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def _start_dhcp6(self, iface: str) -> None:
+        """DHCPv6 (+ RA) on IFACE's global /64; boot URLs name its first global address."""
+        cfg = self.config
+        leases = cfg.dhcp.leases_path
+        leases6 = leases.with_name(leases.stem + "-v6.sqlite") if leases else None
+        config6 = config_for_interface(
+            iface,
+            leases_path=leases6,
+            proxy=cfg.proxy,
+            send_ra=cfg.ra,
+            boot_service_port=cfg.boot_server_port if cfg.proxy else None,
+        )
+        server6: IPv6Address = config6.server_addresses[0]
+        policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self.boot_log)
+        config6 = dataclasses.replace(config6, boot_policy=policy)
+        tracker = self._tracker
+        service = Dhcp6Service(
+            config6, on_reply=tracker.dhcp6_reply, on_received=tracker.dhcp6_received
+        )
+        self.dhcp6_service = service
+        await service.start()
+
+    def _received(self, data: bytes, source: tuple[str, int], port: int) -> None:
+        boot_server = port == self.config.boot_server_port
+        log.debug("recv %d bytes on port %d from %s:%d", len(data), port, source[0], source[1])
+        for out in self.responder.handle(data, source, boot_server):
+            self._send(out, port)
+
+    def _send(self, out: Outgoing, port: int) -> None:
+        """Reply from the socket the request came to, so the source port is right."""
+        transport = self._transports.get(port)
+        if transport is None:
+            return
+        delay = self.config.dhcp.reply_delay
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, transport.sendto, out.payload, out.address)
+        else:
+            transport.sendto(out.payload, out.address)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.boot_log.expire(list(self._tracker.busy))
+
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        for transport in self._transports.values():
+            transport.close()
+        self._transports.clear()
+        if self.dhcp_server is not None:
+            self.dhcp_server.close()
+        if self.dhcp6_service is not None:
+            self.dhcp6_service.close()
+        if self.http_server is not None:
+            self.http_server.close()
+        if self.tftp_server is not None:
+            self.tftp_server.close()
+        self.boot_log.flush()

@@ -1,0 +1,75 @@
+"""End-to-end UEFI HTTP boot over IPv4: OVMF in QEMU boots from `pxed --http-port`.
+
+OVMF's PXEv4 and PXEv6 boot entries are switched off through fw_cfg
+(`opt/org.tianocore/IPv4PXESupport=no`, `IPv6PXESupport=no`), so its boot manager goes
+straight to "UEFI HTTPv4": DHCP with vendor class `HTTPClient:Arch:00016`, our offer
+with vendor class `HTTPClient` and `http://10.78.0.1:8080/ipxe.efi`, then an HTTP GET.
+iPXE then gets its script as an HTTP URL and prints the marker. The path taken is
+checked on the wire (a tcpdump capture in the namespace: HTTP to port 8080, no TFTP)
+and in pxed's boot log ("over http").
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from pxe_harness import boot_network, boot_vm, copy_ipxe_efi, make_ipxe_script
+from test_pxe_boot import MAC, boot_line, dnsmasq_addresses_only, start_pxed
+
+from support import require_tool
+
+pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(480)]
+
+HTTP_PORT = 8080
+NO_PXE = (
+    "-fw_cfg",
+    "name=opt/org.tianocore/IPv4PXESupport,string=no",
+    "-fw_cfg",
+    "name=opt/org.tianocore/IPv6PXESupport,string=no",
+)
+
+
+def _http_boot(tmp_path: Path, proxy: bool) -> None:
+    tcpdump = require_tool("tcpdump")
+    root = tmp_path / "root"
+    marker = f"PXED-UEFI-HTTP-{'PROXY' if proxy else 'DHCP'}-OK"
+    root.mkdir()
+    (root / "pxelinux.0").write_bytes(b"unused")
+    copy_ipxe_efi(root)
+    make_ipxe_script(root / "boot.ipxe", marker)
+    pcap = tmp_path / "boot.pcap"
+    args = ["--http-port", str(HTTP_PORT), "--efi64-bootfile", "ipxe.efi"]
+    args += ["--ipxe-bootfile", "boot.ipxe"]
+    with boot_network(tmp_path) as net:
+        if proxy:
+            dnsmasq_addresses_only(net)
+            args.append("--proxy")
+        capture = net.start(
+            [tcpdump, "-i", net.bridge, "-n", "-U", "-w", str(pcap), "tcp or udp port 69"],
+            "tcpdump",
+        )
+        pxed = start_pxed(net, tmp_path, root, *args)
+        result = boot_vm(net, "uefi", marker, tmp_path / "vm", mac=MAC, extra=NO_PXE)
+        print(f"UEFI HTTP boot {'proxy' if proxy else 'dhcp'}: {result.seconds:.1f} s")
+        line = boot_line(pxed, MAC)
+        capture.stop()
+    log = pxed.log_path.read_text()
+    assert "x64 UEFI HTTP" in line, line
+    assert "ipxe.efi over http" in line and "boot.ipxe over http" in line, line
+    assert "over tftp" not in line, line
+    assert "GET /ipxe.efi" in log and "GET /boot.ipxe" in log, log[-3000:]
+    packets = subprocess.run(
+        [tcpdump, "-r", str(pcap), "-n"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"{net.server_ip}.{HTTP_PORT} >" in packets, packets[-2000:]
+    assert ".69: " not in packets, "the firmware used TFTP"
+
+
+def test_uefi_http_boot_ipv4_ipxe_then_script_over_http(tmp_path: Path) -> None:
+    _http_boot(tmp_path, proxy=False)
+
+
+def test_uefi_http_boot_ipv4_proxy_beside_dnsmasq(tmp_path: Path) -> None:
+    _http_boot(tmp_path, proxy=True)
