@@ -173,7 +173,10 @@ def test_ovmf_pxe_over_ipv6_gets_address_and_boot_url_from_us(tmp_path: Path) ->
         assert station.startswith("fd00:77:"), station
         line = boot_line(pxed)
         log = pxed.output()
-        assert "leased fd00:77::" in log and "router solicitation" in log
+        # Whether the firmware solicits an RA depends on when its link comes up beside
+        # our periodic ones (a loaded CI run saw none): the RA itself is proven by
+        # rdisc6 in test_dhcp6_ra.py, so only the lease is required here.
+        assert "leased fd00:77::" in log
         assert "RRQ 'ipxe.efi'" in log
         # One line: the DHCPv6 Reply told the boot log whose the TFTP peer address is.
         assert "EFI x64 (DHCPv6)" in line and "ipxe.efi over tftp" in line, line
