@@ -39,7 +39,6 @@ Usage errors (bad flags, bad settings) print one line and exit 2.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import sys
@@ -49,7 +48,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ptftpd import __version__
-from ptftpd.cli.common import run_service
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.server import DhcpServer, ServerStartError
 from ptftpd.dhcp.settings import (
@@ -64,6 +62,7 @@ from ptftpd.dhcp.settings import (
 from ptftpd.dhcp.settings import ip as _ip
 from ptftpd.dhcp.store import StoreError, default_leases_path
 from ptftpd.netif import InterfaceError, interface_addresses
+from ptftpd.service import dhcp_service, runtime
 
 __all__ = ["DEFAULT_LEASE_TIME", "ConfigError", "build_config", "ipv4", "main", "parse_host"]
 
@@ -174,6 +173,7 @@ def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
         metavar="PORT",
         help="server UDP port (67); clients are answered on PORT+1 (68)",
     )
+    runtime.add_service_flags(parser)
     parser.add_argument("--version", action="version", version=f"{tool} {__version__}")
 
 
@@ -380,15 +380,14 @@ def check_root(tool: str, config: DhcpConfig) -> str | None:
 
 
 def serve(tool: str, args: argparse.Namespace, config: DhcpConfig) -> int:
-    async def body(stop: asyncio.Event) -> None:
+    async def start() -> dhcp_service.DhcpService:
         server = DhcpServer(config)
-        try:
-            await server.start()
-            await stop.wait()
-        finally:
-            server.close()
+        await server.start()
+        rebuild = dhcp_service.rebuilder(lambda: build_config(args, tool), config)
+        return dhcp_service.DhcpService(server, rebuild)
 
-    return run_service(tool, args, body, (ServerStartError, StoreError))
+    paths = dhcp_service.lease_paths(config)
+    return runtime.run(tool, args, start, (ServerStartError, StoreError), writable=paths)
 
 
 def main(argv: list[str] | None = None) -> int:

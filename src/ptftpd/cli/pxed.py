@@ -9,19 +9,19 @@ config...) and the TFTP limits of ptftpd; see `ptftpd.pxe` for the behaviour.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
 
 from ptftpd import __version__
-from ptftpd.cli.common import add_common_flags, port_number, positive_int, run_service
+from ptftpd.cli.common import add_common_flags, port_number, positive_int
 from ptftpd.cli.dhcpd import DEFAULT_LEASE_TIME, ConfigError, build_config, ipv4
 from ptftpd.cli.ptftpd import add_transfer_limits, transfer_config
 from ptftpd.dhcp.server import ServerStartError as DhcpStartError
 from ptftpd.dhcp.store import StoreError, default_leases_path
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import BootFiles, PxeConfig, PxeService, missing_boot_files
+from ptftpd.service import dhcp_service, runtime
 from ptftpd.tftp.server import ServerStartError as TftpStartError
 
 PROG = "pxed"
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a client quiet this long has finished booting: its boot log line is written (30)",
     )
+    runtime.add_service_flags(parser)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
@@ -197,15 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         boot_idle=args.boot_idle,
     )
 
-    async def body(stop: asyncio.Event) -> None:
+    async def start() -> runtime.Plain:
         service = PxeService(config)
-        try:
-            await service.start()
-            await stop.wait()
-        finally:
-            service.close()
+        await service.start()
+        return runtime.Plain(service)
 
-    return run_service(PROG, args, body, (DhcpStartError, TftpStartError, StoreError, OSError))
+    errors = (DhcpStartError, TftpStartError, StoreError, OSError)
+    return runtime.run(PROG, args, start, errors, dhcp_service.lease_paths(dhcp))
 
 
 if __name__ == "__main__":
