@@ -386,8 +386,9 @@ def serve(tool: str, args: argparse.Namespace, config: DhcpConfig) -> int:
         rebuild = dhcp_service.rebuilder(lambda: build_config(args, tool), config)
         return dhcp_service.DhcpService(server, rebuild)
 
-    paths = dhcp_service.lease_paths(config)
-    return runtime.run(tool, args, start, (ServerStartError, StoreError), writable=paths)
+    paths, files = dhcp_service.lease_paths(config), dhcp_service.lease_files(config)
+    errors = (ServerStartError, StoreError)
+    return runtime.run(tool, args, start, errors, writable=paths, owned_files=files)
 
 
 def main(argv: list[str] | None = None) -> int:

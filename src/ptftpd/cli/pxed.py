@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         return runtime.Plain(service)
 
     errors = (DhcpStartError, TftpStartError, StoreError, OSError)
-    return runtime.run(PROG, args, start, errors, dhcp_service.lease_paths(dhcp))
+    leases = dhcp_service.lease_paths(dhcp), dhcp_service.lease_files(dhcp)
+    return runtime.run(PROG, args, start, errors, leases[0], leases[1])
 
 
 if __name__ == "__main__":

@@ -105,9 +105,13 @@ def rebuilder(build: Callable[[], DhcpConfig], first: DhcpConfig) -> Callable[[]
 
 
 def lease_paths(config: DhcpConfig) -> list[Path]:
-    """What --user must own: the lease directory and the database files already there."""
+    """The lease directory, which --user must own before the store opens."""
+    return [] if config.leases_path is None else [config.leases_path.parent]
+
+
+def lease_files(config: DhcpConfig) -> list[Path]:
+    """The SQLite files the store opened as root, which --user must own after it."""
     path = config.leases_path
     if path is None:
         return []
-    siblings = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
-    return [path.parent, *(p for p in siblings if p.exists())]
+    return [path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal"))]

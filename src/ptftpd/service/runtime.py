@@ -109,8 +109,12 @@ def run(
     start: Callable[[], Awaitable[Running]],
     known_errors: tuple[type[Exception], ...],
     writable: Iterable[Path] = (),
+    owned_files: Iterable[Path] = (),
 ) -> int:
-    """Run a server as a service until a signal stops it; returns the exit status."""
+    """Run a server as a service until a signal stops it; returns the exit status.
+
+    `writable` directories are given to --user before `start()`; `owned_files` (a lease
+    database `start()` created as root) after it, those that exist."""
     from ptftpd.cli.common import fail, raise_fd_limit
     from ptftpd.log import setup_logging
 
@@ -136,6 +140,9 @@ def run(
                         f"cannot serve metrics on {host}:{port}: {exc.strerror}"
                     ) from None
             try:
+                for path in owned_files:
+                    if path.exists():
+                        privileges.make_writable(identity, path)
                 privileges.drop(identity)
             except privileges.PrivilegeError as exc:
                 raise ServiceError(str(exc)) from None
