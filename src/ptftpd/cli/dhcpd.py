@@ -61,6 +61,7 @@ from ptftpd.dhcp.settings import (
 )
 from ptftpd.dhcp.settings import ip as _ip
 from ptftpd.dhcp.store import StoreError, default_leases_path
+from ptftpd.dhcp.toml_types import check_types
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.service import dhcp_service, runtime
 
@@ -237,31 +238,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
     Only `iface` and `bootfile` are required on `args`: other tools (pxed) reuse this
     with a subset of dhcpd's flags."""
     toml = _load_toml(getattr(args, "config", None))
-    known = {
-        "range",
-        "lease-time",
-        "leases",
-        "gateway",
-        "tftp-server",
-        "dns",
-        "domain",
-        "all",
-        "hosts",
-        "options",
-        "reply-delay",
-        "pxe-vendor-class",
-        "port",
-        "ipxe-bootfile",
-        "lease-sync",
-        "exclude",
-        "authoritative",
-        "subnet",
-    }
-    unknown = sorted(set(toml) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) in {getattr(args, 'config', None)}: {', '.join(unknown)}"
-        )
+    check_types(toml, getattr(args, "config", None))  # known keys, each of its type
 
     def pick(flag: object, key: str, default: object = None) -> Any:
         return flag if flag is not None else toml.get(key, default)

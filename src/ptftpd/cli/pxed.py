@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ptftpd import __version__
 from ptftpd.cli.common import add_common_flags, port_number, positive_int
-from ptftpd.cli.dhcpd import DEFAULT_LEASE_TIME, ConfigError, build_config, ipv4
+from ptftpd.cli.dhcpd import DEFAULT_LEASE_TIME, ConfigError, OneLineParser, build_config, ipv4
 from ptftpd.cli.ptftpd import add_transfer_limits, transfer_config
 from ptftpd.dhcp.server import ServerStartError as DhcpStartError
 from ptftpd.dhcp.store import StoreError, default_leases_path
@@ -28,7 +28,7 @@ PROG = "pxed"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         description="PXE boot server on IFACE: DHCP (or proxyDHCP with --proxy), the PXE "
         "boot server (UDP 4011) and read-only TFTP of ROOT, choosing the boot file by "
