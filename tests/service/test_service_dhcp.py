@@ -154,3 +154,68 @@ def test_dhcpd_does_not_take_port_67_from_dnsmasq(dhcp_lab: Lab, state: Path) ->
     assert client.wait_event("bound", timeout=30)["ip"].startswith("10.77.0.1")
     client.proc.stop()
     time.sleep(0)
+
+
+def test_pxed_as_nobody_binds_67_69_4011_and_serves(
+    dhcp_lab: Lab, state: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    listener, path = notify_socket
+    nobody = pwd.getpwnam("nobody")
+    root = state / "root"
+    root.mkdir(mode=0o755)
+    (root / "pxelinux.0").write_bytes(b"boot" * 3000)
+    (root / "pxelinux.0").chmod(0o644)
+    leases = state / "pxed" / "leases.sqlite"
+    argv = [script("pxed"), "-a", "-v", "--user", "nobody", "--leases", str(leases),
+            dhcp_lab.server_if, str(root), "pxelinux.0"]  # fmt: skip
+    env = {**os.environ, "NOTIFY_SOCKET": path}
+    server = Process(dhcp_lab.server.popen_argv(argv), dhcp_lab.tmp / "pxed.log", env=env)
+    dhcp_lab.procs.append(server)
+    assert listener.recv(4096) == b"READY=1", server.output()
+    for port in (67, 69, 4011):
+        wait_udp_bound(port, timeout=0.5, netns=dhcp_lab.server.name)
+    status = Path(f"/proc/{server.pid}/status").read_text().splitlines()
+    fields = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
+    assert fields["Uid"].split() == [str(nobody.pw_uid)] * 4
+    assert int(fields["CapEff"], 16) == 0
+    client = Udhcpc(dhcp_lab, 0)
+    assert client.wait_event("bound", timeout=30)["boot_file"] == "pxelinux.0"
+    ns, _ = dhcp_lab.clients[0]
+    tftp = require_tool("tftp")
+    work = state / "client"
+    work.mkdir()
+    # udhcpc's hook reports the lease, then configures it: wait for the address.
+    wait_for(lambda: "10.77.0." in ns.run("ip", "-4", "addr").stdout, 15, "the address")
+    ns.run("sh", "-c", f"cd {work} && {tftp} {SERVER_IP} -m octet -c get pxelinux.0")
+    assert (work / "pxelinux.0").read_bytes() == b"boot" * 3000
+    assert leases.stat().st_uid == nobody.pw_uid
+    client.proc.stop()
+    assert server.stop() == 0
+    log = server.output()
+    assert "Traceback" not in log and "ERROR" not in log, log
+
+
+def test_bootpd_as_nobody_keeps_no_root_and_answers_bootp(
+    dhcp_lab: Lab, state: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    listener, path = notify_socket
+    nobody = pwd.getpwnam("nobody")
+    leases = state / "bootp" / "leases.sqlite"
+    argv = [script("bootpd"), "-v", "--user", "nobody", "--leases", str(leases),
+            dhcp_lab.server_if, "pxelinux.0"]  # fmt: skip
+    env = {**os.environ, "NOTIFY_SOCKET": path}
+    server = Process(dhcp_lab.server.popen_argv(argv), dhcp_lab.tmp / "bootpd.log", env=env)
+    dhcp_lab.procs.append(server)
+    assert listener.recv(4096) == b"READY=1", server.output()
+    status = Path(f"/proc/{server.pid}/status").read_text().splitlines()
+    fields = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
+    assert fields["Uid"].split() == [str(nobody.pw_uid)] * 4
+    assert int(fields["CapEff"], 16) == 0
+    iface = dhcp_lab.clients[0][1]
+    replies = dhcp_lab.probe(0, "bootp", "--iface", iface, "--mac", "02:00:00:00:bb:01")
+    reply = replies[-1]["reply"]
+    assert isinstance(reply, dict) and str(reply["yiaddr"]).startswith("10.77.0."), replies
+    assert leases.stat().st_uid == nobody.pw_uid
+    assert server.stop() == 0
+    log = server.output()
+    assert "Traceback" not in log and "ERROR" not in log, log
