@@ -267,6 +267,11 @@ def test_metrics_count_exactly_what_was_served(root: Path, tmp_path: Path) -> No
         for name in ("boot.bin", "small.bin", "boot.bin"):
             assert slow_tftp.read("127.0.0.1", port, name).data == (root / name).read_bytes()
         assert slow_tftp.read("127.0.0.1", port, "absent").error is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # a peer that gives up
+            sock.settimeout(10)
+            sock.sendto(slow_tftp.rrq("boot.bin"), ("127.0.0.1", port))
+            _, peer = sock.recvfrom(65536)
+            sock.sendto(b"\x00\x05\x00\x00enough\x00", peer)
         deadline = time.monotonic() + 10
         text = ""
         while time.monotonic() < deadline:  # the last log line may trail its ACK
@@ -276,19 +281,22 @@ def test_metrics_count_exactly_what_was_served(root: Path, tmp_path: Path) -> No
                 text=True,
                 timeout=30,
             ).stdout
-            if 'ptftpd_tftp_transfers_completed_total{direction="read"} 3.0' in text:
+            if "reason=\"peer_error\"} 1.0" in text:
                 break
             time.sleep(0.1)
     finally:
         server.stop()
     samples = dict(re.findall(r"^(ptftpd_tftp_\S+) (\S+)$", text, re.MULTILINE))
-    assert samples['ptftpd_tftp_transfers_started_total{direction="read"}'] == "3.0"
+    assert samples['ptftpd_tftp_transfers_started_total{direction="read"}'] == "4.0"
     assert samples['ptftpd_tftp_transfers_completed_total{direction="read"}'] == "3.0"
+    failed = 'ptftpd_tftp_transfers_failed_total{direction="read",reason="peer_error"}'
+    assert samples[failed] == "1.0"
+    # Bytes the peers acknowledged: the abandoned transfer adds none.
     assert float(samples["ptftpd_tftp_sent_bytes_total"]) == 2 * len(FILE) + 1000
     assert samples["ptftpd_tftp_active_sessions"] == "0.0"
-    assert samples['ptftpd_tftp_transfer_duration_seconds_count{direction="read"}'] == "3.0"
-    # A refused request never started a transfer.
-    assert not any(k.startswith("ptftpd_tftp_transfers_failed_total") for k in samples)
+    assert samples['ptftpd_tftp_transfer_duration_seconds_count{direction="read"}'] == "4.0"
+    # A refused request (absent file) never started a transfer: one failure in all.
+    assert sum(k.startswith("ptftpd_tftp_transfers_failed_total") for k in samples) == 1
 
 
 def test_port_range_and_umask(root: Path, tmp_path: Path) -> None:

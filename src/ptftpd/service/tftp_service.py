@@ -33,21 +33,24 @@ def started_recorder(server: TftpServer) -> Callable[[str, str], None]:
 
 
 def failure_reason(failure: str) -> str:
-    """The metrics label for a transfer's failure text (a small fixed set)."""
+    """The metrics label for a transfer's failure text (`FinishedTransfer.failure`, from
+    the session's error: `RemoteError` reads "server error N ...", `TransferTimeout`
+    "timed out"/"no answer", a shutdown "transfer cancelled"/"server shutting down")."""
     text = failure.lower()
     for needle, reason in (
+        ("server error", "peer_error"),  # the peer sent ERROR (named from its side)
+        ("timed out", "timeout"),
+        ("no answer", "timeout"),
+        ("cancelled", "shutdown"),
+        ("shutting down", "shutdown"),
         ("not found", "not_found"),
         ("permission", "access_denied"),
-        ("access", "access_denied"),
         ("exists", "exists"),
         ("disk full", "disk_full"),
         ("no space", "disk_full"),
-        ("timed out", "timeout"),
-        ("timeout", "timeout"),
-        ("shutting down", "shutdown"),
-        ("peer", "peer_error"),
-        ("client", "peer_error"),
         ("option", "option_refused"),
+        ("illegal", "illegal_operation"),
+        ("malformed", "illegal_operation"),
     ):
         if needle in text:
             return reason
