@@ -219,3 +219,34 @@ def test_bootpd_as_nobody_keeps_no_root_and_answers_bootp(
     assert server.stop() == 0
     log = server.output()
     assert "Traceback" not in log and "ERROR" not in log, log
+
+
+def test_dhcpd_non_root_with_the_units_capabilities_serves_67(
+    dhcp_lab: Lab, state: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    """What dhcpd@.service gives it: DynamicUser= plus AmbientCapabilities=."""
+    setpriv = require_tool("setpriv")
+    listener, path = notify_socket
+    nobody = pwd.getpwnam("nobody")
+    leases = state / "dyn"
+    leases.mkdir()
+    os.chown(leases, nobody.pw_uid, nobody.pw_gid)
+    caps = "+net_bind_service,+net_raw"
+    lease_file = str(leases / "leases.sqlite")
+    argv = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+            f"--inh-caps={caps}", f"--ambient-caps={caps}", script("dhcpd"), "-a", "-v",
+            "--leases", lease_file, dhcp_lab.server_if, "pxelinux.0"]  # fmt: skip
+    env = {**os.environ, "NOTIFY_SOCKET": path}
+    server = Process(dhcp_lab.server.popen_argv(argv), dhcp_lab.tmp / "dyn.log", env=env)
+    dhcp_lab.procs.append(server)
+    assert listener.recv(4096) == b"READY=1", server.output()
+    status = Path(f"/proc/{server.pid}/status").read_text().splitlines()
+    fields = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
+    assert fields["Uid"].split() == [str(nobody.pw_uid)] * 4
+    assert int(fields["CapEff"], 16) == 0
+    assert int(fields["CapAmb"], 16) == 0
+    client = Udhcpc(dhcp_lab, 0)
+    assert client.wait_event("bound", timeout=30)["ip"].startswith("10.77.0.")
+    client.proc.stop()
+    assert server.stop() == 0
+    assert "Traceback" not in server.output()

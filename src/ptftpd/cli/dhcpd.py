@@ -39,7 +39,6 @@ Usage errors (bad flags, bad settings) print one line and exit 2.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 import tomllib
@@ -63,7 +62,7 @@ from ptftpd.dhcp.settings import ip as _ip
 from ptftpd.dhcp.store import StoreError, default_leases_path
 from ptftpd.dhcp.toml_types import check_types
 from ptftpd.netif import InterfaceError, interface_addresses
-from ptftpd.service import dhcp_service, runtime
+from ptftpd.service import dhcp_service, privileges, runtime
 
 __all__ = ["DEFAULT_LEASE_TIME", "ConfigError", "build_config", "ipv4", "main", "parse_host"]
 
@@ -348,7 +347,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
 
 
 def check_root(tool: str, config: DhcpConfig) -> str | None:
-    if os.geteuid() != 0 and config.port < 1024:
+    if config.port < 1024 and not privileges.can_bind_privileged_ports():
         return (
             f"needs root to bind UDP port {config.port} on {config.interface} "
             f"(run it as root, e.g. with sudo)"

@@ -9,7 +9,6 @@ config...) and the TFTP limits of ptftpd; see `ptftpd.pxe` for the behaviour.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from ptftpd.dhcp.server import ServerStartError as DhcpStartError
 from ptftpd.dhcp.store import StoreError, default_leases_path
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import BootFiles, PxeConfig, PxeService, missing_boot_files
-from ptftpd.service import dhcp_service, runtime
+from ptftpd.service import dhcp_service, privileges, runtime
 from ptftpd.tftp.server import ServerStartError as TftpStartError
 
 PROG = "pxed"
@@ -186,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         dhcp = build_config(args, PROG)
     except (ConfigError, InterfaceError) as exc:
         return die(str(exc))
-    if os.geteuid() != 0:
+    if not privileges.can_bind_privileged_ports():
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")
     tftp = transfer_config(args, read_only=True)
     config = PxeConfig(
