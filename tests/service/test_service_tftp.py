@@ -393,3 +393,23 @@ def test_ptftpd_does_not_steal_tftpd_hpa_port(root: Path, tmp_path: Path) -> Non
         assert "already in use" in err
     finally:
         hpa.stop()
+
+
+def test_a_second_stop_signal_ends_transfers_at_once(root: Path, tmp_path: Path) -> None:
+    port = free_udp_port()
+    server = ptftpd(root, "-p", str(port), "--drain", "600", log=tmp_path / "s.log")
+    wait_udp_bound(port, proc=server.proc)
+
+    def at_block(n: int) -> None:
+        if n == 5:
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            server.proc.send_signal(signal.SIGINT)
+
+    try:
+        got = slow_tftp.read("127.0.0.1", port, "boot.bin", delay=0.05, on_block=at_block)
+        assert got.error is not None, "the transfer was not ended"
+        assert server.proc.wait(30) == 0  # long before the 600 s drain
+    finally:
+        server.stop()
+    assert "second stop signal: ending running transfers now" in server.output()
