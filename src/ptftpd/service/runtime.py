@@ -155,6 +155,8 @@ def run(
         asyncio.run(main())
     except errors as exc:
         return fail(prog, str(exc))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+        return 130
     logging.getLogger("ptftpd").info("%s stopped", prog)
     return 0
 
