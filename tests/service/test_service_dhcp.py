@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ import pytest
 
 from dhcp.dhcplab import SERVER_IP, Lab, Udhcpc, lab, wait_for
 from support import Process, free_udp_port, require_tool, script, wait_udp_bound
+
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -190,7 +193,17 @@ def test_pxed_as_nobody_binds_67_69_4011_and_serves(
     assert (work / "pxelinux.0").read_bytes() == b"boot" * 3000
     assert leases.stat().st_uid == nobody.pw_uid
     client.proc.stop()
-    assert server.stop() == 0
+    # SIGTERM while a slow reader is at block 5 of 24: the transfer is drained.
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import slow_tftp, os, signal\n"
+        f"r = slow_tftp.read({SERVER_IP!r}, 69, 'pxelinux.0', delay=0.1, on_block=lambda n: "
+        f"n == 5 and os.kill({server.pid}, signal.SIGTERM))\n"
+        "print(len(r.data), r.error)"
+    )
+    got = ns.run(sys.executable, "-c", code, timeout=60).stdout.strip()
+    assert got == "12000 None"
+    assert server.proc.wait(30) == 0
+    server.stop()
     log = server.output()
     assert "Traceback" not in log and "ERROR" not in log, log
 

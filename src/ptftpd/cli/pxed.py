@@ -20,7 +20,7 @@ from ptftpd.dhcp.server import ServerStartError as DhcpStartError
 from ptftpd.dhcp.store import StoreError, default_leases_path
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import BootFiles, PxeConfig, PxeService, missing_boot_files
-from ptftpd.service import dhcp_service, privileges, runtime
+from ptftpd.service import dhcp_service, privileges, runtime, tftp_service
 from ptftpd.tftp.server import ServerStartError as TftpStartError
 
 PROG = "pxed"
@@ -197,10 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         boot_idle=args.boot_idle,
     )
 
-    async def start() -> runtime.Plain:
+    async def start() -> tftp_service.TftpBeside:
         service = PxeService(config)
         await service.start()
-        return runtime.Plain(service)
+        return tftp_service.TftpBeside(service, service.tftp_server)
 
     errors = (DhcpStartError, TftpStartError, StoreError, OSError)
     leases = dhcp_service.lease_paths(dhcp), dhcp_service.lease_files(dhcp)

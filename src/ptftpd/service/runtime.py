@@ -49,10 +49,6 @@ class Running(Protocol):
         """End now: release the sockets, tell running transfers' peers."""
 
 
-class _Closable(Protocol):
-    def close(self) -> None: ...
-
-
 def metrics_address(text: str) -> tuple[str, int]:
     """``ADDR:PORT`` (``[v6]:PORT`` for IPv6) for ``--metrics``."""
     host, sep, port = text.rpartition(":")
@@ -201,21 +197,3 @@ async def _serve(server: Running, drain: float) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
-
-class Plain:
-    """`Running` for a server with nothing to drain or reload (only `close()`)."""
-
-    def __init__(self, server: _Closable) -> None:
-        self.server = server
-
-    def active(self) -> int:
-        return 0
-
-    def stop_accepting(self) -> None:
-        pass
-
-    def reload(self) -> str:
-        return "nothing to reload"
-
-    def close(self) -> None:
-        self.server.close()

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from ptftpd.service import metrics
 from ptftpd.tftp import remap
@@ -173,3 +174,29 @@ def load_rules(prog: str, args: argparse.Namespace) -> remap.RuleSet | None:
     except remap.RemapError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class TftpBeside:
+    """`Running` for a service whose TFTP server sits beside others (pxed): its
+    transfers are drained on SIGTERM; its callbacks stay the owner's (boot tracking)."""
+
+    def __init__(self, service: _Closable, tftp: TftpServer | None) -> None:
+        self.service = service
+        self.tftp = tftp
+
+    def active(self) -> int:
+        return 0 if self.tftp is None else len(self.tftp.transfers)
+
+    def stop_accepting(self) -> None:
+        if self.tftp is not None:
+            self.tftp.accepting = False
+
+    def reload(self) -> str:
+        return "nothing to reload"
+
+    def close(self) -> None:
+        self.service.close()
