@@ -360,7 +360,7 @@ def serve(tool: str, args: argparse.Namespace, config: DhcpConfig) -> int:
         server = DhcpServer(config)
         await server.start()
         rebuild = dhcp_service.rebuilder(lambda: build_config(args, tool), config)
-        return dhcp_service.DhcpService(server, rebuild)
+        return dhcp_service.DhcpService(server, rebuild, count=args.metrics is not None)
 
     paths, files = dhcp_service.lease_paths(config), dhcp_service.lease_files(config)
     errors = (ServerStartError, StoreError)

@@ -60,10 +60,13 @@ class DhcpService:
     """Adapts a started `DhcpServer` to `ptftpd.service.runtime.Running`; `rebuild`
     re-reads the settings (flags + TOML file) for SIGHUP."""
 
-    def __init__(self, server: DhcpServer, rebuild: Callable[[], DhcpConfig]) -> None:
+    def __init__(
+        self, server: DhcpServer, rebuild: Callable[[], DhcpConfig], *, count: bool = False
+    ) -> None:
         self.server = server
         self.rebuild = rebuild
-        if server.engine is not None:
+        self.count = count  # --metrics: decode every message once more to count it
+        if count and server.engine is not None:
             count_messages(server.engine)
 
     def active(self) -> int:
@@ -79,7 +82,8 @@ class DhcpService:
         if fixed:
             raise ValueError(f"cannot change {', '.join(fixed)} without a restart")
         self.server.config = new
-        self.server.engine = count_messages(self.server.build_engine())
+        engine = self.server.build_engine()
+        self.server.engine = count_messages(engine) if self.count else engine
         return f"{len(new.static_hosts)} static host(s), lease time {new.lease_time} s"
 
     def close(self) -> None:
