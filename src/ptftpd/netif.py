@@ -7,6 +7,7 @@ pass an address (`127.0.0.1`, `::1`). Both are accepted everywhere.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 import ifaddr
@@ -36,6 +37,15 @@ def _adapters() -> list[ifaddr.Adapter]:
     return list(ifaddr.get_adapters())
 
 
+def _exists(name: str) -> bool:
+    """An interface without any address is not listed by ifaddr; the kernel knows it."""
+    try:
+        socket.if_nametoindex(name)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def interface_addresses(iface: str, *, family: int | None = None) -> list[InterfaceAddress]:
     """Addresses for an interface name or a literal address.
 
@@ -50,6 +60,11 @@ def interface_addresses(iface: str, *, family: int | None = None) -> list[Interf
         literal = None
     adapters = _adapters()
     found: list[InterfaceAddress] = []
+    if literal is not None and family is not None and literal.version != family:
+        raise InterfaceError(
+            f"{iface} is an IPv{literal.version} address; an IPv{family} address or an "
+            f"interface with one is needed here"
+        )
     if literal is not None:
         for adapter in adapters:
             for ip in adapter.ips:
@@ -72,8 +87,9 @@ def interface_addresses(iface: str, *, family: int | None = None) -> list[Interf
                 net4 = ipaddress.IPv4Network(f"{addr4}/{ip.network_prefix}", strict=False)
                 found.append(InterfaceAddress(adapter.nice_name, addr4, net4))
     if not found:
-        if any(a.nice_name == iface or a.name == iface for a in adapters):
-            raise InterfaceError(f"interface {iface} has no IP address")
+        if any(a.nice_name == iface or a.name == iface for a in adapters) or _exists(iface):
+            what = "IP" if family is None else f"IPv{family}"
+            raise InterfaceError(f"interface {iface} exists but has no {what} address")
         raise InterfaceError(f"no such interface or address: {iface}")
     if family is not None:
         found = [a for a in found if a.address.version == family]

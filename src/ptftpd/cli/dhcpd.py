@@ -39,8 +39,6 @@ Usage errors (bad flags, bad settings) print one line and exit 2.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import socket
 import sys
 import tomllib
@@ -49,7 +47,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ptftpd import __version__
-from ptftpd.cli.common import fail, run_service
+from ptftpd.cli.common import fail
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.server import DhcpServer, ServerStartError
 from ptftpd.dhcp.settings import (
@@ -63,7 +61,9 @@ from ptftpd.dhcp.settings import (
 )
 from ptftpd.dhcp.settings import ip as _ip
 from ptftpd.dhcp.store import StoreError, default_leases_path
+from ptftpd.dhcp.toml_types import check_types
 from ptftpd.netif import InterfaceError, interface_addresses
+from ptftpd.service import dhcp_service, privileges, runtime
 
 __all__ = ["DEFAULT_LEASE_TIME", "ConfigError", "build_config", "ipv4", "main", "parse_host"]
 
@@ -173,6 +173,7 @@ def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
         metavar="PORT",
         help="server UDP port (67); clients are answered on PORT+1 (68)",
     )
+    runtime.add_service_flags(parser)
     parser.add_argument("--version", action="version", version=f"{tool} {__version__}")
 
 
@@ -242,31 +243,7 @@ def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
     Only `iface` and `bootfile` are required on `args`: other tools (pxed) reuse this
     with a subset of dhcpd's flags."""
     toml = _load_toml(getattr(args, "config", None))
-    known = {
-        "range",
-        "lease-time",
-        "leases",
-        "gateway",
-        "tftp-server",
-        "dns",
-        "domain",
-        "all",
-        "hosts",
-        "options",
-        "reply-delay",
-        "pxe-vendor-class",
-        "port",
-        "ipxe-bootfile",
-        "lease-sync",
-        "exclude",
-        "authoritative",
-        "subnet",
-    }
-    unknown = sorted(set(toml) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) in {getattr(args, 'config', None)}: {', '.join(unknown)}"
-        )
+    check_types(toml, getattr(args, "config", None))  # known keys, each of its type
 
     def pick(flag: object, key: str, default: object = None) -> Any:
         return flag if flag is not None else toml.get(key, default)
@@ -421,7 +398,7 @@ def init_db(tool: str, config: DhcpConfig) -> int:
 
 
 def check_root(tool: str, config: DhcpConfig) -> str | None:
-    if os.geteuid() != 0 and config.port < 1024:
+    if config.port < 1024 and not privileges.can_bind_privileged_ports():
         return (
             f"needs root to bind UDP port {config.port} on {config.interface} "
             f"(run it as root, e.g. with sudo)"
@@ -430,15 +407,15 @@ def check_root(tool: str, config: DhcpConfig) -> str | None:
 
 
 def serve(tool: str, args: argparse.Namespace, config: DhcpConfig) -> int:
-    async def body(stop: asyncio.Event) -> None:
+    async def start() -> dhcp_service.DhcpService:
         server = DhcpServer(config)
-        try:
-            await server.start()
-            await stop.wait()
-        finally:
-            server.close()
+        await server.start()
+        rebuild = dhcp_service.rebuilder(lambda: build_config(args, tool), config)
+        return dhcp_service.DhcpService(server, rebuild, count=args.metrics is not None)
 
-    return run_service(tool, args, body, (ServerStartError, StoreError))
+    paths, files = dhcp_service.lease_paths(config), dhcp_service.lease_files(config)
+    errors = (ServerStartError, StoreError)
+    return runtime.run(tool, args, start, errors, writable=paths, owned_files=files)
 
 
 def main(argv: list[str] | None = None) -> int:

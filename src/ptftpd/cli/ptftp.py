@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
@@ -333,6 +334,9 @@ def do_put(
     return result
 
 
+_OTHER_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 # -- one-shot --------------------------------------------------------------------------
 def _where(
     settings: Settings, command: str, rest: list[str], host_flag: str | None
@@ -391,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     words: list[str] = args.args
     try:
+        for word in words:
+            scheme = _OTHER_SCHEME.match(word)
+            if scheme and scheme.group(1).lower() != "tftp":
+                raise UsageError(f"only tftp:// URLs are supported, not {scheme.group(0)}")
         if words and (words[0] in ("get", "put") or words[0].lower().startswith("tftp://")):
             return _one_shot(settings, words, args.force, args.host)
         if len(words) > 2:

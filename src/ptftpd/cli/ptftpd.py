@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -14,10 +14,10 @@ from ptftpd.cli.common import (
     port_number,
     positive_int,
     root_problem,
-    run_service,
     timeout_seconds,
 )
 from ptftpd.netif import InterfaceError, interface_addresses
+from ptftpd.service import runtime, tftp_service
 from ptftpd.tftp.options import BLKSIZE_MAX
 from ptftpd.tftp.server import ServerConfig, ServerStartError, TftpServer
 
@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(parser)
     parser.add_argument("--read-only", action="store_true", help="refuse every upload (WRQ)")
     add_transfer_limits(parser)
+    tftp_service.add_hpa_flags(parser)
+    runtime.add_service_flags(parser)
     parser.add_argument("--version", action="version", version=f"ptftpd {__version__}")
     return parser
 
@@ -104,17 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     except InterfaceError as exc:
         parser.exit(1, f"ptftpd: error: {exc}\n")
 
-    config = transfer_config(args, read_only=args.read_only)
+    rules = tftp_service.load_rules("ptftpd", args)
+    config = transfer_config(args, read_only=args.read_only or not args.create)
+    config = dataclasses.replace(config, port_range=args.port_range)
 
-    async def body(stop: asyncio.Event) -> None:
+    async def start() -> tftp_service.TftpService:
         server = TftpServer(config)
-        try:
-            await server.start(hosts, args.port)
-            await stop.wait()
-        finally:
-            server.close()
+        await server.start(hosts, args.port)
+        return tftp_service.TftpService(server, args.map_file, rules)
 
-    return run_service("ptftpd", args, body, (ServerStartError,))
+    uploads = () if config.read_only else (args.root,)
+    return runtime.run("ptftpd", args, start, (ServerStartError,), writable=uploads)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,13 @@ config...) and the TFTP limits of ptftpd; `--http-port` adds HTTP (UEFI HTTP boo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
 from ptftpd import __version__
-from ptftpd.cli.common import add_common_flags, port_number, positive_int, run_service
-from ptftpd.cli.dhcpd import DEFAULT_LEASE_TIME, ConfigError, build_config, ipv4
+from ptftpd.cli.common import add_common_flags, port_number, positive_int
+from ptftpd.cli.dhcpd import DEFAULT_LEASE_TIME, ConfigError, OneLineParser, build_config, ipv4
 from ptftpd.cli.ptftpd import add_transfer_limits, transfer_config
 from ptftpd.dhcp.server import ServerStartError as DhcpStartError
 from ptftpd.dhcp.store import StoreError, default_leases_path
@@ -26,13 +24,14 @@ from ptftpd.dhcp6 import Dhcp6StartError
 from ptftpd.http import HttpStartError
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import BootFiles, PxeConfig, PxeService, missing_boot_files
+from ptftpd.service import dhcp_service, privileges, runtime, tftp_service
 from ptftpd.tftp.server import ServerStartError as TftpStartError
 
 PROG = "pxed"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         description="PXE boot server on IFACE: DHCP (or proxyDHCP with --proxy), the PXE "
         "boot server (UDP 4011) and read-only TFTP of ROOT, choosing the boot file by "
@@ -152,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a client quiet this long has finished booting: its boot log line is written (30)",
     )
+    runtime.add_service_flags(parser)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         dhcp = build_config(args, PROG)
     except (ConfigError, InterfaceError) as exc:
         return die(str(exc))
-    if os.geteuid() != 0:
+    if not privileges.can_bind_privileged_ports():
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")
     if args.http_port is not None and "HTTPClient" not in dhcp.pxe_vendor_prefixes:
         prefixes = (*dhcp.pxe_vendor_prefixes, "HTTPClient")
@@ -227,16 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         ra=not args.no_ra,
     )
 
-    async def body(stop: asyncio.Event) -> None:
+    async def start() -> tftp_service.TftpBeside:
         service = PxeService(config)
-        try:
-            await service.start()
-            await stop.wait()
-        finally:
-            service.close()
+        await service.start()
+        return tftp_service.TftpBeside(service, service.tftp_server)
 
     errors = (DhcpStartError, TftpStartError, HttpStartError, Dhcp6StartError, StoreError)
-    return run_service(PROG, args, body, (*errors, InterfaceError, OSError))
+    leases = dhcp_service.lease_paths(dhcp), dhcp_service.lease_files(dhcp)
+    return runtime.run(PROG, args, start, (*errors, InterfaceError, OSError), *leases)
 
 
 if __name__ == "__main__":

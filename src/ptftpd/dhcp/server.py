@@ -49,7 +49,7 @@ def open_dhcp_socket(interface: str | None, port: int, address: str = "0.0.0.0")
     Shared with pxed (port 4011). Permission problems become one clear line."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No SO_REUSEADDR: a port another server holds must fail to bind, not be shared.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         if interface:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())

@@ -44,11 +44,17 @@ def interface_mac(interface: str) -> bytes | None:
     return mac if mac.strip(b"\x00") else None
 
 
-def _open_socket(interface: str, ifindex: int, port: int, multicast: bool = True) -> socket.socket:
+def _open_socket(
+    interface: str, ifindex: int, port: int, multicast: bool = True, shared: bool = False
+) -> socket.socket:
+    """A socket on IFACE's `port`. Only a proxy shares its port (`shared`): it answers
+    beside the site's own DHCPv6 server on the same host, and both must hear every
+    multicast Solicit. A full server never takes over a port another process serves."""
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         sock.bind(("::", port))
         if multicast:
@@ -134,7 +140,7 @@ class Dhcp6Service:
         except Lease6StoreError as exc:
             raise Dhcp6StartError(str(exc)) from None
         self.engine = Dhcp6Engine(cfg, duid, bindings)
-        self._sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port)
+        self._sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port, shared=cfg.proxy)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._sock.fileno(), self._on_readable, self._sock, False)
         if cfg.proxy and cfg.boot_service_port is not None:

@@ -129,6 +129,14 @@ def _verify(identity: Identity | None) -> None:
         raise PrivilegeError(f"capabilities still held after the drop: {held:#x}")
 
 
+CAP_NET_BIND_SERVICE = 10
+
+
+def can_bind_privileged_ports() -> bool:
+    """Root, or a user holding CAP_NET_BIND_SERVICE (systemd AmbientCapabilities=)."""
+    return os.geteuid() == 0 or bool(effective_capabilities() & (1 << CAP_NET_BIND_SERVICE))
+
+
 def effective_capabilities() -> int:
     """CapEff | CapPrm of this process, from /proc (0 when nothing is held)."""
     caps = 0

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import math
+import random
 import select
 import socket
 import sys
@@ -84,7 +85,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     family, _, _, _, sockaddr = infos[0]
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No SO_REUSEADDR: a port another process serves must fail to bind, not be shared.
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
@@ -110,16 +111,36 @@ def client_socket(family: socket.AddressFamily) -> socket.socket:
         raise TftpError(f"cannot open a UDP socket: {exc.strerror}") from None
 
 
-def transfer_socket(family: socket.AddressFamily, host: str) -> socket.socket:
-    """A non-blocking UDP socket on `host`, port chosen by the kernel (a new TID)."""
+def transfer_socket(
+    family: socket.AddressFamily, host: str, ports: tuple[int, int] | None = None
+) -> socket.socket:
+    """A non-blocking UDP socket on `host`, port chosen by the kernel (a new TID), or
+    a free one of `ports` (LOW, HIGH), tried from a random start (OSError if none is)."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        sock.bind((host, 0))
+        if ports is None:
+            sock.bind((host, 0))
+        else:
+            _bind_in_range(sock, host, ports)
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def _bind_in_range(sock: socket.socket, host: str, ports: tuple[int, int]) -> None:
+    low, high = ports
+    count = high - low + 1
+    first = random.randrange(count)
+    for i in range(count):
+        try:
+            sock.bind((host, low + (first + i) % count))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"every port of {low}:{high} is in use")
 
 
 class Channel:

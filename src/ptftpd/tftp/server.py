@@ -45,6 +45,7 @@ class ServerConfig:
     timeout: float = 1.0
     retries: int = 5
     max_sessions: int = 4096
+    port_range: tuple[int, int] | None = None  # transfer sockets' ports (firewalls)
 
     @property
     def limits(self) -> ServerLimits:
@@ -115,6 +116,10 @@ class TftpServer:
         self.on_finished = on_finished
         self._transports: list[asyncio.DatagramTransport] = []
         self._closed = asyncio.Event()
+        self.accepting = True  # False while draining: new requests get an ERROR
+        # tftpd-hpa --map-file: (filename, client ip, is_read) -> the name to serve;
+        # raises LocalError to refuse.
+        self.remap: Callable[[str, str, bool], str] | None = None
 
     async def start(self, hosts: Iterable[str], port: int) -> None:
         for host in hosts:
@@ -153,6 +158,9 @@ class TftpServer:
                 log.info("%s: request refused: %s", addr[0], verdict.message)
             proto.reply(error_bytes(verdict.code, verdict.message), addr)
             return
+        if not self.accepting:
+            proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server shutting down"), addr)
+            return
         key = self.rules.key(data, addr)
         try:
             runner = self._open(verdict, addr, local_host, key)
@@ -170,8 +178,11 @@ class TftpServer:
     def _open(
         self, request: Request, peer: Address, local_host: str, key: tuple[object, ...]
     ) -> AsyncChannel:
+        name = request.filename
+        if self.remap is not None:
+            name = self.remap(name, str(peer[0]), request.is_read)
         try:
-            path = resolve(self.root, request.filename)
+            path = resolve(self.root, name)
         except PathRefused as exc:
             raise LocalError(ErrorCode.ACCESS_VIOLATION, str(exc)) from None
         staged: StagedFile | None = None
@@ -202,7 +213,7 @@ class TftpServer:
             )
             family = socket.AF_INET6 if ":" in local_host else socket.AF_INET
             try:
-                sock = transfer_socket(family, local_host)
+                sock = transfer_socket(family, local_host, config.port_range)
             except OSError as exc:
                 raise LocalError(ErrorCode.NOT_DEFINED, f"no socket: {exc.strerror}") from None
         except BaseException:

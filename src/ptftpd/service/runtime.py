@@ -1,0 +1,199 @@
+"""The service life cycle every server CLI shares: flags, start-up order, signals.
+
+A CLI adds the flags with :func:`add_service_flags` and hands :func:`run` an async
+``start()`` that binds its sockets and returns a :class:`Running` server. :func:`run` then
+keeps the order the building blocks need (see :mod:`ptftpd.service.privileges`)::
+
+    resolve --user/--group  ->  make the writable paths USER's  ->  start() binds
+    ->  metrics.serve (a port below 1024 still works)  ->  privileges.drop  ->  READY=1
+
+and handles the signals: SIGHUP calls ``reload()`` between RELOADING=1 and READY=1 (an
+error is logged and the old settings stay); the first SIGTERM or SIGINT sends
+STOPPING=1, calls ``stop_accepting()`` and waits up to ``--drain`` seconds for
+``active()`` to reach 0; then (or at a second signal) ``close()`` ends what is left, which
+tells the peers of running transfers with an ERROR packet. The exit status is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+from ptftpd.service import metrics, notify, privileges
+
+log = logging.getLogger("ptftpd.service")
+
+USAGE_ERROR = 2
+DEFAULT_DRAIN = 10.0
+
+
+class Running(Protocol):
+    """What :func:`run` needs from a started server."""
+
+    def active(self) -> int:
+        """Work still in flight (running transfers); 0 when stopping loses nothing."""
+
+    def stop_accepting(self) -> None:
+        """Refuse new work (a TFTP request gets an ERROR), finish what runs."""
+
+    def reload(self) -> str:
+        """Re-read what can change live; returns a one-line summary, raises on error."""
+
+    def close(self) -> None:
+        """End now: release the sockets, tell running transfers' peers."""
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """``ADDR:PORT`` (``[v6]:PORT`` for IPv6) for ``--metrics``."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected ADDR:PORT, e.g. 127.0.0.1:9469, not {text!r}")
+    return host, int(port)
+
+
+def drain_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be 0..3600 seconds, not {value:g}")
+    return value
+
+
+def add_service_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("service")
+    group.add_argument(
+        "--user",
+        metavar="USER",
+        help="after binding every socket as root, run as USER (name or uid) with no "
+        "capability left",
+    )
+    group.add_argument(
+        "--group", metavar="GROUP", help="with --user: run with this group (USER's own)"
+    )
+    group.add_argument(
+        "--metrics",
+        type=metrics_address,
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics",
+    )
+    group.add_argument(
+        "--drain",
+        type=drain_seconds,
+        default=DEFAULT_DRAIN,
+        metavar="SECONDS",
+        help="on SIGTERM, let running transfers finish for up to SECONDS; new requests "
+        f"are refused meanwhile ({DEFAULT_DRAIN:g})",
+    )
+
+
+class ServiceError(Exception):
+    """A start-up problem reported as one line (exit 1)."""
+
+
+def run(
+    prog: str,
+    args: argparse.Namespace,
+    start: Callable[[], Awaitable[Running]],
+    known_errors: tuple[type[Exception], ...],
+    writable: Iterable[Path] = (),
+    owned_files: Iterable[Path] = (),
+) -> int:
+    """Run a server as a service until a signal stops it; returns the exit status.
+
+    `writable` directories are given to --user before `start()`; `owned_files` (a lease
+    database `start()` created as root) after it, those that exist."""
+    from ptftpd.cli.common import fail, raise_fd_limit
+    from ptftpd.log import setup_logging
+
+    try:
+        identity = privileges.resolve(args.user, args.group)
+        for path in writable:
+            privileges.make_writable(identity, path)
+    except privileges.PrivilegeError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    setup_logging(args.verbose, args.debug)
+    raise_fd_limit()
+
+    async def main() -> None:
+        server = await start()
+        try:
+            if args.metrics is not None:
+                host, port = args.metrics
+                try:
+                    metrics.serve(host, port)
+                except OSError as exc:
+                    raise ServiceError(
+                        f"cannot serve metrics on {host}:{port}: {exc.strerror}"
+                    ) from None
+            try:
+                for path in owned_files:
+                    if path.exists():
+                        privileges.make_writable(identity, path)
+                privileges.drop(identity)
+            except privileges.PrivilegeError as exc:
+                raise ServiceError(str(exc)) from None
+            await _serve(server, float(args.drain))
+        finally:
+            server.close()
+
+    errors: tuple[type[Exception], ...] = (*known_errors, ServiceError)
+    try:
+        asyncio.run(main())
+    except errors as exc:
+        return fail(prog, str(exc))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+        return 130
+    logging.getLogger("ptftpd").info("%s stopped", prog)
+    return 0
+
+
+async def _serve(server: Running, drain: float) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals: asyncio.Queue[int] = asyncio.Queue()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
+    notify.ready()
+
+    async def handle() -> None:
+        while True:
+            sig = await signals.get()
+            if sig == signal.SIGHUP and not stop.is_set():
+                notify.reloading()
+                try:
+                    log.warning("reloaded: %s", server.reload())
+                except Exception as exc:  # a bad file must not stop the server
+                    log.error("reload failed, keeping the running settings: %s", exc)
+                notify.ready()
+            elif sig != signal.SIGHUP:
+                if stop.is_set():
+                    log.warning("second stop signal: ending running transfers now")
+                    server.close()
+                    return
+                stop.set()
+
+    handler = asyncio.create_task(handle())
+    try:
+        await stop.wait()
+        notify.stopping()
+        server.stop_accepting()
+        deadline = loop.time() + drain
+        while server.active() and loop.time() < deadline and not handler.done():
+            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+        if server.active():
+            log.warning("drain time over: ending %d running transfer(s)", server.active())
+    finally:
+        handler.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+

@@ -1,0 +1,202 @@
+"""A running `TftpServer` as the service runtime sees it: drain, reload, metrics, remap.
+
+Everything hooks through the server's public surface (`on_started`, `on_finished`,
+`accepting`, `remap`, `transfers`), so the TFTP core knows nothing of services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from ptftpd.service import metrics
+from ptftpd.tftp import remap
+from ptftpd.tftp.errors import LocalError
+from ptftpd.tftp.packets import ErrorCode
+from ptftpd.tftp.server import FinishedTransfer, TftpServer
+
+log = logging.getLogger("ptftpd.service")
+
+
+def started_recorder(server: TftpServer) -> Callable[[str, str], None]:
+    """`on_started` for metrics: the transfer just started is the newest in `transfers`."""
+
+    def record(peer_ip: str, filename: str) -> None:
+        runner = next(reversed(server.transfers.values()))
+        metrics.tftp_started("read" if runner.channel.session.request.is_read else "write")
+
+    return record
+
+
+def failure_reason(failure: str) -> str:
+    """The metrics label for a transfer's failure text (`FinishedTransfer.failure`, from
+    the session's error: `RemoteError` reads "server error N ...", `TransferTimeout`
+    "timed out"/"no answer", a shutdown "transfer cancelled"/"server shutting down")."""
+    text = failure.lower()
+    for needle, reason in (
+        ("server error", "peer_error"),  # the peer sent ERROR (named from its side)
+        ("timed out", "timeout"),
+        ("no answer", "timeout"),
+        ("cancelled", "shutdown"),
+        ("shutting down", "shutdown"),
+        ("not found", "not_found"),
+        ("permission", "access_denied"),
+        ("exists", "exists"),
+        ("disk full", "disk_full"),
+        ("no space", "disk_full"),
+        ("option", "option_refused"),
+        ("illegal", "illegal_operation"),
+        ("malformed", "illegal_operation"),
+    ):
+        if needle in text:
+            return reason
+    return "other"
+
+
+def record_finished(done: FinishedTransfer) -> None:
+    outcome = "completed" if done.failure is None else failure_reason(done.failure)
+    sent, received = (done.bytes, 0) if done.is_read else (0, done.bytes)
+    direction: metrics.Direction = "read" if done.is_read else "write"
+    metrics.tftp_finished(metrics.TransferRecord(direction, outcome, sent, received, done.seconds))
+
+
+def remapper(rules: remap.RuleSet) -> Callable[[str, str, bool], str]:
+    """The server's `remap` hook for a tftpd-hpa rule set: a refusal is ERROR 2."""
+
+    def apply(filename: str, client_ip: str, is_read: bool) -> str:
+        result = rules.apply(filename, client_ip, remap.Op.READ if is_read else remap.Op.WRITE)
+        if isinstance(result, remap.Refused):
+            log.info("%s %r refused by the map file: %s", client_ip, filename, result.message)
+            raise LocalError(ErrorCode.ACCESS_VIOLATION, result.message)
+        if result != filename:
+            log.debug("%s %r remapped to %r", client_ip, filename, result)
+        return result
+
+    return apply
+
+
+class TftpService:
+    """Adapts a started `TftpServer` to `ptftpd.service.runtime.Running`."""
+
+    def __init__(
+        self, server: TftpServer, map_file: Path | None = None, rules: remap.RuleSet | None = None
+    ) -> None:
+        self.server = server
+        self.map_file = map_file
+        server.on_started = started_recorder(server)
+        server.on_finished = record_finished
+        if rules is not None:
+            server.remap = remapper(rules)
+
+    def active(self) -> int:
+        return len(self.server.transfers)
+
+    def stop_accepting(self) -> None:
+        self.server.accepting = False
+
+    def reload(self) -> str:
+        if self.map_file is None:
+            return "nothing to reload (no --map-file)"
+        rules = remap.load(self.map_file)  # RemapError: the old rules stay
+        self.server.remap = remapper(rules)
+        return f"{len(rules.rules)} rule(s) from {self.map_file}"
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def port_range(text: str) -> tuple[int, int]:
+    """``LOW:HIGH`` for ``--port-range`` (tftpd-hpa's spelling)."""
+    low, sep, high = text.partition(":")
+    if not (sep and low.isdigit() and high.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH, e.g. 40000:40999, not {text!r}")
+    lo, hi = int(low), int(high)
+    if not 1 <= lo <= hi <= 65535:
+        raise argparse.ArgumentTypeError(f"need 1 <= LOW <= HIGH <= 65535, not {text!r}")
+    return lo, hi
+
+
+def umask_value(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        msg = f"expected an octal umask such as 022, not {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"a umask is 000..777, not {text!r}")
+    return value
+
+
+def add_hpa_flags(parser: argparse.ArgumentParser) -> None:
+    """tftpd-hpa's operator knobs, spelled as its long options."""
+    group = parser.add_argument_group("tftpd-hpa compatibility")
+    group.add_argument(
+        "--map-file",
+        type=Path,
+        metavar="FILE",
+        help="rewrite or refuse requested names with tftpd-hpa remap rules (r g i e s a "
+        "G P 4 6 ~ flags, \\i client address); re-read on SIGHUP",
+    )
+    group.add_argument(
+        "--port-range",
+        type=port_range,
+        metavar="LOW:HIGH",
+        help="take transfer sockets' ports from LOW..HIGH (firewalls); default: any",
+    )
+    group.add_argument(
+        "--umask",
+        type=umask_value,
+        metavar="MASK",
+        help="octal umask for uploaded files (default: the inherited one)",
+    )
+    group.add_argument(
+        "--create",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="uploads may create new files (default); an existing file is never "
+        "overwritten. --no-create refuses every upload, like tftpd-hpa without -c",
+    )
+
+
+def load_rules(prog: str, args: argparse.Namespace) -> remap.RuleSet | None:
+    """Read --map-file and apply --umask before anything is bound; exit 2 on a bad file."""
+    if args.umask is not None:
+        os.umask(args.umask)
+    if args.map_file is None:
+        return None
+    try:
+        return remap.load(args.map_file)
+    except remap.RemapError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class TftpBeside:
+    """`Running` for a service whose TFTP server sits beside others (pxed): its
+    transfers are drained on SIGTERM; its callbacks stay the owner's (boot tracking)."""
+
+    def __init__(self, service: _Closable, tftp: TftpServer | None) -> None:
+        self.service = service
+        self.tftp = tftp
+
+    def active(self) -> int:
+        return 0 if self.tftp is None else len(self.tftp.transfers)
+
+    def stop_accepting(self) -> None:
+        if self.tftp is not None:
+            self.tftp.accepting = False
+
+    def reload(self) -> str:
+        return "nothing to reload"
+
+    def close(self) -> None:
+        self.service.close()

@@ -1,0 +1,415 @@
+"""ptftpd as a service, as a real process: --user, capabilities, sd_notify, drain, reload,
+metrics, the tftpd-hpa knobs and never stealing a port.
+
+Port 69 tests run in a network namespace of their own; the others on loopback ports.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import slow_tftp
+
+from support import (
+    Netns,
+    Process,
+    free_udp_port,
+    require_root,
+    require_tool,
+    script,
+    wait_udp_bound,
+)
+
+FILE = bytes(range(256)) * 200 + b"tail"  # 51204 bytes: 101 blocks of 512
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    """A served directory every user can reach (pytest's tmp_path is root-only)."""
+    folder = Path(tempfile.mkdtemp(prefix="ptftpd-svc-"))
+    folder.chmod(0o755)
+    (folder / "boot.bin").write_bytes(FILE)
+    (folder / "boot.bin").chmod(0o644)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.fixture
+def netns() -> Iterator[Netns]:
+    require_root()
+    require_tool("ip")
+    ns = Netns("psv")
+    try:
+        yield ns
+    finally:
+        ns.delete()
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    folder = Path(tempfile.mkdtemp(prefix="ptftpd-notify-"))
+    folder.chmod(0o755)
+    path = folder / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    path.chmod(0o666)
+    sock.settimeout(60)
+    try:
+        yield sock, str(path)
+    finally:
+        sock.close()
+        shutil.rmtree(folder)
+
+
+def status_fields(pid: int) -> dict[str, str]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def tftp_hpa(ns: Netns | None, port: int, *command: str, cwd: Path) -> str:
+    """tftp-hpa's client, one command, in `ns` (or here); its output (errors included)."""
+    tftp = require_tool("tftp")
+    argv = [tftp, "127.0.0.1", str(port), "-m", "octet", "-c", *command]
+    if ns is not None:
+        argv = ns.popen_argv(argv)
+    res = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60)
+    return res.stdout + res.stderr
+
+
+def ptftpd(root: Path, *args: str, log: Path, **kw: object) -> Process:
+    return Process([script("ptftpd"), "-v", *args, "127.0.0.1", str(root)], log, **kw)
+
+
+def test_ptftpd_as_nobody_binds_69_keeps_no_root_and_serves(
+    netns: Netns, root: Path, tmp_path: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    listener, path = notify_socket
+    nobody = pwd.getpwnam("nobody")
+    env = {**os.environ, "NOTIFY_SOCKET": path}
+    server = Process(
+        netns.popen_argv([script("ptftpd"), "-v", "--user", "nobody", "127.0.0.1", str(root)]),
+        tmp_path / "server.log",
+        env=env,
+    )
+    try:
+        assert listener.recv(4096) == b"READY=1"
+        wait_udp_bound(69, timeout=0.5, netns=netns.name)  # bound before READY=1
+        fields = status_fields(server.pid)
+        assert fields["Uid"].split() == [str(nobody.pw_uid)] * 4
+        assert fields["Gid"].split() == [str(nobody.pw_gid)] * 4
+        assert int(fields["CapEff"], 16) == 0
+        assert int(fields["CapPrm"], 16) == 0
+        assert fields["NoNewPrivs"] == "1"
+        assert root.stat().st_uid == nobody.pw_uid  # uploads allowed: ROOT is USER's
+        work = tmp_path / "client"
+        work.mkdir()
+        tftp_hpa(netns, 69, "get", "boot.bin", cwd=work)
+        assert (work / "boot.bin").read_bytes() == FILE
+        (work / "up.bin").write_bytes(FILE[::-1])
+        tftp_hpa(netns, 69, "put", "up.bin", cwd=work)
+        assert (root / "up.bin").read_bytes() == FILE[::-1]
+        assert (root / "up.bin").stat().st_uid == nobody.pw_uid
+    finally:
+        assert server.stop() == 0
+    assert "Traceback" not in server.output()
+
+
+def test_ptftpd_non_root_with_only_net_bind_service_serves_69(
+    netns: Netns, root: Path, tmp_path: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    setpriv = require_tool("setpriv")
+    listener, path = notify_socket
+    nobody = pwd.getpwnam("nobody")
+    prefix = [
+        setpriv,
+        f"--reuid={nobody.pw_uid}",
+        f"--regid={nobody.pw_gid}",
+        "--clear-groups",
+        "--inh-caps=+net_bind_service",
+        "--ambient-caps=+net_bind_service",
+    ]
+    argv = [*prefix, script("ptftpd"), "-v", "--read-only", "127.0.0.1", str(root)]
+    env = {**os.environ, "NOTIFY_SOCKET": path}
+    server = Process(netns.popen_argv(argv), tmp_path / "server.log", env=env)
+    try:
+        assert listener.recv(4096) == b"READY=1"
+        fields = status_fields(server.pid)
+        assert fields["Uid"].split() == [str(nobody.pw_uid)] * 4
+        assert int(fields["CapAmb"], 16) == 0
+        assert int(fields["CapEff"], 16) == 0
+        work = tmp_path / "client"
+        work.mkdir()
+        tftp_hpa(netns, 69, "get", "boot.bin", cwd=work)
+        assert (work / "boot.bin").read_bytes() == FILE
+    finally:
+        assert server.stop() == 0
+
+
+def test_ready_only_once_the_port_answers(
+    root: Path, tmp_path: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    listener, path = notify_socket
+    port = free_udp_port()
+    env = {**os.environ, "NOTIFY_SOCKET": path}
+    server = ptftpd(root, "-p", str(port), log=tmp_path / "s.log", env=env)
+    try:
+        assert listener.recv(4096) == b"READY=1"
+        # No waiting at all: the first request right after READY=1 is served.
+        got = slow_tftp.read("127.0.0.1", port, "boot.bin", timeout=5)
+        assert got.error is None and got.data == FILE
+    finally:
+        server.stop()
+    assert listener.recv(4096) == b"STOPPING=1"
+
+
+def test_sigterm_drains_a_running_transfer_and_refuses_new_ones(
+    root: Path, tmp_path: Path
+) -> None:
+    port = free_udp_port()
+    server = ptftpd(root, "-p", str(port), "--drain", "60", log=tmp_path / "s.log")
+    wait_udp_bound(port, proc=server.proc)
+    refused: list[slow_tftp.Result] = []
+
+    def at_block(n: int) -> None:
+        if n == 10:
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            refused.append(slow_tftp.read("127.0.0.1", port, "boot.bin", timeout=5))
+
+    try:
+        got = slow_tftp.read("127.0.0.1", port, "boot.bin", delay=0.01, on_block=at_block)
+        assert got.error is None and got.data == FILE
+        assert refused[0].error == (0, "server shutting down")
+        assert server.proc.wait(30) == 0
+    finally:
+        server.stop()
+
+
+def test_stop_past_the_drain_time_sends_error_to_the_peer(root: Path, tmp_path: Path) -> None:
+    port = free_udp_port()
+    server = ptftpd(root, "-p", str(port), "--drain", "0.5", log=tmp_path / "s.log")
+    wait_udp_bound(port, proc=server.proc)
+
+    def at_block(n: int) -> None:
+        if n == 5:
+            server.proc.send_signal(signal.SIGINT)
+
+    try:
+        got = slow_tftp.read("127.0.0.1", port, "boot.bin", delay=0.05, on_block=at_block)
+        assert got.error is not None, "the transfer was not ended"
+        assert len(got.data) < len(FILE)
+        assert server.proc.wait(30) == 0
+    finally:
+        server.stop()
+    assert "drain time over: ending 1 running transfer(s)" in server.output()
+
+
+def test_sighup_rereads_the_map_file_without_dropping_a_transfer(
+    root: Path, tmp_path: Path
+) -> None:
+    (root / "other.bin").write_bytes(b"other" * 1000)
+    (root / "other.bin").chmod(0o644)
+    rules = tmp_path / "map"
+    rules.write_text("r ^pxelinux\\.0$ boot.bin\n")
+    port = free_udp_port()
+    server = ptftpd(root, "-p", str(port), "--map-file", str(rules), log=tmp_path / "s.log")
+    wait_udp_bound(port, proc=server.proc)
+
+    def at_block(n: int) -> None:
+        if n == 10:
+            rules.write_text("r ^pxelinux\\.0$ other.bin\na ^secret\n")
+            server.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+
+    try:
+        got = slow_tftp.read("127.0.0.1", port, "pxelinux.0", delay=0.01, on_block=at_block)
+        assert got.error is None and got.data == FILE
+        after = slow_tftp.read("127.0.0.1", port, "pxelinux.0", timeout=5)
+        assert after.error is None and after.data == b"other" * 1000
+        assert slow_tftp.read("127.0.0.1", port, "secret", timeout=5).error == (
+            2,
+            "Access denied",
+        )
+        # A broken file is reported and the running rules stay.
+        rules.write_text("x bad\n")
+        server.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        again = slow_tftp.read("127.0.0.1", port, "pxelinux.0", timeout=5)
+        assert again.data == b"other" * 1000
+        assert server.proc.poll() is None
+    finally:
+        assert server.stop() == 0
+    assert "reload failed, keeping the running settings" in server.output()
+
+
+def test_metrics_count_exactly_what_was_served(root: Path, tmp_path: Path) -> None:
+    curl = require_tool("curl")
+    (root / "small.bin").write_bytes(b"x" * 1000)
+    (root / "small.bin").chmod(0o644)
+    port, mport = free_udp_port(), free_udp_port()
+    argv = ("-p", str(port), "--metrics", f"127.0.0.1:{mport}")
+    server = ptftpd(root, *argv, log=tmp_path / "s.log")
+    wait_udp_bound(port, proc=server.proc)
+    try:
+        for name in ("boot.bin", "small.bin", "boot.bin"):
+            assert slow_tftp.read("127.0.0.1", port, name).data == (root / name).read_bytes()
+        assert slow_tftp.read("127.0.0.1", port, "absent").error is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # a peer that gives up
+            sock.settimeout(10)
+            sock.sendto(slow_tftp.rrq("boot.bin"), ("127.0.0.1", port))
+            _, peer = sock.recvfrom(65536)
+            sock.sendto(b"\x00\x05\x00\x00enough\x00", peer)
+        deadline = time.monotonic() + 10
+        text = ""
+        while time.monotonic() < deadline:  # the last log line may trail its ACK
+            text = subprocess.run(
+                [curl, "-sf", f"http://127.0.0.1:{mport}/metrics"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+            if "reason=\"peer_error\"} 1.0" in text:
+                break
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    samples = dict(re.findall(r"^(ptftpd_tftp_\S+) (\S+)$", text, re.MULTILINE))
+    assert samples['ptftpd_tftp_transfers_started_total{direction="read"}'] == "4.0"
+    assert samples['ptftpd_tftp_transfers_completed_total{direction="read"}'] == "3.0"
+    failed = 'ptftpd_tftp_transfers_failed_total{direction="read",reason="peer_error"}'
+    assert samples[failed] == "1.0"
+    # Bytes the peers acknowledged: the abandoned transfer adds none.
+    assert float(samples["ptftpd_tftp_sent_bytes_total"]) == 2 * len(FILE) + 1000
+    assert samples["ptftpd_tftp_active_sessions"] == "0.0"
+    assert samples['ptftpd_tftp_transfer_duration_seconds_count{direction="read"}'] == "4.0"
+    # A refused request (absent file) never started a transfer: one failure in all.
+    assert sum(k.startswith("ptftpd_tftp_transfers_failed_total") for k in samples) == 1
+
+
+def test_port_range_and_umask(root: Path, tmp_path: Path) -> None:
+    os.chmod(root, 0o777)
+    port = free_udp_port()
+    low = 40000 + port % 20000
+    argv = ("-p", str(port), "--port-range", f"{low}:{low + 1}", "--umask", "077")
+    server = ptftpd(root, *argv, log=tmp_path / "s.log")
+    wait_udp_bound(port, proc=server.proc)
+    try:
+        for _ in range(3):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(10)
+                sock.sendto(slow_tftp.rrq("boot.bin"), ("127.0.0.1", port))
+                _, peer = sock.recvfrom(65536)
+                assert low <= peer[1] <= low + 1
+                sock.sendto(b"\x00\x05\x00\x00done\x00", peer)  # end it
+        work = tmp_path / "c"
+        work.mkdir()
+        (work / "up.bin").write_bytes(b"u" * 700)
+        tftp_hpa(None, port, "put", "up.bin", cwd=work)
+        assert (root / "up.bin").read_bytes() == b"u" * 700
+        assert (root / "up.bin").stat().st_mode & 0o777 == 0o600
+    finally:
+        server.stop()
+
+
+def test_no_create_refuses_uploads(root: Path, tmp_path: Path) -> None:
+    port = free_udp_port()
+    server = ptftpd(root, "-p", str(port), "--no-create", log=tmp_path / "s.log")
+    wait_udp_bound(port, proc=server.proc)
+    try:
+        work = tmp_path / "c"
+        work.mkdir()
+        (work / "up.bin").write_bytes(b"u" * 700)
+        out = tftp_hpa(None, port, "put", "up.bin", cwd=work)
+        assert "Error code" in out
+        assert not (root / "up.bin").exists()
+    finally:
+        server.stop()
+
+
+def test_bad_map_file_is_one_line_exit_2(root: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "map"
+    rules.write_text("r ok fine\nq what\n")
+    res = subprocess.run(
+        [script("ptftpd"), "-p", str(free_udp_port()), "--map-file", str(rules), "127.0.0.1",
+         str(root)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"ptftpd: error: {rules}")
+
+
+def test_unknown_user_is_one_line_exit_2(root: Path) -> None:
+    res = subprocess.run(
+        [script("ptftpd"), "-p", str(free_udp_port()), "--user", "no-such-user-q", "127.0.0.1",
+         str(root)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr == "ptftpd: error: --user: no such user 'no-such-user-q'\n"
+
+
+def one_line_exit_1(argv: list[str]) -> str:
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.count("\n") == 1, res.stderr
+    return res.stderr
+
+
+def test_a_second_ptftpd_does_not_steal_the_port(root: Path, tmp_path: Path) -> None:
+    port = free_udp_port()
+    first = ptftpd(root, "-p", str(port), log=tmp_path / "a.log")
+    wait_udp_bound(port, proc=first.proc)
+    try:
+        err = one_line_exit_1([script("ptftpd"), "-p", str(port), "127.0.0.1", str(root)])
+        assert err == f"ptftpd: error: UDP port {port} on 127.0.0.1 is already in use\n"
+        assert slow_tftp.read("127.0.0.1", port, "boot.bin").data == FILE
+    finally:
+        assert first.stop() == 0
+
+
+def test_ptftpd_does_not_steal_tftpd_hpa_port(root: Path, tmp_path: Path) -> None:
+    in_tftpd = require_tool("in.tftpd")
+    port = free_udp_port()
+    argv = [in_tftpd, "-L", "-s", "-a", f"127.0.0.1:{port}", str(root)]
+    if os.geteuid() == 0:
+        argv[1:1] = ["-u", "nobody"]
+    hpa = Process(argv, tmp_path / "hpa.log")
+    wait_udp_bound(port, proc=hpa.proc)
+    try:
+        err = one_line_exit_1([script("ptftpd"), "-p", str(port), "127.0.0.1", str(root)])
+        assert "already in use" in err
+    finally:
+        hpa.stop()
+
+
+def test_a_second_stop_signal_ends_transfers_at_once(root: Path, tmp_path: Path) -> None:
+    port = free_udp_port()
+    server = ptftpd(root, "-p", str(port), "--drain", "600", log=tmp_path / "s.log")
+    wait_udp_bound(port, proc=server.proc)
+
+    def at_block(n: int) -> None:
+        if n == 5:
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            server.proc.send_signal(signal.SIGINT)
+
+    try:
+        got = slow_tftp.read("127.0.0.1", port, "boot.bin", delay=0.05, on_block=at_block)
+        assert got.error is not None, "the transfer was not ended"
+        assert server.proc.wait(30) == 0  # long before the 600 s drain
+    finally:
+        server.stop()
+    assert "second stop signal: ending running transfers now" in server.output()
