@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -11,15 +12,19 @@ from ptftpd import __version__
 from ptftpd.cli.common import (
     add_common_flags,
     blksize,
+    fail,
     port_number,
     positive_int,
+    raise_fd_limit,
     root_problem,
     run_service,
     timeout_seconds,
 )
+from ptftpd.log import setup_logging
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.tftp.options import BLKSIZE_MAX
 from ptftpd.tftp.server import ServerConfig, ServerStartError, TftpServer
+from ptftpd.tftp.workers import TftpWorkers, default_workers
 
 
 def add_transfer_limits(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -89,8 +94,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(parser)
     parser.add_argument("--read-only", action="store_true", help="refuse every upload (WRQ)")
     add_transfer_limits(parser)
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=default_workers(),
+        metavar="N",
+        help="processes serving transfers, sharing the port (SO_REUSEPORT); "
+        "1: a single process (default: one per CPU)",
+    )
     parser.add_argument("--version", action="version", version=f"ptftpd {__version__}")
     return parser
+
+
+def run_workers(prog: str, args: argparse.Namespace, pool: TftpWorkers) -> int:
+    """Serve with `pool`'s worker processes until SIGTERM/SIGINT (no event loop here)."""
+    setup_logging(args.verbose, args.debug)
+    raise_fd_limit()
+    try:
+        pool.open()
+    except ServerStartError as exc:
+        return fail(prog, str(exc))
+    pool.spawn()
+    code = pool.run()
+    if pool.failed:
+        return fail(prog, pool.failed)
+    logging.getLogger("ptftpd").info("%s stopped", prog)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(1, f"ptftpd: error: {exc}\n")
 
     config = transfer_config(args, read_only=args.read_only)
+    if args.workers > 1:
+        return run_workers("ptftpd", args, TftpWorkers(config, hosts, args.port, args.workers))
 
     async def body(stop: asyncio.Event) -> None:
         server = TftpServer(config)

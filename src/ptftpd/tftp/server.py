@@ -18,7 +18,7 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
 from ptftpd.errors import ServerStartError
 from ptftpd.log import format_rate
@@ -30,7 +30,7 @@ from ptftpd.tftp.packets import ErrorCode, Request, error_bytes
 from ptftpd.tftp.paths import PathRefused, resolve
 from ptftpd.tftp.session import Address, RequestRules, ServerSession, format_host
 
-__all__ = ["FinishedTransfer", "ServerConfig", "ServerStartError", "TftpServer"]
+__all__ = ["FinishedTransfer", "ServerConfig", "ServerStartError", "SessionGate", "TftpServer"]
 
 log = logging.getLogger("ptftpd.tftp.server")
 
@@ -61,6 +61,18 @@ class FinishedTransfer:
     bytes: int
     seconds: float
     failure: str | None
+
+
+class SessionGate(Protocol):
+    """A session limit shared beyond this server (e.g. by every worker process)."""
+
+    def acquire(self) -> bool:
+        """Take a slot for a new transfer; False when the shared limit is reached."""
+        ...
+
+    def release(self, sent: int | None) -> None:
+        """Give the slot back: `sent` bytes moved (-1: failed; None: never started)."""
+        ...
 
 
 class _RequestProtocol(asyncio.DatagramProtocol):
@@ -101,6 +113,7 @@ class TftpServer:
         *,
         on_started: Callable[[str, str], None] | None = None,
         on_finished: Callable[[FinishedTransfer], None] | None = None,
+        gate: SessionGate | None = None,
     ) -> None:
         root = Path(config.root)
         if not os.path.isdir(root):
@@ -113,12 +126,24 @@ class TftpServer:
         self.bound: list[tuple[str, int]] = []
         self.on_started = on_started
         self.on_finished = on_finished
+        self.gate = gate
         self._transports: list[asyncio.DatagramTransport] = []
         self._closed = asyncio.Event()
 
     async def start(self, hosts: Iterable[str], port: int) -> None:
-        for host in hosts:
-            sock = listening_socket(host, port)
+        sockets: list[socket.socket] = []
+        try:
+            for host in hosts:
+                sockets.append(listening_socket(host, port))
+        except ServerStartError:
+            for sock in sockets:
+                sock.close()
+            raise
+        await self.start_on(sockets)
+
+    async def start_on(self, sockets: Iterable[socket.socket]) -> None:
+        """Serve requests arriving on already bound sockets (e.g. a worker's share)."""
+        for sock in sockets:
             local_host = str(sock.getsockname()[0])
             protocol = _RequestProtocol(self, local_host)
             transport, _ = await self.loop.create_datagram_endpoint(
@@ -154,9 +179,16 @@ class TftpServer:
             proto.reply(error_bytes(verdict.code, verdict.message), addr)
             return
         key = self.rules.key(data, addr)
+        gate = self.gate
+        if gate is not None and not gate.acquire():
+            log.info("%s: request refused: server busy (all workers)", addr[0])
+            proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server busy, try again"), addr)
+            return
         try:
             runner = self._open(verdict, addr, local_host, key)
         except LocalError as refusal:
+            if gate is not None:
+                gate.release(None)
             kind = "RRQ" if verdict.is_read else "WRQ"
             log.info("%s %s %r refused: %s", addr[0], kind, verdict.filename, refusal.message)
             proto.reply(error_bytes(refusal.code, refusal.message), addr)
@@ -235,6 +267,8 @@ class TftpServer:
             log.debug("%s", _describe(session, "client ended after the OACK"))
         else:
             log.info("%s", _describe(session, failure))
+        if self.gate is not None:
+            self.gate.release(session.wire_bytes if failure is None else -1)
         if self.on_finished is not None:
             end = session.finished_at or clock()
             self.on_finished(
