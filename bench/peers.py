@@ -382,8 +382,20 @@ class OurPtftpd(Peer):
         ).stdout.strip()
         self.version = f"git {described or '?'}"
 
+    workers = 1
+
     def command(self, root: Path, port: int) -> list[str]:
-        return [str(OUR_VENV / "bin" / "ptftpd"), "-p", str(port), HOST, str(root)]
+        exe = str(OUR_VENV / "bin" / "ptftpd")
+        return [exe, "--workers", str(self.workers), "-p", str(port), HOST, str(root)]
+
+
+class OurPtftpdWorkers(OurPtftpd):
+    """The same ptftpd with two worker processes sharing the port (SO_REUSEPORT)."""
+
+    name = "ptftpd-w2"
+    label = "ptftpd --workers 2"
+    notes = ("two worker processes; CPU and memory include both and the parent",)
+    workers = 2
 
 
 class AltPtftpd(Peer):
@@ -560,6 +572,7 @@ class Dnsmasq(Peer):
 
 PEER_CLASSES: tuple[type[Peer], ...] = (
     OurPtftpd,
+    OurPtftpdWorkers,
     TftpdHpa,
     Atftpd,
     OriginalPtftpd,
