@@ -417,7 +417,9 @@ class AltPtftpd(Peer):
     def command(self, root: Path, port: int) -> list[str]:
         code = "import sys; from ptftpd.cli.ptftpd import main; sys.exit(main())"
         python = str(OUR_VENV / "bin" / "python")
-        return [python, "-c", code, "-p", str(port), HOST, str(root)]
+        cli = (self.src / "ptftpd" / "cli" / "ptftpd.py").read_text()
+        single = ["--workers", "1"] if "--workers" in cli else []  # compare like with like
+        return [python, "-c", code, *single, "-p", str(port), HOST, str(root)]
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(self.src)}

@@ -529,7 +529,7 @@ def _single_cell(r: dict[str, Any], key: str, named: dict[str, dict[str, Any]]) 
     if r.get("unavailable"):
         return _esc(r["unavailable"])
     s = r["single"].get(key)
-    if s is None:
+    if s is None or not (s["failure"] or s["seconds"]):
         return "not run"
     if s["failure"]:
         return f"**fails**: {_esc(s['failure'])}"

@@ -48,6 +48,7 @@ _GSO_AVAILABLE = hasattr(socket, "SOL_UDP") and sys.platform == "linux"
 # flow in one read, all `segment` bytes but the last, with the size in a control message.
 _UDP_GRO = 104  # socket.UDP_GRO from Python 3.12 on
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+_REQUEST_BUFFER = 4 << 20
 _UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 _monotonic = time.monotonic
 
@@ -90,6 +91,10 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
         # silently take the requests (nothing like TCP's TIME_WAIT needs it here).
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        # A boot storm is a burst of requests at once: the default buffer (~200 KiB,
+        # some 150 small datagrams) drops most of a thousand. The kernel caps this at
+        # net.core.rmem_max.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _REQUEST_BUFFER)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
