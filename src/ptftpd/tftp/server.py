@@ -10,6 +10,7 @@ own UDP socket on the address the request came to (a new TID, RFC 1350).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -18,7 +19,7 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol
 
 from ptftpd.errors import ServerStartError
 from ptftpd.log import format_rate
@@ -26,13 +27,15 @@ from ptftpd.tftp.driver import AsyncChannel, Channel, clock, listening_socket, t
 from ptftpd.tftp.errors import LocalError, RemoteError
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
 from ptftpd.tftp.options import BLKSIZE_MAX, ServerLimits
-from ptftpd.tftp.packets import ErrorCode, Request, error_bytes
+from ptftpd.tftp.packets import MAX_DATAGRAM, ErrorCode, Request, error_bytes
 from ptftpd.tftp.paths import PathRefused, resolve
 from ptftpd.tftp.session import Address, RequestRules, ServerSession, format_host
 
 __all__ = ["FinishedTransfer", "ServerConfig", "ServerStartError", "SessionGate", "TftpServer"]
 
 log = logging.getLogger("ptftpd.tftp.server")
+
+_REQUESTS_PER_WAKEUP = 64
 
 
 @dataclass(frozen=True)
@@ -75,31 +78,38 @@ class SessionGate(Protocol):
         ...
 
 
-class _RequestProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: TftpServer, local_host: str) -> None:
+class _RequestPort:
+    """One request socket, drained up to `_REQUESTS_PER_WAKEUP` datagrams per wake-up
+    (asyncio's datagram transport reads one per loop turn, and a turn with a thousand
+    busy transfers takes long enough that a boot storm's requests time out in the
+    queue)."""
+
+    def __init__(self, server: TftpServer, sock: socket.socket) -> None:
         self.server = server
-        self.local_host = local_host
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.local_host = str(sock.getsockname()[0])
+        sock.setblocking(False)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            self.server.handle_request(data, addr, self.local_host, self)
-        except Exception:  # a bug must cost one request, never the server
-            log.exception("unexpected error handling a request from %s", addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("listening socket error: %s", exc)
+    def readable(self) -> None:
+        recvfrom, handle = self.sock.recvfrom, self.server.handle_request
+        for _ in range(_REQUESTS_PER_WAKEUP):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("listening socket error: %s", exc)
+                continue
+            try:
+                handle(data, addr, self.local_host, self)
+            except Exception:  # a bug must cost one request, never the server
+                log.exception("unexpected error handling a request from %s", addr)
 
     def reply(self, datagram: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None:
-            self.transport.sendto(datagram, addr)
-
-
-def _identity(protocol: _RequestProtocol) -> _RequestProtocol:
-    return protocol
+        try:
+            self.sock.sendto(datagram, addr)
+        except OSError as exc:  # full buffer or unreachable: the client asks again
+            log.debug("reply to %s failed: %s", addr[0], exc)
 
 
 class TftpServer:
@@ -127,7 +137,7 @@ class TftpServer:
         self.on_started = on_started
         self.on_finished = on_finished
         self.gate = gate
-        self._transports: list[asyncio.DatagramTransport] = []
+        self._ports: list[_RequestPort] = []
         self._closed = asyncio.Event()
 
     async def start(self, hosts: Iterable[str], port: int) -> None:
@@ -144,12 +154,9 @@ class TftpServer:
     async def start_on(self, sockets: Iterable[socket.socket]) -> None:
         """Serve requests arriving on already bound sockets (e.g. a worker's share)."""
         for sock in sockets:
-            local_host = str(sock.getsockname()[0])
-            protocol = _RequestProtocol(self, local_host)
-            transport, _ = await self.loop.create_datagram_endpoint(
-                functools.partial(_identity, protocol), sock=sock
-            )
-            self._transports.append(transport)
+            port = _RequestPort(self, sock)
+            self.loop.add_reader(sock.fileno(), port.readable)
+            self._ports.append(port)
             bound = sock.getsockname()
             self.bound.append((bound[0], bound[1]))
             log.info("serving %s on %s port %d", self.root, bound[0], bound[1])
@@ -158,15 +165,18 @@ class TftpServer:
         await self._closed.wait()
 
     def close(self) -> None:
-        for transport in self._transports:
-            transport.close()
+        for port in self._ports:
+            with contextlib.suppress(ValueError, OSError, RuntimeError):
+                self.loop.remove_reader(port.sock.fileno())
+            port.sock.close()
+        self._ports = []
         for runner in list(self.transfers.values()):
             runner.stop(cancel=True)
         self._closed.set()
 
     # -- requests --------------------------------------------------------------------
     def handle_request(
-        self, data: bytes, addr: tuple[str, int], local_host: str, proto: _RequestProtocol
+        self, data: bytes, addr: tuple[str, int], local_host: str, proto: _RequestPort
     ) -> None:
         verdict = self.rules.check(data, addr)
         if verdict is None:
