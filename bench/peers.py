@@ -382,8 +382,20 @@ class OurPtftpd(Peer):
         ).stdout.strip()
         self.version = f"git {described or '?'}"
 
+    workers = 1
+
     def command(self, root: Path, port: int) -> list[str]:
-        return [str(OUR_VENV / "bin" / "ptftpd"), "-p", str(port), HOST, str(root)]
+        exe = str(OUR_VENV / "bin" / "ptftpd")
+        return [exe, "--workers", str(self.workers), "-p", str(port), HOST, str(root)]
+
+
+class OurPtftpdWorkers(OurPtftpd):
+    """The same ptftpd with two worker processes sharing the port (SO_REUSEPORT)."""
+
+    name = "ptftpd-w2"
+    label = "ptftpd --workers 2"
+    notes = ("two worker processes; CPU and memory include both and the parent",)
+    workers = 2
 
 
 class AltPtftpd(Peer):
@@ -405,7 +417,9 @@ class AltPtftpd(Peer):
     def command(self, root: Path, port: int) -> list[str]:
         code = "import sys; from ptftpd.cli.ptftpd import main; sys.exit(main())"
         python = str(OUR_VENV / "bin" / "python")
-        return [python, "-c", code, "-p", str(port), HOST, str(root)]
+        cli = (self.src / "ptftpd" / "cli" / "ptftpd.py").read_text()
+        single = ["--workers", "1"] if "--workers" in cli else []  # compare like with like
+        return [python, "-c", code, *single, "-p", str(port), HOST, str(root)]
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(self.src)}
@@ -560,6 +574,7 @@ class Dnsmasq(Peer):
 
 PEER_CLASSES: tuple[type[Peer], ...] = (
     OurPtftpd,
+    OurPtftpdWorkers,
     TftpdHpa,
     Atftpd,
     OriginalPtftpd,

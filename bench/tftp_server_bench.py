@@ -368,10 +368,12 @@ def measure_concurrent(
     result: ConcurrentResult,
     outdir: Path,
     timeout: float,
+    blksize: int = 512,
 ) -> None:
     """`result.clients` downloads started at once; appends one round to `result`."""
     clients = result.clients
     rundir = outdir / "concurrent"
+    options = {"blksize": str(blksize)} if blksize != 512 else {}
     shutil.rmtree(rundir, ignore_errors=True)
     rundir.mkdir()
     server.quiesce()
@@ -381,7 +383,7 @@ def measure_concurrent(
         errs = [stack.enter_context(open(rundir / f"c{i}.err", "wb")) for i in range(clients)]
         t0 = time.perf_counter()
         procs = [
-            _spawn(atftp_command(server.port, data.name, rundir / f"c{i}", {}), errs[i])
+            _spawn(atftp_command(server.port, data.name, rundir / f"c{i}", options), errs[i])
             for i in range(clients)
         ]
         codes, end, client_cpu = wait_clients(procs, t0 + timeout)
@@ -468,10 +470,14 @@ def run_rounds(
                     conc = results[name].concurrent
                     assert conc is not None
                     results[name].busy_before.append(args.wait_quiet())
-                    measure_concurrent(server, small, conc, outdir, args.concurrent_timeout)
+                    measure_concurrent(
+                        server, small, conc, outdir, args.concurrent_timeout, args.conc_blksize
+                    )
+                    packets = args.clients * (small.size // args.conc_blksize + 1)
                     print(
                         f"  {name:11} wall {conc.walls[-1]:.2f} s, failed {conc.failures[-1]}, "
-                        f"cpu {conc.cpu[-1]:.2f} s, peak memory {conc.peak_memory / MIB:.1f} MiB, "
+                        f"cpu {conc.cpu[-1]:.2f} s ({conc.cpu[-1] / packets * 1e6:.1f} us/packet), "
+                        f"peak memory {conc.peak_memory / MIB:.1f} MiB, "
                         f"other load {conc.foreign[-1]:.0%}",
                         flush=True,
                     )
@@ -523,7 +529,7 @@ def _single_cell(r: dict[str, Any], key: str, named: dict[str, dict[str, Any]]) 
     if r.get("unavailable"):
         return _esc(r["unavailable"])
     s = r["single"].get(key)
-    if s is None:
+    if s is None or not (s["failure"] or s["seconds"]):
         return "not run"
     if s["failure"]:
         return f"**fails**: {_esc(s['failure'])}"
@@ -546,22 +552,25 @@ def _concurrent_table(
 ) -> list[str]:
     clients = meta["clients"]
     small_mib = meta["small_bytes"] // MIB
+    blk = meta.get("conc_blksize", 512)
+    packets = clients * (meta["small_bytes"] // blk + 1)
+    how = "512-byte blocks, no options" if blk == 512 else f"blksize {blk}, lock-step"
     lines = [
         "",
-        f"### {clients} clients at once, {small_mib} MiB each (512-byte blocks, no options)",
+        f"### {clients} clients at once, {small_mib} MiB each ({how})",
         "",
         "| Server | Wall s (best) | Wall vs tftpd-hpa | Failed downloads | Server CPU s "
-        "| Peak memory MiB |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| CPU µs per packet | CPU vs tftpd-hpa | Peak memory MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     hpa = _conc_summary(named.get("tftpd-hpa"))
     for r in results:
         if r.get("unavailable"):
-            lines.append(f"| {r['label']} | {_esc(r['unavailable'])} | | | | |")
+            lines.append(f"| {r['label']} | {_esc(r['unavailable'])} | | | | | | |")
             continue
         summary = _conc_summary(r)
         if summary is None:
-            lines.append(f"| {r['label']} | not run | | | | |")
+            lines.append(f"| {r['label']} | not run | | | | | | |")
             continue
         wall, cpu, failed = summary
         c = r["concurrent"]
@@ -569,9 +578,10 @@ def _concurrent_table(
         fail = f"{failed} of {clients * len(c['walls'])}"
         if c["failure_examples"]:
             fail += f" ({_esc(c['failure_examples'][0])})"
+        cpu_ratio = f"{cpu / hpa[1]:.2f}x" if hpa and hpa[1] else "-"
         lines.append(
             f"| {r['label']} | {wall:.2f} | {ratio} | {fail} | {cpu:.2f} | "
-            f"{c['peak_memory'] / MIB:.1f} |"
+            f"{cpu / packets * 1e6:.1f} | {cpu_ratio} | {c['peak_memory'] / MIB:.1f} |"
         )
     return lines
 
@@ -653,7 +663,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     if meta["clients"]:
         lines += _concurrent_table(results, named, meta)
-    lines += ["", "### Targets (issue 2)", ""]
+    lines += ["", "### Targets (issue 9)", ""]
     lines += [f"- {t}" for t in targets(report)]
     methods = sorted({r["cpu_method"] for r in results if r.get("cpu_method")})
     busy = [b for r in results for b in r.get("busy_before", [])]
@@ -686,42 +696,47 @@ def render(report: dict[str, Any]) -> str:
 
 
 def targets(report: dict[str, Any]) -> list[str]:
+    """Issue 9's targets, for each of our rows (single process and workers)."""
     named = _by_name(report["results"])
-    ours = named.get("ptftpd")
     out: list[str] = []
 
     def verdict(ok: bool) -> str:
         return "**met**" if ok else "**missed**"
 
-    w_ours = _best_single(ours, "1428w16")
-    w_atftpd = _best_single(named.get("atftpd"), "1428w16")
-    if w_ours and w_atftpd:
-        out.append(
-            f"blksize 1428 + windowsize 16 at least as fast as atftpd: "
-            f"{w_atftpd / w_ours:.2f}x, {verdict(w_ours <= w_atftpd)}"
-        )
-    for key, label in (("512", "512 B, no options"), ("1428", "blksize 1428")):
-        mine = _best_single(ours, key)
-        hpa = _best_single(named.get("tftpd-hpa"), key)
-        if mine and hpa:
+    for name in ("ptftpd", "ptftpd-w2"):
+        ours = named.get(name)
+        if not ours or ours.get("unavailable"):
+            continue
+        w_ours = _best_single(ours, "1428w16")
+        w_atftpd = _best_single(named.get("atftpd"), "1428w16")
+        if w_ours and w_atftpd:
+            ratio = w_atftpd / w_ours
             out.append(
-                f"{label} at least 0.8x tftpd-hpa: {hpa / mine:.2f}x, {verdict(hpa / mine >= 0.8)}"
+                f"{name}: blksize 1428 + windowsize 16 at least 1.2x atftpd: "
+                f"{ratio:.2f}x, {verdict(ratio >= 1.2)}"
             )
-    c_ours = _conc_summary(ours)
-    c_hpa = _conc_summary(named.get("tftpd-hpa"))
-    c_old = _conc_summary(named.get("ptftpd-1.3"))
-    if c_ours:
-        out.append(f"concurrent, zero failures: {c_ours[2]} failed, {verdict(c_ours[2] == 0)}")
-        if c_hpa:
-            ratio = c_ours[0] / c_hpa[0]
+        for key, label in (("512", "512 B, no options"), ("1428", "blksize 1428")):
+            mine = _best_single(ours, key)
+            hpa = _best_single(named.get("tftpd-hpa"), key)
+            if mine and hpa:
+                out.append(
+                    f"{name}: {label} at least 1.0x tftpd-hpa: {hpa / mine:.2f}x, "
+                    f"{verdict(hpa / mine >= 1.0)}"
+                )
+        c_ours = _conc_summary(ours)
+        c_hpa = _conc_summary(named.get("tftpd-hpa"))
+        if c_ours:
             out.append(
-                f"concurrent, wall within 1.5x tftpd-hpa: {ratio:.2f}x, {verdict(ratio <= 1.5)}"
+                f"{name}: concurrent, zero failures: {c_ours[2]} failed, "
+                f"{verdict(c_ours[2] == 0)}"
             )
-        if c_old:
-            out.append(
-                f"concurrent, less CPU than ptftpd 1.3: {c_ours[1]:.2f} s vs {c_old[1]:.2f} s, "
-                f"{verdict(c_ours[1] < c_old[1])}"
-            )
+            if c_hpa:
+                wall, cpu = c_ours[0] / c_hpa[0], c_ours[1] / c_hpa[1]
+                out.append(
+                    f"{name}: concurrent, wall at most 1.0x tftpd-hpa: {wall:.2f}x, "
+                    f"{verdict(wall <= 1.0)}; server CPU at most 1.5x: {cpu:.2f}x, "
+                    f"{verdict(cpu <= 1.5)}"
+                )
     return out or ["not evaluated (ptftpd or a reference did not run)"]
 
 
@@ -785,6 +800,7 @@ def run_inner(args: argparse.Namespace) -> dict[str, Any]:
             "pin": args.pin,
             "concurrent_reps": args.concurrent_reps,
             "clients": args.clients,
+            "conc_blksize": args.conc_blksize,
             "quiet": args.quiet,
             "quiet_wait": args.quiet_wait,
             "big_bytes": big.size,
@@ -849,6 +865,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=100, help="concurrent clients (0: skip)")
     p.add_argument("--big-mib", type=int, default=64, help="size of the single download")
     p.add_argument("--small-mib", type=int, default=4, help="size of each concurrent download")
+    p.add_argument("--conc-blksize", type=int, default=512, help="blksize of concurrent clients")
     p.add_argument("--peers", nargs="*", help="only these peers (names as in bench/peers.py)")
     p.add_argument("--client-timeout", type=float, default=60.0, help="bound on one download")
     p.add_argument(

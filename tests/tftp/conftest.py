@@ -63,7 +63,8 @@ def served_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(served_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     log = tmp_path_factory.mktemp("log") / "ptftpd.log"
-    srv = start_server(served_root, log)
+    # today's single process; test_workers.py runs the same matrix with --workers 2
+    srv = start_server(served_root, log, "--workers", "1")
     yield srv
     code = srv.process.stop()
     text = srv.log()

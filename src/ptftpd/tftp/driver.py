@@ -49,6 +49,7 @@ _GSO_AVAILABLE = hasattr(socket, "SOL_UDP") and sys.platform == "linux"
 # flow in one read, all `segment` bytes but the last, with the size in a control message.
 _UDP_GRO = 104  # socket.UDP_GRO from Python 3.12 on
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+_REQUEST_BUFFER = 4 << 20
 _UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 _monotonic = time.monotonic
 
@@ -76,8 +77,10 @@ def clock() -> float:
     return _monotonic()
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """The server's request socket on `host`; `ServerStartError` (one line) if not."""
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The server's request socket on `host`; `ServerStartError` (one line) if not.
+    `reuse_port`: one of several sockets on the same address and port, among which the
+    kernel spreads the requests (SO_REUSEPORT, one per worker process)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except socket.gaierror as exc:
@@ -85,7 +88,14 @@ def listening_socket(host: str, port: int) -> socket.socket:
     family, _, _, _, sockaddr = infos[0]
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        # No SO_REUSEADDR: a port another process serves must fail to bind, not be shared.
+        # No SO_REUSEADDR: for UDP it lets a second server bind the same port and
+        # silently take the requests (nothing like TCP's TIME_WAIT needs it here).
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        # A boot storm is a burst of requests at once: the default buffer (~200 KiB,
+        # some 150 small datagrams) drops most of a thousand. The kernel caps this at
+        # net.core.rmem_max.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _REQUEST_BUFFER)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
@@ -171,7 +181,9 @@ class Channel:
         self.progress = progress
         self._reported = -1
         self._gso = _GSO_AVAILABLE
-        self._gro_space = _GRO_CMSG_SPACE if _enable_gro(sock) else 0
+        # Only a receiver gets windows worth coalescing; a sender reads ACKs with a
+        # plain recvfrom (no control-message buffer to allocate and parse per ACK).
+        self._gro_space = _GRO_CMSG_SPACE if session.receiving and _enable_gro(sock) else 0
         self.shut = False
 
     # -- events ------------------------------------------------------------------------
@@ -181,10 +193,15 @@ class Channel:
     def read_some(self, limit: int) -> bool:
         """Read and handle up to `limit` reads; False once the socket is empty."""
         sock, session, apply = self.sock, self.session, self.apply
-        recvmsg, space = sock.recvmsg, self._gro_space
+        space = self._gro_space
+        recvmsg, recvfrom = sock.recvmsg, sock.recvfrom
+        ancdata: list[tuple[int, int, bytes]] = []
         for _ in range(limit):
             try:
-                data, ancdata, _, addr = recvmsg(MAX_DATAGRAM, space)
+                if space:
+                    data, ancdata, _, addr = recvmsg(MAX_DATAGRAM, space)
+                else:
+                    data, addr = recvfrom(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 return False
             except OSError:

@@ -10,6 +10,7 @@ own UDP socket on the address the request came to (a new TID, RFC 1350).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -18,7 +19,7 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol
 
 from ptftpd.errors import ServerStartError
 from ptftpd.log import format_rate
@@ -26,13 +27,15 @@ from ptftpd.tftp.driver import AsyncChannel, Channel, clock, listening_socket, t
 from ptftpd.tftp.errors import LocalError, RemoteError
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
 from ptftpd.tftp.options import BLKSIZE_MAX, ServerLimits
-from ptftpd.tftp.packets import ErrorCode, Request, error_bytes
+from ptftpd.tftp.packets import MAX_DATAGRAM, ErrorCode, Request, error_bytes
 from ptftpd.tftp.paths import PathRefused, resolve
 from ptftpd.tftp.session import Address, RequestRules, ServerSession, format_host
 
-__all__ = ["FinishedTransfer", "ServerConfig", "ServerStartError", "TftpServer"]
+__all__ = ["FinishedTransfer", "ServerConfig", "ServerStartError", "SessionGate", "TftpServer"]
 
 log = logging.getLogger("ptftpd.tftp.server")
+
+_REQUESTS_PER_WAKEUP = 64
 
 
 @dataclass(frozen=True)
@@ -64,31 +67,50 @@ class FinishedTransfer:
     failure: str | None
 
 
-class _RequestProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: TftpServer, local_host: str) -> None:
+class SessionGate(Protocol):
+    """A session limit shared beyond this server (e.g. by every worker process)."""
+
+    def acquire(self) -> bool:
+        """Take a slot for a new transfer; False when the shared limit is reached."""
+        ...
+
+    def release(self, sent: int | None) -> None:
+        """Give the slot back: `sent` bytes moved (-1: failed; None: never started)."""
+        ...
+
+
+class _RequestPort:
+    """One request socket, drained up to `_REQUESTS_PER_WAKEUP` datagrams per wake-up
+    (asyncio's datagram transport reads one per loop turn, and a turn with a thousand
+    busy transfers takes long enough that a boot storm's requests time out in the
+    queue)."""
+
+    def __init__(self, server: TftpServer, sock: socket.socket) -> None:
         self.server = server
-        self.local_host = local_host
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.local_host = str(sock.getsockname()[0])
+        sock.setblocking(False)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            self.server.handle_request(data, addr, self.local_host, self)
-        except Exception:  # a bug must cost one request, never the server
-            log.exception("unexpected error handling a request from %s", addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("listening socket error: %s", exc)
+    def readable(self) -> None:
+        recvfrom, handle = self.sock.recvfrom, self.server.handle_request
+        for _ in range(_REQUESTS_PER_WAKEUP):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("listening socket error: %s", exc)
+                continue
+            try:
+                handle(data, addr, self.local_host, self)
+            except Exception:  # a bug must cost one request, never the server
+                log.exception("unexpected error handling a request from %s", addr)
 
     def reply(self, datagram: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None:
-            self.transport.sendto(datagram, addr)
-
-
-def _identity(protocol: _RequestProtocol) -> _RequestProtocol:
-    return protocol
+        try:
+            self.sock.sendto(datagram, addr)
+        except OSError as exc:  # full buffer or unreachable: the client asks again
+            log.debug("reply to %s failed: %s", addr[0], exc)
 
 
 class TftpServer:
@@ -102,6 +124,7 @@ class TftpServer:
         *,
         on_started: Callable[[str, str], None] | None = None,
         on_finished: Callable[[FinishedTransfer], None] | None = None,
+        gate: SessionGate | None = None,
     ) -> None:
         root = Path(config.root)
         if not os.path.isdir(root):
@@ -114,7 +137,8 @@ class TftpServer:
         self.bound: list[tuple[str, int]] = []
         self.on_started = on_started
         self.on_finished = on_finished
-        self._transports: list[asyncio.DatagramTransport] = []
+        self.gate = gate
+        self._ports: list[_RequestPort] = []
         self._closed = asyncio.Event()
         self.accepting = True  # False while draining: new requests get an ERROR
         # tftpd-hpa --map-file: (filename, client ip, is_read) -> the name to serve;
@@ -122,14 +146,22 @@ class TftpServer:
         self.remap: Callable[[str, str, bool], str] | None = None
 
     async def start(self, hosts: Iterable[str], port: int) -> None:
-        for host in hosts:
-            sock = listening_socket(host, port)
-            local_host = str(sock.getsockname()[0])
-            protocol = _RequestProtocol(self, local_host)
-            transport, _ = await self.loop.create_datagram_endpoint(
-                functools.partial(_identity, protocol), sock=sock
-            )
-            self._transports.append(transport)
+        sockets: list[socket.socket] = []
+        try:
+            for host in hosts:
+                sockets.append(listening_socket(host, port))
+        except ServerStartError:
+            for sock in sockets:
+                sock.close()
+            raise
+        await self.start_on(sockets)
+
+    async def start_on(self, sockets: Iterable[socket.socket]) -> None:
+        """Serve requests arriving on already bound sockets (e.g. a worker's share)."""
+        for sock in sockets:
+            port = _RequestPort(self, sock)
+            self.loop.add_reader(sock.fileno(), port.readable)
+            self._ports.append(port)
             bound = sock.getsockname()
             self.bound.append((bound[0], bound[1]))
             log.info("serving %s on %s port %d", self.root, bound[0], bound[1])
@@ -138,15 +170,18 @@ class TftpServer:
         await self._closed.wait()
 
     def close(self) -> None:
-        for transport in self._transports:
-            transport.close()
+        for port in self._ports:
+            with contextlib.suppress(ValueError, OSError, RuntimeError):
+                self.loop.remove_reader(port.sock.fileno())
+            port.sock.close()
+        self._ports = []
         for runner in list(self.transfers.values()):
             runner.stop(cancel=True)
         self._closed.set()
 
     # -- requests --------------------------------------------------------------------
     def handle_request(
-        self, data: bytes, addr: tuple[str, int], local_host: str, proto: _RequestProtocol
+        self, data: bytes, addr: tuple[str, int], local_host: str, proto: _RequestPort
     ) -> None:
         verdict = self.rules.check(data, addr)
         if verdict is None:
@@ -162,9 +197,16 @@ class TftpServer:
             proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server shutting down"), addr)
             return
         key = self.rules.key(data, addr)
+        gate = self.gate
+        if gate is not None and not gate.acquire():
+            log.info("%s: request refused: server busy (all workers)", addr[0])
+            proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server busy, try again"), addr)
+            return
         try:
             runner = self._open(verdict, addr, local_host, key)
         except LocalError as refusal:
+            if gate is not None:
+                gate.release(None)
             kind = "RRQ" if verdict.is_read else "WRQ"
             log.info("%s %s %r refused: %s", addr[0], kind, verdict.filename, refusal.message)
             proto.reply(error_bytes(refusal.code, refusal.message), addr)
@@ -246,6 +288,8 @@ class TftpServer:
             log.debug("%s", _describe(session, "client ended after the OACK"))
         else:
             log.info("%s", _describe(session, failure))
+        if self.gate is not None:
+            self.gate.release(session.wire_bytes if failure is None else -1)
         if self.on_finished is not None:
             end = session.finished_at or clock()
             self.on_finished(

@@ -1,0 +1,365 @@
+"""Run one `TftpServer` in N worker processes: every core serves transfers.
+
+Python runs one core per process, and a boot storm is hundreds of lock-step transfers
+at once, so ptftpd forks workers. Each worker owns a request socket bound to the same
+address and port with SO_REUSEPORT (the kernel spreads the requests by client address
+and port, so a client's resent request reaches the worker already serving it) and
+the transfers it accepts. The parent only supervises: it binds every socket before
+forking (so a bad address is one error line, once), restarts a worker that dies,
+forwards SIGTERM/SIGINT/SIGHUP, and sums the workers' counters. Workers write to the
+parent's stderr: one log stream.
+
+A second, unrelated ptftpd must not join the SO_REUSEPORT group of a running one (it
+would silently take a share of the requests): the parent holds an exclusive flock on
+a file named after the address and port from before it binds until it exits.
+
+The session limit holds across workers: each worker's active transfers, finished
+transfers, failures and bytes live in one shared memory map; a new transfer is
+admitted under a POSIX record lock on that map's file (per process, released by the
+kernel if a worker dies holding it) when the sum of the active counts is below the
+limit. The parent zeroes a dead worker's active count before it restarts it.
+
+Reuse (e.g. pxed): `pool = TftpWorkers(config, hosts, port, n)`; `pool.open()` (binds,
+raises `ServerStartError`) and `pool.spawn()` before any event loop runs in the
+process; then either `pool.run()` (blocking supervision, returns the exit status) or,
+from an event loop, `loop.add_signal_handler(SIGCHLD, pool.reap)` and `pool.stop()`
+at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import fcntl
+import logging
+import mmap
+import os
+import signal
+import socket
+import struct
+import tempfile
+import time
+from collections.abc import Sequence
+
+from ptftpd.errors import ServerStartError
+from ptftpd.tftp.driver import listening_socket
+from ptftpd.tftp.server import ServerConfig, TftpServer
+
+log = logging.getLogger("ptftpd.tftp.workers")
+
+_SLOT = struct.Struct("=qqqq")  # active, finished, failed, bytes (one slot per worker)
+_PR_SET_PDEATHSIG = 1
+_QUICK_DEATH = 2.0  # a worker dying this soon after its start...
+_QUICK_DEATHS_MAX = 5  # ...this many times in a row means it cannot run: give up
+_STOP_WAIT = 10.0
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _lock_dir() -> str:
+    run_lock = "/run/lock"
+    return run_lock if os.access(run_lock, os.W_OK | os.X_OK) else tempfile.gettempdir()
+
+
+def lock_address(host: str, port: int) -> int:
+    """An exclusive flock naming `host` and `port`: the fd, or `ServerStartError`."""
+    name = f"ptftpd-udp-{host.replace(':', '_').replace('%', '_')}-{port}.lock"
+    path = os.path.join(_lock_dir(), name)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ServerStartError(f"cannot create the lock file {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise ServerStartError(
+                f"UDP port {port} on {host} is already served by another ptftpd (it holds {path})"
+            ) from None
+        raise ServerStartError(f"cannot lock {path}: {exc.strerror}") from None
+    return fd
+
+
+class SharedCounters:
+    """Per-worker counters in shared memory; `gate(i)` is worker i's `SessionGate`."""
+
+    def __init__(self, workers: int, max_sessions: int) -> None:
+        self.workers = workers
+        self.max_sessions = max_sessions
+        # record locks need a file (an anonymous map has none); closed by close()
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115
+        self._file.truncate(_SLOT.size * workers)
+        self._map = mmap.mmap(self._file.fileno(), _SLOT.size * workers)
+
+    def slot(self, index: int) -> tuple[int, int, int, int]:
+        return _SLOT.unpack_from(self._map, index * _SLOT.size)
+
+    def totals(self) -> tuple[int, int, int, int]:
+        slots = [self.slot(i) for i in range(self.workers)]
+        return tuple(sum(column) for column in zip(*slots, strict=True))
+
+    def forget_active(self, index: int) -> None:
+        """A worker died: its transfers died with it."""
+        _, finished, failed, sent = self.slot(index)
+        _SLOT.pack_into(self._map, index * _SLOT.size, 0, finished, failed, sent)
+
+    def gate(self, index: int) -> WorkerGate:
+        return WorkerGate(self, index)
+
+    def admit(self, index: int) -> bool:
+        fd = self._file.fileno()
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        try:
+            if self.totals()[0] >= self.max_sessions:
+                return False
+            active, finished, failed, sent = self.slot(index)
+            _SLOT.pack_into(self._map, index * _SLOT.size, active + 1, finished, failed, sent)
+            return True
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+
+    def done(self, index: int, sent: int | None) -> None:
+        # Only worker `index` writes its slot, so no lock: the others only read it.
+        active, finished, failed, total = self.slot(index)
+        if sent is not None:
+            finished += 1
+            failed += sent < 0
+            total += max(sent, 0)
+        _SLOT.pack_into(self._map, index * _SLOT.size, max(active - 1, 0), finished, failed, total)
+
+    def close(self) -> None:
+        self._map.close()
+        self._file.close()
+
+
+class WorkerGate:
+    """The `SessionGate` of one worker: the session limit over all of them."""
+
+    def __init__(self, counters: SharedCounters, index: int) -> None:
+        self.counters = counters
+        self.index = index
+
+    def acquire(self) -> bool:
+        return self.counters.admit(self.index)
+
+    def release(self, sent: int | None) -> None:
+        self.counters.done(self.index, sent)
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive a parent killed with SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+class TftpWorkers:
+    """N worker processes serving `config` on `hosts`:`port` (see the module doc)."""
+
+    _SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self, config: ServerConfig, hosts: Sequence[str], port: int, workers: int) -> None:
+        self.config = config
+        self.hosts = list(hosts)
+        self.port = port
+        self.workers = max(1, workers)
+        self.counters = SharedCounters(self.workers, config.max_sessions)
+        self.sockets: list[list[socket.socket]] = []  # [worker][host]
+        self.pids: dict[int, int] = {}  # pid -> worker index
+        self.started: dict[int, float] = {}  # worker index -> start time
+        self.stopping = False
+        self._locks: list[int] = []
+        self._quick_deaths = 0
+        self.failed: str | None = None
+
+    # -- set-up (parent, before any event loop) -----------------------------------------
+    def open(self) -> None:
+        """Lock each address, bind one SO_REUSEPORT socket per worker and address."""
+        per_host: list[list[socket.socket]] = []
+        try:
+            for host in self.hosts:
+                if self.port:
+                    self._locks.append(lock_address(host, self.port))
+                first = listening_socket(host, self.port, reuse_port=True)
+                group = [first]
+                per_host.append(group)
+                port = int(first.getsockname()[1])
+                if not self.port:
+                    self._locks.append(lock_address(host, port))
+                for _ in range(self.workers - 1):
+                    group.append(listening_socket(host, port, reuse_port=True))
+        except ServerStartError:
+            for group in per_host:
+                for sock in group:
+                    sock.close()
+            self._unlock()
+            raise
+        self.sockets = [[group[i] for group in per_host] for i in range(self.workers)]
+
+    def bound(self) -> list[tuple[str, int]]:
+        return [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in self.sockets[0]]
+
+    def spawn(self) -> None:
+        """Start every worker (SIGCHLD and the stop signals are blocked in the parent
+        from here on: `run` takes them with sigwait)."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
+        for index in range(self.workers):
+            self._start(index)
+
+    def _start(self, index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                code = self._worker(index)
+            except BaseException:  # never return into the parent's code
+                log.exception("worker %d failed", index)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.pids[pid] = index
+        self.started[index] = time.monotonic()
+        log.debug("worker %d started (pid %d)", index, pid)
+
+    # -- supervision (parent) ---------------------------------------------------------
+    def run(self) -> int:
+        """Supervise until SIGTERM/SIGINT; 0 on a clean stop, 1 if workers cannot run."""
+        try:
+            while self.pids:
+                sig = signal.sigwait(self._SIGNALS)
+                if sig == signal.SIGCHLD:
+                    self.reap()
+                elif sig == signal.SIGHUP:
+                    self._forward(signal.SIGHUP)
+                    self.log_totals("status")
+                else:
+                    self.stop()
+        finally:
+            self.stop()
+        return 1 if self.failed else 0
+
+    def reap(self) -> None:
+        """Collect dead workers; restart them unless stopping (or dying in a loop)."""
+        while self.pids:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            index = self.pids.pop(pid, None)
+            if index is None:
+                continue
+            self.counters.forget_active(index)
+            if self.stopping:
+                continue
+            how = (
+                f"signal {os.WTERMSIG(status)}"
+                if os.WIFSIGNALED(status)
+                else f"status {os.waitstatus_to_exitcode(status)}"
+            )
+            quick = time.monotonic() - self.started.get(index, 0.0) < _QUICK_DEATH
+            self._quick_deaths = self._quick_deaths + 1 if quick else 0
+            if self._quick_deaths >= _QUICK_DEATHS_MAX:
+                self.failed = f"workers keep dying at start (last: {how})"
+                log.error("%s: giving up", self.failed)
+                self.stop()
+                return
+            log.warning("worker %d (pid %d) ended with %s: restarting it", index, pid, how)
+            self._start(index)
+
+    def _forward(self, sig: int) -> None:
+        for pid in list(self.pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def stop(self) -> None:
+        """SIGTERM every worker and wait for them (SIGKILL after a bound)."""
+        if not self.stopping:
+            self.stopping = True
+            self._forward(signal.SIGTERM)
+        end = time.monotonic() + _STOP_WAIT
+        while self.pids and time.monotonic() < end:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.pids.clear()
+                break
+            if pid:
+                self.pids.pop(pid, None)
+            else:
+                time.sleep(0.02)
+        self._forward(signal.SIGKILL)
+        for pid in list(self.pids):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.pids.clear()
+        if self.sockets:
+            self.log_totals("stopped")
+            for group in self.sockets:
+                for sock in group:
+                    sock.close()
+            self.sockets = []
+        self._unlock()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
+
+    def log_totals(self, when: str) -> None:
+        active, finished, failed, sent = self.counters.totals()
+        log.info(
+            "%d workers %s: %d transfers (%d failed), %d bytes, %d active",
+            self.workers,
+            when,
+            finished,
+            failed,
+            sent,
+            active,
+        )
+
+    def _unlock(self) -> None:
+        for fd in self._locks:
+            os.close(fd)
+        self._locks = []
+
+    # -- a worker ---------------------------------------------------------------------
+    def _worker(self, index: int) -> int:
+        _die_with_parent()
+        for sig in self._SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
+        for fd in self._locks:
+            os.close(fd)  # the lock stays the parent's alone
+        self._locks = []
+        mine = self.sockets[index]
+        for i, group in enumerate(self.sockets):
+            if i != index:
+                for sock in group:
+                    sock.close()
+        if os.getppid() == 1:
+            return 0  # the parent died before prctl took effect
+        asyncio.run(self._serve(index, mine))
+        return 0
+
+    async def _serve(self, index: int, sockets: list[socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        server = TftpServer(self.config, gate=self.counters.gate(index))
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            lambda: log.info("worker %d: %d transfers active", index, len(server.transfers)),
+        )
+        try:
+            await server.start_on(sockets)
+            await stop.wait()
+        finally:
+            server.close()
