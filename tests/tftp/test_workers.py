@@ -135,3 +135,21 @@ def test_second_instance_cannot_join(served_root: Path, tmp_path: Path) -> None:
         assert all(getattr(p, "data", None) == data for p in fetch(srv, "f511.bin"))
     finally:
         assert srv.process.stop() == 0, srv.log()
+
+
+def test_single_process_flags_refuse_a_worker_pool(served_root: Path) -> None:
+    """--user, --metrics and --map-file run only in one process so far: asking for them
+    with a pool is a usage error, not a pool that silently ignores them."""
+    for flags in (["--user", "nobody"], ["--metrics", "127.0.0.1:9"], ["--map-file", "/x"]):
+        result = run(script("ptftpd"), "--workers", "2", *flags, "127.0.0.1", str(served_root))
+        assert result.returncode == 2, result
+        assert "Traceback" not in result.stderr
+        assert f"{flags[0]} need --workers 1" in result.stderr.strip().splitlines()[-1]
+
+
+def test_default_is_one_process(served_root: Path, tmp_path: Path) -> None:
+    srv = start_server(served_root, tmp_path / "log")
+    try:
+        assert psutil.Process(srv.process.pid).children() == []
+    finally:
+        assert srv.process.stop() == 0, srv.log()
