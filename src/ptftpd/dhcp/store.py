@@ -62,21 +62,30 @@ def default_leases_path(tool: str, iface: str) -> Path:
     return DEFAULT_LEASES_DIR / f"{tool}-{safe}.sqlite"
 
 
+def open_lease_file(
+    path: Path | str, synchronous: str, schema: str, error: type[Exception]
+) -> sqlite3.Connection:
+    """A lease file opened the one way both DHCP stores (IPv4 and IPv6) want it: WAL,
+    the chosen sync level, the schema created; any failure is one `error` line."""
+    if synchronous not in ("NORMAL", "FULL"):
+        raise error(f"lease sync must be normal or full, not {synchronous.lower()}")
+    try:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(path), isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute(schema)
+    except (sqlite3.Error, OSError) as exc:
+        raise error(f"cannot open lease file {path}: {exc}") from None
+    return db
+
+
 class SqliteStore:
     def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
-        if synchronous not in ("NORMAL", "FULL"):
-            raise StoreError(f"lease sync must be normal or full, not {synchronous.lower()}")
         self.path = Path(path)
         self._batching = False
-        try:
-            if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open lease file {path}: {exc}") from None
+        self._db = open_lease_file(path, synchronous, _SCHEMA, StoreError)
 
     def load(self) -> list[Lease]:
         try:

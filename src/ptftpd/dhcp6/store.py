@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from ipaddress import IPv6Address
 from pathlib import Path
 
+from ptftpd.dhcp.store import open_lease_file
 from ptftpd.dhcp6.leases import Lease6, LeaseState6
 
 __all__ = ["Lease6StoreError", "SqliteStore6"]
@@ -35,18 +36,8 @@ class Lease6StoreError(Exception):
 
 class SqliteStore6:
     def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
-        if synchronous not in ("NORMAL", "FULL"):
-            raise Lease6StoreError(f"lease sync must be normal or full, not {synchronous}")
         self.path = Path(path)
-        try:
-            if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise Lease6StoreError(f"cannot open lease file {path}: {exc}") from None
+        self._db = open_lease_file(path, synchronous, _SCHEMA, Lease6StoreError)
 
     def load(self) -> list[Lease6]:
         try:
