@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ptftpd.service import notify, privileges
+from service.proc_status import status_fields
 from support import Netns, Process, require_root, require_tool, wait_udp_bound
 
 SERVER = """
@@ -46,39 +44,6 @@ s.settimeout(10)
 s.sendto(b"hello", ("127.0.0.1", 69))
 print(s.recv(100).decode())
 """
-
-
-@pytest.fixture
-def netns() -> Iterator[Netns]:
-    require_root()
-    require_tool("ip")
-    ns = Netns("psv")
-    try:
-        yield ns
-    finally:
-        ns.delete()
-
-
-@pytest.fixture
-def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    """A datagram socket the way systemd offers it: a path any service user may send to."""
-    folder = Path(tempfile.mkdtemp(prefix="ptftpd-notify-"))
-    folder.chmod(0o755)
-    path = folder / "notify"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    path.chmod(0o666)
-    sock.settimeout(30)
-    try:
-        yield sock, str(path)
-    finally:
-        sock.close()
-        shutil.rmtree(folder)
-
-
-def status_fields(pid: int) -> dict[str, str]:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
 
 
 def start(

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import slow_tftp
 
+from service.proc_status import status_fields
 from support import (
     Netns,
     Process,
     free_udp_port,
-    require_root,
     require_tool,
     script,
     wait_udp_bound,
@@ -45,38 +45,6 @@ def root() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder)
-
-
-@pytest.fixture
-def netns() -> Iterator[Netns]:
-    require_root()
-    require_tool("ip")
-    ns = Netns("psv")
-    try:
-        yield ns
-    finally:
-        ns.delete()
-
-
-@pytest.fixture
-def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    folder = Path(tempfile.mkdtemp(prefix="ptftpd-notify-"))
-    folder.chmod(0o755)
-    path = folder / "notify"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    path.chmod(0o666)
-    sock.settimeout(60)
-    try:
-        yield sock, str(path)
-    finally:
-        sock.close()
-        shutil.rmtree(folder)
-
-
-def status_fields(pid: int) -> dict[str, str]:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
 
 
 def tftp_hpa(ns: Netns | None, port: int, *command: str, cwd: Path) -> str:
@@ -175,9 +143,7 @@ def test_ready_only_once_the_port_answers(
     assert listener.recv(4096) == b"STOPPING=1"
 
 
-def test_sigterm_drains_a_running_transfer_and_refuses_new_ones(
-    root: Path, tmp_path: Path
-) -> None:
+def test_sigterm_drains_a_running_transfer_and_refuses_new_ones(root: Path, tmp_path: Path) -> None:
     port = free_udp_port()
     server = ptftpd(root, "-p", str(port), "--drain", "60", log=tmp_path / "s.log")
     wait_udp_bound(port, proc=server.proc)
@@ -281,7 +247,7 @@ def test_metrics_count_exactly_what_was_served(root: Path, tmp_path: Path) -> No
                 text=True,
                 timeout=30,
             ).stdout
-            if "reason=\"peer_error\"} 1.0" in text:
+            if 'reason="peer_error"} 1.0' in text:
                 break
             time.sleep(0.1)
     finally:
