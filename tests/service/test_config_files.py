@@ -25,14 +25,13 @@ from support import Process, free_udp_port, require_tool, script, wait_udp_bound
 FILE = bytes(range(256)) * 20 + b"end"
 
 # What each ptftpd key accepts, as this test's own specification (kinds of TOML values).
-PTFTPD_ACCEPTS = {
-    **dict.fromkeys(("read-only", "create", "verbose", "debug", "rfc1350"), {"bool"}),
-    **dict.fromkeys(
-        ("port", "blksize-max", "windowsize-max", "retries", "max-sessions", "workers"), {"int"}
-    ),
-    **dict.fromkeys(("timeout", "drain"), {"int", "float"}),
-    **dict.fromkeys(("map-file", "port-range", "umask", "user", "group", "metrics"), {"str"}),
+KEY_KINDS = {
+    ("read-only", "create", "verbose", "debug", "rfc1350"): {"bool"},
+    ("port", "blksize-max", "windowsize-max", "retries", "max-sessions", "workers"): {"int"},
+    ("timeout", "drain"): {"int", "float"},
+    ("map-file", "port-range", "umask", "user", "group", "metrics"): {"str"},
 }
+PTFTPD_ACCEPTS = {key: kinds for keys, kinds in KEY_KINDS.items() for key in keys}
 
 
 @pytest.fixture
