@@ -85,14 +85,31 @@ def check_types(
     first key whose value has the wrong type, naming what is expected."""
     unknown = sorted(set(toml) - set(key_types))
     if unknown:
+        where = key_line(source, unknown[0])
         raise error(
-            f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: "
+            f"{source}{where}: unknown key(s) {', '.join(unknown)}; valid keys: "
             f"{', '.join(sorted(key_types))}"
         )
     for key, value in toml.items():
         check, expected = key_types[key]
         if not check(value):
             raise error(f"{source}: {key} = {shown(value)}: expected {expected}")
+
+
+def key_line(source: object, key: str) -> str:
+    """``:LINE`` of the top-level `key` in the file `source` ('' when not found):
+    tomllib reports no positions for keys it parsed fine."""
+    if not isinstance(source, (str, Path)):
+        return ""
+    spellings = {key, key.replace("-", "_"), f'"{key}"'}
+    try:
+        lines = Path(source).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for number, line in enumerate(lines, 1):
+        if line.split("=", 1)[0].strip() in spellings and "=" in line:
+            return f":{number}"
+    return ""
 
 
 # -- writing settings back (--print-config) ------------------------------------------

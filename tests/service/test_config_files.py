@@ -165,6 +165,6 @@ def test_a_wrong_type_for_any_ptftpd_key_is_one_line_exit_2(
 
 
 def test_an_unknown_ptftpd_key_lists_the_valid_ones(root: Path) -> None:
-    code, err = run_ptftpd("blocksize = 512\n", root)
+    code, err = run_ptftpd("port = 6969\nblocksize = 512\n", root)
     assert code == 2 and err.count("\n") == 1
-    assert "unknown key(s) blocksize" in err and "blksize-max, create" in err
+    assert ".toml:2: unknown key(s) blocksize" in err and "blksize-max, create" in err
