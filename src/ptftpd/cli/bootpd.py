@@ -19,6 +19,7 @@ from ptftpd.cli.dhcpd import (
     add_server_flags,
     build_config,
     check_root,
+    print_settings,
     serve,
 )
 from ptftpd.netif import InterfaceError
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(USAGE_ERROR, f"bootpd: error: {exc}\n")
     except InterfaceError as exc:
         parser.exit(1, f"bootpd: error: {exc}\n")
+    if args.print_config:
+        return print_settings(args, "bootpd")
     candidate = (args.root / args.bootfile.lstrip("/")) if args.root else Path(args.bootfile)
     size = candidate.stat().st_size if candidate.is_file() else None
     if args.root is not None and size is None:

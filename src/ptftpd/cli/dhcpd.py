@@ -41,12 +41,12 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-import tomllib
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ptftpd import __version__
+from ptftpd import config as config_file
 from ptftpd.cli.common import fail
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.server import DhcpServer, ServerStartError
@@ -173,8 +173,18 @@ def add_server_flags(parser: argparse.ArgumentParser, tool: str) -> None:
         metavar="PORT",
         help="server UDP port (67); clients are answered on PORT+1 (68)",
     )
+    add_print_config(parser)
     runtime.add_service_flags(parser)
     parser.add_argument("--version", action="version", version=f"{tool} {__version__}")
+
+
+def add_print_config(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="check the settings, print the effective ones (file, then flags) as TOML "
+        "that --config reads back, and exit without binding anything",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,16 +235,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_toml(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"bad TOML in {path}: {exc}") from None
-    return {k.replace("_", "-"): v for k, v in data.items()}
+        return config_file.load_toml(path)
+    except config_file.ConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _texts(values: object) -> list[str] | None:
+    return None if not values else [str(v) for v in values]  # type: ignore[attr-defined]
+
+
+def effective_settings(args: argparse.Namespace, tool: str) -> dict[str, object]:
+    """The settings `build_config` merges (file, then flags, then defaults) in the TOML
+    file's form, for `--print-config`: what `--config` reads back to the same server."""
+    settings: dict[str, object] = dict(_load_toml(getattr(args, "config", None)))
+    flags: dict[str, object | None] = {
+        "range": _texts(getattr(args, "range", None)),
+        "lease-time": getattr(args, "lease_time", None),
+        "leases": _text(getattr(args, "leases", None)),
+        "lease-sync": getattr(args, "lease_sync", None),
+        "gateway": _text(getattr(args, "gateway", None)),
+        "tftp-server": getattr(args, "tftp_server", None),
+        "dns": _texts(getattr(args, "dns", None)),
+        "domain": getattr(args, "domain", None),
+        "ipxe-bootfile": getattr(args, "ipxe_bootfile", None),
+        "all": getattr(args, "all", None),
+        "authoritative": getattr(args, "authoritative", None),
+        "reply-delay": getattr(args, "reply_delay", None),
+        "pxe-vendor-class": getattr(args, "pxe_vendor_class", None),
+        "port": getattr(args, "port", None),
+    }
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    if getattr(args, "host", None):
+        settings["hosts"] = [*settings.get("hosts", []), *args.host]  # type: ignore[misc]
+    defaults: dict[str, object] = {
+        "lease-time": DEFAULT_LEASE_TIME,
+        "lease-sync": "normal",
+        "reply-delay": 0.0,
+        "authoritative": False,
+        "leases": str(default_leases_path(tool, args.iface)),
+    }
+    if hasattr(args, "all"):
+        defaults["all"] = False
+    if getattr(args, "port", 0) is not None:
+        defaults["port"] = 67
+    for key, value in defaults.items():
+        settings.setdefault(key, value)
+    return settings
+
+
+def print_settings(args: argparse.Namespace, tool: str) -> int:
+    """`--print-config`: the effective settings as TOML lines, exit 0, nothing bound."""
+    print(config_file.dump(effective_settings(args, tool)), end="")
+    return 0
 
 
 def build_config(args: argparse.Namespace, tool: str) -> DhcpConfig:
@@ -427,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(USAGE_ERROR, f"dhcpd: error: {exc}\n")
     except InterfaceError as exc:
         parser.exit(1, f"dhcpd: error: {exc}\n")
+    if args.print_config:
+        return print_settings(args, "dhcpd")
     if args.init_db:
         return init_db("dhcpd", config)
     problem = check_root("dhcpd", config)

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ptftpd import __version__
+from ptftpd import __version__, config
 from ptftpd.cli.common import (
     add_common_flags,
     blksize,
@@ -22,6 +22,8 @@ from ptftpd.cli.common import (
 from ptftpd.log import setup_logging
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.service import notify, runtime, tftp_service
+from ptftpd.service.runtime import drain_seconds, metrics_address
+from ptftpd.service.tftp_service import port_range, umask_value
 from ptftpd.tftp.options import BLKSIZE_MAX
 from ptftpd.tftp.server import ServerConfig, ServerStartError, TftpServer
 from ptftpd.tftp.workers import TftpWorkers, default_workers
@@ -105,8 +107,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tftp_service.add_hpa_flags(parser)
     runtime.add_service_flags(parser)
+    add_config_flags(parser)
     parser.add_argument("--version", action="version", version=f"ptftpd {__version__}")
     return parser
+
+
+def _address(value: tuple[str, int]) -> str:
+    host, port = value
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# How ptftpd's flags are spelled in its TOML file: integers, numbers, and the text form
+# of the flags whose parsed value is not a string.
+FLAG_KINDS = config.FlagKinds(
+    ints=(positive_int, port_number, blksize, int),
+    numbers=(timeout_seconds, drain_seconds, float),
+    render={
+        port_range: lambda v: f"{v[0]}:{v[1]}",
+        umask_value: lambda v: f"{v:03o}",
+        metrics_address: _address,
+    },
+)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("configuration file")
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings file: keys are the long flags (blksize-max = 1468, "
+        "read-only = true, ...); flags win over it",
+    )
+    group.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective settings (file, then flags) as TOML and exit",
+    )
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Flags over the `--config` file over defaults; a bad setting exits 2 in one line."""
+    path = config.config_path(argv)
+    try:
+        config.apply_file(parser, config.load_toml(path), path, FLAG_KINDS)
+    except config.ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    return parser.parse_args(argv)
 
 
 def run_workers(prog: str, args: argparse.Namespace, pool: TftpWorkers) -> int:
@@ -128,7 +175,10 @@ def run_workers(prog: str, args: argparse.Namespace, pool: TftpWorkers) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
+    if args.print_config:
+        print(config.dump(config.effective(parser, args, FLAG_KINDS)), end="")
+        return 0
     problem = root_problem(args.root)
     if problem:
         parser.exit(1, f"ptftpd: error: {problem}\n")
@@ -151,17 +201,17 @@ def main(argv: list[str] | None = None) -> int:
         if single_only:
             parser.error(f"{', '.join(single_only)} need --workers 1 (the worker pool lacks them)")
     rules = tftp_service.load_rules("ptftpd", args)
-    config = transfer_config(args, read_only=args.read_only or not args.create)
-    config = dataclasses.replace(config, port_range=args.port_range)
+    tftp_config = transfer_config(args, read_only=args.read_only or not args.create)
+    tftp_config = dataclasses.replace(tftp_config, port_range=args.port_range)
     if args.workers > 1:
-        return run_workers("ptftpd", args, TftpWorkers(config, hosts, args.port, args.workers))
+        return run_workers("ptftpd", args, TftpWorkers(tftp_config, hosts, args.port, args.workers))
 
     async def start() -> tftp_service.TftpService:
-        server = TftpServer(config)
+        server = TftpServer(tftp_config)
         await server.start(hosts, args.port)
         return tftp_service.TftpService(server, args.map_file, rules)
 
-    uploads = () if config.read_only else (args.root,)
+    uploads = () if tftp_config.read_only else (args.root,)
     return runtime.run("ptftpd", args, start, (ServerStartError,), writable=uploads)
 
 

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from ptftpd import __version__
 from ptftpd.cli.common import add_common_flags, port_number, positive_int
-from ptftpd.cli.dhcpd import DEFAULT_LEASE_TIME, ConfigError, OneLineParser, build_config, ipv4
+from ptftpd.cli.dhcpd import (
+    DEFAULT_LEASE_TIME,
+    ConfigError,
+    OneLineParser,
+    add_print_config,
+    build_config,
+    ipv4,
+    print_settings,
+)
 from ptftpd.cli.ptftpd import add_transfer_limits, transfer_config
 from ptftpd.dhcp.server import ServerStartError as DhcpStartError
 from ptftpd.dhcp.store import StoreError, default_leases_path
@@ -101,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"SQLite lease file (default: {default_leases_path(PROG, 'IFACE')})",
     )
     dhcp.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (as dhcpd)")
+    add_print_config(dhcp)
     dhcp.add_argument("--domain", metavar="NAME", help="domain name given to clients")
     dhcp.add_argument(
         "--lease-time",
@@ -209,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         dhcp = build_config(args, PROG)
     except (ConfigError, InterfaceError) as exc:
         return die(str(exc))
+    if args.print_config:
+        return print_settings(args, PROG)
     if not privileges.can_bind_privileged_ports():
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")
     if args.http_port is not None and "HTTPClient" not in dhcp.pxe_vendor_prefixes:

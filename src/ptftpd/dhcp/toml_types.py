@@ -10,31 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from ptftpd import config
+from ptftpd.config import is_bool as _is_bool
+from ptftpd.config import is_int as _is_int
+from ptftpd.config import is_number as _is_number
+from ptftpd.config import is_table as _is_table
+from ptftpd.config import is_text as _is_text
+from ptftpd.config import list_of as _list_of
 from ptftpd.dhcp.settings import ConfigError
-
-
-def _is_text(v: object) -> bool:
-    return isinstance(v, str)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_bool(v: object) -> bool:
-    return isinstance(v, bool)
-
-
-def _is_table(v: object) -> bool:
-    return isinstance(v, Mapping)
-
-
-def _list_of(check: Callable[[object], bool]) -> Callable[[object], bool]:
-    return lambda v: isinstance(v, list) and all(check(item) for item in v)
 
 
 def _text_or_texts(v: object) -> bool:
@@ -74,16 +57,4 @@ KEY_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 def check_types(toml: Mapping[str, object], source: object) -> None:
     """Raise ConfigError (one line) for the first key whose value has the wrong type,
     or for an unknown key (listing the valid ones)."""
-    unknown = sorted(set(toml) - set(KEY_TYPES))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: "
-            f"{', '.join(sorted(KEY_TYPES))}"
-        )
-    for key, value in toml.items():
-        check, expected = KEY_TYPES[key]
-        if not check(value):
-            shown = repr(value)
-            if len(shown) > 60:
-                shown = shown[:57] + "..."
-            raise ConfigError(f"{source}: {key} = {shown}: expected {expected}")
+    config.check_types(toml, source, KEY_TYPES, ConfigError)

@@ -1,0 +1,237 @@
+"""One configuration model for every server: a TOML file whose keys are the long flags.
+
+Settings come from three places, later ones winning: built-in defaults, the TOML file
+given with ``--config`` and the command-line flags. A TOML value is typed, so a value of
+the wrong type is a one-line error naming the key, the value and what is expected, and
+an unknown key is a one-line error listing the valid ones. ``--print-config`` writes the
+effective settings back as ``key = value`` lines that ``--config`` reads again.
+
+For a tool whose keys are exactly its flags (ptftpd) the keys, their types and their
+checks come from the argparse parser itself, so a new flag is a new key for free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import tomllib
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+Check = Callable[[object], bool]
+
+# Flags that choose how to run, not what to serve: never keys of the file.
+NOT_KEYS = frozenset({"help", "version", "config", "print-config"})
+
+
+class ConfigError(Exception):
+    """Bad setting in a config file or flag: one line, exit 2."""
+
+
+def is_text(v: object) -> bool:
+    return isinstance(v, str)
+
+
+def is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_bool(v: object) -> bool:
+    return isinstance(v, bool)
+
+
+def is_table(v: object) -> bool:
+    return isinstance(v, Mapping)
+
+
+def list_of(check: Check) -> Check:
+    return lambda v: isinstance(v, list) and all(check(item) for item in v)
+
+
+def shown(value: object) -> str:
+    """A value as the error shows it: short enough for one line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def load_toml(path: Path | None) -> dict[str, Any]:
+    """The file's top-level keys (``_`` spelled ``-``); {} without a file."""
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"bad TOML in {path}: {exc}") from None
+    return {k.replace("_", "-"): v for k, v in data.items()}
+
+
+def check_types(
+    toml: Mapping[str, object],
+    source: object,
+    key_types: Mapping[str, tuple[Check, str]],
+    error: type[Exception] = ConfigError,
+) -> None:
+    """Raise `error` (one line) for an unknown key, listing the valid ones, or for the
+    first key whose value has the wrong type, naming what is expected."""
+    unknown = sorted(set(toml) - set(key_types))
+    if unknown:
+        where = key_line(source, unknown[0])
+        raise error(
+            f"{source}{where}: unknown key(s) {', '.join(unknown)}; valid keys: "
+            f"{', '.join(sorted(key_types))}"
+        )
+    for key, value in toml.items():
+        check, expected = key_types[key]
+        if not check(value):
+            raise error(f"{source}: {key} = {shown(value)}: expected {expected}")
+
+
+def key_line(source: object, key: str) -> str:
+    """``:LINE`` of the top-level `key` in the file `source` ('' when not found):
+    tomllib reports no positions for keys it parsed fine."""
+    if not isinstance(source, (str, Path)):
+        return ""
+    spellings = {key, key.replace("-", "_"), f'"{key}"'}
+    try:
+        lines = Path(source).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for number, line in enumerate(lines, 1):
+        if line.split("=", 1)[0].strip() in spellings and "=" in line:
+            return f":{number}"
+    return ""
+
+
+# -- writing settings back (--print-config) ------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
+
+
+def _string(text: str) -> str:
+    # JSON string escapes are TOML basic-string escapes; TOML also forbids a raw DEL.
+    return json.dumps(text).replace("\x7f", "\\u007f")
+
+
+def toml_value(value: object) -> str:
+    """`value` as TOML (inline tables and arrays): what `tomllib` reads back equal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ("-" if value < 0 else "") + ("nan" if math.isnan(value) else "inf")
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return _string(str(value))
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_key(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def dump(settings: Mapping[str, object]) -> str:
+    """``key = value`` lines, sorted by key, for ``--print-config``."""
+    return "".join(f"{_key(k)} = {toml_value(v)}\n" for k, v in sorted(settings.items()))
+
+
+# -- keys taken from an argparse parser -------------------------------------------------
+
+
+def flag_keys(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Each long flag's name (without ``--``) and its action: the file's keys."""
+    keys: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        longs = [o[2:] for o in action.option_strings if o.startswith("--")]
+        if longs and longs[0] not in NOT_KEYS:
+            keys[longs[0]] = action
+    return keys
+
+
+class FlagKinds:
+    """What TOML type each flag's value takes: a flag without a value is a boolean;
+    `ints` and `numbers` are the flag types whose text is an integer or a number;
+    every other flag takes a string (parsed by the flag's own type)."""
+
+    def __init__(
+        self,
+        ints: Collection[object],
+        numbers: Collection[object],
+        render: Mapping[object, Callable[[Any], str]],
+    ) -> None:
+        self.ints = ints
+        self.numbers = numbers
+        self.render = render
+
+    def expected(self, action: argparse.Action) -> tuple[Check, str]:
+        if action.nargs == 0:
+            return is_bool, "true or false"
+        if action.type in self.ints:
+            return is_int, f"an integer {action.metavar or ''}".rstrip()
+        if action.type in self.numbers:
+            return is_number, f"a number {action.metavar or ''}".rstrip()
+        return is_text, f"a string {action.metavar or ''}".rstrip()
+
+    def to_toml(self, action: argparse.Action, value: object) -> object:
+        render = self.render.get(action.type)
+        if render is not None:
+            return render(value)
+        return value if isinstance(value, (bool, int, float)) else str(value)
+
+
+def apply_file(
+    parser: argparse.ArgumentParser,
+    toml: Mapping[str, object],
+    source: object,
+    kinds: FlagKinds,
+) -> None:
+    """Make the file's values the parser's defaults, so that flags still win; each value
+    is type-checked, then parsed by its flag's own type (ranges, units)."""
+    keys = flag_keys(parser)
+    check_types(toml, source, {k: kinds.expected(a) for k, a in keys.items()})
+    defaults: dict[str, object] = {}
+    for key, value in toml.items():
+        action = keys[key]
+        if action.nargs != 0 and action.type is not None:
+            try:
+                value = action.type(str(value))  # type: ignore[operator]
+            except (argparse.ArgumentTypeError, ValueError) as exc:
+                raise ConfigError(f"{source}: {key} = {shown(value)}: {exc}") from None
+        defaults[action.dest] = value
+    parser.set_defaults(**defaults)
+
+
+def config_path(argv: list[str] | None) -> Path | None:
+    """``--config FILE`` from the command line, before the full parse needs its defaults."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    known, _ = pre.parse_known_args(argv)
+    path: Path | None = known.config
+    return path
+
+
+def effective(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, kinds: FlagKinds
+) -> dict[str, object]:
+    """Every setting that has a value, in the file's form."""
+    settings: dict[str, object] = {}
+    for key, action in flag_keys(parser).items():
+        value = getattr(args, action.dest, None)
+        if value is not None:
+            settings[key] = kinds.to_toml(action, value)
+    return settings
