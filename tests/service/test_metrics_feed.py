@@ -33,10 +33,9 @@ def scrape(the_lab: Lab, port: int) -> dict[str, float]:
 
 
 def leases_of(counts: dict[str, float]) -> tuple[float, ...]:
-    return tuple(
-        counts.get(f'ptftpd_dhcp_leases{{state="{state}"}}', -1.0)
-        for state in ("active", "offered", "declined")
-    ) + (counts.get("ptftpd_dhcp_pool_free", -1.0),)
+    states = ("active", "offered", "declined")
+    gauges = [counts.get(f'ptftpd_dhcp_leases{{state="{state}"}}', -1.0) for state in states]
+    return (*gauges, counts.get("ptftpd_dhcp_pool_free", -1.0))
 
 
 def pool_size(server: Process) -> int:
