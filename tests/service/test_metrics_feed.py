@@ -8,12 +8,26 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
 from dhcp.dhcplab import SERVER_IP, Lab, Udhcpc, lab, wait_for
+from ptftpd.dhcp.leases import (
+    Ack,
+    LeasePolicy,
+    LeaseSummary,
+    MemoryStore,
+    PoolConfig,
+    build_pool,
+)
+from ptftpd.dhcp.pg_store import PgStore
+from ptftpd.dhcp.shared_policy import SharedLeasePolicy
 from support import Process, free_udp_port, require_tool, script
+from support.postgres import pg_cluster, pg_database
+
+__all__ = ["pg_cluster", "pg_database"]  # fixtures
 
 
 @pytest.fixture
@@ -104,3 +118,52 @@ def test_pxed_boot_is_counted_by_arch_and_outcome(tmp_path: Path, state: Path) -
         client.proc.stop()
         assert server.stop() == 0
         assert "Traceback" not in server.output()
+
+
+def exercise(policy: LeasePolicy | SharedLeasePolicy) -> None:
+    """Two bound leases, one open offer, one declined address."""
+    for n in (1, 2):
+        key, mac = b"\x01bound%d" % n, f"02:00:00:00:01:0{n}"
+        addr = policy.offer(key, mac)
+        assert addr is not None
+        assert isinstance(policy.request(key, mac, addr, selecting=True), Ack)
+    assert policy.offer(b"\x01offered", "02:00:00:00:02:01") is not None
+    key, mac = b"\x01decliner", "02:00:00:00:03:01"
+    addr = policy.offer(key, mac)
+    assert addr is not None
+    assert isinstance(policy.request(key, mac, addr, selecting=True), Ack)
+    assert policy.decline(key, mac, addr) is not None
+
+
+def small_pool() -> PoolConfig:
+    net = IPv4Network("10.9.0.0/28")
+    return PoolConfig(net, build_pool(net, [IPv4Address("10.9.0.1")]), lease_time=600)
+
+
+def test_lease_summary_of_the_local_policy() -> None:
+    clock = [1_000_000.0]
+    policy = LeasePolicy(small_pool(), MemoryStore(), lambda: clock[0])
+    size = len(policy.config.addresses)
+    assert policy.summary() == LeaseSummary(0, 0, 0, size)
+    exercise(policy)
+    assert policy.summary() == LeaseSummary(2, 1, 1, size - 4)
+    clock[0] += 60  # the offer lapses; leases and the quarantine stay
+    assert policy.summary() == LeaseSummary(2, 0, 1, size - 3)
+
+
+def test_lease_summary_of_the_shared_policy(pg_database: str) -> None:
+    clock = [1_000_000.0]
+    store = PgStore(pg_database, "10.9.0.1")
+    other_store = PgStore(pg_database, "10.9.0.2")
+    try:
+        policy = SharedLeasePolicy(small_pool(), store, lambda: clock[0])
+        other = SharedLeasePolicy(small_pool(), other_store, lambda: clock[0])
+        size = len(policy.config.addresses)
+        assert policy.summary() == LeaseSummary(0, 0, 0, size)
+        exercise(other)  # another server's leases count: the database is the truth
+        assert policy.summary() == LeaseSummary(2, 1, 1, size - 4)
+        clock[0] += 60
+        assert policy.summary() == LeaseSummary(2, 0, 1, size - 3)
+    finally:
+        store.close()
+        other_store.close()
