@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     async def start() -> tftp_service.TftpBeside:
         service = PxeService(config)
         await service.start()
+        if args.metrics is not None:
+            dhcp_service.feed_pxe(service)
         return tftp_service.TftpBeside(service, service.tftp_server)
 
     errors = (DhcpStartError, TftpStartError, HttpStartError, Dhcp6StartError, StoreError)

@@ -27,6 +27,7 @@ __all__ = [
     "LeasePolicy",
     "LeaseState",
     "LeaseStore",
+    "LeaseSummary",
     "MemoryStore",
     "Nak",
     "Pool",
@@ -119,6 +120,47 @@ class Nak:
     reason: str
 
 
+@dataclass(frozen=True)
+class LeaseSummary:
+    """How the pool stands, for the metrics gauges: bound leases, open offers,
+    quarantined (declined) addresses, and pool addresses nobody holds."""
+
+    active: int = 0
+    offered: int = 0
+    declined: int = 0
+    free: int = 0
+
+    def __add__(self, other: LeaseSummary) -> LeaseSummary:
+        return LeaseSummary(
+            self.active + other.active,
+            self.offered + other.offered,
+            self.declined + other.declined,
+            self.free + other.free,
+        )
+
+
+def summarize(
+    pool: Pool, leases: Iterable[Lease], offers: Iterable[IPv4Address], now: float
+) -> LeaseSummary:
+    """Count `leases` (any state) and open `offers` (addresses) as of `now`; one pass,
+    so callers refresh it now and then, not per packet."""
+    active = declined = 0
+    held: set[IPv4Address] = set()
+    for lease in leases:
+        state = lease.effective_state(now)
+        if state is LeaseState.BOUND:
+            active += 1
+        elif state is LeaseState.DECLINED and lease.expires > now:
+            declined += 1
+        else:
+            continue
+        held.add(lease.address)
+    offered = {addr for addr in offers if addr not in held}
+    held |= offered
+    taken = sum(1 for addr in held if addr in pool)
+    return LeaseSummary(active, len(offered), declined, max(0, len(pool) - taken))
+
+
 @dataclass
 class _Offer:
     address: IPv4Address
@@ -177,6 +219,12 @@ class LeasePolicy:
 
     def static_for(self, mac: str) -> StaticHost | None:
         return self._static_by_mac.get(mac.lower())
+
+    def summary(self) -> LeaseSummary:
+        """Leases by state and free pool addresses now (one pass over what is held)."""
+        now = self.clock()
+        offers = (o.address for o in self._offers.values() if o.expires > now)
+        return summarize(self._pool, self._leases.values(), offers, now)
 
     def in_network(self, addr: IPv4Address) -> bool:
         return addr in self.config.network

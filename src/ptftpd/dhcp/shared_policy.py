@@ -27,10 +27,12 @@ from ptftpd.dhcp.leases import (
     Lease,
     LeasePolicy,
     LeaseState,
+    LeaseSummary,
     Nak,
     Pool,
     PoolConfig,
     StaticHost,
+    summarize,
 )
 
 __all__ = ["AnyLeasePolicy", "SharedLeasePolicy", "SharedStore", "pool_id"]
@@ -127,6 +129,14 @@ class SharedLeasePolicy:
 
     def leases(self) -> list[Lease]:
         return self.store.leases(self.pool)
+
+    def summary(self) -> LeaseSummary:
+        """Leases by state across every server sharing the pool: one query over the
+        rows in use, so the caller refreshes it at most about once a second."""
+        now = self.clock()
+        rows = self.leases()
+        offers = (r.address for r in rows if r.state is LeaseState.OFFERED and r.expires > now)
+        return summarize(self._pool, rows, offers, now)
 
     def knows(self, client_key: bytes, mac: str) -> bool:
         """Does any server sharing the database have a record of this client?"""

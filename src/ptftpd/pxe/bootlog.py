@@ -20,7 +20,7 @@ from ptftpd.dhcp6.engine import Outgoing as Outgoing6
 from ptftpd.http import Served
 from ptftpd.tftp.server import FinishedTransfer
 
-__all__ = ["BootLog", "BootTracker", "client_label"]
+__all__ = ["BootLog", "BootRecord", "BootTracker", "client_label"]
 
 log = logging.getLogger("ptftpd.pxe")
 
@@ -40,12 +40,27 @@ def client_label(duid: bytes) -> str:
     return f"duid {duid.hex(':') or '-'}"
 
 
+@dataclass(frozen=True)
+class BootRecord:
+    """One finished boot, as its log line says it, for `BootLog.on_boot` (metrics).
+
+    `arch` is the first firmware's option 93 code (None: no DHCP seen or not sent);
+    `outcome` is "completed" (a file served) or "abandoned" (no file served); `seconds`
+    runs from the first DISCOVER to the last byte, None without a file."""
+
+    mac: str
+    arch: int | None
+    outcome: str
+    seconds: float | None
+
+
 @dataclass
 class _Session:
     mac: str
     started: float
     last_event: float
     stages: list[str] = field(default_factory=list)
+    arch: int | None = None
     files: list[tuple[str, int, str]] = field(default_factory=list)
     last_byte: float | None = None
 
@@ -69,6 +84,8 @@ class BootLog:
         self.idle = idle
         self.clock = clock
         self.emit = emit or (lambda line: log.info("%s", line))
+        # Told of each boot as its line is written (pxed --metrics sets it).
+        self.on_boot: Callable[[BootRecord], None] | None = None
         self.sessions: dict[str, _Session] = {}
         self.mac_of_ip: dict[str, str] = {}
 
@@ -81,8 +98,10 @@ class BootLog:
         session.last_event = now
         return session
 
-    def discover(self, mac: str, stage: str) -> None:
+    def discover(self, mac: str, stage: str, arch: int | None = None) -> None:
         session = self._session(mac)
+        if session.arch is None:
+            session.arch = arch
         if not session.stages or session.stages[-1] != stage:
             session.stages.append(stage)
 
@@ -129,12 +148,21 @@ class BootLog:
                 continue
             if now - session.last_event >= self.idle:
                 del self.sessions[mac]
-                self.emit(self.describe(session))
+                self._finish(session)
 
     def flush(self) -> None:
         for session in self.sessions.values():
-            self.emit(self.describe(session))
+            self._finish(session)
         self.sessions.clear()
+
+    def _finish(self, session: _Session) -> None:
+        self.emit(self.describe(session))
+        if self.on_boot is not None:
+            seconds = None
+            if session.last_byte is not None:
+                seconds = session.last_byte - session.started
+            outcome = "completed" if session.files else "abandoned"
+            self.on_boot(BootRecord(session.mac, session.arch, outcome, seconds))
 
 
 class BootTracker:

@@ -50,7 +50,7 @@ class Pxe6Policy:
         if ipxe:
             label = f"iPXE {label}" if arch is not None else "iPXE"
         if self.boot_log is not None:
-            self.boot_log.discover(client_label(request.duid), f"{label} (DHCPv6)")
+            self.boot_log.discover(client_label(request.duid), f"{label} (DHCPv6)", arch)
         if ipxe and self.files.ipxe:
             return BootChoice6(self._url(self.files.ipxe, self.http_port is not None))
         cls = None

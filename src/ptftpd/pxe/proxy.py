@@ -154,7 +154,7 @@ class ProxyResponder:
         choice = choose_boot_file(self.files, msg, self.http_base)
         log_choice("proxyDHCP OFFER", msg, choice, logging.INFO)
         if self.boot_log is not None:
-            self.boot_log.discover(msg.mac_str, choice.arch_label)
+            self.boot_log.discover(msg.mac_str, choice.arch_label, choice.arch)
         reply = make_reply(msg, MessageType.OFFER, self.server_ip)
         self._fill(msg, reply, choice, offer=True)
         dest, _ = reply_destination(msg, reply, DHCP_SERVER_PORT, DHCP_CLIENT_PORT)

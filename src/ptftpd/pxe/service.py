@@ -82,7 +82,7 @@ class PxeService:
         mac = request.mac_str
         mtype = request.message_type
         if mtype is MessageType.DISCOVER:
-            self.boot_log.discover(mac, choice.arch_label)
+            self.boot_log.discover(mac, choice.arch_label, choice.arch)
             log_choice("OFFER", request, choice)
         elif mtype is MessageType.REQUEST:
             ip = request.requested_ip or (request.ciaddr if request.ciaddr != ZERO_IP else None)

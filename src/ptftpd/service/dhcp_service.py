@@ -7,17 +7,24 @@ settings on the same lease store (leases survive; the socket is kept).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ptftpd.dhcp.engine import DhcpConfig, DhcpEngine
+from ptftpd.dhcp.leases import LeaseSummary
 from ptftpd.dhcp.packet import Message, PacketError, decode
 from ptftpd.dhcp.reply import Outgoing
 from ptftpd.dhcp.server import DhcpServer
 from ptftpd.service import metrics
+
+if TYPE_CHECKING:
+    from ptftpd.pxe.bootlog import BootRecord
+    from ptftpd.pxe.service import PxeService
 
 log = logging.getLogger("ptftpd.service")
 
@@ -41,15 +48,65 @@ def _count(direction: Literal["in", "out"], data: bytes, message: Message | None
     metrics.dhcp_message(direction, message_label(message))
 
 
+def publish_leases(engine: DhcpEngine) -> None:
+    """Set the lease gauges from every scope's policy (local pool and relayed subnets)."""
+    total = LeaseSummary()
+    for scope in engine.scopes:
+        total += scope.policy.summary()
+    metrics.dhcp_leases(
+        metrics.LeaseCounts(total.active, total.offered, total.declined, total.free)
+    )
+
+
+class LeaseGauges:
+    """Refreshes the lease gauges once after a burst, and at most once per `interval`
+    seconds: a summary is one pass over the leases in use (one query for PostgreSQL),
+    too much per packet in a boot storm. Scheduled with call_soon, so it runs after the
+    server's `_on_readable` has committed the burst."""
+
+    def __init__(self, engine: DhcpEngine, interval: float = 1.0) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._last = -interval
+        self._pending = False
+
+    def refresh(self) -> None:
+        self._pending = False
+        self._last = time.monotonic()
+        try:
+            publish_leases(self.engine)
+        except Exception as exc:  # a lost database must not cost the reply path
+            log.debug("lease gauges not refreshed: %s", exc)
+
+    def touched(self) -> None:
+        if self._pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.refresh()
+            return
+        self._pending = True
+        wait = self._last + self.interval - time.monotonic()
+        if wait > 0:
+            loop.call_later(wait, self.refresh)
+        else:
+            loop.call_soon(self.refresh)
+
+
 def count_messages(engine: DhcpEngine) -> DhcpEngine:
-    """Wrap `engine.handle` so that every message in and out is counted by type."""
+    """Wrap `engine.handle` so that every message in and out is counted by type, and
+    the lease gauges follow (refreshed after each burst, at most once a second)."""
     handle = engine.handle
+    gauges = LeaseGauges(engine)
+    gauges.touched()  # soon: after `start()` returns and `metrics.serve` enables them
 
     def counted(data: bytes, source: tuple[str, int] = ("0.0.0.0", 68)) -> list[Outgoing]:
         _count("in", data, None)
         replies = handle(data, source)
         for out in replies:
             _count("out", out.payload, out.message)
+        gauges.touched()
         return replies
 
     setattr(engine, "handle", counted)  # noqa: B010 (an instance hook, not a method)
@@ -88,6 +145,19 @@ class DhcpService:
 
     def close(self) -> None:
         self.server.close()
+
+
+def _boot(record: BootRecord) -> None:
+    metrics.pxe_boot(-1 if record.arch is None else record.arch, record.outcome, record.seconds)
+
+
+def feed_pxe(service: PxeService) -> None:
+    """pxed --metrics, after `service.start()`: its DHCP messages and leases (full mode)
+    and one boot per boot log line."""
+    service.boot_log.on_boot = _boot
+    server = service.dhcp_server
+    if server is not None and server.engine is not None:
+        count_messages(server.engine)
 
 
 def rebuilder(build: Callable[[], DhcpConfig], first: DhcpConfig) -> Callable[[], DhcpConfig]:

@@ -1,0 +1,169 @@
+"""What feeds the DHCP lease gauges and the PXE boot metrics, end to end: real servers in
+namespaces, real clients (busybox udhcpc, tftp-hpa), /metrics scraped with curl, exact
+values (after N leases, N active and size - N free; one boot, one boots_total sample)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from dhcp.dhcplab import SERVER_IP, Lab, Udhcpc, lab, wait_for
+from ptftpd.dhcp.leases import (
+    Ack,
+    LeasePolicy,
+    LeaseSummary,
+    MemoryStore,
+    PoolConfig,
+    build_pool,
+)
+from ptftpd.dhcp.pg_store import PgStore
+from ptftpd.dhcp.shared_policy import SharedLeasePolicy
+from support import Process, free_udp_port, require_tool, script
+from support.postgres import pg_cluster, pg_database
+
+__all__ = ["pg_cluster", "pg_database"]  # fixtures
+
+
+@pytest.fixture
+def state() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="ptftpd-metrics-feed-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+def scrape(the_lab: Lab, port: int) -> dict[str, float]:
+    curl = require_tool("curl")
+    out = the_lab.server.run(curl, "-sf", f"http://127.0.0.1:{port}/metrics").stdout
+    return {k: float(v) for k, v in re.findall(r"^(ptftpd_\S+) (\S+)$", out, re.M)}
+
+
+def leases_of(counts: dict[str, float]) -> tuple[float, ...]:
+    states = ("active", "offered", "declined")
+    gauges = [counts.get(f'ptftpd_dhcp_leases{{state="{state}"}}', -1.0) for state in states]
+    return (*gauges, counts.get("ptftpd_dhcp_pool_free", -1.0))
+
+
+def pool_size(server: Process) -> int:
+    found = wait_for(
+        lambda: re.search(r"pool of (\d+) addresses", server.output()), 15, "the start line"
+    )
+    assert isinstance(found, re.Match)
+    return int(found.group(1))
+
+
+def test_dhcpd_lease_gauges_follow_real_leases(tmp_path: Path, state: Path) -> None:
+    n = 2
+    with lab(tmp_path, n) as the_lab:
+        mport = free_udp_port()
+        argv = [script("dhcpd"), "-a", "-v", "--leases", str(state / "leases.sqlite"),
+                "--metrics", f"127.0.0.1:{mport}", the_lab.server_if, "pxelinux.0"]  # fmt: skip
+        server = Process(the_lab.server.popen_argv(argv), the_lab.tmp / "dhcpd.log")
+        the_lab.procs.append(server)
+        size = pool_size(server)
+        assert size > n
+        # Before any client: the whole pool is free.
+        wait_for(lambda: leases_of(scrape(the_lab, mport)) == (0, 0, 0, size), 15, "gauges")
+        clients = [Udhcpc(the_lab, i, name=f"udhcpc{i}") for i in range(n)]
+        for client in clients:
+            assert client.wait_event("bound", timeout=30)["ip"].startswith("10.77.0.")
+        # Refreshed after each burst, at most once a second: wait for the last one.
+        expected = (n, 0, 0, size - n)
+        wait_for(lambda: leases_of(scrape(the_lab, mport)) == expected, 15, "lease gauges")
+        assert leases_of(scrape(the_lab, mport)) == expected
+        for client in clients:
+            client.proc.stop()
+        assert server.stop() == 0
+        assert "Traceback" not in server.output()
+
+
+def test_pxed_boot_is_counted_by_arch_and_outcome(tmp_path: Path, state: Path) -> None:
+    with lab(tmp_path, 1) as the_lab:
+        root = state / "root"
+        root.mkdir(mode=0o755)
+        (root / "pxelinux.0").write_bytes(b"boot" * 3000)
+        mport = free_udp_port()
+        argv = [script("pxed"), "-a", "-v", "--boot-idle", "1", "--metrics",
+                f"127.0.0.1:{mport}", "--leases", str(state / "leases.sqlite"),
+                the_lab.server_if, str(root), "pxelinux.0"]  # fmt: skip
+        server = Process(the_lab.server.popen_argv(argv), the_lab.tmp / "pxed.log")
+        the_lab.procs.append(server)
+        size = pool_size(server)
+        # A BIOS PXE client: option 93 (client architecture) = 0.
+        client = Udhcpc(the_lab, 0, "-x", "0x5d:0000")
+        assert client.wait_event("bound", timeout=30)["boot_file"] == "pxelinux.0"
+        ns, _ = the_lab.clients[0]
+        wait_for(lambda: "10.77.0." in ns.run("ip", "-4", "addr").stdout, 15, "the address")
+        tftp = require_tool("tftp")
+        work = state / "client"
+        work.mkdir()
+        ns.run("sh", "-c", f"cd {work} && {tftp} {SERVER_IP} -m octet -c get pxelinux.0")
+        assert (work / "pxelinux.0").read_bytes() == b"boot" * 3000
+        boots = 'ptftpd_pxe_boots_total{arch="bios",outcome="completed"}'
+        # The boot's line (and its metrics) comes once the client is quiet for 1 s.
+        wait_for(lambda: boots in scrape(the_lab, mport), 20, "the boot to be counted")
+        counts = scrape(the_lab, mport)
+        assert counts[boots] == 1
+        assert counts['ptftpd_pxe_boot_seconds_count{arch="bios"}'] == 1
+        assert [k for k in counts if k.startswith("ptftpd_pxe_boots_total")] == [boots]
+        assert leases_of(counts) == (1, 0, 0, size - 1)
+        client.proc.stop()
+        assert server.stop() == 0
+        assert "Traceback" not in server.output()
+
+
+def exercise(policy: LeasePolicy | SharedLeasePolicy) -> None:
+    """Two bound leases, one open offer, one declined address."""
+    for n in (1, 2):
+        key, mac = b"\x01bound%d" % n, f"02:00:00:00:01:0{n}"
+        addr = policy.offer(key, mac)
+        assert addr is not None
+        assert isinstance(policy.request(key, mac, addr, selecting=True), Ack)
+    assert policy.offer(b"\x01offered", "02:00:00:00:02:01") is not None
+    key, mac = b"\x01decliner", "02:00:00:00:03:01"
+    addr = policy.offer(key, mac)
+    assert addr is not None
+    assert isinstance(policy.request(key, mac, addr, selecting=True), Ack)
+    assert policy.decline(key, mac, addr) is not None
+
+
+def small_pool() -> PoolConfig:
+    net = IPv4Network("10.9.0.0/28")
+    return PoolConfig(net, build_pool(net, [IPv4Address("10.9.0.1")]), lease_time=600)
+
+
+def test_lease_summary_of_the_local_policy() -> None:
+    clock = [1_000_000.0]
+    policy = LeasePolicy(small_pool(), MemoryStore(), lambda: clock[0])
+    size = len(policy.config.addresses)
+    assert policy.summary() == LeaseSummary(0, 0, 0, size)
+    exercise(policy)
+    assert policy.summary() == LeaseSummary(2, 1, 1, size - 4)
+    clock[0] += 60  # the offer lapses; leases and the quarantine stay
+    assert policy.summary() == LeaseSummary(2, 0, 1, size - 3)
+
+
+def test_lease_summary_of_the_shared_policy(pg_database: str) -> None:
+    clock = [1_000_000.0]
+    store = PgStore(pg_database, "10.9.0.1")
+    other_store = PgStore(pg_database, "10.9.0.2")
+    try:
+        policy = SharedLeasePolicy(small_pool(), store, lambda: clock[0])
+        other = SharedLeasePolicy(small_pool(), other_store, lambda: clock[0])
+        size = len(policy.config.addresses)
+        assert policy.summary() == LeaseSummary(0, 0, 0, size)
+        exercise(other)  # another server's leases count: the database is the truth
+        assert policy.summary() == LeaseSummary(2, 1, 1, size - 4)
+        clock[0] += 60
+        assert policy.summary() == LeaseSummary(2, 0, 1, size - 3)
+    finally:
+        store.close()
+        other_store.close()
