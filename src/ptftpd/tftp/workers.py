@@ -44,7 +44,7 @@ import time
 from collections.abc import Sequence
 
 from ptftpd.errors import ServerStartError
-from ptftpd.tftp.driver import listening_socket
+from ptftpd.tftp.driver import clock, listening_socket
 from ptftpd.tftp.server import ServerConfig, TftpServer
 
 log = logging.getLogger("ptftpd.tftp.workers")
@@ -227,7 +227,7 @@ class TftpWorkers:
                 logging.shutdown()
                 os._exit(code)
         self.pids[pid] = index
-        self.started[index] = time.monotonic()
+        self.started[index] = clock()
         log.debug("worker %d started (pid %d)", index, pid)
 
     # -- supervision (parent) ---------------------------------------------------------
@@ -267,7 +267,7 @@ class TftpWorkers:
                 if os.WIFSIGNALED(status)
                 else f"status {os.waitstatus_to_exitcode(status)}"
             )
-            quick = time.monotonic() - self.started.get(index, 0.0) < _QUICK_DEATH
+            quick = clock() - self.started.get(index, 0.0) < _QUICK_DEATH
             self._quick_deaths = self._quick_deaths + 1 if quick else 0
             if self._quick_deaths >= _QUICK_DEATHS_MAX:
                 self.failed = f"workers keep dying at start (last: {how})"
@@ -287,8 +287,8 @@ class TftpWorkers:
         if not self.stopping:
             self.stopping = True
             self._forward(signal.SIGTERM)
-        end = time.monotonic() + _STOP_WAIT
-        while self.pids and time.monotonic() < end:
+        end = clock() + _STOP_WAIT
+        while self.pids and clock() < end:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
