@@ -34,6 +34,7 @@ __all__ = [
     "PoolConfig",
     "StaticHost",
     "build_pool",
+    "static_answer",
 ]
 
 FOREVER = math.inf
@@ -137,6 +138,27 @@ class LeaseSummary:
             self.declined + other.declined,
             self.free + other.free,
         )
+
+
+def static_answer(
+    static: StaticHost,
+    address: IPv4Address,
+    client_key: bytes,
+    mac: str,
+    hostname: str | None,
+    now: float,
+    lease_time: float,
+) -> Ack | Nak:
+    """A static host's REQUEST: its own address is ACKed for the configured lease time
+    (as offered), any other is NAKed. Both lease policies answer static hosts from
+    config alone, never from the store."""
+    if address != static.address:
+        return Nak(f"{address} is not this host's static address {static.address}")
+    expires = now + lease_time
+    lease = Lease(
+        address, client_key, mac, LeaseState.BOUND, expires, hostname or static.hostname, now
+    )
+    return Ack(lease)
 
 
 def summarize(
@@ -341,18 +363,9 @@ class LeasePolicy:
         now = self.clock()
         static = self.static_for(mac)
         if static is not None:
-            if address != static.address:
-                return Nak(f"{address} is not this host's static address {static.address}")
-            lease = Lease(
-                address,
-                client_key,
-                mac,
-                LeaseState.BOUND,
-                now + self.config.lease_time,
-                hostname or static.hostname,
-                now,
+            return static_answer(
+                static, address, client_key, mac, hostname, now, self.config.lease_time
             )
-            return Ack(lease)
         if (
             selecting
             and address != self._offer_by_client.get(client_key)

@@ -32,6 +32,7 @@ from ptftpd.dhcp.leases import (
     Pool,
     PoolConfig,
     StaticHost,
+    static_answer,
     summarize,
 )
 
@@ -192,18 +193,9 @@ class SharedLeasePolicy:
         now = self.clock()
         static = self.static_for(mac)
         if static is not None:
-            if address != static.address:
-                return Nak(f"{address} is not this host's static address {static.address}")
-            lease = Lease(
-                address,
-                client_key,
-                mac,
-                LeaseState.BOUND,
-                now + self.config.lease_time,
-                hostname or static.hostname,
-                now,
+            return static_answer(
+                static, address, client_key, mac, hostname, now, self.config.lease_time
             )
-            return Ack(lease)
         wrong = self._wrong(address)
         if wrong is None and known_only and self.store.lookup(client_key, self.pool, now) is None:
             # INIT-REBOOT from a client no server knows: not ours to confirm or deny.
