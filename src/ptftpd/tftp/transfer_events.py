@@ -1,0 +1,156 @@
+"""Transfer events from worker processes to their parent (pxed's boot log with --workers).
+
+A `TftpServer` tells its owner about each transfer through `on_started(peer_ip,
+filename)` and `on_finished(FinishedTransfer)`. With `--workers` the transfers run in
+forked workers while the owner that cares (pxed's boot tracker: which client is still
+downloading, which file it got) stays in the parent. Each event travels as one datagram
+on an AF_UNIX SOCK_DGRAM socket pair made before the fork: datagrams keep the events
+whole, need no framing, and a worker never blocks on a slow parent (a full queue drops
+the event and counts it: a missed "served" costs one boot log detail, not a transfer).
+
+The codec is pure (bytes in, events out); `EventSender` and `EventReceiver` are the
+thin I/O on each side of the pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ptftpd.tftp.server import FinishedTransfer
+
+log = logging.getLogger("ptftpd.tftp.events")
+
+# Large enough for any event: a filename is at most one 64 KiB request's worth.
+_MAX_EVENT = 70_000
+
+
+@dataclass(frozen=True)
+class TransferStarted:
+    peer_ip: str
+    filename: str
+
+
+TransferEvent = TransferStarted | FinishedTransfer
+
+
+class EventDecodeError(ValueError):
+    """A datagram on the event socket that is not an event (never from our workers)."""
+
+
+def encode(event: TransferEvent) -> bytes:
+    if isinstance(event, TransferStarted):
+        return json.dumps(["s", event.peer_ip, event.filename]).encode()
+    return json.dumps(
+        [
+            "f",
+            event.peer_ip,
+            event.filename,
+            event.is_read,
+            event.bytes,
+            event.seconds,
+            event.failure,
+        ]
+    ).encode()
+
+
+def decode(data: bytes) -> TransferEvent:
+    try:
+        fields = json.loads(data)
+    except ValueError as exc:
+        raise EventDecodeError(f"not an event: {exc}") from None
+    if not isinstance(fields, list) or not fields:
+        raise EventDecodeError("not an event: expected a list")
+    kind, *rest = fields
+    if kind == "s" and len(rest) == 2 and all(isinstance(v, str) for v in rest):
+        return TransferStarted(rest[0], rest[1])
+    if kind == "f" and len(rest) == 6:
+        peer_ip, filename, is_read, nbytes, seconds, failure = rest
+        if (
+            isinstance(peer_ip, str)
+            and isinstance(filename, str)
+            and isinstance(is_read, bool)
+            and isinstance(nbytes, int)
+            and not isinstance(nbytes, bool)
+            and isinstance(seconds, (int, float))
+            and not isinstance(seconds, bool)
+            and (failure is None or isinstance(failure, str))
+        ):
+            return FinishedTransfer(peer_ip, filename, is_read, nbytes, float(seconds), failure)
+    raise EventDecodeError(f"not an event: {fields[:1]!r} with {len(rest)} field(s)")
+
+
+def event_pair() -> tuple[socket.socket, socket.socket]:
+    """(parent's receiving end, workers' sending end), made before the fork."""
+    receiving, sending = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiving.setblocking(False)
+    sending.setblocking(False)
+    return receiving, sending
+
+
+class EventSender:
+    """A worker's side: `started` and `finished` fit a `TftpServer`'s callbacks."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.dropped = 0
+
+    def started(self, peer_ip: str, filename: str) -> None:
+        self._send(TransferStarted(peer_ip, filename))
+
+    def finished(self, transfer: FinishedTransfer) -> None:
+        self._send(transfer)
+
+    def _send(self, event: TransferEvent) -> None:
+        try:
+            self.sock.send(encode(event))
+        except (BlockingIOError, ConnectionRefusedError, OSError):
+            self.dropped += 1
+            if self.dropped in (1, 100, 10_000):
+                log.warning("transfer events to the parent dropped: %d so far", self.dropped)
+
+
+class EventReceiver:
+    """The parent's side: calls `on_started`/`on_finished` in its event loop."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        on_started: Callable[[str, str], None],
+        on_finished: Callable[[FinishedTransfer], None],
+    ) -> None:
+        self.sock = sock
+        self.on_started = on_started
+        self.on_finished = on_finished
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self.drain)
+
+    def drain(self) -> None:
+        """Deliver every queued event (bounded: what is queued now, then return)."""
+        for _ in range(4096):
+            try:
+                data = self.sock.recv(_MAX_EVENT)
+            except (BlockingIOError, InterruptedError):
+                return
+            try:
+                event = decode(data)
+            except EventDecodeError as exc:
+                log.debug("event socket: %s", exc)
+                continue
+            if isinstance(event, TransferStarted):
+                self.on_started(event.peer_ip, event.filename)
+            else:
+                self.on_finished(event)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
+        self.sock.close()

@@ -1,0 +1,95 @@
+"""Transfer events from worker processes to the parent (tftp/transfer_events.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ptftpd.tftp.server import FinishedTransfer
+from ptftpd.tftp.transfer_events import (
+    EventDecodeError,
+    EventReceiver,
+    EventSender,
+    TransferStarted,
+    decode,
+    encode,
+    event_pair,
+)
+
+texts = st.text(max_size=200)
+finished = st.builds(
+    FinishedTransfer,
+    peer_ip=texts,
+    filename=texts,
+    is_read=st.booleans(),
+    bytes=st.integers(min_value=-1, max_value=2**40),
+    seconds=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    failure=st.none() | texts,
+)
+events = st.builds(TransferStarted, texts, texts) | finished
+
+
+@given(events)
+def test_every_event_survives_the_codec(event: TransferStarted | FinishedTransfer) -> None:
+    assert decode(encode(event)) == event
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not json",
+        b"{}",
+        b"[]",
+        b'["s", "10.0.0.9"]',
+        b'["f", "10.0.0.9", "a", "yes", 1, 0.5, null]',
+        b'["f", "10.0.0.9", "a", true, true, 0.5, null]',
+        b'["x", "10.0.0.9", "a"]',
+    ],
+)
+def test_anything_else_is_a_decode_error(data: bytes) -> None:
+    with pytest.raises(EventDecodeError):
+        decode(data)
+
+
+def test_events_from_a_forked_worker_reach_the_parent_loop() -> None:
+    receiving, sending = event_pair()
+    pid = os.fork()
+    if pid == 0:  # the "worker"
+        code = 1
+        try:
+            receiving.close()
+            sender = EventSender(sending)
+            for n in range(50):
+                sender.started("10.0.0.9", f"file{n}")
+                sender.finished(FinishedTransfer("10.0.0.9", f"file{n}", True, n, 0.25, None))
+            code = 0 if sender.dropped == 0 else 3
+        finally:
+            os._exit(code)
+    sending.close()
+    started: list[tuple[str, str]] = []
+    done: list[FinishedTransfer] = []
+
+    async def collect() -> None:
+        receiver = EventReceiver(receiving, lambda ip, f: started.append((ip, f)), done.append)
+        receiver.attach(asyncio.get_running_loop())
+        try:
+            for _ in range(500):  # bounded: 5 s at most
+                if len(done) == 50:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            receiver.close()
+
+    try:
+        asyncio.run(collect())
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert started == [("10.0.0.9", f"file{n}") for n in range(50)]
+    assert [d.bytes for d in done] == list(range(50))
+    assert done[7] == FinishedTransfer("10.0.0.9", "file7", True, 7, 0.25, None)
