@@ -9,12 +9,13 @@ Each boot ends with one outcome (`boot_outcome`, and `ptftpd_pxe_boots_total`):
 - ``completed``: at least one file went out in full (TFTP or HTTP). A later download
   that failed does not undo it (pxelinux asking for config files it may not find).
 - ``failed``: no file went out in full, and a download the client started ended in
-  error: the peer sent ERROR, it stopped answering (TFTP timeout), the HTTP connection
-  was cut or answered with an error status. Its last such failure is in the line.
-  Not failures: a PXE ROM ending a transfer after the OACK to learn the size (ERROR 8,
-  it asks again), and transfers cut because pxed itself stopped.
+  error: the client sent ERROR or stopped answering (TFTP timeout), or an HTTP GET was
+  cut or answered with an error status (4xx, 5xx). The line names the last such
+  failure. Not failures: a PXE ROM ending a transfer after the OACK to learn the size
+  (ERROR 8, it asks again), and transfers cut because pxed itself stopped.
 - ``abandoned``: neither: the client asked DHCP (or the boot server) and then fetched
-  nothing before `--boot-idle`, or every request was refused before a transfer began.
+  nothing before `--boot-idle`. A TFTP request refused before any transfer began
+  (e.g. file not found) is not seen here: the TFTP server reports transfers only.
 """
 
 from __future__ import annotations
