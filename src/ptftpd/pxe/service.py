@@ -246,7 +246,8 @@ class PxeService:
         """Apply re-read settings (SIGHUP); returns the one-line summary. Raises
         ValueError, with the running settings untouched, when ROOT lacks a boot file."""
         old = self.config
-        new, kept = kept_settings(old, _with_http_clients(new))
+        new, kept = kept_settings(old, new)
+        new = _with_http_clients(new)  # after: --http-port is one of the kept settings
         missing = missing_boot_files(old.tftp.root, new.files)
         if missing:
             raise ValueError(
