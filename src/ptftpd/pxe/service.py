@@ -100,6 +100,19 @@ def _differs(old: object, new: object, attr: str) -> bool:
     return bool(getattr(old, attr) != getattr(new, attr))
 
 
+def _summary(config: PxeConfig, kept: list[str], dhcp: bool) -> str:
+    """The reload line: what now applies, and what a restart would change."""
+    parts = []
+    if dhcp:
+        hosts = len(config.dhcp.static_hosts)
+        parts.append(f"{hosts} static host(s), lease time {config.dhcp.lease_time} s")
+    parts.append("boot files " + ", ".join(f"{k}={v}" for k, v in config.files.configured()))
+    parts.append(f"TFTP max sessions {config.tftp.max_sessions}")
+    if kept:
+        parts.append(f"kept until a restart: {', '.join(kept)}")
+    return "; ".join(parts)
+
+
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self, on_datagram: Callable[[bytes, tuple[str, int]], None]) -> None:
         self.on_datagram = on_datagram
@@ -274,14 +287,7 @@ class PxeService:
             # Read per request: running transfers keep the limits they started with.
             self.tftp_server.config = new.tftp
             self.tftp_server.rules.max_sessions = new.tftp.max_sessions
-        parts = [] if server is None else [
-            f"{len(new.dhcp.static_hosts)} static host(s), lease time {new.dhcp.lease_time} s"
-        ]  # fmt: skip
-        parts.append("boot files " + ", ".join(f"{k}={v}" for k, v in new.files.configured()))
-        parts.append(f"TFTP max sessions {new.tftp.max_sessions}")
-        if kept:
-            parts.append(f"kept until a restart: {', '.join(kept)}")
-        return "; ".join(parts)
+        return _summary(new, kept, dhcp=server is not None)
 
     def active(self) -> int:
         """Running TFTP transfers (what a stop drains)."""
