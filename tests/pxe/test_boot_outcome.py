@@ -96,7 +96,7 @@ def test_a_file_served_wins_over_a_failure_before_or_after_it() -> None:
     boot.transfer("pxelinux.cfg/default", TIMED_OUT)
     [line] = boot.end()
     assert line == (
-        f"boot {MAC} arch=BIOS: served pxelinux.0 over tftp (1234 bytes); "
+        f"boot {MAC} arch=BIOS: completed: served pxelinux.0 over tftp (1234 bytes); "
         "3.0 s from DISCOVER to the last byte"
     )
     assert boot.records == [BootRecord(MAC, 0, "completed", 3.0)]
@@ -114,13 +114,13 @@ def test_not_every_failed_transfer_is_a_failed_boot(failure: str) -> None:
     assert not download_failed(failure)
     boot = Boot()
     boot.transfer("pxelinux.0", failure)
-    assert boot.end() == [f"boot {MAC} arch=BIOS: no file served"]
+    assert boot.end() == [f"boot {MAC} arch=BIOS: abandoned: no file served"]
     assert [r.outcome for r in boot.records] == ["abandoned"]
 
 
 def test_dhcp_alone_is_abandoned() -> None:
     boot = Boot()
-    assert boot.end() == [f"boot {MAC} arch=BIOS: no file served"]
+    assert boot.end() == [f"boot {MAC} arch=BIOS: abandoned: no file served"]
     assert boot.records == [BootRecord(MAC, 0, "abandoned", None)]
 
 
@@ -128,7 +128,7 @@ def test_an_upload_never_decides_a_boot() -> None:
     boot = Boot()
     boot.tracker.started(IP, "log.txt")
     boot.tracker.finished(FinishedTransfer(IP, "log.txt", False, 0, 1.0, TIMED_OUT))
-    assert boot.end() == [f"boot {MAC} arch=BIOS: no file served"]
+    assert boot.end() == [f"boot {MAC} arch=BIOS: abandoned: no file served"]
     assert [r.outcome for r in boot.records] == ["abandoned"]
 
 
@@ -141,7 +141,7 @@ def served(status: int, complete: bool, sent: int) -> Served:
     [
         (served(404, True, 0), "failed: ipxe.efi over http: HTTP status 404", "failed"),
         (served(200, False, 4096), "failed: ipxe.efi over http: connection cut", "failed"),
-        (served(200, True, 8192), "served ipxe.efi over http (8192 bytes); 0.0 s from "
+        (served(200, True, 8192), "completed: served ipxe.efi over http (8192 bytes); 0.0 s from "
          "DISCOVER to the last byte", "completed"),
     ],
 )  # fmt: skip

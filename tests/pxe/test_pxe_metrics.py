@@ -85,5 +85,6 @@ def test_proxy_mode_counts_67_4011_tftp_and_the_boot(tmp_path: Path) -> None:
         assert counts[boot] == 1
         pxed.stop()
         log = pxed.output()
-    assert f"boot {MAC} arch=EFI x64: served ipxe.efi over tftp (10000 bytes)" in log, log
+    line = f"boot {MAC} arch=EFI x64: completed: served ipxe.efi over tftp (10000 bytes)"
+    assert line in log, log
     assert "Traceback" not in log

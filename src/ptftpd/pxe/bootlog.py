@@ -179,21 +179,20 @@ class BootLog:
 
     @staticmethod
     def describe(session: _Session) -> str:
+        """The boot's line: `boot MAC arch=STAGES: OUTCOME: what happened`."""
         stages = " -> ".join(session.stages) or "no DHCP seen"
-        if not session.files and session.failure is not None:
-            name, via, why = session.failure
-            return f"boot {session.mac} arch={stages}: failed: {name} over {via}: {why}"
+        head = f"boot {session.mac} arch={stages}: {BootLog.outcome(session)}"
         if session.files:
             files = ", ".join(
                 f"{name} over {via} ({size} bytes)" for name, size, via in session.files
             )
             assert session.last_byte is not None
             seconds = session.last_byte - session.started
-            return (
-                f"boot {session.mac} arch={stages}: served {files}; "
-                f"{seconds:.1f} s from DISCOVER to the last byte"
-            )
-        return f"boot {session.mac} arch={stages}: no file served"
+            return f"{head}: served {files}; {seconds:.1f} s from DISCOVER to the last byte"
+        if session.failure is not None:
+            name, via, why = session.failure
+            return f"{head}: {name} over {via}: {why}"
+        return f"{head}: no file served"
 
     def expire(self, busy_ips: Collection[str] = ()) -> None:
         """Write and forget the boots that have been quiet for `idle` seconds; a client

@@ -37,6 +37,7 @@ class PxeRunning:
         self.service = service
         self.rebuild = rebuild
         self.count = count
+        self._counted: DhcpEngine | None = None  # the engine whose messages are counted
         if count:
             service.boot_log.on_boot = _boot
             service.observe = count_message
