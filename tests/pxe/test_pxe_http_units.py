@@ -224,8 +224,8 @@ def test_boot_log_learns_ipv6_addresses_from_dhcpv6() -> None:
     log.served("fd00:77::99", "ipxe.efi", 5)
     log.flush()
     assert lines == [
-        "boot 52:54:00:12:34:56 arch=EFI x64 (DHCPv6): served ipxe.efi over tftp (5 bytes); "
-        "0.0 s from DISCOVER to the last byte"
+        "boot 52:54:00:12:34:56 arch=EFI x64 (DHCPv6): completed: served ipxe.efi over tftp "
+        "(5 bytes); 0.0 s from DISCOVER to the last byte"
     ]
 
 

@@ -133,5 +133,6 @@ def test_http_port_serves_root_on_ipv4_and_ipv6_and_logs_downloads(tmp_path: Pat
         assert code.stdout in ("403", "404"), code.stdout
         pxed.stop()
         log = pxed.output()
-    assert "boot ip 10.78.0.50 arch=no DHCP seen: served ipxe.efi over http (4 bytes)" in log
+    line = "boot ip 10.78.0.50 arch=no DHCP seen: completed: served ipxe.efi over http (4 bytes)"
+    assert line in log
     assert "Traceback" not in log

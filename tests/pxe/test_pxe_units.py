@@ -420,7 +420,7 @@ def test_boot_log_one_line_per_boot() -> None:
     clock.now += 1
     log.expire()
     assert lines == [
-        "boot 52:54:00:12:34:56 arch=EFI x64 -> iPXE EFI x64: served ipxe.efi over tftp "
+        "boot 52:54:00:12:34:56 arch=EFI x64 -> iPXE EFI x64: completed: served ipxe.efi over tftp "
         "(850528 bytes), boot.ipxe over tftp (45 bytes); 22.5 s from DISCOVER to the last byte"
     ]
     assert log.sessions == {}
@@ -437,8 +437,8 @@ def test_boot_log_waits_for_running_downloads_and_flushes() -> None:
     log.discover("11:22:33:44:55:66", "EFI ARM64")
     log.flush()
     assert lines == [
-        "boot aa:bb:cc:dd:ee:ff arch=BIOS: no file served",
-        "boot 11:22:33:44:55:66 arch=EFI ARM64: no file served",
+        "boot aa:bb:cc:dd:ee:ff arch=BIOS: abandoned: no file served",
+        "boot 11:22:33:44:55:66 arch=EFI ARM64: abandoned: no file served",
     ]
 
 
@@ -447,7 +447,8 @@ def test_boot_log_unknown_address() -> None:
     log = BootLog(emit=lines.append)
     log.served("10.9.9.9", "x", 1)
     log.flush()
-    assert lines[0].startswith("boot ip 10.9.9.9 arch=no DHCP seen: served x over tftp (1 bytes)")
+    line = "boot ip 10.9.9.9 arch=no DHCP seen: completed: served x over tftp (1 bytes)"
+    assert lines[0].startswith(line)
 
 
 # -- start-up check -------------------------------------------------------------------

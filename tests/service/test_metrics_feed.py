@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
@@ -85,23 +86,64 @@ def test_dhcpd_lease_gauges_follow_real_leases(tmp_path: Path, state: Path) -> N
         assert "Traceback" not in server.output()
 
 
-def test_pxed_boot_is_counted_by_arch_and_outcome(tmp_path: Path, state: Path) -> None:
+def tftp_of(counts: dict[str, float]) -> dict[str, float]:
+    """The TFTP samples, without prometheus-client's `_created` timestamps."""
+    return {k: v for k, v in counts.items() if k.startswith("ptftpd_tftp_") and "_created" not in k}
+
+
+def transfers(sent: int, failed: str | None = None) -> dict[str, float]:
+    """ptftpd's TFTP metrics after one read that completed (`sent` bytes ACKed) or
+    failed for reason `failed` (a labelled series exists once it was counted)."""
+    read = '{direction="read"}'
+    expected = {
+        f"ptftpd_tftp_transfers_started_total{read}": 1,
+        "ptftpd_tftp_sent_bytes_total": sent,
+        "ptftpd_tftp_received_bytes_total": 0,
+        "ptftpd_tftp_active_sessions": 0,
+        f"ptftpd_tftp_transfer_duration_seconds_count{read}": 1,
+    }
+    if failed is None:
+        expected[f"ptftpd_tftp_transfers_completed_total{read}"] = 1
+    else:
+        expected[f'ptftpd_tftp_transfers_failed_total{{direction="read",reason="{failed}"}}'] = 1
+    return expected
+
+
+def histogram_free(counts: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in counts.items() if "_bucket" not in k and "_sum" not in k}
+
+
+DHCP = 'ptftpd_dhcp_messages_total{direction="%s",type="%s"}'
+
+
+def start_pxed(the_lab: Lab, state: Path, mport: int, *flags: str) -> Process:
+    root = state / "root"
+    root.mkdir(mode=0o755)
+    (root / "pxelinux.0").write_bytes(b"boot" * 3000)
+    argv = [script("pxed"), "-a", "-v", "--boot-idle", "1", "--metrics",
+            f"127.0.0.1:{mport}", "--leases", str(state / "leases.sqlite"), *flags,
+            the_lab.server_if, str(root), "pxelinux.0"]  # fmt: skip
+    server = Process(the_lab.server.popen_argv(argv), the_lab.tmp / "pxed.log")
+    the_lab.procs.append(server)
+    return server
+
+
+def bios_client(the_lab: Lab) -> Udhcpc:
+    """A BIOS PXE client (option 93 = 0) with its address configured."""
+    client = Udhcpc(the_lab, 0, "-x", "0x5d:0000")
+    assert client.wait_event("bound", timeout=30)["boot_file"] == "pxelinux.0"
+    ns, _ = the_lab.clients[0]
+    wait_for(lambda: "10.77.0." in ns.run("ip", "-4", "addr").stdout, 15, "the address")
+    return client
+
+
+def test_pxed_full_mode_counts_tftp_dhcp_and_the_boot(tmp_path: Path, state: Path) -> None:
     with lab(tmp_path, 1) as the_lab:
-        root = state / "root"
-        root.mkdir(mode=0o755)
-        (root / "pxelinux.0").write_bytes(b"boot" * 3000)
         mport = free_udp_port()
-        argv = [script("pxed"), "-a", "-v", "--boot-idle", "1", "--metrics",
-                f"127.0.0.1:{mport}", "--leases", str(state / "leases.sqlite"),
-                the_lab.server_if, str(root), "pxelinux.0"]  # fmt: skip
-        server = Process(the_lab.server.popen_argv(argv), the_lab.tmp / "pxed.log")
-        the_lab.procs.append(server)
+        server = start_pxed(the_lab, state, mport)
         size = pool_size(server)
-        # A BIOS PXE client: option 93 (client architecture) = 0.
-        client = Udhcpc(the_lab, 0, "-x", "0x5d:0000")
-        assert client.wait_event("bound", timeout=30)["boot_file"] == "pxelinux.0"
+        client = bios_client(the_lab)
         ns, _ = the_lab.clients[0]
-        wait_for(lambda: "10.77.0." in ns.run("ip", "-4", "addr").stdout, 15, "the address")
         tftp = require_tool("tftp")
         work = state / "client"
         work.mkdir()
@@ -115,9 +157,57 @@ def test_pxed_boot_is_counted_by_arch_and_outcome(tmp_path: Path, state: Path) -
         assert counts['ptftpd_pxe_boot_seconds_count{arch="bios"}'] == 1
         assert [k for k in counts if k.startswith("ptftpd_pxe_boots_total")] == [boots]
         assert leases_of(counts) == (1, 0, 0, size - 1)
+        # The TFTP server's callbacks feed the boot log and, beside it, ptftpd's metrics.
+        assert histogram_free(tftp_of(counts)) == transfers(12000)
+        assert (counts[DHCP % ("in", "request")], counts[DHCP % ("out", "ack")]) == (1, 1)
+        assert counts[DHCP % ("in", "discover")] == counts[DHCP % ("out", "offer")] >= 1
         client.proc.stop()
         assert server.stop() == 0
         assert "Traceback" not in server.output()
+
+
+# A TFTP reader that takes the first DATA block and never ACKs it, then waits until the
+# server has given up (no retransmission for 4 s), bounded by 30 s.
+STALLED_READER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(4)
+s.sendto(b"\\0\\1pxelinux.0\\0octet\\0", (sys.argv[1], 69))
+blocks = 0
+end = time.monotonic() + 30
+while time.monotonic() < end:
+    try:
+        s.recvfrom(1024)
+    except TimeoutError:
+        break
+    blocks += 1
+print(blocks)
+"""
+
+
+def test_pxed_counts_a_failed_boot(tmp_path: Path, state: Path) -> None:
+    with lab(tmp_path, 1) as the_lab:
+        mport = free_udp_port()
+        server = start_pxed(the_lab, state, mport, "--timeout", "1", "--retries", "2")
+        pool_size(server)
+        client = bios_client(the_lab)
+        ns, iface = the_lab.clients[0]
+        mac = ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+        sent = ns.run(sys.executable, "-c", STALLED_READER, SERVER_IP, timeout=60).stdout
+        assert int(sent) == 3  # block 1, then its two retransmissions
+        failed = 'ptftpd_pxe_boots_total{arch="bios",outcome="failed"}'
+        wait_for(lambda: failed in scrape(the_lab, mport), 20, "the failed boot")
+        counts = scrape(the_lab, mport)
+        assert [k for k in counts if k.startswith("ptftpd_pxe_boots_total")] == [failed]
+        assert counts[failed] == 1
+        assert 'ptftpd_pxe_boot_seconds_count{arch="bios"}' not in counts  # no last byte
+        assert histogram_free(tftp_of(counts)) == transfers(0, failed="timeout")  # none ACKed
+        client.proc.stop()
+        assert server.stop() == 0
+        log = server.output()
+    line = f"boot {mac} arch=BIOS: failed: pxelinux.0 over tftp: transfer with "
+    assert line in log, log
+    assert "Traceback" not in log
 
 
 def exercise(policy: LeasePolicy | SharedLeasePolicy) -> None:

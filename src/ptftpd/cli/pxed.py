@@ -32,7 +32,8 @@ from ptftpd.dhcp6 import Dhcp6StartError
 from ptftpd.http import HttpStartError
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import BootFiles, PxeConfig, PxeService, missing_boot_files
-from ptftpd.service import dhcp_service, privileges, runtime, tftp_service
+from ptftpd.service import dhcp_service, privileges, runtime
+from ptftpd.service.pxe_running import PxeRunning
 from ptftpd.tftp.server import ServerStartError as TftpStartError
 
 PROG = "pxed"
@@ -238,12 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         ra=not args.no_ra,
     )
 
-    async def start() -> tftp_service.TftpBeside:
+    def rebuild() -> PxeConfig:  # SIGHUP: the --config file again (flags still win)
+        return dataclasses.replace(config, dhcp=build_config(args, PROG))
+
+    async def start() -> PxeRunning:
         service = PxeService(config)
         await service.start()
-        if args.metrics is not None:
-            dhcp_service.feed_pxe(service)
-        return tftp_service.TftpBeside(service, service.tftp_server)
+        return PxeRunning(service, rebuild, count=args.metrics is not None)
 
     errors = (DhcpStartError, TftpStartError, HttpStartError, Dhcp6StartError, StoreError)
     leases = dhcp_service.lease_paths(dhcp), dhcp_service.lease_files(dhcp)

@@ -3,6 +3,19 @@
 A network boot is one conversation spread over several protocols; the line says which
 firmware(s) asked (architecture labels), which files went out and over what (TFTP or
 HTTP), and how long from the first DISCOVER to the last byte.
+
+Each boot ends with one outcome (`boot_outcome`, and `ptftpd_pxe_boots_total`):
+
+- ``completed``: at least one file went out in full (TFTP or HTTP). A later download
+  that failed does not undo it (pxelinux asking for config files it may not find).
+- ``failed``: no file went out in full, and a download the client started ended in
+  error: the client sent ERROR or stopped answering (TFTP timeout), or an HTTP GET was
+  cut or answered with an error status (4xx, 5xx). The line names the last such
+  failure. Not failures: a PXE ROM ending a transfer after the OACK to learn the size
+  (ERROR 8, it asks again), and transfers cut because pxed itself stopped.
+- ``abandoned``: neither: the client asked DHCP (or the boot server) and then fetched
+  nothing before `--boot-idle`. A TFTP request refused before any transfer began
+  (e.g. file not found) is not seen here: the TFTP server reports transfers only.
 """
 
 from __future__ import annotations
@@ -20,7 +33,14 @@ from ptftpd.dhcp6.engine import Outgoing as Outgoing6
 from ptftpd.http import Served
 from ptftpd.tftp.server import FinishedTransfer
 
-__all__ = ["BootLog", "BootRecord", "BootTracker", "client_label"]
+__all__ = [
+    "BootLog",
+    "BootRecord",
+    "BootTracker",
+    "boot_outcome",
+    "client_label",
+    "download_failed",
+]
 
 log = logging.getLogger("ptftpd.pxe")
 
@@ -45,8 +65,8 @@ class BootRecord:
     """One finished boot, as its log line says it, for `BootLog.on_boot` (metrics).
 
     `arch` is the first firmware's option 93 code (None: no DHCP seen or not sent);
-    `outcome` is "completed" (a file served) or "abandoned" (no file served); `seconds`
-    runs from the first DISCOVER to the last byte, None without a file."""
+    `outcome` is "completed", "failed" or "abandoned" (see the module docstring);
+    `seconds` runs from the first DISCOVER to the last byte, None without a file."""
 
     mac: str
     arch: int | None
@@ -63,6 +83,29 @@ class _Session:
     arch: int | None = None
     files: list[tuple[str, int, str]] = field(default_factory=list)
     last_byte: float | None = None
+    # The last download that ended in error: (filename, via, why).
+    failure: tuple[str, str, str] | None = None
+
+
+def boot_outcome(files_served: int, download_failed: bool) -> str:
+    """The rule of the module docstring: a file served wins, then a failed download."""
+    if files_served:
+        return "completed"
+    return "failed" if download_failed else "abandoned"
+
+
+# `FinishedTransfer.failure` texts that end a transfer without failing a boot: a PXE ROM's
+# size probe (it sends ERROR 8 after the OACK, `RemoteError` "server error 8...", then
+# asks again) and pxed's own shutdown (the session's "transfer cancelled", the server's
+# "server shutting down").
+_NOT_BOOT_FAILURES = ("server error 8", "transfer cancelled", "server shutting down")
+
+
+def download_failed(failure: str | None) -> bool:
+    """Whether a finished TFTP transfer's `failure` text is a failed download."""
+    if failure is None:
+        return False
+    return not failure.lower().startswith(_NOT_BOOT_FAILURES)
 
 
 class BootLog:
@@ -112,30 +155,44 @@ class BootLog:
         if mac in self.sessions:
             self.sessions[mac].last_event = self.clock()
 
-    def served(self, ip: str, filename: str, nbytes: int, via: str = "tftp") -> None:
-        """`filename` went to `ip` in full over `via` ("tftp" or "http")."""
+    def _session_of_ip(self, ip: str, filename: str) -> _Session:
         mac = self.mac_of_ip.get(ip)
         if mac is None:
-            log.debug("served %s to %s, which no DHCP exchange named", filename, ip)
+            log.debug("download of %s by %s, which no DHCP exchange named", filename, ip)
             mac = f"ip {ip}"
-        session = self._session(mac)
+        return self._session(mac)
+
+    def served(self, ip: str, filename: str, nbytes: int, via: str = "tftp") -> None:
+        """`filename` went to `ip` in full over `via` ("tftp" or "http")."""
+        session = self._session_of_ip(ip, filename)
         session.files.append((filename, nbytes, via))
         session.last_byte = self.clock()
 
+    def failed(self, ip: str, filename: str, why: str, via: str = "tftp") -> None:
+        """A download of `filename` by `ip` over `via` ended in error (`why`)."""
+        session = self._session_of_ip(ip, filename)
+        session.failure = (filename, via, why)
+
+    @staticmethod
+    def outcome(session: _Session) -> str:
+        return boot_outcome(len(session.files), session.failure is not None)
+
     @staticmethod
     def describe(session: _Session) -> str:
+        """The boot's line: `boot MAC arch=STAGES: OUTCOME: what happened`."""
         stages = " -> ".join(session.stages) or "no DHCP seen"
+        head = f"boot {session.mac} arch={stages}: {BootLog.outcome(session)}"
         if session.files:
             files = ", ".join(
                 f"{name} over {via} ({size} bytes)" for name, size, via in session.files
             )
             assert session.last_byte is not None
             seconds = session.last_byte - session.started
-            return (
-                f"boot {session.mac} arch={stages}: served {files}; "
-                f"{seconds:.1f} s from DISCOVER to the last byte"
-            )
-        return f"boot {session.mac} arch={stages}: no file served"
+            return f"{head}: served {files}; {seconds:.1f} s from DISCOVER to the last byte"
+        if session.failure is not None:
+            name, via, why = session.failure
+            return f"{head}: {name} over {via}: {why}"
+        return f"{head}: no file served"
 
     def expire(self, busy_ips: Collection[str] = ()) -> None:
         """Write and forget the boots that have been quiet for `idle` seconds; a client
@@ -161,14 +218,14 @@ class BootLog:
             seconds = None
             if session.last_byte is not None:
                 seconds = session.last_byte - session.started
-            outcome = "completed" if session.files else "abandoned"
-            self.on_boot(BootRecord(session.mac, session.arch, outcome, seconds))
+            record = BootRecord(session.mac, session.arch, self.outcome(session), seconds)
+            self.on_boot(record)
 
 
 class BootTracker:
     """Tells the boot log about downloads through the TFTP and HTTP servers' public
-    callbacks: a client with a TFTP transfer running is busy (its boot is not over), and
-    each completed download is a file served."""
+    callbacks: a client with a TFTP transfer running is busy (its boot is not over), each
+    completed download is a file served, and each failed one a failed download."""
 
     def __init__(self, boot_log: BootLog) -> None:
         self.boot_log = boot_log
@@ -181,8 +238,12 @@ class BootTracker:
         self.busy[transfer.peer_ip] -= 1
         if self.busy[transfer.peer_ip] <= 0:
             del self.busy[transfer.peer_ip]
-        if transfer.failure is None and transfer.is_read:
+        if not transfer.is_read:
+            return
+        if transfer.failure is None:
             self.boot_log.served(transfer.peer_ip, transfer.filename, transfer.bytes)
+        elif download_failed(transfer.failure):
+            self.boot_log.failed(transfer.peer_ip, transfer.filename, transfer.failure)
 
     def dhcp6_reply(self, out: Outgoing6) -> None:
         """A DHCPv6 Reply names the client (DUID) and its address (IA_NA, or where a
@@ -214,7 +275,14 @@ class BootTracker:
 
     def http_served(self, record: Served) -> None:
         """A complete GET (not HEAD, not an error, not a cut connection) is a file
-        served; ranges count as what they sent."""
-        if record.method == "GET" and record.complete and record.status in (200, 206):
-            name = record.path.lstrip("/")
+        served; ranges count as what they sent. A GET answered with an error status, or
+        cut before its end, is a failed download."""
+        if record.method != "GET":
+            return
+        name = record.path.lstrip("/")
+        if record.status >= 400:
+            self.boot_log.failed(record.peer, name, f"HTTP status {record.status}", "http")
+        elif not record.complete:
+            self.boot_log.failed(record.peer, name, "connection cut", "http")
+        elif record.status in (200, 206):
             self.boot_log.served(record.peer, name, record.bytes_sent, "http")

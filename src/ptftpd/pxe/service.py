@@ -5,6 +5,11 @@ Why these pieces live together: a network boot is one conversation spread over s
 protocols. The firmware's DHCP request says what it is, the reply must name a file that
 fits that firmware, and the TFTP or HTTP server must then serve it. One process lets
 `pxed` choose the file per firmware and write one boot log line per boot.
+
+`reload(new)` (SIGHUP) applies re-read settings without dropping a running transfer or a
+lease: the DHCP engine is rebuilt on the same lease store and socket, the boot files,
+TFTP limits and boot idle time change for what comes next; what is bound or built once
+(interface, ports, mode, ROOT, HTTP, IPv6) is kept and named in the summary line.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import functools
 import logging
 from collections.abc import Callable
 from ipaddress import IPv6Address
+from typing import Literal
 
 from ptftpd.dhcp.engine import BootChoice, Outgoing
 from ptftpd.dhcp.options import MessageType, Opt
@@ -25,14 +31,86 @@ from ptftpd.http import HttpConfig, HttpServer
 from ptftpd.netif import interface_addresses
 from ptftpd.pxe.bootlog import BootLog, BootTracker
 from ptftpd.pxe.config import PxeConfig
-from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, choose_boot_file, log_choice
+from ptftpd.pxe.firmware import (
+    HTTP_VENDOR_CLASS,
+    choose_boot_file,
+    log_choice,
+    missing_boot_files,
+)
 from ptftpd.pxe.ipv6 import Pxe6Policy
 from ptftpd.pxe.proxy import ProxyResponder
 from ptftpd.tftp.server import TftpServer
 
-__all__ = ["PxeService"]
+__all__ = ["PxeService", "kept_settings"]
 
 log = logging.getLogger("ptftpd.pxe")
+
+# Settings bound or built once at start-up (name in the reload line: field).
+_KEPT_DHCP = {
+    "interface": "interface",
+    "port": "port",
+    "server address": "server_ip",
+    "network": "network",
+    "leases": "leases_path",
+    "leases url": "leases_url",
+    "lease-sync": "lease_sync",
+}
+_KEPT_PXE = {
+    "proxy": "proxy",
+    "tftp-port": "tftp_port",
+    "boot server port": "boot_server_port",
+    "http-port": "http_port",
+    "ipv6": "ipv6",
+    "ra": "ra",
+}
+
+Observer = Callable[[Literal["in", "out"], bytes, Message | None], None]
+
+
+def _with_http_clients(config: PxeConfig) -> PxeConfig:
+    """With --http-port, UEFI HTTP boot clients (vendor class HTTPClient) are PXE
+    clients too: the DHCP engine answers them (without -a) and the responder knows them."""
+    prefixes = config.dhcp.pxe_vendor_prefixes
+    if config.http_port is None or HTTP_VENDOR_CLASS in prefixes:
+        return config
+    dhcp = dataclasses.replace(config.dhcp, pxe_vendor_prefixes=(*prefixes, HTTP_VENDOR_CLASS))
+    return dataclasses.replace(config, dhcp=dhcp)
+
+
+def kept_settings(old: PxeConfig, new: PxeConfig) -> tuple[PxeConfig, list[str]]:
+    """`new` with every setting that cannot change live put back to `old`'s, and the
+    names of those that `new` wanted changed."""
+    changed = [name for name, attr in _KEPT_PXE.items() if _differs(old, new, attr)]
+    changed += [name for name, attr in _KEPT_DHCP.items() if _differs(old.dhcp, new.dhcp, attr)]
+    if new.tftp.root != old.tftp.root:
+        changed.append("root")
+    dhcp = dataclasses.replace(
+        new.dhcp,
+        client_port=old.dhcp.client_port,
+        **{attr: getattr(old.dhcp, attr) for attr in _KEPT_DHCP.values()},
+    )
+    tftp = dataclasses.replace(new.tftp, root=old.tftp.root, read_only=old.tftp.read_only)
+    kept = dataclasses.replace(
+        new, dhcp=dhcp, tftp=tftp, **{attr: getattr(old, attr) for attr in _KEPT_PXE.values()}
+    )
+    return kept, changed
+
+
+def _differs(old: object, new: object, attr: str) -> bool:
+    return bool(getattr(old, attr) != getattr(new, attr))
+
+
+def _summary(config: PxeConfig, kept: list[str], dhcp: bool) -> str:
+    """The reload line: what now applies, and what a restart would change."""
+    parts = []
+    if dhcp:
+        hosts = len(config.dhcp.static_hosts)
+        parts.append(f"{hosts} static host(s), lease time {config.dhcp.lease_time} s")
+    parts.append("boot files " + ", ".join(f"{k}={v}" for k, v in config.files.configured()))
+    parts.append(f"TFTP max sessions {config.tftp.max_sessions}")
+    if kept:
+        parts.append(f"kept until a restart: {', '.join(kept)}")
+    return "; ".join(parts)
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -54,18 +132,10 @@ class PxeService:
     HTTP with `config.http_port`, DHCPv6 + RA with `config.ipv6`."""
 
     def __init__(self, config: PxeConfig) -> None:
+        config = _with_http_clients(config)
         self.config = config
         self.boot_log = BootLog(config.boot_idle)
-        dhcp = config.dhcp
-        self.responder = ProxyResponder(
-            dhcp.server_ip,
-            config.files,
-            next_server=dhcp.next_server,
-            vendor_prefixes=dhcp.pxe_vendor_prefixes,
-            boot_log=self.boot_log,
-            answer_discover=config.proxy,
-            http_base=config.http_base,
-        )
+        self.responder = self._responder(config, self.boot_log)
         self.dhcp_server: DhcpServer | None = None
         self.tftp_server: TftpServer | None = None
         self.http_server: HttpServer | None = None
@@ -73,6 +143,23 @@ class PxeService:
         self._transports: dict[int, asyncio.DatagramTransport] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._tracker = BootTracker(self.boot_log)
+        self._policy6: Pxe6Policy | None = None
+        # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
+        # the 4011 boot server), in and out: pxed --metrics counts them.
+        self.observe: Observer | None = None
+
+    @staticmethod
+    def _responder(config: PxeConfig, boot_log: BootLog) -> ProxyResponder:
+        dhcp = config.dhcp
+        return ProxyResponder(
+            dhcp.server_ip,
+            config.files,
+            next_server=dhcp.next_server,
+            vendor_prefixes=dhcp.pxe_vendor_prefixes,
+            boot_log=boot_log,
+            answer_discover=config.proxy,
+            http_base=config.http_base,
+        )
 
     def boot_policy(self, request: Message) -> BootChoice:
         """The DHCP server's hook (full mode): firmware-aware file, boot log bookkeeping.
@@ -159,6 +246,7 @@ class PxeService:
         )
         server6: IPv6Address = config6.server_addresses[0]
         policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self.boot_log)
+        self._policy6 = policy
         config6 = dataclasses.replace(config6, boot_policy=policy)
         tracker = self._tracker
         service = Dhcp6Service(
@@ -167,9 +255,54 @@ class PxeService:
         self.dhcp6_service = service
         await service.start()
 
+    def reload(self, new: PxeConfig) -> str:
+        """Apply re-read settings (SIGHUP); returns the one-line summary. Raises
+        ValueError, with the running settings untouched, when ROOT lacks a boot file."""
+        old = self.config
+        new, kept = kept_settings(old, new)
+        new = _with_http_clients(new)  # after: --http-port is one of the kept settings
+        missing = missing_boot_files(old.tftp.root, new.files)
+        if missing:
+            raise ValueError(
+                f"ROOT {old.tftp.root} does not hold the boot file(s): {', '.join(missing)}"
+            )
+        server = self.dhcp_server
+        engine = None
+        if server is not None:
+            server.config = new.dhcp
+            try:
+                engine = server.build_engine()
+            except BaseException:
+                server.config = old.dhcp
+                raise
+        # Everything is built: switch over (no await, so no packet sees half of it).
+        self.config = new
+        if server is not None:
+            server.engine = engine
+        self.responder = self._responder(new, self.boot_log)
+        self.boot_log.idle = new.boot_idle
+        if self._policy6 is not None:
+            self._policy6.files = new.files
+        if self.tftp_server is not None:
+            # Read per request: running transfers keep the limits they started with.
+            self.tftp_server.config = new.tftp
+            self.tftp_server.rules.max_sessions = new.tftp.max_sessions
+        return _summary(new, kept, dhcp=server is not None)
+
+    def active(self) -> int:
+        """Running TFTP transfers (what a stop drains)."""
+        return 0 if self.tftp_server is None else len(self.tftp_server.transfers)
+
+    def stop_accepting(self) -> None:
+        """New TFTP requests get an ERROR; running transfers go on."""
+        if self.tftp_server is not None:
+            self.tftp_server.accepting = False
+
     def _received(self, data: bytes, source: tuple[str, int], port: int) -> None:
         boot_server = port == self.config.boot_server_port
         log.debug("recv %d bytes on port %d from %s:%d", len(data), port, source[0], source[1])
+        if self.observe is not None:
+            self.observe("in", data, None)
         for out in self.responder.handle(data, source, boot_server):
             self._send(out, port)
 
@@ -178,6 +311,8 @@ class PxeService:
         transport = self._transports.get(port)
         if transport is None:
             return
+        if self.observe is not None:
+            self.observe("out", out.payload, out.message)
         delay = self.config.dhcp.reply_delay
         if delay > 0:
             asyncio.get_running_loop().call_later(delay, transport.sendto, out.payload, out.address)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ptftpd.dhcp.engine import DhcpConfig, DhcpEngine
 from ptftpd.dhcp.leases import LeaseSummary
@@ -21,10 +21,6 @@ from ptftpd.dhcp.packet import Message, PacketError, decode
 from ptftpd.dhcp.reply import Outgoing
 from ptftpd.dhcp.server import DhcpServer
 from ptftpd.service import metrics
-
-if TYPE_CHECKING:
-    from ptftpd.pxe.bootlog import BootRecord
-    from ptftpd.pxe.service import PxeService
 
 log = logging.getLogger("ptftpd.service")
 
@@ -39,7 +35,8 @@ def message_label(message: Message) -> str:
     return "bootrequest" if message.op == 1 else "bootreply"
 
 
-def _count(direction: Literal["in", "out"], data: bytes, message: Message | None) -> None:
+def count_message(direction: Literal["in", "out"], data: bytes, message: Message | None) -> None:
+    """Count one DHCP/BOOTP message by type (`message`, or decoded from `data`)."""
     if message is None:
         try:
             message = decode(data)
@@ -102,10 +99,10 @@ def count_messages(engine: DhcpEngine) -> DhcpEngine:
     gauges.touched()  # soon: after `start()` returns and `metrics.serve` enables them
 
     def counted(data: bytes, source: tuple[str, int] = ("0.0.0.0", 68)) -> list[Outgoing]:
-        _count("in", data, None)
+        count_message("in", data, None)
         replies = handle(data, source)
         for out in replies:
-            _count("out", out.payload, out.message)
+            count_message("out", out.payload, out.message)
         gauges.touched()
         return replies
 
@@ -145,19 +142,6 @@ class DhcpService:
 
     def close(self) -> None:
         self.server.close()
-
-
-def _boot(record: BootRecord) -> None:
-    metrics.pxe_boot(-1 if record.arch is None else record.arch, record.outcome, record.seconds)
-
-
-def feed_pxe(service: PxeService) -> None:
-    """pxed --metrics, after `service.start()`: its DHCP messages and leases (full mode)
-    and one boot per boot log line."""
-    service.boot_log.on_boot = _boot
-    server = service.dhcp_server
-    if server is not None and server.engine is not None:
-        count_messages(server.engine)
 
 
 def rebuilder(build: Callable[[], DhcpConfig], first: DhcpConfig) -> Callable[[], DhcpConfig]:

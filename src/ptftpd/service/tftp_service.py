@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from ptftpd.service import metrics
 from ptftpd.tftp import remap
@@ -63,6 +62,26 @@ def record_finished(done: FinishedTransfer) -> None:
     sent, received = (done.bytes, 0) if done.is_read else (0, done.bytes)
     direction: metrics.Direction = "read" if done.is_read else "write"
     metrics.tftp_finished(metrics.TransferRecord(direction, outcome, sent, received, done.seconds))
+
+
+def count_transfers(server: TftpServer) -> None:
+    """--metrics for a TFTP server whose callbacks are already someone else's (pxed's
+    boot tracker): each transfer is counted, then passed on to them."""
+    record_start = started_recorder(server)
+    started, finished = server.on_started, server.on_finished
+
+    def on_started(peer_ip: str, filename: str) -> None:
+        record_start(peer_ip, filename)
+        if started is not None:
+            started(peer_ip, filename)
+
+    def on_finished(done: FinishedTransfer) -> None:
+        record_finished(done)
+        if finished is not None:
+            finished(done)
+
+    server.on_started = on_started
+    server.on_finished = on_finished
 
 
 def remapper(rules: remap.RuleSet) -> Callable[[str, str, bool], str]:
@@ -174,29 +193,3 @@ def load_rules(prog: str, args: argparse.Namespace) -> remap.RuleSet | None:
     except remap.RemapError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-class _Closable(Protocol):
-    def close(self) -> None: ...
-
-
-class TftpBeside:
-    """`Running` for a service whose TFTP server sits beside others (pxed): its
-    transfers are drained on SIGTERM; its callbacks stay the owner's (boot tracking)."""
-
-    def __init__(self, service: _Closable, tftp: TftpServer | None) -> None:
-        self.service = service
-        self.tftp = tftp
-
-    def active(self) -> int:
-        return 0 if self.tftp is None else len(self.tftp.transfers)
-
-    def stop_accepting(self) -> None:
-        if self.tftp is not None:
-            self.tftp.accepting = False
-
-    def reload(self) -> str:
-        return "nothing to reload"
-
-    def close(self) -> None:
-        self.service.close()

@@ -1,0 +1,72 @@
+"""A running `PxeService` (pxed) as the service runtime sees it: drain, reload, metrics.
+
+pxed's servers already report to its boot log (the TFTP and HTTP servers' callbacks, the
+DHCP boot policy), so metrics are added beside them, never instead: the TFTP callbacks
+are chained, the DHCP engine's `handle` is wrapped as dhcpd's is (and wrapped again
+after each reload builds a new engine), and the sockets pxed owns itself (proxyDHCP on
+67, the boot server on 4011) report through `PxeService.observe`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ptftpd.dhcp.engine import DhcpEngine
+from ptftpd.pxe.bootlog import BootRecord
+from ptftpd.pxe.config import PxeConfig
+from ptftpd.pxe.service import PxeService
+from ptftpd.service import metrics
+from ptftpd.service.dhcp_service import count_message, count_messages
+from ptftpd.service.tftp_service import count_transfers
+
+__all__ = ["PxeRunning"]
+
+
+def _boot(record: BootRecord) -> None:
+    metrics.pxe_boot(-1 if record.arch is None else record.arch, record.outcome, record.seconds)
+
+
+class PxeRunning:
+    """Adapts a started `PxeService` to `ptftpd.service.runtime.Running`; `rebuild`
+    re-reads the settings (flags + TOML file) for SIGHUP; `count` (--metrics) feeds the
+    TFTP, DHCP and boot metrics."""
+
+    def __init__(
+        self, service: PxeService, rebuild: Callable[[], PxeConfig], *, count: bool = False
+    ) -> None:
+        self.service = service
+        self.rebuild = rebuild
+        self.count = count
+        self._counted: DhcpEngine | None = None  # the engine whose messages are counted
+        if count:
+            service.boot_log.on_boot = _boot
+            service.observe = count_message
+            if service.tftp_server is not None:
+                count_transfers(service.tftp_server)
+            self._counted = self._count_engine(None)
+
+    def _engine(self) -> DhcpEngine | None:
+        server = self.service.dhcp_server
+        return None if server is None else server.engine
+
+    def _count_engine(self, counted: DhcpEngine | None) -> DhcpEngine | None:
+        """Wrap the DHCP engine (full mode) unless it is the one already wrapped."""
+        engine = self._engine()
+        if engine is not None and engine is not counted:
+            count_messages(engine)
+        return engine
+
+    def active(self) -> int:
+        return self.service.active()
+
+    def stop_accepting(self) -> None:
+        self.service.stop_accepting()
+
+    def reload(self) -> str:
+        summary = self.service.reload(self.rebuild())
+        if self.count:
+            self._counted = self._count_engine(self._counted)
+        return summary
+
+    def close(self) -> None:
+        self.service.close()
