@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from ptftpd.config import ConfigError
 from ptftpd.dhcp.leases import StaticHost
 from ptftpd.dhcp.options import OptionValueError, encode_value, option_by_name
 from ptftpd.dhcp.scope import SubnetConfig
@@ -30,10 +31,6 @@ __all__ = [
 
 # 0xFFFFFFFF on the wire means "infinite" (RFC 2132 9.2): the longest finite lease.
 MAX_LEASE_TIME = 0xFFFFFFFE
-
-
-class ConfigError(Exception):
-    """Bad flag value or config file: one line, exit 2."""
 
 
 def check_int(value: object, what: str, low: int, high: int) -> int:
