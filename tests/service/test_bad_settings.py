@@ -209,6 +209,28 @@ def test_a_wrong_type_for_any_key_of_any_tool_is_one_line_exit_2(
 
 
 @pytest.mark.parametrize(
+    ("tool", "line", "shown"),
+    [
+        ("pxed", "blksize-max = 3", "blksize-max = 3: must be 8..65464"),
+        ("pxed", "boot-idle = 0", "boot-idle = 0: must be more than 0 seconds"),
+        ("pxed", "tftp-port = 70000", "tftp-port = 70000: not a UDP port: 70000"),
+        ("pxed", 'metrics = "nowhere"', "metrics = 'nowhere': expected ADDR:PORT"),
+        ("pxed", "lease-time = 0", "lease-time must be between 1 and 4294967294, not 0"),
+        ("dhcpd", "drain = 7200", "drain = 7200: must be 0..3600 seconds"),
+        ("bootpd", "port = 0", "port must be between 1 and 65534, not 0"),
+        ("ptftpd", "timeout = 300", "timeout = 300: must be more than 0 and at most 255"),
+    ],
+)
+def test_a_value_out_of_range_in_the_file_is_one_line_exit_2(
+    tool: str, line: str, shown: str
+) -> None:
+    """A value of the right type still goes through the flag's own checks."""
+    code, err = run_main(tool, line + "\n")
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"{tool}: error: "), err
+    assert shown in err
+
+
+@pytest.mark.parametrize(
     ("line", "shown"),
     [
         ('lease-time = "1h"', "lease-time = '1h': expected an integer number of seconds"),

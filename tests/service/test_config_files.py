@@ -6,7 +6,9 @@ types and unknown keys: test_bad_settings.py.)"""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +19,11 @@ from pathlib import Path
 import pytest
 from test_bad_settings import run_main
 
+from ptftpd.cli import flag_settings
+from ptftpd.cli import ptftpd as ptftpd_cli
 from ptftpd.cli import pxed as pxed_cli
+from ptftpd.cli.dhcp_flags import dhcp_schema
+from ptftpd.config import apply_file, load_toml
 from ptftpd.dhcp.server_settings import dhcp_config
 from ptftpd.pxe.settings import pxe_config
 from support import Process, free_udp_port, require_tool, script, wait_udp_bound
@@ -168,3 +174,29 @@ def test_every_pxed_setting_from_its_file(root: Path, tmp_path: Path) -> None:
     assert dhcp.lease_time == 600 and len(dhcp.subnets) == 1
     assert IPv4Address("127.0.0.7") in dhcp.exclude
     assert (args.user, args.metrics, args.drain) == ("nobody", ("127.0.0.1", 9469), 3.0)
+
+
+def readme_settings_files() -> dict[str, str]:
+    """The README's ```toml blocks that start with `# TOOL.toml`, by tool."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n# (\w+)\.toml[^\n]*\n(.*?)```", text, re.S)
+    return {tool: body for tool, body in blocks}
+
+
+@pytest.mark.parametrize("tool", ["ptftpd", "dhcpd", "bootpd", "pxed"])
+def test_the_readme_settings_files_are_valid(tool: str, tmp_path: Path) -> None:
+    """Every key of the README's example files exists for its tool, with a good value."""
+    files = readme_settings_files()
+    assert set(files) == {"ptftpd", "dhcpd", "pxed"}
+    body = files["dhcpd" if tool == "bootpd" else tool]
+    if tool == "bootpd":  # as the README says: without the DHCP-only keys, plus root
+        body = re.sub(r"(?m)^(all|lease-time|pxe-vendor-class) = .*\n", "", body)
+        body = 'root = "/srv/tftp"\n' + body
+    path = tmp_path / f"{tool}.toml"
+    path.write_text(body)
+    parser = importlib.import_module(f"ptftpd.cli.{tool}").build_parser()
+    if tool == "ptftpd":
+        apply_file(parser, load_toml(path), path, ptftpd_cli.FLAG_KINDS)
+        return
+    settings = flag_settings.from_file(dhcp_schema(parser), path)
+    assert len(settings) >= 14
