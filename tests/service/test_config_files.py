@@ -158,9 +158,11 @@ def test_every_pxed_setting_from_its_file(root: Path, tmp_path: Path) -> None:
         'user = "nobody"\nmetrics = "127.0.0.1:9469"\ndrain = 3\nlease-time = 600\n'
         'exclude = ["127.0.0.7"]\n[[subnet]]\nnetwork = "10.1.7.0/24"\n'
     )
-    _, args, settings, _ = pxed_cli.read_settings(
+    read = pxed_cli.read_settings(
         ["--config", str(settings_file), "--retries", "4", "127.0.0.1", str(root), "pxelinux.0"]
     )
+    settings = read.effective()
+    args = read.namespace(settings)
     dhcp = dhcp_config(settings, args.iface, args.bootfile, "pxed")
     config = pxe_config(settings, dhcp, args.root, args.bootfile)
     assert (config.files.bios, config.files.efi64) == ("undionly.kpxe", "ipxe.efi")

@@ -21,10 +21,10 @@ from ptftpd import config as config_file
 from ptftpd.cli import flag_settings
 from ptftpd.cli.common import USAGE_ERROR, OneLineParser, fail
 from ptftpd.cli.dhcp_flags import add_config_flags, add_dhcp_flags, dhcp_schema
+from ptftpd.config import ConfigError
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.server import DhcpServer, ServerStartError
 from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
-from ptftpd.dhcp.settings import ConfigError
 from ptftpd.dhcp.store import StoreError
 from ptftpd.netif import InterfaceError
 from ptftpd.service import dhcp_service, privileges, runtime
@@ -94,26 +94,14 @@ def build_parser(tool: DhcpTool) -> argparse.ArgumentParser:
     return parser
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The command line as parsed, and how to (re)read the effective settings from it:
-    the file is read again on SIGHUP, the flags stay."""
-
-    parser: argparse.ArgumentParser
-    keys: flag_settings.Schema
-    args: argparse.Namespace
-    flags: dict[str, object]
-
-    def effective(self) -> dict[str, object]:
-        defaults = dhcp_defaults(self.parser.prog, self.args.iface, self.keys.types)
-        return flag_settings.merged(self.keys, self.args.config, self.flags, defaults)
-
-
-def read_settings(tool: DhcpTool, argv: list[str] | None) -> Settings:
+def read_settings(tool: DhcpTool, argv: list[str] | None) -> flag_settings.CommandLine:
     parser = build_parser(tool)
     keys = dhcp_schema(parser)
-    args = flag_settings.parse_flags(parser, keys, argv)
-    return Settings(parser, keys, args, flag_settings.given(keys, args))
+
+    def defaults(args: argparse.Namespace) -> dict[str, object]:
+        return dhcp_defaults(tool.prog, args.iface, keys.types)
+
+    return flag_settings.read_command_line(parser, keys, argv, defaults)
 
 
 def build(tool: DhcpTool, settings: Mapping[str, object], args: argparse.Namespace) -> DhcpConfig:
@@ -146,7 +134,9 @@ def check_root(config: DhcpConfig) -> str | None:
     return None
 
 
-def serve(tool: DhcpTool, read: Settings, args: argparse.Namespace, config: DhcpConfig) -> int:
+def serve(
+    tool: DhcpTool, read: flag_settings.CommandLine, args: argparse.Namespace, config: DhcpConfig
+) -> int:
     def rebuild() -> DhcpConfig:
         return build(tool, read.effective(), args)
 
@@ -166,9 +156,9 @@ def main(tool: DhcpTool, argv: list[str] | None = None) -> int:
     prog, parser = tool.prog, read.parser
     try:
         settings = read.effective()
-        args = flag_settings.as_namespace(read.keys, settings, read.args)
+        args = read.namespace(settings)
         config = build(tool, settings, args)
-    except (ConfigError, config_file.ConfigError) as exc:
+    except ConfigError as exc:
         parser.exit(USAGE_ERROR, f"{prog}: error: {exc}\n")
     except (InterfaceError, CannotServe) as exc:
         parser.exit(1, f"{prog}: error: {exc}\n")

@@ -20,14 +20,22 @@ type goes through its flag's own parser (ranges, units) exactly as the flag woul
 from __future__ import annotations
 
 import argparse
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ptftpd import config
 from ptftpd.config import Check, ConfigError, FlagKinds, shown
 
-__all__ = ["Schema", "as_namespace", "merged", "parse_flags", "schema"]
+__all__ = [
+    "CommandLine",
+    "Schema",
+    "as_namespace",
+    "merged",
+    "parse_flags",
+    "read_command_line",
+    "schema",
+]
 
 
 @dataclass(frozen=True)
@@ -161,3 +169,39 @@ def as_namespace(
             value = action.type(str(value))  # type: ignore[operator]
         setattr(out, action.dest, value)
     return out
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """A parsed command line and how to (re)read the effective settings from it: the
+    file is read again each time (SIGHUP), the flags given stay."""
+
+    parser: argparse.ArgumentParser
+    keys: Schema
+    args: argparse.Namespace
+    flags: dict[str, object]
+    defaults: dict[str, object]
+
+    def effective(self) -> dict[str, object]:
+        """Defaults, the ``--config`` file, then the flags; raises ConfigError."""
+        return merged(self.keys, self.args.config, self.flags, self.defaults)
+
+    def chosen(self) -> dict[str, object]:
+        """Only what the file and the flags set (no defaults); raises ConfigError."""
+        return {**from_file(self.keys, self.args.config), **self.flags}
+
+    def namespace(self, settings: Mapping[str, object]) -> argparse.Namespace:
+        """The flags' attributes as `settings` sets them (for the service runtime)."""
+        return as_namespace(self.keys, settings, self.args)
+
+
+def read_command_line(
+    parser: argparse.ArgumentParser,
+    keys: Schema,
+    argv: list[str] | None,
+    defaults: Callable[[argparse.Namespace], dict[str, object]],
+) -> CommandLine:
+    """Parse `argv` (usage errors exit 2); `defaults` gives the settings model's own
+    defaults, which may depend on the positional arguments (IFACE)."""
+    args = parse_flags(parser, keys, argv)
+    return CommandLine(parser, keys, args, given(keys, args), defaults(args))

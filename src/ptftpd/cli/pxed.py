@@ -30,9 +30,9 @@ from ptftpd.cli.common import (
     port_number,
 )
 from ptftpd.cli.dhcp_flags import add_config_flags, add_dhcp_flags, dhcp_schema, positive_seconds
+from ptftpd.config import ConfigError
 from ptftpd.dhcp.server import ServerStartError as DhcpStartError
 from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
-from ptftpd.dhcp.settings import ConfigError
 from ptftpd.dhcp.store import StoreError
 from ptftpd.dhcp6 import Dhcp6StartError
 from ptftpd.http import HttpStartError
@@ -127,25 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_settings(
-    argv: list[str] | None,
-) -> tuple[argparse.ArgumentParser, argparse.Namespace, dict[str, object], dict[str, object]]:
-    """(parser, the run's namespace, the effective settings, those from file and flags
-    only); a bad setting exits 2 in one line."""
+def read_settings(argv: list[str] | None) -> flag_settings.CommandLine:
+    """pxed's command line (usage errors exit 2): its settings are `.effective()`."""
     parser = build_parser()
     keys = dhcp_schema(parser)
-    args = flag_settings.parse_flags(parser, keys, argv)
-    flags = flag_settings.given(keys, args)
-    try:
-        settings = flag_settings.merged(
-            keys, args.config, flags, dhcp_defaults(PROG, args.iface, keys.types)
-        )
-        chosen = {**flag_settings.from_file(keys, args.config), **flags}
-    except config_file.ConfigError as exc:
-        parser.exit(USAGE_ERROR, f"{PROG}: error: {exc}\n")
-    if settings.get("ra") is False and settings.get("ipv6") is not True:
-        parser.error("--no-ra needs --ipv6")
-    return parser, flag_settings.as_namespace(keys, settings, args), settings, chosen
+
+    def defaults(args: argparse.Namespace) -> dict[str, object]:
+        return dhcp_defaults(PROG, args.iface, keys.types)
+
+    return flag_settings.read_command_line(parser, keys, argv, defaults)
 
 
 def warn_proxy(chosen: Mapping[str, object]) -> None:
@@ -161,7 +151,16 @@ def warn_proxy(chosen: Mapping[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, args, settings, chosen = read_settings(argv)
+    read = read_settings(argv)
+    parser = read.parser
+    try:
+        settings = read.effective()
+        chosen = read.chosen()
+    except ConfigError as exc:
+        parser.exit(USAGE_ERROR, f"{PROG}: error: {exc}\n")
+    if settings.get("ra") is False and settings.get("ipv6") is not True:
+        parser.error("--no-ra needs --ipv6")
+    args = read.namespace(settings)
 
     def die(message: str) -> int:
         parser.exit(1, f"{PROG}: error: {message}\n")
