@@ -123,7 +123,10 @@ def test_defaults() -> None:
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\n[[subnet]]\nnetwork = "10.7.0.0/16"', "overlaps"),
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\nrange = ["10.8.0.1", "10.8.0.2"]', "not inside"),
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\nhosts = ["02:00:00:00:00:01=10.8.0.5"]', "not on"),
-        ('[[subnet]]\nnetwork = "10.7.0.0/24"\nrouter = "10.7.0.1"', "unknown key"),
+        (
+            '[[subnet]]\nnetwork = "10.7.0.0/24"\nrouter = "10.7.0.1"',
+            "subnet 1: unknown key.s. router; valid keys: bootfile, dns, domain, exclude,",
+        ),
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\nlease-time = -1', "lease-time"),
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\n[subnet.options]\nrouter = "x"', "router"),
     ],

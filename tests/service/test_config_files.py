@@ -102,12 +102,53 @@ def test_print_config_reads_back_to_the_same_settings(
             '[[subnet]]\nnetwork = "10.1.7.0/24"\nrange = ["10.1.7.100", "10.1.7.200"]\n'
         )
         flags = ["-n", "127.0.0.53", "--host", "52:54:00:12:34:57=127.0.0.11"]
-        where = ["127.0.0.1", str(root), "pxelinux.0"] if tool == "pxed" else ["lo", "x.0"]
+        flags += ["--user", "nobody", "--metrics", "127.0.0.1:9470", "--drain", "3", "-v"]
+        where = ["lo", "x.0"]
+    if tool == "dhcpd":
+        flags += ["--no-all", "--authoritative", "--lease-sync", "full"]
+    if tool == "bootpd":
+        flags += ["--root", str(root), "--port", "1067"]
+        where = ["lo", "pxelinux.0"]
+    if tool == "pxed":
+        flags += ["--ipv6", "--no-ra", "--http-port", "8080", "--efi64-bootfile", "pxelinux.0"]
+        flags += ["--blksize-max", "1468", "--boot-idle", "5", "--proxy", "-r"]
+        where = ["127.0.0.1", str(root), "pxelinux.0"]
     once = print_config(tool, "--config", str(first), *flags, *where)
     assert "127.0.0.53" in once or tool == "ptftpd"
+    assert 'user = "nobody"' in once or tool == "ptftpd"
+    if tool == "bootpd":
+        assert f'root = "{root}"' in once and "port = 1067" in once
+    if tool == "pxed":
+        assert "ra = false" in once and 'efi64-bootfile = "pxelinux.0"' in once
     again = tmp_path / "again.toml"
     again.write_text(once)
     assert print_config(tool, "--config", str(again), *where) == once
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv", "shown"),
+    [
+        (
+            "dhcpd",
+            ["-t", "127.0.0.2", "-g", "127.0.0.1", "-n", "127.0.0.53", "-a", "-v", "-D"],
+            ['tftp-server = "127.0.0.2"', 'gateway = "127.0.0.1"', 'dns = ["127.0.0.53"]'],
+        ),
+        ("bootpd", ["-t", "127.0.0.2", "-v"], ['tftp-server = "127.0.0.2"', "verbose = true"]),
+        (
+            "pxed",
+            ["-r", "-g", "127.0.0.1", "-a", "-n", "127.0.0.53", "-v", "-D"],
+            ["rfc1350 = true", "all = true", "debug = true", 'dns = ["127.0.0.53"]'],
+        ),
+        ("ptftpd", ["-p", "6969", "-r", "-v", "-D"], ["port = 6969", "rfc1350 = true"]),
+    ],
+)
+def test_the_ptftpd_1x_command_lines_still_work(
+    tool: str, argv: list[str], shown: list[str]
+) -> None:
+    """pTFTPd 1.x's short flags, before the positional arguments as its README had them."""
+    printed = print_config_in_process(tool, "", argv)
+    for line in shown:
+        assert line in printed
 
 
 @pytest.mark.parametrize(

@@ -30,11 +30,20 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def boot_file_size(root: Path | None, bootfile: str) -> int | None:
+    """bootpd's option 13: the size of BOOTFILE under ROOT (None without --root)."""
+    candidate = (root / bootfile.lstrip("/")) if root else Path(bootfile)
+    size = candidate.stat().st_size if candidate.is_file() else None
+    if root is not None and size is None:
+        raise dhcp_family.CannotServe(f"{bootfile} is not a file under {root}")
+    return size
+
+
 def as_bootp(config: DhcpConfig, settings: Mapping[str, object]) -> DhcpConfig:
     """BOOTP only, every client answered (BOOTP has no vendor class to select PXE
     clients by), and the boot file's size when --root names where it is."""
     root = settings.get("root")
-    size = dhcp_family.boot_file_size(None if root is None else Path(str(root)), config.bootfile)
+    size = boot_file_size(None if root is None else Path(str(root)), config.bootfile)
     return dataclasses.replace(config, dhcp=False, bootp=True, answer_all=True, boot_file_size=size)
 
 

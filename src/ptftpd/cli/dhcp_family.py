@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from ptftpd import __version__
 from ptftpd import config as config_file
@@ -171,12 +170,3 @@ def main(tool: DhcpTool, argv: list[str] | None = None) -> int:
     if problem:
         parser.exit(1, f"{prog}: error: {problem}\n")
     return serve(tool, read, args, config)
-
-
-def boot_file_size(root: Path | None, bootfile: str) -> int | None:
-    """bootpd's option 13: the size of BOOTFILE under ROOT (None without --root)."""
-    candidate = (root / bootfile.lstrip("/")) if root else Path(bootfile)
-    size = candidate.stat().st_size if candidate.is_file() else None
-    if root is not None and size is None:
-        raise CannotServe(f"{bootfile} is not a file under {root}")
-    return size

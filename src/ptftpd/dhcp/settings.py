@@ -125,7 +125,10 @@ def _subnet(table: object, index: int) -> SubnetConfig:
     raw: dict[str, Any] = {str(k).replace("_", "-"): v for k, v in table.items()}
     unknown = sorted(set(raw) - _SUBNET_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s): {', '.join(unknown)}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: "
+            f"{', '.join(sorted(_SUBNET_KEYS))}"
+        )
     if "network" not in raw:
         raise ConfigError(f"{where}: network = \"A.B.C.D/N\" is required")
     try:
