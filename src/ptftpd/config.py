@@ -24,7 +24,7 @@ from typing import Any
 Check = Callable[[object], bool]
 
 # Flags that choose how to run, not what to serve: never keys of the file.
-NOT_KEYS = frozenset({"help", "version", "config", "print-config"})
+NOT_KEYS = frozenset({"help", "version", "config", "print-config", "init-db"})
 
 
 class ConfigError(Exception):
@@ -151,6 +151,12 @@ def dump(settings: Mapping[str, object]) -> str:
 
 
 # -- keys taken from an argparse parser -------------------------------------------------
+
+
+def address_text(value: tuple[str, int]) -> str:
+    """``ADDR:PORT`` (``[v6]:PORT``) for a parsed address flag such as ``--metrics``."""
+    host, port = value
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def flag_keys(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:

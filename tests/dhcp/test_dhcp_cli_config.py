@@ -1,4 +1,5 @@
-"""dhcpd/bootpd settings: TOML file, flags overriding it, and one-line errors."""
+"""dhcpd/bootpd settings: TOML file, flags overriding it, and one-line errors; the
+settings model (`ptftpd.dhcp.server_settings`) on a plain mapping, without argparse."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from ptftpd.cli.dhcpd import ConfigError, build_config, build_parser, lease_location, parse_host
+from ptftpd.cli import dhcp_family
+from ptftpd.cli.dhcpd import DHCPD
+from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.options import Opt
+from ptftpd.dhcp.server_settings import dhcp_config, lease_location
+from ptftpd.dhcp.settings import ConfigError, parse_host
 
 
-def config_from(argv: list[str]) -> object:
-    args = build_parser().parse_args(argv)
-    return build_config(args, "dhcpd")
+def config_from(argv: list[str]) -> DhcpConfig:
+    """What dhcpd would serve for `argv` (defaults, then --config, then flags)."""
+    read = dhcp_family.read_settings(DHCPD, argv)
+    return dhcp_family.build(DHCPD, read.effective(), read.args)
 
 
 def test_toml_settings_and_flag_override(tmp_path: Path) -> None:
@@ -42,8 +48,6 @@ ntp-servers = ["127.0.0.123"]
         % (tmp_path / "l.sqlite")
     )
     cfg = config_from(["--config", str(toml), "lo", "pxelinux.0"])
-    from ptftpd.dhcp.engine import DhcpConfig
-
     assert isinstance(cfg, DhcpConfig)
     assert cfg.interface == "lo" and cfg.server_ip == IPv4Address("127.0.0.1")
     assert (cfg.range_start, cfg.range_end) == (
@@ -93,8 +97,6 @@ ntp-servers = ["127.0.0.123"]
 
 
 def test_defaults() -> None:
-    from ptftpd.dhcp.engine import DhcpConfig
-
     cfg = config_from(["lo", "pxelinux.0"])
     assert isinstance(cfg, DhcpConfig)
     assert not cfg.answer_all and cfg.lease_time == 3600 and cfg.routers is None
@@ -121,7 +123,10 @@ def test_defaults() -> None:
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\n[[subnet]]\nnetwork = "10.7.0.0/16"', "overlaps"),
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\nrange = ["10.8.0.1", "10.8.0.2"]', "not inside"),
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\nhosts = ["02:00:00:00:00:01=10.8.0.5"]', "not on"),
-        ('[[subnet]]\nnetwork = "10.7.0.0/24"\nrouter = "10.7.0.1"', "unknown key"),
+        (
+            '[[subnet]]\nnetwork = "10.7.0.0/24"\nrouter = "10.7.0.1"',
+            "subnet 1: unknown key.s. router; valid keys: bootfile, dns, domain, exclude,",
+        ),
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\nlease-time = -1', "lease-time"),
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\n[subnet.options]\nrouter = "x"', "router"),
     ],
@@ -143,8 +148,6 @@ def test_parse_host() -> None:
 
 
 def test_subnet_tables(tmp_path: Path) -> None:
-    from ptftpd.dhcp.engine import DhcpConfig
-
     toml = tmp_path / "dhcpd.toml"
     toml.write_text(
         """
@@ -186,8 +189,8 @@ network = "10.8.0.0/22"
     assert str(rack8.network) == "10.8.0.0/22" and rack8.routers == ()
     assert rack8.bootfile is None and rack8.lease_time is None
     # --authoritative on the command line, and off by default.
-    assert config_from(["--authoritative", "lo", "x"]).authoritative  # type: ignore[attr-defined]
-    assert not config_from(["lo", "x"]).authoritative  # type: ignore[attr-defined]
+    assert config_from(["--authoritative", "lo", "x"]).authoritative
+    assert not config_from(["lo", "x"]).authoritative
 
 
 @pytest.mark.parametrize(
@@ -223,11 +226,37 @@ def test_lease_location_refuses_a_uri_without_authority() -> None:
 def test_leases_uri_from_toml_and_flag(tmp_path: Path) -> None:
     toml = tmp_path / "dhcpd.toml"
     toml.write_text('leases = "postgresql://dhcp@db.lab/leases"\n')
-    args = build_parser().parse_args(["--config", str(toml), "127.0.0.1", "pxelinux.0"])
-    config = build_config(args, "dhcpd")
+    config = config_from(["--config", str(toml), "127.0.0.1", "pxelinux.0"])
     assert (config.leases_url, config.leases_path) == ("postgresql://dhcp@db.lab/leases", None)
-    args = build_parser().parse_args(
+    config = config_from(
         ["--config", str(toml), "--leases", str(tmp_path / "l.sqlite"), "127.0.0.1", "x"]
     )
-    config = build_config(args, "dhcpd")
     assert (config.leases_url, config.leases_path) == (None, tmp_path / "l.sqlite")
+
+
+def test_the_model_takes_one_mapping_without_argparse() -> None:
+    """The settings model is the mapping --print-config prints: no Namespace needed."""
+    settings = {
+        "range": ["127.0.0.10", "127.0.0.20"],
+        "hosts": ["52:54:00:12:34:56=127.0.0.30"],
+        "dns": "127.0.0.53",
+        "all": True,
+        "lease-time": 60,
+        "leases": "postgresql://dhcp@db.lab/leases",
+    }
+    cfg = dhcp_config(settings, "lo", "pxelinux.0", "dhcpd")
+    assert cfg.answer_all and cfg.lease_time == 60 and cfg.bootfile == "pxelinux.0"
+    assert cfg.dns == (IPv4Address("127.0.0.53"),) and len(cfg.static_hosts) == 1
+    assert cfg.leases_url == "postgresql://dhcp@db.lab/leases"
+    assert (cfg.port, cfg.client_port, cfg.reply_delay) == (67, 68, 0.0)
+    with pytest.raises(ConfigError, match="all: expected true or false"):
+        dhcp_config({**settings, "all": "yes"}, "lo", "x", "dhcpd")
+
+
+def test_file_hosts_and_flag_hosts_add_up_but_flags_replace_other_lists(tmp_path: Path) -> None:
+    toml = tmp_path / "dhcpd.toml"
+    toml.write_text('hosts = ["02:00:00:00:00:01=127.0.0.50"]\ndns = ["127.0.0.1", "127.0.0.2"]\n')
+    flags = ["--host", "02:00:00:00:00:02=127.0.0.51", "-n", "127.0.0.3"]
+    cfg = config_from(["--config", str(toml), *flags, "lo", "x"])
+    assert [h.mac for h in cfg.static_hosts] == ["02:00:00:00:00:01", "02:00:00:00:00:02"]
+    assert cfg.dns == (IPv4Address("127.0.0.3"),)

@@ -67,10 +67,13 @@ def test_sighup_mid_transfer_rereads_hosts_and_keeps_serving(tmp_path: Path, sta
         ns, _ = the_lab.clients[0]
         wait_for(lambda: "10.77.0." in ns.run("ip", "-4", "addr").stdout, 15, "the address")
 
-        # The next file: a static host for the second client, and a port that a running
-        # pxed cannot move to (it is named in the reload line and kept).
+        # The next file: a static host for the second client, a TFTP limit (pxed's own
+        # key: applies to new transfers) and a port that a running pxed cannot move to
+        # (it is named in the reload line and kept).
         mac = mac_of(the_lab, 1)
-        config.write_text(f'{RANGE}hosts = ["{mac}=10.77.0.50,fixed"]\nport = 1067\n')
+        config.write_text(
+            f'{RANGE}hosts = ["{mac}=10.77.0.50,fixed"]\nmax-sessions = 7\ntftp-port = 1069\n'
+        )
         # SIGHUP at block 5 of 31 of a reader that ACKs every 0.1 s.
         code = (
             f"import sys; sys.path.insert(0, {str(SERVICE_TESTS)!r}); import slow_tftp, os\n"
@@ -83,7 +86,7 @@ def test_sighup_mid_transfer_rereads_hosts_and_keeps_serving(tmp_path: Path, sta
         log = server.output()
         reloaded = (
             "reloaded: 1 static host(s), lease time 3600 s; boot files BOOTFILE=pxelinux.0; "
-            "TFTP max sessions 4096; kept until a restart: port"
+            "TFTP max sessions 7; kept until a restart: tftp-port"
         )
         assert reloaded in log, log
         done = re.search(r"RRQ 'pxelinux.0' octet: sent 15360 bytes", log)

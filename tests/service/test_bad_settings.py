@@ -1,15 +1,18 @@
 """Every bad setting is one line and a usage exit (2): TOML values of the wrong type for
-every dhcpd key (a property test), unknown keys listing the valid ones, other URL schemes
-for ptftp, usage mistakes of every server, and IFACE arguments dhcpd cannot serve."""
+every key of every server (a property test, keys taken from the parsers), unknown keys
+naming FILE:LINE and listing the valid ones, other URL schemes for ptftp, usage mistakes
+of every server, and IFACE arguments dhcpd cannot serve."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import math
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
@@ -17,11 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ptftpd.cli import dhcpd
-from ptftpd.dhcp.toml_types import KEY_TYPES
+from ptftpd.cli import ptftpd as ptftpd_cli
+from ptftpd.cli.dhcp_flags import dhcp_schema
+from ptftpd.config import flag_keys
+from ptftpd.service import runtime
 from support import Netns, require_root, script
 
-# What each key accepts, as this test's own specification (kinds of TOML values).
+TOOLS = ("ptftpd", "dhcpd", "bootpd", "pxed")
+
+# What each key accepts, as this test's own specification (kinds of TOML values): the
+# DHCP keys (dhcpd, bootpd, pxed), ptftpd's and pxed's own.
 ACCEPTS = {
     "range": {"pair_str"},
     "lease-time": {"int"},
@@ -42,6 +50,16 @@ ACCEPTS = {
     "port": {"int"},
     "subnet": {"list_table", "empty_list"},
 }
+KEY_KINDS = {
+    ("read-only", "create", "verbose", "debug", "rfc1350", "proxy", "ipv6", "ra"): {"bool"},
+    ("blksize-max", "windowsize-max", "retries", "max-sessions", "workers"): {"int"},
+    ("tftp-port", "http-port"): {"int"},
+    ("timeout", "drain", "boot-idle"): {"int", "float"},
+    ("map-file", "port-range", "umask", "user", "group", "metrics", "root"): {"str"},
+    ("bios-bootfile", "efi32-bootfile", "efi64-bootfile", "arm64-bootfile"): {"str"},
+}
+OTHER_ACCEPTS = {key: kinds for keys, kinds in KEY_KINDS.items() for key in keys}
+PTFTPD_ACCEPTS = {**OTHER_ACCEPTS, "port": {"int"}}
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
 keys = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True)
@@ -58,6 +76,36 @@ KINDS = {
     "list_table": st.lists(table, min_size=1, max_size=2),
     "empty_list": st.just([]),
 }
+# One value of each kind, to ask a key's check which kinds it takes.
+SAMPLES = {
+    "str": "x",
+    "int": 7,
+    "float": 1.5,
+    "bool": True,
+    "list_str": ["a", "b", "c"],
+    "pair_str": ["a", "b"],
+    "list_int": [1],
+    "table": {"a": 1},
+    "list_table": [{"a": 1}],
+    "empty_list": [],
+}
+
+
+def tool_checks(tool: str) -> dict[str, Callable[[object], bool]]:
+    """Every TOML key of `tool` and its type check, from the tool's own parser (so a new
+    flag is a new key here without touching this test)."""
+    parser = importlib.import_module(f"ptftpd.cli.{tool}").build_parser()
+    if tool == "ptftpd":
+        kinds = ptftpd_cli.FLAG_KINDS
+        return {key: kinds.expected(action)[0] for key, action in flag_keys(parser).items()}
+    return {key: check for key, (check, _) in dhcp_schema(parser).types.items()}
+
+
+CHECKS = {tool: tool_checks(tool) for tool in TOOLS}
+
+
+def accepted(check: Callable[[object], bool]) -> set[str]:
+    return {kind for kind, sample in SAMPLES.items() if check(sample)}
 
 
 def toml_value(value: object) -> str:
@@ -76,45 +124,110 @@ def toml_value(value: object) -> str:
 
 
 @st.composite
-def wrong_setting(draw: st.DrawFn) -> tuple[str, object]:
-    key = draw(st.sampled_from(sorted(ACCEPTS)))
-    kind = draw(st.sampled_from(sorted(set(KINDS) - ACCEPTS[key])))
-    return key, draw(KINDS[kind])
+def wrong_setting(draw: st.DrawFn) -> tuple[str, str, object]:
+    tool = draw(st.sampled_from(TOOLS))
+    checks = CHECKS[tool]
+    key = draw(st.sampled_from(sorted(checks)))
+    kind = draw(st.sampled_from(sorted(set(KINDS) - accepted(checks[key]))))
+    return tool, key, draw(KINDS[kind])
 
 
-def run_dhcpd(config_text: str) -> tuple[int, str]:
-    """dhcpd's main on a config file, in this process; it must never reach serving."""
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write(config_text)
+def run_main(tool: str, config_text: str, flags: list[str] | None = None) -> tuple[int, str]:
+    """`tool`'s main on a config file (and `flags`), in this process: its exit status and
+    standard error; it must never reach serving."""
+    work = Path(tempfile.mkdtemp(prefix="ptftpd-bad-"))
+    (work / "pxelinux.0").write_bytes(b"boot")
+    path = work / "settings.toml"
+    path.write_text(config_text)
+    where = {
+        "ptftpd": ["127.0.0.1", str(work)],
+        "pxed": ["127.0.0.1", str(work), "pxelinux.0"],
+    }.get(tool, ["127.0.0.1", "pxelinux.0"])
     err = io.StringIO()
     code: object = None
+    never = mock.Mock(side_effect=AssertionError("reached serving"))
     try:
         with (
-            mock.patch.object(dhcpd, "serve", side_effect=AssertionError("reached serve")),
+            mock.patch.object(runtime, "run", never),
+            mock.patch.object(ptftpd_cli, "run_workers", never),
             contextlib.redirect_stderr(err),
         ):
             try:
-                dhcpd.main(["--config", f.name, "127.0.0.1", "pxelinux.0"])
+                code = importlib.import_module(f"ptftpd.cli.{tool}").main(
+                    ["--config", str(path), *(flags or []), *where]
+                )
             except SystemExit as exc:
                 code = exc.code
     finally:
-        Path(f.name).unlink()
-    assert isinstance(code, int), f"no exit for {config_text!r}"
+        for item in work.iterdir():
+            item.unlink()
+        work.rmdir()
+    assert isinstance(code, int), f"no exit for {tool} {config_text!r}"
     return code, err.getvalue()
 
 
-def test_the_specification_covers_every_key() -> None:
-    assert set(ACCEPTS) == set(KEY_TYPES)
+def run_dhcpd(config_text: str) -> tuple[int, str]:
+    return run_main("dhcpd", config_text)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_the_key_checks_take_what_the_specification_says(tool: str) -> None:
+    spec = PTFTPD_ACCEPTS if tool == "ptftpd" else {**OTHER_ACCEPTS, **ACCEPTS}
+    checks = CHECKS[tool]
+    assert {key: accepted(check) for key, check in checks.items()} == {
+        key: spec[key] for key in checks
+    }
+    assert len(checks) >= 14
+
+
+def test_every_flag_of_the_dhcp_tools_is_a_key() -> None:
+    for tool in ("dhcpd", "bootpd", "pxed"):
+        parser = importlib.import_module(f"ptftpd.cli.{tool}").build_parser()
+        flags = {"hosts" if k == "host" else k for k in flag_keys(parser)}
+        assert flags <= set(CHECKS[tool]), tool
+    pxed = set(CHECKS["pxed"])
+    for key in ("bios-bootfile", "efi64-bootfile", "ipxe-bootfile", "tftp-port", "blksize-max"):
+        assert key in pxed
+    for key in ("windowsize-max", "timeout", "retries", "max-sessions", "http-port", "ipv6"):
+        assert key in pxed
+    for key in ("ra", "boot-idle", "proxy", "user", "group", "metrics", "drain", "subnet"):
+        assert key in pxed
+    assert "root" in CHECKS["bootpd"] and "user" in CHECKS["dhcpd"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(wrong_setting())
-def test_a_wrong_type_for_any_key_is_one_line_exit_2(setting: tuple[str, object]) -> None:
-    key, value = setting
-    code, err = run_dhcpd(f"{key} = {toml_value(value)}\n")
+def test_a_wrong_type_for_any_key_of_any_tool_is_one_line_exit_2(
+    setting: tuple[str, str, object],
+) -> None:
+    tool, key, value = setting
+    code, err = run_main(tool, f"{key} = {toml_value(value)}\n")
     assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("dhcpd: error: "), err
+    assert err.count("\n") == 1 and err.startswith(f"{tool}: error: "), err
     assert f"{key} = " in err and "expected" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("tool", "line", "shown"),
+    [
+        ("pxed", "blksize-max = 3", "blksize-max = 3: must be 8..65464"),
+        ("pxed", "boot-idle = 0", "boot-idle = 0: must be more than 0 seconds"),
+        ("pxed", "tftp-port = 70000", "tftp-port = 70000: not a UDP port: 70000"),
+        ("pxed", 'metrics = "nowhere"', "metrics = 'nowhere': expected ADDR:PORT"),
+        ("pxed", "lease-time = 0", "lease-time must be between 1 and 4294967294, not 0"),
+        ("dhcpd", "drain = 7200", "drain = 7200: must be 0..3600 seconds"),
+        ("bootpd", "port = 0", "port must be between 1 and 65534, not 0"),
+        ("ptftpd", "timeout = 300", "timeout = 300: must be more than 0 and at most 255"),
+    ],
+)
+def test_a_value_out_of_range_in_the_file_is_one_line_exit_2(
+    tool: str, line: str, shown: str
+) -> None:
+    """A value of the right type still goes through the flag's own checks."""
+    code, err = run_main(tool, line + "\n")
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"{tool}: error: "), err
+    assert shown in err
 
 
 @pytest.mark.parametrize(
@@ -136,7 +249,23 @@ def test_issue_examples(line: str, shown: str) -> None:
 def test_unknown_key_lists_the_valid_ones() -> None:
     code, err = run_dhcpd("lease_tme = 5\n")
     assert code == 2
-    assert "unknown key(s) lease-tme; valid keys: all, authoritative, dns," in err
+    assert "settings.toml:1: unknown key(s) lease-tme; valid keys: all, authoritative," in err
+
+
+@pytest.mark.parametrize(
+    ("tool", "valid"),
+    [
+        ("ptftpd", "blksize-max, create"),
+        ("dhcpd", "hosts, ipxe-bootfile, lease-sync, lease-time, leases"),
+        ("bootpd", "reply-delay, root, subnet"),
+        ("pxed", "efi32-bootfile, efi64-bootfile, exclude, gateway, group, hosts"),
+    ],
+)
+def test_an_unknown_key_names_its_line_and_the_valid_keys(tool: str, valid: str) -> None:
+    code, err = run_main(tool, "verbose = true\n\nblocksize = 512\n")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"{tool}: error: ") and "settings.toml:3: unknown key(s) blocksize" in err
+    assert valid in err
 
 
 @pytest.mark.parametrize("url", ["http://host/file", "HTTPS://h/x", "ftp://h/f"])

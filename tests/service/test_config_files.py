@@ -1,37 +1,34 @@
-"""One configuration model: ptftpd reads a TOML file whose keys are its long flags (flags
-win), every server's --print-config output is a file its --config reads back to the same
-settings, and a TOML value of the wrong type for any ptftpd key is one line and exit 2."""
+"""One configuration model: every server reads a TOML file whose keys are its long flags
+(flags win, a --no- flag turns off what the file turned on), and every server's
+--print-config output is a file its --config reads back to the same settings. (Wrong
+types and unknown keys: test_bad_settings.py.)"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_bad_settings import KINDS, toml_value
+from test_bad_settings import run_main
 
+from ptftpd.cli import flag_settings
 from ptftpd.cli import ptftpd as ptftpd_cli
-from ptftpd.config import flag_keys
+from ptftpd.cli import pxed as pxed_cli
+from ptftpd.cli.dhcp_flags import dhcp_schema
+from ptftpd.config import apply_file, load_toml
+from ptftpd.dhcp.server_settings import dhcp_config
+from ptftpd.pxe.settings import pxe_config
 from support import Process, free_udp_port, require_tool, script, wait_udp_bound
 
 FILE = bytes(range(256)) * 20 + b"end"
-
-# What each ptftpd key accepts, as this test's own specification (kinds of TOML values).
-KEY_KINDS = {
-    ("read-only", "create", "verbose", "debug", "rfc1350"): {"bool"},
-    ("port", "blksize-max", "windowsize-max", "retries", "max-sessions", "workers"): {"int"},
-    ("timeout", "drain"): {"int", "float"},
-    ("map-file", "port-range", "umask", "user", "group", "metrics"): {"str"},
-}
-PTFTPD_ACCEPTS = {key: kinds for keys, kinds in KEY_KINDS.items() for key in keys}
 
 
 @pytest.fixture
@@ -105,66 +102,144 @@ def test_print_config_reads_back_to_the_same_settings(
             '[[subnet]]\nnetwork = "10.1.7.0/24"\nrange = ["10.1.7.100", "10.1.7.200"]\n'
         )
         flags = ["-n", "127.0.0.53", "--host", "52:54:00:12:34:57=127.0.0.11"]
-        where = ["127.0.0.1", str(root), "pxelinux.0"] if tool == "pxed" else ["lo", "x.0"]
+        flags += ["--user", "nobody", "--metrics", "127.0.0.1:9470", "--drain", "3", "-v"]
+        where = ["lo", "x.0"]
+    if tool == "dhcpd":
+        flags += ["--no-all", "--authoritative", "--lease-sync", "full"]
+    if tool == "bootpd":
+        flags += ["--root", str(root), "--port", "1067"]
+        where = ["lo", "pxelinux.0"]
+    if tool == "pxed":
+        flags += ["--ipv6", "--no-ra", "--http-port", "8080", "--efi64-bootfile", "pxelinux.0"]
+        flags += ["--blksize-max", "1468", "--boot-idle", "5", "--proxy", "-r"]
+        where = ["127.0.0.1", str(root), "pxelinux.0"]
     once = print_config(tool, "--config", str(first), *flags, *where)
     assert "127.0.0.53" in once or tool == "ptftpd"
+    assert 'user = "nobody"' in once or tool == "ptftpd"
+    if tool == "bootpd":
+        assert f'root = "{root}"' in once and "port = 1067" in once
+    if tool == "pxed":
+        assert "ra = false" in once and 'efi64-bootfile = "pxelinux.0"' in once
     again = tmp_path / "again.toml"
     again.write_text(once)
     assert print_config(tool, "--config", str(again), *where) == once
 
 
-def test_the_specification_covers_every_ptftpd_flag() -> None:
-    assert set(PTFTPD_ACCEPTS) == set(flag_keys(ptftpd_cli.build_parser()))
-
-
-@st.composite
-def wrong_setting(draw: st.DrawFn) -> tuple[str, object]:
-    key = draw(st.sampled_from(sorted(PTFTPD_ACCEPTS)))
-    kind = draw(st.sampled_from(sorted(set(KINDS) - PTFTPD_ACCEPTS[key])))
-    return key, draw(KINDS[kind])
-
-
-def run_ptftpd(config_text: str, root: Path) -> tuple[int, str]:
-    """ptftpd's main on a config file, in this process; it must never reach serving."""
-    path = root.parent / f"{root.name}.toml"
-    path.write_text(config_text)
-    err = io.StringIO()
-    code: object = None
-    never = mock.Mock(side_effect=AssertionError("reached serving"))
-    try:
-        with (
-            mock.patch.object(ptftpd_cli.runtime, "run", never),
-            mock.patch.object(ptftpd_cli, "run_workers", never),
-            contextlib.redirect_stderr(err),
-        ):
-            try:
-                ptftpd_cli.main(["--config", str(path), "127.0.0.1", str(root)])
-            except SystemExit as exc:
-                code = exc.code
-    finally:
-        path.unlink()
-    assert isinstance(code, int), f"no exit for {config_text!r}"
-    return code, err.getvalue()
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(wrong_setting())
-def test_a_wrong_type_for_any_ptftpd_key_is_one_line_exit_2(
-    setting: tuple[str, object],
+@pytest.mark.parametrize(
+    ("tool", "argv", "shown"),
+    [
+        (
+            "dhcpd",
+            ["-t", "127.0.0.2", "-g", "127.0.0.1", "-n", "127.0.0.53", "-a", "-v", "-D"],
+            ['tftp-server = "127.0.0.2"', 'gateway = "127.0.0.1"', 'dns = ["127.0.0.53"]'],
+        ),
+        ("bootpd", ["-t", "127.0.0.2", "-v"], ['tftp-server = "127.0.0.2"', "verbose = true"]),
+        (
+            "pxed",
+            ["-r", "-g", "127.0.0.1", "-a", "-n", "127.0.0.53", "-v", "-D"],
+            ["rfc1350 = true", "all = true", "debug = true", 'dns = ["127.0.0.53"]'],
+        ),
+        ("ptftpd", ["-p", "6969", "-r", "-v", "-D"], ["port = 6969", "rfc1350 = true"]),
+    ],
+)
+def test_the_ptftpd_1x_command_lines_still_work(
+    tool: str, argv: list[str], shown: list[str]
 ) -> None:
-    key, value = setting
-    folder = Path(tempfile.mkdtemp(prefix="ptftpd-cfg-"))
-    try:
-        code, err = run_ptftpd(f"{key} = {toml_value(value)}\n", folder)
-    finally:
-        shutil.rmtree(folder)
-    assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("ptftpd: error: "), err
-    assert f"{key} = " in err and "expected" in err
-    assert "Traceback" not in err
+    """pTFTPd 1.x's short flags, before the positional arguments as its README had them."""
+    printed = print_config_in_process(tool, "", argv)
+    for line in shown:
+        assert line in printed
 
 
-def test_an_unknown_ptftpd_key_lists_the_valid_ones(root: Path) -> None:
-    code, err = run_ptftpd("port = 6969\nblocksize = 512\n", root)
-    assert code == 2 and err.count("\n") == 1
-    assert ".toml:2: unknown key(s) blocksize" in err and "blksize-max, create" in err
+@pytest.mark.parametrize(
+    ("tool", "file_line", "flag", "shown"),
+    [
+        ("ptftpd", "read-only = true", "--no-read-only", "read-only = false"),
+        ("ptftpd", "rfc1350 = true", "--no-rfc1350", "rfc1350 = false"),
+        ("ptftpd", "rfc1350 = false", "-r", "rfc1350 = true"),
+        ("dhcpd", "all = true", "--no-all", "all = false"),
+        ("dhcpd", "all = false", "-a", "all = true"),
+        ("dhcpd", "authoritative = true", "--no-authoritative", "authoritative = false"),
+        ("bootpd", "authoritative = true", "--no-authoritative", "authoritative = false"),
+        ("pxed", "proxy = true", "--no-proxy", "proxy = false"),
+        ("pxed", "ipv6 = true", "--no-ipv6", "ipv6 = false"),
+        ("pxed", "ipv6 = true\nra = true", "--no-ra", "ra = false"),
+        ("pxed", "all = true", "--no-all", "all = false"),
+        ("pxed", "rfc1350 = true", "--no-rfc1350", "rfc1350 = false"),
+    ],
+)
+def test_a_flag_turns_off_what_the_file_turned_on(
+    tool: str, file_line: str, flag: str, shown: str
+) -> None:
+    printed = print_config_in_process(tool, file_line, [])
+    assert file_line.splitlines()[-1] in printed
+    printed = print_config_in_process(tool, file_line, [flag])
+    assert shown in printed and file_line.splitlines()[-1] not in printed
+
+
+def print_config_in_process(tool: str, file_text: str, flags: list[str]) -> list[str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code, err = run_main(tool, file_text + "\n", [*flags, "--print-config"])
+    assert code == 0, err
+    return out.getvalue().splitlines()
+
+
+def test_every_pxed_setting_from_its_file(root: Path, tmp_path: Path) -> None:
+    """pxed's own keys (boot files, TFTP limits, HTTP, IPv6, service) from the file reach
+    the settings it serves with; flags still win."""
+    for name in ("pxelinux.0", "undionly.kpxe", "ipxe.efi", "boot.ipxe"):
+        (root / name).write_bytes(b"boot")
+    settings_file = tmp_path / "pxed.toml"
+    settings_file.write_text(
+        'bios-bootfile = "undionly.kpxe"\nefi64-bootfile = "ipxe.efi"\n'
+        'ipxe-bootfile = "boot.ipxe"\ntftp-port = 1069\nblksize-max = 1468\n'
+        "windowsize-max = 8\ntimeout = 2\nretries = 3\nmax-sessions = 10\n"
+        "http-port = 8080\nipv6 = true\nra = false\nboot-idle = 5\nproxy = true\n"
+        'user = "nobody"\nmetrics = "127.0.0.1:9469"\ndrain = 3\nlease-time = 600\n'
+        'exclude = ["127.0.0.7"]\n[[subnet]]\nnetwork = "10.1.7.0/24"\n'
+    )
+    read = pxed_cli.read_settings(
+        ["--config", str(settings_file), "--retries", "4", "127.0.0.1", str(root), "pxelinux.0"]
+    )
+    settings = read.effective()
+    args = read.namespace(settings)
+    dhcp = dhcp_config(settings, args.iface, args.bootfile, "pxed")
+    config = pxe_config(settings, dhcp, args.root, args.bootfile)
+    assert (config.files.bios, config.files.efi64) == ("undionly.kpxe", "ipxe.efi")
+    assert config.files.ipxe == "boot.ipxe" == dhcp.ipxe_bootfile
+    assert (config.tftp_port, config.http_port, config.boot_idle) == (1069, 8080, 5.0)
+    assert config.ipv6 and not config.ra and config.proxy and config.tftp.read_only
+    tftp = config.tftp
+    assert (tftp.blksize_max, tftp.windowsize_max, tftp.timeout) == (1468, 8, 2.0)
+    assert (tftp.retries, tftp.max_sessions) == (4, 10)  # the flag's 4, not the file's 3
+    assert "HTTPClient" in config.dhcp.pxe_vendor_prefixes
+    assert dhcp.lease_time == 600 and len(dhcp.subnets) == 1
+    assert IPv4Address("127.0.0.7") in dhcp.exclude
+    assert (args.user, args.metrics, args.drain) == ("nobody", ("127.0.0.1", 9469), 3.0)
+
+
+def readme_settings_files() -> dict[str, str]:
+    """The README's ```toml blocks that start with `# TOOL.toml`, by tool."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n# (\w+)\.toml[^\n]*\n(.*?)```", text, re.S)
+    return {tool: body for tool, body in blocks}
+
+
+@pytest.mark.parametrize("tool", ["ptftpd", "dhcpd", "bootpd", "pxed"])
+def test_the_readme_settings_files_are_valid(tool: str, tmp_path: Path) -> None:
+    """Every key of the README's example files exists for its tool, with a good value."""
+    files = readme_settings_files()
+    assert set(files) == {"ptftpd", "dhcpd", "pxed"}
+    body = files["dhcpd" if tool == "bootpd" else tool]
+    if tool == "bootpd":  # as the README says: without the DHCP-only keys, plus root
+        body = re.sub(r"(?m)^(all|lease-time|pxe-vendor-class) = .*\n", "", body)
+        body = 'root = "/srv/tftp"\n' + body
+    path = tmp_path / f"{tool}.toml"
+    path.write_text(body)
+    parser = importlib.import_module(f"ptftpd.cli.{tool}").build_parser()
+    if tool == "ptftpd":
+        apply_file(parser, load_toml(path), path, ptftpd_cli.FLAG_KINDS)
+        return
+    settings = flag_settings.from_file(dhcp_schema(parser), path)
+    assert len(settings) >= 14

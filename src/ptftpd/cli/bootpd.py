@@ -1,8 +1,10 @@
 """`bootpd`: the BOOTP server command line (RFC 951 with RFC 1497 vendor extensions).
 
-It shares flags, configuration file and lease store format with `dhcpd`; BOOTP clients
-get a permanent address (or their static one) and ignore DHCP, so the two can run side
-by side on one interface only if their pools do not overlap.
+It shares flags, configuration file, lease store format and its `main` with `dhcpd`
+(`ptftpd.cli.dhcp_family`); BOOTP clients get a permanent address (or their static one)
+and ignore DHCP, so the two can run side by side on one interface only if their pools do
+not overlap. Its own key is ``root`` (``--root``): the TFTP root holding BOOTFILE, whose
+size goes into option 13.
 """
 
 from __future__ import annotations
@@ -10,59 +12,57 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
-from ptftpd.cli.dhcpd import (
-    USAGE_ERROR,
-    ConfigError,
-    OneLineParser,
-    add_server_flags,
-    build_config,
-    check_root,
-    print_settings,
-    serve,
-)
-from ptftpd.netif import InterfaceError
+from ptftpd.cli import dhcp_family
+from ptftpd.dhcp.engine import DhcpConfig
+
+__all__ = ["BOOTPD", "build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="bootpd",
-        description="BOOTP server for network boot on IFACE (RFC 951, 1497, 1542).",
-        epilog="example: bootpd -v -t 10.0.0.2 eth1 pxelinux.0",
-    )
-    add_server_flags(parser, "bootpd")
+def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--root",
         type=Path,
         metavar="DIR",
         help="TFTP root holding BOOTFILE, to send its size (option 13)",
     )
-    return parser
+
+
+def boot_file_size(root: Path | None, bootfile: str) -> int | None:
+    """bootpd's option 13: the size of BOOTFILE under ROOT (None without --root)."""
+    candidate = (root / bootfile.lstrip("/")) if root else Path(bootfile)
+    size = candidate.stat().st_size if candidate.is_file() else None
+    if root is not None and size is None:
+        raise dhcp_family.CannotServe(f"{bootfile} is not a file under {root}")
+    return size
+
+
+def as_bootp(config: DhcpConfig, settings: Mapping[str, object]) -> DhcpConfig:
+    """BOOTP only, every client answered (BOOTP has no vendor class to select PXE
+    clients by), and the boot file's size when --root names where it is."""
+    root = settings.get("root")
+    size = boot_file_size(None if root is None else Path(str(root)), config.bootfile)
+    return dataclasses.replace(config, dhcp=False, bootp=True, answer_all=True, boot_file_size=size)
+
+
+BOOTPD = dhcp_family.DhcpTool(
+    prog="bootpd",
+    description="BOOTP server for network boot on IFACE (RFC 951, 1497, 1542).",
+    epilog="example: bootpd -v -t 10.0.0.2 eth1 pxelinux.0",
+    dhcp=False,
+    add_flags=add_flags,
+    adjust=as_bootp,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return dhcp_family.build_parser(BOOTPD)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = build_config(args, "bootpd")
-    except ConfigError as exc:
-        parser.exit(USAGE_ERROR, f"bootpd: error: {exc}\n")
-    except InterfaceError as exc:
-        parser.exit(1, f"bootpd: error: {exc}\n")
-    if args.print_config:
-        return print_settings(args, "bootpd")
-    candidate = (args.root / args.bootfile.lstrip("/")) if args.root else Path(args.bootfile)
-    size = candidate.stat().st_size if candidate.is_file() else None
-    if args.root is not None and size is None:
-        parser.exit(1, f"bootpd: error: {args.bootfile} is not a file under {args.root}\n")
-    config = dataclasses.replace(
-        config, dhcp=False, bootp=True, answer_all=True, boot_file_size=size
-    )
-    problem = check_root("bootpd", config)
-    if problem:
-        parser.exit(1, f"bootpd: error: {problem}\n")
-    return serve("bootpd", args, config)
+    return dhcp_family.main(BOOTPD, argv)
 
 
 if __name__ == "__main__":

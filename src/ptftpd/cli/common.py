@@ -11,7 +11,7 @@ import signal
 import stat
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from ptftpd.log import setup_logging
 from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN, TIMEOUT_MAX
@@ -20,9 +20,24 @@ if TYPE_CHECKING:  # the client never starts an event loop: keep its start-up li
     import asyncio
 
 
+USAGE_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are reported like every other bad input: one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-r", "--rfc1350", action="store_true", help="strict RFC 1350: no option negotiation"
+        "-r",
+        "--rfc1350",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="strict RFC 1350: no option negotiation; --no-rfc1350 negotiates (the default, "
+        "also over rfc1350 = true in a settings file)",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log one line per transfer or lease"
@@ -64,6 +79,46 @@ def timeout_seconds(text: str) -> float:
     if not 0 < value <= TIMEOUT_MAX:
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most {TIMEOUT_MAX} seconds")
     return value
+
+
+def add_transfer_limits(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The TFTP limits, shared by ptftpd and pxed so both spell and check them alike."""
+    parser.add_argument(
+        "--blksize-max",
+        type=blksize,
+        default=BLKSIZE_MAX,
+        metavar="N",
+        help="largest block size granted; 1468 fits a 1500-byte MTU for "
+        "clients that cannot reassemble IP fragments (65464)",
+    )
+    parser.add_argument(
+        "--windowsize-max",
+        type=positive_int,
+        default=64,
+        metavar="N",
+        help="largest RFC 7440 window granted (64)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=timeout_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="retransmission timeout when the client sets none (1.0)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=positive_int,
+        default=5,
+        metavar="N",
+        help="retransmissions before a transfer is abandoned (5)",
+    )
+    parser.add_argument(
+        "--max-sessions",
+        type=positive_int,
+        default=4096,
+        metavar="N",
+        help="concurrent transfers; more are refused with an error (4096)",
+    )
 
 
 def raise_fd_limit() -> None:

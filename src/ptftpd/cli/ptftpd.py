@@ -11,6 +11,7 @@ from pathlib import Path
 from ptftpd import __version__, config
 from ptftpd.cli.common import (
     add_common_flags,
+    add_transfer_limits,
     blksize,
     fail,
     port_number,
@@ -24,62 +25,9 @@ from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.service import notify, runtime, tftp_service
 from ptftpd.service.runtime import drain_seconds, metrics_address
 from ptftpd.service.tftp_service import port_range, umask_value
-from ptftpd.tftp.options import BLKSIZE_MAX
-from ptftpd.tftp.server import ServerConfig, ServerStartError, TftpServer
+from ptftpd.tftp.server import ServerStartError, TftpServer
+from ptftpd.tftp.transfer_settings import transfer_config
 from ptftpd.tftp.workers import TftpWorkers, default_workers
-
-
-def add_transfer_limits(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """The TFTP limits, shared by ptftpd and pxed so both spell and check them alike."""
-    parser.add_argument(
-        "--blksize-max",
-        type=blksize,
-        default=BLKSIZE_MAX,
-        metavar="N",
-        help="largest block size granted; 1468 fits a 1500-byte MTU for "
-        "clients that cannot reassemble IP fragments (65464)",
-    )
-    parser.add_argument(
-        "--windowsize-max",
-        type=positive_int,
-        default=64,
-        metavar="N",
-        help="largest RFC 7440 window granted (64)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=timeout_seconds,
-        default=1.0,
-        metavar="SECONDS",
-        help="retransmission timeout when the client sets none (1.0)",
-    )
-    parser.add_argument(
-        "--retries",
-        type=positive_int,
-        default=5,
-        metavar="N",
-        help="retransmissions before a transfer is abandoned (5)",
-    )
-    parser.add_argument(
-        "--max-sessions",
-        type=positive_int,
-        default=4096,
-        metavar="N",
-        help="concurrent transfers; more are refused with an error (4096)",
-    )
-
-
-def transfer_config(args: argparse.Namespace, *, read_only: bool) -> ServerConfig:
-    return ServerConfig(
-        root=args.root,
-        read_only=read_only,
-        rfc1350=args.rfc1350,
-        blksize_max=args.blksize_max,
-        windowsize_max=args.windowsize_max,
-        timeout=args.timeout,
-        retries=args.retries,
-        max_sessions=args.max_sessions,
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("root", metavar="ROOT", type=Path, help="directory to serve")
     parser.add_argument("-p", "--port", type=port_number, default=69, help="UDP port (69)")
     add_common_flags(parser)
-    parser.add_argument("--read-only", action="store_true", help="refuse every upload (WRQ)")
+    parser.add_argument(
+        "--read-only",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="refuse every upload (WRQ); --no-read-only allows them (the default, also over "
+        "read-only = true in a settings file)",
+    )
     add_transfer_limits(parser)
     parser.add_argument(
         "--workers",
@@ -112,11 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _address(value: tuple[str, int]) -> str:
-    host, port = value
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 # How ptftpd's flags are spelled in its TOML file: integers, numbers, and the text form
 # of the flags whose parsed value is not a string.
 FLAG_KINDS = config.FlagKinds(
@@ -125,7 +74,7 @@ FLAG_KINDS = config.FlagKinds(
     render={
         port_range: lambda v: f"{v[0]}:{v[1]}",
         umask_value: lambda v: f"{v:03o}",
-        metrics_address: _address,
+        metrics_address: config.address_text,
     },
 )
 
@@ -201,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         if single_only:
             parser.error(f"{', '.join(single_only)} need --workers 1 (the worker pool lacks them)")
     rules = tftp_service.load_rules("ptftpd", args)
-    tftp_config = transfer_config(args, read_only=args.read_only or not args.create)
+    settings = config.effective(parser, args, FLAG_KINDS)
+    tftp_config = transfer_config(settings, args.root, read_only=args.read_only or not args.create)
     tftp_config = dataclasses.replace(tftp_config, port_range=args.port_range)
     if args.workers > 1:
         return run_workers("ptftpd", args, TftpWorkers(tftp_config, hosts, args.port, args.workers))

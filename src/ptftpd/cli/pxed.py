@@ -2,36 +2,43 @@
 
 One process runs the DHCP server (or, with `--proxy`, a proxyDHCP beside another DHCP
 server), the PXE boot server on port 4011 and a read-only TFTP server for ROOT, all on
-IFACE. It accepts the dhcpd flags that make sense here (range, hosts, leases, TOML
-config...) and the TFTP limits of ptftpd; `--http-port` adds HTTP (UEFI HTTP boot) and
-`--ipv6` DHCPv6 + RA; see `ptftpd.pxe` for the behaviour.
+IFACE. It takes the DHCP flags dhcpd has (range, hosts, leases...) and the TFTP limits
+of ptftpd; `--http-port` adds HTTP (UEFI HTTP boot) and `--ipv6` DHCPv6 + RA; see
+`ptftpd.pxe` for the behaviour.
+
+Every flag is a key of its ``--config`` TOML file (``efi64-bootfile = "ipxe.efi"``,
+``tftp-port = 69``, ``ra = false``...) besides dhcpd's file-only keys (``exclude``,
+``[options]``, ``[[subnet]]``); flags win over the file. The settings are one mapping,
+composed into a `PxeConfig` by `ptftpd.pxe.settings`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from ptftpd import __version__
-from ptftpd.cli.common import add_common_flags, port_number, positive_int
-from ptftpd.cli.dhcpd import (
-    DEFAULT_LEASE_TIME,
-    ConfigError,
+from ptftpd import config as config_file
+from ptftpd.cli import flag_settings
+from ptftpd.cli.common import (
+    USAGE_ERROR,
     OneLineParser,
-    add_print_config,
-    build_config,
-    ipv4,
-    print_settings,
+    add_common_flags,
+    add_transfer_limits,
+    port_number,
 )
-from ptftpd.cli.ptftpd import add_transfer_limits, transfer_config
+from ptftpd.cli.dhcp_flags import add_config_flags, add_dhcp_flags, dhcp_schema, positive_seconds
+from ptftpd.config import ConfigError
 from ptftpd.dhcp.server import ServerStartError as DhcpStartError
-from ptftpd.dhcp.store import StoreError, default_leases_path
+from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
+from ptftpd.dhcp.store import StoreError
 from ptftpd.dhcp6 import Dhcp6StartError
 from ptftpd.http import HttpStartError
 from ptftpd.netif import InterfaceError
-from ptftpd.pxe import BootFiles, PxeConfig, PxeService, missing_boot_files
+from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files
+from ptftpd.pxe.settings import ADDRESS_KEYS, boot_files, pxe_config
 from ptftpd.service import dhcp_service, privileges, runtime
 from ptftpd.service.pxe_running import PxeRunning
 from ptftpd.tftp.server import ServerStartError as TftpStartError
@@ -73,64 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     dhcp = parser.add_argument_group("DHCP")
     dhcp.add_argument(
         "--proxy",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="proxyDHCP: another server hands out addresses; answer PXE clients with boot "
-        "information only (UDP 67 and 4011)",
+        "information only (UDP 67 and 4011); --no-proxy: hand out addresses (the default)",
     )
-    dhcp.add_argument(
-        "-g", "--gateway", metavar="GATEWAY", type=ipv4, help="router (default: this host)"
-    )
-    dhcp.add_argument(
-        "-a",
-        "--all",
-        action="store_true",
-        default=None,
-        help="answer every DHCP client, not only PXE clients",
-    )
-    dhcp.add_argument(
-        "-n", "--dns", metavar="DNS", type=ipv4, action="append", help="DNS server (repeatable)"
-    )
-    dhcp.add_argument(
-        "--range",
-        nargs=2,
-        metavar=("START", "END"),
-        type=ipv4,
-        help="hand out only START..END (default: the whole subnet)",
-    )
-    dhcp.add_argument(
-        "--host",
-        action="append",
-        metavar="MAC=IP[,NAME]",
-        help="static host (repeatable)",
-    )
-    dhcp.add_argument(
-        "--leases",
-        type=Path,
-        metavar="PATH",
-        help=f"SQLite lease file (default: {default_leases_path(PROG, 'IFACE')})",
-    )
-    dhcp.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (as dhcpd)")
-    add_print_config(dhcp)
-    dhcp.add_argument("--domain", metavar="NAME", help="domain name given to clients")
-    dhcp.add_argument(
-        "--lease-time",
-        type=positive_int,
-        metavar="SECONDS",
-        help=f"lease time ({DEFAULT_LEASE_TIME})",
-    )
-    dhcp.add_argument(
-        "--reply-delay",
-        type=float,
-        metavar="SECONDS",
-        help="wait before each reply: workaround for ROMs that miss instant answers (0)",
-    )
-    dhcp.add_argument(
-        "--pxe-vendor-class",
-        action="append",
-        metavar="PREFIX",
-        help="also treat this vendor class prefix as PXE: workaround for firmware that "
-        "sends something other than PXEClient (repeatable)",
-    )
+    add_dhcp_flags(dhcp, PROG, dhcp=True)
+    config_group = parser.add_argument_group("configuration file")
+    add_config_flags(config_group)
     tftp = parser.add_argument_group("TFTP")
     tftp.add_argument(
         "--tftp-port", type=port_number, default=69, metavar="PORT", help="TFTP UDP port (69)"
@@ -146,17 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     net.add_argument(
         "--ipv6",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="also answer DHCPv6 on IFACE's IPv6 /64 (boot-file-url, RFC 5970), send router "
         "advertisements, and serve TFTP on IFACE's IPv6 addresses; with --proxy, boot "
         "options only",
     )
     net.add_argument(
-        "--no-ra", action="store_true", help="with --ipv6: leave router advertisements to a router"
+        "--ra",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --ipv6: send router advertisements (the default); --no-ra leaves them "
+        "to a router",
     )
     parser.add_argument(
         "--boot-idle",
-        type=float,
+        type=positive_seconds,
         default=30.0,
         metavar="SECONDS",
         help="a client quiet this long has finished booting: its boot log line is written (30)",
@@ -166,89 +128,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def read_settings(argv: list[str] | None) -> flag_settings.CommandLine:
+    """pxed's command line (usage errors exit 2): its settings are `.effective()`."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    # dhcpd's settings merger reads these; pxed is its own TFTP server on port 67.
-    args.tftp_server = None
-    args.port = None
+    keys = dhcp_schema(parser)
+
+    def defaults(args: argparse.Namespace) -> dict[str, object]:
+        return dhcp_defaults(PROG, args.iface, keys.types)
+
+    return flag_settings.read_command_line(parser, keys, argv, defaults)
+
+
+def warn_proxy(chosen: Mapping[str, object]) -> None:
+    """With --proxy the network's DHCP server gives addresses: say which of the settings
+    given (file or flags) are therefore ignored."""
+    unused = [flag for key, flag in ADDRESS_KEYS.items() if chosen.get(key)]
+    if unused:
+        print(
+            f"{PROG}: warning: {', '.join(unused)} have no effect with --proxy "
+            "(the network's DHCP server gives addresses and their settings)",
+            file=sys.stderr,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    read = read_settings(argv)
+    parser = read.parser
+    try:
+        settings = read.effective()
+        chosen = read.chosen()
+    except ConfigError as exc:
+        parser.exit(USAGE_ERROR, f"{PROG}: error: {exc}\n")
+    if settings.get("ra") is False and settings.get("ipv6") is not True:
+        parser.error("--no-ra needs --ipv6")
+    args = read.namespace(settings)
 
     def die(message: str) -> int:
         parser.exit(1, f"{PROG}: error: {message}\n")
 
-    if args.timeout <= 0 or args.timeout > 255:
-        return die("--timeout must be between 0 and 255 seconds")
-    if args.no_ra and not args.ipv6:
-        parser.error("--no-ra needs --ipv6")
-    if args.boot_idle <= 0:
-        return die("--boot-idle must be positive")
     if not args.root.is_dir():
         return die(f"ROOT {args.root} is not a directory")
-    files = BootFiles(
-        default=args.bootfile,
-        bios=args.bios_bootfile,
-        efi32=args.efi32_bootfile,
-        efi64=args.efi64_bootfile,
-        arm64=args.arm64_bootfile,
-        ipxe=args.ipxe_bootfile,
-    )
     if args.proxy:
-        unused = [
-            flag
-            for flag, value in (
-                ("-g", args.gateway),
-                ("-a", args.all),
-                ("-n", args.dns),
-                ("--range", args.range),
-                ("--host", args.host),
-                ("--lease-time", args.lease_time),
-                ("--domain", args.domain),
-            )
-            if value
-        ]
-        if unused:
-            print(
-                f"{PROG}: warning: {', '.join(unused)} have no effect with --proxy "
-                "(the network's DHCP server gives addresses and their settings)",
-                file=sys.stderr,
-            )
-    missing = missing_boot_files(args.root, files)
+        warn_proxy(chosen)
+    missing = missing_boot_files(args.root, boot_files(settings, args.bootfile))
     if missing:
         return die(f"ROOT {args.root} does not hold the boot file(s): {', '.join(missing)}")
     try:
-        dhcp = build_config(args, PROG)
-    except (ConfigError, InterfaceError) as exc:
+        dhcp = dhcp_config(settings, args.iface, args.bootfile, PROG)
+    except ConfigError as exc:
+        parser.exit(USAGE_ERROR, f"{PROG}: error: {exc}\n")
+    except InterfaceError as exc:
         return die(str(exc))
     if args.print_config:
-        return print_settings(args, PROG)
+        print(config_file.dump(settings), end="")
+        return 0
     if not privileges.can_bind_privileged_ports():
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")
-    if args.http_port is not None and "HTTPClient" not in dhcp.pxe_vendor_prefixes:
-        prefixes = (*dhcp.pxe_vendor_prefixes, "HTTPClient")
-        dhcp = dataclasses.replace(dhcp, pxe_vendor_prefixes=prefixes)
-    tftp = transfer_config(args, read_only=True)
-    config = PxeConfig(
-        dhcp=dhcp,
-        tftp=tftp,
-        files=files,
-        proxy=args.proxy,
-        tftp_port=args.tftp_port,
-        boot_idle=args.boot_idle,
-        http_port=args.http_port,
-        ipv6=args.ipv6,
-        ra=not args.no_ra,
-    )
+    config = pxe_config(settings, dhcp, args.root, args.bootfile)
+    return serve(read, args, config)
 
-    def rebuild() -> PxeConfig:  # SIGHUP: the --config file again (flags still win)
-        return dataclasses.replace(config, dhcp=build_config(args, PROG))
 
+def rebuilt(read: flag_settings.CommandLine) -> PxeConfig:
+    """SIGHUP: the --config file read again, the flags still winning over it; raises
+    ConfigError (the running settings then stay)."""
+    settings = read.effective()
+    args = read.namespace(settings)
+    dhcp = dhcp_config(settings, args.iface, args.bootfile, PROG)
+    return pxe_config(settings, dhcp, args.root, args.bootfile)
+
+
+def serve(read: flag_settings.CommandLine, args: argparse.Namespace, config: PxeConfig) -> int:
     async def start() -> PxeRunning:
         service = PxeService(config)
         await service.start()
-        return PxeRunning(service, rebuild, count=args.metrics is not None)
+        return PxeRunning(service, lambda: rebuilt(read), count=args.metrics is not None)
 
     errors = (DhcpStartError, TftpStartError, HttpStartError, Dhcp6StartError, StoreError)
-    leases = dhcp_service.lease_paths(dhcp), dhcp_service.lease_files(dhcp)
+    leases = dhcp_service.lease_paths(config.dhcp), dhcp_service.lease_files(config.dhcp)
     return runtime.run(PROG, args, start, (*errors, InterfaceError, OSError), *leases)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from ptftpd.config import ConfigError
 from ptftpd.dhcp.leases import StaticHost
 from ptftpd.dhcp.options import OptionValueError, encode_value, option_by_name
 from ptftpd.dhcp.scope import SubnetConfig
@@ -30,10 +31,6 @@ __all__ = [
 
 # 0xFFFFFFFF on the wire means "infinite" (RFC 2132 9.2): the longest finite lease.
 MAX_LEASE_TIME = 0xFFFFFFFE
-
-
-class ConfigError(Exception):
-    """Bad flag value or config file: one line, exit 2."""
 
 
 def check_int(value: object, what: str, low: int, high: int) -> int:
@@ -128,7 +125,10 @@ def _subnet(table: object, index: int) -> SubnetConfig:
     raw: dict[str, Any] = {str(k).replace("_", "-"): v for k, v in table.items()}
     unknown = sorted(set(raw) - _SUBNET_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s): {', '.join(unknown)}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: "
+            f"{', '.join(sorted(_SUBNET_KEYS))}"
+        )
     if "network" not in raw:
         raise ConfigError(f"{where}: network = \"A.B.C.D/N\" is required")
     try:

@@ -1,4 +1,7 @@
-"""The type every top-level key of the DHCP TOML file must have, checked before use.
+"""The TOML type of each DHCP setting, checked before use (dhcpd, bootpd and pxed files).
+
+These are the keys whose type is more than their flag's (lists, tables, keys only a file
+holds); every other key of those files takes its flag's kind (`ptftpd.cli.dhcp_flags`).
 
 TOML values are typed; a value of the wrong type must be a one-line error naming the
 key, the value and what is expected, never a traceback later on (``domain = 5``) nor a
@@ -8,16 +11,14 @@ silent reinterpretation (``pxe-vendor-class = "HW-Client"`` read as single lette
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
-from ptftpd import config
 from ptftpd.config import is_bool as _is_bool
 from ptftpd.config import is_int as _is_int
 from ptftpd.config import is_number as _is_number
 from ptftpd.config import is_table as _is_table
 from ptftpd.config import is_text as _is_text
 from ptftpd.config import list_of as _list_of
-from ptftpd.dhcp.settings import ConfigError
 
 
 def _text_or_texts(v: object) -> bool:
@@ -52,9 +53,3 @@ KEY_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "port": (_is_int, "an integer UDP port"),
     "subnet": (_list_of(_is_table), "[[subnet]] tables"),
 }
-
-
-def check_types(toml: Mapping[str, object], source: object) -> None:
-    """Raise ConfigError (one line) for the first key whose value has the wrong type,
-    or for an unknown key (listing the valid ones)."""
-    config.check_types(toml, source, KEY_TYPES, ConfigError)

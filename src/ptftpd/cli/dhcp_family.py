@@ -1,0 +1,172 @@
+"""The one `main` of dhcpd and bootpd: same flags, same TOML file, same life cycle.
+
+A tool is a small `DhcpTool` profile: its name and help, the flags only it has, and how
+it adjusts the `DhcpConfig` the shared settings model builds (bootpd: BOOTP instead of
+DHCP, every client answered, the boot file's size from --root). Everything else - flags
+to settings (defaults, then the ``--config`` file, then the flags given), --print-config,
+--init-db, the root check, serving and SIGHUP reload - is here once.
+
+Usage errors (bad flags, bad settings) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ptftpd import __version__
+from ptftpd import config as config_file
+from ptftpd.cli import flag_settings
+from ptftpd.cli.common import USAGE_ERROR, OneLineParser, fail
+from ptftpd.cli.dhcp_flags import add_config_flags, add_dhcp_flags, dhcp_schema
+from ptftpd.config import ConfigError
+from ptftpd.dhcp.engine import DhcpConfig
+from ptftpd.dhcp.server import DhcpServer, ServerStartError
+from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
+from ptftpd.dhcp.store import StoreError
+from ptftpd.netif import InterfaceError
+from ptftpd.service import dhcp_service, privileges, runtime
+
+__all__ = ["CannotServe", "DhcpTool", "build_parser", "main"]
+
+
+class CannotServe(Exception):
+    """A setting that is well-formed but cannot be served here (exit 1)."""
+
+
+def _same(config: DhcpConfig, settings: Mapping[str, object]) -> DhcpConfig:
+    return config
+
+
+@dataclass(frozen=True)
+class DhcpTool:
+    """What differs between dhcpd and bootpd. `dhcp`: speak DHCP (and take the flags
+    only DHCP needs: -a, --lease-time, --pxe-vendor-class, --init-db); `adjust` turns
+    the shared model's `DhcpConfig` into this tool's (may raise CannotServe)."""
+
+    prog: str
+    description: str
+    epilog: str
+    dhcp: bool = True
+    add_flags: Callable[[argparse.ArgumentParser], None] | None = None
+    adjust: Callable[[DhcpConfig, Mapping[str, object]], DhcpConfig] = _same
+
+
+def build_parser(tool: DhcpTool) -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=tool.prog, description=tool.description, epilog=tool.epilog)
+    parser.add_argument("iface", metavar="IFACE", help="interface to serve (or an address on it)")
+    parser.add_argument("bootfile", metavar="BOOTFILE", help="boot file name given to clients")
+    parser.add_argument(
+        "-t",
+        "--tftp-server",
+        metavar="TFTP_SERVER",
+        help="next-server (siaddr, option 66): address or name (default: this host)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log one line per event")
+    parser.add_argument("-D", "--debug", action="store_true", help="log every packet")
+    add_dhcp_flags(parser, tool.prog, dhcp=tool.dhcp)
+    parser.add_argument(
+        "--ipxe-bootfile",
+        metavar="NAME",
+        help="boot file (usually a script) for iPXE clients instead of BOOTFILE, "
+        "so that an iPXE chain-loaded from BOOTFILE does not load itself again",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        metavar="PORT",
+        help="server UDP port (67); clients are answered on PORT+1 (68)",
+    )
+    if tool.dhcp:
+        parser.add_argument(
+            "--init-db",
+            action="store_true",
+            help="create or migrate the PostgreSQL lease schema named by --leases, print "
+            "its version and exit",
+        )
+    if tool.add_flags is not None:
+        tool.add_flags(parser)
+    add_config_flags(parser)
+    runtime.add_service_flags(parser)
+    parser.add_argument("--version", action="version", version=f"{tool.prog} {__version__}")
+    return parser
+
+
+def read_settings(tool: DhcpTool, argv: list[str] | None) -> flag_settings.CommandLine:
+    parser = build_parser(tool)
+    keys = dhcp_schema(parser)
+
+    def defaults(args: argparse.Namespace) -> dict[str, object]:
+        return dhcp_defaults(tool.prog, args.iface, keys.types)
+
+    return flag_settings.read_command_line(parser, keys, argv, defaults)
+
+
+def build(tool: DhcpTool, settings: Mapping[str, object], args: argparse.Namespace) -> DhcpConfig:
+    """The tool's `DhcpConfig` from the effective settings."""
+    return tool.adjust(dhcp_config(settings, args.iface, args.bootfile, tool.prog), settings)
+
+
+def init_db(tool: str, config: DhcpConfig) -> int:
+    """`--init-db`: create or migrate the schema, print one line with its version."""
+    if config.leases_url is None:
+        return fail(tool, "--init-db needs --leases postgresql://USER@HOST/DB")
+    try:
+        from ptftpd.dhcp.pg_store import describe, init_schema
+    except ImportError:
+        return fail(tool, "PostgreSQL leases need psycopg: pip install 'ptftpd[postgresql]'")
+    try:
+        version = init_schema(config.leases_url)
+    except StoreError as exc:
+        return fail(tool, str(exc))
+    print(f"{tool}: lease schema version {version} ready in {describe(config.leases_url)}")
+    return 0
+
+
+def check_root(config: DhcpConfig) -> str | None:
+    if config.port < 1024 and not privileges.can_bind_privileged_ports():
+        return (
+            f"needs root to bind UDP port {config.port} on {config.interface} "
+            f"(run it as root, e.g. with sudo)"
+        )
+    return None
+
+
+def serve(
+    tool: DhcpTool, read: flag_settings.CommandLine, args: argparse.Namespace, config: DhcpConfig
+) -> int:
+    def rebuild() -> DhcpConfig:
+        return build(tool, read.effective(), args)
+
+    async def start() -> dhcp_service.DhcpService:
+        server = DhcpServer(config)
+        await server.start()
+        again = dhcp_service.rebuilder(rebuild, config)
+        return dhcp_service.DhcpService(server, again, count=args.metrics is not None)
+
+    paths, files = dhcp_service.lease_paths(config), dhcp_service.lease_files(config)
+    errors = (ServerStartError, StoreError)
+    return runtime.run(tool.prog, args, start, errors, writable=paths, owned_files=files)
+
+
+def main(tool: DhcpTool, argv: list[str] | None = None) -> int:
+    read = read_settings(tool, argv)
+    prog, parser = tool.prog, read.parser
+    try:
+        settings = read.effective()
+        args = read.namespace(settings)
+        config = build(tool, settings, args)
+    except ConfigError as exc:
+        parser.exit(USAGE_ERROR, f"{prog}: error: {exc}\n")
+    except (InterfaceError, CannotServe) as exc:
+        parser.exit(1, f"{prog}: error: {exc}\n")
+    if args.print_config:
+        print(config_file.dump(settings), end="")
+        return 0
+    if getattr(args, "init_db", False):
+        return init_db(prog, config)
+    problem = check_root(config)
+    if problem:
+        parser.exit(1, f"{prog}: error: {problem}\n")
+    return serve(tool, read, args, config)

@@ -1,0 +1,186 @@
+"""The DHCP server's settings model: one mapping of TOML-form values -> `DhcpConfig`.
+
+dhcpd, bootpd and pxed all hold their settings as one mapping keyed like dhcpd's long
+flags and TOML file (``range = ["10.0.0.100", "10.0.0.200"]``, ``lease-time = 3600``,
+``hosts = [...]``, ``[[subnet]]``...): built-in defaults, then the ``--config`` file, then
+the flags given. This module is the one place that turns such a mapping, plus the
+interface and boot file, into the engine's `DhcpConfig`, checking every value against
+what the wire can carry; it knows nothing of argparse, so a tool (pxed) composes it with
+its other settings instead of borrowing another tool's command line.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Collection, Mapping
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from ptftpd.dhcp.engine import DhcpConfig
+from ptftpd.dhcp.settings import (
+    MAX_LEASE_TIME,
+    ConfigError,
+    check_int,
+    ip,
+    parse_host,
+    parse_options,
+    parse_range,
+    parse_subnets,
+)
+from ptftpd.dhcp.store import default_leases_path
+from ptftpd.netif import interface_addresses
+
+__all__ = ["DEFAULT_LEASE_TIME", "dhcp_config", "dhcp_defaults", "lease_location"]
+
+DEFAULT_LEASE_TIME = 3600
+DEFAULT_PORT = 67
+
+# What a key means when neither the file nor a flag sets it (leases: see dhcp_defaults).
+_DEFAULTS: dict[str, object] = {
+    "lease-time": DEFAULT_LEASE_TIME,
+    "lease-sync": "normal",
+    "reply-delay": 0.0,
+    "authoritative": False,
+    "all": False,
+    "port": DEFAULT_PORT,
+}
+
+
+def dhcp_defaults(tool: str, iface: str, keys: Collection[str]) -> dict[str, object]:
+    """The defaults of those `keys` the tool has (so that `--print-config` shows only
+    keys its `--config` takes back)."""
+    defaults = {k: v for k, v in _DEFAULTS.items() if k in keys}
+    if "leases" in keys:
+        defaults["leases"] = str(default_leases_path(tool, iface))
+    return defaults
+
+
+def _texts(value: object) -> list[object]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _next_server(tftp: object) -> tuple[IPv4Address | None, str | None]:
+    """(siaddr, name) for `tftp-server`: an address, or a name resolved once now."""
+    if tftp is None:
+        return None, None
+    try:
+        return IPv4Address(str(tftp)), None
+    except ValueError:
+        pass
+    try:
+        return IPv4Address(socket.gethostbyname(str(tftp))), str(tftp)
+    except OSError:
+        raise ConfigError(f"cannot resolve TFTP server name {tftp!r}") from None
+
+
+def _reply_delay(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"reply-delay: expected seconds, got {value!r}")
+    if not 0 <= value <= 10:
+        raise ConfigError("reply-delay must be between 0 and 10 seconds")
+    return float(value)
+
+
+def _switch(settings: Mapping[str, object], key: str) -> bool:
+    value = settings.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _optional_text(settings: Mapping[str, object], key: str) -> str | None:
+    value = settings.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool: str) -> DhcpConfig:
+    """The `DhcpConfig` for serving `iface`; raises ConfigError (a bad setting) or
+    InterfaceError (`iface` cannot be served)."""
+    addrs = interface_addresses(iface, family=4)
+    here = addrs[0]
+    if here.interface is None:
+        raise ConfigError(f"{iface} is not an address of any interface here")
+    network = IPv4Network(str(here.network))
+
+    next_server, tftp_name = _next_server(settings.get("tftp-server"))
+    gateway = settings.get("gateway")
+    rng = settings.get("range")
+    start, end = parse_range(rng, network) if rng is not None else (None, None)
+
+    hosts = tuple(parse_host(h) for h in _texts(settings.get("hosts")))
+    for h in hosts:
+        if h.address not in network:
+            raise ConfigError(f"static host {h.mac}: {h.address} is not on {network}")
+    exclude = {ip(e, "exclude") for e in _texts(settings.get("exclude"))}
+    # The server's other addresses on this interface are not for clients either.
+    exclude.update(IPv4Address(str(a.address)) for a in addrs[1:] if a.address.version == 4)
+
+    lease_time = check_int(
+        settings.get("lease-time", DEFAULT_LEASE_TIME), "lease-time", 1, MAX_LEASE_TIME
+    )
+    port = check_int(settings.get("port", DEFAULT_PORT), "port", 1, 65534)
+    leases_path, leases_url = lease_location(settings.get("leases"), tool, iface)
+    lease_sync = settings.get("lease-sync", "normal")
+    if lease_sync not in ("normal", "full"):
+        raise ConfigError(f"lease-sync must be normal or full, not {lease_sync!r}")
+    prefixes = ("PXEClient", *(str(p) for p in _texts(settings.get("pxe-vendor-class"))))
+
+    return DhcpConfig(
+        server_ip=IPv4Address(str(here.address)),
+        network=network,
+        bootfile=bootfile,
+        interface=here.interface,
+        next_server=next_server,
+        tftp_server_name=tftp_name,
+        routers=None if gateway is None else (ip(gateway, "gateway"),),
+        dns=tuple(ip(d, "dns") for d in _texts(settings.get("dns"))),
+        domain_name=_optional_text(settings, "domain"),
+        answer_all=_switch(settings, "all"),
+        pxe_vendor_prefixes=prefixes,
+        range_start=start,
+        range_end=end,
+        static_hosts=hosts,
+        exclude=tuple(sorted(exclude)),
+        lease_time=lease_time,
+        extra_options=parse_options(settings.get("options", {})),
+        leases_path=leases_path,
+        leases_url=leases_url,
+        lease_sync=str(lease_sync),
+        port=port,
+        client_port=68 if port == DEFAULT_PORT else port + 1,
+        reply_delay=_reply_delay(settings.get("reply-delay", 0.0)),
+        ipxe_bootfile=_optional_text(settings, "ipxe-bootfile"),
+        authoritative=_switch(settings, "authoritative"),
+        subnets=parse_subnets(settings.get("subnet", []), network),
+    )
+
+
+_DB_SCHEMES = ("postgresql:", "postgres:")
+
+
+def lease_location(value: object, tool: str, iface: str) -> tuple[Path | None, str | None]:
+    """(SQLite file, None) or (None, PostgreSQL URI) from the `leases` setting.
+
+    A value that went through a `Path` arrives with `//` folded to `/`: the URI's
+    authority is put back (`postgresql:/u@h/db` -> `postgresql://u@h/db`, and
+    `postgresql:/db?host=/run` -> `postgresql:///db?host=/run`)."""
+    if value is None:
+        return default_leases_path(tool, iface), None
+    if not isinstance(value, (str, Path)):
+        raise ConfigError(f"leases: expected a path or a postgresql:// URI, got {value!r}")
+    text = str(value)
+    scheme = next((s for s in _DB_SCHEMES if text.startswith(s)), None)
+    if scheme is None:
+        return Path(text), None
+    rest = text[len(scheme) :]
+    if isinstance(value, Path) and not rest.startswith("//"):
+        tail = rest.lstrip("/")
+        first = tail.split("?", 1)[0]
+        rest = ("//" if "/" in first else "///") + tail
+    if not rest.startswith("//"):
+        raise ConfigError(f"leases: {text!r} is not a postgresql://USER@HOST/DB URI")
+    return None, scheme + rest

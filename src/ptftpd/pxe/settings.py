@@ -1,0 +1,83 @@
+"""pxed's settings model: one mapping of TOML-form values -> `PxeConfig`.
+
+pxed's settings are one mapping keyed like its long flags (defaults, then the
+``--config`` file, then the flags given). This composes the three models that read it -
+the DHCP server's (`ptftpd.dhcp.server_settings`), the TFTP server's
+(`ptftpd.tftp.transfer_settings`) and the boot choices here - so pxed neither borrows
+another tool's command line nor patches an argparse Namespace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+from ptftpd.dhcp.engine import DhcpConfig
+from ptftpd.pxe.config import PxeConfig
+from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, BootFiles
+from ptftpd.tftp.transfer_settings import transfer_config
+
+__all__ = ["ADDRESS_KEYS", "boot_files", "pxe_config"]
+
+# Settings about handing out addresses: meaningless with proxy = true.
+ADDRESS_KEYS = {
+    "gateway": "-g",
+    "all": "-a",
+    "dns": "-n",
+    "range": "--range",
+    "hosts": "--host",
+    "lease-time": "--lease-time",
+    "domain": "--domain",
+}
+
+
+def _text(settings: Mapping[str, object], key: str) -> str | None:
+    value = settings.get(key)
+    return None if value is None else str(value)
+
+
+def boot_files(settings: Mapping[str, object], bootfile: str) -> BootFiles:
+    """BOOTFILE and the per-firmware files (``bios-bootfile``...) of `settings`."""
+    return BootFiles(
+        default=bootfile,
+        bios=_text(settings, "bios-bootfile"),
+        efi32=_text(settings, "efi32-bootfile"),
+        efi64=_text(settings, "efi64-bootfile"),
+        arm64=_text(settings, "arm64-bootfile"),
+        ipxe=_text(settings, "ipxe-bootfile"),
+    )
+
+
+def _port(settings: Mapping[str, object], key: str) -> int | None:
+    value = settings.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{key}: expected a port number, got {value!r}")
+    return value
+
+
+def pxe_config(
+    settings: Mapping[str, object], dhcp: DhcpConfig, root: Path, bootfile: str
+) -> PxeConfig:
+    """The `PxeConfig` for `settings`, around the DHCP settings already built from
+    them (`ptftpd.dhcp.server_settings.dhcp_config`); values are already checked."""
+    http_port = _port(settings, "http-port")
+    if http_port is not None and HTTP_VENDOR_CLASS not in dhcp.pxe_vendor_prefixes:
+        prefixes = (*dhcp.pxe_vendor_prefixes, HTTP_VENDOR_CLASS)
+        dhcp = dataclasses.replace(dhcp, pxe_vendor_prefixes=prefixes)
+    boot_idle = settings.get("boot-idle", 30.0)
+    if isinstance(boot_idle, bool) or not isinstance(boot_idle, (int, float)):
+        raise TypeError(f"boot-idle: expected seconds, got {boot_idle!r}")
+    return PxeConfig(
+        dhcp=dhcp,
+        tftp=transfer_config(settings, root, read_only=True),
+        files=boot_files(settings, bootfile),
+        proxy=settings.get("proxy") is True,
+        tftp_port=_port(settings, "tftp-port") or 69,
+        boot_idle=float(boot_idle),
+        http_port=http_port,
+        ipv6=settings.get("ipv6") is True,
+        ra=settings.get("ra") is not False,
+    )
