@@ -134,7 +134,7 @@ def run_ptftpd(config_text: str, root: Path) -> tuple[int, str]:
     try:
         with (
             mock.patch.object(ptftpd_cli.runtime, "run", never),
-            mock.patch.object(ptftpd_cli, "run_workers", never),
+            mock.patch.object(ptftpd_cli.tftp_pool, "run", never),
             contextlib.redirect_stderr(err),
         ):
             try:
