@@ -201,9 +201,12 @@ def refused_soon(port: int) -> slow_tftp.Result:
 
 
 @WORKERS
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigterm", "ctrl-c"])
 def test_sigterm_drains_a_running_transfer_and_refuses_new_ones(
-    root: Path, tmp_path: Path, workers: int
+    root: Path, tmp_path: Path, workers: int, ctrl_c: bool
 ) -> None:
+    """SIGTERM to the server, or Ctrl-C (SIGINT to its whole process group, workers
+    included: they leave it to the parent, which forwards one SIGTERM)."""
     port = free_udp_port()
     argv = ("-p", str(port), "--drain", "60")
     server = ptftpd(root, *argv, log=tmp_path / "s.log", workers=workers)
@@ -213,16 +216,26 @@ def test_sigterm_drains_a_running_transfer_and_refuses_new_ones(
 
     def at_block(n: int) -> None:
         if n == 10:
-            server.proc.send_signal(signal.SIGTERM)
+            if ctrl_c:
+                os.killpg(server.pid, signal.SIGINT)  # its own session: its group only
+            else:
+                server.proc.send_signal(signal.SIGTERM)
             refused.append(refused_soon(port))
+            # Every new client is refused, whichever worker's socket its port hashes to
+            # (an idle worker that already exited must not leave an unread socket).
+            refused.extend(
+                slow_tftp.read("127.0.0.1", port, "boot.bin", timeout=5) for _ in range(8)
+            )
 
     try:
         got = slow_tftp.read("127.0.0.1", port, "boot.bin", delay=0.01, on_block=at_block)
         assert got.error is None and got.data == FILE
-        assert refused[0].error == (0, "server shutting down")
+        assert [r.error for r in refused] == [(0, "server shutting down")] * 9
         assert server.proc.wait(30) == 0
     finally:
         server.stop()
+    assert "Traceback" not in server.output()
+    assert "second stop signal" not in server.output()
 
 
 @WORKERS
@@ -288,6 +301,11 @@ def test_sighup_rereads_the_map_file_without_dropping_a_transfer(
             )
         if workers > 1:  # the new rule, applied by every worker
             assert served_by(server.output()[mark:]) == {"worker 0", "worker 1"}
+            # READY=1 came once both had re-read the file: the parent's line follows theirs.
+            lines = server.output().splitlines()
+            done = [i for i, line in enumerate(lines) if "reloaded: 2 rule(s)" in line]
+            assert len(done) == 3, lines
+            assert "(2 workers)" in lines[done[2]] and "[worker" not in lines[done[2]]
         # A broken file is reported once and the running rules stay, in every worker.
         rules.write_text("x bad\n")
         reload()

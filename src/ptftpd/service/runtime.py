@@ -200,7 +200,8 @@ async def serve(
 
     `ready()` runs once the signal handlers are in place and after every reload. In a
     worker of a pool (`in_pool`) the parent speaks to systemd and logs the reload, and
-    only SIGTERM stops (the parent forwards SIGINT as SIGTERM)."""
+    only SIGTERM stops (the parent forwards SIGINT as SIGTERM); each worker's reload is
+    an info line, the parent's summary the warning."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals: asyncio.Queue[int] = asyncio.Queue()
@@ -218,7 +219,7 @@ async def serve(
                     notify.reloading()
                 try:
                     summary = server.reload()
-                    log.log(logging.DEBUG if in_pool else logging.WARNING, "reloaded: %s", summary)
+                    log.log(logging.INFO if in_pool else logging.WARNING, "reloaded: %s", summary)
                 except Exception as exc:  # a bad file must not stop the server
                     log.error("reload failed, keeping the running settings: %s", exc)
                 ready()
