@@ -566,3 +566,28 @@ def test_metrics_with_two_workers_sum_exactly_and_survive_a_killed_worker(
     assert "restarting it" in server.output()
     # The private multiprocess directory is gone with the server.
     assert set(Path(tempfile.gettempdir()).glob("ptftpd-metrics-*")) <= folders
+
+
+def test_pool_start_problems_are_one_line_exit_1(root: Path) -> None:
+    """--metrics with workers: a busy metrics port or no place for the workers' files is
+    one line and exit 1, and the request port is free again afterwards."""
+    port = free_udp_port()
+    argv = [script("ptftpd"), "--workers", "2", "-p", str(port)]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        mport = busy.getsockname()[1]
+        err = one_line_exit_1([*argv, "--metrics", f"127.0.0.1:{mport}", "127.0.0.1", str(root)])
+        assert f"cannot serve metrics on 127.0.0.1:{mport}" in err
+    res = subprocess.run(
+        [*argv, "--metrics", "127.0.0.1:9", "127.0.0.1", str(root)],
+        env={**os.environ, "RUNTIME_DIRECTORY": "/nonexistent/run"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert res.stderr == (
+        "ptftpd: error: cannot make a metrics directory in /nonexistent/run: "
+        "No such file or directory\n"
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", port))  # nothing kept it
