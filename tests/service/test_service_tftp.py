@@ -24,12 +24,14 @@ import psutil
 import pytest
 import slow_tftp
 
+from ptftpd.tftp.workers import lock_path
 from service.proc_status import status_fields
 from service.test_metrics import scrape
 from support import (
     Netns,
     Process,
     free_udp_port,
+    require_root,
     require_tool,
     script,
     wait_udp_bound,
@@ -591,3 +593,27 @@ def test_pool_start_problems_are_one_line_exit_1(root: Path) -> None:
     )
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
         again.bind(("127.0.0.1", port))  # nothing kept it
+
+
+def test_a_lock_file_left_by_root_does_not_stop_a_service_user(root: Path, tmp_path: Path) -> None:
+    """The pool's lock file outlives it: a pool started as root, then one started as a
+    service user on the same address and port (systemd User=/DynamicUser=) must start."""
+    require_root()
+    setpriv = require_tool("setpriv")
+    port = free_udp_port()
+    lock = Path(lock_path("127.0.0.1", port))
+    existed = lock.exists()
+    first = ptftpd(root, "-p", str(port), log=tmp_path / "root.log", workers=2)
+    wait_udp_bound(port, proc=first.proc)
+    assert first.stop() == 0, first.output()
+    assert lock.exists() and (existed or lock.stat().st_uid == 0)
+    nobody = pwd.getpwnam("nobody")
+    as_nobody = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+    argv = [script("ptftpd"), "-v", "--workers", "2", "--read-only", "-p", str(port)]
+    second = Process([*as_nobody, *argv, "127.0.0.1", str(root)], tmp_path / "nobody.log")
+    try:
+        wait_udp_bound(port, proc=second.proc)
+        got = slow_tftp.read("127.0.0.1", port, "boot.bin")
+        assert got.error is None and got.data == FILE
+    finally:
+        assert second.stop() == 0, second.output()
