@@ -166,10 +166,17 @@ def run(
 
 def _metrics_folder(identity: privileges.Identity | None) -> Path:
     """An empty directory only this service (and USER) writes, for the workers' files."""
+    # systemd's RuntimeDirectory= (the first, if several), else the temporary directory
+    parent = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None
     try:
-        parent = os.environ.get("RUNTIME_DIRECTORY")  # systemd RuntimeDirectory=
         folder = Path(tempfile.mkdtemp(prefix="ptftpd-metrics-", dir=parent))
+    except OSError as exc:
+        where = parent or tempfile.gettempdir()
+        msg = f"cannot make a metrics directory in {where}: {exc.strerror}"
+        raise runtime.ServiceError(msg) from None
+    try:
         privileges.make_writable(identity, folder)
-    except (OSError, privileges.PrivilegeError) as exc:
-        raise runtime.ServiceError(f"cannot make a metrics directory: {exc}") from None
+    except privileges.PrivilegeError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise runtime.ServiceError(str(exc)) from None
     return folder
