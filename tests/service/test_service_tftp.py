@@ -467,9 +467,12 @@ def test_ptftpd_does_not_steal_tftpd_hpa_port(root: Path, tmp_path: Path) -> Non
 
 
 @WORKERS
+@pytest.mark.parametrize("gap", [0.3, 0.0], ids=["apart", "back-to-back"])
 def test_a_second_stop_signal_ends_transfers_at_once(
-    root: Path, tmp_path: Path, workers: int
+    root: Path, tmp_path: Path, workers: int, gap: float
 ) -> None:
+    """Back to back, the parent's two orders reach a worker before it runs: they must
+    not merge into one (a worker would then drain for the whole 600 s)."""
     port = free_udp_port()
     argv = ("-p", str(port), "--drain", "600")
     server = ptftpd(root, *argv, log=tmp_path / "s.log", workers=workers)
@@ -479,7 +482,7 @@ def test_a_second_stop_signal_ends_transfers_at_once(
     def at_block(n: int) -> None:
         if n == 5:
             server.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
+            time.sleep(gap)
             server.proc.send_signal(signal.SIGINT)
 
     try:

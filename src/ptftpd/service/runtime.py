@@ -200,13 +200,15 @@ async def serve(
 
     `ready()` runs once the signal handlers are in place and after every reload. In a
     worker of a pool (`in_pool`) the parent speaks to systemd and logs the reload, and
-    only SIGTERM stops (the parent forwards SIGINT as SIGTERM); each worker's reload is
-    an info line, the parent's summary the warning."""
+    only SIGTERM stops (the parent forwards SIGINT as SIGTERM), SIGUSR1 ends at once (the
+    parent's second stop signal); each worker's reload is an info line, the parent's
+    summary the warning."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals: asyncio.Queue[int] = asyncio.Queue()
     stop_signals = (signal.SIGTERM,) if in_pool else (signal.SIGINT, signal.SIGTERM)
-    handled = (*stop_signals, signal.SIGHUP)
+    end_now = (signal.SIGUSR1,) if in_pool else ()  # the pool's `TftpWorkers.END_NOW`
+    handled = (*stop_signals, signal.SIGHUP, *end_now)
     for sig in handled:
         loop.add_signal_handler(sig, signals.put_nowait, sig)
     ready()
@@ -224,7 +226,8 @@ async def serve(
                     log.error("reload failed, keeping the running settings: %s", exc)
                 ready()
             elif sig != signal.SIGHUP:
-                if stop.is_set():
+                if stop.is_set() or sig in end_now:
+                    stop.set()
                     level = logging.DEBUG if in_pool else logging.WARNING  # parent says it
                     log.log(level, "second stop signal: ending running transfers now")
                     server.close()

@@ -6,10 +6,11 @@ address and port with SO_REUSEPORT (the kernel spreads the requests by client ad
 and port, so a client's resent request reaches the worker already serving it) and
 the transfers it accepts. The parent only supervises: it binds every socket before
 forking (so a bad address is one error line, once), restarts a worker that dies,
-forwards SIGTERM/SIGINT (as SIGTERM: a second one ends the transfers at once) and SIGHUP,
-and sums the workers' counters. Workers write to the parent's stderr: one log stream.
-A worker ignores SIGINT (Ctrl-C reaches a terminal's whole process group; the parent
-forwards it once) and holds SIGTERM and SIGHUP blocked until its server is serving.
+forwards SIGTERM/SIGINT (as SIGTERM; a second one as `END_NOW`: end the transfers at
+once) and SIGHUP, and sums the workers' counters. Workers write to the parent's
+stderr: one log stream. A worker ignores SIGINT (Ctrl-C reaches a terminal's whole
+process group; the parent forwards it once) and holds SIGTERM, SIGHUP and `END_NOW`
+blocked until its server is serving.
 
 The parent knows when its workers serve: each copies the parent's generation number
 from the shared map into its own slot once it serves (at start) and after each reload,
@@ -242,7 +243,12 @@ class TftpWorkers:
     parent kills it; the parent waits that long plus a margin."""
 
     _SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    _HELD = (signal.SIGTERM, signal.SIGHUP)  # in a worker, until it serves
+    # The parent's order to end transfers now (a second stop signal): a signal of its
+    # own, so it cannot merge with a still-pending first SIGTERM. Blocked in the parent
+    # too, so a worker is born with it blocked.
+    END_NOW = signal.SIGUSR1
+    _BLOCKED = (*_SIGNALS, END_NOW)
+    _HELD = (signal.SIGTERM, signal.SIGHUP, END_NOW)  # in a worker, until it serves
 
     def __init__(
         self,
@@ -298,7 +304,7 @@ class TftpWorkers:
     def spawn(self) -> None:
         """Start every worker (SIGCHLD and the stop signals are blocked in the parent
         from here on: `run` takes them with sigwait)."""
-        signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._BLOCKED)
         self._blocked = True
         for index in range(self.workers):
             self._start(index)
@@ -422,7 +428,7 @@ class TftpWorkers:
                 self.reap()
             else:
                 log.warning("second stop signal: ending running transfers now")
-                self._forward(signal.SIGTERM)
+                self._forward(self.END_NOW)
         self._forward(signal.SIGKILL)
         for pid in list(self.pids):
             with contextlib.suppress(ChildProcessError):
@@ -439,9 +445,9 @@ class TftpWorkers:
         if self._blocked:
             # Signals still pending (a late SIGTERM) must not kill the process once
             # unblocked: their default action is to terminate.
-            while signal.sigtimedwait(self._SIGNALS, 0) is not None:
+            while signal.sigtimedwait(self._BLOCKED, 0) is not None:
                 pass
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._BLOCKED)
             self._blocked = False
 
     def log_totals(self, when: str) -> None:
@@ -497,6 +503,7 @@ class TftpWorkers:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(self.END_NOW, stop.set)
         server = TftpServer(self.config, gate=self.counters.gate(index))
 
         def hangup() -> None:
