@@ -351,7 +351,7 @@ def test_metrics_count_exactly_what_was_served(root: Path, tmp_path: Path, worke
                 break
             time.sleep(0.1)
     finally:
-        server.stop()
+        assert server.stop() == 0, server.output()
     samples = dict(re.findall(r"^(ptftpd_tftp_\S+) (\S+)$", text, re.MULTILINE))
     assert samples['ptftpd_tftp_transfers_started_total{direction="read"}'] == "4.0"
     assert samples['ptftpd_tftp_transfers_completed_total{direction="read"}'] == "3.0"
