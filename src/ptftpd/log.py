@@ -5,16 +5,25 @@ from __future__ import annotations
 import logging
 import sys
 
+_FORMAT = "%(asctime)s {tag}%(name)s %(levelname)s: %(message)s"
+
 
 def setup_logging(verbose: bool = False, debug: bool = False) -> None:
     """Warnings by default, one line per transfer or lease with `-v`, packets with `-D`."""
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(_FORMAT.format(tag="")))
     root = logging.getLogger("ptftpd")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+def tag_lines(tag: str) -> None:
+    """Name this process in each of its lines (a --workers child: "worker 1"), so the
+    one log stream the workers share still says who served what."""
+    for handler in logging.getLogger("ptftpd").handlers:
+        handler.setFormatter(logging.Formatter(_FORMAT.format(tag=f"[{tag}] ")))
 
 
 def format_rate(nbytes: int, seconds: float) -> str:

@@ -149,7 +149,7 @@ def run_main(tool: str, config_text: str, flags: list[str] | None = None) -> tup
     try:
         with (
             mock.patch.object(runtime, "run", never),
-            mock.patch.object(ptftpd_cli, "run_workers", never),
+            mock.patch.object(ptftpd_cli.tftp_pool, "run", never),
             contextlib.redirect_stderr(err),
         ):
             try:

@@ -1,6 +1,8 @@
 """ptftpd --workers: the whole real-client matrix against two processes sharing the
 port, supervision (a killed worker comes back, SIGTERM stops all), the session limit
-across workers, and no second instance joining the SO_REUSEPORT group."""
+across workers, no second instance joining the SO_REUSEPORT group, and the default.
+The service life cycle with workers (--user, --metrics, reload, drain, sd_notify) is
+tested in tests/service/test_service_tftp.py, over --workers 1 and 2."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from test_interop import *  # noqa: F403
 
 from conftest import RunningServer, start_server
 from ptftpd.tftp.packets import Error, ErrorCode, Request, decode
+from ptftpd.tftp.workers import default_workers
 from support import script
 
 
@@ -97,7 +100,10 @@ def test_max_sessions_hold_across_workers(served_root: Path, tmp_path: Path) -> 
     """8 transfers from 8 ports, none ACKed (so they stay open): with a limit of 3 across
     both workers exactly 3 start, whichever worker each request reached."""
     srv = start_server(
-        served_root, tmp_path / "log", "--workers", "2", "--max-sessions", "3", "--timeout", "5"
+        served_root,
+        tmp_path / "log",
+        *("--workers", "2", "--max-sessions", "3", "--timeout", "5"),
+        *("--drain", "0"),  # the 3 never-ACKed transfers would drain for 10 s
     )
     socks = []
     try:
@@ -137,19 +143,19 @@ def test_second_instance_cannot_join(served_root: Path, tmp_path: Path) -> None:
         assert srv.process.stop() == 0, srv.log()
 
 
-def test_single_process_flags_refuse_a_worker_pool(served_root: Path) -> None:
-    """--user, --metrics and --map-file run only in one process so far: asking for them
-    with a pool is a usage error, not a pool that silently ignores them."""
-    for flags in (["--user", "nobody"], ["--metrics", "127.0.0.1:9"], ["--map-file", "/x"]):
-        result = run(script("ptftpd"), "--workers", "2", *flags, "127.0.0.1", str(served_root))
-        assert result.returncode == 2, result
-        assert "Traceback" not in result.stderr
-        assert f"{flags[0]} need --workers 1" in result.stderr.strip().splitlines()[-1]
-
-
-def test_default_is_one_process(served_root: Path, tmp_path: Path) -> None:
+def test_default_is_one_worker_per_cpu(served_root: Path, tmp_path: Path) -> None:
+    """Without --workers: one worker per CPU (a single process where there is one)."""
     srv = start_server(served_root, tmp_path / "log")
     try:
-        assert psutil.Process(srv.process.pid).children() == []
+        expected = default_workers()
+        pids = workers_of(srv, expected if expected > 1 else 0)
+        assert len(pids) == (expected if expected > 1 else 0), srv.log()
+        data = (served_root / "f511.bin").read_bytes()
+        assert all(getattr(p, "data", None) == data for p in fetch(srv, "f511.bin"))
     finally:
         assert srv.process.stop() == 0, srv.log()
+
+
+def test_help_names_the_default() -> None:
+    out = run(script("ptftpd"), "--help").stdout
+    assert "1 keeps a single process" in " ".join(out.split())

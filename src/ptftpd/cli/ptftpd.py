@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 from pathlib import Path
 
@@ -13,21 +12,18 @@ from ptftpd.cli.common import (
     add_common_flags,
     add_transfer_limits,
     blksize,
-    fail,
     port_number,
     positive_int,
-    raise_fd_limit,
     root_problem,
     timeout_seconds,
 )
-from ptftpd.log import setup_logging
 from ptftpd.netif import InterfaceError, interface_addresses
-from ptftpd.service import notify, runtime, tftp_service
+from ptftpd.service import runtime, tftp_pool, tftp_service
 from ptftpd.service.runtime import drain_seconds, metrics_address
 from ptftpd.service.tftp_service import port_range, umask_value
 from ptftpd.tftp.server import ServerStartError, TftpServer
 from ptftpd.tftp.transfer_settings import transfer_config
-from ptftpd.tftp.workers import TftpWorkers, default_workers
+from ptftpd.tftp.workers import default_workers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,11 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=positive_int,
-        default=1,
+        default=default_workers(),
         metavar="N",
-        help="processes serving transfers, sharing the port (SO_REUSEPORT); e.g. "
-        f"{default_workers()} for one per CPU here (default 1: a single process, the only "
-        "form that takes --user, --group, --metrics and --map-file so far)",
+        help="processes serving transfers, sharing the port (SO_REUSEPORT), supervised "
+        "by a parent that restarts them; 1 keeps a single process (default: one per "
+        "CPU this process may use)",
     )
     tftp_service.add_hpa_flags(parser)
     runtime.add_service_flags(parser)
@@ -105,23 +101,6 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     return parser.parse_args(argv)
 
 
-def run_workers(prog: str, args: argparse.Namespace, pool: TftpWorkers) -> int:
-    """Serve with `pool`'s worker processes until SIGTERM/SIGINT (no event loop here)."""
-    setup_logging(args.verbose, args.debug)
-    raise_fd_limit()
-    try:
-        pool.open()
-    except ServerStartError as exc:
-        return fail(prog, str(exc))
-    pool.spawn()
-    notify.ready(f"serving with {args.workers} workers")
-    code = pool.run()
-    if pool.failed:
-        return fail(prog, pool.failed)
-    logging.getLogger("ptftpd").info("%s stopped", prog)
-    return code
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse(parser, argv)
@@ -136,25 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     except InterfaceError as exc:
         parser.exit(1, f"ptftpd: error: {exc}\n")
 
-    if args.workers > 1:
-        single_only = [
-            flag
-            for flag, value in (
-                ("--user", args.user),
-                ("--group", args.group),
-                ("--metrics", args.metrics),
-                ("--map-file", args.map_file),
-            )
-            if value
-        ]
-        if single_only:
-            parser.error(f"{', '.join(single_only)} need --workers 1 (the worker pool lacks them)")
     rules = tftp_service.load_rules("ptftpd", args)
     settings = config.effective(parser, args, FLAG_KINDS)
     tftp_config = transfer_config(settings, args.root, read_only=args.read_only or not args.create)
     tftp_config = dataclasses.replace(tftp_config, port_range=args.port_range)
     if args.workers > 1:
-        return run_workers("ptftpd", args, TftpWorkers(tftp_config, hosts, args.port, args.workers))
+        return tftp_pool.run("ptftpd", args, tftp_config, hosts, rules)
 
     async def start() -> tftp_service.TftpService:
         server = TftpServer(tftp_config)

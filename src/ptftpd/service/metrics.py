@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -41,6 +43,7 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
+from prometheus_client import values as _values
 
 from ptftpd.dhcp.options import ARCHITECTURES
 
@@ -222,6 +225,19 @@ class Metrics:
 
 
 _active: Metrics | None = None
+_http: list[WSGIServer] = []  # the HTTP server of `serve`, closed in forked workers
+
+
+def use_multiprocess(directory: Path) -> None:
+    """Record into memory-mapped files in `directory` (an empty private directory),
+    summed by the process that calls :func:`serve` (see the module doc). Call before any
+    metric object exists, i.e. before :func:`enable` or :func:`serve`."""
+    if _active is not None:
+        raise RuntimeError("use_multiprocess() after metrics were enabled")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    # prometheus-client picks the value class when it is imported, which happened
+    # before this process knew it would fork workers: pick again.
+    _values.ValueClass = _values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 def enable(metrics: Metrics | None = None) -> Metrics:
@@ -247,8 +263,16 @@ def serve(address: str, port: int) -> Metrics:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    start_http_server(port, address, registry)
+    server, _ = start_http_server(port, address, registry)
+    _http.append(server)
     return metrics
+
+
+def forget_http_server() -> None:
+    """In a forked worker: close its copy of the parent's metrics listening socket."""
+    for server in _http:
+        server.socket.close()
+    _http.clear()
 
 
 def worker_exited(pid: int) -> None:

@@ -7,11 +7,15 @@ keeps the order the building blocks need (see :mod:`ptftpd.service.privileges`):
     resolve --user/--group  ->  make the writable paths USER's  ->  start() binds
     ->  metrics.serve (a port below 1024 still works)  ->  privileges.drop  ->  READY=1
 
-and handles the signals: SIGHUP calls ``reload()`` between RELOADING=1 and READY=1 (an
-error is logged and the old settings stay); the first SIGTERM or SIGINT sends
+and handles the signals (:func:`serve`): SIGHUP calls ``reload()`` between RELOADING=1 and
+READY=1 (an error is logged and the old settings stay); the first SIGTERM or SIGINT sends
 STOPPING=1, calls ``stop_accepting()`` and waits up to ``--drain`` seconds for
 ``active()`` to reach 0; then (or at a second signal) ``close()`` ends what is left, which
 tells the peers of running transfers with an ERROR packet. The exit status is 0.
+
+A worker pool (``ptftpd --workers N``, :mod:`ptftpd.service.tftp_pool`) runs the same
+pieces: :func:`prepare`, :func:`serve_metrics` and :func:`drop_privileges` in the parent,
+:func:`serve` with ``in_pool=True`` in each worker (the parent speaks to systemd).
 """
 
 from __future__ import annotations
@@ -99,6 +103,51 @@ class ServiceError(Exception):
     """A start-up problem reported as one line (exit 1)."""
 
 
+class UsageProblem(Exception):
+    """A --user/--group problem found before anything is bound (exit 2)."""
+
+
+def prepare(args: argparse.Namespace, writable: Iterable[Path] = ()) -> privileges.Identity | None:
+    """The start-up steps before any socket exists: resolve --user/--group (a bad name
+    is `UsageProblem`), give the `writable` directories to USER, set up logging and the
+    fd limit. Returns the identity :func:`drop_privileges` takes on."""
+    from ptftpd.cli.common import raise_fd_limit
+    from ptftpd.log import setup_logging
+
+    try:
+        identity = privileges.resolve(args.user, args.group)
+        for path in writable:
+            privileges.make_writable(identity, path)
+    except privileges.PrivilegeError as exc:
+        raise UsageProblem(str(exc)) from None
+    setup_logging(args.verbose, args.debug)
+    raise_fd_limit()
+    return identity
+
+
+def serve_metrics(args: argparse.Namespace) -> None:
+    """Start --metrics' HTTP server (after binding, before the drop: a port below 1024
+    still works); `ServiceError` if it cannot listen."""
+    if args.metrics is None:
+        return
+    host, port = args.metrics
+    try:
+        metrics.serve(host, port)
+    except OSError as exc:
+        raise ServiceError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+
+
+def drop_privileges(identity: privileges.Identity | None, owned_files: Iterable[Path] = ()) -> None:
+    """Give `owned_files` that exist to USER, then keep no privilege (`ServiceError`)."""
+    try:
+        for path in owned_files:
+            if path.exists():
+                privileges.make_writable(identity, path)
+        privileges.drop(identity)
+    except privileges.PrivilegeError as exc:
+        raise ServiceError(str(exc)) from None
+
+
 def run(
     prog: str,
     args: argparse.Namespace,
@@ -111,38 +160,20 @@ def run(
 
     `writable` directories are given to --user before `start()`; `owned_files` (a lease
     database `start()` created as root) after it, those that exist."""
-    from ptftpd.cli.common import fail, raise_fd_limit
-    from ptftpd.log import setup_logging
+    from ptftpd.cli.common import fail
 
     try:
-        identity = privileges.resolve(args.user, args.group)
-        for path in writable:
-            privileges.make_writable(identity, path)
-    except privileges.PrivilegeError as exc:
+        identity = prepare(args, writable)
+    except UsageProblem as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    setup_logging(args.verbose, args.debug)
-    raise_fd_limit()
 
     async def main() -> None:
         server = await start()
         try:
-            if args.metrics is not None:
-                host, port = args.metrics
-                try:
-                    metrics.serve(host, port)
-                except OSError as exc:
-                    raise ServiceError(
-                        f"cannot serve metrics on {host}:{port}: {exc.strerror}"
-                    ) from None
-            try:
-                for path in owned_files:
-                    if path.exists():
-                        privileges.make_writable(identity, path)
-                privileges.drop(identity)
-            except privileges.PrivilegeError as exc:
-                raise ServiceError(str(exc)) from None
-            await _serve(server, float(args.drain))
+            serve_metrics(args)
+            drop_privileges(identity, owned_files)
+            await serve(server, float(args.drain))
         finally:
             server.close()
 
@@ -157,27 +188,48 @@ def run(
     return 0
 
 
-async def _serve(server: Running, drain: float) -> None:
+async def serve(
+    server: Running,
+    drain: float,
+    *,
+    ready: Callable[[], object] = notify.ready,
+    in_pool: bool = False,
+) -> None:
+    """Serve until stopped: SIGHUP reloads, the first stop signal drains for up to
+    `drain` seconds, a second one (or the drain's end) returns; the caller closes.
+
+    `ready()` runs once the signal handlers are in place and after every reload. In a
+    worker of a pool (`in_pool`) the parent speaks to systemd and logs the reload, and
+    only SIGTERM stops (the parent forwards SIGINT as SIGTERM), SIGUSR1 ends at once (the
+    parent's second stop signal); each worker's reload is an info line, the parent's
+    summary the warning."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals: asyncio.Queue[int] = asyncio.Queue()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    stop_signals = (signal.SIGTERM,) if in_pool else (signal.SIGINT, signal.SIGTERM)
+    end_now = (signal.SIGUSR1,) if in_pool else ()  # the pool's `TftpWorkers.END_NOW`
+    handled = (*stop_signals, signal.SIGHUP, *end_now)
+    for sig in handled:
         loop.add_signal_handler(sig, signals.put_nowait, sig)
-    notify.ready()
+    ready()
 
     async def handle() -> None:
         while True:
             sig = await signals.get()
             if sig == signal.SIGHUP and not stop.is_set():
-                notify.reloading()
+                if not in_pool:
+                    notify.reloading()
                 try:
-                    log.warning("reloaded: %s", server.reload())
+                    summary = server.reload()
+                    log.log(logging.INFO if in_pool else logging.WARNING, "reloaded: %s", summary)
                 except Exception as exc:  # a bad file must not stop the server
                     log.error("reload failed, keeping the running settings: %s", exc)
-                notify.ready()
+                ready()
             elif sig != signal.SIGHUP:
-                if stop.is_set():
-                    log.warning("second stop signal: ending running transfers now")
+                if stop.is_set() or sig in end_now:
+                    stop.set()
+                    level = logging.DEBUG if in_pool else logging.WARNING  # parent says it
+                    log.log(level, "second stop signal: ending running transfers now")
                     server.close()
                     return
                 stop.set()
@@ -185,7 +237,8 @@ async def _serve(server: Running, drain: float) -> None:
     handler = asyncio.create_task(handle())
     try:
         await stop.wait()
-        notify.stopping()
+        if not in_pool:
+            notify.stopping()
         server.stop_accepting()
         deadline = loop.time() + drain
         while server.active() and loop.time() < deadline and not handler.done():
@@ -194,6 +247,5 @@ async def _serve(server: Running, drain: float) -> None:
             log.warning("drain time over: ending %d running transfer(s)", server.active())
     finally:
         handler.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in handled:
             loop.remove_signal_handler(sig)
-

@@ -6,8 +6,16 @@ address and port with SO_REUSEPORT (the kernel spreads the requests by client ad
 and port, so a client's resent request reaches the worker already serving it) and
 the transfers it accepts. The parent only supervises: it binds every socket before
 forking (so a bad address is one error line, once), restarts a worker that dies,
-forwards SIGTERM/SIGINT/SIGHUP, and sums the workers' counters. Workers write to the
-parent's stderr: one log stream.
+forwards SIGTERM/SIGINT (as SIGTERM; a second one as `END_NOW`: end the transfers at
+once) and SIGHUP, and sums the workers' counters. Workers write to the parent's
+stderr: one log stream. A worker ignores SIGINT (Ctrl-C reaches a terminal's whole
+process group; the parent forwards it once) and holds SIGTERM, SIGHUP and `END_NOW`
+blocked until its server is serving.
+
+The parent knows when its workers serve: each copies the parent's generation number
+from the shared map into its own slot once it serves (at start) and after each reload,
+so `await_workers` can wait for "every worker serves the newest settings" before
+systemd hears READY=1.
 
 A second, unrelated ptftpd must not join the SO_REUSEPORT group of a running one (it
 would silently take a share of the requests): the parent holds an exclusive flock on
@@ -23,7 +31,9 @@ Reuse (e.g. pxed): `pool = TftpWorkers(config, hosts, port, n)`; `pool.open()` (
 raises `ServerStartError`) and `pool.spawn()` before any event loop runs in the
 process; then either `pool.run()` (blocking supervision, returns the exit status) or,
 from an event loop, `loop.add_signal_handler(SIGCHLD, pool.reap)` and `pool.stop()`
-at the end.
+at the end. A subclass changes what a worker runs (`serve`) and how the parent reacts
+(`hangup`, `stop`, `worker_ended`): `ptftpd.service.tftp_pool` adds the service life
+cycle that way.
 """
 
 from __future__ import annotations
@@ -40,20 +50,24 @@ import signal
 import socket
 import struct
 import tempfile
-import time
 from collections.abc import Sequence
 
 from ptftpd.errors import ServerStartError
+from ptftpd.log import tag_lines
 from ptftpd.tftp.driver import clock, listening_socket
 from ptftpd.tftp.server import ServerConfig, TftpServer
 
 log = logging.getLogger("ptftpd.tftp.workers")
 
-_SLOT = struct.Struct("=qqqq")  # active, finished, failed, bytes (one slot per worker)
+# The parent's settings generation, then one slot per worker: active, finished, failed,
+# bytes, and the generation the worker serves (-1: not serving yet).
+_HEADER = struct.Struct("=q")
+_SLOT = struct.Struct("=qqqqq")
 _PR_SET_PDEATHSIG = 1
 _QUICK_DEATH = 2.0  # a worker dying this soon after its start...
 _QUICK_DEATHS_MAX = 5  # ...this many times in a row means it cannot run: give up
-_STOP_WAIT = 10.0
+_STOP_WAIT = 10.0  # after the drain time: then SIGKILL
+_READY_WAIT = 30.0  # workers answering a start or reload (a loaded machine is slow)
 
 
 def default_workers() -> int:
@@ -69,12 +83,22 @@ def _lock_dir() -> str:
     return run_lock if os.access(run_lock, os.W_OK | os.X_OK) else tempfile.gettempdir()
 
 
+def lock_path(host: str, port: int) -> str:
+    """The lock file of `host`:`port` in this network namespace (the same address and
+    port in another namespace is another socket, served by whoever it likes)."""
+    try:
+        netns = f"net{os.stat('/proc/self/ns/net').st_ino}-"
+    except OSError:
+        netns = ""
+    name = f"ptftpd-udp-{netns}{host.replace(':', '_').replace('%', '_')}-{port}.lock"
+    return os.path.join(_lock_dir(), name)
+
+
 def lock_address(host: str, port: int) -> int:
     """An exclusive flock naming `host` and `port`: the fd, or `ServerStartError`."""
-    name = f"ptftpd-udp-{host.replace(':', '_').replace('%', '_')}-{port}.lock"
-    path = os.path.join(_lock_dir(), name)
+    path = lock_path(host, port)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_lock_file(path)
     except OSError as exc:
         raise ServerStartError(f"cannot create the lock file {path}: {exc.strerror}") from None
     try:
@@ -89,29 +113,79 @@ def lock_address(host: str, port: int) -> int:
     return fd
 
 
+def _open_lock_file(path: str) -> int:
+    """Open (read-only: flock needs no more) or create the lock file. The file outlives
+    the server and may be another user's (a root start, then a service user's): opening
+    it without O_CREAT works for any user, where O_CREAT on another user's file in a
+    sticky directory is refused (fs.protected_regular)."""
+    for _ in range(3):  # bounded: lost a create race to a file that went away again
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            continue
+        os.fchmod(fd, 0o644)  # whatever the umask: every later user must open it
+        return fd
+    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))
+
+
 class SharedCounters:
     """Per-worker counters in shared memory; `gate(i)` is worker i's `SessionGate`."""
 
     def __init__(self, workers: int, max_sessions: int) -> None:
         self.workers = workers
         self.max_sessions = max_sessions
+        size = _HEADER.size + _SLOT.size * workers
         # record locks need a file (an anonymous map has none); closed by close()
         self._file = tempfile.TemporaryFile()  # noqa: SIM115
-        self._file.truncate(_SLOT.size * workers)
-        self._map = mmap.mmap(self._file.fileno(), _SLOT.size * workers)
+        self._file.truncate(size)
+        self._map = mmap.mmap(self._file.fileno(), size)
+        for index in range(workers):
+            self._write(index, 0, 0, 0, 0, -1)
 
-    def slot(self, index: int) -> tuple[int, int, int, int]:
-        return _SLOT.unpack_from(self._map, index * _SLOT.size)
+    def _offset(self, index: int) -> int:
+        return _HEADER.size + index * _SLOT.size
+
+    def slot(self, index: int) -> tuple[int, int, int, int, int]:
+        return _SLOT.unpack_from(self._map, self._offset(index))
+
+    def _write(self, index: int, *fields: int) -> None:
+        _SLOT.pack_into(self._map, self._offset(index), *fields)
 
     def totals(self) -> tuple[int, int, int, int]:
-        slots = [self.slot(i) for i in range(self.workers)]
-        return tuple(sum(column) for column in zip(*slots, strict=True))
+        """Active, finished, failed and bytes over every worker."""
+        slots = [self.slot(i)[:4] for i in range(self.workers)]
+        a, f, x, b = (sum(column) for column in zip(*slots, strict=True))
+        return a, f, x, b
 
     def forget_active(self, index: int) -> None:
-        """A worker died: its transfers died with it."""
-        _, finished, failed, sent = self.slot(index)
-        _SLOT.pack_into(self._map, index * _SLOT.size, 0, finished, failed, sent)
+        """A worker died: its transfers died with it, and it serves nothing."""
+        _, finished, failed, sent, _ = self.slot(index)
+        self._write(index, 0, finished, failed, sent, -1)
 
+    # -- settings generations (parent writes the header, each worker its slot) -------
+    @property
+    def generation(self) -> int:
+        return int(_HEADER.unpack_from(self._map, 0)[0])
+
+    def new_generation(self) -> int:
+        """The parent asks for a reload: the generation every worker must reach."""
+        generation = self.generation + 1
+        _HEADER.pack_into(self._map, 0, generation)
+        return generation
+
+    def serving(self, index: int) -> None:
+        """Worker `index` serves the settings of the parent's newest generation."""
+        active, finished, failed, sent, _ = self.slot(index)
+        self._write(index, active, finished, failed, sent, self.generation)
+
+    def serves(self, index: int, generation: int) -> bool:
+        return self.slot(index)[4] >= generation
+
+    # -- the session limit -----------------------------------------------------------
     def gate(self, index: int) -> WorkerGate:
         return WorkerGate(self, index)
 
@@ -121,20 +195,20 @@ class SharedCounters:
         try:
             if self.totals()[0] >= self.max_sessions:
                 return False
-            active, finished, failed, sent = self.slot(index)
-            _SLOT.pack_into(self._map, index * _SLOT.size, active + 1, finished, failed, sent)
+            active, finished, failed, sent, generation = self.slot(index)
+            self._write(index, active + 1, finished, failed, sent, generation)
             return True
         finally:
             fcntl.lockf(fd, fcntl.LOCK_UN)
 
     def done(self, index: int, sent: int | None) -> None:
         # Only worker `index` writes its slot, so no lock: the others only read it.
-        active, finished, failed, total = self.slot(index)
+        active, finished, failed, total, generation = self.slot(index)
         if sent is not None:
             finished += 1
             failed += sent < 0
             total += max(sent, 0)
-        _SLOT.pack_into(self._map, index * _SLOT.size, max(active - 1, 0), finished, failed, total)
+        self._write(index, max(active - 1, 0), finished, failed, total, generation)
 
     def close(self) -> None:
         self._map.close()
@@ -163,15 +237,33 @@ def _die_with_parent() -> None:
 
 
 class TftpWorkers:
-    """N worker processes serving `config` on `hosts`:`port` (see the module doc)."""
+    """N worker processes serving `config` on `hosts`:`port` (see the module doc).
+
+    `drain`: how long a stopping worker may take (its running transfers) before the
+    parent kills it; the parent waits that long plus a margin."""
 
     _SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    # The parent's order to end transfers now (a second stop signal): a signal of its
+    # own, so it cannot merge with a still-pending first SIGTERM. Blocked in the parent
+    # too, so a worker is born with it blocked.
+    END_NOW = signal.SIGUSR1
+    _BLOCKED = (*_SIGNALS, END_NOW)
+    _HELD = (signal.SIGTERM, signal.SIGHUP, END_NOW)  # in a worker, until it serves
 
-    def __init__(self, config: ServerConfig, hosts: Sequence[str], port: int, workers: int) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        hosts: Sequence[str],
+        port: int,
+        workers: int,
+        *,
+        drain: float = 0.0,
+    ) -> None:
         self.config = config
         self.hosts = list(hosts)
         self.port = port
         self.workers = max(1, workers)
+        self.drain = drain
         self.counters = SharedCounters(self.workers, config.max_sessions)
         self.sockets: list[list[socket.socket]] = []  # [worker][host]
         self.pids: dict[int, int] = {}  # pid -> worker index
@@ -179,6 +271,7 @@ class TftpWorkers:
         self.stopping = False
         self._locks: list[int] = []
         self._quick_deaths = 0
+        self._blocked = False
         self.failed: str | None = None
 
     # -- set-up (parent, before any event loop) -----------------------------------------
@@ -211,11 +304,13 @@ class TftpWorkers:
     def spawn(self) -> None:
         """Start every worker (SIGCHLD and the stop signals are blocked in the parent
         from here on: `run` takes them with sigwait)."""
-        signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._BLOCKED)
+        self._blocked = True
         for index in range(self.workers):
             self._start(index)
 
     def _start(self, index: int) -> None:
+        self.counters.forget_active(index)  # not serving until it says so
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
@@ -239,13 +334,38 @@ class TftpWorkers:
                 if sig == signal.SIGCHLD:
                     self.reap()
                 elif sig == signal.SIGHUP:
-                    self._forward(signal.SIGHUP)
-                    self.log_totals("status")
+                    self.hangup()
                 else:
                     self.stop()
         finally:
             self.stop()
         return 1 if self.failed else 0
+
+    def await_workers(self, generation: int | None = None, timeout: float = _READY_WAIT) -> bool:
+        """Wait (bounded, restarting dead workers meanwhile) until every worker serves
+        `generation` (default: the newest); False if some did not in time."""
+        target = self.counters.generation if generation is None else generation
+        end = clock() + timeout
+        while not self.stopping:
+            if all(self.counters.serves(i, target) for i in self.pids.values()):
+                return True
+            left = end - clock()
+            if left <= 0:
+                return False
+            if signal.sigtimedwait((signal.SIGCHLD,), min(left, 0.02)) is not None:
+                self.reap()
+        return False
+
+    def hangup(self) -> None:
+        """SIGHUP: every worker reloads (the default `serve` reloads nothing)."""
+        generation = self.counters.new_generation()
+        self._forward(signal.SIGHUP)
+        if not self.await_workers(generation):
+            log.warning("not every worker answered the reload in time")
+        self.log_totals("status")
+
+    def worker_ended(self, pid: int) -> None:
+        """Hook: worker `pid` is gone (reaped), whether it is restarted or not."""
 
     def reap(self) -> None:
         """Collect dead workers; restart them unless stopping (or dying in a loop)."""
@@ -260,7 +380,12 @@ class TftpWorkers:
             if index is None:
                 continue
             self.counters.forget_active(index)
+            self.worker_ended(pid)
             if self.stopping:
+                # Its sockets leave the SO_REUSEPORT group, so requests reach a worker
+                # still draining (which refuses them) instead of an unread queue.
+                for sock in self.sockets[index] if self.sockets else ():
+                    sock.close()
                 continue
             how = (
                 f"signal {os.WTERMSIG(status)}"
@@ -283,25 +408,32 @@ class TftpWorkers:
                 os.kill(pid, sig)
 
     def stop(self) -> None:
-        """SIGTERM every worker and wait for them (SIGKILL after a bound)."""
+        """SIGTERM every worker and wait for them to drain (up to `drain` plus a margin;
+        a second SIGTERM/SIGINT is forwarded: they end their transfers now), then
+        SIGKILL what is left."""
         if not self.stopping:
             self.stopping = True
             self._forward(signal.SIGTERM)
-        end = clock() + _STOP_WAIT
-        while self.pids and clock() < end:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                self.pids.clear()
+        end = clock() + self.drain + _STOP_WAIT
+        while self.pids and self._blocked:
+            left = end - clock()
+            if left <= 0:
+                log.warning("%d worker(s) still running after %.0f s: killing them",
+                            len(self.pids), self.drain + _STOP_WAIT)  # fmt: skip
                 break
-            if pid:
-                self.pids.pop(pid, None)
+            info = signal.sigtimedwait(self._SIGNALS, min(left, 1.0))
+            if info is None or info.si_signo == signal.SIGHUP:
+                continue
+            if info.si_signo == signal.SIGCHLD:
+                self.reap()
             else:
-                time.sleep(0.02)
+                log.warning("second stop signal: ending running transfers now")
+                self._forward(self.END_NOW)
         self._forward(signal.SIGKILL)
         for pid in list(self.pids):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+            self.worker_ended(pid)
         self.pids.clear()
         if self.sockets:
             self.log_totals("stopped")
@@ -310,7 +442,13 @@ class TftpWorkers:
                     sock.close()
             self.sockets = []
         self._unlock()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
+        if self._blocked:
+            # Signals still pending (a late SIGTERM) must not kill the process once
+            # unblocked: their default action is to terminate.
+            while signal.sigtimedwait(self._BLOCKED, 0) is not None:
+                pass
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._BLOCKED)
+            self._blocked = False
 
     def log_totals(self, when: str) -> None:
         active, finished, failed, sent = self.counters.totals()
@@ -332,12 +470,18 @@ class TftpWorkers:
     # -- a worker ---------------------------------------------------------------------
     def _worker(self, index: int) -> int:
         _die_with_parent()
-        for sig in self._SIGNALS:
+        tag_lines(f"worker {index}")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards Ctrl-C
+        for sig in (signal.SIGCHLD, *self._HELD):
             signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
+        # SIGTERM and SIGHUP stay blocked (pending) until `serving`: their default
+        # action would end a worker still starting.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGCHLD, signal.SIGINT))
+        self._blocked = False
         for fd in self._locks:
             os.close(fd)  # the lock stays the parent's alone
         self._locks = []
+        self.pids = {}
         mine = self.sockets[index]
         for i, group in enumerate(self.sockets):
             if i != index:
@@ -345,21 +489,31 @@ class TftpWorkers:
                     sock.close()
         if os.getppid() == 1:
             return 0  # the parent died before prctl took effect
-        asyncio.run(self._serve(index, mine))
+        asyncio.run(self.serve(index, mine))
         return 0
 
-    async def _serve(self, index: int, sockets: list[socket.socket]) -> None:
+    def serving(self, index: int) -> None:
+        """In worker `index`, once its signal handlers are in place and it serves (at
+        start and after each reload): take signals, tell the parent."""
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self._HELD)
+        self.counters.serving(index)
+
+    async def serve(self, index: int, sockets: list[socket.socket]) -> None:
+        """What worker `index` runs: a `TftpServer` on `sockets` until SIGTERM."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(self.END_NOW, stop.set)
         server = TftpServer(self.config, gate=self.counters.gate(index))
-        loop.add_signal_handler(
-            signal.SIGHUP,
-            lambda: log.info("worker %d: %d transfers active", index, len(server.transfers)),
-        )
+
+        def hangup() -> None:
+            log.info("worker %d: %d transfers active", index, len(server.transfers))
+            self.serving(index)
+
+        loop.add_signal_handler(signal.SIGHUP, hangup)
         try:
             await server.start_on(sockets)
+            self.serving(index)
             await stop.wait()
         finally:
             server.close()

@@ -1,0 +1,182 @@
+"""`ptftpd --workers N` as a service: the single process's life cycle over a worker pool.
+
+The parent keeps the order of :mod:`ptftpd.service.runtime`, with the pool's steps in it::
+
+    resolve --user/--group  ->  make ROOT USER's  ->  lock + bind every socket (root)
+    ->  metrics: a private PROMETHEUS_MULTIPROC_DIR, then the HTTP server
+    ->  privileges.drop (in the parent, so every worker is born without any)
+    ->  fork the workers  ->  they all serve  ->  READY=1
+
+A restarted worker needs no privilege either: the sockets it serves were bound before.
+
+Each worker runs :func:`ptftpd.service.runtime.serve` (``in_pool=True``) over its own
+`TftpService`, so drain, second-signal and reload behave exactly as in one process.
+The parent speaks to systemd and writes the one reload line:
+
+- SIGHUP: RELOADING=1; the parent reads --map-file itself first (a bad file is one
+  error line and no worker is disturbed: the old rules stay everywhere); otherwise it
+  keeps the new rules for workers it restarts later, forwards SIGHUP, waits (bounded)
+  until every worker has re-read the file, and sends READY=1.
+- SIGTERM/SIGINT: STOPPING=1, SIGTERM to every worker: each refuses new requests with
+  an ERROR, drains its transfers for up to --drain seconds, ends what is left (ERROR to
+  the peers) and exits 0; the parent waits for them (--drain plus a margin, then
+  SIGKILL) and exits 0. A second SIGTERM/SIGINT is forwarded: transfers end now.
+- --metrics: the workers record into prometheus-client's multiprocess files, the
+  parent serves their sum and marks every ended worker dead (its live gauge goes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ptftpd.errors import ServerStartError
+from ptftpd.service import metrics, notify, privileges, runtime
+from ptftpd.service.tftp_service import TftpService
+from ptftpd.tftp import remap
+from ptftpd.tftp.server import ServerConfig, TftpServer
+from ptftpd.tftp.workers import TftpWorkers
+
+log = logging.getLogger("ptftpd.service")
+
+
+class ServicePool(TftpWorkers):
+    """Workers that each run a `TftpService` with the service life cycle."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        hosts: Sequence[str],
+        port: int,
+        workers: int,
+        *,
+        drain: float,
+        map_file: Path | None = None,
+        rules: remap.RuleSet | None = None,
+    ) -> None:
+        super().__init__(config, hosts, port, workers, drain=drain)
+        self.map_file = map_file
+        self.rules = rules  # the newest good rules: a restarted worker starts with them
+        self._announced_stop = False
+
+    # -- a worker -----------------------------------------------------------------
+    async def serve(self, index: int, sockets: list[socket.socket]) -> None:
+        metrics.forget_http_server()
+        server = TftpServer(self.config, gate=self.counters.gate(index))
+        service = TftpService(server, self.map_file, self.rules)
+        try:
+            await server.start_on(sockets)
+            await runtime.serve(
+                service, self.drain, ready=lambda: self.serving(index), in_pool=True
+            )
+        finally:
+            service.close()
+
+    # -- the parent ---------------------------------------------------------------
+    def hangup(self) -> None:
+        notify.reloading()
+        try:
+            if self.map_file is None:
+                summary = "nothing to reload (no --map-file)"
+            else:
+                self.rules = remap.load(self.map_file)
+                summary = f"{len(self.rules.rules)} rule(s) from {self.map_file}"
+        except (remap.RemapError, OSError) as exc:
+            log.error("reload failed, keeping the running settings: %s", exc)
+        else:
+            generation = self.counters.new_generation()
+            self._forward(signal.SIGHUP)
+            if self.await_workers(generation):
+                log.warning("reloaded: %s (%d workers)", summary, self.workers)
+            else:
+                log.warning("reloaded: %s; not every worker answered in time", summary)
+        notify.ready()
+
+    def stop(self) -> None:
+        if not self._announced_stop:
+            self._announced_stop = True
+            notify.stopping()
+        super().stop()
+
+    def worker_ended(self, pid: int) -> None:
+        metrics.worker_exited(pid)
+
+
+def run(
+    prog: str,
+    args: argparse.Namespace,
+    config: ServerConfig,
+    hosts: Sequence[str],
+    rules: remap.RuleSet | None,
+) -> int:
+    """Serve `config` on `hosts` with ``args.workers`` processes until stopped."""
+    from ptftpd.cli.common import fail
+
+    writable = () if config.read_only else (Path(config.root),)
+    try:
+        identity = runtime.prepare(args, writable)
+    except runtime.UsageProblem as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return runtime.USAGE_ERROR
+    pool = ServicePool(
+        config,
+        hosts,
+        args.port,
+        args.workers,
+        drain=float(args.drain),
+        map_file=args.map_file,
+        rules=rules,
+    )
+    folder: Path | None = None
+    try:
+        pool.open()
+        if args.metrics is not None:
+            folder = _metrics_folder(identity)
+            metrics.use_multiprocess(folder)
+        runtime.serve_metrics(args)
+        runtime.drop_privileges(identity)
+        pool.spawn()
+        if not pool.await_workers():
+            log.warning("not every worker started in time")
+        if pool.failed is None:
+            notify.ready()
+            code = pool.run()
+        else:
+            code = 1
+    except (ServerStartError, runtime.ServiceError) as exc:
+        return fail(prog, str(exc))
+    finally:
+        pool.stop()
+        pool.counters.close()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    if pool.failed:
+        return fail(prog, pool.failed)
+    logging.getLogger("ptftpd").info("%s stopped", prog)
+    return code
+
+
+def _metrics_folder(identity: privileges.Identity | None) -> Path:
+    """An empty directory only this service (and USER) writes, for the workers' files."""
+    # systemd's RuntimeDirectory= (the first, if several), else the temporary directory
+    parent = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="ptftpd-metrics-", dir=parent))
+    except OSError as exc:
+        where = parent or tempfile.gettempdir()
+        msg = f"cannot make a metrics directory in {where}: {exc.strerror}"
+        raise runtime.ServiceError(msg) from None
+    try:
+        privileges.make_writable(identity, folder)
+    except privileges.PrivilegeError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise runtime.ServiceError(str(exc)) from None
+    return folder
