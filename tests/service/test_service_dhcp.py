@@ -150,7 +150,7 @@ def test_dhcpd_does_not_take_port_67_from_dnsmasq(dhcp_lab: Lab, state: Path) ->
     )  # fmt: skip
     assert res.returncode == 1, res.stderr
     assert res.stderr.count("\n") == 1
-    assert "Address already in use" in res.stderr
+    assert f"UDP port 67 on {dhcp_lab.server_if} is already in use" in res.stderr
     assert other.proc.poll() is None
     # dnsmasq still answers: nobody took its port.
     client = Udhcpc(dhcp_lab, 0)

@@ -24,6 +24,7 @@ from ptftpd.dhcp.leases import LeasePolicy, PoolConfig, build_pool
 from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
 from ptftpd.dhcp.shared_policy import AnyLeasePolicy, SharedLeasePolicy, SharedStore
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
+from ptftpd.errors import ROOT_OR_CAPABILITIES, bind_error
 
 __all__ = ["DhcpServer", "ServerStartError", "add_neighbour", "open_dhcp_socket"]
 
@@ -54,19 +55,12 @@ def open_dhcp_socket(interface: str | None, port: int, address: str = "0.0.0.0")
         if interface:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         sock.bind((address, port))
-    except PermissionError:
-        sock.close()
-        raise ServerStartError(
-            f"permission denied binding UDP port {port} on {interface or address}: "
-            "run as root (or with CAP_NET_BIND_SERVICE and CAP_NET_RAW)"
-        ) from None
     except OSError as exc:
         sock.close()
         if exc.errno == errno.ENODEV:
             raise ServerStartError(f"no such interface: {interface}") from None
-        raise ServerStartError(
-            f"cannot bind UDP port {port} on {interface}: {exc.strerror}"
-        ) from None
+        message = bind_error(exc, "UDP", interface or address, port, ROOT_OR_CAPABILITIES)
+        raise ServerStartError(message) from None
     sock.setblocking(False)
     return sock
 
