@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
+from ptftpd.datagrams import read_burst
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
 from ptftpd.dhcp.leases import LeasePolicy, PoolConfig, build_pool
@@ -34,8 +35,6 @@ SIOCSARP = 0x8955
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _SO_SNDBUFFORCE = 32  # Linux: root may exceed net.core.[rw]mem_max
 _SO_RCVBUFFORCE = 33
-_BURST = 256
-_MAX_DATAGRAM = 65536
 ATF_COM = 0x02
 ARPHRD_ETHER = 1
 
@@ -255,16 +254,7 @@ class DhcpServer:
             return
         # Read the burst first: a store that refuses to open a transaction (a lost
         # database) must not leave the datagrams queued, or the loop would spin.
-        packets: list[tuple[bytes, tuple[str, int]]] = []
-        for _ in range(_BURST):
-            try:
-                data, addr = sock.recvfrom(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                log.debug("receive error: %s", exc)
-                break
-            packets.append((data, (addr[0], addr[1])))
+        packets = [(data, (addr[0], addr[1])) for data, addr in read_burst(sock, log)]
         if not packets:
             return
         outgoing: list[Outgoing] = []

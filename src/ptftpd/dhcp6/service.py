@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ptftpd.datagrams import read_burst
 from ptftpd.dhcp6.codec import duid_ll
 from ptftpd.dhcp6.config import Dhcp6Config, Dhcp6StartError
 from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
@@ -30,8 +31,6 @@ __all__ = ["ALL_DHCP_SERVERS", "Dhcp6Service", "interface_mac"]
 log = logging.getLogger("ptftpd.dhcp6")
 
 ALL_DHCP_SERVERS = "ff02::1:2"  # All_DHCP_Relay_Agents_and_Servers, link scope
-_BURST = 256
-_MAX_DATAGRAM = 65536
 
 
 def interface_mac(interface: str) -> bytes | None:
@@ -188,14 +187,7 @@ class Dhcp6Service:
             return
         handle = engine.handle_boot_service if boot_service else engine.handle
         outgoing: list[Outgoing] = []
-        for _ in range(_BURST):
-            try:
-                data, addr = sock.recvfrom(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                log.debug("receive error: %s", exc)
-                break
+        for data, addr in read_burst(sock, log):
             host = str(addr[0]).split("%", 1)[0]
             if self.on_received is not None:
                 try:
