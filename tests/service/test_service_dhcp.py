@@ -113,8 +113,7 @@ def test_sighup_rereads_static_hosts(dhcp_lab: Lab, state: Path) -> None:
     first = Udhcpc(dhcp_lab, 0, name="u1")
     assert first.wait_event("bound", timeout=30)["ip"].startswith("10.77.0.1")
 
-    ns, iface = dhcp_lab.clients[1]
-    mac = ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+    mac = dhcp_lab.client_mac(1)
     config.write_text(
         'range = ["10.77.0.100", "10.77.0.120"]\n' f'hosts = ["{mac}=10.77.0.50,fixed"]\n'
     )
