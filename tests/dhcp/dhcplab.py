@@ -103,6 +103,11 @@ class Lab:
         )
         return ns, inner
 
+    def client_mac(self, client: int) -> str:
+        """The MAC address of client `client`'s interface (for `--host MAC=...`)."""
+        ns, iface = self.clients[client]
+        return ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+
     def probe(self, client: int, *args: str, timeout: float = 20) -> list[dict[str, object]]:
         ns = self.clients[client][0]
         res = ns.run(

@@ -171,8 +171,8 @@ def test_bootpd_answers_bootp_request(tmp_path: Path) -> None:
     root.mkdir()
     (root / "boot.img").write_bytes(b"x" * 1500)
     with lab(tmp_path, 1) as lb:
-        ns, iface = lb.clients[0]
-        mac = ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+        iface = lb.clients[0][1]
+        mac = lb.client_mac(0)
         server = lb.dhcpd(
             "-t",
             "10.77.0.9",
@@ -294,7 +294,7 @@ def test_real_bootp_client_bootpc(tmp_path: Path) -> None:
     bootpc = require_tool("bootpc")
     with lab(tmp_path, 1) as lb:
         ns, iface = lb.clients[0]
-        mac = ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+        mac = lb.client_mac(0)
         server = lb.dhcpd(
             "-t",
             "10.77.0.9",
@@ -433,8 +433,7 @@ def test_static_host_gets_the_lease_time_it_was_offered(tmp_path: Path) -> None:
     """udhcpc as a static host: the ACK's lease time is the configured one (it was
     the offered one too), not an infinite lease it would never renew."""
     with lab(tmp_path, 1) as lb:
-        ns, iface = lb.clients[0]
-        mac = ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+        mac = lb.client_mac(0)
         lb.dhcpd("-a", "--lease-time", "600", "--host", f"{mac}=10.77.0.33,fixed33")
         got = Udhcpc(lb, 0, "-q", name="static").wait_event("bound")
         assert got["ip"] == "10.77.0.33" and got["hostname"] == "fixed33"

@@ -9,6 +9,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
+from dhcpmsg import client_message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,10 +41,7 @@ def engine(**overrides: object) -> DhcpEngine:
 
 
 def req(mtype: MessageType | None, n: int = 1, **opts: bytes) -> Message:
-    options: dict[int, bytes] = {} if mtype is None else {Opt.MESSAGE_TYPE: bytes([mtype])}
-    for name, value in opts.items():
-        options[Opt[name.upper()]] = value
-    return Message(xid=0x1000 + n, chaddr=bytes([2, 0, 0, 0, 0, n]), options=options)
+    return client_message(mtype, 0x1000 + n, bytes([2, 0, 0, 0, 0, n]), **opts)
 
 
 def one(eng: DhcpEngine, msg: Message) -> tuple[Message, tuple[str, int], object]:

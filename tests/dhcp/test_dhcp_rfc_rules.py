@@ -10,6 +10,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
+from dhcpmsg import client_message
 
 import ptftpd.dhcp.server as server_module
 from ptftpd.dhcp import (
@@ -47,10 +48,7 @@ def engine(**overrides: object) -> DhcpEngine:
 
 
 def msg(mtype: MessageType | None, n: int = 1, **opts: bytes) -> Message:
-    options: dict[int, bytes] = {} if mtype is None else {Opt.MESSAGE_TYPE: bytes([mtype])}
-    for name, value in opts.items():
-        options[Opt[name.upper()]] = value
-    return Message(xid=0xA000 + n, chaddr=bytes([2, 0, 0, 0, 1, n]), options=options)
+    return client_message(mtype, 0xA000 + n, bytes([2, 0, 0, 0, 1, n]), **opts)
 
 
 def replies(eng: DhcpEngine, m: Message) -> list[Message]:

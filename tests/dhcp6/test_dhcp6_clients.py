@@ -408,3 +408,18 @@ def test_cli_help_usage_and_start_errors(tmp_path: Path) -> None:
     assert bad.stderr.strip().splitlines() == [
         "python -m ptftpd.dhcp6: error: no such interface or address: nosuchif0"
     ]
+
+
+def test_second_server_on_the_interface_is_one_line_port_in_use(tmp_path: Path) -> None:
+    """A full server never shares port 547: the second one on the link says so and exits."""
+    with lab6(tmp_path) as lab:
+        first = lab.start_server("--no-ra")
+        argv = [str(VENV_BIN / "python"), "-m", "ptftpd.dhcp6", lab.sif, "--no-ra"]
+        second = lab.server.run(
+            *argv, "--leases", str(tmp_path / "second.sqlite"), check=False, timeout=30
+        )
+        assert second.returncode == 1
+        assert second.stderr.splitlines() == [
+            f"python -m ptftpd.dhcp6: error: UDP port 547 on {lab.sif} is already in use"
+        ]
+        assert first.proc.poll() is None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
 import psycopg
 
 from ptftpd.dhcp.leases import Lease, LeaseState
-from ptftpd.dhcp.pg_store import PgStore
+from ptftpd.dhcp.pg_store import PgSettings, PgStore
 
 NOW = 1_000_000.0
 HOLD = 30.0
@@ -27,8 +29,11 @@ class Stores:
         self.uri = uri
         self.opened: list[PgStore] = []
 
-    def __call__(self, server_id: str, **kwargs: Any) -> PgStore:
-        store = PgStore(self.uri, server_id, **kwargs)
+    def __call__(
+        self, server_id: str, *, clock: Callable[[], float] = time.monotonic, **settings: Any
+    ) -> PgStore:
+        """A store for `server_id`; `settings` are `PgSettings` fields."""
+        store = PgStore(self.uri, server_id, PgSettings(**settings), clock=clock)
         self.opened.append(store)
         return store
 

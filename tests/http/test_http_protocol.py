@@ -14,6 +14,7 @@ from ptftpd.http.protocol import (
     NEED_DATA,
     Limits,
     Request,
+    Response,
     ServerConnection,
     http_date,
 )
@@ -42,11 +43,24 @@ def head_lines(head: bytes) -> tuple[str, dict[str, str]]:
     return status, headers
 
 
-def serve(conn: ServerConnection, req: Request, size: int = 1000) -> tuple[str, dict[str, str]]:
-    response = conn.file_response(
+def file_response(conn: ServerConnection, req: Request, size: int = 1000) -> Response:
+    return conn.file_response(
         req, size=size, mtime=MTIME, now=NOW, content_type="application/octet-stream"
     )
-    return head_lines(response.head)
+
+
+def serve(conn: ServerConnection, req: Request, size: int = 1000) -> tuple[str, dict[str, str]]:
+    return head_lines(file_response(conn, req, size).head)
+
+
+def first_response(
+    data: bytes, size: int
+) -> tuple[ServerConnection, Response, str, dict[str, str]]:
+    """A new connection's answer to the request in `data` for a file of `size` bytes:
+    the connection, the response, and its head's status line and headers."""
+    conn = ServerConnection()
+    response = file_response(conn, request_of(conn, data), size)
+    return conn, response, *head_lines(response.head)
 
 
 # -- golden requests -------------------------------------------------------------------
@@ -76,10 +90,7 @@ def test_golden_get_and_its_response_head() -> None:
 
 
 def test_head_has_get_headers_and_no_body() -> None:
-    conn = ServerConnection()
-    req = request_of(conn, b"HEAD /f HTTP/1.1\r\nHost: a\r\n\r\n")
-    response = conn.file_response(req, size=777, mtime=MTIME, now=NOW, content_type="x/y")
-    status, headers = head_lines(response.head)
+    conn, response, status, headers = first_response(b"HEAD /f HTTP/1.1\r\nHost: a\r\n\r\n", 777)
     assert status == "HTTP/1.1 200 OK"
     assert headers["content-length"] == "777"
     assert response.length == 0
@@ -258,10 +269,8 @@ def test_choose_range(header: str | None, size: int, expected: object) -> None:
 
 
 def test_single_range_is_206_with_content_range() -> None:
-    conn = ServerConnection()
-    req = request_of(conn, b"GET /a HTTP/1.1\r\nHost: h\r\nRange: bytes=100-199\r\n\r\n")
-    response = conn.file_response(req, size=1000, mtime=MTIME, now=NOW, content_type="a/b")
-    status, headers = head_lines(response.head)
+    data = b"GET /a HTTP/1.1\r\nHost: h\r\nRange: bytes=100-199\r\n\r\n"
+    conn, response, status, headers = first_response(data, 1000)
     assert status == "HTTP/1.1 206 Partial Content"
     assert headers["content-range"] == "bytes 100-199/1000"
     assert headers["content-length"] == "100"
@@ -270,10 +279,8 @@ def test_single_range_is_206_with_content_range() -> None:
 
 
 def test_unsatisfiable_range_is_416_and_keeps_the_connection() -> None:
-    conn = ServerConnection()
-    req = request_of(conn, b"GET /a HTTP/1.1\r\nHost: h\r\nRange: bytes=5000-\r\n\r\n")
-    response = conn.file_response(req, size=1000, mtime=MTIME, now=NOW, content_type="a/b")
-    status, headers = head_lines(response.head)
+    data = b"GET /a HTTP/1.1\r\nHost: h\r\nRange: bytes=5000-\r\n\r\n"
+    conn, response, status, headers = first_response(data, 1000)
     assert status.startswith("HTTP/1.1 416 ")
     assert headers["content-range"] == "bytes */1000"
     assert headers["content-length"] == "0"

@@ -10,6 +10,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 
 import pytest
+from pxe_requests import FILES, MAC, SERVER, request
 
 from ptftpd.dhcp import DhcpConfig, DhcpServer, Message, MessageType, Opt, decode, encode
 from ptftpd.dhcp.leases import MemoryStore
@@ -18,7 +19,6 @@ from ptftpd.dhcp6.codec import VendorClass
 from ptftpd.http import Served
 from ptftpd.pxe import (
     BootClass,
-    BootFiles,
     BootLog,
     BootTracker,
     ProxyResponder,
@@ -33,26 +33,13 @@ from ptftpd.pxe import (
 from ptftpd.tftp.server import ServerConfig
 from support import script
 
-SERVER = IPv4Address("10.78.0.1")
 BASE = ("10.78.0.1", 8080)
-MAC = bytes.fromhex("525400123456")
-FILES = BootFiles(
-    default="default.0",
-    bios="undionly.kpxe",
-    efi32="ipxe32.efi",
-    efi64="ipxe.efi",
-    arm64="ipxe-arm64.efi",
-    ipxe="boot.ipxe",
-)
 
 
 def http_request(arch: int | None = 16, mtype: MessageType = MessageType.DISCOVER) -> Message:
-    msg = Message(xid=0x4242, chaddr=MAC + b"\x00" * 10)
-    msg.options[Opt.MESSAGE_TYPE] = bytes([mtype])
-    if arch is not None:
-        msg.options[Opt.CLIENT_ARCH] = arch.to_bytes(2, "big")
-    msg.options[Opt.VENDOR_CLASS] = f"HTTPClient:Arch:{arch or 0:05d}:UNDI:003001".encode()
-    return msg
+    """A UEFI HTTP boot client's message (option 60 `HTTPClient`)."""
+    vendor = f"HTTPClient:Arch:{arch or 0:05d}:UNDI:003001"
+    return request(mtype, arch, vendor, xid=0x4242)
 
 
 @pytest.mark.parametrize(

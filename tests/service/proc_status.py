@@ -8,3 +8,12 @@ from pathlib import Path
 def status_fields(pid: int) -> dict[str, str]:
     text = Path(f"/proc/{pid}/status").read_text()
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def assert_unprivileged(pid: int, uid: int) -> dict[str, str]:
+    """Check that `pid` runs as `uid` (real, effective, saved and file-system) with no
+    effective capability, as a server that dropped root must; its fields, for more."""
+    fields = status_fields(pid)
+    assert fields["Uid"].split() == [str(uid)] * 4
+    assert int(fields["CapEff"], 16) == 0
+    return fields

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from dhcp.dhcplab import SERVER_IP, Lab, Udhcpc, lab, wait_for
+from service.proc_status import assert_unprivileged
 from support import Process, free_udp_port, require_tool, script, wait_udp_bound
 
 HERE = Path(__file__).resolve().parent
@@ -41,24 +42,26 @@ def dhcp_lab(tmp_path: Path) -> Iterator[Lab]:
         yield the_lab
 
 
-@pytest.fixture
-def notify_socket(state: Path) -> Iterator[tuple[socket.socket, str]]:
-    path = state / "notify"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    path.chmod(0o666)
-    sock.settimeout(60)
-    try:
-        yield sock, str(path)
-    finally:
-        sock.close()
-
-
-def start_dhcpd(the_lab: Lab, *args: str, env: dict[str, str] | None = None) -> Process:
-    argv = [script("dhcpd"), "-a", "-v", *args, the_lab.server_if, "pxelinux.0"]
-    proc = Process(the_lab.server.popen_argv(argv), the_lab.tmp / "dhcpd.log", env=env)
+def start(the_lab: Lab, argv: list[str], name: str, env: dict[str, str] | None = None) -> Process:
+    """Run `argv` in the lab's server namespace, logging to NAME.log; stopped with the lab."""
+    proc = Process(the_lab.server.popen_argv(argv), the_lab.tmp / f"{name}.log", env=env)
     the_lab.procs.append(proc)
     return proc
+
+
+def start_ready(
+    the_lab: Lab, argv: list[str], name: str, notify: tuple[socket.socket, str]
+) -> Process:
+    """`start` as systemd would (NOTIFY_SOCKET, conftest's `notify_socket`), returning
+    once the server says READY=1, which it sends after binding every port."""
+    listener, path = notify
+    proc = start(the_lab, argv, name, {**os.environ, "NOTIFY_SOCKET": path})
+    assert listener.recv(4096) == b"READY=1", proc.output()
+    return proc
+
+
+def dhcpd_argv(the_lab: Lab, *args: str) -> list[str]:
+    return [script("dhcpd"), "-a", "-v", *args, the_lab.server_if, "pxelinux.0"]
 
 
 def scrape(the_lab: Lab, port: int) -> dict[str, float]:
@@ -70,19 +73,13 @@ def scrape(the_lab: Lab, port: int) -> dict[str, float]:
 def test_dhcpd_as_nobody_on_67_leases_and_counts(
     dhcp_lab: Lab, state: Path, notify_socket: tuple[socket.socket, str]
 ) -> None:
-    listener, path = notify_socket
     nobody = pwd.getpwnam("nobody")
     leases = state / "lib" / "leases.sqlite"
     mport = free_udp_port()
-    env = {**os.environ, "NOTIFY_SOCKET": path}
     flags = ("--user", "nobody", "--leases", str(leases), "--metrics", f"127.0.0.1:{mport}")
-    server = start_dhcpd(dhcp_lab, *flags, env=env)
-    assert listener.recv(4096) == b"READY=1"
+    server = start_ready(dhcp_lab, dhcpd_argv(dhcp_lab, *flags), "dhcpd", notify_socket)
     wait_udp_bound(67, timeout=0.5, netns=dhcp_lab.server.name)  # bound before READY=1
-    status = Path(f"/proc/{server.pid}/status").read_text().splitlines()
-    fields = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
-    assert fields["Uid"].split() == [str(nobody.pw_uid)] * 4
-    assert int(fields["CapEff"], 16) == 0
+    fields = assert_unprivileged(server.pid, nobody.pw_uid)
     assert int(fields["CapPrm"], 16) == 0
 
     client = Udhcpc(dhcp_lab, 0)
@@ -108,15 +105,15 @@ def test_dhcpd_as_nobody_on_67_leases_and_counts(
 def test_sighup_rereads_static_hosts(dhcp_lab: Lab, state: Path) -> None:
     config = state / "dhcpd.toml"
     config.write_text('range = ["10.77.0.100", "10.77.0.120"]\n')
-    server = start_dhcpd(dhcp_lab, "--config", str(config), "--leases", str(state / "l.db"))
+    argv = dhcpd_argv(dhcp_lab, "--config", str(config), "--leases", str(state / "l.db"))
+    server = start(dhcp_lab, argv, "dhcpd")
     wait_udp_bound(67, timeout=15, proc=server.proc, netns=dhcp_lab.server.name)
     first = Udhcpc(dhcp_lab, 0, name="u1")
     assert first.wait_event("bound", timeout=30)["ip"].startswith("10.77.0.1")
 
-    ns, iface = dhcp_lab.clients[1]
-    mac = ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+    mac = dhcp_lab.client_mac(1)
     config.write_text(
-        'range = ["10.77.0.100", "10.77.0.120"]\n' f'hosts = ["{mac}=10.77.0.50,fixed"]\n'
+        f'range = ["10.77.0.100", "10.77.0.120"]\nhosts = ["{mac}=10.77.0.50,fixed"]\n'
     )
     server.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "reloaded: 1 static host(s)" in server.output(), 15, "the reload log line")
@@ -141,8 +138,7 @@ def test_dhcpd_does_not_take_port_67_from_dnsmasq(dhcp_lab: Lab, state: Path) ->
         f"--pid-file={state / 'dnsmasq.pid'}",
         "--user=root",
     ]
-    other = Process(dhcp_lab.server.popen_argv(argv), dhcp_lab.tmp / "dnsmasq.log")
-    dhcp_lab.procs.append(other)
+    other = start(dhcp_lab, argv, "dnsmasq")
     wait_udp_bound(67, timeout=15, proc=other.proc, netns=dhcp_lab.server.name)
     res = dhcp_lab.server.run(
         script("dhcpd"), "-a", "--leases", str(state / "l.db"), dhcp_lab.server_if,
@@ -150,7 +146,7 @@ def test_dhcpd_does_not_take_port_67_from_dnsmasq(dhcp_lab: Lab, state: Path) ->
     )  # fmt: skip
     assert res.returncode == 1, res.stderr
     assert res.stderr.count("\n") == 1
-    assert "Address already in use" in res.stderr
+    assert f"UDP port 67 on {dhcp_lab.server_if} is already in use" in res.stderr
     assert other.proc.poll() is None
     # dnsmasq still answers: nobody took its port.
     client = Udhcpc(dhcp_lab, 0)
@@ -162,7 +158,6 @@ def test_dhcpd_does_not_take_port_67_from_dnsmasq(dhcp_lab: Lab, state: Path) ->
 def test_pxed_as_nobody_binds_67_69_4011_and_serves(
     dhcp_lab: Lab, state: Path, notify_socket: tuple[socket.socket, str]
 ) -> None:
-    listener, path = notify_socket
     nobody = pwd.getpwnam("nobody")
     root = state / "root"
     root.mkdir(mode=0o755)
@@ -171,16 +166,10 @@ def test_pxed_as_nobody_binds_67_69_4011_and_serves(
     leases = state / "pxed" / "leases.sqlite"
     argv = [script("pxed"), "-a", "-v", "--user", "nobody", "--leases", str(leases),
             dhcp_lab.server_if, str(root), "pxelinux.0"]  # fmt: skip
-    env = {**os.environ, "NOTIFY_SOCKET": path}
-    server = Process(dhcp_lab.server.popen_argv(argv), dhcp_lab.tmp / "pxed.log", env=env)
-    dhcp_lab.procs.append(server)
-    assert listener.recv(4096) == b"READY=1", server.output()
+    server = start_ready(dhcp_lab, argv, "pxed", notify_socket)
     for port in (67, 69, 4011):
         wait_udp_bound(port, timeout=0.5, netns=dhcp_lab.server.name)
-    status = Path(f"/proc/{server.pid}/status").read_text().splitlines()
-    fields = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
-    assert fields["Uid"].split() == [str(nobody.pw_uid)] * 4
-    assert int(fields["CapEff"], 16) == 0
+    assert_unprivileged(server.pid, nobody.pw_uid)
     client = Udhcpc(dhcp_lab, 0)
     assert client.wait_event("bound", timeout=30)["boot_file"] == "pxelinux.0"
     ns, _ = dhcp_lab.clients[0]
@@ -211,19 +200,12 @@ def test_pxed_as_nobody_binds_67_69_4011_and_serves(
 def test_bootpd_as_nobody_keeps_no_root_and_answers_bootp(
     dhcp_lab: Lab, state: Path, notify_socket: tuple[socket.socket, str]
 ) -> None:
-    listener, path = notify_socket
     nobody = pwd.getpwnam("nobody")
     leases = state / "bootp" / "leases.sqlite"
     argv = [script("bootpd"), "-v", "--user", "nobody", "--leases", str(leases),
             dhcp_lab.server_if, "pxelinux.0"]  # fmt: skip
-    env = {**os.environ, "NOTIFY_SOCKET": path}
-    server = Process(dhcp_lab.server.popen_argv(argv), dhcp_lab.tmp / "bootpd.log", env=env)
-    dhcp_lab.procs.append(server)
-    assert listener.recv(4096) == b"READY=1", server.output()
-    status = Path(f"/proc/{server.pid}/status").read_text().splitlines()
-    fields = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
-    assert fields["Uid"].split() == [str(nobody.pw_uid)] * 4
-    assert int(fields["CapEff"], 16) == 0
+    server = start_ready(dhcp_lab, argv, "bootpd", notify_socket)
+    assert_unprivileged(server.pid, nobody.pw_uid)
     iface = dhcp_lab.clients[0][1]
     replies = dhcp_lab.probe(0, "bootp", "--iface", iface, "--mac", "02:00:00:00:bb:01")
     reply = replies[-1]["reply"]
@@ -239,7 +221,6 @@ def test_dhcpd_non_root_with_the_units_capabilities_serves_67(
 ) -> None:
     """What dhcpd@.service gives it: DynamicUser= plus AmbientCapabilities=."""
     setpriv = require_tool("setpriv")
-    listener, path = notify_socket
     nobody = pwd.getpwnam("nobody")
     leases = state / "dyn"
     leases.mkdir()
@@ -249,14 +230,8 @@ def test_dhcpd_non_root_with_the_units_capabilities_serves_67(
     argv = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
             f"--inh-caps={caps}", f"--ambient-caps={caps}", script("dhcpd"), "-a", "-v",
             "--leases", lease_file, dhcp_lab.server_if, "pxelinux.0"]  # fmt: skip
-    env = {**os.environ, "NOTIFY_SOCKET": path}
-    server = Process(dhcp_lab.server.popen_argv(argv), dhcp_lab.tmp / "dyn.log", env=env)
-    dhcp_lab.procs.append(server)
-    assert listener.recv(4096) == b"READY=1", server.output()
-    status = Path(f"/proc/{server.pid}/status").read_text().splitlines()
-    fields = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
-    assert fields["Uid"].split() == [str(nobody.pw_uid)] * 4
-    assert int(fields["CapEff"], 16) == 0
+    server = start_ready(dhcp_lab, argv, "dyn", notify_socket)
+    fields = assert_unprivileged(server.pid, nobody.pw_uid)
     assert int(fields["CapAmb"], 16) == 0
     client = Udhcpc(dhcp_lab, 0)
     assert client.wait_event("bound", timeout=30)["ip"].startswith("10.77.0.")

@@ -41,6 +41,7 @@ import psycopg
 from ptftpd.dhcp.leases import Lease, LeaseState
 from ptftpd.dhcp.pg_link import (
     PgLink,
+    PgSettings,
     PgStoreError,
     RowsBusy,
     StoreBusy,
@@ -52,6 +53,7 @@ from ptftpd.dhcp.pg_schema import LATEST_VERSION
 
 __all__ = [
     "LATEST_VERSION",
+    "PgSettings",
     "PgStore",
     "PgStoreError",
     "PoolMismatch",
@@ -123,6 +125,7 @@ class PgStore:
 
     `server_id` (the server identifier address, or any stable name) is recorded as the
     owner of the offers and leases this server makes, for operators and for `withdraw`.
+    `settings` (pool size, timeouts, backoff) go to the connection as they are.
     `clock` is only for the reconnection backoff (monotonic seconds); lease times are
     the `now` each call is given, as in the sans-IO lease policy.
     """
@@ -131,25 +134,12 @@ class PgStore:
         self,
         conninfo: str,
         server_id: str,
+        settings: PgSettings | None = None,
         *,
-        min_connections: int = 1,
-        max_connections: int = 4,
-        connect_timeout: float = 5.0,
-        lock_timeout: float = 0.2,
-        backoff: tuple[float, float] = (0.5, 30.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.server_id = server_id
-        self._link = PgLink(
-            conninfo,
-            server_id,
-            min_connections=min_connections,
-            max_connections=max_connections,
-            connect_timeout=connect_timeout,
-            lock_timeout=lock_timeout,
-            backoff=backoff,
-            clock=clock,
-        )
+        self._link = PgLink(conninfo, server_id, settings, clock=clock)
         self._run = self._link.run
         self.name = self._link.name
 

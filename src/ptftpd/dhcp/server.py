@@ -18,12 +18,14 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
+from ptftpd.datagrams import read_burst
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
 from ptftpd.dhcp.leases import LeasePolicy, PoolConfig, build_pool
 from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
 from ptftpd.dhcp.shared_policy import AnyLeasePolicy, SharedLeasePolicy, SharedStore
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
+from ptftpd.errors import ROOT_OR_CAPABILITIES, bind_error
 
 __all__ = ["DhcpServer", "ServerStartError", "add_neighbour", "open_dhcp_socket"]
 
@@ -33,8 +35,6 @@ SIOCSARP = 0x8955
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _SO_SNDBUFFORCE = 32  # Linux: root may exceed net.core.[rw]mem_max
 _SO_RCVBUFFORCE = 33
-_BURST = 256
-_MAX_DATAGRAM = 65536
 ATF_COM = 0x02
 ARPHRD_ETHER = 1
 
@@ -54,19 +54,12 @@ def open_dhcp_socket(interface: str | None, port: int, address: str = "0.0.0.0")
         if interface:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         sock.bind((address, port))
-    except PermissionError:
-        sock.close()
-        raise ServerStartError(
-            f"permission denied binding UDP port {port} on {interface or address}: "
-            "run as root (or with CAP_NET_BIND_SERVICE and CAP_NET_RAW)"
-        ) from None
     except OSError as exc:
         sock.close()
         if exc.errno == errno.ENODEV:
             raise ServerStartError(f"no such interface: {interface}") from None
-        raise ServerStartError(
-            f"cannot bind UDP port {port} on {interface}: {exc.strerror}"
-        ) from None
+        message = bind_error(exc, "UDP", interface or address, port, ROOT_OR_CAPABILITIES)
+        raise ServerStartError(message) from None
     sock.setblocking(False)
     return sock
 
@@ -261,16 +254,7 @@ class DhcpServer:
             return
         # Read the burst first: a store that refuses to open a transaction (a lost
         # database) must not leave the datagrams queued, or the loop would spin.
-        packets: list[tuple[bytes, tuple[str, int]]] = []
-        for _ in range(_BURST):
-            try:
-                data, addr = sock.recvfrom(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                log.debug("receive error: %s", exc)
-                break
-            packets.append((data, (addr[0], addr[1])))
+        packets = [(data, (addr[0], addr[1])) for data, addr in read_burst(sock, log)]
         if not packets:
             return
         outgoing: list[Outgoing] = []

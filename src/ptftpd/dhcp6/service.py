@@ -10,7 +10,6 @@ committed by the engine before its replies are sent, and withheld if the commit 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import struct
@@ -18,20 +17,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ptftpd.datagrams import read_burst
 from ptftpd.dhcp6.codec import duid_ll
 from ptftpd.dhcp6.config import Dhcp6Config, Dhcp6StartError
 from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
 from ptftpd.dhcp6.leases import Bindings, LeaseStore6, MemoryStore6, Pool6
 from ptftpd.dhcp6.rasender import RaSender
 from ptftpd.dhcp6.store import Lease6StoreError, SqliteStore6
+from ptftpd.errors import ROOT_OR_CAPABILITIES, bind_error
 
 __all__ = ["ALL_DHCP_SERVERS", "Dhcp6Service", "interface_mac"]
 
 log = logging.getLogger("ptftpd.dhcp6")
 
 ALL_DHCP_SERVERS = "ff02::1:2"  # All_DHCP_Relay_Agents_and_Servers, link scope
-_BURST = 256
-_MAX_DATAGRAM = 65536
 
 
 def interface_mac(interface: str) -> bytes | None:
@@ -61,21 +60,10 @@ def _open_socket(
             group = socket.inet_pton(socket.AF_INET6, ALL_DHCP_SERVERS)
             group += struct.pack("@I", ifindex)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
-    except PermissionError:
-        sock.close()
-        raise Dhcp6StartError(
-            f"permission denied binding UDP port {port} on {interface}: run as root "
-            "(or with CAP_NET_BIND_SERVICE and CAP_NET_RAW)"
-        ) from None
     except OSError as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise Dhcp6StartError(
-                f"UDP port {port} on {interface} is in use (another DHCPv6 server?)"
-            ) from None
-        raise Dhcp6StartError(
-            f"cannot bind UDP port {port} on {interface}: {exc.strerror}"
-        ) from None
+        message = bind_error(exc, "UDP", interface, port, ROOT_OR_CAPABILITIES)
+        raise Dhcp6StartError(message) from None
     sock.setblocking(False)
     return sock
 
@@ -199,14 +187,7 @@ class Dhcp6Service:
             return
         handle = engine.handle_boot_service if boot_service else engine.handle
         outgoing: list[Outgoing] = []
-        for _ in range(_BURST):
-            try:
-                data, addr = sock.recvfrom(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                log.debug("receive error: %s", exc)
-                break
+        for data, addr in read_burst(sock, log):
             host = str(addr[0]).split("%", 1)[0]
             if self.on_received is not None:
                 try:

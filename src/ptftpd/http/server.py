@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptftpd.cli.common import root_problem
+from ptftpd.errors import bind_error
 from ptftpd.http.errors import HttpError
 from ptftpd.http.files import open_file
 from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, Request, ServerConnection
@@ -373,15 +373,8 @@ def _listening_socket(host: str, port: int) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
         sock.listen(_BACKLOG)
-    except PermissionError:
-        sock.close()
-        raise HttpStartError(
-            f"no permission to bind TCP port {port} on {host}: "
-            "run as root or choose a port above 1023"
-        ) from None
     except OSError as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise HttpStartError(f"TCP port {port} on {host} is already in use") from None
-        raise HttpStartError(f"cannot bind {host} TCP port {port}: {exc.strerror}") from None
+        hint = "run as root or choose a port above 1023"
+        raise HttpStartError(bind_error(exc, "TCP", host, port, hint)) from None
     return sock

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ptftpd.errors import ServerStartError
+from ptftpd.errors import ServerStartError, bind_error
 from ptftpd.tftp.errors import LocalError, TftpError
 from ptftpd.tftp.localfiles import READ_CHUNK, error_for
 from ptftpd.tftp.machine import Step
@@ -99,17 +99,10 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
-    except PermissionError:
-        sock.close()
-        raise ServerStartError(
-            f"no permission to bind UDP port {port} on {host}: "
-            "run as root or choose a port above 1023 with -p"
-        ) from None
     except OSError as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ServerStartError(f"UDP port {port} on {host} is already in use") from None
-        raise ServerStartError(f"cannot bind {host} port {port}: {exc.strerror}") from None
+        hint = "run as root or choose a port above 1023 with -p"
+        raise ServerStartError(bind_error(exc, "UDP", host, port, hint)) from None
     return sock
 
 
