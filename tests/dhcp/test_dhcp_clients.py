@@ -420,6 +420,14 @@ def test_silent_to_another_servers_client_on_the_same_wire(tmp_path: Path) -> No
         client.start()
         first = client.wait_event(("BOUND",))["new_ip_address"]
         assert first.startswith("10.77.0.2"), first
+        # dhclient runs its BOUND hook before it writes the lease file: stopped in
+        # between (a loaded machine), it would restart with no lease to reboot from.
+        wait_for(
+            lambda: client.lease_file.exists()
+            and f"fixed-address {first};" in client.lease_file.read_text(),
+            15,
+            "dhclient's lease file",
+        )
         client.stop()
         ours = lb.dhcpd("-a", "--range", "10.77.0.100", "10.77.0.150")
         client.start()
