@@ -1,9 +1,11 @@
 """Transfer events from worker processes to their parent (pxed's boot log with --workers).
 
 A `TftpServer` tells its owner about each transfer through `on_started(peer_ip,
-filename)` and `on_finished(FinishedTransfer)`. With `--workers` the transfers run in
-forked workers while the owner that cares (pxed's boot tracker: which client is still
-downloading, which file it got) stays in the parent. Each event travels as one datagram
+filename)` and `on_finished(FinishedTransfer)`, and about each read request it
+refused before a transfer began through `on_refused(peer_ip, filename, reason)`.
+With `--workers` the transfers run in forked workers while the owner that cares
+(pxed's boot tracker: which client is still downloading, which file it got, which was
+refused) stays in the parent. Each event travels as one datagram
 on an AF_UNIX SOCK_DGRAM socket pair made before the fork: datagrams keep the events
 whole, need no framing, and a worker never blocks on a slow parent (a full queue drops
 the event and counts it: a missed "served" costs one boot log detail, not a transfer).
@@ -35,7 +37,14 @@ class TransferStarted:
     filename: str
 
 
-TransferEvent = TransferStarted | FinishedTransfer
+@dataclass(frozen=True)
+class TransferRefused:
+    peer_ip: str
+    filename: str
+    reason: str
+
+
+TransferEvent = TransferStarted | TransferRefused | FinishedTransfer
 
 
 class EventDecodeError(ValueError):
@@ -45,6 +54,8 @@ class EventDecodeError(ValueError):
 def encode(event: TransferEvent) -> bytes:
     if isinstance(event, TransferStarted):
         return json.dumps(["s", event.peer_ip, event.filename]).encode()
+    if isinstance(event, TransferRefused):
+        return json.dumps(["r", event.peer_ip, event.filename, event.reason]).encode()
     return json.dumps(
         [
             "f",
@@ -68,6 +79,8 @@ def decode(data: bytes) -> TransferEvent:
     kind, *rest = fields
     if kind == "s" and len(rest) == 2 and all(isinstance(v, str) for v in rest):
         return TransferStarted(rest[0], rest[1])
+    if kind == "r" and len(rest) == 3 and all(isinstance(v, str) for v in rest):
+        return TransferRefused(rest[0], rest[1], rest[2])
     if kind == "f" and len(rest) == 6:
         peer_ip, filename, is_read, nbytes, seconds, failure = rest
         if (
@@ -93,7 +106,8 @@ def event_pair() -> tuple[socket.socket, socket.socket]:
 
 
 class EventSender:
-    """A worker's side: `started` and `finished` fit a `TftpServer`'s callbacks."""
+    """A worker's side: `started`, `finished` and `refused` fit a `TftpServer`'s
+    callbacks."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -105,6 +119,9 @@ class EventSender:
     def finished(self, transfer: FinishedTransfer) -> None:
         self._send(transfer)
 
+    def refused(self, peer_ip: str, filename: str, reason: str) -> None:
+        self._send(TransferRefused(peer_ip, filename, reason))
+
     def _send(self, event: TransferEvent) -> None:
         try:
             self.sock.send(encode(event))
@@ -115,17 +132,19 @@ class EventSender:
 
 
 class EventReceiver:
-    """The parent's side: calls `on_started`/`on_finished` in its event loop."""
+    """The parent's side: calls `on_started`/`on_finished`/`on_refused` in its loop."""
 
     def __init__(
         self,
         sock: socket.socket,
         on_started: Callable[[str, str], None],
         on_finished: Callable[[FinishedTransfer], None],
+        on_refused: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.sock = sock
         self.on_started = on_started
         self.on_finished = on_finished
+        self.on_refused = on_refused
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -146,6 +165,9 @@ class EventReceiver:
                 continue
             if isinstance(event, TransferStarted):
                 self.on_started(event.peer_ip, event.filename)
+            elif isinstance(event, TransferRefused):
+                if self.on_refused is not None:
+                    self.on_refused(event.peer_ip, event.filename, event.reason)
             else:
                 self.on_finished(event)
 

@@ -27,13 +27,17 @@ admitted under a POSIX record lock on that map's file (per process, released by 
 kernel if a worker dies holding it) when the sum of the active counts is below the
 limit. The parent zeroes a dead worker's active count before it restarts it.
 
-Reuse (e.g. pxed): `pool = TftpWorkers(config, hosts, port, n)`; `pool.open()` (binds,
-raises `ServerStartError`) and `pool.spawn()` before any event loop runs in the
-process; then either `pool.run()` (blocking supervision, returns the exit status) or,
-from an event loop, `loop.add_signal_handler(SIGCHLD, pool.reap)` and `pool.stop()`
-at the end. A subclass changes what a worker runs (`serve`) and how the parent reacts
-(`hangup`, `stop`, `worker_ended`): `ptftpd.service.tftp_pool` adds the service life
-cycle that way.
+Reuse: `pool = TftpWorkers(config, hosts, port, n)`; `pool.open()` (binds, raises
+`ServerStartError`); then either `pool.spawn()` and `pool.run()` before any event loop
+runs (blocking supervision with sigwait, returns the exit status: ptftpd), or, from a
+running event loop whose process does other work (pxed), `pool.spawn_in(loop)` (SIGCHLD
+through `loop.add_signal_handler` -> `reap`), `await pool.await_serving()`,
+`pool.begin_stop()` and `pool.stop()` at the end (a bounded wait, no sigwait). A worker
+forked while the parent's loop runs would still see that loop as running and share its
+signal wakeup fd: `_worker` forgets both before its own loop starts. A subclass changes
+what a worker runs (`serve`) and how the parent reacts (`hangup`, `stop`,
+`worker_ended`): `ptftpd.service.tftp_pool` (ptftpd) and `ptftpd.service.pxe_pool`
+(pxed) add the service life cycle that way.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ import signal
 import socket
 import struct
 import tempfile
+import time
 from collections.abc import Sequence
 
 from ptftpd.errors import ServerStartError
@@ -272,6 +277,7 @@ class TftpWorkers:
         self._locks: list[int] = []
         self._quick_deaths = 0
         self._blocked = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.failed: str | None = None
 
     # -- set-up (parent, before any event loop) -----------------------------------------
@@ -309,9 +315,46 @@ class TftpWorkers:
         for index in range(self.workers):
             self._start(index)
 
+    def spawn_in(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start every worker from a running event loop, which reaps them (SIGCHLD)."""
+        self._loop = loop
+        loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        for index in range(self.workers):
+            self._start(index)
+
+    async def await_serving(
+        self, generation: int | None = None, timeout: float = _READY_WAIT
+    ) -> bool:
+        """`await_workers` for a parent running an event loop (its SIGCHLD handler
+        restarts dead workers meanwhile)."""
+        target = self.counters.generation if generation is None else generation
+        end = clock() + timeout
+        while not self.stopping and clock() < end:
+            if all(self.counters.serves(i, target) for i in self.pids.values()):
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    def begin_stop(self) -> None:
+        """SIGTERM every worker (each drains its transfers); `stop` waits for them."""
+        if not self.stopping:
+            self.stopping = True
+            self._forward(signal.SIGTERM)
+
     def _start(self, index: int) -> None:
         self.counters.forget_active(index)  # not serving until it says so
-        pid = os.fork()
+        if not self._blocked:
+            # A worker is born with the stop signals blocked (see the module doc); in
+            # an event-loop parent only for the fork itself.
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, self._BLOCKED)
+            pid = -1
+            try:
+                pid = os.fork()
+            finally:
+                if pid != 0:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        else:
+            pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
@@ -411,10 +454,12 @@ class TftpWorkers:
         """SIGTERM every worker and wait for them to drain (up to `drain` plus a margin;
         a second SIGTERM/SIGINT is forwarded: they end their transfers now), then
         SIGKILL what is left."""
-        if not self.stopping:
-            self.stopping = True
-            self._forward(signal.SIGTERM)
+        self.begin_stop()
         end = clock() + self.drain + _STOP_WAIT
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGCHLD)
+            self._loop = None
+            self._wait_polling(end)
         while self.pids and self._blocked:
             left = end - clock()
             if left <= 0:
@@ -450,6 +495,16 @@ class TftpWorkers:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, self._BLOCKED)
             self._blocked = False
 
+    def _wait_polling(self, end: float) -> None:
+        """`stop` without sigwait (an event-loop parent): poll the workers' exits."""
+        while self.pids and clock() < end:
+            self.reap()
+            if self.pids:
+                time.sleep(0.02)
+        if self.pids:
+            log.warning("%d worker(s) still running after %.0f s: killing them",
+                        len(self.pids), self.drain + _STOP_WAIT)  # fmt: skip
+
     def log_totals(self, when: str) -> None:
         active, finished, failed, sent = self.counters.totals()
         log.info(
@@ -469,6 +524,12 @@ class TftpWorkers:
 
     # -- a worker ---------------------------------------------------------------------
     def _worker(self, index: int) -> int:
+        # Forked from a running event loop (pxed): that loop is not this process's; its
+        # wakeup fd is the parent's self-pipe. Never touch (or close) the loop itself:
+        # its epoll set is shared with the parent.
+        asyncio.events._set_running_loop(None)
+        signal.set_wakeup_fd(-1)
+        self._loop = None
         _die_with_parent()
         tag_lines(f"worker {index}")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards Ctrl-C
