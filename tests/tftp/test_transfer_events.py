@@ -14,6 +14,7 @@ from ptftpd.tftp.transfer_events import (
     EventDecodeError,
     EventReceiver,
     EventSender,
+    TransferRefused,
     TransferStarted,
     decode,
     encode,
@@ -30,11 +31,17 @@ finished = st.builds(
     seconds=st.floats(min_value=0, max_value=1e6, allow_nan=False),
     failure=st.none() | texts,
 )
-events = st.builds(TransferStarted, texts, texts) | finished
+events = (
+    st.builds(TransferStarted, texts, texts)
+    | st.builds(TransferRefused, texts, texts, texts)
+    | finished
+)
 
 
 @given(events)
-def test_every_event_survives_the_codec(event: TransferStarted | FinishedTransfer) -> None:
+def test_every_event_survives_the_codec(
+    event: TransferStarted | TransferRefused | FinishedTransfer,
+) -> None:
     assert decode(encode(event)) == event
 
 
@@ -49,6 +56,8 @@ def test_every_event_survives_the_codec(event: TransferStarted | FinishedTransfe
         b'["f", "10.0.0.9", "a", "yes", 1, 0.5, null]',
         b'["f", "10.0.0.9", "a", true, true, 0.5, null]',
         b'["x", "10.0.0.9", "a"]',
+        b'["r", "10.0.0.9", "a"]',
+        b'["r", "10.0.0.9", "a", 2]',
     ],
 )
 def test_anything_else_is_a_decode_error(data: bytes) -> None:
@@ -67,19 +76,26 @@ def test_events_from_a_forked_worker_reach_the_parent_loop() -> None:
             for n in range(50):
                 sender.started("10.0.0.9", f"file{n}")
                 sender.finished(FinishedTransfer("10.0.0.9", f"file{n}", True, n, 0.25, None))
+            sender.refused("10.0.0.9", "missing", "file not found")
             code = 0 if sender.dropped == 0 else 3
         finally:
             os._exit(code)
     sending.close()
     started: list[tuple[str, str]] = []
     done: list[FinishedTransfer] = []
+    refused: list[tuple[str, str, str]] = []
 
     async def collect() -> None:
-        receiver = EventReceiver(receiving, lambda ip, f: started.append((ip, f)), done.append)
+        receiver = EventReceiver(
+            receiving,
+            lambda ip, f: started.append((ip, f)),
+            done.append,
+            lambda ip, f, why: refused.append((ip, f, why)),
+        )
         receiver.attach(asyncio.get_running_loop())
         try:
             for _ in range(500):  # bounded: 5 s at most
-                if len(done) == 50:
+                if refused:
                     break
                 await asyncio.sleep(0.01)
         finally:
@@ -93,3 +109,4 @@ def test_events_from_a_forked_worker_reach_the_parent_loop() -> None:
     assert started == [("10.0.0.9", f"file{n}") for n in range(50)]
     assert [d.bytes for d in done] == list(range(50))
     assert done[7] == FinishedTransfer("10.0.0.9", "file7", True, 7, 0.25, None)
+    assert refused == [("10.0.0.9", "missing", "file not found")]

@@ -77,6 +77,8 @@ class PxeTftpWorkers(TftpWorkers):
                 end.setblocking(False)
         self.receiver: EventReceiver | None = None
         self._closed = False
+        self._gave_up = False
+        self.supervised = False  # the parent's stop signal handlers are in place
 
     # -- the parent (TftpPool) --------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop, tracker: BootTracker) -> None:
@@ -125,6 +127,14 @@ class PxeTftpWorkers(TftpWorkers):
 
     def worker_ended(self, pid: int) -> None:
         metrics.worker_exited(pid)
+
+    def reap(self) -> None:
+        super().reap()
+        if self.failed and self.supervised and not self._gave_up:
+            # Workers that cannot run (e.g. ROOT unreadable by --user): pxed without
+            # TFTP is no boot server. Stop as on SIGTERM; `run` then exits 1.
+            self._gave_up = True
+            signal.raise_signal(signal.SIGTERM)
 
     # -- a worker ---------------------------------------------------------------------
     async def serve(self, index: int, sockets: list[socket.socket]) -> None:
@@ -241,9 +251,17 @@ def run(
                 pool.spawn_in(loop)
                 if not await pool.await_serving():
                     log.warning("not every TFTP worker started in time")
+                if pool.failed:
+                    raise runtime.ServiceError(f"TFTP {pool.failed}")
+                # runtime.serve installs its handlers before its first await, i.e.
+                # before a SIGCHLD can reach `reap` again
+                pool.supervised = True
             await runtime.serve(server, float(args.drain))
         finally:
             server.close()
+        for pool in pools:
+            if pool.failed:
+                raise runtime.ServiceError(f"TFTP {pool.failed}")
 
     folder: Path | None = None
     errors: tuple[type[Exception], ...] = (*known_errors, runtime.ServiceError)
