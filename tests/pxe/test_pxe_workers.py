@@ -259,3 +259,50 @@ def test_workers_that_cannot_run_stop_pxed_with_exit_1(tmp_path: Path) -> None:
         assert pxed.proc.wait(60) == 1
         log = pxed.output()
     assert "pxed: error: TFTP workers keep dying at start (last: status 1)" in log, log
+
+
+def test_sighup_gives_every_worker_the_new_limit_which_holds_across_them(
+    tmp_path: Path,
+) -> None:
+    """max-sessions = 1 after a reload: while one slow transfer runs in some worker, a
+    second request (another source port: either worker) is refused "server busy"."""
+    root = tmp_path / "root"
+    make_root(root)
+    big = bytes(range(256)) * 60  # 15360 bytes: 31 blocks of 512
+    (root / "big.bin").write_bytes(big)
+    config = tmp_path / "pxed.toml"
+    config.write_text("max-sessions = 8\n")
+    with boot_network(tmp_path) as net:
+        client = net.peer("10.78.0.50")
+        pxed = start_pxed(net, tmp_path, "--config", str(config))
+        config.write_text("max-sessions = 1\n")
+        pxed.proc.send_signal(signal.SIGHUP)
+        reloaded = r"\[worker (\d)\] ptftpd\.service INFO: reloaded: TFTP max sessions 1"
+        try:
+            wait_for(
+                lambda: set(re.findall(reloaded, pxed.output())) == {"0", "1"},
+                20,
+                "both workers to reload",
+            )
+        except AssertionError as exc:
+            raise AssertionError(pxed.output()) from exc
+        code = (
+            f"import sys; sys.path.insert(0, {str(SLOW_TFTP)!r}); import slow_tftp\n"
+            "def second(n):\n"
+            "    if n == 3:\n"
+            "        r = slow_tftp.read('10.78.0.1', 69, 'ipxe.efi')\n"
+            "        print(r.error, flush=True)\n"
+            "r = slow_tftp.read('10.78.0.1', 69, 'big.bin', delay=0.1, on_block=second)\n"
+            "print(len(r.data), r.error, flush=True)\n"
+        )
+        done = subprocess.run(
+            client.popen_argv([sys.executable, "-c", code]),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert done.stdout.splitlines() == ["(0, 'server busy, try again')", "15360 None"]
+        assert pxed.stop() == 0
+        log = pxed.output()
+    assert "reloaded: " in log and "TFTP max sessions 1" in log, log

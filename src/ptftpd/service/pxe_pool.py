@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from ptftpd.pxe.bootlog import BootTracker
-from ptftpd.service import metrics, runtime
+from ptftpd.service import metrics, notify, runtime
 from ptftpd.service.tftp_pool import metrics_folder
 from ptftpd.service.tftp_service import count_transfers
 from ptftpd.tftp.server import ServerConfig, TftpServer
@@ -241,8 +241,22 @@ def run(
         pools.append(pool)
         return pool
 
+    held = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def ready() -> None:
+        """runtime.serve's handlers are in place: take the signals held meanwhile."""
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        notify.ready()
+
     async def main() -> None:
-        server = await start(factory)
+        # A stop or reload signal sent while the workers start (ports are bound before
+        # they serve) waits for runtime.serve's handlers instead of killing pxed.
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            server = await start(factory)
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+            raise
         try:
             runtime.serve_metrics(args)
             runtime.drop_privileges(identity, owned_files)
@@ -256,8 +270,12 @@ def run(
                 # runtime.serve installs its handlers before its first await, i.e.
                 # before a SIGCHLD can reach `reap` again
                 pool.supervised = True
-            await runtime.serve(server, float(args.drain))
+            await runtime.serve(server, float(args.drain), ready=ready)
         finally:
+            # still pending (pxed failed before serving): handled by stopping anyway
+            while signal.sigtimedwait(held, 0) is not None:
+                pass
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
             server.close()
         for pool in pools:
             if pool.failed:
