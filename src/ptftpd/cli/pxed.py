@@ -1,10 +1,11 @@
 """`pxed`: the PXE server command line (compatible with pTFTPd 1.x's pxed).
 
-One process runs the DHCP server (or, with `--proxy`, a proxyDHCP beside another DHCP
+One event loop runs the DHCP server (or, with `--proxy`, a proxyDHCP beside another DHCP
 server), the PXE boot server on port 4011 and a read-only TFTP server for ROOT, all on
-IFACE. It takes the DHCP flags dhcpd has (range, hosts, leases...) and the TFTP limits
-of ptftpd; `--http-port` adds HTTP (UEFI HTTP boot) and `--ipv6` DHCPv6 + RA; see
-`ptftpd.pxe` for the behaviour.
+IFACE; with `--workers N` (N > 1) TFTP runs in N worker processes
+(`ptftpd.service.pxe_pool`). It takes the DHCP flags dhcpd has (range, hosts,
+leases...) and the TFTP limits of ptftpd; `--http-port` adds HTTP (UEFI HTTP boot)
+and `--ipv6` DHCPv6 + RA; see `ptftpd.pxe` for the behaviour.
 
 Every flag is a key of its ``--config`` TOML file (``efi64-bootfile = "ipxe.efi"``,
 ``tftp-port = 69``, ``ra = false``...) besides dhcpd's file-only keys (``exclude``,
