@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ptftpd.tftp.server import FinishedTransfer
 from ptftpd.tftp.transfer_events import (
+    WORKER_ENDED,
     EventDecodeError,
     EventReceiver,
     EventSender,
@@ -110,3 +111,34 @@ def test_events_from_a_forked_worker_reach_the_parent_loop() -> None:
     assert [d.bytes for d in done] == list(range(50))
     assert done[7] == FinishedTransfer("10.0.0.9", "file7", True, 7, 0.25, None)
     assert refused == [("10.0.0.9", "missing", "file not found")]
+
+
+def test_a_dead_worker_s_unfinished_transfers_end_as_cancelled() -> None:
+    """The receiver knows each event's sender (SO_PASSCRED): a worker that dies
+    mid-transfer still gets its transfers ended, as cancelled (not a failed boot)."""
+    receiving, sending = event_pair()
+    pid = os.fork()
+    if pid == 0:  # the "worker": two transfers start, one ends, then it dies
+        code = 1
+        try:
+            receiving.close()
+            sender = EventSender(sending)
+            sender.started("10.0.0.9", "a")
+            sender.started("10.0.0.8", "b")
+            sender.finished(FinishedTransfer("10.0.0.9", "a", True, 5, 0.25, None))
+            code = 0
+        finally:
+            os._exit(code)
+    sending.close()
+    done: list[FinishedTransfer] = []
+    receiver = EventReceiver(receiving, lambda ip, f: None, done.append)
+    try:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        receiver.worker_ended(os.getpid())  # another sender: nothing of its own
+        assert [d.filename for d in done] == ["a"]
+        receiver.worker_ended(pid)
+    finally:
+        receiver.close()
+    assert done[1] == FinishedTransfer("10.0.0.8", "b", True, 0, 0.0, WORKER_ENDED)
+    assert len(done) == 2

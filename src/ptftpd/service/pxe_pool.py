@@ -127,6 +127,8 @@ class PxeTftpWorkers(TftpWorkers):
 
     def worker_ended(self, pid: int) -> None:
         metrics.worker_exited(pid)
+        if self.receiver is not None:
+            self.receiver.worker_ended(pid)  # its clients are no longer busy
 
     def reap(self) -> None:
         super().reap()

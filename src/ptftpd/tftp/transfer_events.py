@@ -11,7 +11,10 @@ whole, need no framing, and a worker never blocks on a slow parent (a full queue
 the event and counts it: a missed "served" costs one boot log detail, not a transfer).
 
 The codec is pure (bytes in, events out); `EventSender` and `EventReceiver` are the
-thin I/O on each side of the pair.
+thin I/O on each side of the pair. The receiver learns each datagram's sending pid from
+the kernel (SO_PASSCRED), so when a worker dies mid-transfer (`worker_ended`) the owner
+still hears an end for each of its transfers ("transfer cancelled": not a failed boot)
+instead of waiting forever for a client it thinks busy.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import json
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +33,8 @@ log = logging.getLogger("ptftpd.tftp.events")
 
 # Large enough for any event: a filename is at most one 64 KiB request's worth.
 _MAX_EVENT = 70_000
+_UCRED = struct.Struct("=iII")  # struct ucred: pid, uid, gid
+WORKER_ENDED = "transfer cancelled: its worker ended"
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ def decode(data: bytes) -> TransferEvent:
 def event_pair() -> tuple[socket.socket, socket.socket]:
     """(parent's receiving end, workers' sending end), made before the fork."""
     receiving, sending = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiving.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     receiving.setblocking(False)
     sending.setblocking(False)
     return receiving, sending
@@ -146,6 +153,7 @@ class EventReceiver:
         self.on_finished = on_finished
         self.on_refused = on_refused
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.running: dict[int, list[TransferStarted]] = {}  # sender pid -> started
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -155,7 +163,9 @@ class EventReceiver:
         """Deliver every queued event (bounded: what is queued now, then return)."""
         for _ in range(4096):
             try:
-                data = self.sock.recv(_MAX_EVENT)
+                data, ancillary, _, _ = self.sock.recvmsg(
+                    _MAX_EVENT, socket.CMSG_SPACE(_UCRED.size)
+                )
             except (BlockingIOError, InterruptedError):
                 return
             try:
@@ -163,16 +173,40 @@ class EventReceiver:
             except EventDecodeError as exc:
                 log.debug("event socket: %s", exc)
                 continue
+            pid = _sender_pid(ancillary)
             if isinstance(event, TransferStarted):
+                self.running.setdefault(pid, []).append(event)
                 self.on_started(event.peer_ip, event.filename)
             elif isinstance(event, TransferRefused):
                 if self.on_refused is not None:
                     self.on_refused(event.peer_ip, event.filename, event.reason)
             else:
+                started = TransferStarted(event.peer_ip, event.filename)
+                running = self.running.get(pid, [])
+                if started in running:
+                    running.remove(started)
                 self.on_finished(event)
+
+    def worker_ended(self, pid: int) -> None:
+        """Worker `pid` is gone: its last events first, then an end (`WORKER_ENDED`,
+        as a read: pxed serves reads only) for each transfer it never finished."""
+        self.drain()
+        for started in self.running.pop(pid, []):
+            self.on_finished(
+                FinishedTransfer(started.peer_ip, started.filename, True, 0, 0.0, WORKER_ENDED)
+            )
 
     def close(self) -> None:
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
             self._loop = None
         self.sock.close()
+
+
+def _sender_pid(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The sending process's pid from SCM_CREDENTIALS (0 if the kernel sent none)."""
+    for level, kind, data in ancillary:
+        ucred = level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+        if ucred and len(data) >= _UCRED.size:
+            return int(_UCRED.unpack_from(data)[0])
+    return 0
