@@ -306,3 +306,34 @@ def test_sighup_gives_every_worker_the_new_limit_which_holds_across_them(
         assert pxed.stop() == 0
         log = pxed.output()
     assert "reloaded: " in log and "TFTP max sessions 1" in log, log
+
+
+def test_a_boot_whose_worker_died_mid_transfer_still_ends(tmp_path: Path) -> None:
+    """Both workers killed while a slow transfer runs in one of them: the parent ends
+    that transfer (cancelled) so the boot's line comes after --boot-idle, not never."""
+    root = tmp_path / "root"
+    make_root(root)
+    (root / "big.bin").write_bytes(bytes(range(256)) * 400)  # 200 blocks of 512
+    with boot_network(tmp_path) as net:
+        client = net.peer("10.78.0.50")
+        # --boot-idle 5: the transfer starts well within the boot (not a boot of its own)
+        pxed = start_pxed(net, tmp_path, "--boot-idle", "5")
+        boot(client)
+        workers = workers_of(pxed.pid)
+        assert len(workers) == 2, pxed.output()
+        kill = ", ".join(f"os.kill({pid}, 9)" for pid in workers)  # pxed's workers, by PID
+        code = (
+            f"import sys, os; sys.path.insert(0, {str(SLOW_TFTP)!r}); import slow_tftp\n"
+            "r = slow_tftp.read('10.78.0.1', 69, 'big.bin', delay=0.05, timeout=3,"
+            f" on_block=lambda n: n == 3 and ({kill}))\n"
+        )
+        reader = subprocess.run(
+            client.popen_argv([sys.executable, "-c", code]), capture_output=True, timeout=60
+        )
+        assert b"TimeoutError" in reader.stderr, reader.stderr  # its server died
+        line = f"boot {MAC} arch=EFI x64: abandoned"
+        wait_for(lambda: line in pxed.output(), 20, "the boot's line")
+        assert pxed.proc.poll() is None
+        assert pxed.stop() == 0
+        log = pxed.output()
+    assert log.count("ended with signal 9: restarting it") == 2, log
