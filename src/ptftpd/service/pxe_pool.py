@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import pickle
 import shutil
 import signal
@@ -264,6 +265,7 @@ def run(
             runtime.drop_privileges(identity, owned_files)
             loop = asyncio.get_running_loop()
             for pool in pools:
+                _check_root(pool.config.root, args.user)
                 pool.spawn_in(loop)
                 if not await pool.await_serving():
                     log.warning("not every TFTP worker started in time")
@@ -301,3 +303,11 @@ def run(
             shutil.rmtree(folder, ignore_errors=True)
     logging.getLogger("ptftpd").info("%s stopped", prog)
     return 0
+
+
+def _check_root(root: Path, user: str | None) -> None:
+    """The workers serve ROOT after the privilege drop: one error line if they cannot
+    (rather than workers dying at start)."""
+    if not os.access(root, os.R_OK | os.X_OK):
+        who = f"user {user}" if user else "this process"
+        raise runtime.ServiceError(f"ROOT {root} cannot be read by {who}")
