@@ -89,6 +89,27 @@ def test_the_peer_s_error_fails_and_the_last_failure_is_named() -> None:
     assert [r.outcome for r in boot.records] == ["failed"]
 
 
+def test_a_refused_request_is_a_failed_download() -> None:
+    """The TFTP server answered ERROR before any transfer began (`on_refused`)."""
+    boot = Boot()
+    boot.tracker.refused(IP, "pxelinux.0", "file not found")
+    [line] = boot.end()
+    assert line.endswith(": failed: pxelinux.0 over tftp: refused: file not found"), line
+    assert [r.outcome for r in boot.records] == ["failed"]
+
+
+def test_a_size_probe_then_a_refusal_is_still_failed_and_a_file_served_wins() -> None:
+    """A ROM's size probe (ERROR 8 after the OACK) is a transfer, not a refusal: alone
+    it fails nothing; the refusal after it does; a file served after both wins."""
+    boot = Boot()
+    boot.transfer("pxelinux.0", "server error 8 (option refused): tsize")
+    boot.tracker.refused(IP, "pxelinux.cfg/01-52-54-00-12-34-56", "file not found")
+    boot.transfer("pxelinux.0", None)
+    [line] = boot.end()
+    assert ": completed: " in line, line
+    assert [r.outcome for r in boot.records] == ["completed"]
+
+
 def test_a_file_served_wins_over_a_failure_before_or_after_it() -> None:
     boot = Boot()
     boot.transfer("pxelinux.0", TIMED_OUT)

@@ -61,19 +61,30 @@ def dnsmasq_addresses_only(net: BootNetwork) -> Process:
     return proc
 
 
-def _bios_pxelinux(tmp_path: Path, proxy: bool) -> None:
+def _bios_pxelinux(tmp_path: Path, proxy: bool, workers: str | None = None) -> None:
     root = tmp_path / "root"
     marker = f"PXED-BIOS-PXELINUX-{'PROXY' if proxy else 'DHCP'}-OK"
     make_pxelinux_root(root, marker)
     with boot_network(tmp_path) as net:
         if proxy:
             dnsmasq_addresses_only(net)
-        pxed = start_pxed(net, tmp_path, root, *(["--proxy"] if proxy else []))
+        args = ["--proxy"] if proxy else []
+        if workers is not None:
+            args += ["--workers", workers]
+        pxed = start_pxed(net, tmp_path, root, *args)
         result = boot_vm(net, "bios", marker, tmp_path / "vm", mac=MAC)
         print(f"BIOS pxelinux {'proxy' if proxy else 'dhcp'}: {result.seconds:.1f} s")
         line = boot_line(pxed, MAC)
     assert "BIOS" in line and "pxelinux.0" in line and "ldlinux.c32" in line, line
     assert re.search(r"[\d.]+ s from DISCOVER to the last byte", line), line
+    assert ": completed: " in line, line
+    served = re.findall(r"(\[worker \d\] )?ptftpd\.tftp\.server INFO: \S+ RRQ 'pxelinux\.0'",
+                        pxed.output())  # fmt: skip
+    assert served, pxed.output()
+    if workers == "1":
+        assert not any(served), served  # served in pxed's own process
+    elif workers == "2":
+        assert all(served), served  # served by a worker
 
 
 def _uefi_chain(tmp_path: Path, proxy: bool) -> None:
@@ -97,8 +108,9 @@ def _uefi_chain(tmp_path: Path, proxy: bool) -> None:
         assert re.search(r"boot server ACK 10\.78\.0\.\d+ mac=" + MAC, pxed.log_path.read_text())
 
 
-def test_bios_ipxe_rom_loads_pxelinux(tmp_path: Path) -> None:
-    _bios_pxelinux(tmp_path, proxy=False)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_bios_ipxe_rom_loads_pxelinux(tmp_path: Path, workers: str) -> None:
+    _bios_pxelinux(tmp_path, proxy=False, workers=workers)
 
 
 def test_bios_ipxe_rom_gets_ipxe_script_not_bootfile(tmp_path: Path) -> None:

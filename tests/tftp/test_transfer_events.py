@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 
 from ptftpd.tftp.server import FinishedTransfer
 from ptftpd.tftp.transfer_events import (
+    WORKER_ENDED,
     EventDecodeError,
     EventReceiver,
     EventSender,
+    TransferRefused,
     TransferStarted,
     decode,
     encode,
@@ -30,11 +32,17 @@ finished = st.builds(
     seconds=st.floats(min_value=0, max_value=1e6, allow_nan=False),
     failure=st.none() | texts,
 )
-events = st.builds(TransferStarted, texts, texts) | finished
+events = (
+    st.builds(TransferStarted, texts, texts)
+    | st.builds(TransferRefused, texts, texts, texts)
+    | finished
+)
 
 
 @given(events)
-def test_every_event_survives_the_codec(event: TransferStarted | FinishedTransfer) -> None:
+def test_every_event_survives_the_codec(
+    event: TransferStarted | TransferRefused | FinishedTransfer,
+) -> None:
     assert decode(encode(event)) == event
 
 
@@ -49,6 +57,8 @@ def test_every_event_survives_the_codec(event: TransferStarted | FinishedTransfe
         b'["f", "10.0.0.9", "a", "yes", 1, 0.5, null]',
         b'["f", "10.0.0.9", "a", true, true, 0.5, null]',
         b'["x", "10.0.0.9", "a"]',
+        b'["r", "10.0.0.9", "a"]',
+        b'["r", "10.0.0.9", "a", 2]',
     ],
 )
 def test_anything_else_is_a_decode_error(data: bytes) -> None:
@@ -67,19 +77,26 @@ def test_events_from_a_forked_worker_reach_the_parent_loop() -> None:
             for n in range(50):
                 sender.started("10.0.0.9", f"file{n}")
                 sender.finished(FinishedTransfer("10.0.0.9", f"file{n}", True, n, 0.25, None))
+            sender.refused("10.0.0.9", "missing", "file not found")
             code = 0 if sender.dropped == 0 else 3
         finally:
             os._exit(code)
     sending.close()
     started: list[tuple[str, str]] = []
     done: list[FinishedTransfer] = []
+    refused: list[tuple[str, str, str]] = []
 
     async def collect() -> None:
-        receiver = EventReceiver(receiving, lambda ip, f: started.append((ip, f)), done.append)
+        receiver = EventReceiver(
+            receiving,
+            lambda ip, f: started.append((ip, f)),
+            done.append,
+            lambda ip, f, why: refused.append((ip, f, why)),
+        )
         receiver.attach(asyncio.get_running_loop())
         try:
             for _ in range(500):  # bounded: 5 s at most
-                if len(done) == 50:
+                if refused:
                     break
                 await asyncio.sleep(0.01)
         finally:
@@ -93,3 +110,35 @@ def test_events_from_a_forked_worker_reach_the_parent_loop() -> None:
     assert started == [("10.0.0.9", f"file{n}") for n in range(50)]
     assert [d.bytes for d in done] == list(range(50))
     assert done[7] == FinishedTransfer("10.0.0.9", "file7", True, 7, 0.25, None)
+    assert refused == [("10.0.0.9", "missing", "file not found")]
+
+
+def test_a_dead_worker_s_unfinished_transfers_end_as_cancelled() -> None:
+    """The receiver knows each event's sender (SO_PASSCRED): a worker that dies
+    mid-transfer still gets its transfers ended, as cancelled (not a failed boot)."""
+    receiving, sending = event_pair()
+    pid = os.fork()
+    if pid == 0:  # the "worker": two transfers start, one ends, then it dies
+        code = 1
+        try:
+            receiving.close()
+            sender = EventSender(sending)
+            sender.started("10.0.0.9", "a")
+            sender.started("10.0.0.8", "b")
+            sender.finished(FinishedTransfer("10.0.0.9", "a", True, 5, 0.25, None))
+            code = 0
+        finally:
+            os._exit(code)
+    sending.close()
+    done: list[FinishedTransfer] = []
+    receiver = EventReceiver(receiving, lambda ip, f: None, done.append)
+    try:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        receiver.worker_ended(os.getpid())  # another sender: nothing of its own
+        assert [d.filename for d in done] == ["a"]
+        receiver.worker_ended(pid)
+    finally:
+        receiver.close()
+    assert done[1] == FinishedTransfer("10.0.0.8", "b", True, 0, 0.0, WORKER_ENDED)
+    assert len(done) == 2

@@ -1,10 +1,11 @@
 """`pxed`: the PXE server command line (compatible with pTFTPd 1.x's pxed).
 
-One process runs the DHCP server (or, with `--proxy`, a proxyDHCP beside another DHCP
+One event loop runs the DHCP server (or, with `--proxy`, a proxyDHCP beside another DHCP
 server), the PXE boot server on port 4011 and a read-only TFTP server for ROOT, all on
-IFACE. It takes the DHCP flags dhcpd has (range, hosts, leases...) and the TFTP limits
-of ptftpd; `--http-port` adds HTTP (UEFI HTTP boot) and `--ipv6` DHCPv6 + RA; see
-`ptftpd.pxe` for the behaviour.
+IFACE; with `--workers N` (N > 1) TFTP runs in N worker processes
+(`ptftpd.service.pxe_pool`). It takes the DHCP flags dhcpd has (range, hosts,
+leases...) and the TFTP limits of ptftpd; `--http-port` adds HTTP (UEFI HTTP boot)
+and `--ipv6` DHCPv6 + RA; see `ptftpd.pxe` for the behaviour.
 
 Every flag is a key of its ``--config`` TOML file (``efi64-bootfile = "ipxe.efi"``,
 ``tftp-port = 69``, ``ra = false``...) besides dhcpd's file-only keys (``exclude``,
@@ -28,6 +29,7 @@ from ptftpd.cli.common import (
     add_common_flags,
     add_transfer_limits,
     port_number,
+    positive_int,
 )
 from ptftpd.cli.dhcp_flags import add_config_flags, add_dhcp_flags, dhcp_schema, positive_seconds
 from ptftpd.config import ConfigError
@@ -38,10 +40,12 @@ from ptftpd.dhcp6 import Dhcp6StartError
 from ptftpd.http import HttpStartError
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files
+from ptftpd.pxe.service import TftpPoolFactory
 from ptftpd.pxe.settings import ADDRESS_KEYS, boot_files, pxe_config
-from ptftpd.service import dhcp_service, privileges, runtime
+from ptftpd.service import dhcp_service, privileges, pxe_pool, runtime
 from ptftpd.service.pxe_running import PxeRunning
 from ptftpd.tftp.server import ServerStartError as TftpStartError
+from ptftpd.tftp.workers import default_workers
 
 PROG = "pxed"
 
@@ -93,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--tftp-port", type=port_number, default=69, metavar="PORT", help="TFTP UDP port (69)"
     )
     add_transfer_limits(tftp)
+    tftp.add_argument(
+        "--workers",
+        type=positive_int,
+        default=default_workers(),
+        metavar="N",
+        help="processes serving TFTP, sharing --tftp-port (SO_REUSEPORT), supervised by "
+        "the main process (DHCP, boot server, HTTP, DHCPv6, boot log), which restarts them; "
+        "--max-sessions holds across them; 1 serves TFTP in the main process (default: "
+        "one per CPU this process may use)",
+    )
     net = parser.add_argument_group("HTTP and IPv6")
     net.add_argument(
         "--http-port",
@@ -198,14 +212,21 @@ def rebuilt(read: flag_settings.CommandLine) -> PxeConfig:
 
 
 def serve(read: flag_settings.CommandLine, args: argparse.Namespace, config: PxeConfig) -> int:
-    async def start() -> PxeRunning:
-        service = PxeService(config)
-        await service.start()
+    async def start(pool: TftpPoolFactory | None = None) -> PxeRunning:
+        service = PxeService(config, tftp_pool=pool)
+        try:
+            await service.start()
+        except BaseException:
+            service.close()
+            raise
         return PxeRunning(service, lambda: rebuilt(read), count=args.metrics is not None)
 
     errors = (DhcpStartError, TftpStartError, HttpStartError, Dhcp6StartError, StoreError)
+    known = (*errors, InterfaceError, OSError)
     leases = dhcp_service.lease_paths(config.dhcp), dhcp_service.lease_files(config.dhcp)
-    return runtime.run(PROG, args, start, (*errors, InterfaceError, OSError), *leases)
+    if args.workers > 1:
+        return pxe_pool.run(PROG, args, start, known, *leases)
+    return runtime.run(PROG, args, start, known, *leases)
 
 
 if __name__ == "__main__":

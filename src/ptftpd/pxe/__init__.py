@@ -9,7 +9,8 @@ Modules, one concern each (all but `service` without sockets):
 - `proxy`: sans-IO proxyDHCP (port 67) and PXE boot server (port 4011).
 - `ipv6`: the same firmware table as DHCPv6 boot-file-url (RFC 5970) policy.
 - `config`: `PxeConfig`, what `pxed` runs.
-- `service`: the asyncio shell that runs them all in the running loop.
+- `service`: the asyncio shell that runs them all in the running loop (TFTP in worker
+  processes with `pxed --workers N`: `ptftpd.service.pxe_pool`).
 """
 
 from ptftpd.dhcp.options import ARCHITECTURES

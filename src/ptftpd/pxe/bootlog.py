@@ -8,14 +8,16 @@ Each boot ends with one outcome (`boot_outcome`, and `ptftpd_pxe_boots_total`):
 
 - ``completed``: at least one file went out in full (TFTP or HTTP). A later download
   that failed does not undo it (pxelinux asking for config files it may not find).
-- ``failed``: no file went out in full, and a download the client started ended in
-  error: the client sent ERROR or stopped answering (TFTP timeout), or an HTTP GET was
-  cut or answered with an error status (4xx, 5xx). The line names the last such
-  failure. Not failures: a PXE ROM ending a transfer after the OACK to learn the size
-  (ERROR 8, it asks again), and transfers cut because pxed itself stopped.
+- ``failed``: no file went out in full, and a download the client asked for failed:
+  the TFTP server refused the read request before any transfer began (file not found,
+  access denied, server busy), a transfer ended in error (the client sent ERROR or
+  stopped answering: TFTP timeout), or an HTTP GET was cut or answered with an error
+  status (4xx, 5xx). The line names the last such failure. Not failures: a PXE ROM
+  ending a transfer after the OACK to learn the size (ERROR 8, it asks again: a
+  transfer that began, not a refusal), and requests refused or transfers cut because
+  pxed itself stopped.
 - ``abandoned``: neither: the client asked DHCP (or the boot server) and then fetched
-  nothing before `--boot-idle`. A TFTP request refused before any transfer began
-  (e.g. file not found) is not seen here: the TFTP server reports transfers only.
+  nothing before `--boot-idle`.
 """
 
 from __future__ import annotations
@@ -244,6 +246,11 @@ class BootTracker:
             self.boot_log.served(transfer.peer_ip, transfer.filename, transfer.bytes)
         elif download_failed(transfer.failure):
             self.boot_log.failed(transfer.peer_ip, transfer.filename, transfer.failure)
+
+    def refused(self, peer_ip: str, filename: str, reason: str) -> None:
+        """The TFTP server answered a read request with ERROR before any transfer
+        began: a failed download (the server's `on_refused`)."""
+        self.boot_log.failed(peer_ip, filename, f"refused: {reason}")
 
     def dhcp6_reply(self, out: Outgoing6) -> None:
         """A DHCPv6 Reply names the client (DUID) and its address (IA_NA, or where a

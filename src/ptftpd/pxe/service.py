@@ -20,7 +20,7 @@ import functools
 import logging
 from collections.abc import Callable
 from ipaddress import IPv6Address
-from typing import Literal
+from typing import Literal, Protocol
 
 from ptftpd.dhcp.engine import BootChoice, Outgoing
 from ptftpd.dhcp.options import MessageType, Opt
@@ -39,9 +39,9 @@ from ptftpd.pxe.firmware import (
 )
 from ptftpd.pxe.ipv6 import Pxe6Policy
 from ptftpd.pxe.proxy import ProxyResponder
-from ptftpd.tftp.server import TftpServer
+from ptftpd.tftp.server import ServerConfig, TftpServer
 
-__all__ = ["PxeService", "kept_settings"]
+__all__ = ["PxeService", "TftpPool", "TftpPoolFactory", "kept_settings"]
 
 log = logging.getLogger("ptftpd.pxe")
 
@@ -65,6 +65,26 @@ _KEPT_PXE = {
 }
 
 Observer = Callable[[Literal["in", "out"], bytes, Message | None], None]
+
+
+class TftpPool(Protocol):
+    """TFTP served by worker processes (`pxed --workers N`,
+    `ptftpd.service.pxe_pool`): bound by the factory, reporting transfers to the
+    boot tracker in this process's loop."""
+
+    def attach(self, loop: asyncio.AbstractEventLoop, tracker: BootTracker) -> None: ...
+
+    def active(self) -> int: ...
+
+    def stop_accepting(self) -> None: ...
+
+    def reload(self, config: ServerConfig) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# (TFTP settings, addresses, port) -> a pool with its sockets bound (ServerStartError)
+TftpPoolFactory = Callable[[ServerConfig, list[str], int], TftpPool]
 
 
 def _with_http_clients(config: PxeConfig) -> PxeConfig:
@@ -129,15 +149,18 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 class PxeService:
     """DHCP (or proxyDHCP), the 4011 boot server and read-only TFTP in the running loop;
-    HTTP with `config.http_port`, DHCPv6 + RA with `config.ipv6`."""
+    HTTP with `config.http_port`, DHCPv6 + RA with `config.ipv6`. With `tftp_pool`
+    TFTP is served by worker processes instead of in this loop."""
 
-    def __init__(self, config: PxeConfig) -> None:
+    def __init__(self, config: PxeConfig, tftp_pool: TftpPoolFactory | None = None) -> None:
         config = _with_http_clients(config)
         self.config = config
         self.boot_log = BootLog(config.boot_idle)
         self.responder = self._responder(config, self.boot_log)
         self.dhcp_server: DhcpServer | None = None
         self.tftp_server: TftpServer | None = None
+        self.tftp_pool: TftpPool | None = None
+        self._pool_factory = tftp_pool
         self.http_server: HttpServer | None = None
         self.dhcp6_service: Dhcp6Service | None = None
         self._transports: dict[int, asyncio.DatagramTransport] = {}
@@ -189,12 +212,22 @@ class PxeService:
         if cfg.ipv6 or cfg.http_port is not None:
             found = interface_addresses(iface, family=6)
             v6_hosts = [a.host for a in found if not a.address.is_link_local]
-        tftp = TftpServer(cfg.tftp, on_started=tracker.started, on_finished=tracker.finished)
-        self.tftp_server = tftp
         tftp_hosts = [str(dhcp.server_ip)]
         if cfg.ipv6:
             tftp_hosts += v6_hosts
-        await tftp.start(tftp_hosts, cfg.tftp_port)
+        if self._pool_factory is not None:
+            pool = self._pool_factory(cfg.tftp, tftp_hosts, cfg.tftp_port)
+            self.tftp_pool = pool
+            pool.attach(loop, tracker)
+        else:
+            tftp = TftpServer(
+                cfg.tftp,
+                on_started=tracker.started,
+                on_finished=tracker.finished,
+                on_refused=tracker.refused,
+            )
+            self.tftp_server = tftp
+            await tftp.start(tftp_hosts, cfg.tftp_port)
         if cfg.http_port is not None:
             bind = tuple((host, cfg.http_port) for host in [str(dhcp.server_ip), *v6_hosts])
             http = HttpServer(
@@ -287,16 +320,22 @@ class PxeService:
             # Read per request: running transfers keep the limits they started with.
             self.tftp_server.config = new.tftp
             self.tftp_server.rules.max_sessions = new.tftp.max_sessions
+        if self.tftp_pool is not None:
+            self.tftp_pool.reload(new.tftp)
         return _summary(new, kept, dhcp=server is not None)
 
     def active(self) -> int:
-        """Running TFTP transfers (what a stop drains)."""
+        """Running TFTP transfers, in this process or its workers (what a stop drains)."""
+        if self.tftp_pool is not None:
+            return self.tftp_pool.active()
         return 0 if self.tftp_server is None else len(self.tftp_server.transfers)
 
     def stop_accepting(self) -> None:
         """New TFTP requests get an ERROR; running transfers go on."""
         if self.tftp_server is not None:
             self.tftp_server.accepting = False
+        if self.tftp_pool is not None:
+            self.tftp_pool.stop_accepting()
 
     def _received(self, data: bytes, source: tuple[str, int], port: int) -> None:
         boot_server = port == self.config.boot_server_port
@@ -339,4 +378,7 @@ class PxeService:
             self.http_server.close()
         if self.tftp_server is not None:
             self.tftp_server.close()
+        if self.tftp_pool is not None:
+            self.tftp_pool.close()
+            self.tftp_pool = None
         self.boot_log.flush()

@@ -139,7 +139,7 @@ def run(
     try:
         pool.open()
         if args.metrics is not None:
-            folder = _metrics_folder(identity)
+            folder = metrics_folder(identity)
             metrics.use_multiprocess(folder)
         runtime.serve_metrics(args)
         runtime.drop_privileges(identity)
@@ -164,7 +164,7 @@ def run(
     return code
 
 
-def _metrics_folder(identity: privileges.Identity | None) -> Path:
+def metrics_folder(identity: privileges.Identity | None) -> Path:
     """An empty directory only this service (and USER) writes, for the workers' files."""
     # systemd's RuntimeDirectory= (the first, if several), else the temporary directory
     parent = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None

@@ -27,7 +27,7 @@ from ptftpd.tftp.driver import AsyncChannel, Channel, clock, listening_socket, t
 from ptftpd.tftp.errors import LocalError, RemoteError
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
 from ptftpd.tftp.options import BLKSIZE_MAX, ServerLimits
-from ptftpd.tftp.packets import MAX_DATAGRAM, ErrorCode, Request, error_bytes
+from ptftpd.tftp.packets import MAX_DATAGRAM, ErrorCode, PacketError, Request, decode, error_bytes
 from ptftpd.tftp.paths import PathRefused, resolve
 from ptftpd.tftp.session import Address, RequestRules, ServerSession, format_host
 
@@ -116,7 +116,11 @@ class _RequestPort:
 class TftpServer:
     """Serves `config.root` on the given addresses; usable from tests and from pxed.
     `on_started(peer_ip, filename)` is called when a transfer starts, `on_finished`
-    with a `FinishedTransfer` after it ended (whatever happened)."""
+    with a `FinishedTransfer` after it ended (whatever happened), and
+    `on_refused(peer_ip, filename, reason)` when a read request is answered with ERROR
+    before any transfer began (file not found, access denied, server busy): pxed's boot
+    log counts it as a failed download. A request refused because the server itself is
+    stopping is not reported."""
 
     def __init__(
         self,
@@ -124,6 +128,7 @@ class TftpServer:
         *,
         on_started: Callable[[str, str], None] | None = None,
         on_finished: Callable[[FinishedTransfer], None] | None = None,
+        on_refused: Callable[[str, str, str], None] | None = None,
         gate: SessionGate | None = None,
     ) -> None:
         root = Path(config.root)
@@ -137,6 +142,7 @@ class TftpServer:
         self.bound: list[tuple[str, int]] = []
         self.on_started = on_started
         self.on_finished = on_finished
+        self.on_refused = on_refused
         self.gate = gate
         self._ports: list[_RequestPort] = []
         self._closed = asyncio.Event()
@@ -192,6 +198,7 @@ class TftpServer:
             else:
                 log.info("%s: request refused: %s", addr[0], verdict.message)
             proto.reply(error_bytes(verdict.code, verdict.message), addr)
+            self._refused(data, addr, verdict.message)
             return
         if not self.accepting:
             proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server shutting down"), addr)
@@ -201,6 +208,7 @@ class TftpServer:
         if gate is not None and not gate.acquire():
             log.info("%s: request refused: server busy (all workers)", addr[0])
             proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server busy, try again"), addr)
+            self._refused(data, addr, "server busy, try again")
             return
         try:
             runner = self._open(verdict, addr, local_host, key)
@@ -210,12 +218,24 @@ class TftpServer:
             kind = "RRQ" if verdict.is_read else "WRQ"
             log.info("%s %s %r refused: %s", addr[0], kind, verdict.filename, refusal.message)
             proto.reply(error_bytes(refusal.code, refusal.message), addr)
+            self._refused(data, addr, refusal.message)
             return
         self.rules.active.add(key)
         self.transfers[key] = runner
         if self.on_started is not None:
             self.on_started(str(addr[0]), verdict.filename)
         runner.start()
+
+    def _refused(self, data: bytes, addr: tuple[str, int], reason: str) -> None:
+        """Tell `on_refused` of a refused read request (decoded again: refusals are rare)."""
+        if self.on_refused is None:
+            return
+        try:
+            request = decode(data)
+        except PacketError:
+            return  # malformed: no file was asked for
+        if isinstance(request, Request) and request.is_read:
+            self.on_refused(str(addr[0]), request.filename, reason)
 
     def _open(
         self, request: Request, peer: Address, local_host: str, key: tuple[object, ...]

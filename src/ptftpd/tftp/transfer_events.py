@@ -1,15 +1,20 @@
 """Transfer events from worker processes to their parent (pxed's boot log with --workers).
 
 A `TftpServer` tells its owner about each transfer through `on_started(peer_ip,
-filename)` and `on_finished(FinishedTransfer)`. With `--workers` the transfers run in
-forked workers while the owner that cares (pxed's boot tracker: which client is still
-downloading, which file it got) stays in the parent. Each event travels as one datagram
+filename)` and `on_finished(FinishedTransfer)`, and about each read request it
+refused before a transfer began through `on_refused(peer_ip, filename, reason)`.
+With `--workers` the transfers run in forked workers while the owner that cares
+(pxed's boot tracker: which client is still downloading, which file it got, which was
+refused) stays in the parent. Each event travels as one datagram
 on an AF_UNIX SOCK_DGRAM socket pair made before the fork: datagrams keep the events
 whole, need no framing, and a worker never blocks on a slow parent (a full queue drops
 the event and counts it: a missed "served" costs one boot log detail, not a transfer).
 
 The codec is pure (bytes in, events out); `EventSender` and `EventReceiver` are the
-thin I/O on each side of the pair.
+thin I/O on each side of the pair. The receiver learns each datagram's sending pid from
+the kernel (SO_PASSCRED), so when a worker dies mid-transfer (`worker_ended`) the owner
+still hears an end for each of its transfers ("transfer cancelled": not a failed boot)
+instead of waiting forever for a client it thinks busy.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import json
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +33,8 @@ log = logging.getLogger("ptftpd.tftp.events")
 
 # Large enough for any event: a filename is at most one 64 KiB request's worth.
 _MAX_EVENT = 70_000
+_UCRED = struct.Struct("=iII")  # struct ucred: pid, uid, gid
+WORKER_ENDED = "transfer cancelled: its worker ended"
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,14 @@ class TransferStarted:
     filename: str
 
 
-TransferEvent = TransferStarted | FinishedTransfer
+@dataclass(frozen=True)
+class TransferRefused:
+    peer_ip: str
+    filename: str
+    reason: str
+
+
+TransferEvent = TransferStarted | TransferRefused | FinishedTransfer
 
 
 class EventDecodeError(ValueError):
@@ -45,6 +60,8 @@ class EventDecodeError(ValueError):
 def encode(event: TransferEvent) -> bytes:
     if isinstance(event, TransferStarted):
         return json.dumps(["s", event.peer_ip, event.filename]).encode()
+    if isinstance(event, TransferRefused):
+        return json.dumps(["r", event.peer_ip, event.filename, event.reason]).encode()
     return json.dumps(
         [
             "f",
@@ -68,6 +85,8 @@ def decode(data: bytes) -> TransferEvent:
     kind, *rest = fields
     if kind == "s" and len(rest) == 2 and all(isinstance(v, str) for v in rest):
         return TransferStarted(rest[0], rest[1])
+    if kind == "r" and len(rest) == 3 and all(isinstance(v, str) for v in rest):
+        return TransferRefused(rest[0], rest[1], rest[2])
     if kind == "f" and len(rest) == 6:
         peer_ip, filename, is_read, nbytes, seconds, failure = rest
         if (
@@ -87,13 +106,15 @@ def decode(data: bytes) -> TransferEvent:
 def event_pair() -> tuple[socket.socket, socket.socket]:
     """(parent's receiving end, workers' sending end), made before the fork."""
     receiving, sending = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiving.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     receiving.setblocking(False)
     sending.setblocking(False)
     return receiving, sending
 
 
 class EventSender:
-    """A worker's side: `started` and `finished` fit a `TftpServer`'s callbacks."""
+    """A worker's side: `started`, `finished` and `refused` fit a `TftpServer`'s
+    callbacks."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -105,6 +126,9 @@ class EventSender:
     def finished(self, transfer: FinishedTransfer) -> None:
         self._send(transfer)
 
+    def refused(self, peer_ip: str, filename: str, reason: str) -> None:
+        self._send(TransferRefused(peer_ip, filename, reason))
+
     def _send(self, event: TransferEvent) -> None:
         try:
             self.sock.send(encode(event))
@@ -115,18 +139,21 @@ class EventSender:
 
 
 class EventReceiver:
-    """The parent's side: calls `on_started`/`on_finished` in its event loop."""
+    """The parent's side: calls `on_started`/`on_finished`/`on_refused` in its loop."""
 
     def __init__(
         self,
         sock: socket.socket,
         on_started: Callable[[str, str], None],
         on_finished: Callable[[FinishedTransfer], None],
+        on_refused: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.sock = sock
         self.on_started = on_started
         self.on_finished = on_finished
+        self.on_refused = on_refused
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.running: dict[int, list[TransferStarted]] = {}  # sender pid -> started
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -136,7 +163,9 @@ class EventReceiver:
         """Deliver every queued event (bounded: what is queued now, then return)."""
         for _ in range(4096):
             try:
-                data = self.sock.recv(_MAX_EVENT)
+                data, ancillary, _, _ = self.sock.recvmsg(
+                    _MAX_EVENT, socket.CMSG_SPACE(_UCRED.size)
+                )
             except (BlockingIOError, InterruptedError):
                 return
             try:
@@ -144,13 +173,40 @@ class EventReceiver:
             except EventDecodeError as exc:
                 log.debug("event socket: %s", exc)
                 continue
+            pid = _sender_pid(ancillary)
             if isinstance(event, TransferStarted):
+                self.running.setdefault(pid, []).append(event)
                 self.on_started(event.peer_ip, event.filename)
+            elif isinstance(event, TransferRefused):
+                if self.on_refused is not None:
+                    self.on_refused(event.peer_ip, event.filename, event.reason)
             else:
+                started = TransferStarted(event.peer_ip, event.filename)
+                running = self.running.get(pid, [])
+                if started in running:
+                    running.remove(started)
                 self.on_finished(event)
+
+    def worker_ended(self, pid: int) -> None:
+        """Worker `pid` is gone: its last events first, then an end (`WORKER_ENDED`,
+        as a read: pxed serves reads only) for each transfer it never finished."""
+        self.drain()
+        for started in self.running.pop(pid, []):
+            self.on_finished(
+                FinishedTransfer(started.peer_ip, started.filename, True, 0, 0.0, WORKER_ENDED)
+            )
 
     def close(self) -> None:
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
             self._loop = None
         self.sock.close()
+
+
+def _sender_pid(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The sending process's pid from SCM_CREDENTIALS (0 if the kernel sent none)."""
+    for level, kind, data in ancillary:
+        ucred = level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+        if ucred and len(data) >= _UCRED.size:
+            return int(_UCRED.unpack_from(data)[0])
+    return 0

@@ -27,13 +27,17 @@ admitted under a POSIX record lock on that map's file (per process, released by 
 kernel if a worker dies holding it) when the sum of the active counts is below the
 limit. The parent zeroes a dead worker's active count before it restarts it.
 
-Reuse (e.g. pxed): `pool = TftpWorkers(config, hosts, port, n)`; `pool.open()` (binds,
-raises `ServerStartError`) and `pool.spawn()` before any event loop runs in the
-process; then either `pool.run()` (blocking supervision, returns the exit status) or,
-from an event loop, `loop.add_signal_handler(SIGCHLD, pool.reap)` and `pool.stop()`
-at the end. A subclass changes what a worker runs (`serve`) and how the parent reacts
-(`hangup`, `stop`, `worker_ended`): `ptftpd.service.tftp_pool` adds the service life
-cycle that way.
+Reuse: `pool = TftpWorkers(config, hosts, port, n)`; `pool.open()` (binds, raises
+`ServerStartError`); then either `pool.spawn()` and `pool.run()` before any event loop
+runs (blocking supervision with sigwait, returns the exit status: ptftpd), or, from a
+running event loop whose process does other work (pxed), `pool.spawn_in(loop)` (SIGCHLD
+through `loop.add_signal_handler` -> `reap`), `await pool.await_serving()`,
+`pool.begin_stop()` and `pool.stop()` at the end (a bounded wait, no sigwait). A worker
+forked while the parent's loop runs inherits that loop and its signal wakeup fd:
+`_worker` forgets both before its own loop starts. A subclass changes
+what a worker runs (`serve`) and how the parent reacts (`hangup`, `stop`,
+`worker_ended`): `ptftpd.service.tftp_pool` (ptftpd) and `ptftpd.service.pxe_pool`
+(pxed) add the service life cycle that way.
 """
 
 from __future__ import annotations
@@ -41,28 +45,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import errno
-import fcntl
 import logging
-import mmap
 import os
 import signal
 import socket
-import struct
-import tempfile
+import time
 from collections.abc import Sequence
 
 from ptftpd.errors import ServerStartError
 from ptftpd.log import tag_lines
+from ptftpd.tftp.address_lock import lock_address, lock_path
 from ptftpd.tftp.driver import clock, listening_socket
 from ptftpd.tftp.server import ServerConfig, TftpServer
+from ptftpd.tftp.shared_counters import SharedCounters, WorkerGate
+
+__all__ = [
+    "SharedCounters",
+    "TftpWorkers",
+    "WorkerGate",
+    "default_workers",
+    "lock_address",
+    "lock_path",
+]
 
 log = logging.getLogger("ptftpd.tftp.workers")
 
-# The parent's settings generation, then one slot per worker: active, finished, failed,
-# bytes, and the generation the worker serves (-1: not serving yet).
-_HEADER = struct.Struct("=q")
-_SLOT = struct.Struct("=qqqqq")
 _PR_SET_PDEATHSIG = 1
 _QUICK_DEATH = 2.0  # a worker dying this soon after its start...
 _QUICK_DEATHS_MAX = 5  # ...this many times in a row means it cannot run: give up
@@ -76,157 +83,6 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
-
-
-def _lock_dir() -> str:
-    run_lock = "/run/lock"
-    return run_lock if os.access(run_lock, os.W_OK | os.X_OK) else tempfile.gettempdir()
-
-
-def lock_path(host: str, port: int) -> str:
-    """The lock file of `host`:`port` in this network namespace (the same address and
-    port in another namespace is another socket, served by whoever it likes)."""
-    try:
-        netns = f"net{os.stat('/proc/self/ns/net').st_ino}-"
-    except OSError:
-        netns = ""
-    name = f"ptftpd-udp-{netns}{host.replace(':', '_').replace('%', '_')}-{port}.lock"
-    return os.path.join(_lock_dir(), name)
-
-
-def lock_address(host: str, port: int) -> int:
-    """An exclusive flock naming `host` and `port`: the fd, or `ServerStartError`."""
-    path = lock_path(host, port)
-    try:
-        fd = _open_lock_file(path)
-    except OSError as exc:
-        raise ServerStartError(f"cannot create the lock file {path}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
-            raise ServerStartError(
-                f"UDP port {port} on {host} is already served by another ptftpd (it holds {path})"
-            ) from None
-        raise ServerStartError(f"cannot lock {path}: {exc.strerror}") from None
-    return fd
-
-
-def _open_lock_file(path: str) -> int:
-    """Open (read-only: flock needs no more) or create the lock file. The file outlives
-    the server and may be another user's (a root start, then a service user's): opening
-    it without O_CREAT works for any user, where O_CREAT on another user's file in a
-    sticky directory is refused (fs.protected_regular)."""
-    for _ in range(3):  # bounded: lost a create race to a file that went away again
-        try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            pass
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        except FileExistsError:
-            continue
-        os.fchmod(fd, 0o644)  # whatever the umask: every later user must open it
-        return fd
-    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))
-
-
-class SharedCounters:
-    """Per-worker counters in shared memory; `gate(i)` is worker i's `SessionGate`."""
-
-    def __init__(self, workers: int, max_sessions: int) -> None:
-        self.workers = workers
-        self.max_sessions = max_sessions
-        size = _HEADER.size + _SLOT.size * workers
-        # record locks need a file (an anonymous map has none); closed by close()
-        self._file = tempfile.TemporaryFile()  # noqa: SIM115
-        self._file.truncate(size)
-        self._map = mmap.mmap(self._file.fileno(), size)
-        for index in range(workers):
-            self._write(index, 0, 0, 0, 0, -1)
-
-    def _offset(self, index: int) -> int:
-        return _HEADER.size + index * _SLOT.size
-
-    def slot(self, index: int) -> tuple[int, int, int, int, int]:
-        return _SLOT.unpack_from(self._map, self._offset(index))
-
-    def _write(self, index: int, *fields: int) -> None:
-        _SLOT.pack_into(self._map, self._offset(index), *fields)
-
-    def totals(self) -> tuple[int, int, int, int]:
-        """Active, finished, failed and bytes over every worker."""
-        slots = [self.slot(i)[:4] for i in range(self.workers)]
-        a, f, x, b = (sum(column) for column in zip(*slots, strict=True))
-        return a, f, x, b
-
-    def forget_active(self, index: int) -> None:
-        """A worker died: its transfers died with it, and it serves nothing."""
-        _, finished, failed, sent, _ = self.slot(index)
-        self._write(index, 0, finished, failed, sent, -1)
-
-    # -- settings generations (parent writes the header, each worker its slot) -------
-    @property
-    def generation(self) -> int:
-        return int(_HEADER.unpack_from(self._map, 0)[0])
-
-    def new_generation(self) -> int:
-        """The parent asks for a reload: the generation every worker must reach."""
-        generation = self.generation + 1
-        _HEADER.pack_into(self._map, 0, generation)
-        return generation
-
-    def serving(self, index: int) -> None:
-        """Worker `index` serves the settings of the parent's newest generation."""
-        active, finished, failed, sent, _ = self.slot(index)
-        self._write(index, active, finished, failed, sent, self.generation)
-
-    def serves(self, index: int, generation: int) -> bool:
-        return self.slot(index)[4] >= generation
-
-    # -- the session limit -----------------------------------------------------------
-    def gate(self, index: int) -> WorkerGate:
-        return WorkerGate(self, index)
-
-    def admit(self, index: int) -> bool:
-        fd = self._file.fileno()
-        fcntl.lockf(fd, fcntl.LOCK_EX)
-        try:
-            if self.totals()[0] >= self.max_sessions:
-                return False
-            active, finished, failed, sent, generation = self.slot(index)
-            self._write(index, active + 1, finished, failed, sent, generation)
-            return True
-        finally:
-            fcntl.lockf(fd, fcntl.LOCK_UN)
-
-    def done(self, index: int, sent: int | None) -> None:
-        # Only worker `index` writes its slot, so no lock: the others only read it.
-        active, finished, failed, total, generation = self.slot(index)
-        if sent is not None:
-            finished += 1
-            failed += sent < 0
-            total += max(sent, 0)
-        self._write(index, max(active - 1, 0), finished, failed, total, generation)
-
-    def close(self) -> None:
-        self._map.close()
-        self._file.close()
-
-
-class WorkerGate:
-    """The `SessionGate` of one worker: the session limit over all of them."""
-
-    def __init__(self, counters: SharedCounters, index: int) -> None:
-        self.counters = counters
-        self.index = index
-
-    def acquire(self) -> bool:
-        return self.counters.admit(self.index)
-
-    def release(self, sent: int | None) -> None:
-        self.counters.done(self.index, sent)
 
 
 def _die_with_parent() -> None:
@@ -272,6 +128,7 @@ class TftpWorkers:
         self._locks: list[int] = []
         self._quick_deaths = 0
         self._blocked = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.failed: str | None = None
 
     # -- set-up (parent, before any event loop) -----------------------------------------
@@ -309,9 +166,46 @@ class TftpWorkers:
         for index in range(self.workers):
             self._start(index)
 
+    def spawn_in(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start every worker from a running event loop, which reaps them (SIGCHLD)."""
+        self._loop = loop
+        loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        for index in range(self.workers):
+            self._start(index)
+
+    async def await_serving(
+        self, generation: int | None = None, timeout: float = _READY_WAIT
+    ) -> bool:
+        """`await_workers` for a parent running an event loop (its SIGCHLD handler
+        restarts dead workers meanwhile)."""
+        target = self.counters.generation if generation is None else generation
+        end = clock() + timeout
+        while not self.stopping and clock() < end:
+            if all(self.counters.serves(i, target) for i in self.pids.values()):
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    def begin_stop(self) -> None:
+        """SIGTERM every worker (each drains its transfers); `stop` waits for them."""
+        if not self.stopping:
+            self.stopping = True
+            self._forward(signal.SIGTERM)
+
     def _start(self, index: int) -> None:
         self.counters.forget_active(index)  # not serving until it says so
-        pid = os.fork()
+        if not self._blocked:
+            # A worker is born with the stop signals blocked (see the module doc); in
+            # an event-loop parent only for the fork itself.
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, self._BLOCKED)
+            pid = -1
+            try:
+                pid = os.fork()
+            finally:
+                if pid != 0:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        else:
+            pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
@@ -411,10 +305,12 @@ class TftpWorkers:
         """SIGTERM every worker and wait for them to drain (up to `drain` plus a margin;
         a second SIGTERM/SIGINT is forwarded: they end their transfers now), then
         SIGKILL what is left."""
-        if not self.stopping:
-            self.stopping = True
-            self._forward(signal.SIGTERM)
+        self.begin_stop()
         end = clock() + self.drain + _STOP_WAIT
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGCHLD)
+            self._loop = None
+            self._wait_polling(end)
         while self.pids and self._blocked:
             left = end - clock()
             if left <= 0:
@@ -450,6 +346,16 @@ class TftpWorkers:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, self._BLOCKED)
             self._blocked = False
 
+    def _wait_polling(self, end: float) -> None:
+        """`stop` without sigwait (an event-loop parent): poll the workers' exits."""
+        while self.pids and clock() < end:
+            self.reap()
+            if self.pids:
+                time.sleep(0.02)
+        if self.pids:
+            log.warning("%d worker(s) still running after %.0f s: killing them",
+                        len(self.pids), self.drain + _STOP_WAIT)  # fmt: skip
+
     def log_totals(self, when: str) -> None:
         active, finished, failed, sent = self.counters.totals()
         log.info(
@@ -469,6 +375,14 @@ class TftpWorkers:
 
     # -- a worker ---------------------------------------------------------------------
     def _worker(self, index: int) -> int:
+        # Forked from a running event loop (pxed): that loop is not this process's.
+        # asyncio already ignores a running loop recorded by another pid; forget it all
+        # the same, and the signal wakeup fd (the parent's self-pipe: a signal handled
+        # here before our own loop sets its own would wake the parent). Never touch or
+        # close the parent's loop: its epoll set is shared with the parent.
+        asyncio.events._set_running_loop(None)
+        signal.set_wakeup_fd(-1)
+        self._loop = None
         _die_with_parent()
         tag_lines(f"worker {index}")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards Ctrl-C
