@@ -338,3 +338,50 @@ def test_a_boot_whose_worker_died_mid_transfer_still_ends(tmp_path: Path) -> Non
         assert pxed.stop() == 0
         log = pxed.output()
     assert log.count("ended with signal 9: restarting it") == 2, log
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process `pid` holds ("socket:[123]" -> "123")."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
+
+
+def udp_inodes(pid: int, ports: set[int]) -> set[str]:
+    """Inodes of the UDP sockets bound to `ports` in `pid`'s network namespace."""
+    found = set()
+    for table in ("udp", "udp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) in ports:
+                found.add(fields[9])
+    return found
+
+
+def test_workers_hold_none_of_the_parents_dhcp_sockets(tmp_path: Path) -> None:
+    """A worker (and a restarted one, forked while pxed serves) closes the DHCP and
+    4011 sockets it inherited: they must not outlive the parent in a draining worker."""
+    make_root(tmp_path / "root")
+    with boot_network(tmp_path) as net:
+        client = net.peer("10.78.0.50")
+        pxed = start_pxed(net, tmp_path)
+        boot(client)
+        dhcp = udp_inodes(pxed.pid, {67, 4011})
+        assert len(dhcp) >= 2 and dhcp <= socket_inodes(pxed.pid), dhcp
+        first = workers_of(pxed.pid)
+        os.kill(first[0], signal.SIGKILL)  # a worker pxed started, by its PID
+        wait_for(
+            lambda: len(set(workers_of(pxed.pid, timeout=0)) - {first[0]}) == 2,
+            20,
+            "a new worker",
+        )
+        download(client, tmp_path / "client", 4)  # every worker is serving by now
+        for worker in workers_of(pxed.pid):
+            assert not socket_inodes(worker) & dhcp, (worker, pxed.output())
+        assert pxed.stop() == 0

@@ -140,8 +140,15 @@ class PxeTftpWorkers(TftpWorkers):
             signal.raise_signal(signal.SIGTERM)
 
     # -- a worker ---------------------------------------------------------------------
+    def forked(self, index: int, sockets: list[socket.socket]) -> None:
+        """Close the parent's other sockets (DHCP, 4011, HTTP, DHCPv6, connections)
+        before this worker's loop exists; the pool's own are closed in `serve`."""
+        metrics.forget_http_server()  # closes its socket itself
+        own = [*sockets, self.events_in, self.events_out]
+        own += [end for pair in self.control for end in pair]
+        close_inherited_sockets({sock.fileno() for sock in own if sock.fileno() >= 0})
+
     async def serve(self, index: int, sockets: list[socket.socket]) -> None:
-        metrics.forget_http_server()
         self.events_in.close()  # the parent's (its loop's registration stays its own)
         control = self.control[index][1]
         for i, (parent_end, worker_end) in enumerate(self.control):
@@ -303,6 +310,34 @@ def run(
             shutil.rmtree(folder, ignore_errors=True)
     logging.getLogger("ptftpd").info("%s stopped", prog)
     return 0
+
+
+def close_inherited_sockets(keep: set[int]) -> None:
+    """A worker closes every socket it inherited from pxed's parent but `keep`.
+
+    It was forked from the parent's running loop, so it holds copies of the DHCP, 4011,
+    HTTP and DHCPv6 sockets and of any HTTP or PostgreSQL connection open at that
+    moment (a restarted worker is forked at any time). Kept, they would hold the ports
+    after the parent died (while the worker drains), and a connection the parent
+    closes would send no FIN until the worker exits. Raw `os.close`: the Python socket
+    objects belong to the parent's loop, which the worker never runs (closing through
+    them would unregister them from the epoll set the two processes share); it runs
+    before the worker's own loop opens anything, and the worker ends with `os._exit`,
+    so no finalizer closes those numbers again. Standard input,
+    output and error stay (stderr may be journald's socket)."""
+    fds = Path("/proc/self/fd")
+    try:
+        names = [int(name) for name in os.listdir(fds)]
+    except OSError:
+        return
+    for fd in names:
+        if fd <= 2 or fd in keep:
+            continue
+        try:
+            if os.readlink(fds / str(fd)).startswith("socket:"):
+                os.close(fd)
+        except OSError:
+            continue
 
 
 def _check_root(root: Path, user: str | None) -> None:

@@ -403,8 +403,13 @@ class TftpWorkers:
                     sock.close()
         if os.getppid() == 1:
             return 0  # the parent died before prctl took effect
+        self.forked(index, mine)
         asyncio.run(self.serve(index, mine))
         return 0
+
+    def forked(self, index: int, sockets: list[socket.socket]) -> None:
+        """In worker `index`, before its event loop starts: what a subclass must drop
+        of the parent's state (nothing here)."""
 
     def serving(self, index: int) -> None:
         """In worker `index`, once its signal handlers are in place and it serves (at
