@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -316,3 +317,11 @@ class Dhclient:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop(signal.SIGTERM, timeout=5)
+
+
+def scrape_metrics(the_lab: Lab, port: int, prefix: str = "ptftpd_") -> dict[str, float]:
+    """The server's /metrics (curl in the server's namespace) as {sample: value}."""
+    curl = require_tool("curl")
+    out = the_lab.server.run(curl, "-sf", f"http://127.0.0.1:{port}/metrics").stdout
+    pattern = rf"^({re.escape(prefix)}\S+) (\S+)$"
+    return {k: float(v) for k, v in re.findall(pattern, out, re.M)}

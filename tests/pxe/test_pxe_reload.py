@@ -7,17 +7,15 @@ udhcpc and a TFTP reader that ACKs slowly; /metrics scraped with curl."""
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dhcp.dhcplab import SERVER_IP, Lab, Udhcpc, lab, wait_for
-from support import Process, free_udp_port, require_tool, script, wait_udp_bound
+from dhcp.dhcplab import SERVER_IP, Lab, Udhcpc, lab, scrape_metrics, wait_for
+from support import Process, free_udp_port, script, wait_udp_bound, world_readable_dir
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -29,23 +27,12 @@ RANGE = 'range = ["10.77.0.100", "10.77.0.120"]\n'
 @pytest.fixture
 def state() -> Iterator[Path]:
     """Files the server reads, outside pytest's root-only tmp_path."""
-    folder = Path(tempfile.mkdtemp(prefix="ptftpd-pxed-reload-"))
-    folder.chmod(0o755)
-    try:
+    with world_readable_dir("ptftpd-pxed-reload-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 def scrape(the_lab: Lab, port: int) -> dict[str, float]:
-    curl = require_tool("curl")
-    out = the_lab.server.run(curl, "-sf", f"http://127.0.0.1:{port}/metrics").stdout
-    return {k: float(v) for k, v in re.findall(r"^(ptftpd_\S+) (\S+)$", out, re.M)}
-
-
-def mac_of(the_lab: Lab, client: int) -> str:
-    ns, iface = the_lab.clients[client]
-    return ns.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+    return scrape_metrics(the_lab, port)
 
 
 def test_sighup_mid_transfer_rereads_hosts_and_keeps_serving(tmp_path: Path, state: Path) -> None:
@@ -70,7 +57,7 @@ def test_sighup_mid_transfer_rereads_hosts_and_keeps_serving(tmp_path: Path, sta
         # The next file: a static host for the second client, a TFTP limit (pxed's own
         # key: applies to new transfers) and a port that a running pxed cannot move to
         # (it is named in the reload line and kept).
-        mac = mac_of(the_lab, 1)
+        mac = the_lab.client_mac(1)
         config.write_text(
             f'{RANGE}hosts = ["{mac}=10.77.0.50,fixed"]\nmax-sessions = 7\ntftp-port = 1069\n'
         )

@@ -5,16 +5,14 @@ values (after N leases, N active and size - N free; one boot, one boots_total sa
 from __future__ import annotations
 
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
-from dhcp.dhcplab import SERVER_IP, Lab, Udhcpc, lab, wait_for
+from dhcp.dhcplab import SERVER_IP, Lab, Udhcpc, lab, scrape_metrics, wait_for
 from ptftpd.dhcp.leases import (
     Ack,
     LeasePolicy,
@@ -25,7 +23,7 @@ from ptftpd.dhcp.leases import (
 )
 from ptftpd.dhcp.pg_store import PgStore
 from ptftpd.dhcp.shared_policy import SharedLeasePolicy
-from support import Process, free_udp_port, require_tool, script
+from support import Process, free_udp_port, require_tool, script, world_readable_dir
 from support.postgres import pg_cluster, pg_database
 
 __all__ = ["pg_cluster", "pg_database"]  # fixtures
@@ -33,18 +31,13 @@ __all__ = ["pg_cluster", "pg_database"]  # fixtures
 
 @pytest.fixture
 def state() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="ptftpd-metrics-feed-"))
-    folder.chmod(0o755)
-    try:
+    """Files the server reads, outside pytest's root-only tmp_path."""
+    with world_readable_dir("ptftpd-metrics-feed-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 def scrape(the_lab: Lab, port: int) -> dict[str, float]:
-    curl = require_tool("curl")
-    out = the_lab.server.run(curl, "-sf", f"http://127.0.0.1:{port}/metrics").stdout
-    return {k: float(v) for k, v in re.findall(r"^(ptftpd_\S+) (\S+)$", out, re.M)}
+    return scrape_metrics(the_lab, port)
 
 
 def leases_of(counts: dict[str, float]) -> tuple[float, ...]:

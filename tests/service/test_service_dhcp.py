@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dhcp.dhcplab import SERVER_IP, Lab, Udhcpc, lab, wait_for
+from dhcp.dhcplab import SERVER_IP, Lab, Udhcpc, lab, scrape_metrics, wait_for
 from service.proc_status import assert_unprivileged
-from support import Process, free_udp_port, require_tool, script, wait_udp_bound
+from support import Process, free_udp_port, require_tool, script, wait_udp_bound, world_readable_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,12 +25,8 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture
 def state() -> Iterator[Path]:
     """A state directory outside pytest's root-only tmp_path, as /var/lib would be."""
-    folder = Path(tempfile.mkdtemp(prefix="ptftpd-dhcp-svc-"))
-    folder.chmod(0o755)
-    try:
+    with world_readable_dir("ptftpd-dhcp-svc-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 @pytest.fixture
@@ -65,9 +58,7 @@ def dhcpd_argv(the_lab: Lab, *args: str) -> list[str]:
 
 
 def scrape(the_lab: Lab, port: int) -> dict[str, float]:
-    curl = require_tool("curl")
-    out = the_lab.server.run(curl, "-sf", f"http://127.0.0.1:{port}/metrics").stdout
-    return {k: float(v) for k, v in re.findall(r"^(ptftpd_dhcp_\S+) (\S+)$", out, re.M)}
+    return scrape_metrics(the_lab, port, "ptftpd_dhcp_")
 
 
 def test_dhcpd_as_nobody_on_67_leases_and_counts(

@@ -191,3 +191,17 @@ def veth_pair(
     finally:
         server.delete()
         client.delete()
+
+
+@contextmanager
+def world_readable_dir(prefix: str) -> Iterator[Path]:
+    """A directory every user can reach (pytest's tmp_path is root-only): state and
+    files for a server that drops to another user, removed afterwards."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
