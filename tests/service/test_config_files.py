@@ -9,9 +9,7 @@ import contextlib
 import importlib
 import io
 import re
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -26,21 +24,18 @@ from ptftpd.cli.dhcp_flags import dhcp_schema
 from ptftpd.config import apply_file, load_toml
 from ptftpd.dhcp.server_settings import dhcp_config
 from ptftpd.pxe.settings import pxe_config
-from support import Process, free_udp_port, require_tool, script, wait_udp_bound
+from support import Process, free_udp_port, require_tool, script, wait_udp_bound, world_readable_dir
 
 FILE = bytes(range(256)) * 20 + b"end"
 
 
 @pytest.fixture
 def root() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="ptftpd-cfg-"))
-    folder.chmod(0o777)
-    (folder / "boot.bin").write_bytes(FILE)
-    (folder / "boot.bin").chmod(0o644)
-    try:
+    with world_readable_dir("ptftpd-cfg-") as folder:
+        folder.chmod(0o777)
+        (folder / "boot.bin").write_bytes(FILE)
+        (folder / "boot.bin").chmod(0o644)
         yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 def print_config(tool: str, *args: str) -> str:

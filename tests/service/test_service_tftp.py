@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +34,7 @@ from support import (
     require_tool,
     script,
     wait_udp_bound,
+    world_readable_dir,
 )
 
 FILE = bytes(range(256)) * 200 + b"tail"  # 51204 bytes: 101 blocks of 512
@@ -44,14 +44,10 @@ WORKERS = pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-wo
 @pytest.fixture
 def root() -> Iterator[Path]:
     """A served directory every user can reach (pytest's tmp_path is root-only)."""
-    folder = Path(tempfile.mkdtemp(prefix="ptftpd-svc-"))
-    folder.chmod(0o755)
-    (folder / "boot.bin").write_bytes(FILE)
-    (folder / "boot.bin").chmod(0o644)
-    try:
+    with world_readable_dir("ptftpd-svc-") as folder:
+        (folder / "boot.bin").write_bytes(FILE)
+        (folder / "boot.bin").chmod(0o644)
         yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 def tftp_hpa(ns: Netns | None, port: int, *command: str, cwd: Path) -> str:
