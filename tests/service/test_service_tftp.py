@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -80,6 +80,27 @@ def workers_of(pid: int, count: int, timeout: float = 20.0) -> list[int]:
 def served_by(log: str) -> set[str]:
     """Which workers logged a finished transfer ("[worker 1] ... RRQ ...")."""
     return set(re.findall(r"\[(worker \d+)\] ptftpd\.tftp\.server INFO: \S+ [RW]RQ ", log))
+
+
+BOTH_WORKERS = {"worker 0", "worker 1"}
+
+
+def until_both_workers_served(
+    server: Process, download: Callable[[], None], mark: int = 0, bound: int = 40
+) -> set[str]:
+    """Download from new client ports until both workers have logged a transfer.
+
+    SO_REUSEPORT hashes the client's address and port, so a fixed number of downloads
+    may all land on one worker; and a worker logs a transfer just after its final ACK,
+    which the client may not wait for. Bounded in downloads and time."""
+    for _ in range(bound):
+        if served_by(server.output()[mark:]) == BOTH_WORKERS:
+            break
+        download()
+    deadline = time.monotonic() + 5
+    while served_by(server.output()[mark:]) != BOTH_WORKERS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return served_by(server.output()[mark:])
 
 
 @WORKERS
@@ -171,10 +192,16 @@ def test_ready_only_once_the_port_answers_then_reloading_and_stopping(
     server = ptftpd(root, "-p", str(port), log=tmp_path / "s.log", workers=workers, env=env)
     try:
         assert listener.recv(4096) == b"READY=1"
+
         # No waiting at all: requests right after READY=1 are served, by every worker.
-        for _ in range(4 * workers):
+        def download() -> None:
             got = slow_tftp.read("127.0.0.1", port, "boot.bin", timeout=5)
             assert got.error is None and got.data == FILE
+
+        for _ in range(4 * workers):
+            download()
+        if workers > 1:
+            assert until_both_workers_served(server, download) == BOTH_WORKERS, server.output()
         server.proc.send_signal(signal.SIGHUP)
         reloading = listener.recv(4096).decode().split("\n")
         assert reloading[0] == "RELOADING=1" and reloading[1].startswith("MONOTONIC_USEC=")
@@ -183,8 +210,6 @@ def test_ready_only_once_the_port_answers_then_reloading_and_stopping(
     finally:
         assert server.stop() == 0
     assert listener.recv(4096) == b"STOPPING=1"
-    if workers > 1:
-        assert served_by(server.output()) == {"worker 0", "worker 1"}, server.output()
 
 
 def refused_soon(port: int) -> slow_tftp.Result:
@@ -290,15 +315,19 @@ def test_sighup_rereads_the_map_file_without_dropping_a_transfer(
         got = slow_tftp.read("127.0.0.1", port, "pxelinux.0", delay=0.01, on_block=at_block)
         assert got.error is None and got.data == FILE
         mark = len(server.output())
-        for _ in range(4 * workers):  # from new client ports: every worker is asked
+
+        def download() -> None:
             after = slow_tftp.read("127.0.0.1", port, "pxelinux.0", timeout=5)
             assert after.error is None and after.data == b"other" * 1000
             assert slow_tftp.read("127.0.0.1", port, "secret", timeout=5).error == (
                 2,
                 "Access denied",
             )
+
+        for _ in range(4 * workers):  # from new client ports
+            download()
         if workers > 1:  # the new rule, applied by every worker
-            assert served_by(server.output()[mark:]) == {"worker 0", "worker 1"}
+            assert until_both_workers_served(server, download, mark) == BOTH_WORKERS
             # READY=1 came once both had re-read the file: the parent's line follows theirs.
             lines = server.output().splitlines()
             done = [i for i, line in enumerate(lines) if "reloaded: 2 rule(s)" in line]
@@ -519,12 +548,14 @@ def test_metrics_with_two_workers_sum_exactly_and_survive_a_killed_worker(
         pids = workers_of(server.pid, 2)
         assert len(pids) == 2
         downloads = 0
-        while served_by(server.output()) != {"worker 0", "worker 1"} and downloads < 40:
+
+        def download() -> None:
+            nonlocal downloads
             got = slow_tftp.read("127.0.0.1", port, "boot.bin")  # a new client port each
             assert got.error is None and got.data == FILE
             downloads += 1
-            time.sleep(0.05)
-        assert served_by(server.output()) == {"worker 0", "worker 1"}, server.output()
+
+        assert until_both_workers_served(server, download) == BOTH_WORKERS, server.output()
         samples = settled(downloads)
         assert samples[completed] == downloads
         assert samples[sent] == downloads * len(FILE)

@@ -107,6 +107,15 @@ class Process:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def wait_output(self, text: str, timeout: float = 10.0) -> str:
+        """The output once it holds `text`: a server logs a request after answering it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.output()
+            if text in out or time.monotonic() >= deadline:
+                return out
+            time.sleep(0.05)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
