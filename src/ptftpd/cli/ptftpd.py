@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ptftpd.cli.common import (
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.service import runtime, tftp_pool, tftp_service
 from ptftpd.service.runtime import drain_seconds, metrics_address
+from ptftpd.service.service_settings import ServiceSettings
 from ptftpd.service.tftp_service import Reread, TftpSettings, port_range, umask_value
 from ptftpd.tftp import remap
 from ptftpd.tftp.server import ServerStartError, TftpServer
@@ -107,10 +109,10 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     return parser.parse_args(argv)
 
 
-def tftp_settings(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, rules: remap.RuleSet | None
-) -> TftpSettings:
-    """The service's settings from parsed flags (file included) and the --map-file rules."""
+def tftp_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TftpSettings:
+    """The service's settings from parsed flags (file included) and --map-file's rules;
+    raises RemapError (one line) for a bad map file."""
+    rules = None if args.map_file is None else remap.load(args.map_file)
     settings = config.effective(parser, args, FLAG_KINDS)
     tftp_config = transfer_config(settings, args.root, read_only=args.read_only or not args.create)
     tftp_config = dataclasses.replace(tftp_config, port_range=args.port_range)
@@ -130,8 +132,7 @@ def rereader(argv: list[str] | None) -> Reread:
             args = parser.parse_args(argv)  # the flags parsed once already: only the file changed
         except SystemExit:
             raise config.ConfigError("the command line no longer parses") from None
-        rules = None if args.map_file is None else remap.load(args.map_file)
-        return tftp_settings(parser, args, rules)
+        return tftp_settings(parser, args)
 
     return reread
 
@@ -150,11 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     except InterfaceError as exc:
         parser.exit(1, f"ptftpd: error: {exc}\n")
 
-    rules = tftp_service.load_rules("ptftpd", args)
-    settings = tftp_settings(parser, args, rules)
+    try:
+        settings = tftp_settings(parser, args)
+    except remap.RemapError as exc:
+        parser.exit(2, f"ptftpd: error: {exc}\n")
+    if settings.umask is not None:
+        os.umask(settings.umask)  # before any upload (and inherited by the workers)
     reread = rereader(argv)
+    service = ServiceSettings.from_args(args)
     if args.workers > 1:
-        return tftp_pool.run("ptftpd", args, settings, reread, hosts)
+        return tftp_pool.run("ptftpd", service, settings, reread, hosts, args.port)
 
     async def start() -> tftp_service.TftpService:
         server = TftpServer(settings.config)
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return tftp_service.TftpService(server, settings, reread)
 
     uploads = () if settings.config.read_only else (args.root,)
-    return runtime.run("ptftpd", args, start, (ServerStartError,), writable=uploads)
+    return runtime.run("ptftpd", service, start, (ServerStartError,), writable=uploads)
 
 
 if __name__ == "__main__":

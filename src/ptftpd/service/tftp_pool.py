@@ -27,7 +27,6 @@ The parent speaks to systemd and writes the one reload line:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from ptftpd.errors import ServerStartError
 from ptftpd.service import metrics, notify, privileges, runtime
+from ptftpd.service.service_settings import ServiceSettings
 from ptftpd.service.tftp_service import Reread, TftpService, TftpSettings
 from ptftpd.tftp.server import ServerConfig, TftpServer
 from ptftpd.tftp.workers import TftpWorkers
@@ -114,29 +114,31 @@ class ServicePool(TftpWorkers):
 
 def run(
     prog: str,
-    args: argparse.Namespace,
+    service: ServiceSettings,
     settings: TftpSettings,
     reread: Reread,
     hosts: Sequence[str],
+    port: int,
 ) -> int:
-    """Serve `settings` on `hosts` with ``args.workers`` processes until stopped."""
+    """Serve `settings` on `hosts` and `port` with ``service.workers`` processes until
+    stopped."""
     from ptftpd.cli.common import fail
 
     config = settings.config
     writable = () if config.read_only else (Path(config.root),)
     try:
-        identity = runtime.prepare(args, writable)
+        identity = runtime.prepare(service, writable)
     except runtime.UsageProblem as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return runtime.USAGE_ERROR
-    pool = ServicePool(settings, reread, hosts, args.port, args.workers, drain=float(args.drain))
+    pool = ServicePool(settings, reread, hosts, port, service.workers, drain=service.drain)
     folder: Path | None = None
     try:
         pool.open()
-        if args.metrics is not None:
+        if service.metrics is not None:
             folder = metrics_folder(identity)
             metrics.use_multiprocess(folder)
-        runtime.serve_metrics(args)
+        runtime.serve_metrics(service)
         runtime.drop_privileges(identity)
         pool.spawn()
         if not pool.await_workers():

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,16 +250,3 @@ def apply_settings(server: TftpServer, settings: TftpSettings) -> None:
     server.remap = None if settings.rules is None else remapper(settings.rules)
     if settings.umask is not None:
         os.umask(settings.umask)
-
-
-def load_rules(prog: str, args: argparse.Namespace) -> remap.RuleSet | None:
-    """Read --map-file and apply --umask before anything is bound; exit 2 on a bad file."""
-    if args.umask is not None:
-        os.umask(args.umask)
-    if args.map_file is None:
-        return None
-    try:
-        return remap.load(args.map_file)
-    except remap.RemapError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
