@@ -29,7 +29,9 @@ this with real processes.
 
 from __future__ import annotations
 
+import glob
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,10 +46,14 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client import values as _values
+from prometheus_client.metrics_core import Metric
 
 from ptftpd.dhcp.options import ARCHITECTURES
 
 Direction = Literal["read", "write"]
+
+# A multiprocess file starts with its used length (4 bytes, padded to 8).
+_HEADER_BYTES = 8
 FAILURE_REASONS = frozenset(
     {
         "not_found",
@@ -252,6 +258,24 @@ def disable() -> None:
     _active = None
 
 
+class WorkersCollector(multiprocess.MultiProcessCollector):
+    """The workers' files summed, skipping a file a worker has just created and not yet
+    sized: prometheus-client opens a new file, then extends it, and a scrape between the
+    two would fail on the empty file (HTTP 500) instead of counting it next time. A file
+    gone meanwhile (a dead worker's live gauge) is skipped too."""
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(path) >= _HEADER_BYTES:
+                    files.append(path)
+            except OSError:
+                continue
+        merged: Iterable[Metric] = self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
+
+
 def serve(address: str, port: int) -> Metrics:
     """Enable metrics and serve them at http://ADDRESS:PORT/metrics in a daemon thread.
 
@@ -262,7 +286,7 @@ def serve(address: str, port: int) -> Metrics:
     registry = metrics.registry
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        WorkersCollector(registry)  # type: ignore[no-untyped-call]
     server, _ = start_http_server(port, address, registry)
     _http.append(server)
     return metrics
