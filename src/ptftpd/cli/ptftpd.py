@@ -95,7 +95,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     """Flags over the `--config` file over defaults; a bad setting exits 2 in one line."""
     path = config.config_path(argv)
     try:
-        config.apply_file(parser, config.load_toml(path), path, FLAG_KINDS)
+        config.apply_file(parser, config.load_toml(path, "ptftpd"), path, FLAG_KINDS)
     except config.ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     return parser.parse_args(argv)
