@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import signal
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -296,3 +297,34 @@ def test_ptftp_print_config_reads_back(tmp_path: Path) -> None:
     again = tmp_path / "again.toml"
     again.write_text(res.stdout)
     assert ptftp("--config", str(again), "--print-config", cwd=tmp_path).stdout == res.stdout
+
+
+def hosts(n: int) -> str:
+    return "[" + ", ".join(f'"52:54:00:00:00:0{i}=10.0.0.1{i}"' for i in range(n)) + "]"
+
+
+def test_sighup_rereads_the_tools_own_table(lab: tuple[Netns, Path]) -> None:
+    """dhcpd reloads its [dhcpd] table: the static hosts it reports are that table's,
+    not those of the [pxed] and [bootpd] tables around it."""
+    ns, state = lab
+    path = state / "lab.toml"
+
+    def write(n: int) -> None:
+        path.write_text(
+            f"[pxed]\nhosts = {hosts(3)}\n\n[dhcpd]\nrange = ['10.0.0.100', '10.0.0.120']\n"
+            f"leases = '{state / 'leases.sqlite'}'\nhosts = {hosts(n)}\n\n"
+            f"[bootpd]\nhosts = {hosts(4)}\n"
+        )
+
+    write(1)
+    argv = [script("dhcpd"), "-a", "-v", "--config", str(path), "eth1", "pxelinux.0"]
+    server = Process(ns.popen_argv(argv), state / "dhcpd.log")
+    try:
+        wait_udp_bound(67, timeout=15, proc=server.proc, netns=ns.name)
+        write(2)
+        server.proc.send_signal(signal.SIGHUP)
+        log = server.wait_output("reloaded:", timeout=15)
+        assert "reloaded: 2 static host(s)" in log, log
+        assert server.proc.poll() is None
+    finally:
+        assert server.stop() == 0
