@@ -27,6 +27,7 @@ from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
 from ptftpd.dhcp.store import StoreError
 from ptftpd.netif import InterfaceError
 from ptftpd.service import dhcp_service, privileges, runtime
+from ptftpd.service.service_settings import ServiceSettings
 
 __all__ = ["CannotServe", "DhcpTool", "build_parser", "main"]
 
@@ -147,7 +148,8 @@ def serve(
 
     paths, files = dhcp_service.lease_paths(config), dhcp_service.lease_files(config)
     errors = (ServerStartError, StoreError)
-    return runtime.run(tool.prog, args, start, errors, writable=paths, owned_files=files)
+    service = ServiceSettings.from_args(args)
+    return runtime.run(tool.prog, service, start, errors, writable=paths, owned_files=files)
 
 
 def main(tool: DhcpTool, argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from ptftpd.cli.common import (
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.service import runtime, tftp_pool, tftp_service
 from ptftpd.service.runtime import drain_seconds, metrics_address
-from ptftpd.service.tftp_service import port_range, umask_value
+from ptftpd.service.service_settings import ServiceSettings
+from ptftpd.service.tftp_service import Reread, TftpSettings, port_range, umask_value
+from ptftpd.tftp import remap
 from ptftpd.tftp.server import ServerStartError, TftpServer
 from ptftpd.tftp.transfer_settings import transfer_config
 from ptftpd.tftp.workers import default_workers
@@ -82,13 +85,18 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="TOML settings file: keys are the long flags (blksize-max = 1468, "
-        "read-only = true, ...); flags win over it",
+        "read-only = true, ...); flags win over it; re-read on SIGHUP",
     )
     group.add_argument(
         "--print-config",
         action="store_true",
         help="print the effective settings (file, then flags) as TOML and exit",
     )
+
+
+# What a reload cannot change: the sockets, processes, identity and logging set up at
+# start (IFACE and ROOT are arguments, never in the file).
+RESTART_ONLY = ("port", "workers", "user", "group", "metrics", "drain", "verbose", "debug")
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -99,6 +107,34 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     except config.ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     return parser.parse_args(argv)
+
+
+def tftp_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TftpSettings:
+    """The service's settings from parsed flags (file included) and --map-file's rules;
+    raises RemapError (one line) for a bad map file."""
+    rules = None if args.map_file is None else remap.load(args.map_file)
+    settings = config.effective(parser, args, FLAG_KINDS)
+    tftp_config = transfer_config(settings, args.root, read_only=args.read_only or not args.create)
+    tftp_config = dataclasses.replace(tftp_config, port_range=args.port_range)
+    restart_only = {key: settings.get(key) for key in RESTART_ONLY}
+    return TftpSettings(tftp_config, args.map_file, rules, args.umask, restart_only)
+
+
+def rereader(argv: list[str] | None) -> Reread:
+    """SIGHUP's re-read: the same flags over the --config file and --map-file as they
+    are now; a bad file raises ConfigError or RemapError (one line)."""
+
+    def reread() -> TftpSettings:
+        parser = build_parser()
+        path = config.config_path(argv)
+        config.apply_file(parser, config.load_toml(path), path, FLAG_KINDS)
+        try:
+            args = parser.parse_args(argv)  # the flags parsed once already: only the file changed
+        except SystemExit:
+            raise config.ConfigError("the command line no longer parses") from None
+        return tftp_settings(parser, args)
+
+    return reread
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,20 +151,24 @@ def main(argv: list[str] | None = None) -> int:
     except InterfaceError as exc:
         parser.exit(1, f"ptftpd: error: {exc}\n")
 
-    rules = tftp_service.load_rules("ptftpd", args)
-    settings = config.effective(parser, args, FLAG_KINDS)
-    tftp_config = transfer_config(settings, args.root, read_only=args.read_only or not args.create)
-    tftp_config = dataclasses.replace(tftp_config, port_range=args.port_range)
+    try:
+        settings = tftp_settings(parser, args)
+    except remap.RemapError as exc:
+        parser.exit(2, f"ptftpd: error: {exc}\n")
+    if settings.umask is not None:
+        os.umask(settings.umask)  # before any upload (and inherited by the workers)
+    reread = rereader(argv)
+    service = ServiceSettings.from_args(args)
     if args.workers > 1:
-        return tftp_pool.run("ptftpd", args, tftp_config, hosts, rules)
+        return tftp_pool.run("ptftpd", service, settings, reread, hosts, args.port)
 
     async def start() -> tftp_service.TftpService:
-        server = TftpServer(tftp_config)
+        server = TftpServer(settings.config)
         await server.start(hosts, args.port)
-        return tftp_service.TftpService(server, args.map_file, rules)
+        return tftp_service.TftpService(server, settings, reread)
 
-    uploads = () if tftp_config.read_only else (args.root,)
-    return runtime.run("ptftpd", args, start, (ServerStartError,), writable=uploads)
+    uploads = () if settings.config.read_only else (args.root,)
+    return runtime.run("ptftpd", service, start, (ServerStartError,), writable=uploads)
 
 
 if __name__ == "__main__":

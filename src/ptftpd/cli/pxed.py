@@ -44,6 +44,7 @@ from ptftpd.pxe.service import TftpPoolFactory
 from ptftpd.pxe.settings import ADDRESS_KEYS, boot_files, pxe_config
 from ptftpd.service import dhcp_service, privileges, pxe_pool, runtime
 from ptftpd.service.pxe_running import PxeRunning
+from ptftpd.service.service_settings import ServiceSettings
 from ptftpd.tftp.server import ServerStartError as TftpStartError
 from ptftpd.tftp.workers import default_workers
 
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if not privileges.can_bind_privileged_ports():
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")
     config = pxe_config(settings, dhcp, args.root, args.bootfile)
-    return serve(read, args, config)
+    return serve(read, ServiceSettings.from_args(args), config)
 
 
 def rebuilt(read: flag_settings.CommandLine) -> PxeConfig:
@@ -211,7 +212,7 @@ def rebuilt(read: flag_settings.CommandLine) -> PxeConfig:
     return pxe_config(settings, dhcp, args.root, args.bootfile)
 
 
-def serve(read: flag_settings.CommandLine, args: argparse.Namespace, config: PxeConfig) -> int:
+def serve(read: flag_settings.CommandLine, running: ServiceSettings, config: PxeConfig) -> int:
     async def start(pool: TftpPoolFactory | None = None) -> PxeRunning:
         service = PxeService(config, tftp_pool=pool)
         try:
@@ -219,14 +220,14 @@ def serve(read: flag_settings.CommandLine, args: argparse.Namespace, config: Pxe
         except BaseException:
             service.close()
             raise
-        return PxeRunning(service, lambda: rebuilt(read), count=args.metrics is not None)
+        return PxeRunning(service, lambda: rebuilt(read), count=running.metrics is not None)
 
     errors = (DhcpStartError, TftpStartError, HttpStartError, Dhcp6StartError, StoreError)
     known = (*errors, InterfaceError, OSError)
     leases = dhcp_service.lease_paths(config.dhcp), dhcp_service.lease_files(config.dhcp)
-    if args.workers > 1:
-        return pxe_pool.run(PROG, args, start, known, *leases)
-    return runtime.run(PROG, args, start, known, *leases)
+    if running.workers > 1:
+        return pxe_pool.run(PROG, running, start, known, *leases)
+    return runtime.run(PROG, running, start, known, *leases)
 
 
 if __name__ == "__main__":

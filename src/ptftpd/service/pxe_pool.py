@@ -26,7 +26,6 @@ SIGCHLD reaches the parent's loop (`TftpWorkers.spawn_in`): a dead worker is res
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from ptftpd.pxe.bootlog import BootTracker
 from ptftpd.service import metrics, notify, runtime
+from ptftpd.service.service_settings import ServiceSettings
 from ptftpd.service.tftp_pool import metrics_folder
 from ptftpd.service.tftp_service import count_transfers
 from ptftpd.tftp.server import ServerConfig, TftpServer
@@ -214,7 +214,7 @@ class _WorkerTftp:
 
 def run(
     prog: str,
-    args: argparse.Namespace,
+    service: ServiceSettings,
     start: Callable[
         [Callable[[ServerConfig, list[str], int], PxeTftpWorkers]], Awaitable[runtime.Running]
     ],
@@ -222,13 +222,13 @@ def run(
     writable: Iterable[Path] = (),
     owned_files: Iterable[Path] = (),
 ) -> int:
-    """`runtime.run` for pxed with ``args.workers`` TFTP workers: `start(factory)` binds
+    """`runtime.run` for pxed with ``service.workers`` TFTP workers: `start(factory)` binds
     everything (the factory the TFTP workers' sockets); the workers are forked after the
     privileges are dropped."""
     from ptftpd.cli.common import fail
 
     try:
-        identity = runtime.prepare(args, writable)
+        identity = runtime.prepare(service, writable)
     except runtime.UsageProblem as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return runtime.USAGE_ERROR
@@ -239,9 +239,9 @@ def run(
             config,
             hosts,
             port,
-            args.workers,
-            drain=float(args.drain),
-            count=args.metrics is not None,
+            service.workers,
+            drain=service.drain,
+            count=service.metrics is not None,
         )
         try:
             pool.open()
@@ -268,11 +268,11 @@ def run(
             signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
             raise
         try:
-            runtime.serve_metrics(args)
+            runtime.serve_metrics(service)
             runtime.drop_privileges(identity, owned_files)
             loop = asyncio.get_running_loop()
             for pool in pools:
-                _check_root(pool.config.root, args.user)
+                _check_root(pool.config.root, service.user)
                 pool.spawn_in(loop)
                 if not await pool.await_serving():
                     log.warning("not every TFTP worker started in time")
@@ -281,7 +281,7 @@ def run(
                 # runtime.serve installs its handlers before its first await, i.e.
                 # before a SIGCHLD can reach `reap` again
                 pool.supervised = True
-            await runtime.serve(server, float(args.drain), ready=ready)
+            await runtime.serve(server, service.drain, ready=ready)
         finally:
             # still pending (pxed failed before serving): handled by stopping anyway
             while signal.sigtimedwait(held, 0) is not None:
@@ -295,7 +295,7 @@ def run(
     folder: Path | None = None
     errors: tuple[type[Exception], ...] = (*known_errors, runtime.ServiceError)
     try:
-        if args.metrics is not None:
+        if service.metrics is not None:
             folder = metrics_folder(identity)
             metrics.use_multiprocess(folder)
         asyncio.run(main())

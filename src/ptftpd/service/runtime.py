@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Protocol
 
 from ptftpd.service import metrics, notify, privileges
+from ptftpd.service.service_settings import DEFAULT_DRAIN, ServiceSettings
 
 log = logging.getLogger("ptftpd.service")
 
 USAGE_ERROR = 2
-DEFAULT_DRAIN = 10.0
 
 
 class Running(Protocol):
@@ -107,7 +107,7 @@ class UsageProblem(Exception):
     """A --user/--group problem found before anything is bound (exit 2)."""
 
 
-def prepare(args: argparse.Namespace, writable: Iterable[Path] = ()) -> privileges.Identity | None:
+def prepare(service: ServiceSettings, writable: Iterable[Path] = ()) -> privileges.Identity | None:
     """The start-up steps before any socket exists: resolve --user/--group (a bad name
     is `UsageProblem`), give the `writable` directories to USER, set up logging and the
     fd limit. Returns the identity :func:`drop_privileges` takes on."""
@@ -115,22 +115,22 @@ def prepare(args: argparse.Namespace, writable: Iterable[Path] = ()) -> privileg
     from ptftpd.log import setup_logging
 
     try:
-        identity = privileges.resolve(args.user, args.group)
+        identity = privileges.resolve(service.user, service.group)
         for path in writable:
             privileges.make_writable(identity, path)
     except privileges.PrivilegeError as exc:
         raise UsageProblem(str(exc)) from None
-    setup_logging(args.verbose, args.debug)
+    setup_logging(service.verbose, service.debug)
     raise_fd_limit()
     return identity
 
 
-def serve_metrics(args: argparse.Namespace) -> None:
+def serve_metrics(service: ServiceSettings) -> None:
     """Start --metrics' HTTP server (after binding, before the drop: a port below 1024
     still works); `ServiceError` if it cannot listen."""
-    if args.metrics is None:
+    if service.metrics is None:
         return
-    host, port = args.metrics
+    host, port = service.metrics
     try:
         metrics.serve(host, port)
     except OSError as exc:
@@ -150,7 +150,7 @@ def drop_privileges(identity: privileges.Identity | None, owned_files: Iterable[
 
 def run(
     prog: str,
-    args: argparse.Namespace,
+    service: ServiceSettings,
     start: Callable[[], Awaitable[Running]],
     known_errors: tuple[type[Exception], ...],
     writable: Iterable[Path] = (),
@@ -163,7 +163,7 @@ def run(
     from ptftpd.cli.common import fail
 
     try:
-        identity = prepare(args, writable)
+        identity = prepare(service, writable)
     except UsageProblem as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
@@ -171,9 +171,9 @@ def run(
     async def main() -> None:
         server = await start()
         try:
-            serve_metrics(args)
+            serve_metrics(service)
             drop_privileges(identity, owned_files)
-            await serve(server, float(args.drain))
+            await serve(server, service.drain)
         finally:
             server.close()
 

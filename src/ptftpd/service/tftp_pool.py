@@ -13,10 +13,10 @@ Each worker runs :func:`ptftpd.service.runtime.serve` (``in_pool=True``) over it
 `TftpService`, so drain, second-signal and reload behave exactly as in one process.
 The parent speaks to systemd and writes the one reload line:
 
-- SIGHUP: RELOADING=1; the parent reads --map-file itself first (a bad file is one
-  error line and no worker is disturbed: the old rules stay everywhere); otherwise it
-  keeps the new rules for workers it restarts later, forwards SIGHUP, waits (bounded)
-  until every worker has re-read the file, and sends READY=1.
+- SIGHUP: RELOADING=1; the parent re-reads the settings itself first (--config and
+  --map-file: a bad file is one error line and no worker is disturbed: the old settings
+  stay everywhere); otherwise it keeps them for workers it restarts later, forwards
+  SIGHUP, waits (bounded) until every worker has re-read them, and sends READY=1.
 - SIGTERM/SIGINT: STOPPING=1, SIGTERM to every worker: each refuses new requests with
   an ERROR, drains its transfers for up to --drain seconds, ends what is left (ERROR to
   the peers) and exits 0; the parent waits for them (--drain plus a margin, then
@@ -27,7 +27,6 @@ The parent speaks to systemd and writes the one reload line:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -40,8 +39,8 @@ from pathlib import Path
 
 from ptftpd.errors import ServerStartError
 from ptftpd.service import metrics, notify, privileges, runtime
-from ptftpd.service.tftp_service import TftpService
-from ptftpd.tftp import remap
+from ptftpd.service.service_settings import ServiceSettings
+from ptftpd.service.tftp_service import Reread, TftpService, TftpSettings
 from ptftpd.tftp.server import ServerConfig, TftpServer
 from ptftpd.tftp.workers import TftpWorkers
 
@@ -53,25 +52,24 @@ class ServicePool(TftpWorkers):
 
     def __init__(
         self,
-        config: ServerConfig,
+        settings: TftpSettings,
+        reread: Reread,
         hosts: Sequence[str],
         port: int,
         workers: int,
         *,
         drain: float,
-        map_file: Path | None = None,
-        rules: remap.RuleSet | None = None,
     ) -> None:
-        super().__init__(config, hosts, port, workers, drain=drain)
-        self.map_file = map_file
-        self.rules = rules  # the newest good rules: a restarted worker starts with them
+        super().__init__(settings.config, hosts, port, workers, drain=drain)
+        self.settings = settings  # the newest good ones: a restarted worker starts with them
+        self.reread = reread
         self._announced_stop = False
 
     # -- a worker -----------------------------------------------------------------
     async def serve(self, index: int, sockets: list[socket.socket]) -> None:
         metrics.forget_http_server()
         server = TftpServer(self.config, gate=self.counters.gate(index))
-        service = TftpService(server, self.map_file, self.rules)
+        service = TftpService(server, self.settings, self.reread, on_config=self.limit_sessions)
         try:
             await server.start_on(sockets)
             await runtime.serve(
@@ -81,17 +79,21 @@ class ServicePool(TftpWorkers):
             service.close()
 
     # -- the parent ---------------------------------------------------------------
+    def limit_sessions(self, config: ServerConfig) -> None:
+        """This process's view of the limit shared by every worker."""
+        self.counters.max_sessions = config.max_sessions
+
     def hangup(self) -> None:
         notify.reloading()
         try:
-            if self.map_file is None:
-                summary = "nothing to reload (no --map-file)"
-            else:
-                self.rules = remap.load(self.map_file)
-                summary = f"{len(self.rules.rules)} rule(s) from {self.map_file}"
-        except (remap.RemapError, OSError) as exc:
+            new = self.reread()
+        except Exception as exc:  # a bad file must not stop the service
             log.error("reload failed, keeping the running settings: %s", exc)
         else:
+            self.settings, kept = self.settings.reloaded(new)
+            self.config = self.settings.config
+            self.limit_sessions(self.config)
+            summary = self.settings.summary(kept)
             generation = self.counters.new_generation()
             self._forward(signal.SIGHUP)
             if self.await_workers(generation):
@@ -112,36 +114,31 @@ class ServicePool(TftpWorkers):
 
 def run(
     prog: str,
-    args: argparse.Namespace,
-    config: ServerConfig,
+    service: ServiceSettings,
+    settings: TftpSettings,
+    reread: Reread,
     hosts: Sequence[str],
-    rules: remap.RuleSet | None,
+    port: int,
 ) -> int:
-    """Serve `config` on `hosts` with ``args.workers`` processes until stopped."""
+    """Serve `settings` on `hosts` and `port` with ``service.workers`` processes until
+    stopped."""
     from ptftpd.cli.common import fail
 
+    config = settings.config
     writable = () if config.read_only else (Path(config.root),)
     try:
-        identity = runtime.prepare(args, writable)
+        identity = runtime.prepare(service, writable)
     except runtime.UsageProblem as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return runtime.USAGE_ERROR
-    pool = ServicePool(
-        config,
-        hosts,
-        args.port,
-        args.workers,
-        drain=float(args.drain),
-        map_file=args.map_file,
-        rules=rules,
-    )
+    pool = ServicePool(settings, reread, hosts, port, service.workers, drain=service.drain)
     folder: Path | None = None
     try:
         pool.open()
-        if args.metrics is not None:
+        if service.metrics is not None:
             folder = metrics_folder(identity)
             metrics.use_multiprocess(folder)
-        runtime.serve_metrics(args)
+        runtime.serve_metrics(service)
         runtime.drop_privileges(identity)
         pool.spawn()
         if not pool.await_workers():

@@ -7,17 +7,18 @@ Everything hooks through the server's public surface (`on_started`, `on_finished
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptftpd.service import metrics
 from ptftpd.tftp import remap
 from ptftpd.tftp.errors import LocalError
 from ptftpd.tftp.packets import ErrorCode
-from ptftpd.tftp.server import FinishedTransfer, TftpServer
+from ptftpd.tftp.server import FinishedTransfer, ServerConfig, TftpServer
 
 log = logging.getLogger("ptftpd.service")
 
@@ -99,18 +100,72 @@ def remapper(rules: remap.RuleSet) -> Callable[[str, str, bool], str]:
     return apply
 
 
+@dataclass(frozen=True)
+class TftpSettings:
+    """What a TFTP service serves with, as read from its flags and ``--config`` file:
+    the transfer limits, the remap rules (--map-file), the upload umask, and the
+    settings only a restart can change (port, workers, user...), kept to name them when
+    a reload asks for a change it cannot make."""
+
+    config: ServerConfig
+    map_file: Path | None = None
+    rules: remap.RuleSet | None = None
+    umask: int | None = None
+    restart_only: Mapping[str, object] = field(default_factory=dict)
+
+    def reloaded(self, new: TftpSettings) -> tuple[TftpSettings, list[str]]:
+        """What a reload to `new` applies (ROOT and the restart-only settings stay these),
+        and the names of the restart-only settings `new` wanted changed."""
+        keys = sorted(set(self.restart_only) | set(new.restart_only))
+        kept = [k for k in keys if self.restart_only.get(k) != new.restart_only.get(k)]
+        applied = dataclasses.replace(
+            new,
+            config=dataclasses.replace(new.config, root=self.config.root),
+            restart_only=self.restart_only,
+        )
+        return applied, kept
+
+    def summary(self, kept: list[str]) -> str:
+        """The reload line: what now applies, and what a restart would change."""
+        c = self.config
+        parts = []
+        if self.rules is not None:
+            parts.append(f"{len(self.rules.rules)} rule(s) from {self.map_file}")
+        parts.append(
+            f"max sessions {c.max_sessions}, blksize max {c.blksize_max}, windowsize max "
+            f"{c.windowsize_max}, timeout {c.timeout:g} s, retries {c.retries}, "
+            f"{'read-only' if c.read_only else 'uploads allowed'}"
+        )
+        if kept:
+            parts.append(f"kept until a restart: {', '.join(kept)}")
+        return "; ".join(parts)
+
+
+# Re-reads the settings for SIGHUP (the flags given at start, then the --config file and
+# --map-file as they are now); raises with a one-line message when one is bad.
+Reread = Callable[[], TftpSettings]
+
+
 class TftpService:
-    """Adapts a started `TftpServer` to `ptftpd.service.runtime.Running`."""
+    """Adapts a started `TftpServer` to `ptftpd.service.runtime.Running`: SIGHUP calls
+    `reload`, which applies `reread()` to the server (running transfers keep the limits
+    they started with) and `on_config` (a worker's shared session limit)."""
 
     def __init__(
-        self, server: TftpServer, map_file: Path | None = None, rules: remap.RuleSet | None = None
+        self,
+        server: TftpServer,
+        settings: TftpSettings | None = None,
+        reread: Reread | None = None,
+        on_config: Callable[[ServerConfig], None] | None = None,
     ) -> None:
         self.server = server
-        self.map_file = map_file
+        self.settings = settings or TftpSettings(server.config)
+        self.reread = reread
+        self.on_config = on_config
         server.on_started = started_recorder(server)
         server.on_finished = record_finished
-        if rules is not None:
-            server.remap = remapper(rules)
+        if self.settings.rules is not None:
+            server.remap = remapper(self.settings.rules)
 
     def active(self) -> int:
         return len(self.server.transfers)
@@ -119,11 +174,15 @@ class TftpService:
         self.server.accepting = False
 
     def reload(self) -> str:
-        if self.map_file is None:
-            return "nothing to reload (no --map-file)"
-        rules = remap.load(self.map_file)  # RemapError: the old rules stay
-        self.server.remap = remapper(rules)
-        return f"{len(rules.rules)} rule(s) from {self.map_file}"
+        if self.reread is None:
+            return "nothing to reload"
+        # a bad file raises: the running settings stay
+        new, kept = self.settings.reloaded(self.reread())
+        apply_settings(self.server, new)
+        if self.on_config is not None:
+            self.on_config(new.config)
+        self.settings = new
+        return new.summary(kept)
 
     def close(self) -> None:
         self.server.close()
@@ -182,14 +241,12 @@ def add_hpa_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_rules(prog: str, args: argparse.Namespace) -> remap.RuleSet | None:
-    """Read --map-file and apply --umask before anything is bound; exit 2 on a bad file."""
-    if args.umask is not None:
-        os.umask(args.umask)
-    if args.map_file is None:
-        return None
-    try:
-        return remap.load(args.map_file)
-    except remap.RemapError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+def apply_settings(server: TftpServer, settings: TftpSettings) -> None:
+    """Switch a running server to `settings`: new requests see them, running transfers
+    keep the limits they started with (their sessions copied them)."""
+    server.config = settings.config
+    server.rules.max_sessions = settings.config.max_sessions
+    server.rules.read_only = settings.config.read_only
+    server.remap = None if settings.rules is None else remapper(settings.rules)
+    if settings.umask is not None:
+        os.umask(settings.umask)

@@ -1,0 +1,46 @@
+"""How a server runs as a service, apart from what it serves: one settings object.
+
+The service flags (``--user``, ``--group``, ``--metrics``, ``--drain``, ``-v``/``-D``,
+``--workers``) are read from the parsed command line (flags over the ``--config`` file)
+once, here; the service runtime and the worker pools take this object, so no argparse
+Namespace travels past the command-line modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_DRAIN", "ServiceSettings"]
+
+DEFAULT_DRAIN = 10.0
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """`user`/`group`: who the server runs as once every socket is bound (None: stay);
+    `metrics`: where Prometheus scrapes it (None: no metrics); `drain`: seconds running
+    transfers get after SIGTERM; `verbose`/`debug`: the log level; `workers`: processes
+    serving TFTP (1: this process)."""
+
+    user: str | None = None
+    group: str | None = None
+    metrics: tuple[str, int] | None = None
+    drain: float = DEFAULT_DRAIN
+    verbose: bool = False
+    debug: bool = False
+    workers: int = 1
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServiceSettings:
+        """The service flags of a parsed command line (a tool without one of them, e.g.
+        dhcpd without --workers, gets its default)."""
+        return cls(
+            user=getattr(args, "user", None),
+            group=getattr(args, "group", None),
+            metrics=getattr(args, "metrics", None),
+            drain=float(getattr(args, "drain", DEFAULT_DRAIN)),
+            verbose=bool(getattr(args, "verbose", False)),
+            debug=bool(getattr(args, "debug", False)),
+            workers=int(getattr(args, "workers", 1) or 1),
+        )
