@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import signal
+import socket
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from test_bad_settings import run_main
+from test_tftp_reload import read_asking_blksize
 
 from support import (
     REPO,
@@ -214,19 +217,25 @@ def test_every_tool_reads_the_example_file(tool: str, lab: tuple[Netns, Path]) -
 
 
 @pytest.fixture
-def tftp_server(tmp_path: Path) -> Iterator[tuple[int, Process, Path]]:
-    """A ptftpd on 127.0.0.1 logging one line per transfer, and its root."""
-    port = free_udp_port()
+def boot_root() -> Iterator[Path]:
+    """A TFTP root holding boot.bin."""
     with world_readable_dir("ptftpd-ptftp-") as root:
         (root / "boot.bin").write_bytes(bytes(range(256)) * 400)
         (root / "boot.bin").chmod(0o644)
-        argv = [script("ptftpd"), "-v", "--workers", "1", "-p", str(port), "127.0.0.1", str(root)]
-        server = Process(argv, tmp_path / "ptftpd.log")
-        try:
-            wait_udp_bound(port, proc=server.proc)
-            yield port, server, root
-        finally:
-            server.stop()
+        yield root
+
+
+@pytest.fixture
+def tftp_server(boot_root: Path, tmp_path: Path) -> Iterator[tuple[int, Process, Path]]:
+    """A ptftpd on 127.0.0.1 logging one line per transfer, and its root."""
+    port = free_udp_port()
+    argv = [script("ptftpd"), "-v", "--workers", "1", "-p", str(port), "127.0.0.1"]
+    server = Process([*argv, str(boot_root)], tmp_path / "ptftpd.log")
+    try:
+        wait_udp_bound(port, proc=server.proc)
+        yield port, server, boot_root
+    finally:
+        server.stop()
 
 
 def ptftp(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -328,3 +337,32 @@ def test_sighup_rereads_the_tools_own_table(lab: tuple[Netns, Path]) -> None:
         assert server.proc.poll() is None
     finally:
         assert server.stop() == 0
+
+
+def test_sighup_makes_ptftpd_reread_its_own_table(
+    boot_root: Path, tmp_path: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    """ptftpd's reload reads [ptftpd] again: the blksize maximum granted is that
+    table's, before and after, never the [pxed] table's beside it."""
+    root = boot_root
+    listener, notify = notify_socket
+    path = tmp_path / "lab.toml"
+
+    def write(mine: int) -> None:
+        path.write_text(f"[pxed]\nblksize-max = 600\n\n[ptftpd]\nblksize-max = {mine}\n")
+
+    write(512)
+    port = free_udp_port()
+    argv = [script("ptftpd"), "-v", "--workers", "1", "-p", str(port), "--config", str(path)]
+    env = {**os.environ, "NOTIFY_SOCKET": notify}
+    server = Process([*argv, "127.0.0.1", str(root)], tmp_path / "reload.log", env=env)
+    try:
+        assert listener.recv(4096) == b"READY=1"
+        assert read_asking_blksize(port, "boot.bin", 1428).blksize == 512
+        write(1024)
+        server.proc.send_signal(signal.SIGHUP)
+        assert listener.recv(4096).startswith(b"RELOADING=1\n")
+        assert listener.recv(4096) == b"READY=1"
+        assert read_asking_blksize(port, "boot.bin", 1428).blksize == 1024
+    finally:
+        assert server.stop() == 0, server.output()

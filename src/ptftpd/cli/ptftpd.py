@@ -127,7 +127,7 @@ def rereader(argv: list[str] | None) -> Reread:
     def reread() -> TftpSettings:
         parser = build_parser()
         path = config.config_path(argv)
-        config.apply_file(parser, config.load_toml(path), path, FLAG_KINDS)
+        config.apply_file(parser, config.load_toml(path, "ptftpd"), path, FLAG_KINDS)
         try:
             args = parser.parse_args(argv)  # the flags parsed once already: only the file changed
         except SystemExit:
