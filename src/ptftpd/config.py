@@ -1,7 +1,11 @@
-"""One configuration model for every server: a TOML file whose keys are the long flags.
+"""One configuration model for every tool: a TOML file whose keys are the long flags.
 
 Settings come from three places, later ones winning: built-in defaults, the TOML file
-given with ``--config`` and the command-line flags. A TOML value is typed, so a value of
+given with ``--config`` and the command-line flags. A file is either one tool's (its keys
+at the top level) or shared by the whole suite, like Kea's one kea.conf with its Dhcp4
+and Dhcp6 sections: a ``[ptftpd]``, ``[ptftp]``, ``[dhcpd]``, ``[bootpd]`` or ``[pxed]``
+table at the top level makes it shared, and each tool then reads only its own table
+(the same keys its own file takes). A TOML value is typed, so a value of
 the wrong type is a one-line error naming the key, the value and what is expected, and
 an unknown key is a one-line error listing the valid ones. ``--print-config`` writes the
 effective settings back as ``key = value`` lines that ``--config`` reads again.
@@ -25,6 +29,9 @@ Check = Callable[[object], bool]
 
 # Flags that choose how to run, not what to serve: never keys of the file.
 NOT_KEYS = frozenset({"help", "version", "config", "print-config", "init-db"})
+
+# The suite's tools: a top-level table named after one of them makes a file shared.
+TOOLS = ("ptftpd", "ptftp", "dhcpd", "bootpd", "pxed")
 
 
 class ConfigError(Exception):
@@ -61,10 +68,28 @@ def shown(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def load_toml(path: Path | None) -> dict[str, Any]:
-    """The file's top-level keys (``_`` spelled ``-``); {} without a file."""
+class FileSettings(dict[str, Any]):
+    """One tool's keys read from a settings file (``_`` spelled ``-``) and where they
+    are, so that an error can name FILE:LINE: `table` is the tool's ``[TOOL]`` table in a
+    shared file, None when the keys are the file's top level."""
+
+    def __init__(
+        self, items: Mapping[str, Any], path: Path | None = None, table: str | None = None
+    ) -> None:
+        super().__init__((k.replace("_", "-"), v) for k, v in items.items())
+        self.path = path
+        self.table = table
+
+
+def load_toml(path: Path | None, tool: str) -> FileSettings:
+    """`tool`'s settings in the file at `path` ({} without a file): the top-level keys of
+    a tool's own file, or the ``[tool]`` table of a shared file (a file without that
+    table sets nothing for `tool`). A shared file holds only ``[TOOL]`` tables: any
+    other top-level key is a one-line error with its line."""
+    if tool not in TOOLS:
+        raise ValueError(f"not a tool of the suite: {tool!r}")
     if path is None:
-        return {}
+        return FileSettings({})
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -72,7 +97,19 @@ def load_toml(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"bad TOML in {path}: {exc}") from None
-    return {k.replace("_", "-"): v for k, v in data.items()}
+    if not any(k in TOOLS and is_table(v) for k, v in data.items()):
+        return FileSettings(data, path)
+    tables = ", ".join(f"[{t}]" for t in TOOLS)
+    for key, value in data.items():
+        line = key_line(path, key.replace("_", "-"))
+        if key not in TOOLS:
+            raise ConfigError(
+                f"{path}{line}: {key} is outside the tools' tables: in a file with "
+                f"[TOOL] tables every setting goes inside one ({tables})"
+            )
+        if not is_table(value):
+            raise ConfigError(f"{path}{line}: {key} = {shown(value)}: expected a [{key}] table")
+    return FileSettings(data.get(tool, {}), path, tool)
 
 
 def check_types(
@@ -85,29 +122,54 @@ def check_types(
     first key whose value has the wrong type, naming what is expected."""
     unknown = sorted(set(toml) - set(key_types))
     if unknown:
-        where = key_line(source, unknown[0])
         raise error(
-            f"{source}{where}: unknown key(s) {', '.join(unknown)}; valid keys: "
-            f"{', '.join(sorted(key_types))}"
+            f"{where(source, toml, unknown[0])}: unknown key(s) {', '.join(unknown)}; "
+            f"valid keys: {', '.join(sorted(key_types))}"
         )
     for key, value in toml.items():
         check, expected = key_types[key]
         if not check(value):
-            raise error(f"{source}: {key} = {shown(value)}: expected {expected}")
+            raise error(f"{where(source, toml, key)}: {key} = {shown(value)}: expected {expected}")
 
 
-def key_line(source: object, key: str) -> str:
-    """``:LINE`` of the top-level `key` in the file `source` ('' when not found):
-    tomllib reports no positions for keys it parsed fine."""
+def where(source: object, toml: Mapping[str, object], key: str) -> str:
+    """``FILE:LINE`` of `key` of the settings `toml` read from `source` (``FILE`` alone
+    when the line is not found)."""
+    return f"{source}{key_line(source, key, getattr(toml, 'table', None))}"
+
+
+# A table header, [a.b] or [[a.b]], and the key of a ``key = value`` line.
+_HEADER = re.compile(r"\s*\[\[?\s*([^\[\]#=,]+?)\s*\]\]?\s*(#.*)?")
+
+
+def _dotted(text: str) -> list[str]:
+    return [part.strip().strip("\"'").replace("_", "-") for part in text.split(".")]
+
+
+def key_line(source: object, key: str, table: str | None = None) -> str:
+    """``:LINE`` of the `key` of the top level (or of the top-level `table`) in the file
+    `source`, '' when not found: tomllib reports no positions for keys it parsed fine.
+    The key is a ``key = value`` line of that table (also a dotted ``key.sub = value``)
+    or a ``[key]`` table header in it."""
     if not isinstance(source, (str, Path)):
         return ""
-    spellings = {key, key.replace("-", "_"), f'"{key}"'}
     try:
         lines = Path(source).read_text(errors="replace").splitlines()
     except OSError:
         return ""
+    inside = [] if table is None else [table]
+    depth = len(inside)
+    here: list[str] = []  # the table the lines that follow belong to
     for number, line in enumerate(lines, 1):
-        if line.split("=", 1)[0].strip() in spellings and "=" in line:
+        header = _HEADER.fullmatch(line)
+        if header:
+            here = _dotted(header.group(1))
+            full = here
+        elif "=" in line:
+            full = here + _dotted(line.split("=", 1)[0])  # dotted keys: a.b = 1
+        else:
+            continue
+        if full[:depth] == inside and full[depth : depth + 1] == [key]:
             return f":{number}"
     return ""
 
@@ -159,12 +221,15 @@ def address_text(value: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def flag_keys(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """Each long flag's name (without ``--``) and its action: the file's keys."""
+def flag_keys(
+    parser: argparse.ArgumentParser, skip: Collection[str] = ()
+) -> dict[str, argparse.Action]:
+    """Each long flag's name (without ``--``) and its action: the file's keys (but the
+    tool's own `skip` ones)."""
     keys: dict[str, argparse.Action] = {}
     for action in parser._actions:
         longs = [o[2:] for o in action.option_strings if o.startswith("--")]
-        if longs and longs[0] not in NOT_KEYS:
+        if longs and longs[0] not in NOT_KEYS and longs[0] not in skip:
             keys[longs[0]] = action
     return keys
 
@@ -205,10 +270,12 @@ def apply_file(
     toml: Mapping[str, object],
     source: object,
     kinds: FlagKinds,
+    skip: Collection[str] = (),
 ) -> None:
     """Make the file's values the parser's defaults, so that flags still win; each value
-    is type-checked, then parsed by its flag's own type (ranges, units)."""
-    keys = flag_keys(parser)
+    is type-checked, then parsed by its flag's own type (ranges, units). `skip`: flags
+    that are not keys of this tool's file."""
+    keys = flag_keys(parser, skip)
     check_types(toml, source, {k: kinds.expected(a) for k, a in keys.items()})
     defaults: dict[str, object] = {}
     for key, value in toml.items():
@@ -217,7 +284,8 @@ def apply_file(
             try:
                 value = action.type(str(value))  # type: ignore[operator]
             except (argparse.ArgumentTypeError, ValueError) as exc:
-                raise ConfigError(f"{source}: {key} = {shown(value)}: {exc}") from None
+                place = where(source, toml, key)
+                raise ConfigError(f"{place}: {key} = {shown(value)}: {exc}") from None
         defaults[action.dest] = value
     parser.set_defaults(**defaults)
 
@@ -232,11 +300,15 @@ def config_path(argv: list[str] | None) -> Path | None:
 
 
 def effective(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, kinds: FlagKinds
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    kinds: FlagKinds,
+    skip: Collection[str] = (),
 ) -> dict[str, object]:
-    """Every setting that has a value, in the file's form."""
+    """Every setting that has a value, in the file's form (a tool's own file, or the
+    body of its ``[TOOL]`` table)."""
     settings: dict[str, object] = {}
-    for key, action in flag_keys(parser).items():
+    for key, action in flag_keys(parser, skip).items():
         value = getattr(args, action.dest, None)
         if value is not None:
             settings[key] = kinds.to_toml(action, value)

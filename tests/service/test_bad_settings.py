@@ -1,6 +1,7 @@
 """Every bad setting is one line and a usage exit (2): TOML values of the wrong type for
-every key of every server (a property test, keys taken from the parsers), unknown keys
-naming FILE:LINE and listing the valid ones, other URL schemes for ptftp, usage mistakes
+every key of every tool (a property test, keys taken from the parsers; in the tool's own
+file or in its [TOOL] table of a shared file), unknown keys naming FILE:LINE and listing
+the valid ones, other URL schemes for ptftp, usage mistakes
 of every server, and IFACE arguments dhcpd cannot serve."""
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ptftpd.cli import ptftp as ptftp_cli
 from ptftpd.cli import ptftpd as ptftpd_cli
 from ptftpd.cli.dhcp_flags import dhcp_schema
 from ptftpd.config import flag_keys
 from ptftpd.service import runtime
 from support import Netns, require_root, script
 
-TOOLS = ("ptftpd", "dhcpd", "bootpd", "pxed")
+TOOLS = ("ptftpd", "dhcpd", "bootpd", "pxed", "ptftp")
 
 # What each key accepts, as this test's own specification (kinds of TOML values): the
 # DHCP keys (dhcpd, bootpd, pxed), ptftpd's and pxed's own.
@@ -60,6 +62,17 @@ KEY_KINDS = {
 }
 OTHER_ACCEPTS = {key: kinds for keys, kinds in KEY_KINDS.items() for key in keys}
 PTFTPD_ACCEPTS = {**OTHER_ACCEPTS, "port": {"int"}}
+PTFTP_ACCEPTS = {
+    **{key: {"int"} for key in ("port", "blksize", "windowsize", "retries")},
+    "timeout": {"int", "float"},
+    "mode": {"str"},
+    **{key: {"bool"} for key in ("tsize", "rfc1350", "verbose", "debug", "quiet", "force")},
+}
+SPECS = {
+    "ptftpd": PTFTPD_ACCEPTS,
+    "ptftp": PTFTP_ACCEPTS,
+    **{tool: {**OTHER_ACCEPTS, **ACCEPTS} for tool in ("dhcpd", "bootpd", "pxed")},
+}
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
 keys = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True)
@@ -98,6 +111,9 @@ def tool_checks(tool: str) -> dict[str, Callable[[object], bool]]:
     if tool == "ptftpd":
         kinds = ptftpd_cli.FLAG_KINDS
         return {key: kinds.expected(action)[0] for key, action in flag_keys(parser).items()}
+    if tool == "ptftp":
+        kinds, skip = ptftp_cli.FLAG_KINDS, ptftp_cli.NOT_FILE_KEYS
+        return {k: kinds.expected(action)[0] for k, action in flag_keys(parser, skip).items()}
     return {key: check for key, (check, _) in dhcp_schema(parser).types.items()}
 
 
@@ -124,12 +140,27 @@ def toml_value(value: object) -> str:
 
 
 @st.composite
-def wrong_setting(draw: st.DrawFn) -> tuple[str, str, object]:
+def wrong_setting(draw: st.DrawFn) -> tuple[str, str, object, bool]:
+    """A tool, one of its keys, a value of a kind the key does not take, and whether
+    the file is shared (the key in the tool's [TOOL] table) or the tool's own."""
     tool = draw(st.sampled_from(TOOLS))
     checks = CHECKS[tool]
     key = draw(st.sampled_from(sorted(checks)))
     kind = draw(st.sampled_from(sorted(set(KINDS) - accepted(checks[key]))))
-    return tool, key, draw(KINDS[kind])
+    return tool, key, draw(KINDS[kind]), draw(st.booleans())
+
+
+def settings_text(tool: str, key: str, value: object, shared: bool) -> tuple[str, int]:
+    """A file setting `key` for `tool` and the line the key is on: alone in the tool's
+    own file, or in its table of a shared file, after another tool's table holding the
+    same key (with a value of the right kind, or of the same wrong one) and before
+    another's."""
+    line = f"{key} = {toml_value(value)}\n"
+    if not shared:
+        return line, 1
+    others = [t for t in TOOLS if t != tool]
+    before = f"[{others[0]}]\n{line}# not {tool}'s\n\n"
+    return f"# shared\n{before}[{tool}]\n{line}[{others[1]}]\n{line}", 7
 
 
 def run_main(tool: str, config_text: str, flags: list[str] | None = None) -> tuple[int, str]:
@@ -142,6 +173,7 @@ def run_main(tool: str, config_text: str, flags: list[str] | None = None) -> tup
     where = {
         "ptftpd": ["127.0.0.1", str(work)],
         "pxed": ["127.0.0.1", str(work), "pxelinux.0"],
+        "ptftp": ["--print-config"],  # never a transfer, never interactive
     }.get(tool, ["127.0.0.1", "pxelinux.0"])
     err = io.StringIO()
     code: object = None
@@ -172,12 +204,14 @@ def run_dhcpd(config_text: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_the_key_checks_take_what_the_specification_says(tool: str) -> None:
-    spec = PTFTPD_ACCEPTS if tool == "ptftpd" else {**OTHER_ACCEPTS, **ACCEPTS}
+    spec = SPECS[tool]
     checks = CHECKS[tool]
     assert {key: accepted(check) for key, check in checks.items()} == {
         key: spec[key] for key in checks
     }
-    assert len(checks) >= 14
+    assert len(checks) >= 12
+    if tool == "ptftp":  # every key but --host (interactive mode's server)
+        assert set(checks) == set(PTFTP_ACCEPTS)
 
 
 def test_every_flag_of_the_dhcp_tools_is_a_key() -> None:
@@ -198,13 +232,14 @@ def test_every_flag_of_the_dhcp_tools_is_a_key() -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(wrong_setting())
 def test_a_wrong_type_for_any_key_of_any_tool_is_one_line_exit_2(
-    setting: tuple[str, str, object],
+    setting: tuple[str, str, object, bool],
 ) -> None:
-    tool, key, value = setting
-    code, err = run_main(tool, f"{key} = {toml_value(value)}\n")
+    tool, key, value, shared = setting
+    text, line = settings_text(tool, key, value, shared)
+    code, err = run_main(tool, text)
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith(f"{tool}: error: "), err
-    assert f"{key} = " in err and "expected" in err
+    assert f"settings.toml:{line}: {key} = " in err and "expected" in err
     assert "Traceback" not in err
 
 
@@ -259,6 +294,7 @@ def test_unknown_key_lists_the_valid_ones() -> None:
         ("dhcpd", "hosts, ipxe-bootfile, lease-sync, lease-time, leases"),
         ("bootpd", "reply-delay, root, subnet"),
         ("pxed", "efi32-bootfile, efi64-bootfile, exclude, gateway, group, hosts"),
+        ("ptftp", "blksize, debug, force, mode, port, quiet, retries, rfc1350, timeout"),
     ],
 )
 def test_an_unknown_key_names_its_line_and_the_valid_keys(tool: str, valid: str) -> None:

@@ -234,7 +234,7 @@ def test_the_readme_settings_files_are_valid(tool: str, tmp_path: Path) -> None:
     path.write_text(body)
     parser = importlib.import_module(f"ptftpd.cli.{tool}").build_parser()
     if tool == "ptftpd":
-        apply_file(parser, load_toml(path), path, ptftpd_cli.FLAG_KINDS)
+        apply_file(parser, load_toml(path, tool), path, ptftpd_cli.FLAG_KINDS)
         return
-    settings = flag_settings.from_file(dhcp_schema(parser), path)
+    settings = flag_settings.from_file(dhcp_schema(parser), path, tool)
     assert len(settings) >= 14

@@ -101,7 +101,7 @@ def read_settings(tool: DhcpTool, argv: list[str] | None) -> flag_settings.Comma
     def defaults(args: argparse.Namespace) -> dict[str, object]:
         return dhcp_defaults(tool.prog, args.iface, keys.types)
 
-    return flag_settings.read_command_line(parser, keys, argv, defaults)
+    return flag_settings.read_command_line(tool.prog, parser, keys, argv, defaults)
 
 
 def build(tool: DhcpTool, settings: Mapping[str, object], args: argparse.Namespace) -> DhcpConfig:

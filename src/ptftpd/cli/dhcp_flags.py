@@ -79,13 +79,16 @@ def add_config_flags(parser: Group) -> None:
         type=Path,
         metavar="FILE",
         help="TOML settings file: keys are the long flags (lease-time = 600, all = true, "
-        "hosts = [...]) plus exclude, [options] and [[subnet]] tables; flags win over it",
+        "hosts = [...]) plus exclude, [options] and [[subnet]] tables, at its top level or "
+        "in this tool's table ([dhcpd], [bootpd], [pxed]) when the file has one table per "
+        "tool; flags win over it",
     )
     parser.add_argument(
         "--print-config",
         action="store_true",
         help="check the settings, print the effective ones (defaults, file, then flags) as "
-        "TOML that --config reads back, and exit without binding anything",
+        "TOML that --config reads back (this tool's own file, or the body of its table), "
+        "and exit without binding anything",
     )
 
 

@@ -2,8 +2,10 @@
 
 dhcpd, bootpd and pxed take a ``--config`` TOML file whose keys are their long flags
 (dnsmasq's convention), plus a few keys only a file can hold (``[[subnet]]`` tables,
-``exclude``, ``[options]``). Everything about the file is derived from the argparse
-parser, so a new flag is a new key, type-checked, for free:
+``exclude``, ``[options]``); in a file shared by the suite they are the keys of the
+tool's own ``[dhcpd]``, ``[bootpd]`` or ``[pxed]`` table (`ptftpd.config.load_toml`).
+Everything about the file is derived from the argparse parser, so a new flag is a new
+key, type-checked, for free:
 
 - :class:`Schema` lists the keys and the TOML type each takes;
 - :func:`parse_flags` parses the command line with every default set aside, so that
@@ -106,41 +108,45 @@ def given(keys: Schema, args: argparse.Namespace) -> dict[str, object]:
     return flags
 
 
-def from_file(keys: Schema, path: Path | None) -> dict[str, object]:
-    """The file's settings, checked: known keys, right types, and each flag-typed value
-    through its flag's parser (ranges, units), kept in the form `--print-config` shows."""
-    toml = config.load_toml(path)
+def from_file(keys: Schema, path: Path | None, tool: str) -> dict[str, object]:
+    """`tool`'s settings in the file (its own file, or its table of a shared one),
+    checked: known keys, right types, and each flag-typed value through its flag's
+    parser (ranges, units), kept in the form `--print-config` shows."""
+    toml = config.load_toml(path, tool)
     config.check_types(toml, path, keys.types)
     settings: dict[str, object] = {}
     for key, value in toml.items():
         action = keys.actions.get(key)
         if action is not None and key not in keys.modelled:
-            value = _through_flag(keys, action, key, value, path)
+            value = _through_flag(keys, action, key, value, toml)
         settings[key] = value
     return settings
 
 
 def _through_flag(
-    keys: Schema, action: argparse.Action, key: str, value: object, source: object
+    keys: Schema, action: argparse.Action, key: str, value: object, toml: config.FileSettings
 ) -> object:
     if action.nargs == 0 or action.type is None:
         return value
     try:
         parsed = action.type(str(value))  # type: ignore[operator]
     except (argparse.ArgumentTypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {key} = {shown(value)}: {exc}") from None
+        place = config.where(toml.path, toml, key)
+        raise ConfigError(f"{place}: {key} = {shown(value)}: {exc}") from None
     return to_toml(keys.kinds, action, parsed)
 
 
 def merged(
     keys: Schema,
     path: Path | None,
+    tool: str,
     flags: Mapping[str, object],
     defaults: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """Defaults (the parser's, then the model's `defaults`), the file, then the flags:
-    the effective settings. Raises ConfigError (one line) for a bad file."""
-    file_settings = from_file(keys, path)
+    """Defaults (the parser's, then the model's `defaults`), `tool`'s settings in the
+    file, then the flags: the effective settings. Raises ConfigError (one line) for a
+    bad file."""
+    file_settings = from_file(keys, path, tool)
     settings: dict[str, object] = {**keys.defaults, **(defaults or {}), **file_settings}
     for key, value in flags.items():
         before = file_settings.get(key)
@@ -173,9 +179,11 @@ def as_namespace(
 
 @dataclass(frozen=True)
 class CommandLine:
-    """A parsed command line and how to (re)read the effective settings from it: the
-    file is read again each time (SIGHUP), the flags given stay."""
+    """A parsed command line of `tool` and how to (re)read the effective settings from
+    it: the file (`tool`'s table of a shared one) is read again each time (SIGHUP), the
+    flags given stay."""
 
+    tool: str
     parser: argparse.ArgumentParser
     keys: Schema
     args: argparse.Namespace
@@ -184,11 +192,11 @@ class CommandLine:
 
     def effective(self) -> dict[str, object]:
         """Defaults, the ``--config`` file, then the flags; raises ConfigError."""
-        return merged(self.keys, self.args.config, self.flags, self.defaults)
+        return merged(self.keys, self.args.config, self.tool, self.flags, self.defaults)
 
     def chosen(self) -> dict[str, object]:
         """Only what the file and the flags set (no defaults); raises ConfigError."""
-        return {**from_file(self.keys, self.args.config), **self.flags}
+        return {**from_file(self.keys, self.args.config, self.tool), **self.flags}
 
     def namespace(self, settings: Mapping[str, object]) -> argparse.Namespace:
         """The flags' attributes as `settings` sets them (for the service runtime)."""
@@ -196,12 +204,13 @@ class CommandLine:
 
 
 def read_command_line(
+    tool: str,
     parser: argparse.ArgumentParser,
     keys: Schema,
     argv: list[str] | None,
     defaults: Callable[[argparse.Namespace], dict[str, object]],
 ) -> CommandLine:
-    """Parse `argv` (usage errors exit 2); `defaults` gives the settings model's own
-    defaults, which may depend on the positional arguments (IFACE)."""
+    """Parse `tool`'s `argv` (usage errors exit 2); `defaults` gives the settings
+    model's own defaults, which may depend on the positional arguments (IFACE)."""
     args = parse_flags(parser, keys, argv)
-    return CommandLine(parser, keys, args, given(keys, args), defaults(args))
+    return CommandLine(tool, parser, keys, args, given(keys, args), defaults(args))

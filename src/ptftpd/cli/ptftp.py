@@ -10,6 +10,10 @@ Two distinct faces, so neither breaks the other:
 
 Every failure is one line and a non-zero exit status (interactive mode reading a
 script exits 1 when any command failed), never a traceback.
+
+``--config FILE.toml`` takes the long flags as keys (``blksize = 1428``,
+``windowsize = 16``...), from the file's top level or from its ``[ptftp]`` table when the
+file is shared by the suite (`ptftpd.config`); flags win over it.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from ptftpd import __version__
+from ptftpd import __version__, config
 from ptftpd.cli.common import (
     add_common_flags,
     blksize,
@@ -166,7 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"retransmissions before giving up ({DEFAULT_RETRIES})",
     )
     parser.add_argument(
-        "--no-tsize", action="store_true", help="do not ask for the transfer size (RFC 2349)"
+        "--tsize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ask for the transfer size, RFC 2349 (the default); --no-tsize does not",
     )
     parser.add_argument(
         "-f", "--force", action="store_true", help="one-shot get: overwrite an existing file"
@@ -175,9 +183,45 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="one-shot: no summary, no progress bar"
     )
     add_common_flags(parser)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings file: keys are the long flags but --host (blksize = 1428, "
+        "windowsize = 16, ...), at its top level or in its [ptftp] table when the file has "
+        "one table per tool; flags win over it",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective settings (file, then flags) as TOML that --config (or a "
+        "[ptftp] table) reads back, and exit",
+    )
     parser.add_argument("--version", action="version", version=f"ptftp {__version__}")
     parser.add_argument("args", nargs="*", metavar="ARGS", help=argparse.SUPPRESS)
     return parser
+
+
+# How ptftp's flags are spelled in its TOML file (the rest are strings or booleans).
+FLAG_KINDS = config.FlagKinds(
+    ints=(port_number, blksize, windowsize_value, _retries),
+    numbers=(timeout_seconds,),
+    render={},
+)
+# Flags that are no keys: --host is interactive mode's server, and from a file it would
+# also take the place of a one-shot command's HOST argument.
+NOT_FILE_KEYS = ("host",)
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Flags over the `--config` file over defaults; a bad setting exits 2 in one line."""
+    path = config.config_path(argv)
+    try:
+        toml = config.load_toml(path, PROG)
+        config.apply_file(parser, toml, path, FLAG_KINDS, NOT_FILE_KEYS)
+    except config.ConfigError as exc:
+        parser.exit(2, f"{PROG}: error: {exc}\n")
+    return parser.parse_intermixed_args(argv)
 
 
 # -- progress and output ---------------------------------------------------------------
@@ -377,7 +421,10 @@ def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_intermixed_args(argv)
+    args = parse(parser, argv)
+    if args.print_config:
+        print(config.dump(config.effective(parser, args, FLAG_KINDS, NOT_FILE_KEYS)), end="")
+        return 0
     setup_logging(args.verbose, args.debug)
     logging.getLogger("ptftpd").debug("ptftp %s", __version__)
     settings = Settings(
@@ -386,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         mode=args.mode,
         blksize=args.blksize,
         windowsize=args.windowsize,
-        tsize=not args.no_tsize,
+        tsize=args.tsize,
         timeout=args.timeout,
         retries=args.retries,
         rfc1350=args.rfc1350,

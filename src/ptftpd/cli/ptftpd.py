@@ -103,7 +103,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     """Flags over the `--config` file over defaults; a bad setting exits 2 in one line."""
     path = config.config_path(argv)
     try:
-        config.apply_file(parser, config.load_toml(path), path, FLAG_KINDS)
+        config.apply_file(parser, config.load_toml(path, "ptftpd"), path, FLAG_KINDS)
     except config.ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     return parser.parse_args(argv)
@@ -127,7 +127,7 @@ def rereader(argv: list[str] | None) -> Reread:
     def reread() -> TftpSettings:
         parser = build_parser()
         path = config.config_path(argv)
-        config.apply_file(parser, config.load_toml(path), path, FLAG_KINDS)
+        config.apply_file(parser, config.load_toml(path, "ptftpd"), path, FLAG_KINDS)
         try:
             args = parser.parse_args(argv)  # the flags parsed once already: only the file changed
         except SystemExit:

@@ -151,7 +151,7 @@ def read_settings(argv: list[str] | None) -> flag_settings.CommandLine:
     def defaults(args: argparse.Namespace) -> dict[str, object]:
         return dhcp_defaults(PROG, args.iface, keys.types)
 
-    return flag_settings.read_command_line(parser, keys, argv, defaults)
+    return flag_settings.read_command_line(PROG, parser, keys, argv, defaults)
 
 
 def warn_proxy(chosen: Mapping[str, object]) -> None:
