@@ -85,7 +85,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="TOML settings file: keys are the long flags (blksize-max = 1468, "
-        "read-only = true, ...); flags win over it; re-read on SIGHUP",
+        "read-only = true, ...), at its top level or in its [ptftpd] table when the file "
+        "has one table per tool; flags win over it; re-read on SIGHUP",
     )
     group.add_argument(
         "--print-config",
