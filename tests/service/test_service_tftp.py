@@ -85,6 +85,14 @@ def served_by(log: str) -> set[str]:
 BOTH_WORKERS = {"worker 0", "worker 1"}
 
 
+def reload_and_wait(server: Process, listener: socket.socket) -> None:
+    """SIGHUP, then wait for the reload to be over: READY=1 after RELOADING=1 (with
+    workers: once every worker has re-read its settings)."""
+    server.proc.send_signal(signal.SIGHUP)
+    assert listener.recv(4096).startswith(b"RELOADING=1\n")
+    assert listener.recv(4096) == b"READY=1"
+
+
 def until_both_workers_served(
     server: Process, download: Callable[[], None], mark: int = 0, bound: int = 40
 ) -> set[str]:
@@ -302,9 +310,7 @@ def test_sighup_rereads_the_map_file_without_dropping_a_transfer(
     assert listener.recv(4096) == b"READY=1"
 
     def reload() -> None:
-        server.proc.send_signal(signal.SIGHUP)
-        assert listener.recv(4096).startswith(b"RELOADING=1\n")
-        assert listener.recv(4096) == b"READY=1"
+        reload_and_wait(server, listener)
 
     def at_block(n: int) -> None:
         if n == 10:

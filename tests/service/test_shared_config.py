@@ -22,6 +22,7 @@ import pytest
 from test_bad_settings import run_main
 from test_tftp_reload import read_asking_blksize
 
+from service.test_service_tftp import reload_and_wait
 from support import (
     REPO,
     Netns,
@@ -360,9 +361,7 @@ def test_sighup_makes_ptftpd_reread_its_own_table(
         assert listener.recv(4096) == b"READY=1"
         assert read_asking_blksize(port, "boot.bin", 1428).blksize == 512
         write(1024)
-        server.proc.send_signal(signal.SIGHUP)
-        assert listener.recv(4096).startswith(b"RELOADING=1\n")
-        assert listener.recv(4096) == b"READY=1"
+        reload_and_wait(server, listener)
         assert read_asking_blksize(port, "boot.bin", 1428).blksize == 1024
     finally:
         assert server.stop() == 0, server.output()

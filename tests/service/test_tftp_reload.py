@@ -10,7 +10,6 @@ OACK on a raw socket, the only place the granted blksize is visible.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import struct
 import threading
@@ -25,6 +24,7 @@ from service.test_service_tftp import (
     FILE,
     WORKERS,
     ptftpd,
+    reload_and_wait,
     root,
     served_by,
     tftp_hpa,
@@ -102,9 +102,7 @@ def test_sighup_rereads_the_config_file_without_dropping_a_transfer(
     (work / "up.bin").write_bytes(upload)
 
     def reload() -> None:
-        server.proc.send_signal(signal.SIGHUP)
-        assert listener.recv(4096).startswith(b"RELOADING=1\n")
-        assert listener.recv(4096) == b"READY=1"
+        reload_and_wait(server, listener)
 
     def at_block(n: int) -> None:
         if n == 10:
