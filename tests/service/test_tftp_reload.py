@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import slow_tftp
 
+from ptftpd.tftp.packets import Data, Error, Opcode, OptionAck, Request, ack_bytes, decode
 from service.test_service_tftp import (
     BOTH_WORKERS,
     FILE,
@@ -45,32 +45,27 @@ class Negotiated:
 def read_asking_blksize(port: int, name: str, blksize: int) -> Negotiated:
     """Download `name` asking for `blksize` (RFC 2348); what the server granted, and the
     bytes. Bounded by the socket timeout."""
-    request = b"\x00\x01" + name.encode() + b"\x00octet\x00blksize\x00%d\x00" % blksize
+    request = Request(Opcode.RRQ, name, "octet", (("blksize", str(blksize)),))
     granted: int | None = None
     size = 512
     data = bytearray()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(10)
-        sock.sendto(request, ("127.0.0.1", port))
+        sock.sendto(request.encode(), ("127.0.0.1", port))
         expected = 1
         for _ in range(10_000):
-            packet, peer = sock.recvfrom(65536)
-            opcode = struct.unpack("!H", packet[:2])[0]
-            if opcode == 5:
-                code = struct.unpack("!H", packet[2:4])[0]
-                return Negotiated(granted, bytes(data), (code, packet[4:].rstrip(b"\0").decode()))
-            if opcode == 6:  # OACK: name\0value\0 pairs
-                fields = packet[2:].split(b"\0")
-                options = dict(zip(fields[0::2], fields[1::2], strict=False))
-                granted = size = int(options[b"blksize"])
-                sock.sendto(struct.pack("!HH", 4, 0), peer)
-                continue
-            block = struct.unpack("!H", packet[2:4])[0]
-            if opcode == 3 and block == expected:
-                data += packet[4:]
-                sock.sendto(struct.pack("!HH", 4, block), peer)
+            datagram, peer = sock.recvfrom(65536)
+            packet = decode(datagram)
+            if isinstance(packet, Error):
+                return Negotiated(granted, bytes(data), (packet.code, packet.message))
+            if isinstance(packet, OptionAck):
+                granted = size = int(dict(packet.options)["blksize"])
+                sock.sendto(ack_bytes(0), peer)
+            elif isinstance(packet, Data) and packet.block == expected:
+                data += packet.data
+                sock.sendto(ack_bytes(packet.block), peer)
                 expected += 1
-                if len(packet) - 4 < size:
+                if len(packet.data) < size:
                     return Negotiated(granted, bytes(data), None)
     raise AssertionError("transfer did not end")
 

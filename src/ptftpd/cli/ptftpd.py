@@ -100,14 +100,20 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 RESTART_ONLY = ("port", "workers", "user", "group", "metrics", "drain", "verbose", "debug")
 
 
-def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Flags over the `--config` file over defaults; a bad setting exits 2 in one line."""
+def read_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Flags over the `--config` file (its [ptftpd] table) over defaults, at start and
+    for each reload; raises ConfigError for a bad file."""
     path = config.config_path(argv)
+    config.apply_file(parser, config.load_toml(path, "ptftpd"), path, FLAG_KINDS)
+    return parser.parse_args(argv)
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """`read_args`, where a bad setting exits 2 in one line."""
     try:
-        config.apply_file(parser, config.load_toml(path, "ptftpd"), path, FLAG_KINDS)
+        return read_args(parser, argv)
     except config.ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    return parser.parse_args(argv)
 
 
 def tftp_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TftpSettings:
@@ -127,10 +133,8 @@ def rereader(argv: list[str] | None) -> Reread:
 
     def reread() -> TftpSettings:
         parser = build_parser()
-        path = config.config_path(argv)
-        config.apply_file(parser, config.load_toml(path, "ptftpd"), path, FLAG_KINDS)
         try:
-            args = parser.parse_args(argv)  # the flags parsed once already: only the file changed
+            args = read_args(parser, argv)  # the flags parsed once already: only the file changed
         except SystemExit:
             raise config.ConfigError("the command line no longer parses") from None
         return tftp_settings(parser, args)

@@ -154,12 +154,12 @@ class TftpService:
     def __init__(
         self,
         server: TftpServer,
-        settings: TftpSettings | None = None,
-        reread: Reread | None = None,
+        settings: TftpSettings,
+        reread: Reread,
         on_config: Callable[[ServerConfig], None] | None = None,
     ) -> None:
         self.server = server
-        self.settings = settings or TftpSettings(server.config)
+        self.settings = settings
         self.reread = reread
         self.on_config = on_config
         server.on_started = started_recorder(server)
@@ -174,8 +174,6 @@ class TftpService:
         self.server.accepting = False
 
     def reload(self) -> str:
-        if self.reread is None:
-            return "nothing to reload"
         # a bad file raises: the running settings stay
         new, kept = self.settings.reloaded(self.reread())
         apply_settings(self.server, new)
