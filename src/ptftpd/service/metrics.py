@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,7 +288,14 @@ def serve(address: str, port: int) -> Metrics:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         WorkersCollector(registry)  # type: ignore[no-untyped-call]
-    server, _ = start_http_server(port, address, registry)
+    # The scrape thread must never take the process's signals (a thread inherits its
+    # creator's mask): a --workers parent waits for SIGCHLD, SIGTERM and SIGHUP with
+    # sigwait, and one delivered to this thread instead would never reach it.
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        server, _ = start_http_server(port, address, registry)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
     _http.append(server)
     return metrics
 
