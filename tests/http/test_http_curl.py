@@ -205,6 +205,61 @@ def test_malformed_request_gets_400_and_the_server_keeps_serving(
     assert curl_status(http_server.url("/small.bin")) == 200
 
 
+def split_response(data: bytes) -> tuple[bytes, bytes]:
+    """(head, rest) of the first response in `data`."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep, data[:200]
+    return head + sep, rest
+
+
+def test_a_head_reply_carries_no_body_bytes(http_server: RunningHttp) -> None:
+    """curl cannot see bytes sent after a HEAD reply; a raw socket can: the next
+    pipelined response must start right after the HEAD reply's head."""
+    reply = raw_exchange(
+        http_server.port,
+        b"HEAD /small.bin HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"HEAD /small.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=0-9\r\n\r\n"
+        b"GET /small.bin HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    for _ in range(2):
+        head, reply = split_response(reply)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+        assert b"\r\nContent-Length: 1000\r\n" in head
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:80]
+    head, body = split_response(reply)
+    assert body == (http_server.root / "small.bin").read_bytes()
+
+
+def test_smuggling_shape_is_400_and_the_pipelined_request_is_not_served(
+    http_server: RunningHttp,
+) -> None:
+    reply = raw_exchange(
+        http_server.port,
+        b"GET /small.bin HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        b"GET /small.bin HTTP/1.1\r\nHost: a\r\n\r\n",
+    )  # read to EOF: the server closes
+    head, body = split_response(reply)
+    assert head.startswith(b"HTTP/1.1 400 "), head
+    assert b"\r\nConnection: close\r\n" in head
+    assert body == b"400 Bad Request\n"  # and no second response
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET /small.bin HTTP/1.1\r\nHost: a b/c\r\n\r\n", b"400"),
+        (b"GET /small.bin HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 40_000 + b"\r\n\r\n", b"431"),
+    ],
+)
+def test_invalid_host_and_oversized_head_are_refused(
+    http_server: RunningHttp, head: bytes, status: bytes
+) -> None:
+    reply = raw_exchange(http_server.port, head)  # one write
+    assert reply.split(b" ")[1] == status, reply[:100]
+    assert reply.count(b"HTTP/1.1 ") == 1
+
+
 def test_slowloris_partial_head_is_closed_by_the_header_timeout(http_server: RunningHttp) -> None:
     """The module server has --header-timeout 2; the socket waits up to 30 s for EOF."""
     with socket.create_connection(("127.0.0.1", http_server.port), timeout=30) as s:

@@ -23,6 +23,7 @@ trailers). What is ours: the read-only method policy, the status codes
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -36,6 +37,12 @@ from ptftpd.http.ranges import UNSATISFIABLE, WHOLE, ByteRange, choose_range
 
 METHODS = ("GET", "HEAD")
 SERVER = f"ptftpd/{__version__}"
+
+# RFC 9110 7.2 / RFC 3986 3.2.2: Host = uri-host [ ":" port ]; uri-host is an IP-literal
+# in brackets (IPv6, with an RFC 6874 zone) or a reg-name (which covers IPv4 too).
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Za-z:.%_~-]+\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
+)
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,9 @@ class ServerConnection:
         self._body_bytes = 0
         self._pending_file_bytes = 0
         self._closed = False
+        self._head_request = False
+        """The request being answered is a HEAD (also one refused before it was handed
+        out): h11 then frames the answer without a body, so none may be sent."""
 
     def receive(self, data: bytes) -> None:
         """Bytes read from the peer; b"" means the peer closed its side."""
@@ -153,6 +163,7 @@ class ServerConnection:
                 self._closed = True
                 return CLOSED
             if isinstance(event, h11.Request):
+                self._head_request = event.method == b"HEAD"
                 self._request = self._accept(event)
                 self._body_bytes = 0
             elif isinstance(event, h11.Data):
@@ -181,6 +192,21 @@ class ServerConnection:
         if method not in METHODS:
             raise HttpError(405, f"method {method} not allowed")
         headers = tuple((bytes(k), bytes(v)) for k, v in event.headers)
+        # The request line and header lines, their separators not counted: h11 bounds
+        # only a head still incomplete, so a whole oversized head arriving in one read
+        # is refused here.
+        size = len(event.method) + len(event.target) + 10
+        size += sum(len(k) + len(v) + 4 for k, v in headers)
+        if size > self.limits.max_head:
+            raise HttpError(431, "request head too large")
+        names = {k for k, _ in headers}
+        if b"transfer-encoding" in names and b"content-length" in names:
+            # RFC 9112 6.1: both is the request-smuggling shape; the body's end is not
+            # trusted, so the connection closes after the 400 (as every refusal here).
+            raise HttpError(400, "both Transfer-Encoding and Content-Length")
+        for name, value in headers:
+            if name == b"host" and _HOST.fullmatch(value) is None:
+                raise HttpError(400, "invalid Host")  # RFC 9112 3.2: MUST 400
         request = Request(method, bytes(event.target), version, headers)
         length = request.header("content-length")
         declared = length.split(",")[0].strip() if length is not None else "0"
@@ -194,7 +220,9 @@ class ServerConnection:
     ) -> Response:
         """200, 206 or 416 for a file of `size` bytes; the driver sends the file range."""
         last_modified = http_date(mtime)
-        choice = choose_range(request.header("range"), size)
+        # RFC 9110 14.2: Range is defined for GET only; a HEAD's MUST be ignored.
+        ranged = request.method == "GET"
+        choice = choose_range(request.header("range") if ranged else None, size)
         if_range = request.header("if-range")
         if if_range is not None and if_range.strip() != last_modified:
             choice = WHOLE  # RFC 9110 13.1.5: validator does not match, send it all
@@ -238,7 +266,7 @@ class ServerConnection:
         if close:
             headers.append(("Connection", "close"))
         head = self._send(_response(error.status, headers))
-        if request is None or request.method != "HEAD":
+        if not (self._head_request or (request is not None and request.method == "HEAD")):
             head += self._send(h11.Data(data=body))
         self._pending_file_bytes = 0
         return Response(error.status, head)
@@ -254,6 +282,7 @@ class ServerConnection:
             self._h11.send(h11.EndOfMessage())
             if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
                 self._h11.start_next_cycle()
+                self._head_request = False
                 return True
         except h11.LocalProtocolError:
             pass
