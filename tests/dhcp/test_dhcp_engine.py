@@ -122,11 +122,10 @@ def test_reply_addressing_rfc2131_4_1() -> None:
     assert dest == ("10.5.0.200", 67)
     assert offer.giaddr == relayed.giaddr and offer.options[Opt.RELAY_AGENT_INFO] == b"\x01\x02ab"
     assert list(offer.options)[-1] == Opt.RELAY_AGENT_INFO
-    # Not echoed without a relay; relays from other subnets are not ours.
-    assert (
-        Opt.RELAY_AGENT_INFO
-        not in one(eng, req(MessageType.DISCOVER, 4, relay_agent_info=b"\x01\x00"))[0].options
-    )
+    # Echoed also without giaddr (a snooping switch inserted it, RFC 3046 2.2, issue 19
+    # item 9); relays from other subnets are not ours.
+    snooped = one(eng, req(MessageType.DISCOVER, 4, relay_agent_info=b"\x01\x00"))[0]
+    assert snooped.options[Opt.RELAY_AGENT_INFO] == b"\x01\x00"
     foreign = req(MessageType.DISCOVER, 5)
     foreign.giaddr = IPv4Address("10.6.0.1")
     assert eng.handle(encode(foreign)) == []

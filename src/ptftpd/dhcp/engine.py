@@ -244,12 +244,20 @@ class DhcpEngine:
         reply = self._dhcp(msg, source, scope)
         if reply is None:
             return []
-        return [self._outgoing(msg, reply, encode(reply, msg.max_message_size), source)]
+        try:
+            return [self._outgoing(msg, reply, None, source)]
+        except PacketError as exc:
+            log.info("no reply to %s: %s", msg.mac_str, exc)
+            return []
 
     def _outgoing(
-        self, msg: Message, reply: Message, payload: bytes, source: tuple[str, int]
+        self, msg: Message, reply: Message, payload: bytes | None, source: tuple[str, int]
     ) -> Outgoing:
+        """The destination is decided first, since it may set the broadcast bit (a NAK
+        through a relay), then the reply is encoded (unless `payload` already is)."""
         dest, arp = reply_destination(msg, reply, self.config.port, self.config.client_port, source)
+        if payload is None:
+            payload = encode(reply, msg.max_message_size)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "send %s xid=%08x to %s:%s yiaddr=%s %d bytes",
@@ -321,7 +329,7 @@ class DhcpEngine:
                 self._event("DHCPNAK", addr, msg, extra=f" ({result.reason})")
                 nak = make_reply(msg, MessageType.NAK, cfg.server_ip)
                 nak.options[Opt.MESSAGE] = result.reason.encode()
-                self._echo_relay_info(msg, nak)
+                self._echo_selection(msg, nak)
                 return nak
             assert isinstance(result, Ack)
             return self._lease_reply(
@@ -413,16 +421,20 @@ class DhcpEngine:
         if boot is not None:
             for code, value in boot.options.items():
                 opts[code] = value
-        self._echo_relay_info(msg, reply)
+        self._echo_selection(msg, reply)
         always = boot.options.keys() if boot is not None else ()
         reply.options = order_options(opts, msg.parameter_list, always)
         return file
 
     @staticmethod
-    def _echo_relay_info(msg: Message, reply: Message) -> None:
-        info = msg.options.get(Opt.RELAY_AGENT_INFO)
-        if info is not None and msg.giaddr != ZERO_IP:
-            reply.options[Opt.RELAY_AGENT_INFO] = info
+    def _echo_selection(msg: Message, reply: Message) -> None:
+        """RFC 3011 3: a server that honours subnet selection (118) MUST return an
+        identical copy to a client that sent it, asked for in option 55 or not
+        (clients discard replies without it). Relay agent information (82) is echoed
+        by `make_reply` (RFC 3046)."""
+        selected = msg.options.get(Opt.SUBNET_SELECTION)
+        if selected is not None:
+            reply.options[Opt.SUBNET_SELECTION] = selected
 
     # -- BOOTP -----------------------------------------------------------------------------
 

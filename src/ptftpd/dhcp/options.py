@@ -75,6 +75,7 @@ class Opt(enum.IntEnum):
     CLIENT_ARCH = 93
     CLIENT_NDI = 94
     CLIENT_UUID = 97
+    SUBNET_SELECTION = 118
     DOMAIN_SEARCH = 119
     CLASSLESS_ROUTE = 121
     IPXE_ENCAP = 175
@@ -157,6 +158,7 @@ REGISTRY: dict[int, OptionSpec] = {
         OptionSpec(93, "client-arch", _T.U16S),
         OptionSpec(94, "client-ndi", _T.BYTES),
         OptionSpec(97, "client-uuid", _T.BYTES),
+        OptionSpec(118, "subnet-selection", _T.IP),
         OptionSpec(119, "domain-search", _T.BYTES),
         OptionSpec(121, "classless-route", _T.BYTES),
         OptionSpec(175, "ipxe-encap", _T.BYTES),

@@ -9,7 +9,8 @@ Options are kept as an ordered `dict[int, bytes]`: multiple instances of one cod
 options field, the `file` field and the `sname` field (overload, option 52) are joined
 in that order (RFC 3396), and on encoding a value longer than 255 bytes is split into
 consecutive instances. Options that do not fit the client's maximum message size (57)
-spill into `file` and `sname` when those are unused, then are dropped from the end.
+spill into `file` and `sname` when those are unused; the ones RFC 2131 and the echo
+RFCs require are placed first and never left out (see `encode`).
 """
 
 from __future__ import annotations
@@ -296,21 +297,53 @@ def _pack_option(code: int, value: bytes) -> bytes:
     return bytes(out)
 
 
-def _fit(items: list[bytes], room: int) -> tuple[bytes, list[bytes]]:
-    """Greedily place whole option instances into `room` bytes (one kept for END)."""
-    out = bytearray()
-    rest: list[bytes] = []
-    for item in items:
-        if not rest and len(out) + len(item) <= room - 1:
-            out += item
-        else:
-            rest.append(item)
-    return bytes(out), rest
+# Never left out to make room: RFC 2131 table 3 (53 and 54 in OFFER, ACK and NAK, 51 in
+# OFFER and ACK) and the echoes other RFCs make a MUST: client identifier (RFC 6842),
+# subnet selection (RFC 3011), relay agent information (RFC 3046). A reply that
+# cannot hold them is not sent (`PacketError`), rather than sent broken.
+REQUIRED = (53, 54, 51, 61, 118, 82)
+# Next, what makes the address usable: mask, router, renewal and rebinding times.
+PRIORITY = (1, 3, 58, 59)
+
+
+@dataclass
+class _Area:
+    room: int  # bytes for options, one kept for END
+    items: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def take(self, index: int, packed: bytes) -> bool:
+        if len(packed) > self.room - 1:
+            return False
+        self.items.append((index, packed))
+        self.room -= len(packed)
+        return True
+
+    def emit(self) -> bytes:
+        # Message type first (RFC 2131 hint), relay agent information last (RFC 3046
+        # 2.2), the rest in the reply's order (option 55's, when the client sent one).
+        def key(item: tuple[int, bytes]) -> tuple[int, int]:
+            code = item[1][0]
+            return (0 if code == 53 else 2 if code == 82 else 1, item[0])
+
+        return b"".join(packed for _, packed in sorted(self.items, key=key))
+
+
+def _place(items: list[tuple[int, bytes, bool]], areas: list[_Area]) -> tuple[list[_Area], bool]:
+    """First fit, most important first; an optional option that fits nowhere is left
+    out and the next one tried. Returns the areas and whether every required option
+    found room."""
+    for index, packed, required in items:
+        if not any(area.take(index, packed) for area in areas) and required:
+            return areas, False
+    return areas, True
 
 
 def encode(msg: Message, max_size: int | None = None) -> bytes:
     """Pack a message. `max_size` is the client's maximum DHCP message size (option 57,
-    an IP datagram size); options beyond it go to file/sname if free, else are dropped."""
+    an IP datagram size). What does not fit the options field goes to `file` and
+    `sname` when those are unused (option 52, RFC 2131 4.1, RFC 3396), required
+    options (`REQUIRED`) placed first; optional ones that fit nowhere are left out.
+    Raises `PacketError` when a required option cannot be placed."""
     sname = msg.sname[:64]
     file = msg.file[:128]
     if not msg.cookie:
@@ -318,37 +351,42 @@ def encode(msg: Message, max_size: int | None = None) -> bytes:
     else:
         limit = max_size if max_size is not None else 65535
         room = max(limit - IP_UDP_HEADERS - HEADER_LEN - len(MAGIC_COOKIE), 64)
-        # Message type first (RFC 2131 hint), then the rest in insertion order.
         options = msg.options
-        items = [_pack_option(53, options[53])] if 53 in options else []
-        items += [_pack_option(c, v) for c, v in options.items() if c not in _NOT_PACKED]
-        main, rest = _fit(items, room)
-        overload = 0
-        extra_fields: list[tuple[int, int]] = []
-        if rest:
+        order = {code: i for i, code in enumerate(options)}
+        rank = {code: i for i, code in enumerate(REQUIRED + PRIORITY)}
+        codes = sorted(
+            (c for c in options if c not in _NOT_PACKED or c == 53),
+            key=lambda c: (rank.get(c, len(rank)), order[c]),
+        )
+        items = [(order[c], _pack_option(c, options[c]), c in REQUIRED) for c in codes]
+        areas, ok = _place(items, [_Area(room)])
+        spare: list[tuple[int, int]] = []
+        if len(areas[0].items) < len(items):
             if not file.strip(b"\x00"):
-                extra_fields.append((1, 128))
+                spare.append((1, 128))
             if not sname.strip(b"\x00"):
-                extra_fields.append((2, 64))
-        if extra_fields:
+                spare.append((2, 64))
+        overload = 0
+        if spare:
             # Room for the overload option itself only when a field can take options:
             # with sname and file both in use (the usual PXE reply) nothing spills.
-            room = room - 3
-            main, rest = _fit(items, room)
-            for bit, size in extra_fields:
-                if not rest:
-                    break
-                placed, rest = _fit(rest, size)
-                if not placed:
-                    continue
-                overload |= bit
-                area = (placed + b"\xff").ljust(size, b"\x00")
-                if bit == 1:
-                    file = area
-                else:
-                    sname = area
-            if overload:
-                main = bytes([Opt.OVERLOAD, 1, overload]) + main
+            wide, wide_ok = _place(items, [_Area(room - 3)] + [_Area(n) for _, n in spare])
+            if wide_ok and (not ok or sum(len(a.items) for a in wide) > len(areas[0].items)):
+                areas, ok = wide, True
+                for (bit, size), area in zip(spare, wide[1:], strict=True):
+                    if not area.items:
+                        continue
+                    overload |= bit
+                    packed = (area.emit() + b"\xff").ljust(size, b"\x00")
+                    if bit == 1:
+                        file = packed
+                    else:
+                        sname = packed
+        if not ok:
+            raise PacketError("the reply's required options do not fit the client's size")
+        main = areas[0].emit()
+        if overload:
+            main = bytes([Opt.OVERLOAD, 1, overload]) + main
         vend = MAGIC_COOKIE + main + b"\xff"
     header = HEADER.pack(
         msg.op,

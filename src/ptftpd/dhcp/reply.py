@@ -59,6 +59,12 @@ def make_reply(request: Message, msg_type: MessageType | None, server_ip: IPv4Ad
         client_id = request.options.get(Opt.CLIENT_ID)
         if client_id is not None:
             reply.options[Opt.CLIENT_ID] = client_id
+        # RFC 3046 2.2: a server MUST echo relay agent information in every reply to
+        # a request that carries it, also with giaddr 0 (inserted by a snooping switch
+        # that answers for the link itself), so the agent can strip it and deliver.
+        info = request.options.get(Opt.RELAY_AGENT_INFO)
+        if info is not None:
+            reply.options[Opt.RELAY_AGENT_INFO] = info
     return reply
 
 
@@ -72,7 +78,10 @@ def reply_destination(
     """RFC 2131 4.1: relay first, then ciaddr, then broadcast when asked or for a NAK,
     else unicast to yiaddr (needing a neighbour entry for the client's MAC). A client
     whose hardware address is not a 6-byte Ethernet MAC cannot get a neighbour entry:
-    it is answered by broadcast, as 4.1 allows."""
+    it is answered by broadcast, as 4.1 allows.
+
+    A NAK through a relay must carry the broadcast bit (4.1: the relay broadcasts it
+    to the client): that bit is set on `reply` here, so call this before encoding."""
     if request.giaddr != ZERO_IP:
         if reply.message_type is MessageType.NAK:
             reply.flags |= BROADCAST_FLAG
@@ -108,6 +117,7 @@ ESSENTIAL = frozenset(
         Opt.TFTP_SERVER_NAME,
         Opt.BOOTFILE_NAME,
         Opt.RELAY_AGENT_INFO,
+        Opt.SUBNET_SELECTION,
         Opt.MESSAGE,
         Opt.BOOT_FILE_SIZE,
         Opt.CLIENT_UUID,

@@ -2,9 +2,9 @@
 
 Why: sites boot many racks through relays from one server. Each subnet (a "scope")
 has its own pool, lease policy, router, DNS and boot options. A request is matched to
-its scope by the link it comes from: the subnet-selection option (118, RFC 3011), the
-link-selection sub-option of relay information (82.5, RFC 3527), the relay's giaddr,
-or, for a unicast renewal from a routed client, its ciaddr; else it is local.
+its scope by the link it comes from: the link-selection sub-option of relay
+information (82.5, RFC 3527), the subnet-selection option (118, RFC 3011), the relay's
+giaddr, or, for a unicast renewal from a routed client, its ciaddr; else it is local.
 """
 
 from __future__ import annotations
@@ -99,15 +99,20 @@ def _sub_option(info: bytes, code: int) -> bytes | None:
 
 
 def link_address(msg: Message) -> IPv4Address | None:
-    """The address naming the client's link, when the request names one."""
-    selected = msg.options.get(SUBNET_SELECTION)
-    if selected is not None and len(selected) == 4:
-        return IPv4Address(selected)
+    """The address naming the client's link, when the request names one.
+
+    RFC 3527 section 4: a relay's link-selection sub-option (82.5) MUST win over the
+    client's subnet-selection option (118) and over giaddr; the relay sits on the link
+    and knows it, the client may be wrong or lying about it. Then 118 (RFC 3011), then
+    giaddr (RFC 2131)."""
     info = msg.options.get(Opt.RELAY_AGENT_INFO)
     if info is not None and msg.giaddr != ZERO_IP:
         link = _sub_option(info, LINK_SELECTION)
         if link is not None and len(link) == 4:
             return IPv4Address(link)
+    selected = msg.options.get(SUBNET_SELECTION)
+    if selected is not None and len(selected) == 4:
+        return IPv4Address(selected)
     if msg.giaddr != ZERO_IP:
         return msg.giaddr
     return None

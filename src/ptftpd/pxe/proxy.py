@@ -109,7 +109,7 @@ class ProxyResponder:
                 self.boot_log.address(msg.mac_str, msg.ciaddr)
                 if source[0] != "0.0.0.0":
                     self.boot_log.address(msg.mac_str, source[0])
-            return [self._boot_server_ack(msg, source, boot_server)]
+            return self._encoded(msg, self._boot_server_ack(msg, source, boot_server))
         # Port 67: we are not the address server.
         if mtype is MessageType.REQUEST and self.boot_log is not None:
             ip = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
@@ -120,7 +120,18 @@ class ProxyResponder:
         if not self.is_pxe(msg):
             log.debug("proxy: ignore non-PXE DISCOVER from %s", msg.mac_str)
             return []
-        return [self._proxy_offer(msg)]
+        return self._encoded(msg, self._proxy_offer(msg))
+
+    @staticmethod
+    def _encoded(msg: Message, reply: tuple[Message, tuple[str, int]]) -> list[Outgoing]:
+        """Encode after the destination is known; a reply whose required options do
+        not fit the client's size (a hostile 61 or 82) is not sent."""
+        message, dest = reply
+        try:
+            return [Outgoing(encode(message, msg.max_message_size), dest, None, message)]
+        except PacketError as exc:
+            log.info("no reply to %s: %s", msg.mac_str, exc)
+            return []
 
     def _fill(
         self, request: Message, reply: Message, choice: FirmwareChoice, offer: bool = False
@@ -150,7 +161,7 @@ class ProxyResponder:
         opts[Opt.TFTP_SERVER_NAME] = str(self.next_server).encode()
         opts[Opt.BOOTFILE_NAME] = choice.file.encode()
 
-    def _proxy_offer(self, msg: Message) -> Outgoing:
+    def _proxy_offer(self, msg: Message) -> tuple[Message, tuple[str, int]]:
         choice = choose_boot_file(self.files, msg, self.http_base)
         log_choice("proxyDHCP OFFER", msg, choice, logging.INFO)
         if self.boot_log is not None:
@@ -158,11 +169,11 @@ class ProxyResponder:
         reply = make_reply(msg, MessageType.OFFER, self.server_ip)
         self._fill(msg, reply, choice, offer=True)
         dest, _ = reply_destination(msg, reply, DHCP_SERVER_PORT, DHCP_CLIENT_PORT)
-        return Outgoing(encode(reply, msg.max_message_size), dest, None, reply)
+        return reply, dest
 
     def _boot_server_ack(
         self, msg: Message, source: tuple[str, int], boot_server: bool = True
-    ) -> Outgoing:
+    ) -> tuple[Message, tuple[str, int]]:
         choice = choose_boot_file(self.files, msg, self.http_base)
         log_choice(f"boot server ACK {msg.ciaddr}", msg, choice, logging.INFO)
         if not boot_server:
@@ -179,7 +190,7 @@ class ProxyResponder:
             dest = (str(msg.ciaddr), DHCP_CLIENT_PORT)
         else:
             dest = ("255.255.255.255", DHCP_CLIENT_PORT)
-        return Outgoing(encode(reply, msg.max_message_size), dest, None, reply)
+        return reply, dest
 
 
 def _boot_item(vendor: bytes) -> bytes | None:
