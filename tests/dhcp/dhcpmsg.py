@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
+
 from ptftpd.dhcp import Message, MessageType, Opt
 
 
@@ -12,3 +14,14 @@ def client_message(mtype: MessageType | None, xid: int, chaddr: bytes, **options
     for name, value in options.items():
         by_code[Opt[name.upper()]] = value
     return Message(xid=xid, chaddr=chaddr, options=by_code)
+
+
+def relayed_message(
+    mtype: MessageType, xid: int, chaddr: bytes, giaddr: str = "0.0.0.0", **options: bytes
+) -> Message:
+    """A DHCP message through a relay at `giaddr` (0.0.0.0: none); options by `Opt`
+    name, or by number as `o118=...`."""
+    by_code: dict[int, bytes] = {Opt.MESSAGE_TYPE: bytes([mtype])}
+    for name, value in options.items():
+        by_code[int(name[1:]) if name.startswith("o") else Opt[name.upper()]] = value
+    return Message(xid=xid, chaddr=chaddr, giaddr=IPv4Address(giaddr), options=by_code)

@@ -5,48 +5,28 @@ option RFC 2131 requires."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 
 import pytest
+from dhcpmsg import relayed_message
+from test_dhcp_subnets import RACK7, RACK8, engine
 
-from ptftpd.dhcp import DhcpConfig, DhcpEngine, DhcpServer, Message, MessageType, Opt
+from ptftpd.dhcp import DhcpEngine, Message, MessageType, Opt
 from ptftpd.dhcp.packet import BROADCAST_FLAG, decode, encode
-from ptftpd.dhcp.scope import SubnetConfig
 from ptftpd.pxe.firmware import BootFiles
 from ptftpd.pxe.proxy import ProxyResponder
 
-LOCAL = IPv4Network("10.5.0.0/24")
+# The subnets of the multi-subnet tests: local 10.5.0.0/24, racks 10.7.0.0/24 and
+# 10.8.0.0/22 behind relays.
 SERVER = IPv4Address("10.5.0.1")
 RELAY = "10.7.0.1"
-RACK7 = SubnetConfig(network=IPv4Network("10.7.0.0/24"), routers=(IPv4Address(RELAY),))
-RACK8 = SubnetConfig(network=IPv4Network("10.8.0.0/24"), routers=(IPv4Address("10.8.0.1"),))
 # Circuit id "abc", then link selection (RFC 3527) naming rack 8.
 INFO_LINK8 = b"\x01\x03abc\x05\x04" + IPv4Address("10.8.0.1").packed
 INFO = b"\x01\x04port\x02\x03sw1"
 
 
-def engine(**overrides: object) -> DhcpEngine:
-    cfg = DhcpConfig(
-        server_ip=SERVER,
-        network=LOCAL,
-        bootfile="pxelinux.0",
-        answer_all=True,
-        subnets=(RACK7, RACK8),
-    )
-    return DhcpServer(replace(cfg, **overrides)).build_engine()  # type: ignore[arg-type]
-
-
-def msg(mtype: MessageType, n: int = 1, giaddr: str = "0.0.0.0", **opts: bytes) -> Message:
-    options: dict[int, bytes] = {Opt.MESSAGE_TYPE: bytes([mtype])}
-    for name, value in opts.items():
-        options[int(name[1:]) if name.startswith("o") else Opt[name.upper()]] = value
-    return Message(
-        xid=0xB000 + n,
-        chaddr=bytes([2, 0, 0, 0, 9, n]),
-        giaddr=IPv4Address(giaddr),
-        options=options,
-    )
+def msg(mtype: MessageType, n: int, giaddr: str = "0.0.0.0", **opts: bytes) -> Message:
+    return relayed_message(mtype, 0xB000 + n, bytes([2, 0, 0, 0, 9, n]), giaddr, **opts)
 
 
 def one(eng: DhcpEngine, m: Message) -> tuple[Message, tuple[str, int]]:

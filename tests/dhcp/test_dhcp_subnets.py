@@ -8,6 +8,8 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from dhcpmsg import relayed_message
+
 from ptftpd.dhcp import (
     DhcpConfig,
     DhcpEngine,
@@ -55,15 +57,7 @@ def engine(tmp: Path | None = None, **overrides: object) -> DhcpEngine:
 
 
 def msg(mtype: MessageType, n: int, giaddr: str = "0.0.0.0", **opts: bytes) -> Message:
-    options: dict[int, bytes] = {Opt.MESSAGE_TYPE: bytes([mtype])}
-    for name, value in opts.items():
-        options[int(name[1:]) if name.startswith("o") else Opt[name.upper()]] = value
-    return Message(
-        xid=0xC000 + n,
-        chaddr=bytes([2, 0, 0, 0, 7, n]),
-        giaddr=IPv4Address(giaddr),
-        options=options,
-    )
+    return relayed_message(mtype, 0xC000 + n, bytes([2, 0, 0, 0, 7, n]), giaddr, **opts)
 
 
 def exchange(eng: DhcpEngine, n: int, giaddr: str, **opts: bytes) -> tuple[Message, Message]:
