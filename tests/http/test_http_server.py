@@ -4,6 +4,7 @@ fallback, timeouts, start-up errors, close. Clients are curl and raw sockets."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import subprocess
 import sys
@@ -275,7 +276,10 @@ def start_error(cfg: HttpConfig) -> str:
     return asyncio.run(body())
 
 
-def test_port_in_use_is_one_line_and_nothing_stays_bound(http_root: Path) -> None:
+def test_port_in_use_is_one_line_and_nothing_stays_bound(
+    http_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ptftpd.http")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -286,6 +290,8 @@ def test_port_in_use_is_one_line_and_nothing_stays_bound(http_root: Path) -> Non
         cfg = HttpConfig(root=http_root, bind=(("::1", free6), ("127.0.0.1", port)))
         message = start_error(cfg)
     assert message == f"TCP port {port} on 127.0.0.1 is already in use"
+    # The first address was bound, yet nothing claimed HTTP was served (issue 21).
+    assert "over HTTP" not in caplog.text, caplog.text
     with socket.socket(socket.AF_INET6) as again:  # the first address was released
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("::1", free6))

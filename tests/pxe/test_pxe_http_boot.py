@@ -31,7 +31,7 @@ NO_PXE = (
 )
 
 
-def _http_boot(tmp_path: Path, proxy: bool) -> None:
+def _http_boot(tmp_path: Path, proxy: bool, ipv4_only: bool = False) -> None:
     tcpdump = require_tool("tcpdump")
     root = tmp_path / "root"
     marker = f"PXED-UEFI-HTTP-{'PROXY' if proxy else 'DHCP'}-OK"
@@ -43,6 +43,8 @@ def _http_boot(tmp_path: Path, proxy: bool) -> None:
     args = ["--http-port", str(HTTP_PORT), "--efi64-bootfile", "ipxe.efi"]
     args += ["--ipxe-bootfile", "boot.ipxe"]
     with boot_network(tmp_path) as net:
+        if ipv4_only:  # IPv6 switched off on pxed's interface (the bridge)
+            net.ns.run("sysctl", "-q", "-w", f"net.ipv6.conf.{net.bridge}.disable_ipv6=1")
         if proxy:
             dnsmasq_addresses_only(net)
             args.append("--proxy")
@@ -56,6 +58,8 @@ def _http_boot(tmp_path: Path, proxy: bool) -> None:
         line = boot_line(pxed, MAC)
         capture.stop()
     log = pxed.log_path.read_text()
+    if ipv4_only:
+        assert f"over HTTP on {net.server_ip} port {HTTP_PORT}\n" in log, log[-3000:]
     assert "x64 UEFI HTTP" in line, line
     assert "ipxe.efi over http" in line and "boot.ipxe over http" in line, line
     assert "over tftp" not in line, line
@@ -73,3 +77,8 @@ def test_uefi_http_boot_ipv4_ipxe_then_script_over_http(tmp_path: Path) -> None:
 
 def test_uefi_http_boot_ipv4_proxy_beside_dnsmasq(tmp_path: Path) -> None:
     _http_boot(tmp_path, proxy=True)
+
+
+def test_uefi_http_boot_on_an_ipv4_only_interface(tmp_path: Path) -> None:
+    """Issue 21: pxed --http-port on an interface with IPv6 disabled (sysctl)."""
+    _http_boot(tmp_path, proxy=False, ipv4_only=True)

@@ -136,3 +136,23 @@ def test_http_port_serves_root_on_ipv4_and_ipv6_and_logs_downloads(tmp_path: Pat
     line = "boot ip 10.78.0.50 arch=no DHCP seen: completed: served ipxe.efi over http (4 bytes)"
     assert line in log
     assert "Traceback" not in log
+
+
+def test_http_port_serves_an_ipv4_only_interface(tmp_path: Path) -> None:
+    """Issue 21: IPv6 switched off on IFACE (common on provisioning networks): pxed
+    --http-port starts and serves on IFACE's IPv4 address; only --ipv6 needs IPv6."""
+    curl = require_tool("curl")
+    make_root(tmp_path / "root")
+    with boot_network(tmp_path) as net:
+        net.ns.run("sysctl", "-q", "-w", f"net.ipv6.conf.{net.bridge}.disable_ipv6=1")
+        client = net.peer("10.78.0.50")
+        pxed = start_pxed(net, tmp_path, "--http-port", "8080")
+        argv = [curl, "-s", "--max-time", "10", "http://10.78.0.1:8080/ipxe.efi"]
+        got = subprocess.run(client.popen_argv(argv), capture_output=True, timeout=30)
+        assert got.stdout == b"boot", got
+        pxed.stop()
+        log = pxed.output()
+    assert "over HTTP on 10.78.0.1 port 8080\n" in log, log[-2000:]
+    assert ", HTTP port 8080," in log
+    assert "served ipxe.efi over http (4 bytes)" in log
+    assert "Traceback" not in log

@@ -122,10 +122,13 @@ class HttpServer:
                 self._servers.append(server)
                 name = sock.getsockname()
                 self.bound.append((str(name[0]), int(name[1])))
-                log.info("serving %s over HTTP on %s port %d", self.root, name[0], name[1])
         except BaseException:
             self.close()
             raise
+        # Said once every address is bound: never a claim for a service that then
+        # fails to start.
+        where = ", ".join(f"{host} port {port}" for host, port in self.bound)
+        log.info("serving %s over HTTP on %s", self.root, where)
 
     async def serve_forever(self) -> None:
         await self._closed.wait()

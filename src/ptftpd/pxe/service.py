@@ -28,7 +28,7 @@ from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
 from ptftpd.dhcp6 import Dhcp6Service, config_for_interface
 from ptftpd.http import HttpConfig, HttpServer
-from ptftpd.netif import interface_addresses
+from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.pxe.bootlog import BootLog, BootTracker
 from ptftpd.pxe.config import PxeConfig
 from ptftpd.pxe.firmware import (
@@ -147,6 +147,11 @@ class _Datagrams(asyncio.DatagramProtocol):
         log.debug("socket error: %s", exc)
 
 
+def _global_v6_hosts(iface: str) -> list[str]:
+    found = interface_addresses(iface, family=6)
+    return [a.host for a in found if not a.address.is_link_local]
+
+
 class PxeService:
     """DHCP (or proxyDHCP), the 4011 boot server and read-only TFTP in the running loop;
     HTTP with `config.http_port`, DHCPv6 + RA with `config.ipv6`. With `tftp_pool`
@@ -207,11 +212,17 @@ class PxeService:
         loop = asyncio.get_running_loop()
         tracker = self._tracker
         iface = dhcp.interface or str(dhcp.server_ip)
-        # IFACE's global IPv6 addresses (boot URLs never name a link-local one).
+        # IFACE's global IPv6 addresses (boot URLs never name a link-local one). Only
+        # --ipv6 requires one: HTTP serves whichever addresses IFACE has, and an
+        # IPv4-only provisioning network (IPv6 switched off on IFACE) is served on IPv4.
         v6_hosts: list[str] = []
-        if cfg.ipv6 or cfg.http_port is not None:
-            found = interface_addresses(iface, family=6)
-            v6_hosts = [a.host for a in found if not a.address.is_link_local]
+        if cfg.ipv6:
+            v6_hosts = _global_v6_hosts(iface)
+        elif cfg.http_port is not None:
+            try:
+                v6_hosts = _global_v6_hosts(iface)
+            except InterfaceError:
+                log.debug("%s has no IPv6 address: HTTP on IPv4 only", iface)
         tftp_hosts = [str(dhcp.server_ip)]
         if cfg.ipv6:
             tftp_hosts += v6_hosts
