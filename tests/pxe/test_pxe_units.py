@@ -73,7 +73,8 @@ def test_table_is_the_iana_registry() -> None:
     ],
 )
 def test_choice_by_architecture(arch: int | None, expected: str, reason: str) -> None:
-    choice = choose_boot_file(FILES, request(arch=arch))
+    # Vendor class without Arch: no fallback to its code when option 93 is missing.
+    choice = choose_boot_file(FILES, request(arch=arch, vendor="PXEClient"))
     assert (choice.file, choice.reason, choice.ipxe) == (expected, reason, False)
 
 

@@ -54,6 +54,7 @@ ACCEPTS = {
 }
 KEY_KINDS = {
     ("read-only", "create", "verbose", "debug", "rfc1350", "proxy", "ipv6", "ra"): {"bool"},
+    ("secure-boot",): {"bool"},
     ("blksize-max", "windowsize-max", "retries", "max-sessions", "workers"): {"int"},
     ("tftp-port", "http-port"): {"int"},
     ("timeout", "drain", "boot-idle"): {"int", "float"},

@@ -73,9 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
         ("--bios-bootfile", "BIOS clients (architecture 0), e.g. undionly.kpxe"),
         ("--efi32-bootfile", "32-bit UEFI clients (architecture 6)"),
         ("--efi64-bootfile", "x64 UEFI clients (architectures 7 and 9), e.g. ipxe.efi"),
-        ("--arm64-bootfile", "ARM64 UEFI clients (architecture 11)"),
+        ("--arm64-bootfile", "ARM64 UEFI clients (architecture 11; 19 with --http-port)"),
     ):
         boot.add_argument(flag, metavar="FILE", help=f"file for {what}")
+    boot.add_argument(
+        "--secure-boot",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="x64 UEFI clients (architectures 7 and 9; 16 with --http-port) get the signed "
+        "shim ROOT/shimx64.efi, which loads ROOT/grubx64.efi (a signed network grub) "
+        "beside it; grub then reads ROOT/grub/grub.cfg (replaces --efi64-bootfile)",
+    )
     boot.add_argument(
         "--ipxe-bootfile",
         metavar="FILE",
@@ -176,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(USAGE_ERROR, f"{PROG}: error: {exc}\n")
     if settings.get("ra") is False and settings.get("ipv6") is not True:
         parser.error("--no-ra needs --ipv6")
+    if settings.get("secure-boot") is True and settings.get("efi64-bootfile"):
+        parser.error("--secure-boot gives x64 UEFI shimx64.efi: drop --efi64-bootfile")
     args = read.namespace(settings)
 
     def die(message: str) -> int:

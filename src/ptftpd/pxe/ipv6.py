@@ -13,7 +13,7 @@ from ipaddress import IPv6Address
 from ptftpd.dhcp.options import arch_name
 from ptftpd.dhcp6.boot import BootChoice6, BootRequest6, boot_url
 from ptftpd.pxe.bootlog import BootLog, client_label
-from ptftpd.pxe.firmware import BootFiles, arch_class
+from ptftpd.pxe.firmware import BootFiles, arch_class, vendor_class_arch
 
 __all__ = ["Pxe6Policy", "client_label"]
 
@@ -41,7 +41,8 @@ class Pxe6Policy:
         return boot_url("tftp", self.server, name)
 
     def __call__(self, request: BootRequest6) -> BootChoice6 | None:
-        arch = request.arches[0] if request.arches else None
+        arches = request.arches or _vendor_arches(request)
+        arch = arches[0] if arches else None
         label = "-" if arch is None else arch_name(arch)
         ipxe = b"iPXE" in request.user_classes
         http = request.http
@@ -54,8 +55,16 @@ class Pxe6Policy:
         if ipxe and self.files.ipxe:
             return BootChoice6(self._url(self.files.ipxe, self.http_port is not None))
         cls = None
-        for code in request.arches:
+        for code in arches:
             cls = arch_class(code, http)
             if cls is not None:
                 break
         return BootChoice6(self._url(self.files.for_class(cls), http))
+
+
+def _vendor_arches(request: BootRequest6) -> tuple[int, ...]:
+    """Without option 61, the `Arch:NNNNN` of the vendor class (16) items, as over IPv4."""
+    if request.vendor_class is None:
+        return ()
+    codes = (vendor_class_arch(item) for item in request.vendor_class.items)
+    return tuple(code for code in codes if code is not None)

@@ -150,7 +150,10 @@ class ProxyResponder:
         # A PXE 2.1 client naming a boot item (43.71) expects it echoed back; a BIOS
         # ROM's proxy offer says "download the named file"; see the class docstring.
         item = _boot_item(vendor) if vendor else None
-        if item is not None:
+        if choice.vendor_options is not None:
+            # The Raspberry Pi's menu, offer and ACK alike (as dnsmasq answers it).
+            opts[Opt.VENDOR_SPECIFIC] = choice.vendor_options
+        elif item is not None:
             opts[Opt.VENDOR_SPECIFIC] = item + b"\xff"
         elif offer and choice.arch in (None, 0):
             opts[Opt.VENDOR_SPECIFIC] = pxe_vendor_options(DISCOVERY_DOWNLOAD_DIRECTLY)

@@ -204,6 +204,8 @@ class PxeService:
             self.boot_log.address(mac, ip)
         if choice.http:
             return BootChoice(choice.file, options={Opt.VENDOR_CLASS: HTTP_VENDOR_CLASS.encode()})
+        if choice.vendor_options is not None:
+            return BootChoice(choice.file, options={Opt.VENDOR_SPECIFIC: choice.vendor_options})
         return BootChoice(choice.file)
 
     async def start(self) -> None:

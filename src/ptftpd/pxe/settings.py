@@ -46,6 +46,7 @@ def boot_files(settings: Mapping[str, object], bootfile: str) -> BootFiles:
         efi64=_text(settings, "efi64-bootfile"),
         arm64=_text(settings, "arm64-bootfile"),
         ipxe=_text(settings, "ipxe-bootfile"),
+        secure_boot=settings.get("secure-boot") is True,
     )
 
 
