@@ -164,6 +164,9 @@ def test_every_request_gets_one_outcome_and_memory_stays_bounded(
     got = [200 if s in (206, 416) else s for s in statuses]
     assert got == expected, (statuses, [(len(p.head), p.fits, p.close) for p in planned])
     # Bounded memory: what the core buffers never exceeds one read past the head limit,
-    # and the whole exchange allocates at most a few times the largest input piece.
+    # and the peak is linear in that bounded input. The factor is h11's header regex: a
+    # value of alternating spaces and visible characters ("! ! ! ...") costs the regex
+    # engine about 160 bytes of backtracking state per byte while it matches (5.4 MB
+    # for a 33 KB head, measured); at most 13 MB for the largest head ever parsed.
     assert most <= LIMITS.max_head + READ_SIZE, most
-    assert peak <= 4 * min(len(stream), LIMITS.max_head + READ_SIZE) + 2_000_000, peak
+    assert peak <= 200 * min(len(stream), LIMITS.max_head + READ_SIZE) + 2_000_000, peak
