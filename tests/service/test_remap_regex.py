@@ -90,6 +90,8 @@ subjects = st.text(alphabet="abA", min_size=2, max_size=8)
 @example("(A|ab)(c|bcd)", "ABCDx", True)  # ... also case-insensitively
 @example("a(b$)?", "abc", False)  # "$" never matches at a candidate end before the end
 @example("(ab)?(abcd)?", "abcd", False)  # the longest is the whole name
+@example("(a|ab)c*", "abcccx", False)  # longer than any bounded reach: c* is unbounded
+@example("(a|ab)c{0,3}", "abcccx", False)  # reach of an interval: 2 + 3
 def test_translation_matches_glibc(pattern: str, text: str, icase: bool) -> None:
     expected = glibc_search(pattern, text, icase)
     got = ours(pattern, text, icase)

@@ -18,7 +18,11 @@ as checked by tests/service/test_remap.py against ``in.tftpd -m`` itself:
   message; without one the client reads "Access denied".
 * Processing is bounded: :data:`MAX_STEPS` rule applications (tftpd-hpa counts 1024
   rules but loops forever on a ``g`` rule whose output matches again; we count every
-  ``g`` round too and refuse with tftpd-hpa's "Remap table failure").
+  ``g`` round too and refuse with tftpd-hpa's "Remap table failure"), and
+  :data:`MAX_PROBES` tries of a longer POSIX match per request (below), refused the same
+  way. With the server's filename cap (``session.MAX_FILENAME``, 503 bytes), every rule
+  form of tftpd-hpa's man page and sample.rules costs at most a few milliseconds on the
+  worst accepted name (tests/tftp/test_remap_cost.py).
 
 Differences, on purpose:
 
@@ -33,7 +37,10 @@ them and refuses what it cannot convert faithfully:
 
 * POSIX takes the *leftmost-longest* match, ``re`` the first that backtracking finds
   (``(ab)?(abcd)?`` on ``abcd``: POSIX ``abcd``, ``re`` ``ab``). :class:`PosixRegex` finds
-  the leftmost start with ``re`` and then the longest end with ``fullmatch``. Group spans
+  the leftmost start with ``re`` and then the longest end with ``fullmatch``, trying only
+  ends a match can reach: a regex whose matches have a bounded length (``\\``,
+  ``/../``, ``^[a-z]:``: every rule of tftpd-hpa's sample.rules) costs no more tries than
+  that length, so a ``g`` rule over a long name stays linear. Group spans
   then agree with glibc's (tests/service/test_remap_regex.py compares thousands of
   generated patterns with glibc's regexec) except for a repeated group whose body can
   match empty: on ``a``, glibc reports ``(a*)*``'s group as ``a``, ``re`` as the empty
@@ -65,6 +72,13 @@ from pathlib import Path
 
 MAX_STEPS = 1024
 """Rule applications (including every round of a ``g`` rule) before a request is refused."""
+
+MAX_PROBES = 4096
+"""Tries of a longer match (``fullmatch`` at a later end) per request before it is
+refused: only a regex of unbounded length (``a+``, ``.*``) on a hostile name needs many."""
+
+UNBOUNDED = 1 << 40
+"""The longest match of a regex with ``*``, ``+`` or ``{m,}`` (or a back-reference to one)."""
 
 DEFAULT_DENIAL = "Access denied"
 LOOP_DENIAL = "Remap table failure"
@@ -109,38 +123,58 @@ class Refused:
     message: str
 
 
-def translate(ere: str, end_anchor: str = "\\Z") -> tuple[str, int]:
-    """POSIX extended regex -> (Python pattern, group count); ``$`` becomes `end_anchor`.
+def _alternatives_width(widths: list[int | None]) -> int:
+    """The longest match of a sequence of pieces with ``|`` (None) between alternatives."""
+    longest = total = 0
+    for width in widths:
+        if width is None:
+            longest, total = max(longest, total), 0
+        else:
+            total = min(UNBOUNDED, total + width)
+    return max(longest, total)
+
+
+def translate(ere: str, end_anchor: str = "\\Z") -> tuple[str, int, int]:
+    """POSIX extended regex -> (Python pattern, group count, longest match in characters,
+    `UNBOUNDED` when unbounded); ``$`` becomes `end_anchor`.
 
     Raises ValueError with a short reason for what cannot be translated faithfully.
     """
     items: list[str] = []  # one entry per quantifiable piece
     quantified: list[bool] = []  # whether that piece already carries a quantifier
-    stack: list[int] = []  # index in items where each open group starts
+    widths: list[int | None] = []  # each piece's longest match; None for "|"
+    stack: list[tuple[int, int]] = []  # (index in items, group number) of each open group
+    group_widths: dict[int, int] = {}
     groups = 0
     i = 0
     while i < len(ere):
         c = ere[i]
         piece: str | None = None
+        width: int | None = 1
         if c == "\\":
             if i + 1 >= len(ere):
                 raise ValueError("trailing backslash")
             piece = _escape(ere[i + 1], groups)
+            if ere[i + 1].isdigit() and ere[i + 1] != "0":  # a back-reference
+                width = group_widths.get(int(ere[i + 1]), UNBOUNDED)
             i += 2
         elif c == "[":
             piece, i = _bracket(ere, i)
         elif c == "(":
             groups += 1
-            stack.append(len(items))
+            stack.append((len(items), groups))
             items.append("(")
             quantified.append(False)
+            widths.append(0)
             i += 1
         elif c == ")":
             if not stack:
                 raise ValueError("unmatched )")
-            start = stack.pop()
+            start, number = stack.pop()
+            group_widths[number] = _alternatives_width(widths[start + 1 :])
             items[start:] = ["".join(items[start:]) + ")"]
             quantified[start:] = [False]
+            widths[start:] = [group_widths[number]]
             i += 1
         elif c in _QUANTIFIERS:
             quant, i = _quantifier(ere, i)
@@ -150,15 +184,30 @@ def translate(ere: str, end_anchor: str = "\\Z") -> tuple[str, int]:
             last = f"(?:{items[-1]})" if quantified[-1] else items[-1]
             items[-1] = last + quant
             quantified[-1] = True
+            widths[-1] = _repeated_width(widths[-1] or 0, quant)
         else:
             piece = {"|": "|", "^": "^", "$": end_anchor, ".": "."}.get(c, re.escape(c))
+            width = {"|": None, "^": 0, "$": 0}.get(c, 1)
             i += 1
         if piece is not None:
             items.append(piece)
             quantified.append(False)
+            widths.append(width)
     if stack:
         raise ValueError("unmatched (")
-    return "".join(items), groups
+    return "".join(items), groups, _alternatives_width(widths)
+
+
+def _repeated_width(width: int, quant: str) -> int:
+    """The longest match of a piece of longest match `width` under quantifier `quant`."""
+    if width == 0 or quant == "?":
+        return width
+    if quant in "*+":
+        return UNBOUNDED
+    low, comma, high = quant[1:-1].partition(",")
+    if comma and not high:
+        return UNBOUNDED
+    return min(UNBOUNDED, width * int(high or low))
 
 
 def _escape(c: str, groups: int) -> str:
@@ -240,12 +289,23 @@ def _set_char(c: str) -> str:
     return "\\" + c if c in "\\]^-[&~|" else c
 
 
+class OutOfProbes(Exception):
+    """A request's `MAX_PROBES` tries of a longer match are used up."""
+
+
+class Probes:
+    """What is left of one request's tries of a longer match (`MAX_PROBES`)."""
+
+    def __init__(self, left: int = MAX_PROBES) -> None:
+        self.left = left
+
+
 class PosixRegex:
     """A translated ERE that finds POSIX's leftmost-longest match."""
 
     def __init__(self, ere: str, ignore_case: bool) -> None:
-        pattern, self.groups = translate(ere)
-        cut_pattern, _ = translate(ere, end_anchor="(?!)")
+        pattern, self.groups, self.max_width = translate(ere)
+        cut_pattern, _, _ = translate(ere, end_anchor="(?!)")
         flags = re.DOTALL | re.ASCII | (re.IGNORECASE if ignore_case else 0)
         self.source = ere
         self._whole = re.compile(pattern, flags)
@@ -253,15 +313,24 @@ class PosixRegex:
         # endpos, re would otherwise see the cut as the end of the string.
         self._cut = re.compile(cut_pattern, flags)
 
-    def search(self, text: str) -> re.Match[str] | None:
+    def search(self, text: str, probes: Probes | None = None) -> re.Match[str] | None:
+        """POSIX's leftmost-longest match; each `fullmatch` at a later end (not counting
+        the one at the very end) takes one of `probes`, `OutOfProbes` when none is left."""
         first = self._whole.search(text)
         if first is None:
             return None
         start = first.start()
-        whole = self._whole.fullmatch(text, start)
-        if whole is not None:
-            return whole
-        for end in range(len(text) - 1, first.end(), -1):
+        reach = start + self.max_width  # no match from `start` ends after this
+        if reach >= len(text):
+            whole = self._whole.fullmatch(text, start)
+            if whole is not None:
+                return whole
+        last = min(reach, len(text) - 1)
+        if probes is not None and last > first.end():
+            probes.left -= last - first.end()
+            if probes.left < 0:
+                raise OutOfProbes
+        for end in range(last, first.end(), -1):
             longer = self._cut.fullmatch(text, start, end)
             if longer is not None:
                 return longer
@@ -291,6 +360,7 @@ class RuleSet:
         macros = {"i": str(address), "x": address.packed.hex().upper()}
         current = filename
         steps = self.max_steps
+        probes = Probes()
         index = 0
         while index < len(self.rules):
             rule = self.rules[index]
@@ -304,7 +374,10 @@ class RuleSet:
                 steps -= 1
                 if steps < 0:
                     return Refused(LOOP_DENIAL)
-                match = rule.regex.search(current)
+                try:
+                    match = rule.regex.search(current, probes)
+                except OutOfProbes:
+                    return Refused(LOOP_DENIAL)
                 if (match is None) != rule.has("~"):
                     break
                 matched = True

@@ -67,6 +67,15 @@ _CANCEL = Timer.CANCEL
 _ERROR = int(Opcode.ERROR)
 _UNKNOWN_TID = error_bytes(ErrorCode.UNKNOWN_TID, "unknown transfer ID")
 
+MAX_FILENAME = 503
+"""The longest filename a request may name, in bytes: what RFC 2347's largest request
+(512 octets) holds after the opcode (2), the name's NUL (1) and the shortest mode
+("octet" and its NUL, 6). Real clients stay far below (busybox and tftp-hpa build the
+request in a 512-byte buffer, DHCP's boot file name has 128 or 255 bytes), and a name
+this short bounds the map file's rule matching (`remap.py`) on the event loop."""
+
+_MAX_MESSAGE = 100  # an ERROR echoing a client's text never grows with the request
+
 
 def format_host(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -467,15 +476,22 @@ class RequestRules:
         try:
             packet = decode(data)
         except PacketError as exc:
-            return LocalError(ErrorCode.ILLEGAL_OPERATION, f"malformed request: {exc}")
+            message = f"malformed request: {exc}"
+            if len(message) > _MAX_MESSAGE:
+                message = message[: _MAX_MESSAGE - 3] + "..."
+            return LocalError(ErrorCode.ILLEGAL_OPERATION, message)
         assert isinstance(packet, Request)
+        if len(packet.filename.encode("utf-8", "surrogateescape")) > MAX_FILENAME:
+            return LocalError(
+                ErrorCode.ILLEGAL_OPERATION, f"filename longer than {MAX_FILENAME} bytes"
+            )
         if self.key(data, addr) in self.active:
             return None  # the client resent its request: the transfer answers it
         if len(self.active) >= self.max_sessions:
             return LocalError(ErrorCode.NOT_DEFINED, "server busy, try again")
         if packet.mode.lower() not in MODES:
             return LocalError(
-                ErrorCode.ILLEGAL_OPERATION, f"unsupported transfer mode {packet.mode!r}"
+                ErrorCode.ILLEGAL_OPERATION, f"unsupported transfer mode {packet.mode[:20]!r}"
             )
         if not packet.is_read and self.read_only:
             return LocalError(ErrorCode.ACCESS_VIOLATION, "server is read-only")
