@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import struct
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptftpd.dhcp import Message, PacketError, decode
-from support import Netns, Process, missing, require_root, require_tool, script, wait_udp_bound
+from support import (
+    Netns,
+    Process,
+    add_veth,
+    missing,
+    require_root,
+    require_tool,
+    script,
+    wait_udp_bound,
+)
 
 SERVER_IP = "10.81.0.1"
 SERVER6 = "fd81::1"
@@ -65,24 +73,7 @@ class Lan:
         host = Netns("fwh")
         self.hosts.append(host)
         port = "vp" + host.name[-8:]
-        subprocess.run(
-            [
-                "ip",
-                "link",
-                "add",
-                port,
-                "netns",
-                self.ns.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                host.name,
-            ],
-            check=True,
-        )
+        add_veth(self.ns, port, host, "eth0")
         self.ns.run("ip", "link", "set", port, "master", "br0")
         self.ns.run("ip", "link", "set", port, "up")
         if mac:
@@ -125,7 +116,8 @@ class Lan:
         return proc
 
     def pxed(self, root: Path, bootfile: str, *flags: str, name: str = "pxed") -> Process:
-        """pxed -v on the bridge, TFTP in its own process, boot lines after 15 quiet s (or at its stop)."""
+        """pxed -v on the bridge, TFTP in its own process, a boot line after 15 quiet
+        seconds (or at its stop)."""
         argv = [script("pxed"), "-v", "--workers", "1", "--boot-idle", "15", *flags]
         proc = self.start([*argv, "br0", str(root), bootfile], name)
         wait_udp_bound(69, proc=proc.proc, netns=self.ns.name)
@@ -288,49 +280,34 @@ OVMF = Path("/usr/share/OVMF")
 AAVMF = Path("/usr/share/AAVMF")
 
 
+def _uefi_vm(net: Lan, name: str, code: Path, template: Path, tap: str, mac: str) -> list[str]:
+    """What every EDK2 guest here shares: read-only code and a per-boot copy of the
+    variable store in pflash, the serial console in a file, no display, no reboot, and
+    virtio-net on `tap` without an option ROM (the firmware's own network stack)."""
+    vars_copy = net.tmp / f"{name}-vars.fd"
+    shutil.copyfile(template, vars_copy)
+    return [
+        *("-display", "none", "-nodefaults", "-no-reboot", "-m", "512"),
+        *serial_args(net, name),
+        *("-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}"),
+        *("-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"),
+        *("-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"),
+        *("-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile="),
+    ]
+
+
 def ovmf_argv(net: Lan, name: str, tap: str, mac: str, secure: bool, *extra: str) -> list[str]:
     """OVMF on q35 with OVMF's own network stack (no option ROM) on `tap`; `secure`:
     the Microsoft-keys build with Secure Boot on (SMM, secure pflash)."""
     qemu = require_tool("qemu-system-x86_64")
+    kind = ".ms" if secure else ""
+    code = require_file(OVMF / f"OVMF_CODE_4M{kind}.fd", "ovmf")
+    template = require_file(OVMF / f"OVMF_VARS_4M{kind}.fd", "ovmf")
+    machine = ["-machine", "q35,smm=on" if secure else "q35"]
     if secure:
-        code = require_file(OVMF / "OVMF_CODE_4M.ms.fd", "ovmf")
-        template = require_file(OVMF / "OVMF_VARS_4M.ms.fd", "ovmf")
-        machine = [
-            "-machine",
-            "q35,smm=on",
-            "-global",
-            "driver=cfi.pflash01,property=secure,value=on",
-        ]
-    else:
-        code = require_file(OVMF / "OVMF_CODE_4M.fd", "ovmf")
-        template = require_file(OVMF / "OVMF_VARS_4M.fd", "ovmf")
-        machine = ["-machine", "q35"]
-    vars_copy = net.tmp / f"{name}-vars.fd"
-    shutil.copyfile(template, vars_copy)
-    return [
-        qemu,
-        "-accel",
-        "tcg",
-        "-display",
-        "none",
-        "-nodefaults",
-        "-no-reboot",
-        *machine,
-        "-m",
-        "512",
-        *serial_args(net, name),
-        "-drive",
-        f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
-        "-drive",
-        f"if=pflash,format=raw,unit=1,file={vars_copy}",
-        "-netdev",
-        f"tap,id=n0,ifname={tap},script=no,downscript=no",
-        "-device",
-        f"virtio-net-pci,netdev=n0,mac={mac},romfile=",
-        "-boot",
-        "n",
-        *extra,
-    ]
+        machine += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+    vm = _uefi_vm(net, name, code, template, tap, mac)
+    return [qemu, "-accel", "tcg", *machine, *vm, "-boot", "n", *extra]
 
 
 def aavmf_argv(net: Lan, name: str, tap: str, mac: str, *extra: str) -> list[str]:
@@ -338,31 +315,8 @@ def aavmf_argv(net: Lan, name: str, tap: str, mac: str, *extra: str) -> list[str
     qemu = require_tool("qemu-system-aarch64")
     code = require_file(AAVMF / "AAVMF_CODE.fd", "qemu-efi-aarch64")
     template = require_file(AAVMF / "AAVMF_VARS.fd", "qemu-efi-aarch64")
-    vars_copy = net.tmp / f"{name}-vars.fd"
-    shutil.copyfile(template, vars_copy)
-    return [
-        qemu,
-        "-M",
-        "virt",
-        "-cpu",
-        "cortex-a57",
-        "-m",
-        "512",
-        "-display",
-        "none",
-        "-nodefaults",
-        "-no-reboot",
-        *serial_args(net, name),
-        "-drive",
-        f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
-        "-drive",
-        f"if=pflash,format=raw,unit=1,file={vars_copy}",
-        "-netdev",
-        f"tap,id=n0,ifname={tap},script=no,downscript=no",
-        "-device",
-        f"virtio-net-pci,netdev=n0,mac={mac},romfile=",
-        *extra,
-    ]
+    vm = _uefi_vm(net, name, code, template, tap, mac)
+    return [qemu, "-M", "virt", "-cpu", "cortex-a57", *vm, *extra]
 
 
 def fw_cfg_only(*paths: str) -> list[str]:

@@ -35,7 +35,9 @@ import sys
 import time
 from ipaddress import IPv4Address
 
-from ptftpd.dhcp import Message, MessageType, Opt, PacketError, decode, encode
+import dhcpprobe  # tests/dhcp, on PYTHONPATH (see test_pi_boot.run_pi)
+
+from ptftpd.dhcp import Message, MessageType, Opt, encode
 
 MENU = b"Raspberry Pi Boot"
 
@@ -56,19 +58,8 @@ def dhcp_message(mac: bytes, serial: int, mtype: MessageType, xid: int) -> Messa
 
 
 def receive(sock: socket.socket, xid: int, deadline: float) -> Message | None:
-    while (left := deadline - time.monotonic()) > 0:
-        sock.settimeout(left)
-        try:
-            data, _ = sock.recvfrom(4096)
-        except TimeoutError:
-            return None
-        try:
-            msg = decode(data)
-        except PacketError:
-            continue
-        if msg.op == 2 and msg.xid == xid:
-            return msg
-    return None
+    """The next reply for `xid` before `deadline` (dhcpprobe's bounded wait)."""
+    return dhcpprobe.receive(sock, xid, max(0.0, deadline - time.monotonic()))
 
 
 def tftp_read(server: str, name: str, timeout: float = 3.0) -> dict[str, object]:

@@ -36,7 +36,7 @@ DNSMASQ_PROXY = 'dhcp-range=10.81.0.0,proxy\npxe-service=0,"Raspberry Pi Boot"\n
 def run_pi(host: Netns, mac: str, serial: str, *extra: str, wait: float = 8.0) -> dict[str, object]:
     argv = [str(VENV_BIN / "python"), str(PI_CLIENT), "--mac", mac, "--serial", serial]
     argv += ["--wait", str(wait), *extra]
-    env_path = f"{REPO / 'src'}:{os.environ.get('PYTHONPATH', '')}"
+    env_path = f"{REPO / 'src'}:{REPO / 'tests' / 'dhcp'}:{os.environ.get('PYTHONPATH', '')}"
     result = host.run("env", f"PYTHONPATH={env_path}", *argv, timeout=60)
     report: dict[str, object] = json.loads(result.stdout)
     return report
