@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import ifaddr
 
+from ptftpd.errors import StartError
 
-class InterfaceError(Exception):
-    """IFACE names no interface and is no address: reported as one line by the CLIs."""
+
+class InterfaceError(StartError):
+    """IFACE names no interface and is no address: one line, exit 1."""
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptftpd.dhcp6.codec import PacketError
-from ptftpd.dhcp6.config import Dhcp6StartError, RaConfig
+from ptftpd.dhcp6.config import RaConfig
 from ptftpd.dhcp6.ra import RaSchedule, build_ra, decode_ra, decode_rs
+from ptftpd.errors import StartError
 
 PREFIX = IPv6Network("fd00:77::/64")
 MAC = bytes.fromhex("525400aabbcc")
@@ -134,7 +135,7 @@ def test_schedule_initial_then_regular_intervals_and_solicitations() -> None:
 
 
 def test_bad_ra_config_is_a_start_error() -> None:
-    with pytest.raises(Dhcp6StartError):
+    with pytest.raises(StartError):
         RaConfig(min_interval=100, max_interval=10)
-    with pytest.raises(Dhcp6StartError):
+    with pytest.raises(StartError):
         RaConfig(router_lifetime=9001)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ptftpd.dhcp6 import Dhcp6Config, Dhcp6Service, Dhcp6StartError, config_for_interface
+from ptftpd.dhcp6 import Dhcp6Config, Dhcp6Service, config_for_interface
+from ptftpd.errors import StartError
 
 PREFIX = IPv6Network("fd00:77::/64")
 
@@ -18,7 +19,7 @@ def test_unknown_interface_is_one_start_error(tmp_path: Path) -> None:
     service = Dhcp6Service(
         Dhcp6Config(interface="nosuchif0", prefix=PREFIX, leases_path=tmp_path / "l.sqlite")
     )
-    with pytest.raises(Dhcp6StartError, match=r"^no such interface: nosuchif0$"):
+    with pytest.raises(StartError, match=r"^no such interface: nosuchif0$"):
         asyncio.run(service.start())
     assert service.closed
     service.close()  # idempotent
@@ -36,13 +37,13 @@ def test_unknown_interface_is_one_start_error(tmp_path: Path) -> None:
 )
 def test_bad_config_is_a_start_error(overrides: dict[str, object], message: str) -> None:
     settings: dict[str, object] = {"interface": "lo", "prefix": PREFIX, **overrides}
-    with pytest.raises(Dhcp6StartError, match=message):
+    with pytest.raises(StartError, match=message):
         Dhcp6Config(**settings)  # type: ignore[arg-type]
 
 
 def test_interface_without_mac_needs_a_configured_duid() -> None:
     service = Dhcp6Service(Dhcp6Config(interface="lo", prefix=PREFIX))
-    with pytest.raises(Dhcp6StartError, match="no hardware address"):
+    with pytest.raises(StartError, match="no hardware address"):
         asyncio.run(service.start())
 
 
@@ -57,12 +58,12 @@ def test_unwritable_lease_file_is_a_start_error(tmp_path: Path) -> None:
             server_duid=bytes.fromhex("00030001525400aabbcc"),  # lo has no MAC
         )
     )
-    with pytest.raises(Dhcp6StartError, match="cannot open lease file"):
+    with pytest.raises(StartError, match="cannot open lease file"):
         asyncio.run(service.start())
 
 
 def test_config_for_interface_errors_are_start_errors() -> None:
-    with pytest.raises(Dhcp6StartError, match="no such interface or address: nosuchif0"):
+    with pytest.raises(StartError, match="no such interface or address: nosuchif0"):
         config_for_interface("nosuchif0")
-    with pytest.raises(Dhcp6StartError, match="too small"):
+    with pytest.raises(StartError, match="too small"):
         config_for_interface("::1")  # a literal address without a usable prefix

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from http_support import http_root, make_file, sha256
 
-from ptftpd.http import HttpConfig, HttpServer, HttpStartError, Served
+from ptftpd.errors import StartError
+from ptftpd.http import HttpConfig, HttpServer, Served
 from support import require_root, require_tool
 
 __all__ = ["http_root"]
@@ -268,7 +269,7 @@ def start_error(cfg: HttpConfig) -> str:
         server = HttpServer(cfg)
         try:
             await server.start()
-        except HttpStartError as exc:
+        except StartError as exc:
             return str(exc)
         server.close()
         return "started"
@@ -322,10 +323,10 @@ def test_no_permission_for_port_80_is_one_line(http_root: Path) -> None:
     require_root()
     code = (
         "import asyncio; from pathlib import Path\n"
-        "from ptftpd.http import HttpConfig, HttpServer, HttpStartError\n"
+        "from ptftpd.errors import StartError\nfrom ptftpd.http import HttpConfig, HttpServer\n"
         "async def main():\n"
         "    await HttpServer(HttpConfig(Path('/'), (('127.0.0.1', 80),))).start()\n"
-        "try:\n    asyncio.run(main())\nexcept HttpStartError as e:\n    print(e)\n"
+        "try:\n    asyncio.run(main())\nexcept StartError as e:\n    print(e)\n"
     )
     drop = [setpriv, "--bounding-set=-net_bind_service", "--inh-caps=-all"]
     done = subprocess.run(

@@ -23,7 +23,7 @@ import psutil
 import pytest
 import slow_tftp
 
-from ptftpd.tftp.workers import lock_path
+from ptftpd.service.workers import lock_path
 from service.proc_status import status_fields, threads
 from service.test_metrics import scrape
 from support import (

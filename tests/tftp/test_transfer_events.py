@@ -1,4 +1,4 @@
-"""Transfer events from worker processes to the parent (tftp/transfer_events.py)."""
+"""Transfer events from worker processes to the parent (service/transfer_events.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptftpd.tftp.server import FinishedTransfer
-from ptftpd.tftp.transfer_events import (
+from ptftpd.service.transfer_events import (
     WORKER_ENDED,
     EventDecodeError,
     EventReceiver,
@@ -21,6 +20,7 @@ from ptftpd.tftp.transfer_events import (
     encode,
     event_pair,
 )
+from ptftpd.tftp.server import FinishedTransfer
 
 texts = st.text(max_size=200)
 finished = st.builds(

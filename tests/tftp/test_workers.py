@@ -21,8 +21,8 @@ from test_cli import assert_one_line_error, run
 from test_interop import *  # noqa: F403
 
 from conftest import RunningServer, start_server
+from ptftpd.service.workers import default_workers
 from ptftpd.tftp.packets import Error, ErrorCode, Request, decode
-from ptftpd.tftp.workers import default_workers
 from support import script
 
 

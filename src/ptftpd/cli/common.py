@@ -1,26 +1,14 @@
-"""Pieces every console script shares: flags that mean the same everywhere, one-line
-errors instead of tracebacks, and a clean exit on Ctrl-C or SIGTERM."""
+"""Pieces every console script shares: flags that mean the same everywhere and one-line
+usage errors."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import resource
-import signal
-import stat
-import sys
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
-from ptftpd.log import setup_logging
+from ptftpd.errors import USAGE_ERROR
 from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN, TIMEOUT_MAX
-
-if TYPE_CHECKING:  # the client never starts an event loop: keep its start-up light
-    import asyncio
-
-
-USAGE_ERROR = 2
+from ptftpd.values import positive_int
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -43,23 +31,6 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
         "-v", "--verbose", action="store_true", help="log one line per transfer or lease"
     )
     parser.add_argument("-D", "--debug", action="store_true", help="log every packet decision")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {value}")
-    return value
-
-
-def port_number(text: str) -> int:
-    value = positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a UDP port: {value}")
-    return value
 
 
 def blksize(text: str) -> int:
@@ -119,65 +90,3 @@ def add_transfer_limits(parser: argparse.ArgumentParser | argparse._ArgumentGrou
         metavar="N",
         help="concurrent transfers; more are refused with an error (4096)",
     )
-
-
-def raise_fd_limit() -> None:
-    """Each transfer has its own socket: thousands of sessions need thousands of fds."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-
-
-def root_problem(root: str | os.PathLike[str]) -> str | None:
-    """Why a directory cannot be served, in words, or None when it can."""
-    try:
-        st = os.stat(root)
-    except FileNotFoundError:
-        return f"root {root} does not exist"
-    except PermissionError:
-        return f"cannot access root {root}: permission denied"
-    except OSError as exc:
-        return f"cannot access root {root}: {exc.strerror}"
-    if not stat.S_ISDIR(st.st_mode):
-        return f"root {root} is not a directory"
-    if not os.access(root, os.R_OK | os.X_OK):
-        return f"root {root} is not readable by this user"
-    return None
-
-
-def fail(prog: str, message: str) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return 1
-
-
-def run_service(
-    prog: str,
-    args: argparse.Namespace,
-    body: Callable[[asyncio.Event], Awaitable[None]],
-    known_errors: tuple[type[Exception], ...],
-) -> int:
-    """Run `body(stop)` until it returns or a signal sets `stop`; map known errors to
-    one line and exit 1."""
-    import asyncio
-
-    setup_logging(args.verbose, args.debug)
-    raise_fd_limit()
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await body(stop)
-
-    try:
-        asyncio.run(main())
-    except known_errors as exc:
-        return fail(prog, str(exc))
-    except KeyboardInterrupt:
-        return 130
-    logging.getLogger("ptftpd").info("%s stopped", prog)
-    return 0

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from ptftpd import __version__
 from ptftpd import config as config_file
 from ptftpd.cli import flag_settings
-from ptftpd.cli.common import USAGE_ERROR, OneLineParser, fail
+from ptftpd.cli.common import OneLineParser
 from ptftpd.cli.dhcp_flags import add_config_flags, add_dhcp_flags, dhcp_schema
 from ptftpd.config import ConfigError
 from ptftpd.dhcp.engine import DhcpConfig
-from ptftpd.dhcp.server import DhcpServer, ServerStartError
+from ptftpd.dhcp.server import DhcpServer
 from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
 from ptftpd.dhcp.store import StoreError
+from ptftpd.errors import USAGE_ERROR, fail
 from ptftpd.netif import InterfaceError
 from ptftpd.service import dhcp_service, privileges, runtime
 from ptftpd.service.service_settings import ServiceSettings
@@ -147,7 +148,7 @@ def serve(
         return dhcp_service.DhcpService(server, again, count=args.metrics is not None)
 
     paths, files = dhcp_service.lease_paths(config), dhcp_service.lease_files(config)
-    errors = (ServerStartError, StoreError)
+    errors = (StoreError,)
     service = ServiceSettings.from_args(args)
     return runtime.run(tool.prog, service, start, errors, writable=paths, owned_files=files)
 

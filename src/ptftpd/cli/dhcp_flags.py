@@ -15,12 +15,13 @@ from pathlib import Path
 
 from ptftpd import config
 from ptftpd.cli import flag_settings
-from ptftpd.cli.common import blksize, port_number, positive_int, timeout_seconds
+from ptftpd.cli.common import blksize, timeout_seconds
 from ptftpd.dhcp.server_settings import DEFAULT_LEASE_TIME
 from ptftpd.dhcp.settings import MAX_LEASE_TIME, ConfigError, check_int
 from ptftpd.dhcp.store import default_leases_path
 from ptftpd.dhcp.toml_types import KEY_TYPES
 from ptftpd.service.runtime import drain_seconds, metrics_address
+from ptftpd.values import port_number, positive_int
 
 __all__ = ["KINDS", "add_config_flags", "add_dhcp_flags", "dhcp_schema", "ipv4", "lease_seconds"]
 

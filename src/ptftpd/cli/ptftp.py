@@ -28,13 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from ptftpd import __version__, config
-from ptftpd.cli.common import (
-    add_common_flags,
-    blksize,
-    port_number,
-    positive_int,
-    timeout_seconds,
-)
+from ptftpd.cli.common import add_common_flags, blksize, timeout_seconds
 from ptftpd.log import setup_logging
 from ptftpd.tftp import (
     TftpError,
@@ -48,6 +42,7 @@ from ptftpd.tftp import (
 from ptftpd.tftp.client import DEFAULT_PORT
 from ptftpd.tftp.errors import UsageError as TftpUsageError
 from ptftpd.tftp.options import DEFAULT_RETRIES, WINDOWSIZE_MAX
+from ptftpd.values import port_number, positive_int
 
 PROG = "ptftp"
 DEFAULT_BLKSIZE = 1400  # what pTFTPd 1.x asked for: fits an Ethernet frame

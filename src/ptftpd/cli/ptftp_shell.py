@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TextIO
 
 from ptftpd import __version__
-from ptftpd.cli.common import blksize, port_number, timeout_seconds
+from ptftpd.cli.common import blksize, timeout_seconds
 from ptftpd.cli.ptftp import (
     MODE_ALIASES,
     Settings,
@@ -20,6 +20,7 @@ from ptftpd.cli.ptftp import (
 )
 from ptftpd.tftp import TftpError
 from ptftpd.tftp.client import format_host
+from ptftpd.values import port_number
 
 # -- interactive -----------------------------------------------------------------------
 HELP = """\

@@ -9,24 +9,18 @@ import sys
 from pathlib import Path
 
 from ptftpd import __version__, config
-from ptftpd.cli.common import (
-    add_common_flags,
-    add_transfer_limits,
-    blksize,
-    port_number,
-    positive_int,
-    root_problem,
-    timeout_seconds,
-)
+from ptftpd.cli.common import add_common_flags, add_transfer_limits, blksize, timeout_seconds
 from ptftpd.netif import InterfaceError, interface_addresses
+from ptftpd.paths import root_problem
 from ptftpd.service import runtime, tftp_pool, tftp_service
 from ptftpd.service.runtime import drain_seconds, metrics_address
 from ptftpd.service.service_settings import ServiceSettings
 from ptftpd.service.tftp_service import Reread, TftpSettings, port_range, umask_value
+from ptftpd.service.workers import default_workers
 from ptftpd.tftp import remap
-from ptftpd.tftp.server import ServerStartError, TftpServer
+from ptftpd.tftp.server import TftpServer
 from ptftpd.tftp.transfer_settings import transfer_config
-from ptftpd.tftp.workers import default_workers
+from ptftpd.values import port_number, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return tftp_service.TftpService(server, settings, reread)
 
     uploads = () if settings.config.read_only else (args.root,)
-    return runtime.run("ptftpd", service, start, (ServerStartError,), writable=uploads)
+    return runtime.run("ptftpd", service, start, writable=uploads)
 
 
 if __name__ == "__main__":

@@ -23,21 +23,12 @@ from pathlib import Path
 from ptftpd import __version__
 from ptftpd import config as config_file
 from ptftpd.cli import flag_settings
-from ptftpd.cli.common import (
-    USAGE_ERROR,
-    OneLineParser,
-    add_common_flags,
-    add_transfer_limits,
-    port_number,
-    positive_int,
-)
+from ptftpd.cli.common import OneLineParser, add_common_flags, add_transfer_limits
 from ptftpd.cli.dhcp_flags import add_config_flags, add_dhcp_flags, dhcp_schema, positive_seconds
 from ptftpd.config import ConfigError
-from ptftpd.dhcp.server import ServerStartError as DhcpStartError
 from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
 from ptftpd.dhcp.store import StoreError
-from ptftpd.dhcp6 import Dhcp6StartError
-from ptftpd.http import HttpStartError
+from ptftpd.errors import USAGE_ERROR
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files
 from ptftpd.pxe.service import TftpPoolFactory
@@ -45,8 +36,8 @@ from ptftpd.pxe.settings import ADDRESS_KEYS, boot_files, pxe_config
 from ptftpd.service import dhcp_service, privileges, pxe_pool, runtime
 from ptftpd.service.pxe_running import PxeRunning
 from ptftpd.service.service_settings import ServiceSettings
-from ptftpd.tftp.server import ServerStartError as TftpStartError
-from ptftpd.tftp.workers import default_workers
+from ptftpd.service.workers import default_workers
+from ptftpd.values import port_number, positive_int
 
 PROG = "pxed"
 
@@ -232,8 +223,7 @@ def serve(read: flag_settings.CommandLine, running: ServiceSettings, config: Pxe
             raise
         return PxeRunning(service, lambda: rebuilt(read), count=running.metrics is not None)
 
-    errors = (DhcpStartError, TftpStartError, HttpStartError, Dhcp6StartError, StoreError)
-    known = (*errors, InterfaceError, OSError)
+    known = (StoreError, OSError)
     leases = dhcp_service.lease_paths(config.dhcp), dhcp_service.lease_files(config.dhcp)
     if running.workers > 1:
         return pxe_pool.run(PROG, running, start, known, *leases)

@@ -68,7 +68,7 @@ from ptftpd.dhcp.options import (
     pxe_vendor_options,
 )
 from ptftpd.dhcp.packet import BOOTREPLY, BOOTREQUEST, Message, PacketError, decode, encode
-from ptftpd.dhcp.server import DhcpServer, ServerStartError, add_neighbour, open_dhcp_socket
+from ptftpd.dhcp.server import DhcpServer, add_neighbour, open_dhcp_socket
 
 __all__ = [
     "ARCHITECTURES",
@@ -84,7 +84,6 @@ __all__ = [
     "Opt",
     "Outgoing",
     "PacketError",
-    "ServerStartError",
     "StaticHost",
     "add_neighbour",
     "arch_name",

@@ -25,9 +25,9 @@ from ptftpd.dhcp.leases import LeasePolicy, PoolConfig, build_pool
 from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
 from ptftpd.dhcp.shared_policy import AnyLeasePolicy, SharedLeasePolicy, SharedStore
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
-from ptftpd.errors import ROOT_OR_CAPABILITIES, bind_error
+from ptftpd.errors import ROOT_OR_CAPABILITIES, StartError, bind_error
 
-__all__ = ["DhcpServer", "ServerStartError", "add_neighbour", "open_dhcp_socket"]
+__all__ = ["DhcpServer", "add_neighbour", "open_dhcp_socket"]
 
 log = logging.getLogger("ptftpd.dhcp")
 
@@ -37,10 +37,6 @@ _SO_SNDBUFFORCE = 32  # Linux: root may exceed net.core.[rw]mem_max
 _SO_RCVBUFFORCE = 33
 ATF_COM = 0x02
 ARPHRD_ETHER = 1
-
-
-class ServerStartError(Exception):
-    """A start-up problem that the CLI reports as one line (exit 1)."""
 
 
 def open_dhcp_socket(interface: str | None, port: int, address: str = "0.0.0.0") -> socket.socket:
@@ -57,9 +53,9 @@ def open_dhcp_socket(interface: str | None, port: int, address: str = "0.0.0.0")
     except OSError as exc:
         sock.close()
         if exc.errno == errno.ENODEV:
-            raise ServerStartError(f"no such interface: {interface}") from None
+            raise StartError(f"no such interface: {interface}") from None
         message = bind_error(exc, "UDP", interface or address, port, ROOT_OR_CAPABILITIES)
-        raise ServerStartError(message) from None
+        raise StartError(message) from None
     sock.setblocking(False)
     return sock
 

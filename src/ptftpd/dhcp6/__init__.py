@@ -10,7 +10,7 @@ Building blocks for `pxed --ipv6`, usable on their own::
         boot_policy=ArchTablePolicy({7: "tftp://[fd00::1]/ipxe.efi"}),
     )
     service = Dhcp6Service(config)
-    await service.start()  # Dhcp6StartError: one line
+    await service.start()  # StartError: one line
     ...
     service.close()
 
@@ -28,7 +28,7 @@ from ptftpd.dhcp6.boot import (
     is_netboot,
     url_policy,
 )
-from ptftpd.dhcp6.config import Dhcp6Config, Dhcp6StartError, RaConfig, config_for_interface
+from ptftpd.dhcp6.config import Dhcp6Config, RaConfig, config_for_interface
 from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
 from ptftpd.dhcp6.service import Dhcp6Service
 
@@ -40,7 +40,6 @@ __all__ = [
     "Dhcp6Config",
     "Dhcp6Engine",
     "Dhcp6Service",
-    "Dhcp6StartError",
     "Outgoing",
     "RaConfig",
     "boot_url",

@@ -13,11 +13,11 @@ import sys
 from ipaddress import IPv6Address
 from pathlib import Path
 
-from ptftpd.cli.common import run_service
 from ptftpd.dhcp6.boot import url_policy
-from ptftpd.dhcp6.config import Dhcp6Config, Dhcp6StartError, config_for_interface
+from ptftpd.dhcp6.config import Dhcp6Config, config_for_interface
 from ptftpd.dhcp6.service import Dhcp6Service
 from ptftpd.dhcp6.store import Lease6StoreError
+from ptftpd.service.runtime import run_service
 
 PROG = "python -m ptftpd.dhcp6"
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             service.close()
 
-    return run_service(PROG, args, body, (Dhcp6StartError, Lease6StoreError))
+    return run_service(PROG, args, body, (Lease6StoreError,))
 
 
 if __name__ == "__main__":

@@ -8,23 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from ptftpd.dhcp6.boot import BootPolicy6
+from ptftpd.errors import StartError
 from ptftpd.netif import InterfaceError, interface_addresses
 
 __all__ = [
     "CLIENT_PORT",
     "SERVER_PORT",
     "Dhcp6Config",
-    "Dhcp6StartError",
     "RaConfig",
     "config_for_interface",
 ]
 
 SERVER_PORT = 547
 CLIENT_PORT = 546
-
-
-class Dhcp6StartError(Exception):
-    """A configuration or start-up problem, reported by the CLIs as one line (exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +42,9 @@ class RaConfig:
     def __post_init__(self) -> None:
         low = self.min_interval if self.min_interval is not None else self.max_interval / 3
         if not 0 < low <= self.max_interval:
-            raise Dhcp6StartError("RA interval: need 0 < min <= max")
+            raise StartError("RA interval: need 0 < min <= max")
         if not 0 <= self.router_lifetime <= 9000:
-            raise Dhcp6StartError("RA router lifetime must be 0..9000 s")
+            raise StartError("RA router lifetime must be 0..9000 s")
 
 
 @dataclass(frozen=True)
@@ -84,18 +80,18 @@ class Dhcp6Config:
 
     def __post_init__(self) -> None:
         if not isinstance(self.prefix, IPv6Network):
-            raise Dhcp6StartError(f"not an IPv6 prefix: {self.prefix}")
+            raise StartError(f"not an IPv6 prefix: {self.prefix}")
         if self.prefix.prefixlen > 120:
-            raise Dhcp6StartError(f"prefix {self.prefix} is too small for a pool")
+            raise StartError(f"prefix {self.prefix} is too small for a pool")
         if not 0 < self.preferred_lifetime <= self.valid_lifetime:
-            raise Dhcp6StartError("need 0 < preferred lifetime <= valid lifetime")
+            raise StartError("need 0 < preferred lifetime <= valid lifetime")
         if not 0 <= self.renew_time <= self.rebind_time <= self.preferred_lifetime:
-            raise Dhcp6StartError("need T1 <= T2 <= preferred lifetime")
+            raise StartError("need T1 <= T2 <= preferred lifetime")
         if self.lease_sync not in ("normal", "full"):
-            raise Dhcp6StartError(f"lease sync must be normal or full, not {self.lease_sync}")
+            raise StartError(f"lease sync must be normal or full, not {self.lease_sync}")
         for address in (self.range_start, self.range_end):
             if address is not None and address not in self.prefix:
-                raise Dhcp6StartError(f"range address {address} is outside {self.prefix}")
+                raise StartError(f"range address {address} is outside {self.prefix}")
 
     @property
     def renew_time(self) -> int:
@@ -109,17 +105,17 @@ class Dhcp6Config:
 def config_for_interface(interface: str, **fields: Any) -> Dhcp6Config:
     """A config serving IFACE's own prefix: the first global IPv6 address's network,
     with all of IFACE's global addresses kept out of the pool. `fields` sets the rest
-    (`leases_path=`, `boot_policy=`, ...). Raises `Dhcp6StartError`."""
+    (`leases_path=`, `boot_policy=`, ...). Raises `StartError`."""
     try:
         found = interface_addresses(interface, family=6)
     except InterfaceError as exc:
-        raise Dhcp6StartError(str(exc)) from None
+        raise StartError(str(exc)) from None
     ours = [a for a in found if not a.address.is_link_local and a.interface is not None]
     if not ours or ours[0].interface is None:
-        raise Dhcp6StartError(f"interface {interface} has no global IPv6 address")
+        raise StartError(f"interface {interface} has no global IPv6 address")
     prefix = ours[0].network
     if not isinstance(prefix, IPv6Network):
-        raise Dhcp6StartError(f"interface {interface} has no global IPv6 address")
+        raise StartError(f"interface {interface} has no global IPv6 address")
     addresses = tuple(a.address for a in ours if isinstance(a.address, IPv6Address))
     return Dhcp6Config(
         interface=ours[0].interface, prefix=prefix, server_addresses=addresses, **fields

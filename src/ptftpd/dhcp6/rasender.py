@@ -15,8 +15,9 @@ import struct
 from ipaddress import IPv6Network
 
 from ptftpd.dhcp6.codec import PacketError
-from ptftpd.dhcp6.config import Dhcp6StartError, RaConfig
+from ptftpd.dhcp6.config import RaConfig
 from ptftpd.dhcp6.ra import ICMP6_RS, RaSchedule, build_ra, decode_rs
+from ptftpd.errors import StartError
 
 __all__ = ["RaSender"]
 
@@ -37,7 +38,7 @@ def open_icmp6_socket(interface: str, ifindex: int) -> socket.socket:
     try:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     except PermissionError:
-        raise Dhcp6StartError(
+        raise StartError(
             "permission denied opening a raw ICMPv6 socket for router advertisements: "
             "run as root (or with CAP_NET_RAW), or turn RAs off"
         ) from None
@@ -53,9 +54,7 @@ def open_icmp6_socket(interface: str, ifindex: int) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
     except OSError as exc:
         sock.close()
-        raise Dhcp6StartError(
-            f"cannot set up router advertisements on {interface}: {exc}"
-        ) from None
+        raise StartError(f"cannot set up router advertisements on {interface}: {exc}") from None
     sock.setblocking(False)
     return sock
 

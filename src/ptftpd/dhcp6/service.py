@@ -19,12 +19,12 @@ from pathlib import Path
 
 from ptftpd.datagrams import read_burst
 from ptftpd.dhcp6.codec import duid_ll
-from ptftpd.dhcp6.config import Dhcp6Config, Dhcp6StartError
+from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
 from ptftpd.dhcp6.leases import Bindings, LeaseStore6, MemoryStore6, Pool6
 from ptftpd.dhcp6.rasender import RaSender
 from ptftpd.dhcp6.store import Lease6StoreError, SqliteStore6
-from ptftpd.errors import ROOT_OR_CAPABILITIES, bind_error
+from ptftpd.errors import ROOT_OR_CAPABILITIES, StartError, bind_error
 
 __all__ = ["ALL_DHCP_SERVERS", "Dhcp6Service", "interface_mac"]
 
@@ -63,7 +63,7 @@ def _open_socket(
     except OSError as exc:
         sock.close()
         message = bind_error(exc, "UDP", interface, port, ROOT_OR_CAPABILITIES)
-        raise Dhcp6StartError(message) from None
+        raise StartError(message) from None
     sock.setblocking(False)
     return sock
 
@@ -99,16 +99,16 @@ class Dhcp6Service:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        """Bind, load the bindings, start RAs. Raises `Dhcp6StartError` (one line)."""
+        """Bind, load the bindings, start RAs. Raises `StartError` (one line)."""
         cfg = self.config
         try:
             self.ifindex = socket.if_nametoindex(cfg.interface)
         except OSError:
-            raise Dhcp6StartError(f"no such interface: {cfg.interface}") from None
+            raise StartError(f"no such interface: {cfg.interface}") from None
         mac = interface_mac(cfg.interface)
         duid = cfg.server_duid or (duid_ll(mac) if mac else None)
         if duid is None:
-            raise Dhcp6StartError(
+            raise StartError(
                 f"{cfg.interface} has no hardware address to build a DUID from: set server_duid"
             )
         try:
@@ -116,7 +116,7 @@ class Dhcp6Service:
                 cfg.prefix, cfg.server_addresses, cfg.range_start, cfg.range_end
             )
         except ValueError as exc:
-            raise Dhcp6StartError(str(exc)) from None
+            raise StartError(str(exc)) from None
         try:
             if self._store is None:
                 self._store = (
@@ -126,7 +126,7 @@ class Dhcp6Service:
                 )
             bindings = Bindings(pool, self._store, cfg.offer_time, cfg.decline_time)
         except Lease6StoreError as exc:
-            raise Dhcp6StartError(str(exc)) from None
+            raise StartError(str(exc)) from None
         self.engine = Dhcp6Engine(cfg, duid, bindings)
         self._sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port, shared=cfg.proxy)
         self._loop = asyncio.get_running_loop()
@@ -136,7 +136,7 @@ class Dhcp6Service:
                 self._boot_sock = _open_socket(
                     cfg.interface, self.ifindex, cfg.boot_service_port, multicast=False
                 )
-            except Dhcp6StartError:
+            except StartError:
                 self.close()
                 raise
             self._loop.add_reader(
@@ -146,7 +146,7 @@ class Dhcp6Service:
             self.ra = RaSender(cfg.interface, self.ifindex, cfg.prefix, cfg.ra, mac)
             try:
                 self.ra.start()
-            except Dhcp6StartError:
+            except StartError:
                 self.close()
                 raise
         log.info(

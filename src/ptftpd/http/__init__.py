@@ -7,6 +7,6 @@
 
 from ptftpd.http.errors import HttpError
 from ptftpd.http.protocol import Limits
-from ptftpd.http.server import HttpConfig, HttpServer, HttpStartError, Served
+from ptftpd.http.server import HttpConfig, HttpServer, Served
 
-__all__ = ["HttpConfig", "HttpError", "HttpServer", "HttpStartError", "Limits", "Served"]
+__all__ = ["HttpConfig", "HttpError", "HttpServer", "Limits", "Served"]

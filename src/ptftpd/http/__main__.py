@@ -11,8 +11,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ptftpd.cli.common import positive_int, root_problem, run_service
-from ptftpd.http.server import HttpConfig, HttpServer, HttpStartError
+from ptftpd.http.server import HttpConfig, HttpServer
+from ptftpd.paths import root_problem
+from ptftpd.service.runtime import run_service
+from ptftpd.values import positive_int
 
 PROG = "python -m ptftpd.http"
 
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             server.close()
             await server.wait_closed()
 
-    return run_service(PROG, args, body, (HttpStartError,))
+    return run_service(PROG, args, body)
 
 
 if __name__ == "__main__":

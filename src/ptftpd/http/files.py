@@ -1,6 +1,6 @@
 """Open the file a decoded request path names, confined to the root like TFTP.
 
-Confinement is `ptftpd.tftp.paths.resolve` (resolved components, symlinks followed, no
+Confinement is `ptftpd.paths.resolve` (resolved components, symlinks followed, no
 string prefixes). The open itself refuses a symlink swapped in after that check
 (O_NOFOLLOW), never blocks on a FIFO (O_NONBLOCK) and serves regular files only, so a
 directory is 403 and never listed.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptftpd.http.errors import HttpError
-from ptftpd.tftp.paths import PathRefused, resolve
+from ptftpd.paths import PathRefused, resolve
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 

@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ptftpd.cli.common import root_problem
-from ptftpd.errors import bind_error
+from ptftpd.errors import StartError, bind_error
 from ptftpd.http.errors import HttpError
 from ptftpd.http.files import open_file
 from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, Request, ServerConnection
 from ptftpd.http.target import decode_path
 from ptftpd.log import format_rate
+from ptftpd.paths import root_problem
 
 log = logging.getLogger("ptftpd.http")
 
@@ -37,10 +37,6 @@ _SEND_CHUNK = 1024 * 1024
 default 60 s a client slower than about 17 KB/s is dropped as stalled."""
 _COPY_SIZE = 256 * 1024
 _BACKLOG = 1024
-
-
-class HttpStartError(Exception):
-    """A start-up problem (bad root, port in use, no permission), as one line."""
 
 
 @dataclass(frozen=True)
@@ -108,12 +104,12 @@ class HttpServer:
         return self._active
 
     async def start(self) -> None:
-        """Bind every address; raises HttpStartError (nothing left bound) on failure."""
+        """Bind every address; raises StartError (nothing left bound) on failure."""
         problem = root_problem(self.config.root)
         if problem:
-            raise HttpStartError(problem)
+            raise StartError(problem)
         if not self.config.bind:
-            raise HttpStartError("no address to serve HTTP on")
+            raise StartError("no address to serve HTTP on")
         self.root = Path(self.config.root).resolve()
         try:
             for host, port in self.config.bind:
@@ -363,11 +359,11 @@ def _printable(text: str) -> str:
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
-    """A bound TCP socket (not yet listening); start-up failures as HttpStartError."""
+    """A bound TCP socket (not yet listening); start-up failures as StartError."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise HttpStartError(f"cannot use address {host}: {exc.strerror}") from None
+        raise StartError(f"cannot use address {host}: {exc.strerror}") from None
     family, _, _, _, sockaddr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -379,5 +375,5 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         hint = "run as root or choose a port above 1023"
-        raise HttpStartError(bind_error(exc, "TCP", host, port, hint)) from None
+        raise StartError(bind_error(exc, "TCP", host, port, hint)) from None
     return sock

@@ -4,7 +4,7 @@ Percent-decoding happens exactly once, here, and refuses what could change meani
 decoding: an encoded `/` or `\\` (a separator hidden from the split), NUL, malformed
 escapes and bytes that are not UTF-8. `..` is refused outright rather than collapsed,
 whether it was written plainly or as `%2e%2e`. What is left is a relative name for
-`ptftpd.tftp.paths.resolve`, which applies the same rules as TFTP (resolved components,
+`ptftpd.paths.resolve`, which applies the same rules as TFTP (resolved components,
 symlinks followed, never a string prefix).
 """
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ptftpd.dhcp.options import ARCHITECTURES, Opt, arch_name
 from ptftpd.dhcp.packet import Message
-from ptftpd.tftp.paths import PathRefused, resolve
+from ptftpd.paths import PathRefused, resolve
 
 __all__ = [
     "ARCH_TABLE",

@@ -83,7 +83,7 @@ class TftpPool(Protocol):
     def close(self) -> None: ...
 
 
-# (TFTP settings, addresses, port) -> a pool with its sockets bound (ServerStartError)
+# (TFTP settings, addresses, port) -> a pool with its sockets bound (StartError)
 TftpPoolFactory = Callable[[ServerConfig, list[str], int], TftpPool]
 
 

@@ -29,14 +29,17 @@ import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
+from ptftpd.errors import StartError
+
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-class PrivilegeError(Exception):
-    """A --user/--group problem; the message is one line."""
+class PrivilegeError(StartError):
+    """A --user/--group problem; the message is one line (exit 1 unless a caller
+    chooses the usage status)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ restarted one) ever holds a privilege; `TftpWorkers._worker` forgets the parent'
 SIGCHLD reaches the parent's loop (`TftpWorkers.spawn_in`): a dead worker is restarted.
 
 - Boot log: each worker's `TftpServer` callbacks (started, finished, refused) travel to
-  the parent's `BootTracker` over `ptftpd.tftp.transfer_events`.
+  the parent's `BootTracker` over `ptftpd.service.transfer_events`.
 - SIGHUP: the parent reloads as in one process (`PxeService.reload`); the new TFTP
   settings go to every worker as one datagram on its control socket, then SIGHUP; a
   worker restarted later starts with them.
@@ -33,18 +33,18 @@ import pickle
 import shutil
 import signal
 import socket
-import sys
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
+from ptftpd.errors import StartError, report
 from ptftpd.pxe.bootlog import BootTracker
 from ptftpd.service import metrics, notify, runtime
 from ptftpd.service.service_settings import ServiceSettings
 from ptftpd.service.tftp_pool import metrics_folder
 from ptftpd.service.tftp_service import count_transfers
+from ptftpd.service.transfer_events import EventReceiver, EventSender, event_pair
+from ptftpd.service.workers import TftpWorkers
 from ptftpd.tftp.server import ServerConfig, TftpServer
-from ptftpd.tftp.transfer_events import EventReceiver, EventSender, event_pair
-from ptftpd.tftp.workers import TftpWorkers
 
 __all__ = ["PxeTftpWorkers", "run"]
 
@@ -225,13 +225,10 @@ def run(
     """`runtime.run` for pxed with ``service.workers`` TFTP workers: `start(factory)` binds
     everything (the factory the TFTP workers' sockets); the workers are forked after the
     privileges are dropped."""
-    from ptftpd.cli.common import fail
-
     try:
         identity = runtime.prepare(service, writable)
-    except runtime.UsageProblem as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return runtime.USAGE_ERROR
+    except StartError as exc:
+        return report(prog, exc)
     pools: list[PxeTftpWorkers] = []
 
     def factory(config: ServerConfig, hosts: list[str], port: int) -> PxeTftpWorkers:
@@ -277,7 +274,7 @@ def run(
                 if not await pool.await_serving():
                     log.warning("not every TFTP worker started in time")
                 if pool.failed:
-                    raise runtime.ServiceError(f"TFTP {pool.failed}")
+                    raise StartError(f"TFTP {pool.failed}")
                 # runtime.serve installs its handlers before its first await, i.e.
                 # before a SIGCHLD can reach `reap` again
                 pool.supervised = True
@@ -290,26 +287,22 @@ def run(
             server.close()
         for pool in pools:
             if pool.failed:
-                raise runtime.ServiceError(f"TFTP {pool.failed}")
+                raise StartError(f"TFTP {pool.failed}")
 
     folder: Path | None = None
-    errors: tuple[type[Exception], ...] = (*known_errors, runtime.ServiceError)
     try:
         if service.metrics is not None:
             folder = metrics_folder(identity)
             metrics.use_multiprocess(folder)
-        asyncio.run(main())
-    except errors as exc:
-        return fail(prog, str(exc))
-    except KeyboardInterrupt:
-        return 130
+    except StartError as exc:
+        return report(prog, exc)
+    try:
+        return runtime.run_until_stopped(prog, main, known_errors)
     finally:
         for pool in pools:
             pool.close()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-    logging.getLogger("ptftpd").info("%s stopped", prog)
-    return 0
 
 
 def close_inherited_sockets(keep: set[int]) -> None:
@@ -345,4 +338,4 @@ def _check_root(root: Path, user: str | None) -> None:
     (rather than workers dying at start)."""
     if not os.access(root, os.R_OK | os.X_OK):
         who = f"user {user}" if user else "this process"
-        raise runtime.ServiceError(f"ROOT {root} cannot be read by {who}")
+        raise StartError(f"ROOT {root} cannot be read by {who}")

@@ -23,18 +23,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import signal
-import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from ptftpd.errors import USAGE_ERROR, StartError, report
+from ptftpd.log import setup_logging
 from ptftpd.service import metrics, notify, privileges
 from ptftpd.service.service_settings import DEFAULT_DRAIN, ServiceSettings
 
 log = logging.getLogger("ptftpd.service")
-
-USAGE_ERROR = 2
 
 
 class Running(Protocol):
@@ -99,27 +99,17 @@ def add_service_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class ServiceError(Exception):
-    """A start-up problem reported as one line (exit 1)."""
-
-
-class UsageProblem(Exception):
-    """A --user/--group problem found before anything is bound (exit 2)."""
-
-
 def prepare(service: ServiceSettings, writable: Iterable[Path] = ()) -> privileges.Identity | None:
     """The start-up steps before any socket exists: resolve --user/--group (a bad name
-    is `UsageProblem`), give the `writable` directories to USER, set up logging and the
-    fd limit. Returns the identity :func:`drop_privileges` takes on."""
-    from ptftpd.cli.common import raise_fd_limit
-    from ptftpd.log import setup_logging
-
+    is a `StartError` with the usage status 2), give the `writable` directories to
+    USER, set up logging and the fd limit. Returns the identity :func:`drop_privileges`
+    takes on."""
     try:
         identity = privileges.resolve(service.user, service.group)
         for path in writable:
             privileges.make_writable(identity, path)
     except privileges.PrivilegeError as exc:
-        raise UsageProblem(str(exc)) from None
+        raise StartError(str(exc), USAGE_ERROR) from None
     setup_logging(service.verbose, service.debug)
     raise_fd_limit()
     return identity
@@ -127,46 +117,41 @@ def prepare(service: ServiceSettings, writable: Iterable[Path] = ()) -> privileg
 
 def serve_metrics(service: ServiceSettings) -> None:
     """Start --metrics' HTTP server (after binding, before the drop: a port below 1024
-    still works); `ServiceError` if it cannot listen."""
+    still works); `StartError` if it cannot listen."""
     if service.metrics is None:
         return
     host, port = service.metrics
     try:
         metrics.serve(host, port)
     except OSError as exc:
-        raise ServiceError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+        raise StartError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
 
 
 def drop_privileges(identity: privileges.Identity | None, owned_files: Iterable[Path] = ()) -> None:
-    """Give `owned_files` that exist to USER, then keep no privilege (`ServiceError`)."""
-    try:
-        for path in owned_files:
-            if path.exists():
-                privileges.make_writable(identity, path)
-        privileges.drop(identity)
-    except privileges.PrivilegeError as exc:
-        raise ServiceError(str(exc)) from None
+    """Give `owned_files` that exist to USER, then keep no privilege (`StartError`)."""
+    for path in owned_files:
+        if path.exists():
+            privileges.make_writable(identity, path)
+    privileges.drop(identity)
 
 
 def run(
     prog: str,
     service: ServiceSettings,
     start: Callable[[], Awaitable[Running]],
-    known_errors: tuple[type[Exception], ...],
+    known_errors: tuple[type[Exception], ...] = (),
     writable: Iterable[Path] = (),
     owned_files: Iterable[Path] = (),
 ) -> int:
     """Run a server as a service until a signal stops it; returns the exit status.
 
-    `writable` directories are given to --user before `start()`; `owned_files` (a lease
-    database `start()` created as root) after it, those that exist."""
-    from ptftpd.cli.common import fail
-
+    A `StartError` (or one of `known_errors`, exit 1) is one line. `writable`
+    directories are given to --user before `start()`; `owned_files` (a lease database
+    `start()` created as root) after it, those that exist."""
     try:
         identity = prepare(service, writable)
-    except UsageProblem as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return USAGE_ERROR
+    except StartError as exc:
+        return report(prog, exc)
 
     async def main() -> None:
         server = await start()
@@ -177,15 +162,56 @@ def run(
         finally:
             server.close()
 
-    errors: tuple[type[Exception], ...] = (*known_errors, ServiceError)
+    return run_until_stopped(prog, main, known_errors)
+
+
+def run_until_stopped(
+    prog: str,
+    main: Callable[[], Coroutine[Any, Any, None]],
+    known_errors: tuple[type[Exception], ...],
+) -> int:
+    """`asyncio.run(main())`; a `StartError` or one of `known_errors` is one line."""
     try:
         asyncio.run(main())
-    except errors as exc:
-        return fail(prog, str(exc))
+    except StartError as exc:
+        return report(prog, exc)
+    except known_errors as exc:
+        return report(prog, StartError(str(exc)))
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
         return 130
     logging.getLogger("ptftpd").info("%s stopped", prog)
     return 0
+
+
+def raise_fd_limit() -> None:
+    """Each transfer has its own socket: thousands of sessions need thousands of fds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def run_service(
+    prog: str,
+    args: argparse.Namespace,
+    body: Callable[[asyncio.Event], Awaitable[None]],
+    known_errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """Run `body(stop)` until it returns or SIGINT/SIGTERM sets `stop`, without the
+    service life cycle (`python -m ptftpd.http`, `python -m ptftpd.dhcp6`)."""
+    setup_logging(args.verbose, args.debug)
+    raise_fd_limit()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await body(stop)
+
+    return run_until_stopped(prog, main, known_errors)
 
 
 async def serve(

@@ -32,17 +32,16 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ptftpd.errors import ServerStartError
+from ptftpd.errors import StartError, fail, report
 from ptftpd.service import metrics, notify, privileges, runtime
 from ptftpd.service.service_settings import ServiceSettings
 from ptftpd.service.tftp_service import Reread, TftpService, TftpSettings
+from ptftpd.service.workers import TftpWorkers
 from ptftpd.tftp.server import ServerConfig, TftpServer
-from ptftpd.tftp.workers import TftpWorkers
 
 log = logging.getLogger("ptftpd.service")
 
@@ -122,15 +121,12 @@ def run(
 ) -> int:
     """Serve `settings` on `hosts` and `port` with ``service.workers`` processes until
     stopped."""
-    from ptftpd.cli.common import fail
-
     config = settings.config
     writable = () if config.read_only else (Path(config.root),)
     try:
         identity = runtime.prepare(service, writable)
-    except runtime.UsageProblem as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return runtime.USAGE_ERROR
+    except StartError as exc:
+        return report(prog, exc)
     pool = ServicePool(settings, reread, hosts, port, service.workers, drain=service.drain)
     folder: Path | None = None
     try:
@@ -148,8 +144,8 @@ def run(
             code = pool.run()
         else:
             code = 1
-    except (ServerStartError, runtime.ServiceError) as exc:
-        return fail(prog, str(exc))
+    except StartError as exc:
+        return report(prog, exc)
     finally:
         pool.stop()
         pool.counters.close()
@@ -170,10 +166,10 @@ def metrics_folder(identity: privileges.Identity | None) -> Path:
     except OSError as exc:
         where = parent or tempfile.gettempdir()
         msg = f"cannot make a metrics directory in {where}: {exc.strerror}"
-        raise runtime.ServiceError(msg) from None
+        raise StartError(msg) from None
     try:
         privileges.make_writable(identity, folder)
-    except privileges.PrivilegeError as exc:
+    except StartError:
         shutil.rmtree(folder, ignore_errors=True)
-        raise runtime.ServiceError(str(exc)) from None
+        raise
     return folder

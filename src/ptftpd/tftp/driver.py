@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ptftpd.errors import ServerStartError, bind_error
+from ptftpd.errors import StartError, bind_error
 from ptftpd.tftp.errors import LocalError, TftpError
 from ptftpd.tftp.localfiles import READ_CHUNK, error_for
 from ptftpd.tftp.machine import Step
@@ -78,13 +78,13 @@ def clock() -> float:
 
 
 def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """The server's request socket on `host`; `ServerStartError` (one line) if not.
+    """The server's request socket on `host`; `StartError` (one line) if not.
     `reuse_port`: one of several sockets on the same address and port, among which the
     kernel spreads the requests (SO_REUSEPORT, one per worker process)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except socket.gaierror as exc:
-        raise ServerStartError(f"cannot use address {host}: {exc.strerror}") from None
+        raise StartError(f"cannot use address {host}: {exc.strerror}") from None
     family, _, _, _, sockaddr = infos[0]
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -102,7 +102,7 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
     except OSError as exc:
         sock.close()
         hint = "run as root or choose a port above 1023 with -p"
-        raise ServerStartError(bind_error(exc, "UDP", host, port, hint)) from None
+        raise StartError(bind_error(exc, "UDP", host, port, hint)) from None
     return sock
 
 

@@ -21,17 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from ptftpd.errors import ServerStartError
+from ptftpd.errors import StartError
 from ptftpd.log import format_rate
+from ptftpd.paths import PathRefused, resolve
 from ptftpd.tftp.driver import AsyncChannel, Channel, clock, listening_socket, transfer_socket
 from ptftpd.tftp.errors import LocalError, RemoteError
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
 from ptftpd.tftp.options import BLKSIZE_MAX, ServerLimits
 from ptftpd.tftp.packets import MAX_DATAGRAM, ErrorCode, PacketError, Request, decode, error_bytes
-from ptftpd.tftp.paths import PathRefused, resolve
 from ptftpd.tftp.session import Address, RequestRules, ServerSession, format_host
 
-__all__ = ["FinishedTransfer", "ServerConfig", "ServerStartError", "SessionGate", "TftpServer"]
+__all__ = ["FinishedTransfer", "ServerConfig", "SessionGate", "TftpServer"]
 
 log = logging.getLogger("ptftpd.tftp.server")
 
@@ -133,7 +133,7 @@ class TftpServer:
     ) -> None:
         root = Path(config.root)
         if not os.path.isdir(root):
-            raise ServerStartError(f"root {config.root} is not a directory")
+            raise StartError(f"root {config.root} is not a directory")
         self.config = config
         self.root = root.resolve()
         self.loop = asyncio.get_running_loop()
@@ -156,7 +156,7 @@ class TftpServer:
         try:
             for host in hosts:
                 sockets.append(listening_socket(host, port))
-        except ServerStartError:
+        except StartError:
             for sock in sockets:
                 sock.close()
             raise

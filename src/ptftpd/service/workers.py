@@ -28,7 +28,7 @@ kernel if a worker dies holding it) when the sum of the active counts is below t
 limit. The parent zeroes a dead worker's active count before it restarts it.
 
 Reuse: `pool = TftpWorkers(config, hosts, port, n)`; `pool.open()` (binds, raises
-`ServerStartError`); then either `pool.spawn()` and `pool.run()` before any event loop
+`StartError`); then either `pool.spawn()` and `pool.run()` before any event loop
 runs (blocking supervision with sigwait, returns the exit status: ptftpd), or, from a
 running event loop whose process does other work (pxed), `pool.spawn_in(loop)` (SIGCHLD
 through `loop.add_signal_handler` -> `reap`), `await pool.await_serving()`,
@@ -52,12 +52,12 @@ import socket
 import time
 from collections.abc import Sequence
 
-from ptftpd.errors import ServerStartError
+from ptftpd.errors import StartError
 from ptftpd.log import tag_lines
-from ptftpd.tftp.address_lock import lock_address, lock_path
+from ptftpd.service.address_lock import lock_address, lock_path
+from ptftpd.service.shared_counters import SharedCounters, WorkerGate
 from ptftpd.tftp.driver import clock, listening_socket
 from ptftpd.tftp.server import ServerConfig, TftpServer
-from ptftpd.tftp.shared_counters import SharedCounters, WorkerGate
 
 __all__ = [
     "SharedCounters",
@@ -68,7 +68,7 @@ __all__ = [
     "lock_path",
 ]
 
-log = logging.getLogger("ptftpd.tftp.workers")
+log = logging.getLogger("ptftpd.service.workers")
 
 _PR_SET_PDEATHSIG = 1
 _QUICK_DEATH = 2.0  # a worker dying this soon after its start...
@@ -147,7 +147,7 @@ class TftpWorkers:
                     self._locks.append(lock_address(host, port))
                 for _ in range(self.workers - 1):
                     group.append(listening_socket(host, port, reuse_port=True))
-        except ServerStartError:
+        except StartError:
             for group in per_host:
                 for sock in group:
                     sock.close()

@@ -9,7 +9,7 @@ import fcntl
 import os
 import tempfile
 
-from ptftpd.errors import ServerStartError
+from ptftpd.errors import StartError
 
 __all__ = ["lock_address", "lock_path"]
 
@@ -31,21 +31,21 @@ def lock_path(host: str, port: int) -> str:
 
 
 def lock_address(host: str, port: int) -> int:
-    """An exclusive flock naming `host` and `port`: the fd, or `ServerStartError`."""
+    """An exclusive flock naming `host` and `port`: the fd, or `StartError`."""
     path = lock_path(host, port)
     try:
         fd = _open_lock_file(path)
     except OSError as exc:
-        raise ServerStartError(f"cannot create the lock file {path}: {exc.strerror}") from None
+        raise StartError(f"cannot create the lock file {path}: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
-            raise ServerStartError(
+            raise StartError(
                 f"UDP port {port} on {host} is already served by another ptftpd (it holds {path})"
             ) from None
-        raise ServerStartError(f"cannot lock {path}: {exc.strerror}") from None
+        raise StartError(f"cannot lock {path}: {exc.strerror}") from None
     return fd
 
 

@@ -1,4 +1,5 @@
-"""Map a requested TFTP filename onto a path inside the served root, or refuse it.
+"""The served root, shared by TFTP, HTTP and PXE: whether a directory can be served
+(`root_problem`) and which file a requested name means inside it (`resolve`).
 
 Confinement is checked on resolved path components (after following symlinks), never by
 string prefix, so a root of /srv/r cannot reach /srv/r2 and a symlink cannot leave it.
@@ -7,6 +8,7 @@ string prefix, so a root of /srv/r cannot reach /srv/r2 and a symlink cannot lea
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 
@@ -32,3 +34,20 @@ def resolve(root: Path, filename: str) -> Path:
     if candidate == root:
         raise PathRefused("the root is a directory")
     return candidate
+
+
+def root_problem(root: str | os.PathLike[str]) -> str | None:
+    """Why a directory cannot be served, in words, or None when it can."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return f"root {root} does not exist"
+    except PermissionError:
+        return f"cannot access root {root}: permission denied"
+    except OSError as exc:
+        return f"cannot access root {root}: {exc.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"root {root} is not a directory"
+    if not os.access(root, os.R_OK | os.X_OK):
+        return f"root {root} is not readable by this user"
+    return None
