@@ -11,7 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ptftpd.http.server import HttpConfig, HttpServer
+from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS, HttpConfig, HttpServer
 from ptftpd.paths import root_problem
 from ptftpd.service.runtime import run_service
 from ptftpd.values import positive_int
@@ -54,9 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-connections",
         type=positive_int,
-        default=256,
+        default=DEFAULT_MAX_CONNECTIONS,
         metavar="N",
-        help="connections served at once; more get 503 (256)",
+        help="connections served at once; more wait in the listen backlog (the open-file "
+        f"limit is raised to fit) ({DEFAULT_MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=positive_int,
+        metavar="BYTES_PER_S",
+        help="at most this many bytes per second to each client address (no limit)",
+    )
+    parser.add_argument(
+        "--total-rate-limit",
+        type=positive_int,
+        metavar="BYTES_PER_S",
+        help="at most this many bytes per second to all clients together (no limit)",
     )
     parser.add_argument(
         "--idle-timeout",
@@ -94,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         idle_timeout=args.idle_timeout,
         header_timeout=args.header_timeout,
         sendfile=not args.no_sendfile,
+        rate_limit=args.rate_limit,
+        total_rate_limit=args.total_rate_limit,
     )
 
     async def body(stop: asyncio.Event) -> None:

@@ -263,6 +263,8 @@ class ServerConnection:
         ]
         if error.status == 405:
             headers.append(("Allow", ", ".join(METHODS)))
+        if error.status == 503:
+            headers.append(("Retry-After", "1"))
         if close:
             headers.append(("Connection", "close"))
         head = self._send(_response(error.status, headers))

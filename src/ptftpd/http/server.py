@@ -1,11 +1,21 @@
 """asyncio HTTP file server: the thin I/O shell around `protocol.ServerConnection`.
 
+The listening sockets are read by our own accept loop: up to `max_connections` are
+served at once, and beyond that the loop stops accepting, so further machines of a boot
+storm wait in the kernel's listen backlog (their SYNs retried by TCP) instead of being
+turned away; accepting resumes as soon as a connection ends. The open-file limit is
+raised to fit the limit at start (two descriptors per connection: socket and file), or
+the limit is lowered to fit it, and the log says which.
+
 One task per connection reads with a deadline (header timeout for a request in
 progress, idle timeout between keep-alive requests), hands bytes to the sans-IO core,
-and sends each planned response: the head, then the file range with zero-copy
-`loop.sendfile` (os.sendfile underneath), in chunks so a stalled reader is dropped after
-the idle timeout. Connections beyond `max_connections` get a 503 and are closed at once,
-so a flood costs an accept and a write, never a task that waits.
+and sends each planned response on the raw non-blocking socket: the head with
+MSG_MORE (it leaves in the same segment as the first file bytes), then the file range
+with `os.sendfile`, each call asking for everything left so the kernel moves as much as
+the socket buffer takes - no copy and no per-chunk Python work beyond one call per
+"writable" wakeup. A download that makes no progress for the idle timeout is dropped.
+With a rate limit (`rate_limit` per client address, `total_rate_limit` for the server)
+each call is sized by token buckets (`rate`) instead: bounded slices, still sendfile.
 """
 
 from __future__ import annotations
@@ -13,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
+import resource
 import socket
 import time
 from collections.abc import Callable
@@ -25,6 +37,7 @@ from ptftpd.errors import StartError, bind_error
 from ptftpd.http.errors import HttpError
 from ptftpd.http.files import open_file
 from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, Request, ServerConnection
+from ptftpd.http.rate import TokenBucket
 from ptftpd.http.target import decode_path
 from ptftpd.log import format_rate
 from ptftpd.paths import root_problem
@@ -32,11 +45,19 @@ from ptftpd.paths import root_problem
 log = logging.getLogger("ptftpd.http")
 
 _READ_SIZE = 64 * 1024
-_SEND_CHUNK = 1024 * 1024
-"""Bytes per sendfile call; each chunk must go out within the idle timeout, so with the
-default 60 s a client slower than about 17 KB/s is dropped as stalled."""
 _COPY_SIZE = 256 * 1024
-_BACKLOG = 1024
+_BACKLOG = 4096
+"""listen() backlog (the kernel caps it at net.core.somaxconn, 4096 on current Linux):
+where a storm beyond `max_connections` waits."""
+_ACCEPT_BATCH = 128
+"""Connections accepted per readable event, so one busy listener cannot starve the loop."""
+_FD_RESERVE = 256
+"""Descriptors kept for everything else of the process (TFTP, DHCP, logs, metrics)."""
+_RETRY_ACCEPT = 0.1
+"""Seconds before accepting again after the process ran out of descriptors."""
+DEFAULT_MAX_CONNECTIONS = 4096
+
+_sendfile = os.sendfile  # the zero-copy call; tests replace it to watch or refuse it
 
 
 @dataclass(frozen=True)
@@ -44,17 +65,21 @@ class HttpConfig:
     root: Path
     bind: tuple[tuple[str, int], ...]
     """(host, port) pairs, IPv4 or IPv6 (link-local with `%scope`); port 0 picks one."""
-    max_connections: int = 256
-    """Open connections served at once; more are answered 503 and closed."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Open connections served at once; more wait in the listen backlog."""
     idle_timeout: float = 60.0
-    """Seconds a keep-alive connection may wait for its next request, and a response
-    may take for each 1 MiB (a client that stops reading), before it is closed."""
+    """Seconds a keep-alive connection may wait for its next request, and a download
+    may make no progress (a client that stops reading), before it is closed."""
     header_timeout: float = 10.0
     """Seconds from the first byte of a request (from accept, for the first one) until
     its head must be complete: slow-header clients (slowloris) are closed after this."""
     sendfile: bool = True
     """False forces the read-and-write path (the automatic fallback when sendfile fails)."""
     limits: Limits = field(default_factory=Limits)
+    rate_limit: int | None = None
+    """Bytes per second for each client address (all its connections together)."""
+    total_rate_limit: int | None = None
+    """Bytes per second for every client together."""
 
 
 @dataclass(frozen=True)
@@ -80,23 +105,54 @@ class Served:
 OnServed = Callable[[Served], None]
 
 
+class _Client:
+    """Per client address: its share of the rate limit, alive while it has connections."""
+
+    __slots__ = ("bucket", "connections")
+
+    def __init__(self, bucket: TokenBucket | None) -> None:
+        self.bucket = bucket
+        self.connections = 0
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class HttpServer:
     """Serves `config.root` read-only over HTTP/1.1 on `config.bind`; from tests and pxed.
 
     `on_served(record)` is called once per answered request (any status) in the event
-    loop; exceptions from it are logged and never reach the client.
+    loop; exceptions from it are logged and never reach the client. `on_connections(n)`
+    is told the number of open connections whenever it changes, and `on_refused()` of
+    each connection refused (503: the process is out of file descriptors).
     """
 
     def __init__(self, config: HttpConfig, *, on_served: OnServed | None = None) -> None:
         self.config = config
         self.on_served = on_served
+        self.on_connections: Callable[[int], None] | None = None
+        self.on_refused: Callable[[], None] | None = None
         self.root = Path(config.root)
         self.bound: list[tuple[str, int]] = []
-        self._servers: list[asyncio.Server] = []
+        self.max_connections = config.max_connections
+        """The limit in force: `config.max_connections`, or less when the open-file
+        limit could not be raised to fit it."""
+        self._listeners: list[socket.socket] = []
+        self._accepting = False
+        self._retry: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._active = 0
-        self._busy_logged = False
+        self._full_logged = False
         self._use_sendfile = config.sendfile
+        self._clients: dict[str, _Client] = {}
+        self._total: TokenBucket | None = None
         self._closed = asyncio.Event()
 
     @property
@@ -114,86 +170,143 @@ class HttpServer:
         try:
             for host, port in self.config.bind:
                 sock = _listening_socket(host, port)
-                server = await asyncio.start_server(self._connection, sock=sock, backlog=_BACKLOG)
-                self._servers.append(server)
+                self._listeners.append(sock)
                 name = sock.getsockname()
                 self.bound.append((str(name[0]), int(name[1])))
         except BaseException:
             self.close()
             raise
+        if self.config.total_rate_limit:
+            self._total = TokenBucket(self.config.total_rate_limit, time.monotonic())
+        self.max_connections, fd_limit = _fit_fd_limit(self.config.max_connections)
+        self._resume_accepting()
         # Said once every address is bound: never a claim for a service that then
         # fails to start.
         where = ", ".join(f"{host} port {port}" for host, port in self.bound)
         log.info("serving %s over HTTP on %s", self.root, where)
+        if self.max_connections < self.config.max_connections:
+            log.warning(
+                "HTTP: open-file limit %d (hard limit) fits %d connections, not the %d "
+                "asked: more wait in the listen backlog (raise LimitNOFILE= or ulimit -Hn)",
+                fd_limit,
+                self.max_connections,
+                self.config.max_connections,
+            )
+        else:
+            log.info(
+                "HTTP: up to %d connections at once, more wait in the listen backlog "
+                "(open-file limit %d)%s",
+                self.max_connections,
+                fd_limit,
+                _rates(self.config),
+            )
 
     async def serve_forever(self) -> None:
         await self._closed.wait()
 
     def close(self) -> None:
         """Stop listening and drop every open connection."""
-        for server in self._servers:
-            server.close()
+        self._pause_accepting()
+        if self._retry is not None:
+            self._retry.cancel()
+        for sock in self._listeners:
+            sock.close()
+        self._listeners.clear()
         for task in list(self._tasks):
             task.cancel()
         self._closed.set()
 
     async def wait_closed(self) -> None:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        for server in self._servers:
-            await server.wait_closed()
+
+    # -- accepting ---------------------------------------------------------------------
+    def _resume_accepting(self) -> None:
+        if self._accepting or not self._listeners:
+            return
+        loop = asyncio.get_running_loop()
+        for sock in self._listeners:
+            loop.add_reader(sock.fileno(), self._accept, sock)
+        self._accepting = True
+
+    def _pause_accepting(self) -> None:
+        if not self._accepting:
+            return
+        loop = asyncio.get_running_loop()
+        for sock in self._listeners:
+            loop.remove_reader(sock.fileno())
+        self._accepting = False
+
+    def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(_ACCEPT_BATCH):
+            if self._active >= self.max_connections:
+                if not self._full_logged:
+                    log.info(
+                        "%d HTTP connections open (the limit): more wait in the backlog",
+                        self._active,
+                    )
+                    self._full_logged = True
+                self._pause_accepting()
+                return
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                # EMFILE/ENFILE/ENOBUFS: the connection stays queued; try again soon.
+                log.warning("HTTP accept failed (%s): retrying in %.1f s", exc, _RETRY_ACCEPT)
+                self._pause_accepting()
+                if self._retry is None:
+                    self._retry = loop.call_later(_RETRY_ACCEPT, self._retry_accept)
+                return
+            sock.setblocking(False)
+            self._opened(1)
+            task = loop.create_task(self._connection(sock, str(address[0])))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _retry_accept(self) -> None:
+        self._retry = None
+        self._resume_accepting()
+
+    def _opened(self, delta: int) -> None:
+        self._active += delta
+        if self.on_connections is not None:
+            self.on_connections(self._active)
+        if delta < 0 and self._active < self.max_connections and self._retry is None:
+            self._full_logged = False
+            self._resume_accepting()
 
     # -- connections -------------------------------------------------------------------
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        peername = writer.get_extra_info("peername")
-        peer = str(peername[0]) if peername else "?"
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            # The head and the file go out as separate sends: with Nagle on, the second
-            # waits for the client's delayed ACK, 40 ms per keep-alive request. (asyncio
-            # sets this only on sockets created with proto IPPROTO_TCP, not proto 0.)
+    async def _connection(self, sock: socket.socket, peer: str) -> None:
+        client = self._clients.get(peer)
+        if client is None:
+            rate = self.config.rate_limit
+            bucket = TokenBucket(rate, time.monotonic()) if rate else None
+            client = self._clients[peer] = _Client(bucket)
+        client.connections += 1
+        try:
+            # The head and the file are separate sends: with Nagle on, a keep-alive
+            # response's head would wait for the client's delayed ACK (40 ms each).
             with contextlib.suppress(OSError):  # already reset by the peer
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            if self._active >= self.config.max_connections:
-                self._refuse_busy(writer, peer)
-                return
-            self._busy_logged = False
-            self._active += 1
-            try:
-                await self._serve(reader, writer, peer)
-            finally:
-                self._active -= 1
+            await self._serve(sock, peer, client)
         except (ConnectionError, TimeoutError):
-            writer.transport.abort()
+            pass
         except asyncio.CancelledError:
-            # close(): end quietly. Not re-raised on purpose: Python 3.11's stream
-            # protocol calls exception() on a cancelled connection task and logs the
-            # CancelledError as an error (fixed in 3.12).
-            writer.transport.abort()
+            pass  # close(): end quietly (nobody awaits these tasks but wait_closed)
         except OSError as exc:
             log.debug("%s: connection error: %s", peer, exc)
-            writer.transport.abort()
         finally:
-            writer.close()
-            self._tasks.discard(task)
+            sock.close()
+            client.connections -= 1
+            if not client.connections:
+                del self._clients[peer]
+            self._opened(-1)
 
-    def _refuse_busy(self, writer: asyncio.StreamWriter, peer: str) -> None:
-        if not self._busy_logged:
-            log.warning(
-                "%d HTTP connections open (the limit): refusing more with 503", self._active
-            )
-            self._busy_logged = True
-        log.debug("%s: refused, %d connections open", peer, self._active)
-        busy = HttpError(503, "too many connections")
-        response = ServerConnection().error_response(busy, now=time.time(), close=True)
-        writer.write(response.head)
-
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
-    ) -> None:
+    async def _serve(self, sock: socket.socket, peer: str, client: _Client) -> None:
         loop = asyncio.get_running_loop()
         conn = ServerConnection(self.config.limits)
         deadline = loop.time() + self.config.header_timeout
@@ -204,19 +317,21 @@ class HttpServer:
             except HttpError as error:
                 started = loop.time()
                 response = conn.error_response(error, now=time.time(), close=True)
-                sent = await self._write(writer, response.head)
+                sent = await self._write(sock, response.head)
                 self._record(Served(peer, "-", "-", error.status, 0, 0.0, sent), started, error)
+                if sent:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
                 return
             if event is NEED_DATA:
                 try:
                     async with asyncio.timeout_at(deadline):
-                        data = await reader.read(_READ_SIZE)
+                        data = await loop.sock_recv(sock, _READ_SIZE)
                 except TimeoutError:
                     if conn.has_partial_request:
                         log.info("%s: request head not complete in time, closing", peer)
                     else:
                         log.debug("%s: idle keep-alive connection closed", peer)
-                    writer.transport.abort()
                     return
                 if between_requests and data:
                     between_requests = False
@@ -226,14 +341,21 @@ class HttpServer:
             if event is CLOSED:
                 return
             assert isinstance(event, Request)
-            if not await self._answer(conn, writer, peer, event):
+            if not await self._answer(conn, sock, peer, client, event):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
                 return
             between_requests = not conn.has_partial_request
             wait = self.config.idle_timeout if between_requests else self.config.header_timeout
             deadline = loop.time() + wait
 
     async def _answer(
-        self, conn: ServerConnection, writer: asyncio.StreamWriter, peer: str, request: Request
+        self,
+        conn: ServerConnection,
+        sock: socket.socket,
+        peer: str,
+        client: _Client,
+        request: Request,
     ) -> bool:
         """Send the response to `request`; True when the connection may carry another."""
         loop = asyncio.get_running_loop()
@@ -243,8 +365,10 @@ class HttpServer:
             path = decode_path(request.target)
             opened = open_file(self.root, path)
         except HttpError as error:
+            if error.status == 503 and self.on_refused is not None:
+                self.on_refused()
             response = conn.error_response(error, now=time.time(), request=request, close=False)
-            sent = await self._write(writer, response.head)
+            sent = await self._write(sock, response.head)
             record = Served(peer, request.method, path, error.status, 0, 0.0, sent)
             self._record(record, started, error)
             return sent and conn.finish_response()
@@ -258,14 +382,15 @@ class HttpServer:
         sent_bytes = 0
         complete = False
         try:
-            writer.write(response.head)
-            if response.length:
-                sent_bytes = await self._send_file(
-                    writer, opened.fd, response.offset, response.length
-                )
-                complete = sent_bytes == response.length
-            else:
-                complete = await self._write(writer, b"")
+            more = socket.MSG_MORE if response.length else 0
+            if await self._write(sock, response.head, more):
+                if response.length:
+                    sent_bytes = await self._send_file(
+                        sock, client, opened.fd, response.offset, response.length
+                    )
+                    complete = sent_bytes == response.length
+                else:
+                    complete = True
         except OSError as exc:  # the peer left or stalled (ConnectionError, TimeoutError)
             log.debug("%s: transfer of %s stopped: %r", peer, _printable(path), exc)
         finally:
@@ -276,56 +401,102 @@ class HttpServer:
         self._record(record, started)
         return complete and conn.finish_response()
 
-    async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> bool:
+    async def _writable(self, sock: socket.socket) -> None:
+        """Wait until `sock` takes more bytes; TimeoutError after the idle timeout."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        fd = sock.fileno()
+        loop.add_writer(fd, _wake, future)
+        timer = loop.call_later(self.config.idle_timeout, _expire, future)
         try:
-            writer.write(data)
-            async with asyncio.timeout(self.config.idle_timeout):
-                await writer.drain()
+            await future
+        finally:
+            timer.cancel()
+            loop.remove_writer(fd)
+
+    async def _write(self, sock: socket.socket, data: bytes, flags: int = 0) -> bool:
+        """Send all of `data`; False when the peer left or stalled."""
+        view = memoryview(data)
+        try:
+            while view:
+                try:
+                    view = view[sock.send(view, flags) :]
+                except BlockingIOError:
+                    await self._writable(sock)
         except (ConnectionError, TimeoutError):
             return False
         return True
 
     async def _send_file(
-        self, writer: asyncio.StreamWriter, fd: int, offset: int, length: int
+        self, sock: socket.socket, client: _Client, fd: int, offset: int, length: int
     ) -> int:
         """Send `length` bytes from `offset`; returns how many went (fewer: file shrank)."""
-        loop = asyncio.get_running_loop()
-        transport = writer.transport
+        if not self._use_sendfile:
+            return await self._copy(sock, client, fd, offset, length)
+        out = sock.fileno()
+        limited = client.bucket is not None or self._total is not None
         sent = 0
-        with open(fd, "rb", buffering=0, closefd=False) as file:
-            while sent < length:
-                chunk = min(_SEND_CHUNK, length - sent)
-                async with asyncio.timeout(self.config.idle_timeout):
-                    if self._use_sendfile:
-                        try:
-                            count = await loop.sendfile(
-                                transport, file, offset + sent, chunk, fallback=False
-                            )
-                        except (asyncio.SendfileNotAvailableError, NotImplementedError) as exc:
-                            log.info("sendfile not available (%s): copying instead", exc)
-                            self._use_sendfile = False
-                            continue
-                        except RuntimeError:
-                            if transport.is_closing():  # peer went away mid-call
-                                raise ConnectionResetError("transport closed") from None
-                            raise
-                    else:
-                        count = await self._copy(writer, fd, offset + sent, chunk)
-                if count == 0:
-                    break
-                sent += count
+        while sent < length:
+            want = length - sent
+            if limited:
+                want = await self._allowance(client, want)
+            try:
+                count = _sendfile(out, fd, offset + sent, want)
+            except BlockingIOError:
+                await self._writable(sock)
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) and not sent:
+                    log.info("sendfile not available (%s): copying instead", exc)
+                    self._use_sendfile = False
+                    return await self._copy(sock, client, fd, offset, length)
+                raise
+            if count == 0:
+                break  # the file shrank
+            sent += count
+            if limited:
+                self._spend(client, count)
         return sent
 
-    async def _copy(self, writer: asyncio.StreamWriter, fd: int, offset: int, length: int) -> int:
+    async def _allowance(self, client: _Client, want: int) -> int:
+        """Bytes the rate limits let this client send now (sleeps until some)."""
+        buckets = [b for b in (client.bucket, self._total) if b is not None]
+        # Never a sliver: wait until a quarter of the smallest burst (or all that is
+        # left) is available, so a limited download costs few, sizeable sendfile calls.
+        enough = max(1, min(want, *(b.burst for b in buckets)) // 4)
+        while True:
+            now = time.monotonic()
+            allowed = min(want, *(b.available(now) for b in buckets))
+            if allowed >= enough:
+                return allowed
+            pause = max(b.wait(enough, now) for b in buckets)
+            await asyncio.sleep(max(pause, 0.001))
+
+    def _spend(self, client: _Client, count: int) -> None:
+        now = time.monotonic()
+        if client.bucket is not None:
+            client.bucket.spend(count, now)
+        if self._total is not None:
+            self._total.spend(count, now)
+
+    async def _copy(
+        self, sock: socket.socket, client: _Client, fd: int, offset: int, length: int
+    ) -> int:
         """The fallback: read and write through user space."""
+        limited = client.bucket is not None or self._total is not None
         done = 0
         while done < length:
-            data = os.pread(fd, min(_COPY_SIZE, length - done), offset + done)
+            want = min(_COPY_SIZE, length - done)
+            if limited:
+                want = await self._allowance(client, want)
+            data = os.pread(fd, want, offset + done)
             if not data:
                 break
-            writer.write(data)
-            await writer.drain()
+            if not await self._write(sock, data):
+                raise ConnectionResetError("peer left")
             done += len(data)
+            if limited:
+                self._spend(client, len(data))
         return done
 
     def _record(self, record: Served, started: float, error: HttpError | None = None) -> None:
@@ -358,6 +529,30 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def _rates(config: HttpConfig) -> str:
+    parts = []
+    if config.rate_limit:
+        parts.append(f"{format_rate(config.rate_limit, 1.0)} per client")
+    if config.total_rate_limit:
+        parts.append(f"{format_rate(config.total_rate_limit, 1.0)} in all")
+    return f", rate limit {' and '.join(parts)}" if parts else ""
+
+
+def _fit_fd_limit(connections: int) -> tuple[int, int]:
+    """Raise the soft open-file limit to fit `connections` (two descriptors each, plus a
+    reserve); returns (connections that fit, the limit now in force)."""
+    needed = 2 * connections + _FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return connections, soft if soft != resource.RLIM_INFINITY else needed
+    return max(1, (soft - _FD_RESERVE) // 2), soft
+
+
 def _listening_socket(host: str, port: int) -> socket.socket:
     """A bound TCP socket (not yet listening); start-up failures as StartError."""
     try:
@@ -367,6 +562,7 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     family, _, _, _, sockaddr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
