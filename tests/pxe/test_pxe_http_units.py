@@ -30,6 +30,7 @@ from ptftpd.pxe import (
     client_label,
     http_url,
 )
+from ptftpd.pxe.settings import pxe_config
 from ptftpd.tftp.server import ServerConfig
 from support import script
 
@@ -229,3 +230,36 @@ def test_cli_http_and_ipv6_usage_errors(tmp_path: Path, flags: list[str], messag
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr.splitlines()[-1] and "Traceback" not in done.stderr
+
+
+def test_http_limits_are_flags_and_toml_keys(tmp_path: Path) -> None:
+    """Issue 21: http-max-connections, http-rate-limit and http-total-rate-limit are
+    pxed flags and keys of its --config file (flags win), and reach PxeConfig."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "boot.0").write_bytes(b"boot")
+    toml = tmp_path / "pxed.toml"
+    toml.write_text("http-port = 8080\nhttp-max-connections = 100\nhttp-rate-limit = 1000\n")
+    argv = [script("pxed"), "--config", str(toml), "--http-rate-limit", "2000",
+            "--http-total-rate-limit", "9000", "lo", str(root), "boot.0",
+            "--print-config"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "http-max-connections = 100" in lines
+    assert "http-rate-limit = 2000" in lines  # the flag wins over the file
+    assert "http-total-rate-limit = 9000" in lines
+    bad = tmp_path / "bad.toml"
+    bad.write_text('http-rate-limit = "fast"\n')
+    argv = [script("pxed"), "--config", str(bad), "lo", str(root), "boot.0", "--print-config"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "http-rate-limit" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    dhcp = DhcpConfig(
+        server_ip=IPv4Address("10.0.0.1"), network=IPv4Network("10.0.0.0/24"), interface="x"
+    )
+    settings = {"http-port": 8080, "http-max-connections": 100, "http-rate-limit": 2000}
+    config = pxe_config(settings, dhcp, root, "boot.0")
+    assert (config.http_max_connections, config.http_rate_limit) == (100, 2000)
+    assert config.http_total_rate_limit is None
+    assert pxe_config({}, dhcp, root, "boot.0").http_max_connections == 4096

@@ -88,3 +88,60 @@ def test_proxy_mode_counts_67_4011_tftp_and_the_boot(tmp_path: Path) -> None:
     line = f"boot {MAC} arch=EFI x64: completed: served ipxe.efi over tftp (10000 bytes)"
     assert line in log, log
     assert "Traceback" not in log
+
+
+def test_http_requests_bytes_and_connections_are_counted(tmp_path: Path) -> None:
+    """Issue 21 item 5: pxed --http-port --metrics counts HTTP requests by status, the
+    bytes sent and the open and refused connections; curl scrapes exact values."""
+    curl = require_tool("curl")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "default.0").write_bytes(b"boot")
+    (root / "ipxe.efi").write_bytes(BOOT)
+    with boot_network(tmp_path) as net:
+        client = net.peer("10.78.0.50")
+        mport = free_udp_port()
+        argv = [script("pxed"), "-v", "--proxy", "--metrics", f"127.0.0.1:{mport}",
+                "--http-port", "8080", "--leases", str(tmp_path / "leases.sqlite"),
+                net.bridge, str(root), "default.0"]  # fmt: skip
+        pxed = net.start(argv, "pxed")
+        wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=net.ns.name)
+
+        def metrics() -> dict[str, float]:
+            text = net.ns.run(curl, "-sf", f"http://127.0.0.1:{mport}/metrics").stdout
+            return {k: v for k, v in scrape(text).items() if k.startswith("ptftpd_http_")}
+
+        def get(*flags: str) -> None:
+            argv = [curl, "-s", "-o", "/dev/null", "--max-time", "10", *flags]
+            subprocess.run(client.popen_argv(argv), check=True, timeout=30)
+
+        url = "http://10.78.0.1:8080"
+        get(f"{url}/ipxe.efi")
+        get("-I", f"{url}/ipxe.efi")
+        get("-r", "0-99", f"{url}/ipxe.efi")
+        get(f"{url}/missing.efi")
+        # One machine holds a connection open: counted as open until it goes.
+        hold = ["python3", "-c", "import socket, time; "
+                "s = socket.create_connection(('10.78.0.1', 8080)); time.sleep(60)"]  # fmt: skip
+        holder = subprocess.Popen(client.popen_argv(hold))
+        try:
+            active = "ptftpd_http_active_connections"
+            wait_for(lambda: metrics().get(active) == 1, 20, "the held connection")
+        finally:
+            holder.kill()
+            holder.wait()
+        wait_for(lambda: metrics().get(active) == 0, 20, "the connection to close")
+        status = 'ptftpd_http_requests_total{status="%s"}'
+        assert metrics() == {
+            status % "200": 2,  # GET and HEAD
+            status % "206": 1,
+            status % "404": 1,
+            "ptftpd_http_sent_bytes_total": len(BOOT) + 100,
+            "ptftpd_http_active_connections": 0,
+            "ptftpd_http_refused_connections_total": 0,
+        }
+        pxed.stop()
+        log = pxed.output()
+    # One log line per request.
+    assert len(re.findall(r"10\.78\.0\.50 (GET|HEAD) /", log)) == 4, log
+    assert "Traceback" not in log

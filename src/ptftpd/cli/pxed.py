@@ -29,6 +29,7 @@ from ptftpd.config import ConfigError
 from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
 from ptftpd.dhcp.store import StoreError
 from ptftpd.errors import USAGE_ERROR
+from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files
 from ptftpd.pxe.service import TftpPoolFactory
@@ -114,6 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="also serve ROOT over HTTP on PORT (every address of IFACE): UEFI HTTP boot "
         "clients get http:// URLs, and so does --ipxe-bootfile",
+    )
+    net.add_argument(
+        "--http-max-connections",
+        type=positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="HTTP connections served at once; more wait in the listen backlog, none is "
+        f"refused (the open-file limit is raised to fit) ({DEFAULT_MAX_CONNECTIONS})",
+    )
+    net.add_argument(
+        "--http-rate-limit",
+        type=positive_int,
+        metavar="BYTES_PER_S",
+        help="at most this many HTTP bytes per second to each client address (no limit)",
+    )
+    net.add_argument(
+        "--http-total-rate-limit",
+        type=positive_int,
+        metavar="BYTES_PER_S",
+        help="at most this many HTTP bytes per second to all clients together (no limit)",
     )
     net.add_argument(
         "--ipv6",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ptftpd.dhcp.engine import DhcpConfig
+from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.pxe.firmware import BootFiles
 from ptftpd.pxe.proxy import BOOT_SERVER_PORT
 from ptftpd.tftp.server import ServerConfig
@@ -27,6 +28,11 @@ class PxeConfig:
     boot_server_port: int = BOOT_SERVER_PORT
     boot_idle: float = 30.0
     http_port: int | None = None
+    http_max_connections: int = DEFAULT_MAX_CONNECTIONS
+    http_rate_limit: int | None = None
+    """Bytes per second to each HTTP client address (None: no limit)."""
+    http_total_rate_limit: int | None = None
+    """Bytes per second to all HTTP clients together (None: no limit)."""
     ipv6: bool = False
     ra: bool = True
 

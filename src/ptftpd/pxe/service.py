@@ -60,6 +60,9 @@ _KEPT_PXE = {
     "tftp-port": "tftp_port",
     "boot server port": "boot_server_port",
     "http-port": "http_port",
+    "http-max-connections": "http_max_connections",
+    "http-rate-limit": "http_rate_limit",
+    "http-total-rate-limit": "http_total_rate_limit",
     "ipv6": "ipv6",
     "ra": "ra",
 }
@@ -243,9 +246,14 @@ class PxeService:
             await tftp.start(tftp_hosts, cfg.tftp_port)
         if cfg.http_port is not None:
             bind = tuple((host, cfg.http_port) for host in [str(dhcp.server_ip), *v6_hosts])
-            http = HttpServer(
-                HttpConfig(root=cfg.tftp.root, bind=bind), on_served=tracker.http_served
+            http_config = HttpConfig(
+                root=cfg.tftp.root,
+                bind=bind,
+                max_connections=cfg.http_max_connections,
+                rate_limit=cfg.http_rate_limit,
+                total_rate_limit=cfg.http_total_rate_limit,
             )
+            http = HttpServer(http_config, on_served=tracker.http_served)
             self.http_server = http
             await http.start()
         if cfg.ipv6:

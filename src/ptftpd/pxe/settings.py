@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ptftpd.dhcp.engine import DhcpConfig
+from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.pxe.config import PxeConfig
 from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, BootFiles
 from ptftpd.tftp.transfer_settings import transfer_config
@@ -59,6 +60,15 @@ def _port(settings: Mapping[str, object], key: str) -> int | None:
     return value
 
 
+def _count(settings: Mapping[str, object], key: str) -> int | None:
+    value = settings.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TypeError(f"{key}: expected a positive integer, got {value!r}")
+    return value
+
+
 def pxe_config(
     settings: Mapping[str, object], dhcp: DhcpConfig, root: Path, bootfile: str
 ) -> PxeConfig:
@@ -79,6 +89,9 @@ def pxe_config(
         tftp_port=_port(settings, "tftp-port") or 69,
         boot_idle=float(boot_idle),
         http_port=http_port,
+        http_max_connections=_count(settings, "http-max-connections") or DEFAULT_MAX_CONNECTIONS,
+        http_rate_limit=_count(settings, "http-rate-limit"),
+        http_total_rate_limit=_count(settings, "http-total-rate-limit"),
         ipv6=settings.get("ipv6") is True,
         ra=settings.get("ra") is not False,
     )

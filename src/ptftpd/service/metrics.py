@@ -84,6 +84,9 @@ DHCP_TYPES = frozenset(
     }
 )
 BOOT_OUTCOMES = frozenset({"completed", "failed", "abandoned"})
+HTTP_STATUSES = frozenset(
+    {"200", "206", "400", "403", "404", "405", "413", "414", "416", "431", "501", "503", "505"}
+)
 
 _TRANSFER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _BOOT_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -198,6 +201,34 @@ class Metrics:
             "pxe_boot_seconds", "DHCP DISCOVER to the last byte of the boot file",
             ["arch"], namespace=ns, registry=r, buckets=_BOOT_BUCKETS,
         )  # fmt: skip
+
+        self.http_requests = Counter(
+            "http_requests",
+            "HTTP requests answered, by status code",
+            ["status"],
+            namespace=ns,
+            registry=r,
+        )
+        self.http_bytes_sent = Counter(
+            "http_sent_bytes", "File bytes sent in HTTP responses", namespace=ns, registry=r
+        )
+        self.http_active = Gauge(
+            "http_active_connections",
+            "HTTP connections open",
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.http_refused = Counter(
+            "http_refused_connections",
+            "HTTP connections refused (503: out of file descriptors)",
+            namespace=ns,
+            registry=r,
+        )
+
+    def record_http_request(self, status: int, bytes_sent: int) -> None:
+        self.http_requests.labels(_label(str(status), HTTP_STATUSES)).inc()
+        self.http_bytes_sent.inc(bytes_sent)
 
     def record_transfer_started(self, direction: Direction) -> None:
         self.tftp_started.labels(direction).inc()
@@ -336,3 +367,18 @@ def dhcp_leases(counts: LeaseCounts) -> None:
 def pxe_boot(arch_code: int, outcome: str, seconds: float | None) -> None:
     if _active is not None:
         _active.record_pxe_boot(arch_code, outcome, seconds)
+
+
+def http_request(status: int, bytes_sent: int) -> None:
+    if _active is not None:
+        _active.record_http_request(status, bytes_sent)
+
+
+def http_connections(open_now: int) -> None:
+    if _active is not None:
+        _active.http_active.set(open_now)
+
+
+def http_refused() -> None:
+    if _active is not None:
+        _active.http_refused.inc()

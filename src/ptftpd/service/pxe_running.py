@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ptftpd.dhcp.engine import DhcpEngine
+from ptftpd.http import HttpServer, Served
 from ptftpd.pxe.bootlog import BootRecord
 from ptftpd.pxe.config import PxeConfig
 from ptftpd.pxe.service import PxeService
@@ -24,6 +25,22 @@ __all__ = ["PxeRunning"]
 
 def _boot(record: BootRecord) -> None:
     metrics.pxe_boot(-1 if record.arch is None else record.arch, record.outcome, record.seconds)
+
+
+def count_http(server: HttpServer) -> None:
+    """--metrics for pxed's HTTP server: requests by status, bytes, open and refused
+    connections; each answered request still reaches the boot log's callback."""
+    served = server.on_served
+
+    def on_served(record: Served) -> None:
+        metrics.http_request(record.status, record.bytes_sent)
+        if served is not None:
+            served(record)
+
+    server.on_served = on_served
+    server.on_connections = metrics.http_connections
+    server.on_refused = metrics.http_refused
+    metrics.http_connections(server.active_connections)
 
 
 class PxeRunning:
@@ -43,6 +60,8 @@ class PxeRunning:
             service.observe = count_message
             if service.tftp_server is not None:
                 count_transfers(service.tftp_server)
+            if service.http_server is not None:
+                count_http(service.http_server)
             self._counted = self._count_engine(None)
 
     def _engine(self) -> DhcpEngine | None:
