@@ -1,0 +1,109 @@
+"""What the firmware tests boot, built at test time from Debian packages into the test's
+own directory (nothing committed, nothing fetched while testing):
+
+- the Secure Boot chain: shim-signed's `shimx64.efi.signed` as `shimx64.efi` and
+  grub-efi-amd64-signed's network grub `grubnetx64.efi.signed` as `grubx64.efi`;
+- Debian's signed kernel (linux-image-amd64) and a busybox initramfs whose /init prints
+  a marker and powers off (a newc cpio written here, with /dev/console in it);
+- an arm64 grub network image (`grub-mkimage -O arm64-efi`) from the modules of
+  Debian's arm64 grub-efi-arm64-bin, unpacked (never installed) into a cache directory
+  by .ci/run (`PTFTPD_GRUB_ARM64`, default /var/cache/ptftpd-tests/grub-arm64).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from fwlab import require_file
+
+from support import missing, require_tool
+
+SHIM = Path("/usr/lib/shim/shimx64.efi.signed")
+GRUB_NET = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
+IPXE_EFI = Path("/usr/lib/ipxe/ipxe.efi")
+GRUB_ARM64 = Path(os.environ.get("PTFTPD_GRUB_ARM64", "/var/cache/ptftpd-tests/grub-arm64"))
+
+
+def secure_boot_root(root: Path) -> None:
+    """ROOT as `pxed --secure-boot` wants it: shimx64.efi and grubx64.efi (grub.cfg is
+    the test's)."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(require_file(SHIM, "shim-signed"), root / "shimx64.efi")
+    shutil.copyfile(require_file(GRUB_NET, "grub-efi-amd64-signed"), root / "grubx64.efi")
+    (root / "grub").mkdir(exist_ok=True)
+
+
+def signed_kernel() -> Path:
+    """The newest /boot/vmlinuz-* of linux-image-amd64 (signed by Debian)."""
+    kernels = sorted(Path("/boot").glob("vmlinuz-*-amd64"))
+    if not kernels:
+        missing("no /boot/vmlinuz-*-amd64 (Debian package linux-image-amd64)")
+    return kernels[-1]
+
+
+def _newc(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> bytes:
+    """One entry of a newc cpio archive (the initramfs format)."""
+    fields = [0, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
+    head = b"070701" + b"".join(f"{v:08x}".encode() for v in fields)
+    out = head + name.encode() + b"\x00"
+    out += b"\x00" * (-len(out) % 4)
+    out += data + b"\x00" * (-len(data) % 4)
+    return out
+
+
+def busybox_initramfs(path: Path, marker: str) -> None:
+    """A gzip'd initramfs: Debian's busybox with the libraries it links (ldd), /dev/console,
+    and an /init that prints `marker` on the console and powers off."""
+    busybox = Path(require_tool("busybox"))
+    ldd = subprocess.run(["ldd", str(busybox)], capture_output=True, text=True, check=False)
+    libs = [Path(part) for part in ldd.stdout.split() if part.startswith("/")]
+    init = f"#!/bin/busybox sh\n/bin/busybox echo {marker}\n/bin/busybox poweroff -f\n"
+    archive = bytearray()
+    dirs = {"dev", "bin", "proc", "sys"} | {str(p.parent).lstrip("/") for p in libs}
+    for folder in sorted(dirs | {str(Path(d).parent) for d in dirs} - {"."}):
+        archive += _newc(folder, 0o040755)
+    archive += _newc("dev/console", 0o020600, rdev=(5, 1))
+    archive += _newc("bin/busybox", 0o100755, busybox.read_bytes())
+    for lib in libs:
+        archive += _newc(str(lib).lstrip("/"), 0o100755, lib.resolve().read_bytes())
+    archive += _newc("init", 0o100755, init.encode())
+    archive += _newc("TRAILER!!!", 0)
+    path.write_bytes(gzip.compress(bytes(archive), 6))
+
+
+ARM64_MODULES = ("efinet", "tftp", "http", "net", "normal", "echo", "configfile", "sleep")
+
+
+def arm64_grub(path: Path, tmp: Path) -> None:
+    """An arm64 EFI grub that reads `grub/grub.cfg` from where it was loaded from (its
+    embedded config sets the prefix from the network device grub booted over)."""
+    moddir = GRUB_ARM64 / "usr/lib/grub/arm64-efi"
+    if not (moddir / "efinet.mod").is_file():
+        missing(
+            f"no arm64 grub modules in {moddir} (.ci/run unpacks grub-efi-arm64-bin:arm64 "
+            "there: apt-get download grub-efi-arm64-bin:arm64; dpkg -x)"
+        )
+    embedded = tmp / "arm64-embedded.cfg"
+    embedded.write_text("set prefix=($root)/grub\nconfigfile $prefix/grub.cfg\n")
+    subprocess.run(
+        [
+            require_tool("grub-mkimage"),
+            "-O",
+            "arm64-efi",
+            "-d",
+            str(moddir),
+            "-c",
+            str(embedded),
+            "-p",
+            "/grub",
+            "-o",
+            str(path),
+            *ARM64_MODULES,
+        ],
+        check=True,
+        capture_output=True,
+    )
