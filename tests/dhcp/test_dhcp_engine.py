@@ -28,6 +28,7 @@ from ptftpd.dhcp import (
 from ptftpd.dhcp.scope import SubnetConfig
 from support import free_udp_port, require_root
 
+NOW = 1_700_000_000.0  # the time each message arrives (handle takes it)
 NET = IPv4Network("10.5.0.0/24")
 SERVER = IPv4Address("10.5.0.1")
 PXE = b"PXEClient:Arch:00007:UNDI:003016"
@@ -45,7 +46,7 @@ def req(mtype: MessageType | None, n: int = 1, **opts: bytes) -> Message:
 
 
 def one(eng: DhcpEngine, msg: Message) -> tuple[Message, tuple[str, int], object]:
-    out = eng.handle(encode(msg))
+    out = eng.handle(encode(msg), ("0.0.0.0", 68), NOW)
     assert len(out) == 1, out
     return decode(out[0].payload), out[0].address, out[0].arp
 
@@ -68,7 +69,7 @@ def lease(eng: DhcpEngine, n: int = 1, **opts: bytes) -> Message:
 
 def test_pxe_only_ignores_others() -> None:
     eng = engine(answer_all=False)
-    assert eng.handle(encode(req(MessageType.DISCOVER))) == []
+    assert eng.handle(encode(req(MessageType.DISCOVER)), ("0.0.0.0", 68), NOW) == []
     offer, _, _ = one(eng, req(MessageType.DISCOVER, vendor_class=PXE, client_arch=b"\x00\x07"))
     assert offer.message_type is MessageType.OFFER
     assert offer.options[Opt.VENDOR_CLASS] == b"PXEClient"
@@ -88,7 +89,9 @@ def test_pxe_only_ignores_others() -> None:
     )[0]
     assert with_uuid.options[Opt.CLIENT_UUID] == uuid
     eng2 = engine(answer_all=False, pxe_vendor_prefixes=("PXEClient", "HW-Client"))
-    assert eng2.handle(encode(req(MessageType.DISCOVER, vendor_class=b"HW-Client:x")))
+    assert eng2.handle(
+        encode(req(MessageType.DISCOVER, vendor_class=b"HW-Client:x")), ("0.0.0.0", 68), NOW
+    )
 
 
 def test_offer_and_ack_contents() -> None:
@@ -128,7 +131,7 @@ def test_reply_addressing_rfc2131_4_1() -> None:
     assert snooped.options[Opt.RELAY_AGENT_INFO] == b"\x01\x00"
     foreign = req(MessageType.DISCOVER, 5)
     foreign.giaddr = IPv4Address("10.6.0.1")
-    assert eng.handle(encode(foreign)) == []
+    assert eng.handle(encode(foreign), ("0.0.0.0", 68), NOW) == []
     renew = req(MessageType.REQUEST, 1)
     renew.ciaddr = IPv4Address("10.5.0.2")
     ack, dest, arp = one(eng, renew)
@@ -151,7 +154,9 @@ def test_request_states_and_nak() -> None:
     # INIT-REBOOT by an unknown client for a free address: silence (RFC 2131 4.3.2).
     assert (
         eng.handle(
-            encode(req(MessageType.REQUEST, 7, requested_ip=IPv4Address("10.5.0.99").packed))
+            encode(req(MessageType.REQUEST, 7, requested_ip=IPv4Address("10.5.0.99").packed)),
+            ("0.0.0.0", 68),
+            NOW,
         )
         == []
     )
@@ -166,7 +171,7 @@ def test_request_for_other_server_withdraws_offer() -> None:
         requested_ip=IPv4Address("10.5.0.77").packed,
         server_id=IPv4Address("10.5.0.9").packed,
     )
-    assert eng.handle(encode(chose_other)) == []
+    assert eng.handle(encode(chose_other), ("0.0.0.0", 68), NOW) == []
     # The withdrawn address is free at once for the next client that asks for it.
     again = req(MessageType.DISCOVER, 2, requested_ip=offer.yiaddr.packed)
     assert one(eng, again)[0].yiaddr == offer.yiaddr
@@ -179,11 +184,11 @@ def test_release_decline_inform() -> None:
     ack = lease(eng, 1)
     release = req(MessageType.RELEASE, 1, server_id=SERVER.packed)
     release.ciaddr = ack.yiaddr
-    assert eng.handle(encode(release)) == []
+    assert eng.handle(encode(release), ("0.0.0.0", 68), NOW) == []
     again = lease(eng, 1)
     assert again.yiaddr == ack.yiaddr
     decline = req(MessageType.DECLINE, 1, requested_ip=again.yiaddr.packed, server_id=SERVER.packed)
-    assert eng.handle(encode(decline)) == []
+    assert eng.handle(encode(decline), ("0.0.0.0", 68), NOW) == []
     assert lease(eng, 1).yiaddr != again.yiaddr
     inform = req(MessageType.INFORM, 9)
     inform.ciaddr = IPv4Address("10.5.0.150")
@@ -240,18 +245,21 @@ def test_boot_policy_hook() -> None:
 def test_bootp_only_when_enabled() -> None:
     dhcp = engine()
     bootp_req = req(None, 1)  # RFC 1048 vendor area (cookie), no options
-    assert dhcp.handle(encode(bootp_req)) == []
+    assert dhcp.handle(encode(bootp_req), ("0.0.0.0", 68), NOW) == []
     bootp = engine(dhcp=False, bootp=True, boot_file_size=1025)
     reply, _, _ = one(bootp, bootp_req)
     assert reply.message_type is None and reply.yiaddr in NET and reply.file_str == "pxelinux.0"
     assert reply.options[Opt.BOOT_FILE_SIZE] == b"\x00\x03"
-    assert bootp.handle(encode(req(MessageType.DISCOVER, 2))) == []
+    assert bootp.handle(encode(req(MessageType.DISCOVER, 2)), ("0.0.0.0", 68), NOW) == []
 
 
 def test_garbage_is_dropped_and_counted() -> None:
     eng = engine()
-    assert eng.handle(b"\x01" * 50) == []
-    assert eng.handle(encode(Message(op=2, options={Opt.MESSAGE_TYPE: b"\x01"}))) == []
+    assert eng.handle(b"\x01" * 50, ("0.0.0.0", 68), NOW) == []
+    assert (
+        eng.handle(encode(Message(op=2, options={Opt.MESSAGE_TYPE: b"\x01"})), ("0.0.0.0", 68), NOW)
+        == []
+    )
     assert eng.dropped == 1
     assert lease(eng).message_type is MessageType.ACK
 
@@ -259,7 +267,7 @@ def test_garbage_is_dropped_and_counted() -> None:
 def test_small_max_message_size_keeps_essentials() -> None:
     eng = engine(extra_options={c: bytes(60) for c in range(224, 232)})
     offer = req(MessageType.DISCOVER, 1, max_message_size=(576).to_bytes(2, "big"))
-    data = eng.handle(encode(offer))[0].payload
+    data = eng.handle(encode(offer), ("0.0.0.0", 68), NOW)[0].payload
     assert len(data) <= 576 - 28
     got = decode(data)
     assert got.message_type is MessageType.OFFER and got.options[Opt.SERVER_ID]
@@ -302,7 +310,7 @@ def test_server_in_callers_loop_with_hook() -> None:
 
 @pytest.mark.parametrize("bad", [b"", b"\x00" * 236 + b"\x63\x82\x53\x63\x35\xff"])
 def test_engine_never_raises_on_bad_input(bad: bytes) -> None:
-    assert engine().handle(bad) == []
+    assert engine().handle(bad, ("0.0.0.0", 68), NOW) == []
 
 
 def test_ipxe_gets_its_script_not_the_binary_again() -> None:
@@ -361,7 +369,7 @@ def test_engine_survives_any_message_sequence(msgs: list[tuple[Message, int]], b
     eng = engine(bootp=bootp, dhcp=not bootp, subnets=(SubnetConfig(RELAYED),))
     for msg, xid in msgs:
         msg.xid = xid
-        for out in eng.handle(encode(msg)):
+        for out in eng.handle(encode(msg), ("0.0.0.0", 68), NOW):
             reply = decode(out.payload)
             assert reply.op == 2 and reply.xid == xid and reply.chaddr == msg.chaddr
             assert reply.yiaddr == IPv4Address(0) or reply.yiaddr in NET or reply.yiaddr in RELAYED
@@ -377,4 +385,6 @@ def test_excluded_addresses_never_offered() -> None:
     )
     got = {lease(eng, n).yiaddr for n in (1, 2)}
     assert got == {IPv4Address("10.5.0.2"), IPv4Address("10.5.0.4")}
-    assert eng.handle(encode(req(MessageType.DISCOVER, 3))) == []  # full, and no loop
+    assert (
+        eng.handle(encode(req(MessageType.DISCOVER, 3)), ("0.0.0.0", 68), NOW) == []
+    )  # full, and no loop

@@ -22,6 +22,7 @@ from ptftpd.dhcp.leases import (
     build_pool,
 )
 from ptftpd.dhcp.store import SqliteStore, StoreError
+from support.clocked import Clocked
 
 NET = IPv4Network("10.9.0.0/29")  # .1 .. .6 usable
 SERVER = IPv4Address("10.9.0.1")
@@ -53,7 +54,8 @@ def policy(
         static_hosts=static,
         authoritative=authoritative,
     )
-    return LeasePolicy(pool, store if store is not None else MemoryStore(), clock), clock
+    chosen = store if store is not None else MemoryStore()
+    return Clocked(LeasePolicy(pool, chosen), clock), clock  # type: ignore[return-value]
 
 
 def key(n: int) -> bytes:
@@ -301,7 +303,8 @@ def test_full_large_pool_finds_a_free_address_without_scanning() -> None:
     net = IPv4Network("10.0.0.0/16")
     pool = PoolConfig(net, build_pool(net, [IPv4Address("10.0.0.1")]), lease_time=100)
     clock = Clock()
-    p = LeasePolicy(pool, MemoryStore(), clock)
+    inner = LeasePolicy(pool, MemoryStore())
+    p = Clocked(inner, clock)
     size = len(pool.addresses)
     addrs = []
     for n in range(size):
@@ -311,7 +314,7 @@ def test_full_large_pool_finds_a_free_address_without_scanning() -> None:
         assert isinstance(p.request(k, "", addr), Ack)
         addrs.append((k, addr))
         clock.now += 0.001
-    p._leases = NoScan(p._leases)
+    inner._leases = NoScan(inner._leases)
     assert p.offer(b"newcomer", "") is None  # full
     clock.now += 1
     # Two leases released, one after the other: the first released comes back first.

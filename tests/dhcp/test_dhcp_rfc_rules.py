@@ -29,6 +29,7 @@ from ptftpd.dhcp import (
 from ptftpd.dhcp.packet import MAGIC_COOKIE
 from support import script
 
+NOW = 1_700_000_000.0  # the time each message arrives (handle takes it)
 NET = IPv4Network("10.5.0.0/24")
 SERVER = IPv4Address("10.5.0.1")
 RANGE = (IPv4Address("10.5.0.100"), IPv4Address("10.5.0.150"))
@@ -52,7 +53,7 @@ def msg(mtype: MessageType | None, n: int = 1, **opts: bytes) -> Message:
 
 
 def replies(eng: DhcpEngine, m: Message) -> list[Message]:
-    return [decode(out.payload) for out in eng.handle(encode(m))]
+    return [decode(out.payload) for out in eng.handle(encode(m), ("0.0.0.0", 68), NOW)]
 
 
 def bind(eng: DhcpEngine, n: int) -> IPv4Address:
@@ -152,7 +153,7 @@ def test_bootp_reply_fits_a_64_byte_vendor_area() -> None:
     eng = bootp_engine()
     data = bootp_request(MAGIC_COOKIE + b"\xff" + bytes(59))
     assert len(data) == 300
-    (out,) = eng.handle(data)
+    (out,) = eng.handle(data, ("0.0.0.0", 68), NOW)
     assert len(out.payload) <= 300
     reply = decode(out.payload)
     assert reply.yiaddr == IPv4Address("10.5.0.42") and reply.file_str == "pxelinux.0"
@@ -164,7 +165,7 @@ def test_bootp_reply_fits_a_64_byte_vendor_area() -> None:
     vend_used = 4 + sum(2 + len(v) for v in reply.options.values()) + 1
     assert vend_used <= 64
     # A client with a larger vendor area gets everything.
-    (big,) = eng.handle(bootp_request(MAGIC_COOKIE + b"\xff" + bytes(307)))
+    (big,) = eng.handle(bootp_request(MAGIC_COOKIE + b"\xff" + bytes(307)), ("0.0.0.0", 68), NOW)
     assert len(big.payload) <= 548
     full = decode(big.payload)
     assert full.options[Opt.HOSTNAME] == b"build-node-0042"
@@ -175,7 +176,7 @@ def test_bootp_reply_fits_a_64_byte_vendor_area() -> None:
     "vend", [bytes(64), b"\x01\x02\x03\x04" + bytes(60), b"CMU\x00" + b"\x01\x04abcd" + bytes(54)]
 )
 def test_bootp_without_rfc1048_cookie_gets_a_plain_reply(vend: bytes) -> None:
-    (out,) = bootp_engine().handle(bootp_request(vend, 2))
+    (out,) = bootp_engine().handle(bootp_request(vend, 2), ("0.0.0.0", 68), NOW)
     assert len(out.payload) == 300
     assert out.payload[236:240] != MAGIC_COOKIE and not out.payload[236:].strip(b"\x00")
     reply = decode(out.payload)
@@ -254,9 +255,9 @@ def test_odd_hardware_address_is_broadcast_and_others_stay_unicast() -> None:
     eng = engine()
     odd = msg(MessageType.DISCOVER, 1, client_id=b"\x20odd-client")
     odd.htype, odd.hlen = 32, 16
-    (out,) = eng.handle(encode(odd))
+    (out,) = eng.handle(encode(odd), ("0.0.0.0", 68), NOW)
     assert out.arp is None and out.address == ("255.255.255.255", 68)
-    (normal,) = eng.handle(encode(msg(MessageType.DISCOVER, 2)))
+    (normal,) = eng.handle(encode(msg(MessageType.DISCOVER, 2)), ("0.0.0.0", 68), NOW)
     assert normal.arp is not None and normal.address[0] != "255.255.255.255"
 
 

@@ -24,6 +24,7 @@ from ptftpd.dhcp import (
 from ptftpd.dhcp.scope import SubnetConfig
 from ptftpd.dhcp.store import SqliteStore
 
+NOW = 1_700_000_000.0  # the time each message arrives (handle takes it)
 LOCAL = IPv4Network("10.5.0.0/24")
 SERVER = IPv4Address("10.5.0.1")
 RACK7 = SubnetConfig(
@@ -61,7 +62,7 @@ def msg(mtype: MessageType, n: int, giaddr: str = "0.0.0.0", **opts: bytes) -> M
 
 
 def exchange(eng: DhcpEngine, n: int, giaddr: str, **opts: bytes) -> tuple[Message, Message]:
-    [out] = eng.handle(encode(msg(MessageType.DISCOVER, n, giaddr, **opts)))
+    [out] = eng.handle(encode(msg(MessageType.DISCOVER, n, giaddr, **opts)), ("0.0.0.0", 68), NOW)
     offer = decode(out.payload)
     relayed = giaddr != "0.0.0.0"
     assert not relayed or out.address == (giaddr, 67)
@@ -73,7 +74,7 @@ def exchange(eng: DhcpEngine, n: int, giaddr: str, **opts: bytes) -> tuple[Messa
         server_id=SERVER.packed,
         **opts,
     )
-    [out] = eng.handle(encode(request))
+    [out] = eng.handle(encode(request), ("0.0.0.0", 68), NOW)
     ack = decode(out.payload)
     assert ack.message_type is MessageType.ACK
     assert not relayed or out.address == (giaddr, 67)
@@ -98,7 +99,7 @@ def test_relayed_client_gets_its_subnets_settings() -> None:
     assert ack8.options[Opt.SUBNET_MASK] == IPv4Address("255.255.252.0").packed
     assert ack8.siaddr == IPv4Address("10.8.0.5") and ack8.file_str == "pxelinux.0"
     # And a local client still gets the local subnet.
-    [out] = eng.handle(encode(msg(MessageType.DISCOVER, 3)))
+    [out] = eng.handle(encode(msg(MessageType.DISCOVER, 3)), ("0.0.0.0", 68), NOW)
     assert decode(out.payload).yiaddr in LOCAL
 
 
@@ -116,14 +117,14 @@ def test_subnet_and_link_selection_options_win_over_giaddr() -> None:
 
 def test_unknown_link_is_dropped_and_static_hosts_are_per_subnet() -> None:
     eng = engine()
-    assert eng.handle(encode(msg(MessageType.DISCOVER, 1, "192.0.2.1"))) == []
+    assert eng.handle(encode(msg(MessageType.DISCOVER, 1, "192.0.2.1")), ("0.0.0.0", 68), NOW) == []
     static = msg(MessageType.DISCOVER, 0x99, "10.7.0.1")
-    [out] = eng.handle(encode(static))
+    [out] = eng.handle(encode(static), ("0.0.0.0", 68), NOW)
     reply = decode(out.payload)
     assert reply.yiaddr == IPv4Address("10.7.0.99")
     assert reply.options[Opt.HOSTNAME] == b"r7n99"
     # The same MAC on the local link is just another client.
-    [out] = eng.handle(encode(msg(MessageType.DISCOVER, 0x99)))
+    [out] = eng.handle(encode(msg(MessageType.DISCOVER, 0x99)), ("0.0.0.0", 68), NOW)
     assert decode(out.payload).yiaddr in LOCAL
 
 
@@ -135,7 +136,7 @@ def test_routed_renewal_and_restart_keep_each_subnets_leases(tmp_path: Path) -> 
     # which subnet it is on.
     renew = msg(MessageType.REQUEST, 1)
     renew.ciaddr = ack7.yiaddr
-    [out] = eng.handle(encode(renew))
+    [out] = eng.handle(encode(renew), ("0.0.0.0", 68), NOW)
     assert decode(out.payload).message_type is MessageType.ACK
     assert out.address == (str(ack7.yiaddr), 68)
     eng.policy.store.close()
@@ -154,4 +155,4 @@ def test_full_relayed_pool_is_not_served_from_another_subnet() -> None:
     eng = engine(subnets=(small,))
     got = {exchange(eng, n, "10.7.0.1")[1].yiaddr for n in (1, 2)}
     assert got == {IPv4Address("10.7.0.100"), IPv4Address("10.7.0.101")}
-    assert eng.handle(encode(msg(MessageType.DISCOVER, 3, "10.7.0.1"))) == []
+    assert eng.handle(encode(msg(MessageType.DISCOVER, 3, "10.7.0.1")), ("0.0.0.0", 68), NOW) == []

@@ -10,6 +10,7 @@ from pgtest import NOW, Stores, bound_rows, ip
 from ptftpd.dhcp.leases import Ack, Nak, PoolConfig, StaticHost, build_pool
 from ptftpd.dhcp.shared_policy import SharedLeasePolicy
 from ptftpd.dhcp.store import StoreUnavailable
+from support.clocked import Clocked
 from support.postgres import PgCluster
 
 NET = IPv4Network("10.9.0.0/24")
@@ -23,10 +24,10 @@ def config(authoritative: bool = False) -> PoolConfig:
     )
 
 
-def policies(stores: Stores) -> tuple[SharedLeasePolicy, SharedLeasePolicy]:
+def policies(stores: Stores) -> tuple[Clocked, Clocked]:
     clock = [NOW]
-    a = SharedLeasePolicy(config(), stores("10.9.0.1"), lambda: clock[0])
-    b = SharedLeasePolicy(config(), stores("10.9.0.2"), lambda: clock[0])
+    a = Clocked(SharedLeasePolicy(config(), stores("10.9.0.1")), lambda: clock[0])
+    b = Clocked(SharedLeasePolicy(config(), stores("10.9.0.2")), lambda: clock[0])
     return a, b
 
 
@@ -35,7 +36,7 @@ def test_pool_is_named_by_its_subnet_and_checked(stores: Stores) -> None:
     assert a.pool == "10.9.0.0/24"
     other = build_pool(NET, [ip("10.9.0.1")])  # forgets server b and the static host
     with pytest.raises(Exception, match="same ranges and static hosts"):
-        SharedLeasePolicy(PoolConfig(NET, other), stores("10.9.0.3"), lambda: NOW)
+        SharedLeasePolicy(PoolConfig(NET, other), stores("10.9.0.3"))
 
 
 def test_the_other_server_sees_every_lease(stores: Stores) -> None:

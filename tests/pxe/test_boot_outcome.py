@@ -1,6 +1,8 @@
 """The boot outcome rule (ptftpd.pxe.bootlog), sans-IO with a fake clock: completed when
 a file went out in full, failed when none did and a download ended in error, else
-abandoned; the line says which, and `on_boot` (metrics) hears the same."""
+abandoned; the line says which, and `on_boot` (metrics) hears the same. Transfers end
+as typed events (`ptftpd.events`): their failure kind and TFTP code decide, never
+their text. The boot log says when the next boot may end (`next_deadline`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ptftpd.events import Failure, TransferRefused, TransferStarted
 from ptftpd.http import Served
 from ptftpd.pxe.bootlog import (
     BootLog,
@@ -21,6 +24,8 @@ from ptftpd.tftp.server import FinishedTransfer
 MAC = "52:54:00:12:34:56"
 IP = "10.78.0.20"
 TIMED_OUT = f"transfer with {IP}:2070 timed out after 5 retries (6.2 s)"
+Kind = tuple[Failure, int | None]
+TIMEOUT: Kind = (Failure.TIMEOUT, None)
 
 
 class Clock:
@@ -38,26 +43,34 @@ class Boot:
         self.clock = Clock()
         self.lines: list[str] = []
         self.records: list[BootRecord] = []
-        self.log = BootLog(idle=idle, clock=self.clock, emit=self.lines.append)
+        self.log = BootLog(idle=idle, emit=self.lines.append)
         self.log.on_boot = self.records.append
-        self.tracker = BootTracker(self.log)
-        self.log.discover(MAC, "BIOS", 0)
-        self.log.address(MAC, IP)
+        self.tracker = BootTracker(self.log, self.clock)
+        self.log.discover(MAC, "BIOS", 0, now=self.clock.now)
+        self.log.address(MAC, IP, now=self.clock.now)
 
-    def transfer(self, name: str, failure: str | None, seconds: float = 1.0) -> None:
-        self.tracker.started(IP, name)
+    def transfer(
+        self, name: str, failure: str | None, seconds: float = 1.0, kind: Kind = TIMEOUT
+    ) -> None:
+        self.tracker.started(TransferStarted(IP, name))
         self.clock.now += seconds
-        self.log.expire(list(self.tracker.busy))  # busy: never the end of the boot
+        self.log.expire(self.clock.now, list(self.tracker.busy))  # busy: never the end
         size = 0 if failure else 1234
-        self.tracker.finished(FinishedTransfer(IP, name, True, size, seconds, failure))
+        failed, code = (None, None) if failure is None else kind
+        done = FinishedTransfer(IP, name, True, size, seconds, failure, failed, code)
+        self.tracker.finished(done)
 
     def end(self) -> list[str]:
-        """Quiet for exactly the idle time: the boot's line is written."""
+        """Quiet for exactly the idle time: the boot's line is written, at the
+        deadline the log gave."""
+        deadline = self.log.next_deadline()
+        assert deadline == self.clock.now + self.log.idle
         self.clock.now += self.log.idle - 0.001
-        self.log.expire(list(self.tracker.busy))
+        self.log.expire(self.clock.now, list(self.tracker.busy))
         assert self.lines == [], "written before --boot-idle of quiet"
         self.clock.now += 0.001
-        self.log.expire(list(self.tracker.busy))
+        self.log.expire(self.clock.now, list(self.tracker.busy))
+        assert self.log.next_deadline() is None
         return self.lines
 
 
@@ -83,7 +96,7 @@ def test_the_peer_s_error_fails_and_the_last_failure_is_named() -> None:
     boot = Boot()
     boot.transfer("pxelinux.0", TIMED_OUT)
     peer_error = "server error 0 (not defined): out of memory"
-    boot.transfer("ldlinux.c32", peer_error)
+    boot.transfer("ldlinux.c32", peer_error, kind=(Failure.PEER_ERROR, 0))
     [line] = boot.end()
     assert line.endswith(f": failed: ldlinux.c32 over tftp: {peer_error}")
     assert [r.outcome for r in boot.records] == ["failed"]
@@ -92,7 +105,7 @@ def test_the_peer_s_error_fails_and_the_last_failure_is_named() -> None:
 def test_a_refused_request_is_a_failed_download() -> None:
     """The TFTP server answered ERROR before any transfer began (`on_refused`)."""
     boot = Boot()
-    boot.tracker.refused(IP, "pxelinux.0", "file not found")
+    boot.tracker.refused(TransferRefused(IP, "pxelinux.0", "file not found", Failure.NOT_FOUND, 1))
     [line] = boot.end()
     assert line.endswith(": failed: pxelinux.0 over tftp: refused: file not found"), line
     assert [r.outcome for r in boot.records] == ["failed"]
@@ -102,8 +115,10 @@ def test_a_size_probe_then_a_refusal_is_still_failed_and_a_file_served_wins() ->
     """A ROM's size probe (ERROR 8 after the OACK) is a transfer, not a refusal: alone
     it fails nothing; the refusal after it does; a file served after both wins."""
     boot = Boot()
-    boot.transfer("pxelinux.0", "server error 8 (option refused): tsize")
-    boot.tracker.refused(IP, "pxelinux.cfg/01-52-54-00-12-34-56", "file not found")
+    probe = (Failure.PEER_ERROR, 8)
+    boot.transfer("pxelinux.0", "server error 8 (option refused): tsize", kind=probe)
+    cfg = "pxelinux.cfg/01-52-54-00-12-34-56"
+    boot.tracker.refused(TransferRefused(IP, cfg, "file not found", Failure.NOT_FOUND, 1))
     boot.transfer("pxelinux.0", None)
     [line] = boot.end()
     assert ": completed: " in line, line
@@ -124,19 +139,36 @@ def test_a_file_served_wins_over_a_failure_before_or_after_it() -> None:
 
 
 @pytest.mark.parametrize(
-    "failure",
+    ("failure", "kind"),
     [
-        "server error 8 (option refused): tsize",  # a ROM's size probe: it asks again
-        "transfer cancelled",  # pxed stopping, not the client failing
-        "server shutting down",
+        # a ROM's size probe: it asks again
+        ("server error 8 (option refused): tsize", (Failure.PEER_ERROR, 8)),
+        ("transfer cancelled", (Failure.SHUTDOWN, 0)),  # pxed stopping, not the client
+        ("server shutting down", (Failure.SHUTDOWN, None)),
+        # the text no longer decides: the same words with a real failure's kind fail
+        ("any text", (Failure.SHUTDOWN, None)),
     ],
 )
-def test_not_every_failed_transfer_is_a_failed_boot(failure: str) -> None:
-    assert not download_failed(failure)
+def test_not_every_failed_transfer_is_a_failed_boot(failure: str, kind: Kind) -> None:
+    done = FinishedTransfer(IP, "pxelinux.0", True, 0, 1.0, failure, *kind)
+    assert not download_failed(done)
     boot = Boot()
-    boot.transfer("pxelinux.0", failure)
+    boot.transfer("pxelinux.0", failure, kind=kind)
     assert boot.end() == [f"boot {MAC} arch=BIOS: abandoned: no file served"]
     assert [r.outcome for r in boot.records] == ["abandoned"]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [(Failure.PEER_ERROR, 0), (Failure.PEER_ERROR, 2), (Failure.NOT_FOUND, 1), TIMEOUT],
+)
+def test_a_size_probe_s_text_with_a_failure_s_kind_fails(kind: Kind) -> None:
+    """What decides is the kind and code: text that reads like a size probe with any
+    other code or kind is a failed download."""
+    boot = Boot()
+    boot.transfer("pxelinux.0", "server error 8 (option refused): tsize", kind=kind)
+    [line] = boot.end()
+    assert ": failed: pxelinux.0 over tftp: server error 8" in line, line
 
 
 def test_dhcp_alone_is_abandoned() -> None:
@@ -147,8 +179,10 @@ def test_dhcp_alone_is_abandoned() -> None:
 
 def test_an_upload_never_decides_a_boot() -> None:
     boot = Boot()
-    boot.tracker.started(IP, "log.txt")
-    boot.tracker.finished(FinishedTransfer(IP, "log.txt", False, 0, 1.0, TIMED_OUT))
+    boot.tracker.started(TransferStarted(IP, "log.txt", is_read=False))
+    boot.tracker.finished(
+        FinishedTransfer(IP, "log.txt", False, 0, 1.0, TIMED_OUT, Failure.TIMEOUT)
+    )
     assert boot.end() == [f"boot {MAC} arch=BIOS: abandoned: no file served"]
     assert [r.outcome for r in boot.records] == ["abandoned"]
 

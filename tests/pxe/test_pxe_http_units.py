@@ -34,6 +34,7 @@ from ptftpd.pxe.settings import pxe_config
 from ptftpd.tftp.server import ServerConfig
 from support import script
 
+NOW = 1_700_000_000.0  # the time each message arrives (handle takes it)
 BASE = ("10.78.0.1", 8080)
 
 
@@ -103,7 +104,7 @@ def test_full_dhcp_offer_to_http_client_says_httpclient_and_url(tmp_path: Path) 
     config = PxeConfig(dhcp=dhcp, tftp=ServerConfig(root=tmp_path), files=FILES, http_port=8080)
     svc = PxeService(config)
     engine = DhcpServer(dhcp, boot_policy=svc.boot_policy, store=MemoryStore()).build_engine()
-    [out] = engine.handle(encode(http_request(16)))
+    [out] = engine.handle(encode(http_request(16)), ("0.0.0.0", 68), NOW)
     offer = decode(out.payload)
     assert offer.message_type is MessageType.OFFER
     assert offer.options[Opt.VENDOR_CLASS] == b"HTTPClient"
@@ -114,7 +115,7 @@ def test_full_dhcp_offer_to_http_client_says_httpclient_and_url(tmp_path: Path) 
 
 def test_proxy_offer_to_http_client() -> None:
     proxy = ProxyResponder(SERVER, FILES, http_base=BASE)
-    [out] = proxy.handle(encode(http_request(16)), ("0.0.0.0", 68), boot_server=False)
+    [out] = proxy.handle(encode(http_request(16)), ("0.0.0.0", 68), boot_server=False, now=NOW)
     offer = decode(out.payload)
     assert offer.message_type is MessageType.OFFER
     assert offer.yiaddr == IPv4Address("0.0.0.0")
@@ -126,7 +127,7 @@ def test_proxy_offer_to_http_client() -> None:
 
 def test_proxy_ignores_http_clients_without_http_port() -> None:
     proxy = ProxyResponder(SERVER, FILES)
-    assert proxy.handle(encode(http_request(16)), ("0.0.0.0", 68), boot_server=False) == []
+    assert proxy.handle(encode(http_request(16)), ("0.0.0.0", 68), boot_server=False, now=NOW) == []
 
 
 # -- IPv6 ---------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def req6(arches: tuple[int, ...], vendor: bytes | None = None, ipxe: bool = Fals
 
 def test_dhcp6_policy_tftp_and_http_urls() -> None:
     log = BootLog()
-    policy = Pxe6Policy(FILES, V6, 8080, log)
+    policy = Pxe6Policy(FILES, V6, 8080, lambda *asked: log.discover(*asked, now=NOW))
     pxe = policy(req6((7,), b"PXEClient:Arch:00007:UNDI:003000"))
     assert pxe is not None and pxe.url == "tftp://[fd00:77::1]/ipxe.efi"
     http = policy(req6((16,), b"HTTPClient:Arch:00016:UNDI:003000"))
@@ -173,9 +174,9 @@ def test_client_label_reads_mac_from_duid_ll_and_llt() -> None:
 def test_boot_log_records_http_downloads() -> None:
     lines: list[str] = []
     log = BootLog(emit=lines.append)
-    log.discover("52:54:00:12:34:56", "x64 UEFI HTTP")
-    log.address("52:54:00:12:34:56", "10.78.0.50")
-    tracker = BootTracker(log)
+    log.discover("52:54:00:12:34:56", "x64 UEFI HTTP", now=NOW)
+    log.address("52:54:00:12:34:56", "10.78.0.50", now=NOW)
+    tracker = BootTracker(log, lambda: NOW)
     tracker.http_served(Served("10.78.0.50", "GET", "/ipxe.efi", 200, 1000, 0.1, True))
     tracker.http_served(Served("10.78.0.50", "HEAD", "/ipxe.efi", 200, 0, 0.1, True))
     tracker.http_served(Served("10.78.0.50", "GET", "/gone", 404, 0, 0.1, True))
@@ -192,8 +193,8 @@ def test_boot_log_learns_ipv6_addresses_from_dhcpv6() -> None:
     from ptftpd.dhcp6.engine import Outgoing as Outgoing6
 
     lines: list[str] = []
-    log = BootLog(emit=lines.append, clock=lambda: 5.0)
-    tracker = BootTracker(log)
+    log = BootLog(emit=lines.append)
+    tracker = BootTracker(log, lambda: 5.0)
     duid = bytes.fromhex("00030001") + MAC
     ia = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:77::1234"), 10, 20),))
     reply = Message6(MsgType.REPLY, 7, (ClientId(duid), ia))
@@ -208,8 +209,8 @@ def test_boot_log_learns_ipv6_addresses_from_dhcpv6() -> None:
     tracker.dhcp6_received(encode6(Message6(MsgType.SOLICIT, 9, (ClientId(duid), hint))))
     tracker.dhcp6_received(b"\x03\x00")
     assert "fd00:77::5" not in log.mac_of_ip
-    log.discover("52:54:00:12:34:56", "EFI x64 (DHCPv6)")
-    log.served("fd00:77::99", "ipxe.efi", 5)
+    log.discover("52:54:00:12:34:56", "EFI x64 (DHCPv6)", now=5.0)
+    log.served("fd00:77::99", "ipxe.efi", 5, now=5.0)
     log.flush()
     assert lines == [
         "boot 52:54:00:12:34:56 arch=EFI x64 (DHCPv6): completed: served ipxe.efi over tftp "

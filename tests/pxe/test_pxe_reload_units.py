@@ -17,6 +17,7 @@ from ptftpd.dhcp.leases import MemoryStore, StaticHost
 from ptftpd.pxe import BootFiles, PxeConfig, PxeService
 from ptftpd.tftp.server import ServerConfig, TftpServer
 
+NOW = 1_700_000_000.0  # the time each message arrives (handle takes it)
 SERVER = IPv4Address("10.78.0.1")
 MAC = "52:54:00:12:34:56"
 
@@ -57,7 +58,7 @@ async def started(config: PxeConfig) -> PxeService:
 
 def offered(service: PxeService) -> tuple[IPv4Address, str]:
     assert service.dhcp_server is not None and service.dhcp_server.engine is not None
-    [out] = service.dhcp_server.engine.handle(discover())
+    [out] = service.dhcp_server.engine.handle(discover(), ("0.0.0.0", 68), NOW)
     offer = decode(out.payload)
     return offer.yiaddr, offer.file_str
 

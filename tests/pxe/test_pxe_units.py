@@ -4,6 +4,7 @@ and the DHCP hook wired into the real DHCP engine."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from ipaddress import IPv4Address, IPv4Network
@@ -33,6 +34,9 @@ from ptftpd.tftp.server import ServerConfig
 from support import script
 
 # -- architecture table and choice -----------------------------------------------------
+
+
+NOW = 1_700_000_000.0  # the time each message arrives (handle takes it)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +144,7 @@ def responder(boot_log: BootLog | None = None, answer_discover: bool = True) -> 
 def test_proxy_offer_carries_boot_information_only() -> None:
     uuid = b"\x00" + bytes(range(16))
     msg = request(arch=7, vendor="PXEClient:Arch:00007:UNDI:003000", extra={97: uuid})
-    out = responder().handle(encode(msg), ("0.0.0.0", 68), boot_server=False)
+    out = responder().handle(encode(msg), ("0.0.0.0", 68), boot_server=False, now=NOW)
     assert len(out) == 1
     assert out[0].address == ("255.255.255.255", 68)
     reply = decode(out[0].payload)
@@ -161,20 +165,23 @@ def test_proxy_offer_carries_boot_information_only() -> None:
 
 def test_proxy_ignores_non_pxe_clients_and_non_discovers() -> None:
     r = responder()
-    assert r.handle(encode(request(vendor="MSFT 5.0")), ("0.0.0.0", 68), False) == []
-    assert r.handle(encode(request(vendor=None)), ("0.0.0.0", 68), False) == []
-    assert r.handle(encode(request(MessageType.RELEASE)), ("0.0.0.0", 68), False) == []
-    assert r.handle(b"\x01\x01\x06", ("0.0.0.0", 68), False) == []
+    assert r.handle(encode(request(vendor="MSFT 5.0")), ("0.0.0.0", 68), False, now=NOW) == []
+    assert r.handle(encode(request(vendor=None)), ("0.0.0.0", 68), False, now=NOW) == []
+    assert r.handle(encode(request(MessageType.RELEASE)), ("0.0.0.0", 68), False, now=NOW) == []
+    assert r.handle(b"\x01\x01\x06", ("0.0.0.0", 68), False, now=NOW) == []
 
 
 def test_full_mode_leaves_port_67_to_the_dhcp_server() -> None:
-    assert responder(answer_discover=False).handle(encode(request()), ("0.0.0.0", 68), False) == []
+    assert (
+        responder(answer_discover=False).handle(encode(request()), ("0.0.0.0", 68), False, now=NOW)
+        == []
+    )
 
 
 def test_request_to_the_real_dhcp_server_teaches_the_address() -> None:
     log = BootLog()
     msg = request(MessageType.REQUEST, extra={Opt.REQUESTED_IP: bytes([10, 78, 0, 133])})
-    assert responder(log).handle(encode(msg), ("0.0.0.0", 68), False) == []
+    assert responder(log).handle(encode(msg), ("0.0.0.0", 68), False, now=NOW) == []
     assert log.mac_of_ip["10.78.0.133"] == "52:54:00:12:34:56"
 
 
@@ -188,7 +195,7 @@ def test_boot_server_ack_on_4011() -> None:
         ciaddr="10.78.0.133",
         extra={Opt.VENDOR_SPECIFIC: vendor},
     )
-    out = responder(log).handle(encode(msg), ("10.78.0.133", 68), boot_server=True)
+    out = responder(log).handle(encode(msg), ("10.78.0.133", 68), boot_server=True, now=NOW)
     assert len(out) == 1 and out[0].address == ("10.78.0.133", 68)
     reply = decode(out[0].payload)
     assert reply.message_type is MessageType.ACK
@@ -201,7 +208,7 @@ def test_boot_server_ack_on_4011() -> None:
 
 def test_boot_server_gives_ipxe_its_script() -> None:
     msg = request(MessageType.REQUEST, arch=7, user_class=b"iPXE", ciaddr="10.78.0.9")
-    out = responder().handle(encode(msg), ("10.78.0.9", 68), boot_server=True)
+    out = responder().handle(encode(msg), ("10.78.0.9", 68), boot_server=True, now=NOW)
     reply = decode(out[0].payload)
     assert reply.file_str == "boot.ipxe"
     assert Opt.VENDOR_SPECIFIC not in reply.options  # no boot item asked, none echoed
@@ -210,15 +217,15 @@ def test_boot_server_gives_ipxe_its_script() -> None:
 def test_boot_server_answers_the_source_port() -> None:
     # EDK2 sends its 4011 request from port 4011 and listens there.
     msg = request(MessageType.REQUEST, arch=7, ciaddr="10.78.0.9")
-    out = responder().handle(encode(msg), ("10.78.0.9", 4011), boot_server=True)
+    out = responder().handle(encode(msg), ("10.78.0.9", 4011), boot_server=True, now=NOW)
     assert out[0].address == ("10.78.0.9", 4011)
 
 
 def test_boot_server_ignores_discover_and_non_pxe() -> None:
     r = responder()
-    assert r.handle(encode(request(MessageType.DISCOVER)), ("10.0.0.9", 68), True) == []
+    assert r.handle(encode(request(MessageType.DISCOVER)), ("10.0.0.9", 68), True, now=NOW) == []
     msg = request(MessageType.REQUEST, vendor="udhcp 1.36")
-    assert r.handle(encode(msg), ("10.0.0.9", 68), True) == []
+    assert r.handle(encode(msg), ("10.0.0.9", 68), True, now=NOW) == []
 
 
 # -- a legacy BIOS PXE ROM against the proxy (PXE 2.1, as dnsmasq's proxy mode answers) --
@@ -236,7 +243,7 @@ def test_legacy_bios_rom_proxy_exchange() -> None:
     uuid = b"\x00" + bytes(range(16))
     discover = request(arch=0, vendor=LEGACY_VENDOR, extra={97: uuid, 94: b"\x01\x02\x01"})
     discover.flags = 0x8000
-    [out] = r.handle(encode(discover), ("0.0.0.0", 68), boot_server=False)
+    [out] = r.handle(encode(discover), ("0.0.0.0", 68), boot_server=False, now=NOW)
     assert out.address == ("255.255.255.255", 68)
     offer = decode(out.payload)
     assert offer.message_type is MessageType.OFFER and offer.yiaddr == IPv4Address(0)
@@ -256,7 +263,7 @@ def test_legacy_bios_rom_proxy_exchange() -> None:
         extra={Opt.VENDOR_SPECIFIC: BOOT_ITEM + b"\xff", 97: uuid},
     )
     disc.flags = 0x8000
-    [out] = r.handle(encode(disc), ("10.78.0.140", 68), boot_server=False)
+    [out] = r.handle(encode(disc), ("10.78.0.140", 68), boot_server=False, now=NOW)
     assert out.address == ("10.78.0.140", 68)
     ack = decode(out.payload)
     assert ack.message_type is MessageType.ACK and ack.xid == disc.xid
@@ -265,24 +272,24 @@ def test_legacy_bios_rom_proxy_exchange() -> None:
     assert ack.options[Opt.SERVER_ID] == SERVER.packed
     assert log.mac_of_ip["10.78.0.140"] == "52:54:00:12:34:56"
     # The same discovery unicast to 4011 gets the same answer.
-    [again] = r.handle(encode(disc), ("10.78.0.140", 68), boot_server=True)
+    [again] = r.handle(encode(disc), ("10.78.0.140", 68), boot_server=True, now=NOW)
     assert decode(again.payload).file_str == "undionly.kpxe"
     # A plain REQUEST to the site's server (no boot item) is still not ours to answer.
     plain = request(MessageType.REQUEST, arch=0, vendor=LEGACY_VENDOR, ciaddr="10.78.0.140")
-    assert r.handle(encode(plain), ("10.78.0.140", 68), boot_server=False) == []
+    assert r.handle(encode(plain), ("10.78.0.140", 68), boot_server=False, now=NOW) == []
 
 
 def test_uefi_proxy_offer_still_sends_firmware_to_4011() -> None:
     for arch in (6, 7, 9, 11):
         msg = request(arch=arch, vendor=f"PXEClient:Arch:{arch:05d}:UNDI:003000")
-        [out] = responder().handle(encode(msg), ("0.0.0.0", 68), boot_server=False)
+        [out] = responder().handle(encode(msg), ("0.0.0.0", 68), boot_server=False, now=NOW)
         assert Opt.VENDOR_SPECIFIC not in decode(out.payload).options
 
 
 def test_full_mode_leaves_boot_item_requests_on_67_to_the_dhcp_server() -> None:
     disc = request(MessageType.REQUEST, ciaddr="10.78.0.140", extra={43: BOOT_ITEM + b"\xff"})
     r = responder(answer_discover=False)
-    assert r.handle(encode(disc), ("10.78.0.140", 68), boot_server=False) == []
+    assert r.handle(encode(disc), ("10.78.0.140", 68), boot_server=False, now=NOW) == []
 
 
 PXE_OPTION_CODES = st.sampled_from([43, 50, 54, 55, 57, 61, 77, 93, 94, 97, 175])
@@ -328,7 +335,7 @@ def test_responder_answers_only_pxe_requests_and_answers_them_right(
 ) -> None:
     r = responder(BootLog())
     source = (str(msg.ciaddr), 68)
-    out = r.handle(encode(msg), source, boot_server=boot_server)
+    out = r.handle(encode(msg), source, boot_server=boot_server, now=NOW)
     assert len(out) <= 1
     if not out:
         return
@@ -353,8 +360,8 @@ def test_responder_answers_only_pxe_requests_and_answers_them_right(
 @given(st.binary(max_size=600))
 def test_responder_survives_any_bytes(data: bytes) -> None:
     r = responder(BootLog())
-    r.handle(data, ("0.0.0.0", 68), False)
-    r.handle(data, ("10.78.0.5", 68), True)
+    r.handle(data, ("0.0.0.0", 68), False, now=NOW)
+    r.handle(data, ("10.78.0.5", 68), True, now=NOW)
 
 
 # -- boot log ------------------------------------------------------------------------
@@ -370,38 +377,42 @@ class Clock:
 
 def test_boot_log_one_line_per_boot() -> None:
     clock, lines = Clock(), []
-    log = BootLog(idle=30, clock=clock, emit=lines.append)
+    log = BootLog(idle=30, emit=lines.append)
     mac = "52:54:00:12:34:56"
-    log.discover(mac, "EFI x64")
+    log.discover(mac, "EFI x64", now=clock.now)
     clock.now += 4
-    log.address(mac, IPv4Address("10.78.0.2"))
-    log.served("10.78.0.2", "ipxe.efi", 850528)
+    log.address(mac, IPv4Address("10.78.0.2"), now=clock.now)
+    log.served("10.78.0.2", "ipxe.efi", 850528, now=clock.now)
     clock.now += 15
-    log.discover(mac, "iPXE EFI x64")
-    log.address(mac, "10.78.0.3")
+    log.discover(mac, "iPXE EFI x64", now=clock.now)
+    log.address(mac, "10.78.0.3", now=clock.now)
     clock.now += 3.5
-    log.served("10.78.0.3", "boot.ipxe", 45)
+    log.served("10.78.0.3", "boot.ipxe", 45, now=clock.now)
+    # The log says when to look again: idle seconds after the last event.
+    assert log.next_deadline() == clock.now + 30
     clock.now += 29
-    log.expire()
+    log.expire(clock.now)
     assert lines == []
     clock.now += 1
-    log.expire()
+    log.expire(clock.now)
     assert lines == [
         "boot 52:54:00:12:34:56 arch=EFI x64 -> iPXE EFI x64: completed: served ipxe.efi over tftp "
         "(850528 bytes), boot.ipxe over tftp (45 bytes); 22.5 s from DISCOVER to the last byte"
     ]
     assert log.sessions == {}
+    assert log.next_deadline() is None
 
 
 def test_boot_log_waits_for_running_downloads_and_flushes() -> None:
     clock, lines = Clock(), []
-    log = BootLog(idle=5, clock=clock, emit=lines.append)
-    log.discover("aa:bb:cc:dd:ee:ff", "BIOS")
-    log.address("aa:bb:cc:dd:ee:ff", "10.0.0.7")
+    log = BootLog(idle=5, emit=lines.append)
+    log.discover("aa:bb:cc:dd:ee:ff", "BIOS", now=clock.now)
+    log.address("aa:bb:cc:dd:ee:ff", "10.0.0.7", now=clock.now)
     clock.now += 60
-    log.expire(busy_ips=["10.0.0.7"])  # still downloading a big file
+    log.expire(clock.now, busy_ips=["10.0.0.7"])  # still downloading a big file
     assert lines == []
-    log.discover("11:22:33:44:55:66", "EFI ARM64")
+    assert log.next_deadline() == clock.now + 5  # busy: its quiet starts again
+    log.discover("11:22:33:44:55:66", "EFI ARM64", now=clock.now)
     log.flush()
     assert lines == [
         "boot aa:bb:cc:dd:ee:ff arch=BIOS: abandoned: no file served",
@@ -412,7 +423,7 @@ def test_boot_log_waits_for_running_downloads_and_flushes() -> None:
 def test_boot_log_unknown_address() -> None:
     lines: list[str] = []
     log = BootLog(emit=lines.append)
-    log.served("10.9.9.9", "x", 1)
+    log.served("10.9.9.9", "x", 1, now=NOW)
     log.flush()
     line = "boot ip 10.9.9.9 arch=no DHCP seen: completed: served x over tftp (1 bytes)"
     assert lines[0].startswith(line)
@@ -490,7 +501,7 @@ def test_dhcp_engine_uses_the_pxe_hook(tmp_path: Path) -> None:
     server = DhcpServer(svc.config.dhcp, boot_policy=svc.boot_policy, store=MemoryStore())
     engine = server.build_engine()
     discover = request(arch=7, vendor="PXEClient:Arch:00007:UNDI:003000")
-    [offer_out] = engine.handle(encode(discover))
+    [offer_out] = engine.handle(encode(discover), ("0.0.0.0", 68), NOW)
     offer = decode(offer_out.payload)
     assert offer.message_type is MessageType.OFFER
     assert offer.yiaddr != IPv4Address("0.0.0.0")
@@ -503,8 +514,33 @@ def test_dhcp_engine_uses_the_pxe_hook(tmp_path: Path) -> None:
         user_class=b"iPXE",
         extra={Opt.SERVER_ID: SERVER.packed, Opt.REQUESTED_IP: offer.yiaddr.packed},
     )
-    [ack_out] = engine.handle(encode(req))
+    [ack_out] = engine.handle(encode(req), ("0.0.0.0", 68), NOW)
     ack = decode(ack_out.payload)
     assert ack.message_type is MessageType.ACK and ack.file_str == "boot.ipxe"
     assert svc.boot_log.mac_of_ip[str(offer.yiaddr)] == "52:54:00:12:34:56"
     assert svc.boot_log.sessions["52:54:00:12:34:56"].stages == ["EFI x64"]
+
+
+def test_the_boot_log_wakes_pxed_at_its_deadline_and_never_polls(tmp_path: Path) -> None:
+    """No ticker: pxed arms one timer at `BootLog.next_deadline()`, writes the line
+    when it fires, and has no timer at all while no boot is open."""
+    svc = service(tmp_path)
+    svc.boot_log.idle = 0.2
+    lines: list[str] = []
+    svc.boot_log.emit = lines.append
+
+    async def run() -> None:
+        assert svc._boot_timer is None
+        svc.boot_policy(request(arch=7, vendor="PXEClient:Arch:00007:UNDI:003000"))
+        timer = svc._boot_timer
+        assert timer is not None
+        deadline = svc.boot_log.next_deadline()
+        assert deadline is not None
+        assert abs(timer.when() - deadline) < 0.05
+        await asyncio.sleep(0.1)
+        assert lines == []
+        await asyncio.sleep(0.3)
+        assert lines == [f"boot {MAC.hex(':')} arch=EFI x64: abandoned: no file served"]
+        assert svc._boot_timer is None  # nothing open: nothing scheduled
+
+    asyncio.run(run())

@@ -24,6 +24,7 @@ from ptftpd.dhcp.leases import (
 from ptftpd.dhcp.pg_store import PgStore
 from ptftpd.dhcp.shared_policy import SharedLeasePolicy
 from support import Process, free_udp_port, require_tool, script, world_readable_dir
+from support.clocked import Clocked
 from support.postgres import pg_cluster, pg_database
 
 __all__ = ["pg_cluster", "pg_database"]  # fixtures
@@ -203,7 +204,7 @@ def test_pxed_counts_a_failed_boot(tmp_path: Path, state: Path) -> None:
     assert "Traceback" not in log
 
 
-def exercise(policy: LeasePolicy | SharedLeasePolicy) -> None:
+def exercise(policy: Clocked) -> None:
     """Two bound leases, one open offer, one declined address."""
     for n in (1, 2):
         key, mac = b"\x01bound%d" % n, f"02:00:00:00:01:0{n}"
@@ -225,7 +226,7 @@ def small_pool() -> PoolConfig:
 
 def test_lease_summary_of_the_local_policy() -> None:
     clock = [1_000_000.0]
-    policy = LeasePolicy(small_pool(), MemoryStore(), lambda: clock[0])
+    policy = Clocked(LeasePolicy(small_pool(), MemoryStore()), lambda: clock[0])
     size = len(policy.config.addresses)
     assert policy.summary() == LeaseSummary(0, 0, 0, size)
     exercise(policy)
@@ -239,8 +240,8 @@ def test_lease_summary_of_the_shared_policy(pg_database: str) -> None:
     store = PgStore(pg_database, "10.9.0.1")
     other_store = PgStore(pg_database, "10.9.0.2")
     try:
-        policy = SharedLeasePolicy(small_pool(), store, lambda: clock[0])
-        other = SharedLeasePolicy(small_pool(), other_store, lambda: clock[0])
+        policy = Clocked(SharedLeasePolicy(small_pool(), store), lambda: clock[0])
+        other = Clocked(SharedLeasePolicy(small_pool(), other_store), lambda: clock[0])
         size = len(policy.config.addresses)
         assert policy.summary() == LeaseSummary(0, 0, 0, size)
         exercise(other)  # another server's leases count: the database is the truth

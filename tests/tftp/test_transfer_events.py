@@ -9,13 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ptftpd.events import Failure, TransferRefused, TransferStarted
 from ptftpd.service.transfer_events import (
     WORKER_ENDED,
     EventDecodeError,
     EventReceiver,
     EventSender,
-    TransferRefused,
-    TransferStarted,
     decode,
     encode,
     event_pair,
@@ -31,10 +30,19 @@ finished = st.builds(
     bytes=st.integers(min_value=-1, max_value=2**40),
     seconds=st.floats(min_value=0, max_value=1e6, allow_nan=False),
     failure=st.none() | texts,
+    kind=st.none() | st.sampled_from(Failure),
+    code=st.none() | st.integers(min_value=0, max_value=0xFFFF),
 )
 events = (
-    st.builds(TransferStarted, texts, texts)
-    | st.builds(TransferRefused, texts, texts, texts)
+    st.builds(TransferStarted, texts, texts, st.booleans())
+    | st.builds(
+        TransferRefused,
+        texts,
+        texts,
+        texts,
+        st.sampled_from(Failure),
+        st.integers(min_value=0, max_value=0xFFFF),
+    )
     | finished
 )
 
@@ -54,11 +62,15 @@ def test_every_event_survives_the_codec(
         b"{}",
         b"[]",
         b'["s", "10.0.0.9"]',
-        b'["f", "10.0.0.9", "a", "yes", 1, 0.5, null]',
-        b'["f", "10.0.0.9", "a", true, true, 0.5, null]',
+        b'["s", "10.0.0.9", "a", 1]',
+        b'["f", "10.0.0.9", "a", "yes", 1, 0.5, null, null, null]',
+        b'["f", "10.0.0.9", "a", true, true, 0.5, null, null, null]',
+        b'["f", "10.0.0.9", "a", true, 1, 0.5, "x", "no_such_kind", 0]',
+        b'["f", "10.0.0.9", "a", true, 1, 0.5, "x", "timeout", 70000]',
         b'["x", "10.0.0.9", "a"]',
         b'["r", "10.0.0.9", "a"]',
         b'["r", "10.0.0.9", "a", 2]',
+        b'["r", "10.0.0.9", "a", "why", "not_found", null]',
     ],
 )
 def test_anything_else_is_a_decode_error(data: bytes) -> None:
@@ -75,24 +87,21 @@ def test_events_from_a_forked_worker_reach_the_parent_loop() -> None:
             receiving.close()
             sender = EventSender(sending)
             for n in range(50):
-                sender.started("10.0.0.9", f"file{n}")
+                sender.started(TransferStarted("10.0.0.9", f"file{n}"))
                 sender.finished(FinishedTransfer("10.0.0.9", f"file{n}", True, n, 0.25, None))
-            sender.refused("10.0.0.9", "missing", "file not found")
+            sender.refused(
+                TransferRefused("10.0.0.9", "missing", "file not found", Failure.NOT_FOUND, 1)
+            )
             code = 0 if sender.dropped == 0 else 3
         finally:
             os._exit(code)
     sending.close()
-    started: list[tuple[str, str]] = []
+    started: list[TransferStarted] = []
     done: list[FinishedTransfer] = []
-    refused: list[tuple[str, str, str]] = []
+    refused: list[TransferRefused] = []
 
     async def collect() -> None:
-        receiver = EventReceiver(
-            receiving,
-            lambda ip, f: started.append((ip, f)),
-            done.append,
-            lambda ip, f, why: refused.append((ip, f, why)),
-        )
+        receiver = EventReceiver(receiving, started.append, done.append, refused.append)
         receiver.attach(asyncio.get_running_loop())
         try:
             for _ in range(500):  # bounded: 5 s at most
@@ -107,10 +116,12 @@ def test_events_from_a_forked_worker_reach_the_parent_loop() -> None:
     finally:
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert started == [("10.0.0.9", f"file{n}") for n in range(50)]
+    assert started == [TransferStarted("10.0.0.9", f"file{n}") for n in range(50)]
     assert [d.bytes for d in done] == list(range(50))
     assert done[7] == FinishedTransfer("10.0.0.9", "file7", True, 7, 0.25, None)
-    assert refused == [("10.0.0.9", "missing", "file not found")]
+    assert refused == [
+        TransferRefused("10.0.0.9", "missing", "file not found", Failure.NOT_FOUND, 1)
+    ]
 
 
 def test_a_dead_worker_s_unfinished_transfers_end_as_cancelled() -> None:
@@ -123,15 +134,15 @@ def test_a_dead_worker_s_unfinished_transfers_end_as_cancelled() -> None:
         try:
             receiving.close()
             sender = EventSender(sending)
-            sender.started("10.0.0.9", "a")
-            sender.started("10.0.0.8", "b")
+            sender.started(TransferStarted("10.0.0.9", "a"))
+            sender.started(TransferStarted("10.0.0.8", "b"))
             sender.finished(FinishedTransfer("10.0.0.9", "a", True, 5, 0.25, None))
             code = 0
         finally:
             os._exit(code)
     sending.close()
     done: list[FinishedTransfer] = []
-    receiver = EventReceiver(receiving, lambda ip, f: None, done.append)
+    receiver = EventReceiver(receiving, lambda started: None, done.append)
     try:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
@@ -140,5 +151,7 @@ def test_a_dead_worker_s_unfinished_transfers_end_as_cancelled() -> None:
         receiver.worker_ended(pid)
     finally:
         receiver.close()
-    assert done[1] == FinishedTransfer("10.0.0.8", "b", True, 0, 0.0, WORKER_ENDED)
+    assert done[1] == FinishedTransfer(
+        "10.0.0.8", "b", True, 0, 0.0, WORKER_ENDED, Failure.SHUTDOWN
+    )
     assert len(done) == 2

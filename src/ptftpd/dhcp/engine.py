@@ -1,9 +1,14 @@
 """DHCP/BOOTP protocol engine: request bytes in, reply bytes and destinations out.
 
-Sans-IO: `DhcpEngine.handle(data, source)` decodes a datagram, applies RFC 2131 (or
-RFC 951 for BOOTP) with the lease policy, and returns `Outgoing` items saying what to
-send where (RFC 2131 4.1 addressing). The asyncio server in `server.py` only moves those
-bytes, which keeps everything here testable without sockets or root.
+Sans-IO: `DhcpEngine.handle(data, source, now)` decodes a datagram, applies RFC 2131
+(or RFC 951 for BOOTP) with the lease policy, and returns `Outgoing` items saying what
+to send where (RFC 2131 4.1 addressing); `now` (wall-clock seconds: leases outlive the
+process) is the only clock. The asyncio server in `server.py` only moves those bytes,
+which keeps everything here testable without sockets or root.
+
+What happened is also reported as typed events (`ptftpd.events`) to `engine.events`:
+each message in and out with its type (`DhcpMessage`), and each lease offered, bound,
+released or declined (`LeaseEvent`). Metrics and the boot log subscribe there.
 
 The boot policy hook (`BootPolicy`) is called with the decoded request for every reply
 that may carry boot information; see `ptftpd.dhcp` for the public API.
@@ -30,6 +35,7 @@ from ptftpd.dhcp.reply import (
 )
 from ptftpd.dhcp.scope import Scope, SubnetConfig, find_scope, network_options
 from ptftpd.dhcp.shared_policy import AnyLeasePolicy
+from ptftpd.events import DhcpMessage, DhcpType, EventSink, LeaseEvent, LeaseKind, ignore
 
 __all__ = [
     "BootChoice",
@@ -123,6 +129,26 @@ class DhcpConfig:
         return (self.server_ip,) if self.routers is None else self.routers
 
 
+def message_label(message: Message) -> DhcpType:
+    """``discover``..``inform``, or ``bootrequest``/``bootreply`` for plain BOOTP."""
+    kind = message.message_type
+    if kind is None:
+        return "bootrequest" if message.op == BOOTREQUEST else "bootreply"
+    return _LABELS.get(kind, "other")
+
+
+_LABELS: dict[MessageType, DhcpType] = {
+    MessageType.DISCOVER: "discover",
+    MessageType.OFFER: "offer",
+    MessageType.REQUEST: "request",
+    MessageType.DECLINE: "decline",
+    MessageType.ACK: "ack",
+    MessageType.NAK: "nak",
+    MessageType.RELEASE: "release",
+    MessageType.INFORM: "inform",
+}
+
+
 def is_ipxe(msg: Message) -> bool:
     """iPXE says so in user class 77 and carries its feature list in option 175."""
     return msg.has_user_class("iPXE") or Opt.IPXE_ENCAP in msg.options
@@ -140,6 +166,7 @@ class DhcpEngine:
         self.policy = policy
         self.boot_policy = boot_policy
         self.dropped = 0
+        self.events: EventSink = ignore
         local = Scope(
             config.network,
             policy,
@@ -192,7 +219,7 @@ class DhcpEngine:
 
     # -- entry point ---------------------------------------------------------------------
 
-    def handle(self, data: bytes, source: tuple[str, int] = ("0.0.0.0", 68)) -> list[Outgoing]:
+    def handle(self, data: bytes, source: tuple[str, int], now: float) -> list[Outgoing]:
         """One datagram in, zero or one reply out; never raises for bad input, since a
         single odd client must not stop a server that a whole room is booting from.
 
@@ -207,6 +234,8 @@ class DhcpEngine:
         if msg.op != BOOTREQUEST:
             log.debug("drop BOOTREPLY from %s", source[0])
             return []
+        asked = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
+        self.events(DhcpMessage("in", message_label(msg), msg.mac_str, asked))
         debug = log.isEnabledFor(logging.DEBUG)
         if debug:
             log.debug(
@@ -228,7 +257,7 @@ class DhcpEngine:
             if not self.config.bootp:
                 log.debug("drop BOOTP request from %s (BOOTP not enabled)", msg.mac_str)
                 return []
-            return self._bootp(msg, scope)
+            return self._bootp(msg, scope, now)
         if not self.config.dhcp:
             log.debug("drop DHCP message from %s (DHCP not enabled)", msg.mac_str)
             return []
@@ -241,7 +270,7 @@ class DhcpEngine:
                     msg.vendor_class,
                 )
             return []
-        reply = self._dhcp(msg, source, scope)
+        reply = self._dhcp(msg, source, scope, now)
         if reply is None:
             return []
         try:
@@ -268,6 +297,8 @@ class DhcpEngine:
                 reply.yiaddr,
                 len(payload),
             )
+        yiaddr = reply.yiaddr if reply.yiaddr != ZERO_IP else None
+        self.events(DhcpMessage("out", message_label(reply), msg.mac_str, yiaddr))
         return Outgoing(payload, dest, arp, reply)
 
     # -- DHCP ------------------------------------------------------------------------------
@@ -289,21 +320,29 @@ class DhcpEngine:
             extra,
         )
 
-    def _dhcp(self, msg: Message, source: tuple[str, int], scope: Scope) -> Message | None:
+    def _lease_event(
+        self, kind: LeaseKind, addr: IPv4Address, mac: str, expires: float | None = None
+    ) -> None:
+        self.events(LeaseEvent(kind, addr, mac, expires))
+
+    def _dhcp(
+        self, msg: Message, source: tuple[str, int], scope: Scope, now: float
+    ) -> Message | None:
         mtype = msg.message_type
         key, mac = msg.client_key, msg.mac_str
         cfg = self.config
         policy = scope.policy
         if mtype is MessageType.DISCOVER:
-            addr = policy.offer(key, mac, msg.requested_ip)
+            addr = policy.offer(key, mac, msg.requested_ip, now=now)
             if addr is None:
                 log.warning("DHCPDISCOVER from %s: no free address in %s", mac, scope.network)
                 return None
+            self._lease_event(LeaseKind.OFFERED, addr, mac, now + cfg.offer_time)
             return self._lease_reply(msg, scope, MessageType.OFFER, addr, "DHCPOFFER")
         if mtype is MessageType.REQUEST:
             sid = msg.server_id
             if sid is not None and sid != cfg.server_ip:
-                policy.withdraw(key)
+                policy.withdraw(key, now=now)
                 self._event("DHCPREQUEST for server", sid, msg, extra=" (not us: offer withdrawn)")
                 return None
             known_only = selecting = False
@@ -320,7 +359,7 @@ class DhcpEngine:
             if addr is None:
                 return None
             result = policy.request(
-                key, mac, addr, msg.hostname, known_only=known_only, selecting=selecting
+                key, mac, addr, msg.hostname, known_only=known_only, selecting=selecting, now=now
             )
             if result is None:
                 log.debug("DHCPREQUEST for %s from unknown client %s: silent", addr, mac)
@@ -332,11 +371,14 @@ class DhcpEngine:
                 self._echo_selection(msg, nak)
                 return nak
             assert isinstance(result, Ack)
+            self._lease_event(LeaseKind.BOUND, result.lease.address, mac, result.lease.expires)
             return self._lease_reply(
                 msg, scope, MessageType.ACK, result.lease.address, "DHCPACK", result.lease
             )
         if mtype is MessageType.RELEASE:
-            released = policy.release(key, msg.ciaddr)
+            released = policy.release(key, msg.ciaddr, now=now)
+            if released is not None:
+                self._lease_event(LeaseKind.RELEASED, released.address, mac)
             self._event(
                 "DHCPRELEASE", msg.ciaddr, msg, extra="" if released else " (no such lease)"
             )
@@ -346,7 +388,9 @@ class DhcpEngine:
             if sid is not None and sid != cfg.server_ip:
                 return None
             addr = msg.requested_ip
-            if addr is not None and policy.decline(key, mac, addr):
+            declined = None if addr is None else policy.decline(key, mac, addr, now=now)
+            if declined is not None:
+                self._lease_event(LeaseKind.DECLINED, declined.address, mac, declined.expires)
                 self._event("DHCPDECLINE", addr, msg, extra=" (quarantined)")
             return None
         if mtype is MessageType.INFORM:
@@ -438,13 +482,14 @@ class DhcpEngine:
 
     # -- BOOTP -----------------------------------------------------------------------------
 
-    def _bootp(self, msg: Message, scope: Scope) -> list[Outgoing]:
+    def _bootp(self, msg: Message, scope: Scope, now: float) -> list[Outgoing]:
         from ptftpd.dhcp.bootp import bootp_reply
 
-        lease = scope.policy.bind_permanent(msg.client_key, msg.mac_str)
+        lease = scope.policy.bind_permanent(msg.client_key, msg.mac_str, now=now)
         if lease is None:
             log.warning("BOOTREQUEST from %s: no free address in %s", msg.mac_str, scope.network)
             return []
+        self._lease_event(LeaseKind.BOUND, lease.address, msg.mac_str, lease.expires)
         reply, payload = bootp_reply(self, scope, msg, lease)
         self._event("BOOTREPLY", lease.address, msg, reply.file_str or None)
         return [self._outgoing(msg, reply, payload, ("0.0.0.0", 0))]

@@ -1,4 +1,4 @@
-"""Lease policy: which address a client gets, sans-IO with an injected clock.
+"""Lease policy: which address a client gets, sans-IO: every event gets its `now`.
 
 The policy owns the in-memory picture of the pool and calls a `LeaseStore` to persist
 every state change that a client may rely on (a bound, released or declined lease)
@@ -15,7 +15,7 @@ Declined addresses are quarantined; static hosts (by MAC) are never given to oth
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
@@ -194,7 +194,6 @@ class _Offer:
 class LeasePolicy:
     config: PoolConfig
     store: LeaseStore
-    clock: Callable[[], float]
     _leases: dict[IPv4Address, Lease] = field(default_factory=dict, init=False)
     _by_client: dict[bytes, IPv4Address] = field(default_factory=dict, init=False)
     _offers: dict[IPv4Address, _Offer] = field(default_factory=dict, init=False)
@@ -242,9 +241,8 @@ class LeasePolicy:
     def static_for(self, mac: str) -> StaticHost | None:
         return self._static_by_mac.get(mac.lower())
 
-    def summary(self) -> LeaseSummary:
+    def summary(self, now: float) -> LeaseSummary:
         """Leases by state and free pool addresses now (one pass over what is held)."""
-        now = self.clock()
         offers = (o.address for o in self._offers.values() if o.expires > now)
         return summarize(self._pool, self._leases.values(), offers, now)
 
@@ -301,10 +299,9 @@ class LeasePolicy:
     # -- events ----------------------------------------------------------------------
 
     def offer(
-        self, client_key: bytes, mac: str, requested: IPv4Address | None = None
+        self, client_key: bytes, mac: str, requested: IPv4Address | None = None, *, now: float
     ) -> IPv4Address | None:
         """Choose and hold an address for a DISCOVER; None when the pool is full."""
-        now = self.clock()
         static = self.static_for(mac)
         if static is not None:
             return static.address
@@ -335,12 +332,12 @@ class LeasePolicy:
         lease = self._leases.get(addr)
         self.free.note(addr, expires if lease is None else max(expires, lease.free_from))
 
-    def withdraw(self, client_key: bytes) -> None:
+    def withdraw(self, client_key: bytes, *, now: float) -> None:
         """The client chose another server: free our offer at once."""
         addr = self._offer_by_client.pop(client_key, None)
         if addr is not None:
             self._offers.pop(addr, None)
-            self._renote(addr, self.clock())
+            self._renote(addr, now)
 
     def request(
         self,
@@ -351,6 +348,7 @@ class LeasePolicy:
         *,
         known_only: bool = False,
         selecting: bool = False,
+        now: float,
     ) -> Ack | Nak | None:
         """Bind `address` to the client (SELECTING, INIT-REBOOT, RENEWING, REBINDING).
 
@@ -360,7 +358,6 @@ class LeasePolicy:
         stay silent (None), as RFC 2131 4.3.2 demands for servers sharing a wire. With
         `known_only` (INIT-REBOOT) a free address is not granted to an unknown client.
         """
-        now = self.clock()
         static = self.static_for(mac)
         if static is not None:
             return static_answer(
@@ -435,9 +432,8 @@ class LeasePolicy:
             self.free.note(item.address, item.free_from)
         return lease
 
-    def bind_permanent(self, client_key: bytes, mac: str) -> Lease | None:
+    def bind_permanent(self, client_key: bytes, mac: str, *, now: float) -> Lease | None:
         """BOOTP: a lease that never expires (RFC 951 clients never renew)."""
-        now = self.clock()
         static = self.static_for(mac)
         if static is not None:
             return Lease(
@@ -446,24 +442,25 @@ class LeasePolicy:
         lease = self.lease_for(client_key)
         if lease is not None and lease.state is LeaseState.BOUND and lease.expires == FOREVER:
             return lease
-        addr = self.offer(client_key, mac)
+        addr = self.offer(client_key, mac, now=now)
         if addr is None:
             return None
         return self._bind(addr, client_key, mac, None, now, FOREVER)
 
-    def release(self, client_key: bytes, address: IPv4Address) -> Lease | None:
+    def release(self, client_key: bytes, address: IPv4Address, *, now: float) -> Lease | None:
         lease = self._leases.get(address)
         if lease is None or lease.client_key != client_key:
             return None
         if lease.state is not LeaseState.BOUND:
             return None
-        now = self.clock()
         lease.state, lease.since, lease.expires = LeaseState.RELEASED, now, now
         self.store.save([lease])
         self.free.note(address, now)
         return lease
 
-    def decline(self, client_key: bytes, mac: str, address: IPv4Address) -> Lease | None:
+    def decline(
+        self, client_key: bytes, mac: str, address: IPv4Address, *, now: float
+    ) -> Lease | None:
         """The client found `address` in use: quarantine it and forget the binding."""
         if address not in self._pool:
             return None
@@ -474,7 +471,6 @@ class LeasePolicy:
         )
         if not ours:
             return None
-        now = self.clock()
         declined = Lease(
             address,
             b"declined:" + client_key,
@@ -488,6 +484,6 @@ class LeasePolicy:
         self._leases[address] = declined
         if self._by_client.get(client_key) == address:
             del self._by_client[client_key]
-        self.withdraw(client_key)
+        self.withdraw(client_key, now=now)
         self.free.note(address, declined.expires)
         return declined

@@ -26,6 +26,7 @@ from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
 from ptftpd.dhcp.shared_policy import AnyLeasePolicy, SharedLeasePolicy, SharedStore
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
 from ptftpd.errors import ROOT_OR_CAPABILITIES, StartError, bind_error
+from ptftpd.events import EventSink, ignore
 
 __all__ = ["DhcpServer", "add_neighbour", "open_dhcp_socket"]
 
@@ -115,6 +116,7 @@ class DhcpServer:
         self._clock = clock
         self._boot_policy = boot_policy
         self.engine: DhcpEngine | None = None
+        self._events: EventSink = ignore
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: socket.socket | None = None
         self._arp_ok = True
@@ -128,6 +130,18 @@ class DhcpServer:
         self._boot_policy = value
         if self.engine is not None:
             self.engine.boot_policy = value
+
+    @property
+    def events(self) -> EventSink:
+        """Where the engine's typed events go (`ptftpd.events`), this engine's and
+        those of every engine `build_engine` makes later (a reload)."""
+        return self._events
+
+    @events.setter
+    def events(self, sink: EventSink) -> None:
+        self._events = sink
+        if self.engine is not None:
+            self.engine.events = sink
 
     def build_engine(self) -> DhcpEngine:
         """The sans-IO engine with its lease policies; `start` calls it, tests may too.
@@ -160,14 +174,16 @@ class DhcpServer:
         )
         policy = self._policy(pool)
         subnets = [self._scope(sub) for sub in cfg.subnets]
-        return DhcpEngine(cfg, policy, self._boot_policy, subnets)
+        engine = DhcpEngine(cfg, policy, self._boot_policy, subnets)
+        engine.events = self._events
+        return engine
 
     def _policy(self, pool: PoolConfig) -> AnyLeasePolicy:
         """The shared database decides when there is one; else this server's own store."""
         if self._shared is not None:
-            return SharedLeasePolicy(pool, self._shared, self._clock)
+            return SharedLeasePolicy(pool, self._shared)
         assert self._store is not None
-        return LeasePolicy(pool, self._store, self._clock)
+        return LeasePolicy(pool, self._store)
 
     def _scope(self, sub: SubnetConfig) -> Scope:
         cfg = self.config
@@ -258,7 +274,7 @@ class DhcpServer:
             with engine.policy.store.batch():
                 for data, source in packets:
                     try:
-                        outgoing.extend(engine.handle(data, source))
+                        outgoing.extend(engine.handle(data, source, self._clock()))
                     except StoreBusy as exc:
                         # Another server holds the rows: this client alone gets no
                         # answer now and retransmits.

@@ -9,14 +9,14 @@ two servers never hand out one address: no lease is cached for a decision.
 What stays local is what each server's configuration says and the database does not
 own: static hosts (answered from config, never sent to the store), the pool's range
 and which addresses are outside it. Like `LeasePolicy` it is sans-IO apart from the
-injected store, with an injected clock; the engine calls both the same way. A store
+injected store, and every event gets its `now`; the engine calls both the same way. A store
 error (`StoreUnavailable`, `StoreBusy`) propagates: the server then answers nothing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -95,7 +95,6 @@ def pool_id(config: PoolConfig) -> str:
 class SharedLeasePolicy:
     config: PoolConfig
     store: SharedStore
-    clock: Callable[[], float]
     _static_by_mac: dict[str, StaticHost] = field(default_factory=dict, init=False)
     _static_addrs: set[IPv4Address] = field(default_factory=set, init=False)
     _pool: Pool = field(default_factory=lambda: Pool(1, 0), init=False)
@@ -125,23 +124,22 @@ class SharedLeasePolicy:
     def in_network(self, addr: IPv4Address) -> bool:
         return addr in self.config.network
 
-    def lease_for(self, client_key: bytes) -> Lease | None:
-        return self.store.lookup(client_key, self.pool, self.clock())
+    def lease_for(self, client_key: bytes, now: float) -> Lease | None:
+        return self.store.lookup(client_key, self.pool, now)
 
     def leases(self) -> list[Lease]:
         return self.store.leases(self.pool)
 
-    def summary(self) -> LeaseSummary:
+    def summary(self, now: float) -> LeaseSummary:
         """Leases by state across every server sharing the pool: one query over the
         rows in use, so the caller refreshes it at most about once a second."""
-        now = self.clock()
         rows = self.leases()
         offers = (r.address for r in rows if r.state is LeaseState.OFFERED and r.expires > now)
         return summarize(self._pool, rows, offers, now)
 
-    def knows(self, client_key: bytes, mac: str) -> bool:
+    def knows(self, client_key: bytes, mac: str, now: float) -> bool:
         """Does any server sharing the database have a record of this client?"""
-        return self.static_for(mac) is not None or self.lease_for(client_key) is not None
+        return self.static_for(mac) is not None or self.lease_for(client_key, now) is not None
 
     def _wrong(self, address: IPv4Address) -> str | None:
         """Why no client may have `address` from this pool (config only, no query)."""
@@ -156,7 +154,7 @@ class SharedLeasePolicy:
     # -- events ----------------------------------------------------------------------
 
     def offer(
-        self, client_key: bytes, mac: str, requested: IPv4Address | None = None
+        self, client_key: bytes, mac: str, requested: IPv4Address | None = None, *, now: float
     ) -> IPv4Address | None:
         """Reserve an address in the database for a DISCOVER; None when the pool is full."""
         static = self.static_for(mac)
@@ -164,14 +162,12 @@ class SharedLeasePolicy:
             return static.address
         if requested is not None and requested not in self._pool:
             requested = None
-        lease = self.store.offer(
-            client_key, mac, self.pool, requested, self.clock(), self.config.offer_time
-        )
+        lease = self.store.offer(client_key, mac, self.pool, requested, now, self.config.offer_time)
         return None if lease is None else lease.address
 
-    def withdraw(self, client_key: bytes) -> None:
+    def withdraw(self, client_key: bytes, *, now: float) -> None:
         """The client chose another server: free our reservation at once."""
-        self.store.withdraw(client_key, self.pool, self.clock())
+        self.store.withdraw(client_key, self.pool, now)
 
     def request(
         self,
@@ -182,6 +178,7 @@ class SharedLeasePolicy:
         *,
         known_only: bool = False,
         selecting: bool = False,
+        now: float,
     ) -> Ack | Nak | None:
         """Bind `address` in the database (SELECTING, INIT-REBOOT, RENEWING, REBINDING).
 
@@ -190,7 +187,6 @@ class SharedLeasePolicy:
         round trip (the bind); the database refuses an address someone else holds.
         A refused request is NAKed when it named us, when we are authoritative or when
         the client is known to the database; else we stay silent (RFC 2131 4.3.2)."""
-        now = self.clock()
         static = self.static_for(mac)
         if static is not None:
             return static_answer(
@@ -206,13 +202,12 @@ class SharedLeasePolicy:
             if bound is not None:
                 return Ack(bound)
             wrong = f"{address} is in use"
-        if selecting or self.config.authoritative or self.knows(client_key, mac):
+        if selecting or self.config.authoritative or self.knows(client_key, mac, now):
             return Nak(wrong)
         return None
 
-    def bind_permanent(self, client_key: bytes, mac: str) -> Lease | None:
+    def bind_permanent(self, client_key: bytes, mac: str, *, now: float) -> Lease | None:
         """BOOTP: a lease that never expires (RFC 951 clients never renew)."""
-        now = self.clock()
         static = self.static_for(mac)
         if static is not None:
             return Lease(
@@ -226,14 +221,15 @@ class SharedLeasePolicy:
             return None
         return self.store.bind(client_key, mac, offered.address, now, FOREVER)
 
-    def release(self, client_key: bytes, address: IPv4Address) -> Lease | None:
-        return self.store.release(client_key, address, self.clock())
+    def release(self, client_key: bytes, address: IPv4Address, *, now: float) -> Lease | None:
+        return self.store.release(client_key, address, now)
 
-    def decline(self, client_key: bytes, mac: str, address: IPv4Address) -> Lease | None:
+    def decline(
+        self, client_key: bytes, mac: str, address: IPv4Address, *, now: float
+    ) -> Lease | None:
         """The client found `address` in use: every server stops handing it out."""
         if address not in self._pool:
             return None
-        now = self.clock()
         return self.store.decline(client_key, mac, address, now, now + self.config.decline_time)
 
 

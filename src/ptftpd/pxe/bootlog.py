@@ -32,8 +32,8 @@ from ipaddress import IPv4Address, IPv6Address
 from ptftpd.dhcp6.codec import ClientId, IaAddress, IaNa, MsgType, PacketError
 from ptftpd.dhcp6.codec import decode as decode6
 from ptftpd.dhcp6.engine import Outgoing as Outgoing6
+from ptftpd.events import Failure, TransferFinished, TransferRefused, TransferStarted
 from ptftpd.http import Served
-from ptftpd.tftp.server import FinishedTransfer
 
 __all__ = [
     "BootLog",
@@ -96,18 +96,13 @@ def boot_outcome(files_served: int, download_failed: bool) -> str:
     return "failed" if download_failed else "abandoned"
 
 
-# `FinishedTransfer.failure` texts that end a transfer without failing a boot: a PXE ROM's
-# size probe (it sends ERROR 8 after the OACK, `RemoteError` "server error 8...", then
-# asks again) and pxed's own shutdown (the session's "transfer cancelled", the server's
-# "server shutting down").
-_NOT_BOOT_FAILURES = ("server error 8", "transfer cancelled", "server shutting down")
-
-
-def download_failed(failure: str | None) -> bool:
-    """Whether a finished TFTP transfer's `failure` text is a failed download."""
-    if failure is None:
+def download_failed(transfer: TransferFinished) -> bool:
+    """Whether a finished TFTP transfer is a failed download: it failed, and neither
+    as a PXE ROM's size probe (ERROR 8 after the OACK: it asks again) nor because
+    pxed itself stopped it."""
+    if transfer.failure is None:
         return False
-    return not failure.lower().startswith(_NOT_BOOT_FAILURES)
+    return not (transfer.size_probe or transfer.kind is Failure.SHUTDOWN)
 
 
 class BootLog:
@@ -116,26 +111,22 @@ class BootLog:
     A boot is everything one MAC does from its first DISCOVER until it has been quiet
     for `idle` seconds, so a chain (firmware -> ipxe.efi -> iPXE script) is one line.
     TFTP and HTTP know only IP addresses: DHCP REQUESTs (option 50 or ciaddr), our ACKs
-    and the 4011 exchange tell which MAC an address belongs to. Sans-IO: the owner calls
-    `expire()` now and then, and `flush()` on shutdown.
+    and the 4011 exchange tell which MAC an address belongs to.
+
+    Sans-IO: every event comes with its `now` (monotonic seconds); `next_deadline()`
+    says when the next boot may end, like a session's deadline, and the owner calls
+    `expire(now)` then (and `flush()` on shutdown).
     """
 
-    def __init__(
-        self,
-        idle: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-        emit: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, idle: float = 30.0, emit: Callable[[str], None] | None = None) -> None:
         self.idle = idle
-        self.clock = clock
         self.emit = emit or (lambda line: log.info("%s", line))
         # Told of each boot as its line is written (pxed --metrics sets it).
         self.on_boot: Callable[[BootRecord], None] | None = None
         self.sessions: dict[str, _Session] = {}
         self.mac_of_ip: dict[str, str] = {}
 
-    def _session(self, mac: str) -> _Session:
-        now = self.clock()
+    def _session(self, mac: str, now: float) -> _Session:
         session = self.sessions.get(mac)
         if session is None:
             session = _Session(mac, now, now)
@@ -143,36 +134,36 @@ class BootLog:
         session.last_event = now
         return session
 
-    def discover(self, mac: str, stage: str, arch: int | None = None) -> None:
-        session = self._session(mac)
+    def discover(self, mac: str, stage: str, arch: int | None = None, *, now: float) -> None:
+        session = self._session(mac, now)
         if session.arch is None:
             session.arch = arch
         if not session.stages or session.stages[-1] != stage:
             session.stages.append(stage)
 
-    def address(self, mac: str, ip: IPv4Address | IPv6Address | str | None) -> None:
+    def address(self, mac: str, ip: IPv4Address | IPv6Address | str | None, *, now: float) -> None:
         if ip is None or str(ip) in ("0.0.0.0", "::"):
             return
         self.mac_of_ip[str(ip)] = mac
         if mac in self.sessions:
-            self.sessions[mac].last_event = self.clock()
+            self.sessions[mac].last_event = now
 
-    def _session_of_ip(self, ip: str, filename: str) -> _Session:
+    def _session_of_ip(self, ip: str, filename: str, now: float) -> _Session:
         mac = self.mac_of_ip.get(ip)
         if mac is None:
             log.debug("download of %s by %s, which no DHCP exchange named", filename, ip)
             mac = f"ip {ip}"
-        return self._session(mac)
+        return self._session(mac, now)
 
-    def served(self, ip: str, filename: str, nbytes: int, via: str = "tftp") -> None:
+    def served(self, ip: str, filename: str, nbytes: int, via: str = "tftp", *, now: float) -> None:
         """`filename` went to `ip` in full over `via` ("tftp" or "http")."""
-        session = self._session_of_ip(ip, filename)
+        session = self._session_of_ip(ip, filename, now)
         session.files.append((filename, nbytes, via))
-        session.last_byte = self.clock()
+        session.last_byte = now
 
-    def failed(self, ip: str, filename: str, why: str, via: str = "tftp") -> None:
+    def failed(self, ip: str, filename: str, why: str, via: str = "tftp", *, now: float) -> None:
         """A download of `filename` by `ip` over `via` ended in error (`why`)."""
-        session = self._session_of_ip(ip, filename)
+        session = self._session_of_ip(ip, filename, now)
         session.failure = (filename, via, why)
 
     @staticmethod
@@ -196,10 +187,17 @@ class BootLog:
             return f"{head}: {name} over {via}: {why}"
         return f"{head}: no file served"
 
-    def expire(self, busy_ips: Collection[str] = ()) -> None:
+    def next_deadline(self) -> float | None:
+        """When the quietest boot reaches `idle` seconds of quiet (None: no boot open).
+        A client still downloading at that moment is not quiet: `expire` then moves
+        its boot on, and the next deadline is later."""
+        if not self.sessions:
+            return None
+        return min(s.last_event for s in self.sessions.values()) + self.idle
+
+    def expire(self, now: float, busy_ips: Collection[str] = ()) -> None:
         """Write and forget the boots that have been quiet for `idle` seconds; a client
         still downloading (its address in `busy_ips`) is not quiet."""
-        now = self.clock()
         busy = {self.mac_of_ip.get(ip, f"ip {ip}") for ip in busy_ips}
         for mac, session in list(self.sessions.items()):
             if mac in busy:
@@ -225,32 +223,46 @@ class BootLog:
 
 
 class BootTracker:
-    """Tells the boot log about downloads through the TFTP and HTTP servers' public
-    callbacks: a client with a TFTP transfer running is busy (its boot is not over), each
-    completed download is a file served, and each failed one a failed download."""
+    """Tells the boot log about downloads from the TFTP and HTTP servers' typed events
+    (`ptftpd.events`): a client with a TFTP transfer running is busy (its boot is not
+    over), each completed download is a file served, and each failed one a failed
+    download. The tracker is the driver's side of the boot log: it reads the clock
+    (`clock`, monotonic) once per event and hands the log its `now`; `changed` is
+    called after each event (pxed arms its boot-log timer there)."""
 
-    def __init__(self, boot_log: BootLog) -> None:
+    def __init__(
+        self,
+        boot_log: BootLog,
+        clock: Callable[[], float] = time.monotonic,
+        changed: Callable[[], None] | None = None,
+    ) -> None:
         self.boot_log = boot_log
+        self.clock = clock
+        self.changed = changed or (lambda: None)
         self.busy: Counter[str] = Counter()
 
-    def started(self, peer_ip: str, filename: str) -> None:
-        self.busy[peer_ip] += 1
+    def started(self, event: TransferStarted) -> None:
+        self.busy[event.peer_ip] += 1
 
-    def finished(self, transfer: FinishedTransfer) -> None:
+    def finished(self, transfer: TransferFinished) -> None:
         self.busy[transfer.peer_ip] -= 1
         if self.busy[transfer.peer_ip] <= 0:
             del self.busy[transfer.peer_ip]
         if not transfer.is_read:
             return
+        now = self.clock()
         if transfer.failure is None:
-            self.boot_log.served(transfer.peer_ip, transfer.filename, transfer.bytes)
-        elif download_failed(transfer.failure):
-            self.boot_log.failed(transfer.peer_ip, transfer.filename, transfer.failure)
+            self.boot_log.served(transfer.peer_ip, transfer.filename, transfer.bytes, now=now)
+        elif download_failed(transfer):
+            self.boot_log.failed(transfer.peer_ip, transfer.filename, transfer.failure, now=now)
+        self.changed()
 
-    def refused(self, peer_ip: str, filename: str, reason: str) -> None:
+    def refused(self, refusal: TransferRefused) -> None:
         """The TFTP server answered a read request with ERROR before any transfer
         began: a failed download (the server's `on_refused`)."""
-        self.boot_log.failed(peer_ip, filename, f"refused: {reason}")
+        why = f"refused: {refusal.reason}"
+        self.boot_log.failed(refusal.peer_ip, refusal.filename, why, now=self.clock())
+        self.changed()
 
     def dhcp6_reply(self, out: Outgoing6) -> None:
         """A DHCPv6 Reply names the client (DUID) and its address (IA_NA, or where a
@@ -277,8 +289,10 @@ class BootTracker:
         ]
         if destination is not None and not destination.is_link_local:
             addresses.append(destination)
+        now = self.clock()
         for address in addresses:
-            self.boot_log.address(label, address)
+            self.boot_log.address(label, address, now=now)
+        self.changed()
 
     def http_served(self, record: Served) -> None:
         """A complete GET (not HEAD, not an error, not a cut connection) is a file
@@ -287,9 +301,12 @@ class BootTracker:
         if record.method != "GET":
             return
         name = record.path.lstrip("/")
+        now = self.clock()
         if record.status >= 400:
-            self.boot_log.failed(record.peer, name, f"HTTP status {record.status}", "http")
+            why = f"HTTP status {record.status}"
+            self.boot_log.failed(record.peer, name, why, "http", now=now)
         elif not record.complete:
-            self.boot_log.failed(record.peer, name, "connection cut", "http")
+            self.boot_log.failed(record.peer, name, "connection cut", "http", now=now)
         elif record.status in (200, 206):
-            self.boot_log.served(record.peer, name, record.bytes_sent, "http")
+            self.boot_log.served(record.peer, name, record.bytes_sent, "http", now=now)
+        self.changed()

@@ -8,30 +8,32 @@ engine (`ptftpd.dhcp6`) echoes vendor class `HTTPClient` to HTTP clients itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv6Address
 
 from ptftpd.dhcp.options import arch_name
 from ptftpd.dhcp6.boot import BootChoice6, BootRequest6, boot_url
-from ptftpd.pxe.bootlog import BootLog, client_label
+from ptftpd.pxe.bootlog import client_label
 from ptftpd.pxe.firmware import BootFiles, arch_class, vendor_class_arch
 
 __all__ = ["Pxe6Policy", "client_label"]
 
 
 class Pxe6Policy:
-    """`BootPolicy6` for pxed --ipv6; also tells the boot log who asked for what."""
+    """`BootPolicy6` for pxed --ipv6; also tells `on_discover(client, stage, arch)`
+    (pxed: the boot log) who asked for what."""
 
     def __init__(
         self,
         files: BootFiles,
         server: IPv6Address,
         http_port: int | None = None,
-        boot_log: BootLog | None = None,
+        on_discover: Callable[[str, str, int | None], None] | None = None,
     ) -> None:
         self.files = files
         self.server = server
         self.http_port = http_port
-        self.boot_log = boot_log
+        self.on_discover = on_discover
 
     def _url(self, name: str, http: bool) -> str:
         if "://" in name:
@@ -50,8 +52,8 @@ class Pxe6Policy:
             return None  # an HTTP boot client cannot use a TFTP URL
         if ipxe:
             label = f"iPXE {label}" if arch is not None else "iPXE"
-        if self.boot_log is not None:
-            self.boot_log.discover(client_label(request.duid), f"{label} (DHCPv6)", arch)
+        if self.on_discover is not None:
+            self.on_discover(client_label(request.duid), f"{label} (DHCPv6)", arch)
         if ipxe and self.files.ipxe:
             return BootChoice6(self._url(self.files.ipxe, self.http_port is not None))
         cls = None

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from ipaddress import IPv4Address
 
-from ptftpd.dhcp.engine import Outgoing, make_reply, reply_destination
+from ptftpd.dhcp.engine import Outgoing, make_reply, message_label, reply_destination
 from ptftpd.dhcp.options import DISCOVERY_DOWNLOAD_DIRECTLY, MessageType, Opt, pxe_vendor_options
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, Message, PacketError, decode, encode
+from ptftpd.events import DhcpMessage, EventSink, ignore
 from ptftpd.pxe.bootlog import BootLog
 from ptftpd.pxe.firmware import (
     HTTP_VENDOR_CLASS,
@@ -82,14 +83,25 @@ class ProxyResponder:
             return True
         return any(vc.startswith(p) for p in self.vendor_prefixes)
 
-    def handle(self, data: bytes, source: tuple[str, int], boot_server: bool) -> list[Outgoing]:
+    def handle(
+        self,
+        data: bytes,
+        source: tuple[str, int],
+        boot_server: bool,
+        *,
+        now: float,
+        events: EventSink = ignore,
+    ) -> list[Outgoing]:
         """Datagram `data` from `source` arrived on the boot server port (4011) when
-        `boot_server`, else on the DHCP port (67)."""
+        `boot_server`, else on the DHCP port (67), at `now` (monotonic seconds, for the
+        boot log); `events` hears of it (`DhcpMessage`)."""
         try:
             msg = decode(data)
         except PacketError as exc:
             log.debug("drop %d bytes from %s: %s", len(data), source[0], exc)
             return []
+        asked = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
+        events(DhcpMessage("in", message_label(msg), msg.mac_str, asked))
         if msg.op != BOOTREQUEST or msg.message_type is None:
             return []
         mtype = msg.message_type
@@ -106,21 +118,21 @@ class ProxyResponder:
                 log.debug("boot server: ignore non-PXE request from %s", msg.mac_str)
                 return []
             if self.boot_log is not None:
-                self.boot_log.address(msg.mac_str, msg.ciaddr)
+                self.boot_log.address(msg.mac_str, msg.ciaddr, now=now)
                 if source[0] != "0.0.0.0":
-                    self.boot_log.address(msg.mac_str, source[0])
+                    self.boot_log.address(msg.mac_str, source[0], now=now)
             return self._encoded(msg, self._boot_server_ack(msg, source, boot_server))
         # Port 67: we are not the address server.
         if mtype is MessageType.REQUEST and self.boot_log is not None:
             ip = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
-            self.boot_log.address(msg.mac_str, ip)
+            self.boot_log.address(msg.mac_str, ip, now=now)
             return []
         if mtype is not MessageType.DISCOVER or not self.answer_discover:
             return []
         if not self.is_pxe(msg):
             log.debug("proxy: ignore non-PXE DISCOVER from %s", msg.mac_str)
             return []
-        return self._encoded(msg, self._proxy_offer(msg))
+        return self._encoded(msg, self._proxy_offer(msg, now))
 
     @staticmethod
     def _encoded(msg: Message, reply: tuple[Message, tuple[str, int]]) -> list[Outgoing]:
@@ -164,11 +176,11 @@ class ProxyResponder:
         opts[Opt.TFTP_SERVER_NAME] = str(self.next_server).encode()
         opts[Opt.BOOTFILE_NAME] = choice.file.encode()
 
-    def _proxy_offer(self, msg: Message) -> tuple[Message, tuple[str, int]]:
+    def _proxy_offer(self, msg: Message, now: float) -> tuple[Message, tuple[str, int]]:
         choice = choose_boot_file(self.files, msg, self.http_base)
         log_choice("proxyDHCP OFFER", msg, choice, logging.INFO)
         if self.boot_log is not None:
-            self.boot_log.discover(msg.mac_str, choice.arch_label, choice.arch)
+            self.boot_log.discover(msg.mac_str, choice.arch_label, choice.arch, now=now)
         reply = make_reply(msg, MessageType.OFFER, self.server_ip)
         self._fill(msg, reply, choice, offer=True)
         dest, _ = reply_destination(msg, reply, DHCP_SERVER_PORT, DHCP_CLIENT_PORT)

@@ -18,15 +18,17 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Callable
 from ipaddress import IPv6Address
-from typing import Literal, Protocol
+from typing import Protocol
 
-from ptftpd.dhcp.engine import BootChoice, Outgoing
+from ptftpd.dhcp.engine import BootChoice, Outgoing, message_label
 from ptftpd.dhcp.options import MessageType, Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
 from ptftpd.dhcp6 import Dhcp6Service, config_for_interface
+from ptftpd.events import DhcpMessage, EventSink, ignore
 from ptftpd.http import HttpConfig, HttpServer
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.pxe.bootlog import BootLog, BootTracker
@@ -66,8 +68,6 @@ _KEPT_PXE = {
     "ipv6": "ipv6",
     "ra": "ra",
 }
-
-Observer = Callable[[Literal["in", "out"], bytes, Message | None], None]
 
 
 class TftpPool(Protocol):
@@ -172,12 +172,12 @@ class PxeService:
         self.http_server: HttpServer | None = None
         self.dhcp6_service: Dhcp6Service | None = None
         self._transports: dict[int, asyncio.DatagramTransport] = {}
-        self._ticker: asyncio.Task[None] | None = None
-        self._tracker = BootTracker(self.boot_log)
+        self._boot_timer: asyncio.TimerHandle | None = None
+        self._tracker = BootTracker(self.boot_log, time.monotonic, self._arm_boot_timer)
         self._policy6: Pxe6Policy | None = None
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
         # the 4011 boot server), in and out: pxed --metrics counts them.
-        self.observe: Observer | None = None
+        self.events: EventSink = ignore
 
     @staticmethod
     def _responder(config: PxeConfig, boot_log: BootLog) -> ProxyResponder:
@@ -199,12 +199,14 @@ class PxeService:
         choice = choose_boot_file(self.config.files, request, self.config.http_base)
         mac = request.mac_str
         mtype = request.message_type
+        now = time.monotonic()
         if mtype is MessageType.DISCOVER:
-            self.boot_log.discover(mac, choice.arch_label, choice.arch)
+            self.boot_log.discover(mac, choice.arch_label, choice.arch, now=now)
+            self._arm_boot_timer()
             log_choice("OFFER", request, choice)
         elif mtype is MessageType.REQUEST:
             ip = request.requested_ip or (request.ciaddr if request.ciaddr != ZERO_IP else None)
-            self.boot_log.address(mac, ip)
+            self.boot_log.address(mac, ip, now=now)
         if choice.http:
             return BootChoice(choice.file, options={Opt.VENDOR_CLASS: HTTP_VENDOR_CLASS.encode()})
         if choice.vendor_options is not None:
@@ -284,7 +286,6 @@ class PxeService:
             ", DHCPv6" + (" proxy" if cfg.proxy else "") if cfg.ipv6 else "",
             ", ".join(f"{what}={name}" for what, name in cfg.files.configured()),
         )
-        self._ticker = asyncio.create_task(self._tick())
 
     async def _start_dhcp6(self, iface: str) -> None:
         """DHCPv6 (+ RA) on IFACE's global /64; boot URLs name its first global address."""
@@ -299,7 +300,7 @@ class PxeService:
             boot_service_port=cfg.boot_server_port if cfg.proxy else None,
         )
         server6: IPv6Address = config6.server_addresses[0]
-        policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self.boot_log)
+        policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self._discover6)
         self._policy6 = policy
         config6 = dataclasses.replace(config6, boot_policy=policy)
         tracker = self._tracker
@@ -308,6 +309,30 @@ class PxeService:
         )
         self.dhcp6_service = service
         await service.start()
+
+    def _discover6(self, client: str, stage: str, arch: int | None) -> None:
+        self.boot_log.discover(client, stage, arch, now=time.monotonic())
+        self._arm_boot_timer()
+
+    def _arm_boot_timer(self) -> None:
+        """Wake up when the next boot may end (`BootLog.next_deadline`). A new boot's
+        deadline is never earlier than an open one's, so a pending timer stands."""
+        if self._boot_timer is not None:
+            return
+        deadline = self.boot_log.next_deadline()
+        if deadline is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # the hooks called without a loop (tests): nothing to wake
+            return
+        delay = max(0.0, deadline - time.monotonic())
+        self._boot_timer = loop.call_at(loop.time() + delay, self._boot_deadline)
+
+    def _boot_deadline(self) -> None:
+        self._boot_timer = None
+        self.boot_log.expire(time.monotonic(), list(self._tracker.busy))
+        self._arm_boot_timer()
 
     def reload(self, new: PxeConfig) -> str:
         """Apply re-read settings (SIGHUP); returns the one-line summary. Raises
@@ -335,6 +360,10 @@ class PxeService:
             server.engine = engine
         self.responder = self._responder(new, self.boot_log)
         self.boot_log.idle = new.boot_idle
+        if self._boot_timer is not None:  # a shorter --boot-idle ends boots sooner
+            self._boot_timer.cancel()
+            self._boot_timer = None
+            self._arm_boot_timer()
         if self._policy6 is not None:
             self._policy6.files = new.files
         if self.tftp_server is not None:
@@ -361,9 +390,10 @@ class PxeService:
     def _received(self, data: bytes, source: tuple[str, int], port: int) -> None:
         boot_server = port == self.config.boot_server_port
         log.debug("recv %d bytes on port %d from %s:%d", len(data), port, source[0], source[1])
-        if self.observe is not None:
-            self.observe("in", data, None)
-        for out in self.responder.handle(data, source, boot_server):
+        now = time.monotonic()
+        replies = self.responder.handle(data, source, boot_server, now=now, events=self.events)
+        self._arm_boot_timer()
+        for out in replies:
             self._send(out, port)
 
     def _send(self, out: Outgoing, port: int) -> None:
@@ -371,23 +401,20 @@ class PxeService:
         transport = self._transports.get(port)
         if transport is None:
             return
-        if self.observe is not None:
-            self.observe("out", out.payload, out.message)
+        message = out.message
+        if message is not None:
+            yiaddr = message.yiaddr if message.yiaddr != ZERO_IP else None
+            self.events(DhcpMessage("out", message_label(message), message.mac_str, yiaddr))
         delay = self.config.dhcp.reply_delay
         if delay > 0:
             asyncio.get_running_loop().call_later(delay, transport.sendto, out.payload, out.address)
         else:
             transport.sendto(out.payload, out.address)
 
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            self.boot_log.expire(list(self._tracker.busy))
-
     def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+        if self._boot_timer is not None:
+            self._boot_timer.cancel()
+            self._boot_timer = None
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()

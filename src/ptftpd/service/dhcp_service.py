@@ -1,8 +1,9 @@
 """A running `DhcpServer` as the service runtime sees it: metrics, SIGHUP reload.
 
-Hooks through the server's public surface only: the sans-IO engine's `handle` is wrapped
-to count messages in and out by type, and a reload builds a new engine from the re-read
-settings on the same lease store (leases survive; the socket is kept).
+Hooks through the server's public surface only: metrics subscribe to the engine's typed
+events (`DhcpServer.events`: messages in and out by type), and a reload builds a new
+engine from the re-read settings on the same lease store (leases survive; the socket is
+kept) that reports to the same subscribers.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 from ptftpd.dhcp.engine import DhcpConfig, DhcpEngine
 from ptftpd.dhcp.leases import LeaseSummary
-from ptftpd.dhcp.packet import Message, PacketError, decode
-from ptftpd.dhcp.reply import Outgoing
 from ptftpd.dhcp.server import DhcpServer
+from ptftpd.events import DhcpMessage, Event
 from ptftpd.service import metrics
 
 log = logging.getLogger("ptftpd.service")
@@ -27,29 +26,11 @@ log = logging.getLogger("ptftpd.service")
 _LIVE = ("interface", "port", "server_ip", "network", "leases_path")
 
 
-def message_label(message: Message) -> str:
-    """``discover``..``inform``, or ``bootrequest``/``bootreply`` for plain BOOTP."""
-    kind = message.message_type
-    if kind is not None:
-        return kind.name.lower()
-    return "bootrequest" if message.op == 1 else "bootreply"
-
-
-def count_message(direction: Literal["in", "out"], data: bytes, message: Message | None) -> None:
-    """Count one DHCP/BOOTP message by type (`message`, or decoded from `data`)."""
-    if message is None:
-        try:
-            message = decode(data)
-        except PacketError:
-            return
-    metrics.dhcp_message(direction, message_label(message))
-
-
-def publish_leases(engine: DhcpEngine) -> None:
+def publish_leases(engine: DhcpEngine, now: float) -> None:
     """Set the lease gauges from every scope's policy (local pool and relayed subnets)."""
     total = LeaseSummary()
     for scope in engine.scopes:
-        total += scope.policy.summary()
+        total += scope.policy.summary(now)
     metrics.dhcp_leases(
         metrics.LeaseCounts(total.active, total.offered, total.declined, total.free)
     )
@@ -71,7 +52,7 @@ class LeaseGauges:
         self._pending = False
         self._last = time.monotonic()
         try:
-            publish_leases(self.engine)
+            publish_leases(self.engine, time.time())
         except Exception as exc:  # a lost database must not cost the reply path
             log.debug("lease gauges not refreshed: %s", exc)
 
@@ -91,23 +72,25 @@ class LeaseGauges:
             loop.call_soon(self.refresh)
 
 
-def count_messages(engine: DhcpEngine) -> DhcpEngine:
-    """Wrap `engine.handle` so that every message in and out is counted by type, and
-    the lease gauges follow (refreshed after each burst, at most once a second)."""
-    handle = engine.handle
-    gauges = LeaseGauges(engine)
+def count_messages(server: DhcpServer) -> None:
+    """--metrics: the server's engines (this one and those a reload builds) report
+    every message in and out to the metrics; each burst touches the lease gauges
+    (refreshed after it, at most once a second)."""
+    chained = server.events
+
+    def counted(event: Event) -> None:
+        metrics.record_event(event)
+        if isinstance(event, DhcpMessage) and event.direction == "in":
+            engine = server.engine
+            if engine is not None:
+                gauges.engine = engine
+            gauges.touched()
+        chained(event)
+
+    assert server.engine is not None
+    gauges = LeaseGauges(server.engine)
     gauges.touched()  # soon: after `start()` returns and `metrics.serve` enables them
-
-    def counted(data: bytes, source: tuple[str, int] = ("0.0.0.0", 68)) -> list[Outgoing]:
-        count_message("in", data, None)
-        replies = handle(data, source)
-        for out in replies:
-            count_message("out", out.payload, out.message)
-        gauges.touched()
-        return replies
-
-    setattr(engine, "handle", counted)  # noqa: B010 (an instance hook, not a method)
-    return engine
+    server.events = counted
 
 
 class DhcpService:
@@ -119,9 +102,9 @@ class DhcpService:
     ) -> None:
         self.server = server
         self.rebuild = rebuild
-        self.count = count  # --metrics: decode every message once more to count it
+        self.count = count  # --metrics: the engine's message events are counted
         if count and server.engine is not None:
-            count_messages(server.engine)
+            count_messages(server)
 
     def active(self) -> int:
         return 0  # every exchange is one datagram each way, committed before the reply
@@ -136,8 +119,7 @@ class DhcpService:
         if fixed:
             raise ValueError(f"cannot change {', '.join(fixed)} without a restart")
         self.server.config = new
-        engine = self.server.build_engine()
-        self.server.engine = count_messages(engine) if self.count else engine
+        self.server.engine = self.server.build_engine()
         return f"{len(new.static_hosts)} static host(s), lease time {new.lease_time} s"
 
     def close(self) -> None:

@@ -50,25 +50,13 @@ from prometheus_client import values as _values
 from prometheus_client.metrics_core import Metric
 
 from ptftpd.dhcp.options import ARCHITECTURES
+from ptftpd.events import DhcpMessage, Event, Failure, TransferFinished, TransferStarted
 
 Direction = Literal["read", "write"]
 
 # A multiprocess file starts with its used length (4 bytes, padded to 8).
 _HEADER_BYTES = 8
-FAILURE_REASONS = frozenset(
-    {
-        "not_found",
-        "access_denied",
-        "exists",
-        "disk_full",
-        "timeout",
-        "peer_error",
-        "option_refused",
-        "illegal_operation",
-        "shutdown",
-        "other",
-    }
-)
+FAILURE_REASONS = frozenset(kind.value for kind in Failure)
 DHCP_TYPES = frozenset(
     {
         "discover",
@@ -81,6 +69,7 @@ DHCP_TYPES = frozenset(
         "inform",
         "bootrequest",
         "bootreply",
+        "other",
     }
 )
 BOOT_OUTCOMES = frozenset({"completed", "failed", "abandoned"})
@@ -342,6 +331,30 @@ def worker_exited(pid: int) -> None:
     """A --workers child ended: drop its live gauges (multiprocess mode only)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def record_event(event: Event) -> None:
+    """The subscriber to the typed events of `ptftpd.events`: TFTP transfers started
+    and finished (by failure kind), DHCP messages in and out (by type). Other events
+    are not counted."""
+    if _active is None:
+        return
+    if isinstance(event, TransferStarted):
+        _active.record_transfer_started("read" if event.is_read else "write")
+    elif isinstance(event, TransferFinished):
+        _active.record_transfer_finished(transfer_record(event))
+    elif isinstance(event, DhcpMessage):
+        _active.record_dhcp_message(event.direction, event.type)
+
+
+def transfer_record(done: TransferFinished) -> TransferRecord:
+    """A finished transfer as the metrics count it: its kind is the failure label."""
+    outcome = "completed"
+    if done.failure is not None:
+        outcome = (done.kind or Failure.OTHER).value
+    sent, received = (done.bytes, 0) if done.is_read else (0, done.bytes)
+    direction: Direction = "read" if done.is_read else "write"
+    return TransferRecord(direction, outcome, sent, received, done.seconds)
 
 
 def tftp_started(direction: Direction) -> None:

@@ -1,23 +1,22 @@
 """A running `PxeService` (pxed) as the service runtime sees it: drain, reload, metrics.
 
 pxed's servers already report to its boot log (the TFTP and HTTP servers' callbacks, the
-DHCP boot policy), so metrics are added beside them, never instead: the TFTP callbacks
-are chained, the DHCP engine's `handle` is wrapped as dhcpd's is (and wrapped again
-after each reload builds a new engine), and the sockets pxed owns itself (proxyDHCP on
-67, the boot server on 4011) report through `PxeService.observe`.
+DHCP boot policy), so metrics subscribe beside them, never instead: the TFTP events are
+fanned out to both, the DHCP server's engine events are counted as dhcpd's are (every
+engine a reload builds reports to the same place), and the sockets pxed owns itself
+(proxyDHCP on 67, the boot server on 4011) report through `PxeService.events`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ptftpd.dhcp.engine import DhcpEngine
 from ptftpd.http import HttpServer, Served
 from ptftpd.pxe.bootlog import BootRecord
 from ptftpd.pxe.config import PxeConfig
 from ptftpd.pxe.service import PxeService
 from ptftpd.service import metrics
-from ptftpd.service.dhcp_service import count_message, count_messages
+from ptftpd.service.dhcp_service import count_messages
 from ptftpd.service.tftp_service import count_transfers
 
 __all__ = ["PxeRunning"]
@@ -54,26 +53,15 @@ class PxeRunning:
         self.service = service
         self.rebuild = rebuild
         self.count = count
-        self._counted: DhcpEngine | None = None  # the engine whose messages are counted
         if count:
             service.boot_log.on_boot = _boot
-            service.observe = count_message
+            service.events = metrics.record_event
             if service.tftp_server is not None:
                 count_transfers(service.tftp_server)
             if service.http_server is not None:
                 count_http(service.http_server)
-            self._counted = self._count_engine(None)
-
-    def _engine(self) -> DhcpEngine | None:
-        server = self.service.dhcp_server
-        return None if server is None else server.engine
-
-    def _count_engine(self, counted: DhcpEngine | None) -> DhcpEngine | None:
-        """Wrap the DHCP engine (full mode) unless it is the one already wrapped."""
-        engine = self._engine()
-        if engine is not None and engine is not counted:
-            count_messages(engine)
-        return engine
+            if service.dhcp_server is not None:
+                count_messages(service.dhcp_server)
 
     def active(self) -> int:
         return self.service.active()
@@ -82,10 +70,7 @@ class PxeRunning:
         self.service.stop_accepting()
 
     def reload(self) -> str:
-        summary = self.service.reload(self.rebuild())
-        if self.count:
-            self._counted = self._count_engine(self._counted)
-        return summary
+        return self.service.reload(self.rebuild())
 
     def close(self) -> None:
         self.service.close()

@@ -14,75 +14,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ptftpd.events import fan_out, ignore
 from ptftpd.service import metrics
 from ptftpd.tftp import remap
 from ptftpd.tftp.errors import LocalError
 from ptftpd.tftp.packets import ErrorCode
-from ptftpd.tftp.server import FinishedTransfer, ServerConfig, TftpServer
+from ptftpd.tftp.server import ServerConfig, TftpServer
 
 log = logging.getLogger("ptftpd.service")
 
 
-def started_recorder(server: TftpServer) -> Callable[[str, str], None]:
-    """`on_started` for metrics: the transfer just started is the newest in `transfers`."""
-
-    def record(peer_ip: str, filename: str) -> None:
-        runner = next(reversed(server.transfers.values()))
-        metrics.tftp_started("read" if runner.channel.session.request.is_read else "write")
-
-    return record
-
-
-def failure_reason(failure: str) -> str:
-    """The metrics label for a transfer's failure text (`FinishedTransfer.failure`, from
-    the session's error: `RemoteError` reads "server error N ...", `TransferTimeout`
-    "timed out"/"no answer", a shutdown "transfer cancelled"/"server shutting down")."""
-    text = failure.lower()
-    for needle, reason in (
-        ("server error", "peer_error"),  # the peer sent ERROR (named from its side)
-        ("timed out", "timeout"),
-        ("no answer", "timeout"),
-        ("cancelled", "shutdown"),
-        ("shutting down", "shutdown"),
-        ("not found", "not_found"),
-        ("permission", "access_denied"),
-        ("exists", "exists"),
-        ("disk full", "disk_full"),
-        ("no space", "disk_full"),
-        ("option", "option_refused"),
-        ("illegal", "illegal_operation"),
-        ("malformed", "illegal_operation"),
-    ):
-        if needle in text:
-            return reason
-    return "other"
-
-
-def record_finished(done: FinishedTransfer) -> None:
-    outcome = "completed" if done.failure is None else failure_reason(done.failure)
-    sent, received = (done.bytes, 0) if done.is_read else (0, done.bytes)
-    direction: metrics.Direction = "read" if done.is_read else "write"
-    metrics.tftp_finished(metrics.TransferRecord(direction, outcome, sent, received, done.seconds))
-
-
 def count_transfers(server: TftpServer) -> None:
-    """--metrics for a TFTP server whose callbacks are already someone else's (pxed's
-    boot tracker): each transfer is counted, then passed on to them."""
-    record_start = started_recorder(server)
+    """--metrics for a TFTP server whose callbacks may already be someone else's (pxed's
+    boot tracker): each transfer event is counted, then passed on to them."""
     started, finished = server.on_started, server.on_finished
-
-    def on_started(peer_ip: str, filename: str) -> None:
-        record_start(peer_ip, filename)
-        if started is not None:
-            started(peer_ip, filename)
-
-    def on_finished(done: FinishedTransfer) -> None:
-        record_finished(done)
-        if finished is not None:
-            finished(done)
-
-    server.on_started = on_started
-    server.on_finished = on_finished
+    server.on_started = fan_out(metrics.record_event, started or ignore)
+    server.on_finished = fan_out(metrics.record_event, finished or ignore)
 
 
 def remapper(rules: remap.RuleSet) -> Callable[[str, str, bool], str]:
@@ -162,8 +109,8 @@ class TftpService:
         self.settings = settings
         self.reread = reread
         self.on_config = on_config
-        server.on_started = started_recorder(server)
-        server.on_finished = record_finished
+        server.on_started = server.on_finished = None
+        count_transfers(server)
         if self.settings.rules is not None:
             server.remap = remapper(self.settings.rules)
 

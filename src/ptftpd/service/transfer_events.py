@@ -1,8 +1,8 @@
 """Transfer events from worker processes to their parent (pxed's boot log with --workers).
 
-A `TftpServer` tells its owner about each transfer through `on_started(peer_ip,
-filename)` and `on_finished(FinishedTransfer)`, and about each read request it
-refused before a transfer began through `on_refused(peer_ip, filename, reason)`.
+A `TftpServer` tells its owner about each transfer through `on_started` and
+`on_finished`, and about each read request it refused before a transfer began through
+`on_refused`, with the typed events of `ptftpd.events`.
 With `--workers` the transfers run in forked workers while the owner that cares
 (pxed's boot tracker: which client is still downloading, which file it got, which was
 refused) stays in the parent. Each event travels as one datagram
@@ -25,8 +25,8 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ptftpd.events import Failure, TransferFinished, TransferRefused, TransferStarted
 from ptftpd.tftp.server import FinishedTransfer
 
 log = logging.getLogger("ptftpd.tftp.events")
@@ -35,19 +35,6 @@ log = logging.getLogger("ptftpd.tftp.events")
 _MAX_EVENT = 70_000
 _UCRED = struct.Struct("=iII")  # struct ucred: pid, uid, gid
 WORKER_ENDED = "transfer cancelled: its worker ended"
-
-
-@dataclass(frozen=True)
-class TransferStarted:
-    peer_ip: str
-    filename: str
-
-
-@dataclass(frozen=True)
-class TransferRefused:
-    peer_ip: str
-    filename: str
-    reason: str
 
 
 TransferEvent = TransferStarted | TransferRefused | FinishedTransfer
@@ -59,9 +46,10 @@ class EventDecodeError(ValueError):
 
 def encode(event: TransferEvent) -> bytes:
     if isinstance(event, TransferStarted):
-        return json.dumps(["s", event.peer_ip, event.filename]).encode()
+        return json.dumps(["s", event.peer_ip, event.filename, event.is_read]).encode()
     if isinstance(event, TransferRefused):
-        return json.dumps(["r", event.peer_ip, event.filename, event.reason]).encode()
+        fields = [event.peer_ip, event.filename, event.reason, event.kind.value, event.code]
+        return json.dumps(["r", *fields]).encode()
     return json.dumps(
         [
             "f",
@@ -71,6 +59,8 @@ def encode(event: TransferEvent) -> bytes:
             event.bytes,
             event.seconds,
             event.failure,
+            None if event.kind is None else event.kind.value,
+            event.code,
         ]
     ).encode()
 
@@ -83,14 +73,20 @@ def decode(data: bytes) -> TransferEvent:
     if not isinstance(fields, list) or not fields:
         raise EventDecodeError("not an event: expected a list")
     kind, *rest = fields
-    if kind == "s" and len(rest) == 2 and all(isinstance(v, str) for v in rest):
-        return TransferStarted(rest[0], rest[1])
-    if kind == "r" and len(rest) == 3 and all(isinstance(v, str) for v in rest):
-        return TransferRefused(rest[0], rest[1], rest[2])
-    if kind == "f" and len(rest) == 6:
-        peer_ip, filename, is_read, nbytes, seconds, failure = rest
+    started = len(rest) == 3 and all(isinstance(v, str) for v in rest[:2])
+    if kind == "s" and started and isinstance(rest[2], bool):
+        return TransferStarted(rest[0], rest[1], rest[2])
+    if kind == "r" and len(rest) == 5 and all(isinstance(v, str) for v in rest[:4]):
+        refused_kind = _failure(rest[3])
+        if refused_kind is not None and _code(rest[4]) and rest[4] is not None:
+            return TransferRefused(rest[0], rest[1], rest[2], refused_kind, rest[4])
+    if kind == "f" and len(rest) == 8:
+        peer_ip, filename, is_read, nbytes, seconds, failure, failed_kind, code = rest
+        kind_value = None if failed_kind is None else _failure(failed_kind)
         if (
-            isinstance(peer_ip, str)
+            (failed_kind is None or kind_value is not None)
+            and _code(code)
+            and isinstance(peer_ip, str)
             and isinstance(filename, str)
             and isinstance(is_read, bool)
             and isinstance(nbytes, int)
@@ -99,8 +95,24 @@ def decode(data: bytes) -> TransferEvent:
             and not isinstance(seconds, bool)
             and (failure is None or isinstance(failure, str))
         ):
-            return FinishedTransfer(peer_ip, filename, is_read, nbytes, float(seconds), failure)
+            return FinishedTransfer(
+                peer_ip, filename, is_read, nbytes, float(seconds), failure, kind_value, code
+            )
     raise EventDecodeError(f"not an event: {fields[:1]!r} with {len(rest)} field(s)")
+
+
+def _failure(value: object) -> Failure | None:
+    try:
+        return Failure(value)
+    except ValueError:
+        return None
+
+
+def _code(value: object) -> bool:
+    """A TFTP error code field: None or a 16-bit integer."""
+    if value is None:
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFFFF
 
 
 def event_pair() -> tuple[socket.socket, socket.socket]:
@@ -120,14 +132,14 @@ class EventSender:
         self.sock = sock
         self.dropped = 0
 
-    def started(self, peer_ip: str, filename: str) -> None:
-        self._send(TransferStarted(peer_ip, filename))
+    def started(self, started: TransferStarted) -> None:
+        self._send(started)
 
     def finished(self, transfer: FinishedTransfer) -> None:
         self._send(transfer)
 
-    def refused(self, peer_ip: str, filename: str, reason: str) -> None:
-        self._send(TransferRefused(peer_ip, filename, reason))
+    def refused(self, refusal: TransferRefused) -> None:
+        self._send(refusal)
 
     def _send(self, event: TransferEvent) -> None:
         try:
@@ -144,9 +156,9 @@ class EventReceiver:
     def __init__(
         self,
         sock: socket.socket,
-        on_started: Callable[[str, str], None],
+        on_started: Callable[[TransferStarted], None],
         on_finished: Callable[[FinishedTransfer], None],
-        on_refused: Callable[[str, str, str], None] | None = None,
+        on_refused: Callable[[TransferRefused], None] | None = None,
     ) -> None:
         self.sock = sock
         self.on_started = on_started
@@ -176,12 +188,12 @@ class EventReceiver:
             pid = _sender_pid(ancillary)
             if isinstance(event, TransferStarted):
                 self.running.setdefault(pid, []).append(event)
-                self.on_started(event.peer_ip, event.filename)
+                self.on_started(event)
             elif isinstance(event, TransferRefused):
                 if self.on_refused is not None:
-                    self.on_refused(event.peer_ip, event.filename, event.reason)
+                    self.on_refused(event)
             else:
-                started = TransferStarted(event.peer_ip, event.filename)
+                started = TransferStarted(event.peer_ip, event.filename, event.is_read)
                 running = self.running.get(pid, [])
                 if started in running:
                     running.remove(started)
@@ -193,7 +205,15 @@ class EventReceiver:
         self.drain()
         for started in self.running.pop(pid, []):
             self.on_finished(
-                FinishedTransfer(started.peer_ip, started.filename, True, 0, 0.0, WORKER_ENDED)
+                TransferFinished(
+                    started.peer_ip,
+                    started.filename,
+                    started.is_read,
+                    0,
+                    0.0,
+                    WORKER_ENDED,
+                    Failure.SHUTDOWN,
+                )
             )
 
     def close(self) -> None:

@@ -36,6 +36,17 @@ class LocalError(TftpError):
         self.message = message
 
 
+class Cancelled(LocalError):
+    """We ended the transfer ourselves (the server stopping, the caller giving up)."""
+
+
+class ServerBusy(LocalError):
+    """Every session slot is taken: the client may ask again later."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.NOT_DEFINED, "server busy, try again")
+
+
 class RemoteError(TftpError):
     """The peer answered with an ERROR packet."""
 

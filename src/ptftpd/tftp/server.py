@@ -22,10 +22,18 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ptftpd.errors import StartError
+from ptftpd.events import Failure, TransferFinished, TransferRefused, TransferStarted
 from ptftpd.log import format_rate
 from ptftpd.paths import PathRefused, resolve
 from ptftpd.tftp.driver import AsyncChannel, Channel, clock, listening_socket, transfer_socket
-from ptftpd.tftp.errors import LocalError, RemoteError
+from ptftpd.tftp.errors import (
+    Cancelled,
+    LocalError,
+    RemoteError,
+    ServerBusy,
+    TftpError,
+    TransferTimeout,
+)
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
 from ptftpd.tftp.options import BLKSIZE_MAX, ServerLimits
 from ptftpd.tftp.packets import MAX_DATAGRAM, ErrorCode, PacketError, Request, decode, error_bytes
@@ -55,16 +63,29 @@ class ServerConfig:
         return ServerLimits(self.blksize_max, self.windowsize_max, not self.rfc1350)
 
 
-@dataclass(frozen=True, slots=True)
-class FinishedTransfer:
-    """What `on_finished` hears once per transfer (failure None: it succeeded)."""
+# What `on_finished` hears once per transfer (failure None: it succeeded).
+FinishedTransfer = TransferFinished
 
-    peer_ip: str
-    filename: str
-    is_read: bool
-    bytes: int
-    seconds: float
-    failure: str | None
+_KIND_OF_CODE: dict[int, Failure] = {
+    ErrorCode.FILE_NOT_FOUND: Failure.NOT_FOUND,
+    ErrorCode.ACCESS_VIOLATION: Failure.ACCESS_DENIED,
+    ErrorCode.DISK_FULL: Failure.DISK_FULL,
+    ErrorCode.ILLEGAL_OPERATION: Failure.ILLEGAL_OPERATION,
+    ErrorCode.FILE_EXISTS: Failure.EXISTS,
+    ErrorCode.OPTION_REFUSED: Failure.OPTION_REFUSED,
+}
+
+
+def failure_of(error: TftpError | None) -> tuple[Failure, int | None]:
+    """The kind and TFTP code of a transfer's error (None: it stopped unfinished
+    without one, i.e. the server closed it)."""
+    if error is None or isinstance(error, Cancelled):
+        return Failure.SHUTDOWN, None if error is None else error.code
+    if isinstance(error, RemoteError):
+        return Failure.PEER_ERROR, error.code
+    if isinstance(error, TransferTimeout):
+        return Failure.TIMEOUT, None
+    return _KIND_OF_CODE.get(error.code, Failure.OTHER), error.code
 
 
 class SessionGate(Protocol):
@@ -115,9 +136,9 @@ class _RequestPort:
 
 class TftpServer:
     """Serves `config.root` on the given addresses; usable from tests and from pxed.
-    `on_started(peer_ip, filename)` is called when a transfer starts, `on_finished`
+    `on_started(TransferStarted)` is called when a transfer starts, `on_finished`
     with a `FinishedTransfer` after it ended (whatever happened), and
-    `on_refused(peer_ip, filename, reason)` when a read request is answered with ERROR
+    `on_refused(TransferRefused)` when a read request is answered with ERROR
     before any transfer began (file not found, access denied, server busy): pxed's boot
     log counts it as a failed download. A request refused because the server itself is
     stopping is not reported."""
@@ -126,9 +147,9 @@ class TftpServer:
         self,
         config: ServerConfig,
         *,
-        on_started: Callable[[str, str], None] | None = None,
+        on_started: Callable[[TransferStarted], None] | None = None,
         on_finished: Callable[[FinishedTransfer], None] | None = None,
-        on_refused: Callable[[str, str, str], None] | None = None,
+        on_refused: Callable[[TransferRefused], None] | None = None,
         gate: SessionGate | None = None,
     ) -> None:
         root = Path(config.root)
@@ -198,7 +219,7 @@ class TftpServer:
             else:
                 log.info("%s: request refused: %s", addr[0], verdict.message)
             proto.reply(error_bytes(verdict.code, verdict.message), addr)
-            self._refused(data, addr, verdict.message)
+            self._refused(data, addr, verdict)
             return
         if not self.accepting:
             proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server shutting down"), addr)
@@ -208,7 +229,7 @@ class TftpServer:
         if gate is not None and not gate.acquire():
             log.info("%s: request refused: server busy (all workers)", addr[0])
             proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server busy, try again"), addr)
-            self._refused(data, addr, "server busy, try again")
+            self._refused(data, addr, ServerBusy())
             return
         try:
             runner = self._open(verdict, addr, local_host, key)
@@ -218,15 +239,15 @@ class TftpServer:
             kind = "RRQ" if verdict.is_read else "WRQ"
             log.info("%s %s %r refused: %s", addr[0], kind, verdict.filename, refusal.message)
             proto.reply(error_bytes(refusal.code, refusal.message), addr)
-            self._refused(data, addr, refusal.message)
+            self._refused(data, addr, refusal)
             return
         self.rules.active.add(key)
         self.transfers[key] = runner
         if self.on_started is not None:
-            self.on_started(str(addr[0]), verdict.filename)
+            self.on_started(TransferStarted(str(addr[0]), verdict.filename, verdict.is_read))
         runner.start()
 
-    def _refused(self, data: bytes, addr: tuple[str, int], reason: str) -> None:
+    def _refused(self, data: bytes, addr: tuple[str, int], refusal: LocalError) -> None:
         """Tell `on_refused` of a refused read request (decoded again: refusals are rare)."""
         if self.on_refused is None:
             return
@@ -235,7 +256,12 @@ class TftpServer:
         except PacketError:
             return  # malformed: no file was asked for
         if isinstance(request, Request) and request.is_read:
-            self.on_refused(str(addr[0]), request.filename, reason)
+            kind = _KIND_OF_CODE.get(refusal.code, Failure.OTHER)
+            if isinstance(refusal, ServerBusy):
+                kind = Failure.BUSY
+            self.on_refused(
+                TransferRefused(str(addr[0]), request.filename, refusal.message, kind, refusal.code)
+            )
 
     def _open(
         self, request: Request, peer: Address, local_host: str, key: tuple[object, ...]
@@ -303,6 +329,7 @@ class TftpServer:
         failure = None if error is None else str(error)
         if failure is None and not session.succeeded:
             failure = "server shutting down"
+        kind, code = (None, None) if failure is None else failure_of(error)
         if isinstance(error, RemoteError) and error.code == ErrorCode.OPTION_REFUSED:
             # PXE ROMs fetch tsize this way, then ask again: normal, not a failure.
             log.debug("%s", _describe(session, "client ended after the OACK"))
@@ -320,6 +347,8 @@ class TftpServer:
                     session.wire_bytes,
                     end - session.started,
                     failure,
+                    kind,
+                    code,
                 )
             )
 

@@ -27,10 +27,12 @@ from typing import Any
 
 from ptftpd.tftp import netascii
 from ptftpd.tftp.errors import (
+    Cancelled,
     LocalError,
     ProtocolError,
     RemoteError,
     RequestRefused,
+    ServerBusy,
     TftpError,
     TransferTimeout,
 )
@@ -190,9 +192,9 @@ class _Session:
         self.pending_start = False
         return self._step(machine.start(), now)
 
-    def abort(self, code: int, message: str, now: float) -> Step:
+    def abort(self, code: int, message: str, now: float, *, cancelled: bool = False) -> Step:
         """We cannot go on (e.g. a local write failed): ERROR `code` to the peer."""
-        failed = LocalError(code, message)
+        failed = Cancelled(code, message) if cancelled else LocalError(code, message)
         self._fail(failed, now)
         if self.dest is None:
             return _NOTHING
@@ -204,7 +206,7 @@ class _Session:
             self.closed = True
             self.deadline = None
             return _NOTHING
-        return self.abort(ErrorCode.NOT_DEFINED, "transfer cancelled", now)
+        return self.abort(ErrorCode.NOT_DEFINED, "transfer cancelled", now, cancelled=True)
 
     # -- inside ----------------------------------------------------------------------------
     def _request_reply(self, data: bytes, addr: Address, now: float) -> Step:
@@ -488,7 +490,7 @@ class RequestRules:
         if self.key(data, addr) in self.active:
             return None  # the client resent its request: the transfer answers it
         if len(self.active) >= self.max_sessions:
-            return LocalError(ErrorCode.NOT_DEFINED, "server busy, try again")
+            return ServerBusy()
         if packet.mode.lower() not in MODES:
             return LocalError(
                 ErrorCode.ILLEGAL_OPERATION, f"unsupported transfer mode {packet.mode[:20]!r}"
