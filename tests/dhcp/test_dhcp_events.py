@@ -98,7 +98,7 @@ def test_metrics_count_the_events() -> None:
     """The engine's events are what metrics count: no message is decoded twice."""
     counted = metrics.enable(metrics.Metrics(CollectorRegistry()))
     try:
-        eng, seen = engine()
+        eng, _ = engine()
         eng.events = metrics.record_event
         send(eng, req(MessageType.DISCOVER))
         send(eng, req(MessageType.DISCOVER))
