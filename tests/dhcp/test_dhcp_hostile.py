@@ -18,6 +18,7 @@ from ptftpd.pxe.proxy import ProxyResponder
 
 # The subnets of the multi-subnet tests: local 10.5.0.0/24, racks 10.7.0.0/24 and
 # 10.8.0.0/22 behind relays.
+NOW = 1_700_000_000.0  # the time each message arrives (handle takes it)
 SERVER = IPv4Address("10.5.0.1")
 RELAY = "10.7.0.1"
 # Circuit id "abc", then link selection (RFC 3527) naming rack 8.
@@ -30,7 +31,7 @@ def msg(mtype: MessageType, n: int, giaddr: str = "0.0.0.0", **opts: bytes) -> M
 
 
 def one(eng: DhcpEngine, m: Message) -> tuple[Message, tuple[str, int]]:
-    [out] = eng.handle(encode(m))
+    [out] = eng.handle(encode(m), ("0.0.0.0", 68), NOW)
     return decode(out.payload), out.address
 
 
@@ -113,7 +114,7 @@ def test_proxy_offer_and_boot_server_ack_echo_relay_agent_info(giaddr: str) -> N
         vendor_class=b"PXEClient:Arch:00000:UNDI:002001",
         relay_agent_info=INFO,
     )
-    [out] = proxy.handle(encode(discover), ("0.0.0.0", 68), boot_server=False)
+    [out] = proxy.handle(encode(discover), ("0.0.0.0", 68), boot_server=False, now=NOW)
     offer = decode(out.payload)
     assert offer.message_type is MessageType.OFFER
     assert offer.options[Opt.RELAY_AGENT_INFO] == INFO
@@ -125,7 +126,7 @@ def test_proxy_offer_and_boot_server_ack_echo_relay_agent_info(giaddr: str) -> N
         relay_agent_info=INFO,
     )
     request.ciaddr = IPv4Address("10.7.0.50")
-    [out] = proxy.handle(encode(request), ("10.7.0.50", 68), boot_server=True)
+    [out] = proxy.handle(encode(request), ("10.7.0.50", 68), boot_server=True, now=NOW)
     assert decode(out.payload).options[Opt.RELAY_AGENT_INFO] == INFO
 
 
@@ -184,10 +185,10 @@ def test_required_options_that_cannot_fit_are_no_reply_not_a_broken_one() -> Non
         client_id=bytes(255),
         relay_agent_info=b"\x01\xfd" + bytes(253),
     )
-    assert eng.handle(encode(hostile)) == []
+    assert eng.handle(encode(hostile), ("0.0.0.0", 68), NOW) == []
     # A bigger maximum message size (57) lets the same client in.
     hostile.options[Opt.MAX_MESSAGE_SIZE] = (1500).to_bytes(2, "big")
-    [out] = eng.handle(encode(hostile))
+    [out] = eng.handle(encode(hostile), ("0.0.0.0", 68), NOW)
     offer = decode(out.payload)
     assert offer.options[Opt.CLIENT_ID] == bytes(255)
     assert offer.options[Opt.SERVER_ID] == SERVER.packed
