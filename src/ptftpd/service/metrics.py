@@ -35,7 +35,7 @@ import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -50,28 +50,21 @@ from prometheus_client import values as _values
 from prometheus_client.metrics_core import Metric
 
 from ptftpd.dhcp.options import ARCHITECTURES
-from ptftpd.events import DhcpMessage, Event, Failure, TransferFinished, TransferStarted
+from ptftpd.events import (
+    DhcpMessage,
+    DhcpType,
+    Event,
+    Failure,
+    TransferFinished,
+    TransferStarted,
+)
 
 Direction = Literal["read", "write"]
 
 # A multiprocess file starts with its used length (4 bytes, padded to 8).
 _HEADER_BYTES = 8
 FAILURE_REASONS = frozenset(kind.value for kind in Failure)
-DHCP_TYPES = frozenset(
-    {
-        "discover",
-        "offer",
-        "request",
-        "decline",
-        "ack",
-        "nak",
-        "release",
-        "inform",
-        "bootrequest",
-        "bootreply",
-        "other",
-    }
-)
+DHCP_TYPES = frozenset(get_args(DhcpType))
 BOOT_OUTCOMES = frozenset({"completed", "failed", "abandoned"})
 HTTP_STATUSES = frozenset(
     {"200", "206", "400", "403", "404", "405", "413", "414", "416", "431", "501", "503", "505"}
