@@ -32,6 +32,7 @@ from ptftpd.pxe.firmware import (
 from ptftpd.pxe.ipv6 import Pxe6Policy
 from ptftpd.tftp.server import ServerConfig
 
+NOW = 1_700_000_000.0  # the time each message arrives (handle takes it)
 SERVER = IPv4Address("10.78.0.1")
 QEMU_MAC = bytes.fromhex("525400123456")
 PI4_MAC = bytes.fromhex("dca632123456")
@@ -243,7 +244,7 @@ def test_raspberry_pi_detection(msg: Message, pi: bool) -> None:
 
 def test_pi_proxy_offer_and_boot_server_ack_carry_the_menu() -> None:
     proxy = ProxyResponder(SERVER, FILES)
-    [out] = proxy.handle(encode(pi_discover()), ("0.0.0.0", 68), boot_server=False)
+    [out] = proxy.handle(encode(pi_discover()), ("0.0.0.0", 68), boot_server=False, now=NOW)
     offer = decode(out.payload)
     assert offer.message_type is MessageType.OFFER and offer.yiaddr == IPv4Address(0)
     assert offer.options[Opt.VENDOR_SPECIFIC] == DNSMASQ_PI_43
@@ -253,10 +254,10 @@ def test_pi_proxy_offer_and_boot_server_ack_carry_the_menu() -> None:
     request = pi_discover()
     request.options[Opt.MESSAGE_TYPE] = bytes([MessageType.REQUEST])
     request.ciaddr = IPv4Address("10.78.0.140")
-    [out] = proxy.handle(encode(request), ("10.78.0.140", 68), boot_server=True)
+    [out] = proxy.handle(encode(request), ("10.78.0.140", 68), boot_server=True, now=NOW)
     assert decode(out.payload).options[Opt.VENDOR_SPECIFIC] == DNSMASQ_PI_43
     # A PC's BIOS ROM beside it keeps the plain "download the named file" 43.
-    [out] = proxy.handle(encode(dhcp_request(0)), ("0.0.0.0", 68), boot_server=False)
+    [out] = proxy.handle(encode(dhcp_request(0)), ("0.0.0.0", 68), boot_server=False, now=NOW)
     assert decode(out.payload).options[Opt.VENDOR_SPECIFIC] == b"\x06\x01\x08\xff"
 
 
@@ -265,11 +266,11 @@ def test_pi_full_mode_offer_carries_the_menu(tmp_path: Path) -> None:
     config = PxeConfig(dhcp=dhcp, tftp=ServerConfig(root=tmp_path), files=FILES)
     svc = PxeService(config)
     engine = DhcpServer(dhcp, boot_policy=svc.boot_policy, store=MemoryStore()).build_engine()
-    [out] = engine.handle(encode(pi_discover()))
+    [out] = engine.handle(encode(pi_discover()), ("0.0.0.0", 68), NOW)
     offer = decode(out.payload)
     assert offer.message_type is MessageType.OFFER and offer.yiaddr != IPv4Address(0)
     assert offer.options[Opt.VENDOR_SPECIFIC] == DNSMASQ_PI_43
     assert offer.options[Opt.CLIENT_UUID] == pi4_guid()
     assert svc.boot_log.sessions["dc:a6:32:12:34:56"].stages == ["Raspberry Pi BIOS"]
-    [out] = engine.handle(encode(dhcp_request(0)))
+    [out] = engine.handle(encode(dhcp_request(0)), ("0.0.0.0", 68), NOW)
     assert decode(out.payload).options[Opt.VENDOR_SPECIFIC] == b"\x06\x01\x08\xff"
