@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -10,17 +11,21 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fwlab import BOOT_TIMES
+from fwlab import boot_times_file
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    BOOT_TIMES.unlink(missing_ok=True)
+    """A file of this session's own unless PTFTPD_BOOT_TIMES names one (kept, appended)."""
+    if "PTFTPD_BOOT_TIMES" not in os.environ:
+        os.environ["PTFTPD_BOOT_TIMES"] = f"/tmp/ptftpd-boot-times-{os.getpid()}.jsonl"
+        boot_times_file().unlink(missing_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not BOOT_TIMES.exists():
+    path = boot_times_file()
+    if not path.exists():
         return
-    terminalreporter.section("firmware boot times")
-    for line in BOOT_TIMES.read_text().splitlines():
+    terminalreporter.section(f"firmware boot times (also in {path})")
+    for line in path.read_text().splitlines():
         entry = json.loads(line)
         terminalreporter.write_line(f"{entry.pop('test')}: {entry.pop('seconds')} s {entry or ''}")

@@ -5,9 +5,10 @@ own directory (nothing committed, nothing fetched while testing):
   grub-efi-amd64-signed's network grub `grubnetx64.efi.signed` as `grubx64.efi`;
 - Debian's signed kernel (linux-image-amd64) and a busybox initramfs whose /init prints
   a marker and powers off (a newc cpio written here, with /dev/console in it);
-- an arm64 grub network image (`grub-mkimage -O arm64-efi`) from the modules of
-  Debian's arm64 grub-efi-arm64-bin, unpacked (never installed) into a cache directory
-  by .ci/run (`PTFTPD_GRUB_ARM64`, default /var/cache/ptftpd-tests/grub-arm64).
+- grub network images (`grub-mkimage`): x64 from grub-efi-amd64-bin's modules, arm64
+  from the modules of Debian's arm64 grub-efi-arm64-bin, unpacked (never installed) into
+  a cache directory by .ci/run (`PTFTPD_GRUB_ARM64`, default
+  /var/cache/ptftpd-tests/grub-arm64).
 """
 
 from __future__ import annotations
@@ -75,35 +76,26 @@ def busybox_initramfs(path: Path, marker: str) -> None:
     path.write_bytes(gzip.compress(bytes(archive), 6))
 
 
-ARM64_MODULES = ("efinet", "tftp", "http", "net", "normal", "echo", "configfile", "sleep")
+NET_MODULES = ("efinet", "tftp", "http", "net", "normal", "echo", "configfile", "sleep")
+GRUB_X64 = Path("/usr/lib/grub/x86_64-efi")
 
 
-def arm64_grub(path: Path, tmp: Path) -> None:
-    """An arm64 EFI grub that reads `grub/grub.cfg` from where it was loaded from (its
-    embedded config sets the prefix from the network device grub booted over)."""
-    moddir = GRUB_ARM64 / "usr/lib/grub/arm64-efi"
-    if not (moddir / "efinet.mod").is_file():
-        missing(
+def network_grub(path: Path, tmp: Path, target: str = "x86_64-efi") -> None:
+    """An EFI grub (unsigned, `target` x86_64-efi or arm64-efi) that reads `grub/grub.cfg`
+    from where it was loaded from: its embedded config takes the prefix from the
+    network device grub booted over, `(tftp,SERVER)` or `(http,SERVER:PORT)`."""
+    if target == "arm64-efi":
+        moddir = GRUB_ARM64 / "usr/lib/grub/arm64-efi"
+        hint = (
             f"no arm64 grub modules in {moddir} (.ci/run unpacks grub-efi-arm64-bin:arm64 "
             "there: apt-get download grub-efi-arm64-bin:arm64; dpkg -x)"
         )
-    embedded = tmp / "arm64-embedded.cfg"
+    else:
+        moddir, hint = GRUB_X64, f"{GRUB_X64} is missing (Debian package grub-efi-amd64-bin)"
+    if not (moddir / "efinet.mod").is_file():
+        missing(hint)
+    embedded = tmp / f"{target}-embedded.cfg"
     embedded.write_text("set prefix=($root)/grub\nconfigfile $prefix/grub.cfg\n")
-    subprocess.run(
-        [
-            require_tool("grub-mkimage"),
-            "-O",
-            "arm64-efi",
-            "-d",
-            str(moddir),
-            "-c",
-            str(embedded),
-            "-p",
-            "/grub",
-            "-o",
-            str(path),
-            *ARM64_MODULES,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    argv = [require_tool("grub-mkimage"), "-O", target, "-d", str(moddir)]
+    argv += ["-c", str(embedded), "-p", "/grub", "-o", str(path), *NET_MODULES]
+    subprocess.run(argv, check=True, capture_output=True)

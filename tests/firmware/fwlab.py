@@ -4,9 +4,9 @@ clients and for the network's own DHCP server; pxed and dnsmasq run on that brid
 
 Every process is ours and stopped by its PID; every QEMU boot is bounded and killed by
 its PID; the namespaces go with everything in them. Boot times are printed and
-appended to a JSON-lines file (`PTFTPD_BOOT_TIMES`, default
-/tmp/ptftpd-firmware-boot-times.jsonl) that this directory's conftest sums up at the end
-of the run, so CI's log shows each firmware's boot time.
+appended to a JSON-lines file (`PTFTPD_BOOT_TIMES`, else one per test session) that
+this directory's conftest sums up at the end of the run, so CI's log shows each
+firmware's boot time.
 """
 
 from __future__ import annotations
@@ -37,7 +37,12 @@ from support import (
 SERVER_IP = "10.81.0.1"
 SERVER6 = "fd81::1"
 PREFIX = 24
-BOOT_TIMES = Path(os.environ.get("PTFTPD_BOOT_TIMES", "/tmp/ptftpd-firmware-boot-times.jsonl"))
+
+
+def boot_times_file() -> Path:
+    """Where boot times go: $PTFTPD_BOOT_TIMES (this directory's conftest sets a file of
+    its own per test session when it is unset)."""
+    return Path(os.environ.get("PTFTPD_BOOT_TIMES", f"/tmp/ptftpd-boot-times-{os.getpid()}.jsonl"))
 
 
 def require_file(path: Path, package: str) -> Path:
@@ -49,7 +54,7 @@ def require_file(path: Path, package: str) -> Path:
 def record_boot_time(test: str, seconds: float, **details: object) -> None:
     """Print the boot time and add it to the results file."""
     print(f"boot time {test}: {seconds:.1f} s {details or ''}", flush=True)
-    with BOOT_TIMES.open("a") as out:
+    with boot_times_file().open("a") as out:
         out.write(json.dumps({"test": test, "seconds": round(seconds, 1), **details}) + "\n")
 
 
