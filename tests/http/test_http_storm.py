@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import resource
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from http_support import RunningHttp, make_file, start_http
+from http_support import RunningHttp, free_tcp_port, make_file, start_http, wait_tcp_listening
+
+from support import Process
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -120,3 +124,37 @@ def test_connections_beyond_the_limit_wait_in_the_backlog(storm_root: Path, tmp_
     assert answers == [b""] * len(answers)
     assert status == 200
     assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("hard", "expected"),
+    [
+        (20000, "HTTP: up to 5000 connections at once, more wait in the listen backlog "
+                "(open-file limit 20000)"),
+        (2048, "HTTP: open-file limit 2048 (hard limit) fits 896 connections, not the 5000 "
+               "asked"),
+    ],
+)  # fmt: skip
+def test_the_open_file_limit_is_raised_to_fit_and_said(
+    storm_root: Path, tmp_path: Path, hard: int, expected: str
+) -> None:
+    """Two descriptors per connection plus 256: the soft limit is raised (from 1024 here)
+    to fit the connection limit, or the connection limit lowered to fit the hard limit;
+    the log says which."""
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+    port = free_tcp_port()
+    argv = [sys.executable, "-m", "ptftpd.http", "-v", str(storm_root), "--port", str(port),
+            "--bind", "127.0.0.1", "--max-connections", "5000"]  # fmt: skip
+    proc = Process(argv, tmp_path / "http.log", preexec_fn=low_soft_limit)
+    try:
+        wait_tcp_listening(port, proc.proc)
+        text = proc.wait_output(expected)
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        soft = int(re.search(r"Max open files\s+(\d+)", limits).group(1))  # type: ignore[union-attr]
+    finally:
+        assert proc.stop() == 0
+    assert expected in text
+    assert soft == hard  # raised from 1024 (the service raises the soft limit to the hard)

@@ -144,6 +144,7 @@ class HttpServer:
         self.max_connections = config.max_connections
         """The limit in force: `config.max_connections`, or less when the open-file
         limit could not be raised to fit it."""
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[socket.socket] = []
         self._accepting = False
         self._retry: asyncio.TimerHandle | None = None
@@ -167,6 +168,7 @@ class HttpServer:
         if not self.config.bind:
             raise StartError("no address to serve HTTP on")
         self.root = Path(self.config.root).resolve()
+        self._loop = asyncio.get_running_loop()
         try:
             for host, port in self.config.bind:
                 sock = _listening_socket(host, port)
@@ -221,19 +223,17 @@ class HttpServer:
 
     # -- accepting ---------------------------------------------------------------------
     def _resume_accepting(self) -> None:
-        if self._accepting or not self._listeners:
+        if self._accepting or not self._listeners or self._loop is None:
             return
-        loop = asyncio.get_running_loop()
         for sock in self._listeners:
-            loop.add_reader(sock.fileno(), self._accept, sock)
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
         self._accepting = True
 
     def _pause_accepting(self) -> None:
-        if not self._accepting:
+        if not self._accepting or self._loop is None or self._loop.is_closed():
             return
-        loop = asyncio.get_running_loop()
         for sock in self._listeners:
-            loop.remove_reader(sock.fileno())
+            self._loop.remove_reader(sock.fileno())
         self._accepting = False
 
     def _accept(self, listener: socket.socket) -> None:
