@@ -23,6 +23,7 @@ trailers). What is ours: the read-only method policy, the status codes
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -103,8 +104,15 @@ class _Placeholder:
         return self.length
 
 
+@functools.lru_cache(maxsize=256)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
+
+
 def http_date(timestamp: float) -> str:
-    return formatdate(timestamp, usegmt=True)
+    """RFC 9110 IMF-fixdate; whole seconds, so a storm's Date and Last-Modified headers
+    are formatted once per second and file, not twice per request."""
+    return _http_date(int(timestamp))
 
 
 def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:

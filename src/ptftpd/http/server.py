@@ -506,6 +506,16 @@ class HttpServer:
     def _record(self, record: Served, started: float, error: HttpError | None = None) -> None:
         seconds = asyncio.get_running_loop().time() - started
         record = dataclasses.replace(record, seconds=seconds)
+        if log.isEnabledFor(logging.INFO):  # the arguments cost: not built for nothing
+            self._log_line(record, seconds, error)
+        if self.on_served is not None:
+            try:
+                self.on_served(record)
+            except Exception:
+                log.exception("on_served callback failed")
+
+    @staticmethod
+    def _log_line(record: Served, seconds: float, error: HttpError | None) -> None:
         log.info(
             "%s %s %s %d %d bytes in %.3f s (%s)%s%s",
             record.peer,
@@ -518,11 +528,6 @@ class HttpServer:
             "" if record.complete else " incomplete",
             f": {error.message}" if error else "",
         )
-        if self.on_served is not None:
-            try:
-                self.on_served(record)
-            except Exception:
-                log.exception("on_served callback failed")
 
 
 def _printable(text: str) -> str:
