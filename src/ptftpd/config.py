@@ -17,6 +17,7 @@ checks come from the argparse parser itself, so a new flag is a new key for free
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import re
@@ -24,6 +25,8 @@ import tomllib
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
+
+from ptftpd.values import IntRange
 
 Check = Callable[[object], bool]
 
@@ -34,8 +37,42 @@ NOT_KEYS = frozenset({"help", "version", "config", "print-config", "init-db"})
 TOOLS = ("ptftpd", "ptftp", "dhcpd", "bootpd", "pxed")
 
 
+Where = tuple[str | int, ...]
+"""A key's place in a file: ("subnet", 1, "options", "ntp-servers") is the ntp-servers
+option of the second [[subnet]] table."""
+
+
 class ConfigError(Exception):
-    """Bad setting in a config file or flag: one line, exit 2."""
+    """A bad setting in a settings file or a flag: one line, exit 2.
+
+    `at` names the setting the message is about (its place in the file, as `Where`),
+    when the code that found the problem knows only the value: `located()` then says
+    where the value came from (``FILE:LINE: key: what`` or ``--flag: what``)."""
+
+    def __init__(self, message: str, at: Where = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.at = at
+
+    def __str__(self) -> str:
+        return f"{key_name(self.at)}: {self.message}" if self.at else self.message
+
+    def located(self, file: FileSettings | None, flags: Mapping[str, str]) -> str:
+        """The message with its origin: the flag that gave the value (`flags` maps a
+        key given on the command line to its flag), else the file's line."""
+        if not self.at:
+            return self.message
+        top = str(self.at[0])
+        if top in flags:
+            return f"{flags[top]}: {self.message}"
+        if file is not None and file.path is not None:
+            return f"{file.where(*self.at)}: {self}"
+        return str(self)
+
+
+def key_name(at: Where) -> str:
+    """("subnet", 1, "range") -> "subnet.range" (the line says which subnet)."""
+    return ".".join(str(part) for part in at if isinstance(part, str))
 
 
 def is_text(v: object) -> bool:
@@ -64,21 +101,246 @@ def list_of(check: Check) -> Check:
 
 def shown(value: object) -> str:
     """A value as the error shows it: short enough for one line."""
-    text = repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**64:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        text = "[...]"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+MAX_FILE = 4 * 1024 * 1024  # a settings file is a few KiB; more is a mistake
+MAX_DEPTH = 16  # no setting nests deeper (a [[subnet]]'s hosts' tables: 4)
 
 
 class FileSettings(dict[str, Any]):
     """One tool's keys read from a settings file (``_`` spelled ``-``) and where they
     are, so that an error can name FILE:LINE: `table` is the tool's ``[TOOL]`` table in a
-    shared file, None when the keys are the file's top level."""
+    shared file, None when the keys are the file's top level; `lines` maps each key's
+    place in the file (`Where`, from the file's top) to its line."""
 
     def __init__(
-        self, items: Mapping[str, Any], path: Path | None = None, table: str | None = None
+        self,
+        items: Mapping[str, Any],
+        path: Path | None = None,
+        table: str | None = None,
+        lines: Mapping[Where, int] | None = None,
     ) -> None:
-        super().__init__((k.replace("_", "-"), v) for k, v in items.items())
+        super().__init__(items)
         self.path = path
         self.table = table
+        self.lines: Mapping[Where, int] = lines or {}
+
+    def where(self, *place: str | int) -> str:
+        """``FILE:LINE`` of the key at `place` (inside the tool's table), or of the
+        nearest enclosing key or table the file names; ``FILE`` alone if none."""
+        full: Where = ((self.table,) if self.table else ()) + place
+        for end in range(len(full), 0, -1):
+            line = self.lines.get(full[:end])
+            if line is not None:
+                return f"{self.path}:{line}"
+        return str(self.path)
+
+
+def read_file(path: Path) -> tuple[dict[str, Any], dict[Where, int]]:
+    """The TOML file at `path` and the line of each key; anything wrong with it (not
+    readable, not UTF-8, bad TOML, an integer of thousands of digits, nesting deeper
+    than any setting, one key spelled twice) is a one-line `ConfigError`."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    if len(raw) > MAX_FILE:
+        raise ConfigError(f"{path}: larger than {MAX_FILE >> 20} MiB: not a settings file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}:{_decode_error(exc, text)}") from None
+    except RecursionError:
+        place = f"{path}:{_deepest_line(text)}"
+        raise ConfigError(f"{place}: bad TOML: nested deeper than any setting") from None
+    except ValueError:  # an integer past Python's digit limit (4300)
+        big = re.search(r"\d{4000}", text)
+        if big is None:
+            raise ConfigError(f"{path}: bad TOML: an integer of too many digits") from None
+        start = text.rfind("\n", 0, big.start()) + 1
+        number = text.count("\n", 0, start) + 1
+        key = ".".join(_parse_key(text[start : big.start()], 0)[0]) or "value"
+        message = f"{path}:{number}: {key}: an integer of thousands of digits"
+        raise ConfigError(message) from None
+    lines = locate(text)
+    return _normalized(data, (), lines, path), lines
+
+
+def _deepest_line(text: str) -> int:
+    """The first line where brackets nest deeper than `MAX_DEPTH`."""
+    value = _Value()
+    for number, line in enumerate(text.splitlines(), 1):
+        value.feed(line, 0 if value.open else line.find("=") + 1)
+        if value.depth > MAX_DEPTH:
+            return number
+    return 1
+
+
+def _decode_error(exc: tomllib.TOMLDecodeError, text: str) -> str:
+    """``LINE: key: bad TOML: what`` from tomllib's "what (at line L, column C)"."""
+    message = str(exc)
+    found = re.search(r"\(at line (\d+), column \d+\)$", message)
+    if not found:
+        return f" bad TOML: {message}"
+    number = int(found.group(1))
+    lines = text.splitlines()
+    key = _parse_key(lines[number - 1], 0)[0] if number <= len(lines) else []
+    name = f" {'.'.join(key)}:" if key else ""
+    return f"{number}:{name} bad TOML: {message[: found.start()].strip()}"
+
+
+def _normalized(value: Any, place: Where, lines: Mapping[Where, int], path: Path) -> Any:
+    """`value` with every table key spelled with ``-`` (``map_file`` is ``map-file``);
+    two spellings of one key, or nesting deeper than `MAX_DEPTH`, are errors."""
+    if len(place) > MAX_DEPTH:
+        raise ConfigError(f"{_at(path, lines, place)}: nested deeper than any setting")
+    if isinstance(value, list):
+        return [_normalized(v, (*place, i), lines, path) for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, item in value.items():
+        name = key.replace("_", "-")
+        if name in spelled:
+            raise ConfigError(
+                f"{_at(path, lines, (*place, name))}: {spelled[name]} and {key} are one key "
+                "(- and _ are the same): keep one"
+            )
+        spelled[name] = key
+        out[name] = _normalized(item, (*place, name), lines, path)
+    return out
+
+
+def _at(path: Path, lines: Mapping[Where, int], place: Where) -> str:
+    return FileSettings({}, path, None, lines).where(*place)
+
+
+# -- where each key is: tomllib reports no positions for what it parsed fine ----------
+
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
+_TRIPLE = ('"""', "'''")
+
+
+def _skip_string(text: str, i: int) -> int:
+    """The index after the one-line string that starts at `i`."""
+    quote = text[i]
+    j = i + 1
+    while j < len(text) and text[j] != quote:
+        j += 2 if quote == '"' and text[j] == "\\" else 1
+    return j + 1
+
+
+def _parse_key(text: str, at: int) -> tuple[list[str], int]:
+    """The dotted key starting at `at` (bare or quoted parts) and where it ends."""
+    parts: list[str] = []
+    i = at
+    while True:
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] in "\"'":
+            end = _skip_string(text, i)
+            parts.append(text[i + 1 : end - 1].replace("_", "-"))
+            i = end
+        else:
+            bare = _BARE.match(text, i)
+            if not bare:
+                return parts, i
+            parts.append(bare.group().replace("_", "-"))
+            i = bare.end()
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] == ".":
+            i += 1
+            continue
+        return parts, i
+
+
+class _Value:
+    """Follows a value across lines: open brackets and multi-line strings."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.string: str | None = None  # the open multi-line string's delimiter
+
+    @property
+    def open(self) -> bool:
+        return self.depth > 0 or self.string is not None
+
+    def feed(self, text: str, i: int = 0) -> None:
+        while i < len(text):
+            if self.string is not None:
+                end = text.find(self.string, i)
+                if end < 0:
+                    return
+                i, self.string = end + 3, None
+            elif text.startswith(_TRIPLE, i):
+                self.string, i = text[i : i + 3], i + 3
+            elif text[i] in "\"'":
+                i = _skip_string(text, i)
+            elif text[i] == "#":
+                return
+            else:
+                if text[i] in "[{":
+                    self.depth += 1
+                elif text[i] in "]}":
+                    self.depth = max(0, self.depth - 1)
+                i += 1
+
+
+def locate(text: str) -> dict[Where, int]:
+    """The line of every key and table header of a TOML document, by its place: array
+    tables get their index (``[[subnet]]`` twice: ("subnet", 0) and ("subnet", 1)), and a
+    sub-table of one (``[subnet.options]``) belongs to the latest. Keys inside an inline
+    table or array are found through the key that holds them."""
+    found: dict[Where, int] = {}
+    arrays: dict[tuple[str, ...], int] = {}
+    table: Where = ()
+    value = _Value()
+    for number, line in enumerate(text.splitlines(), 1):
+        if value.open:
+            value.feed(line)
+            continue
+        stripped = line.lstrip()
+        if stripped.startswith("["):
+            double = stripped.startswith("[[")
+            names, _ = _parse_key(stripped, 2 if double else 1)
+            place: list[str | int] = []
+            for k, name in enumerate(names):
+                place.append(name)
+                prefix = tuple(names[: k + 1])
+                if prefix in arrays and not (double and k == len(names) - 1):
+                    place.append(arrays[prefix])
+            if double:
+                key = tuple(names)
+                arrays[key] = arrays.get(key, -1) + 1
+                found.setdefault(tuple(place), number)
+                place.append(arrays[key])
+                for deeper in [a for a in arrays if a[: len(key)] == key and a != key]:
+                    del arrays[deeper]  # a new element starts its own sub-arrays
+            table = tuple(place)
+            found.setdefault(table, number)
+            continue
+        names, end = _parse_key(line, 0)
+        if not names or line[end : end + 1] != "=":
+            continue
+        for k in range(1, len(names) + 1):
+            found.setdefault((*table, *names[:k]), number)
+        value.feed(line, end + 1)
+    return found
 
 
 def load_toml(path: Path | None, tool: str) -> FileSettings:
@@ -90,26 +352,62 @@ def load_toml(path: Path | None, tool: str) -> FileSettings:
         raise ValueError(f"not a tool of the suite: {tool!r}")
     if path is None:
         return FileSettings({})
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"bad TOML in {path}: {exc}") from None
+    data, lines = read_file(path)
     if not any(k in TOOLS and is_table(v) for k, v in data.items()):
-        return FileSettings(data, path)
+        return FileSettings(data, path, None, lines)
     tables = ", ".join(f"[{t}]" for t in TOOLS)
     for key, value in data.items():
-        line = key_line(path, key.replace("_", "-"))
+        place = _at(path, lines, (key,))
         if key not in TOOLS:
             raise ConfigError(
-                f"{path}{line}: {key} is outside the tools' tables: in a file with "
-                f"[TOOL] tables every setting goes inside one ({tables})"
+                f"{place}: {key}: outside the tools' tables: in a file with [TOOL] tables "
+                f"every setting goes inside one ({tables})"
             )
         if not is_table(value):
-            raise ConfigError(f"{path}{line}: {key} = {shown(value)}: expected a [{key}] table")
-    return FileSettings(data.get(tool, {}), path, tool)
+            raise ConfigError(f"{place}: {key}: expected a [{key}] table, got {shown(value)}")
+    return FileSettings(data.get(tool, {}), path, tool, lines)
+
+
+# dnsmasq's spelling of a setting -> ours: what its users will type first.
+DNSMASQ_KEYS = {
+    "dhcp-range": "range",
+    "dhcp-host": "hosts",
+    "dhcp-option": "[options]",
+    "dhcp-boot": "BOOTFILE or [[subnet]] bootfile",
+    "dhcp-authoritative": "authoritative",
+    "dhcp-leasefile": "leases",
+    "dhcp-lease-time": "lease-time",
+    "tftp-root": "ROOT",
+    "interface": "IFACE",
+    "log-dhcp": "verbose",
+    "domain-name": "domain",
+    "router": "gateway",
+    "dns-server": "dns",
+}
+
+
+def suggestion(word: str, known: Collection[str], aliases: Mapping[str, str] | None = None) -> str:
+    """`` (did you mean X?)`` for a near miss of one of `known` (or a name another
+    program uses for it, `aliases`), else ''."""
+    if aliases and word in aliases:
+        return f" (did you mean {aliases[word]}?)"
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def unknown_key(toml: FileSettings, key: str, known: Collection[str], *inside: str | int) -> str:
+    """The one-line error for `key` (at `inside` in `toml`), which is none of `known`."""
+    hint = suggestion(key, known, DNSMASQ_KEYS)
+    place = toml.where(*inside, key)
+    if hint:
+        return f"{place}: {key}: unknown key{hint}"
+    return f"{place}: {key}: unknown key; valid keys: {', '.join(sorted(known))}"
+
+
+def as_file_settings(toml: Mapping[str, object], source: object) -> FileSettings:
+    if isinstance(toml, FileSettings):
+        return toml
+    return FileSettings(toml, source if isinstance(source, Path) else None)
 
 
 def check_types(
@@ -118,60 +416,22 @@ def check_types(
     key_types: Mapping[str, tuple[Check, str]],
     error: type[Exception] = ConfigError,
 ) -> None:
-    """Raise `error` (one line) for an unknown key, listing the valid ones, or for the
-    first key whose value has the wrong type, naming what is expected."""
-    unknown = sorted(set(toml) - set(key_types))
-    if unknown:
-        raise error(
-            f"{where(source, toml, unknown[0])}: unknown key(s) {', '.join(unknown)}; "
-            f"valid keys: {', '.join(sorted(key_types))}"
-        )
+    """Raise `error` (one line) for an unknown key (with a "did you mean" for a near
+    miss, else the valid ones), or for the first key whose value has the wrong type,
+    naming what is expected."""
+    settings = as_file_settings(toml, source)
+    for key in toml:
+        if key not in key_types:
+            raise error(unknown_key(settings, key, key_types))
     for key, value in toml.items():
         check, expected = key_types[key]
         if not check(value):
-            raise error(f"{where(source, toml, key)}: {key} = {shown(value)}: expected {expected}")
+            raise error(f"{settings.where(key)}: {key}: expected {expected}, got {shown(value)}")
 
 
 def where(source: object, toml: Mapping[str, object], key: str) -> str:
-    """``FILE:LINE`` of `key` of the settings `toml` read from `source` (``FILE`` alone
-    when the line is not found)."""
-    return f"{source}{key_line(source, key, getattr(toml, 'table', None))}"
-
-
-# A table header, [a.b] or [[a.b]], and the key of a ``key = value`` line.
-_HEADER = re.compile(r"\s*\[\[?\s*([^\[\]#=,]+?)\s*\]\]?\s*(#.*)?")
-
-
-def _dotted(text: str) -> list[str]:
-    return [part.strip().strip("\"'").replace("_", "-") for part in text.split(".")]
-
-
-def key_line(source: object, key: str, table: str | None = None) -> str:
-    """``:LINE`` of the `key` of the top level (or of the top-level `table`) in the file
-    `source`, '' when not found: tomllib reports no positions for keys it parsed fine.
-    The key is a ``key = value`` line of that table (also a dotted ``key.sub = value``)
-    or a ``[key]`` table header in it."""
-    if not isinstance(source, (str, Path)):
-        return ""
-    try:
-        lines = Path(source).read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    inside = [] if table is None else [table]
-    depth = len(inside)
-    here: list[str] = []  # the table the lines that follow belong to
-    for number, line in enumerate(lines, 1):
-        header = _HEADER.fullmatch(line)
-        if header:
-            here = _dotted(header.group(1))
-            full = here
-        elif "=" in line:
-            full = here + _dotted(line.split("=", 1)[0])  # dotted keys: a.b = 1
-        else:
-            continue
-        if full[:depth] == inside and full[depth : depth + 1] == [key]:
-            return f":{number}"
-    return ""
+    """``FILE:LINE`` of `key` of the settings `toml` read from `source`."""
+    return as_file_settings(toml, source).where(key)
 
 
 # -- writing settings back (--print-config) ------------------------------------------
@@ -252,7 +512,7 @@ class FlagKinds:
     def expected(self, action: argparse.Action) -> tuple[Check, str]:
         if action.nargs == 0:
             return is_bool, "true or false"
-        if action.type in self.ints:
+        if action.type in self.ints or isinstance(action.type, IntRange):
             return is_int, f"an integer {action.metavar or ''}".rstrip()
         if action.type in self.numbers:
             return is_number, f"a number {action.metavar or ''}".rstrip()
@@ -263,6 +523,19 @@ class FlagKinds:
         if render is not None:
             return render(value)
         return value if isinstance(value, (bool, int, float)) else str(value)
+
+
+def through_flag(action: argparse.Action, key: str, value: object, toml: FileSettings) -> object:
+    """A file's `value` (of the right TOML type) parsed by its flag's own type, so
+    that ranges and units are checked alike; an error names the file's line."""
+    if action.nargs == 0 or action.type is None:
+        return value
+    if is_int(value) and abs(value) > 2**64:  # type: ignore[arg-type]
+        raise ConfigError(f"{toml.where(key)}: {key}: out of range: {shown(value)}")
+    try:
+        return action.type(str(value))  # type: ignore[operator]
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise ConfigError(f"{toml.where(key)}: {key}: {exc}") from None
 
 
 def apply_file(
@@ -277,16 +550,8 @@ def apply_file(
     that are not keys of this tool's file."""
     keys = flag_keys(parser, skip)
     check_types(toml, source, {k: kinds.expected(a) for k, a in keys.items()})
-    defaults: dict[str, object] = {}
-    for key, value in toml.items():
-        action = keys[key]
-        if action.nargs != 0 and action.type is not None:
-            try:
-                value = action.type(str(value))  # type: ignore[operator]
-            except (argparse.ArgumentTypeError, ValueError) as exc:
-                place = where(source, toml, key)
-                raise ConfigError(f"{place}: {key} = {shown(value)}: {exc}") from None
-        defaults[action.dest] = value
+    settings = as_file_settings(toml, source)
+    defaults = {keys[k].dest: through_flag(keys[k], k, v, settings) for k, v in toml.items()}
     parser.set_defaults(**defaults)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from typing import NoReturn
 
 USAGE_ERROR = 2
 """Exit status of a usage or settings error (argparse's too)."""
@@ -34,6 +35,13 @@ def fail(prog: str, message: str, status: int = START_FAILED) -> int:
     """Print `PROG: error: MESSAGE` on stderr and return `status` (the exit status)."""
     print(f"{prog}: error: {message}", file=sys.stderr)
     return status
+
+
+def bad_setting(prog: str, message: str) -> NoReturn:
+    """A value or usage error, in the one style of every tool: ``PROG: WHERE: key: what
+    is wrong (try --help)`` on one line (WHERE is FILE:LINE or the flag), exit 2."""
+    sys.stderr.write(f"{prog}: {message} (try --help)\n")
+    raise SystemExit(USAGE_ERROR)
 
 
 def report(prog: str, exc: StartError) -> int:

@@ -8,13 +8,11 @@ Each parser takes the text and returns the value or raises
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _integer(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {value}")
     return value
@@ -25,3 +23,31 @@ def port_number(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a UDP port: {value}")
     return value
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer `low`..`high` (a flag's type and a settings file's check): bounded
+    above too, so that no setting asks for a million workers or endless retries."""
+
+    low: int
+    high: int
+
+    def __call__(self, text: str) -> int:
+        value = positive_int(text) if self.low > 0 else _integer(text)
+        if not self.low <= value <= self.high:
+            raise argparse.ArgumentTypeError(f"must be {self.low}..{self.high}, not {value}")
+        return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+
+
+WINDOWSIZE = IntRange(1, 65535)  # RFC 7440
+RETRIES = IntRange(1, 1000)
+SESSIONS = IntRange(1, 1_000_000)
+WORKERS = IntRange(1, 4096)

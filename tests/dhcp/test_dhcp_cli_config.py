@@ -125,7 +125,7 @@ def test_defaults() -> None:
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\nhosts = ["02:00:00:00:00:01=10.8.0.5"]', "not on"),
         (
             '[[subnet]]\nnetwork = "10.7.0.0/24"\nrouter = "10.7.0.1"',
-            "subnet 1: unknown key.s. router; valid keys: bootfile, dns, domain, exclude,",
+            r"bad.toml:3: subnet.router: unknown key of a \[\[subnet\]\] \(did you mean gateway",
         ),
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\nlease-time = -1', "lease-time"),
         ('[[subnet]]\nnetwork = "10.7.0.0/24"\n[subnet.options]\nrouter = "x"', "router"),

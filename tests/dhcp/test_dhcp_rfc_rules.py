@@ -239,7 +239,9 @@ def test_out_of_range_numbers_are_a_one_line_usage_error(
     )
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dhcpd: error:"), res.stderr
+    assert len(lines) == 1 and lines[0].endswith(" (try --help)"), res.stderr
+    where = "--lease-time: " if argv else f"{conf}:"
+    assert lines[0].startswith(f"dhcpd: {where}"), res.stderr
 
 
 def test_largest_finite_lease_time_is_sent_as_is() -> None:

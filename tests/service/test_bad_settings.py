@@ -25,7 +25,7 @@ from ptftpd.cli import ptftp as ptftp_cli
 from ptftpd.cli import ptftpd as ptftpd_cli
 from ptftpd.cli.dhcp_flags import dhcp_schema
 from ptftpd.config import flag_keys
-from ptftpd.service import runtime
+from ptftpd.service import pxe_pool, runtime
 from support import Netns, require_root, script
 
 TOOLS = ("ptftpd", "dhcpd", "bootpd", "pxed", "ptftp")
@@ -55,6 +55,7 @@ ACCEPTS = {
 KEY_KINDS = {
     ("read-only", "create", "verbose", "debug", "rfc1350", "proxy", "ipv6", "ra"): {"bool"},
     ("secure-boot",): {"bool"},
+    ("http-max-connections", "http-rate-limit", "http-total-rate-limit"): {"int"},
     ("blksize-max", "windowsize-max", "retries", "max-sessions", "workers"): {"int"},
     ("tftp-port", "http-port"): {"int"},
     ("timeout", "drain", "boot-idle"): {"int", "float"},
@@ -164,13 +165,22 @@ def settings_text(tool: str, key: str, value: object, shared: bool) -> tuple[str
     return f"# shared\n{before}[{tool}]\n{line}[{others[1]}]\n{line}", 7
 
 
-def run_main(tool: str, config_text: str, flags: list[str] | None = None) -> tuple[int, str]:
+def is_setting_error(tool: str, err: str) -> bool:
+    """The one style of a bad setting: one line, ``TOOL: WHERE: key: what (try --help)``."""
+    return err.count("\n") == 1 and err.startswith(f"{tool}: ") and err.endswith(" (try --help)\n")
+
+
+def run_main(
+    tool: str, config_text: str | bytes, flags: list[str] | None = None
+) -> tuple[int, str]:
     """`tool`'s main on a config file (and `flags`), in this process: its exit status and
     standard error; it must never reach serving."""
     work = Path(tempfile.mkdtemp(prefix="ptftpd-bad-"))
     (work / "pxelinux.0").write_bytes(b"boot")
     path = work / "settings.toml"
-    path.write_text(config_text)
+    if isinstance(config_text, str):
+        config_text = config_text.encode()
+    path.write_bytes(config_text)
     where = {
         "ptftpd": ["127.0.0.1", str(work)],
         "pxed": ["127.0.0.1", str(work), "pxelinux.0"],
@@ -183,6 +193,7 @@ def run_main(tool: str, config_text: str, flags: list[str] | None = None) -> tup
         with (
             mock.patch.object(runtime, "run", never),
             mock.patch.object(ptftpd_cli.tftp_pool, "run", never),
+            mock.patch.object(pxe_pool, "run", never),
             contextlib.redirect_stderr(err),
         ):
             try:
@@ -239,22 +250,22 @@ def test_a_wrong_type_for_any_key_of_any_tool_is_one_line_exit_2(
     text, line = settings_text(tool, key, value, shared)
     code, err = run_main(tool, text)
     assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith(f"{tool}: error: "), err
-    assert f"settings.toml:{line}: {key} = " in err and "expected" in err
+    assert is_setting_error(tool, err), err
+    assert f"settings.toml:{line}: {key}: expected " in err and ", got " in err
     assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(
     ("tool", "line", "shown"),
     [
-        ("pxed", "blksize-max = 3", "blksize-max = 3: must be 8..65464"),
-        ("pxed", "boot-idle = 0", "boot-idle = 0: must be more than 0 seconds"),
-        ("pxed", "tftp-port = 70000", "tftp-port = 70000: not a UDP port: 70000"),
-        ("pxed", 'metrics = "nowhere"', "metrics = 'nowhere': expected ADDR:PORT"),
-        ("pxed", "lease-time = 0", "lease-time must be between 1 and 4294967294, not 0"),
-        ("dhcpd", "drain = 7200", "drain = 7200: must be 0..3600 seconds"),
-        ("bootpd", "port = 0", "port must be between 1 and 65534, not 0"),
-        ("ptftpd", "timeout = 300", "timeout = 300: must be more than 0 and at most 255"),
+        ("pxed", "blksize-max = 3", ":1: blksize-max: must be 8..65464"),
+        ("pxed", "boot-idle = 0", ":1: boot-idle: must be more than 0 seconds"),
+        ("pxed", "tftp-port = 70000", ":1: tftp-port: not a UDP port: 70000"),
+        ("pxed", 'metrics = "nowhere"', ":1: metrics: expected ADDR:PORT"),
+        ("pxed", "lease-time = 0", ":1: lease-time: must be between 1 and 4294967294, not 0"),
+        ("dhcpd", "drain = 7200", ":1: drain: must be 0..3600 seconds"),
+        ("bootpd", "port = 0", ":1: port: must be between 1 and 65534, not 0"),
+        ("ptftpd", "timeout = 300", ":1: timeout: must be more than 0 and at most 255"),
     ],
 )
 def test_a_value_out_of_range_in_the_file_is_one_line_exit_2(
@@ -262,18 +273,18 @@ def test_a_value_out_of_range_in_the_file_is_one_line_exit_2(
 ) -> None:
     """A value of the right type still goes through the flag's own checks."""
     code, err = run_main(tool, line + "\n")
-    assert code == 2 and err.count("\n") == 1 and err.startswith(f"{tool}: error: "), err
+    assert code == 2 and is_setting_error(tool, err), err
     assert shown in err
 
 
 @pytest.mark.parametrize(
     ("line", "shown"),
     [
-        ('lease-time = "1h"', "lease-time = '1h': expected an integer number of seconds"),
-        ('reply-delay = "short"', "reply-delay = 'short': expected a number of seconds"),
-        ("domain = 5", "domain = 5: expected a domain name string"),
-        ('pxe-vendor-class = "HW-Client"', "pxe-vendor-class = 'HW-Client': expected a list"),
-        ('all = "no"', "all = 'no': expected true or false"),
+        ('lease-time = "1h"', "lease-time: expected an integer number of seconds, got '1h'"),
+        ('reply-delay = "short"', "reply-delay: expected a number of seconds, got 'short'"),
+        ("domain = 5", "domain: expected a domain name string, got 5"),
+        ('pxe-vendor-class = "HW-Client"', "pxe-vendor-class: expected a list of strings"),
+        ('all = "no"', "all: expected true or false, got 'no'"),
     ],
 )
 def test_issue_examples(line: str, shown: str) -> None:
@@ -283,9 +294,26 @@ def test_issue_examples(line: str, shown: str) -> None:
 
 
 def test_unknown_key_lists_the_valid_ones() -> None:
-    code, err = run_dhcpd("lease_tme = 5\n")
+    code, err = run_dhcpd("tenant = 5\n")
     assert code == 2
-    assert "settings.toml:1: unknown key(s) lease-tme; valid keys: all, authoritative," in err
+    assert "settings.toml:1: tenant: unknown key; valid keys: all, authoritative," in err
+
+
+@pytest.mark.parametrize(
+    ("tool", "line", "shown"),
+    [
+        ("dhcpd", "lease_tme = 5", ":1: lease-tme: unknown key (did you mean lease-time?)"),
+        ("ptftpd", "timout = 5", ":1: timout: unknown key (did you mean timeout?)"),
+        ("pxed", "efi64-botfile = 'x'", ":1: efi64-botfile: unknown key (did you mean efi64-"),
+        ("dhcpd", "dhcp-range = 5", ":1: dhcp-range: unknown key (did you mean range?)"),
+        ("dhcpd", "[options]\nntp-server = []", ":2: options.ntp-server: unknown option (did "),
+        ("pxed", "[options]\nnetmask = ''", ":2: options.netmask: unknown option (did you mean s"),
+    ],
+)
+def test_a_near_miss_or_a_dnsmasq_name_gets_a_suggestion(tool: str, line: str, shown: str) -> None:
+    code, err = run_main(tool, line + "\n")
+    assert code == 2 and is_setting_error(tool, err), err
+    assert shown in err
 
 
 @pytest.mark.parametrize(
@@ -299,9 +327,9 @@ def test_unknown_key_lists_the_valid_ones() -> None:
     ],
 )
 def test_an_unknown_key_names_its_line_and_the_valid_keys(tool: str, valid: str) -> None:
-    code, err = run_main(tool, "verbose = true\n\nblocksize = 512\n")
-    assert code == 2 and err.count("\n") == 1, err
-    assert err.startswith(f"{tool}: error: ") and "settings.toml:3: unknown key(s) blocksize" in err
+    code, err = run_main(tool, "verbose = true\n\ntenant = 512\n")
+    assert code == 2 and is_setting_error(tool, err), err
+    assert "settings.toml:3: tenant: unknown key; valid keys: " in err
     assert valid in err
 
 
@@ -324,9 +352,8 @@ def test_usage_mistakes_are_one_line_exit_2(tool: str) -> None:
         timeout=30,
     )
     assert res.returncode == 2
-    assert "--drain" in res.stderr and "soon" in res.stderr
-    if tool != "ptftpd":  # ptftpd keeps argparse's usage line before the error
-        assert res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"{tool}: --drain: ") and "soon" in res.stderr
+    assert is_setting_error(tool, res.stderr), res.stderr  # no usage block, ptftpd too
 
 
 def test_dhcpd_on_an_ipv6_address_says_so() -> None:

@@ -469,7 +469,8 @@ def test_bad_map_file_is_one_line_exit_2(root: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"ptftpd: error: {rules}")
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"ptftpd: {rules}: line 2: ")
+    assert res.stderr.endswith(" (try --help)\n")
 
 
 def test_unknown_user_is_one_line_exit_2(root: Path) -> None:

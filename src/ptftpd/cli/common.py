@@ -4,18 +4,29 @@ usage errors."""
 from __future__ import annotations
 
 import argparse
+import re
 from typing import NoReturn
 
-from ptftpd.errors import USAGE_ERROR
+from ptftpd.errors import bad_setting
 from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN, TIMEOUT_MAX
-from ptftpd.values import positive_int
+from ptftpd.values import RETRIES, SESSIONS, WINDOWSIZE, positive_int
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """Usage mistakes are reported like every other bad input: one line, exit 2."""
+    """Usage mistakes are reported like every other bad setting: one line
+    (``TOOL: --flag: what is wrong (try --help)``), exit 2, no usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+        bad_setting(self.prog, flag_message(message))
+
+
+def flag_message(message: str) -> str:
+    """argparse's "argument -p/--port: not a UDP port: 70000" as "--port: not a UDP
+    port: 70000" (the long flag, as the settings file's key is spelled)."""
+    found = re.match(r"argument (\S+): (.*)", message, re.S)
+    if found is None:
+        return message
+    return f"{found.group(1).split('/')[-1]}: {found.group(2)}"
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +75,7 @@ def add_transfer_limits(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     )
     parser.add_argument(
         "--windowsize-max",
-        type=positive_int,
+        type=WINDOWSIZE,
         default=64,
         metavar="N",
         help="largest RFC 7440 window granted (64)",
@@ -78,14 +89,14 @@ def add_transfer_limits(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     )
     parser.add_argument(
         "--retries",
-        type=positive_int,
+        type=RETRIES,
         default=5,
         metavar="N",
         help="retransmissions before a transfer is abandoned (5)",
     )
     parser.add_argument(
         "--max-sessions",
-        type=positive_int,
+        type=SESSIONS,
         default=4096,
         metavar="N",
         help="concurrent transfers; more are refused with an error (4096)",

@@ -25,7 +25,7 @@ from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.server import DhcpServer
 from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
 from ptftpd.dhcp.store import StoreError
-from ptftpd.errors import USAGE_ERROR, fail
+from ptftpd.errors import StartError, bad_setting, fail, report
 from ptftpd.netif import InterfaceError
 from ptftpd.service import dhcp_service, privileges, runtime
 from ptftpd.service.service_settings import ServiceSettings
@@ -106,8 +106,12 @@ def read_settings(tool: DhcpTool, argv: list[str] | None) -> flag_settings.Comma
 
 
 def build(tool: DhcpTool, settings: Mapping[str, object], args: argparse.Namespace) -> DhcpConfig:
-    """The tool's `DhcpConfig` from the effective settings."""
-    return tool.adjust(dhcp_config(settings, args.iface, args.bootfile, tool.prog), settings)
+    """The tool's `DhcpConfig` from the effective settings; a bad value is a
+    ConfigError naming where it was set (FILE:LINE or its flag)."""
+    try:
+        return tool.adjust(dhcp_config(settings, args.iface, args.bootfile, tool.prog), settings)
+    except ConfigError as exc:
+        raise flag_settings.located(exc, settings) from None
 
 
 def init_db(tool: str, config: DhcpConfig) -> int:
@@ -161,10 +165,14 @@ def main(tool: DhcpTool, argv: list[str] | None = None) -> int:
         args = read.namespace(settings)
         config = build(tool, settings, args)
     except ConfigError as exc:
-        parser.exit(USAGE_ERROR, f"{prog}: error: {exc}\n")
+        bad_setting(prog, str(exc))
     except (InterfaceError, CannotServe) as exc:
         parser.exit(1, f"{prog}: error: {exc}\n")
-    if args.print_config:
+    try:
+        runtime.check_identity(ServiceSettings.from_args(args))
+    except StartError as exc:
+        return report(prog, exc)
+    if args.print_config:  # checked like a start (IFACE, --user, the values)
         print(config_file.dump(settings), end="")
         return 0
     if getattr(args, "init_db", False):

@@ -31,7 +31,7 @@ def lease_seconds(text: str) -> int:
     try:
         return check_int(text, "lease time", 1, MAX_LEASE_TIME)
     except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def ipv4(text: str) -> IPv4Address:
@@ -45,9 +45,11 @@ def positive_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text[:40]!r}") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 seconds and at most a day, not {text}"
+        )
     return value
 
 

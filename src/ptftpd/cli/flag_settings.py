@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptftpd import config
-from ptftpd.config import Check, ConfigError, FlagKinds, shown
+from ptftpd.config import Check, ConfigError, FlagKinds
 
 __all__ = [
     "CommandLine",
@@ -108,19 +108,17 @@ def given(keys: Schema, args: argparse.Namespace) -> dict[str, object]:
     return flags
 
 
-def from_file(keys: Schema, path: Path | None, tool: str) -> dict[str, object]:
+def from_file(keys: Schema, path: Path | None, tool: str) -> config.FileSettings:
     """`tool`'s settings in the file (its own file, or its table of a shared one),
     checked: known keys, right types, and each flag-typed value through its flag's
     parser (ranges, units), kept in the form `--print-config` shows."""
     toml = config.load_toml(path, tool)
     config.check_types(toml, path, keys.types)
-    settings: dict[str, object] = {}
     for key, value in toml.items():
         action = keys.actions.get(key)
         if action is not None and key not in keys.modelled:
-            value = _through_flag(keys, action, key, value, toml)
-        settings[key] = value
-    return settings
+            toml[key] = _through_flag(keys, action, key, value, toml)
+    return toml
 
 
 def _through_flag(
@@ -128,12 +126,35 @@ def _through_flag(
 ) -> object:
     if action.nargs == 0 or action.type is None:
         return value
-    try:
-        parsed = action.type(str(value))  # type: ignore[operator]
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        place = config.where(toml.path, toml, key)
-        raise ConfigError(f"{place}: {key} = {shown(value)}: {exc}") from None
-    return to_toml(keys.kinds, action, parsed)
+    return to_toml(keys.kinds, action, config.through_flag(action, key, value, toml))
+
+
+class Effective(dict[str, object]):
+    """The effective settings and where each came from: `file` (with its lines) and
+    the `flags` given (key -> the flag's spelling), so that an error the settings model
+    finds in a value names its FILE:LINE or its flag (`explain`)."""
+
+    def __init__(
+        self, items: Mapping[str, object], file: config.FileSettings, flags: Mapping[str, str]
+    ) -> None:
+        super().__init__(items)
+        self.file = file
+        self.flags = dict(flags)
+
+    def explain(self, exc: ConfigError) -> str:
+        return exc.located(self.file, self.flags)
+
+
+def located(exc: ConfigError, settings: Mapping[str, object]) -> ConfigError:
+    """`exc` with where its value was set, when `settings` know (`Effective`)."""
+    if isinstance(settings, Effective) and exc.at:
+        return ConfigError(settings.explain(exc))
+    return exc
+
+
+def flag_spelling(action: argparse.Action) -> str:
+    longs = [o for o in action.option_strings if o.startswith("--")]
+    return longs[0] if longs else action.option_strings[0]
 
 
 def merged(
@@ -142,7 +163,7 @@ def merged(
     tool: str,
     flags: Mapping[str, object],
     defaults: Mapping[str, object] | None = None,
-) -> dict[str, object]:
+) -> Effective:
     """Defaults (the parser's, then the model's `defaults`), `tool`'s settings in the
     file, then the flags: the effective settings. Raises ConfigError (one line) for a
     bad file."""
@@ -154,7 +175,8 @@ def merged(
             settings[key] = [*before, *value]
         else:
             settings[key] = value
-    return settings
+    given = {key: flag_spelling(keys.actions[key]) for key in flags}
+    return Effective(settings, file_settings, given)
 
 
 def as_namespace(
@@ -190,7 +212,7 @@ class CommandLine:
     flags: dict[str, object]
     defaults: dict[str, object]
 
-    def effective(self) -> dict[str, object]:
+    def effective(self) -> Effective:
         """Defaults, the ``--config`` file, then the flags; raises ConfigError."""
         return merged(self.keys, self.args.config, self.tool, self.flags, self.defaults)
 

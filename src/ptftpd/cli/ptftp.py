@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from ptftpd import __version__, config
-from ptftpd.cli.common import add_common_flags, blksize, timeout_seconds
+from ptftpd.cli.common import OneLineParser, add_common_flags, blksize, timeout_seconds
+from ptftpd.errors import bad_setting
 from ptftpd.log import setup_logging
 from ptftpd.tftp import (
     TftpError,
@@ -42,7 +43,7 @@ from ptftpd.tftp import (
 from ptftpd.tftp.client import DEFAULT_PORT
 from ptftpd.tftp.errors import UsageError as TftpUsageError
 from ptftpd.tftp.options import DEFAULT_RETRIES, WINDOWSIZE_MAX
-from ptftpd.values import port_number, positive_int
+from ptftpd.values import IntRange, port_number, positive_int
 
 PROG = "ptftp"
 DEFAULT_BLKSIZE = 1400  # what pTFTPd 1.x asked for: fits an Ethernet frame
@@ -105,18 +106,11 @@ def _mode(text: str) -> str:
     return mode
 
 
-def _retries(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+_retries = IntRange(0, 1000)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         add_help=False,
         usage="%(prog)s [options] [HOST [PORT]]\n"
@@ -215,7 +209,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
         toml = config.load_toml(path, PROG)
         config.apply_file(parser, toml, path, FLAG_KINDS, NOT_FILE_KEYS)
     except config.ConfigError as exc:
-        parser.exit(2, f"{PROG}: error: {exc}\n")
+        bad_setting(PROG, str(exc))
     return parser.parse_intermixed_args(argv)
 
 
@@ -444,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         if words and (words[0] in ("get", "put") or words[0].lower().startswith("tftp://")):
             return _one_shot(settings, words, args.force, args.host)
         if len(words) > 2:
-            parser.error("too many arguments (see --help)")
+            parser.error("too many arguments")
         if words:
             if args.host:
                 parser.error("give the host either with -h or as an argument, not both")

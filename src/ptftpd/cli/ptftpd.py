@@ -9,22 +9,28 @@ import sys
 from pathlib import Path
 
 from ptftpd import __version__, config
-from ptftpd.cli.common import add_common_flags, add_transfer_limits, blksize, timeout_seconds
+from ptftpd.cli.common import (
+    OneLineParser,
+    add_common_flags,
+    add_transfer_limits,
+    blksize,
+    timeout_seconds,
+)
+from ptftpd.errors import StartError, bad_setting, report
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.paths import root_problem
 from ptftpd.service import runtime, tftp_pool, tftp_service
 from ptftpd.service.runtime import drain_seconds, metrics_address
 from ptftpd.service.service_settings import ServiceSettings
 from ptftpd.service.tftp_service import Reread, TftpSettings, port_range, umask_value
-from ptftpd.service.workers import default_workers
 from ptftpd.tftp import remap
 from ptftpd.tftp.server import TftpServer
 from ptftpd.tftp.transfer_settings import transfer_config
-from ptftpd.values import port_number, positive_int
+from ptftpd.values import WORKERS, port_number, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ptftpd",
         description="TFTP server (RFC 1350, 2347, 2348, 2349, 7440) serving ROOT on IFACE.",
         epilog="example: ptftpd -v -p 6969 lo /srv/tftp",
@@ -45,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_transfer_limits(parser)
     parser.add_argument(
         "--workers",
-        type=positive_int,
-        default=default_workers(),
+        type=WORKERS,
         metavar="N",
         help="processes serving transfers, sharing the port (SO_REUSEPORT), supervised "
         "by a parent that restarts them; 1 keeps a single process (default: one per "
@@ -107,7 +112,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     try:
         return read_args(parser, argv)
     except config.ConfigError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        bad_setting(parser.prog, str(exc))
 
 
 def tftp_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TftpSettings:
@@ -139,9 +144,6 @@ def rereader(argv: list[str] | None) -> Reread:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse(parser, argv)
-    if args.print_config:
-        print(config.dump(config.effective(parser, args, FLAG_KINDS)), end="")
-        return 0
     problem = root_problem(args.root)
     if problem:
         parser.exit(1, f"ptftpd: error: {problem}\n")
@@ -153,12 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = tftp_settings(parser, args)
     except remap.RemapError as exc:
-        parser.exit(2, f"ptftpd: error: {exc}\n")
+        bad_setting("ptftpd", str(exc))
+    service = ServiceSettings.from_args(args)
+    try:
+        runtime.check_identity(service)
+    except StartError as exc:
+        return report("ptftpd", exc)
+    if args.print_config:  # checked like a start, and nothing derived from the machine
+        print(config.dump(config.effective(parser, args, FLAG_KINDS)), end="")
+        return 0
     if settings.umask is not None:
         os.umask(settings.umask)  # before any upload (and inherited by the workers)
     reread = rereader(argv)
-    service = ServiceSettings.from_args(args)
-    if args.workers > 1:
+    if service.workers > 1:
         return tftp_pool.run("ptftpd", service, settings, reread, hosts, args.port)
 
     async def start() -> tftp_service.TftpService:

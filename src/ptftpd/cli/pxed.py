@@ -26,9 +26,10 @@ from ptftpd.cli import flag_settings
 from ptftpd.cli.common import OneLineParser, add_common_flags, add_transfer_limits
 from ptftpd.cli.dhcp_flags import add_config_flags, add_dhcp_flags, dhcp_schema, positive_seconds
 from ptftpd.config import ConfigError
+from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
 from ptftpd.dhcp.store import StoreError
-from ptftpd.errors import USAGE_ERROR
+from ptftpd.errors import StartError, bad_setting, report
 from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files
@@ -37,8 +38,7 @@ from ptftpd.pxe.settings import ADDRESS_KEYS, boot_files, pxe_config
 from ptftpd.service import dhcp_service, privileges, pxe_pool, runtime
 from ptftpd.service.pxe_running import PxeRunning
 from ptftpd.service.service_settings import ServiceSettings
-from ptftpd.service.workers import default_workers
-from ptftpd.values import port_number, positive_int
+from ptftpd.values import WORKERS, port_number, positive_int
 
 PROG = "pxed"
 
@@ -100,8 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_transfer_limits(tftp)
     tftp.add_argument(
         "--workers",
-        type=positive_int,
-        default=default_workers(),
+        type=WORKERS,
         metavar="N",
         help="processes serving TFTP, sharing --tftp-port (SO_REUSEPORT), supervised by "
         "the main process (DHCP, boot server, HTTP, DHCPv6, boot log), which restarts them; "
@@ -193,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = read.effective()
         chosen = read.chosen()
     except ConfigError as exc:
-        parser.exit(USAGE_ERROR, f"{PROG}: error: {exc}\n")
+        bad_setting(PROG, str(exc))
     if settings.get("ra") is False and settings.get("ipv6") is not True:
         parser.error("--no-ra needs --ipv6")
     if settings.get("secure-boot") is True and settings.get("efi64-bootfile"):
@@ -211,18 +210,44 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         return die(f"ROOT {args.root} does not hold the boot file(s): {', '.join(missing)}")
     try:
-        dhcp = dhcp_config(settings, args.iface, args.bootfile, PROG)
+        dhcp = checked_dhcp_config(settings, args.iface, args.bootfile)
     except ConfigError as exc:
-        parser.exit(USAGE_ERROR, f"{PROG}: error: {exc}\n")
+        bad_setting(PROG, str(exc))
     except InterfaceError as exc:
         return die(str(exc))
-    if args.print_config:
+    service = ServiceSettings.from_args(args)
+    try:
+        runtime.check_identity(service)
+    except StartError as exc:
+        return report(PROG, exc)
+    if args.print_config:  # checked like a start (IFACE, ROOT, --user, the values)
         print(config_file.dump(settings), end="")
         return 0
     if not privileges.can_bind_privileged_ports():
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")
     config = pxe_config(settings, dhcp, args.root, args.bootfile)
-    return serve(read, ServiceSettings.from_args(args), config)
+    return serve(read, service, config)
+
+
+def checked_dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str) -> DhcpConfig:
+    """dhcpd's settings model for pxed, which chooses boot files by firmware: a
+    [[subnet]]'s bootfile or ipxe-bootfile would never be used, so it is an error."""
+    try:
+        dhcp = dhcp_config(settings, iface, bootfile, PROG)
+        for index, subnet in enumerate(dhcp.subnets):
+            for key, value in (
+                ("bootfile", subnet.bootfile),
+                ("ipxe-bootfile", subnet.ipxe_bootfile),
+            ):
+                if value is not None:
+                    raise ConfigError(
+                        "pxed chooses boot files by firmware for every subnet "
+                        "(--bios-bootfile, --efi64-bootfile...), not per [[subnet]]",
+                        ("subnet", index, key),
+                    )
+    except ConfigError as exc:
+        raise flag_settings.located(exc, settings) from None
+    return dhcp
 
 
 def rebuilt(read: flag_settings.CommandLine) -> PxeConfig:
@@ -230,7 +255,7 @@ def rebuilt(read: flag_settings.CommandLine) -> PxeConfig:
     ConfigError (the running settings then stay)."""
     settings = read.effective()
     args = read.namespace(settings)
-    dhcp = dhcp_config(settings, args.iface, args.bootfile, PROG)
+    dhcp = checked_dhcp_config(settings, args.iface, args.bootfile)
     return pxe_config(settings, dhcp, args.root, args.bootfile)
 
 

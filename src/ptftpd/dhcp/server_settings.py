@@ -22,10 +22,12 @@ from ptftpd.dhcp.settings import (
     ConfigError,
     check_int,
     ip,
+    ips,
     parse_host,
     parse_options,
     parse_range,
     parse_subnets,
+    text,
 )
 from ptftpd.dhcp.store import default_leases_path
 from ptftpd.netif import interface_addresses
@@ -55,46 +57,39 @@ def dhcp_defaults(tool: str, iface: str, keys: Collection[str]) -> dict[str, obj
     return defaults
 
 
-def _texts(value: object) -> list[object]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 def _next_server(tftp: object) -> tuple[IPv4Address | None, str | None]:
     """(siaddr, name) for `tftp-server`: an address, or a name resolved once now."""
     if tftp is None:
         return None, None
+    name = text(tftp, ("tftp-server",), "an address or host name string")
     try:
-        return IPv4Address(str(tftp)), None
+        return IPv4Address(name), None
     except ValueError:
         pass
     try:
-        return IPv4Address(socket.gethostbyname(str(tftp))), str(tftp)
-    except OSError:
-        raise ConfigError(f"cannot resolve TFTP server name {tftp!r}") from None
+        return IPv4Address(socket.gethostbyname(name)), name
+    except (OSError, UnicodeError, ValueError):
+        raise ConfigError(f"cannot resolve TFTP server name {name!r}", ("tftp-server",)) from None
 
 
 def _reply_delay(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"reply-delay: expected seconds, got {value!r}")
+        raise ConfigError(f"expected seconds, got {value!r}", ("reply-delay",))
     if not 0 <= value <= 10:
-        raise ConfigError("reply-delay must be between 0 and 10 seconds")
+        raise ConfigError("must be between 0 and 10 seconds", ("reply-delay",))
     return float(value)
 
 
 def _switch(settings: Mapping[str, object], key: str) -> bool:
     value = settings.get(key, False)
     if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(f"expected true or false, got {value!r}", (key,))
     return value
 
 
 def _optional_text(settings: Mapping[str, object], key: str) -> str | None:
     value = settings.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    return value
+    return None if value is None else text(value, (key,))
 
 
 def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool: str) -> DhcpConfig:
@@ -103,7 +98,7 @@ def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool:
     addrs = interface_addresses(iface, family=4)
     here = addrs[0]
     if here.interface is None:
-        raise ConfigError(f"{iface} is not an address of any interface here")
+        raise ConfigError(f"{iface} is not an address of any interface here")  # IFACE
     network = IPv4Network(str(here.network))
 
     next_server, tftp_name = _next_server(settings.get("tftp-server"))
@@ -111,11 +106,14 @@ def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool:
     rng = settings.get("range")
     start, end = parse_range(rng, network) if rng is not None else (None, None)
 
-    hosts = tuple(parse_host(h) for h in _texts(settings.get("hosts")))
-    for h in hosts:
+    hosts_raw = settings.get("hosts") or []
+    if not isinstance(hosts_raw, list):
+        raise ConfigError(f"expected a list of hosts, got {hosts_raw!r}", ("hosts",))
+    hosts = tuple(parse_host(h, ("hosts", i)) for i, h in enumerate(hosts_raw))
+    for i, h in enumerate(hosts):
         if h.address not in network:
-            raise ConfigError(f"static host {h.mac}: {h.address} is not on {network}")
-    exclude = {ip(e, "exclude") for e in _texts(settings.get("exclude"))}
+            raise ConfigError(f"{h.mac}: {h.address} is not on {network}", ("hosts", i))
+    exclude = set(ips(settings.get("exclude") or [], "exclude"))
     # The server's other addresses on this interface are not for clients either.
     exclude.update(IPv4Address(str(a.address)) for a in addrs[1:] if a.address.version == 4)
 
@@ -126,8 +124,11 @@ def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool:
     leases_path, leases_url = lease_location(settings.get("leases"), tool, iface)
     lease_sync = settings.get("lease-sync", "normal")
     if lease_sync not in ("normal", "full"):
-        raise ConfigError(f"lease-sync must be normal or full, not {lease_sync!r}")
-    prefixes = ("PXEClient", *(str(p) for p in _texts(settings.get("pxe-vendor-class"))))
+        raise ConfigError(f"must be normal or full, not {lease_sync!r}", ("lease-sync",))
+    classes = settings.get("pxe-vendor-class") or []
+    if not isinstance(classes, list):
+        raise ConfigError(f"expected a list of strings, got {classes!r}", ("pxe-vendor-class",))
+    prefixes = ("PXEClient", *(text(p, ("pxe-vendor-class",)) for p in classes))
 
     return DhcpConfig(
         server_ip=IPv4Address(str(here.address)),
@@ -137,7 +138,7 @@ def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool:
         next_server=next_server,
         tftp_server_name=tftp_name,
         routers=None if gateway is None else (ip(gateway, "gateway"),),
-        dns=tuple(ip(d, "dns") for d in _texts(settings.get("dns"))),
+        dns=ips(settings.get("dns") or [], "dns"),
         domain_name=_optional_text(settings, "domain"),
         answer_all=_switch(settings, "all"),
         pxe_vendor_prefixes=prefixes,
@@ -171,7 +172,7 @@ def lease_location(value: object, tool: str, iface: str) -> tuple[Path | None, s
     if value is None:
         return default_leases_path(tool, iface), None
     if not isinstance(value, (str, Path)):
-        raise ConfigError(f"leases: expected a path or a postgresql:// URI, got {value!r}")
+        raise ConfigError(f"expected a path or a postgresql:// URI, got {value!r}", ("leases",))
     text = str(value)
     scheme = next((s for s in _DB_SCHEMES if text.startswith(s)), None)
     if scheme is None:
@@ -182,5 +183,5 @@ def lease_location(value: object, tool: str, iface: str) -> tuple[Path | None, s
         first = tail.split("?", 1)[0]
         rest = ("//" if "/" in first else "///") + tail
     if not rest.startswith("//"):
-        raise ConfigError(f"leases: {text!r} is not a postgresql://USER@HOST/DB URI")
+        raise ConfigError(f"{text!r} is not a postgresql://USER@HOST/DB URI", ("leases",))
     return None, scheme + rest

@@ -63,13 +63,13 @@ def resolve(user: str | None, group: str | None = None) -> Identity | None:
         return None
     try:
         entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-    except (KeyError, OverflowError):
+    except (KeyError, OverflowError, ValueError):
         raise PrivilegeError(f"--user: no such user {user!r}") from None
     gid = entry.pw_gid
     if group is not None:
         try:
             gid = (grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)).gr_gid
-        except (KeyError, OverflowError):
+        except (KeyError, OverflowError, ValueError):
             raise PrivilegeError(f"--group: no such group {group!r}") from None
     groups = tuple(sorted({gid, *os.getgrouplist(entry.pw_name, gid)}))
     return Identity(entry.pw_name, entry.pw_uid, gid, groups)

@@ -115,6 +115,15 @@ def prepare(service: ServiceSettings, writable: Iterable[Path] = ()) -> privileg
     return identity
 
 
+def check_identity(service: ServiceSettings) -> None:
+    """--user and --group name someone (what --print-config checks without starting):
+    a `StartError` with the usage status 2 if not."""
+    try:
+        privileges.resolve(service.user, service.group)
+    except privileges.PrivilegeError as exc:
+        raise StartError(str(exc), USAGE_ERROR) from None
+
+
 def serve_metrics(service: ServiceSettings) -> None:
     """Start --metrics' HTTP server (after binding, before the drop: a port below 1024
     still works); `StartError` if it cannot listen."""

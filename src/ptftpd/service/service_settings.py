@@ -16,6 +16,16 @@ __all__ = ["DEFAULT_DRAIN", "ServiceSettings"]
 DEFAULT_DRAIN = 10.0
 
 
+def workers_for(value: object) -> int:
+    """--workers as given, or (None: not set) one per CPU this process may use: derived
+    from the machine, so never written by --print-config."""
+    if value is None:
+        from ptftpd.service.workers import default_workers
+
+        return default_workers()
+    return value if isinstance(value, int) else 1
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """`user`/`group`: who the server runs as once every socket is bound (None: stay);
@@ -42,5 +52,5 @@ class ServiceSettings:
             drain=float(getattr(args, "drain", DEFAULT_DRAIN)),
             verbose=bool(getattr(args, "verbose", False)),
             debug=bool(getattr(args, "debug", False)),
-            workers=int(getattr(args, "workers", 1) or 1),
+            workers=workers_for(getattr(args, "workers", 1)),
         )
