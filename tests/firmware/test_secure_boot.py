@@ -7,6 +7,7 @@ keys enrolled and Secure Boot on (`OVMF_CODE_4M.ms.fd`, SMM, secure pflash), in 
   grub.cfg to its own file (by `$net_default_mac`; this grub tries no per-MAC config
   names itself) that prints a marker, the other booting Debian's signed kernel
   (verified through shim) with a busybox initramfs built here that prints a marker;
+- the same chain over PXE on IPv6 (DHCPv6 boot-file-url, TFTP over IPv6);
 - the control: the same firmware refuses unsigned ipxe.efi ("Access Denied");
 - UEFI HTTP boot (IPv4): shim and grub load over HTTP, but Debian's signed network grub
   has no HTTP support and stops at its prompt: the evidence for the README.
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from fixtures import IPXE_EFI, busybox_initramfs, secure_boot_root, signed_kernel
 from fwlab import (
+    SERVER6,
     SERVER_IP,
     Boot,
     Lan,
@@ -162,3 +164,29 @@ def test_http_boot_loads_shim_and_grub_but_signed_grub_cannot_read_http(tmp_path
     assert "Welcome to GRUB!" in boot.serial and "grub>" in boot.serial
     assert GRUB_MARKER not in boot.serial and "grub.cfg" not in log
     assert " RRQ " not in log  # nothing went over TFTP
+
+
+def test_shim_and_grub_over_pxe_ipv6(tmp_path: Path) -> None:
+    """The same chain over PXE on IPv6 (`--ipv6 --secure-boot`, OVMF's PXEv6 entry only):
+    shim from `tftp://[fd81::1]/shimx64.efi` (DHCPv6 option 59), grubx64.efi and
+    grub.cfg over TFTP on IPv6."""
+    root = tmp_path / "root"
+    secure_boot_root(root)
+    (root / "default.0").write_bytes(b"x")
+    (root / "grub" / "grub.cfg").write_text(f"echo {GRUB_MARKER} root=$root\nsleep 600\n")
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    with lan(tmp_path, ipv6=True) as net:
+        pxed = net.pxed(root, "default.0", "--ipv6", "--secure-boot")
+        argv = ovmf_argv(net, "pxe6", net.tap(), MAC_CFG, True, *fw_cfg_only("IPv6PXE"))
+        boot = qemu_boot(net, argv, "pxe6", [GRUB_MARKER], failures=[DENIED, SHELL, NO_BOOT])
+        pxed.stop()
+        log = pxed.output()
+    assert boot.outcome == "ok", f"{boot.outcome}: {boot.serial[-2000:]}"
+    record_boot_time("secure-boot-pxe-ipv6", boot.seconds, firmware="OVMF ms")
+    assert (
+        "Start PXE over IPv6" in boot.serial and f"{GRUB_MARKER} root=tftp,{SERVER6}" in boot.serial
+    )
+    for name in ("shimx64.efi", "grubx64.efi", "/grub/grub.cfg"):
+        assert f"RRQ '{name}' octet: sent" in log or f"RRQ '/{name}' octet: sent" in log, name
+    assert "arch=EFI x64 (DHCPv6): completed" in log
