@@ -29,13 +29,21 @@ IPXE_EFI = Path("/usr/lib/ipxe/ipxe.efi")
 GRUB_ARM64 = Path(os.environ.get("PTFTPD_GRUB_ARM64", "/var/cache/ptftpd-tests/grub-arm64"))
 
 
-def secure_boot_root(root: Path) -> None:
-    """ROOT as `pxed --secure-boot` wants it: shimx64.efi and grubx64.efi (grub.cfg is
-    the test's)."""
-    root.mkdir(parents=True, exist_ok=True)
+def readable(root: Path) -> None:
+    """ROOT and everything in it readable by the servers (pytest's tmp_path is not)."""
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def secure_boot_root(root: Path, grub_cfg: str) -> None:
+    """ROOT as `pxed --secure-boot` wants it: shimx64.efi and grubx64.efi, `grub_cfg` as
+    grub/grub.cfg, and default.0 (BOOTFILE, for no one here)."""
+    (root / "grub").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(require_file(SHIM, "shim-signed"), root / "shimx64.efi")
     shutil.copyfile(require_file(GRUB_NET, "grub-efi-amd64-signed"), root / "grubx64.efi")
-    (root / "grub").mkdir(exist_ok=True)
+    (root / "grub" / "grub.cfg").write_text(grub_cfg)
+    (root / "default.0").write_bytes(b"not for UEFI")
+    readable(root)
 
 
 def signed_kernel() -> Path:

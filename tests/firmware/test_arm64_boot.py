@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fixtures import network_grub
+from fixtures import network_grub, readable
 from fwlab import SERVER_IP, Boot, aavmf_argv, fw_cfg_only, lan, qemu_boot, record_boot_time
 
 pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(600)]
@@ -29,8 +29,7 @@ def test_aavmf_pxe_and_http_boot_get_the_arm64_file(tmp_path: Path) -> None:
     network_grub(root / "grubaa64.efi", tmp_path, "arm64-efi")
     (root / "default.0").write_bytes(b"not for ARM64")
     (root / "grub" / "grub.cfg").write_text(f"echo {MARKER} root=$root\nsleep 600\n")
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+    readable(root)
     results: dict[str, Boot] = {}
     with lan(tmp_path) as net:
         flags = ("--arm64-bootfile", "grubaa64.efi", "--http-port", "8080")

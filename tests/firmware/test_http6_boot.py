@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures import network_grub
+from fixtures import network_grub, readable
 from fwlab import SERVER6, SERVER_IP, fw_cfg_only, lan, ovmf_argv, qemu_boot, record_boot_time
 
 from ptftpd.dhcp6.codec import BootFileUrl, ClientArch, MsgType, VendorClass
@@ -38,8 +38,7 @@ def test_ovmf_http_boot_over_ipv6(tmp_path: Path) -> None:
     network_grub(root / "grubx64-net.efi", tmp_path)
     (root / "default.0").write_bytes(b"not for UEFI")
     (root / "grub" / "grub.cfg").write_text(f"echo {MARKER} root=$root\nsleep 600\n")
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+    readable(root)
     with lan(tmp_path, ipv6=True) as net:
         net.ns.run(nft, "add table inet fwtest")
         net.ns.run(nft, "add chain inet fwtest input { type filter hook input priority 0 ; }")

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fixtures import IPXE_EFI, busybox_initramfs, secure_boot_root, signed_kernel
+from fixtures import IPXE_EFI, busybox_initramfs, readable, secure_boot_root, signed_kernel
 from fwlab import (
     SERVER6,
     SERVER_IP,
@@ -67,8 +67,7 @@ def boot_side_by_side(net: Lan, boots: dict[str, tuple[list[str], list[str]]]) -
 
 def test_shim_grub_config_and_signed_kernel_over_tftp(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    secure_boot_root(root)
-    (root / "default.0").write_bytes(b"not for UEFI")
+    secure_boot_root(root, "")
     # Debian's signed grub (2.06) reads grub/grub.cfg only (no grub.cfg-01-<mac> lookup):
     # a per-machine choice goes through grub's own $net_default_mac.
     (root / "grub" / f"mac-{MAC_CFG}.cfg").write_text(f"echo {GRUB_MARKER}\nsleep 600\n")
@@ -81,8 +80,7 @@ def test_shim_grub_config_and_signed_kernel_over_tftp(tmp_path: Path) -> None:
         "initrd /initrd.gz\n"
         "boot\n"
     )
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+    readable(root)
     with lan(tmp_path) as net:
         pxed = net.pxed(root, "default.0", "--secure-boot")
         capture = net.capture()
@@ -125,8 +123,7 @@ def test_unsigned_ipxe_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     shutil.copyfile(require_file(IPXE_EFI, "ipxe"), root / "ipxe.efi")
-    root.chmod(0o755)
-    (root / "ipxe.efi").chmod(0o644)
+    readable(root)
     with lan(tmp_path) as net:
         pxed = net.pxed(root, "ipxe.efi")
         argv = ovmf_argv(net, "unsigned", net.tap(), MAC_CFG, True, *PXE_ONLY)
@@ -144,11 +141,7 @@ def test_http_boot_loads_shim_and_grub_but_signed_grub_cannot_read_http(tmp_path
     (2.06) has no HTTP module and sets its prefix only from PXE (`(tftp,SERVER)`), so it
     never asks for grub.cfg. Secure Boot over HTTP needs a grub built with http."""
     root = tmp_path / "root"
-    secure_boot_root(root)
-    (root / "default.0").write_bytes(b"x")
-    (root / "grub" / "grub.cfg").write_text(f"echo {GRUB_MARKER}\nsleep 600\n")
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+    secure_boot_root(root, f"echo {GRUB_MARKER}\nsleep 600\n")
     with lan(tmp_path) as net:
         pxed = net.pxed(root, "default.0", "--secure-boot", "--http-port", "8080")
         argv = ovmf_argv(net, "http", net.tap(), MAC_CFG, True, *HTTP_ONLY)
@@ -171,11 +164,7 @@ def test_shim_and_grub_over_pxe_ipv6(tmp_path: Path) -> None:
     shim from `tftp://[fd81::1]/shimx64.efi` (DHCPv6 option 59), grubx64.efi and
     grub.cfg over TFTP on IPv6."""
     root = tmp_path / "root"
-    secure_boot_root(root)
-    (root / "default.0").write_bytes(b"x")
-    (root / "grub" / "grub.cfg").write_text(f"echo {GRUB_MARKER} root=$root\nsleep 600\n")
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+    secure_boot_root(root, f"echo {GRUB_MARKER} root=$root\nsleep 600\n")
     with lan(tmp_path, ipv6=True) as net:
         pxed = net.pxed(root, "default.0", "--ipv6", "--secure-boot")
         argv = ovmf_argv(net, "pxe6", net.tap(), MAC_CFG, True, *fw_cfg_only("IPv6PXE"))
