@@ -349,3 +349,38 @@ def test_no_permission_for_port_80_is_one_line(http_root: Path) -> None:
     assert done.stdout.strip() == (
         "no permission to bind TCP port 80 on 127.0.0.1: run as root or choose a port above 1023"
     ), done.stderr
+
+
+def test_out_of_descriptors_at_accept_keeps_the_connection_queued(
+    http_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """EMFILE from accept(): the connection stays in the backlog and is served when the
+    retry succeeds; one warning, not one per retry."""
+    caplog.set_level(logging.INFO, logger="ptftpd.http")
+    failures = [0]
+    real_accept = socket.socket.accept
+
+    def accept(self: socket.socket) -> tuple[socket.socket, Any]:
+        if failures[0] < 5:
+            failures[0] += 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_accept(self)
+
+    monkeypatch.setattr(socket.socket, "accept", accept)
+
+    result: list[tuple[int, bytes]] = []
+
+    async def body() -> None:
+        server = HttpServer(config(http_root))
+        await server.start()
+        try:
+            code, out, _ = await acurl(url(server, "/small.bin"))
+            result.append((code, out))
+        finally:
+            server.close()
+
+    run(body)
+    code, out = result[0]
+    assert code == 0 and out == (http_root / "small.bin").read_bytes()
+    assert failures[0] == 5  # retried after 0.1 s each time, then served
+    assert caplog.text.count("HTTP accept failed") == 1, caplog.text

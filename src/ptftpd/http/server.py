@@ -151,6 +151,7 @@ class HttpServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._active = 0
         self._full_logged = False
+        self._accept_failing = False
         self._use_sendfile = config.sendfile
         self._clients: dict[str, _Client] = {}
         self._total: TokenBucket | None = None
@@ -256,11 +257,17 @@ class HttpServer:
                 if exc.errno == errno.ECONNABORTED:
                     continue
                 # EMFILE/ENFILE/ENOBUFS: the connection stays queued; try again soon.
-                log.warning("HTTP accept failed (%s): retrying in %.1f s", exc, _RETRY_ACCEPT)
+                # Said once until an accept succeeds again (not ten lines a second).
+                if not self._accept_failing:
+                    log.warning(
+                        "HTTP accept failed (%s): retrying every %.1f s", exc, _RETRY_ACCEPT
+                    )
+                    self._accept_failing = True
                 self._pause_accepting()
                 if self._retry is None:
                     self._retry = loop.call_later(_RETRY_ACCEPT, self._retry_accept)
                 return
+            self._accept_failing = False
             sock.setblocking(False)
             self._opened(1)
             task = loop.create_task(self._connection(sock, str(address[0])))
