@@ -18,6 +18,9 @@ from ptftpd.dhcp6.codec import (
     ElapsedTime,
     IaAddress,
     IaNa,
+    IaPd,
+    IaPrefix,
+    InterfaceId,
     Message,
     MsgType,
     Nii,
@@ -204,10 +207,19 @@ ia_address = st.builds(IaAddress, addresses, u32, u32, st.lists(status, max_size
 ia_na = st.builds(
     IaNa, u32, u32, u32, st.lists(st.one_of(ia_address, status), max_size=3).map(tuple)
 )
-known = {1, 2, 3, 5, 6, 8, 13, 14, 15, 16, 17, 23, 59, 60, 61, 62}
+known = {1, 2, 3, 5, 6, 8, 9, 13, 14, 15, 16, 17, 18, 23, 25, 26, 59, 60, 61, 62}
 raw = st.builds(RawOption, u16.filter(lambda c: c not in known), st.binary(max_size=40))
+ia_prefix = st.builds(
+    IaPrefix, u32, u32, st.integers(0, 128), addresses, st.lists(status, max_size=2).map(tuple)
+)
+ia_pd = st.builds(
+    IaPd, u32, u32, u32, st.lists(st.one_of(ia_prefix, status), max_size=3).map(tuple)
+)
 options = st.one_of(
     st.builds(ClientId, duids),
+    ia_pd,
+    ia_prefix,
+    st.builds(InterfaceId, st.binary(max_size=20)),
     st.builds(ServerId, duids),
     ia_na,
     ia_address,

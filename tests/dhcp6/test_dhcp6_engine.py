@@ -87,6 +87,10 @@ def address_of(reply: Message, iaid: int = 1) -> IaAddress:
     return ia.addresses[0]
 
 
+def address_of_or_none(reply: Message) -> tuple[IaAddress, ...]:
+    return tuple(a for ia in reply.all(IaNa) for a in ia.addresses)
+
+
 def ia_status(reply: Message, iaid: int = 1) -> int | None:
     ia = next(i for i in reply.all(IaNa) if i.iaid == iaid)
     status = [o for o in ia.options if isinstance(o, StatusCode)]
@@ -150,7 +154,7 @@ def test_rapid_commit_only_when_enabled_and_asked() -> None:
     assert adv.msg_type == MsgType.ADVERTISE and adv.first(RapidCommit) is None
 
 
-def test_renew_extends_and_rebind_recreates_lost_binding() -> None:
+def test_renew_extends_and_rebind_never_creates_a_binding() -> None:
     engine = make_engine()
     got = lease(engine, duid(1))
     later = T0 + 1800
@@ -176,10 +180,16 @@ def test_renew_extends_and_rebind_recreates_lost_binding() -> None:
     unknown = one(engine, msg(MsgType.RENEW, duid(9), ServerId(SERVER_DUID), IaNa(1, 0, 0)))
     assert ia_status(unknown) == Status.NO_BINDING
 
-    # A server that lost its database gets a Rebind: the free address is bound again.
+    # A Rebind extends the binding it names, like a Renew.
+    rebound = one(engine, msg(MsgType.REBIND, duid(1), IaNa(1, 0, 0, (got,))), later + 10)
+    assert address_of(rebound).address == got.address
+    # A server that lost its database gets a Rebind: NoBinding, and no binding is
+    # created (RFC 8415 18.3.5, issue 19 item 13); the client goes back to Solicit.
     fresh = make_engine()
     rebind = one(fresh, msg(MsgType.REBIND, duid(1), IaNa(1, 0, 0, (got,))), later)
-    assert address_of(rebind).address == got.address and address_of(rebind).valid == 7200
+    assert ia_status(rebind) == Status.NO_BINDING
+    assert fresh.bindings.lookup(duid(1), 1, later) is None
+    assert fresh.bindings.store.load() == []
     # Off-link addresses come back with lifetimes 0.
     foreign = IaAddress(IPv6Address("2001:db8::5"), 100, 200)
     stale = one(fresh, msg(MsgType.REBIND, duid(3), IaNa(1, 0, 0, (foreign,))), later)
@@ -212,7 +222,7 @@ def test_release_frees_and_decline_quarantines() -> None:
     )
     assert decline.first(StatusCode) == StatusCode(Status.SUCCESS, "declined")
     adv = one(engine, msg(MsgType.SOLICIT, duid(3), IaNa(1, 0, 0)), T0 + 10)
-    assert adv.first(StatusCode) == StatusCode(Status.NO_ADDRS_AVAIL, "no addresses available")
+    assert ia_status(adv) == Status.NO_ADDRS_AVAIL
     assert lease(engine, duid(3), now=T0 + 601).address == got.address, "quarantine ends"
 
     # Releasing an address the IA does not hold changes nothing: NoBinding.
@@ -235,8 +245,9 @@ def test_no_addrs_avail_when_full() -> None:
     lease(engine, duid(1))
     lease(engine, duid(2))
     adv = one(engine, msg(MsgType.SOLICIT, duid(3), IaNa(1, 0, 0)))
-    assert adv.msg_type == MsgType.ADVERTISE and adv.first(IaNa) is None
-    assert adv.first(StatusCode) == StatusCode(Status.NO_ADDRS_AVAIL, "no addresses available")
+    # NoAddrsAvail inside the IA (RFC 9915 18.3.1, RFC 7550), not at the top level.
+    assert adv.msg_type == MsgType.ADVERTISE and adv.first(StatusCode) is None
+    assert ia_status(adv) == Status.NO_ADDRS_AVAIL and not address_of_or_none(adv)
     req = one(engine, msg(MsgType.REQUEST, duid(3), ServerId(SERVER_DUID), IaNa(1, 0, 0)))
     assert ia_status(req) == Status.NO_ADDRS_AVAIL
 
@@ -244,7 +255,7 @@ def test_no_addrs_avail_when_full() -> None:
 def test_server_never_hands_out_its_own_address() -> None:
     engine = make_engine(range_start=PREFIX[1], range_end=PREFIX[2])
     assert lease(engine, duid(1)).address == PREFIX[2]
-    assert one(engine, msg(MsgType.SOLICIT, duid(2), IaNa(1, 0, 0))).first(IaNa) is None
+    assert not address_of_or_none(one(engine, msg(MsgType.SOLICIT, duid(2), IaNa(1, 0, 0))))
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,18 @@
 """DHCPv6 codec (RFC 8415, RFC 5970 netboot options): bytes <-> `Message`, sans-IO.
 
-A message is a type, a 24-bit transaction id and a tuple of typed options; IA_NA (3)
-and IA address (5) carry nested options, decoded the same way. Options this module
-does not know stay `RawOption`, so a message decodes and re-encodes byte for byte.
-Relay-forward/relay-reply (12/13) have another header: they are refused with
-`PacketError`, since this server answers clients on its own link only (no relays).
+A message is a type, a 24-bit transaction id and a tuple of typed options; IA_NA (3),
+IA_PD (25) and their addresses (5) and prefixes (26) carry nested options, decoded the
+same way. Options this module does not know stay `RawOption`, so a message decodes and
+re-encodes byte for byte. Relay-forward/relay-reply (12/13) have their own header
+(hop count, link and peer address) and carry the relayed message in option 9:
+`decode_any` returns a `RelayMessage` for them, `decode` only client/server messages.
 
 Malformed input (a truncated header or option, a length that disagrees with its
-option's layout, broken nesting) raises `PacketError` and nothing else.
+option's layout, broken nesting) raises `PacketError` and nothing else. Nesting is
+bounded: options inside options at most `MAX_OPTION_DEPTH` deep (IA_NA > IA address >
+status is 3), relay messages inside relay messages at most `MAX_RELAYS` deep (the
+hop count limit of RFC 8415 section 7.6, plus the first relay), so a hostile datagram
+costs a bounded amount of work and recursion.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from ipaddress import IPv6Address
 from typing import TypeVar
 
 __all__ = [
+    "MAX_OPTION_DEPTH",
+    "MAX_RELAYS",
     "BootFileParam",
     "BootFileUrl",
     "ClientArch",
@@ -27,6 +34,9 @@ __all__ = [
     "ElapsedTime",
     "IaAddress",
     "IaNa",
+    "IaPd",
+    "IaPrefix",
+    "InterfaceId",
     "Message",
     "MsgType",
     "Nii",
@@ -36,6 +46,8 @@ __all__ = [
     "PacketError",
     "RapidCommit",
     "RawOption",
+    "RelayMessage",
+    "RelayMsg",
     "ServerId",
     "Status",
     "StatusCode",
@@ -43,6 +55,7 @@ __all__ = [
     "VendorClass",
     "VendorOpts",
     "decode",
+    "decode_any",
     "decode_options",
     "duid_ll",
     "duid_llt",
@@ -75,15 +88,20 @@ class Opt(IntEnum):
     CLIENTID = 1
     SERVERID = 2
     IA_NA = 3
+    IA_TA = 4
     IAADDR = 5
     ORO = 6
     ELAPSED_TIME = 8
+    RELAY_MSG = 9
     STATUS_CODE = 13
     RAPID_COMMIT = 14
     USER_CLASS = 15
     VENDOR_CLASS = 16
     VENDOR_OPTS = 17
+    INTERFACE_ID = 18
     DNS_SERVERS = 23
+    IA_PD = 25
+    IAPREFIX = 26
     BOOTFILE_URL = 59
     BOOTFILE_PARAM = 60
     CLIENT_ARCH_TYPE = 61
@@ -97,7 +115,13 @@ class Status(IntEnum):
     NO_BINDING = 3
     NOT_ON_LINK = 4
     USE_MULTICAST = 5
+    NO_PREFIX_AVAIL = 6
 
+
+MAX_OPTION_DEPTH = 4
+HOP_COUNT_LIMIT = 8  # RFC 8415 section 7.6
+MAX_RELAYS = HOP_COUNT_LIMIT + 1
+RELAY_HEADER = 34  # type, hop count, link address, peer address
 
 DUID_LLT = 1
 DUID_LL = 3
@@ -157,6 +181,43 @@ class IaNa:
     @property
     def addresses(self) -> tuple[IaAddress, ...]:
         return tuple(o for o in self.options if isinstance(o, IaAddress))
+
+
+@dataclass(frozen=True)
+class IaPrefix:
+    preferred: int
+    valid: int
+    prefix_length: int
+    prefix: IPv6Address
+    options: tuple[Option, ...] = ()
+
+
+@dataclass(frozen=True)
+class IaPd:
+    """Identity association for prefix delegation (RFC 8415 21.21)."""
+
+    iaid: int
+    t1: int
+    t2: int
+    options: tuple[Option, ...] = ()
+
+    @property
+    def prefixes(self) -> tuple[IaPrefix, ...]:
+        return tuple(o for o in self.options if isinstance(o, IaPrefix))
+
+
+@dataclass(frozen=True)
+class InterfaceId:
+    """Set by a relay agent (18); the server echoes it in the Relay-reply."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RelayMsg:
+    """Option 9: the message a relay agent forwards (or the server's answer)."""
+
+    message: Message | RelayMessage
 
 
 @dataclass(frozen=True)
@@ -229,6 +290,10 @@ Option = (
     | ServerId
     | IaNa
     | IaAddress
+    | IaPd
+    | IaPrefix
+    | InterfaceId
+    | RelayMsg
     | StatusCode
     | OptionRequest
     | ElapsedTime
@@ -265,6 +330,23 @@ class Message:
         return tuple(o for o in self.options if isinstance(o, kind))
 
 
+@dataclass(frozen=True)
+class RelayMessage:
+    """Relay-forward (12) or Relay-reply (13), RFC 8415 section 9."""
+
+    msg_type: int
+    hop_count: int
+    link_address: IPv6Address
+    peer_address: IPv6Address
+    options: tuple[Option, ...] = ()
+
+    def first(self, kind: type[_T]) -> _T | None:
+        for opt in self.options:
+            if isinstance(opt, kind):
+                return opt
+        return None
+
+
 def _text(data: bytes, what: str) -> str:
     try:
         return data.decode("utf-8")
@@ -297,7 +379,7 @@ def _fixed(data: bytes, size: int, what: str) -> None:
         raise PacketError(f"{what} option of {len(data)} bytes, expected {size}")
 
 
-def _decode_one(code: int, data: bytes) -> Option:
+def _decode_one(code: int, data: bytes, depth: int, relays: int) -> Option:
     if code == Opt.CLIENTID:
         return ClientId(_duid(data, "client"))
     if code == Opt.SERVERID:
@@ -306,12 +388,31 @@ def _decode_one(code: int, data: bytes) -> Option:
         if len(data) < 12:
             raise PacketError("truncated IA_NA")
         iaid, t1, t2 = struct.unpack_from("!III", data)
-        return IaNa(iaid, t1, t2, decode_options(data[12:]))
+        return IaNa(iaid, t1, t2, _options(data[12:], depth + 1, relays))
     if code == Opt.IAADDR:
         if len(data) < 24:
             raise PacketError("truncated IA address")
         preferred, valid = struct.unpack_from("!II", data, 16)
-        return IaAddress(IPv6Address(data[:16]), preferred, valid, decode_options(data[24:]))
+        return IaAddress(
+            IPv6Address(data[:16]), preferred, valid, _options(data[24:], depth + 1, relays)
+        )
+    if code == Opt.IA_PD:
+        if len(data) < 12:
+            raise PacketError("truncated IA_PD")
+        iaid, t1, t2 = struct.unpack_from("!III", data)
+        return IaPd(iaid, t1, t2, _options(data[12:], depth + 1, relays))
+    if code == Opt.IAPREFIX:
+        if len(data) < 25:
+            raise PacketError("truncated IA prefix")
+        preferred, valid, length = struct.unpack_from("!IIB", data)
+        if length > 128:
+            raise PacketError(f"IA prefix length {length}")
+        prefix = IPv6Address(data[9:25])
+        return IaPrefix(preferred, valid, length, prefix, _options(data[25:], depth + 1, relays))
+    if code == Opt.RELAY_MSG:
+        return RelayMsg(_message(data, relays))
+    if code == Opt.INTERFACE_ID:
+        return InterfaceId(data)
     if code == Opt.STATUS_CODE:
         if len(data) < 2:
             raise PacketError("truncated status code")
@@ -371,18 +472,45 @@ def decode_raw(data: bytes) -> tuple[tuple[int, bytes], ...]:
     return tuple(out)
 
 
+def _options(data: bytes, depth: int, relays: int) -> tuple[Option, ...]:
+    if depth > MAX_OPTION_DEPTH:
+        raise PacketError(f"options nested more than {MAX_OPTION_DEPTH} deep")
+    return tuple(_decode_one(code, body, depth, relays) for code, body in decode_raw(data))
+
+
 def decode_options(data: bytes) -> tuple[Option, ...]:
-    return tuple(_decode_one(code, body) for code, body in decode_raw(data))
+    return _options(data, 1, 0)
 
 
-def decode(data: bytes) -> Message:
+def _message(data: bytes, relays: int) -> Message | RelayMessage:
     if len(data) < 4:
         raise PacketError(f"datagram of {len(data)} bytes is too short for DHCPv6")
     msg_type = data[0]
     if msg_type in (MsgType.RELAY_FORW, MsgType.RELAY_REPL):
-        raise PacketError("relay messages are not supported (no relay agents)")
+        if relays >= MAX_RELAYS:
+            raise PacketError(f"relay messages nested more than {MAX_RELAYS} deep")
+        if len(data) < RELAY_HEADER:
+            raise PacketError(f"relay message of {len(data)} bytes")
+        link, peer = IPv6Address(data[2:18]), IPv6Address(data[18:34])
+        options = _options(data[RELAY_HEADER:], 1, relays + 1)
+        if not any(isinstance(o, RelayMsg) for o in options):
+            raise PacketError("relay message without a relay message option")
+        return RelayMessage(msg_type, data[1], link, peer, options)
     xid = int.from_bytes(data[1:4], "big")
-    return Message(msg_type, xid, decode_options(data[4:]))
+    return Message(msg_type, xid, _options(data[4:], 1, relays))
+
+
+def decode(data: bytes) -> Message:
+    """A client or server message; relay messages raise `PacketError` (`decode_any`)."""
+    msg = _message(data, 0)
+    if isinstance(msg, RelayMessage):
+        raise PacketError("a relay message where a client or server message was expected")
+    return msg
+
+
+def decode_any(data: bytes) -> Message | RelayMessage:
+    """Any DHCPv6 message, relay messages included (nested at most `MAX_RELAYS`)."""
+    return _message(data, 0)
 
 
 def _body(opt: Option) -> tuple[int, bytes]:
@@ -397,6 +525,16 @@ def _body(opt: Option) -> tuple[int, bytes]:
     if isinstance(opt, IaAddress):
         head = opt.address.packed + struct.pack("!II", opt.preferred, opt.valid)
         return Opt.IAADDR, head + encode_options(opt.options)
+    if isinstance(opt, IaPd):
+        head = struct.pack("!III", opt.iaid, opt.t1, opt.t2)
+        return Opt.IA_PD, head + encode_options(opt.options)
+    if isinstance(opt, IaPrefix):
+        head = struct.pack("!IIB", opt.preferred, opt.valid, opt.prefix_length)
+        return Opt.IAPREFIX, head + opt.prefix.packed + encode_options(opt.options)
+    if isinstance(opt, RelayMsg):
+        return Opt.RELAY_MSG, encode(opt.message)
+    if isinstance(opt, InterfaceId):
+        return Opt.INTERFACE_ID, opt.data
     if isinstance(opt, StatusCode):
         return Opt.STATUS_CODE, struct.pack("!H", opt.code) + opt.message.encode()
     if isinstance(opt, OptionRequest):
@@ -435,7 +573,10 @@ def encode_options(options: tuple[Option, ...]) -> bytes:
     return b"".join(parts)
 
 
-def encode(msg: Message) -> bytes:
+def encode(msg: Message | RelayMessage) -> bytes:
+    if isinstance(msg, RelayMessage):
+        head = bytes((msg.msg_type, msg.hop_count)) + msg.link_address.packed
+        return head + msg.peer_address.packed + encode_options(msg.options)
     return (
         bytes((msg.msg_type,)) + msg.transaction_id.to_bytes(3, "big") + encode_options(msg.options)
     )

@@ -11,9 +11,19 @@ Request for us and Information-request with boot options only, and stays silent 
 every other client, so it can sit beside the site's own DHCPv6 server. PXE firmware
 then asks the boot service on UDP 4011 (`handle_boot_service`).
 
-Relay-forward/relay-reply messages are dropped (the codec refuses them): this server
-answers clients on its own link only. Unicast messages are answered like multicast
-ones (no UseMulticast status), which EDK2's unicast boot-service Request relies on.
+Relay-forward messages (RFC 8415 section 19) are answered with a Relay-reply that
+wraps the reply once per relay, each layer with its relay's hop count, link and peer
+address and Interface-ID echoed, sent to the relay agent that sent the Relay-forward,
+port 547. The relayed client's link is the innermost relay's link address: a full
+server serves it only when that address lies in its prefix (else the message is
+dropped: not a link it has addresses for); a proxy answers boot options whatever the
+link. Relays nest at most `MAX_RELAYS` deep (the codec's bound).
+
+Unicast: RFC 9915 (which obsoletes RFC 8415) drops the Server Unicast option and the
+UseMulticast status, so a server answers a message sent to its unicast address like a
+multicast one; this server never sends UseMulticast, which EDK2's unicast boot-service
+Request relies on. Replies to clients go to the client's (link-local) source address,
+port 546; replies to relays to the relay's source address, port 547.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv6Address
 
 from ptftpd.dhcp6.boot import (
     BootChoice6,
@@ -30,12 +41,15 @@ from ptftpd.dhcp6.boot import (
     is_pxe_client,
 )
 from ptftpd.dhcp6.codec import (
+    MAX_RELAYS,
     BootFileParam,
     BootFileUrl,
     ClientId,
     DnsServers,
     IaAddress,
     IaNa,
+    IaPd,
+    InterfaceId,
     Message,
     MsgType,
     Opt,
@@ -43,17 +57,21 @@ from ptftpd.dhcp6.codec import (
     OptionRequest,
     PacketError,
     RapidCommit,
+    RawOption,
+    RelayMessage,
+    RelayMsg,
     ServerId,
     Status,
     StatusCode,
     VendorClass,
     decode,
+    decode_any,
     encode,
 )
 from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.leases import Bindings, Lease6, LeaseState6
 
-__all__ = ["Dhcp6Engine", "Outgoing"]
+__all__ = ["MAX_RELAYS", "Dhcp6Engine", "Outgoing"]
 
 log = logging.getLogger("ptftpd.dhcp6")
 
@@ -89,27 +107,57 @@ class Dhcp6Engine:
 
     def handle(self, data: bytes, source: tuple[str, int], now: float) -> list[Outgoing]:
         try:
-            msg = decode(data)
+            packet = decode_any(data)
         except PacketError as exc:
             log.debug("dropped a malformed packet from %s: %s", source[0], exc)
             return []
+        relays: list[RelayMessage] = []  # outermost first
+        while isinstance(packet, RelayMessage):
+            if packet.msg_type != MsgType.RELAY_FORW:
+                log.debug("ignored a relay-reply from %s", source[0])
+                return []
+            relays.append(packet)
+            inner = packet.first(RelayMsg)
+            assert inner is not None  # the codec requires it
+            packet = inner.message
+        msg = packet
+        if relays and not self._serves_link(relays[-1].link_address):
+            log.debug(
+                "dropped %s relayed from link %s: not in %s",
+                _name(msg.msg_type),
+                relays[-1].link_address,
+                self.config.prefix,
+            )
+            return []
+        reply = self._answer(msg, source, now)
+        if reply is None:
+            return []
+        if not relays:
+            return [Outgoing(encode(reply), (source[0], self.config.client_port))]
+        return [Outgoing(encode(_relay_reply(relays, reply)), (source[0], self.config.server_port))]
+
+    def _serves_link(self, link: IPv6Address) -> bool:
+        """A relayed client's link (the innermost relay's link address) is served when
+        it lies in our prefix; a proxy gives boot options to any link."""
+        return self.config.proxy or link in self.config.prefix
+
+    def _answer(self, msg: Message, source: tuple[str, int], now: float) -> Message | None:
         handler = self._handlers.get(msg.msg_type)
         if handler is None:
             log.debug("ignored message type %d from %s", msg.msg_type, source[0])
-            return []
+            return None
         why = self._invalid(msg)
         if why:
             log.debug("dropped %s from %s: %s", _name(msg.msg_type), source[0], why)
-            return []
+            return None
         if self.config.proxy and not self._proxy_answers(msg):
             log.debug("proxy: ignored %s from %s", _name(msg.msg_type), source[0])
-            return []
+            return None
         client = msg.first(ClientId)
         reply = handler(msg, client.duid if client else b"", now)
-        if reply is None:
-            return []
-        log.debug("%s to %s", _name(reply.msg_type), source[0])
-        return [Outgoing(encode(reply), (source[0], self.config.client_port))]
+        if reply is not None:
+            log.debug("%s to %s", _name(reply.msg_type), source[0])
+        return reply
 
     def handle_boot_service(
         self, data: bytes, source: tuple[str, int], now: float
@@ -123,12 +171,15 @@ class Dhcp6Engine:
         except PacketError as exc:
             log.debug("boot service: dropped a malformed packet from %s: %s", source[0], exc)
             return []
-        server = msg.first(ServerId)
+        server, client = msg.first(ServerId), msg.first(ClientId)
         if msg.msg_type != MsgType.REQUEST or server is None or server.duid != self.duid:
             log.debug("boot service: ignored %s from %s", _name(msg.msg_type), source[0])
             return []
-        client = msg.first(ClientId)
-        reply = self._boot_only(MsgType.REPLY, msg, client.duid if client else b"")
+        if client is None:
+            # RFC 8415 16.4: a Request without a Client Identifier MUST be discarded.
+            log.debug("boot service: dropped a Request without client id from %s", source[0])
+            return []
+        reply = self._boot_only(MsgType.REPLY, msg, client.duid)
         if reply is None:
             return []
         log.info("boot service: boot file URL to %s", source[0])
@@ -147,8 +198,8 @@ class Dhcp6Engine:
             return "no server identifier"
         if server is not None and server.duid != self.duid:
             return "for another server"
-        if kind == MsgType.INFORMATION_REQUEST and msg.first(IaNa) is not None:
-            return "Information-request with an IA"
+        if kind == MsgType.INFORMATION_REQUEST and _has_ia(msg):
+            return "Information-request with an IA"  # RFC 8415 16.12: MUST discard
         return ""
 
     def _proxy_answers(self, msg: Message) -> bool:
@@ -221,12 +272,20 @@ class Dhcp6Engine:
             self.config.valid_lifetime,
         )
 
-    def _assign(self, msg: Message, duid: bytes, now: float, commit: bool) -> list[IaNa]:
-        """One IA_NA per requested IA_NA: an address, or status NoAddrsAvail."""
-        out: list[IaNa] = []
+    def _assign(self, msg: Message, duid: bytes, now: float, commit: bool) -> list[Option]:
+        """One IA per IA the client sent (RFC 8415 18.3.1/18.3.2): each IA_NA an address,
+        or status NotOnLink (a Request naming an address not on the client's link) or
+        NoAddrsAvail inside it; each IA_PD status NoPrefixAvail (no delegation here)."""
+        out: list[Option] = []
         for ia in msg.all(IaNa):
             hints = [a.address for a in ia.addresses]
-            hint = hints[0] if hints else None
+            if commit and msg.msg_type == MsgType.REQUEST and any(
+                a not in self.config.prefix for a in hints
+            ):
+                status = StatusCode(Status.NOT_ON_LINK, "address not on this link")
+                out.append(IaNa(ia.iaid, 0, 0, (status,)))
+                continue
+            hint = next((a for a in hints if a in self.config.prefix), None)
             if commit:
                 lease = self.bindings.bind(duid, ia.iaid, now, self.config.valid_lifetime, hint)
                 if lease is not None:
@@ -234,11 +293,12 @@ class Dhcp6Engine:
             else:
                 lease = self.bindings.offer(duid, ia.iaid, now, hint)
             if lease is None:
-                log.warning("no address left for DUID %s IAID %d", duid.hex(":"), ia.iaid)
+                log.warning("no address for DUID %s IAID %d", duid.hex(":"), ia.iaid)
                 nothing = (StatusCode(Status.NO_ADDRS_AVAIL, "no addresses available"),)
                 out.append(self._ia(ia.iaid, None, now, nothing))
             else:
                 out.append(self._ia(ia.iaid, lease, now))
+        out.extend(_no_prefixes(msg, Status.NO_PREFIX_AVAIL, "no prefixes available"))
         return out
 
     def _solicit(self, msg: Message, duid: bytes, now: float) -> Message | None:
@@ -248,11 +308,9 @@ class Dhcp6Engine:
         ias = self._assign(msg, duid, now, commit=rapid)
         if rapid:
             return self._reply(MsgType.REPLY, msg, duid, [RapidCommit(), *ias])
-        if ias and all(not ia.addresses for ia in ias):
-            # RFC 8415 18.3.1: no address for any IA -> only a NoAddrsAvail status.
-            status = StatusCode(Status.NO_ADDRS_AVAIL, "no addresses available")
-            return self._reply(MsgType.ADVERTISE, msg, duid, [status])
-        return self._reply(MsgType.ADVERTISE, msg, duid, list(ias))
+        # RFC 9915 18.3.1 (RFC 7550): an IA that gets nothing carries NoAddrsAvail or
+        # NoPrefixAvail itself; no top-level status.
+        return self._reply(MsgType.ADVERTISE, msg, duid, ias)
 
     def _boot_only(self, kind: MsgType, msg: Message, duid: bytes) -> Message | None:
         reply = self._reply(kind, msg, duid, [])
@@ -263,7 +321,7 @@ class Dhcp6Engine:
     def _request(self, msg: Message, duid: bytes, now: float) -> Message | None:
         if self.config.proxy:
             return self._boot_only(MsgType.REPLY, msg, duid)
-        return self._reply(MsgType.REPLY, msg, duid, list(self._assign(msg, duid, now, True)))
+        return self._reply(MsgType.REPLY, msg, duid, self._assign(msg, duid, now, True))
 
     def _confirm(self, msg: Message, _duid: bytes, _now: float) -> Message | None:
         addresses = [a.address for ia in msg.all(IaNa) for a in ia.addresses]
@@ -276,28 +334,28 @@ class Dhcp6Engine:
         return self._reply(MsgType.REPLY, msg, _duid, [status])
 
     def _extend(self, msg: Message, duid: bytes, now: float, rebind: bool) -> Message | None:
+        """Renew and Rebind act on existing bindings only (RFC 8415 18.3.4/18.3.5): an IA
+        without one gets NoBinding, or, on Rebind, its addresses with lifetimes 0 when
+        they are not on the client's link; no binding is created."""
         out: list[Option] = []
         for ia in msg.all(IaNa):
             lease = self.bindings.bound(duid, ia.iaid, now)
             listed = [a.address for a in ia.addresses]
-            if lease is None and rebind:
-                for address in listed:
-                    lease = self.bindings.bind(
-                        duid, ia.iaid, now, self.config.valid_lifetime, address, exact=True
-                    )
-                    if lease is not None:
-                        self._log_lease("rebound", lease, duid)
-                        break
-            elif lease is not None:
+            if lease is not None:
                 lease = self.bindings.renew(lease, now, self.config.valid_lifetime)
-                self._log_lease("renewed", lease, duid)
-            if lease is None and not (rebind and listed):
+                self._log_lease("rebound" if rebind else "renewed", lease, duid)
+            elif rebind and any(a not in self.config.prefix for a in listed):
+                zero = tuple(IaAddress(a, 0, 0) for a in listed)
+                out.append(IaNa(ia.iaid, 0, 0, zero))
+                continue
+            else:
                 status = StatusCode(Status.NO_BINDING, "no binding for this IA")
                 out.append(IaNa(ia.iaid, 0, 0, (status,)))
                 continue
             # Addresses the client holds that are not (or no longer) its: lifetime 0.
-            stale = tuple(IaAddress(a, 0, 0) for a in listed if lease is None or a != lease.address)
+            stale = tuple(IaAddress(a, 0, 0) for a in listed if a != lease.address)
             out.append(self._ia(ia.iaid, lease, now, stale))
+        out.extend(_no_prefixes(msg, Status.NO_BINDING, "no binding for this IA"))
         return self._reply(MsgType.REPLY, msg, duid, out)
 
     def _renew(self, msg: Message, duid: bytes, now: float) -> Message | None:
@@ -334,6 +392,39 @@ class Dhcp6Engine:
         if self.config.proxy:
             return self._boot_only(MsgType.REPLY, msg, duid)
         return self._reply(MsgType.REPLY, msg, duid, [])
+
+
+def _has_ia(msg: Message) -> bool:
+    return any(
+        isinstance(o, (IaNa, IaPd)) or (isinstance(o, RawOption) and o.code == Opt.IA_TA)
+        for o in msg.options
+    )
+
+
+def _no_prefixes(msg: Message, code: Status, text: str) -> list[Option]:
+    """Each IA_PD back with `code` inside: this server delegates no prefixes."""
+    return [IaPd(ia.iaid, 0, 0, (StatusCode(code, text),)) for ia in msg.all(IaPd)]
+
+
+def _relay_reply(relays: list[RelayMessage], reply: Message) -> RelayMessage:
+    """Wrap `reply` once per relay, innermost first (RFC 8415 18.3.10, 19.3): the
+    same hop count, link and peer address, and the relay's Interface-ID echoed."""
+    wrapped: Message | RelayMessage = reply
+    for relay in reversed(relays):
+        options: list[Option] = []
+        interface = relay.first(InterfaceId)
+        if interface is not None:
+            options.append(interface)
+        options.append(RelayMsg(wrapped))
+        wrapped = RelayMessage(
+            MsgType.RELAY_REPL,
+            relay.hop_count,
+            relay.link_address,
+            relay.peer_address,
+            tuple(options),
+        )
+    assert isinstance(wrapped, RelayMessage)
+    return wrapped
 
 
 def _name(kind: int) -> str:
