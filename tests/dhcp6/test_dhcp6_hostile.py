@@ -5,6 +5,7 @@ Relay-reply, and a boot service that wants a client id."""
 
 from __future__ import annotations
 
+import tracemalloc
 from ipaddress import IPv6Address
 
 import pytest
@@ -39,6 +40,7 @@ from ptftpd.dhcp6.codec import (
     MsgType,
     Option,
     OptionRequest,
+    RapidCommit,
     RawOption,
     RelayMessage,
     RelayMsg,
@@ -50,6 +52,7 @@ from ptftpd.dhcp6.codec import (
     decode_any,
     encode,
 )
+from ptftpd.dhcp6.leases import Limits
 
 OFF_LINK = IPv6Address("2001:db8:5::10")
 RELAY_SOURCE = ("fd00:88::2", 547)
@@ -229,3 +232,62 @@ def test_boot_service_ignores_a_request_without_client_id() -> None:
         Message(MsgType.REQUEST, 0x99, (ClientId(duid(1)), ServerId(SERVER_DUID), *PXE))
     )
     assert len(engine.handle_boot_service(with_id, ("fd00:77::99", 4011), T0)) == 1
+
+
+# -- 1: offers expire; per-client and total caps --------------------------------------
+
+
+def test_offers_from_a_flood_of_new_duids_are_capped_and_expire() -> None:
+    limits = Limits(max_bindings=50, max_offers=100, max_per_client=4)
+    engine = make_engine(limits=limits)
+    for n in range(3000):
+        engine.handle(msg(MsgType.SOLICIT, duid(10_000 + n), IaNa(1, 0, 0)), SOURCE, T0)
+    assert len(engine.bindings) <= 100, "offers beyond the cap are kept"
+    # The newest client still gets an offer (the oldest one made room for it)...
+    assert address_of(one(engine, msg(MsgType.SOLICIT, duid(1), IaNa(1, 0, 0)), T0 + 1))
+    # ...and once the offer time has passed, the next packet forgets every offer.
+    later = T0 + 60 + 2
+    one(engine, msg(MsgType.SOLICIT, duid(2), IaNa(1, 0, 0)), later)
+    assert len(engine.bindings) == 1
+
+
+def test_default_caps_bound_memory_after_many_clients() -> None:
+    engine = make_engine()
+    tracemalloc.start()
+    try:
+        for n in range(6000):
+            engine.handle(msg(MsgType.SOLICIT, duid(20_000 + n), IaNa(1, 0, 0)), SOURCE, T0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(engine.bindings) <= Limits().max_offers
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"
+
+
+def test_one_solicit_with_thousands_of_ias_gets_the_per_client_cap() -> None:
+    engine = make_engine(limits=Limits(max_per_client=8))
+    ias = tuple(IaNa(i, 0, 0) for i in range(4000))
+    data = msg(MsgType.SOLICIT, duid(3), *ias)
+    assert len(data) > 60_000
+    [out] = engine.handle(data, SOURCE, T0)
+    adv = decode(out.payload)
+    given = [ia for ia in adv.all(IaNa) if ia.addresses]
+    assert len(given) == 8 and len(engine.bindings) == 8
+    assert len(out.payload) < 4096, "the reply is bounded too"
+    assert all(ia_status(adv, ia.iaid) == Status.NO_ADDRS_AVAIL for ia in adv.all(IaNa)[8:])
+
+
+def test_bindings_are_capped_and_a_release_makes_room() -> None:
+    engine = make_engine(limits=Limits(max_bindings=5))
+    held = [lease(engine, duid(30 + n)) for n in range(5)]
+    full = one(engine, msg(MsgType.SOLICIT, duid(40), IaNa(1, 0, 0), RapidCommit()))
+    request = msg(MsgType.REQUEST, duid(40), ServerId(SERVER_DUID), IaNa(1, 0, 0))
+    assert ia_status(one(engine, request)) == Status.NO_ADDRS_AVAIL
+    # A Request without an Advertise before it (or a rapid commit) is capped the same.
+    direct = msg(MsgType.REQUEST, duid(41), ServerId(SERVER_DUID), IaNa(1, 0, 0))
+    assert ia_status(one(engine, direct)) == Status.NO_ADDRS_AVAIL
+    assert len([x for x in engine.bindings.leases() if x.state.value == "bound"]) == 5
+    assert full.msg_type == MsgType.ADVERTISE  # rapid commit is off by default
+    release = IaNa(1, 0, 0, (held[0],))
+    one(engine, msg(MsgType.RELEASE, duid(30), ServerId(SERVER_DUID), release))
+    assert address_of(one(engine, request, T0 + 2)).address in PREFIX

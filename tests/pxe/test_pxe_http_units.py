@@ -187,7 +187,7 @@ def test_boot_log_records_http_downloads() -> None:
 
 
 def test_boot_log_learns_ipv6_addresses_from_dhcpv6() -> None:
-    from ptftpd.dhcp6.codec import ClientId, IaAddress, IaNa, MsgType
+    from ptftpd.dhcp6.codec import ClientId, IaAddress, IaNa, MsgType, ServerId
     from ptftpd.dhcp6.codec import Message as Message6
     from ptftpd.dhcp6.codec import encode as encode6
     from ptftpd.dhcp6.engine import Outgoing as Outgoing6
@@ -196,13 +196,15 @@ def test_boot_log_learns_ipv6_addresses_from_dhcpv6() -> None:
     log = BootLog(emit=lines.append)
     tracker = BootTracker(log, lambda: 5.0)
     duid = bytes.fromhex("00030001") + MAC
+    ours = ServerId(bytes.fromhex("00030001525400aabbcc"))
     ia = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:77::1234"), 10, 20),))
-    reply = Message6(MsgType.REPLY, 7, (ClientId(duid), ia))
+    reply = Message6(MsgType.REPLY, 7, (ours, ClientId(duid), ia))
     tracker.dhcp6_reply(Outgoing6(encode6(reply), ("fe80::1", 546)))
     assert log.mac_of_ip["fd00:77::1234"] == "52:54:00:12:34:56"
-    # Proxy mode: the client's Request to another server names its address.
+    # A client's Request to us (our server id) names its address.
     other = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:77::99"), 10, 20),))
-    tracker.dhcp6_received(encode6(Message6(MsgType.REQUEST, 8, (ClientId(duid), other))))
+    request = Message6(MsgType.REQUEST, 8, (ClientId(duid), ours, other))
+    tracker.dhcp6_received(encode6(request))
     assert log.mac_of_ip["fd00:77::99"] == "52:54:00:12:34:56"
     # A Solicit's hints are not taken; garbage is survived.
     hint = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:77::5"), 0, 0),))

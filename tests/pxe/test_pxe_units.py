@@ -357,13 +357,6 @@ def test_responder_answers_only_pxe_requests_and_answers_them_right(
         assert out[0].address == (str(msg.giaddr), 67)
 
 
-@given(st.binary(max_size=600))
-def test_responder_survives_any_bytes(data: bytes) -> None:
-    r = responder(BootLog())
-    r.handle(data, ("0.0.0.0", 68), False, now=NOW)
-    r.handle(data, ("10.78.0.5", 68), True, now=NOW)
-
-
 # -- boot log ------------------------------------------------------------------------
 
 

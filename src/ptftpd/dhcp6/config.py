@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ptftpd.dhcp6.boot import BootPolicy6
+from ptftpd.dhcp6.leases import Limits
 from ptftpd.errors import StartError
 from ptftpd.netif import InterfaceError, interface_addresses
 
@@ -65,6 +66,8 @@ class Dhcp6Config:
     t2: int | None = None  # None: 0.8 x preferred
     offer_time: float = 60.0
     decline_time: float = 600.0
+    # What clients can make the server remember: offers, bindings, IAs per DUID.
+    limits: Limits = field(default_factory=Limits)
     rapid_commit: bool = False
     # Boot options only, no IA_NA: addresses come from another DHCPv6 server.
     proxy: bool = False

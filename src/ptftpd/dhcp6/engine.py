@@ -32,6 +32,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv6Address
+from typing import TypeVar
 
 from ptftpd.dhcp6.boot import (
     BootChoice6,
@@ -74,6 +75,10 @@ from ptftpd.dhcp6.leases import Bindings, Lease6, LeaseState6
 __all__ = ["MAX_RELAYS", "Dhcp6Engine", "Outgoing"]
 
 log = logging.getLogger("ptftpd.dhcp6")
+
+# IAs of each kind answered per message (RFC 8415 lets a client send any number; a
+# 64 KiB Solicit holds 4,000): the rest are left out of the reply, which stays small.
+MAX_IAS = 32
 
 
 @dataclass(frozen=True)
@@ -277,10 +282,12 @@ class Dhcp6Engine:
         or status NotOnLink (a Request naming an address not on the client's link) or
         NoAddrsAvail inside it; each IA_PD status NoPrefixAvail (no delegation here)."""
         out: list[Option] = []
-        for ia in msg.all(IaNa):
+        for ia in _ias(msg, IaNa):
             hints = [a.address for a in ia.addresses]
-            if commit and msg.msg_type == MsgType.REQUEST and any(
-                a not in self.config.prefix for a in hints
+            if (
+                commit
+                and msg.msg_type == MsgType.REQUEST
+                and any(a not in self.config.prefix for a in hints)
             ):
                 status = StatusCode(Status.NOT_ON_LINK, "address not on this link")
                 out.append(IaNa(ia.iaid, 0, 0, (status,)))
@@ -324,7 +331,7 @@ class Dhcp6Engine:
         return self._reply(MsgType.REPLY, msg, duid, self._assign(msg, duid, now, True))
 
     def _confirm(self, msg: Message, _duid: bytes, _now: float) -> Message | None:
-        addresses = [a.address for ia in msg.all(IaNa) for a in ia.addresses]
+        addresses = [a.address for ia in _ias(msg, IaNa) for a in ia.addresses]
         if not addresses:
             return None  # RFC 8415 18.3.3: nothing to confirm, no reply
         if all(a in self.config.prefix for a in addresses):
@@ -338,7 +345,7 @@ class Dhcp6Engine:
         without one gets NoBinding, or, on Rebind, its addresses with lifetimes 0 when
         they are not on the client's link; no binding is created."""
         out: list[Option] = []
-        for ia in msg.all(IaNa):
+        for ia in _ias(msg, IaNa):
             lease = self.bindings.bound(duid, ia.iaid, now)
             listed = [a.address for a in ia.addresses]
             if lease is not None:
@@ -366,7 +373,7 @@ class Dhcp6Engine:
 
     def _give_back(self, msg: Message, duid: bytes, now: float, decline: bool) -> Message:
         out: list[Option] = []
-        for ia in msg.all(IaNa):
+        for ia in _ias(msg, IaNa):
             lease = self.bindings.bound(duid, ia.iaid, now)
             listed = {a.address for a in ia.addresses}
             if lease is None or lease.address not in listed:
@@ -403,7 +410,23 @@ def _has_ia(msg: Message) -> bool:
 
 def _no_prefixes(msg: Message, code: Status, text: str) -> list[Option]:
     """Each IA_PD back with `code` inside: this server delegates no prefixes."""
-    return [IaPd(ia.iaid, 0, 0, (StatusCode(code, text),)) for ia in msg.all(IaPd)]
+    return [IaPd(ia.iaid, 0, 0, (StatusCode(code, text),)) for ia in _ias(msg, IaPd)]
+
+
+_IA = TypeVar("_IA", IaNa, IaPd)
+
+
+def _ias(msg: Message, kind: type[_IA]) -> tuple[_IA, ...]:
+    """The first `MAX_IAS` IAs of `kind` (one per IAID: a repeated IAID is one IA)."""
+    seen: set[int] = set()
+    out: list[_IA] = []
+    for ia in msg.all(kind):
+        if ia.iaid not in seen:
+            seen.add(ia.iaid)
+            out.append(ia)
+            if len(out) == MAX_IAS:
+                break
+    return tuple(out)
 
 
 def _relay_reply(relays: list[RelayMessage], reply: Message) -> RelayMessage:

@@ -11,6 +11,14 @@ server's own). A client's first candidate is a hash of its DUID and IAID, so it 
 the same address back even after its lease was lost, and two clients rarely probe the
 same addresses; at most `_MAX_PROBES` candidates are tried per request, so a full pool
 costs a bounded amount of work.
+
+State an unauthenticated packet creates is bounded and expires (`Limits`): an offer
+lives `offer_time` seconds and at most `max_offers` are kept (a new one pushes out the
+oldest: an Advertise promises nothing); one DUID holds at most `max_per_client` IAs
+(offered or bound: a Solicit with 4,000 IA_NAs gets `max_per_client` addresses and
+NoAddrsAvail for the rest); at most `max_bindings` addresses are bound or quarantined
+at a time, so a /64 is not an unbounded pool. Expired entries leave memory at the next
+request (a sweep at most once a second, linear in the bounded table).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from enum import Enum
 from ipaddress import IPv6Address, IPv6Network
 from typing import Protocol
 
-__all__ = ["Bindings", "Lease6", "LeaseState6", "LeaseStore6", "MemoryStore6", "Pool6"]
+__all__ = ["Bindings", "Lease6", "LeaseState6", "LeaseStore6", "Limits", "MemoryStore6", "Pool6"]
 
 _MAX_PROBES = 4096
 _RESERVED_ANYCAST = 128  # RFC 2526: the top 128 interface ids of a /64
@@ -110,6 +118,25 @@ class Pool6:
         )
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what clients can make the server remember (see the module docstring).
+    About 450 bytes a binding: the defaults keep the table under 10 MB."""
+
+    max_bindings: int = 16384
+    max_offers: int = 4096
+    max_per_client: int = 8
+
+    def __post_init__(self) -> None:
+        if min(self.max_bindings, self.max_offers, self.max_per_client) < 1:
+            raise ValueError("binding limits must be at least 1")
+
+
+_LIVE = (LeaseState6.OFFERED, LeaseState6.BOUND)
+_HELD = (LeaseState6.BOUND, LeaseState6.DECLINED)
+_SWEEP_EVERY = 1.0
+
+
 class Bindings:
     def __init__(
         self,
@@ -117,27 +144,88 @@ class Bindings:
         store: LeaseStore6,
         offer_time: float = 60.0,
         decline_time: float = 600.0,
+        limits: Limits | None = None,
     ) -> None:
         self.pool = pool
         self.store = store
         self.offer_time = offer_time
         self.decline_time = decline_time
+        self.limits = limits or Limits()
         self._by_addr: dict[IPv6Address, Lease6] = {}
         self._by_key: dict[tuple[bytes, int], Lease6] = {}
+        self._offers: dict[tuple[bytes, int], None] = {}  # offered keys, oldest first
+        self._per_client: dict[bytes, int] = {}  # live (offered or bound) IAs per DUID
+        self._held = 0  # bound or declined addresses
+        self._swept = float("-inf")
         for lease in store.load():
             self._put(lease)
 
-    def _put(self, lease: Lease6) -> None:
+    def __len__(self) -> int:
+        """Entries kept in memory, whatever their state (bounded by `limits`)."""
+        return len(self._by_addr)
+
+    # -- the table: every change goes through _set and _drop ------------------------
+
+    def _drop(self, lease: Lease6) -> None:
+        """Forget `lease` (by address and by key) if it is the current entry."""
+        if self._by_addr.get(lease.address) is lease:
+            del self._by_addr[lease.address]
+            if lease.state in _HELD:
+                self._held -= 1
+        key = (lease.duid, lease.iaid)
+        if self._by_key.get(key) is lease:
+            del self._by_key[key]
+            self._offers.pop(key, None)
+            left = self._per_client[lease.duid] - 1
+            if left:
+                self._per_client[lease.duid] = left
+            else:
+                del self._per_client[lease.duid]
+
+    def _set(self, lease: Lease6) -> None:
         old = self._by_addr.get(lease.address)
-        if old is not None and self._by_key.get((old.duid, old.iaid)) is old:
-            del self._by_key[(old.duid, old.iaid)]
-        self._by_addr[lease.address] = lease
-        if lease.state in (LeaseState6.OFFERED, LeaseState6.BOUND):
-            previous = self._by_key.get((lease.duid, lease.iaid))
-            if previous is not None and previous.address != lease.address:
+        if old is not None:
+            self._drop(old)
+        key = (lease.duid, lease.iaid)
+        if lease.state in _LIVE:
+            previous = self._by_key.get(key)
+            if previous is not None:
                 # One address per IA_NA here: the previous one goes back to the pool.
-                self._by_addr.pop(previous.address, None)
-            self._by_key[(lease.duid, lease.iaid)] = lease
+                self._drop(previous)
+            self._by_key[key] = lease
+            self._per_client[lease.duid] = self._per_client.get(lease.duid, 0) + 1
+            if lease.state is LeaseState6.OFFERED:
+                self._offers[key] = None
+        self._by_addr[lease.address] = lease
+        if lease.state in _HELD:
+            self._held += 1
+
+    def _put(self, lease: Lease6) -> None:
+        self._set(lease)
+
+    def sweep(self, now: float) -> None:
+        """Forget what no longer holds an address (expired offers and bindings,
+        releases, ended quarantines); at most once a second of `now`."""
+        if now - self._swept < _SWEEP_EVERY:
+            return
+        self._swept = now
+        for lease in [x for x in self._by_addr.values() if not x.holds(now)]:
+            self._drop(lease)
+
+    def _room_for(self, duid: bytes, iaid: int, now: float, state: LeaseState6) -> bool:
+        """Whether a new (DUID, IAID) entry may be made: the client's cap, then the
+        table's (an offer pushes out the oldest offer; a binding needs a free slot)."""
+        self.sweep(now)
+        if (duid, iaid) in self._by_key:
+            return True
+        if self._per_client.get(duid, 0) >= self.limits.max_per_client:
+            return False
+        if state is LeaseState6.OFFERED:
+            while len(self._offers) >= self.limits.max_offers:
+                oldest = next(iter(self._offers))
+                self._drop(self._by_key[oldest])
+            return True
+        return self._held < self.limits.max_bindings
 
     def leases(self) -> list[Lease6]:
         return list(self._by_addr.values())
@@ -184,15 +272,18 @@ class Bindings:
     def offer(
         self, duid: bytes, iaid: int, now: float, hint: IPv6Address | None = None
     ) -> Lease6 | None:
-        """Reserve an address for an Advertise (memory only); None when the pool is full."""
+        """Reserve an address for an Advertise (memory only); None when the pool is
+        full or the client is at its cap."""
         current = self.lookup(duid, iaid, now)
         if current is not None and current.state is LeaseState6.BOUND:
             return current
+        if not self._room_for(duid, iaid, now, LeaseState6.OFFERED):
+            return None
         address = self._candidate(duid, iaid, hint, now)
         if address is None:
             return None
         lease = Lease6(address, duid, iaid, LeaseState6.OFFERED, now + self.offer_time, now)
-        self._put(lease)
+        self._set(lease)
         return lease
 
     def bind(
@@ -204,9 +295,20 @@ class Bindings:
         hint: IPv6Address | None = None,
         exact: bool = False,
     ) -> Lease6 | None:
-        """Commit a binding (Request, rapid-commit Solicit, Rebind without a record).
+        """Commit a binding (Request, rapid-commit Solicit).
 
-        `exact`: only `hint` will do (a Rebind naming its address); None otherwise."""
+        `exact`: only `hint` will do; None otherwise. None also when the client or the
+        server is at its cap (`limits`)."""
+        current = self.lookup(duid, iaid, now)
+        if current is None or current.state is not LeaseState6.BOUND:
+            # An offer becoming a binding takes a binding slot.
+            if current is not None:
+                if self._held >= self.limits.max_bindings:
+                    self.sweep(now)
+                    if self._held >= self.limits.max_bindings:
+                        return None
+            elif not self._room_for(duid, iaid, now, LeaseState6.BOUND):
+                return None
         if exact:
             if hint is None or not self._free(hint, duid, iaid, now):
                 return None
@@ -215,30 +317,25 @@ class Bindings:
             address = self._candidate(duid, iaid, hint, now)
         if address is None:
             return None
-        current = self.lookup(duid, iaid, now)
         since = current.since if current is not None and current.address == address else now
         lease = Lease6(address, duid, iaid, LeaseState6.BOUND, now + valid, since)
         self.store.save([lease])
-        self._put(lease)
+        self._set(lease)
         return lease
 
     def renew(self, lease: Lease6, now: float, valid: int) -> Lease6:
         renewed = replace(lease, state=LeaseState6.BOUND, expires=now + valid)
         self.store.save([renewed])
-        self._put(renewed)
+        self._set(renewed)
         return renewed
 
     def release(self, lease: Lease6, now: float) -> None:
         released = replace(lease, state=LeaseState6.RELEASED, expires=now)
         self.store.save([released])
-        self._by_addr[lease.address] = released
-        if self._by_key.get((lease.duid, lease.iaid)) is lease:
-            del self._by_key[(lease.duid, lease.iaid)]
+        self._set(released)
 
     def decline(self, lease: Lease6, now: float) -> None:
         """The client found the address in use: nobody gets it for `decline_time`."""
         declined = replace(lease, state=LeaseState6.DECLINED, expires=now + self.decline_time)
         self.store.save([declined])
-        self._by_addr[lease.address] = declined
-        if self._by_key.get((lease.duid, lease.iaid)) is lease:
-            del self._by_key[(lease.duid, lease.iaid)]
+        self._set(declined)

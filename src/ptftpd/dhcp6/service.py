@@ -124,7 +124,7 @@ class Dhcp6Service:
                     if cfg.leases_path
                     else MemoryStore6()
                 )
-            bindings = Bindings(pool, self._store, cfg.offer_time, cfg.decline_time)
+            bindings = Bindings(pool, self._store, cfg.offer_time, cfg.decline_time, cfg.limits)
         except Lease6StoreError as exc:
             raise StartError(str(exc)) from None
         self.engine = Dhcp6Engine(cfg, duid, bindings)

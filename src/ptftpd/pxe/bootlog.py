@@ -18,6 +18,13 @@ Each boot ends with one outcome (`boot_outcome`, and `ptftpd_pxe_boots_total`):
   pxed itself stopped.
 - ``abandoned``: neither: the client asked DHCP (or the boot server) and then fetched
   nothing before `--boot-idle`.
+
+What the log remembers is bounded, since any host on the link can make it learn: at
+most `max_sessions` boots in progress (a new one ends the oldest early, with its line)
+and `max_addresses` address-to-client entries, each forgotten `address_ttl` seconds
+after it was last learned (or pushed out, oldest first, by a new one). Over DHCPv6 it
+learns only from what this server answered, what names this server, and a client it
+answered (see `BootTracker`), never from anyone else's exchanges with another server.
 """
 
 from __future__ import annotations
@@ -29,8 +36,18 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
-from ptftpd.dhcp6.codec import ClientId, IaAddress, IaNa, MsgType, PacketError
-from ptftpd.dhcp6.codec import decode as decode6
+from ptftpd.dhcp6.codec import (
+    ClientId,
+    IaAddress,
+    IaNa,
+    Message,
+    MsgType,
+    PacketError,
+    RelayMessage,
+    RelayMsg,
+    ServerId,
+    decode_any,
+)
 from ptftpd.dhcp6.engine import Outgoing as Outgoing6
 from ptftpd.events import Failure, TransferFinished, TransferRefused, TransferStarted
 from ptftpd.http import Served
@@ -118,17 +135,32 @@ class BootLog:
     `expire(now)` then (and `flush()` on shutdown).
     """
 
-    def __init__(self, idle: float = 30.0, emit: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        idle: float = 30.0,
+        emit: Callable[[str], None] | None = None,
+        max_sessions: int = 4096,
+        max_addresses: int = 8192,
+        address_ttl: float = 3600.0,
+    ) -> None:
         self.idle = idle
         self.emit = emit or (lambda line: log.info("%s", line))
         # Told of each boot as its line is written (pxed --metrics sets it).
         self.on_boot: Callable[[BootRecord], None] | None = None
+        self.max_sessions = max_sessions
+        self.max_addresses = max_addresses
+        self.address_ttl = address_ttl
         self.sessions: dict[str, _Session] = {}
+        # IP -> MAC (or DUID label), oldest learned first; `_learned` says when.
         self.mac_of_ip: dict[str, str] = {}
+        self._learned: dict[str, float] = {}
 
     def _session(self, mac: str, now: float) -> _Session:
         session = self.sessions.get(mac)
         if session is None:
+            while len(self.sessions) >= self.max_sessions:
+                oldest = next(iter(self.sessions))
+                self._finish(self.sessions.pop(oldest))
             session = _Session(mac, now, now)
             self.sessions[mac] = session
         session.last_event = now
@@ -144,9 +176,19 @@ class BootLog:
     def address(self, mac: str, ip: IPv4Address | IPv6Address | str | None, *, now: float) -> None:
         if ip is None or str(ip) in ("0.0.0.0", "::"):
             return
-        self.mac_of_ip[str(ip)] = mac
+        key = str(ip)
+        # Re-learned: to the end of the line (the oldest entry goes first).
+        self._forget(key)
+        while len(self.mac_of_ip) >= self.max_addresses:
+            self._forget(next(iter(self.mac_of_ip)))
+        self.mac_of_ip[key] = mac
+        self._learned[key] = now
         if mac in self.sessions:
             self.sessions[mac].last_event = now
+
+    def _forget(self, ip: str) -> None:
+        self.mac_of_ip.pop(ip, None)
+        self._learned.pop(ip, None)
 
     def _session_of_ip(self, ip: str, filename: str, now: float) -> _Session:
         mac = self.mac_of_ip.get(ip)
@@ -199,6 +241,11 @@ class BootLog:
         """Write and forget the boots that have been quiet for `idle` seconds; a client
         still downloading (its address in `busy_ips`) is not quiet."""
         busy = {self.mac_of_ip.get(ip, f"ip {ip}") for ip in busy_ips}
+        for ip, learned in list(self._learned.items()):
+            if now - learned < self.address_ttl:
+                break  # oldest first: the rest are younger
+            if ip not in busy_ips:
+                self._forget(ip)
         for mac, session in list(self.sessions.items()):
             if mac in busy:
                 session.last_event = now
@@ -222,6 +269,9 @@ class BootLog:
             self.on_boot(record)
 
 
+_ANSWERED = 4096  # DHCPv6 clients remembered as answered by us
+
+
 class BootTracker:
     """Tells the boot log about downloads from the TFTP and HTTP servers' typed events
     (`ptftpd.events`): a client with a TFTP transfer running is busy (its boot is not
@@ -240,6 +290,11 @@ class BootTracker:
         self.clock = clock
         self.changed = changed or (lambda: None)
         self.busy: Counter[str] = Counter()
+        # The server DUIDs our own DHCPv6 replies carry (one per service): a received
+        # message naming one of them is addressed to us.
+        self._our_duids: set[bytes] = set()
+        # Clients (DUIDs) we answered lately, oldest first, at most `_ANSWERED`.
+        self._answered: dict[bytes, None] = {}
 
     def started(self, event: TransferStarted) -> None:
         self.busy[event.peer_ip] += 1
@@ -265,21 +320,42 @@ class BootTracker:
         self.changed()
 
     def dhcp6_reply(self, out: Outgoing6) -> None:
-        """A DHCPv6 Reply names the client (DUID) and its address (IA_NA, or where a
-        proxy-mode boot service answer goes): TFTP and HTTP peers are then known."""
+        """Our DHCPv6 Reply names the client (DUID) and its address (IA_NA, or where a
+        proxy-mode boot service answer goes): TFTP and HTTP peers are then known. A
+        Relay-reply is read through its relays (its destination is the relay's)."""
         destination = IPv6Address(out.address[0].split("%", 1)[0])
-        self._learn6(out.payload, (MsgType.REPLY,), destination)
+        msg = _client_message(out.payload)
+        if msg is None:
+            return
+        server, client = msg.first(ServerId), msg.first(ClientId)
+        if server is not None and len(self._our_duids) < 16:
+            self._our_duids.add(server.duid)
+        if client is not None:
+            self._answered.pop(client.duid, None)
+            if len(self._answered) >= _ANSWERED:
+                del self._answered[next(iter(self._answered))]
+            self._answered[client.duid] = None
+        relayed = out.payload[:1] == bytes((MsgType.RELAY_REPL,))
+        self._learn6(msg, (MsgType.REPLY,), None if relayed else destination)
 
     def dhcp6_received(self, data: bytes) -> None:
-        """A client's Request, Renew or Rebind names the address it takes, also when it
-        goes to another server (proxy mode, where we hand out no addresses)."""
-        self._learn6(data, (MsgType.REQUEST, MsgType.RENEW, MsgType.REBIND), None)
-
-    def _learn6(self, data: bytes, kinds: tuple[int, ...], destination: IPv6Address | None) -> None:
-        try:
-            msg = decode6(data)
-        except PacketError:
+        """A client's Request, Renew or Rebind names the address it takes: learnt when
+        it is addressed to us, or comes from a client we answered (in proxy mode, EDK2
+        takes its address from the site's server after our Advertise and downloads
+        from it). Anything else on the link is not ours to learn from: anyone can send
+        it, naming any address (issue 19 item 2)."""
+        msg = _client_message(data)
+        if msg is None:
             return
+        server, client = msg.first(ServerId), msg.first(ClientId)
+        ours = server is not None and server.duid in self._our_duids
+        if not ours and (client is None or client.duid not in self._answered):
+            return
+        self._learn6(msg, (MsgType.REQUEST, MsgType.RENEW, MsgType.REBIND), None)
+
+    def _learn6(
+        self, msg: Message, kinds: tuple[int, ...], destination: IPv6Address | None
+    ) -> None:
         client = msg.first(ClientId)
         if msg.msg_type not in kinds or client is None:
             return
@@ -310,3 +386,17 @@ class BootTracker:
         elif record.status in (200, 206):
             self.boot_log.served(record.peer, name, record.bytes_sent, "http", now=now)
         self.changed()
+
+
+def _client_message(data: bytes) -> Message | None:
+    """The client/server message in `data`, read through any relay layers."""
+    try:
+        packet = decode_any(data)
+    except PacketError:
+        return None
+    while isinstance(packet, RelayMessage):
+        inner = packet.first(RelayMsg)
+        if inner is None:
+            return None
+        packet = inner.message
+    return packet
