@@ -49,6 +49,13 @@ def test_requests_to_another_server_teach_nothing() -> None:
     assert list(log.mac_of_ip) == ["fd00:77::1"]
     tracker.dhcp6_received(request(7, OURS, "fd00:77::7"))
     assert log.mac_of_ip["fd00:77::7"] == "00:00:00:00:00:07"
+    # A client we answered (our proxy Advertise) takes its address from the site's
+    # server: that Request is learnt (EDK2 then downloads from that address).
+    advertise = Message6(MsgType.ADVERTISE, 9, (OURS, ClientId(duid(9))))
+    tracker.dhcp6_reply(Outgoing6(encode6(advertise), ("fe80::9", 546)))
+    tracker.dhcp6_received(request(9, THEIRS, "fd00:77::1009"))
+    assert log.mac_of_ip["fd00:77::1009"] == "00:00:00:00:00:09"
+    assert len(log.mac_of_ip) == 3
 
 
 def test_relayed_replies_are_read_through_their_relays() -> None:
