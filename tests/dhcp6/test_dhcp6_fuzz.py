@@ -212,7 +212,6 @@ def test_any_nesting_depth_is_decoded_or_refused(depth: int, code: int) -> None:
         assert depth > 3, exc  # real messages nest 3 deep: they always decode
 
 
-
 def test_memory_stays_bounded_under_many_random_clients() -> None:
     """10,000 Solicits with 4 IA_NAs each from new DUIDs: the binding table stays within
     its offer cap and the allocation peak is small."""

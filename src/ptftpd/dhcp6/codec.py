@@ -313,11 +313,10 @@ Option = (
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class Message:
-    msg_type: int
-    transaction_id: int
-    options: tuple[Option, ...] = ()
+class _Options:
+    """Finding options in a message's top-level option list."""
+
+    options: tuple[Option, ...]
 
     def first(self, kind: type[_T]) -> _T | None:
         """The first top-level option of a type (RFC 8415: most appear once)."""
@@ -331,7 +330,14 @@ class Message:
 
 
 @dataclass(frozen=True)
-class RelayMessage:
+class Message(_Options):
+    msg_type: int
+    transaction_id: int
+    options: tuple[Option, ...] = ()
+
+
+@dataclass(frozen=True)
+class RelayMessage(_Options):
     """Relay-forward (12) or Relay-reply (13), RFC 8415 section 9."""
 
     msg_type: int
@@ -339,12 +345,6 @@ class RelayMessage:
     link_address: IPv6Address
     peer_address: IPv6Address
     options: tuple[Option, ...] = ()
-
-    def first(self, kind: type[_T]) -> _T | None:
-        for opt in self.options:
-            if isinstance(opt, kind):
-                return opt
-        return None
 
 
 def _text(data: bytes, what: str) -> str:
