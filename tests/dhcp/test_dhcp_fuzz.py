@@ -21,6 +21,7 @@ from ptftpd.dhcp import DhcpEngine, Message, MessageType, Opt
 from ptftpd.dhcp.packet import BOOTREPLY, MIN_REPLY_LEN, PacketError, decode, encode
 
 SERVER = IPv4Address("10.5.0.1")
+NOW = 1_700_000_000.0  # when each request arrives
 RELAYS = [IPv4Address(0), IPv4Address(0), IPv4Address("10.7.0.1"), IPv4Address("10.8.1.1")]
 CLIENT_ADDRESSES = [
     IPv4Address(0),
@@ -131,7 +132,7 @@ def test_every_request_gets_a_well_defined_outcome(request: Message) -> None:
         data = encode(request)
     except PacketError:
         return  # a request the codec cannot put on the wire is not one to fuzz with
-    out = ENGINE.handle(data, (str(request.ciaddr), 68))
+    out = ENGINE.handle(data, (str(request.ciaddr), 68), NOW)
     assert len(out) <= 1
     if out:
         check_reply(request, out[0].payload)
@@ -173,7 +174,7 @@ def test_memory_stays_bounded_under_many_random_clients() -> None:
                 Opt.CLIENT_ID: n.to_bytes(4, "big") + big[:200],
                 Opt.HOSTNAME: big,
             }
-            eng.handle(encode(msg))
+            eng.handle(encode(msg), ("0.0.0.0", 68), NOW + n / 1000)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

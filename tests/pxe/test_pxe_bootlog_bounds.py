@@ -41,7 +41,7 @@ def our_reply(tracker: BootTracker, n: int, address: str) -> None:
 
 def test_requests_to_another_server_teach_nothing() -> None:
     log = BootLog(emit=lambda _line: None)
-    tracker = BootTracker(log)
+    tracker = BootTracker(log, lambda: 5.0)
     our_reply(tracker, 1, "fd00:77::1")  # the tracker now knows our server id
     # Anyone on the link can send a Request to any server naming any address.
     for n in range(2, 2000):
@@ -60,7 +60,7 @@ def test_requests_to_another_server_teach_nothing() -> None:
 
 def test_relayed_replies_are_read_through_their_relays() -> None:
     log = BootLog(emit=lambda _line: None)
-    tracker = BootTracker(log)
+    tracker = BootTracker(log, lambda: 5.0)
     ia = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:79::50"), 10, 20),))
     reply = Message6(MsgType.REPLY, 3, (OURS, ClientId(duid(3)), ia))
     relayed = RelayMessage(
@@ -79,20 +79,19 @@ def test_learned_addresses_and_sessions_are_bounded_and_expire() -> None:
     lines: list[str] = []
     log = BootLog(
         idle=30.0,
-        clock=lambda: now[0],
         emit=lines.append,
         max_sessions=100,
         max_addresses=200,
         address_ttl=600.0,
     )
-    tracker = BootTracker(log)
+    tracker = BootTracker(log, lambda: now[0])
     for n in range(5000):
         our_reply(tracker, n, f"fd00:77::{n:x}")
-        log.discover(f"mac-{n}", "EFI x64")
+        log.discover(f"mac-{n}", "EFI x64", now=now[0])
     assert len(log.mac_of_ip) == 200 and "fd00:77::1387" in log.mac_of_ip
     assert len(log.sessions) == 100
     assert len(lines) == 4900, "a boot pushed out early still gets its line"
     now[0] = 601.0
-    log.expire()
+    log.expire(now[0])
     assert log.mac_of_ip == {} and log.sessions == {}
     assert len(lines) == 5000

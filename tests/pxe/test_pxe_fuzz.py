@@ -90,8 +90,9 @@ def test_every_pxe_request_reaches_the_responder_and_is_answered_right(
     except PacketError:
         return
     responder = ProxyResponder(SERVER, FILES, boot_log=BootLog(emit=lambda _line: None))
+    now = 1_700_000_000.0
     source = (str(msg.ciaddr), 68)
-    out = responder.handle(wire, source, boot_server=on_4011)
+    out = responder.handle(wire, source, boot_server=on_4011, now=now)
     if not out:
         # Only when what must be echoed (61, 82) cannot fit the client's size.
         needed = sum(2 + len(msg.options.get(c, b"")) for c in (Opt.CLIENT_ID, 82))
@@ -114,5 +115,5 @@ def test_every_pxe_request_reaches_the_responder_and_is_answered_right(
     # The same datagram with one byte flipped: no reply, or a reply that decodes.
     pos = data.draw(st.integers(0, len(wire) - 1))
     flipped = wire[:pos] + bytes([wire[pos] ^ data.draw(st.integers(1, 255))]) + wire[pos + 1 :]
-    for got in responder.handle(flipped, source, boot_server=on_4011):
+    for got in responder.handle(flipped, source, boot_server=on_4011, now=now):
         assert decode(got.payload).op == 2
