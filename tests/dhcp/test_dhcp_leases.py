@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from ptftpd.dhcp.leases import (
     Ack,
-    Lease,
     LeasePolicy,
     LeaseState,
     MemoryStore,
@@ -21,6 +20,7 @@ from ptftpd.dhcp.leases import (
     StaticHost,
     build_pool,
 )
+from ptftpd.dhcp.local_leases import LocalLeases
 from ptftpd.dhcp.store import SqliteStore, StoreError
 from support.clocked import Clocked
 
@@ -285,9 +285,9 @@ def test_no_address_bound_to_two_clients(ops: list[tuple[str, int, int]]) -> Non
     assert before == after
 
 
-class NoScan(dict[IPv4Address, Lease]):
-    """The policy's lease table, refusing to be walked: a DISCOVER in a full pool must
-    find a free address through the index, never by looking at every lease."""
+class NoScan(dict[int, Any]):
+    """The lease rows, refusing to be walked: a DISCOVER in a full pool must find a
+    free address through the index, never by looking at every lease."""
 
     def values(self) -> Any:
         raise AssertionError("every lease scanned")
@@ -314,7 +314,9 @@ def test_full_large_pool_finds_a_free_address_without_scanning() -> None:
         assert isinstance(p.request(k, "", addr), Ack)
         addrs.append((k, addr))
         clock.now += 0.001
-    inner._leases = NoScan(inner._leases)
+    rows = inner.store
+    assert isinstance(rows, LocalLeases)
+    rows._rows = NoScan(rows._rows)
     assert p.offer(b"newcomer", "") is None  # full
     clock.now += 1
     # Two leases released, one after the other: the first released comes back first.

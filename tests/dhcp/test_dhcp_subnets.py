@@ -21,6 +21,7 @@ from ptftpd.dhcp import (
     decode,
     encode,
 )
+from ptftpd.dhcp.local_leases import LocalLeases
 from ptftpd.dhcp.scope import SubnetConfig
 from ptftpd.dhcp.store import SqliteStore
 
@@ -144,7 +145,8 @@ def test_routed_renewal_and_restart_keep_each_subnets_leases(tmp_path: Path) -> 
     assert again.scopes[1].policy.lease_for(b"hw:\x01\x02\x00\x00\x00\x07\x01") is not None
     assert {str(le.address) for le in again.scopes[1].policy.leases()} == {str(ack7.yiaddr)}
     assert {str(le.address) for le in again.policy.leases()} == {str(ack5.yiaddr)}
-    assert isinstance(again.policy.store, SqliteStore)
+    rows = again.policy.store
+    assert isinstance(rows, LocalLeases) and isinstance(rows.persist, SqliteStore)
     again.policy.store.close()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from dhcplab import SERVER_IP, Lab, lab, wait_for
 
+from ptftpd.dhcp.pg_schema import LATEST_VERSION
 from support import Process, script, wait_udp_bound
 from support.postgres import PgCluster
 
@@ -123,7 +124,7 @@ def test_init_db_creates_the_schema_and_exits(pg_database: str) -> None:
         res = run_dhcpd("--init-db", "--leases", pg_database, "127.0.0.1", "pxelinux.0")
         assert res.returncode == 0, res.stderr
         assert res.stdout.count("\n") == 1
-        assert "lease schema version 3" in res.stdout
+        assert f"lease schema version {LATEST_VERSION}" in res.stdout
     with psycopg.connect(pg_database) as conn:
         assert conn.execute("SELECT count(*) FROM leases").fetchone() == (0,)
 

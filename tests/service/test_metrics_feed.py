@@ -22,7 +22,6 @@ from ptftpd.dhcp.leases import (
     build_pool,
 )
 from ptftpd.dhcp.pg_store import PgStore
-from ptftpd.dhcp.shared_policy import SharedLeasePolicy
 from support import Process, free_udp_port, require_tool, script, world_readable_dir
 from support.clocked import Clocked
 from support.postgres import pg_cluster, pg_database
@@ -240,8 +239,8 @@ def test_lease_summary_of_the_shared_policy(pg_database: str) -> None:
     store = PgStore(pg_database, "10.9.0.1")
     other_store = PgStore(pg_database, "10.9.0.2")
     try:
-        policy = Clocked(SharedLeasePolicy(small_pool(), store), lambda: clock[0])
-        other = Clocked(SharedLeasePolicy(small_pool(), other_store), lambda: clock[0])
+        policy = Clocked(LeasePolicy(small_pool(), store), lambda: clock[0])
+        other = Clocked(LeasePolicy(small_pool(), other_store), lambda: clock[0])
         size = len(policy.config.addresses)
         assert policy.summary() == LeaseSummary(0, 0, 0, size)
         exercise(other)  # another server's leases count: the database is the truth

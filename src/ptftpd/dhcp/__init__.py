@@ -2,9 +2,11 @@
 
 Layers (each usable alone): `packet` (sans-IO codec: `Message`, `decode`, `encode`,
 `PacketError`), `options` (registry, `Opt`, `MessageType`, `pxe_vendor_options`),
-`lease_store` (the `LeaseStore` protocol a lease backend implements, with its
-`FreeIndex` free-address search; `free_index` is the in-memory one), `leases` (sans-IO
-lease policy with an injected clock), `store` (SQLite), `scope` (subnets, chosen per
+`leases` (the lease core: one sans-IO policy and its state table over `LeaseRows`,
+every event with its `now`), `local_leases` (the rows of a server that is their only
+writer, saved through a `lease_store.LeaseStore`: memory or `store`, SQLite;
+`free_index` the free-address search), `pg_store` (the rows in PostgreSQL, shared by
+several servers), `scope` (subnets, chosen per
 request by option 118, 82.5, giaddr or ciaddr), `reply` (RFC 2131 table 3, 4.1
 addressing, option 55 order), `settings` (checked TOML/flag values, `[[subnet]]`),
 `engine` (sans-IO RFC 2131/951 engine: bytes in, `Outgoing` out) and `server` (asyncio

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from ptftpd.dhcp.leases import Ack, Lease, Nak, StaticHost
+from ptftpd.dhcp.leases import Ack, Lease, LeasePolicy, Nak, StaticHost
 from ptftpd.dhcp.options import MessageType, Opt, pxe_vendor_options
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, Message, PacketError, decode, encode
 from ptftpd.dhcp.reply import (
@@ -34,7 +34,6 @@ from ptftpd.dhcp.reply import (
     reply_destination,
 )
 from ptftpd.dhcp.scope import Scope, SubnetConfig, find_scope, network_options
-from ptftpd.dhcp.shared_policy import AnyLeasePolicy
 from ptftpd.events import DhcpMessage, DhcpType, EventSink, LeaseEvent, LeaseKind, ignore
 
 __all__ = [
@@ -158,7 +157,7 @@ class DhcpEngine:
     def __init__(
         self,
         config: DhcpConfig,
-        policy: AnyLeasePolicy,
+        policy: LeasePolicy,
         boot_policy: BootPolicy | None = None,
         subnets: Sequence[Scope] = (),
     ) -> None:

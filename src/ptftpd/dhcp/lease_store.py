@@ -1,14 +1,13 @@
-"""The lease store interface: what a lease backend must provide, and the lease record.
+"""Lease persistence for a server that is its leases' only writer, and the lease record.
 
-The lease policy (`leases.py`) decides who gets which address; a `LeaseStore` makes
-those decisions durable and finds free addresses. Keeping both behind this one
-`Protocol` lets another single-writer backend replace the SQLite file without touching
-the policy: it implements `load`/`save`/`batch`/`close` and hands out a `FreeIndex` per
-pool. A database shared by several servers cannot be cached like this (the others
-change its rows): it gets its own policy, `shared_policy.SharedLeasePolicy`.
+The lease core (`leases.py`) decides; its rows (`local_leases.LocalLeases`) keep the
+pools in memory and save every row a client may rely on (bound, released, declined)
+through a `LeaseStore` before answering: `load`/`save`/`batch`/`close`, and a
+`FreeIndex` per pool for the free-address search. A database shared by several
+servers is rows itself (`pg_store.PgStore`), not a `LeaseStore`.
 
-`MemoryStore` is the reference implementation (tests, and servers run without a lease
-file); `store.SqliteStore` is the default one.
+`MemoryStore` keeps them in memory (tests, and servers run without a lease file);
+`store.SqliteStore` in a file, the default.
 """
 
 from __future__ import annotations

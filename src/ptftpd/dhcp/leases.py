@@ -1,30 +1,72 @@
-"""Lease policy: which address a client gets, sans-IO: every event gets its `now`.
+"""The lease core: one lease policy over lease rows, whichever store holds them.
 
-The policy owns the in-memory picture of the pool and calls a `LeaseStore` to persist
-every state change that a client may rely on (a bound, released or declined lease)
-before returning, so the caller can send the ACK only after the grant is durable. Offers
-are held in memory only: losing one in a crash just costs the client a retry, while
-persisting each would halve the server's rate.
+`LeasePolicy` decides, for DHCP and BOOTP, what each message does to the leases; the
+rows live in a `LeaseRows` store: `local_leases.LocalLeases` (memory, optionally saved
+to a SQLite file: one server is their only writer) or `pg_store.PgStore` (PostgreSQL,
+shared by several servers). Both stores implement the same row operations with the
+same meaning, so the policy's answers do not depend on the store; a hypothesis test
+(tests/dhcp_pg/test_lease_core.py) drives memory, SQLite and PostgreSQL with the same
+random messages and requires the same replies. Sans-IO: every event gets its `now`
+(wall-clock seconds) and nothing else reads a clock.
 
 Addresses are bound to the client key (option 61 when sent, else hardware type + MAC).
-A client gets its previous address back, then the address it asks for (option 50) when
-free, then the first never-used address, then the one that has been free the longest.
-Declined addresses are quarantined; static hosts (by MAC) are never given to others.
+Static hosts (by MAC) are answered from the configuration alone, never from the rows.
+
+The state table, in one place. An address row is *free* (never used, withdrawn,
+released, or past its end), *offered* (held for a client until the offer's end),
+*bound* (until the lease's end, then *expired*, which is free for anyone), or
+*declined* (quarantined until `decline_time` has passed, then free). "Own" means the
+row carries this client's key and is not declined.
+
+message / client's row                  -> rows change                     -> reply
+DISCOVER
+  own row bound, not expired            -> none                            -> OFFER of it
+  own row offered/expired/released/free -> own row offered again           -> OFFER
+  no own row                            -> requested (50) if free, else
+                                           never used first, else free
+                                           the longest: offered            -> OFFER
+  no own row, pool full                 -> none                            -> silence
+REQUEST, SELECTING (server id is ours)
+  own row at the address                -> bound, its other live row
+                                           released or freed               -> ACK
+  no own row at the address             -> none                            -> NAK
+REQUEST, SELECTING another server
+  own offered row                       -> freed, still its own (no NAK
+                                           if the other server binds it)   -> silence
+REQUEST, INIT-REBOOT (option 50, no server id)
+  no row of the client anywhere         -> none                            -> silence
+REQUEST, INIT-REBOOT / RENEWING / REBINDING
+  own row, or the address is free       -> bound                           -> ACK
+  another client's live or declined row,
+  or outside the pool / subnet, or a
+  static host's address                 -> none                            -> NAK when the
+                                           client is known or we are authoritative, else silence
+RELEASE   own bound row                 -> released (free at once)         -> silence
+DECLINE   own offered or bound row      -> declined until decline_time     -> silence
+INFORM    any                           -> none                            -> ACK, no address
+BOOTREQUEST  own permanent row, else as DISCOVER then bound for ever       -> BOOTREPLY
+(time)    bound past its end            -> expired: free for anyone
+          offered past its end          -> free for anyone (the client's own still)
+          declined past its quarantine  -> free for anyone
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from typing import Protocol
 
-from ptftpd.dhcp.lease_store import FreeIndex, Lease, LeaseState, LeaseStore, MemoryStore
+from ptftpd.dhcp.lease_store import Lease, LeaseState, LeaseStore, MemoryStore
+from ptftpd.dhcp.local_leases import NOT_OFFERED, LocalLeases, NotOffered
 
 __all__ = [
     "Ack",
     "Lease",
     "LeasePolicy",
+    "LeaseRows",
     "LeaseState",
     "LeaseStore",
     "LeaseSummary",
@@ -34,6 +76,7 @@ __all__ = [
     "PoolConfig",
     "StaticHost",
     "build_pool",
+    "pool_id",
     "static_answer",
 ]
 
@@ -150,8 +193,7 @@ def static_answer(
     lease_time: float,
 ) -> Ack | Nak:
     """A static host's REQUEST: its own address is ACKed for the configured lease time
-    (as offered), any other is NAKed. Both lease policies answer static hosts from
-    config alone, never from the store."""
+    (as offered), any other is NAKed: from the configuration alone, never the rows."""
     if address != static.address:
         return Nak(f"{address} is not this host's static address {static.address}")
     expires = now + lease_time
@@ -183,161 +225,155 @@ def summarize(
     return LeaseSummary(active, len(offered), declined, max(0, len(pool) - taken))
 
 
-@dataclass
-class _Offer:
-    address: IPv4Address
-    client_key: bytes
-    expires: float
+class LeaseRows(Protocol):
+    """The lease core's store: the address rows of every pool, and the operations
+    that change them (`local_leases.LocalLeases` and `pg_store.PgStore`; their
+    docstrings and SQL say what each does, the same in both)."""
+
+    def ensure_pool(
+        self, pool: str, first: IPv4Address, last: IPv4Address, excluded: Iterable[IPv4Address] = ()
+    ) -> int: ...
+
+    def offer(
+        self,
+        client_key: bytes,
+        mac: str,
+        pool: str,
+        requested: IPv4Address | None,
+        now: float,
+        hold: float,
+    ) -> Lease | None: ...
+
+    def bind(
+        self,
+        client_key: bytes,
+        mac: str,
+        address: IPv4Address,
+        now: float,
+        expires: float,
+        hostname: str | None = None,
+        *,
+        selecting: bool = False,
+    ) -> Lease | NotOffered | None: ...
+
+    def lookup(self, client_key: bytes, pool: str, now: float) -> Lease | None: ...
+
+    def held(self, client_key: bytes, address: IPv4Address, now: float) -> bool: ...
+
+    def release(self, client_key: bytes, address: IPv4Address, now: float) -> Lease | None: ...
+
+    def decline(
+        self, client_key: bytes, mac: str, address: IPv4Address, now: float, until: float
+    ) -> Lease | None: ...
+
+    def withdraw(self, client_key: bytes, pool: str, now: float) -> None: ...
+
+    def leases(self, pool: str | None = None) -> list[Lease]: ...
+
+    def batch(self) -> AbstractContextManager[None]: ...
+
+    def close(self) -> None: ...
+
+
+def pool_id(config: PoolConfig) -> str:
+    """The pool's name among the rows: its subnet in CIDR form, the same on every
+    server configured for that subnet."""
+    return str(config.network)
+
+
+def lease_rows(store: LeaseStore | LeaseRows) -> LeaseRows:
+    """Rows over `store`: a persistence `LeaseStore` (memory, SQLite) gets the local
+    rows in front of it; a `LeaseRows` (PostgreSQL, or rows already) is used as is."""
+    if hasattr(store, "free_index") and hasattr(store, "load"):
+        return LocalLeases(store)  # type: ignore[arg-type]
+    return store
 
 
 @dataclass
 class LeasePolicy:
+    """The state table of the module docstring over `store`'s rows for one pool.
+
+    `store` is the rows (`LeaseRows`), or a persistence `LeaseStore` to put local rows
+    in front of. Several policies (one per subnet) may share one store."""
+
     config: PoolConfig
-    store: LeaseStore
-    _leases: dict[IPv4Address, Lease] = field(default_factory=dict, init=False)
-    _by_client: dict[bytes, IPv4Address] = field(default_factory=dict, init=False)
-    _offers: dict[IPv4Address, _Offer] = field(default_factory=dict, init=False)
-    _offer_by_client: dict[bytes, IPv4Address] = field(default_factory=dict, init=False)
+    store: LeaseRows
     _static_by_mac: dict[str, StaticHost] = field(default_factory=dict, init=False)
     _static_addrs: set[IPv4Address] = field(default_factory=set, init=False)
     _pool: Pool = field(default_factory=lambda: Pool(1, 0), init=False)
-    _cursor: int = field(default=0, init=False)
-    _free: FreeIndex | None = field(default=None, init=False)
+    pool: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
+        self.store = lease_rows(self.store)
         for host in self.config.static_hosts:
             self._static_by_mac[host.mac.lower()] = host
             self._static_addrs.add(host.address)
         self._pool = self.config.addresses.without(self._static_addrs)
-        self._cursor = self._pool.first
-        self._free = self.store.free_index()
-        network = self.config.network
-        for lease in self.store.load():
-            # One store may hold several subnets' leases: take this network's only.
-            if lease.address not in network:
-                continue
-            self._leases[lease.address] = lease
-            self._free.note(lease.address, lease.free_from)
-            if lease.state is LeaseState.BOUND:
-                self._by_client[lease.client_key] = lease.address
-        for lease in self._leases.values():
-            # A client whose last lease was released still prefers that address.
-            self._by_client.setdefault(lease.client_key, lease.address)
-
-    @property
-    def free(self) -> FreeIndex:
-        assert self._free is not None
-        return self._free
+        self.pool = pool_id(self.config)
+        if self._pool.first <= self._pool.last:
+            # Creates the pool's rows, or refuses (PoolMismatch) when another server
+            # defined the same subnet with another range or other exclusions.
+            self.store.ensure_pool(
+                self.pool,
+                IPv4Address(self._pool.first),
+                IPv4Address(self._pool.last),
+                sorted(IPv4Address(e) for e in self._pool.excluded),
+            )
 
     # -- queries ---------------------------------------------------------------------
-
-    def lease_for(self, client_key: bytes) -> Lease | None:
-        addr = self._by_client.get(client_key)
-        return None if addr is None else self._leases.get(addr)
-
-    def leases(self) -> list[Lease]:
-        return list(self._leases.values())
 
     def static_for(self, mac: str) -> StaticHost | None:
         return self._static_by_mac.get(mac.lower())
 
-    def summary(self, now: float) -> LeaseSummary:
-        """Leases by state and free pool addresses now (one pass over what is held)."""
-        offers = (o.address for o in self._offers.values() if o.expires > now)
-        return summarize(self._pool, self._leases.values(), offers, now)
-
     def in_network(self, addr: IPv4Address) -> bool:
         return addr in self.config.network
 
-    def knows(self, client_key: bytes, mac: str) -> bool:
-        """Do we have any record of this client (lease in any state, offer, static)?"""
-        return (
-            client_key in self._by_client
-            or client_key in self._offer_by_client
-            or self.static_for(mac) is not None
-        )
+    def lease_for(self, client_key: bytes, now: float = -math.inf) -> Lease | None:
+        """The client's row: its live lease or offer, else its last one (as of `now`)."""
+        return self.store.lookup(client_key, self.pool, now)
 
-    def _available(self, addr: IPv4Address, client_key: bytes, now: float) -> bool:
-        """Can `client_key` have `addr` right now?"""
-        if addr not in self._pool:
-            return False
-        offer = self._offers.get(addr)
-        if offer is not None and offer.client_key != client_key and offer.expires > now:
-            return False
-        lease = self._leases.get(addr)
-        if lease is None:
-            return True
-        state = lease.effective_state(now)
-        if state is LeaseState.DECLINED:
-            return lease.expires <= now
-        if lease.client_key == client_key:
-            return True
-        return state in (LeaseState.RELEASED, LeaseState.EXPIRED)
+    def leases(self) -> list[Lease]:
+        return self.store.leases(self.pool)
 
-    def _pick_free(self, client_key: bytes, now: float) -> IPv4Address | None:
-        pool = self._pool
-        while self._cursor <= pool.last:
-            addr = IPv4Address(self._cursor)
-            self._cursor += 1
-            if addr not in self._leases and self._available(addr, client_key, now):
-                return addr
-        # Never-used addresses are gone: the index yields the one free the longest.
-        for addr in self.free.candidates(now):
-            if self._available(addr, client_key, now):
-                return addr
+    def summary(self, now: float) -> LeaseSummary:
+        """Leases by state across everyone sharing the rows: one pass over the rows in
+        use (one query for PostgreSQL), so callers refresh it now and then."""
+        rows = self.leases()
+        offers = (r.address for r in rows if r.state is LeaseState.OFFERED and r.expires > now)
+        return summarize(self._pool, rows, offers, now)
+
+    def knows(self, client_key: bytes, mac: str, now: float) -> bool:
+        """Is there any record of this client (a row in any state but declined, or a
+        static host)?"""
+        return self.static_for(mac) is not None or self.lease_for(client_key, now) is not None
+
+    def _wrong(self, address: IPv4Address) -> str | None:
+        """Why no client may have `address` from this pool (config only, no rows)."""
+        if address in self._static_addrs:
+            return f"{address} is reserved for another host"
+        if not self.in_network(address):
+            return f"{address} is not on this network"
+        if address not in self._pool:
+            return f"{address} is not in the pool"
         return None
-
-    def _renote(self, addr: IPv4Address, now: float) -> None:
-        """Tell the index when `addr` may next be free, from its current state."""
-        lease = self._leases.get(addr)
-        when = now if lease is None else max(lease.free_from, now)
-        offer = self._offers.get(addr)
-        if offer is not None:
-            when = max(when, offer.expires)
-        self.free.note(addr, when)
 
     # -- events ----------------------------------------------------------------------
 
     def offer(
         self, client_key: bytes, mac: str, requested: IPv4Address | None = None, *, now: float
     ) -> IPv4Address | None:
-        """Choose and hold an address for a DISCOVER; None when the pool is full."""
+        """DISCOVER: hold an address for the client; None when the pool is full."""
         static = self.static_for(mac)
         if static is not None:
             return static.address
-        choice: IPv4Address | None = None
-        held = self._offer_by_client.get(client_key)
-        if held is not None and self._available(held, client_key, now):
-            choice = held
-        previous = self._by_client.get(client_key)
-        if choice is None and previous is not None and self._available(previous, client_key, now):
-            choice = previous
-        if choice is None and requested is not None and self._available(requested, client_key, now):
-            choice = requested
-        if choice is None:
-            choice = self._pick_free(client_key, now)
-        if choice is None:
-            return None
-        self._hold(choice, client_key, now)
-        return choice
-
-    def _hold(self, addr: IPv4Address, client_key: bytes, now: float) -> None:
-        old = self._offer_by_client.pop(client_key, None)
-        if old is not None and old != addr:
-            self._offers.pop(old, None)
-            self._renote(old, now)
-        expires = now + self.config.offer_time
-        self._offers[addr] = _Offer(addr, client_key, expires)
-        self._offer_by_client[client_key] = addr
-        lease = self._leases.get(addr)
-        self.free.note(addr, expires if lease is None else max(expires, lease.free_from))
+        if requested is not None and requested not in self._pool:
+            requested = None
+        lease = self.store.offer(client_key, mac, self.pool, requested, now, self.config.offer_time)
+        return None if lease is None else lease.address
 
     def withdraw(self, client_key: bytes, *, now: float) -> None:
         """The client chose another server: free our offer at once."""
-        addr = self._offer_by_client.pop(client_key, None)
-        if addr is not None:
-            self._offers.pop(addr, None)
-            self._renote(addr, now)
+        self.store.withdraw(client_key, self.pool, now)
 
     def request(
         self,
@@ -350,87 +386,37 @@ class LeasePolicy:
         selecting: bool = False,
         now: float,
     ) -> Ack | Nak | None:
-        """Bind `address` to the client (SELECTING, INIT-REBOOT, RENEWING, REBINDING).
-
-        SELECTING (`selecting`: the client named us as its server) gets the address we
-        offered it (or its own lease) or a NAK. In the other states a wrong request is
-        NAKed only when we have a record of the client or are authoritative; else we
-        stay silent (None), as RFC 2131 4.3.2 demands for servers sharing a wire. With
-        `known_only` (INIT-REBOOT) a free address is not granted to an unknown client.
-        """
+        """REQUEST in any client state (SELECTING, INIT-REBOOT, RENEWING, REBINDING);
+        the state table's REQUEST lines. SELECTING (`selecting`: the client named us)
+        gets the address it was offered (or holds) or a NAK; in the other states a
+        wrong request is NAKed only when the client is known or we are authoritative,
+        else we stay silent (None), as RFC 2131 4.3.2 asks of servers sharing a wire.
+        With `known_only` (INIT-REBOOT) a client nobody knows gets silence."""
         static = self.static_for(mac)
         if static is not None:
             return static_answer(
                 static, address, client_key, mac, hostname, now, self.config.lease_time
             )
-        if (
-            selecting
-            and address != self._offer_by_client.get(client_key)
-            and address != self._by_client.get(client_key)
-        ):
-            return Nak(f"{address} was not offered to this client")
-        wrong = self._wrong(address, client_key, now)
-        if wrong is not None:
-            if selecting or self.config.authoritative or self.knows(client_key, mac):
-                return Nak(wrong)
+        wrong = self._wrong(address)
+        if wrong is None and known_only and self.lease_for(client_key, now) is None:
+            # INIT-REBOOT from a client nobody knows: not ours to judge, unless we are
+            # authoritative and the address is someone else's.
+            if self.config.authoritative and self.store.held(client_key, address, now):
+                return Nak(f"{address} is in use")
             return None
-        if known_only and not self.knows(client_key, mac):
-            return None
-        return Ack(self._bind(address, client_key, mac, hostname, now, self.config.lease_time))
-
-    def _wrong(self, address: IPv4Address, client_key: bytes, now: float) -> str | None:
-        """Why `client_key` may not have `address`, or None when it may."""
-        if address in self._static_addrs:
-            return f"{address} is reserved for another host"
-        if not self.in_network(address):
-            return f"{address} is not on this network"
-        if address not in self._pool:
-            return f"{address} is not in the pool"
-        if not self._available(address, client_key, now):
-            return f"{address} is in use"
+        if wrong is None:
+            expires = now + self.config.lease_time
+            bound = self.store.bind(
+                client_key, mac, address, now, expires, hostname, selecting=selecting
+            )
+            if isinstance(bound, Lease):
+                return Ack(bound)
+            if bound is NOT_OFFERED:
+                return Nak(f"{address} was not offered to this client")
+            wrong = f"{address} is in use"
+        if selecting or self.config.authoritative or self.knows(client_key, mac, now):
+            return Nak(wrong)
         return None
-
-    def _bind(
-        self,
-        address: IPv4Address,
-        client_key: bytes,
-        mac: str,
-        hostname: str | None,
-        now: float,
-        lease_time: float,
-    ) -> Lease:
-        changed: list[Lease] = []
-        previous = self._by_client.get(client_key)
-        if previous is not None and previous != address:
-            old = self._leases.get(previous)
-            if old is not None and old.client_key == client_key:
-                old.state, old.since = LeaseState.RELEASED, now
-                changed.append(old)
-        prior = self._leases.get(address)
-        if prior is not None and prior.client_key != client_key:
-            self._by_client.pop(prior.client_key, None)
-        lease = Lease(
-            address,
-            client_key,
-            mac,
-            LeaseState.BOUND,
-            now + lease_time,
-            hostname or (prior.hostname if prior else None),
-            now,
-        )
-        changed.append(lease)
-        self.store.save(changed)
-        self._leases[address] = lease
-        self._by_client[client_key] = address
-        # The offer is taken up: drop it (the index hears of the lease just below).
-        offered = self._offer_by_client.pop(client_key, None)
-        if offered is not None:
-            self._offers.pop(offered, None)
-            if offered != address:
-                self._renote(offered, now)
-        for item in changed:
-            self.free.note(item.address, item.free_from)
-        return lease
 
     def bind_permanent(self, client_key: bytes, mac: str, *, now: float) -> Lease | None:
         """BOOTP: a lease that never expires (RFC 951 clients never renew)."""
@@ -439,51 +425,22 @@ class LeasePolicy:
             return Lease(
                 static.address, client_key, mac, LeaseState.BOUND, FOREVER, static.hostname, now
             )
-        lease = self.lease_for(client_key)
+        lease = self.store.lookup(client_key, self.pool, now)
         if lease is not None and lease.state is LeaseState.BOUND and lease.expires == FOREVER:
             return lease
-        addr = self.offer(client_key, mac, now=now)
-        if addr is None:
+        offered = self.store.offer(client_key, mac, self.pool, None, now, self.config.offer_time)
+        if offered is None:
             return None
-        return self._bind(addr, client_key, mac, None, now, FOREVER)
+        bound = self.store.bind(client_key, mac, offered.address, now, FOREVER)
+        return bound if isinstance(bound, Lease) else None
 
     def release(self, client_key: bytes, address: IPv4Address, *, now: float) -> Lease | None:
-        lease = self._leases.get(address)
-        if lease is None or lease.client_key != client_key:
-            return None
-        if lease.state is not LeaseState.BOUND:
-            return None
-        lease.state, lease.since, lease.expires = LeaseState.RELEASED, now, now
-        self.store.save([lease])
-        self.free.note(address, now)
-        return lease
+        return self.store.release(client_key, address, now)
 
     def decline(
         self, client_key: bytes, mac: str, address: IPv4Address, *, now: float
     ) -> Lease | None:
-        """The client found `address` in use: quarantine it and forget the binding."""
+        """The client found `address` in use: nobody gets it until the quarantine ends."""
         if address not in self._pool:
             return None
-        lease = self._leases.get(address)
-        offer = self._offers.get(address)
-        ours = (lease is not None and lease.client_key == client_key) or (
-            offer is not None and offer.client_key == client_key
-        )
-        if not ours:
-            return None
-        declined = Lease(
-            address,
-            b"declined:" + client_key,
-            mac,
-            LeaseState.DECLINED,
-            now + self.config.decline_time,
-            None,
-            now,
-        )
-        self.store.save([declined])
-        self._leases[address] = declined
-        if self._by_client.get(client_key) == address:
-            del self._by_client[client_key]
-        self.withdraw(client_key, now=now)
-        self.free.note(address, declined.expires)
-        return declined
+        return self.store.decline(client_key, mac, address, now, now + self.config.decline_time)

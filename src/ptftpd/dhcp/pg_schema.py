@@ -8,6 +8,7 @@ Version 1: pools and one row per pool address, with the free-address index.
 Version 2: the server that made each offer or lease (`owner`), and the database-enforced
 rule of one live (offered or bound) row per client key per pool.
 Version 3: offer and bind as server-side functions (one round trip each).
+Version 4: bind for a SELECTING client takes only its own row (what it was offered).
 """
 
 from __future__ import annotations
@@ -149,6 +150,32 @@ END
 $fn$"""
 
 MIGRATIONS[3] = (_OFFER, _BIND)
+
+# Version 4: SELECTING asks the bind to confirm the address is the client's own row
+# (offered to it, or its lease): a client may not take a free address it was never
+# offered by naming this server (the rule the local store always had).
+_BIND_SELECTING = f"""
+CREATE FUNCTION ptftpd_bind(
+    p_client bytea, p_mac text, p_address inet, p_now double precision,
+    p_expires double precision, p_hostname text, p_owner text, p_selecting boolean)
+RETURNS TABLE ({_RESULT}) LANGUAGE plpgsql AS $fn$
+DECLARE
+    own boolean;
+BEGIN
+    SELECT COALESCE(l.client = p_client AND l.state <> 'declined', false) INTO own
+      FROM leases l WHERE l.address = p_address FOR UPDATE;
+    IF FOUND AND p_selecting AND NOT own THEN
+        RETURN QUERY SELECT 'unoffered'::text, p_address, NULL::bytea, NULL::text,
+            NULL::text, NULL::float8, NULL::text, NULL::float8;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM ptftpd_bind(
+        p_client, p_mac, p_address, p_now, p_expires, p_hostname, p_owner);
+{_ON_RACE}
+END
+$fn$"""
+
+MIGRATIONS[4] = (_BIND_SELECTING,)
 LATEST_VERSION = max(MIGRATIONS)
 
 

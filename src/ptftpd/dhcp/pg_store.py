@@ -38,7 +38,8 @@ from typing import Any
 
 import psycopg
 
-from ptftpd.dhcp.leases import Lease, LeaseState
+from ptftpd.dhcp.lease_store import Lease, LeaseState
+from ptftpd.dhcp.local_leases import NOT_OFFERED, NotOffered
 from ptftpd.dhcp.pg_link import (
     PgLink,
     PgSettings,
@@ -108,15 +109,18 @@ _CLIENT_ROW = (
 )
 
 _OFFER = "SELECT * FROM ptftpd_offer(%s, %s, %s, %s, %s, %s, %s)"
-_BIND = "SELECT * FROM ptftpd_bind(%s, %s, %s, %s, %s, %s, %s)"
+_BIND = "SELECT * FROM ptftpd_bind(%s, %s, %s, %s, %s, %s, %s, %s)"
 
 
-def _granted(values: tuple[Any, ...] | None) -> _Row | None:
-    """A row from ptftpd_offer/ptftpd_bind: None for no grant, RowsBusy for a lost race."""
+def _granted(values: tuple[Any, ...] | None) -> _Row | NotOffered | None:
+    """A row from ptftpd_offer/ptftpd_bind: None for no grant, `NOT_OFFERED` for a
+    SELECTING client's address that is not its own, RowsBusy for a lost race."""
     if values is None:
         return None
     if values[0] == "busy":
         raise RowsBusy("another server holds the rows this request needs")
+    if values[0] == "unoffered":
+        return NOT_OFFERED
     return _Row(*values[1:])
 
 
@@ -221,6 +225,18 @@ class PgStore:
         row = self._run(op, atomic=True)
         return None if row is None else row.lease(now)
 
+    def held(self, client_key: bytes, address: IPv4Address, now: float) -> bool:
+        """Does another client hold `address` (a live or quarantined row)?"""
+        sql = (
+            "SELECT 1 FROM leases WHERE address = %s AND free_at > %s AND NOT "
+            "COALESCE(client = %s AND state <> 'declined', false)"
+        )
+
+        def op(conn: psycopg.Connection[Any]) -> bool:
+            return conn.execute(sql, (address, now, client_key)).fetchone() is not None
+
+        return self._run(op, atomic=True)
+
     def get(self, address: IPv4Address, now: float) -> Lease | None:
         """Who holds (or last held) `address`; None when free or in no pool."""
 
@@ -261,11 +277,11 @@ class PgStore:
         The reservation is a row other servers see, so they do not offer it meanwhile."""
         args = (client_key, mac, pool, requested, now, now + hold, self.server_id)
 
-        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+        def op(conn: psycopg.Connection[Any]) -> _Row | NotOffered | None:
             return _granted(conn.execute(_OFFER, args).fetchone())
 
         row = self._run(op, atomic=True)
-        return None if row is None else row.lease()
+        return row.lease() if isinstance(row, _Row) else None
 
     def bind(
         self,
@@ -275,20 +291,24 @@ class PgStore:
         now: float,
         expires: float,
         hostname: str | None = None,
-    ) -> Lease | None:
+        *,
+        selecting: bool = False,
+    ) -> Lease | NotOffered | None:
         """Bind `address` to the client until `expires` (math.inf: BOOTP, for ever).
 
-        Serves SELECTING, INIT-REBOOT, RENEWING and REBINDING alike. None when the
-        address is in no pool or another client holds it (the caller NAKs or stays
-        silent). The client's other live row in that pool is released in the same
-        transaction: one lease per client, whichever server it asks."""
-        args = (client_key, mac, address, now, expires, hostname, self.server_id)
+        Serves SELECTING, INIT-REBOOT, RENEWING and REBINDING alike; with `selecting`
+        only the client's own row (what it was offered, or its lease) may be bound
+        (else `NOT_OFFERED`). None when the address is in no pool or another client
+        holds it (the caller NAKs or stays silent). The client's
+        other live row in that pool is released in the same transaction: one lease
+        per client, whichever server it asks."""
+        args = (client_key, mac, address, now, expires, hostname, self.server_id, selecting)
 
-        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+        def op(conn: psycopg.Connection[Any]) -> _Row | NotOffered | None:
             return _granted(conn.execute(_BIND, args).fetchone())
 
         row = self._run(op, atomic=True)
-        return None if row is None else row.lease()
+        return row.lease() if isinstance(row, _Row) else row
 
     def release(self, client_key: bytes, address: IPv4Address, now: float) -> Lease | None:
         """DHCPRELEASE: the address is free for everyone at once. None if not the client's."""
@@ -318,11 +338,13 @@ class PgStore:
 
     def withdraw(self, client_key: bytes, pool: str, now: float) -> None:
         """The client chose another server: free the offer this server made, at once.
+        The row stays the client's own (free for everyone): when the server it chose
+        binds it after this, even with a clock a little behind ours, that is no NAK.
 
         A row another server has locked is being bound or re-offered by it: skip it
         rather than wait (a wait would stall this server's whole burst)."""
         sql = (
-            "UPDATE leases SET state = 'free', client = NULL, mac = NULL, free_at = %s, "
+            "UPDATE leases SET state = 'free', free_at = %s, "
             "since = %s WHERE address IN (SELECT address FROM leases WHERE pool = %s "
             "AND client = %s AND state = 'offered' AND owner = %s FOR UPDATE SKIP LOCKED)"
         )

@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from ptftpd.dhcp.leases import StaticHost
+from ptftpd.dhcp.leases import LeasePolicy, StaticHost
 from ptftpd.dhcp.options import Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
-from ptftpd.dhcp.shared_policy import AnyLeasePolicy
 
 __all__ = [
     "LINK_SELECTION",
@@ -57,7 +56,7 @@ class Scope:
     """A subnet at run time: its policy and its options packed once."""
 
     network: IPv4Network
-    policy: AnyLeasePolicy
+    policy: LeasePolicy
     options: dict[int, bytes]
     bootfile: str | None = None
     next_server: IPv4Address | None = None

@@ -21,9 +21,9 @@ from ipaddress import IPv4Address
 from ptftpd.datagrams import read_burst
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
-from ptftpd.dhcp.leases import LeasePolicy, PoolConfig, build_pool
+from ptftpd.dhcp.leases import LeasePolicy, LeaseRows, PoolConfig, build_pool
+from ptftpd.dhcp.local_leases import LocalLeases
 from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
-from ptftpd.dhcp.shared_policy import AnyLeasePolicy, SharedLeasePolicy, SharedStore
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
 from ptftpd.errors import ROOT_OR_CAPABILITIES, StartError, bind_error
 from ptftpd.events import EventSink, ignore
@@ -84,7 +84,7 @@ def add_neighbour(sock: socket.socket, interface: str, mac: bytes, ip: IPv4Addre
     return True
 
 
-def open_shared_store(url: str, server_id: str) -> SharedStore:
+def open_shared_store(url: str, server_id: str) -> LeaseRows:
     """Connect to the PostgreSQL lease database (schema created or migrated); one-line
     `StoreError` when psycopg is missing or the database is unreachable."""
     try:
@@ -112,7 +112,9 @@ class DhcpServer:
     ) -> None:
         self.config = config
         self._store = store
-        self._shared: SharedStore | None = None
+        # The lease rows every scope's policy shares, kept across reloads: local rows
+        # in front of `store` (memory, SQLite), or the PostgreSQL store.
+        self._rows: LeaseRows | None = None
         self._clock = clock
         self._boot_policy = boot_policy
         self.engine: DhcpEngine | None = None
@@ -149,14 +151,17 @@ class DhcpServer:
         Every subnet gets its own pool and policy on the one store (rows are keyed by
         address, so subnets never collide)."""
         cfg = self.config
-        if cfg.leases_url is not None and self._shared is None:
-            self._shared = open_shared_store(cfg.leases_url, str(cfg.server_ip))
-        if self._store is None and self._shared is None:
-            self._store = (
-                SqliteStore(cfg.leases_path, synchronous=cfg.lease_sync.upper())
-                if cfg.leases_path
-                else MemoryStore()
-            )
+        if self._rows is None:
+            if cfg.leases_url is not None:
+                self._rows = open_shared_store(cfg.leases_url, str(cfg.server_ip))
+            else:
+                if self._store is None:
+                    self._store = (
+                        SqliteStore(cfg.leases_path, synchronous=cfg.lease_sync.upper())
+                        if cfg.leases_path
+                        else MemoryStore()
+                    )
+                self._rows = LocalLeases(self._store)
         exclude = [
             cfg.server_ip,
             *cfg.router_list,
@@ -178,12 +183,10 @@ class DhcpServer:
         engine.events = self._events
         return engine
 
-    def _policy(self, pool: PoolConfig) -> AnyLeasePolicy:
-        """The shared database decides when there is one; else this server's own store."""
-        if self._shared is not None:
-            return SharedLeasePolicy(pool, self._shared)
-        assert self._store is not None
-        return LeasePolicy(pool, self._store)
+    def _policy(self, pool: PoolConfig) -> LeasePolicy:
+        """One lease policy per pool, over the server's rows (whichever store)."""
+        assert self._rows is not None
+        return LeasePolicy(pool, self._rows)
 
     def _scope(self, sub: SubnetConfig) -> Scope:
         cfg = self.config
@@ -250,10 +253,11 @@ class DhcpServer:
                 self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
-        for store in (self._store, self._shared):
-            if store is not None:
-                store.close()
-        self._store = self._shared = None
+        if self._rows is not None:
+            self._rows.close()  # closes the local rows' store too
+        elif self._store is not None:
+            self._store.close()
+        self._store = self._rows = None
 
     @property
     def closed(self) -> bool:
