@@ -10,13 +10,12 @@ the wrong type is a one-line error naming the key, the value and what is expecte
 an unknown key is a one-line error listing the valid ones. ``--print-config`` writes the
 effective settings back as ``key = value`` lines that ``--config`` reads again.
 
-For a tool whose keys are exactly its flags (ptftpd) the keys, their types and their
-checks come from the argparse parser itself, so a new flag is a new key for free.
+Which keys a tool takes, their types and checks are the tool's table of fields
+(`ptftpd.fields`); this module reads files, finds each key's line and writes TOML.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import json
 import math
@@ -26,12 +25,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from ptftpd.values import IntRange
-
 Check = Callable[[object], bool]
-
-# Flags that choose how to run, not what to serve: never keys of the file.
-NOT_KEYS = frozenset({"help", "version", "config", "print-config", "init-db"})
 
 # The suite's tools: a top-level table named after one of them makes a file shared.
 TOOLS = ("ptftpd", "ptftp", "dhcpd", "bootpd", "pxed")
@@ -470,111 +464,3 @@ def toml_value(value: object) -> str:
 def dump(settings: Mapping[str, object]) -> str:
     """``key = value`` lines, sorted by key, for ``--print-config``."""
     return "".join(f"{_key(k)} = {toml_value(v)}\n" for k, v in sorted(settings.items()))
-
-
-# -- keys taken from an argparse parser -------------------------------------------------
-
-
-def address_text(value: tuple[str, int]) -> str:
-    """``ADDR:PORT`` (``[v6]:PORT``) for a parsed address flag such as ``--metrics``."""
-    host, port = value
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def flag_keys(
-    parser: argparse.ArgumentParser, skip: Collection[str] = ()
-) -> dict[str, argparse.Action]:
-    """Each long flag's name (without ``--``) and its action: the file's keys (but the
-    tool's own `skip` ones)."""
-    keys: dict[str, argparse.Action] = {}
-    for action in parser._actions:
-        longs = [o[2:] for o in action.option_strings if o.startswith("--")]
-        if longs and longs[0] not in NOT_KEYS and longs[0] not in skip:
-            keys[longs[0]] = action
-    return keys
-
-
-class FlagKinds:
-    """What TOML type each flag's value takes: a flag without a value is a boolean;
-    `ints` and `numbers` are the flag types whose text is an integer or a number;
-    every other flag takes a string (parsed by the flag's own type)."""
-
-    def __init__(
-        self,
-        ints: Collection[object],
-        numbers: Collection[object],
-        render: Mapping[object, Callable[[Any], str]],
-    ) -> None:
-        self.ints = ints
-        self.numbers = numbers
-        self.render = render
-
-    def expected(self, action: argparse.Action) -> tuple[Check, str]:
-        if action.nargs == 0:
-            return is_bool, "true or false"
-        if action.type in self.ints or isinstance(action.type, IntRange):
-            return is_int, f"an integer {action.metavar or ''}".rstrip()
-        if action.type in self.numbers:
-            return is_number, f"a number {action.metavar or ''}".rstrip()
-        return is_text, f"a string {action.metavar or ''}".rstrip()
-
-    def to_toml(self, action: argparse.Action, value: object) -> object:
-        render = self.render.get(action.type)
-        if render is not None:
-            return render(value)
-        return value if isinstance(value, (bool, int, float)) else str(value)
-
-
-def through_flag(action: argparse.Action, key: str, value: object, toml: FileSettings) -> object:
-    """A file's `value` (of the right TOML type) parsed by its flag's own type, so
-    that ranges and units are checked alike; an error names the file's line."""
-    if action.nargs == 0 or action.type is None:
-        return value
-    if is_int(value) and abs(value) > 2**64:  # type: ignore[arg-type]
-        raise ConfigError(f"{toml.where(key)}: {key}: out of range: {shown(value)}")
-    try:
-        return action.type(str(value))  # type: ignore[operator]
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        raise ConfigError(f"{toml.where(key)}: {key}: {exc}") from None
-
-
-def apply_file(
-    parser: argparse.ArgumentParser,
-    toml: Mapping[str, object],
-    source: object,
-    kinds: FlagKinds,
-    skip: Collection[str] = (),
-) -> None:
-    """Make the file's values the parser's defaults, so that flags still win; each value
-    is type-checked, then parsed by its flag's own type (ranges, units). `skip`: flags
-    that are not keys of this tool's file."""
-    keys = flag_keys(parser, skip)
-    check_types(toml, source, {k: kinds.expected(a) for k, a in keys.items()})
-    settings = as_file_settings(toml, source)
-    defaults = {keys[k].dest: through_flag(keys[k], k, v, settings) for k, v in toml.items()}
-    parser.set_defaults(**defaults)
-
-
-def config_path(argv: list[str] | None) -> Path | None:
-    """``--config FILE`` from the command line, before the full parse needs its defaults."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", type=Path)
-    known, _ = pre.parse_known_args(argv)
-    path: Path | None = known.config
-    return path
-
-
-def effective(
-    parser: argparse.ArgumentParser,
-    args: argparse.Namespace,
-    kinds: FlagKinds,
-    skip: Collection[str] = (),
-) -> dict[str, object]:
-    """Every setting that has a value, in the file's form (a tool's own file, or the
-    body of its ``[TOOL]`` table)."""
-    settings: dict[str, object] = {}
-    for key, action in flag_keys(parser, skip).items():
-        value = getattr(args, action.dest, None)
-        if value is not None:
-            settings[key] = kinds.to_toml(action, value)
-    return settings

@@ -17,17 +17,14 @@ from pathlib import Path
 
 from ptftpd.cli import dhcp_family
 from ptftpd.dhcp.engine import DhcpConfig
+from ptftpd.fields import Field
 
-__all__ = ["BOOTPD", "build_parser", "main"]
+__all__ = ["BOOTPD", "FIELDS", "build_parser", "main"]
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--root",
-        type=Path,
-        metavar="DIR",
-        help="TFTP root holding BOOTFILE, to send its size (option 13)",
-    )
+ROOT = Field(
+    "root", "TFTP root holding BOOTFILE, to send its size (option 13)", Path, metavar="DIR"
+)
 
 
 def boot_file_size(root: Path | None, bootfile: str) -> int | None:
@@ -52,9 +49,12 @@ BOOTPD = dhcp_family.DhcpTool(
     description="BOOTP server for network boot on IFACE (RFC 951, 1497, 1542).",
     epilog="example: bootpd -v -t 10.0.0.2 eth1 pxelinux.0",
     dhcp=False,
-    add_flags=add_flags,
+    fields=(ROOT,),
     adjust=as_bootp,
 )
+
+
+FIELDS = dhcp_family.table(BOOTPD)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,20 +15,21 @@ import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ptftpd import __version__
-from ptftpd import config as config_file
+from ptftpd import __version__, fields
 from ptftpd.cli import flag_settings
 from ptftpd.cli.common import OneLineParser
-from ptftpd.cli.dhcp_flags import add_config_flags, add_dhcp_flags, dhcp_schema
+from ptftpd.cli.dhcp_flags import add_config_flags, dhcp_fields
 from ptftpd.config import ConfigError
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.server import DhcpServer
-from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
-from ptftpd.dhcp.store import StoreError
+from ptftpd.dhcp.server_settings import DEFAULT_PORT, dhcp_config
+from ptftpd.dhcp.store import StoreError, default_leases_path
+from ptftpd.dhcp.toml_types import KEY_TYPES
 from ptftpd.errors import StartError, bad_setting, fail, report
+from ptftpd.fields import Field
 from ptftpd.netif import InterfaceError
 from ptftpd.service import dhcp_service, privileges, runtime
-from ptftpd.service.service_settings import ServiceSettings
+from ptftpd.service.service_settings import LOG_FIELDS, SERVICE_FIELDS, ServiceSettings
 
 __all__ = ["CannotServe", "DhcpTool", "build_parser", "main"]
 
@@ -44,42 +45,60 @@ def _same(config: DhcpConfig, settings: Mapping[str, object]) -> DhcpConfig:
 @dataclass(frozen=True)
 class DhcpTool:
     """What differs between dhcpd and bootpd. `dhcp`: speak DHCP (and take the flags
-    only DHCP needs: -a, --lease-time, --pxe-vendor-class, --init-db); `adjust` turns
-    the shared model's `DhcpConfig` into this tool's (may raise CannotServe)."""
+    only DHCP needs: -a, --lease-time, --pxe-vendor-class, --init-db); `fields`: the
+    tool's own (bootpd's root); `adjust` turns the shared model's `DhcpConfig` into
+    this tool's (may raise CannotServe)."""
 
     prog: str
     description: str
     epilog: str
     dhcp: bool = True
-    add_flags: Callable[[argparse.ArgumentParser], None] | None = None
+    fields: tuple[Field, ...] = ()
     adjust: Callable[[DhcpConfig, Mapping[str, object]], DhcpConfig] = _same
+
+
+def table(tool: DhcpTool) -> tuple[Field, ...]:
+    """The tool's settings, in --help's order."""
+    return (
+        Field(
+            "tftp-server",
+            "next-server (siaddr, option 66): address or name (default: this host)",
+            str,
+            short="-t",
+            metavar="TFTP_SERVER",
+            check=KEY_TYPES["tftp-server"],
+        ),
+        *LOG_FIELDS,
+        *dhcp_fields(tool.prog, dhcp=tool.dhcp),
+        Field(
+            "ipxe-bootfile",
+            "boot file (usually a script) for iPXE clients instead of BOOTFILE, so that an "
+            "iPXE chain-loaded from BOOTFILE does not load itself again",
+            str,
+            metavar="NAME",
+            check=KEY_TYPES["ipxe-bootfile"],
+        ),
+        Field(
+            "port",
+            "server UDP port (67); clients are answered on PORT+1 (68)",
+            int,
+            metavar="PORT",
+            default=DEFAULT_PORT,
+            live=False,
+            check=KEY_TYPES["port"],
+        ),
+        *tool.fields,
+        *SERVICE_FIELDS,
+    )
 
 
 def build_parser(tool: DhcpTool) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=tool.prog, description=tool.description, epilog=tool.epilog)
     parser.add_argument("iface", metavar="IFACE", help="interface to serve (or an address on it)")
     parser.add_argument("bootfile", metavar="BOOTFILE", help="boot file name given to clients")
-    parser.add_argument(
-        "-t",
-        "--tftp-server",
-        metavar="TFTP_SERVER",
-        help="next-server (siaddr, option 66): address or name (default: this host)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log one line per event")
-    parser.add_argument("-D", "--debug", action="store_true", help="log every packet")
-    add_dhcp_flags(parser, tool.prog, dhcp=tool.dhcp)
-    parser.add_argument(
-        "--ipxe-bootfile",
-        metavar="NAME",
-        help="boot file (usually a script) for iPXE clients instead of BOOTFILE, "
-        "so that an iPXE chain-loaded from BOOTFILE does not load itself again",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        metavar="PORT",
-        help="server UDP port (67); clients are answered on PORT+1 (68)",
-    )
+    own = table(tool)
+    service = [f for f in own if f.group == "service"]
+    fields.add_flags(parser, [f for f in own if f.group != "service"])
     if tool.dhcp:
         parser.add_argument(
             "--init-db",
@@ -87,22 +106,19 @@ def build_parser(tool: DhcpTool) -> argparse.ArgumentParser:
             help="create or migrate the PostgreSQL lease schema named by --leases, print "
             "its version and exit",
         )
-    if tool.add_flags is not None:
-        tool.add_flags(parser)
     add_config_flags(parser)
-    runtime.add_service_flags(parser)
+    fields.add_flags(parser, service)
     parser.add_argument("--version", action="version", version=f"{tool.prog} {__version__}")
     return parser
 
 
 def read_settings(tool: DhcpTool, argv: list[str] | None) -> flag_settings.CommandLine:
-    parser = build_parser(tool)
-    keys = dhcp_schema(parser)
-
     def defaults(args: argparse.Namespace) -> dict[str, object]:
-        return dhcp_defaults(tool.prog, args.iface, keys.types)
+        return {"leases": str(default_leases_path(tool.prog, args.iface))}
 
-    return flag_settings.read_command_line(tool.prog, parser, keys, argv, defaults)
+    return flag_settings.read_command_line(
+        tool.prog, build_parser(tool), table(tool), argv, defaults
+    )
 
 
 def build(tool: DhcpTool, settings: Mapping[str, object], args: argparse.Namespace) -> DhcpConfig:
@@ -173,7 +189,7 @@ def main(tool: DhcpTool, argv: list[str] | None = None) -> int:
     except StartError as exc:
         return report(prog, exc)
     if args.print_config:  # checked like a start (IFACE, --user, the values)
-        print(config_file.dump(settings), end="")
+        print(fields.dump(read.table, settings), end="")
         return 0
     if getattr(args, "init_db", False):
         return init_db(prog, config)

@@ -1,10 +1,12 @@
-"""The DHCP flags dhcpd, bootpd and pxed share, spelled and checked alike, and the
-schema that makes each of them (and each file-only setting) a key of the TOML file.
+"""The DHCP settings dhcpd, bootpd and pxed share, as fields of their tables
+(`ptftpd.fields`): spelled and checked alike, each a flag and a key of the TOML file.
 
 The TOML keys are the long flags (``--lease-time`` -> ``lease-time``; ``--host`` ->
 ``hosts``, a list that flags add to), plus ``exclude``, ``[options]`` and ``[[subnet]]``
-which only a file can hold; their types are `ptftpd.dhcp.toml_types.KEY_TYPES`, every
-other flag's (``user``, ``drain``, ``tftp-port``...) comes from the flag itself.
+which only a file holds. The keys whose value is more than a flag's text (lists,
+tables, addresses) are checked for their TOML type here (`ptftpd.dhcp.toml_types`) and
+read by the DHCP settings model (`ptftpd.dhcp.server_settings`), which says which key a
+bad value is (FILE:LINE or its flag).
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ import argparse
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from ptftpd import config
-from ptftpd.cli import flag_settings
-from ptftpd.cli.common import blksize, timeout_seconds
 from ptftpd.dhcp.server_settings import DEFAULT_LEASE_TIME
 from ptftpd.dhcp.settings import MAX_LEASE_TIME, ConfigError, check_int
 from ptftpd.dhcp.store import default_leases_path
 from ptftpd.dhcp.toml_types import KEY_TYPES
-from ptftpd.service.runtime import drain_seconds, metrics_address
-from ptftpd.values import port_number, positive_int
+from ptftpd.fields import Field
 
-__all__ = ["KINDS", "add_config_flags", "add_dhcp_flags", "dhcp_schema", "ipv4", "lease_seconds"]
+__all__ = [
+    "add_config_flags",
+    "dhcp_fields",
+    "ipv4",
+    "lease_seconds",
+    "positive_seconds",
+]
 
 
 def lease_seconds(text: str) -> int:
@@ -38,7 +42,7 @@ def ipv4(text: str) -> IPv4Address:
     try:
         return IPv4Address(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text[:60]!r}") from None
 
 
 def positive_seconds(text: str) -> float:
@@ -47,30 +51,156 @@ def positive_seconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text[:40]!r}") from None
     if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(
-            f"must be more than 0 seconds and at most a day, not {text}"
-        )
+        msg = f"must be more than 0 seconds and at most a day (86400), not {text[:40]}"
+        raise argparse.ArgumentTypeError(msg)
     return value
 
 
-# How these tools' flags are spelled in their TOML files (the rest are strings).
-KINDS = config.FlagKinds(
-    ints=(int, positive_int, port_number, blksize, lease_seconds),
-    numbers=(float, timeout_seconds, drain_seconds, positive_seconds),
-    render={metrics_address: config.address_text},
-)
+def sync_mode(text: str) -> str:
+    if text not in ("normal", "full"):
+        raise argparse.ArgumentTypeError(f"must be normal or full, not {text[:40]!r}")
+    return text
 
 
-def dhcp_schema(parser: argparse.ArgumentParser) -> flag_settings.Schema:
-    """The TOML keys of a DHCP-family tool built by `parser`."""
-    return flag_settings.schema(
-        parser,
-        KINDS,
-        KEY_TYPES,
-        renamed={"host": "hosts"},
-        file_only=("exclude", "options", "subnet"),
-        joined=("hosts",),
-    )
+def typed(key: str) -> tuple[object, str]:
+    """The TOML check of `key` (its model reads the value itself)."""
+    return KEY_TYPES[key]
+
+
+def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Field, ...]:
+    """The address pool, lease and client settings; `dhcp` adds those that BOOTP (whose
+    leases are permanent and which answers every client) has no use for."""
+
+    def field(key: str, help_text: str, **kw: object) -> Field:
+        return Field(key, help_text, group=group, **kw)  # type: ignore[arg-type]
+
+    pool = [
+        field(
+            "gateway",
+            "router given to clients (default: this host)",
+            parse=ipv4,
+            short="-g",
+            metavar="GATEWAY",
+            check=typed("gateway"),
+        ),
+        field(
+            "dns",
+            "DNS server given to clients (repeatable)",
+            parse=ipv4,
+            short="-n",
+            metavar="DNS",
+            repeat=True,
+            check=typed("dns"),
+        ),
+    ]
+    if dhcp:
+        pool.append(
+            field(
+                "all",
+                "answer every client, not only PXE clients (vendor class PXEClient); "
+                "--no-all: PXE clients only (the default)",
+                short="-a",
+                negatable=True,
+                default=False,
+                check=typed("all"),
+            )
+        )
+    pool += [
+        field(
+            "range",
+            "hand out only START..END (default: the whole subnet)",
+            parse=ipv4,
+            nargs=2,
+            metavar=("START", "END"),
+            check=typed("range"),
+        ),
+        field(
+            "hosts",
+            "static host: always give IP (and host name NAME) to MAC (repeatable; added to "
+            "the file's hosts)",
+            parse=str,
+            flag_name="host",
+            metavar="MAC=IP[,NAME]",
+            repeat=True,
+            join=True,
+            check=typed("hosts"),
+        ),
+        field(
+            "leases",
+            f"SQLite lease file (default: {default_leases_path(tool, 'IFACE')}), or a "
+            "postgresql://USER@HOST/DB URI: leases shared with every server naming it",
+            parse=str,
+            metavar="PATH|URI",
+            live=False,
+            check=typed("leases"),
+        ),
+        field(
+            "lease-sync",
+            "normal: every grant is committed before the reply and survives kill -9; "
+            "full: also fsync, to survive power loss, at a lower rate (normal)",
+            parse=sync_mode,
+            default="normal",
+            metavar="{normal,full}",
+            live=False,
+            check=typed("lease-sync"),
+        ),
+    ]
+    if dhcp:
+        pool.append(
+            field(
+                "lease-time",
+                f"lease time, 1..{MAX_LEASE_TIME} ({DEFAULT_LEASE_TIME})",
+                parse=lease_seconds,
+                default=DEFAULT_LEASE_TIME,
+                metavar="SECONDS",
+                check=typed("lease-time"),
+            )
+        )
+    pool += [
+        field(
+            "domain",
+            "domain name given to clients",
+            parse=str,
+            metavar="NAME",
+            check=typed("domain"),
+        ),
+        field(
+            "authoritative",
+            "this server owns the segment: NAK wrong requests even from clients it has no "
+            "record of (default, --no-authoritative: stay silent to them, RFC 2131 4.3.2, so "
+            "that another DHCP server on the same wire keeps its clients)",
+            negatable=True,
+            default=False,
+            check=typed("authoritative"),
+        ),
+        field(
+            "reply-delay",
+            "wait before each reply: workaround for ROMs that miss instant answers (0)",
+            parse=float,
+            default=0.0,
+            metavar="SECONDS",
+            check=typed("reply-delay"),
+        ),
+    ]
+    if dhcp:
+        pool.append(
+            field(
+                "pxe-vendor-class",
+                "also treat this vendor class prefix as PXE: workaround for firmware that "
+                "sends something other than PXEClient (repeatable)",
+                parse=str,
+                metavar="PREFIX",
+                repeat=True,
+                check=typed("pxe-vendor-class"),
+            )
+        )
+    only_in_a_file = "only in a settings file"
+    pool += [
+        field("exclude", only_in_a_file, flag_name="", check=typed("exclude")),
+        field("options", only_in_a_file, flag_name="", check=typed("options")),
+        field("subnet", only_in_a_file, flag_name="", check=typed("subnet")),
+    ]
+    return tuple(pool)
 
 
 Group = argparse.ArgumentParser | argparse._ArgumentGroup
@@ -93,86 +223,3 @@ def add_config_flags(parser: Group) -> None:
         "TOML that --config reads back (this tool's own file, or the body of its table), "
         "and exit without binding anything",
     )
-
-
-def add_dhcp_flags(parser: Group, tool: str, *, dhcp: bool) -> None:
-    """The address pool, lease and client settings; `dhcp` adds those that BOOTP (whose
-    leases are permanent and which answers every client) has no use for."""
-    parser.add_argument(
-        "-g",
-        "--gateway",
-        metavar="GATEWAY",
-        type=ipv4,
-        help="router given to clients (default: this host)",
-    )
-    parser.add_argument(
-        "-n",
-        "--dns",
-        metavar="DNS",
-        type=ipv4,
-        action="append",
-        help="DNS server given to clients (repeatable)",
-    )
-    if dhcp:
-        parser.add_argument(
-            "-a",
-            "--all",
-            action=argparse.BooleanOptionalAction,
-            help="answer every client, not only PXE clients (vendor class PXEClient); "
-            "--no-all: PXE clients only (the default)",
-        )
-    parser.add_argument(
-        "--range",
-        nargs=2,
-        metavar=("START", "END"),
-        type=ipv4,
-        help="hand out only START..END (default: the whole subnet)",
-    )
-    parser.add_argument(
-        "--host",
-        action="append",
-        metavar="MAC=IP[,NAME]",
-        help="static host: always give IP (and host name NAME) to MAC (repeatable; added "
-        "to the file's hosts)",
-    )
-    parser.add_argument(
-        "--leases",
-        metavar="PATH|URI",
-        help=f"SQLite lease file (default: {default_leases_path(tool, 'IFACE')}), or a "
-        "postgresql://USER@HOST/DB URI: leases shared with every server naming it",
-    )
-    parser.add_argument(
-        "--lease-sync",
-        choices=("normal", "full"),
-        help="normal: every grant is committed before the reply and survives kill -9; "
-        "full: also fsync, to survive power loss, at a lower rate (normal)",
-    )
-    if dhcp:
-        parser.add_argument(
-            "--lease-time",
-            type=lease_seconds,
-            metavar="SECONDS",
-            help=f"lease time, 1..{MAX_LEASE_TIME} ({DEFAULT_LEASE_TIME})",
-        )
-    parser.add_argument("--domain", metavar="NAME", help="domain name given to clients")
-    parser.add_argument(
-        "--authoritative",
-        action=argparse.BooleanOptionalAction,
-        help="this server owns the segment: NAK wrong requests even from clients it has "
-        "no record of (default, --no-authoritative: stay silent to them, RFC 2131 4.3.2, "
-        "so that another DHCP server on the same wire keeps its clients)",
-    )
-    parser.add_argument(
-        "--reply-delay",
-        type=float,
-        metavar="SECONDS",
-        help="wait before each reply: workaround for ROMs that miss instant answers (0)",
-    )
-    if dhcp:
-        parser.add_argument(
-            "--pxe-vendor-class",
-            action="append",
-            metavar="PREFIX",
-            help="also treat this vendor class prefix as PXE: workaround for firmware that "
-            "sends something other than PXEClient (repeatable)",
-        )

@@ -45,7 +45,7 @@ import sys
 
 from ptftpd.cli import dhcp_family
 
-__all__ = ["DHCPD", "build_parser", "main"]
+__all__ = ["DHCPD", "FIELDS", "build_parser", "main"]
 
 DHCPD = dhcp_family.DhcpTool(
     prog="dhcpd",
@@ -57,6 +57,9 @@ DHCPD = dhcp_family.DhcpTool(
     "tftp-server, ipxe-bootfile, hosts, exclude, lease-time, [subnet.options]). "
     "Usage errors exit 2.",
 )
+
+
+FIELDS = dhcp_family.table(DHCPD)
 
 
 def build_parser() -> argparse.ArgumentParser:

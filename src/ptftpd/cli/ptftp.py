@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from ptftpd import __version__, config
-from ptftpd.cli.common import OneLineParser, add_common_flags, blksize, timeout_seconds
+from ptftpd import __version__, config, fields
+from ptftpd.cli.common import OneLineParser
 from ptftpd.errors import bad_setting
+from ptftpd.fields import Field
 from ptftpd.log import setup_logging
+from ptftpd.service.service_settings import LOG_FIELDS
 from ptftpd.tftp import (
     TftpError,
     TftpUrl,
@@ -43,6 +45,7 @@ from ptftpd.tftp import (
 from ptftpd.tftp.client import DEFAULT_PORT
 from ptftpd.tftp.errors import UsageError as TftpUsageError
 from ptftpd.tftp.options import DEFAULT_RETRIES, WINDOWSIZE_MAX
+from ptftpd.tftp.transfer_settings import RFC1350, blksize, timeout_seconds
 from ptftpd.values import IntRange, port_number, positive_int
 
 PROG = "ptftp"
@@ -109,6 +112,55 @@ def _mode(text: str) -> str:
 _retries = IntRange(0, 1000)
 
 
+# ptftp's settings, in --help's order: every one but --host is a key of its --config file.
+FIELDS: tuple[Field, ...] = (
+    Field("host", "server for interactive mode (localhost)", str, short="-h", in_file=False),
+    Field("port", f"server UDP port ({DEFAULT_PORT})", port_number, "int", short="-p"),
+    Field(
+        "blksize",
+        f"block size to ask for, RFC 2348 ({DEFAULT_BLKSIZE})",
+        blksize,
+        "int",
+        DEFAULT_BLKSIZE,
+        short="-b",
+    ),
+    Field(
+        "windowsize",
+        "blocks per window to ask for, RFC 7440 (1)",
+        windowsize_value,
+        "int",
+        short="-w",
+    ),
+    Field("mode", "octet or netascii (octet)", _mode, "text", "octet", short="-m"),
+    Field(
+        "timeout",
+        "retransmission timeout, also asked of the server (RFC 2349) (1, not sent)",
+        timeout_seconds,
+        "number",
+        short="-t",
+        metavar="SECONDS",
+    ),
+    Field(
+        "retries",
+        f"retransmissions before giving up ({DEFAULT_RETRIES})",
+        _retries,
+        "int",
+        DEFAULT_RETRIES,
+        metavar="N",
+    ),
+    Field(
+        "tsize",
+        "ask for the transfer size, RFC 2349 (the default); --no-tsize does not",
+        negatable=True,
+        default=True,
+    ),
+    Field("force", "one-shot get: overwrite an existing file", short="-f", default=False),
+    Field("quiet", "one-shot: no summary, no progress bar", short="-q", default=False),
+    RFC1350,
+    *LOG_FIELDS,
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
@@ -127,51 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ptftp put 127.0.0.1 report.txt;  ptftp tftp://[::1]:6969/hello.txt -",
     )
     parser.add_argument("-?", "--help", action="help", help="show this help and exit")
-    parser.add_argument("-h", "--host", help="server for interactive mode (localhost)")
-    parser.add_argument("-p", "--port", type=port_number, help=f"server UDP port ({DEFAULT_PORT})")
-    parser.add_argument(
-        "-b",
-        "--blksize",
-        type=blksize,
-        default=DEFAULT_BLKSIZE,
-        help=f"block size to ask for, RFC 2348 ({DEFAULT_BLKSIZE})",
-    )
-    parser.add_argument(
-        "-w",
-        "--windowsize",
-        type=windowsize_value,
-        help="blocks per window to ask for, RFC 7440 (1)",
-    )
-    parser.add_argument(
-        "-m", "--mode", type=_mode, default="octet", help="octet or netascii (octet)"
-    )
-    parser.add_argument(
-        "-t",
-        "--timeout",
-        type=timeout_seconds,
-        metavar="SECONDS",
-        help="retransmission timeout, also asked of the server (RFC 2349) (1, not sent)",
-    )
-    parser.add_argument(
-        "--retries",
-        type=_retries,
-        default=DEFAULT_RETRIES,
-        metavar="N",
-        help=f"retransmissions before giving up ({DEFAULT_RETRIES})",
-    )
-    parser.add_argument(
-        "--tsize",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="ask for the transfer size, RFC 2349 (the default); --no-tsize does not",
-    )
-    parser.add_argument(
-        "-f", "--force", action="store_true", help="one-shot get: overwrite an existing file"
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="one-shot: no summary, no progress bar"
-    )
-    add_common_flags(parser)
+    fields.add_flags(parser, FIELDS)
     parser.add_argument(
         "--config",
         type=Path,
@@ -191,26 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# How ptftp's flags are spelled in its TOML file (the rest are strings or booleans).
-FLAG_KINDS = config.FlagKinds(
-    ints=(port_number, blksize, windowsize_value, _retries),
-    numbers=(timeout_seconds,),
-    render={},
-)
-# Flags that are no keys: --host is interactive mode's server, and from a file it would
-# also take the place of a one-shot command's HOST argument.
-NOT_FILE_KEYS = ("host",)
-
-
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Flags over the `--config` file over defaults; a bad setting exits 2 in one line."""
-    path = config.config_path(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
-        toml = config.load_toml(path, PROG)
-        config.apply_file(parser, toml, path, FLAG_KINDS, NOT_FILE_KEYS)
+        file = fields.from_file(FIELDS, config.load_toml(args.config, PROG))
     except config.ConfigError as exc:
         bad_setting(PROG, str(exc))
-    return parser.parse_intermixed_args(argv)
+    values = fields.resolve(FIELDS, file, fields.given(FIELDS, args))
+    return fields.namespace(FIELDS, values, args)
 
 
 # -- progress and output ---------------------------------------------------------------
@@ -412,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse(parser, argv)
     if args.print_config:
-        print(config.dump(config.effective(parser, args, FLAG_KINDS, NOT_FILE_KEYS)), end="")
+        print(fields.dump(FIELDS, {f.key: getattr(args, f.dest) for f in FIELDS}), end="")
         return 0
     setup_logging(args.verbose, args.debug)
     logging.getLogger("ptftpd").debug("ptftp %s", __version__)

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TextIO
 
 from ptftpd import __version__
-from ptftpd.cli.common import blksize, timeout_seconds
 from ptftpd.cli.ptftp import (
     MODE_ALIASES,
     Settings,
@@ -20,6 +19,7 @@ from ptftpd.cli.ptftp import (
 )
 from ptftpd.tftp import TftpError
 from ptftpd.tftp.client import format_host
+from ptftpd.tftp.transfer_settings import blksize, timeout_seconds
 from ptftpd.values import port_number
 
 # -- interactive -----------------------------------------------------------------------

@@ -16,20 +16,22 @@ composed into a `PxeConfig` by `ptftpd.pxe.settings`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ptftpd import __version__
-from ptftpd import config as config_file
+from ptftpd import __version__, fields
 from ptftpd.cli import flag_settings
-from ptftpd.cli.common import OneLineParser, add_common_flags, add_transfer_limits
-from ptftpd.cli.dhcp_flags import add_config_flags, add_dhcp_flags, dhcp_schema, positive_seconds
+from ptftpd.cli.common import OneLineParser
+from ptftpd.cli.dhcp_flags import add_config_flags, dhcp_fields, positive_seconds
 from ptftpd.config import ConfigError
 from ptftpd.dhcp.engine import DhcpConfig
-from ptftpd.dhcp.server_settings import dhcp_config, dhcp_defaults
-from ptftpd.dhcp.store import StoreError
+from ptftpd.dhcp.server_settings import dhcp_config
+from ptftpd.dhcp.store import StoreError, default_leases_path
+from ptftpd.dhcp.toml_types import KEY_TYPES
 from ptftpd.errors import StartError, bad_setting, report
+from ptftpd.fields import Field
 from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files
@@ -37,10 +39,157 @@ from ptftpd.pxe.service import TftpPoolFactory
 from ptftpd.pxe.settings import ADDRESS_KEYS, boot_files, pxe_config
 from ptftpd.service import dhcp_service, privileges, pxe_pool, runtime
 from ptftpd.service.pxe_running import PxeRunning
-from ptftpd.service.service_settings import ServiceSettings
-from ptftpd.values import WORKERS, port_number, positive_int
+from ptftpd.service.service_settings import (
+    LOG_FIELDS,
+    SERVICE_FIELDS,
+    ServiceSettings,
+    workers_field,
+)
+from ptftpd.tftp.transfer_settings import RFC1350, TRANSFER_FIELDS
+from ptftpd.values import port_number, positive_int
 
 PROG = "pxed"
+
+
+BOOT = "boot files (relative to ROOT; default BOOTFILE)"
+NET = "HTTP and IPv6"
+
+
+def _in(group: str, table: tuple[Field, ...]) -> tuple[Field, ...]:
+    return tuple(dataclasses.replace(f, group=group) for f in table)
+
+
+def _boot_file(arch: str, what: str) -> Field:
+    return Field(f"{arch}-bootfile", f"file for {what}", str, metavar="FILE", group=BOOT)
+
+
+# pxed's settings, in --help's order (the configuration file's group comes before TFTP).
+# `live=False`: kept until a restart and named in the reloaded: line.
+MAIN_FIELDS: tuple[Field, ...] = (
+    RFC1350,
+    *LOG_FIELDS,
+    _boot_file("bios", "BIOS clients (architecture 0), e.g. undionly.kpxe"),
+    _boot_file("efi32", "32-bit UEFI clients (architecture 6)"),
+    _boot_file("efi64", "x64 UEFI clients (architectures 7 and 9), e.g. ipxe.efi"),
+    _boot_file("arm64", "ARM64 UEFI clients (architecture 11; 19 with --http-port)"),
+    Field(
+        "secure-boot",
+        "x64 UEFI clients (architectures 7 and 9; 16 with --http-port) get the signed shim "
+        "ROOT/shimx64.efi, which loads ROOT/grubx64.efi (a signed network grub) beside it; "
+        "grub then reads ROOT/grub/grub.cfg (replaces --efi64-bootfile)",
+        negatable=True,
+        default=False,
+        group=BOOT,
+    ),
+    Field(
+        "ipxe-bootfile",
+        "file (e.g. an iPXE script, or an http:// URL) for clients that are already iPXE "
+        "(user class iPXE): avoids chainloading iPXE forever",
+        str,
+        metavar="FILE",
+        group=BOOT,
+        check=KEY_TYPES["ipxe-bootfile"],
+    ),
+    Field(
+        "proxy",
+        "proxyDHCP: another server hands out addresses; answer PXE clients with boot "
+        "information only (UDP 67 and 4011); --no-proxy: hand out addresses (the default)",
+        negatable=True,
+        default=False,
+        live=False,
+        group="DHCP",
+    ),
+    *dhcp_fields(PROG, dhcp=True, group="DHCP"),
+)
+TFTP_FIELDS: tuple[Field, ...] = (
+    Field(
+        "tftp-port",
+        "TFTP UDP port (69)",
+        port_number,
+        "int",
+        69,
+        metavar="PORT",
+        live=False,
+        group="TFTP",
+    ),
+    *_in("TFTP", TRANSFER_FIELDS),
+    workers_field(
+        "processes serving TFTP, sharing --tftp-port (SO_REUSEPORT), supervised by the main "
+        "process (DHCP, boot server, HTTP, DHCPv6, boot log), which restarts them; "
+        "--max-sessions holds across them; 1 serves TFTP in the main process (default: one "
+        "per CPU this process may use)",
+        group="TFTP",
+    ),
+    Field(
+        "http-port",
+        "also serve ROOT over HTTP on PORT (every address of IFACE): UEFI HTTP boot clients "
+        "get http:// URLs, and so does --ipxe-bootfile",
+        port_number,
+        "int",
+        metavar="PORT",
+        live=False,
+        group=NET,
+    ),
+    Field(
+        "http-max-connections",
+        "HTTP connections served at once; more wait in the listen backlog, none is refused "
+        f"(the open-file limit is raised to fit) ({DEFAULT_MAX_CONNECTIONS})",
+        positive_int,
+        "int",
+        DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        live=False,
+        group=NET,
+    ),
+    Field(
+        "http-rate-limit",
+        "at most this many HTTP bytes per second to each client address (no limit)",
+        positive_int,
+        "int",
+        metavar="BYTES_PER_S",
+        live=False,
+        group=NET,
+    ),
+    Field(
+        "http-total-rate-limit",
+        "at most this many HTTP bytes per second to all clients together (no limit)",
+        positive_int,
+        "int",
+        metavar="BYTES_PER_S",
+        live=False,
+        group=NET,
+    ),
+    Field(
+        "ipv6",
+        "also answer DHCPv6 on IFACE's IPv6 /64 (boot-file-url, RFC 5970), send router "
+        "advertisements, and serve TFTP on IFACE's IPv6 addresses; with --proxy, boot "
+        "options only",
+        negatable=True,
+        default=False,
+        live=False,
+        group=NET,
+    ),
+    Field(
+        "ra",
+        "with --ipv6: send router advertisements (the default); --no-ra leaves them to a router",
+        negatable=True,
+        default=True,
+        live=False,
+        group=NET,
+    ),
+    Field(
+        "boot-idle",
+        "a client quiet this long has finished booting: its boot log line is written (30)",
+        positive_seconds,
+        "number",
+        30.0,
+        metavar="SECONDS",
+    ),
+    *SERVICE_FIELDS,
+)
+
+
+FIELDS = (*MAIN_FIELDS, *TFTP_FIELDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,118 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BOOTFILE",
         help="boot file (relative to ROOT) for every firmware without its own option",
     )
-    add_common_flags(parser)
-    boot = parser.add_argument_group("boot files (relative to ROOT; default BOOTFILE)")
-    for flag, what in (
-        ("--bios-bootfile", "BIOS clients (architecture 0), e.g. undionly.kpxe"),
-        ("--efi32-bootfile", "32-bit UEFI clients (architecture 6)"),
-        ("--efi64-bootfile", "x64 UEFI clients (architectures 7 and 9), e.g. ipxe.efi"),
-        ("--arm64-bootfile", "ARM64 UEFI clients (architecture 11; 19 with --http-port)"),
-    ):
-        boot.add_argument(flag, metavar="FILE", help=f"file for {what}")
-    boot.add_argument(
-        "--secure-boot",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="x64 UEFI clients (architectures 7 and 9; 16 with --http-port) get the signed "
-        "shim ROOT/shimx64.efi, which loads ROOT/grubx64.efi (a signed network grub) "
-        "beside it; grub then reads ROOT/grub/grub.cfg (replaces --efi64-bootfile)",
-    )
-    boot.add_argument(
-        "--ipxe-bootfile",
-        metavar="FILE",
-        help="file (e.g. an iPXE script, or an http:// URL) for clients that are already "
-        "iPXE (user class iPXE): avoids chainloading iPXE forever",
-    )
-    dhcp = parser.add_argument_group("DHCP")
-    dhcp.add_argument(
-        "--proxy",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="proxyDHCP: another server hands out addresses; answer PXE clients with boot "
-        "information only (UDP 67 and 4011); --no-proxy: hand out addresses (the default)",
-    )
-    add_dhcp_flags(dhcp, PROG, dhcp=True)
-    config_group = parser.add_argument_group("configuration file")
-    add_config_flags(config_group)
-    tftp = parser.add_argument_group("TFTP")
-    tftp.add_argument(
-        "--tftp-port", type=port_number, default=69, metavar="PORT", help="TFTP UDP port (69)"
-    )
-    add_transfer_limits(tftp)
-    tftp.add_argument(
-        "--workers",
-        type=WORKERS,
-        metavar="N",
-        help="processes serving TFTP, sharing --tftp-port (SO_REUSEPORT), supervised by "
-        "the main process (DHCP, boot server, HTTP, DHCPv6, boot log), which restarts them; "
-        "--max-sessions holds across them; 1 serves TFTP in the main process (default: "
-        "one per CPU this process may use)",
-    )
-    net = parser.add_argument_group("HTTP and IPv6")
-    net.add_argument(
-        "--http-port",
-        type=port_number,
-        metavar="PORT",
-        help="also serve ROOT over HTTP on PORT (every address of IFACE): UEFI HTTP boot "
-        "clients get http:// URLs, and so does --ipxe-bootfile",
-    )
-    net.add_argument(
-        "--http-max-connections",
-        type=positive_int,
-        default=DEFAULT_MAX_CONNECTIONS,
-        metavar="N",
-        help="HTTP connections served at once; more wait in the listen backlog, none is "
-        f"refused (the open-file limit is raised to fit) ({DEFAULT_MAX_CONNECTIONS})",
-    )
-    net.add_argument(
-        "--http-rate-limit",
-        type=positive_int,
-        metavar="BYTES_PER_S",
-        help="at most this many HTTP bytes per second to each client address (no limit)",
-    )
-    net.add_argument(
-        "--http-total-rate-limit",
-        type=positive_int,
-        metavar="BYTES_PER_S",
-        help="at most this many HTTP bytes per second to all clients together (no limit)",
-    )
-    net.add_argument(
-        "--ipv6",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="also answer DHCPv6 on IFACE's IPv6 /64 (boot-file-url, RFC 5970), send router "
-        "advertisements, and serve TFTP on IFACE's IPv6 addresses; with --proxy, boot "
-        "options only",
-    )
-    net.add_argument(
-        "--ra",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="with --ipv6: send router advertisements (the default); --no-ra leaves them "
-        "to a router",
-    )
-    parser.add_argument(
-        "--boot-idle",
-        type=positive_seconds,
-        default=30.0,
-        metavar="SECONDS",
-        help="a client quiet this long has finished booting: its boot log line is written (30)",
-    )
-    runtime.add_service_flags(parser)
+    fields.add_flags(parser, MAIN_FIELDS)
+    add_config_flags(parser.add_argument_group("configuration file"))
+    fields.add_flags(parser, TFTP_FIELDS)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
 
 def read_settings(argv: list[str] | None) -> flag_settings.CommandLine:
     """pxed's command line (usage errors exit 2): its settings are `.effective()`."""
-    parser = build_parser()
-    keys = dhcp_schema(parser)
 
     def defaults(args: argparse.Namespace) -> dict[str, object]:
-        return dhcp_defaults(PROG, args.iface, keys.types)
+        return {"leases": str(default_leases_path(PROG, args.iface))}
 
-    return flag_settings.read_command_line(PROG, parser, keys, argv, defaults)
+    return flag_settings.read_command_line(PROG, build_parser(), FIELDS, argv, defaults)
 
 
 def warn_proxy(chosen: Mapping[str, object]) -> None:
@@ -221,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     except StartError as exc:
         return report(PROG, exc)
     if args.print_config:  # checked like a start (IFACE, ROOT, --user, the values)
-        print(config_file.dump(settings), end="")
+        print(fields.dump(read.table, settings), end="")
         return 0
     if not privileges.can_bind_privileged_ports():
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")

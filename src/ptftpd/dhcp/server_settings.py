@@ -11,8 +11,9 @@ its other settings instead of borrowing another tool's command line.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -32,29 +33,39 @@ from ptftpd.dhcp.settings import (
 from ptftpd.dhcp.store import default_leases_path
 from ptftpd.netif import interface_addresses
 
-__all__ = ["DEFAULT_LEASE_TIME", "dhcp_config", "dhcp_defaults", "lease_location"]
+__all__ = [
+    "DEFAULT_LEASE_TIME",
+    "RESTART_ONLY",
+    "dhcp_config",
+    "keep_restart_only",
+    "lease_location",
+]
 
 DEFAULT_LEASE_TIME = 3600
 DEFAULT_PORT = 67
 
-# What a key means when neither the file nor a flag sets it (leases: see dhcp_defaults).
-_DEFAULTS: dict[str, object] = {
-    "lease-time": DEFAULT_LEASE_TIME,
-    "lease-sync": "normal",
-    "reply-delay": 0.0,
-    "authoritative": False,
-    "all": False,
-    "port": DEFAULT_PORT,
+# What a reload cannot change (name in the reloaded: line -> DhcpConfig field): the
+# socket, the addresses taken from IFACE at start and the lease store opened then.
+RESTART_ONLY = {
+    "interface": "interface",
+    "port": "port",
+    "server address": "server_ip",
+    "network": "network",
+    "leases": "leases_path",
+    "leases url": "leases_url",
+    "lease-sync": "lease_sync",
 }
 
 
-def dhcp_defaults(tool: str, iface: str, keys: Collection[str]) -> dict[str, object]:
-    """The defaults of those `keys` the tool has (so that `--print-config` shows only
-    keys its `--config` takes back)."""
-    defaults = {k: v for k, v in _DEFAULTS.items() if k in keys}
-    if "leases" in keys:
-        defaults["leases"] = str(default_leases_path(tool, iface))
-    return defaults
+def keep_restart_only(old: DhcpConfig, new: DhcpConfig) -> tuple[DhcpConfig, list[str]]:
+    """The one reload rule of every DHCP server: `new` applies but for the restart-only
+    settings, which keep `old`'s values; returns it and the names of those `new` wanted
+    changed (for the reloaded: line)."""
+    changed = [
+        name for name, attr in RESTART_ONLY.items() if getattr(old, attr) != getattr(new, attr)
+    ]
+    kept = {attr: getattr(old, attr) for attr in RESTART_ONLY.values()}
+    return dataclasses.replace(new, client_port=old.client_port, **kept), changed
 
 
 def _next_server(tftp: object) -> tuple[IPv4Address | None, str | None]:

@@ -27,6 +27,7 @@ from ptftpd.dhcp.engine import BootChoice, Outgoing, message_label
 from ptftpd.dhcp.options import MessageType, Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
+from ptftpd.dhcp.server_settings import keep_restart_only
 from ptftpd.dhcp6 import Dhcp6Service, config_for_interface
 from ptftpd.events import DhcpMessage, EventSink, ignore
 from ptftpd.http import HttpConfig, HttpServer
@@ -48,15 +49,6 @@ __all__ = ["PxeService", "TftpPool", "TftpPoolFactory", "kept_settings"]
 log = logging.getLogger("ptftpd.pxe")
 
 # Settings bound or built once at start-up (name in the reload line: field).
-_KEPT_DHCP = {
-    "interface": "interface",
-    "port": "port",
-    "server address": "server_ip",
-    "network": "network",
-    "leases": "leases_path",
-    "leases url": "leases_url",
-    "lease-sync": "lease_sync",
-}
 _KEPT_PXE = {
     "proxy": "proxy",
     "tftp-port": "tftp_port",
@@ -104,14 +96,10 @@ def kept_settings(old: PxeConfig, new: PxeConfig) -> tuple[PxeConfig, list[str]]
     """`new` with every setting that cannot change live put back to `old`'s, and the
     names of those that `new` wanted changed."""
     changed = [name for name, attr in _KEPT_PXE.items() if _differs(old, new, attr)]
-    changed += [name for name, attr in _KEPT_DHCP.items() if _differs(old.dhcp, new.dhcp, attr)]
+    dhcp, dhcp_changed = keep_restart_only(old.dhcp, new.dhcp)
+    changed += dhcp_changed
     if new.tftp.root != old.tftp.root:
         changed.append("root")
-    dhcp = dataclasses.replace(
-        new.dhcp,
-        client_port=old.dhcp.client_port,
-        **{attr: getattr(old.dhcp, attr) for attr in _KEPT_DHCP.values()},
-    )
     tftp = dataclasses.replace(new.tftp, root=old.tftp.root, read_only=old.tftp.read_only)
     kept = dataclasses.replace(
         new, dhcp=dhcp, tftp=tftp, **{attr: getattr(old, attr) for attr in _KEPT_PXE.values()}

@@ -18,12 +18,11 @@ from pathlib import Path
 from ptftpd.dhcp.engine import DhcpConfig, DhcpEngine
 from ptftpd.dhcp.leases import LeaseSummary
 from ptftpd.dhcp.server import DhcpServer
+from ptftpd.dhcp.server_settings import keep_restart_only
 from ptftpd.events import DhcpMessage, Event
 from ptftpd.service import metrics
 
 log = logging.getLogger("ptftpd.service")
-
-_LIVE = ("interface", "port", "server_ip", "network", "leases_path")
 
 
 def publish_leases(engine: DhcpEngine, now: float) -> None:
@@ -113,14 +112,11 @@ class DhcpService:
         pass
 
     def reload(self) -> str:
-        new = self.rebuild()
-        old = self.server.config
-        fixed = [name for name in _LIVE if getattr(new, name) != getattr(old, name)]
-        if fixed:
-            raise ValueError(f"cannot change {', '.join(fixed)} without a restart")
+        new, kept = keep_restart_only(self.server.config, self.rebuild())
         self.server.config = new
         self.server.engine = self.server.build_engine()
-        return f"{len(new.static_hosts)} static host(s), lease time {new.lease_time} s"
+        summary = f"{len(new.static_hosts)} static host(s), lease time {new.lease_time} s"
+        return summary + (f"; kept until a restart: {', '.join(kept)}" if kept else "")
 
     def close(self) -> None:
         self.server.close()

@@ -1,6 +1,6 @@
 """The service life cycle every server CLI shares: flags, start-up order, signals.
 
-A CLI adds the flags with :func:`add_service_flags` and hands :func:`run` an async
+A CLI adds the service fields (`service_settings.SERVICE_FIELDS`) and hands :func:`run` an async
 ``start()`` that binds its sockets and returns a :class:`Running` server. :func:`run` then
 keeps the order the building blocks need (see :mod:`ptftpd.service.privileges`)::
 
@@ -32,7 +32,9 @@ from typing import Any, Protocol
 from ptftpd.errors import USAGE_ERROR, StartError, report
 from ptftpd.log import setup_logging
 from ptftpd.service import metrics, notify, privileges
-from ptftpd.service.service_settings import DEFAULT_DRAIN, ServiceSettings
+from ptftpd.service.service_settings import (
+    ServiceSettings,
+)
 
 log = logging.getLogger("ptftpd.service")
 
@@ -51,52 +53,6 @@ class Running(Protocol):
 
     def close(self) -> None:
         """End now: release the sockets, tell running transfers' peers."""
-
-
-def metrics_address(text: str) -> tuple[str, int]:
-    """``ADDR:PORT`` (``[v6]:PORT`` for IPv6) for ``--metrics``."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected ADDR:PORT, e.g. 127.0.0.1:9469, not {text!r}")
-    return host, int(port)
-
-
-def drain_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be 0..3600 seconds, not {value:g}")
-    return value
-
-
-def add_service_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("service")
-    group.add_argument(
-        "--user",
-        metavar="USER",
-        help="after binding every socket as root, run as USER (name or uid) with no "
-        "capability left",
-    )
-    group.add_argument(
-        "--group", metavar="GROUP", help="with --user: run with this group (USER's own)"
-    )
-    group.add_argument(
-        "--metrics",
-        type=metrics_address,
-        metavar="ADDR:PORT",
-        help="serve Prometheus metrics at http://ADDR:PORT/metrics",
-    )
-    group.add_argument(
-        "--drain",
-        type=drain_seconds,
-        default=DEFAULT_DRAIN,
-        metavar="SECONDS",
-        help="on SIGTERM, let running transfers finish for up to SECONDS; new requests "
-        f"are refused meanwhile ({DEFAULT_DRAIN:g})",
-    )
 
 
 def prepare(service: ServiceSettings, writable: Iterable[Path] = ()) -> privileges.Identity | None:

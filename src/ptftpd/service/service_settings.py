@@ -11,9 +11,90 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_DRAIN", "ServiceSettings"]
+from ptftpd.fields import Field
+from ptftpd.values import WORKERS
+
+__all__ = ["DEFAULT_DRAIN", "LOG_FIELDS", "SERVICE_FIELDS", "ServiceSettings", "workers_field"]
 
 DEFAULT_DRAIN = 10.0
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """``ADDR:PORT`` (``[v6]:PORT`` for IPv6) for ``--metrics``."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(
+            f"expected ADDR:PORT, e.g. 127.0.0.1:9469, not {text[:60]!r}"
+        )
+    return host, int(port)
+
+
+def address_text(value: tuple[str, int]) -> str:
+    """``ADDR:PORT`` (``[v6]:PORT``) of a parsed ``--metrics``."""
+    host, port = value
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def drain_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text[:40]!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be 0..3600 seconds, not {value:g}")
+    return value
+
+
+# How every server runs, whatever it serves: none of it changes on SIGHUP.
+SERVICE_FIELDS = (
+    Field(
+        "user",
+        "after binding every socket as root, run as USER (name or uid) with no capability left",
+        str,
+        metavar="USER",
+        live=False,
+        group="service",
+    ),
+    Field(
+        "group",
+        "with --user: run with this group (USER's own)",
+        str,
+        metavar="GROUP",
+        live=False,
+        group="service",
+    ),
+    Field(
+        "metrics",
+        "serve Prometheus metrics at http://ADDR:PORT/metrics",
+        metrics_address,
+        metavar="ADDR:PORT",
+        show=address_text,
+        live=False,
+        group="service",
+    ),
+    Field(
+        "drain",
+        "on SIGTERM, let running transfers finish for up to SECONDS; new requests are "
+        f"refused meanwhile ({DEFAULT_DRAIN:g})",
+        drain_seconds,
+        "number",
+        DEFAULT_DRAIN,
+        metavar="SECONDS",
+        live=False,
+        group="service",
+    ),
+)
+
+LOG_FIELDS = (
+    Field("verbose", "log one line per transfer or lease", short="-v", default=False, live=False),
+    Field("debug", "log every packet decision", short="-D", default=False, live=False),
+)
+
+
+def workers_field(help_text: str, group: str | None = None) -> Field:
+    """--workers: its default (one per CPU) comes from the machine, so it is None here."""
+    return Field("workers", help_text, WORKERS, "int", metavar="N", live=False, group=group)
 
 
 def workers_for(value: object) -> int:

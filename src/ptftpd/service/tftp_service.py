@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptftpd.events import fan_out, ignore
+from ptftpd.fields import Field
 from ptftpd.service import metrics
 from ptftpd.tftp import remap
 from ptftpd.tftp.errors import LocalError
@@ -155,35 +156,43 @@ def umask_value(text: str) -> int:
     return value
 
 
-def add_hpa_flags(parser: argparse.ArgumentParser) -> None:
-    """tftpd-hpa's operator knobs, spelled as its long options."""
-    group = parser.add_argument_group("tftpd-hpa compatibility")
-    group.add_argument(
-        "--map-file",
-        type=Path,
+HPA = "tftpd-hpa compatibility"
+
+# tftpd-hpa's operator knobs, spelled as its long options; all apply on SIGHUP.
+HPA_FIELDS = (
+    Field(
+        "map-file",
+        "rewrite or refuse requested names with tftpd-hpa remap rules (r g i e s a G P 4 6 ~ "
+        "flags, \\i client address); re-read on SIGHUP",
+        Path,
         metavar="FILE",
-        help="rewrite or refuse requested names with tftpd-hpa remap rules (r g i e s a "
-        "G P 4 6 ~ flags, \\i client address); re-read on SIGHUP",
-    )
-    group.add_argument(
-        "--port-range",
-        type=port_range,
+        group=HPA,
+    ),
+    Field(
+        "port-range",
+        "take transfer sockets' ports from LOW..HIGH (firewalls); default: any",
+        port_range,
         metavar="LOW:HIGH",
-        help="take transfer sockets' ports from LOW..HIGH (firewalls); default: any",
-    )
-    group.add_argument(
-        "--umask",
-        type=umask_value,
+        show=lambda v: f"{v[0]}:{v[1]}",
+        group=HPA,
+    ),
+    Field(
+        "umask",
+        "octal umask for uploaded files (default: the inherited one)",
+        umask_value,
         metavar="MASK",
-        help="octal umask for uploaded files (default: the inherited one)",
-    )
-    group.add_argument(
-        "--create",
-        action=argparse.BooleanOptionalAction,
+        show=lambda v: f"{v:03o}",
+        group=HPA,
+    ),
+    Field(
+        "create",
+        "uploads may create new files (default); an existing file is never overwritten. "
+        "--no-create refuses every upload, like tftpd-hpa without -c",
+        negatable=True,
         default=True,
-        help="uploads may create new files (default); an existing file is never "
-        "overwritten. --no-create refuses every upload, like tftpd-hpa without -c",
-    )
+        group=HPA,
+    ),
+)
 
 
 def apply_settings(server: TftpServer, settings: TftpSettings) -> None:

@@ -8,12 +8,85 @@ so both tools read them alike and no argparse Namespace reaches the TFTP layer.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
+from ptftpd.fields import Field
+from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN, TIMEOUT_MAX
 from ptftpd.tftp.server import ServerConfig
+from ptftpd.values import RETRIES, SESSIONS, WINDOWSIZE, positive_int
 
-__all__ = ["transfer_config"]
+__all__ = ["RFC1350", "TRANSFER_FIELDS", "blksize", "timeout_seconds", "transfer_config"]
+
+
+def blksize(text: str) -> int:
+    """An RFC 2348 block size, for every tool that takes one."""
+    value = positive_int(text)
+    if not BLKSIZE_MIN <= value <= BLKSIZE_MAX:
+        raise argparse.ArgumentTypeError(f"must be {BLKSIZE_MIN}..{BLKSIZE_MAX}")
+    return value
+
+
+def timeout_seconds(text: str) -> float:
+    """A retransmission timeout in seconds, at most RFC 2349's 255."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    if not 0 < value <= TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {TIMEOUT_MAX} seconds")
+    return value
+
+
+RFC1350 = Field(
+    "rfc1350",
+    "strict RFC 1350: no option negotiation; --no-rfc1350 negotiates (the default, also "
+    "over rfc1350 = true in a settings file)",
+    short="-r",
+    negatable=True,
+    default=False,
+)
+
+# The TFTP limits, shared by ptftpd and pxed so both spell and check them alike.
+TRANSFER_FIELDS = (
+    Field(
+        "blksize-max",
+        "largest block size granted; 1468 fits a 1500-byte MTU for clients that cannot "
+        "reassemble IP fragments (65464)",
+        blksize,
+        "int",
+        BLKSIZE_MAX,
+        metavar="N",
+    ),
+    Field(
+        "windowsize-max", "largest RFC 7440 window granted (64)", WINDOWSIZE, "int", 64, metavar="N"
+    ),
+    Field(
+        "timeout",
+        "retransmission timeout when the client sets none (1.0)",
+        timeout_seconds,
+        "number",
+        1.0,
+        metavar="SECONDS",
+    ),
+    Field(
+        "retries",
+        "retransmissions before a transfer is abandoned (5)",
+        RETRIES,
+        "int",
+        5,
+        metavar="N",
+    ),
+    Field(
+        "max-sessions",
+        "concurrent transfers; more are refused with an error (4096)",
+        SESSIONS,
+        "int",
+        4096,
+        metavar="N",
+    ),
+)
 
 _DEFAULTS = ServerConfig(root=Path("."))
 
