@@ -47,9 +47,9 @@ SCENARIOS = {  # name: (file, size, machines)
     "1 x 1 GiB": ("g1.bin", 1024 * MIB, 1),
 }
 NGINX_CONF = """\
-worker_processes auto;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log;
+worker_processes {workers};
+pid {work}/nginx{port}.pid;
+error_log {work}/nginx{port}-error.log;
 events {{
     worker_connections 768;
 }}
@@ -58,7 +58,7 @@ http {{
     tcp_nopush on;
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
-    access_log {work}/nginx-access.log;
+    access_log {work}/nginx{port}-access.log;
     client_body_temp_path {work}/body;
     proxy_temp_path {work}/proxy;
     fastcgi_temp_path {work}/fastcgi;
@@ -155,6 +155,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=list(SCENARIOS), action="append")
+    parser.add_argument(
+        "--one-worker-nginx",
+        action="store_true",
+        help="also run nginx with worker_processes 1 (one process, like pxed's HTTP)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("needs root (a network namespace; pxed binds ports 67, 69 and 4011)")
@@ -181,19 +186,26 @@ def main() -> int:
             procs.append(server)
             probe = next(iter(scenarios.values()))[0]
             wait_http(inside, f"http://{HOST}:{PXED_PORT}/{probe}", server, pxed_log)
-            conf = work / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(work=work, host=HOST, port=NGINX_PORT, root=root))
-            nginx_log = work / "nginx-error.log"
-            with (work / "nginx.out").open("wb") as log:
-                nginx = subprocess.Popen(
-                    [*inside, "nginx", "-c", str(conf), "-g", "daemon off;"],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+            servers = {"pxed": (server.pid, PXED_PORT)}
+            nginxes = {"nginx": ("auto", NGINX_PORT)}
+            if args.one_worker_nginx:
+                nginxes["nginx 1 worker"] = ("1", NGINX_PORT + 1)
+            for who, (workers, port) in nginxes.items():
+                conf = work / f"nginx{port}.conf"
+                conf.write_text(
+                    NGINX_CONF.format(work=work, host=HOST, port=port, root=root, workers=workers)
                 )
-            procs.append(nginx)
-            wait_http(inside, f"http://{HOST}:{NGINX_PORT}/{probe}", nginx, nginx_log)
-            # The pids of the servers themselves (ip netns exec execs them in place).
-            servers = {"pxed": (server.pid, PXED_PORT), "nginx": (nginx.pid, NGINX_PORT)}
+                with (work / f"nginx{port}.out").open("wb") as log:
+                    nginx = subprocess.Popen(
+                        [*inside, "nginx", "-c", str(conf), "-g", "daemon off;"],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                procs.append(nginx)
+                error_log = work / f"nginx{port}-error.log"
+                wait_http(inside, f"http://{HOST}:{port}/{probe}", nginx, error_log)
+                # ip netns exec execs the server in place: these are the servers' pids.
+                servers[who] = (nginx.pid, port)
             results: dict[tuple[str, str], list[Result]] = {}
             load_start = os.getloadavg()[0]
             for round_no in range(args.rounds):
@@ -213,7 +225,7 @@ def main() -> int:
             load_end = os.getloadavg()[0]
     finally:
         for proc in procs:
-            stop(proc, signal.SIGQUIT if proc is procs[-1] and len(procs) == 2 else signal.SIGTERM)
+            stop(proc, signal.SIGTERM if proc is procs[0] else signal.SIGQUIT)
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.rounds} interleaved rounds; load average {load_start:.1f} -> {load_end:.1f}")
     print("| scenario | server | wall s median (best) | server CPU s median (best) "
@@ -223,7 +235,7 @@ def main() -> int:
         base = results[(scenario, "nginx")]
         base_wall = statistics.median(r.wall for r in base)
         base_cpu = statistics.median(r.cpu for r in base)
-        for who in ("pxed", "nginx"):
+        for who in servers:
             rs = results[(scenario, who)]
             wall = statistics.median(r.wall for r in rs)
             cpu = statistics.median(r.cpu for r in rs)

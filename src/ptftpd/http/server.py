@@ -125,6 +125,56 @@ def _expire(future: asyncio.Future[None]) -> None:
         future.set_exception(TimeoutError())
 
 
+class _Room:
+    """Waits for room in one socket's send buffer while a file goes out, at the cost of
+    a future per wait: the writer is registered once (at the first full buffer) and
+    removed when the file is done, and a single timer checks for progress every idle
+    timeout instead of one timer per wait. Only for unlimited sends: a rate-limited
+    connection sleeps while its socket is writable, which would wake this level-
+    triggered registration on every loop iteration."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, idle: float) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.idle = idle
+        self.future: asyncio.Future[None] | None = None
+        self.registered = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.progress = 0.0
+
+    def _ready(self) -> None:
+        future = self.future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        future = self.future
+        if future is not None and not future.done() and now - self.progress >= self.idle:
+            future.set_exception(TimeoutError())
+            self.timer = None
+            return
+        # Not stalled (or not waiting right now): look again when it could be.
+        self.timer = self.loop.call_at(max(self.progress + self.idle, now + 1.0), self._check)
+
+    async def wait(self) -> None:
+        """Until the socket takes more bytes; TimeoutError after `idle` without room."""
+        self.progress = self.loop.time()
+        if not self.registered:
+            self.loop.add_writer(self.fd, self._ready)
+            self.registered = True
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.progress + self.idle, self._check)
+        self.future = self.loop.create_future()
+        await self.future
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.registered:
+            self.loop.remove_writer(self.fd)
+
+
 class HttpServer:
     """Serves `config.root` read-only over HTTP/1.1 on `config.bind`; from tests and pxed.
 
@@ -442,31 +492,36 @@ class HttpServer:
             return await self._copy(sock, client, fd, offset, length)
         out = sock.fileno()
         limited = client.bucket is not None or self._total is not None
+        room = None if limited else _Room(asyncio.get_running_loop(), out, self.config.idle_timeout)
         sent = 0
-        while sent < length:
-            want = length - sent
-            if limited:
-                want = await self._allowance(client, want)
-            try:
-                count = _sendfile(out, fd, offset + sent, want)
-            except BlockingIOError:
-                await self._writable(sock)
-                continue
-            except OSError as exc:
-                if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) and not sent:
-                    log.info("sendfile not available (%s): copying instead", exc)
-                    self._use_sendfile = False
-                    return await self._copy(sock, client, fd, offset, length)
-                raise
-            if count == 0:
-                break  # the file shrank
-            sent += count
-            if limited:
-                self._spend(client, count)
-            elif count < want and sent < length:
-                # The socket buffer is full: wait for room rather than make a call that
-                # can only fail with EAGAIN (one syscall less per wakeup).
-                await self._writable(sock)
+        try:
+            while sent < length:
+                want = length - sent
+                if limited:
+                    want = await self._allowance(client, want)
+                try:
+                    count = _sendfile(out, fd, offset + sent, want)
+                except BlockingIOError:
+                    await (self._writable(sock) if room is None else room.wait())
+                    continue
+                except OSError as exc:
+                    if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) and not sent:
+                        log.info("sendfile not available (%s): copying instead", exc)
+                        self._use_sendfile = False
+                        return await self._copy(sock, client, fd, offset, length)
+                    raise
+                if count == 0:
+                    break  # the file shrank
+                sent += count
+                if limited:
+                    self._spend(client, count)
+                elif room is not None and count < want and sent < length:
+                    # The socket buffer is full: wait for room rather than make a call
+                    # that can only fail with EAGAIN (one syscall less per wakeup).
+                    await room.wait()
+        finally:
+            if room is not None:
+                room.close()
         return sent
 
     async def _allowance(self, client: _Client, want: int) -> int:
