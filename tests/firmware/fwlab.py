@@ -17,7 +17,7 @@ import shutil
 import signal
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ from support import (
 SERVER_IP = "10.81.0.1"
 SERVER6 = "fd81::1"
 PREFIX = 24
+DHCP_FILTER = "udp port 67 or udp port 68 or udp port 4011 or udp port 546 or udp port 547"
 
 
 def boot_times_file() -> Path:
@@ -132,11 +133,11 @@ class Lan:
             proc.wait_output(f"port {port}", timeout=10)
         return proc
 
-    def capture(self, name: str = "capture") -> Capture:
-        """tcpdump on the bridge (DHCP and DHCPv6 only) into a pcap file."""
+    def capture(self, name: str = "capture", what: str = DHCP_FILTER) -> Capture:
+        """tcpdump on the bridge (DHCP and DHCPv6 unless `what` says otherwise) into a
+        pcap file."""
         pcap = self.tmp / f"{name}.pcap"
-        argv = [require_tool("tcpdump"), "-i", "br0", "-U", "-n", "-w", str(pcap)]
-        argv += ["udp port 67 or udp port 68 or udp port 4011 or udp port 546 or udp port 547"]
+        argv = [require_tool("tcpdump"), "-i", "br0", "-U", "-n", "-w", str(pcap), what]
         proc = self.start(argv, name)
         deadline = time.monotonic() + 10
         while "listening on" not in proc.output() and time.monotonic() < deadline:
@@ -167,9 +168,20 @@ class Capture:
         return out
 
 
+def read_pcap_ipv4_udp_to(path: Path, port: int) -> list[tuple[str, bytes]]:
+    """(destination address, payload) of the IPv4 UDP datagrams to `port` in a capture."""
+    return [(dest, data) for dest, _, dport, data in _pcap_udp(path) if dport == port and dest]
+
+
 def read_pcap_udp(path: Path) -> list[tuple[int, int, bytes]]:
-    """The UDP datagrams of a classic pcap file of Ethernet frames (tcpdump -w)."""
-    data = path.read_bytes()
+    """(source port, destination port, payload) of the UDP datagrams in a capture."""
+    return [(sport, dport, data) for _, sport, dport, data in _pcap_udp(path)]
+
+
+def _pcap_udp(path: Path) -> list[tuple[str, int, int, bytes]]:
+    """(IPv4 destination or "", source port, destination port, payload) of every UDP
+    datagram (IPv4 or IPv6) in a classic pcap file of Ethernet frames (tcpdump -w)."""
+    data = path.read_bytes() if path.exists() else b""
     if len(data) < 24:
         return []
     endian = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
@@ -182,8 +194,10 @@ def read_pcap_udp(path: Path) -> list[tuple[int, int, bytes]]:
         if len(frame) < 14:
             continue
         ethertype = int.from_bytes(frame[12:14], "big")
+        dest = ""
         if ethertype == 0x0800 and len(frame) >= 34 and frame[23] == 17:
             ihl = (frame[14] & 0x0F) * 4
+            dest = ".".join(str(b) for b in frame[30:34])
             udp = frame[14 + ihl :]
         elif ethertype == 0x86DD and len(frame) >= 62 and frame[20] == 17:
             udp = frame[54:]
@@ -191,7 +205,7 @@ def read_pcap_udp(path: Path) -> list[tuple[int, int, bytes]]:
             continue
         if len(udp) >= 8:
             sport, dport, length = struct.unpack("!HHH", udp[:6])
-            out.append((sport, dport, udp[8:length]))
+            out.append((dest, sport, dport, udp[8:length]))
     return out
 
 
@@ -239,10 +253,12 @@ def qemu_boot(
     markers: Sequence[str],
     failures: Sequence[str] = (),
     timeout: float = 240.0,
+    done: Callable[[], bool] | None = None,
 ) -> Boot:
     """Run QEMU (`argv`, its serial console going to TMP/NAME-serial.log, given by
     `serial_args`) inside the lab until a marker or failure text shows on the serial
-    console, QEMU exits, or `timeout` passes; QEMU is always killed by its PID."""
+    console (or `done()` says so), QEMU exits, or `timeout` passes; QEMU is always killed
+    by its PID."""
     serial = net.tmp / f"{name}-serial.log"
     proc = Process(net.ns.popen_argv(argv), net.tmp / f"{name}-qemu.log")
     start = time.monotonic()
@@ -251,7 +267,7 @@ def qemu_boot(
     try:
         while time.monotonic() - start < timeout:
             text = _read(serial)
-            if any(m in text for m in markers):
+            if any(m in text for m in markers) or (done is not None and done()):
                 outcome = "ok"
                 break
             if any(f in text for f in failures):

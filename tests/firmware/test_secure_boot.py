@@ -30,6 +30,7 @@ from fwlab import (
     lan,
     ovmf_argv,
     qemu_boot,
+    read_pcap_ipv4_udp_to,
     record_boot_time,
     require_file,
 )
@@ -44,6 +45,7 @@ PXE_ONLY = fw_cfg_only("IPv4PXE")
 HTTP_ONLY = fw_cfg_only()
 DENIED = "Access Denied"
 SHELL = "Shell>"
+SITE_IP = "10.81.0.2"  # the network's own DHCP server beside pxed --proxy
 NO_BOOT = "No bootable option or device was found"  # every boot entry failed
 
 
@@ -179,3 +181,49 @@ def test_shim_and_grub_over_pxe_ipv6(tmp_path: Path) -> None:
     for name in ("shimx64.efi", "grubx64.efi", "/grub/grub.cfg"):
         assert f"RRQ '{name}' octet: sent" in log or f"RRQ '/{name}' octet: sent" in log, name
     assert "arch=EFI x64 (DHCPv6): completed" in log
+
+
+def test_proxy_mode_grub_asks_the_address_server_not_pxed(tmp_path: Path) -> None:
+    """`--proxy --secure-boot` beside the network's own DHCP server (dnsmasq, addresses
+    only): the firmware takes its address from dnsmasq and shimx64.efi from pxed's boot
+    server (4011), and shim fetches grubx64.efi from pxed - but Debian's grub 2.06 takes
+    its TFTP server from the DHCP ACK (the address server's next-server, siaddr), not
+    from the proxy's boot server reply: its requests for /grub/... go to dnsmasq's
+    address. The README says so (point the site server's next-server at pxed, or use
+    full mode)."""
+    root = tmp_path / "root"
+    secure_boot_root(root, f"echo {GRUB_MARKER} root=$root\nsleep 600\n")
+    with lan(tmp_path) as net:
+        site = net.host(address=SITE_IP)
+        net.dnsmasq("dhcp-range=10.81.0.50,10.81.0.150,12h\n", name="site", ns=site)
+        pxed = net.pxed(root, "default.0", "--proxy", "--secure-boot")
+        tftp = net.capture("tftp", "udp port 69")
+        argv = ovmf_argv(net, "proxy", net.tap(), MAC_CFG, True, *PXE_ONLY)
+        boot = qemu_boot(
+            net,
+            argv,
+            "proxy",
+            [GRUB_MARKER],
+            [DENIED, SHELL, NO_BOOT],
+            timeout=180,
+            done=lambda: bool(_rrq_to(tftp.pcap, SITE_IP)),
+        )
+        asked_site = _rrq_to(tftp.pcap, SITE_IP)
+        tftp.stop()
+        pxed.stop()
+        log = pxed.output()
+    assert boot.outcome == "ok", f"{boot.outcome}: {boot.serial[-2000:]}"
+    record_boot_time("secure-boot-proxy-to-grub", boot.seconds, firmware="OVMF ms")
+    assert "Welcome to GRUB!" in boot.serial and GRUB_MARKER not in boot.serial
+    assert "boot server ACK" in log and "file=shimx64.efi" in log
+    assert "RRQ 'grubx64.efi' octet: sent" in log and "/grub/" not in log
+    assert any(name.startswith("/grub/") for name in asked_site), asked_site
+
+
+def _rrq_to(pcap: Path, address: str) -> list[str]:
+    """File names of the TFTP read requests sent to `address` in a capture."""
+    names = []
+    for destination, payload in read_pcap_ipv4_udp_to(pcap, 69):
+        if destination == address and payload[:2] == b"\x00\x01":
+            names.append(payload[2:].split(b"\x00", 1)[0].decode(errors="replace"))
+    return names
