@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fixtures import network_grub, readable
+from fwfixtures import network_grub, readable
 from fwlab import SERVER_IP, Boot, aavmf_argv, fw_cfg_only, lan, qemu_boot, record_boot_time
 
 pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(600)]

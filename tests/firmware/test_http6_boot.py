@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures import network_grub, readable
+from fwfixtures import network_grub, readable
 from fwlab import SERVER6, SERVER_IP, fw_cfg_only, lan, ovmf_argv, qemu_boot, record_boot_time
 
 from ptftpd.dhcp6.codec import BootFileUrl, ClientArch, MsgType, VendorClass

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fixtures import IPXE_EFI, busybox_initramfs, readable, secure_boot_root, signed_kernel
+from fwfixtures import IPXE_EFI, busybox_initramfs, readable, secure_boot_root, signed_kernel
 from fwlab import (
     SERVER6,
     SERVER_IP,
