@@ -49,6 +49,7 @@ class Failure(enum.Enum):
     EXISTS = "exists"
     DISK_FULL = "disk_full"
     TIMEOUT = "timeout"
+    UNANSWERED = "unanswered"  # nothing came back after our first packet (lost or forged)
     PEER_ERROR = "peer_error"  # the peer sent ERROR (its `code` says which)
     OPTION_REFUSED = "option_refused"
     ILLEGAL_OPERATION = "illegal_operation"

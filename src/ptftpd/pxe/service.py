@@ -366,7 +366,7 @@ class PxeService:
         """Running TFTP transfers, in this process or its workers (what a stop drains)."""
         if self.tftp_pool is not None:
             return self.tftp_pool.active()
-        return 0 if self.tftp_server is None else len(self.tftp_server.transfers)
+        return 0 if self.tftp_server is None else self.tftp_server.answered()
 
     def stop_accepting(self) -> None:
         """New TFTP requests get an ERROR; running transfers go on."""

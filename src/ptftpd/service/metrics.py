@@ -135,6 +135,13 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.tftp_dropped = Counter(
+            "tftp_requests_dropped",
+            "TFTP requests left unanswered: too many first replies to the source's address"
+            " or network went unanswered (reflection budget)",
+            namespace=ns,
+            registry=r,
+        )
         self.tftp_active = Gauge(
             "tftp_active_sessions",
             "TFTP transfers in progress",
@@ -358,6 +365,11 @@ def tftp_started(direction: Direction) -> None:
 def tftp_finished(record: TransferRecord) -> None:
     if _active is not None:
         _active.record_transfer_finished(record)
+
+
+def tftp_dropped(peer_ip: str) -> None:
+    if _active is not None:
+        _active.tftp_dropped.inc()
 
 
 def dhcp_message(direction: Literal["in", "out"], message_type: str) -> None:

@@ -184,7 +184,7 @@ class _WorkerTftp:
         self.control = control
 
     def active(self) -> int:
-        return len(self.server.transfers)
+        return self.server.answered()
 
     def stop_accepting(self) -> None:
         self.server.accepting = False

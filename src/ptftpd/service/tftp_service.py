@@ -31,6 +31,7 @@ def count_transfers(server: TftpServer) -> None:
     started, finished = server.on_started, server.on_finished
     server.on_started = fan_out(metrics.record_event, started or ignore)
     server.on_finished = fan_out(metrics.record_event, finished or ignore)
+    server.on_dropped = metrics.tftp_dropped
 
 
 def remapper(rules: remap.RuleSet) -> Callable[[str, str, bool], str]:
@@ -116,7 +117,7 @@ class TftpService:
             server.remap = remapper(self.settings.rules)
 
     def active(self) -> int:
-        return len(self.server.transfers)
+        return self.server.answered()
 
     def stop_accepting(self) -> None:
         self.server.accepting = False

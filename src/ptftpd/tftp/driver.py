@@ -363,6 +363,7 @@ class AsyncChannel:
         self.loop = loop
         self._on_settled = on_settled
         self.on_closed = on_closed
+        self.on_heard: Callable[[], None] | None = None  # once: the peer sent a packet
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -373,6 +374,9 @@ class AsyncChannel:
     def _readable(self) -> None:
         self.channel.read_some(64)  # bounded: other transfers and timers get their turn
         self.channel.report()
+        if self.on_heard is not None and self.channel.session.heard:
+            callback, self.on_heard = self.on_heard, None
+            callback()
         self._after()
 
     def _on_timer(self) -> None:

@@ -75,5 +75,10 @@ class TransferTimeout(TftpError):
     """The peer stopped answering (or never answered) within the retry budget."""
 
 
+class Unanswered(TransferTimeout):
+    """The server's first packet was never answered: a client that gave up, or a request
+    with a forged source address (nothing was resent to it)."""
+
+
 class UsageError(TftpError, ValueError):
     """An option value out of range, found before anything is sent."""

@@ -12,6 +12,11 @@ receiver's ACK names the block before the window (RFC 7440 section 4: it saw a l
 block first, so the window's first block was lost), once per window so that duplicated
 ACKs cannot multiply the traffic.
 
+A server's machine is made `quiet_until_heard`: until the peer has sent one packet of the
+transfer it never retransmits (a spoofed request must not draw a retransmitted window
+or OACK to its victim). A real client that lost the first packet repeats its request,
+and the server answers that with `resend_first` (issue 19, the reflection bound).
+
 Block numbers are tracked as unbounded integers internally and reduced modulo 65536 on
 the wire, so transfers roll over past block 65535 to block 0 (what tftpd-hpa, curl,
 atftp and busybox expect).
@@ -62,7 +67,9 @@ _pack_data_header = struct.Struct("!HH").pack  # (3, block & 0xFFFF): DATA heade
 
 
 class _Machine:
-    def __init__(self, *, blksize: int, windowsize: int, retries: int) -> None:
+    def __init__(
+        self, *, blksize: int, windowsize: int, retries: int, quiet_until_heard: bool = False
+    ) -> None:
         if blksize < 1 or windowsize < 1 or retries < 0:
             raise ValueError("blksize and windowsize must be positive, retries >= 0")
         self.blksize = blksize
@@ -73,6 +80,29 @@ class _Machine:
         self.peer_error: Error | None = None
         self.retransmissions = 0
         self._tries = 0
+        self.quiet_until_heard = quiet_until_heard
+        self.heard = False  # the peer has sent a packet of this transfer
+
+    def _first_packets(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def resend_first(self) -> Step:
+        """The peer repeated its request: send the first packet(s) again, unless it has
+        answered already (then the repeat is stale and the transfer goes on)."""
+        if self.state is not State.ACTIVE or self.heard:
+            return _NOTHING
+        self.retransmissions += 1
+        # KEEP: a repeated request never prolongs a transfer nobody has answered.
+        return Step(self._first_packets(), Timer.KEEP)
+
+    def _wait_silently(self) -> Step:
+        """A timeout before the peer was ever heard, on a quiet machine: no resend."""
+        self._tries += 1
+        if self._tries > self.retries:
+            self.state = State.FAILED
+            self.failure = "the peer never answered"
+            return Step([], Timer.CANCEL)
+        return Step([], Timer.RESTART)
 
     def _fail(self, reason: str, send: list[bytes] | None = None) -> Step:
         self.state = State.FAILED
@@ -108,8 +138,14 @@ class Sender(_Machine):
         windowsize: int = 1,
         retries: int = 5,
         first_packet: bytes | None = None,
+        quiet_until_heard: bool = False,
     ) -> None:
-        super().__init__(blksize=blksize, windowsize=windowsize, retries=retries)
+        super().__init__(
+            blksize=blksize,
+            windowsize=windowsize,
+            retries=retries,
+            quiet_until_heard=quiet_until_heard,
+        )
         self._first_packet = first_packet
         self._awaiting_start = first_packet is not None
         self._buf = b""
@@ -173,9 +209,12 @@ class Sender(_Machine):
         return packets
 
     def start(self) -> Step:
-        if self._first_packet is not None:
-            return Step([self._first_packet], Timer.RESTART)
-        return Step(self._window(), Timer.RESTART)
+        return Step(self._first_packets(), Timer.RESTART)
+
+    def _first_packets(self) -> list[bytes]:
+        if self._awaiting_start and self._first_packet is not None:
+            return [self._first_packet]
+        return self._window()
 
     def receive(self, datagram: bytes) -> Step:
         if self.state is not _ACTIVE:
@@ -183,6 +222,7 @@ class Sender(_Machine):
         if len(datagram) < 4 or datagram[0] != 0 or datagram[1] != _ACK:
             return self._other_packet(datagram)
         block = (datagram[2] << 8) | datagram[3]
+        self.heard = True
         if self._awaiting_start:
             if block != 0:
                 return _NOTHING
@@ -226,6 +266,8 @@ class Sender(_Machine):
     def timeout(self) -> Step:
         if self.state is not State.ACTIVE:
             return Step([], Timer.CANCEL)
+        if self.quiet_until_heard and not self.heard:
+            return self._wait_silently()
         self._tries += 1
         if self._tries > self.retries:
             return self._fail(f"timed out after {self.retries} retries")
@@ -256,8 +298,14 @@ class Receiver(_Machine):
         windowsize: int = 1,
         retries: int = 5,
         first_packet: bytes | None = None,
+        quiet_until_heard: bool = False,
     ) -> None:
-        super().__init__(blksize=blksize, windowsize=windowsize, retries=retries)
+        super().__init__(
+            blksize=blksize,
+            windowsize=windowsize,
+            retries=retries,
+            quiet_until_heard=quiet_until_heard,
+        )
         self._first_packet = first_packet
         self._expected = 1
         self._since_ack = 0
@@ -266,9 +314,10 @@ class Receiver(_Machine):
         self.bytes_received = 0
 
     def start(self) -> Step:
-        if self._first_packet is None:
-            return Step([], Timer.RESTART)
-        return Step([self._first_packet], Timer.RESTART)
+        return Step(self._first_packets(), Timer.RESTART)
+
+    def _first_packets(self) -> list[bytes]:
+        return [] if self._first_packet is None else [self._first_packet]
 
     def _last_ack(self) -> bytes:
         if self._expected == 1 and self._first_packet is not None:
@@ -300,6 +349,7 @@ class Receiver(_Machine):
                 self._since_ack += 1
                 self._tries = 0
                 self._gap_acked = self._dup_acked = False
+                self.heard = True
                 timer = Timer.RESTART
                 continue
             step = self.receive(datagram)
@@ -330,6 +380,7 @@ class Receiver(_Machine):
                 return Step([self._first_packet], Timer.RESTART)
             return self._other_packet(datagram)
         block = (datagram[2] << 8) | datagram[3]
+        self.heard = True
         expected = self._expected
         if block == expected & 0xFFFF:
             payload = datagram[4:]
@@ -368,6 +419,8 @@ class Receiver(_Machine):
             return Step([], Timer.CANCEL)
         if self.state is not State.ACTIVE:
             return Step([], Timer.CANCEL)
+        if self.quiet_until_heard and not self.heard:
+            return self._wait_silently()
         self._tries += 1
         if self._tries > self.retries:
             return self._fail(f"timed out after {self.retries} retries")

@@ -2,7 +2,8 @@
 
 The rules live elsewhere: which requests are served in `session.RequestRules`, path
 confinement in `paths.resolve`, negotiation and the transfer in `session.ServerSession`,
-sockets, files and timers in `driver`. This module opens the listening sockets, opens
+how many first replies a source that has not answered may draw in `budget`, sockets,
+files and timers in `driver`. This module opens the listening sockets, opens
 the file a request names, and writes one log line per transfer. Each transfer gets its
 own UDP socket on the address the request came to (a new TID, RFC 1350).
 """
@@ -25,6 +26,7 @@ from ptftpd.errors import StartError
 from ptftpd.events import Failure, TransferFinished, TransferRefused, TransferStarted
 from ptftpd.log import format_rate
 from ptftpd.paths import PathRefused, resolve
+from ptftpd.tftp.budget import SourceBudget
 from ptftpd.tftp.driver import AsyncChannel, Channel, clock, listening_socket, transfer_socket
 from ptftpd.tftp.errors import (
     Cancelled,
@@ -33,6 +35,7 @@ from ptftpd.tftp.errors import (
     ServerBusy,
     TftpError,
     TransferTimeout,
+    Unanswered,
 )
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
 from ptftpd.tftp.options import BLKSIZE_MAX, ServerLimits
@@ -57,6 +60,7 @@ class ServerConfig:
     retries: int = 5
     max_sessions: int = 4096
     port_range: tuple[int, int] | None = None  # transfer sockets' ports (firewalls)
+    source_budget: bool = True  # `budget.SourceBudget` for peers that have not answered
 
     @property
     def limits(self) -> ServerLimits:
@@ -83,6 +87,8 @@ def failure_of(error: TftpError | None) -> tuple[Failure, int | None]:
         return Failure.SHUTDOWN, None if error is None else error.code
     if isinstance(error, RemoteError):
         return Failure.PEER_ERROR, error.code
+    if isinstance(error, Unanswered):
+        return Failure.UNANSWERED, None
     if isinstance(error, TransferTimeout):
         return Failure.TIMEOUT, None
     return _KIND_OF_CODE.get(error.code, Failure.OTHER), error.code
@@ -164,7 +170,11 @@ class TftpServer:
         self.on_started = on_started
         self.on_finished = on_finished
         self.on_refused = on_refused
+        # `on_dropped(peer_ip)`: a request left unanswered by the source budget.
+        self.on_dropped: Callable[[str], None] | None = None
         self.gate = gate
+        self.budget = SourceBudget() if config.source_budget else None
+        self._charged: dict[tuple[object, ...], int] = {}  # budget tokens per transfer
         self._ports: list[_RequestPort] = []
         self._closed = asyncio.Event()
         self.accepting = True  # False while draining: new requests get an ERROR
@@ -193,6 +203,11 @@ class TftpServer:
             self.bound.append((bound[0], bound[1]))
             log.info("serving %s on %s port %d", self.root, bound[0], bound[1])
 
+    def answered(self) -> int:
+        """Running transfers whose client has answered: what a drain waits for (a
+        request nobody answered, maybe forged, is not worth delaying a stop)."""
+        return sum(1 for runner in self.transfers.values() if runner.channel.session.heard)
+
     async def serve_forever(self) -> None:
         await self._closed.wait()
 
@@ -210,6 +225,11 @@ class TftpServer:
     def handle_request(
         self, data: bytes, addr: tuple[str, int], local_host: str, proto: _RequestPort
     ) -> None:
+        key = self.rules.key(data, addr)
+        existing = self.transfers.get(key)
+        if existing is not None:
+            self._repeated(key, existing, addr)
+            return
         verdict = self.rules.check(data, addr)
         if verdict is None:
             return
@@ -224,18 +244,29 @@ class TftpServer:
         if not self.accepting:
             proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server shutting down"), addr)
             return
-        key = self.rules.key(data, addr)
+        budget = self.budget
+        if budget is not None and not budget.take(addr[0], clock()):
+            # Too many first replies to this address or network went unanswered: it may
+            # be a forged source. No reply; a real client asks again.
+            log.debug("%s: request dropped: too many unanswered replies", addr[0])
+            if self.on_dropped is not None:
+                self.on_dropped(str(addr[0]))
+            return
         gate = self.gate
         if gate is not None and not gate.acquire():
             log.info("%s: request refused: server busy (all workers)", addr[0])
             proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server busy, try again"), addr)
             self._refused(data, addr, ServerBusy())
+            if budget is not None:
+                budget.give_back(addr[0], 1, clock())
             return
         try:
             runner = self._open(verdict, addr, local_host, key)
         except LocalError as refusal:
             if gate is not None:
                 gate.release(None)
+            if budget is not None:  # an ERROR is no larger than the request
+                budget.give_back(addr[0], 1, clock())
             kind = "RRQ" if verdict.is_read else "WRQ"
             log.info("%s %s %r refused: %s", addr[0], kind, verdict.filename, refusal.message)
             proto.reply(error_bytes(refusal.code, refusal.message), addr)
@@ -243,9 +274,34 @@ class TftpServer:
             return
         self.rules.active.add(key)
         self.transfers[key] = runner
+        if budget is not None:
+            self._charged[key] = 1
+            runner.on_heard = functools.partial(self._heard, key, str(addr[0]))
         if self.on_started is not None:
             self.on_started(TransferStarted(str(addr[0]), verdict.filename, verdict.is_read))
         runner.start()
+
+    def _repeated(self, key: tuple[object, ...], runner: AsyncChannel, addr: Address) -> None:
+        """The same request again from the same port: our first reply was lost (or the
+        source is forged); one more first reply, if the source's budget allows."""
+        session = runner.channel.session
+        if not isinstance(session, ServerSession) or session.heard or session.closed:
+            return
+        now = clock()
+        budget = self.budget
+        if budget is not None:
+            if not budget.take(str(addr[0]), now):
+                if self.on_dropped is not None:
+                    self.on_dropped(str(addr[0]))
+                return
+            self._charged[key] = self._charged.get(key, 0) + 1
+        runner.channel.apply(session.repeat_request(now), now)
+
+    def _heard(self, key: tuple[object, ...], host: str) -> None:
+        """The peer answered: the tokens its first replies took go back."""
+        count = self._charged.pop(key, 0)
+        if count and self.budget is not None:
+            self.budget.give_back(host, count, clock())
 
     def _refused(self, data: bytes, addr: tuple[str, int], refusal: LocalError) -> None:
         """Tell `on_refused` of a refused read request (decoded again: refusals are rare)."""
@@ -323,6 +379,7 @@ class TftpServer:
     def _finished(self, key: tuple[object, ...], runner: AsyncChannel) -> None:
         self.transfers.pop(key, None)
         self.rules.active.discard(key)
+        self._charged.pop(key, None)  # unanswered: the tokens refill with time
         session = runner.channel.session
         assert isinstance(session, ServerSession)
         error = session.error
@@ -333,6 +390,10 @@ class TftpServer:
         if isinstance(error, RemoteError) and error.code == ErrorCode.OPTION_REFUSED:
             # PXE ROMs fetch tsize this way, then ask again: normal, not a failure.
             log.debug("%s", _describe(session, "client ended after the OACK"))
+        elif not session.heard and error is not None:
+            # Nothing came back: a client that gave up, or a forged source (one line per
+            # forged request would let a flood fill the log). Counted in the metrics.
+            log.debug("%s", _describe(session, failure))
         else:
             log.info("%s", _describe(session, failure))
         if self.gate is not None:

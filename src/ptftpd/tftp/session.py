@@ -35,6 +35,7 @@ from ptftpd.tftp.errors import (
     ServerBusy,
     TftpError,
     TransferTimeout,
+    Unanswered,
 )
 from ptftpd.tftp.machine import Receiver, Sender, State, Step, Timer
 from ptftpd.tftp.options import (
@@ -90,6 +91,7 @@ class _Session:
 
     def __init__(self, *, mode: str, receiving: bool, timeout: float, retries: int, now: float):
         self.timeout = timeout
+        self.first_timeout = timeout  # until the peer has answered (see ServerSession)
         self.retries = retries
         self.netascii = mode == "netascii"
         self._decoder = netascii.Decoder() if self.netascii and receiving else None
@@ -142,6 +144,11 @@ class _Session:
     @property
     def retransmissions(self) -> int:
         return 0 if self.machine is None else self.machine.retransmissions
+
+    @property
+    def heard(self) -> bool:
+        """The peer has sent a packet of this transfer (so it is no spoofed address)."""
+        return self.machine is not None and self.machine.heard
 
     def receive_many(self, batch: list[bytes], addr: Address, now: float) -> Step:
         """Several datagrams from one address at once (a window read with UDP GRO)."""
@@ -218,7 +225,9 @@ class _Session:
     def _step(self, step: Step, now: float) -> Step:
         timer = step.timer
         if timer is _RESTART:
-            self.deadline = now + self.timeout
+            machine = self.machine
+            heard = machine is None or machine.heard
+            self.deadline = now + (self.timeout if heard else self.first_timeout)
         elif timer is _CANCEL:
             self.deadline = None
         decoder = self._decoder
@@ -248,6 +257,11 @@ class _Session:
         error = machine.peer_error
         if error is not None:
             return RemoteError(error.code, error.message)
+        if not machine.heard and machine.quiet_until_heard:
+            return Unanswered(
+                f"unanswered: {self._peer_text()} sent nothing back in "
+                f"{now - self.started:.1f} s (a lost or spoofed request)"
+            )
         return TransferTimeout(
             f"transfer with {self._peer_text()} timed out after {self.retries} retries "
             f"({now - self.started:.1f} s)"
@@ -435,14 +449,20 @@ class ServerSession(_Session):
         )
         self.request = request
         self.negotiated = negotiated
+        # The client's timeout option applies once it has answered: a forged request
+        # asking for 255 s must not hold a session for half an hour.
+        self.first_timeout = min(timeout, self.timeout)
         self.peer = self.dest = peer
         oack = OptionAck(negotiated.oack).encode() if negotiated.oack else None
+        # quiet_until_heard: nothing is resent to a peer that has not answered (it may
+        # be a spoofed address); a real client repeats its request (`repeat_request`).
         if request.is_read:
             self.machine = Sender(
                 blksize=negotiated.blksize,
                 windowsize=negotiated.windowsize,
                 retries=retries,
                 first_packet=oack,
+                quiet_until_heard=True,
             )
         else:
             self.machine = Receiver(
@@ -450,6 +470,7 @@ class ServerSession(_Session):
                 windowsize=negotiated.windowsize,
                 retries=retries,
                 first_packet=oack or ack_bytes(0),
+                quiet_until_heard=True,
             )
 
     def start(self, now: float) -> Step:
@@ -460,6 +481,15 @@ class ServerSession(_Session):
             self.pending_start = True
             return _NOTHING
         return self._step(machine.start(), now)
+
+    def repeat_request(self, now: float) -> Step:
+        """The client sent its request again from the same port: it lost our first
+        packet (OACK, ACK 0 or DATA 1), which goes out once more; nothing once the
+        client has answered anything."""
+        machine = self.machine
+        if machine is None or self.closed or self.pending_start:
+            return _NOTHING
+        return self._step(machine.resend_first(), now)
 
 
 class RequestRules:
