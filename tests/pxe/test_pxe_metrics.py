@@ -80,6 +80,7 @@ def test_proxy_mode_counts_67_4011_tftp_and_the_boot(tmp_path: Path) -> None:
             "ptftpd_tftp_received_bytes_total": 0,
             "ptftpd_tftp_active_sessions": 0,
             f"ptftpd_tftp_transfer_duration_seconds_count{read}": 1,
+            "ptftpd_tftp_requests_dropped_total": 0,
         }
         assert [k for k in counts if k.startswith("ptftpd_pxe_boots_total")] == [boot]
         assert counts[boot] == 1

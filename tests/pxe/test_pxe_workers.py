@@ -115,6 +115,7 @@ def test_two_workers_serve_one_boot_log_and_exact_metrics(tmp_path: Path) -> Non
             "ptftpd_tftp_received_bytes_total": 0,
             "ptftpd_tftp_active_sessions": 0,
             f"ptftpd_tftp_transfer_duration_seconds_count{read}": downloads,
+            "ptftpd_tftp_requests_dropped_total": 0,
         }
         assert counts[done] == 1
         assert counts['ptftpd_dhcp_messages_total{direction="out",type="ack"}'] == 1
