@@ -80,6 +80,10 @@ this short bounds the map file's rule matching (`remap.py`) on the event loop.""
 _MAX_MESSAGE = 100  # an ERROR echoing a client's text never grows with the request
 
 
+def _brief(message: str) -> str:
+    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
+
+
 def format_host(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -508,10 +512,7 @@ class RequestRules:
         try:
             packet = decode(data)
         except PacketError as exc:
-            message = f"malformed request: {exc}"
-            if len(message) > _MAX_MESSAGE:
-                message = message[: _MAX_MESSAGE - 3] + "..."
-            return LocalError(ErrorCode.ILLEGAL_OPERATION, message)
+            return LocalError(ErrorCode.ILLEGAL_OPERATION, _brief(f"malformed request: {exc}"))
         assert isinstance(packet, Request)
         if len(packet.filename.encode("utf-8", "surrogateescape")) > MAX_FILENAME:
             return LocalError(
@@ -523,7 +524,7 @@ class RequestRules:
             return ServerBusy()
         if packet.mode.lower() not in MODES:
             return LocalError(
-                ErrorCode.ILLEGAL_OPERATION, f"unsupported transfer mode {packet.mode[:20]!r}"
+                ErrorCode.ILLEGAL_OPERATION, _brief(f"unsupported transfer mode {packet.mode!r}")
             )
         if not packet.is_read and self.read_only:
             return LocalError(ErrorCode.ACCESS_VIOLATION, "server is read-only")
