@@ -11,45 +11,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import pytest
+from test_service_tftp import workers_of
 
 from ptftpd.tftp.packets import Data, Error, Opcode, Request, decode
 from support import Process, free_udp_port, script, wait_udp_bound
 
 BOOT = b"b" * 3000
-
-
-@pytest.fixture
-def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    """A datagram socket the way systemd offers it (NOTIFY_SOCKET)."""
-    folder = Path(tempfile.mkdtemp(prefix="ptftpd-notify-"))
-    path = folder / "notify"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(60)
-    try:
-        yield sock, str(path)
-    finally:
-        sock.close()
-        shutil.rmtree(folder)
-
-
-def workers_of(pid: int, count: int = 2, timeout: float = 20.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = [child.pid for child in psutil.Process(pid).children()]
-        if len(pids) == count or time.monotonic() > deadline:
-            return pids
-        time.sleep(0.05)
 
 
 def first_replies(port: int, count: int, name: str = "boot.bin") -> list[object]:
@@ -93,7 +66,7 @@ def test_ready_after_a_reload_means_every_worker_has_the_new_rules(
     try:
         assert listener.recv(4096) == b"READY=1"
         wait_udp_bound(port, proc=server.proc)
-        assert len(workers_of(server.pid)) == 2
+        assert len(workers_of(server.pid, 2)) == 2
         before = first_replies(port, 80)
         assert all(isinstance(r, Data) for r in before), before  # the old rules serve it
         for _ in range(3):  # a few reloads: the race is narrow, each is a new chance
@@ -138,7 +111,7 @@ def test_a_killed_workers_sessions_no_longer_count_against_max_sessions(
     hanging = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         wait_udp_bound(port, proc=server.proc)
-        pids = workers_of(server.pid)
+        pids = workers_of(server.pid, 2)
         assert len(pids) == 2
         # One transfer, never ACKed: the one session the limit allows.
         hanging.bind(("127.0.0.10", 0))
@@ -154,7 +127,7 @@ def test_a_killed_workers_sessions_no_longer_count_against_max_sessions(
         deadline = time.monotonic() + 20
         now = pids
         while time.monotonic() < deadline:
-            now = workers_of(server.pid, timeout=0.1)
+            now = workers_of(server.pid, 2, timeout=0.1)
             if len(now) == 2 and holder[0] not in now:
                 break
             time.sleep(0.05)
