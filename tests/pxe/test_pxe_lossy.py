@@ -6,7 +6,9 @@ request. iPXE (BIOS ROM, then pxelinux.0 and ldlinux.c32) and OVMF's own PXE cli
 (then ipxe.efi and its script) must still boot when nftables in the test's namespace
 drops 5% of the TFTP packets each way (DHCP is left alone: its own retries are slow and
 not what is tested here), and once more when exactly the server's first TFTP reply of
-the boot (the first transfer's OACK or DATA 1) is dropped.
+the boot (the first transfer's OACK or DATA 1) is dropped. (Firmware may repeat its
+request from a new port, a new transfer to the server: these boots pass with or without
+the answer to a repeated request, which tests/tftp/test_lossy_clients.py pins down.)
 """
 
 from __future__ import annotations
