@@ -91,6 +91,7 @@ def lossy(tmp_path: Path) -> Iterator[tuple[Netns, Path, Process]]:
     try:
         low, high = TRANSFER_PORTS
         argv = [script("ptftpd"), "-v", "-p", str(PORT), "--port-range", f"{low}:{high}"]
+        argv += ["--drain", "2"]  # a last block resent to a client already done: stop
         server = Process(ns.popen_argv([*argv, HOST, str(root)]), tmp_path / "ptftpd.log")
         wait_udp_bound(PORT, proc=server.proc, netns=ns.name)
         yield ns, root, server
