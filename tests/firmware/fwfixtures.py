@@ -54,6 +54,22 @@ def signed_kernel() -> Path:
     return kernels[-1]
 
 
+def unsigned_copy(source: Path, target: Path) -> None:
+    """`source` (a signed PE/EFI file) without its Authenticode signature: the security
+    data directory entry zeroed and the certificate table at the file's end cut off."""
+    data = bytearray(source.read_bytes())
+    pe = int.from_bytes(data[0x3C:0x40], "little")
+    assert data[pe : pe + 4] == b"PE\x00\x00", f"{source} is not a PE file"
+    optional = pe + 24
+    pe32_plus = int.from_bytes(data[optional : optional + 2], "little") == 0x20B
+    entry = optional + (112 if pe32_plus else 96) + 4 * 8  # data directory 4: security
+    offset = int.from_bytes(data[entry : entry + 4], "little")
+    assert offset, f"{source} carries no signature"
+    data[entry : entry + 8] = bytes(8)
+    del data[offset:]
+    target.write_bytes(bytes(data))
+
+
 def _newc(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> bytes:
     """One entry of a newc cpio archive (the initramfs format)."""
     fields = [0, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]

@@ -5,8 +5,9 @@ keys enrolled and Secure Boot on (`OVMF_CODE_4M.ms.fd`, SMM, secure pflash), in 
 - PXE over IPv4 + TFTP: shim (signed by Microsoft) -> grub (signed by Debian, fetched by
   shim as grubx64.efi) -> grub/grub.cfg from ROOT: two guests side by side, one sent by
   grub.cfg to its own file (by `$net_default_mac`; this grub tries no per-MAC config
-  names itself) that prints a marker, the other booting Debian's signed kernel
-  (verified through shim) with a busybox initramfs built here that prints a marker;
+  names itself) that prints a marker, one booting Debian's signed kernel (verified
+  through shim) with a busybox initramfs built here that prints a marker, and one
+  whose grub is refused that kernel with its signature cut off;
 - the same chain over PXE on IPv6 (DHCPv6 boot-file-url, TFTP over IPv6);
 - the control: the same firmware refuses unsigned ipxe.efi ("Access Denied");
 - UEFI HTTP boot (IPv4): shim and grub load over HTTP, but Debian's signed network grub
@@ -20,7 +21,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from fwfixtures import IPXE_EFI, busybox_initramfs, readable, secure_boot_root, signed_kernel
+from fwfixtures import (
+    IPXE_EFI,
+    busybox_initramfs,
+    readable,
+    secure_boot_root,
+    signed_kernel,
+    unsigned_copy,
+)
 from fwlab import (
     SERVER6,
     SERVER_IP,
@@ -39,6 +47,8 @@ pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(600)]
 
 MAC_CFG = "52:54:00:5b:00:0a"
 MAC_KERNEL = "52:54:00:5b:00:0b"
+MAC_UNSIGNED = "52:54:00:5b:00:0c"
+UNSIGNED_MARKER = "AFTER-UNSIGNED-" + "KERNEL"
 GRUB_MARKER = "SECURE-GRUB-" + "MARKER"
 KERNEL_MARKER = "INITRAMFS-" + "SAYS-HELLO"
 PXE_ONLY = fw_cfg_only("IPv4PXE")
@@ -73,6 +83,11 @@ def test_shim_grub_config_and_signed_kernel_over_tftp(tmp_path: Path) -> None:
     # Debian's signed grub (2.06) reads grub/grub.cfg only (no grub.cfg-01-<mac> lookup):
     # a per-machine choice goes through grub's own $net_default_mac.
     (root / "grub" / f"mac-{MAC_CFG}.cfg").write_text(f"echo {GRUB_MARKER}\nsleep 600\n")
+    # The third guest asks for the same kernel without its signature: shim says no.
+    (root / "grub" / f"mac-{MAC_UNSIGNED}.cfg").write_text(
+        f"linux /vmlinuz-unsigned console=ttyS0\necho {UNSIGNED_MARKER}\nsleep 600\n"
+    )
+    unsigned_copy(signed_kernel(), root / "vmlinuz-unsigned")
     shutil.copyfile(signed_kernel(), root / "vmlinuz")
     busybox_initramfs(root / "initrd.gz", KERNEL_MARKER)
     (root / "grub" / "grub.cfg").write_text(
@@ -95,6 +110,10 @@ def test_shim_grub_config_and_signed_kernel_over_tftp(tmp_path: Path) -> None:
                 ovmf_argv(net, "kernel", net.tap(), MAC_KERNEL, True, *PXE_ONLY),
                 [KERNEL_MARKER],
             ),
+            "unsigned-kernel": (
+                ovmf_argv(net, "unsigned-kernel", net.tap(), MAC_UNSIGNED, True, *PXE_ONLY),
+                [UNSIGNED_MARKER],
+            ),
         }
         results = boot_side_by_side(net, boots)
         dhcp = capture.dhcp()
@@ -110,7 +129,13 @@ def test_shim_grub_config_and_signed_kernel_over_tftp(tmp_path: Path) -> None:
     # The kernel saw Secure Boot on (and locked itself down).
     assert "Secure boot enabled" in kernel, kernel[-3000:]
     assert GRUB_MARKER not in kernel and KERNEL_MARKER not in results["grub-cfg"].serial
-    # Both asked as x64 UEFI PXE (arch 7) and were told shimx64.efi.
+    # The kernel without its signature was fetched in full, refused, and never ran.
+    unsigned = results["unsigned-kernel"].serial
+    assert "vmlinuz-unsigned' octet: sent" in log
+    assert "Linux version" not in unsigned and "Secure boot enabled" not in unsigned
+    refusal = unsigned.split("Welcome to GRUB!")[-1].split(UNSIGNED_MARKER)[0]
+    assert "bad shim signature" in refusal, refusal
+    # All asked as x64 UEFI PXE (arch 7) and were told shimx64.efi.
     offers = [m for m in dhcp if m.op == 2 and m.options.get(53) == b"\x02"]
     assert offers and {m.file_str for m in offers} == {"shimx64.efi"}
     asked = {m.arch for m in dhcp if m.op == 1}
