@@ -71,6 +71,15 @@ class StoreBusy(PgStoreError, store.StoreBusy):
     """Another server holds the rows this request needs: stay silent, the client retries."""
 
 
+class StatementFailed(PgStoreError):
+    """One statement failed (bad data from a client, a constraint): that client gets no
+    answer; the database is not lost and every other client is served."""
+
+
+# The connection or the server is gone (or a pooled connection could not be had).
+_LOST = (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout)
+
+
 def describe(conninfo: str) -> str:
     """The database named for a log line or an error, without its password."""
     try:
@@ -278,6 +287,9 @@ class PgLink:
                     continue  # another server just took what we wanted: look again
                 raise StoreBusy(f"lease rows busy in {self.name}: {_one_line(exc)}") from None
             except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+                if not isinstance(exc, _LOST):
+                    why = _one_line(exc)
+                    raise StatementFailed(f"statement failed in {self.name}: {why}") from None
                 if not probed:
                     probed = True
                     try:

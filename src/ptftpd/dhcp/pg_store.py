@@ -143,6 +143,10 @@ class PgStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.server_id = server_id
+        # Every operation waits for the network: the server runs them off its event
+        # loop, in as many threads as the pool has connections.
+        self.blocking = True
+        self.workers = (settings or PgSettings()).max_connections
         self._link = PgLink(conninfo, server_id, settings, clock=clock)
         self._run = self._link.run
         self.name = self._link.name

@@ -1,5 +1,12 @@
 """asyncio DHCP/BOOTP server: a thin I/O shell around `DhcpEngine`.
 
+Leases in memory or a SQLite file are answered in the event loop, a burst of packets
+at a time with one commit. Leases in PostgreSQL are never waited for in the loop: each
+packet goes to a bounded pool of threads (`DbLane`), one at a time per client (a
+client's packets keep their order), so a slow or unreachable database delays only the
+clients whose answer needs it, never TFTP, HTTP, DHCPv6 or another server in the same
+loop; a statement that fails costs its own client's reply only.
+
 One UDP socket on port 67 bound to IFACE with SO_BINDTODEVICE, so instances on
 different interfaces coexist and a server never answers on the wrong link. Replies to
 clients without an address are unicast after adding a neighbour (ARP) entry for the
@@ -11,11 +18,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import logging
 import socket
 import struct
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from ipaddress import IPv4Address
 
 from ptftpd.datagrams import read_burst
@@ -26,7 +37,7 @@ from ptftpd.dhcp.local_leases import LocalLeases
 from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
 from ptftpd.errors import ROOT_OR_CAPABILITIES, StartError, bind_error
-from ptftpd.events import EventSink, ignore
+from ptftpd.events import Event, EventSink, ignore
 
 __all__ = ["DhcpServer", "add_neighbour", "open_dhcp_socket"]
 
@@ -96,6 +107,86 @@ def open_shared_store(url: str, server_id: str) -> LeaseRows:
     return PgStore(url, server_id)
 
 
+# A client is its hardware address; a packet too short to have one queues under b"".
+def _client_of(data: bytes) -> bytes:
+    hlen = min(data[2], 16) if len(data) > 2 else 0
+    return data[28 : 28 + hlen]
+
+
+class DbLane:
+    """Runs `handle(data, source, now)` in at most `workers` threads, one packet at a
+    time per client, at most `per_client` packets waiting per client and `clients`
+    clients waiting in all (beyond that a packet is dropped: DHCP clients retransmit).
+    `deliver(outgoing)` is called in the event loop with each packet's replies."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        workers: int,
+        deliver: Callable[[list[Outgoing]], None],
+        *,
+        per_client: int = 4,
+        clients: int = 1024,
+    ) -> None:
+        self.loop = loop
+        self.deliver = deliver
+        self.per_client = per_client
+        self.clients = clients
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhcp-db")
+        self.waiting: dict[bytes, deque[Callable[[], list[Outgoing]]]] = {}
+        self.dropped = 0
+        self.closed = False
+
+    def submit(self, client: bytes, job: Callable[[], list[Outgoing]]) -> None:
+        queue = self.waiting.get(client)
+        if queue is None:
+            if len(self.waiting) >= self.clients:
+                self._drop("too many clients waiting for the lease database")
+                return
+            self.waiting[client] = deque()
+            self._start(client, job)
+        elif len(queue) >= self.per_client:
+            self._drop("this client's packets wait for the lease database already")
+        else:
+            queue.append(job)
+
+    def _drop(self, why: str) -> None:
+        self.dropped += 1
+        log.debug("packet dropped: %s", why)
+
+    def _start(self, client: bytes, job: Callable[[], list[Outgoing]]) -> None:
+        future = self.pool.submit(job)
+        future.add_done_callback(
+            lambda done: self.loop.call_soon_threadsafe(self._finished, client, done)
+        )
+
+    def _finished(self, client: bytes, done: Future[list[Outgoing]]) -> None:
+        if self.closed:
+            return
+        try:
+            outgoing = done.result()
+        except (StoreUnavailable, StoreBusy) as exc:
+            log.debug("no reply: %s", exc)  # the store logged the state change once
+            outgoing = []
+        except StoreError as exc:
+            log.warning("no reply to %s: %s", client.hex(":") or "?", exc)
+            outgoing = []
+        except Exception:  # a bug must cost one packet, never the service
+            log.exception("internal error handling a packet from %s", client.hex(":") or "?")
+            outgoing = []
+        queue = self.waiting.get(client)
+        if queue:
+            self._start(client, queue.popleft())
+        else:
+            self.waiting.pop(client, None)
+        self.deliver(outgoing)
+
+    def close(self) -> None:
+        self.closed = True
+        self.waiting.clear()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 class DhcpServer:
     """A DHCP (and/or BOOTP) server for one interface, usable in any asyncio loop.
 
@@ -122,6 +213,8 @@ class DhcpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: socket.socket | None = None
         self._arp_ok = True
+        self._lane: DbLane | None = None  # PostgreSQL: packets answered off the loop
+        self._loop_thread = 0
 
     @property
     def boot_policy(self) -> BootPolicy | None:
@@ -142,8 +235,6 @@ class DhcpServer:
     @events.setter
     def events(self, sink: EventSink) -> None:
         self._events = sink
-        if self.engine is not None:
-            self.engine.events = sink
 
     def build_engine(self) -> DhcpEngine:
         """The sans-IO engine with its lease policies; `start` calls it, tests may too.
@@ -180,8 +271,17 @@ class DhcpServer:
         policy = self._policy(pool)
         subnets = [self._scope(sub) for sub in cfg.subnets]
         engine = DhcpEngine(cfg, policy, self._boot_policy, subnets)
-        engine.events = self._events
+        engine.events = self._emit
         return engine
+
+    def _emit(self, event: Event) -> None:
+        """The engine's events reach `events` in the event loop, also from the
+        database threads (in the order they happened)."""
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            self._events(event)
+        else:
+            loop.call_soon_threadsafe(self._events, event)
 
     def _policy(self, pool: PoolConfig) -> LeasePolicy:
         """One lease policy per pool, over the server's rows (whichever store)."""
@@ -232,6 +332,10 @@ class DhcpServer:
                 sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
         self._sock = sock
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        if getattr(self._rows, "blocking", False):
+            workers = getattr(self._rows, "workers", 4)
+            self._lane = DbLane(self._loop, workers, self._reply)
         self._loop.add_reader(sock.fileno(), self._on_readable)
         size = len(self.engine.policy.config.addresses)
         log.info(
@@ -248,6 +352,9 @@ class DhcpServer:
         )
 
     def close(self) -> None:
+        if self._lane is not None:
+            self._lane.close()
+            self._lane = None
         if self._sock is not None:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._sock.fileno())
@@ -273,6 +380,13 @@ class DhcpServer:
         packets = [(data, (addr[0], addr[1])) for data, addr in read_burst(sock, log)]
         if not packets:
             return
+        lane = self._lane
+        if lane is not None:
+            for data, source in packets:
+                now = self._clock()
+                job = functools.partial(engine.handle, data, source, now)
+                lane.submit(_client_of(data), job)
+            return
         outgoing: list[Outgoing] = []
         try:
             with engine.policy.store.batch():
@@ -295,6 +409,9 @@ class DhcpServer:
         except StoreError as exc:
             log.error("%s: %d replies withheld", exc, len(outgoing))
             return
+        self._reply(outgoing)
+
+    def _reply(self, outgoing: list[Outgoing]) -> None:
         delay = self.config.reply_delay
         for out in outgoing:
             if delay > 0 and self._loop is not None:

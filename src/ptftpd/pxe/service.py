@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from ipaddress import IPv6Address
@@ -161,6 +162,8 @@ class PxeService:
         self.dhcp6_service: Dhcp6Service | None = None
         self._transports: dict[int, asyncio.DatagramTransport] = {}
         self._boot_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._tracker = BootTracker(self.boot_log, time.monotonic, self._arm_boot_timer)
         self._policy6: Pxe6Policy | None = None
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
@@ -189,12 +192,13 @@ class PxeService:
         mtype = request.message_type
         now = time.monotonic()
         if mtype is MessageType.DISCOVER:
-            self.boot_log.discover(mac, choice.arch_label, choice.arch, now=now)
-            self._arm_boot_timer()
+            stage, arch = choice.arch_label, choice.arch
+            self._in_loop(lambda: self.boot_log.discover(mac, stage, arch, now=now))
+            self._in_loop(self._arm_boot_timer)
             log_choice("OFFER", request, choice)
         elif mtype is MessageType.REQUEST:
             ip = request.requested_ip or (request.ciaddr if request.ciaddr != ZERO_IP else None)
-            self.boot_log.address(mac, ip, now=now)
+            self._in_loop(lambda: self.boot_log.address(mac, ip, now=now))
         if choice.http:
             return BootChoice(choice.file, options={Opt.VENDOR_CLASS: HTTP_VENDOR_CLASS.encode()})
         if choice.vendor_options is not None:
@@ -205,6 +209,7 @@ class PxeService:
         cfg = self.config
         dhcp = cfg.dhcp
         loop = asyncio.get_running_loop()
+        self._loop, self._loop_thread = loop, threading.get_ident()
         tracker = self._tracker
         iface = dhcp.interface or str(dhcp.server_ip)
         # IFACE's global IPv6 addresses (boot URLs never name a link-local one). Only
@@ -297,6 +302,15 @@ class PxeService:
         )
         self.dhcp6_service = service
         await service.start()
+
+    def _in_loop(self, step: Callable[[], None]) -> None:
+        """Run `step` in the event loop: at once there, queued from another thread (the
+        DHCP server answers PostgreSQL leases in threads; the boot log is the loop's)."""
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            step()
+        else:
+            loop.call_soon_threadsafe(step)
 
     def _discover6(self, client: str, stage: str, arch: int | None) -> None:
         self.boot_log.discover(client, stage, arch, now=time.monotonic())

@@ -50,6 +50,18 @@ class LeaseGauges:
     def refresh(self) -> None:
         self._pending = False
         self._last = time.monotonic()
+        if getattr(self.engine.policy.store, "blocking", False):
+            # PostgreSQL: the summary query runs off the event loop, like the leases.
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+            else:
+                loop.run_in_executor(None, self._publish)
+                return
+        self._publish()
+
+    def _publish(self) -> None:
         try:
             publish_leases(self.engine, time.time())
         except Exception as exc:  # a lost database must not cost the reply path
