@@ -114,30 +114,41 @@ def test_hostile_names_do_not_delay_another_clients_download(tmp_path: Path) -> 
     root = tmp_path / "root"
     (root / "tftpboot").mkdir(parents=True)  # sample.rules serves "x" as /tftpboot/x
     (root / "tftpboot" / "boot.bin").write_bytes(b"b" * 2000)
-    server = start_server(root, tmp_path / "ptftpd.log", "--map-file", str(rules))
-    hostile = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    hostile.bind(("127.0.0.1", 0))
-    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    other.bind(("127.0.0.2", 0))
-    other.settimeout(10)
+    # One process: the flood and the download share one event loop (with workers, the
+    # kernel may hand the download to a worker the flood never reaches).
+    server = start_server(root, tmp_path / "ptftpd.log", "--map-file", str(rules), "--workers", "1")
+    names = ["\\" * 60_000, "\\" * MAX_FILENAME, ("a\\#/../" * 100)[:MAX_FILENAME]]
+    waits: list[float] = []
     try:
-        names = ["\\" * 60_000, "\\" * MAX_FILENAME, ("a\\#/../" * 100)[:MAX_FILENAME]]
-        for i in range(60):
-            request = Request(Opcode.RRQ, names[i % len(names)], "octet").encode()
-            hostile.sendto(request, (server.host, server.port))
-        time.sleep(0.05)  # the flood is queued (or being matched) before the download asks
-        started = time.monotonic()
-        other.sendto(Request(Opcode.RRQ, "boot.bin", "octet").encode(), (server.host, server.port))
-        reply, _ = other.recvfrom(65536)
-        waited = time.monotonic() - started
-        first = decode(reply)
-        assert isinstance(first, Data) and first.block == 1, first
-        assert waited < 0.5, f"the first DATA came after {waited:.2f} s"
-        hostile.settimeout(10)
-        answer = decode(hostile.recvfrom(65536)[0])
-        assert isinstance(answer, Error), answer  # the hostile names are refused
+        # A few rounds, the best one counts: a loaded machine can delay one reply, a
+        # blocked event loop delays them all (before the cap: 1.2 s and more, each time).
+        for round_ in range(3):
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hostile,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other,
+            ):
+                hostile.bind(("127.0.0.1", 0))
+                other.bind((f"127.0.0.{round_ + 2}", 0))
+                other.settimeout(10)
+                for i in range(150):  # 50 of each: the longest accepted names cost most
+                    request = Request(Opcode.RRQ, names[i % len(names)], "octet").encode()
+                    hostile.sendto(request, (server.host, server.port))
+                time.sleep(0.05)  # the flood is queued (or being matched) before the ask
+                started = time.monotonic()
+                download = Request(Opcode.RRQ, "boot.bin", "octet").encode()
+                other.sendto(download, (server.host, server.port))
+                reply, _ = other.recvfrom(65536)
+                waits.append(time.monotonic() - started)
+                first = decode(reply)
+                assert isinstance(first, Data) and first.block == 1, first
+                hostile.settimeout(10)
+                answer = decode(hostile.recvfrom(65536)[0])
+                assert isinstance(answer, Error), answer  # the hostile names are refused
+                if waits[-1] < 0.5:
+                    break
+        assert min(waits) < 0.5, (
+            f"the first DATA came after {', '.join(f'{w:.2f}' for w in waits)} s"
+        )
     finally:
-        hostile.close()
-        other.close()
         assert server.process.stop() == 0
     assert "Traceback" not in server.log()
