@@ -51,3 +51,26 @@ WINDOWSIZE = IntRange(1, 65535)  # RFC 7440
 RETRIES = IntRange(1, 1000)
 SESSIONS = IntRange(1, 1_000_000)
 WORKERS = IntRange(1, 4096)
+
+
+@dataclass(frozen=True)
+class Seconds:
+    """A number of seconds `low`..`high` (more than `low` when `open_low`)."""
+
+    low: float
+    high: float
+    open_low: bool = False
+
+    def __call__(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text[:40]!r}") from None
+        above = self.low < value if self.open_low else self.low <= value
+        if not (above and value <= self.high):
+            if self.open_low:
+                what = f"more than {self.low:g} and at most {self.high:g} seconds"
+            else:
+                what = f"{self.low:g}..{self.high:g} seconds"
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text[:40]}")
+        return value

@@ -255,11 +255,11 @@ def test_a_wrong_type_for_any_key_of_any_tool_is_one_line_exit_2(
     ("tool", "line", "shown"),
     [
         ("pxed", "blksize-max = 3", ":1: blksize-max: must be 8..65464"),
-        ("pxed", "boot-idle = 0", ":1: boot-idle: must be more than 0 seconds"),
+        ("pxed", "boot-idle = 0", ":1: boot-idle: must be more than 0 and at most 86400 s"),
         ("pxed", "tftp-port = 70000", ":1: tftp-port: not a UDP port: 70000"),
         ("pxed", 'metrics = "nowhere"', ":1: metrics: expected ADDR:PORT"),
         ("pxed", "lease-time = 0", ":1: lease-time: must be between 1 and 4294967294, not 0"),
-        ("dhcpd", "drain = 7200", ":1: drain: must be 0..3600 seconds"),
+        ("dhcpd", "drain = 7200", ":1: drain: must be 0..3600 seconds, not 7200"),
         ("bootpd", "port = 0", ":1: port: must be between 1 and 65534, not 0"),
         ("ptftpd", "timeout = 300", ":1: timeout: must be more than 0 and at most 255"),
     ],

@@ -20,6 +20,7 @@ from ptftpd.dhcp.settings import MAX_LEASE_TIME, ConfigError, check_int
 from ptftpd.dhcp.store import default_leases_path
 from ptftpd.dhcp.toml_types import KEY_TYPES
 from ptftpd.fields import Field
+from ptftpd.values import Seconds
 
 __all__ = [
     "add_config_flags",
@@ -45,15 +46,7 @@ def ipv4(text: str) -> IPv4Address:
         raise argparse.ArgumentTypeError(f"not an IPv4 address: {text[:60]!r}") from None
 
 
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text[:40]!r}") from None
-    if not 0 < value <= 86400:
-        msg = f"must be more than 0 seconds and at most a day (86400), not {text[:40]}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+positive_seconds = Seconds(0, 86400, open_low=True)  # at most a day
 
 
 def sync_mode(text: str) -> str:

@@ -16,7 +16,6 @@ client's MAC, as RFC 2131 4.1 asks; when the kernel refuses that, they are broad
 from __future__ import annotations
 
 import asyncio
-import errno
 import fcntl
 import functools
 import logging
@@ -29,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from ipaddress import IPv4Address
 
+from ptftpd import datagrams
 from ptftpd.datagrams import read_burst
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
@@ -36,7 +36,7 @@ from ptftpd.dhcp.leases import LeasePolicy, LeaseRows, PoolConfig, build_pool
 from ptftpd.dhcp.local_leases import LocalLeases
 from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
-from ptftpd.errors import ROOT_OR_CAPABILITIES, StartError, bind_error
+from ptftpd.errors import ROOT_OR_CAPABILITIES
 from ptftpd.events import Event, EventSink, ignore
 
 __all__ = ["DhcpServer", "add_neighbour", "open_dhcp_socket"]
@@ -55,21 +55,14 @@ def open_dhcp_socket(interface: str | None, port: int, address: str = "0.0.0.0")
     """A non-blocking broadcast-capable UDP socket on `port`, tied to `interface`.
 
     Shared with pxed (port 4011). Permission problems become one clear line."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        # No SO_REUSEADDR: a port another server holds must fail to bind, not be shared.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        if interface:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        sock.bind((address, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.ENODEV:
-            raise StartError(f"no such interface: {interface}") from None
-        message = bind_error(exc, "UDP", interface or address, port, ROOT_OR_CAPABILITIES)
-        raise StartError(message) from None
-    sock.setblocking(False)
-    return sock
+    return datagrams.udp_socket(
+        socket.AF_INET,
+        (address, port),
+        where=interface or address,
+        hint=ROOT_OR_CAPABILITIES,
+        interface=interface,
+        broadcast=True,
+    )
 
 
 def add_neighbour(sock: socket.socket, interface: str, mac: bytes, ip: IPv4Address) -> bool:
@@ -412,12 +405,8 @@ class DhcpServer:
         self._reply(outgoing)
 
     def _reply(self, outgoing: list[Outgoing]) -> None:
-        delay = self.config.reply_delay
         for out in outgoing:
-            if delay > 0 and self._loop is not None:
-                self._loop.call_later(delay, self._send, out)
-            else:
-                self._send(out)
+            datagrams.after(self.config.reply_delay, self._loop, self._send, out)
 
     def _send(self, out: Outgoing) -> None:
         sock = self._sock
@@ -434,9 +423,4 @@ class DhcpServer:
                 log.debug("cannot add a neighbour entry: broadcasting replies instead")
                 self._arp_ok = False
                 address = ("255.255.255.255", self.config.client_port)
-        try:
-            sock.sendto(out.payload, address)
-        except (BlockingIOError, InterruptedError):
-            log.debug("send buffer full: reply to %s dropped (the client retries)", address[0])
-        except OSError as exc:
-            log.debug("cannot send to %s: %s", address[0], exc)
+        datagrams.send(sock, out.payload, address, log)

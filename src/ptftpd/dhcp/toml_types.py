@@ -1,7 +1,7 @@
 """The TOML type of each DHCP setting, checked before use (dhcpd, bootpd and pxed files).
 
 These are the keys whose type is more than their flag's (lists, tables, keys only a file
-holds); every other key of those files takes its flag's kind (`ptftpd.cli.dhcp_flags`).
+holds); every other key takes its field's TOML type (`ptftpd.fields`).
 
 TOML values are typed; a value of the wrong type must be a one-line error naming the
 key, the value and what is expected, never a traceback later on (``domain = 5``) nor a

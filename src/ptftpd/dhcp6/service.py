@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ptftpd import datagrams
 from ptftpd.datagrams import read_burst
 from ptftpd.dhcp6.codec import duid_ll
 from ptftpd.dhcp6.config import Dhcp6Config
@@ -24,7 +25,7 @@ from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
 from ptftpd.dhcp6.leases import Bindings, LeaseStore6, MemoryStore6, Pool6
 from ptftpd.dhcp6.rasender import RaSender
 from ptftpd.dhcp6.store import Lease6StoreError, SqliteStore6
-from ptftpd.errors import ROOT_OR_CAPABILITIES, StartError, bind_error
+from ptftpd.errors import ROOT_OR_CAPABILITIES, StartError
 
 __all__ = ["ALL_DHCP_SERVERS", "Dhcp6Service", "interface_mac"]
 
@@ -49,23 +50,22 @@ def _open_socket(
     """A socket on IFACE's `port`. Only a proxy shares its port (`shared`): it answers
     beside the site's own DHCPv6 server on the same host, and both must hear every
     multicast Solicit. A full server never takes over a port another process serves."""
-    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if shared:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        sock.bind(("::", port))
+
+    def join(sock: socket.socket) -> None:
         if multicast:
             group = socket.inet_pton(socket.AF_INET6, ALL_DHCP_SERVERS)
             group += struct.pack("@I", ifindex)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
-    except OSError as exc:
-        sock.close()
-        message = bind_error(exc, "UDP", interface, port, ROOT_OR_CAPABILITIES)
-        raise StartError(message) from None
-    sock.setblocking(False)
-    return sock
+
+    return datagrams.udp_socket(
+        socket.AF_INET6,
+        ("::", port),
+        where=interface,
+        hint=ROOT_OR_CAPABILITIES,
+        interface=interface,
+        shared=shared,
+        joined=join,
+    )
 
 
 class Dhcp6Service:
@@ -207,7 +207,5 @@ class Dhcp6Service:
                     self.on_reply(out)
                 except Exception:
                     log.exception("on_reply callback failed")
-            try:
-                sock.sendto(out.payload, (out.address[0], out.address[1], 0, self.ifindex))
-            except OSError as exc:
-                log.debug("cannot send to %s: %s", out.address[0], exc)
+            address = (out.address[0], out.address[1], 0, self.ifindex)
+            datagrams.send(sock, out.payload, address, log)

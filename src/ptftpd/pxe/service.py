@@ -24,6 +24,7 @@ from collections.abc import Callable
 from ipaddress import IPv6Address
 from typing import Protocol
 
+from ptftpd import datagrams
 from ptftpd.dhcp.engine import BootChoice, Outgoing, message_label
 from ptftpd.dhcp.options import MessageType, Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
@@ -407,11 +408,10 @@ class PxeService:
         if message is not None:
             yiaddr = message.yiaddr if message.yiaddr != ZERO_IP else None
             self.events(DhcpMessage("out", message_label(message), message.mac_str, yiaddr))
-        delay = self.config.dhcp.reply_delay
-        if delay > 0:
-            asyncio.get_running_loop().call_later(delay, transport.sendto, out.payload, out.address)
-        else:
-            transport.sendto(out.payload, out.address)
+        loop = asyncio.get_running_loop()
+        datagrams.after(
+            self.config.dhcp.reply_delay, loop, transport.sendto, out.payload, out.address
+        )
 
     def close(self) -> None:
         if self._boot_timer is not None:

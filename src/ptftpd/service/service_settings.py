@@ -12,7 +12,7 @@ import argparse
 from dataclasses import dataclass
 
 from ptftpd.fields import Field
-from ptftpd.values import WORKERS
+from ptftpd.values import WORKERS, Seconds
 
 __all__ = ["DEFAULT_DRAIN", "LOG_FIELDS", "SERVICE_FIELDS", "ServiceSettings", "workers_field"]
 
@@ -36,14 +36,7 @@ def address_text(value: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def drain_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text[:40]!r}") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be 0..3600 seconds, not {value:g}")
-    return value
+drain_seconds = Seconds(0, 3600)
 
 
 # How every server runs, whatever it serves: none of it changes on SIGHUP.

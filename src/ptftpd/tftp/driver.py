@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ptftpd.errors import StartError, bind_error
+from ptftpd import datagrams
+from ptftpd.errors import StartError
 from ptftpd.tftp.errors import LocalError, TftpError
 from ptftpd.tftp.localfiles import READ_CHUNK, error_for
 from ptftpd.tftp.machine import Step
@@ -86,24 +87,19 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
     except socket.gaierror as exc:
         raise StartError(f"cannot use address {host}: {exc.strerror}") from None
     family, _, _, _, sockaddr = infos[0]
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        # No SO_REUSEADDR: for UDP it lets a second server bind the same port and
-        # silently take the requests (nothing like TCP's TIME_WAIT needs it here).
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        # A boot storm is a burst of requests at once: the default buffer (~200 KiB,
-        # some 150 small datagrams) drops most of a thousand. The kernel caps this at
-        # net.core.rmem_max.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _REQUEST_BUFFER)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(sockaddr)
-    except OSError as exc:
-        sock.close()
-        hint = "run as root or choose a port above 1023 with -p"
-        raise StartError(bind_error(exc, "UDP", host, port, hint)) from None
-    return sock
+    # No SO_REUSEADDR: for UDP it lets a second server bind the same port and silently
+    # take the requests. A boot storm is a burst of requests at once: the default
+    # receive buffer (~200 KiB, some 150 small datagrams) drops most of a thousand (the
+    # kernel caps the size at net.core.rmem_max).
+    return datagrams.udp_socket(
+        family,
+        sockaddr,
+        where=host,
+        hint="run as root or choose a port above 1023 with -p",
+        reuse_port=reuse_port,
+        receive_buffer=_REQUEST_BUFFER,
+        blocking=None,
+    )
 
 
 def client_socket(family: socket.AddressFamily) -> socket.socket:

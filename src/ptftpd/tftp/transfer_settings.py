@@ -15,7 +15,7 @@ from pathlib import Path
 from ptftpd.fields import Field
 from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN, TIMEOUT_MAX
 from ptftpd.tftp.server import ServerConfig
-from ptftpd.values import RETRIES, SESSIONS, WINDOWSIZE, positive_int
+from ptftpd.values import RETRIES, SESSIONS, WINDOWSIZE, Seconds, positive_int
 
 __all__ = ["RFC1350", "TRANSFER_FIELDS", "blksize", "timeout_seconds", "transfer_config"]
 
@@ -28,15 +28,8 @@ def blksize(text: str) -> int:
     return value
 
 
-def timeout_seconds(text: str) -> float:
-    """A retransmission timeout in seconds, at most RFC 2349's 255."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
-    if not 0 < value <= TIMEOUT_MAX:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {TIMEOUT_MAX} seconds")
-    return value
+timeout_seconds = Seconds(0, TIMEOUT_MAX, open_low=True)
+"""A retransmission timeout in seconds, at most RFC 2349's 255."""
 
 
 RFC1350 = Field(
