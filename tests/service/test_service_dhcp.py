@@ -66,6 +66,7 @@ def test_dhcpd_as_nobody_on_67_leases_and_counts(
 ) -> None:
     nobody = pwd.getpwnam("nobody")
     leases = state / "lib" / "leases.sqlite"
+    leases.parent.mkdir()  # --leases names a file in a directory that exists
     mport = free_udp_port()
     flags = ("--user", "nobody", "--leases", str(leases), "--metrics", f"127.0.0.1:{mport}")
     server = start_ready(dhcp_lab, dhcpd_argv(dhcp_lab, *flags), "dhcpd", notify_socket)
@@ -157,6 +158,7 @@ def test_pxed_as_nobody_binds_67_69_4011_and_serves(
     (root / "pxelinux.0").write_bytes(b"boot" * 3000)
     (root / "pxelinux.0").chmod(0o644)
     leases = state / "pxed" / "leases.sqlite"
+    leases.parent.mkdir()
     argv = [script("pxed"), "-a", "-v", "--user", "nobody", "--leases", str(leases),
             dhcp_lab.server_if, str(root), "pxelinux.0"]  # fmt: skip
     server = start_ready(dhcp_lab, argv, "pxed", notify_socket)
@@ -195,6 +197,7 @@ def test_bootpd_as_nobody_keeps_no_root_and_answers_bootp(
 ) -> None:
     nobody = pwd.getpwnam("nobody")
     leases = state / "bootp" / "leases.sqlite"
+    leases.parent.mkdir()
     argv = [script("bootpd"), "-v", "--user", "nobody", "--leases", str(leases),
             dhcp_lab.server_if, "pxelinux.0"]  # fmt: skip
     server = start_ready(dhcp_lab, argv, "bootpd", notify_socket)

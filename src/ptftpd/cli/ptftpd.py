@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return tftp_service.TftpService(server, settings, reread)
 
     uploads = () if settings.config.read_only else (args.root,)
-    return runtime.run("ptftpd", service, start, writable=uploads)
+    return runtime.run("ptftpd", service, start, uploads=uploads)
 
 
 if __name__ == "__main__":

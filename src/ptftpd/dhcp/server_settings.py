@@ -12,6 +12,7 @@ its other settings instead of borrowing another tool's command line.
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
@@ -172,6 +173,8 @@ def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool:
 
 
 _DB_SCHEMES = ("postgresql:", "postgres:")
+# `mysql://...`, `postgressql://...` (a Path folds `//` to `/`): a mistyped URI, never a file
+_OTHER_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
 
 
 def lease_location(value: object, tool: str, iface: str) -> tuple[Path | None, str | None]:
@@ -187,7 +190,14 @@ def lease_location(value: object, tool: str, iface: str) -> tuple[Path | None, s
     text = str(value)
     scheme = next((s for s in _DB_SCHEMES if text.startswith(s)), None)
     if scheme is None:
-        return Path(text), None
+        if _OTHER_SCHEME.match(text):
+            msg = f"{text!r}: expected a file path or a postgresql://USER@HOST/DB URI"
+            raise ConfigError(msg, ("leases",))
+        path = Path(text)
+        if not path.parent.is_dir():
+            msg = f"{text!r}: directory {str(path.parent)!r} does not exist (create it first)"
+            raise ConfigError(msg, ("leases",))
+        return path, None
     rest = text[len(scheme) :]
     if isinstance(value, Path) and not rest.startswith("//"):
         tail = rest.lstrip("/")

@@ -3,7 +3,8 @@
 Start-up order in every server::
 
     identity = privileges.resolve(args.user, args.group)   # before binding: bad names fail early
-    privileges.make_writable(identity, leases_path.parent)  # while still root
+    privileges.make_writable(identity, leases_path.parent)  # its own state, while root
+    privileges.check_upload_root(identity, root)  # uploads on: never chown ROOT
     ... bind every socket ...
     privileges.drop(identity)      # with --user: root -> USER; without: drop capabilities
     notify.ready()
@@ -89,6 +90,40 @@ def make_writable(identity: Identity | None, path: Path) -> None:
         os.chown(path, identity.uid, identity.gid)
     except OSError as exc:
         raise PrivilegeError(f"cannot give {path} to {identity.user}: {exc.strerror}") from None
+
+
+def check_upload_root(identity: Identity | None, root: Path) -> None:
+    """Uploads are on: the run-as user must be able to create files in `root`.
+
+    ROOT is the operator's, never changed here (no chown): when the user cannot write it,
+    one `PrivilegeError` naming the two ways out. Owner, group and other bits are read
+    as the kernel would for that user (ACLs aside); root writes anywhere."""
+    user = identity.user if identity is not None else None
+    uid = identity.uid if identity is not None else os.geteuid()
+    if uid == 0:
+        return
+    try:
+        st = root.stat()
+    except OSError as exc:
+        raise PrivilegeError(f"ROOT {root}: {exc.strerror}") from None
+    if identity is None:
+        ok = os.access(root, os.W_OK | os.X_OK)
+        who = "this user"
+    else:
+        if st.st_uid == uid:
+            bits = st.st_mode >> 6
+        elif st.st_gid in identity.groups:
+            bits = st.st_mode >> 3
+        else:
+            bits = st.st_mode
+        ok = bits & 0o3 == 0o3
+        who = f"user {user}"
+    if not ok:
+        fix = f"chown {user} {root}" if user else f"chmod u+w {root}"
+        raise PrivilegeError(
+            f"uploads are on but {who} cannot write ROOT {root}: serve it with "
+            f"--read-only, or let the user write it ({fix})"
+        )
 
 
 def drop(identity: Identity | None) -> None:

@@ -55,17 +55,25 @@ class Running(Protocol):
         """End now: release the sockets, tell running transfers' peers."""
 
 
-def prepare(service: ServiceSettings, writable: Iterable[Path] = ()) -> privileges.Identity | None:
+def prepare(
+    service: ServiceSettings, writable: Iterable[Path] = (), uploads: Iterable[Path] = ()
+) -> privileges.Identity | None:
     """The start-up steps before any socket exists: resolve --user/--group (a bad name
-    is a `StartError` with the usage status 2), give the `writable` directories to
-    USER, set up logging and the fd limit. Returns the identity :func:`drop_privileges`
-    takes on."""
+    is a `StartError` with the usage status 2), give the `writable` directories (the
+    server's own state, e.g. the lease database's) to USER, check that USER can write
+    the `uploads` roots (never changed: a `StartError` naming the fix), set up logging
+    and the fd limit. Returns the identity :func:`drop_privileges` takes on."""
     try:
         identity = privileges.resolve(service.user, service.group)
         for path in writable:
             privileges.make_writable(identity, path)
     except privileges.PrivilegeError as exc:
         raise StartError(str(exc), USAGE_ERROR) from None
+    try:
+        for path in uploads:
+            privileges.check_upload_root(identity, path)
+    except privileges.PrivilegeError as exc:
+        raise StartError(str(exc)) from None
     setup_logging(service.verbose, service.debug)
     raise_fd_limit()
     return identity
@@ -107,14 +115,16 @@ def run(
     known_errors: tuple[type[Exception], ...] = (),
     writable: Iterable[Path] = (),
     owned_files: Iterable[Path] = (),
+    uploads: Iterable[Path] = (),
 ) -> int:
     """Run a server as a service until a signal stops it; returns the exit status.
 
     A `StartError` (or one of `known_errors`, exit 1) is one line. `writable`
     directories are given to --user before `start()`; `owned_files` (a lease database
-    `start()` created as root) after it, those that exist."""
+    `start()` created as root) after it, those that exist; `uploads` (ROOT when uploads
+    are on) must be writable by --user as they are."""
     try:
-        identity = prepare(service, writable)
+        identity = prepare(service, writable, uploads)
     except StartError as exc:
         return report(prog, exc)
 

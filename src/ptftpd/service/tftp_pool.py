@@ -122,9 +122,9 @@ def run(
     """Serve `settings` on `hosts` and `port` with ``service.workers`` processes until
     stopped."""
     config = settings.config
-    writable = () if config.read_only else (Path(config.root),)
+    uploads = () if config.read_only else (Path(config.root),)
     try:
-        identity = runtime.prepare(service, writable)
+        identity = runtime.prepare(service, uploads=uploads)
     except StartError as exc:
         return report(prog, exc)
     pool = ServicePool(settings, reread, hosts, port, service.workers, drain=service.drain)
