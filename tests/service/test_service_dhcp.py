@@ -106,10 +106,10 @@ def test_sighup_rereads_static_hosts(dhcp_lab: Lab, state: Path) -> None:
     mac = dhcp_lab.client_mac(1)
     config.write_text(  # port is restart-only: kept and named, the rest applies (issue 17)
         f'range = ["10.77.0.100", "10.77.0.120"]\nhosts = ["{mac}=10.77.0.50,fixed"]\n'
-        "port = 1067\n"
+        "port = 1067\ndrain = 3\n"
     )
     server.proc.send_signal(signal.SIGHUP)
-    line = "reloaded: 1 static host(s), lease time 3600 s; kept until a restart: port"
+    line = "reloaded: 1 static host(s), lease time 3600 s; kept until a restart: port, drain"
     wait_for(lambda: line in server.output(), 15, "the reload log line")
     second = Udhcpc(dhcp_lab, 1, name="u2")
     assert second.wait_event("bound", timeout=30)["ip"] == "10.77.0.50"

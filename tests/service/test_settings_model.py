@@ -124,3 +124,26 @@ def test_every_field_of_every_table_is_a_flag_and_a_key() -> None:
         "debug",
     }
     assert fields.kept(ptftpd_cli.FIELDS, {"port": 69}, {"port": 70}) == ["port"]
+
+
+def test_dhcp_tools_name_the_service_settings_a_reload_keeps(tmp_path: Path) -> None:
+    """One reload rule: dhcpd and pxed also name the service fields (user, metrics,
+    drain, logging, workers) a re-read file changes; they are set up once at start."""
+    from ptftpd.cli import dhcp_family, flag_settings
+    from ptftpd.cli.dhcpd import DHCPD
+    from ptftpd.service.pxe_running import PxeRunning
+
+    path = tmp_path / "dhcpd.toml"
+    path.write_text("drain = 5\nreply-delay = 0.5\n")
+    read = dhcp_family.read_settings(DHCPD, ["--config", str(path), "127.0.0.1", "x.0"])
+    reloads = flag_settings.Reloads(read, read.effective())
+    path.write_text("drain = 6\nreply-delay = 1.0\nverbose = true\n")
+    assert reloads.effective()["reply-delay"] == 1.0  # a live setting applies
+    assert reloads.kept() == ["drain", "verbose"]
+
+    class Service:
+        def reload(self, config: object) -> str:
+            return "3 boot files; kept until a restart: proxy"
+
+    running = PxeRunning(Service(), list, also_kept=reloads.kept)  # type: ignore[arg-type]
+    assert running.reload() == "3 boot files; kept until a restart: proxy, drain, verbose"

@@ -156,16 +156,23 @@ def check_root(config: DhcpConfig) -> str | None:
 
 
 def serve(
-    tool: DhcpTool, read: flag_settings.CommandLine, args: argparse.Namespace, config: DhcpConfig
+    tool: DhcpTool,
+    read: flag_settings.CommandLine,
+    args: argparse.Namespace,
+    config: DhcpConfig,
+    settings: Mapping[str, object],
 ) -> int:
+    reloads = flag_settings.Reloads(read, settings)
+
     def rebuild() -> DhcpConfig:
-        return build(tool, read.effective(), args)
+        return build(tool, reloads.effective(), args)
 
     async def start() -> dhcp_service.DhcpService:
         server = DhcpServer(config)
         await server.start()
         again = dhcp_service.rebuilder(rebuild, config)
-        return dhcp_service.DhcpService(server, again, count=args.metrics is not None)
+        count = args.metrics is not None
+        return dhcp_service.DhcpService(server, again, count=count, also_kept=reloads.kept)
 
     paths, files = dhcp_service.lease_paths(config), dhcp_service.lease_files(config)
     errors = (StoreError,)
@@ -196,4 +203,4 @@ def main(tool: DhcpTool, argv: list[str] | None = None) -> int:
     problem = check_root(config)
     if problem:
         parser.exit(1, f"{prog}: error: {problem}\n")
-    return serve(tool, read, args, config)
+    return serve(tool, read, args, config, settings)

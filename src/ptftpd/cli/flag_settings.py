@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from ptftpd import config, fields
 from ptftpd.config import ConfigError
 from ptftpd.fields import Field
+from ptftpd.service.service_settings import SERVICE_KEYS
 
-__all__ = ["CommandLine", "Effective", "located", "read_command_line"]
+__all__ = ["CommandLine", "Effective", "Reloads", "located", "read_command_line"]
 
 
 class Effective(dict[str, object]):
@@ -77,6 +78,29 @@ class CommandLine:
     def namespace(self, settings: Mapping[str, object]) -> argparse.Namespace:
         """The flags' attributes as `settings` sets them (for the service runtime)."""
         return fields.namespace(self.table, settings, self.args)
+
+
+class Reloads:
+    """SIGHUP's re-read of a server whose own reload rule covers what it serves: it also
+    names the service fields (user, group, metrics, drain, logging, workers) the file
+    now changes, which are set up once at start and kept until a restart."""
+
+    def __init__(self, read: CommandLine, start: Mapping[str, object]) -> None:
+        self.read = read
+        self.start = dict(start)
+        self.service = [f for f in read.table if f.key in SERVICE_KEYS]
+        self.names: list[str] = []
+
+    def effective(self) -> Effective:
+        values = self.read.effective()
+        self.names = fields.kept(self.service, self.start, values)
+        return values
+
+    def kept(self) -> list[str]:
+        return self.names
+
+    def namespace(self, settings: Mapping[str, object]) -> argparse.Namespace:
+        return self.read.namespace(settings)
 
 
 def read_command_line(

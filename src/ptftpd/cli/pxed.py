@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if not privileges.can_bind_privileged_ports():
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")
     config = pxe_config(settings, dhcp, args.root, args.bootfile)
-    return serve(read, service, config)
+    return serve(read, service, config, settings)
 
 
 def checked_dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str) -> DhcpConfig:
@@ -301,7 +301,7 @@ def checked_dhcp_config(settings: Mapping[str, object], iface: str, bootfile: st
     return dhcp
 
 
-def rebuilt(read: flag_settings.CommandLine) -> PxeConfig:
+def rebuilt(read: flag_settings.Reloads) -> PxeConfig:
     """SIGHUP: the --config file read again, the flags still winning over it; raises
     ConfigError (the running settings then stay)."""
     settings = read.effective()
@@ -310,7 +310,14 @@ def rebuilt(read: flag_settings.CommandLine) -> PxeConfig:
     return pxe_config(settings, dhcp, args.root, args.bootfile)
 
 
-def serve(read: flag_settings.CommandLine, running: ServiceSettings, config: PxeConfig) -> int:
+def serve(
+    read: flag_settings.CommandLine,
+    running: ServiceSettings,
+    config: PxeConfig,
+    settings: Mapping[str, object],
+) -> int:
+    reloads = flag_settings.Reloads(read, settings)
+
     async def start(pool: TftpPoolFactory | None = None) -> PxeRunning:
         service = PxeService(config, tftp_pool=pool)
         try:
@@ -318,7 +325,8 @@ def serve(read: flag_settings.CommandLine, running: ServiceSettings, config: Pxe
         except BaseException:
             service.close()
             raise
-        return PxeRunning(service, lambda: rebuilt(read), count=running.metrics is not None)
+        count = running.metrics is not None
+        return PxeRunning(service, lambda: rebuilt(reloads), count=count, also_kept=reloads.kept)
 
     known = (StoreError, OSError)
     leases = dhcp_service.lease_paths(config.dhcp), dhcp_service.lease_files(config.dhcp)

@@ -106,13 +106,20 @@ def count_messages(server: DhcpServer) -> None:
 
 class DhcpService:
     """Adapts a started `DhcpServer` to `ptftpd.service.runtime.Running`; `rebuild`
-    re-reads the settings (flags + TOML file) for SIGHUP."""
+    re-reads the settings (flags + TOML file) for SIGHUP, which apply but for the
+    restart-only ones (named in the reloaded: line, with `also_kept`'s)."""
 
     def __init__(
-        self, server: DhcpServer, rebuild: Callable[[], DhcpConfig], *, count: bool = False
+        self,
+        server: DhcpServer,
+        rebuild: Callable[[], DhcpConfig],
+        *,
+        count: bool = False,
+        also_kept: Callable[[], list[str]] = list,
     ) -> None:
         self.server = server
         self.rebuild = rebuild
+        self.also_kept = also_kept  # the service settings the re-read wanted changed
         self.count = count  # --metrics: the engine's message events are counted
         if count and server.engine is not None:
             count_messages(server)
@@ -125,6 +132,7 @@ class DhcpService:
 
     def reload(self) -> str:
         new, kept = keep_restart_only(self.server.config, self.rebuild())
+        kept += [name for name in self.also_kept() if name not in kept]
         self.server.config = new
         self.server.engine = self.server.build_engine()
         summary = f"{len(new.static_hosts)} static host(s), lease time {new.lease_time} s"

@@ -48,10 +48,16 @@ class PxeRunning:
     TFTP, DHCP and boot metrics."""
 
     def __init__(
-        self, service: PxeService, rebuild: Callable[[], PxeConfig], *, count: bool = False
+        self,
+        service: PxeService,
+        rebuild: Callable[[], PxeConfig],
+        *,
+        count: bool = False,
+        also_kept: Callable[[], list[str]] = list,
     ) -> None:
         self.service = service
         self.rebuild = rebuild
+        self.also_kept = also_kept  # the service settings the re-read wanted changed
         self.count = count
         if count:
             service.boot_log.on_boot = _boot
@@ -70,7 +76,11 @@ class PxeRunning:
         self.service.stop_accepting()
 
     def reload(self) -> str:
-        return self.service.reload(self.rebuild())
+        summary = self.service.reload(self.rebuild())
+        head, marker, names = summary.partition("; kept until a restart: ")
+        kept = names.split(", ") if marker else []
+        kept += [name for name in self.also_kept() if name not in kept]
+        return f"{head}; kept until a restart: {', '.join(kept)}" if kept else head
 
     def close(self) -> None:
         self.service.close()

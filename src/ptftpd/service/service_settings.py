@@ -85,6 +85,10 @@ LOG_FIELDS = (
 )
 
 
+# The keys of the fields above (and workers): how a server runs, set up once at start.
+SERVICE_KEYS = frozenset({f.key for f in (*SERVICE_FIELDS, *LOG_FIELDS)} | {"workers"})
+
+
 def workers_field(help_text: str, group: str | None = None) -> Field:
     """--workers: its default (one per CPU) comes from the machine, so it is None here."""
     return Field("workers", help_text, WORKERS, "int", metavar="N", live=False, group=group)
