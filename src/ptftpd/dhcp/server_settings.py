@@ -194,7 +194,11 @@ def lease_location(value: object, tool: str, iface: str) -> tuple[Path | None, s
             msg = f"{text!r}: expected a file path or a postgresql://USER@HOST/DB URI"
             raise ConfigError(msg, ("leases",))
         path = Path(text)
-        if not path.parent.is_dir():
+        try:
+            missing = not path.parent.is_dir()
+        except OSError:  # a directory this user may not look into: the start will say
+            missing = False
+        if missing:
             msg = f"{text!r}: directory {str(path.parent)!r} does not exist (create it first)"
             raise ConfigError(msg, ("leases",))
         return path, None
