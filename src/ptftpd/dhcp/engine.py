@@ -233,8 +233,9 @@ class DhcpEngine:
         if msg.op != BOOTREQUEST:
             log.debug("drop BOOTREPLY from %s", source[0])
             return []
-        asked = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
-        self.events(DhcpMessage("in", message_label(msg), msg.mac_str, asked))
+        if self.events is not ignore:  # nobody listening: build no event
+            asked = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
+            self.events(DhcpMessage("in", message_label(msg), msg.mac_str, asked))
         debug = log.isEnabledFor(logging.DEBUG)
         if debug:
             log.debug(
@@ -296,8 +297,9 @@ class DhcpEngine:
                 reply.yiaddr,
                 len(payload),
             )
-        yiaddr = reply.yiaddr if reply.yiaddr != ZERO_IP else None
-        self.events(DhcpMessage("out", message_label(reply), msg.mac_str, yiaddr))
+        if self.events is not ignore:
+            yiaddr = reply.yiaddr if reply.yiaddr != ZERO_IP else None
+            self.events(DhcpMessage("out", message_label(reply), msg.mac_str, yiaddr))
         return Outgoing(payload, dest, arp, reply)
 
     # -- DHCP ------------------------------------------------------------------------------
@@ -322,7 +324,8 @@ class DhcpEngine:
     def _lease_event(
         self, kind: LeaseKind, addr: IPv4Address, mac: str, expires: float | None = None
     ) -> None:
-        self.events(LeaseEvent(kind, addr, mac, expires))
+        if self.events is not ignore:
+            self.events(LeaseEvent(kind, addr, mac, expires))
 
     def _dhcp(
         self, msg: Message, source: tuple[str, int], scope: Scope, now: float

@@ -228,6 +228,8 @@ class DhcpServer:
     @events.setter
     def events(self, sink: EventSink) -> None:
         self._events = sink
+        if self.engine is not None:
+            self.engine.events = self._emit if sink is not ignore else ignore
 
     def build_engine(self) -> DhcpEngine:
         """The sans-IO engine with its lease policies; `start` calls it, tests may too.
@@ -264,7 +266,7 @@ class DhcpServer:
         policy = self._policy(pool)
         subnets = [self._scope(sub) for sub in cfg.subnets]
         engine = DhcpEngine(cfg, policy, self._boot_policy, subnets)
-        engine.events = self._emit
+        engine.events = self._emit if self._events is not ignore else ignore
         return engine
 
     def _emit(self, event: Event) -> None:
