@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,33 @@ def test_leases_in_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok
     pg = run(script("dhcpd"), "--leases", "postgresql://dhcp@db.lab/l", "--print-config", "lo", "x")
     assert pg.returncode == 0, pg
+
+
+@pytest.mark.parametrize(
+    ("flags", "names_read_only"), [((), True), (("--read-only",), False)], ids=["rw", "ro"]
+)
+def test_root_without_user_is_warned_once(
+    tmp_path: Path, flags: tuple[str, ...], names_read_only: bool
+) -> None:
+    require_root()
+    with world_readable_dir("ptftpd-op-") as root:
+        port = str(free_udp_port())
+        argv = [script("ptftpd"), "-p", port, "--workers", "2", *flags, "127.0.0.1", str(root)]
+        server = Process(argv, tmp_path / "s.log")
+        try:
+            server.wait_output("--user USER", timeout=20)
+        finally:
+            server.stop()
+        warnings = [line for line in server.output().splitlines() if "--user" in line]
+        assert len(warnings) == 1, server.output()  # the parent, not each worker
+        assert " WARNING: " in warnings[0]
+        assert ("--read-only" in warnings[0]) is names_read_only
+        # with --user, no such warning
+        os.chown(root, pwd.getpwnam("nobody").pw_uid, -1)
+        argv = [script("ptftpd"), "-v", "-p", port, "--user", "nobody", "127.0.0.1", str(root)]
+        quiet = Process(argv, tmp_path / "q.log")
+        try:
+            time.sleep(1.5)
+        finally:
+            quiet.stop()
+        assert "--user" not in quiet.output() and "WARNING" not in quiet.output()

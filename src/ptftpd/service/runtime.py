@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import resource
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -79,6 +80,18 @@ def prepare(
     return identity
 
 
+def warn_if_root(identity: privileges.Identity | None, uploads: Iterable[Path] = ()) -> None:
+    """Root without --user keeps every privilege for life: say so once, when the start
+    has succeeded (a failed start stays one line), with the flags that change it
+    (--read-only too when uploads are on)."""
+    if identity is not None or os.geteuid() != 0:
+        return
+    fix = "--user USER (e.g. --user nobody) drops them once the sockets are bound"
+    if list(uploads):
+        fix += "; uploads are on: --read-only refuses them"
+    log.warning("running as root with every privilege kept: %s", fix)
+
+
 def check_identity(service: ServiceSettings) -> None:
     """--user and --group name someone (what --print-config checks without starting):
     a `StartError` with the usage status 2 if not."""
@@ -100,12 +113,18 @@ def serve_metrics(service: ServiceSettings) -> None:
         raise StartError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
 
 
-def drop_privileges(identity: privileges.Identity | None, owned_files: Iterable[Path] = ()) -> None:
-    """Give `owned_files` that exist to USER, then keep no privilege (`StartError`)."""
+def drop_privileges(
+    identity: privileges.Identity | None,
+    owned_files: Iterable[Path] = (),
+    uploads: Iterable[Path] = (),
+) -> None:
+    """Give `owned_files` that exist to USER, then keep no privilege (`StartError`);
+    root without --user: the one warning (`warn_if_root`)."""
     for path in owned_files:
         if path.exists():
             privileges.make_writable(identity, path)
     privileges.drop(identity)
+    warn_if_root(identity, uploads)
 
 
 def run(
@@ -132,7 +151,7 @@ def run(
         server = await start()
         try:
             serve_metrics(service)
-            drop_privileges(identity, owned_files)
+            drop_privileges(identity, owned_files, uploads)
             await serve(server, service.drain)
         finally:
             server.close()

@@ -135,7 +135,7 @@ def run(
             folder = metrics_folder(identity)
             metrics.use_multiprocess(folder)
         runtime.serve_metrics(service)
-        runtime.drop_privileges(identity)
+        runtime.drop_privileges(identity, uploads=uploads)
         pool.spawn()
         if not pool.await_workers():
             log.warning("not every worker started in time")
