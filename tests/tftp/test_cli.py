@@ -85,11 +85,12 @@ def test_port_69_without_permission(tmp_path: Path) -> None:
             "--regid=65534",
             "--clear-groups",
             script("ptftpd"),
+            "--read-only",  # else nobody's unwritable ROOT is refused before the bind
             "127.0.0.1",
             str(public),
         ]
     else:
-        argv = [script("ptftpd"), "127.0.0.1", str(tmp_path)]
+        argv = [script("ptftpd"), "--read-only", "127.0.0.1", str(tmp_path)]
     # setpriv drops privileges; the unprivileged port floor may still allow 69 on
     # some kernels (net.ipv4.ip_unprivileged_port_start), so check that first.
     floor = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
