@@ -74,3 +74,25 @@ class Seconds:
                 what = f"{self.low:g}..{self.high:g} seconds"
             raise argparse.ArgumentTypeError(f"must be {what}, not {text[:40]}")
         return value
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(text: str) -> int | None:
+    """Seconds of a lease time as dnsmasq users write it: ``600``, ``30m``, ``12h``,
+    ``7d``, ``1w`` (None when `text` is none of these)."""
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:].isalpha() else (text, "")
+    if unit not in _DURATION_UNITS or not number.isdigit() or len(number) > 20:
+        return None
+    return int(number) * _DURATION_UNITS[unit]
+
+
+def is_duration(value: object) -> bool:
+    """A TOML lease time: an integer, or a duration string (``"12h"``)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str):
+        return duration_seconds(value) is not None
+    return isinstance(value, int)

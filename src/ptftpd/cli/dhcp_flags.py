@@ -16,7 +16,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from ptftpd.dhcp.server_settings import DEFAULT_LEASE_TIME
-from ptftpd.dhcp.settings import MAX_LEASE_TIME, ConfigError, check_int
+from ptftpd.dhcp.settings import MAX_LEASE_TIME, ConfigError, check_duration
 from ptftpd.dhcp.store import default_leases_path
 from ptftpd.dhcp.toml_types import KEY_TYPES
 from ptftpd.fields import Field
@@ -34,7 +34,7 @@ __all__ = [
 def lease_seconds(text: str) -> int:
     """A lease time that fits option 51 (32 bits; all ones would mean infinite)."""
     try:
-        return check_int(text, "lease time", 1, MAX_LEASE_TIME)
+        return check_duration(text, "lease time", 1, MAX_LEASE_TIME)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
 
@@ -142,7 +142,8 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
         pool.append(
             field(
                 "lease-time",
-                f"lease time, 1..{MAX_LEASE_TIME} ({DEFAULT_LEASE_TIME})",
+                f"lease time in seconds, 1..{MAX_LEASE_TIME} ({DEFAULT_LEASE_TIME}), or "
+                "a duration: 30m, 12h, 7d",
                 parse=lease_seconds,
                 default=DEFAULT_LEASE_TIME,
                 metavar="SECONDS",

@@ -22,6 +22,7 @@ from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.settings import (
     MAX_LEASE_TIME,
     ConfigError,
+    check_duration,
     check_int,
     ip,
     ips,
@@ -129,7 +130,7 @@ def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool:
     # The server's other addresses on this interface are not for clients either.
     exclude.update(IPv4Address(str(a.address)) for a in addrs[1:] if a.address.version == 4)
 
-    lease_time = check_int(
+    lease_time = check_duration(
         settings.get("lease-time", DEFAULT_LEASE_TIME), "lease-time", 1, MAX_LEASE_TIME
     )
     port = check_int(settings.get("port", DEFAULT_PORT), "port", 1, 65534)

@@ -29,6 +29,7 @@ from ptftpd.dhcp.options import (
     option_by_name,
 )
 from ptftpd.dhcp.scope import SubnetConfig
+from ptftpd.values import duration_seconds
 
 __all__ = [
     "MAX_LEASE_TIME",
@@ -102,6 +103,19 @@ def check_int(value: object, what: str, low: int, high: int, at: Where = ()) -> 
     if not low <= value <= high:
         raise ConfigError(f"must be between {low} and {high}, not {shown(value)}", place)
     return value
+
+
+def check_duration(value: object, what: str, low: int, high: int, at: Where = ()) -> int:
+    """A lease time: seconds (an integer or its text) or a duration (``30m``, ``12h``,
+    ``7d``), within `low`..`high` seconds."""
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        seconds = duration_seconds(value)
+        if seconds is None:
+            place = at or (what,)
+            msg = f"expected seconds or a duration like 30m, 12h, 7d, got {shown(value)}"
+            raise ConfigError(msg, place)
+        value = seconds
+    return check_int(value, what, low, high, at)
 
 
 def text(value: object, at: Where, what: str = "a string") -> str:
@@ -284,7 +298,9 @@ def _subnet(table: object, index: int) -> SubnetConfig:
             raise ConfigError(f"{h.mac}: {h.address} is not on {network}", (*at("hosts"), i))
     lease_time = None
     if "lease-time" in raw:
-        lease_time = check_int(raw["lease-time"], "lease-time", 1, MAX_LEASE_TIME, at("lease-time"))
+        lease_time = check_duration(
+            raw["lease-time"], "lease-time", 1, MAX_LEASE_TIME, at("lease-time")
+        )
     next_server = ip(raw["tftp-server"], at("tftp-server")) if "tftp-server" in raw else None
     return SubnetConfig(
         network=network,

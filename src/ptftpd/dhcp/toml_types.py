@@ -19,6 +19,7 @@ from ptftpd.config import is_number as _is_number
 from ptftpd.config import is_table as _is_table
 from ptftpd.config import is_text as _is_text
 from ptftpd.config import list_of as _list_of
+from ptftpd.values import is_duration
 
 
 def _text_or_texts(v: object) -> bool:
@@ -35,7 +36,7 @@ def _host(v: object) -> bool:
 
 KEY_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "range": (_pair_of_texts, 'two addresses, e.g. ["10.0.0.100", "10.0.0.200"]'),
-    "lease-time": (_is_int, "an integer number of seconds"),
+    "lease-time": (is_duration, 'seconds or a duration ("30m", "12h", "7d")'),
     "leases": (_is_text, "a file path string"),
     "lease-sync": (_is_text, 'a string, "normal" or "full"'),
     "gateway": (_is_text, "an IPv4 address string"),

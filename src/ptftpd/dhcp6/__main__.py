@@ -18,6 +18,7 @@ from ptftpd.dhcp6.config import Dhcp6Config, config_for_interface
 from ptftpd.dhcp6.service import Dhcp6Service
 from ptftpd.dhcp6.store import Lease6StoreError
 from ptftpd.service.runtime import run_service
+from ptftpd.values import duration_seconds
 
 PROG = "python -m ptftpd.dhcp6"
 
@@ -30,12 +31,11 @@ def _ipv6(text: str) -> IPv6Address:
 
 
 def _lifetime(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
+    value = duration_seconds(text) or 0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text}")
+        raise argparse.ArgumentTypeError(
+            f"not a positive number of seconds or a duration (30m, 12h, 7d): {text}"
+        )
     return value
 
 

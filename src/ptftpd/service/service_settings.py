@@ -43,8 +43,10 @@ drain_seconds = Seconds(0, 3600)
 SERVICE_FIELDS = (
     Field(
         "user",
-        "after binding every socket as root, run as USER (name or uid) with no capability left",
+        "after binding every socket as root, run as USER (name or uid) with no capability "
+        "left (-u as tftpd-hpa spells it)",
         str,
+        short="-u",
         metavar="USER",
         live=False,
         group="service",
