@@ -67,6 +67,8 @@ class TransferStarted:
     peer_ip: str
     filename: str
     is_read: bool = True
+    # The request's options as asked (name, value), e.g. (("blksize", "1468"), ("tsize", "0")).
+    options: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,11 @@ class TransferFinished:
     failure: str | None
     kind: Failure | None = None
     code: int | None = None
+    # Where a read stopped: the last block sent, how often it was sent again in all,
+    # and the block size agreed (None: not told).
+    last_block: int | None = None
+    retransmissions: int = 0
+    blksize: int | None = None
 
     @property
     def size_probe(self) -> bool:
@@ -129,6 +136,8 @@ class DhcpMessage:
     type: DhcpType
     mac: str
     address: IPv4Address | None = None
+    # Option 60 of a message in (e.g. `HTTPClient:Arch:00016`), when the producer says it.
+    vendor_class: str | None = None
 
 
 class LeaseKind(enum.Enum):
