@@ -3,9 +3,12 @@ diagnosis, fed by realistic sequences of typed events with a fake `now`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import tracemalloc
 from ipaddress import IPv4Address
+from pathlib import Path
 
 from ptftpd.events import (
     DhcpMessage,
@@ -18,6 +21,7 @@ from ptftpd.events import (
 )
 from ptftpd.http import Served
 from ptftpd.pxe.timeline import Timeline
+from ptftpd.tftp.server import ServerConfig, TftpServer
 
 MAC = "52:54:00:12:34:56"
 IP = "192.168.50.10"
@@ -332,3 +336,61 @@ def test_addresses_are_bounded_oldest_first() -> None:
         dora(tl, float(n), storm_mac(n), f"10.0.0.{n}")
     assert len(tl._mac_of_ip) == 10
     assert "10.0.0.49" in tl._mac_of_ip and "10.0.0.0" not in tl._mac_of_ip
+
+
+# -- a real TFTP server's events, over real sockets -------------------------------------
+
+
+def test_a_real_tftp_server_s_events_make_the_record_and_diagnosis(tmp_path: Path) -> None:
+    """A raw UDP client asks ptftpd's TftpServer for a missing file (file not there), then
+    takes block 1 of a real one with blksize 1468 and goes silent (the server resends,
+    gives up): the events carry options, last block, retransmissions and blksize."""
+    (tmp_path / "vmlinuz").write_bytes(bytes(1468 * 4))
+    tl = Timeline()
+    now = [0.0]
+
+    def sink(event: TransferStarted | TransferFinished | TransferRefused) -> None:
+        now[0] += 1.0
+        tl.feed(event, now[0])
+
+    async def run() -> None:
+        config = ServerConfig(tmp_path, read_only=True, timeout=0.2, retries=2)
+        server = TftpServer(config, on_started=sink, on_finished=sink, on_refused=sink)
+        await server.start(["127.0.0.1"], 0)
+        port = server.bound[0][1]
+        dora(tl, mac=MAC, ip="127.0.0.1")
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.setblocking(False)
+            client.bind(("127.0.0.1", 0))
+            rrq = b"\x00\x01bootx64.efi\x00octet\x00"
+            await loop.sock_sendto(client, rrq, ("127.0.0.1", port))
+            error, _ = await asyncio.wait_for(loop.sock_recvfrom(client, 2048), 5)
+            assert error[:4] == b"\x00\x05\x00\x01"  # ERROR 1, file not found
+            rrq = b"\x00\x01vmlinuz\x00octet\x00blksize\x001468\x00tsize\x000\x00"
+            await loop.sock_sendto(client, rrq, ("127.0.0.1", port))
+            oack, peer = await asyncio.wait_for(loop.sock_recvfrom(client, 2048), 5)
+            assert oack[:2] == b"\x00\x06"
+            await loop.sock_sendto(client, b"\x00\x04\x00\x00", peer)
+            data, _ = await asyncio.wait_for(loop.sock_recvfrom(client, 2048), 5)
+            assert data[:4] == b"\x00\x03\x00\x01" and len(data) == 4 + 1468
+            for _ in range(100):  # silent: the server resends block 1, then gives up
+                if tl.attempts(MAC)[0].steps[-1].kind == "tftp.failed":
+                    break
+                await asyncio.sleep(0.05)
+        server.close()
+
+    asyncio.run(run())
+    view = tl.machine(MAC)[0]
+    steps = view["steps"]
+    assert isinstance(steps, list)
+    assert [s["kind"] for s in steps][-3:] == ["tftp.refused", "tftp.request", "tftp.failed"]
+    assert steps[-2]["options"] == {"blksize": "1468", "tsize": "0"}
+    failed = steps[-1]
+    assert (failed["last_block"], failed["blksize"]) == (1, 1468)
+    assert failed["retransmissions"] == 2
+    assert view["state"] == "failed"
+    assert view["diagnosis"] == [
+        "file not there: the firmware asked for bootx64.efi over tftp",
+        "TFTP stalled at block 1 of vmlinuz after 2 retransmissions",
+    ]

@@ -32,9 +32,13 @@ finished = st.builds(
     failure=st.none() | texts,
     kind=st.none() | st.sampled_from(Failure),
     code=st.none() | st.integers(min_value=0, max_value=0xFFFF),
+    last_block=st.none() | st.integers(min_value=0, max_value=2**40),
+    retransmissions=st.integers(min_value=0, max_value=10**6),
+    blksize=st.none() | st.integers(min_value=8, max_value=65464),
 )
+options = st.lists(st.tuples(texts, texts), max_size=8).map(tuple)
 events = (
-    st.builds(TransferStarted, texts, texts, st.booleans())
+    st.builds(TransferStarted, texts, texts, st.booleans(), options)
     | st.builds(
         TransferRefused,
         texts,
@@ -63,6 +67,12 @@ def test_every_event_survives_the_codec(
         b"[]",
         b'["s", "10.0.0.9"]',
         b'["s", "10.0.0.9", "a", 1]',
+        b'["s", "10.0.0.9", "a", true]',
+        b'["s", "10.0.0.9", "a", true, [["tsize"]]]',
+        b'["s", "10.0.0.9", "a", true, [["tsize", 0]]]',
+        b'["f", "10.0.0.9", "a", true, 1, 0.5, null, null, null, -1, 0, null]',
+        b'["f", "10.0.0.9", "a", true, 1, 0.5, null, null, null, null, true, null]',
+        b'["f", "10.0.0.9", "a", true, 1, 0.5, null, null, null, null, 0, "512"]',
         b'["f", "10.0.0.9", "a", "yes", 1, 0.5, null, null, null]',
         b'["f", "10.0.0.9", "a", true, true, 0.5, null, null, null]',
         b'["f", "10.0.0.9", "a", true, 1, 0.5, "x", "no_such_kind", 0]',

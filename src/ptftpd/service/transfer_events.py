@@ -46,7 +46,8 @@ class EventDecodeError(ValueError):
 
 def encode(event: TransferEvent) -> bytes:
     if isinstance(event, TransferStarted):
-        return json.dumps(["s", event.peer_ip, event.filename, event.is_read]).encode()
+        options = [list(pair) for pair in event.options]
+        return json.dumps(["s", event.peer_ip, event.filename, event.is_read, options]).encode()
     if isinstance(event, TransferRefused):
         fields = [event.peer_ip, event.filename, event.reason, event.kind.value, event.code]
         return json.dumps(["r", *fields]).encode()
@@ -61,6 +62,9 @@ def encode(event: TransferEvent) -> bytes:
             event.failure,
             None if event.kind is None else event.kind.value,
             event.code,
+            event.last_block,
+            event.retransmissions,
+            event.blksize,
         ]
     ).encode()
 
@@ -73,15 +77,18 @@ def decode(data: bytes) -> TransferEvent:
     if not isinstance(fields, list) or not fields:
         raise EventDecodeError("not an event: expected a list")
     kind, *rest = fields
-    started = len(rest) == 3 and all(isinstance(v, str) for v in rest[:2])
+    started = len(rest) == 4 and all(isinstance(v, str) for v in rest[:2])
     if kind == "s" and started and isinstance(rest[2], bool):
-        return TransferStarted(rest[0], rest[1], rest[2])
+        options = _options(rest[3])
+        if options is not None:
+            return TransferStarted(rest[0], rest[1], rest[2], options)
     if kind == "r" and len(rest) == 5 and all(isinstance(v, str) for v in rest[:4]):
         refused_kind = _failure(rest[3])
         if refused_kind is not None and _code(rest[4]) and rest[4] is not None:
             return TransferRefused(rest[0], rest[1], rest[2], refused_kind, rest[4])
-    if kind == "f" and len(rest) == 8:
-        peer_ip, filename, is_read, nbytes, seconds, failure, failed_kind, code = rest
+    if kind == "f" and len(rest) == 11:
+        peer_ip, filename, is_read, nbytes, seconds, failure, failed_kind, code = rest[:8]
+        last_block, retransmissions, blksize = rest[8:]
         kind_value = None if failed_kind is None else _failure(failed_kind)
         if (
             (failed_kind is None or kind_value is not None)
@@ -94,9 +101,22 @@ def decode(data: bytes) -> TransferEvent:
             and isinstance(seconds, (int, float))
             and not isinstance(seconds, bool)
             and (failure is None or isinstance(failure, str))
+            and (last_block is None or _count(last_block))
+            and _count(retransmissions)
+            and (blksize is None or _count(blksize))
         ):
             return FinishedTransfer(
-                peer_ip, filename, is_read, nbytes, float(seconds), failure, kind_value, code
+                peer_ip,
+                filename,
+                is_read,
+                nbytes,
+                float(seconds),
+                failure,
+                kind_value,
+                code,
+                last_block,
+                retransmissions,
+                blksize,
             )
     raise EventDecodeError(f"not an event: {fields[:1]!r} with {len(rest)} field(s)")
 
@@ -193,10 +213,12 @@ class EventReceiver:
                 if self.on_refused is not None:
                     self.on_refused(event)
             else:
-                started = TransferStarted(event.peer_ip, event.filename, event.is_read)
                 running = self.running.get(pid, [])
-                if started in running:
-                    running.remove(started)
+                for started in running:
+                    same = (started.peer_ip, started.filename, started.is_read)
+                    if same == (event.peer_ip, event.filename, event.is_read):
+                        running.remove(started)
+                        break
                 self.on_finished(event)
 
     def worker_ended(self, pid: int) -> None:
@@ -230,3 +252,22 @@ def _sender_pid(ancillary: list[tuple[int, int, bytes]]) -> int:
         if ucred and len(data) >= _UCRED.size:
             return int(_UCRED.unpack_from(data)[0])
     return 0
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _options(value: object) -> tuple[tuple[str, str], ...] | None:
+    """A started transfer's options as sent: a list of [name, value] strings."""
+    if not isinstance(value, list) or len(value) > 32:
+        return None
+    pairs: list[tuple[str, str]] = []
+    for pair in value:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            return None
+        name, setting = pair
+        if not (isinstance(name, str) and isinstance(setting, str)):
+            return None
+        pairs.append((name, setting))
+    return tuple(pairs)

@@ -281,6 +281,12 @@ class Sender(_Machine):
     def blocks_acked(self) -> int:
         return self._base - 1
 
+    @property
+    def unacknowledged(self) -> int:
+        """The first block the peer has not acknowledged (counted from 1, unwrapped):
+        where a stalled read stopped."""
+        return self._base
+
 
 class Receiver(_Machine):
     """Receives DATA blocks in order, ACKing each window (RFC 7440) or each block.

@@ -38,6 +38,7 @@ from ptftpd.tftp.errors import (
     Unanswered,
 )
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
+from ptftpd.tftp.machine import Sender
 from ptftpd.tftp.options import BLKSIZE_MAX, ServerLimits
 from ptftpd.tftp.packets import MAX_DATAGRAM, ErrorCode, PacketError, Request, decode, error_bytes
 from ptftpd.tftp.session import Address, RequestRules, ServerSession, format_host
@@ -278,7 +279,10 @@ class TftpServer:
             self._charged[key] = 1
             runner.on_heard = functools.partial(self._heard, key, str(addr[0]))
         if self.on_started is not None:
-            self.on_started(TransferStarted(str(addr[0]), verdict.filename, verdict.is_read))
+            started = TransferStarted(
+                str(addr[0]), verdict.filename, verdict.is_read, verdict.options
+            )
+            self.on_started(started)
         runner.start()
 
     def _repeated(self, key: tuple[object, ...], runner: AsyncChannel, addr: Address) -> None:
@@ -400,6 +404,8 @@ class TftpServer:
             self.gate.release(session.wire_bytes if failure is None else -1)
         if self.on_finished is not None:
             end = session.finished_at or clock()
+            machine = session.machine
+            last_block = machine.unacknowledged if isinstance(machine, Sender) else None
             self.on_finished(
                 FinishedTransfer(
                     str(session.dest[0] if session.dest else ""),
@@ -410,6 +416,9 @@ class TftpServer:
                     failure,
                     kind,
                     code,
+                    last_block if failure is not None else None,
+                    session.retransmissions,
+                    None if machine is None else machine.blksize,
                 )
             )
 
