@@ -13,6 +13,7 @@ TOOLS = {
     "bootpd": ("ptftpd.cli.bootpd", "BOOTP server (RFC 951, 1497)"),
     "ptftp": ("ptftpd.cli.ptftp", "TFTP client: interactive, one-shot and tftp:// URLs"),
     "pxed": ("ptftpd.cli.pxed", "PXE server: DHCP or proxyDHCP, boot server and TFTP"),
+    "install": ("ptftpd.install", "install the servers as systemd services (ptftpd-install)"),
 }
 
 
