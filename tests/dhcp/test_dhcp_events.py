@@ -49,9 +49,7 @@ def test_a_dora_release_and_decline_as_events() -> None:
     release.ciaddr = addr
     assert send(eng, release, NOW + 2) == []
     [offer2] = send(eng, req(MessageType.DISCOVER), NOW + 3)
-    decline = req(
-        MessageType.DECLINE, server_id=SERVER.packed, requested_ip=offer2.yiaddr.packed
-    )
+    decline = req(MessageType.DECLINE, server_id=SERVER.packed, requested_ip=offer2.yiaddr.packed)
     assert send(eng, decline, NOW + 4) == []
     assert seen == [
         DhcpMessage("in", "discover", MAC, None),
@@ -112,3 +110,11 @@ def test_metrics_count_the_events() -> None:
         assert samples == {("in", "discover"): 2.0, ("out", "offer"): 2.0}
     finally:
         metrics.disable()
+
+
+def test_a_message_in_says_its_vendor_class() -> None:
+    """Issue 23: the boot timeline tells an HTTP boot client (option 60 `HTTPClient`)
+    from its DISCOVER event."""
+    eng, seen = engine()
+    send(eng, req(MessageType.DISCOVER, vendor_class=b"HTTPClient:Arch:00016"))
+    assert seen[0] == DhcpMessage("in", "discover", MAC, None, vendor_class="HTTPClient:Arch:00016")

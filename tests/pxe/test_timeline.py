@@ -394,3 +394,23 @@ def test_a_real_tftp_server_s_events_make_the_record_and_diagnosis(tmp_path: Pat
         "file not there: the firmware asked for bootx64.efi over tftp",
         "TFTP stalled at block 1 of vmlinuz after 2 retransmissions",
     ]
+
+
+def test_pxed_s_proxy_tells_the_record_of_an_http_boot_client_without_http_port() -> None:
+    """pxed --proxy without --http-port: an EDK2 HTTP boot DISCOVER goes unanswered, and
+    the record's diagnosis says why (the event carries the vendor class)."""
+    from pxe_requests import FILES, SERVER, request
+
+    from ptftpd.dhcp import encode
+    from ptftpd.pxe.proxy import ProxyResponder
+
+    tl = Timeline(http_port=None)
+    proxy = ProxyResponder(SERVER, FILES)
+    discover = request(arch=16, vendor="HTTPClient:Arch:00016")
+    replies = proxy.handle(
+        encode(discover), ("0.0.0.0", 68), False, now=5.0, events=lambda e: tl.feed(e, 5.0)
+    )
+    assert replies == []
+    view = only(tl)
+    assert view["steps"][0]["vendor_class"] == "HTTPClient:Arch:00016"  # type: ignore[index]
+    assert view["diagnosis"] == ["HTTP boot client, but no HTTP port configured (pxed --http-port)"]

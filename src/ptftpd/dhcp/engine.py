@@ -235,7 +235,7 @@ class DhcpEngine:
             return []
         if self.events is not ignore:  # nobody listening: build no event
             asked = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
-            self.events(DhcpMessage("in", message_label(msg), msg.mac_str, asked))
+            self.events(DhcpMessage("in", message_label(msg), msg.mac_str, asked, msg.vendor_class))
         debug = log.isEnabledFor(logging.DEBUG)
         if debug:
             log.debug(

@@ -101,7 +101,7 @@ class ProxyResponder:
             log.debug("drop %d bytes from %s: %s", len(data), source[0], exc)
             return []
         asked = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
-        events(DhcpMessage("in", message_label(msg), msg.mac_str, asked))
+        events(DhcpMessage("in", message_label(msg), msg.mac_str, asked, msg.vendor_class))
         if msg.op != BOOTREQUEST or msg.message_type is None:
             return []
         mtype = msg.message_type
