@@ -34,10 +34,13 @@ from support import (
     require_tool,
     script,
     wait_udp_bound,
+    wait_udp_free,
     world_readable_dir,
 )
 
 FILE = bytes(range(256)) * 200 + b"tail"  # 51204 bytes: 101 blocks of 512
+# The kernel's last ephemeral port: a --port-range above it meets no other client socket.
+EPHEMERAL_END = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[1])
 WORKERS = pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
 
 
@@ -423,7 +426,9 @@ def test_no_thread_of_the_pool_parent_takes_its_signals(root: Path, tmp_path: Pa
 def test_port_range_and_umask(root: Path, tmp_path: Path) -> None:
     os.chmod(root, 0o777)
     port = free_udp_port()
-    low = 40000 + port % 20000
+    # Above the kernel's ephemeral ports (ip_local_port_range), where another process's
+    # client socket may sit: the range must hold only what this server binds.
+    low = EPHEMERAL_END + 1 + port % (65535 - EPHEMERAL_END - 1)
     argv = ("-p", str(port), "--port-range", f"{low}:{low + 1}", "--umask", "077")
     server = ptftpd(root, *argv, log=tmp_path / "s.log")
     wait_udp_bound(port, proc=server.proc)
@@ -435,6 +440,9 @@ def test_port_range_and_umask(root: Path, tmp_path: Path) -> None:
                 _, peer = sock.recvfrom(65536)
                 assert low <= peer[1] <= low + 1
                 sock.sendto(b"\x00\x05\x00\x00done\x00", peer)  # end it
+            # The next request needs a free port of the two: the server may read it
+            # before this ERROR (both are waiting), so wait for the transfer to close.
+            wait_udp_free(peer[1])
         work = tmp_path / "c"
         work.mkdir()
         (work / "up.bin").write_bytes(b"u" * 700)

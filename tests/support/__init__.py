@@ -63,28 +63,43 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def udp_port_bound(port: int, netns: str | None = None) -> bool:
+    """Whether a socket holds UDP `port` (read from /proc, so no packets sent)."""
+    cmd = ["cat", "/proc/net/udp", "/proc/net/udp6"]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    hexport = f":{port:04X}"
+    return any(
+        len(fields) > 2 and fields[1].endswith(hexport)
+        for fields in (line.split() for line in out.splitlines())
+    )
+
+
 def wait_udp_bound(
     port: int,
     timeout: float = 10.0,
     proc: subprocess.Popen[bytes] | None = None,
     netns: str | None = None,
 ) -> None:
-    """Wait until something listens on UDP `port` (read from /proc, so no packets sent)."""
+    """Wait until something listens on UDP `port`."""
     deadline = time.monotonic() + timeout
-    hexport = f":{port:04X}"
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"process exited early with {proc.returncode}")
-        cmd = ["cat", "/proc/net/udp", "/proc/net/udp6"]
-        if netns:
-            cmd = ["ip", "netns", "exec", netns, *cmd]
-        out = subprocess.run(cmd, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            fields = line.split()
-            if len(fields) > 2 and fields[1].endswith(hexport):
-                return
+        if udp_port_bound(port, netns):
+            return
         time.sleep(0.05)
     raise AssertionError(f"nothing bound UDP port {port} within {timeout} s")
+
+
+def wait_udp_free(port: int, timeout: float = 10.0) -> None:
+    """Wait until nothing holds UDP `port` (a server closed a transfer's socket)."""
+    deadline = time.monotonic() + timeout
+    while udp_port_bound(port):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"UDP port {port} still bound after {timeout} s")
+        time.sleep(0.02)
 
 
 class Process:
