@@ -148,11 +148,15 @@ def run(
         return report(prog, exc)
 
     async def main() -> None:
+        # A SIGHUP after the ports are bound (they look ready) but before serve()'s
+        # handlers must not end the server by the default action: it is held, then served.
+        held: list[int] = []
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, held.append, signal.SIGHUP)
         server = await start()
         try:
             serve_metrics(service)
             drop_privileges(identity, owned_files, uploads)
-            await serve(server, service.drain)
+            await serve(server, service.drain, held=held)
         finally:
             server.close()
 
@@ -214,6 +218,7 @@ async def serve(
     *,
     ready: Callable[[], object] = notify.ready,
     in_pool: bool = False,
+    held: Iterable[int] = (),
 ) -> None:
     """Serve until stopped: SIGHUP reloads, the first stop signal drains for up to
     `drain` seconds, a second one (or the drain's end) returns; the caller closes.
@@ -231,6 +236,8 @@ async def serve(
     handled = (*stop_signals, signal.SIGHUP, *end_now)
     for sig in handled:
         loop.add_signal_handler(sig, signals.put_nowait, sig)
+    for sig in held:  # arrived while the server was starting: reloaded once it serves
+        signals.put_nowait(sig)
     ready()
 
     async def handle() -> None:
