@@ -226,8 +226,8 @@ async def serve(
     `ready()` runs once the signal handlers are in place and after every reload. In a
     worker of a pool (`in_pool`) the parent speaks to systemd and logs the reload, and
     only SIGTERM stops (the parent forwards SIGINT as SIGTERM), SIGUSR1 ends at once (the
-    parent's second stop signal); each worker's reload is an info line, the parent's
-    summary the warning."""
+    parent's second stop signal). A good reload is an info line (an error a warning);
+    the drain's start and end are info lines (a worker's: debug, the parent says it)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals: asyncio.Queue[int] = asyncio.Queue()
@@ -248,7 +248,7 @@ async def serve(
                     notify.reloading()
                 try:
                     summary = server.reload()
-                    log.log(logging.INFO if in_pool else logging.WARNING, "reloaded: %s", summary)
+                    log.info("reloaded: %s", summary)
                 except Exception as exc:  # a bad file must not stop the server
                     log.error("reload failed, keeping the running settings: %s", exc)
                 ready()
@@ -267,11 +267,19 @@ async def serve(
         if not in_pool:
             notify.stopping()
         server.stop_accepting()
-        deadline = loop.time() + drain
+        level = logging.DEBUG if in_pool else logging.INFO
+        running = server.active()
+        log.log(level, "stopping: new requests refused, draining %d running transfer(s) "
+                "for up to %g s", running, drain)  # fmt: skip
+        began = loop.time()
+        deadline = began + drain
         while server.active() and loop.time() < deadline and not handler.done():
             await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
         if server.active():
             log.warning("drain time over: ending %d running transfer(s)", server.active())
+        else:
+            log.log(level, "drained: %d transfer(s) finished in %.1f s", running,
+                    loop.time() - began)  # fmt: skip
     finally:
         handler.cancel()
         for sig in handled:

@@ -96,7 +96,7 @@ class ServicePool(TftpWorkers):
             generation = self.counters.new_generation()
             self._forward(signal.SIGHUP)
             if self.await_workers(generation):
-                log.warning("reloaded: %s (%d workers)", summary, self.workers)
+                log.info("reloaded: %s (%d workers)", summary, self.workers)
             else:
                 log.warning("reloaded: %s; not every worker answered in time", summary)
         notify.ready()

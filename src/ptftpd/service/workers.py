@@ -306,7 +306,12 @@ class TftpWorkers:
         a second SIGTERM/SIGINT is forwarded: they end their transfers now), then
         SIGKILL what is left."""
         self.begin_stop()
-        end = clock() + self.drain + _STOP_WAIT
+        began = clock()
+        draining = bool(self.pids)  # a second call (cleanup) has nothing left to say
+        if draining:
+            log.info("stopping: %d worker(s) draining their transfers for up to %g s",
+                     len(self.pids), self.drain)  # fmt: skip
+        end = began + self.drain + _STOP_WAIT
         if self._loop is not None:
             self._loop.remove_signal_handler(signal.SIGCHLD)
             self._loop = None
@@ -331,6 +336,8 @@ class TftpWorkers:
                 os.waitpid(pid, 0)
             self.worker_ended(pid)
         self.pids.clear()
+        if draining:
+            log.info("drained: every worker ended in %.1f s", clock() - began)
         if self.sockets:
             self.log_totals("stopped")
             for group in self.sockets:

@@ -1,0 +1,39 @@
+"""Issue 24: a good reload is an INFO line; a drain's start and end are logged once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from support import Process, free_udp_port, script, world_readable_dir
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_reload_is_info_and_the_drain_is_said(tmp_path: Path, workers: str) -> None:
+    with world_readable_dir("ptftpd-op-") as root:
+        config = root / "ptftpd.toml"  # USER (nobody) re-reads it
+        config.write_text("max-sessions = 9\n")
+        config.chmod(0o644)
+        argv = [script("ptftpd"), "-v", "--read-only", "--workers", workers, "--user", "nobody"]
+        argv += ["-p", str(free_udp_port()), "--config", str(config), "127.0.0.1", str(root)]
+        server = Process(argv, tmp_path / "s.log")
+        try:
+            server.wait_output("serving", timeout=20)
+            time.sleep(3)  # "serving" is logged at the bind, before the signal handlers
+            config.write_text("max-sessions = 3\n")
+            server.proc.send_signal(signal.SIGHUP)
+            server.wait_output("reloaded:", timeout=20)
+        finally:
+            assert server.stop() == 0
+        lines = server.output().splitlines()
+        parent = [line for line in lines if "reloaded:" in line and "[worker" not in line]
+        assert len(parent) == 1, lines
+        assert " INFO: reloaded: " in parent[0], parent
+        assert not [line for line in lines if "WARNING: reloaded" in line]
+        starts = [line for line in lines if "stopping:" in line]
+        ends = [line for line in lines if "drained:" in line]
+        assert len(starts) == 1 and " INFO: " in starts[0], lines
+        assert len(ends) == 1 and " INFO: " in ends[0], lines
