@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from support import Process, free_udp_port, require_root, script, world_readable_dir
+from support import (
+    Process,
+    free_udp_port,
+    require_root,
+    require_tool,
+    script,
+    world_readable_dir,
+)
 
 
 def run(*argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -121,3 +128,32 @@ def test_root_without_user_is_warned_once(
         finally:
             quiet.stop()
         assert "--user" not in quiet.output() and "WARNING" not in quiet.output()
+
+
+def test_a_refused_upload_never_tells_the_peer_a_server_path(tmp_path: Path) -> None:
+    """A subdirectory USER may not write: the peer reads why, not where ROOT lives."""
+    require_root()
+    tftp = require_tool("tftp")
+    with world_readable_dir("ptftpd-op-") as root:
+        root.chmod(0o777)
+        (root / "sub").mkdir(mode=0o755)
+        port = str(free_udp_port())
+        argv = [script("ptftpd"), "-v", "-p", port, "--workers", "1", "--user", "nobody"]
+        server = Process([*argv, "127.0.0.1", str(root)], tmp_path / "s.log")
+        try:
+            server.wait_output("serving", timeout=20)
+            time.sleep(1)
+            (tmp_path / "up.txt").write_text("hello\n")
+            res = subprocess.run(
+                [tftp, "127.0.0.1", port, "-m", "octet", "-c", "put", "up.txt", "sub/up.txt"],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            server.stop()
+        said = res.stdout + res.stderr
+        assert "Error code" in said, said
+        assert str(root) not in said and "/tmp" not in said, said
+        assert not (root / "sub" / "up.txt").exists()

@@ -78,7 +78,8 @@ class StagedFile:
         try:
             fd, self.temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder or ".")
         except OSError as exc:
-            raise error_for(exc, f"cannot write to {folder or '.'}") from None
+            # no path: a server sends this text to its peer (issue 24)
+            raise error_for(exc, "cannot write to that directory") from None
         with contextlib.suppress(OSError):
             # mkstemp makes the file private; the finished file gets the usual mode.
             os.fchmod(fd, 0o666 & ~_umask())
