@@ -377,10 +377,13 @@ class TftpServer:
             close = staged.discard
         channel = Channel(sock, session, file, commit=commit, close=close, short_read_is_eof=True)
         runner = AsyncChannel(channel, self.loop)
-        runner.on_closed = functools.partial(self._finished, key, runner)
+        served = None if name == request.filename else name  # --map-file rewrote it
+        runner.on_closed = functools.partial(self._finished, key, runner, served)
         return runner
 
-    def _finished(self, key: tuple[object, ...], runner: AsyncChannel) -> None:
+    def _finished(
+        self, key: tuple[object, ...], runner: AsyncChannel, served: str | None = None
+    ) -> None:
         self.transfers.pop(key, None)
         self.rules.active.discard(key)
         self._charged.pop(key, None)  # unanswered: the tokens refill with time
@@ -393,13 +396,13 @@ class TftpServer:
         kind, code = (None, None) if failure is None else failure_of(error)
         if isinstance(error, RemoteError) and error.code == ErrorCode.OPTION_REFUSED:
             # PXE ROMs fetch tsize this way, then ask again: normal, not a failure.
-            log.debug("%s", _describe(session, "client ended after the OACK"))
+            log.debug("%s", _describe(session, "client ended after the OACK", served))
         elif not session.heard and error is not None:
             # Nothing came back: a client that gave up, or a forged source (one line per
             # forged request would let a flood fill the log). Counted in the metrics.
-            log.debug("%s", _describe(session, failure))
+            log.debug("%s", _describe(session, failure, served))
         else:
-            log.info("%s", _describe(session, failure))
+            log.info("%s", _describe(session, failure, served))
         if self.gate is not None:
             self.gate.release(session.wire_bytes if failure is None else -1)
         if self.on_finished is not None:
@@ -423,8 +426,9 @@ class TftpServer:
             )
 
 
-def _describe(session: ServerSession, failure: str | None) -> str:
-    """The one log line of a transfer."""
+def _describe(session: ServerSession, failure: str | None, served: str | None = None) -> str:
+    """The one log line of a transfer; `served`: the name --map-file turned the requested
+    one into (``'pxelinux.0' -> 'bios/pxelinux.0'``)."""
     request = session.request
     peer = session.peer or ("?", 0)
     seconds = (session.finished_at or clock()) - session.started
@@ -432,7 +436,8 @@ def _describe(session: ServerSession, failure: str | None) -> str:
     direction, verb = ("RRQ", "sent") if request.is_read else ("WRQ", "received")
     opts = " ".join(f"{k.lower()}={v}" for k, v in session.negotiated.oack) or "no options"
     text = (
-        f"{format_host(str(peer[0]), int(peer[1]))} {direction} {request.filename!r} "
+        f"{format_host(str(peer[0]), int(peer[1]))} {direction} {request.filename!r}"
+        f"{'' if served is None else f' -> {served!r}'} "
         f"{request.mode}: {verb} {nbytes} bytes in {seconds:.3f} s "
         f"({format_rate(nbytes, seconds)}), {opts}"
     )
