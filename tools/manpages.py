@@ -17,9 +17,46 @@ from pathlib import Path
 
 from argparse_manpage.manpage import Manpage
 
+from ptftpd.fields import Field
+
 MAN_DIR = Path(__file__).resolve().parents[1] / "src" / "ptftpd" / "data" / "man"
 SECTIONS = {"ptftpd": 8, "dhcpd": 8, "bootpd": 8, "pxed": 8, "ptftp": 1}
 DATE = "2026"  # fixed, so regenerating an unchanged parser gives the same bytes
+
+
+HAND = Path(__file__).resolve().parent / "man"  # hand-written sections, roff
+
+
+def _roff(text: str) -> str:
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\\&" + text if text[:1] in ".'" else text
+
+
+def config_section(tool: str, fields: tuple[Field, ...]) -> str:
+    """SETTINGS FILE KEYS: every key the tool's table lets a file hold, from the table."""
+    out = [
+        ".SH SETTINGS FILE KEYS",
+        f"\\fB\\-\\-config\\fR FILE is TOML: at its top level, or in its [{tool}] table "
+        "when one file holds a table per tool. Each key is a long flag without its dashes; "
+        "flags win over the file; SIGHUP re-reads it. Keys:",
+    ]
+    for field in fields:
+        if not field.in_file:
+            continue
+        what = field.toml if field.parse is not None else "bool"
+        help_text = _roff(" ".join(field.help.split()))
+        out += [".TP", f"\\fB{_roff(field.key)}\\fR ({what})", help_text]
+    return "\n".join(out) + "\n"
+
+
+def hand_sections(tool: str, fields: tuple[Field, ...]) -> str:
+    """The sections a parser cannot say: the configuration file (from the table), then
+    tools/man/TOOL.roff and tools/man/servers.roff (signals, files, exit status...)."""
+    text = config_section(tool, fields) if fields else ""
+    for name in (f"{tool}.roff", "servers.roff" if SECTIONS[tool] == 8 else ""):
+        if name and (HAND / name).is_file():
+            text += (HAND / name).read_text().replace("@TOOL@", tool)
+    return text
 
 
 def render(tool: str) -> str:
@@ -34,7 +71,8 @@ def render(tool: str) -> str:
         "date": DATE,
         "description": " ".join((parser.description or tool).split(". ")[0].split()).rstrip("."),
     }
-    return str(Manpage(parser, _data=data, format="pretty"))
+    page = str(Manpage(parser, _data=data, format="pretty"))
+    return page + hand_sections(tool, tuple(getattr(module, "FIELDS", ())))
 
 
 def path_for(tool: str) -> Path:
