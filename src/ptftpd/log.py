@@ -3,16 +3,72 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
+import socket
 import sys
 
 _FORMAT = "%(asctime)s {tag}%(name)s %(levelname)s: %(message)s"
+# journald and syslog stamp each line themselves: no own timestamp there
+_BARE_FORMAT = "{tag}%(name)s %(levelname)s: %(message)s"
+
+LOG_TARGETS = ("stderr", "syslog", "journal")
+# Where syslog and journald listen; tests point these at sockets they bind themselves.
+SYSLOG_SOCKET = os.environ.get("PTFTPD_SYSLOG_SOCKET", "/dev/log")
+JOURNAL_SOCKET = os.environ.get("PTFTPD_JOURNAL_SOCKET", "/run/systemd/journal/socket")
+_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 
-def setup_logging(verbose: bool = False, debug: bool = False) -> None:
-    """Warnings by default, one line per transfer or lease with `-v`, packets with `-D`."""
+class JournalHandler(logging.Handler):
+    """systemd's native journal protocol: one datagram of KEY=value lines per record."""
+
+    def __init__(self, path: str, identifier: str) -> None:
+        super().__init__()
+        self.path = path
+        self.identifier = identifier
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record).replace("\n", " ")
+            fields = (
+                f"MESSAGE={message}\nPRIORITY={_PRIORITY.get(record.levelname, 6)}\n"
+                f"SYSLOG_IDENTIFIER={self.identifier}\nLOGGER={record.name}\n"
+            )
+            self.sock.sendto(fields.encode("utf-8", "replace"), self.path)
+        except OSError:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.sock.close()
+        super().close()
+
+
+def under_journald() -> bool:
+    """Standard error goes to the journal (systemd sets $JOURNAL_STREAM)."""
+    return bool(os.environ.get("JOURNAL_STREAM"))
+
+
+def setup_logging(
+    verbose: bool = False, debug: bool = False, target: str = "stderr", identifier: str = "ptftpd"
+) -> None:
+    """Warnings by default, one line per transfer or lease with `-v`, packets with `-D`;
+    to standard error (no own timestamp under journald), syslog (/dev/log) or the journal
+    (its native socket). An unreachable syslog or journal socket is an `OSError`."""
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_FORMAT.format(tag="")))
+    handler: logging.Handler
+    if target == "journal":
+        if not os.path.exists(JOURNAL_SOCKET):
+            raise OSError(f"no journal socket at {JOURNAL_SOCKET}")
+        handler = JournalHandler(JOURNAL_SOCKET, identifier)
+        handler.setFormatter(logging.Formatter(_BARE_FORMAT.format(tag="")))
+    elif target == "syslog":
+        handler = logging.handlers.SysLogHandler(address=SYSLOG_SOCKET)
+        handler.setFormatter(logging.Formatter(f"{identifier}: " + _BARE_FORMAT.format(tag="")))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        bare = under_journald()
+        handler.setFormatter(logging.Formatter((_BARE_FORMAT if bare else _FORMAT).format(tag="")))
     root = logging.getLogger("ptftpd")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -23,7 +79,11 @@ def tag_lines(tag: str) -> None:
     """Name this process in each of its lines (a --workers child: "worker 1"), so the
     one log stream the workers share still says who served what."""
     for handler in logging.getLogger("ptftpd").handlers:
-        handler.setFormatter(logging.Formatter(_FORMAT.format(tag=f"[{tag}] ")))
+        stamped = isinstance(handler, logging.StreamHandler) and not under_journald()
+        fmt = _FORMAT if stamped else _BARE_FORMAT
+        if isinstance(handler, logging.handlers.SysLogHandler):
+            fmt = "ptftpd: " + fmt
+        handler.setFormatter(logging.Formatter(fmt.format(tag=f"[{tag}] ")))
 
 
 def format_rate(nbytes: int, seconds: float) -> str:

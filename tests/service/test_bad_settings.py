@@ -57,6 +57,7 @@ KEY_KINDS = {
     ("tftp-port", "http-port"): {"int"},
     ("timeout", "drain", "boot-idle"): {"int", "float"},
     ("map-file", "port-range", "umask", "user", "group", "metrics", "root"): {"str"},
+    ("log-target",): {"str"},
     ("bios-bootfile", "efi32-bootfile", "efi64-bootfile", "arm64-bootfile"): {"str"},
 }
 OTHER_ACCEPTS = {key: kinds for keys, kinds in KEY_KINDS.items() for key in keys}

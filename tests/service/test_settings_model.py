@@ -119,6 +119,7 @@ def test_every_field_of_every_table_is_a_flag_and_a_key() -> None:
         "user",
         "group",
         "metrics",
+        "log-target",
         "drain",
         "verbose",
         "debug",

@@ -75,7 +75,10 @@ def prepare(
             privileges.check_upload_root(identity, path)
     except privileges.PrivilegeError as exc:
         raise StartError(str(exc)) from None
-    setup_logging(service.verbose, service.debug)
+    try:
+        setup_logging(service.verbose, service.debug, service.log_target)
+    except OSError as exc:
+        raise StartError(f"--log-target {service.log_target}: {exc}") from None
     raise_fd_limit()
     return identity
 

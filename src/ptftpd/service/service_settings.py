@@ -39,6 +39,12 @@ def address_text(value: tuple[str, int]) -> str:
 drain_seconds = Seconds(0, 3600)
 
 
+def log_target(text: str) -> str:
+    if text not in ("stderr", "syslog", "journal"):
+        raise argparse.ArgumentTypeError(f"expected stderr, syslog or journal, not {text[:40]!r}")
+    return text
+
+
 # How every server runs, whatever it serves: none of it changes on SIGHUP.
 SERVICE_FIELDS = (
     Field(
@@ -65,6 +71,16 @@ SERVICE_FIELDS = (
         metrics_address,
         metavar="ADDR:PORT",
         show=address_text,
+        live=False,
+        group="service",
+    ),
+    Field(
+        "log-target",
+        "where log lines go: stderr (the default; no own timestamps under journald), "
+        "syslog (/dev/log) or journal (systemd's native journal socket)",
+        log_target,
+        default="stderr",
+        metavar="TARGET",
         live=False,
         group="service",
     ),
@@ -120,6 +136,7 @@ class ServiceSettings:
     verbose: bool = False
     debug: bool = False
     workers: int = 1
+    log_target: str = "stderr"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServiceSettings:
@@ -133,4 +150,5 @@ class ServiceSettings:
             verbose=bool(getattr(args, "verbose", False)),
             debug=bool(getattr(args, "debug", False)),
             workers=workers_for(getattr(args, "workers", 1)),
+            log_target=str(getattr(args, "log_target", None) or "stderr"),
         )
