@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ptftpd.dhcp import packet
 from ptftpd.dhcp.options import (
     MessageType,
     Opt,
@@ -393,3 +395,23 @@ def test_arbitrary_options_only_raise_packet_error(tail: bytes, sname: bytes, fi
     except PacketError:
         return
     encode(msg)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages, st.one_of(st.none(), st.integers(576, 1500)))
+def test_the_fast_path_gives_the_bytes_of_the_placement(msg: Message, size: int | None) -> None:
+    """encode() skips ranking and placement when every option fits the options field
+    (issue 18's engine CPU): the datagram must be the one placement would give."""
+    try:
+        fast: bytes | PacketError = encode(msg, size)
+    except PacketError as exc:
+        fast = exc
+    with mock.patch.object(packet, "_fits_whole", lambda options, room: None):
+        try:
+            placed: bytes | PacketError = encode(msg, size)
+        except PacketError as exc:
+            placed = exc
+    if isinstance(fast, PacketError) or isinstance(placed, PacketError):
+        assert type(fast) is type(placed)
+    else:
+        assert fast == placed

@@ -338,6 +338,30 @@ def _place(items: list[tuple[int, bytes, bool]], areas: list[_Area]) -> tuple[li
     return areas, True
 
 
+def _fits_whole(options: dict[int, bytes], room: int) -> bytes | None:
+    """The options field when every option fits it (the usual reply): the same bytes
+    `_place` and `_Area.emit` would give, without ranking; None when some would not
+    fit, so the caller places them by importance."""
+    first = last = b""
+    middle: list[bytes] = []
+    size = 0
+    for code, value in options.items():
+        if code in _NOT_PACKED and code != 53:
+            continue
+        n = len(value)
+        packed = bytes((code, n)) + value if n <= 255 else _pack_option(code, value)
+        size += len(packed)
+        if code == 53:
+            first = packed
+        elif code == 82:
+            last = packed
+        else:
+            middle.append(packed)
+    if size > room - 1:
+        return None
+    return MAGIC_COOKIE + first + b"".join(middle) + last + b"\xff"
+
+
 def encode(msg: Message, max_size: int | None = None) -> bytes:
     """Pack a message. `max_size` is the client's maximum DHCP message size (option 57,
     an IP datagram size). What does not fit the options field goes to `file` and
@@ -346,11 +370,14 @@ def encode(msg: Message, max_size: int | None = None) -> bytes:
     Raises `PacketError` when a required option cannot be placed."""
     sname = msg.sname[:64]
     file = msg.file[:128]
-    if not msg.cookie:
-        vend = b""
-    else:
+    vend: bytes | None = b""
+    room = 0
+    if msg.cookie:
         limit = max_size if max_size is not None else 65535
         room = max(limit - IP_UDP_HEADERS - HEADER_LEN - len(MAGIC_COOKIE), 64)
+        vend = _fits_whole(msg.options, room)
+    if vend is None:
+        # Not everything fits the options field: place by importance (below).
         options = msg.options
         order = {code: i for i, code in enumerate(options)}
         rank = {code: i for i, code in enumerate(REQUIRED + PRIORITY)}
