@@ -55,6 +55,7 @@ KEY_KINDS = {
     ("http-max-connections", "http-rate-limit", "http-total-rate-limit"): {"int"},
     ("blksize-max", "windowsize-max", "retries", "max-sessions", "workers"): {"int"},
     ("tftp-port", "http-port"): {"int"},
+    ("boot-records",): {"int"},
     ("timeout", "drain", "boot-idle"): {"int", "float"},
     ("map-file", "port-range", "umask", "user", "group", "metrics", "root"): {"str"},
     ("log-target",): {"str"},

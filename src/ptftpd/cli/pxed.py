@@ -35,6 +35,7 @@ from ptftpd.fields import Field
 from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files
+from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS
 from ptftpd.pxe.service import TftpPoolFactory
 from ptftpd.pxe.settings import ADDRESS_KEYS, boot_files, pxe_config
 from ptftpd.service import dhcp_service, privileges, pxe_pool, runtime
@@ -184,6 +185,15 @@ TFTP_FIELDS: tuple[Field, ...] = (
         "number",
         30.0,
         metavar="SECONDS",
+    ),
+    Field(
+        "boot-records",
+        "boot attempts the boot timeline keeps in memory, every step of each (the oldest "
+        f"go first; about 2.5 KiB each) ({DEFAULT_BOOT_RECORDS})",
+        positive_int,
+        "int",
+        DEFAULT_BOOT_RECORDS,
+        metavar="N",
     ),
     *SERVICE_FIELDS,
 )

@@ -63,6 +63,8 @@ __all__ = [
 
 log = logging.getLogger("ptftpd.pxe")
 
+TransferEvent = TransferStarted | TransferFinished | TransferRefused
+
 
 def client_label(duid: bytes) -> str:
     """The MAC inside a DUID-LLT (1) or DUID-LL (3) with an Ethernet hardware type, so
@@ -278,17 +280,20 @@ class BootTracker:
     over), each completed download is a file served, and each failed one a failed
     download. The tracker is the driver's side of the boot log: it reads the clock
     (`clock`, monotonic) once per event and hands the log its `now`; `changed` is
-    called after each event (pxed arms its boot-log timer there)."""
+    called after each event (pxed arms its boot-log timer there). `observe` hears
+    every TFTP event and HTTP record first, as it came (pxed's boot timeline)."""
 
     def __init__(
         self,
         boot_log: BootLog,
         clock: Callable[[], float] = time.monotonic,
         changed: Callable[[], None] | None = None,
+        observe: Callable[[TransferEvent | Served], None] | None = None,
     ) -> None:
         self.boot_log = boot_log
         self.clock = clock
         self.changed = changed or (lambda: None)
+        self.observe = observe or (lambda event: None)
         self.busy: Counter[str] = Counter()
         # The server DUIDs our own DHCPv6 replies carry (one per service): a received
         # message naming one of them is addressed to us.
@@ -297,9 +302,11 @@ class BootTracker:
         self._answered: dict[bytes, None] = {}
 
     def started(self, event: TransferStarted) -> None:
+        self.observe(event)
         self.busy[event.peer_ip] += 1
 
     def finished(self, transfer: TransferFinished) -> None:
+        self.observe(transfer)
         self.busy[transfer.peer_ip] -= 1
         if self.busy[transfer.peer_ip] <= 0:
             del self.busy[transfer.peer_ip]
@@ -315,6 +322,7 @@ class BootTracker:
     def refused(self, refusal: TransferRefused) -> None:
         """The TFTP server answered a read request with ERROR before any transfer
         began: a failed download (the server's `on_refused`)."""
+        self.observe(refusal)
         why = f"refused: {refusal.reason}"
         self.boot_log.failed(refusal.peer_ip, refusal.filename, why, now=self.clock())
         self.changed()
@@ -374,6 +382,7 @@ class BootTracker:
         """A complete GET (not HEAD, not an error, not a cut connection) is a file
         served; ranges count as what they sent. A GET answered with an error status, or
         cut before its end, is a failed download."""
+        self.observe(record)
         if record.method != "GET":
             return
         name = record.path.lstrip("/")

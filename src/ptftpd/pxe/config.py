@@ -10,7 +10,9 @@ from ptftpd.pxe.firmware import BootFiles
 from ptftpd.pxe.proxy import BOOT_SERVER_PORT
 from ptftpd.tftp.server import ServerConfig
 
-__all__ = ["PxeConfig"]
+__all__ = ["DEFAULT_BOOT_RECORDS", "PxeConfig"]
+
+DEFAULT_BOOT_RECORDS = 4096
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class PxeConfig:
     """Bytes per second to all HTTP clients together (None: no limit)."""
     ipv6: bool = False
     ra: bool = True
+    boot_records: int = DEFAULT_BOOT_RECORDS
+    """Boot attempts the timeline keeps in memory (oldest dropped first)."""
 
     @property
     def http_base(self) -> tuple[str, int] | None:

@@ -31,7 +31,7 @@ from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
 from ptftpd.dhcp.server_settings import keep_restart_only
 from ptftpd.dhcp6 import Dhcp6Service, config_for_interface
-from ptftpd.events import DhcpMessage, EventSink, ignore
+from ptftpd.events import DhcpMessage, Event, EventSink, ignore
 from ptftpd.http import HttpConfig, HttpServer
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.pxe.bootlog import BootLog, BootTracker
@@ -44,6 +44,8 @@ from ptftpd.pxe.firmware import (
 )
 from ptftpd.pxe.ipv6 import Pxe6Policy
 from ptftpd.pxe.proxy import ProxyResponder
+from ptftpd.pxe.timeline import Timeline
+from ptftpd.pxe.timeline_driver import TimelineDriver
 from ptftpd.tftp.server import ServerConfig, TftpServer
 
 __all__ = ["PxeService", "TftpPool", "TftpPoolFactory", "kept_settings"]
@@ -165,7 +167,19 @@ class PxeService:
         self._boot_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._tracker = BootTracker(self.boot_log, time.monotonic, self._arm_boot_timer)
+        # The boot timeline (issue 23): every attempt of every machine, step by step,
+        # fed the same events as the boot log (TFTP and HTTP through the tracker, DHCP
+        # from the engine and this service's own sockets).
+        self.timeline = TimelineDriver(
+            Timeline(
+                stall=config.boot_idle,
+                max_attempts=config.boot_records,
+                http_port=config.http_port,
+            )
+        )
+        self._tracker = BootTracker(
+            self.boot_log, time.monotonic, self._arm_boot_timer, observe=self.timeline.feed
+        )
         self._policy6: Pxe6Policy | None = None
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
         # the 4011 boot server), in and out: pxed --metrics counts them.
@@ -259,6 +273,7 @@ class PxeService:
             ports.insert(0, dhcp.port)
         else:
             server = DhcpServer(dhcp, boot_policy=self.boot_policy)
+            server.events = self.timeline.feed  # --metrics chains in front (count_messages)
             self.dhcp_server = server
             await server.start()
         for port in ports:
@@ -363,6 +378,8 @@ class PxeService:
             server.engine = engine
         self.responder = self._responder(new, self.boot_log)
         self.boot_log.idle = new.boot_idle
+        self.timeline.timeline.stall = new.boot_idle
+        self.timeline.timeline.bound(new.boot_records)
         if self._boot_timer is not None:  # a shorter --boot-idle ends boots sooner
             self._boot_timer.cancel()
             self._boot_timer = None
@@ -394,10 +411,15 @@ class PxeService:
         boot_server = port == self.config.boot_server_port
         log.debug("recv %d bytes on port %d from %s:%d", len(data), port, source[0], source[1])
         now = time.monotonic()
-        replies = self.responder.handle(data, source, boot_server, now=now, events=self.events)
+        replies = self.responder.handle(data, source, boot_server, now=now, events=self._event)
         self._arm_boot_timer()
         for out in replies:
             self._send(out, port)
+
+    def _event(self, event: Event) -> None:
+        """A DHCP message on a socket this service owns: to the timeline, then `events`."""
+        self.timeline.feed(event)
+        self.events(event)
 
     def _send(self, out: Outgoing, port: int) -> None:
         """Reply from the socket the request came to, so the source port is right."""
@@ -407,13 +429,14 @@ class PxeService:
         message = out.message
         if message is not None:
             yiaddr = message.yiaddr if message.yiaddr != ZERO_IP else None
-            self.events(DhcpMessage("out", message_label(message), message.mac_str, yiaddr))
+            self._event(DhcpMessage("out", message_label(message), message.mac_str, yiaddr))
         loop = asyncio.get_running_loop()
         datagrams.after(
             self.config.dhcp.reply_delay, loop, transport.sendto, out.payload, out.address
         )
 
     def close(self) -> None:
+        self.timeline.close()
         if self._boot_timer is not None:
             self._boot_timer.cancel()
             self._boot_timer = None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
-from ptftpd.pxe.config import PxeConfig
+from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS, PxeConfig
 from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, BootFiles
 from ptftpd.tftp.transfer_settings import transfer_config
 
@@ -94,4 +94,5 @@ def pxe_config(
         http_total_rate_limit=_count(settings, "http-total-rate-limit"),
         ipv6=settings.get("ipv6") is True,
         ra=settings.get("ra") is not False,
+        boot_records=_count(settings, "boot-records") or DEFAULT_BOOT_RECORDS,
     )

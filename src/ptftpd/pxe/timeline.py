@@ -50,8 +50,8 @@ class Step:
     kind: str
     details: dict[str, Any]
 
-    def view(self) -> dict[str, Any]:
-        return {"time": self.time, "kind": self.kind, **self.details}
+    def view(self, offset: float = 0.0) -> dict[str, Any]:
+        return {"time": self.time + offset, "kind": self.kind, **self.details}
 
 
 @dataclass(slots=True)
@@ -79,19 +79,21 @@ class Attempt:
         else:
             self.steps_dropped += 1
 
-    def view(self) -> dict[str, Any]:
-        """The JSON form the API answers with (`GET /v1/machines/<mac>`)."""
+    def view(self, offset: float = 0.0) -> dict[str, Any]:
+        """The JSON form the API answers with (`GET /v1/machines/<mac>`); `offset` is
+        added to every time (the driver's monotonic clock to wall-clock seconds)."""
         from ptftpd.pxe.diagnosis import diagnose
 
         return {
             "mac": self.mac,
             "attempt": self.number,
-            "started": self.started,
+            "started": self.started + offset,
+            "updated": self.last_progress + offset,
             "state": self.state,
             "reason": self.reason,
             "stalled_at": self.stalled_at,
             "diagnosis": diagnose(self),
-            "steps": [s.view() for s in self.steps],
+            "steps": [s.view(offset) for s in self.steps],
             "steps_dropped": self.steps_dropped,
         }
 
@@ -120,6 +122,8 @@ class Timeline:
         self._current: dict[str, Attempt] = {}  # MAC -> its latest attempt
         self._numbers: dict[str, int] = {}  # MAC -> attempts seen (bounded with _current)
         self._mac_of_ip: dict[str, str] = {}
+        # Attempts that took a step or changed state since `take_changed` (by identity).
+        self._changed: dict[int, Attempt] = {}
 
     # -- reading -----------------------------------------------------------------
 
@@ -134,6 +138,19 @@ class Timeline:
     def __len__(self) -> int:
         return len(self._attempts)
 
+    def bound(self, max_attempts: int) -> None:
+        """Keep at most `max_attempts` from now on (a reload): the oldest go at once."""
+        self.max_attempts = max_attempts
+        while len(self._attempts) > max_attempts:
+            self._drop(next(iter(self._attempts.values())))
+
+    def take_changed(self) -> list[Attempt]:
+        """The attempts kept that took a step or changed state since the last call,
+        in the order they first changed (what a live view sends again)."""
+        changed = list(self._changed.values())
+        self._changed.clear()
+        return changed
+
     # -- timers --------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
@@ -146,6 +163,7 @@ class Timeline:
             if self._can_stall(attempt) and now - attempt.last_progress >= self.stall:
                 attempt.state = STALLED
                 attempt.stalled_at = attempt.steps[-1].kind if attempt.steps else None
+                self._changed[id(attempt)] = attempt
 
     @staticmethod
     def _can_stall(attempt: Attempt) -> bool:
@@ -264,6 +282,7 @@ class Timeline:
     def _step(self, attempt: Attempt, step: Step, now: float) -> None:
         attempt.add(step, self.max_steps)
         attempt.last_progress = now
+        self._changed[id(attempt)] = attempt
         if attempt.state == STALLED:  # it moved again
             attempt.state, attempt.stalled_at = IN_PROGRESS, None
 
@@ -297,6 +316,7 @@ class Timeline:
 
     def _drop(self, attempt: Attempt) -> None:
         del self._attempts[id(attempt)]
+        self._changed.pop(id(attempt), None)
         if self._current.get(attempt.mac) is attempt:
             del self._current[attempt.mac]
             self._numbers.pop(attempt.mac, None)
