@@ -87,6 +87,41 @@ def test_two_servers_share_leases_and_take_over(tmp_path: Path, pg_database: str
         assert_no_duplicates(pg_database, early + results)
 
 
+THIRD_IP = "10.77.0.9"
+
+
+def test_two_servers_with_default_settings_share_one_subnet(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """Issue 25 item 1: `dhcpd -a --leases postgresql://...` twice, nothing else: both
+    start and serve; neither server's own address goes to a client (the database
+    reserves each for everyone); a third server whose pool differs is refused with the
+    difference, not two equal-looking summaries."""
+    with lab(tmp_path, 1) as the_lab:
+        ns2, if2 = the_lab.add_server(SECOND_IP)
+        the_lab.dhcpd("-a", lease_url=pg_database, name="a")
+        the_lab.dhcpd("-a", lease_url=pg_database, name="b", netns=ns2, iface=if2)
+        spread = ("--prefer", SERVER_IP, SECOND_IP)
+        results = crowd(the_lab, "--count", "60", "--seed", "11", *spread, timeout=90)
+        assert [r for r in results if not r["address"]] == []
+        assert {r["server"] for r in results} == {SERVER_IP, SECOND_IP}
+        assert_no_duplicates(pg_database, results)
+        assert not {SERVER_IP, SECOND_IP} & {r["address"] for r in results}
+        with psycopg.connect(pg_database) as conn:
+            reserved = conn.execute(
+                "SELECT host(address), owner FROM leases WHERE state = 'server' ORDER BY 1"
+            ).fetchall()
+        assert reserved == [(SERVER_IP, SERVER_IP), (SECOND_IP, SECOND_IP)]
+
+        ns3, if3 = the_lab.add_server(THIRD_IP)
+        argv = [script("dhcpd"), "-a", "-g", "10.77.0.7", "--leases", pg_database]
+        res = ns3.run(*argv, if3, "pxelinux.0", check=False, timeout=60)
+        assert res.returncode == 1, res
+        assert res.stderr.count("\n") == 1, res.stderr
+        assert "excluded only here: 10.77.0.7" in res.stderr, res.stderr
+        assert "only in the database" not in res.stderr and "range 10" not in res.stderr
+
+
 def test_database_lost_and_back_while_serving(
     tmp_path: Path, pg_cluster: PgCluster, pg_database: str
 ) -> None:

@@ -6,7 +6,7 @@ import threading
 
 import psycopg
 import pytest
-from pgtest import NOW, POOL, Stores, ip
+from pgtest import HOLD, NOW, POOL, Stores, ip
 
 from ptftpd.dhcp.leases import LeaseState
 from ptftpd.dhcp.pg_schema import LATEST_VERSION, migrate, schema_version
@@ -127,13 +127,32 @@ def test_a_server_with_another_pool_definition_is_refused(stores: Stores) -> Non
     a, b = stores("a"), stores("b")
     assert a.ensure_pool(POOL, ip("10.2.0.10"), ip("10.2.0.20"), [ip("10.2.0.15")]) == 10
     assert b.ensure_pool(POOL, ip("10.2.0.10"), ip("10.2.0.20"), [ip("10.2.0.15")]) == 10
-    with pytest.raises(PoolMismatch, match="same ranges and static hosts"):
+    with pytest.raises(PoolMismatch, match=r"excluded only in the database: 10\.2\.0\.15 "):
         b.ensure_pool(POOL, ip("10.2.0.10"), ip("10.2.0.20"))  # a static host missing
+    with pytest.raises(PoolMismatch, match=r"range 10.2.0.10-10.2.0.20 in the database, "
+                       r"10.2.0.10-10.2.0.19 here; excluded only here: 10.2.0.11 \("):
+        b.ensure_pool(POOL, ip("10.2.0.10"), ip("10.2.0.19"), [ip("10.2.0.11"), ip("10.2.0.15")])
     with pytest.raises(PoolMismatch, match="overlaps"):
         b.ensure_pool("other", ip("10.2.0.20"), ip("10.2.0.30"))
     assert stores.sql("SELECT count(*) FROM leases") == [(10,)]
     with pytest.raises(PgStoreError, match="must hold 1 to"):
         b.ensure_pool("huge", ip("10.0.0.0"), ip("10.255.255.255"))  # a /8: 16 M rows
+
+
+def test_each_servers_own_address_is_reserved_for_all_and_not_compared(stores: Stores) -> None:
+    """Issue 25 item 1: two servers' own addresses differ, their pools do not: each
+    own address is a 'server' row nobody is offered or may bind."""
+    a, b = stores("10.3.0.1"), stores("10.3.0.2")
+    first, last = ip("10.3.0.1"), ip("10.3.0.6")
+    assert a.ensure_pool(POOL, first, last, [ip("10.3.0.5")], [ip("10.3.0.1")]) == 4
+    assert b.ensure_pool(POOL, first, last, [ip("10.3.0.5")], [ip("10.3.0.2")]) == 4
+    rows = stores.sql("SELECT host(address), owner FROM leases WHERE state = 'server' ORDER BY 1")
+    assert rows == [("10.3.0.1", "10.3.0.1"), ("10.3.0.2", "10.3.0.2")]
+    offered = [a.offer(b"c%d" % n, "aa", POOL, ip("10.3.0.2"), NOW, HOLD) for n in range(5)]
+    got = sorted(str(o.address) for o in offered if o is not None)
+    assert got == ["10.3.0.3", "10.3.0.4", "10.3.0.6"]
+    assert b.bind(b"x", "bb", ip("10.3.0.1"), NOW, NOW + 60) is None
+    assert b.lookup(b"x", POOL, NOW) is None and a.leases(POOL)[0].address == ip("10.3.0.3")
 
 
 def test_the_cluster_serves_its_socket_and_loopback_only(

@@ -92,8 +92,12 @@ class DhcpConfig:
     range_start: IPv4Address | None = None
     range_end: IPv4Address | None = None
     static_hosts: tuple[StaticHost, ...] = ()
-    # Never handed out: the server's other addresses, printers with fixed ones, ...
+    # Never handed out: printers with fixed addresses, ... (part of the pool's definition
+    # that servers sharing a lease database compare).
     exclude: tuple[IPv4Address, ...] = ()
+    # The server's other addresses on its interface: never handed out either, but its
+    # own (not part of the shared definition; reserved in a shared database).
+    other_addresses: tuple[IPv4Address, ...] = ()
     lease_time: int = 3600
     offer_time: float = 30.0
     decline_time: float = 600.0
@@ -126,6 +130,11 @@ class DhcpConfig:
     @property
     def router_list(self) -> tuple[IPv4Address, ...]:
         return (self.server_ip,) if self.routers is None else self.routers
+
+    @property
+    def own_addresses(self) -> tuple[IPv4Address, ...]:
+        """This server's addresses (also the default gateway, which is this host)."""
+        return (self.server_ip, *self.other_addresses)
 
 
 def message_label(message: Message) -> DhcpType:

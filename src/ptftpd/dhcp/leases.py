@@ -98,6 +98,9 @@ class Pool:
     first: int
     last: int
     excluded: frozenset[int] = frozenset()
+    # The servers' own addresses among `excluded`: not part of the pool's definition
+    # that servers sharing a database compare (each has its own), reserved in the rows.
+    own: frozenset[int] = frozenset()
 
     def __contains__(self, addr: object) -> bool:
         if not isinstance(addr, IPv4Address):
@@ -113,7 +116,11 @@ class Pool:
         return (IPv4Address(i) for i in range(self.first, self.last + 1) if i not in self.excluded)
 
     def without(self, addrs: Iterable[IPv4Address]) -> Pool:
-        return Pool(self.first, self.last, self.excluded | {int(a) for a in addrs})
+        return Pool(self.first, self.last, self.excluded | {int(a) for a in addrs}, self.own)
+
+    def definition_excluded(self) -> list[IPv4Address]:
+        """The excluded addresses that define the pool (every server's the same)."""
+        return sorted(IPv4Address(e) for e in self.excluded - self.own)
 
 
 @dataclass(frozen=True)
@@ -142,16 +149,18 @@ def build_pool(
     exclude: Iterable[IPv4Address] = (),
     start: IPv4Address | None = None,
     end: IPv4Address | None = None,
+    own: Iterable[IPv4Address] = (),
 ) -> Pool:
-    """Dynamic addresses: the subnet (or START..END inside it) minus network, broadcast
-    and the excluded addresses (the server's own, the gateway, static hosts)."""
-    excluded = {int(a) for a in exclude}
+    """Dynamic addresses: the subnet (or START..END inside it) minus network, broadcast,
+    the excluded addresses (the gateway, static hosts) and the server's `own`."""
+    mine = frozenset(int(a) for a in own)
+    excluded = {int(a) for a in exclude} | mine
     excluded.update((int(network.network_address), int(network.broadcast_address)))
     lo = int(start) if start is not None else int(network.network_address)
     hi = int(end) if end is not None else int(network.broadcast_address)
     lo = max(lo, int(network.network_address))
     hi = min(hi, int(network.broadcast_address))
-    return Pool(lo, hi, frozenset(excluded))
+    return Pool(lo, hi, frozenset(excluded), mine - {int(a) for a in exclude})
 
 
 @dataclass(frozen=True)
@@ -231,7 +240,12 @@ class LeaseRows(Protocol):
     docstrings and SQL say what each does, the same in both)."""
 
     def ensure_pool(
-        self, pool: str, first: IPv4Address, last: IPv4Address, excluded: Iterable[IPv4Address] = ()
+        self,
+        pool: str,
+        first: IPv4Address,
+        last: IPv4Address,
+        excluded: Iterable[IPv4Address] = (),
+        own: Iterable[IPv4Address] = (),
     ) -> int: ...
 
     def offer(
@@ -312,12 +326,14 @@ class LeasePolicy:
         self.pool = pool_id(self.config)
         if self._pool.first <= self._pool.last:
             # Creates the pool's rows, or refuses (PoolMismatch) when another server
-            # defined the same subnet with another range or other exclusions.
+            # defined the same subnet with another range or other exclusions; this
+            # server's own addresses are reserved in the rows, for everyone.
             self.store.ensure_pool(
                 self.pool,
                 IPv4Address(self._pool.first),
                 IPv4Address(self._pool.last),
-                sorted(IPv4Address(e) for e in self._pool.excluded),
+                self._pool.definition_excluded(),
+                sorted(IPv4Address(e) for e in self._pool.own),
             )
 
     # -- queries ---------------------------------------------------------------------

@@ -97,10 +97,17 @@ class LocalLeases:
     # -- pools ---------------------------------------------------------------------
 
     def ensure_pool(
-        self, pool: str, first: IPv4Address, last: IPv4Address, excluded: Iterable[IPv4Address] = ()
+        self,
+        pool: str,
+        first: IPv4Address,
+        last: IPv4Address,
+        excluded: Iterable[IPv4Address] = (),
+        own: Iterable[IPv4Address] = (),
     ) -> int:
+        """Rows for the pool; `own` (this server's addresses) are excluded like the rest
+        (one server is the only writer here)."""
         lo, hi = int(first), int(last)
-        skip = frozenset(int(a) for a in excluded if first <= a <= last)
+        skip = frozenset(int(a) for a in (*excluded, *own) if first <= a <= last)
         size = hi - lo + 1 - len(skip)
         known = self._pools.get(pool)
         if known is not None and (known.first, known.last, known.excluded) == (lo, hi, skip):

@@ -9,6 +9,9 @@ Version 2: the server that made each offer or lease (`owner`), and the database-
 rule of one live (offered or bound) row per client key per pool.
 Version 3: offer and bind as server-side functions (one round trip each).
 Version 4: bind for a SELECTING client takes only its own row (what it was offered).
+Version 5: the servers sharing the database (`servers`: one row each, its addresses and
+its heartbeat), and the 'server' state: a server's own address reserved in the rows
+for everyone, so it is not part of the pool definition the servers compare.
 """
 
 from __future__ import annotations
@@ -176,6 +179,17 @@ END
 $fn$"""
 
 MIGRATIONS[4] = (_BIND_SELECTING,)
+MIGRATIONS[5] = (
+    """CREATE TABLE servers (
+        id        text PRIMARY KEY,
+        addresses inet[] NOT NULL DEFAULT '{}',
+        heartbeat double precision NOT NULL,
+        started   double precision NOT NULL
+    )""",
+    "ALTER TABLE leases DROP CONSTRAINT leases_state_check",
+    "ALTER TABLE leases ADD CONSTRAINT leases_state_check CHECK (state IN "
+    "('free', 'offered', 'bound', 'released', 'expired', 'declined', 'server'))",
+)
 LATEST_VERSION = max(MIGRATIONS)
 
 

@@ -99,6 +99,40 @@ class _Row:
         return lease
 
 
+def _addresses(addrs: Iterable[IPv4Address], most: int = 8) -> str:
+    shown = [str(a) for a in sorted(addrs)]
+    if len(shown) > most:
+        return ", ".join(shown[:most]) + f" and {len(shown) - most} more"
+    return ", ".join(shown)
+
+
+def pool_difference(
+    pool: str,
+    where: str,
+    theirs: tuple[IPv4Address, IPv4Address, list[IPv4Address]],
+    ours: tuple[IPv4Address, IPv4Address, list[IPv4Address]],
+) -> str:
+    """What differs between the database's definition of `pool` and this server's:
+    the range, then the addresses excluded by only one of them (gateways, static
+    hosts, excluded addresses)."""
+    parts = []
+    if theirs[:2] != ours[:2]:
+        parts.append(
+            f"range {theirs[0]}-{theirs[1]} in the database, {ours[0]}-{ours[1]} here"
+        )
+    only_there = set(theirs[2]) - set(ours[2])
+    only_here = set(ours[2]) - set(theirs[2])
+    if only_there:
+        parts.append(f"excluded only in the database: {_addresses(only_there)}")
+    if only_here:
+        parts.append(f"excluded only here: {_addresses(only_here)}")
+    return (
+        f"pool {pool} differs from its definition in {where}: {'; '.join(parts)} "
+        "(servers sharing a lease database need the same range, gateway, excluded "
+        "addresses and static hosts)"
+    )
+
+
 def _row(values: tuple[Any, ...] | None) -> _Row | None:
     return None if values is None else _Row(*values)
 
@@ -167,19 +201,28 @@ class PgStore:
     # -- pools -----------------------------------------------------------------------
 
     def ensure_pool(
-        self, pool: str, first: IPv4Address, last: IPv4Address, excluded: Iterable[IPv4Address] = ()
+        self,
+        pool: str,
+        first: IPv4Address,
+        last: IPv4Address,
+        excluded: Iterable[IPv4Address] = (),
+        own: Iterable[IPv4Address] = (),
     ) -> int:
         """Create the pool's address rows, or check that the database defines it as we do.
 
         Every server sharing the database must define each pool id with the same range
-        and exclusions (server addresses, gateways, static hosts): a different definition
-        raises `PoolMismatch` rather than letting two servers disagree on the free list."""
+        and exclusions (gateways, static hosts, excluded addresses): a different
+        definition raises `PoolMismatch`, naming the difference, rather than letting two
+        servers disagree on the free list. This server's `own` addresses are not part
+        of the definition (each server has its own): they are reserved in the rows
+        (state 'server', never free), so no server offers them."""
         size = int(last) - int(first) + 1
         if size <= 0 or size > MAX_POOL_SIZE:
             raise PgStoreError(
                 f"pool {pool}: {first}-{last} must hold 1 to {MAX_POOL_SIZE} addresses"
             )
         skip = sorted({a for a in excluded if first <= a <= last})
+        mine = sorted({a for a in own if first <= a <= last and a not in skip})
 
         def op(conn: psycopg.Connection[Any]) -> int:
             # A server starting beside another waits for its pool rows, not 0.2 s.
@@ -193,11 +236,10 @@ class PgStore:
                 "SELECT first, last, excluded FROM pools WHERE id = %s FOR UPDATE", (pool,)
             ).fetchone()
             assert row is not None
-            if (row[0], row[1], sorted(row[2])) != (first, last, skip):
+            theirs = (row[0], row[1], sorted(row[2]))
+            if theirs != (first, last, skip):
                 raise PoolMismatch(
-                    f"pool {pool} is {row[0]}-{row[1]} excluding {len(row[2])} in {self.name}, "
-                    f"this server has {first}-{last} excluding {len(skip)}: "
-                    "servers sharing a lease database need the same ranges and static hosts"
+                    pool_difference(pool, self.name, theirs, (first, last, skip))
                 )
             other = conn.execute(
                 "SELECT pool FROM leases WHERE address BETWEEN %s AND %s AND pool <> %s LIMIT 1",
@@ -212,7 +254,14 @@ class PgStore:
                 "WHERE a <> ALL(%s::inet[]) ON CONFLICT (address) DO NOTHING",
                 (pool, first, size - 1, skip),
             )
-            return size - len(skip)
+            if mine:
+                conn.execute(
+                    "UPDATE leases SET state = 'server', client = NULL, mac = NULL, "
+                    "expires = NULL, hostname = NULL, since = NULL, free_at = 'infinity', "
+                    "owner = %s WHERE address = ANY(%s::inet[]) AND pool = %s",
+                    (self.server_id, mine, pool),
+                )
+            return size - len(skip) - len(mine)
 
         return self._run(op, attempts=1)
 

@@ -248,15 +248,14 @@ class DhcpServer:
                         else MemoryStore()
                     )
                 self._rows = LocalLeases(self._store)
-        exclude = [
-            cfg.server_ip,
-            *cfg.router_list,
-            *cfg.exclude,
-            *(h.address for h in cfg.static_hosts),
-        ]
+        # The server's own addresses (and the default gateway, this host) are its own,
+        # the rest defines the pool, the same on every server sharing a database.
+        exclude = [*(cfg.routers or ()), *cfg.exclude, *(h.address for h in cfg.static_hosts)]
         pool = PoolConfig(
             network=cfg.network,
-            addresses=build_pool(cfg.network, exclude, cfg.range_start, cfg.range_end),
+            addresses=build_pool(
+                cfg.network, exclude, cfg.range_start, cfg.range_end, cfg.own_addresses
+            ),
             lease_time=cfg.lease_time,
             offer_time=cfg.offer_time,
             decline_time=cfg.decline_time,
@@ -285,15 +284,12 @@ class DhcpServer:
 
     def _scope(self, sub: SubnetConfig) -> Scope:
         cfg = self.config
-        exclude = [
-            cfg.server_ip,
-            *sub.routers,
-            *sub.exclude,
-            *(h.address for h in sub.static_hosts),
-        ]
+        exclude = [*sub.routers, *sub.exclude, *(h.address for h in sub.static_hosts)]
         pool = PoolConfig(
             network=sub.network,
-            addresses=build_pool(sub.network, exclude, sub.range_start, sub.range_end),
+            addresses=build_pool(
+                sub.network, exclude, sub.range_start, sub.range_end, cfg.own_addresses
+            ),
             lease_time=sub.lease_time or cfg.lease_time,
             offer_time=cfg.offer_time,
             decline_time=cfg.decline_time,

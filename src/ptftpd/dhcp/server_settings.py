@@ -128,7 +128,7 @@ def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool:
             raise ConfigError(f"{h.mac}: {h.address} is not on {network}", ("hosts", i))
     exclude = set(ips(settings.get("exclude") or [], "exclude"))
     # The server's other addresses on this interface are not for clients either.
-    exclude.update(IPv4Address(str(a.address)) for a in addrs[1:] if a.address.version == 4)
+    others = sorted({IPv4Address(str(a.address)) for a in addrs[1:] if a.address.version == 4})
 
     lease_time = check_duration(
         settings.get("lease-time", DEFAULT_LEASE_TIME), "lease-time", 1, MAX_LEASE_TIME
@@ -159,6 +159,7 @@ def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool:
         range_end=end,
         static_hosts=hosts,
         exclude=tuple(sorted(exclude)),
+        other_addresses=tuple(others),
         lease_time=lease_time,
         extra_options=parse_options(settings.get("options", {})),
         leases_path=leases_path,
