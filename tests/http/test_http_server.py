@@ -19,7 +19,7 @@ from http_support import http_root, make_file, sha256
 
 from ptftpd.errors import StartError
 from ptftpd.http import HttpConfig, HttpServer, Served
-from ptftpd.http import server as http_server_module
+from ptftpd.http import sending as http_sending_module
 from support import require_root, require_tool
 
 __all__ = ["http_root"]
@@ -123,7 +123,7 @@ def test_files_go_out_with_sendfile(
         calls.append((count, sent))
         return sent
 
-    monkeypatch.setattr(http_server_module, "_sendfile", spy)
+    monkeypatch.setattr(http_sending_module, "_sendfile", spy)
     out = tmp_path / "got"
 
     async def body() -> None:
@@ -154,7 +154,7 @@ def test_copy_fallback_is_byte_identical(
         refused.append(count)
         raise OSError(errno.EINVAL, "not here")
 
-    monkeypatch.setattr(http_server_module, "_sendfile", unavailable)
+    monkeypatch.setattr(http_sending_module, "_sendfile", unavailable)
     out = tmp_path / "got"
     part = tmp_path / "part"
     records: list[Served] = []

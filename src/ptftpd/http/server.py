@@ -11,11 +11,8 @@ One task per connection reads with a deadline (header timeout for a request in
 progress, idle timeout between keep-alive requests), hands bytes to the sans-IO core,
 and sends each planned response on the raw non-blocking socket: the head with
 MSG_MORE (it leaves in the same segment as the first file bytes), then the file range
-with `os.sendfile`, each call asking for everything left so the kernel moves as much as
-the socket buffer takes - no copy and no per-chunk Python work beyond one call per
-"writable" wakeup. A download that makes no progress for the idle timeout is dropped.
-With a rate limit (`rate_limit` per client address, `total_rate_limit` for the server)
-each call is sized by token buckets (`rate`) instead: bounded slices, still sendfile.
+with `os.sendfile` (`sending.FileSender`: sendfile, rate limits, the copying fallback).
+A download that makes no progress for the idle timeout is dropped.
 """
 
 from __future__ import annotations
@@ -38,6 +35,7 @@ from ptftpd.http.errors import HttpError
 from ptftpd.http.files import open_file
 from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, Request, ServerConnection
 from ptftpd.http.rate import TokenBucket
+from ptftpd.http.sending import Client, FileSender
 from ptftpd.http.target import decode_path
 from ptftpd.log import format_rate
 from ptftpd.paths import root_problem
@@ -45,7 +43,6 @@ from ptftpd.paths import root_problem
 log = logging.getLogger("ptftpd.http")
 
 _READ_SIZE = 64 * 1024
-_COPY_SIZE = 256 * 1024
 _BACKLOG = 4096
 """listen() backlog (the kernel caps it at net.core.somaxconn, 4096 on current Linux):
 where a storm beyond `max_connections` waits."""
@@ -56,8 +53,6 @@ _FD_RESERVE = 256
 _RETRY_ACCEPT = 0.1
 """Seconds before accepting again after the process ran out of descriptors."""
 DEFAULT_MAX_CONNECTIONS = 4096
-
-_sendfile = os.sendfile  # the zero-copy call; tests replace it to watch or refuse it
 
 
 @dataclass(frozen=True)
@@ -105,76 +100,6 @@ class Served:
 OnServed = Callable[[Served], None]
 
 
-class _Client:
-    """Per client address: its share of the rate limit, alive while it has connections."""
-
-    __slots__ = ("bucket", "connections")
-
-    def __init__(self, bucket: TokenBucket | None) -> None:
-        self.bucket = bucket
-        self.connections = 0
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def _expire(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
-
-
-class _Room:
-    """Waits for room in one socket's send buffer while a file goes out, at the cost of
-    a future per wait: the writer is registered once (at the first full buffer) and
-    removed when the file is done, and a single timer checks for progress every idle
-    timeout instead of one timer per wait. Only for unlimited sends: a rate-limited
-    connection sleeps while its socket is writable, which would wake this level-
-    triggered registration on every loop iteration."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, idle: float) -> None:
-        self.loop = loop
-        self.fd = fd
-        self.idle = idle
-        self.future: asyncio.Future[None] | None = None
-        self.registered = False
-        self.timer: asyncio.TimerHandle | None = None
-        self.progress = 0.0
-
-    def _ready(self) -> None:
-        future = self.future
-        if future is not None and not future.done():
-            future.set_result(None)
-
-    def _check(self) -> None:
-        now = self.loop.time()
-        future = self.future
-        if future is not None and not future.done() and now - self.progress >= self.idle:
-            future.set_exception(TimeoutError())
-            self.timer = None
-            return
-        # Not stalled (or not waiting right now): look again when it could be.
-        self.timer = self.loop.call_at(max(self.progress + self.idle, now + 1.0), self._check)
-
-    async def wait(self) -> None:
-        """Until the socket takes more bytes; TimeoutError after `idle` without room."""
-        self.progress = self.loop.time()
-        if not self.registered:
-            self.loop.add_writer(self.fd, self._ready)
-            self.registered = True
-        if self.timer is None:
-            self.timer = self.loop.call_at(self.progress + self.idle, self._check)
-        self.future = self.loop.create_future()
-        await self.future
-
-    def close(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.registered:
-            self.loop.remove_writer(self.fd)
-
-
 class HttpServer:
     """Serves `config.root` read-only over HTTP/1.1 on `config.bind`; from tests and pxed.
 
@@ -202,9 +127,8 @@ class HttpServer:
         self._active = 0
         self._full_logged = False
         self._accept_failing = False
-        self._use_sendfile = config.sendfile
-        self._clients: dict[str, _Client] = {}
-        self._total: TokenBucket | None = None
+        self._sender = FileSender(config.idle_timeout, config.sendfile)
+        self._clients: dict[str, Client] = {}
         self._closed = asyncio.Event()
 
     @property
@@ -230,7 +154,7 @@ class HttpServer:
             self.close()
             raise
         if self.config.total_rate_limit:
-            self._total = TokenBucket(self.config.total_rate_limit, time.monotonic())
+            self._sender.total = TokenBucket(self.config.total_rate_limit, time.monotonic())
         self.max_connections, fd_limit = _fit_fd_limit(self.config.max_connections)
         self._resume_accepting()
         # Said once every address is bound: never a claim for a service that then
@@ -342,7 +266,7 @@ class HttpServer:
         if client is None:
             rate = self.config.rate_limit
             bucket = TokenBucket(rate, time.monotonic()) if rate else None
-            client = self._clients[peer] = _Client(bucket)
+            client = self._clients[peer] = Client(bucket)
         client.connections += 1
         try:
             # The head and the file are separate sends: with Nagle on, a keep-alive
@@ -363,7 +287,7 @@ class HttpServer:
                 del self._clients[peer]
             self._opened(-1)
 
-    async def _serve(self, sock: socket.socket, peer: str, client: _Client) -> None:
+    async def _serve(self, sock: socket.socket, peer: str, client: Client) -> None:
         loop = asyncio.get_running_loop()
         conn = ServerConnection(self.config.limits)
         deadline = loop.time() + self.config.header_timeout
@@ -374,7 +298,7 @@ class HttpServer:
             except HttpError as error:
                 started = loop.time()
                 response = conn.error_response(error, now=time.time(), close=True)
-                sent = await self._write(sock, response.head)
+                sent = await self._sender.write(sock, response.head)
                 self._record(Served(peer, "-", "-", error.status, 0, 0.0, sent), started, error)
                 if sent:
                     with contextlib.suppress(OSError):
@@ -411,7 +335,7 @@ class HttpServer:
         conn: ServerConnection,
         sock: socket.socket,
         peer: str,
-        client: _Client,
+        client: Client,
         request: Request,
     ) -> bool:
         """Send the response to `request`; True when the connection may carry another."""
@@ -425,7 +349,7 @@ class HttpServer:
             if error.status == 503 and self.on_refused is not None:
                 self.on_refused()
             response = conn.error_response(error, now=time.time(), request=request, close=False)
-            sent = await self._write(sock, response.head)
+            sent = await self._sender.write(sock, response.head)
             record = Served(peer, request.method, path, error.status, 0, 0.0, sent)
             self._record(record, started, error)
             return sent and conn.finish_response()
@@ -440,9 +364,9 @@ class HttpServer:
         complete = False
         try:
             more = socket.MSG_MORE if response.length else 0
-            if await self._write(sock, response.head, more):
+            if await self._sender.write(sock, response.head, more):
                 if response.length:
-                    sent_bytes = await self._send_file(
+                    sent_bytes = await self._sender.send_file(
                         sock, client, opened.fd, response.offset, response.length
                     )
                     complete = sent_bytes == response.length
@@ -457,113 +381,6 @@ class HttpServer:
         )
         self._record(record, started)
         return complete and conn.finish_response()
-
-    async def _writable(self, sock: socket.socket) -> None:
-        """Wait until `sock` takes more bytes; TimeoutError after the idle timeout."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        fd = sock.fileno()
-        loop.add_writer(fd, _wake, future)
-        timer = loop.call_later(self.config.idle_timeout, _expire, future)
-        try:
-            await future
-        finally:
-            timer.cancel()
-            loop.remove_writer(fd)
-
-    async def _write(self, sock: socket.socket, data: bytes, flags: int = 0) -> bool:
-        """Send all of `data`; False when the peer left or stalled."""
-        view = memoryview(data)
-        try:
-            while view:
-                try:
-                    view = view[sock.send(view, flags) :]
-                except BlockingIOError:
-                    await self._writable(sock)
-        except (ConnectionError, TimeoutError):
-            return False
-        return True
-
-    async def _send_file(
-        self, sock: socket.socket, client: _Client, fd: int, offset: int, length: int
-    ) -> int:
-        """Send `length` bytes from `offset`; returns how many went (fewer: file shrank)."""
-        if not self._use_sendfile:
-            return await self._copy(sock, client, fd, offset, length)
-        out = sock.fileno()
-        limited = client.bucket is not None or self._total is not None
-        room = None if limited else _Room(asyncio.get_running_loop(), out, self.config.idle_timeout)
-        sent = 0
-        try:
-            while sent < length:
-                want = length - sent
-                if limited:
-                    want = await self._allowance(client, want)
-                try:
-                    count = _sendfile(out, fd, offset + sent, want)
-                except BlockingIOError:
-                    await (self._writable(sock) if room is None else room.wait())
-                    continue
-                except OSError as exc:
-                    if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) and not sent:
-                        log.info("sendfile not available (%s): copying instead", exc)
-                        self._use_sendfile = False
-                        return await self._copy(sock, client, fd, offset, length)
-                    raise
-                if count == 0:
-                    break  # the file shrank
-                sent += count
-                if limited:
-                    self._spend(client, count)
-                elif room is not None and count < want and sent < length:
-                    # The socket buffer is full: wait for room rather than make a call
-                    # that can only fail with EAGAIN (one syscall less per wakeup).
-                    await room.wait()
-        finally:
-            if room is not None:
-                room.close()
-        return sent
-
-    async def _allowance(self, client: _Client, want: int) -> int:
-        """Bytes the rate limits let this client send now (sleeps until some)."""
-        buckets = [b for b in (client.bucket, self._total) if b is not None]
-        # Never a sliver: wait until a quarter of the smallest burst (or all that is
-        # left) is available, so a limited download costs few, sizeable sendfile calls.
-        enough = max(1, min(want, *(b.burst for b in buckets)) // 4)
-        while True:
-            now = time.monotonic()
-            allowed = min(want, *(b.available(now) for b in buckets))
-            if allowed >= enough:
-                return allowed
-            pause = max(b.wait(enough, now) for b in buckets)
-            await asyncio.sleep(max(pause, 0.001))
-
-    def _spend(self, client: _Client, count: int) -> None:
-        now = time.monotonic()
-        if client.bucket is not None:
-            client.bucket.spend(count, now)
-        if self._total is not None:
-            self._total.spend(count, now)
-
-    async def _copy(
-        self, sock: socket.socket, client: _Client, fd: int, offset: int, length: int
-    ) -> int:
-        """The fallback: read and write through user space."""
-        limited = client.bucket is not None or self._total is not None
-        done = 0
-        while done < length:
-            want = min(_COPY_SIZE, length - done)
-            if limited:
-                want = await self._allowance(client, want)
-            data = os.pread(fd, want, offset + done)
-            if not data:
-                break
-            if not await self._write(sock, data):
-                raise ConnectionResetError("peer left")
-            done += len(data)
-            if limited:
-                self._spend(client, len(data))
-        return done
 
     def _record(self, record: Served, started: float, error: HttpError | None = None) -> None:
         seconds = asyncio.get_running_loop().time() - started
