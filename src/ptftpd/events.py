@@ -6,8 +6,16 @@ Sessions and engines say what happened as values, never as text to be parsed aga
   kind and the TFTP error code when it failed), `TransferRefused` (a request answered
   with ERROR before any transfer began, with the reason's kind and code);
 - DHCPv4 (`ptftpd.dhcp.engine`): `DhcpMessage` for each message in and out, with its
-  type, and `LeaseEvent` for each lease offered, bound, released, declined or found
-  expired, as the engine decided it;
+  type, and `LeaseEvent` for each lease offered, bound, released or declined, as the
+  engine decided it;
+- DHCPv6 (`ptftpd.dhcp6.engine`): `Dhcp6Message` for each client message in (read
+  through its relays) and each reply out, with its type, the client's DUID and the
+  IA_NA addresses it names, and `Lease6Event` for each binding offered, bound (or
+  renewed), released or declined;
+- lease expiry (v4 and v6): `LeaseExpiry` watches the bound events on their way to
+  the subscribers and emits `LeaseEvent`/`Lease6Event` of kind EXPIRED when a
+  binding's end passes without a renewal, release or decline; its driver arms one
+  timer at `next_deadline()` (no polling);
 - HTTP (`ptftpd.http`): `Served`, one per answered request.
 
 A producer takes an `EventSink` (any callable of one event; `ignore` by default) and
@@ -19,17 +27,22 @@ the boot line. `fan_out` gives one producer several subscribers.
 from __future__ import annotations
 
 import enum
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Literal, TypeVar
 
 __all__ = [
+    "Dhcp6Message",
+    "Dhcp6Type",
     "DhcpMessage",
     "Event",
     "EventSink",
     "Failure",
+    "Lease6Event",
     "LeaseEvent",
+    "LeaseExpiry",
     "LeaseKind",
     "TransferFinished",
     "TransferRefused",
@@ -156,7 +169,64 @@ class LeaseEvent:
     expires: float | None = None
 
 
-Event = TransferStarted | TransferFinished | TransferRefused | DhcpMessage | LeaseEvent
+Dhcp6Type = Literal[
+    "solicit",
+    "advertise",
+    "request",
+    "confirm",
+    "renew",
+    "rebind",
+    "reply",
+    "release",
+    "decline",
+    "reconfigure",
+    "information-request",
+    "other",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Dhcp6Message:
+    """A DHCPv6 client/server message decoded (in) or sent (out) by the engine, read
+    through any relay layers.
+
+    `duid`: the client's DUID (b"" when the message has none); `addresses`: every
+    address inside its IA_NAs (in: what the client names; out: what the reply gives
+    or takes back); `ours`: in, the message names this server's DUID as its server
+    identifier (always True out); `peer`: the client's own address when the message
+    came from it or goes to it directly (None through a relay); `server_duid`: the
+    server identifier the message carries (None when it has none)."""
+
+    direction: Literal["in", "out"]
+    type: Dhcp6Type
+    duid: bytes
+    addresses: tuple[IPv6Address, ...] = ()
+    ours: bool = False
+    peer: IPv6Address | None = None
+    server_duid: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease6Event:
+    """A DHCPv6 binding (IA_NA address) offered, bound or renewed (BOUND), released,
+    declined, or past its end (EXPIRED)."""
+
+    kind: LeaseKind
+    address: IPv6Address
+    duid: bytes
+    iaid: int
+    expires: float | None = None
+
+
+Event = (
+    TransferStarted
+    | TransferFinished
+    | TransferRefused
+    | DhcpMessage
+    | LeaseEvent
+    | Dhcp6Message
+    | Lease6Event
+)
 EventSink = Callable[[Event], None]
 E = TypeVar("E", bound=Event)
 
@@ -178,3 +248,80 @@ def fan_out(*sinks: Callable[[E], None]) -> Callable[[E], None]:
             each(event)
 
     return sink
+
+
+_Leases = LeaseEvent | Lease6Event
+
+
+class LeaseExpiry:
+    """The lease core's "lease expired" event, deadline-driven. Sans-IO.
+
+    `sink` wraps `forward` (the subscribers): every event passes through unchanged,
+    and the lease events teach the watch which bindings are live: a BOUND event with
+    a finite end (v4 `LeaseEvent`, v6 `Lease6Event`) starts or moves that address's
+    deadline, RELEASED or DECLINED of the address ends it (an OFFERED one does not: a
+    bound client is offered its own address again). `expire(now)`
+    emits an EXPIRED event, with the binding's client and end, for each binding whose
+    end has passed, and `next_deadline()` says when the next one is due: the driver
+    arms one timer there (wall-clock seconds, as the engines' `now`).
+
+    It knows what this server decided (with a shared PostgreSQL store another server
+    may renew a binding later; its own events say so there). Memory: one entry per
+    live binding (bounded by the pool or the binding limits) and a heap the
+    renewals may grow to at most twice that before it is rebuilt."""
+
+    def __init__(self, forward: EventSink) -> None:
+        self.forward = forward
+        self._live: dict[IPv4Address | IPv6Address, _Leases] = {}
+        self._heap: list[tuple[float, int, IPv4Address | IPv6Address]] = []
+        self._n = 0  # ties broken by arrival, so v4 and v6 addresses never compare
+
+    def sink(self, event: Event) -> None:
+        if isinstance(event, (LeaseEvent, Lease6Event)) and event.kind is not LeaseKind.EXPIRED:
+            self._note(event)
+        self.forward(event)
+
+    def _note(self, event: _Leases) -> None:
+        address = event.address
+        if event.kind is LeaseKind.BOUND and event.expires is not None:
+            if event.expires == float("inf"):
+                self._live.pop(address, None)
+                return
+            self._live[address] = event
+            self._n += 1
+            if len(self._heap) > 2 * len(self._live) + 64:
+                live = enumerate(self._live.items())
+                self._heap = [(e.expires or 0.0, self._n + i, a) for i, (a, e) in live]
+                self._n += len(self._heap)
+                heapq.heapify(self._heap)
+            else:
+                heapq.heappush(self._heap, (event.expires, self._n, address))
+        elif event.kind in (LeaseKind.RELEASED, LeaseKind.DECLINED):
+            self._live.pop(address, None)
+
+    def next_deadline(self) -> float | None:
+        """When the next binding ends (None: none is live)."""
+        while self._heap:
+            expires, _, address = self._heap[0]
+            live = self._live.get(address)
+            if live is not None and live.expires == expires:
+                return expires
+            heapq.heappop(self._heap)  # renewed, released or declined since
+        return None
+
+    def expire(self, now: float) -> None:
+        """Emit EXPIRED for every binding whose end is `now` or before."""
+        while True:
+            deadline = self.next_deadline()
+            if deadline is None or deadline > now:
+                return
+            _, _, address = heapq.heappop(self._heap)
+            live = self._live.pop(address)
+            if isinstance(live, LeaseEvent):
+                self.forward(LeaseEvent(LeaseKind.EXPIRED, live.address, live.mac, live.expires))
+            else:
+                self.forward(
+                    Lease6Event(
+                        LeaseKind.EXPIRED, live.address, live.duid, live.iaid, live.expires
+                    )
+                )

@@ -5,73 +5,60 @@ from __future__ import annotations
 
 from ipaddress import IPv6Address
 
-from ptftpd.dhcp6.codec import (
-    ClientId,
-    IaAddress,
-    IaNa,
-    InterfaceId,
-    MsgType,
-    RelayMessage,
-    RelayMsg,
-    ServerId,
-)
-from ptftpd.dhcp6.codec import Message as Message6
-from ptftpd.dhcp6.codec import encode as encode6
-from ptftpd.dhcp6.engine import Outgoing as Outgoing6
+from ptftpd.events import Dhcp6Message
 from ptftpd.pxe.bootlog import BootLog, BootTracker
 
-OURS = ServerId(bytes.fromhex("00030001525400aabbcc"))
-THEIRS = ServerId(bytes.fromhex("00030001525400ddeeff"))
+OURS = bytes.fromhex("00030001525400aabbcc")
+THEIRS = bytes.fromhex("00030001525400ddeeff")
+CLIENT_LL = IPv6Address("fe80::1")
 
 
 def duid(n: int) -> bytes:
     return bytes.fromhex("00030001") + n.to_bytes(6, "big")
 
 
-def request(n: int, server: ServerId, address: str) -> bytes:
-    ia = IaNa(1, 0, 0, (IaAddress(IPv6Address(address), 10, 20),))
-    return encode6(Message6(MsgType.REQUEST, n, (ClientId(duid(n)), server, ia)))
+def request(n: int, server: bytes, address: str) -> Dhcp6Message:
+    """The DHCPv6 engine's event for a client's Request naming `address` and `server`."""
+    addresses = (IPv6Address(address),)
+    return Dhcp6Message("in", "request", duid(n), addresses, server == OURS, CLIENT_LL, server)
 
 
 def our_reply(tracker: BootTracker, n: int, address: str) -> None:
-    ia = IaNa(1, 0, 0, (IaAddress(IPv6Address(address), 10, 20),))
-    reply = Message6(MsgType.REPLY, n, (OURS, ClientId(duid(n)), ia))
-    tracker.dhcp6_reply(Outgoing6(encode6(reply), ("fe80::1", 546)))
+    addresses = (IPv6Address(address),)
+    tracker.dhcp6(Dhcp6Message("out", "reply", duid(n), addresses, True, CLIENT_LL, OURS))
 
 
 def test_requests_to_another_server_teach_nothing() -> None:
     log = BootLog(emit=lambda _line: None)
     tracker = BootTracker(log, lambda: 5.0)
-    our_reply(tracker, 1, "fd00:77::1")  # the tracker now knows our server id
+    our_reply(tracker, 1, "fd00:77::1")
     # Anyone on the link can send a Request to any server naming any address.
     for n in range(2, 2000):
-        tracker.dhcp6_received(request(n, THEIRS, f"fd00:77::{n:x}"))
+        tracker.dhcp6(request(n, THEIRS, f"fd00:77::{n:x}"))
     assert list(log.mac_of_ip) == ["fd00:77::1"]
-    tracker.dhcp6_received(request(7, OURS, "fd00:77::7"))
+    tracker.dhcp6(request(7, OURS, "fd00:77::7"))
     assert log.mac_of_ip["fd00:77::7"] == "00:00:00:00:00:07"
     # A client we answered (our proxy Advertise) takes its address from the site's
     # server: that Request is learnt (EDK2 then downloads from that address).
-    advertise = Message6(MsgType.ADVERTISE, 9, (OURS, ClientId(duid(9))))
-    tracker.dhcp6_reply(Outgoing6(encode6(advertise), ("fe80::9", 546)))
-    tracker.dhcp6_received(request(9, THEIRS, "fd00:77::1009"))
+    advertise = Dhcp6Message("out", "advertise", duid(9), (), True, IPv6Address("fe80::9"), OURS)
+    tracker.dhcp6(advertise)
+    tracker.dhcp6(request(9, THEIRS, "fd00:77::1009"))
     assert log.mac_of_ip["fd00:77::1009"] == "00:00:00:00:00:09"
     assert len(log.mac_of_ip) == 3
 
 
-def test_relayed_replies_are_read_through_their_relays() -> None:
+def test_relayed_replies_teach_the_ia_address_only() -> None:
+    """The engine reads a relayed reply through its relays: no peer (the relay's
+    address is not the client's), the IA_NA address."""
     log = BootLog(emit=lambda _line: None)
     tracker = BootTracker(log, lambda: 5.0)
-    ia = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:79::50"), 10, 20),))
-    reply = Message6(MsgType.REPLY, 3, (OURS, ClientId(duid(3)), ia))
-    relayed = RelayMessage(
-        MsgType.RELAY_REPL,
-        0,
-        IPv6Address("fd00:79::1"),
-        IPv6Address("fe80::3"),
-        (InterfaceId(b"eth1"), RelayMsg(reply)),
-    )
-    tracker.dhcp6_reply(Outgoing6(encode6(relayed), ("fd00:88::2", 547)))
-    assert log.mac_of_ip == {"fd00:79::50": "00:00:00:00:00:03"}, "not the relay's address"
+    addresses = (IPv6Address("fd00:79::50"),)
+    tracker.dhcp6(Dhcp6Message("out", "reply", duid(3), addresses, True, None, OURS))
+    assert log.mac_of_ip == {"fd00:79::50": "00:00:00:00:00:03"}
+    # A boot service answer goes straight to the client's global address: learnt.
+    peer = IPv6Address("fd00:79::77")
+    tracker.dhcp6(Dhcp6Message("out", "reply", duid(4), (), True, peer, OURS))
+    assert log.mac_of_ip["fd00:79::77"] == "00:00:00:00:00:04"
 
 
 def test_learned_addresses_and_sessions_are_bounded_and_expire() -> None:

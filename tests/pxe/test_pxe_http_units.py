@@ -187,29 +187,24 @@ def test_boot_log_records_http_downloads() -> None:
 
 
 def test_boot_log_learns_ipv6_addresses_from_dhcpv6() -> None:
-    from ptftpd.dhcp6.codec import ClientId, IaAddress, IaNa, MsgType, ServerId
-    from ptftpd.dhcp6.codec import Message as Message6
-    from ptftpd.dhcp6.codec import encode as encode6
-    from ptftpd.dhcp6.engine import Outgoing as Outgoing6
+    from ptftpd.events import Dhcp6Message
 
     lines: list[str] = []
     log = BootLog(emit=lines.append)
     tracker = BootTracker(log, lambda: 5.0)
     duid = bytes.fromhex("00030001") + MAC
-    ours = ServerId(bytes.fromhex("00030001525400aabbcc"))
-    ia = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:77::1234"), 10, 20),))
-    reply = Message6(MsgType.REPLY, 7, (ours, ClientId(duid), ia))
-    tracker.dhcp6_reply(Outgoing6(encode6(reply), ("fe80::1", 546)))
+    ours = bytes.fromhex("00030001525400aabbcc")
+    link = IPv6Address("fe80::1")
+    given = (IPv6Address("fd00:77::1234"),)
+    tracker.dhcp6(Dhcp6Message("out", "reply", duid, given, True, link, ours))
     assert log.mac_of_ip["fd00:77::1234"] == "52:54:00:12:34:56"
     # A client's Request to us (our server id) names its address.
-    other = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:77::99"), 10, 20),))
-    request = Message6(MsgType.REQUEST, 8, (ClientId(duid), ours, other))
-    tracker.dhcp6_received(encode6(request))
+    named = (IPv6Address("fd00:77::99"),)
+    tracker.dhcp6(Dhcp6Message("in", "request", duid, named, True, link, ours))
     assert log.mac_of_ip["fd00:77::99"] == "52:54:00:12:34:56"
-    # A Solicit's hints are not taken; garbage is survived.
-    hint = IaNa(1, 0, 0, (IaAddress(IPv6Address("fd00:77::5"), 0, 0),))
-    tracker.dhcp6_received(encode6(Message6(MsgType.SOLICIT, 9, (ClientId(duid), hint))))
-    tracker.dhcp6_received(b"\x03\x00")
+    # A Solicit's hints are not taken.
+    hint = (IPv6Address("fd00:77::5"),)
+    tracker.dhcp6(Dhcp6Message("in", "solicit", duid, hint, False, link, None))
     assert "fd00:77::5" not in log.mac_of_ip
     log.discover("52:54:00:12:34:56", "EFI x64 (DHCPv6)", now=5.0)
     log.served("fd00:77::99", "ipxe.efi", 5, now=5.0)

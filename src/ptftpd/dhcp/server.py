@@ -31,13 +31,14 @@ from ipaddress import IPv4Address
 from ptftpd import datagrams
 from ptftpd.datagrams import read_burst
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
+from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
 from ptftpd.dhcp.leases import LeasePolicy, LeaseRows, PoolConfig, build_pool
 from ptftpd.dhcp.local_leases import LocalLeases
 from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
 from ptftpd.errors import ROOT_OR_CAPABILITIES
-from ptftpd.events import Event, EventSink, ignore
+from ptftpd.events import Event, EventSink, LeaseEvent, LeaseExpiry, ignore
 
 __all__ = ["DhcpServer", "add_neighbour", "open_dhcp_socket"]
 
@@ -203,6 +204,7 @@ class DhcpServer:
         self._boot_policy = boot_policy
         self.engine: DhcpEngine | None = None
         self._events: EventSink = ignore
+        self._expiry: ExpiryTimer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: socket.socket | None = None
         self._arp_ok = True
@@ -228,6 +230,12 @@ class DhcpServer:
     @events.setter
     def events(self, sink: EventSink) -> None:
         self._events = sink
+        if self._expiry is not None:
+            self._expiry.close()
+        # "Lease expired" (v4): the bound leases pass through the core's watch on the
+        # loop, which arms one timer at the next lease's end (`expiry_timer`).
+        watch = LeaseExpiry(sink) if sink is not ignore else None
+        self._expiry = ExpiryTimer(watch, self._clock) if watch is not None else None
         if self.engine is not None:
             self.engine.events = self._emit if sink is not ignore else ignore
 
@@ -273,9 +281,18 @@ class DhcpServer:
         database threads (in the order they happened)."""
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
-            self._events(event)
+            self._deliver(event)
         else:
-            loop.call_soon_threadsafe(self._events, event)
+            loop.call_soon_threadsafe(self._deliver, event)
+
+    def _deliver(self, event: Event) -> None:
+        expiry = self._expiry
+        if expiry is None:
+            self._events(event)
+            return
+        expiry.watch.sink(event)
+        if isinstance(event, LeaseEvent):
+            expiry.arm()
 
     def _policy(self, pool: PoolConfig) -> LeasePolicy:
         """One lease policy per pool, over the server's rows (whichever store)."""
@@ -343,6 +360,8 @@ class DhcpServer:
         )
 
     def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.close()
         if self._lane is not None:
             self._lane.close()
             self._lane = None

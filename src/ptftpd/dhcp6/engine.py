@@ -19,6 +19,11 @@ server serves it only when that address lies in its prefix (else the message is
 dropped: not a link it has addresses for); a proxy answers boot options whatever the
 link. Relays nest at most `MAX_RELAYS` deep (the codec's bound).
 
+Events (`ptftpd.events`, built only when `events` is not `ignore`): a `Dhcp6Message`
+for every client message decoded (read through its relays, before any check: the boot
+log learns from Requests to another server too, by `ours`) and every reply sent, and
+a `Lease6Event` for every binding offered, bound or renewed, released or declined.
+
 Unicast: RFC 9915 (which obsoletes RFC 8415) drops the Server Unicast option and the
 UseMulticast status, so a server answers a message sent to its unicast address like a
 multicast one; this server never sends UseMulticast, which EDK2's unicast boot-service
@@ -32,7 +37,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from ptftpd.dhcp6.boot import (
     BootChoice6,
@@ -71,6 +76,7 @@ from ptftpd.dhcp6.codec import (
 )
 from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.leases import Bindings, Lease6, LeaseState6
+from ptftpd.events import Dhcp6Message, Dhcp6Type, EventSink, Lease6Event, LeaseKind, ignore
 
 __all__ = ["MAX_RELAYS", "Dhcp6Engine", "Outgoing"]
 
@@ -97,6 +103,7 @@ class Dhcp6Engine:
         self.config = config
         self.duid = duid
         self.bindings = bindings
+        self.events: EventSink = ignore
         self._handlers: dict[int, _Handler] = {
             MsgType.SOLICIT: self._solicit,
             MsgType.REQUEST: self._request,
@@ -126,6 +133,9 @@ class Dhcp6Engine:
             assert inner is not None  # the codec requires it
             packet = inner.message
         msg = packet
+        peer = None if relays else _host(source[0])
+        if self.events is not ignore:
+            self._message_event("in", msg, peer)
         if relays and not self._serves_link(relays[-1].link_address):
             log.debug(
                 "dropped %s relayed from link %s: not in %s",
@@ -137,9 +147,35 @@ class Dhcp6Engine:
         reply = self._answer(msg, source, now)
         if reply is None:
             return []
+        if self.events is not ignore:
+            self._message_event("out", reply, peer)
         if not relays:
             return [Outgoing(encode(reply), (source[0], self.config.client_port))]
         return [Outgoing(encode(_relay_reply(relays, reply)), (source[0], self.config.server_port))]
+
+    def _message_event(
+        self, direction: Literal["in", "out"], msg: Message, peer: IPv6Address | None
+    ) -> None:
+        client, server = msg.first(ClientId), msg.first(ServerId)
+        addresses = tuple(
+            a.address for ia in msg.all(IaNa) for a in ia.options if isinstance(a, IaAddress)
+        )
+        sid = server.duid if server is not None else None
+        self.events(
+            Dhcp6Message(
+                direction,
+                _TYPES.get(msg.msg_type, "other"),
+                client.duid if client is not None else b"",
+                addresses,
+                direction == "out" or sid == self.duid,
+                peer,
+                sid,
+            )
+        )
+
+    def _lease_event(self, kind: LeaseKind, lease: Lease6) -> None:
+        if self.events is not ignore:
+            self.events(Lease6Event(kind, lease.address, lease.duid, lease.iaid, lease.expires))
 
     def _serves_link(self, link: IPv6Address) -> bool:
         """A relayed client's link (the innermost relay's link address) is served when
@@ -187,6 +223,10 @@ class Dhcp6Engine:
         reply = self._boot_only(MsgType.REPLY, msg, client.duid)
         if reply is None:
             return []
+        if self.events is not ignore:
+            peer = _host(source[0])
+            self._message_event("in", msg, peer)
+            self._message_event("out", reply, peer)
         log.info("boot service: boot file URL to %s", source[0])
         return [Outgoing(encode(reply), (source[0], source[1]))]
 
@@ -297,8 +337,11 @@ class Dhcp6Engine:
                 lease = self.bindings.bind(duid, ia.iaid, now, self.config.valid_lifetime, hint)
                 if lease is not None:
                     self._log_lease("leased", lease, duid)
+                    self._lease_event(LeaseKind.BOUND, lease)
             else:
                 lease = self.bindings.offer(duid, ia.iaid, now, hint)
+                if lease is not None:
+                    self._lease_event(LeaseKind.OFFERED, lease)
             if lease is None:
                 log.warning("no address for DUID %s IAID %d", duid.hex(":"), ia.iaid)
                 nothing = (StatusCode(Status.NO_ADDRS_AVAIL, "no addresses available"),)
@@ -351,6 +394,7 @@ class Dhcp6Engine:
             if lease is not None:
                 lease = self.bindings.renew(lease, now, self.config.valid_lifetime)
                 self._log_lease("rebound" if rebind else "renewed", lease, duid)
+                self._lease_event(LeaseKind.BOUND, lease)
             elif rebind and any(a not in self.config.prefix for a in listed):
                 zero = tuple(IaAddress(a, 0, 0) for a in listed)
                 out.append(IaNa(ia.iaid, 0, 0, zero))
@@ -381,10 +425,10 @@ class Dhcp6Engine:
                 out.append(IaNa(ia.iaid, 0, 0, (status,)))
                 continue
             if decline:
-                self.bindings.decline(lease, now)
+                self._lease_event(LeaseKind.DECLINED, self.bindings.decline(lease, now))
                 log.warning("declined %s by DUID %s: address in use?", lease.address, duid.hex(":"))
             else:
-                self.bindings.release(lease, now)
+                self._lease_event(LeaseKind.RELEASED, self.bindings.release(lease, now))
                 log.info("released %s by DUID %s IAID %d", lease.address, duid.hex(":"), ia.iaid)
         out.append(StatusCode(Status.SUCCESS, "declined" if decline else "released"))
         return self._reply(MsgType.REPLY, msg, duid, out)
@@ -448,6 +492,28 @@ def _relay_reply(relays: list[RelayMessage], reply: Message) -> RelayMessage:
         )
     assert isinstance(wrapped, RelayMessage)
     return wrapped
+
+
+_TYPES: dict[int, Dhcp6Type] = {
+    MsgType.SOLICIT: "solicit",
+    MsgType.ADVERTISE: "advertise",
+    MsgType.REQUEST: "request",
+    MsgType.CONFIRM: "confirm",
+    MsgType.RENEW: "renew",
+    MsgType.REBIND: "rebind",
+    MsgType.REPLY: "reply",
+    MsgType.RELEASE: "release",
+    MsgType.DECLINE: "decline",
+    MsgType.RECONFIGURE: "reconfigure",
+    MsgType.INFORMATION_REQUEST: "information-request",
+}
+
+
+def _host(text: str) -> IPv6Address | None:
+    try:
+        return IPv6Address(text.split("%", 1)[0])
+    except ValueError:
+        return None
 
 
 def _name(kind: int) -> str:

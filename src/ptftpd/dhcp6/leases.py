@@ -329,13 +329,15 @@ class Bindings:
         self._set(renewed)
         return renewed
 
-    def release(self, lease: Lease6, now: float) -> None:
+    def release(self, lease: Lease6, now: float) -> Lease6:
         released = replace(lease, state=LeaseState6.RELEASED, expires=now)
         self.store.save([released])
         self._set(released)
+        return released
 
-    def decline(self, lease: Lease6, now: float) -> None:
+    def decline(self, lease: Lease6, now: float) -> Lease6:
         """The client found the address in use: nobody gets it for `decline_time`."""
         declined = replace(lease, state=LeaseState6.DECLINED, expires=now + self.decline_time)
         self.store.save([declined])
         self._set(declined)
+        return declined

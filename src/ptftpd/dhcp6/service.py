@@ -5,6 +5,11 @@ Servers (ff02::1:2) there only, so instances on different interfaces coexist and
 reply leaves on the wrong link. Replies go to the client's link-local address, port
 546, scoped to IFACE. A burst of waiting datagrams is handled in one go; bindings are
 committed by the engine before its replies are sent, and withheld if the commit fails.
+
+Events: the engine's typed events (`ptftpd.events`: messages in and out, bindings
+offered, bound, released, declined) go to `events`, through a `LeaseExpiry` that adds
+"lease expired" when a binding's end passes; the service arms one loop timer at its
+`next_deadline()` after each burst and each expiry (no polling).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 
 from ptftpd import datagrams
 from ptftpd.datagrams import read_burst
+from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp6.codec import duid_ll
 from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
@@ -26,6 +32,7 @@ from ptftpd.dhcp6.leases import Bindings, LeaseStore6, MemoryStore6, Pool6
 from ptftpd.dhcp6.rasender import RaSender
 from ptftpd.dhcp6.store import Lease6StoreError, SqliteStore6
 from ptftpd.errors import ROOT_OR_CAPABILITIES, StartError
+from ptftpd.events import Event, EventSink, LeaseExpiry, ignore
 
 __all__ = ["ALL_DHCP_SERVERS", "Dhcp6Service", "interface_mac"]
 
@@ -72,23 +79,20 @@ class Dhcp6Service:
     """DHCPv6 (and optionally RA) on one interface, inside any running asyncio loop.
 
     `store` defaults to SQLite at `config.leases_path` (memory when None); `clock` is
-    wall time, since lease expiry must survive restarts. `on_reply(outgoing)` sees each
-    reply before it is sent, `on_received(data)` each datagram received."""
+    wall time, since lease expiry must survive restarts. `events` receives the
+    engine's typed events and the expiries (see the module docstring); a subscriber's
+    exception is logged, never raised into the service."""
 
     def __init__(
         self,
         config: Dhcp6Config,
         store: LeaseStore6 | None = None,
         clock: Callable[[], float] = time.time,
-        on_reply: Callable[[Outgoing], None] | None = None,
-        on_received: Callable[[bytes], None] | None = None,
+        events: EventSink = ignore,
     ) -> None:
         self.config = config
-        # Called with every reply before it is sent, and with every datagram received
-        # (pxed's boot log learns which address a client's DUID has, also from its
-        # Requests to another server in proxy mode); exceptions are logged, never raised.
-        self.on_reply = on_reply
-        self.on_received = on_received
+        self.events = events
+        self._expiry: ExpiryTimer | None = None
         self._store = store
         self._clock = clock
         self.engine: Dhcp6Engine | None = None
@@ -128,6 +132,10 @@ class Dhcp6Service:
         except Lease6StoreError as exc:
             raise StartError(str(exc)) from None
         self.engine = Dhcp6Engine(cfg, duid, bindings)
+        if self.events is not ignore:
+            watch = LeaseExpiry(self._deliver)
+            self._expiry = ExpiryTimer(watch, self._clock)
+            self.engine.events = watch.sink
         self._sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port, shared=cfg.proxy)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._sock.fileno(), self._on_readable, self._sock, False)
@@ -162,7 +170,15 @@ class Dhcp6Service:
             f"server DUID {duid.hex(':')}",
         )
 
+    def _deliver(self, event: Event) -> None:
+        try:
+            self.events(event)
+        except Exception:
+            log.exception("event subscriber failed")
+
     def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.close()
         if self.ra is not None:
             self.ra.close()
             self.ra = None
@@ -189,11 +205,6 @@ class Dhcp6Service:
         outgoing: list[Outgoing] = []
         for data, addr in read_burst(sock, log):
             host = str(addr[0]).split("%", 1)[0]
-            if self.on_received is not None:
-                try:
-                    self.on_received(data)
-                except Exception:
-                    log.exception("on_received callback failed")
             try:
                 outgoing.extend(handle(data, (host, int(addr[1])), self._clock()))
             except Lease6StoreError as exc:
@@ -201,11 +212,8 @@ class Dhcp6Service:
             except Exception:
                 # A bug must cost one packet, never the service.
                 log.exception("internal error handling a packet from %s", host)
+        if self._expiry is not None:
+            self._expiry.arm()
         for out in outgoing:
-            if self.on_reply is not None:
-                try:
-                    self.on_reply(out)
-                except Exception:
-                    log.exception("on_reply callback failed")
             address = (out.address[0], out.address[1], 0, self.ifindex)
             datagrams.send(sock, out.payload, address, log)

@@ -36,20 +36,14 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
-from ptftpd.dhcp6.codec import (
-    ClientId,
-    IaAddress,
-    IaNa,
-    Message,
-    MsgType,
-    PacketError,
-    RelayMessage,
-    RelayMsg,
-    ServerId,
-    decode_any,
+from ptftpd.events import (
+    Dhcp6Message,
+    Event,
+    Failure,
+    TransferFinished,
+    TransferRefused,
+    TransferStarted,
 )
-from ptftpd.dhcp6.engine import Outgoing as Outgoing6
-from ptftpd.events import Failure, TransferFinished, TransferRefused, TransferStarted
 from ptftpd.http import Served
 
 __all__ = [
@@ -295,9 +289,6 @@ class BootTracker:
         self.changed = changed or (lambda: None)
         self.observe = observe or (lambda event: None)
         self.busy: Counter[str] = Counter()
-        # The server DUIDs our own DHCPv6 replies carry (one per service): a received
-        # message naming one of them is addressed to us.
-        self._our_duids: set[bytes] = set()
         # Clients (DUIDs) we answered lately, oldest first, at most `_ANSWERED`.
         self._answered: dict[bytes, None] = {}
 
@@ -327,52 +318,34 @@ class BootTracker:
         self.boot_log.failed(refusal.peer_ip, refusal.filename, why, now=self.clock())
         self.changed()
 
-    def dhcp6_reply(self, out: Outgoing6) -> None:
-        """Our DHCPv6 Reply names the client (DUID) and its address (IA_NA, or where a
-        proxy-mode boot service answer goes): TFTP and HTTP peers are then known. A
-        Relay-reply is read through its relays (its destination is the relay's)."""
-        destination = IPv6Address(out.address[0].split("%", 1)[0])
-        msg = _client_message(out.payload)
-        if msg is None:
+    def dhcp6(self, event: Event) -> None:
+        """The DHCPv6 engine's messages (`Dhcp6Message`, subscribed as its events sink):
+        our Reply names the client (DUID) and its address (IA_NA, or where a boot
+        service answer goes), so TFTP and HTTP peers are then known. A client's Request,
+        Renew or Rebind names the address it takes: learnt when it is addressed to us
+        (`ours`), or comes from a client we answered (in proxy mode, EDK2 takes its
+        address from the site's server after our Advertise and downloads from it).
+        Anything else on the link is not ours to learn from: anyone can send it, naming
+        any address (issue 19 item 2)."""
+        if not isinstance(event, Dhcp6Message) or not event.duid:
             return
-        server, client = msg.first(ServerId), msg.first(ClientId)
-        if server is not None and len(self._our_duids) < 16:
-            self._our_duids.add(server.duid)
-        if client is not None:
-            self._answered.pop(client.duid, None)
+        if event.direction == "out":
+            self._answered.pop(event.duid, None)
             if len(self._answered) >= _ANSWERED:
                 del self._answered[next(iter(self._answered))]
-            self._answered[client.duid] = None
-        relayed = out.payload[:1] == bytes((MsgType.RELAY_REPL,))
-        self._learn6(msg, (MsgType.REPLY,), None if relayed else destination)
-
-    def dhcp6_received(self, data: bytes) -> None:
-        """A client's Request, Renew or Rebind names the address it takes: learnt when
-        it is addressed to us, or comes from a client we answered (in proxy mode, EDK2
-        takes its address from the site's server after our Advertise and downloads
-        from it). Anything else on the link is not ours to learn from: anyone can send
-        it, naming any address (issue 19 item 2)."""
-        msg = _client_message(data)
-        if msg is None:
-            return
-        server, client = msg.first(ServerId), msg.first(ClientId)
-        ours = server is not None and server.duid in self._our_duids
-        if not ours and (client is None or client.duid not in self._answered):
-            return
-        self._learn6(msg, (MsgType.REQUEST, MsgType.RENEW, MsgType.REBIND), None)
-
-    def _learn6(
-        self, msg: Message, kinds: tuple[int, ...], destination: IPv6Address | None
-    ) -> None:
-        client = msg.first(ClientId)
-        if msg.msg_type not in kinds or client is None:
-            return
-        label = client_label(client.duid)
-        addresses = [
-            a.address for ia in msg.all(IaNa) for a in ia.options if isinstance(a, IaAddress)
-        ]
-        if destination is not None and not destination.is_link_local:
-            addresses.append(destination)
+            self._answered[event.duid] = None
+            if event.type != "reply":
+                return
+            addresses = list(event.addresses)
+            if event.peer is not None and not event.peer.is_link_local:
+                addresses.append(event.peer)
+        else:
+            if not event.ours and event.duid not in self._answered:
+                return
+            if event.type not in ("request", "renew", "rebind"):
+                return
+            addresses = list(event.addresses)
+        label = client_label(event.duid)
         now = self.clock()
         for address in addresses:
             self.boot_log.address(label, address, now=now)
@@ -395,17 +368,3 @@ class BootTracker:
         elif record.status in (200, 206):
             self.boot_log.served(record.peer, name, record.bytes_sent, "http", now=now)
         self.changed()
-
-
-def _client_message(data: bytes) -> Message | None:
-    """The client/server message in `data`, read through any relay layers."""
-    try:
-        packet = decode_any(data)
-    except PacketError:
-        return None
-    while isinstance(packet, RelayMessage):
-        inner = packet.first(RelayMsg)
-        if inner is None:
-            return None
-        packet = inner.message
-    return packet

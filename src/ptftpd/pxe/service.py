@@ -313,9 +313,7 @@ class PxeService:
         self._policy6 = policy
         config6 = dataclasses.replace(config6, boot_policy=policy)
         tracker = self._tracker
-        service = Dhcp6Service(
-            config6, on_reply=tracker.dhcp6_reply, on_received=tracker.dhcp6_received
-        )
+        service = Dhcp6Service(config6, events=tracker.dhcp6)
         self.dhcp6_service = service
         await service.start()
 
