@@ -151,6 +151,9 @@ class DhcpMessage:
     address: IPv4Address | None = None
     # Option 60 of a message in (e.g. `HTTPClient:Arch:00016`), when the producer says it.
     vendor_class: str | None = None
+    # The server's UDP port the message came to or went from: 67 for DHCP and proxyDHCP,
+    # the boot server's 4011 for a PXE boot-server exchange (None: not told).
+    port: int | None = None
 
 
 class LeaseKind(enum.Enum):

@@ -52,18 +52,18 @@ def test_a_dora_release_and_decline_as_events() -> None:
     decline = req(MessageType.DECLINE, server_id=SERVER.packed, requested_ip=offer2.yiaddr.packed)
     assert send(eng, decline, NOW + 4) == []
     assert seen == [
-        DhcpMessage("in", "discover", MAC, None),
+        DhcpMessage("in", "discover", MAC, None, port=67),
         LeaseEvent(LeaseKind.OFFERED, addr, MAC, NOW + 30),
-        DhcpMessage("out", "offer", MAC, addr),
-        DhcpMessage("in", "request", MAC, addr),
+        DhcpMessage("out", "offer", MAC, addr, port=67),
+        DhcpMessage("in", "request", MAC, addr, port=67),
         LeaseEvent(LeaseKind.BOUND, addr, MAC, NOW + 1 + 3600),
-        DhcpMessage("out", "ack", MAC, addr),
-        DhcpMessage("in", "release", MAC, addr),
+        DhcpMessage("out", "ack", MAC, addr, port=67),
+        DhcpMessage("in", "release", MAC, addr, port=67),
         LeaseEvent(LeaseKind.RELEASED, addr, MAC),
-        DhcpMessage("in", "discover", MAC, None),
+        DhcpMessage("in", "discover", MAC, None, port=67),
         LeaseEvent(LeaseKind.OFFERED, offer2.yiaddr, MAC, NOW + 3 + 30),
-        DhcpMessage("out", "offer", MAC, offer2.yiaddr),
-        DhcpMessage("in", "decline", MAC, offer2.yiaddr),
+        DhcpMessage("out", "offer", MAC, offer2.yiaddr, port=67),
+        DhcpMessage("in", "decline", MAC, offer2.yiaddr, port=67),
         LeaseEvent(LeaseKind.DECLINED, offer2.yiaddr, MAC, NOW + 4 + 600),
     ]
 
@@ -74,8 +74,8 @@ def test_a_nak_is_a_message_out_and_no_lease() -> None:
     [nak] = send(eng, req(MessageType.REQUEST, server_id=SERVER.packed, requested_ip=wrong))
     assert nak.message_type is MessageType.NAK
     assert seen == [
-        DhcpMessage("in", "request", MAC, IPv4Address("10.5.0.77")),
-        DhcpMessage("out", "nak", MAC, None),
+        DhcpMessage("in", "request", MAC, IPv4Address("10.5.0.77"), port=67),
+        DhcpMessage("out", "nak", MAC, None, port=67),
     ]
 
 
@@ -117,4 +117,5 @@ def test_a_message_in_says_its_vendor_class() -> None:
     from its DISCOVER event."""
     eng, seen = engine()
     send(eng, req(MessageType.DISCOVER, vendor_class=b"HTTPClient:Arch:00016"))
-    assert seen[0] == DhcpMessage("in", "discover", MAC, None, vendor_class="HTTPClient:Arch:00016")
+    want = DhcpMessage("in", "discover", MAC, None, vendor_class="HTTPClient:Arch:00016", port=67)
+    assert seen[0] == want

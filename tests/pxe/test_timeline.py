@@ -414,3 +414,65 @@ def test_pxed_s_proxy_tells_the_record_of_an_http_boot_client_without_http_port(
     view = only(tl)
     assert view["steps"][0]["vendor_class"] == "HTTPClient:Arch:00016"  # type: ignore[index]
     assert view["diagnosis"] == ["HTTP boot client, but no HTTP port configured (pxed --http-port)"]
+
+
+def test_proxy_67_and_boot_server_4011_exchanges_show_their_port(tmp_path: Path) -> None:
+    """pxed --proxy: the DISCOVER on 67 and its proxy OFFER, then the REQUEST to the boot
+    server on 4011 and its ACK, each step with the port it came to or went from (the
+    service's own sockets, with a transport that records instead of sending)."""
+    from ipaddress import IPv4Network
+
+    from pxe_requests import FILES, SERVER, request
+
+    from ptftpd.dhcp import DhcpConfig, MessageType, Opt, encode
+    from ptftpd.pxe import PxeConfig, PxeService
+
+    dhcp = DhcpConfig(server_ip=SERVER, network=IPv4Network("10.78.0.0/24"), bootfile="x")
+    svc = PxeService(
+        PxeConfig(dhcp=dhcp, tftp=ServerConfig(root=tmp_path), files=FILES, proxy=True)
+    )
+    sent: list[tuple[bytes, object]] = []
+
+    class Recorder:
+        def sendto(self, data: bytes, address: object) -> None:
+            sent.append((data, address))
+
+    async def run() -> None:
+        for port in (67, 4011):
+            svc._transports[port] = Recorder()  # type: ignore[assignment]
+        uefi = "PXEClient:Arch:00007:UNDI:003016"
+        svc._received(encode(request(arch=7, vendor=uefi)), ("0.0.0.0", 68), port=67)
+        boot_item = {Opt.VENDOR_SPECIFIC: bytes([71, 4, 0, 0, 0, 0, 255])}
+        req = request(MessageType.REQUEST, arch=7, vendor=uefi, ciaddr="10.78.0.50")
+        req.options.update(boot_item)
+        svc._received(encode(req), ("10.78.0.50", 68), port=4011)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(run())
+    assert len(sent) == 2
+    tl = svc.timeline.timeline
+    steps = [(s["kind"], s["direction"], s.get("port")) for s in only(tl)["steps"]]  # type: ignore[union-attr]
+    assert steps == [
+        ("dhcp.discover", "in", 67),
+        ("dhcp.offer", "out", 67),
+        ("dhcp.request", "in", 4011),
+        ("dhcp.ack", "out", 4011),
+    ]
+
+
+def test_the_dhcp_engine_says_its_port(tmp_path: Path) -> None:
+    from ipaddress import IPv4Network
+
+    from pxe_requests import SERVER, request
+
+    from ptftpd.dhcp import DhcpConfig, DhcpServer, encode
+    from ptftpd.dhcp.leases import MemoryStore
+
+    dhcp = DhcpConfig(server_ip=SERVER, network=IPv4Network("10.78.0.0/24"), port=1067)
+    server = DhcpServer(dhcp, store=MemoryStore())
+    engine = server.build_engine()
+    tl = Timeline()
+    engine.events = lambda event: tl.feed(event, 1.0)
+    engine.handle(encode(request()), ("0.0.0.0", 68), 1.0)
+    steps = [(s["kind"], s.get("port")) for s in only(tl)["steps"]]  # type: ignore[union-attr]
+    assert steps == [("dhcp.discover", 1067), ("lease.offered", None), ("dhcp.offer", 1067)]

@@ -244,7 +244,16 @@ class DhcpEngine:
             return []
         if self.events is not ignore:  # nobody listening: build no event
             asked = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
-            self.events(DhcpMessage("in", message_label(msg), msg.mac_str, asked, msg.vendor_class))
+            self.events(
+                DhcpMessage(
+                    "in",
+                    message_label(msg),
+                    msg.mac_str,
+                    asked,
+                    msg.vendor_class,
+                    self.config.port,
+                )
+            )
         debug = log.isEnabledFor(logging.DEBUG)
         if debug:
             log.debug(
@@ -308,7 +317,8 @@ class DhcpEngine:
             )
         if self.events is not ignore:
             yiaddr = reply.yiaddr if reply.yiaddr != ZERO_IP else None
-            self.events(DhcpMessage("out", message_label(reply), msg.mac_str, yiaddr))
+            label = message_label(reply)
+            self.events(DhcpMessage("out", label, msg.mac_str, yiaddr, port=self.config.port))
         return Outgoing(payload, dest, arp, reply)
 
     # -- DHCP ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ Version 4: bind for a SELECTING client takes only its own row (what it was offer
 Version 5: the servers sharing the database (`servers`: one row each, its addresses and
 its heartbeat), and the 'server' state: a server's own address reserved in the rows
 for everyone, so it is not part of the pool definition the servers compare.
+Version 6: pxed's boot records (`boot_attempts`, pxe/boot_records.py), a table of their own.
 """
 
 from __future__ import annotations
@@ -189,6 +190,21 @@ MIGRATIONS[5] = (
     "ALTER TABLE leases DROP CONSTRAINT leases_state_check",
     "ALTER TABLE leases ADD CONSTRAINT leases_state_check CHECK (state IN "
     "('free', 'offered', 'bound', 'released', 'expired', 'declined', 'server'))",
+)
+
+# Version 6: one row per boot attempt per server (pxe/boot_records.py), pruned by age.
+MIGRATIONS[6] = (
+    """CREATE TABLE boot_attempts (
+        id       text PRIMARY KEY,
+        server   text NOT NULL,
+        mac      text NOT NULL,
+        state    text NOT NULL,
+        started  double precision NOT NULL,
+        updated  double precision NOT NULL,
+        record   text NOT NULL
+    )""",
+    "CREATE INDEX boot_attempts_updated ON boot_attempts (updated)",
+    "CREATE INDEX boot_attempts_mac ON boot_attempts (mac, started)",
 )
 LATEST_VERSION = max(MIGRATIONS)
 

@@ -91,17 +91,18 @@ class ProxyResponder:
         *,
         now: float,
         events: EventSink = ignore,
+        port: int | None = None,
     ) -> list[Outgoing]:
         """Datagram `data` from `source` arrived on the boot server port (4011) when
         `boot_server`, else on the DHCP port (67), at `now` (monotonic seconds, for the
-        boot log); `events` hears of it (`DhcpMessage`)."""
+        boot log); `events` hears of it (`DhcpMessage`, with `port`: the port it came to)."""
         try:
             msg = decode(data)
         except PacketError as exc:
             log.debug("drop %d bytes from %s: %s", len(data), source[0], exc)
             return []
         asked = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
-        events(DhcpMessage("in", message_label(msg), msg.mac_str, asked, msg.vendor_class))
+        events(DhcpMessage("in", message_label(msg), msg.mac_str, asked, msg.vendor_class, port))
         if msg.op != BOOTREQUEST or msg.message_type is None:
             return []
         mtype = msg.message_type

@@ -34,6 +34,7 @@ from ptftpd.dhcp6 import Dhcp6Service, config_for_interface
 from ptftpd.events import DhcpMessage, Event, EventSink, ignore
 from ptftpd.http import HttpConfig, HttpServer
 from ptftpd.netif import InterfaceError, interface_addresses
+from ptftpd.pxe.boot_records import BootRetention, open_boot_records
 from ptftpd.pxe.bootlog import BootLog, BootTracker
 from ptftpd.pxe.config import PxeConfig
 from ptftpd.pxe.firmware import (
@@ -181,6 +182,7 @@ class PxeService:
             self.boot_log, time.monotonic, self._arm_boot_timer, observe=self.timeline.feed
         )
         self._policy6: Pxe6Policy | None = None
+        self.boot_records: BootRetention | None = None
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
         # the 4011 boot server), in and out: pxed --metrics counts them.
         self.events: EventSink = ignore
@@ -276,6 +278,7 @@ class PxeService:
             server.events = self.timeline.feed  # --metrics chains in front (count_messages)
             self.dhcp_server = server
             await server.start()
+            self._keep_boot_records()
         for port in ports:
             sock = open_dhcp_socket(dhcp.interface, port)
             handler = functools.partial(self._received, port=port)
@@ -409,7 +412,9 @@ class PxeService:
         boot_server = port == self.config.boot_server_port
         log.debug("recv %d bytes on port %d from %s:%d", len(data), port, source[0], source[1])
         now = time.monotonic()
-        replies = self.responder.handle(data, source, boot_server, now=now, events=self._event)
+        replies = self.responder.handle(
+            data, source, boot_server, now=now, events=self._event, port=port
+        )
         self._arm_boot_timer()
         for out in replies:
             self._send(out, port)
@@ -427,13 +432,27 @@ class PxeService:
         message = out.message
         if message is not None:
             yiaddr = message.yiaddr if message.yiaddr != ZERO_IP else None
-            self._event(DhcpMessage("out", message_label(message), message.mac_str, yiaddr))
+            label = message_label(message)
+            self._event(DhcpMessage("out", label, message.mac_str, yiaddr, port=port))
         loop = asyncio.get_running_loop()
         datagrams.after(
             self.config.dhcp.reply_delay, loop, transport.sendto, out.payload, out.address
         )
 
+    def _keep_boot_records(self) -> None:
+        """With a lease database (SQLite file or PostgreSQL), the boot attempts go there
+        too (`pxe/boot_records.py`): kept across restarts, shared by the servers that
+        share the database, pruned by age."""
+        dhcp = self.config.dhcp
+        store = open_boot_records(dhcp.leases_path, dhcp.leases_url, str(dhcp.server_ip))
+        if store is not None:
+            self.boot_records = BootRetention(self.timeline, store, str(dhcp.server_ip))
+            self.boot_records.start()
+
     def close(self) -> None:
+        if self.boot_records is not None:
+            self.boot_records.close()
+            self.boot_records = None
         self.timeline.close()
         if self._boot_timer is not None:
             self._boot_timer.cancel()

@@ -215,6 +215,8 @@ class Timeline:
             details["address"] = str(event.address)
         if event.vendor_class is not None:
             details["vendor_class"] = event.vendor_class
+        if event.port is not None:
+            details["port"] = event.port
         self._step(current, Step(now, f"dhcp.{event.type}", details), now)
         if event.address is not None and (
             (event.direction == "out" and event.type in ("ack", "bootreply"))
