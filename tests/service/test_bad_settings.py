@@ -56,6 +56,7 @@ KEY_KINDS = {
     ("blksize-max", "windowsize-max", "retries", "max-sessions", "workers"): {"int"},
     ("tftp-port", "http-port"): {"int"},
     ("boot-records",): {"int"},
+    ("api", "api-token"): {"str"},
     ("timeout", "drain", "boot-idle"): {"int", "float"},
     ("map-file", "port-range", "umask", "user", "group", "metrics", "root"): {"str"},
     ("log-target",): {"str"},

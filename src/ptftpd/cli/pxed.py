@@ -44,6 +44,8 @@ from ptftpd.service.service_settings import (
     LOG_FIELDS,
     SERVICE_FIELDS,
     ServiceSettings,
+    address_text,
+    metrics_address,
     workers_field,
 )
 from ptftpd.tftp.transfer_settings import RFC1350, TRANSFER_FIELDS
@@ -54,6 +56,16 @@ PROG = "pxed"
 
 BOOT = "boot files (relative to ROOT; default BOOTFILE)"
 NET = "HTTP and IPv6"
+API = "boot timeline and operator API"
+
+
+def api_token(text: str) -> str:
+    """A bearer token: 16 to 512 printable ASCII characters, no spaces."""
+    if not 16 <= len(text) <= 512 or not all("!" <= c <= "~" for c in text):
+        raise argparse.ArgumentTypeError(
+            "expected 16 to 512 printable ASCII characters without spaces"
+        )
+    return text
 
 
 def _in(group: str, table: tuple[Field, ...]) -> tuple[Field, ...]:
@@ -187,6 +199,26 @@ TFTP_FIELDS: tuple[Field, ...] = (
         metavar="SECONDS",
     ),
     Field(
+        "api",
+        "serve the operator API at http://ADDR:PORT/ ([v6]:PORT for IPv6): the live page "
+        "of every boot at /, boot records at /v1/boots, /v1/machines/MAC and /v1/events "
+        "(Server-Sent Events); its own address, not the firmware's --http-port",
+        metrics_address,
+        metavar="ADDR:PORT",
+        show=address_text,
+        live=False,
+        group=API,
+    ),
+    Field(
+        "api-token",
+        "the bearer token the operator API's write endpoints require (settings file only, "
+        "never a flag: 16 or more printable characters); without one they are off",
+        api_token,
+        metavar="TOKEN",
+        flag_name="",
+        group=API,
+    ),
+    Field(
         "boot-records",
         "boot attempts the boot timeline keeps in memory, every step of each (the oldest "
         f"go first; about 2.5 KiB each) ({DEFAULT_BOOT_RECORDS})",
@@ -194,6 +226,7 @@ TFTP_FIELDS: tuple[Field, ...] = (
         "int",
         DEFAULT_BOOT_RECORDS,
         metavar="N",
+        group=API,
     ),
     *SERVICE_FIELDS,
 )

@@ -39,6 +39,10 @@ class PxeConfig:
     ra: bool = True
     boot_records: int = DEFAULT_BOOT_RECORDS
     """Boot attempts the timeline keeps in memory (oldest dropped first)."""
+    api: tuple[str, int] | None = None
+    """Where the operator API listens (None: no API)."""
+    api_token: str | None = None
+    """The bearer token of the API's write endpoints (None: they are off)."""
 
     @property
     def http_base(self) -> tuple[str, int] | None:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from ipaddress import IPv6Address
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ptftpd import datagrams
 from ptftpd.dhcp.engine import BootChoice, Outgoing, message_label
@@ -49,6 +49,9 @@ from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 from ptftpd.tftp.server import ServerConfig, TftpServer
 
+if TYPE_CHECKING:  # ptftpd.api reads the timeline of this package: imported when used
+    from ptftpd.api import ApiServer, Router
+
 __all__ = ["PxeService", "TftpPool", "TftpPoolFactory", "kept_settings"]
 
 log = logging.getLogger("ptftpd.pxe")
@@ -64,6 +67,7 @@ _KEPT_PXE = {
     "http-total-rate-limit": "http_total_rate_limit",
     "ipv6": "ipv6",
     "ra": "ra",
+    "api": "api",
 }
 
 
@@ -164,6 +168,7 @@ class PxeService:
         self._pool_factory = tftp_pool
         self.http_server: HttpServer | None = None
         self.dhcp6_service: Dhcp6Service | None = None
+        self.api_server: ApiServer | None = None
         self._transports: dict[int, asyncio.DatagramTransport] = {}
         self._boot_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -268,6 +273,12 @@ class PxeService:
             http = HttpServer(http_config, on_served=tracker.http_served)
             self.http_server = http
             await http.start()
+        if cfg.api is not None:
+            from ptftpd.api import ApiConfig, ApiServer
+
+            api = ApiServer(ApiConfig(bind=cfg.api), self.api_routes())
+            self.api_server = api
+            await api.start()
         if cfg.ipv6:
             await self._start_dhcp6(iface)
         ports = [cfg.boot_server_port]
@@ -298,6 +309,15 @@ class PxeService:
             ", DHCPv6" + (" proxy" if cfg.proxy else "") if cfg.ipv6 else "",
             ", ".join(f"{what}={name}" for what, name in cfg.files.configured()),
         )
+
+    def api_routes(self) -> Router:
+        """The operator API's route table (`pxed --api`): the live page and the boot
+        timeline's read endpoints. Other endpoints register here (`ptftpd.api`)."""
+        from ptftpd.api import EventHub, Router, add_boot_routes
+
+        router = Router(token=lambda: self.config.api_token)
+        add_boot_routes(router, self.timeline, EventHub(self.timeline))
+        return router
 
     async def _start_dhcp6(self, iface: str) -> None:
         """DHCPv6 (+ RA) on IFACE's global /64; boot URLs name its first global address."""
@@ -466,6 +486,8 @@ class PxeService:
             self.dhcp6_service.close()
         if self.http_server is not None:
             self.http_server.close()
+        if self.api_server is not None:
+            self.api_server.close()
         if self.tftp_server is not None:
             self.tftp_server.close()
         if self.tftp_pool is not None:

@@ -69,6 +69,15 @@ def _count(settings: Mapping[str, object], key: str) -> int | None:
     return value
 
 
+def _address(settings: Mapping[str, object], key: str) -> tuple[str, int] | None:
+    value = settings.get(key)
+    if value is None:
+        return None
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int)):
+        raise TypeError(f"{key}: expected (address, port), got {value!r}")
+    return (str(value[0]), value[1])
+
+
 def pxe_config(
     settings: Mapping[str, object], dhcp: DhcpConfig, root: Path, bootfile: str
 ) -> PxeConfig:
@@ -95,4 +104,6 @@ def pxe_config(
         ipv6=settings.get("ipv6") is True,
         ra=settings.get("ra") is not False,
         boot_records=_count(settings, "boot-records") or DEFAULT_BOOT_RECORDS,
+        api=_address(settings, "api"),
+        api_token=_text(settings, "api-token"),
     )

@@ -14,7 +14,8 @@ The timeline is sans-IO; this is its one thin driver in pxed's event loop:
   at most `flush_delay` seconds after the change (the API's event stream, retention).
   A watcher runs in the loop and must not block.
 - `offset()`: add it to the timeline's monotonic times to get wall-clock seconds
-  (`Attempt.view(driver.offset())`).
+  (`Attempt.view(driver.offset())`); the same value while the clocks agree within a
+  second, so the same record reads the same in every answer.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class TimelineDriver:
         self._watchers: list[Watcher] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flush: asyncio.TimerHandle | None = None
+        self._offset: float | None = None
 
     def feed(self, event: Event | Served) -> None:
         """One event as it happened (in the loop, or without one in tests)."""
@@ -58,8 +60,13 @@ class TimelineDriver:
         self._schedule_flush()
 
     def offset(self) -> float:
-        """Seconds to add to a timeline time to get wall-clock (epoch) seconds."""
-        return self.wall() - self.clock()
+        """Seconds to add to a timeline time to get wall-clock (epoch) seconds. Kept
+        while the clocks agree within a second, so a record reads the same every time;
+        a stepped wall clock is followed."""
+        now = self.wall() - self.clock()
+        if self._offset is None or abs(now - self._offset) > 1.0:
+            self._offset = now
+        return self._offset
 
     def watch(self, watcher: Watcher) -> Callable[[], None]:
         """Call `watcher` with each batch of changed attempts; returns the unwatch."""

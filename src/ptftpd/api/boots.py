@@ -1,0 +1,169 @@
+"""The read endpoints of the boot timeline (issue 23), and the live page.
+
+- ``GET /``: the live page (one self-contained HTML file, `page.html`).
+- ``GET /v1/boots?mac=&state=&since=&limit=``: recent attempts, newest first, as
+  ``{"boots": [attempt, ...]}``. `mac`: one machine (``52:54:00:12:34:56``, dashes or
+  bare hex too); `state`: ``in_progress``, ``completed``, ``failed`` or ``stalled``
+  (several with commas); `since`: attempts with a step at or after this time (Unix
+  seconds, or ISO 8601 with a time zone); `limit`: at most this many (1-1000, 100).
+  Any other parameter, or a bad value, is 400 with ``{"error": ...}``.
+- ``GET /v1/machines/<mac>``: ``{"mac": ..., "attempts": [...]}``, newest first; a MAC
+  with no attempt kept is 404.
+- ``GET /v1/events?mac=&state=``: Server-Sent Events, one ``boot`` event per attempt
+  each time it changes (its whole record), filtered as `/v1/boots`.
+
+An attempt is `Attempt.view` with wall-clock times: ``mac``, ``attempt`` (this
+machine's, from 1), ``started``, ``updated``, ``state``, ``reason``, ``stalled_at``,
+``diagnosis`` (list of lines), ``steps`` (each ``time``, ``kind`` and its details)
+and ``steps_dropped``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from ptftpd.api.events import EventHub
+from ptftpd.api.routes import ApiError, ApiRequest, Reply, Router, Stream, json_reply
+from ptftpd.pxe.timeline import COMPLETED, FAILED, IN_PROGRESS, STALLED
+from ptftpd.pxe.timeline_driver import TimelineDriver
+
+__all__ = ["add_boot_routes", "machine_key"]
+
+STATES = (IN_PROGRESS, COMPLETED, FAILED, STALLED)
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+_MAC = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
+_OTHER_KEY = re.compile(r"(ip|duid) [0-9a-f:.]{1,200}")
+PAGE_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src data:",
+    ),
+    ("Cache-Control", "no-cache"),
+    ("X-Content-Type-Options", "nosniff"),
+)
+
+
+def machine_key(text: str) -> str:
+    """A machine as the timeline names it: a MAC in lower-case colon form (from
+    colons, dashes or bare hex), or ``ip ADDR`` / ``duid ...`` as shown; else 400."""
+    low = text.strip().lower()
+    if _MAC.fullmatch(low):
+        bare = low.replace(":", "").replace("-", "")
+        return ":".join(bare[i : i + 2] for i in range(0, 12, 2))
+    if _OTHER_KEY.fullmatch(low):
+        return low
+    raise ApiError(400, f"not a MAC address: {text[:60]!r}")
+
+
+def _since(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ApiError(
+                400, f"since: not Unix seconds or an ISO 8601 time: {text[:60]!r}"
+            ) from None
+        if moment.tzinfo is None:
+            raise ApiError(
+                400, "since: an ISO 8601 time needs its time zone (Z or +hh:mm)"
+            ) from None
+        return moment.timestamp()
+    if not math.isfinite(value):
+        raise ApiError(400, f"since: not a time: {text[:60]!r}")
+    return value
+
+
+Filter = Callable[[dict[str, Any]], bool]
+
+
+def _filters(query: Mapping[str, str], allowed: tuple[str, ...]) -> dict[str, Any]:
+    unknown = sorted(set(query) - set(allowed))
+    if unknown:
+        raise ApiError(400, f"unknown parameter {unknown[0][:40]!r} (known: {', '.join(allowed)})")
+    out: dict[str, Any] = {}
+    if "mac" in query:
+        out["mac"] = machine_key(query["mac"])
+    if "state" in query:
+        states = query["state"].split(",")
+        for state in states:
+            if state not in STATES:
+                raise ApiError(400, f"state: {state[:40]!r} is not one of {', '.join(STATES)}")
+        out["state"] = set(states)
+    if "since" in query:
+        out["since"] = _since(query["since"])
+    if "limit" in query:
+        text = query["limit"]
+        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+            raise ApiError(400, f"limit: a whole number from 1 to {MAX_LIMIT}, not {text[:20]!r}")
+        out["limit"] = int(text)
+    return out
+
+
+def _accepts(filters: Mapping[str, Any]) -> Filter:
+    def accept(view: dict[str, Any]) -> bool:
+        if "mac" in filters and view["mac"] != filters["mac"]:
+            return False
+        if "state" in filters and view["state"] not in filters["state"]:
+            return False
+        return "since" not in filters or view["updated"] >= filters["since"]
+
+    return accept
+
+
+def page() -> bytes:
+    return resources.files("ptftpd.api").joinpath("page.html").read_bytes()
+
+
+def add_boot_routes(router: Router, driver: TimelineDriver, hub: EventHub) -> None:
+    """Register the page and the read endpoints of `driver`'s timeline on `router`."""
+    html = page()
+
+    def live_page(request: ApiRequest) -> Reply:
+        return Reply(200, html, "text/html; charset=utf-8", PAGE_HEADERS)
+
+    def boots(request: ApiRequest) -> Reply:
+        filters = _filters(request.query, ("mac", "state", "since", "limit"))
+        accept = _accepts(filters)
+        limit = filters.get("limit", DEFAULT_LIMIT)
+        offset = driver.offset()
+        found: list[dict[str, Any]] = []
+        for attempt in driver.timeline.attempts(filters.get("mac")):
+            if "since" in filters and attempt.last_progress + offset < filters["since"]:
+                continue  # cheap test first: no view built for an old attempt
+            view = attempt.view(offset)
+            if accept(view):
+                found.append(view)
+                if len(found) >= limit:
+                    break
+        return json_reply({"boots": found})
+
+    def machine(request: ApiRequest) -> Reply:
+        mac = machine_key(request.params["mac"])
+        if request.query:
+            raise ApiError(400, "this resource takes no parameters")
+        offset = driver.offset()
+        attempts = [a.view(offset) for a in driver.timeline.attempts(mac)]
+        if not attempts:
+            raise ApiError(404, f"no boot attempt of {mac} is kept")
+        return json_reply({"mac": mac, "attempts": attempts})
+
+    def events(request: ApiRequest) -> Stream:
+        filters = _filters(request.query, ("mac", "state"))
+        subscriber = hub.subscribe(_accepts(filters))
+        if subscriber is None:
+            raise ApiError(503, "too many event streams open")
+        return Stream(subscriber)
+
+    router.add("GET", "/", live_page)
+    router.add("GET", "/v1/boots", boots)
+    router.add("GET", "/v1/machines/{mac}", machine)
+    router.add("GET", "/v1/events", events)

@@ -1,0 +1,154 @@
+"""Sans-IO HTTP/1.1 connection of the operator API: bytes in, requests out, bytes of
+answers out (h11, as `ptftpd.http.protocol`). No sockets, no clock.
+
+Bounded: the request head (`max_head` bytes, `max_headers` lines), the target, and the
+body (`max_body`, read whole: the API's bodies are small JSON documents). A request
+beyond a bound raises `HttpError` (431, 414, 413...): answer it with `error` and close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+
+import h11
+
+from ptftpd import __version__
+from ptftpd.http.errors import HttpError
+from ptftpd.http.protocol import CLOSED, NEED_DATA, Signal
+
+__all__ = ["CLOSED", "NEED_DATA", "ApiConnection", "ApiLimits", "RawRequest"]
+
+SERVER = f"ptftpd-api/{__version__}"
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    max_head: int = 8 * 1024
+    max_headers: int = 64
+    max_target: int = 2 * 1024
+    max_body: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RawRequest:
+    method: str
+    target: str
+    headers: tuple[tuple[bytes, bytes], ...]  # names lower-cased
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        key = name.lower().encode("ascii")
+        values = [v.decode("latin-1") for k, v in self.headers if k == key]
+        return ", ".join(values) if values else None
+
+
+def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
+    base = [("Date", formatdate(usegmt=True)), ("Server", SERVER)]
+    return h11.Response(
+        status_code=status, headers=base + headers, reason=HTTPStatus(status).phrase
+    )
+
+
+class ApiConnection:
+    """One client connection, request after request (keep-alive)."""
+
+    def __init__(self, limits: ApiLimits = ApiLimits()) -> None:
+        self.limits = limits
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
+        self._request: h11.Request | None = None
+        self._body = bytearray()
+        self._closed = False
+
+    def receive(self, data: bytes) -> None:
+        """Bytes read from the peer; b"" when it closed its side."""
+        self._h11.receive_data(data)
+
+    @property
+    def in_request(self) -> bool:
+        """Part of a request is buffered (the per-request deadline runs)."""
+        return bool(self._h11.trailing_data[0]) or self._request is not None
+
+    def next_request(self) -> RawRequest | Signal:
+        if self._closed:
+            return CLOSED
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                if self._h11.trailing_data[1]:
+                    self._closed = True
+                    return CLOSED
+                raise HttpError(exc.error_status_hint, str(exc) or "malformed request") from None
+            if event is h11.NEED_DATA:
+                return NEED_DATA
+            if event is h11.PAUSED:
+                raise RuntimeError("next_request before the answer ended")
+            if isinstance(event, h11.ConnectionClosed):
+                self._closed = True
+                return CLOSED
+            if isinstance(event, h11.Request):
+                self._check(event)
+                self._request, self._body = event, bytearray()
+            elif isinstance(event, h11.Data):
+                if len(self._body) + len(event.data) > self.limits.max_body:
+                    raise HttpError(413, "request body too large")
+                self._body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                request, self._request = self._request, None
+                assert request is not None
+                return RawRequest(
+                    request.method.decode("ascii", "replace"),
+                    request.target.decode("ascii", "replace"),
+                    tuple((bytes(k), bytes(v)) for k, v in request.headers),
+                    bytes(self._body),
+                )
+
+    def _check(self, event: h11.Request) -> None:
+        if not event.http_version.startswith(b"1."):
+            raise HttpError(505, "HTTP/1.x only")
+        if len(event.target) > self.limits.max_target:
+            raise HttpError(414, "request target too long")
+        if len(event.headers) > self.limits.max_headers:
+            raise HttpError(431, "too many header lines")
+        size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+        if size > self.limits.max_head:
+            raise HttpError(431, "request head too large")
+        names = {bytes(k) for k, _ in event.headers}
+        if b"transfer-encoding" in names and b"content-length" in names:
+            raise HttpError(400, "both Transfer-Encoding and Content-Length")
+        for name, value in event.headers:
+            if name == b"content-length" and int(value) > self.limits.max_body:
+                raise HttpError(413, "request body too large")
+
+    # -- answers ---------------------------------------------------------------------
+
+    def answer(
+        self, status: int, body: bytes, content_type: str, headers: list[tuple[str, str]]
+    ) -> bytes:
+        """A whole answer: head and body, the message ended."""
+        head = [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers]
+        out = self._send(_response(status, head))
+        if body:
+            out += self._send(h11.Data(data=body))
+        return out + self._send(h11.EndOfMessage())
+
+    def start_stream(self, content_type: str, headers: list[tuple[str, str]]) -> bytes:
+        """The head of an answer of unknown length (chunked; HTTP/1.0: until close)."""
+        return self._send(_response(200, [("Content-Type", content_type), *headers]))
+
+    def stream(self, data: bytes) -> bytes:
+        return self._send(h11.Data(data=data))
+
+    def next_cycle(self) -> bool:
+        """After an answer: True to read the next request on this connection."""
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+            return True
+        return False
+
+    def _send(self, event: h11.Event) -> bytes:
+        data = self._h11.send(event)
+        assert data is not None
+        return data

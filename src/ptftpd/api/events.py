@@ -1,0 +1,116 @@
+"""`GET /v1/events`: boot records as they change, as Server-Sent Events.
+
+The hub watches the timeline driver only while someone subscribes; each batch of
+changed attempts is turned into one message per attempt (its JSON view, built once for
+every subscriber) and offered to each subscriber whose filter takes it. What waits for
+a subscriber is bounded: one message per attempt (a newer record replaces an unsent
+one) and `max_bytes` in all; one that does not keep up is dropped (its stream ends;
+EventSource reconnects and the page reads `/v1/boots` again), never buffered for. At
+most `max_subscribers` streams at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ptftpd.pxe.timeline import Attempt
+from ptftpd.pxe.timeline_driver import TimelineDriver
+
+__all__ = ["EventHub", "Subscriber", "sse_message"]
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def sse_message(event: str, data: object, ident: int | None = None) -> bytes:
+    """One SSE message; JSON never holds a raw newline, so `data` is one line."""
+    head = f"event: {event}\n" + (f"id: {ident}\n" if ident is not None else "")
+    return head.encode() + b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+class Subscriber:
+    """One stream's pending messages: at most one per attempt (a newer record of the
+    same attempt replaces the one not sent yet), at most `max_bytes` in all."""
+
+    def __init__(
+        self, hub: EventHub, accept: Callable[[dict[str, Any]], bool], max_bytes: int
+    ) -> None:
+        self.hub = hub
+        self.accept = accept
+        self.max_bytes = max_bytes
+        self.queue: dict[tuple[str, int], bytes] = {}
+        self.pending = 0  # bytes in `queue`
+        self.dropped = False
+        self._ready = asyncio.Event()
+
+    def offer(self, message: bytes, view: dict[str, Any]) -> None:
+        if self.dropped or not self.accept(view):
+            return
+        key = (str(view["mac"]), int(view["attempt"]))
+        self.pending += len(message) - len(self.queue.get(key, b""))
+        self.queue[key] = message
+        if self.pending > self.max_bytes:
+            self.dropped = True  # too slow: its stream ends
+            self.queue.clear()
+            self.pending = 0
+            self.hub.remove(self)
+        self._ready.set()
+
+    async def next(self, keepalive: float) -> bytes | None:
+        """The next message, a keep-alive comment after `keepalive` seconds of none,
+        or None once dropped."""
+        if not self.queue and not self.dropped:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), keepalive)
+            except TimeoutError:
+                return KEEPALIVE
+        if self.dropped:
+            return None
+        key = next(iter(self.queue))
+        message = self.queue.pop(key)
+        self.pending -= len(message)
+        return message
+
+    def close(self) -> None:
+        self.hub.remove(self)
+
+
+class EventHub:
+    def __init__(
+        self, driver: TimelineDriver, max_subscribers: int = 16, max_bytes: int = 4 << 20
+    ) -> None:
+        self.driver = driver
+        self.max_subscribers = max_subscribers
+        self.max_bytes = max_bytes
+        self.subscribers: list[Subscriber] = []
+        self._unwatch: Callable[[], None] | None = None
+        self._sent = 0
+
+    def subscribe(self, accept: Callable[[dict[str, Any]], bool]) -> Subscriber | None:
+        """A new subscriber, or None when `max_subscribers` already listen."""
+        if len(self.subscribers) >= self.max_subscribers:
+            return None
+        subscriber = Subscriber(self, accept, self.max_bytes)
+        self.subscribers.append(subscriber)
+        if self._unwatch is None:
+            self._unwatch = self.driver.watch(self._changed)
+        return subscriber
+
+    def remove(self, subscriber: Subscriber) -> None:
+        if subscriber in self.subscribers:
+            self.subscribers.remove(subscriber)
+        if not self.subscribers and self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+
+    def _changed(self, attempts: list[Attempt]) -> None:
+        offset = self.driver.offset()
+        for attempt in attempts:
+            view = attempt.view(offset)
+            self._sent += 1
+            message = sse_message("boot", view, self._sent)
+            for subscriber in list(self.subscribers):
+                subscriber.offer(message, view)

@@ -1,0 +1,179 @@
+"""Issue 23 item 3: the operator API's route table, token auth and bounds, over real
+sockets on loopback (curl and raw sockets against an `ApiServer` in this process, its
+timeline fed typed events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+from ipaddress import IPv4Address
+
+from ptftpd.api import (
+    ApiConfig,
+    ApiLimits,
+    ApiRequest,
+    ApiServer,
+    EventHub,
+    Reply,
+    Router,
+    add_boot_routes,
+    json_reply,
+    machine_key,
+)
+from ptftpd.events import DhcpMessage
+from ptftpd.pxe.timeline import Timeline
+from ptftpd.pxe.timeline_driver import TimelineDriver
+from support import require_tool
+
+TOKEN = "s3cret-token-0123456789"
+
+
+async def curl(*args: str) -> tuple[int, dict[str, object], str]:
+    """(status, JSON body, headers) of one curl request."""
+    proc = await asyncio.create_subprocess_exec(
+        require_tool("curl"), "-s", "-D", "-", "-w", "\n%{http_code}", *args,
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    text, _, code = out.decode().rpartition("\n")
+    head, _, body = text.replace("\r\n", "\n").partition("\n\n")
+    return int(code), json.loads(body), head
+
+
+def serve(
+    token: list[str | None], **config: object
+) -> tuple[TimelineDriver, EventHub, Router, ApiServer]:
+    driver = TimelineDriver(Timeline())
+    hub = EventHub(driver, max_subscribers=2, max_bytes=1 << 20)
+    router = Router(token=lambda: token[0])
+    add_boot_routes(router, driver, hub)
+
+    def local(request: ApiRequest) -> Reply:
+        return json_reply({"local": machine_key(request.params["mac"]), "body": request.json()})
+
+    router.add("POST", "/v1/machines/{mac}/local", local, write=True)
+    server = ApiServer(ApiConfig(bind=("127.0.0.1", 0), **config), router)  # type: ignore[arg-type]
+    return driver, hub, router, server
+
+
+def test_write_routes_need_the_token_and_are_off_without_one() -> None:
+    token: list[str | None] = [None]
+    _, _, _, server = serve(token)
+
+    async def run() -> None:
+        await server.start()
+        assert server.bound is not None
+        url = f"http://127.0.0.1:{server.bound[1]}/v1/machines/52:54:00:12:34:56/local"
+        post = ("-X", "POST", "--data", '{"why": "disk"}', url)
+        code, body, _ = await curl(*post)
+        assert (code, body) == (
+            403,
+            {"error": "write endpoints are off: no api-token is configured"},
+        )
+        token[0] = TOKEN  # a reload sets one: read per request
+        code, body, head = await curl(*post)
+        assert code == 401 and 'www-authenticate: bearer realm="pxed"' in head.lower(), head
+        code, _, _ = await curl("-H", "Authorization: Bearer wrong-token-0123456789", *post)
+        assert code == 401
+        code, body, _ = await curl("-H", f"Authorization: Bearer {TOKEN}", *post)
+        assert (code, body) == (200, {"local": "52:54:00:12:34:56", "body": {"why": "disk"}})
+        code, body, head = await curl(url)  # GET on a POST route
+        assert code == 405 and "allow: post" in head.lower()
+        server.close()
+
+    asyncio.run(run())
+
+
+async def _exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+def test_request_bounds_headers_body_time_and_connections() -> None:
+    limits = ApiLimits(max_headers=8, max_body=1024)
+    _, _, _, server = serve([TOKEN], limits=limits, request_timeout=0.5, max_connections=3)
+
+    async def run() -> None:
+        await server.start()
+        assert server.bound is not None
+        port = server.bound[1]
+        many = b"".join(b"X-%d: y\r\n" % n for n in range(9))
+        answer = await _exchange(port, b"GET /v1/boots HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n")
+        assert answer.startswith(b"HTTP/1.1 431 "), answer
+        big = b"POST /v1/machines/52:54:00:12:34:56/local HTTP/1.1\r\nHost: a\r\n"
+        answer = await _exchange(port, big + b"Content-Length: 5000\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 413 "), answer
+        # Half a request, then nothing: the connection goes after request_timeout.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answer = await _exchange(port, b"GET /v1/boots HTTP/1.1\r\nHo", timeout=5)
+        assert answer == b"" and 0.4 < loop.time() - started < 3
+        # Three idle connections held: the fourth is turned away at once.
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        answer = await _exchange(port, b"GET /v1/boots HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+        for _, writer in held:
+            writer.close()
+        await asyncio.sleep(0.1)
+        answer = await _exchange(
+            port, b"GET /v1/boots HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        server.close()
+
+    asyncio.run(run())
+
+
+def test_a_slow_event_subscriber_is_dropped_not_buffered_for() -> None:
+    """A client that opens /v1/events and never reads: once the socket buffers are
+    full, its bounded queue overflows and it is dropped; the hub holds nobody after."""
+    driver, hub, _, server = serve([None], write_timeout=30.0)
+
+    async def run() -> None:
+        await server.start()
+        assert server.bound is not None
+        port = server.bound[1]
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", port))
+        slow.sendall(b"GET /v1/events HTTP/1.1\r\nHost: a\r\n\r\n")
+        fast = await asyncio.create_subprocess_exec(
+            require_tool("curl"), "-sN", f"http://127.0.0.1:{port}/v1/events",
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(100):
+            if len(hub.subscribers) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(hub.subscribers) == 2
+        slow_one = hub.subscribers[0]
+        # A third is refused: at most two streams (this hub's bound).
+        code, body, _ = await curl(f"http://127.0.0.1:{port}/v1/events")
+        assert (code, body) == (503, {"error": "too many event streams open"})
+        for n in range(3000):  # distinct machines: one message each per batch
+            mac = f"52:54:00:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}"
+            driver.feed(DhcpMessage("in", "discover", mac, vendor_class="PXEClient" + "x" * 4000))
+            driver.feed(DhcpMessage("out", "offer", mac, IPv4Address("10.0.0.5")))
+            if n % 100 == 99:
+                await asyncio.sleep(0.12)  # let batches go out
+        for _ in range(100):
+            if slow_one.dropped:
+                break
+            await asyncio.sleep(0.05)
+        assert slow_one.dropped and slow_one not in hub.subscribers
+        assert slow_one.queue == {} and slow_one.pending == 0
+        assert len(hub.subscribers) == 1  # the fast one (curl) kept up
+        fast.kill()
+        await fast.wait()
+        slow.close()
+        server.close()
+
+    asyncio.run(run())
