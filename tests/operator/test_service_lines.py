@@ -19,7 +19,8 @@ def test_reload_is_info_and_the_drain_is_said(tmp_path: Path, workers: str) -> N
         config.write_text("max-sessions = 9\n")
         config.chmod(0o644)
         argv = [script("ptftpd"), "-v", "--read-only", "--workers", workers, "--user", "nobody"]
-        argv += ["-p", str(free_udp_port()), "--config", str(config), "127.0.0.1", str(root)]
+        port = free_udp_port()
+        argv += ["-p", str(port), "--config", str(config), "127.0.0.1", str(root)]
         server = Process(argv, tmp_path / "s.log")
         try:
             server.wait_output("serving", timeout=20)
@@ -30,9 +31,15 @@ def test_reload_is_info_and_the_drain_is_said(tmp_path: Path, workers: str) -> N
         finally:
             assert server.stop() == 0
         lines = server.output().splitlines()
-        parent = [line for line in lines if "reloaded:" in line and "[worker" not in line]
-        assert len(parent) == 1, lines
+        # one "serving" and one "reloaded" line for the service, whatever its workers
+        parent = [line for line in lines if "reloaded:" in line]
+        assert len(parent) == 1 and "[worker" not in parent[0], lines
         assert " INFO: reloaded: " in parent[0], parent
+        serving = [line for line in lines if "INFO: serving " in line]
+        assert len(serving) == 1 and "[worker" not in serving[0], lines
+        if workers == "2":
+            assert serving[0].endswith(f"on 127.0.0.1 port {port} (2 workers)"), serving
+            assert parent[0].endswith("(2 workers)"), parent
         assert not [line for line in lines if "WARNING: reloaded" in line]
         starts = [line for line in lines if "stopping:" in line]
         ends = [line for line in lines if "drained:" in line]

@@ -276,10 +276,11 @@ def test_sighup_gives_every_worker_the_new_limit_which_holds_across_them(
     config.write_text("max-sessions = 8\n")
     with boot_network(tmp_path) as net:
         client = net.peer("10.78.0.50")
-        pxed = start_pxed(net, tmp_path, "--config", str(config))
+        pxed = start_pxed(net, tmp_path, "--config", str(config), "-D")
         config.write_text("max-sessions = 1\n")
         pxed.proc.send_signal(signal.SIGHUP)
-        reloaded = r"\[worker (\d)\] ptftpd\.service INFO: reloaded: TFTP max sessions 1"
+        # a worker's reload line is debug (issue 24: the parent says it once, at -v)
+        reloaded = r"\[worker (\d)\] ptftpd\.service DEBUG: reloaded: TFTP max sessions 1"
         try:
             wait_for(
                 lambda: set(re.findall(reloaded, pxed.output())) == {"0", "1"},
@@ -308,6 +309,12 @@ def test_sighup_gives_every_worker_the_new_limit_which_holds_across_them(
         assert pxed.stop() == 0
         log = pxed.output()
     assert "reloaded: " in log and "TFTP max sessions 1" in log, log
+    # one "serving" line for TFTP and one "reloaded" line for the service, not per worker
+    info = [line for line in log.splitlines() if " INFO: " in line]
+    serving = [line for line in info if "INFO: serving " in line and " port 69" in line]
+    assert len(serving) == 1 and serving[0].endswith("(2 workers)"), info
+    assert "[worker" not in serving[0], serving
+    assert len([line for line in info if "reloaded: " in line]) == 1, info
 
 
 def test_a_boot_whose_worker_died_mid_transfer_still_ends(tmp_path: Path) -> None:

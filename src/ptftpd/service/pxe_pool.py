@@ -167,7 +167,7 @@ class PxeTftpWorkers(TftpWorkers):
             count_transfers(server)
         running = _WorkerTftp(server, self, control)
         try:
-            await server.start_on(sockets)
+            await server.start_on(sockets, announce=False)  # the parent says it once
             await runtime.serve(
                 running, self.drain, ready=lambda: self.serving(index), in_pool=True
             )
@@ -275,6 +275,7 @@ def run(
                     log.warning("not every TFTP worker started in time")
                 if pool.failed:
                     raise StartError(f"TFTP {pool.failed}")
+                pool.announce_serving()
                 # runtime.serve installs its handlers before its first await, i.e.
                 # before a SIGCHLD can reach `reap` again
                 pool.supervised = True

@@ -251,7 +251,8 @@ async def serve(
                     notify.reloading()
                 try:
                     summary = server.reload()
-                    log.info("reloaded: %s", summary)
+                    # a worker's line is debug: the pool's parent says it once
+                    log.log(logging.DEBUG if in_pool else logging.INFO, "reloaded: %s", summary)
                 except Exception as exc:  # a bad file must not stop the server
                     log.error("reload failed, keeping the running settings: %s", exc)
                 ready()

@@ -70,7 +70,7 @@ class ServicePool(TftpWorkers):
         server = TftpServer(self.config, gate=self.counters.gate(index))
         service = TftpService(server, self.settings, self.reread, on_config=self.limit_sessions)
         try:
-            await server.start_on(sockets)
+            await server.start_on(sockets, announce=False)  # the parent says it once
             await runtime.serve(
                 service, self.drain, ready=lambda: self.serving(index), in_pool=True
             )
@@ -139,6 +139,8 @@ def run(
         pool.spawn()
         if not pool.await_workers():
             log.warning("not every worker started in time")
+        if pool.failed is None:
+            pool.announce_serving()
         if pool.failed is None:
             notify.ready()
             code = pool.run()

@@ -363,6 +363,20 @@ class TftpWorkers:
             log.warning("%d worker(s) still running after %.0f s: killing them",
                         len(self.pids), self.drain + _STOP_WAIT)  # fmt: skip
 
+    def announce_serving(self) -> None:
+        """The parent's one "serving" line per address (each worker's is debug), with
+        how many workers said they serve."""
+        target = self.counters.generation
+        serving = sum(1 for i in self.pids.values() if self.counters.serves(i, target))
+        workers = (
+            f"{self.workers} workers"
+            if serving == self.workers
+            else f"{serving} of {self.workers} workers"
+        )
+        root = os.path.realpath(self.config.root)
+        for host, port in self.bound():
+            log.info("serving %s on %s port %d (%s)", root, host, port, workers)
+
     def log_totals(self, when: str) -> None:
         active, finished, failed, sent = self.counters.totals()
         log.info(
@@ -438,7 +452,7 @@ class TftpWorkers:
 
         loop.add_signal_handler(signal.SIGHUP, hangup)
         try:
-            await server.start_on(sockets)
+            await server.start_on(sockets, announce=False)
             self.serving(index)
             await stop.wait()
         finally:

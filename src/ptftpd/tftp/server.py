@@ -194,15 +194,22 @@ class TftpServer:
             raise
         await self.start_on(sockets)
 
-    async def start_on(self, sockets: Iterable[socket.socket]) -> None:
-        """Serve requests arriving on already bound sockets (e.g. a worker's share)."""
+    async def start_on(self, sockets: Iterable[socket.socket], *, announce: bool = True) -> None:
+        """Serve requests arriving on already bound sockets (e.g. a worker's share).
+        `announce=False`: the "serving" line is debug (a pool's parent says it once)."""
         for sock in sockets:
             port = _RequestPort(self, sock)
             self.loop.add_reader(sock.fileno(), port.readable)
             self._ports.append(port)
             bound = sock.getsockname()
             self.bound.append((bound[0], bound[1]))
-            log.info("serving %s on %s port %d", self.root, bound[0], bound[1])
+            log.log(
+                logging.INFO if announce else logging.DEBUG,
+                "serving %s on %s port %d",
+                self.root,
+                bound[0],
+                bound[1],
+            )
 
     def answered(self) -> int:
         """Running transfers whose client has answered: what a drain waits for (a
