@@ -96,3 +96,13 @@ def is_duration(value: object) -> bool:
     if isinstance(value, str):
         return duration_seconds(value) is not None
     return isinstance(value, int)
+
+
+def http_url(text: str) -> str:
+    """An http:// or https:// URL with a host (an OTLP/HTTP endpoint, pxed --otlp)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}")
+    return text.strip()

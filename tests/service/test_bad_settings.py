@@ -57,6 +57,7 @@ KEY_KINDS = {
     ("tftp-port", "http-port"): {"int"},
     ("boot-records",): {"int"},
     ("api", "api-token"): {"str"},
+    ("otlp",): {"str"},
     ("timeout", "drain", "boot-idle"): {"int", "float"},
     ("map-file", "port-range", "umask", "user", "group", "metrics", "root"): {"str"},
     ("log-target",): {"str"},

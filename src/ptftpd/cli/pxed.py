@@ -34,7 +34,7 @@ from ptftpd.errors import StartError, bad_setting, report
 from ptftpd.fields import Field
 from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.netif import InterfaceError
-from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files
+from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files, traces
 from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS
 from ptftpd.pxe.service import TftpPoolFactory
 from ptftpd.pxe.settings import ADDRESS_KEYS, boot_files, pxe_config
@@ -49,7 +49,7 @@ from ptftpd.service.service_settings import (
     workers_field,
 )
 from ptftpd.tftp.transfer_settings import RFC1350, TRANSFER_FIELDS
-from ptftpd.values import port_number, positive_int
+from ptftpd.values import http_url, port_number, positive_int
 
 PROG = "pxed"
 
@@ -228,6 +228,15 @@ TFTP_FIELDS: tuple[Field, ...] = (
         metavar="N",
         group=API,
     ),
+    Field(
+        "otlp",
+        "export each boot attempt as an OpenTelemetry trace, a span per step, to this "
+        "OTLP/HTTP endpoint (e.g. http://collector:4318/v1/traces; needs the otel extra: "
+        "pip install 'ptftpd[otel]')",
+        http_url,
+        metavar="URL",
+        live=False,
+    ),
     *SERVICE_FIELDS,
 )
 
@@ -298,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.root.is_dir():
         return die(f"ROOT {args.root} is not a directory")
+    if settings.get("otlp") is not None:
+        try:
+            traces.check_available()
+        except traces.TracesUnavailable as exc:
+            return die(str(exc))
     if args.proxy:
         warn_proxy(chosen)
     missing = missing_boot_files(args.root, boot_files(settings, args.bootfile))

@@ -378,7 +378,8 @@ class BootRetention:
             await self.flush()
 
     def close(self) -> None:
-        """Stop, write what changed last, close the store."""
+        """Stop, write what waits, close the store (call the driver's `flush` first,
+        so the last changes are heard)."""
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
@@ -386,6 +387,5 @@ class BootRetention:
             self._task.cancel()
             self._task = None
         self._executor.shutdown(wait=True)
-        self.changed(self.driver.timeline.take_changed())
         self.write(self.take())
         self.store.close()

@@ -43,6 +43,8 @@ class PxeConfig:
     """Where the operator API listens (None: no API)."""
     api_token: str | None = None
     """The bearer token of the API's write endpoints (None: they are off)."""
+    otlp: str | None = None
+    """OTLP/HTTP traces endpoint: each boot attempt is exported as a trace (None: off)."""
 
     @property
     def http_base(self) -> tuple[str, int] | None:

@@ -47,6 +47,7 @@ from ptftpd.pxe.ipv6 import Pxe6Policy
 from ptftpd.pxe.proxy import ProxyResponder
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
+from ptftpd.pxe.traces import BootTraces, open_traces
 from ptftpd.tftp.server import ServerConfig, TftpServer
 
 if TYPE_CHECKING:  # ptftpd.api reads the timeline of this package: imported when used
@@ -188,6 +189,7 @@ class PxeService:
         )
         self._policy6: Pxe6Policy | None = None
         self.boot_records: BootRetention | None = None
+        self.traces: BootTraces | None = None  # pxed --otlp: each attempt as a trace
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
         # the 4011 boot server), in and out: pxed --metrics counts them.
         self.events: EventSink = ignore
@@ -233,6 +235,9 @@ class PxeService:
         loop = asyncio.get_running_loop()
         self._loop, self._loop_thread = loop, threading.get_ident()
         tracker = self._tracker
+        self.traces = open_traces(self.timeline, cfg.otlp, cfg.boot_idle)
+        if self.traces is not None:
+            self.traces.start()
         iface = dhcp.interface or str(dhcp.server_ip)
         # IFACE's global IPv6 addresses (boot URLs never name a link-local one). Only
         # --ipv6 requires one: HTTP serves whichever addresses IFACE has, and an
@@ -470,9 +475,13 @@ class PxeService:
             self.boot_records.start()
 
     def close(self) -> None:
+        self.timeline.flush()  # the last changes, to the watchers below
         if self.boot_records is not None:
             self.boot_records.close()
             self.boot_records = None
+        if self.traces is not None:
+            self.traces.close()
+            self.traces = None
         self.timeline.close()
         if self._boot_timer is not None:
             self._boot_timer.cancel()

@@ -106,4 +106,5 @@ def pxe_config(
         boot_records=_count(settings, "boot-records") or DEFAULT_BOOT_RECORDS,
         api=_address(settings, "api"),
         api_token=_text(settings, "api-token"),
+        otlp=_text(settings, "otlp"),
     )

@@ -135,6 +135,10 @@ class Timeline:
     def machine(self, mac: str) -> list[dict[str, Any]]:
         return [a.view() for a in self.attempts(mac)]
 
+    def current(self, mac: str) -> Attempt | None:
+        """`mac`'s latest attempt, if kept."""
+        return self._current.get(mac)
+
     def __len__(self) -> int:
         return len(self._attempts)
 

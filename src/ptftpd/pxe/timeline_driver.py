@@ -109,6 +109,12 @@ class TimelineDriver:
         if loop is not None:
             self._flush = loop.call_later(self.flush_delay, self._tell)
 
+    def flush(self) -> None:
+        """Tell the watchers of what changed now, not after `flush_delay` (a stop)."""
+        if self._flush is not None:
+            self._flush.cancel()
+        self._tell()
+
     def _tell(self) -> None:
         self._flush = None
         changed = self.timeline.take_changed()
