@@ -199,6 +199,10 @@ def test_interactive_from_stdin(server: Server, tmp_path: Path) -> None:
     assert result.returncode == 1, err  # some commands failed: scripts can tell
     assert "Traceback" not in err
     assert f"Server: {server.host}:{server.port}" in out
+    status = ["Mode: octet", "Block size: 1400", "Window size: 1 (not asked for)"]
+    status += ["Transfer size option: on", "Timeout: 1 s (not asked for)", "Retries: 5"]
+    assert all(line in out.splitlines() for line in status), out
+    assert "Block size: 1024" in out and "Window size: 8" in out
     assert "received 513 bytes" in out
     assert f"received {MIB} bytes" in out and "blksize 1024, windowsize 8" in out
     assert "sent 5000 bytes" in out

@@ -23,7 +23,9 @@ import logging
 import os
 import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -67,32 +69,21 @@ def _url(text: str) -> TftpUrl:
 
 @dataclass
 class Settings:
-    """What the next transfer uses; the interactive commands change it."""
+    """What the next transfer uses: the server, the transfer's options (checked once,
+    replaced as a whole by the interactive commands) and how much to say."""
 
-    host: str | None = None
-    port: int = DEFAULT_PORT
-    mode: str = "octet"
-    blksize: int | None = DEFAULT_BLKSIZE
-    windowsize: int | None = None
-    tsize: bool = True
-    timeout: float | None = None
-    retries: int = DEFAULT_RETRIES
-    rfc1350: bool = False
+    host: str | None
+    port: int
+    transfer: TransferOptions
     verbose: bool = False
     quiet: bool = False
 
     def options(self, mode: str | None) -> TransferOptions:
-        """The options of the next transfer, checked once (`mode` overrides)."""
-        plain = self.rfc1350
-        return TransferOptions(
-            mode=mode or self.mode,
-            blksize=None if plain else self.blksize,
-            windowsize=None if plain else self.windowsize,
-            tsize=self.tsize and not plain,
-            timeout=self.timeout,
-            retries=self.retries,
-            rfc1350=plain,
-        )
+        """The options of the next transfer (`mode`, e.g. a URL's, overrides)."""
+        return self.transfer if mode is None else replace(self.transfer, mode=mode)
+
+
+TRANSFER_KEYS = dc_fields(TransferOptions)
 
 
 def windowsize_value(text: str) -> int:
@@ -277,20 +268,47 @@ def _local_name(remote: str) -> str:
 
 
 # -- transfers -------------------------------------------------------------------------
+# A one-shot command's server, port and mode (None: the settings' own).
+Where = tuple[str | None, int | None, str | None]
+SETTINGS: Where = (None, None, None)
+
+
+def _server(settings: Settings, where: Where) -> tuple[str, int, TransferOptions]:
+    host, port, mode = where
+    host = host or settings.host
+    if not host:
+        raise UsageError("no server: give one with 'connect HOST' or -h HOST")
+    return host, port or settings.port, settings.options(mode)
+
+
+def _run(
+    settings: Settings,
+    label: str,
+    verb: str,
+    out: TextIO,
+    transfer: Callable[[_Progress], TransferResult],
+) -> TransferResult:
+    """One transfer with its progress bar, then its summary (unless quiet)."""
+    progress = _Progress(label, not settings.quiet)
+    try:
+        result = transfer(progress)
+    finally:
+        progress.close()
+    if not settings.quiet:
+        print(_describe(result, verb, settings.verbose), file=out)
+    return result
+
+
 def do_get(
     settings: Settings,
     remote: str,
     local: str | None,
     *,
     force: bool,
-    host: str | None = None,
-    port: int | None = None,
-    mode: str | None = None,
+    where: Where = SETTINGS,
     out: TextIO,
 ) -> TransferResult:
-    host = host or settings.host
-    if not host:
-        raise UsageError("no server: give one with 'connect HOST' or -h HOST")
+    server, port, options = _server(settings, where)
     target: str | BinaryIO
     if local == "-":
         target = sys.stdout.buffer
@@ -303,24 +321,16 @@ def do_get(
             raise UsageError(f"local file {path} already exists (use -f to overwrite)")
         target = path
         label = os.path.basename(path)
-    progress = _Progress(label, not settings.quiet)
-    try:
+
+    def get(progress: _Progress) -> TransferResult:
         result = download_with(
-            host,
-            remote,
-            target,
-            settings.options(mode),
-            port=port or settings.port,
-            overwrite=force,
-            progress=progress,
+            server, remote, target, options, port=port, overwrite=force, progress=progress
         )
-    finally:
-        progress.close()
-    if local == "-":
-        sys.stdout.buffer.flush()
-    if not settings.quiet:
-        print(_describe(result, "received", settings.verbose), file=out)
-    return result
+        if local == "-":
+            sys.stdout.buffer.flush()
+        return result
+
+    return _run(settings, label, "received", out, get)
 
 
 def do_put(
@@ -328,14 +338,10 @@ def do_put(
     local: str,
     remote: str | None,
     *,
-    host: str | None = None,
-    port: int | None = None,
-    mode: str | None = None,
+    where: Where = SETTINGS,
     out: TextIO,
 ) -> TransferResult:
-    host = host or settings.host
-    if not host:
-        raise UsageError("no server: give one with 'connect HOST' or -h HOST")
+    server, port, options = _server(settings, where)
     source: str | BinaryIO
     if local == "-":
         if not remote:
@@ -347,21 +353,11 @@ def do_put(
             raise UsageError(f"local file {local} {what}")
         source = local
         remote = remote or os.path.basename(local)
-    progress = _Progress(remote or local, not settings.quiet)
-    try:
-        result = upload_with(
-            host,
-            source,
-            remote,
-            settings.options(mode),
-            port=port or settings.port,
-            progress=progress,
-        )
-    finally:
-        progress.close()
-    if not settings.quiet:
-        print(_describe(result, "sent", settings.verbose), file=out)
-    return result
+
+    def put(progress: _Progress) -> TransferResult:
+        return upload_with(server, source, remote, options, port=port, progress=progress)
+
+    return _run(settings, remote or local, "sent", out, put)
 
 
 _OTHER_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -370,7 +366,7 @@ _OTHER_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 # -- one-shot --------------------------------------------------------------------------
 def _where(
     settings: Settings, command: str, rest: list[str], host_flag: str | None
-) -> tuple[str, int | None, str | None, list[str]]:
+) -> tuple[Where, list[str]]:
     """Host, port, mode and the file names of a one-shot get/put, from a tftp:// URL
     (get's first name, put's second) or from HOST (or -h HOST) and plain names."""
     names = "REMOTE [LOCAL]" if command == "get" else "LOCAL [REMOTE]"
@@ -379,29 +375,29 @@ def _where(
         url = _url(rest[at])
         files = list(rest)
         files[at] = url.path
-        return url.host, url.port or settings.port, url.mode, files
+        return (url.host, url.port or settings.port, url.mode), files
     if len(rest) > 2 and rest[0].lower().startswith("tftp://"):
         raise UsageError(f"usage: {command} tftp://HOST[:PORT]/PATH [LOCAL]")
     if host_flag is None:
         if not 2 <= len(rest) <= 3:
             raise UsageError(f"usage: {command} HOST {names}")
-        return rest[0], None, None, rest[1:]
+        return (rest[0], None, None), rest[1:]
     if not 1 <= len(rest) <= 2:
         raise UsageError(f"usage: -h HOST {command} {names}")
-    return host_flag, None, None, rest
+    return (host_flag, None, None), rest
 
 
 def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str | None) -> int:
     command, rest = words[0], words[1:]
     if command not in ("get", "put"):  # a bare URL: get it
         command, rest = "get", words
-    host, port, mode, files = _where(settings, command, rest, host_flag)
+    where, files = _where(settings, command, rest, host_flag)
     second = files[1] if len(files) > 1 else None
     out = sys.stderr  # stdout may carry the file itself
     if command == "get":
-        do_get(settings, files[0], second, force=force, host=host, port=port, mode=mode, out=out)
+        do_get(settings, files[0], second, force=force, where=where, out=out)
     else:
-        do_put(settings, files[0], second, host=host, port=port, mode=mode, out=out)
+        do_put(settings, files[0], second, where=where, out=out)
     return 0
 
 
@@ -413,21 +409,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(args.verbose, args.debug)
     logging.getLogger("ptftpd").debug("ptftp %s", __version__)
-    settings = Settings(
-        host=args.host,
-        port=args.port or DEFAULT_PORT,
-        mode=args.mode,
-        blksize=args.blksize,
-        windowsize=args.windowsize,
-        tsize=args.tsize,
-        timeout=args.timeout,
-        retries=args.retries,
-        rfc1350=args.rfc1350,
-        verbose=args.verbose,
-        quiet=args.quiet,
-    )
     words: list[str] = args.args
     try:
+        # The transfer flags are spelled as TransferOptions' fields: one checked object.
+        transfer = TransferOptions(**{f.name: getattr(args, f.name) for f in TRANSFER_KEYS})
+        port = args.port or DEFAULT_PORT
+        settings = Settings(args.host, port, transfer, args.verbose, args.quiet)
         for word in words:
             scheme = _OTHER_SCHEME.match(word)
             if scheme and scheme.group(1).lower() != "tftp":

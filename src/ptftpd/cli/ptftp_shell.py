@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ClassVar, TextIO
 
 from ptftpd import __version__
@@ -17,7 +18,7 @@ from ptftpd.cli.ptftp import (
     do_put,
     windowsize_value,
 )
-from ptftpd.tftp import TftpError
+from ptftpd.tftp import TftpError, TransferOptions
 from ptftpd.tftp.client import format_host
 from ptftpd.tftp.transfer_settings import blksize, timeout_seconds
 from ptftpd.values import port_number
@@ -37,6 +38,24 @@ Commands:
   verbose                 toggle details in transfer summaries
   help, ?                 this help
   quit, q                 leave"""
+
+
+def _names(args: list[str], usage: str) -> tuple[str, str | None]:
+    """get's or put's one or two file names."""
+    if not 1 <= len(args) <= 2:
+        raise UsageError(f"usage: {usage}")
+    return args[0], args[1] if len(args) > 1 else None
+
+
+def _shown(options: TransferOptions, name: str) -> str:
+    """One transfer option as the shell says it (a value not asked for: its default)."""
+    value = getattr(options, name)
+    if name == "tsize":
+        return f"Transfer size option: {'on' if value else 'off'}"
+    if name == "timeout":
+        return f"Timeout: {f'{value:g} s' if value else '1 s (not asked for)'}"
+    label, default = {"blksize": ("Block size", 512), "windowsize": ("Window size", 1)}[name]
+    return f"{label}: {value or f'{default} (not asked for)'}"
 
 
 class Shell:
@@ -126,25 +145,15 @@ class Shell:
         force = False
         if args and args[0] == "-f":
             force, args = True, args[1:]
-        if not 1 <= len(args) <= 2:
-            raise UsageError("usage: get [-f] NAME [LOCAL]")
-        do_get(
-            self.settings,
-            args[0],
-            args[1] if len(args) > 1 else None,
-            force=force,
-            out=sys.stdout,
-        )
+        first, second = _names(args, "get [-f] NAME [LOCAL]")
+        do_get(self.settings, first, second, force=force, out=sys.stdout)
 
     def cmd_put(self, args: list[str]) -> None:
-        if not 1 <= len(args) <= 2:
-            raise UsageError("usage: put LOCAL [REMOTE]")
-        do_put(
-            self.settings,
-            args[0],
-            args[1] if len(args) > 1 else None,
-            out=sys.stdout,
-        )
+        first, second = _names(args, "put LOCAL [REMOTE]")
+        do_put(self.settings, first, second, out=sys.stdout)
+
+    def _change(self, **values: Any) -> None:
+        self.settings.transfer = replace(self.settings.transfer, **values)
 
     def cmd_mode(self, args: list[str]) -> None:
         if len(args) > 1:
@@ -153,8 +162,8 @@ class Shell:
             mode = MODE_ALIASES.get(args[0].lower())
             if mode is None:
                 raise UsageError(f"unknown mode {args[0]!r}: use octet or netascii")
-            self.settings.mode = mode
-        print(f"Transfer mode: {self.settings.mode}")
+            self._change(mode=mode)
+        print(f"Transfer mode: {self.settings.transfer.mode}")
 
     def cmd_binary(self, args: list[str]) -> None:
         self.cmd_mode(["octet"])
@@ -162,39 +171,33 @@ class Shell:
     def cmd_ascii(self, args: list[str]) -> None:
         self.cmd_mode(["netascii"])
 
-    def _number(self, args: list[str], name: str, parse: Callable[[str], Any]) -> Any:
+    def _number(self, args: list[str], name: str, parse: Callable[[str], Any]) -> None:
+        """`blksize`, `windowsize`, `timeout`: with a value (or off) set it; then show it."""
         if len(args) > 1:
             raise UsageError(f"usage: {name} [N|off]")
-        if args[0].lower() in ("off", "none", "0"):
-            return None
-        try:
-            return parse(args[0])
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"{name}: {exc}") from None
+        if args and args[0].lower() in ("off", "none", "0"):
+            self._change(**{name: None})
+        elif args:
+            try:
+                self._change(**{name: parse(args[0])})
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(f"{name}: {exc}") from None
+        print(_shown(self.settings.transfer, name))
 
     def cmd_blksize(self, args: list[str]) -> None:
-        if args:
-            self.settings.blksize = self._number(args, "blksize", blksize)
-        value = self.settings.blksize
-        print(f"Block size: {value if value else '512 (not asked for)'}")
+        self._number(args, "blksize", blksize)
 
     def cmd_windowsize(self, args: list[str]) -> None:
-        if args:
-            self.settings.windowsize = self._number(args, "windowsize", windowsize_value)
-        value = self.settings.windowsize
-        print(f"Window size: {value if value else '1 (not asked for)'}")
+        self._number(args, "windowsize", windowsize_value)
 
     def cmd_tsize(self, args: list[str]) -> None:
         if args:
             raise UsageError("usage: tsize (toggles)")
-        self.settings.tsize = not self.settings.tsize
-        print(f"Transfer size option: {'on' if self.settings.tsize else 'off'}")
+        self._change(tsize=not self.settings.transfer.tsize)
+        print(_shown(self.settings.transfer, "tsize"))
 
     def cmd_timeout(self, args: list[str]) -> None:
-        if args:
-            self.settings.timeout = self._number(args, "timeout", timeout_seconds)
-        value = self.settings.timeout
-        print(f"Timeout: {f'{value:g} s' if value else '1 s (not asked for)'}")
+        self._number(args, "timeout", timeout_seconds)
 
     def cmd_connect(self, args: list[str]) -> None:
         if not 1 <= len(args) <= 2:
@@ -212,13 +215,11 @@ class Shell:
         s = self.settings
         server = format_host(s.host, s.port) if s.host else "none (use connect)"
         print(f"Server: {server}")
-        print(f"Mode: {s.mode}")
-        print(f"Block size: {s.blksize or '512 (not asked for)'}")
-        print(f"Window size: {s.windowsize or '1 (not asked for)'}")
-        print(f"Transfer size option: {'on' if s.tsize else 'off'}")
-        print(f"Timeout: {f'{s.timeout:g} s' if s.timeout else '1 s (not asked for)'}")
-        print(f"Retries: {s.retries}")
-        print(f"RFC 1350 only: {'on' if s.rfc1350 else 'off'}")
+        print(f"Mode: {s.transfer.mode}")
+        for name in ("blksize", "windowsize", "tsize", "timeout"):
+            print(_shown(s.transfer, name))
+        print(f"Retries: {s.transfer.retries}")
+        print(f"RFC 1350 only: {'on' if s.transfer.rfc1350 else 'off'}")
         print(f"Verbose: {'on' if s.verbose else 'off'}")
 
     def cmd_verbose(self, args: list[str]) -> None:
