@@ -5,14 +5,15 @@ timeline fed typed events)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import subprocess
 from ipaddress import IPv4Address
 
 from ptftpd.api import (
+    API_LIMITS,
     ApiConfig,
-    ApiLimits,
     ApiRequest,
     ApiServer,
     EventHub,
@@ -97,7 +98,7 @@ async def _exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
 
 
 def test_request_bounds_headers_body_time_and_connections() -> None:
-    limits = ApiLimits(max_headers=8, max_body=1024)
+    limits = dataclasses.replace(API_LIMITS, max_headers=8, max_body=1024)
     _, _, _, server = serve([TOKEN], limits=limits, request_timeout=0.5, max_connections=3)
 
     async def run() -> None:

@@ -27,15 +27,15 @@ without the right token 401.
 from __future__ import annotations
 
 from ptftpd.api.boots import add_boot_routes, machine_key
-from ptftpd.api.connection import ApiLimits
+from ptftpd.api.connection import API_LIMITS
 from ptftpd.api.events import EventHub
 from ptftpd.api.routes import ApiError, ApiRequest, Reply, Router, Stream, json_reply
 from ptftpd.api.server import ApiConfig, ApiServer
 
 __all__ = [
+    "API_LIMITS",
     "ApiConfig",
     "ApiError",
-    "ApiLimits",
     "ApiRequest",
     "ApiServer",
     "EventHub",

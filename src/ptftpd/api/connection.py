@@ -16,19 +16,15 @@ import h11
 
 from ptftpd import __version__
 from ptftpd.http.errors import HttpError
-from ptftpd.http.protocol import CLOSED, NEED_DATA, Signal
+from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, Signal
 
-__all__ = ["CLOSED", "NEED_DATA", "ApiConnection", "ApiLimits", "RawRequest"]
+__all__ = ["API_LIMITS", "CLOSED", "NEED_DATA", "ApiConnection", "RawRequest"]
 
 SERVER = f"ptftpd-api/{__version__}"
 
 
-@dataclass(frozen=True)
-class ApiLimits:
-    max_head: int = 8 * 1024
-    max_headers: int = 64
-    max_target: int = 2 * 1024
-    max_body: int = 64 * 1024
+# What one API request may make us buffer (the HTTP file server's bounds, tighter).
+API_LIMITS = Limits(max_head=8 * 1024, max_target=2 * 1024, max_body=64 * 1024, max_headers=64)
 
 
 @dataclass(frozen=True)
@@ -54,7 +50,7 @@ def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
 class ApiConnection:
     """One client connection, request after request (keep-alive)."""
 
-    def __init__(self, limits: ApiLimits = ApiLimits()) -> None:
+    def __init__(self, limits: Limits = API_LIMITS) -> None:
         self.limits = limits
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
         self._request: h11.Request | None = None
@@ -110,7 +106,8 @@ class ApiConnection:
             raise HttpError(505, "HTTP/1.x only")
         if len(event.target) > self.limits.max_target:
             raise HttpError(414, "request target too long")
-        if len(event.headers) > self.limits.max_headers:
+        most = self.limits.max_headers
+        if most is not None and len(event.headers) > most:
             raise HttpError(431, "too many header lines")
         size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
         if size > self.limits.max_head:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ptftpd.api.connection import CLOSED, ApiConnection, ApiLimits, RawRequest
+from ptftpd.api.connection import API_LIMITS, CLOSED, ApiConnection, RawRequest
 from ptftpd.api.events import Subscriber
 from ptftpd.api.routes import Router, Stream, error_reply
 from ptftpd.errors import StartError, bind_error
 from ptftpd.http.errors import HttpError
+from ptftpd.http.protocol import Limits
 
 __all__ = ["ApiConfig", "ApiServer"]
 
@@ -41,7 +42,7 @@ class ApiConfig:
     idle_timeout: float = 30.0
     write_timeout: float = 10.0
     keepalive: float = 15.0
-    limits: ApiLimits = field(default_factory=ApiLimits)
+    limits: Limits = API_LIMITS
 
 
 class ApiServer:

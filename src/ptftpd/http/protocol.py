@@ -56,6 +56,9 @@ class Limits:
     """Request-target length; more is 414."""
     max_body: int = 64 * 1024
     """A GET/HEAD body is read and thrown away up to this size; more is 413."""
+    max_headers: int | None = None
+    """Header lines; more is 431. None: `max_head` alone bounds them (the file server;
+    the operator API counts them)."""
 
 
 class Signal(enum.Enum):
