@@ -48,7 +48,8 @@ def test_api_answers_the_boot_record_live_and_on_request(tmp_path: Path) -> None
         client.run("ip", "link", "set", "eth0", "address", MAC)
         port = free_udp_port()  # a free number; the API takes it on TCP in the namespace
         api = f"http://127.0.0.1:{port}"
-        argv = [script("pxed"), "-v", "--api", f"127.0.0.1:{port}", "--efi64-bootfile",
+        argv = [script("pxed"), "-v", "--api", f"127.0.0.1:{port}", "--http-port", "8080",
+                "--efi64-bootfile",
                 "ipxe.efi", "--host", f"{MAC}={CLIENT_IP}", "--range", "10.78.0.100",
                 "10.78.0.120", "--leases", str(tmp_path / "leases.sqlite"), net.bridge,
                 str(root), "default.0"]  # fmt: skip
@@ -88,6 +89,9 @@ def test_api_answers_the_boot_record_live_and_on_request(tmp_path: Path) -> None
         print(f"tftp.done on the event stream {time.monotonic() - fetched:.2f} s after tftp")
         last = has("tftp.done")[-1]  # type: ignore[index]
         assert last["state"] == "completed"
+        # iPXE would fetch its next stage over HTTP (pxed's firmware port, not the API's).
+        client.run(curl, "-sf", "-o", "/dev/null", "http://10.78.0.1:8080/ipxe.efi")
+        wait_for(lambda: has("http.request"), 2.0, "the HTTP request on the event stream")
 
         code, machine = get(f"/v1/machines/{MAC.replace(':', '-').upper()}")
         assert code == 200, machine
@@ -104,10 +108,13 @@ def test_api_answers_the_boot_record_live_and_on_request(tmp_path: Path) -> None
             "dhcp.ack",
             "tftp.request",
             "tftp.done",
+            "http.request",
         ]
         assert attempt["steps"][0]["vendor_class"] == "PXEClient:Arch:00007:UNDI:003000"
-        assert attempt["steps"][-1]["bytes"] == len(BOOT)
-        assert abs(attempt["steps"][-1]["time"] - time.time()) < 30  # wall-clock times
+        assert attempt["steps"][-2]["bytes"] == len(BOOT)
+        http = attempt["steps"][-1]
+        assert (http["file"], http["status"], http["bytes"]) == ("ipxe.efi", 200, len(BOOT))
+        assert abs(http["time"] - time.time()) < 30  # wall-clock times
 
         # Filters and their errors.
         assert get(f"/v1/boots?mac={MAC}&state=completed")[1] == {"boots": [attempt]}
@@ -127,3 +134,25 @@ def test_api_answers_the_boot_record_live_and_on_request(tmp_path: Path) -> None
         for external in ("http:", "https:", "<link", " src=", "@import"):  # self-contained
             assert external not in body, external
         events.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "said"),
+    [
+        (["--api", "9470"], "", "--api: expected ADDR:PORT, e.g. 127.0.0.1:9469, not '9470'"),
+        ([], 'api-token = "short"\n', "api-token: expected 16 to 512 printable ASCII"),
+        (["--api-token", "x" * 20], "", "unrecognized arguments: --api-token"),
+        (["--boot-records", "0"], "", "--boot-records"),
+    ],
+)
+def test_api_settings_errors_are_one_line(
+    tmp_path: Path, args: list[str], config: str, said: str
+) -> None:
+    """A bad --api, an api-token too short in the file, a token as a flag (never:
+    it would show in ps) and no attempts kept are usage errors: one line, exit 2."""
+    settings = tmp_path / "pxed.toml"
+    settings.write_text(config)
+    argv = [script("pxed"), "--config", str(settings), *args, "lo", str(tmp_path), "x"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
