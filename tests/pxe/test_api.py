@@ -37,7 +37,8 @@ def sse_records(text: str) -> list[dict[str, object]]:
     return records
 
 
-def test_api_answers_the_boot_record_live_and_on_request(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["tftp-in-pxed", "tftp-workers"])
+def test_api_answers_the_boot_record_live_and_on_request(tmp_path: Path, workers: str) -> None:
     curl, tftp, udhcpc = require_tool("curl"), require_tool("tftp"), require_tool("udhcpc")
     root = tmp_path / "root"
     root.mkdir()
@@ -49,6 +50,7 @@ def test_api_answers_the_boot_record_live_and_on_request(tmp_path: Path) -> None
         port = free_udp_port()  # a free number; the API takes it on TCP in the namespace
         api = f"http://127.0.0.1:{port}"
         argv = [script("pxed"), "-v", "--api", f"127.0.0.1:{port}", "--http-port", "8080",
+                "--workers", workers,
                 "--efi64-bootfile",
                 "ipxe.efi", "--host", f"{MAC}={CLIENT_IP}", "--range", "10.78.0.100",
                 "10.78.0.120", "--leases", str(tmp_path / "leases.sqlite"), net.bridge,
