@@ -4,6 +4,7 @@ pruned by age, every server's visible to each; what is written is what changed."
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -234,7 +235,7 @@ def test_two_servers_sharing_postgresql_see_each_others_boots(pg_database: str) 
 
     def write(keep: BootRetention, tl: Timeline) -> None:
         keep.changed(tl.take_changed())
-        assert keep.write(keep.take())
+        assert keep.write(keep.take()) is not None
 
     try:
         boot(a_tl, MAC, "10.0.0.5", -20.0)
@@ -252,6 +253,14 @@ def test_two_servers_sharing_postgresql_see_each_others_boots(pg_database: str) 
             ]
             assert [r["server"] for r in store.recent(mac=MAC)] == ["pxe-b", "pxe-a"]
             assert [r["mac"] for r in store.recent(state="failed")] == [OTHER]
+        # What each server's API shows beside its own: the other's rows, read back.
+        found = a.write([], -1e18)
+        assert found is not None
+        a._merge(found)
+        assert sorted((v["server"], v["mac"]) for v in a.shared()) == [
+            ("pxe-b", MAC),
+            ("pxe-b", OTHER),
+        ]
         (failed,) = a_store.recent(state="failed")
         assert failed["diagnosis"] and "ipxe.efi" in failed["reason"]
         # An attempt that moves on is the same row, updated; a new attempt is a new row.
@@ -268,15 +277,22 @@ def test_two_servers_sharing_postgresql_see_each_others_boots(pg_database: str) 
         b.close()
 
 
+def api_get(ns: Any, path: str) -> dict[str, Any]:
+    curl = require_tool("curl")
+    done = ns.run(curl, "-sS", "--max-time", "5", f"http://127.0.0.1:8023{path}", timeout=20)
+    return dict(json.loads(done.stdout))
+
+
 @pytest.mark.netns
 @pytest.mark.timeout(120)
 def test_two_pxed_sharing_postgresql_see_each_others_boots(
     tmp_path: Path, pg_database: str
 ) -> None:
-    """Two real pxed (DHCP mode, one PostgreSQL lease database) on one LAN: a scripted
-    PXE client's DISCOVER reaches both, then it asks server B's boot server and fetches
-    its boot file with tftp-hpa from B. The database, read by a third party, holds A's
-    attempt (offered, still going) and B's (completed), each with its server."""
+    """Two real pxed (DHCP mode, one PostgreSQL lease database, each with --api) on one
+    LAN: a scripted PXE client's DISCOVER reaches both, then it asks server B's boot
+    server and fetches its boot file with tftp-hpa from B. Each server's API (curl)
+    answers both attempts, A's (offered, still going) and B's (completed), each with
+    its server; a third reader of the database sees the same rows."""
     from pxe_harness import boot_network
     from test_pxe_sockets import probe
 
@@ -287,13 +303,15 @@ def test_two_pxed_sharing_postgresql_see_each_others_boots(
     root.mkdir()
     (root / "ipxe.efi").write_bytes(b"x" * 3000)
     mac = "52:54:00:bb:00:01"
+    want = {("10.78.0.1", "in_progress"), ("10.78.0.2", "completed")}
     with boot_network(tmp_path) as net:
         b_ns = net.peer("10.78.0.2")
         client = net.peer("10.78.0.50")
         servers = []
         for ns, iface in ((net.ns, net.bridge), (b_ns, "eth0")):
             argv = [script("pxed"), "-v", "-a", "--range", "10.78.0.100", "10.78.0.150"]
-            argv += ["--leases", pg_database, iface, str(root), "ipxe.efi"]
+            argv += ["--api", "127.0.0.1:8023", "--leases", pg_database]
+            argv += [iface, str(root), "ipxe.efi"]
             proc = net.start(argv, f"pxed-{len(servers)}", ns)
             wait_udp_bound(4011, timeout=15, proc=proc.proc, netns=ns.name)
             servers.append(proc)
@@ -304,21 +322,24 @@ def test_two_pxed_sharing_postgresql_see_each_others_boots(
         assert ack["file"] == "ipxe.efi"
         get = f"cd {tmp_path} && {tftp} 10.78.0.2 -m octet -c get ipxe.efi"
         client.run("sh", "-c", get, timeout=20)
-        reader = PgBootRecords(pg_database, "reader")
-        try:
+        for ns in (net.ns, b_ns):
             deadline = time.monotonic() + 10
             while True:
-                seen = {(r["server"], r["state"]) for r in reader.recent(mac=mac)}
-                if seen == {("10.78.0.1", "in_progress"), ("10.78.0.2", "completed")}:
+                attempts = api_get(ns, f"/v1/machines/{mac}")["attempts"]
+                seen = {(a["server"], a["state"]) for a in attempts}
+                if seen == want:
                     break
                 assert time.monotonic() < deadline, (seen, servers[1].output()[-2000:])
                 time.sleep(0.2)
-            [b_attempt] = reader.recent(mac=mac, state="completed")
-            kinds = [s["kind"] for s in b_attempt["steps"]]
+            boots = api_get(ns, "/v1/boots?state=completed")["boots"]
+            assert [(b["server"], b["mac"]) for b in boots] == [("10.78.0.2", mac)]
+            kinds = [s["kind"] for s in boots[0]["steps"]]
             assert kinds[0] == "dhcp.discover" and kinds[-1] == "tftp.done", kinds
-            assert {s.get("port") for s in b_attempt["steps"] if s["kind"] == "dhcp.request"} == {
-                4011
-            }
+            ports = {s.get("port") for s in boots[0]["steps"] if s["kind"] == "dhcp.request"}
+            assert ports == {4011}
+        reader = PgBootRecords(pg_database, "reader")
+        try:
+            assert {(r["server"], r["state"]) for r in reader.recent(mac=mac)} == want
         finally:
             reader.close()
         for proc in servers:

@@ -123,9 +123,27 @@ def page() -> bytes:
     return resources.files("ptftpd.api").joinpath("page.html").read_bytes()
 
 
-def add_boot_routes(router: Router, driver: TimelineDriver, hub: EventHub) -> None:
-    """Register the page and the read endpoints of `driver`'s timeline on `router`."""
+def add_boot_routes(
+    router: Router,
+    driver: TimelineDriver,
+    hub: EventHub,
+    shared: Callable[[], list[dict[str, Any]]] | None = None,
+    server: str | None = None,
+) -> None:
+    """Register the page and the read endpoints of `driver`'s timeline on `router`.
+    `shared`: the attempts other servers keep in the same lease database
+    (`pxe/boot_records.py`), shown beside this server's own (each view then says its
+    `server`, this one's being `server`)."""
     html = page()
+
+    def merged(own: list[dict[str, Any]], accept: Filter, limit: int) -> list[dict[str, Any]]:
+        if shared is None:
+            return own
+        for view in own:
+            view["server"] = server
+        found = own + [v for v in shared() if accept(v)]
+        found.sort(key=lambda v: v["started"], reverse=True)
+        return found[:limit]
 
     def live_page(request: ApiRequest) -> Reply:
         return Reply(200, html, "text/html; charset=utf-8", PAGE_HEADERS)
@@ -144,7 +162,7 @@ def add_boot_routes(router: Router, driver: TimelineDriver, hub: EventHub) -> No
                 found.append(view)
                 if len(found) >= limit:
                     break
-        return json_reply({"boots": found})
+        return json_reply({"boots": merged(found, accept, limit)})
 
     def machine(request: ApiRequest) -> Reply:
         mac = machine_key(request.params["mac"])
@@ -152,6 +170,7 @@ def add_boot_routes(router: Router, driver: TimelineDriver, hub: EventHub) -> No
             raise ApiError(400, "this resource takes no parameters")
         offset = driver.offset()
         attempts = [a.view(offset) for a in driver.timeline.attempts(mac)]
+        attempts = merged(attempts, lambda v: v["mac"] == mac, MAX_LIMIT)
         if not attempts:
             raise ApiError(404, f"no boot attempt of {mac} is kept")
         return json_reply({"mac": mac, "attempts": attempts})

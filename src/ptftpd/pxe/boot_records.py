@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sqlite3
 import threading
 import uuid
@@ -69,6 +70,10 @@ CREATE INDEX IF NOT EXISTS boot_attempts_mac ON boot_attempts (mac, started);
 """
 
 _COLUMNS = "id, server, mac, state, started, updated, record"
+_OTHERS = (
+    "SELECT id, updated, record FROM boot_attempts WHERE server <> {m} AND updated >= {m} "
+    "ORDER BY updated, id LIMIT {m}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,11 @@ class BootRecords(Protocol):
         """Delete the attempts last changed before `before` (wall clock); how many."""
         ...
 
+    def others(self, server: str, since: float, limit: int) -> list[tuple[str, float, str]]:
+        """Rows of the servers other than `server` changed at or after `since`, the
+        oldest change first, at most `limit`: (id, updated, record JSON)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -141,6 +151,7 @@ class SqliteBootRecords:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=5.0
             )
@@ -186,6 +197,14 @@ class SqliteBootRecords:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read boot records from {self.path}: {exc}") from None
         return [json.loads(row[0]) for row in rows]
+
+    def others(self, server: str, since: float, limit: int) -> list[tuple[str, float, str]]:
+        try:
+            with self._lock:
+                rows = self._db.execute(_OTHERS.format(m="?"), (server, since, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read boot records from {self.path}: {exc}") from None
+        return [(str(i), float(u), str(r)) for i, u, r in rows]
 
     def prune(self, before: float) -> int:
         try:
@@ -241,6 +260,12 @@ class PgBootRecords:
             return list(conn.execute(sql, [*args, _limit(limit)]).fetchall())
 
         return [json.loads(row[0]) for row in self._link.run(op, atomic=True)]
+
+    def others(self, server: str, since: float, limit: int) -> list[tuple[str, float, str]]:
+        def op(conn: Any) -> list[Any]:
+            return list(conn.execute(_OTHERS.format(m="%s"), (server, since, limit)).fetchall())
+
+        return [(str(i), float(u), str(r)) for i, u, r in self._link.run(op, atomic=True)]
 
     def prune(self, before: float) -> int:
         def op(conn: Any) -> int:
@@ -317,6 +342,11 @@ class BootRetention:
         self._unwatch: Callable[[], None] | None = None
         self._failing = False
         self._next_prune = 0.0
+        # The other servers' attempts in the same database (id -> API form), read
+        # with each write: what the API shows beside this server's own. Bounded like
+        # the rows waiting; the oldest attempts go first.
+        self._shared: dict[str, dict[str, Any]] = {}
+        self._shared_since = -math.inf
 
     def start(self) -> None:
         """Watch the timeline and write in the running loop until `close`."""
@@ -343,34 +373,62 @@ class BootRetention:
         self._pending.clear()
         return records
 
-    def write(self, records: list[BootRecord]) -> bool:
-        """Save `records` and prune when due (in the retention thread); False when the
-        database refused them (one line when that starts and one when it ends)."""
+    def write(
+        self, records: list[BootRecord], since: float = math.inf
+    ) -> list[tuple[str, float, str]] | None:
+        """Save `records`, prune when due, and read the other servers' rows changed
+        since `since` (in the retention thread); None when the database refused (one
+        line when that starts and one when it ends)."""
         try:
             self.store.save(records)
             wall = self.driver.wall()
             if wall >= self._next_prune:
                 self._next_prune = wall + self.prune_every
                 self.store.prune(wall - self.max_age)
+            found = [] if since == math.inf else self.store.others(self.server, since, 1000)
         except StoreError as exc:
             if not self._failing:
                 log.warning("boot records not saved: %s", exc)
             self._failing = True
-            return False
+            return None
         if self._failing:
             log.warning("boot records saved again")
         self._failing = False
-        return True
+        return found
 
     async def flush(self) -> None:
         records = self.take()
-        if not records and self.driver.wall() < self._next_prune:
-            return
+        since = max(self._shared_since, self.driver.wall() - self.max_age)
         loop = asyncio.get_running_loop()
-        if not await loop.run_in_executor(self._executor, self.write, records):
+        found = await loop.run_in_executor(self._executor, self.write, records, since)
+        if found is None:
             for rec in records:  # again next time, unless a newer version came meanwhile
                 if rec.id not in self._pending:
                     self._keep(rec)
+            return
+        self._merge(found)
+
+    def _merge(self, found: list[tuple[str, float, str]]) -> None:
+        for ident, updated, text in found:
+            self._shared_since = max(self._shared_since, updated)
+            try:
+                view = json.loads(text)
+            except ValueError:
+                continue
+            self._shared.pop(ident, None)
+            self._shared[ident] = view
+        oldest = self.driver.wall() - self.max_age
+        if len(self._shared) > self.max_pending or any(
+            v.get("updated", 0) < oldest for v in self._shared.values()
+        ):
+            kept = sorted(self._shared.items(), key=lambda kv: kv[1].get("started", 0))
+            kept = [kv for kv in kept if kv[1].get("updated", 0) >= oldest]
+            self._shared = dict(kept[-self.max_pending :])
+
+    def shared(self) -> list[dict[str, Any]]:
+        """The other servers' attempts last read from the database (API form, with
+        `server`), in no particular order."""
+        return list(self._shared.values())
 
     async def _run(self) -> None:
         while True:

@@ -278,6 +278,8 @@ class PxeService:
             http = HttpServer(http_config, on_served=tracker.http_served)
             self.http_server = http
             await http.start()
+        if not cfg.proxy:  # before the API, which shows the other servers' boots too
+            self._keep_boot_records()
         if cfg.api is not None:
             from ptftpd.api import ApiConfig, ApiServer
 
@@ -294,7 +296,6 @@ class PxeService:
             server.events = self.timeline.feed  # --metrics chains in front (count_messages)
             self.dhcp_server = server
             await server.start()
-            self._keep_boot_records()
         for port in ports:
             sock = open_dhcp_socket(dhcp.interface, port)
             handler = functools.partial(self._received, port=port)
@@ -321,7 +322,12 @@ class PxeService:
         from ptftpd.api import EventHub, Router, add_boot_routes
 
         router = Router(token=lambda: self.config.api_token)
-        add_boot_routes(router, self.timeline, EventHub(self.timeline))
+        records = self.boot_records
+        if records is None:
+            add_boot_routes(router, self.timeline, EventHub(self.timeline))
+        else:  # the other servers sharing the lease database show their boots too
+            hub = EventHub(self.timeline)
+            add_boot_routes(router, self.timeline, hub, records.shared, records.server)
         return router
 
     async def _start_dhcp6(self, iface: str) -> None:
