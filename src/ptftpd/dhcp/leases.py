@@ -48,6 +48,37 @@ BOOTREQUEST  own permanent row, else as DISCOVER then bound for ever       -> BO
 (time)    bound past its end            -> expired: free for anyone
           offered past its end          -> free for anyone (the client's own still)
           declined past its quarantine  -> free for anyone
+
+DHCPv6 (IA_NA bindings, `ptftpd.dhcp6.leases.Bindings` over a `LeaseStore6`: memory,
+SQLite or PostgreSQL; one row per address, keyed by DUID and IAID, "own" as above).
+Each IA of a message is one line; a message with several IAs is several lines.
+
+message / the IA's row                  -> rows change                     -> reply (per IA)
+SOLICIT
+  own row bound, not expired            -> none                            -> ADVERTISE it
+  own row offered / none                -> offered (the hint if free, else
+                                           the DUID+IAID hash, then probing)-> ADVERTISE
+  pool full, or client/table at a limit -> none                            -> NoAddrsAvail
+SOLICIT with Rapid Commit (when on)     -> as REQUEST                      -> REPLY
+REQUEST (our server id)
+  named address off the link            -> none                            -> NotOnLink
+  own row offered/bound, or a free one  -> bound (the client's other bound
+                                           row of the IA released: one
+                                           address per binding)            -> REPLY it
+  shared store: another server bound it -> none here; next candidate      -> REPLY another
+  pool full / at a limit                -> none                            -> NoAddrsAvail
+RENEW (ours) / REBIND
+  own row bound                         -> bound until now + valid         -> REPLY it
+                                           (other addresses named: lifetime 0)
+  no binding (REBIND: address off link) -> none                            -> lifetimes 0
+  no binding                            -> none                            -> NoBinding
+RELEASE   own bound row named           -> released (free at once)         -> REPLY Success
+DECLINE   own bound row named           -> declined until decline_time     -> REPLY Success
+          otherwise                     -> none                            -> NoBinding
+CONFIRM   any                           -> none                            -> Success or NotOnLink
+INFORMATION-REQUEST                     -> none                            -> REPLY, no IA
+(time)    as DHCPv4: bound past its end, offered past its end, declined past its
+          quarantine are free; `events.LeaseExpiry` reports a binding's end.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ Version 5: the servers sharing the database (`servers`: one row each, its addres
 its heartbeat), and the 'server' state: a server's own address reserved in the rows
 for everyone, so it is not part of the pool definition the servers compare.
 Version 6: pxed's boot records (`boot_attempts`, pxe/boot_records.py), a table of their own.
+Version 7: DHCPv6 bindings (`leases6`: one row per address, keyed by pool, DUID and
+IAID), with the database-enforced rule of one bound address per binding.
 """
 
 from __future__ import annotations
@@ -205,6 +207,23 @@ MIGRATIONS[6] = (
     )""",
     "CREATE INDEX boot_attempts_updated ON boot_attempts (updated)",
     "CREATE INDEX boot_attempts_mac ON boot_attempts (mac, started)",
+)
+
+# Version 7: DHCPv6 bindings (dhcp6/pg_store.py).
+MIGRATIONS[7] = (
+    """CREATE TABLE leases6 (
+        address  inet PRIMARY KEY,
+        pool     text NOT NULL,
+        duid     bytea NOT NULL,
+        iaid     bigint NOT NULL,
+        state    text NOT NULL CHECK (state IN ('offered', 'bound', 'released', 'declined')),
+        expires  double precision NOT NULL,
+        since    double precision NOT NULL,
+        owner    text
+    )""",
+    "CREATE UNIQUE INDEX leases6_one_per_binding ON leases6 (pool, duid, iaid) "
+    "WHERE state = 'bound'",
+    "CREATE INDEX leases6_pool ON leases6 (pool)",
 )
 LATEST_VERSION = max(MIGRATIONS)
 

@@ -46,7 +46,12 @@ def parser() -> argparse.ArgumentParser:
         "router advertisements, on one interface.",
     )
     p.add_argument("interface", metavar="IFACE", help="interface to serve (with a global /64)")
-    p.add_argument("--leases", required=True, type=Path, metavar="FILE", help="SQLite lease file")
+    p.add_argument(
+        "--leases",
+        required=True,
+        metavar="FILE|URL",
+        help="SQLite lease file, or postgresql://... (bindings shared by several servers)",
+    )
     p.add_argument("--proxy", action="store_true", help="boot options only, no addresses")
     p.add_argument("--no-ra", action="store_true", help="send no router advertisements")
     p.add_argument("--boot-url", metavar="URL", help="boot-file-url (59) for netboot clients")
@@ -67,9 +72,11 @@ def parser() -> argparse.ArgumentParser:
 
 def build_config(args: argparse.Namespace) -> Dhcp6Config:
     first, last = args.range or (None, None)
+    shared = args.leases.startswith(("postgresql://", "postgres://"))
     return config_for_interface(
         args.interface,
-        leases_path=args.leases,
+        leases_path=None if shared else Path(args.leases),
+        leases_url=args.leases if shared else None,
         range_start=first,
         range_end=last,
         valid_lifetime=args.lease_time,

@@ -56,6 +56,8 @@ class Dhcp6Config:
     # address boot URLs usually name.
     server_addresses: tuple[IPv6Address, ...] = ()
     leases_path: Path | None = None  # None: bindings in memory only
+    # postgresql://...: bindings in PostgreSQL, shared (wins over leases_path).
+    leases_url: str | None = None
     lease_sync: str = "normal"  # "full": fsync each commit
     server_duid: bytes | None = None  # None: DUID-LL from IFACE's MAC
     range_start: IPv6Address | None = None

@@ -28,11 +28,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
 from ipaddress import IPv6Address, IPv6Network
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Bindings", "Lease6", "LeaseState6", "LeaseStore6", "Limits", "MemoryStore6", "Pool6"]
+__all__ = [
+    "Bindings",
+    "Lease6",
+    "LeaseState6",
+    "LeaseStore6",
+    "Limits",
+    "LocalStore6",
+    "MemoryStore6",
+    "Pool6",
+    "lease_from_row",
+]
 
 _MAX_PROBES = 4096
+_MAX_CLAIMS = 8  # addresses tried per binding when other servers took the first ones
 _RESERVED_ANYCAST = 128  # RFC 2526: the top 128 interface ids of a /64
 
 
@@ -57,13 +68,61 @@ class Lease6:
         return self.state is not LeaseState6.RELEASED and self.expires > now
 
 
+def lease_from_row(row: tuple[Any, ...]) -> Lease6 | None:
+    """A stored row (address, duid, iaid, state, expires, since) as a `Lease6`; None
+    for a row this version cannot read (from a future version: skipped, not fatal)."""
+    try:
+        address, duid, iaid, state, expires, since = row
+        return Lease6(
+            IPv6Address(str(address)),
+            bytes(duid),
+            int(iaid),
+            LeaseState6(state),
+            float(expires),
+            float(since),
+        )
+    except (ValueError, TypeError):
+        return None
+
+
 class LeaseStore6(Protocol):
+    """Where the policy's bindings are kept: `MemoryStore6`, `store.SqliteStore6` (a
+    file; both are their rows' only writer) or `store.PgStore6` (PostgreSQL, shared by
+    several servers). Stable interface:
+
+    - `load()`: every row of this pool, at start;
+    - `save(leases)`: durable when it returns (renewals, releases, declines);
+    - `claim(lease, now, moved)`: bind `lease` and save `moved` (the client's
+      previous binding, released) unless another client holds the address as of
+      `now`; None when done, else the row that holds it (a local store, the only
+      writer, always binds: the policy checked its memory first);
+    - `find(duid, iaid, now)`: a live binding another server made (None for a local
+      store: its memory is the whole truth);
+    - `close()`.
+    """
+
     def load(self) -> list[Lease6]: ...
     def save(self, leases: Iterable[Lease6]) -> None: ...
+    def claim(self, lease: Lease6, now: float, moved: Iterable[Lease6] = ()) -> Lease6 | None: ...
+    def find(self, duid: bytes, iaid: int, now: float) -> Lease6 | None: ...
     def close(self) -> None: ...
 
 
-class MemoryStore6:
+class LocalStore6:
+    """`claim` and `find` of a store that is its rows' only writer."""
+
+    def save(self, leases: Iterable[Lease6]) -> None:
+        raise NotImplementedError
+
+    def claim(self, lease: Lease6, now: float, moved: Iterable[Lease6] = ()) -> Lease6 | None:
+        self.save([*moved, lease])
+        return None
+
+    def find(self, duid: bytes, iaid: int, now: float) -> Lease6 | None:
+        return None
+
+
+class MemoryStore6(LocalStore6):
     """A store that forgets on exit: for tests and `leases_path=None`."""
 
     def __init__(self) -> None:
@@ -157,7 +216,9 @@ class Bindings:
         self._per_client: dict[bytes, int] = {}  # live (offered or bound) IAs per DUID
         self._held = 0  # bound or declined addresses
         self._swept = float("-inf")
-        for lease in store.load():
+        # Oldest end first, so that whichever store (and row order) the bindings come
+        # from, a client's latest binding of an IA is the one memory keeps.
+        for lease in sorted(store.load(), key=lambda x: (x.expires, x.since, int(x.address))):
             self._put(lease)
 
     def __len__(self) -> int:
@@ -231,11 +292,26 @@ class Bindings:
         return list(self._by_addr.values())
 
     def lookup(self, duid: bytes, iaid: int, now: float) -> Lease6 | None:
-        """The client's live binding for this IA (bound or offered), if any."""
+        """The client's live binding for this IA (bound or offered), if any; one that
+        another server sharing the store made is learnt from the store."""
         lease = self._by_key.get((duid, iaid))
+        if lease is None:
+            found = self.store.find(duid, iaid, now)
+            if found is not None and found.address in self.pool and found.holds(now):
+                self._learn(found, now)
+                lease = found
         if lease is None or not lease.holds(now):
             return None
         return lease
+
+    def _learn(self, lease: Lease6, now: float) -> None:
+        """A row another server wrote (a shared store): memory holds it from now on,
+        within the limits (a binding slot, as any binding)."""
+        if lease.address not in self.pool or not lease.holds(now):
+            return
+        if self._held >= self.limits.max_bindings and lease.address not in self._by_addr:
+            return
+        self._set(lease)
 
     def bound(self, duid: bytes, iaid: int, now: float) -> Lease6 | None:
         """The client's committed binding for this IA: what Renew, Rebind, Release and
@@ -315,13 +391,34 @@ class Bindings:
             address: IPv6Address | None = hint
         else:
             address = self._candidate(duid, iaid, hint, now)
-        if address is None:
-            return None
-        since = current.since if current is not None and current.address == address else now
-        lease = Lease6(address, duid, iaid, LeaseState6.BOUND, now + valid, since)
-        self.store.save([lease])
-        self._set(lease)
-        return lease
+        for _ in range(_MAX_CLAIMS):
+            if address is None:
+                return None
+            since = current.since if current is not None and current.address == address else now
+            lease = Lease6(address, duid, iaid, LeaseState6.BOUND, now + valid, since)
+            # One address per binding: a binding that moves gives its old address back.
+            moved = []
+            previous = self._by_key.get((duid, iaid))  # live or past its end
+            if (
+                previous is not None
+                and previous.state is LeaseState6.BOUND
+                and previous.address != address
+            ):
+                moved = [replace(previous, state=LeaseState6.RELEASED, expires=now)]
+            holder = self.store.claim(lease, now, moved)
+            if holder is None:
+                for old in moved:
+                    self._set(old)
+                self._set(lease)
+                return lease
+            # Another server bound the address meanwhile (a shared store): learn it and
+            # try the next candidate; the client gets the address its Reply names.
+            self._learn(holder, now)
+            if exact:
+                return None
+            current = self.lookup(duid, iaid, now)
+            address = self._candidate(duid, iaid, None, now)
+        return None
 
     def renew(self, lease: Lease6, now: float, valid: int) -> Lease6:
         renewed = replace(lease, state=LeaseState6.BOUND, expires=now + valid)

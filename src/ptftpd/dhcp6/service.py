@@ -6,6 +6,15 @@ reply leaves on the wrong link. Replies go to the client's link-local address, p
 546, scoped to IFACE. A burst of waiting datagrams is handled in one go; bindings are
 committed by the engine before its replies are sent, and withheld if the commit fails.
 
+With `leases_url` (PostgreSQL) every store call waits for the network, so the engine
+runs off the event loop: each burst is handed to one database thread, bursts in the
+order they came (so each client's messages stay in order), at most
+`_MAX_BURSTS_WAITING` waiting (beyond that a burst is dropped: clients retransmit),
+and the replies are sent from the loop when it is done. A slow or unreachable
+database then delays DHCPv6 answers only, never the loop (RAs, pxed's TFTP, HTTP and
+DHCPv4). One thread, not a pool: the binding policy's memory is one table for every
+client; the database work of DHCPv4 scopes runs in its own threads.
+
 Events: the engine's typed events (`ptftpd.events`: messages in and out, bindings
 offered, bound, released, declined) go to `events`, through a `LeaseExpiry` that adds
 "lease expired" when a binding's end passes; the service arms one loop timer at its
@@ -18,13 +27,16 @@ import asyncio
 import logging
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ptftpd import datagrams
 from ptftpd.datagrams import read_burst
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
+from ptftpd.dhcp.store import StoreBusy, StoreError, StoreUnavailable
 from ptftpd.dhcp6.codec import duid_ll
 from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
@@ -37,6 +49,8 @@ from ptftpd.events import Event, EventSink, LeaseExpiry, ignore
 __all__ = ["ALL_DHCP_SERVERS", "Dhcp6Service", "interface_mac"]
 
 log = logging.getLogger("ptftpd.dhcp6")
+
+_MAX_BURSTS_WAITING = 64
 
 ALL_DHCP_SERVERS = "ff02::1:2"  # All_DHCP_Relay_Agents_and_Servers, link scope
 
@@ -93,6 +107,9 @@ class Dhcp6Service:
         self.config = config
         self.events = events
         self._expiry: ExpiryTimer | None = None
+        self._db: ThreadPoolExecutor | None = None  # PostgreSQL: the engine off the loop
+        self._waiting = 0
+        self._loop_thread = 0
         self._store = store
         self._clock = clock
         self.engine: Dhcp6Engine | None = None
@@ -123,21 +140,20 @@ class Dhcp6Service:
             raise StartError(str(exc)) from None
         try:
             if self._store is None:
-                self._store = (
-                    SqliteStore6(cfg.leases_path, cfg.lease_sync.upper())
-                    if cfg.leases_path
-                    else MemoryStore6()
-                )
+                self._store = self._open_store(duid)
             bindings = Bindings(pool, self._store, cfg.offer_time, cfg.decline_time, cfg.limits)
-        except Lease6StoreError as exc:
+        except (Lease6StoreError, StoreError) as exc:
             raise StartError(str(exc)) from None
         self.engine = Dhcp6Engine(cfg, duid, bindings)
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         if self.events is not ignore:
             watch = LeaseExpiry(self._deliver)
             self._expiry = ExpiryTimer(watch, self._clock)
-            self.engine.events = watch.sink
+            self.engine.events = self._emit
+        if getattr(self._store, "blocking", False):
+            self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhcp6-db")
         self._sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port, shared=cfg.proxy)
-        self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._sock.fileno(), self._on_readable, self._sock, False)
         if cfg.proxy and cfg.boot_service_port is not None:
             try:
@@ -170,6 +186,35 @@ class Dhcp6Service:
             f"server DUID {duid.hex(':')}",
         )
 
+    def _open_store(self, duid: bytes) -> LeaseStore6:
+        cfg = self.config
+        if cfg.leases_url:
+            try:
+                from ptftpd.dhcp6.pg_store import PgStore6
+            except ImportError:
+                raise StoreError(
+                    "PostgreSQL leases need psycopg: pip install 'ptftpd[postgresql]'"
+                ) from None
+            # The owner recorded on this server's rows: its DUID (stable per interface).
+            return PgStore6(cfg.leases_url, duid.hex(), str(cfg.prefix))
+        if cfg.leases_path:
+            return SqliteStore6(cfg.leases_path, cfg.lease_sync.upper())
+        return MemoryStore6()
+
+    def _emit(self, event: Event) -> None:
+        """The engine's events reach the watch and `events` in the loop, also from the
+        database thread (in the order they happened)."""
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            self._on_loop(event)
+        else:
+            loop.call_soon_threadsafe(self._on_loop, event)
+
+    def _on_loop(self, event: Event) -> None:
+        if self._expiry is not None:
+            self._expiry.watch.sink(event)
+            self._expiry.arm()
+
     def _deliver(self, event: Event) -> None:
         try:
             self.events(event)
@@ -179,6 +224,9 @@ class Dhcp6Service:
     def close(self) -> None:
         if self._expiry is not None:
             self._expiry.close()
+        if self._db is not None:
+            self._db.shutdown(wait=False, cancel_futures=True)
+            self._db = None
         if self.ra is not None:
             self.ra.close()
             self.ra = None
@@ -197,23 +245,59 @@ class Dhcp6Service:
         return self._sock is None
 
     def _on_readable(self, sock: socket.socket, boot_service: bool) -> None:
-        """Drain a burst from one socket (547, or the 4011 boot service), then reply."""
+        """Drain a burst from one socket (547, or the 4011 boot service), then reply:
+        at once, or when the database thread has answered it (PostgreSQL)."""
         engine = self.engine
         if engine is None or sock.fileno() < 0:
             return
         handle = engine.handle_boot_service if boot_service else engine.handle
+        burst = [
+            (data, str(addr[0]).split("%", 1)[0], int(addr[1]))
+            for data, addr in read_burst(sock, log)
+        ]
+        if not burst:
+            return
+        db, loop = self._db, self._loop
+        if db is None or loop is None or boot_service:
+            # The boot service never touches bindings: answered in the loop.
+            self._send(sock, self._answer(handle, burst))
+            return
+        if self._waiting >= _MAX_BURSTS_WAITING:
+            log.debug("burst of %d dropped: the lease database is behind", len(burst))
+            return
+        self._waiting += 1
+
+        def done(future: Future[list[Outgoing]]) -> None:
+            self._waiting -= 1
+            if future.cancelled() or self._sock is None:
+                return
+            self._send(sock, future.result())
+
+        job = db.submit(self._answer, handle, burst)
+        job.add_done_callback(lambda future: loop.call_soon_threadsafe(done, future))
+
+    def _answer(
+        self,
+        handle: Callable[[bytes, tuple[str, int], float], list[Outgoing]],
+        burst: list[tuple[bytes, str, int]],
+    ) -> list[Outgoing]:
+        """The engine's replies to a burst; a store failure costs its packet's reply
+        only (the store logged the state change), a bug one packet, never the service."""
         outgoing: list[Outgoing] = []
-        for data, addr in read_burst(sock, log):
-            host = str(addr[0]).split("%", 1)[0]
+        for data, host, port in burst:
             try:
-                outgoing.extend(handle(data, (host, int(addr[1])), self._clock()))
-            except Lease6StoreError as exc:
+                outgoing.extend(handle(data, (host, port), self._clock()))
+            except (StoreUnavailable, StoreBusy) as exc:
+                log.debug("no reply to %s: %s", host, exc)  # the store logged it once
+            except (Lease6StoreError, StoreError) as exc:
                 log.error("%s: reply to %s withheld", exc, host)
             except Exception:
-                # A bug must cost one packet, never the service.
                 log.exception("internal error handling a packet from %s", host)
-        if self._expiry is not None:
-            self._expiry.arm()
+        return outgoing
+
+    def _send(self, sock: socket.socket, outgoing: list[Outgoing]) -> None:
+        if sock.fileno() < 0:
+            return
         for out in outgoing:
             address = (out.address[0], out.address[1], 0, self.ifindex)
             datagrams.send(sock, out.payload, address, log)

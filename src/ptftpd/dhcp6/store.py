@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from ipaddress import IPv6Address
 from pathlib import Path
 
 from ptftpd.dhcp.store import open_lease_file
-from ptftpd.dhcp6.leases import Lease6, LeaseState6
+from ptftpd.dhcp6.leases import Lease6, LocalStore6, lease_from_row
 
 __all__ = ["Lease6StoreError", "SqliteStore6"]
 
@@ -34,7 +33,7 @@ class Lease6StoreError(Exception):
     """The lease file cannot be opened, read or written (one line for the CLI)."""
 
 
-class SqliteStore6:
+class SqliteStore6(LocalStore6):
     def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
         self._db = open_lease_file(path, synchronous, _SCHEMA, Lease6StoreError)
@@ -46,21 +45,7 @@ class SqliteStore6:
             ).fetchall()
         except sqlite3.Error as exc:
             raise Lease6StoreError(f"cannot read lease file {self.path}: {exc}") from None
-        leases = []
-        for address, duid, iaid, state, expires, since in rows:
-            try:
-                leases.append(
-                    Lease6(
-                        IPv6Address(address),
-                        bytes(duid),
-                        int(iaid),
-                        LeaseState6(state),
-                        float(expires),
-                        float(since),
-                    )
-                )
-            except (ValueError, TypeError):
-                continue  # a row from a future version: skip rather than refuse to start
+        leases = [lease for row in rows if (lease := lease_from_row(row)) is not None]
         return leases
 
     def save(self, leases: Iterable[Lease6]) -> None:

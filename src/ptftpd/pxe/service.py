@@ -338,6 +338,7 @@ class PxeService:
         config6 = config_for_interface(
             iface,
             leases_path=leases6,
+            leases_url=cfg.dhcp.leases_url,
             proxy=cfg.proxy,
             send_ra=cfg.ra,
             boot_service_port=cfg.boot_server_port if cfg.proxy else None,

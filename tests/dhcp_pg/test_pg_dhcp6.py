@@ -1,0 +1,146 @@
+"""DHCPv6 bindings in PostgreSQL, answered off the event loop (dhcp6/service.py with
+`leases_url`, dhcp6/pg_store.py).
+
+One asyncio loop runs a Dhcp6Service whose bindings live in a throw-away PostgreSQL
+cluster, on loopback (SO_BINDTODEVICE lo, clients on ::1). A client's binding is a
+row in `leases6` before its Reply, and a Request naming another address keeps it
+(one bound address per binding). Then the PostgreSQL processes
+are stopped (SIGSTOP) while a second client waits: the loop keeps running (a ticker
+never waits more than a fraction of a second) and the client is answered once the
+database runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from ipaddress import IPv6Address, IPv6Network
+
+import psycopg
+from test_pg_off_loop import stopped
+
+from ptftpd.dhcp6 import Dhcp6Config, Dhcp6Service
+from ptftpd.dhcp6.codec import (
+    ClientId,
+    ElapsedTime,
+    IaAddress,
+    IaNa,
+    Message,
+    MsgType,
+    RapidCommit,
+    ServerId,
+    decode,
+    encode,
+)
+from support import free_udp_port, require_root
+from support.postgres import PgCluster
+
+PREFIX = IPv6Network("fd00:99::/64")
+SERVER_DUID = bytes.fromhex("00030001525400aabbcc")
+
+
+def duid(n: int) -> bytes:
+    return bytes.fromhex("00030001") + bytes([2, 0, 0, 0, 0x99, n])
+
+
+class Client6:
+    def __init__(self, n: int, server_port: int, client_port: int) -> None:
+        self.duid = duid(n)
+        self.server_port = server_port
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("::1", client_port))
+        self.sock.setblocking(False)
+        self.xid = 0x990000 + n
+
+    async def ask(self, mtype: MsgType, *options: object, timeout: float) -> Message:
+        loop = asyncio.get_running_loop()
+        self.xid += 1
+        msg = Message(mtype, self.xid, (ClientId(self.duid), ElapsedTime(0), *options))  # type: ignore[arg-type]
+        await loop.sock_sendto(self.sock, encode(msg), ("::1", self.server_port))
+        while True:
+            data = await asyncio.wait_for(loop.sock_recv(self.sock, 4096), timeout)
+            reply = decode(data)
+            if reply.transaction_id == self.xid:
+                return reply
+
+    async def rapid(self, iaid: int = 1, timeout: float = 5.0) -> IPv6Address:
+        reply = await self.ask(MsgType.SOLICIT, IaNa(iaid, 0, 0), RapidCommit(), timeout=timeout)
+        assert reply.msg_type == MsgType.REPLY, reply
+        ia = reply.first(IaNa)
+        assert ia is not None and ia.addresses, reply
+        return ia.addresses[0].address
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def rows(url: str) -> dict[IPv6Address, tuple[bytes, str]]:
+    with psycopg.connect(url) as conn:
+        found = conn.execute("SELECT address, duid, state FROM leases6").fetchall()
+    return {IPv6Address(str(a)): (bytes(d), s) for a, d, s in found}
+
+
+def test_dhcpv6_bindings_in_postgresql_off_the_loop(pg_cluster: PgCluster) -> None:
+    require_root()  # SO_BINDTODEVICE on lo
+    url = pg_cluster.uri(pg_cluster.create_database())
+    server_port = free_udp_port()
+    client_ports = [free_udp_port() for _ in range(2)]
+    gaps: list[float] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        # Both clients share one reply port: the engine answers to the configured one.
+        config = Dhcp6Config(
+            interface="lo",
+            prefix=PREFIX,
+            server_duid=SERVER_DUID,
+            leases_url=url,
+            server_port=server_port,
+            client_port=client_ports[0],
+            send_ra=False,
+            rapid_commit=True,
+        )
+        service = Dhcp6Service(config)
+        await service.start()
+        first = Client6(1, server_port, client_ports[0])
+        try:
+            address = await first.rapid()
+            assert rows(url) == {address: (first.duid, "bound")}, "committed before the Reply"
+            # A Request naming another address keeps the binding where it is: one
+            # bound address per binding, also in the database.
+            other = address + 1
+            ia = IaNa(1, 0, 0, (IaAddress(other, 0, 0),))
+            reply = await first.ask(MsgType.REQUEST, ServerId(SERVER_DUID), ia, timeout=5)
+            got = reply.first(IaNa)
+            assert got is not None and [a.address for a in got.addresses] == [address]
+            assert rows(url) == {address: (first.duid, "bound")}
+
+            # The database stops while a second client (a new DUID) waits.
+            second = Client6(2, server_port, client_ports[0])
+            second.sock.close()
+            second.sock = first.sock  # the reply port: one socket reads both
+            second.xid = 0x99AA00
+
+            async def ticker() -> None:
+                last = loop.time()
+                while True:
+                    await asyncio.sleep(0.05)
+                    now = loop.time()
+                    gaps.append(now - last)
+                    last = now
+
+            tick = asyncio.create_task(ticker())
+            with stopped(pg_cluster):
+                waiting = asyncio.create_task(second.rapid(timeout=30))
+                await asyncio.sleep(2.0)
+                assert not waiting.done(), "answered without its database?"
+                assert max(gaps) < 0.5, f"the loop stood still for {max(gaps):.2f} s"
+            answered = await asyncio.wait_for(waiting, 20)
+            tick.cancel()
+            assert rows(url)[answered] == (second.duid, "bound")
+        finally:
+            first.close()
+            service.close()
+
+    asyncio.run(scenario())
