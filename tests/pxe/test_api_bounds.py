@@ -178,3 +178,38 @@ def test_a_slow_event_subscriber_is_dropped_not_buffered_for() -> None:
         server.close()
 
     asyncio.run(run())
+
+
+def test_event_streams_take_the_filters_of_boots() -> None:
+    """/v1/events?mac=...&state=...: only records that match (curl reads the stream);
+    a bad filter is 400 before any stream opens."""
+    driver, hub, _, server = serve([None])
+
+    async def run() -> None:
+        await server.start()
+        assert server.bound is not None
+        url = f"http://127.0.0.1:{server.bound[1]}/v1/events"
+        code, body, _ = await curl(url + "?state=done")
+        assert code == 400 and "state" in str(body["error"])
+        stream = await asyncio.create_subprocess_exec(
+            require_tool("curl"), "-sN", url + "?mac=52-54-00-00-00-02&state=in_progress",
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        for _ in range(100):
+            if hub.subscribers:
+                break
+            await asyncio.sleep(0.05)
+        for mac in ("52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03"):
+            driver.feed(DhcpMessage("in", "discover", mac, vendor_class="PXEClient"))
+        await asyncio.sleep(0.3)
+        driver.feed(DhcpMessage("out", "nak", "52:54:00:00:00:02"))  # now failed: filtered out
+        await asyncio.sleep(0.3)
+        stream.kill()
+        out, _ = await stream.communicate()
+        records = [
+            json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")
+        ]
+        assert [(r["mac"], r["state"]) for r in records] == [("52:54:00:00:00:02", "in_progress")]
+        server.close()
+
+    asyncio.run(run())
