@@ -263,3 +263,47 @@ def describe(payload: bytes) -> str:
         for ia in reply.all(IaNa)
     ]
     return f"{MsgType(reply.msg_type).name} {ias}"
+
+
+def test_servers_share_dhcpv6_bindings(pg_cluster: object) -> None:
+    """Servers on one database (PgStore6 each): a binding made at one is renewed at
+    another (`find`), and no other server binds its address to another client
+    (`claim` refused: the next candidate instead)."""
+    uri = pg_cluster.uri(pg_cluster.create_database())  # type: ignore[attr-defined]
+    prefix = IPv6Network("fd00:2525::/64")
+    cfg = config(prefix)
+    first = PgStore6(uri, "server-a", str(prefix))
+    second = PgStore6(uri, "server-b", str(prefix))
+    third = PgStore6(uri, "server-c", str(prefix))
+    try:
+        # Started before any binding exists: their memories know nothing.
+        a, b, c = engine(cfg, first), engine(cfg, second), engine(cfg, third)
+        talk = Conversation(prefix)
+        rapid = Step(0, 1, "solicit-rapid", 0, 0.0)
+        [reply] = a.handle(talk.message(rapid) or b"", SOURCE, NOW)
+        talk.heard(rapid, [reply.payload])
+        held = talk.held[(0, 1)]
+        # The Renew reaches the other server (its memory never saw the client).
+        renew = Step(0, 1, "renew", 0, 0.0)
+        [renewed] = b.handle(talk.message(renew) or b"", SOURCE, NOW + 10)
+        ia = decode(renewed.payload).first(IaNa)
+        assert ia is not None and [x.address for x in ia.addresses] == [held], describe(
+            renewed.payload
+        )
+        # Another client asks a third server, whose memory never heard of the
+        # binding, for that very address: the database refuses, the next one is given.
+        ask = IaNa(1, 0, 0, (IaAddress(held, 0, 0),))
+        other = talk.duid(1)
+        data = encode(
+            Message(MsgType.SOLICIT, 7, (ClientId(other), ElapsedTime(0), ask, RapidCommit()))
+        )
+        [given] = c.handle(data, SOURCE, NOW + 11)
+        got = decode(given.payload).first(IaNa)
+        assert got is not None and got.addresses and got.addresses[0].address != held
+        # The database agrees: one bound row per client, different addresses.
+        rows = {(x.duid, x.address) for x in first.load() if x.state.value == "bound"}
+        assert rows == {(talk.duid(0), held), (other, got.addresses[0].address)}
+    finally:
+        first.close()
+        second.close()
+        third.close()
