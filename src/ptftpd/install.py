@@ -127,20 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         "/etc/ptftpd and the man pages. Starts nothing.",
         epilog="then: systemctl daemon-reload && systemctl enable --now ptftpd@eth0",
     )
-    parser.add_argument(
-        "--root",
-        type=Path,
-        default=Path("/"),
-        metavar="DIR",
-        help="install into this tree instead of / (packages, tests)",
-    )
-    parser.add_argument(
-        "--prefix",
-        type=Path,
-        default=Path("/usr/local"),
-        metavar="DIR",
-        help="man pages go to PREFIX/share/man (/usr/local)",
-    )
+    for flag, default, text in (
+        ("--root", "/", "install into this tree instead of / (packages, tests)"),
+        ("--prefix", "/usr/local", "man pages go to PREFIX/share/man (/usr/local)"),
+    ):
+        parser.add_argument(flag, type=Path, default=Path(default), metavar="DIR", help=text)
     parser.add_argument(
         "--user",
         default="ptftpd",

@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from dataclasses import fields as dc_fields
 from pathlib import Path
@@ -281,83 +280,64 @@ def _server(settings: Settings, where: Where) -> tuple[str, int, TransferOptions
     return host, port or settings.port, settings.options(mode)
 
 
-def _run(
-    settings: Settings,
-    label: str,
-    verb: str,
-    out: TextIO,
-    transfer: Callable[[_Progress], TransferResult],
-) -> TransferResult:
-    """One transfer with its progress bar, then its summary (unless quiet)."""
-    progress = _Progress(label, not settings.quiet)
-    try:
-        result = transfer(progress)
-    finally:
-        progress.close()
-    if not settings.quiet:
-        print(_describe(result, verb, settings.verbose), file=out)
-    return result
-
-
-def do_get(
-    settings: Settings,
-    remote: str,
-    local: str | None,
-    *,
-    force: bool,
-    where: Where = SETTINGS,
-    out: TextIO,
-) -> TransferResult:
-    server, port, options = _server(settings, where)
-    target: str | BinaryIO
+def _target(remote: str, local: str | None, force: bool) -> tuple[str | BinaryIO, str]:
+    """Where `get` writes (a path, or standard output for "-") and its label."""
     if local == "-":
-        target = sys.stdout.buffer
-        label = remote
-    else:
-        path = local if local is not None else _local_name(remote)
-        if os.path.isdir(path):
-            path = os.path.join(path, _local_name(remote))
-        if not force and os.path.lexists(path):
-            raise UsageError(f"local file {path} already exists (use -f to overwrite)")
-        target = path
-        label = os.path.basename(path)
-
-    def get(progress: _Progress) -> TransferResult:
-        result = download_with(
-            server, remote, target, options, port=port, overwrite=force, progress=progress
-        )
-        if local == "-":
-            sys.stdout.buffer.flush()
-        return result
-
-    return _run(settings, label, "received", out, get)
+        return sys.stdout.buffer, remote
+    path = local if local is not None else _local_name(remote)
+    if os.path.isdir(path):
+        path = os.path.join(path, _local_name(remote))
+    if not force and os.path.lexists(path):
+        raise UsageError(f"local file {path} already exists (use -f to overwrite)")
+    return path, os.path.basename(path)
 
 
-def do_put(
-    settings: Settings,
-    local: str,
-    remote: str | None,
-    *,
-    where: Where = SETTINGS,
-    out: TextIO,
-) -> TransferResult:
-    server, port, options = _server(settings, where)
-    source: str | BinaryIO
+def _source(local: str, remote: str | None) -> tuple[str | BinaryIO, str | None]:
+    """What `put` reads (a path, or standard input for "-") and the remote name."""
     if local == "-":
         if not remote:
             raise UsageError("uploading standard input needs a REMOTE name")
-        source = sys.stdin.buffer
+        return sys.stdin.buffer, remote
+    if not os.path.isfile(local):
+        what = "is not a regular file" if os.path.exists(local) else "does not exist"
+        raise UsageError(f"local file {local} {what}")
+    return local, remote or os.path.basename(local)
+
+
+def do_transfer(
+    settings: Settings,
+    command: str,
+    first: str,
+    second: str | None,
+    *,
+    force: bool = False,
+    where: Where = SETTINGS,
+    out: TextIO,
+) -> TransferResult:
+    """`get REMOTE [LOCAL]` or `put LOCAL [REMOTE]` ("-": standard output or input),
+    with its progress bar, then its summary (unless quiet)."""
+    server, port, options = _server(settings, where)
+    if command == "get":
+        target, label = _target(first, second, force)
     else:
-        if not os.path.isfile(local):
-            what = "is not a regular file" if os.path.exists(local) else "does not exist"
-            raise UsageError(f"local file {local} {what}")
-        source = local
-        remote = remote or os.path.basename(local)
-
-    def put(progress: _Progress) -> TransferResult:
-        return upload_with(server, source, remote, options, port=port, progress=progress)
-
-    return _run(settings, remote or local, "sent", out, put)
+        source, remote = _source(first, second)
+        label = remote or first
+    progress = _Progress(label, not settings.quiet)
+    try:
+        if command == "get":
+            result = download_with(
+                server, first, target, options, port=port, overwrite=force, progress=progress
+            )
+            if second == "-":
+                sys.stdout.buffer.flush()
+        else:
+            result = upload_with(server, source, remote, options, port=port, progress=progress)
+    finally:
+        progress.close()
+    if not settings.quiet:
+        verb = "received" if command == "get" else "sent"
+        print(_describe(result, verb, settings.verbose), file=out)
+    return result
 
 
 _OTHER_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -394,10 +374,7 @@ def _one_shot(settings: Settings, words: list[str], force: bool, host_flag: str 
     where, files = _where(settings, command, rest, host_flag)
     second = files[1] if len(files) > 1 else None
     out = sys.stderr  # stdout may carry the file itself
-    if command == "get":
-        do_get(settings, files[0], second, force=force, where=where, out=out)
-    else:
-        do_put(settings, files[0], second, where=where, out=out)
+    do_transfer(settings, command, files[0], second, force=force, where=where, out=out)
     return 0
 
 

@@ -14,8 +14,7 @@ from ptftpd.cli.ptftp import (
     MODE_ALIASES,
     Settings,
     UsageError,
-    do_get,
-    do_put,
+    do_transfer,
     windowsize_value,
 )
 from ptftpd.tftp import TftpError, TransferOptions
@@ -146,11 +145,11 @@ class Shell:
         if args and args[0] == "-f":
             force, args = True, args[1:]
         first, second = _names(args, "get [-f] NAME [LOCAL]")
-        do_get(self.settings, first, second, force=force, out=sys.stdout)
+        do_transfer(self.settings, "get", first, second, force=force, out=sys.stdout)
 
     def cmd_put(self, args: list[str]) -> None:
         first, second = _names(args, "put LOCAL [REMOTE]")
-        do_put(self.settings, first, second, out=sys.stdout)
+        do_transfer(self.settings, "put", first, second, out=sys.stdout)
 
     def _change(self, **values: Any) -> None:
         self.settings.transfer = replace(self.settings.transfer, **values)
