@@ -68,7 +68,13 @@ _pack_data_header = struct.Struct("!HH").pack  # (3, block & 0xFFFF): DATA heade
 
 class _Machine:
     def __init__(
-        self, *, blksize: int, windowsize: int, retries: int, quiet_until_heard: bool = False
+        self,
+        *,
+        blksize: int = 512,
+        windowsize: int = 1,
+        retries: int = 5,
+        first_packet: bytes | None = None,
+        quiet_until_heard: bool = False,
     ) -> None:
         if blksize < 1 or windowsize < 1 or retries < 0:
             raise ValueError("blksize and windowsize must be positive, retries >= 0")
@@ -82,6 +88,12 @@ class _Machine:
         self._tries = 0
         self.quiet_until_heard = quiet_until_heard
         self.heard = False  # the peer has sent a packet of this transfer
+        self._first_packet = first_packet
+        self._begin()
+
+    def _begin(self) -> None:
+        """The subclass's own state, set up at the end of `__init__`."""
+        raise NotImplementedError
 
     def _first_packets(self) -> list[bytes]:
         raise NotImplementedError
@@ -94,6 +106,19 @@ class _Machine:
         self.retransmissions += 1
         # KEEP: a repeated request never prolongs a transfer nobody has answered.
         return Step(self._first_packets(), Timer.KEEP)
+
+    def _retry(self) -> Step | None:
+        """A timeout's common part: the Step to return (nothing to resend: stopped,
+        failed, or waiting silently), or None when the caller resends."""
+        if self.state is not State.ACTIVE:
+            return Step([], Timer.CANCEL)
+        if self.quiet_until_heard and not self.heard:
+            return self._wait_silently()
+        self._tries += 1
+        if self._tries > self.retries:
+            return self._fail(f"timed out after {self.retries} retries")
+        self.retransmissions += 1
+        return None
 
     def _wait_silently(self) -> Step:
         """A timeout before the peer was ever heard, on a quiet machine: no resend."""
@@ -131,23 +156,8 @@ class Sender(_Machine):
     `first_packet` (an OACK) is sent first and resent until ACK 0 arrives.
     """
 
-    def __init__(
-        self,
-        *,
-        blksize: int = 512,
-        windowsize: int = 1,
-        retries: int = 5,
-        first_packet: bytes | None = None,
-        quiet_until_heard: bool = False,
-    ) -> None:
-        super().__init__(
-            blksize=blksize,
-            windowsize=windowsize,
-            retries=retries,
-            quiet_until_heard=quiet_until_heard,
-        )
-        self._first_packet = first_packet
-        self._awaiting_start = first_packet is not None
+    def _begin(self) -> None:
+        self._awaiting_start = self._first_packet is not None
         self._buf = b""
         self._off = 0
         self._eof = False
@@ -264,14 +274,9 @@ class Sender(_Machine):
         return Step(self._window(), _RESTART)
 
     def timeout(self) -> Step:
-        if self.state is not State.ACTIVE:
-            return Step([], Timer.CANCEL)
-        if self.quiet_until_heard and not self.heard:
-            return self._wait_silently()
-        self._tries += 1
-        if self._tries > self.retries:
-            return self._fail(f"timed out after {self.retries} retries")
-        self.retransmissions += 1
+        stop = self._retry()
+        if stop is not None:
+            return stop
         self._gap_resent = False
         if self._awaiting_start and self._first_packet is not None:
             return Step([self._first_packet], Timer.RESTART)
@@ -297,22 +302,7 @@ class Receiver(_Machine):
     dally timer fires once more (then DONE).
     """
 
-    def __init__(
-        self,
-        *,
-        blksize: int = 512,
-        windowsize: int = 1,
-        retries: int = 5,
-        first_packet: bytes | None = None,
-        quiet_until_heard: bool = False,
-    ) -> None:
-        super().__init__(
-            blksize=blksize,
-            windowsize=windowsize,
-            retries=retries,
-            quiet_until_heard=quiet_until_heard,
-        )
-        self._first_packet = first_packet
+    def _begin(self) -> None:
         self._expected = 1
         self._since_ack = 0
         self._gap_acked = False
@@ -423,14 +413,9 @@ class Receiver(_Machine):
         if self.state is State.COMPLETE:
             self.state = State.DONE
             return Step([], Timer.CANCEL)
-        if self.state is not State.ACTIVE:
-            return Step([], Timer.CANCEL)
-        if self.quiet_until_heard and not self.heard:
-            return self._wait_silently()
-        self._tries += 1
-        if self._tries > self.retries:
-            return self._fail(f"timed out after {self.retries} retries")
-        self.retransmissions += 1
+        stop = self._retry()
+        if stop is not None:
+            return stop
         self._since_ack = 0
         self._gap_acked = self._dup_acked = False
         return Step([self._last_ack()], Timer.RESTART)
