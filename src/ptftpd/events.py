@@ -34,6 +34,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Literal, TypeVar
 
 __all__ = [
+    "BalanceChanged",
     "Dhcp6Message",
     "Dhcp6Type",
     "DhcpMessage",
@@ -172,6 +173,17 @@ class LeaseEvent:
     expires: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class BalanceChanged:
+    """Servers sharing a lease database: this server's share of the clients changed
+    (RFC 3074 buckets it answers, the live servers), or its count of broadcasts left
+    to the other servers grew (`left`, since the server started)."""
+
+    buckets: int
+    servers: tuple[str, ...]
+    left: int = 0
+
+
 Dhcp6Type = Literal[
     "solicit",
     "advertise",
@@ -229,6 +241,7 @@ Event = (
     | LeaseEvent
     | Dhcp6Message
     | Lease6Event
+    | BalanceChanged
 )
 EventSink = Callable[[Event], None]
 E = TypeVar("E", bound=Event)

@@ -189,7 +189,20 @@ def crowd(args: argparse.Namespace) -> int:
         state[i] = {"mac": mac_of(i).hex(":"), "tries": 1}
         start(i)
     deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline and any(v["step"] != "bound" for v in state.values()):
+    linger: float | None = None  # --linger: read on after the last ACK (late OFFERs)
+
+    def going() -> bool:
+        nonlocal linger
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        if any(v["step"] != "bound" for v in state.values()):
+            return True
+        if linger is None:
+            linger = now + args.linger
+        return now < linger
+
+    while going():
         sock.settimeout(0.1)
         try:
             data, _ = sock.recvfrom(4096)
@@ -206,6 +219,10 @@ def crowd(args: argparse.Namespace) -> int:
             entry = state[i]
             mtype = msg.message_type
             sid = msg.options.get(Opt.SERVER_ID, b"")
+            if mtype is MessageType.OFFER:  # every OFFER, whenever it comes
+                offers = entry.setdefault("offers", [])
+                assert isinstance(offers, list)
+                offers.append(str(IPv4Address(sid)) if len(sid) == 4 else None)
             if mtype is MessageType.OFFER and entry["step"] == "selecting":
                 # Clients spread over the servers (--prefer): client i waits a moment
                 # for server i mod N, then takes the first offer it got.
@@ -231,7 +248,8 @@ def crowd(args: argparse.Namespace) -> int:
                 entry["tries"] = int(str(entry["tries"])) + 1
                 start(i)
     for entry in state.values():
-        out = {k: entry.get(k) for k in ("mac", "address", "server", "tries", "naks")}
+        keys = ("mac", "address", "server", "tries", "naks", "offers")
+        out = {k: entry.get(k) for k in keys}
         print(json.dumps(out))
     return 0 if all(v["step"] == "bound" for v in state.values()) else 1
 
@@ -286,6 +304,7 @@ def main() -> int:
     c.add_argument("--retry", type=float, default=3.0)
     c.add_argument("--rebind", nargs="*", metavar="MAC=ADDR")
     c.add_argument("--prefer", nargs="*", metavar="SERVER")
+    c.add_argument("--linger", type=float, default=0.0)
     for p in (r, b, g, c):
         p.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args()

@@ -31,6 +31,16 @@ def crowd(the_lab: Lab, *args: str, timeout: float) -> list[dict[str, Any]]:
     )
 
 
+def rebind(the_lab: Lab, clients: list[dict[str, Any]], *args: str, timeout: float) -> Any:
+    """The `clients` (crowd results) REBIND their addresses by broadcast."""
+    # A rebinding client owns its address: the ACK is sent to it (ciaddr).
+    client_ns, client_if = the_lab.clients[0]
+    batch = "".join(f"addr add {r['address']}/24 dev {client_if}\n" for r in clients)
+    subprocess.run(["ip", "-n", client_ns.name, "-batch", "-"], input=batch, text=True, check=True)
+    pairs = [f"{r['mac']}={r['address']}" for r in clients]
+    return crowd(the_lab, "--rebind", *pairs, *args, timeout=timeout)
+
+
 def bound_rows(uri: str) -> list[tuple[str, bytes]]:
     with psycopg.connect(uri) as conn:
         rows = conn.execute(
@@ -71,14 +81,7 @@ def test_two_servers_share_leases_and_take_over(tmp_path: Path, pg_database: str
 
         first.stop(signal.SIGKILL)
         orphans = [r for r in results if r["server"] == SERVER_IP]
-        # A rebinding client owns its address: the ACK is sent to it (ciaddr).
-        client_ns, client_if = the_lab.clients[0]
-        batch = "".join(f"addr add {r['address']}/24 dev {client_if}\n" for r in orphans)
-        subprocess.run(
-            ["ip", "-n", client_ns.name, "-batch", "-"], input=batch, text=True, check=True
-        )
-        pairs = [f"{r['mac']}={r['address']}" for r in orphans]
-        rebound = crowd(the_lab, "--rebind", *pairs, timeout=60)
+        rebound = rebind(the_lab, orphans, timeout=60)
         assert len(rebound) == len(orphans)
         for before, after in zip(orphans, rebound, strict=True):
             assert after["mac"] == before["mac"]

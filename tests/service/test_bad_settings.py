@@ -45,6 +45,7 @@ ACCEPTS = {
     "hosts": {"list_str", "pair_str", "list_table", "empty_list"},
     "options": {"table"},
     "reply-delay": {"int", "float"},
+    "peer-timeout": {"int", "float"},
     "pxe-vendor-class": {"list_str", "pair_str", "empty_list"},
     "port": {"int"},
     "subnet": {"list_table", "empty_list"},

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from ptftpd.dhcp.balance import DEFAULT_PEER_TIMEOUT, Balancer
 from ptftpd.dhcp.leases import Ack, Lease, LeasePolicy, Nak, StaticHost
 from ptftpd.dhcp.options import MessageType, Opt, pxe_vendor_options
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, Message, PacketError, decode, encode
@@ -111,6 +112,9 @@ class DhcpConfig:
     client_port: int = CLIENT_PORT
     # Workaround for ROMs that miss an instant reply (netboot notes); 0 = none.
     reply_delay: float = 0.0
+    # Servers sharing a PostgreSQL lease database: a peer silent this long loses its
+    # share of the clients (balance.py).
+    peer_timeout: float = DEFAULT_PEER_TIMEOUT
     dhcp: bool = True
     bootp: bool = False
     boot_file_size: int | None = None  # bytes, for BOOTP option 13
@@ -175,6 +179,8 @@ class DhcpEngine:
         self.boot_policy = boot_policy
         self.dropped = 0
         self.events: EventSink = ignore
+        # Servers sharing a lease database split the clients (RFC 3074, balance.py).
+        self.balancer: Balancer | None = None
         local = Scope(
             config.network,
             policy,
@@ -227,12 +233,16 @@ class DhcpEngine:
 
     # -- entry point ---------------------------------------------------------------------
 
-    def handle(self, data: bytes, source: tuple[str, int], now: float) -> list[Outgoing]:
+    def handle(
+        self, data: bytes, source: tuple[str, int], now: float, *, unicast: bool = False
+    ) -> list[Outgoing]:
         """One datagram in, zero or one reply out; never raises for bad input, since a
         single odd client must not stop a server that a whole room is booting from.
 
         The subnet is chosen per request (`scope.find_scope`); a request from a link
-        that no configured subnet covers is dropped."""
+        that no configured subnet covers is dropped. With a `balancer` (servers sharing
+        a lease database), a broadcast for another server's hash bucket is left to it;
+        `unicast`: the datagram was sent to this server's own address."""
         try:
             msg = decode(data)
         except PacketError as exc:
@@ -270,6 +280,11 @@ class DhcpEngine:
         scope = find_scope(self.scopes, msg)
         if scope is None:
             log.debug("drop request relayed from %s: no subnet configured for it", msg.giaddr)
+            return []
+        balancer = self.balancer
+        if balancer is not None and not balancer.answers(msg, unicast and msg.giaddr == ZERO_IP):
+            if debug:
+                log.debug("leave %s from %s to its bucket's server", msg.message_type, msg.mac_str)
             return []
         if msg.is_bootp:
             if not self.config.bootp:

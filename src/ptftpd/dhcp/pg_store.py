@@ -408,5 +408,33 @@ class PgStore:
 
         self._run(op)
 
+    # -- the servers sharing the database (RFC 3074 balancing, dhcp/balance.py) --------
+
+    def heartbeat(self, addresses: Iterable[IPv4Address] = ()) -> list[tuple[str, float]]:
+        """Record that this server is alive (its row in `servers`, timed by the
+        database's clock) and return every server's row as (id, seconds since its last
+        heartbeat), this one's included: the servers' clocks need not agree."""
+        sql = (
+            "INSERT INTO servers (id, addresses, heartbeat, started) VALUES "
+            "(%(id)s, %(addresses)s, extract(epoch FROM clock_timestamp()), "
+            "extract(epoch FROM clock_timestamp())) ON CONFLICT (id) DO UPDATE SET "
+            "heartbeat = EXCLUDED.heartbeat, addresses = EXCLUDED.addresses"
+        )
+        args = {"id": self.server_id, "addresses": list(addresses)}
+
+        def op(conn: psycopg.Connection[Any]) -> list[tuple[str, float]]:
+            conn.execute(sql, args)
+            rows = conn.execute(
+                "SELECT id, extract(epoch FROM clock_timestamp()) - heartbeat FROM servers"
+            ).fetchall()
+            return [(str(sid), float(age)) for sid, age in rows]
+
+        return self._run(op)
+
+    def leave(self) -> None:
+        """This server stops: its row goes, so the others take its buckets at once."""
+        sql = "DELETE FROM servers WHERE id = %s"
+        self._run(lambda conn: conn.execute(sql, (self.server_id,)), attempts=1)
+
     def close(self) -> None:
         self._link.close()

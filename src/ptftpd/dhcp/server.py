@@ -30,11 +30,13 @@ from ipaddress import IPv4Address
 
 from ptftpd import datagrams
 from ptftpd.datagrams import read_burst
+from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
 from ptftpd.dhcp.leases import LeasePolicy, LeaseRows, PoolConfig, build_pool
 from ptftpd.dhcp.local_leases import LocalLeases
+from ptftpd.dhcp.peers import Heartbeat, heartbeat_for, read_burst_to, want_destination
 from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
 from ptftpd.errors import ROOT_OR_CAPABILITIES
@@ -210,6 +212,10 @@ class DhcpServer:
         self._arp_ok = True
         self._lane: DbLane | None = None  # PostgreSQL: packets answered off the loop
         self._loop_thread = 0
+        # PostgreSQL: the servers sharing the database split the clients (balance.py).
+        self._balancer: Balancer | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._own = frozenset(a.packed for a in config.own_addresses)
 
     @property
     def boot_policy(self) -> BootPolicy | None:
@@ -274,6 +280,9 @@ class DhcpServer:
         subnets = [self._scope(sub) for sub in cfg.subnets]
         engine = DhcpEngine(cfg, policy, self._boot_policy, subnets)
         engine.events = self._emit if self._events is not ignore else ignore
+        if self._balancer is None and hasattr(self._rows, "heartbeat"):
+            self._balancer = Balancer(str(cfg.server_ip), cfg.peer_timeout)
+        engine.balancer = self._balancer
         return engine
 
     def _emit(self, event: Event) -> None:
@@ -344,6 +353,13 @@ class DhcpServer:
         if getattr(self._rows, "blocking", False):
             workers = getattr(self._rows, "workers", 4)
             self._lane = DbLane(self._loop, workers, self._reply)
+        if self._balancer is not None and self._heartbeat is None:
+            want_destination(sock)
+            self._heartbeat = heartbeat_for(
+                self._rows, self._balancer, self.config.own_addresses, lambda: self._events
+            )
+            if self._heartbeat is not None:
+                self._heartbeat.start(self._loop)
         self._loop.add_reader(sock.fileno(), self._on_readable)
         size = len(self.engine.policy.config.addresses)
         log.info(
@@ -360,6 +376,9 @@ class DhcpServer:
         )
 
     def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.close()
+            self._heartbeat = None
         if self._expiry is not None:
             self._expiry.close()
         if self._lane is not None:
@@ -387,10 +406,18 @@ class DhcpServer:
             return
         # Read the burst first: a store that refuses to open a transaction (a lost
         # database) must not leave the datagrams queued, or the loop would spin.
+        lane = self._lane
+        if lane is not None and self._heartbeat is not None:
+            # Shared database: a broadcast for another server's bucket is left to it,
+            # a datagram sent to this server's address is always answered.
+            for data, source, unicast in read_burst_to(sock, self._own):
+                now = self._clock()
+                job = functools.partial(engine.handle, data, source, now, unicast=unicast)
+                lane.submit(_client_of(data), job)
+            return
         packets = [(data, (addr[0], addr[1])) for data, addr in read_burst(sock, log)]
         if not packets:
             return
-        lane = self._lane
         if lane is not None:
             for data, source in packets:
                 now = self._clock()

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from ptftpd.dhcp.balance import DEFAULT_PEER_TIMEOUT
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.settings import (
     MAX_LEASE_TIME,
@@ -56,6 +57,7 @@ RESTART_ONLY = {
     "leases": "leases_path",
     "leases url": "leases_url",
     "lease-sync": "lease_sync",
+    "peer-timeout": "peer_timeout",
 }
 
 
@@ -85,11 +87,11 @@ def _next_server(tftp: object) -> tuple[IPv4Address | None, str | None]:
         raise ConfigError(f"cannot resolve TFTP server name {name!r}", ("tftp-server",)) from None
 
 
-def _reply_delay(value: object) -> float:
+def _seconds(value: object, key: str, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"expected seconds, got {value!r}", ("reply-delay",))
-    if not 0 <= value <= 10:
-        raise ConfigError("must be between 0 and 10 seconds", ("reply-delay",))
+        raise ConfigError(f"expected seconds, got {value!r}", (key,))
+    if not lo <= value <= hi:
+        raise ConfigError(f"must be between {lo:g} and {hi:g} seconds", (key,))
     return float(value)
 
 
@@ -167,7 +169,10 @@ def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool:
         lease_sync=str(lease_sync),
         port=port,
         client_port=68 if port == DEFAULT_PORT else port + 1,
-        reply_delay=_reply_delay(settings.get("reply-delay", 0.0)),
+        reply_delay=_seconds(settings.get("reply-delay", 0.0), "reply-delay", 0, 10),
+        peer_timeout=_seconds(
+            settings.get("peer-timeout", DEFAULT_PEER_TIMEOUT), "peer-timeout", 0.5, 600
+        ),
         ipxe_bootfile=_optional_text(settings, "ipxe-bootfile"),
         authoritative=_switch(settings, "authoritative"),
         subnets=parse_subnets(settings.get("subnet", []), network),

@@ -50,6 +50,7 @@ KEY_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "hosts": (_list_of(_host), 'a list of "MAC=IP[,NAME]" strings or {mac, ip, name} tables'),
     "options": (_is_table, "a table of option = value"),
     "reply-delay": (_is_number, "a number of seconds"),
+    "peer-timeout": (_is_number, "a number of seconds"),
     "pxe-vendor-class": (_list_of(_is_text), 'a list of strings, e.g. ["HW-Client"]'),
     "port": (_is_int, "an integer UDP port"),
     "subnet": (_list_of(_is_table), "[[subnet]] tables"),

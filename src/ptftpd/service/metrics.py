@@ -51,6 +51,7 @@ from prometheus_client.metrics_core import Metric
 
 from ptftpd.dhcp.options import ARCHITECTURES
 from ptftpd.events import (
+    BalanceChanged,
     DhcpMessage,
     DhcpType,
     Event,
@@ -175,6 +176,27 @@ class Metrics:
         self.dhcp_pool_free = Gauge(
             "dhcp_pool_free",
             "Addresses of the pool nobody holds",
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.dhcp_buckets = Gauge(
+            "dhcp_balance_buckets",
+            "RFC 3074 hash buckets (of 256) this server answers, sharing a lease database",
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.dhcp_servers = Gauge(
+            "dhcp_balance_servers",
+            "Live servers sharing the lease database (this one included)",
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.dhcp_left = Gauge(
+            "dhcp_balance_left",
+            "Broadcasts left to the server owning their hash bucket, since the start",
             namespace=ns,
             registry=r,
             multiprocess_mode="mostrecent",
@@ -345,6 +367,10 @@ def record_event(event: Event) -> None:
         _active.record_transfer_finished(transfer_record(event))
     elif isinstance(event, DhcpMessage):
         _active.record_dhcp_message(event.direction, event.type)
+    elif isinstance(event, BalanceChanged):
+        _active.dhcp_buckets.set(event.buckets)
+        _active.dhcp_servers.set(len(event.servers))
+        _active.dhcp_left.set(event.left)
 
 
 def transfer_record(done: TransferFinished) -> TransferRecord:
