@@ -13,9 +13,13 @@ Rows: our dhcpd as shipped (every grant committed to SQLite before its ACK, safe
 kill -9) and with `--lease-sync full` (fsync too, safe against power loss); two of our
 dhcpd servers (server identifiers 10.88.0.1 and .3) sharing one PostgreSQL database
 (`--leases postgresql://...`, a throw-away cluster made for the run, fsync on), with
-perfdhcp broadcasting to both; dnsmasq as shipped (rewrites and fsyncs its whole lease
-file on every change) and with `--leasefile-ro` (no lease file at all: a ceiling, not a
-like-for-like rival). Every server sits behind the same bridge in the client namespace.
+perfdhcp broadcasting to both (they split the clients by RFC 3074 buckets, so the split
+is exercised); ISC Kea's kea-dhcp4 (Debian's package) with its memfile backend (a CSV
+lease file, appended per lease) and with its PostgreSQL backend on the same throw-away
+cluster (schema from kea's dhcpdb_create.pgsql); dnsmasq as shipped (rewrites and
+fsyncs its whole lease file on every change) and with `--leasefile-ro` (no lease file at
+all: a ceiling, not a like-for-like rival). Every server sits behind the same bridge in
+the client namespace.
 
 Run as root:  .venv/bin/python bench/dhcp_bench.py
 Every perfdhcp step and the whole run are bounded in time.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import re
 import shutil
@@ -50,7 +55,10 @@ OURS_FSYNC = "ptftpd dhcpd --lease-sync full"
 OURS_PG = "ptftpd dhcpd x2 (PostgreSQL)"
 DNSMASQ = "dnsmasq"
 DNSMASQ_RO = "dnsmasq --leasefile-ro"
-SERVERS = (OURS, OURS_FSYNC, OURS_PG, DNSMASQ, DNSMASQ_RO)
+KEA = "kea-dhcp4 memfile"
+KEA_PG = "kea-dhcp4 PostgreSQL"
+SERVERS = (OURS, OURS_FSYNC, OURS_PG, KEA, KEA_PG, DNSMASQ, DNSMASQ_RO)
+KEA_SCHEMA = Path("/usr/share/kea/scripts/pgsql/dhcpdb_create.pgsql")
 SECOND_IP = "10.88.0.3"
 
 
@@ -131,7 +139,48 @@ class Bench:
 
     # -- servers ----------------------------------------------------------------------
 
+    def kea_config(self, name: str, lease_file: Path | str) -> Path:
+        """kea-dhcp4's JSON configuration for `name` (memfile or PostgreSQL)."""
+        if name == KEA_PG:
+            assert isinstance(lease_file, str)
+            cluster = self.cluster
+            dbname = lease_file.split("?")[0].rsplit("/", 1)[1]
+            database: dict[str, Any] = {
+                "type": "postgresql",
+                "name": dbname,
+                "host": str(cluster.socket_dir),
+                "port": cluster.port,
+                "user": "ptftpd",
+            }
+        else:
+            database = {"type": "memfile", "persist": True, "name": str(lease_file)}
+            database["lfc-interval"] = 0
+        config = {
+            "Dhcp4": {
+                "interfaces-config": {"interfaces": [self.if_s]},
+                "lease-database": database,
+                "valid-lifetime": LEASE_TIME,
+                "subnet4": [
+                    {
+                        "id": 1,
+                        "subnet": f"{SERVER_IP}/{PREFIX}",
+                        "pools": [{"pool": f"{RANGE[0]} - {RANGE[1]}"}],
+                        "boot-file-name": BOOTFILE,
+                    }
+                ],
+                "loggers": [
+                    {"name": "kea-dhcp4", "output_options": [{"output": "stdout"}],
+                     "severity": "WARN"}
+                ],
+            }
+        }  # fmt: skip
+        path = self.tmp / f"{Path(str(lease_file)).name[:40]}-kea.json"
+        path.write_text(json.dumps(config, indent=1))
+        return path
+
     def server_argv(self, name: str, lease_file: Path | str, iface: str = "") -> list[str]:
+        if name in (KEA, KEA_PG):
+            return ["kea-dhcp4", "-c", str(self.kea_config(name, lease_file))]
         if name.startswith(OURS):
             dhcpd = Path(sys.executable).parent / "dhcpd"
             extra = ["--lease-sync", "full"] if name == OURS_FSYNC else []
@@ -225,13 +274,23 @@ class Bench:
         """(distinct clients, distinct addresses) from the server's own lease file."""
         if name == DNSMASQ_RO:
             return (0, 0)  # nothing on disk to count
-        if name == OURS_PG:
+        if name in (OURS_PG, KEA_PG):
             import psycopg
 
+            sql = "SELECT client, address FROM leases WHERE state='bound'"
+            if name == KEA_PG:
+                sql = "SELECT hwaddr, address FROM lease4 WHERE state = 0"
             with psycopg.connect(str(lease_file)) as conn:
-                rows = conn.execute(
-                    "SELECT client, address FROM leases WHERE state='bound'"
-                ).fetchall()
+                rows = conn.execute(sql).fetchall()
+        elif name == KEA:
+            # memfile CSV: address,hwaddr,client_id,valid_lifetime,expire,...; the last
+            # line for an address wins (a lease is appended again when it changes).
+            latest = {}
+            for line in Path(lease_file).read_text().splitlines()[1:]:
+                fields = line.split(",")
+                if len(fields) > 9:
+                    latest[fields[0]] = (fields[1], fields[0], fields[9])
+            rows = [(hw, addr) for hw, addr, state in latest.values() if state == "0"]
         elif name.startswith(OURS):
             db = sqlite3.connect(lease_file)
             rows = db.execute("SELECT client, address FROM leases WHERE state='bound'").fetchall()
@@ -249,9 +308,12 @@ class Bench:
         lease_file: Path | str = self.tmp / f"{stem}.leases"
         places = [(self.ns_s, self.if_s)]
         target = SERVER_IP
-        if name == OURS_PG:
+        if name in (OURS_PG, KEA_PG):
             # A fresh database per step, as the others get a fresh lease file.
             lease_file = self.cluster.uri(self.cluster.create_database())
+        if name == KEA_PG:
+            self.kea_schema(str(lease_file))
+        if name == OURS_PG:
             places.append((self.ns_s2, self.if_s2))
             target = ""  # broadcast: both servers hear every exchange
         procs: list[subprocess.Popen[bytes]] = []
@@ -260,11 +322,14 @@ class Bench:
             for n, (ns, ifname) in enumerate(places):
                 log = open(self.tmp / f"{stem}-{n}.log", "wb")  # noqa: SIM115
                 logs.append(log)
+                # kea-dhcp4 writes its PID file and lock file here, not under /run.
+                env = {**os.environ, "KEA_PIDFILE_DIR": str(self.tmp), "KEA_LOCKFILE_DIR": "none"}
                 proc = subprocess.Popen(
                     ["ip", "netns", "exec", ns, *self.server_argv(name, lease_file, ifname)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    env=env,
                 )
                 procs.append(proc)
                 self.wait_bound(proc, ns)
@@ -285,6 +350,16 @@ class Bench:
             for log in logs:
                 log.close()
         return step, counts
+
+    def kea_schema(self, uri: str) -> None:
+        """Kea's own schema script, run by the cluster's psql."""
+        psql = self.cluster.bindir / "psql"
+        done = subprocess.run(
+            [str(psql), "-q", "-v", "ON_ERROR_STOP=1", "-d", uri, "-f", str(KEA_SCHEMA)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"kea schema: {done.stderr.strip()[-500:]}")
 
     def wait_quiet(self) -> float:
         """Other work on a shared machine skews a step: wait (bounded) until the 1-minute
@@ -440,18 +515,18 @@ def main() -> int:
     if os.geteuid() != 0:
         print("dhcp_bench: error: needs root (network namespaces)", file=sys.stderr)
         return 1
-    for tool in ("ip", "perfdhcp", "dnsmasq"):
+    for tool in ("ip", "perfdhcp", "dnsmasq", "kea-dhcp4"):
         if shutil.which(tool) is None:
             print(
                 f"dhcp_bench: error: {tool} is not installed (apt-get install kea-admin "
-                "dnsmasq-base iproute2)",
+                "kea-dhcp4-server dnsmasq-base iproute2)",
                 file=sys.stderr,
             )
             return 1
     with tempfile.TemporaryDirectory(prefix="dhcp-bench-") as tmp:
         bench = Bench(args, Path(tmp))
         try:
-            if OURS_PG in args.servers.split(","):
+            if {OURS_PG, KEA_PG} & set(args.servers.split(",")):
                 # The tests' throw-away cluster (initdb + pg_ctl as nobody, Unix socket).
                 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
                 from support.postgres import start_cluster

@@ -327,11 +327,32 @@ class PgLink:
                     conn.execute("ROLLBACK")
                     raise StoreBusy(f"a burst was rolled back in {self.name}")
                 conn.execute("COMMIT")
-            except psycopg.Error as exc:
+            except _LOST as exc:
                 self._lost(exc)
                 raise StoreUnavailable(f"{self.name} lost the burst: {_one_line(exc)}") from None
+            except psycopg.Error as exc:
+                # The database refused the commit (a deferred check): this burst's
+                # grants are not recorded, so its replies must not go out.
+                raise StatementFailed(
+                    f"commit refused in {self.name}: {_one_line(exc)}"
+                ) from None
             finally:
                 self._pool.putconn(conn)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside `batch`: what runs in the block is undone alone when it fails (the
+        burst's transaction goes on); outside a burst, nothing."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.info.transaction_status is TransactionStatus.INERROR:
+            yield
+            return
+        try:
+            with conn.transaction():
+                yield
+        except psycopg.Error as exc:  # the savepoint itself could not be made or released
+            self._lost(exc)
+            raise StoreUnavailable(f"{self.name} lost the burst: {_one_line(exc)}") from None
 
     def _begin(self) -> psycopg.Connection[Any]:
         """A pooled connection inside BEGIN; a dead pooled one is replaced once."""

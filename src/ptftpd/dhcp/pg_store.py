@@ -198,6 +198,10 @@ class PgStore:
         `StoreUnavailable` and none of the burst's grants may be announced."""
         return self._link.batch()
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Inside `batch`: one packet's operations, undone alone when one fails."""
+        return self._link.savepoint()
+
     # -- pools -----------------------------------------------------------------------
 
     def ensure_pool(

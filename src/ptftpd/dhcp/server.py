@@ -26,7 +26,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from ipaddress import IPv4Address
+from typing import Any
 
 from ptftpd import datagrams
 from ptftpd.datagrams import read_burst
@@ -109,11 +111,28 @@ def _client_of(data: bytes) -> bytes:
     return data[28 : 28 + hlen]
 
 
+Job = Callable[[], list[Outgoing]]
+Group = Callable[[], AbstractContextManager[object]]
+_GROUP = 64  # packets committed together at the most
+
+
+def _alone() -> AbstractContextManager[object]:
+    return nullcontext()
+
+
 class DbLane:
     """Runs `handle(data, source, now)` in at most `workers` threads, one packet at a
     time per client, at most `per_client` packets waiting per client and `clients`
     clients waiting in all (beyond that a packet is dropped: DHCP clients retransmit).
-    `deliver(outgoing)` is called in the event loop with each packet's replies."""
+    `deliver(outgoing)` is called in the event loop with each packet's replies.
+
+    Group commit: a worker takes every packet that is ready (one per client, up to
+    `group_size`) and handles them inside one `group()` transaction, each inside its
+    own `each()` savepoint (a failing statement costs its own packet only); the
+    replies are delivered only after the group's commit, so every ACK follows the
+    commit of its lease, and under load one commit carries many leases. When the
+    commit fails, the group's replies are withheld: it costs only the grants it held.
+    Without load a group is one packet."""
 
     def __init__(
         self,
@@ -123,17 +142,28 @@ class DbLane:
         *,
         per_client: int = 4,
         clients: int = 1024,
+        group: Group = _alone,
+        each: Group = _alone,
+        group_size: int = _GROUP,
     ) -> None:
         self.loop = loop
         self.deliver = deliver
         self.per_client = per_client
         self.clients = clients
+        self.workers = workers
+        self.group = group
+        self.each = each
+        self.group_size = group_size
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhcp-db")
-        self.waiting: dict[bytes, deque[Callable[[], list[Outgoing]]]] = {}
+        self.waiting: dict[bytes, deque[Job]] = {}
+        self.ready: deque[tuple[bytes, Job]] = deque()  # appended in the loop, taken in workers
+        self.running = 0  # workers started (loop thread only)
         self.dropped = 0
+        self.commits = 0  # groups committed, and the packets they carried
+        self.carried = 0
         self.closed = False
 
-    def submit(self, client: bytes, job: Callable[[], list[Outgoing]]) -> None:
+    def submit(self, client: bytes, job: Job) -> None:
         queue = self.waiting.get(client)
         if queue is None:
             if len(self.waiting) >= self.clients:
@@ -150,36 +180,81 @@ class DbLane:
         self.dropped += 1
         log.debug("packet dropped: %s", why)
 
-    def _start(self, client: bytes, job: Callable[[], list[Outgoing]]) -> None:
-        future = self.pool.submit(job)
-        future.add_done_callback(
-            lambda done: self.loop.call_soon_threadsafe(self._finished, client, done)
-        )
+    def _start(self, client: bytes, job: Job) -> None:
+        self.ready.append((client, job))
+        if self.running < self.workers:
+            self.running += 1
+            future = self.pool.submit(self._run_group)
+            future.add_done_callback(
+                lambda done: self.loop.call_soon_threadsafe(self._finished, done)
+            )
 
-    def _finished(self, client: bytes, done: Future[list[Outgoing]]) -> None:
+    def _run_group(self) -> tuple[list[tuple[bytes, list[Outgoing]]], bool]:
+        """In a worker: the ready packets, one transaction, their replies after it."""
+        taken: list[tuple[bytes, Job]] = []
+        while len(taken) < self.group_size:
+            try:
+                taken.append(self.ready.popleft())
+            except IndexError:
+                break
+        if not taken:
+            return [], False
+        results: list[tuple[bytes, list[Outgoing]]] = []
+        try:
+            with self.group():
+                for client, job in taken:
+                    results.append((client, self._one(client, job)))
+        except (StoreUnavailable, StoreBusy) as exc:
+            log.debug("%d packets unanswered: %s", len(taken), exc)
+            return [(client, []) for client, _ in taken], False
+        except StoreError as exc:
+            log.warning("%d replies withheld: %s", len(taken), exc)
+            return [(client, []) for client, _ in taken], False
+        return results, True
+
+    def _one(self, client: bytes, job: Job) -> list[Outgoing]:
+        try:
+            with self.each():
+                return job()
+        except (StoreUnavailable, StoreBusy) as exc:
+            log.debug("no reply: %s", exc)  # the store logged the state change once
+        except StoreError as exc:
+            log.warning("no reply to %s: %s", client.hex(":") or "?", exc)
+        except Exception:  # a bug must cost one packet, never the service
+            log.exception("internal error handling a packet from %s", client.hex(":") or "?")
+        return []
+
+    def _finished(self, done: Future[tuple[list[tuple[bytes, list[Outgoing]]], bool]]) -> None:
+        self.running -= 1
         if self.closed:
             return
         try:
-            outgoing = done.result()
-        except (StoreUnavailable, StoreBusy) as exc:
-            log.debug("no reply: %s", exc)  # the store logged the state change once
-            outgoing = []
-        except StoreError as exc:
-            log.warning("no reply to %s: %s", client.hex(":") or "?", exc)
-            outgoing = []
-        except Exception:  # a bug must cost one packet, never the service
-            log.exception("internal error handling a packet from %s", client.hex(":") or "?")
-            outgoing = []
-        queue = self.waiting.get(client)
-        if queue:
-            self._start(client, queue.popleft())
-        else:
-            self.waiting.pop(client, None)
-        self.deliver(outgoing)
+            results, committed = done.result()
+        except Exception:  # the group itself failed unexpectedly (a bug)
+            log.exception("internal error in a group of packets")
+            results, committed = [], False
+        if committed:
+            self.commits += 1
+            self.carried += len(results)
+        for client, outgoing in results:
+            queue = self.waiting.get(client)
+            if queue:
+                self._start(client, queue.popleft())
+            else:
+                self.waiting.pop(client, None)
+            self.deliver(outgoing)
+        if self.ready and self.running < self.workers:
+            # Packets that became ready while every worker was busy.
+            self.running += 1
+            future = self.pool.submit(self._run_group)
+            future.add_done_callback(
+                lambda done: self.loop.call_soon_threadsafe(self._finished, done)
+            )
 
     def close(self) -> None:
         self.closed = True
         self.waiting.clear()
+        self.ready.clear()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -216,6 +291,17 @@ class DhcpServer:
         self._balancer: Balancer | None = None
         self._heartbeat: Heartbeat | None = None
         self._own = frozenset(a.packed for a in config.own_addresses)
+
+    @property
+    def group_commits(self) -> tuple[int, int]:
+        """Commits made, and what they carried: packets (PostgreSQL, the database
+        lane's groups) or lease rows (SQLite, one commit per burst)."""
+        if self._lane is not None:
+            return self._lane.commits, self._lane.carried
+        store = self._store
+        if isinstance(store, SqliteStore):
+            return store.commits, store.carried
+        return 0, 0
 
     @property
     def boot_policy(self) -> BootPolicy | None:
@@ -352,7 +438,10 @@ class DhcpServer:
         self._loop_thread = threading.get_ident()
         if getattr(self._rows, "blocking", False):
             workers = getattr(self._rows, "workers", 4)
-            self._lane = DbLane(self._loop, workers, self._reply)
+            rows: Any = self._rows
+            self._lane = DbLane(
+                self._loop, workers, self._reply, group=rows.batch, each=rows.savepoint
+            )
         if self._balancer is not None and self._heartbeat is None:
             want_destination(sock)
             self._heartbeat = heartbeat_for(

@@ -86,6 +86,10 @@ class SqliteStore:
         self.path = Path(path)
         self._batching = False
         self._db = open_lease_file(path, synchronous, _SCHEMA, StoreError)
+        # Group commit: commits made, and the lease rows they carried.
+        self.commits = 0
+        self.carried = 0
+        self._pending = 0
 
     def load(self) -> list[Lease]:
         try:
@@ -129,13 +133,21 @@ class SqliteStore:
             if not self._db.in_transaction:
                 self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?)", rows)
+            self._pending += len(rows)
             if not self._batching:
-                self._db.execute("COMMIT")
+                self._commit()
         except sqlite3.Error as exc:
             self._rollback()
             raise StoreError(f"cannot write lease file {self.path}: {exc}") from None
 
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
+        self.commits += 1
+        self.carried += self._pending
+        self._pending = 0
+
     def _rollback(self) -> None:
+        self._pending = 0
         try:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -161,7 +173,7 @@ class SqliteStore:
             self._batching = False
             if self._db.in_transaction:
                 try:
-                    self._db.execute("COMMIT")
+                    self._commit()
                 except sqlite3.Error as exc:
                     self._rollback()
                     raise StoreError(f"cannot write lease file {self.path}: {exc}") from None
