@@ -7,14 +7,19 @@ row in `leases6` before its Reply, and a Request naming another address keeps it
 (one bound address per binding). Then the PostgreSQL processes
 are stopped (SIGSTOP) while a second client waits: the loop keeps running (a ticker
 never waits more than a fraction of a second) and the client is answered once the
-database runs again.
+database runs again. And the command line: `python -m ptftpd.dhcp6 --leases
+postgresql://...` serving dhclient -6 in a namespace, killed with SIGKILL and started
+again, gives the client its binding back from the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import sys
 from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
 
 import psycopg
 from test_pg_off_loop import stopped
@@ -32,8 +37,12 @@ from ptftpd.dhcp6.codec import (
     decode,
     encode,
 )
-from support import free_udp_port, require_root
+from support import VENV_BIN, Process, free_udp_port, require_root, wait_udp_bound
 from support.postgres import PgCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dhcp6"))
+from test_dhcp6_clients import PREFIX as PREFIX6
+from test_dhcp6_clients import bound_event, lab6, run_dhclient
 
 PREFIX = IPv6Network("fd00:99::/64")
 SERVER_DUID = bytes.fromhex("00030001525400aabbcc")
@@ -144,3 +153,45 @@ def test_dhcpv6_bindings_in_postgresql_off_the_loop(pg_cluster: PgCluster) -> No
             service.close()
 
     asyncio.run(scenario())
+
+
+def test_dhclient6_with_bindings_in_postgresql_survives_kill_9(
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    """`python -m ptftpd.dhcp6 IFACE --leases postgresql://...` in a namespace, ISC
+    dhclient -6 on the other end of a veth pair: the address is a bound row before the
+    client has it; after `kill -9` of the server and a restart, the same client (its
+    DUID and IAID) rebinding gets its binding back from the database."""
+    url = pg_cluster.uri(pg_cluster.create_database())
+    with lab6(tmp_path) as lab:
+
+        def start() -> Process:
+            python = str(VENV_BIN / "python")
+            argv = lab.server.popen_argv(
+                [python, "-m", "ptftpd.dhcp6", lab.sif, "--leases", url, "--no-ra", "-D"]
+            )
+            proc = Process(argv, tmp_path / "server.log")
+            lab.procs.append(proc)
+            wait_udp_bound(547, timeout=15, proc=proc.proc, netns=lab.server.name)
+            return proc
+
+        server = start()
+        client, events = run_dhclient(lab)
+        address = IPv6Address(bound_event(events)["new_ip6_address"])
+        assert address in PREFIX6
+        bound = {a: s for a, (_, s) in rows(url).items()}
+        assert bound == {address: "bound"}, bound
+        client.stop()
+        server.stop(signal.SIGKILL)
+        events.unlink()
+        start()
+        # A Rebind from the client (its DUID and IAID as the database holds them): the
+        # restarted server, whose memory was lost with the process, knows the binding.
+        with psycopg.connect(url) as conn:
+            found = conn.execute("SELECT duid, iaid FROM leases6").fetchone()
+        assert found is not None
+        duid6, iaid = bytes(found[0]), int(found[1])
+        ia = IaNa(iaid, 0, 0, (IaAddress(address, 0, 0),))
+        rebind = encode(Message(MsgType.REBIND, 0x6161, (ClientId(duid6), ElapsedTime(0), ia)))
+        replies = lab.probe(rebind, wait=2.0)
+        assert [r["ia_na"] for r in replies] == [[[str(address)]]], replies
