@@ -31,7 +31,7 @@ from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
 from ptftpd.dhcp.server_settings import keep_restart_only
 from ptftpd.dhcp6 import Dhcp6Service, config_for_interface
-from ptftpd.events import DhcpMessage, Event, EventSink, ignore
+from ptftpd.events import DhcpMessage, Event, EventSink, fan_out, ignore
 from ptftpd.http import HttpConfig, HttpServer
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.pxe.boot_records import BootRetention, open_boot_records
@@ -348,7 +348,9 @@ class PxeService:
         self._policy6 = policy
         config6 = dataclasses.replace(config6, boot_policy=policy)
         tracker = self._tracker
-        service = Dhcp6Service(config6, events=tracker.dhcp6)
+        # The DHCPv6 engine's events: the boot log learns addresses, the timeline
+        # sees the exchange (it takes what it knows and ignores the rest).
+        service = Dhcp6Service(config6, events=fan_out(tracker.dhcp6, self.timeline.feed))
         self.dhcp6_service = service
         await service.start()
 
