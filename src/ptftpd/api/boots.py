@@ -102,7 +102,7 @@ def _filters(query: Mapping[str, str], allowed: tuple[str, ...]) -> dict[str, An
         out["since"] = _since(query["since"])
     if "limit" in query:
         text = query["limit"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_LIMIT:
             raise ApiError(400, f"limit: a whole number from 1 to {MAX_LIMIT}, not {text[:20]!r}")
         out["limit"] = int(text)
     return out

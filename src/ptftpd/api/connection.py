@@ -56,6 +56,7 @@ class ApiConnection:
         self._request: h11.Request | None = None
         self._body = bytearray()
         self._closed = False
+        self._head = False  # the request being answered is a HEAD
 
     def receive(self, data: bytes) -> None:
         """Bytes read from the peer; b"" when it closed its side."""
@@ -85,6 +86,7 @@ class ApiConnection:
                 self._closed = True
                 return CLOSED
             if isinstance(event, h11.Request):
+                self._head = event.method == b"HEAD"
                 self._check(event)
                 self._request, self._body = event, bytearray()
             elif isinstance(event, h11.Data):
@@ -127,7 +129,7 @@ class ApiConnection:
         """A whole answer: head and body, the message ended."""
         head = [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers]
         out = self._send(_response(status, head))
-        if body:
+        if body and not self._head:  # a HEAD's answer has no body (h11 frames it so)
             out += self._send(h11.Data(data=body))
         return out + self._send(h11.EndOfMessage())
 
@@ -142,6 +144,7 @@ class ApiConnection:
         """After an answer: True to read the next request on this connection."""
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
+            self._head = False
             return True
         return False
 

@@ -110,6 +110,12 @@ class Route:
         return params
 
 
+@dataclass(frozen=True)
+class _Target:
+    path: str
+    query: str
+
+
 class Router:
     """The route table. `token()` gives the configured api-token (None: write routes
     are off); it is read per request, so a reload changes it."""
@@ -139,7 +145,9 @@ class Router:
             return error_reply(500, "internal error")
 
     def _dispatch(self, raw: RawRequest) -> Reply | Stream:
-        target = urlsplit(raw.target)
+        # Origin form (/path?query); the absolute form (http://host/path) names its path.
+        absolute = raw.target.lower().startswith(("http://", "https://"))
+        target = urlsplit(raw.target) if absolute else _Target(*raw.target.partition("?")[::2])
         try:
             query = dict(parse_qsl(target.query, keep_blank_values=True, errors="strict"))
             segments = target.path.split("/")[1:]
