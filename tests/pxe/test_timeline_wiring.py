@@ -114,3 +114,15 @@ def test_a_reload_bounds_the_attempts_kept(tmp_path: Path) -> None:
     assert len(svc.timeline.timeline) == 3
     svc.reload(dataclasses.replace(svc.config, boot_records=1))
     assert [a.mac for a in svc.timeline.timeline.attempts()] == ["52:54:00:00:00:02"]
+
+
+def test_a_reload_changes_the_api_token_and_keeps_the_api_address(tmp_path: Path) -> None:
+    for name in FILES.configured():
+        (tmp_path / name[1]).write_bytes(b"boot")
+    svc = proxy_service(tmp_path, api=("127.0.0.1", 9470), api_token="a" * 16)
+    router = svc.api_routes()
+    new = dataclasses.replace(svc.config, api=("127.0.0.1", 9471), api_token="b" * 16)
+    summary = svc.reload(new)
+    assert "kept until a restart: api" in summary
+    assert svc.config.api == ("127.0.0.1", 9470)
+    assert router.token() == "b" * 16  # the running API's table reads the new one
