@@ -29,15 +29,18 @@ from ptftpd.dhcp import decode as decode4
 from ptftpd.dhcp import encode as encode4
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp6.codec import (
+    ClientArch,
     ClientId,
     IaAddress,
     IaNa,
     InterfaceId,
     Message,
     MsgType,
+    OptionRequest,
     RelayMessage,
     RelayMsg,
     ServerId,
+    VendorClass,
     encode,
 )
 from ptftpd.events import (
@@ -242,3 +245,27 @@ def test_dhcpv4_server_reports_expired_leases() -> None:
     expired = [e for e in seen if isinstance(e, LeaseEvent) and e.kind is LeaseKind.EXPIRED]
     assert [(e.mac, e.address) for e in expired] == [("02:00:00:00:00:07", expired[0].address)]
     server.close()
+
+
+def test_the_boot_service_reports_what_it_hears_and_answers() -> None:
+    """Port 4011 (proxy mode): every Request decoded is an 'in' event, ours or not; the
+    answer an 'out' event whose peer is the firmware's (global) address."""
+    engine = make_engine(proxy=True)
+    seen: list[Event] = []
+    engine.events = seen.append
+    pxe = (
+        ClientArch((7,)),
+        OptionRequest((59, 60)),
+        VendorClass(343, (b"PXEClient:Arch:00007:UNDI:003016",)),
+    )
+    source = ("fd00:77::99", 4011)
+    theirs = msg(MsgType.REQUEST, duid(8), ServerId(OTHER_DUID), *pxe)
+    assert engine.handle_boot_service(theirs, source, T0) == []
+    ours = msg(MsgType.REQUEST, duid(8), ServerId(SERVER_DUID), *pxe)
+    assert len(engine.handle_boot_service(ours, source, T0)) == 1
+    peer = IPv6Address(source[0])
+    assert [(e.direction, e.type, e.ours, e.peer) for e in seen if isinstance(e, Dhcp6Message)] == [
+        ("in", "request", False, peer),
+        ("in", "request", True, peer),
+        ("out", "reply", True, peer),
+    ]

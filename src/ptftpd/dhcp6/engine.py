@@ -212,6 +212,9 @@ class Dhcp6Engine:
         except PacketError as exc:
             log.debug("boot service: dropped a malformed packet from %s: %s", source[0], exc)
             return []
+        peer = _host(source[0])
+        if self.events is not ignore:
+            self._message_event("in", msg, peer)
         server, client = msg.first(ServerId), msg.first(ClientId)
         if msg.msg_type != MsgType.REQUEST or server is None or server.duid != self.duid:
             log.debug("boot service: ignored %s from %s", _name(msg.msg_type), source[0])
@@ -224,8 +227,6 @@ class Dhcp6Engine:
         if reply is None:
             return []
         if self.events is not ignore:
-            peer = _host(source[0])
-            self._message_event("in", msg, peer)
             self._message_event("out", reply, peer)
         log.info("boot service: boot file URL to %s", source[0])
         return [Outgoing(encode(reply), (source[0], source[1]))]
