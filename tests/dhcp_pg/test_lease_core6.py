@@ -215,6 +215,29 @@ PREFIXES = Prefixes()
         Step(0, 1, "solicit", 0, 1.0),
     ]
 )
+@example(
+    conversation=[
+        Step(0, 1, "solicit-rapid", 0, 0.0),
+        Step(1, 1, "solicit-rapid", 0, 0.0),
+        Step(0, 1, "release", 0, 1.0),
+        Step(1, 1, "renew", 0, 1.0),
+        Step(0, 1, "restart", 0, 0.0),
+        Step(1, 1, "renew", 0, 1.0),
+        Step(0, 1, "renew", 0, 1.0),
+        Step(2, 1, "solicit", 0, 1.0),
+    ]
+)
+@example(
+    conversation=[
+        Step(0, 1, "solicit-rapid", 0, 0.0),
+        Step(0, 2, "solicit-rapid", 0, 0.0),
+        Step(0, 3, "solicit-rapid", 0, 0.0),
+        Step(0, 1, "restart", 0, 121.0),
+        Step(0, 1, "rebind", 0, 0.0),
+        Step(0, 2, "renew", 0, 0.0),
+        Step(3, 1, "solicit-rapid", 0, 0.0),
+    ]
+)
 def test_dhcpv6_memory_sqlite_and_postgresql_answer_alike(
     shared_pg6: str, conversation: list[Step]
 ) -> None:
