@@ -80,13 +80,20 @@ def _newc(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0
     return out
 
 
-def busybox_initramfs(path: Path, marker: str) -> None:
+def busybox_initramfs(path: Path, marker: str, show_cmdline: bool = False) -> None:
     """A gzip'd initramfs: Debian's busybox with the libraries it links (ldd), /dev/console,
-    and an /init that prints `marker` on the console and powers off."""
+    and an /init that prints `marker` on the console (and, with `show_cmdline`, the
+    kernel command line between ``CMDLINE<`` and ``>CMDLINE``) and powers off."""
     busybox = Path(require_tool("busybox"))
     ldd = subprocess.run(["ldd", str(busybox)], capture_output=True, text=True, check=False)
     libs = [Path(part) for part in ldd.stdout.split() if part.startswith("/")]
-    init = f"#!/bin/busybox sh\n/bin/busybox echo {marker}\n/bin/busybox poweroff -f\n"
+    cmdline = ""
+    if show_cmdline:
+        cmdline = (
+            "/bin/busybox mount -t proc proc /proc\n"
+            '/bin/busybox echo "CMDLINE<$(/bin/busybox cat /proc/cmdline)>CMDLINE"\n'
+        )
+    init = f"#!/bin/busybox sh\n/bin/busybox echo {marker}\n{cmdline}/bin/busybox poweroff -f\n"
     archive = bytearray()
     dirs = {"dev", "bin", "proc", "sys"} | {str(p.parent).lstrip("/") for p in libs}
     for folder in sorted(dirs | {str(Path(d).parent) for d in dirs} - {"."}):

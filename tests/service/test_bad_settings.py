@@ -75,7 +75,14 @@ PTFTP_ACCEPTS = {
 SPECS = {
     "ptftpd": PTFTPD_ACCEPTS,
     "ptftp": PTFTP_ACCEPTS,
-    **{tool: {**OTHER_ACCEPTS, **ACCEPTS} for tool in ("dhcpd", "bootpd", "pxed")},
+    **{tool: {**OTHER_ACCEPTS, **ACCEPTS} for tool in ("dhcpd", "bootpd")},
+    # pxed's inventory (issue 22): [[machine]] tables and [profile.NAME] tables
+    "pxed": {
+        **OTHER_ACCEPTS,
+        **ACCEPTS,
+        "machine": {"list_table", "empty_list"},
+        "profile": {"table"},
+    },
 }
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ptftpd import __version__, fields
+from ptftpd import __version__, config, fields
 from ptftpd.cli import flag_settings
 from ptftpd.cli.common import OneLineParser
 from ptftpd.cli.dhcp_flags import add_config_flags, dhcp_fields, positive_seconds
@@ -36,6 +36,7 @@ from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files, traces
 from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS
+from ptftpd.pxe.inventory import Inventory, inventory_from
 from ptftpd.pxe.service import TftpPoolFactory
 from ptftpd.pxe.settings import ADDRESS_KEYS, boot_files, pxe_config
 from ptftpd.service import dhcp_service, privileges, pxe_pool, runtime
@@ -102,6 +103,29 @@ MAIN_FIELDS: tuple[Field, ...] = (
         metavar="FILE",
         group=BOOT,
         check=KEY_TYPES["ipxe-bootfile"],
+    ),
+    Field(
+        "machine",
+        "[[machine]] tables (a file only): the inventory. Each selects machines by mac (one "
+        "or a list), uuid, architecture (IANA code or bios/efi32/efi64/arm64), vendor-class, "
+        "user-class, hostname (glob patterns) and subnet (CIDR) - every key given must match, "
+        "a list means any of, the first entry that matches wins - and names the profile it "
+        "boots",
+        flag_name="",
+        check=(config.list_of(config.is_table), "[[machine]] tables"),
+        group=BOOT,
+    ),
+    Field(
+        "profile",
+        "[profile.NAME] tables (a file only): boot recipes. kernel, initrd (a list) and "
+        "cmdline; or ipxe-script (inline #!ipxe text or a file); or bootfile, a table of "
+        "first stages per family (bios, efi32, efi64, arm64, default); or local = true (the "
+        "next boot device) or ignore = true (no boot answer). {{ mac }}, {{ ip }}, "
+        "{{ uuid }}, {{ arch }}, {{ hostname }}, {{ server }}, {{ http }} and {{ base }} "
+        "are the machine's facts; [profile.default] boots machines no [[machine]] matches",
+        flag_name="",
+        check=(config.is_table, "[profile.NAME] tables"),
+        group=BOOT,
     ),
     Field(
         "proxy",
@@ -319,11 +343,21 @@ def main(argv: list[str] | None = None) -> int:
         return die(f"ROOT {args.root} does not hold the boot file(s): {', '.join(missing)}")
     try:
         dhcp = checked_dhcp_config(settings, args.iface, args.bootfile)
+        inventory = checked_inventory(settings)
     except ConfigError as exc:
         bad_setting(PROG, str(exc))
     except InterfaceError as exc:
         return die(str(exc))
     service = ServiceSettings.from_args(args)
+    if inventory.profiles and args.http_port is None and service.workers > 1:
+        # Per-machine scripts are made in this process: without HTTP they go over TFTP,
+        # which must then be served here too.
+        print(
+            f"{PROG}: note: [profile.*] scripts go over TFTP without --http-port: TFTP is "
+            "served by the main process (--workers 1)",
+            file=sys.stderr,
+        )
+        service = dataclasses.replace(service, workers=1)
     try:
         runtime.check_identity(service)
     except StartError as exc:
@@ -333,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not privileges.can_bind_privileged_ports():
         return die(f"needs root to bind UDP ports 67, 69 and 4011 on {dhcp.interface}")
-    config = pxe_config(settings, dhcp, args.root, args.bootfile)
+    config = pxe_config(settings, dhcp, args.root, args.bootfile, inventory)
     return serve(read, service, config, settings)
 
 
@@ -358,13 +392,26 @@ def checked_dhcp_config(settings: Mapping[str, object], iface: str, bootfile: st
     return dhcp
 
 
+def checked_inventory(settings: Mapping[str, object]) -> Inventory:
+    """The [[machine]] entries and [profile.NAME] recipes; a bad one is a ConfigError
+    naming its FILE:LINE (an ipxe-script file is relative to the settings file)."""
+    base = None
+    if isinstance(settings, flag_settings.Effective) and settings.file.path is not None:
+        base = settings.file.path.parent
+    try:
+        return inventory_from(settings, base)
+    except ConfigError as exc:
+        raise flag_settings.located(exc, settings) from None
+
+
 def rebuilt(read: flag_settings.Reloads) -> PxeConfig:
     """SIGHUP: the --config file read again, the flags still winning over it; raises
     ConfigError (the running settings then stay)."""
     settings = read.effective()
     args = read.namespace(settings)
     dhcp = checked_dhcp_config(settings, args.iface, args.bootfile)
-    return pxe_config(settings, dhcp, args.root, args.bootfile)
+    inventory = checked_inventory(settings)
+    return pxe_config(settings, dhcp, args.root, args.bootfile, inventory)
 
 
 def serve(

@@ -38,6 +38,7 @@ from ptftpd.dhcp.scope import Scope, SubnetConfig, find_scope, network_options
 from ptftpd.events import DhcpMessage, DhcpType, EventSink, LeaseEvent, LeaseKind, ignore
 
 __all__ = [
+    "SILENT",
     "BootChoice",
     "BootPolicy",
     "DhcpConfig",
@@ -69,6 +70,11 @@ class BootChoice:
     next_server: IPv4Address | None = None
     options: Mapping[int, bytes] = field(default_factory=dict)
 
+
+SILENT = BootChoice("")
+"""A boot policy's answer for a machine that gets no boot answer at all (pxed's
+``ignore``): no reply when only its being PXE made it a client to answer (without -a);
+with -a an address without boot information, as to any other client."""
 
 BootPolicy = Callable[[Message], "BootChoice | str | None"]
 
@@ -201,6 +207,15 @@ class DhcpEngine:
         vc = msg.vendor_class or ""
         return any(vc.startswith(p) for p in self.config.pxe_vendor_prefixes)
 
+    def _silenced(self, msg: Message) -> bool:
+        """The boot policy wants no boot answer for this machine (`SILENT`)."""
+        if self.boot_policy is None:
+            return False
+        try:
+            return self.boot_policy(msg) is SILENT
+        except Exception:
+            return False  # boot_for logs it
+
     def boot_for(self, msg: Message, scope: Scope | None = None) -> BootChoice | None:
         """Ask the hook (or use BOOTFILE); a hook that raises must not stop the server."""
         cfg = self.config
@@ -223,7 +238,7 @@ class DhcpEngine:
                     cfg.bootfile or "no boot file",
                 )
                 choice = cfg.bootfile
-        if choice is None or choice == "":
+        if choice is None or choice == "" or choice is SILENT:
             return None
         if isinstance(choice, str):
             choice = BootChoice(choice)
@@ -294,7 +309,7 @@ class DhcpEngine:
         if not self.config.dhcp:
             log.debug("drop DHCP message from %s (DHCP not enabled)", msg.mac_str)
             return []
-        if not self.config.answer_all and not self.is_pxe(msg):
+        if not self.config.answer_all and (not self.is_pxe(msg) or self._silenced(msg)):
             if debug:
                 log.debug(
                     "ignore %s from %s: vendor class %r is not PXE (use -a)",

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ptftpd.errors import StartError, bind_error
 from ptftpd.http.errors import HttpError
-from ptftpd.http.files import open_file
+from ptftpd.http.files import in_memory, open_file
 from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, Request, ServerConnection
 from ptftpd.http.rate import TokenBucket
 from ptftpd.http.sending import Client, FileSender
@@ -114,6 +114,9 @@ class HttpServer:
         self.on_served = on_served
         self.on_connections: Callable[[int], None] | None = None
         self.on_refused: Callable[[], None] | None = None
+        # `generated(path, peer)`: bytes made for this request (pxed's per-machine
+        # scripts) served instead of a file, or None: the file under the root.
+        self.generated: Callable[[str, str], bytes | None] | None = None
         self.root = Path(config.root)
         self.bound: list[tuple[str, int]] = []
         self.max_connections = config.max_connections
@@ -344,7 +347,8 @@ class HttpServer:
         path = request.target.decode("latin-1")
         try:
             path = decode_path(request.target)
-            opened = open_file(self.root, path)
+            made = None if self.generated is None else self.generated(path, peer)
+            opened = open_file(self.root, path) if made is None else in_memory(path, made)
         except HttpError as error:
             if error.status == 503 and self.on_refused is not None:
                 self.on_refused()

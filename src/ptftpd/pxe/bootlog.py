@@ -100,6 +100,8 @@ class _Session:
     last_byte: float | None = None
     # The last download that ended in error: (filename, via, why).
     failure: tuple[str, str, str] | None = None
+    # What pxed decided for the machine and why (issue 22), when an inventory decides.
+    decision: str | None = None
 
 
 def boot_outcome(files_served: int, download_failed: bool) -> str:
@@ -169,6 +171,13 @@ class BootLog:
         if not session.stages or session.stages[-1] != stage:
             session.stages.append(stage)
 
+    def decided(self, mac: str, decision: str) -> None:
+        """The machine's decision (``boot debian (inventory machine #2)``): its line
+        ends with it. Only for a boot already open (after `discover`)."""
+        session = self.sessions.get(mac)
+        if session is not None:
+            session.decision = decision
+
     def address(self, mac: str, ip: IPv4Address | IPv6Address | str | None, *, now: float) -> None:
         if ip is None or str(ip) in ("0.0.0.0", "::"):
             return
@@ -210,7 +219,15 @@ class BootLog:
 
     @staticmethod
     def describe(session: _Session) -> str:
-        """The boot's line: `boot MAC arch=STAGES: OUTCOME: what happened`."""
+        """The boot's line: `boot MAC arch=STAGES: OUTCOME: what happened`, and
+        `; decision: WHAT (SOURCE RULE)` when an inventory decided."""
+        line = BootLog._describe(session)
+        if session.decision is not None:
+            return f"{line}; decision: {session.decision}"
+        return line
+
+    @staticmethod
+    def _describe(session: _Session) -> str:
         stages = " -> ".join(session.stages) or "no DHCP seen"
         head = f"boot {session.mac} arch={stages}: {BootLog.outcome(session)}"
         if session.files:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.pxe.firmware import BootFiles
+from ptftpd.pxe.inventory import EMPTY, Inventory
 from ptftpd.pxe.proxy import BOOT_SERVER_PORT
 from ptftpd.tftp.server import ServerConfig
 
@@ -45,6 +46,8 @@ class PxeConfig:
     """The bearer token of the API's write endpoints (None: they are off)."""
     otlp: str | None = None
     """OTLP/HTTP traces endpoint: each boot attempt is exported as a trace (None: off)."""
+    inventory: Inventory = EMPTY
+    """[[machine]] entries and [profile.NAME] recipes (issue 22): per-machine decisions."""
 
     @property
     def http_base(self) -> tuple[str, int] | None:

@@ -158,6 +158,10 @@ class Decision:
     profile: Profile | None = None
     rule: str = ""
 
+    @property
+    def profile_name(self) -> str:
+        return "-" if self.profile is None else self.profile.name
+
     def describe(self) -> str:
         """``boot debian (inventory machine #2)``: for the boot log line."""
         what = self.kind.value

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ipaddress import ip_network
 from pathlib import Path
 
-from ptftpd.config import ConfigError, Where, shown
+from ptftpd.config import ConfigError, Where, shown, suggestion
 from ptftpd.pxe.decision import Decision, MachineFacts, Network, Profile, Source, normal_mac
 from ptftpd.pxe.firmware import BootClass, arch_class
 from ptftpd.pxe.recipes import check_template
@@ -186,15 +186,19 @@ def _shown(value: object) -> str:
     return shown(value)
 
 
+def _known(table: Mapping[str, object], known: Sequence[str], at: Where) -> None:
+    for key in table:
+        if key not in known:
+            hint = suggestion(str(key), known)
+            what = hint or f"; valid keys: {', '.join(sorted(known))}"
+            raise ConfigError(f"unknown key{what}", (*at, str(key)))
+
+
 def _machine(index: int, table: object, profiles: Mapping[str, object]) -> MachineEntry:
     at: Where = ("machine", index)
     if not isinstance(table, Mapping):
         raise ConfigError(f"expected a [[machine]] table, got {_shown(table)}", at)
-    for key in table:
-        if key not in MACHINE_KEYS:
-            raise ConfigError(
-                f"unknown key; valid keys: {', '.join(sorted(MACHINE_KEYS))}", (*at, key)
-            )
+    _known(table, MACHINE_KEYS, at)
     profile = table.get("profile")
     if not isinstance(profile, str):
         raise ConfigError(
@@ -267,11 +271,7 @@ def _profile(name: str, table: object, base: Path | None) -> Profile:
     at: Where = ("profile", name)
     if not isinstance(table, Mapping):
         raise ConfigError(f"expected a [profile.{name}] table, got {_shown(table)}", at)
-    for key in table:
-        if key not in PROFILE_KEYS:
-            raise ConfigError(
-                f"unknown key; valid keys: {', '.join(sorted(PROFILE_KEYS))}", (*at, key)
-            )
+    _known(table, PROFILE_KEYS, at)
 
     def text(key: str) -> str | None:
         value = table.get(key)

@@ -8,15 +8,21 @@ engine (`ptftpd.dhcp6`) echoes vendor class `HTTPClient` to HTTP clients itself.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from ipaddress import IPv6Address
 
 from ptftpd.dhcp.options import arch_name
 from ptftpd.dhcp6.boot import BootChoice6, BootRequest6, boot_url
 from ptftpd.pxe.bootlog import client_label
+from ptftpd.pxe.decision import Kind
 from ptftpd.pxe.firmware import BootFiles, arch_class, vendor_class_arch
+from ptftpd.pxe.machines import Machines
 
 __all__ = ["Pxe6Policy", "client_label"]
+
+log = logging.getLogger("ptftpd.pxe")
 
 
 class Pxe6Policy:
@@ -29,7 +35,9 @@ class Pxe6Policy:
         server: IPv6Address,
         http_port: int | None = None,
         on_discover: Callable[[str, str, int | None], None] | None = None,
+        machines: Machines | None = None,
     ) -> None:
+        self.machines = machines  # per-machine decisions (issue 22), by DUID
         self.files = files
         self.server = server
         self.http_port = http_port
@@ -54,6 +62,15 @@ class Pxe6Policy:
             label = f"iPXE {label}" if arch is not None else "iPXE"
         if self.on_discover is not None:
             self.on_discover(client_label(request.duid), f"{label} (DHCPv6)", arch)
+        if self.machines is not None:
+            decided = self.machines.choose6(request, self._url, time.monotonic())
+            if decided is not None:
+                decision, url = decided
+                log.debug("DHCPv6 %s: %s", client_label(request.duid), decision.describe())
+                if url is None and decision.kind is not Kind.BOOT:
+                    return None  # local (not iPXE) or ignore: no boot file
+                if url is not None:
+                    return BootChoice6(url)
         if ipxe and self.files.ipxe:
             return BootChoice6(self._url(self.files.ipxe, self.http_port is not None))
         cls = None

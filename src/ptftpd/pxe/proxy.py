@@ -14,6 +14,7 @@ from ptftpd.dhcp.options import DISCOVERY_DOWNLOAD_DIRECTLY, MessageType, Opt, p
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, Message, PacketError, decode, encode
 from ptftpd.events import DhcpMessage, EventSink, ignore
 from ptftpd.pxe.bootlog import BootLog
+from ptftpd.pxe.decision import BUILTIN
 from ptftpd.pxe.firmware import (
     HTTP_VENDOR_CLASS,
     BootFiles,
@@ -21,6 +22,7 @@ from ptftpd.pxe.firmware import (
     choose_boot_file,
     log_choice,
 )
+from ptftpd.pxe.machines import Machines
 
 __all__ = ["BOOT_SERVER_PORT", "DHCP_CLIENT_PORT", "DHCP_SERVER_PORT", "ProxyResponder"]
 
@@ -67,8 +69,11 @@ class ProxyResponder:
         boot_log: BootLog | None = None,
         answer_discover: bool = True,
         http_base: tuple[str, int] | None = None,
+        machines: Machines | None = None,
     ) -> None:
         self.server_ip = server_ip
+        # Per-machine decisions (issue 22): local and ignore get no boot answer here.
+        self.machines = machines
         self.files = files
         self.next_server = next_server or server_ip
         self.vendor_prefixes = vendor_prefixes
@@ -122,7 +127,7 @@ class ProxyResponder:
                 self.boot_log.address(msg.mac_str, msg.ciaddr, now=now)
                 if source[0] != "0.0.0.0":
                     self.boot_log.address(msg.mac_str, source[0], now=now)
-            return self._encoded(msg, self._boot_server_ack(msg, source, boot_server))
+            return self._boot_server_ack(msg, source, boot_server, now)
         # Port 67: we are not the address server.
         if mtype is MessageType.REQUEST and self.boot_log is not None:
             ip = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
@@ -133,7 +138,7 @@ class ProxyResponder:
         if not self.is_pxe(msg):
             log.debug("proxy: ignore non-PXE DISCOVER from %s", msg.mac_str)
             return []
-        return self._encoded(msg, self._proxy_offer(msg, now))
+        return self._proxy_offer(msg, now)
 
     @staticmethod
     def _encoded(msg: Message, reply: tuple[Message, tuple[str, int]]) -> list[Outgoing]:
@@ -177,20 +182,39 @@ class ProxyResponder:
         opts[Opt.TFTP_SERVER_NAME] = str(self.next_server).encode()
         opts[Opt.BOOTFILE_NAME] = choice.file.encode()
 
-    def _proxy_offer(self, msg: Message, now: float) -> tuple[Message, tuple[str, int]]:
-        choice = choose_boot_file(self.files, msg, self.http_base)
+    def _choice(self, msg: Message, now: float, what: str) -> FirmwareChoice | None:
+        """The firmware's file, or None: this machine gets no boot answer from us
+        (`local` or `ignore`: the address server's offer is all it gets)."""
+        if self.machines is None:
+            return choose_boot_file(self.files, msg, self.http_base)
+        chosen = self.machines.choose(self.files, msg, now)
+        if chosen.choice is None:
+            log.info("%s mac=%s: %s: no answer", what, msg.mac_str, chosen.decision.describe())
+        if self.boot_log is not None and chosen.decision is not BUILTIN:
+            stage = chosen.choice.arch_label if chosen.choice is not None else "-"
+            arch = chosen.choice.arch if chosen.choice is not None else None
+            self.boot_log.discover(msg.mac_str, stage, arch, now=now)
+            self.boot_log.decided(msg.mac_str, chosen.decision.describe())
+        return chosen.choice
+
+    def _proxy_offer(self, msg: Message, now: float) -> list[Outgoing]:
+        choice = self._choice(msg, now, "proxyDHCP OFFER")
+        if choice is None:
+            return []
         log_choice("proxyDHCP OFFER", msg, choice, logging.INFO)
         if self.boot_log is not None:
             self.boot_log.discover(msg.mac_str, choice.arch_label, choice.arch, now=now)
         reply = make_reply(msg, MessageType.OFFER, self.server_ip)
         self._fill(msg, reply, choice, offer=True)
         dest, _ = reply_destination(msg, reply, DHCP_SERVER_PORT, DHCP_CLIENT_PORT)
-        return reply, dest
+        return self._encoded(msg, (reply, dest))
 
     def _boot_server_ack(
-        self, msg: Message, source: tuple[str, int], boot_server: bool = True
-    ) -> tuple[Message, tuple[str, int]]:
-        choice = choose_boot_file(self.files, msg, self.http_base)
+        self, msg: Message, source: tuple[str, int], boot_server: bool, now: float
+    ) -> list[Outgoing]:
+        choice = self._choice(msg, now, "boot server ACK")
+        if choice is None:
+            return []
         log_choice(f"boot server ACK {msg.ciaddr}", msg, choice, logging.INFO)
         if not boot_server:
             log.debug("boot server discovery from %s came to port 67", msg.mac_str)
@@ -206,7 +230,7 @@ class ProxyResponder:
             dest = (str(msg.ciaddr), DHCP_CLIENT_PORT)
         else:
             dest = ("255.255.255.255", DHCP_CLIENT_PORT)
-        return reply, dest
+        return self._encoded(msg, (reply, dest))
 
 
 def _boot_item(vendor: bytes) -> bytes | None:

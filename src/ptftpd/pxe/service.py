@@ -25,7 +25,7 @@ from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
 from ptftpd import datagrams
-from ptftpd.dhcp.engine import BootChoice, Outgoing, message_label
+from ptftpd.dhcp.engine import SILENT, BootChoice, Outgoing, message_label
 from ptftpd.dhcp.options import MessageType, Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
@@ -37,6 +37,7 @@ from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.pxe.boot_records import BootRetention, open_boot_records
 from ptftpd.pxe.bootlog import BootLog, BootTracker
 from ptftpd.pxe.config import PxeConfig
+from ptftpd.pxe.decision import BUILTIN
 from ptftpd.pxe.firmware import (
     HTTP_VENDOR_CLASS,
     choose_boot_file,
@@ -44,6 +45,7 @@ from ptftpd.pxe.firmware import (
     missing_boot_files,
 )
 from ptftpd.pxe.ipv6 import Pxe6Policy
+from ptftpd.pxe.machines import Chosen, Machines
 from ptftpd.pxe.proxy import ProxyResponder
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
@@ -162,7 +164,14 @@ class PxeService:
         config = _with_http_clients(config)
         self.config = config
         self.boot_log = BootLog(config.boot_idle)
-        self.responder = self._responder(config, self.boot_log)
+        self.machines = Machines(
+            config.inventory,
+            config.dhcp.server_ip,
+            config.http_base,
+            config.dhcp.network,
+            secure_boot=config.files.secure_boot,
+        )
+        self.responder = self._responder(config, self.boot_log, self.machines)
         self.dhcp_server: DhcpServer | None = None
         self.tftp_server: TftpServer | None = None
         self.tftp_pool: TftpPool | None = None
@@ -190,12 +199,13 @@ class PxeService:
         self._policy6: Pxe6Policy | None = None
         self.boot_records: BootRetention | None = None
         self.traces: BootTraces | None = None  # pxed --otlp: each attempt as a trace
+        self._last_request: Message | None = None
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
         # the 4011 boot server), in and out: pxed --metrics counts them.
         self.events: EventSink = ignore
 
     @staticmethod
-    def _responder(config: PxeConfig, boot_log: BootLog) -> ProxyResponder:
+    def _responder(config: PxeConfig, boot_log: BootLog, machines: Machines) -> ProxyResponder:
         dhcp = config.dhcp
         return ProxyResponder(
             dhcp.server_ip,
@@ -205,29 +215,60 @@ class PxeService:
             boot_log=boot_log,
             answer_discover=config.proxy,
             http_base=config.http_base,
+            machines=machines,
         )
 
-    def boot_policy(self, request: Message) -> BootChoice:
-        """The DHCP server's hook (full mode): firmware-aware file, boot log bookkeeping.
-        UEFI HTTP boot clients get a URL and vendor class `HTTPClient` (which replaces the
-        engine's `PXEClient`: EDK2 ignores an offer without it)."""
-        choice = choose_boot_file(self.config.files, request, self.config.http_base)
+    def _generated(self, name: str, peer: str) -> bytes | None:
+        """TFTP and HTTP: a machine's rendered script (or grub configuration)."""
+        now = time.monotonic()
+        made = self.machines.script(name, now)
+        if made is None:
+            made = self.machines.grub_config(name, self.boot_log.mac_of_ip.get(peer), now)
+        return made
+
+    def boot_policy(self, request: Message) -> BootChoice | None:
+        """The DHCP server's hook (full mode): the machine's decision (`Machines`:
+        inventory, profiles), its firmware-aware file, boot log bookkeeping. UEFI HTTP
+        boot clients get a URL and vendor class `HTTPClient` (which replaces the
+        engine's `PXEClient`: EDK2 ignores an offer without it). None: no boot file
+        (`local`); `SILENT`: no boot answer (`ignore`)."""
+        now = time.monotonic()
+        again = self._last_request is request  # the engine asks twice for one request
+        self._last_request = request
+        chosen = self.machines.choose(self.config.files, request, now)
+        choice = chosen.choice
         mac = request.mac_str
         mtype = request.message_type
-        now = time.monotonic()
-        if mtype is MessageType.DISCOVER:
-            stage, arch = choice.arch_label, choice.arch
-            self._in_loop(lambda: self.boot_log.discover(mac, stage, arch, now=now))
-            self._in_loop(self._arm_boot_timer)
-            log_choice("OFFER", request, choice)
-        elif mtype is MessageType.REQUEST:
+        if not again and mtype is MessageType.DISCOVER:
+            self._booking(request, chosen, "OFFER")
+        elif not again and mtype is MessageType.REQUEST:
             ip = request.requested_ip or (request.ciaddr if request.ciaddr != ZERO_IP else None)
             self._in_loop(lambda: self.boot_log.address(mac, ip, now=now))
+        if chosen.silent:
+            return SILENT
+        if choice is None:
+            return None
         if choice.http:
             return BootChoice(choice.file, options={Opt.VENDOR_CLASS: HTTP_VENDOR_CLASS.encode()})
         if choice.vendor_options is not None:
             return BootChoice(choice.file, options={Opt.VENDOR_SPECIFIC: choice.vendor_options})
         return BootChoice(choice.file)
+
+    def _booking(self, request: Message, chosen: Chosen, what: str) -> None:
+        """A DISCOVER: the boot log's stage (and the decision), the choice's log line."""
+        now = time.monotonic()
+        mac = request.mac_str
+        choice = chosen.choice or choose_boot_file(self.config.files, request)
+        stage, arch = choice.arch_label, choice.arch
+        decision = chosen.decision
+        self._in_loop(lambda: self.boot_log.discover(mac, stage, arch, now=now))
+        if decision is not BUILTIN:
+            self._in_loop(lambda: self.boot_log.decided(mac, decision.describe()))
+        self._in_loop(self._arm_boot_timer)
+        if chosen.choice is not None:
+            log_choice(what, request, chosen.choice)
+        else:
+            log.info("%s mac=%s: %s: no boot file", what, mac, decision.describe())
 
     async def start(self) -> None:
         cfg = self.config
@@ -264,6 +305,7 @@ class PxeService:
                 on_finished=tracker.finished,
                 on_refused=tracker.refused,
             )
+            tftp.generated = self._generated
             self.tftp_server = tftp
             await tftp.start(tftp_hosts, cfg.tftp_port)
         if cfg.http_port is not None:
@@ -276,6 +318,7 @@ class PxeService:
                 total_rate_limit=cfg.http_total_rate_limit,
             )
             http = HttpServer(http_config, on_served=tracker.http_served)
+            http.generated = self._generated
             self.http_server = http
             await http.start()
         if not cfg.proxy:  # before the API, which shows the other servers' boots too
@@ -344,7 +387,8 @@ class PxeService:
             boot_service_port=cfg.boot_server_port if cfg.proxy else None,
         )
         server6: IPv6Address = config6.server_addresses[0]
-        policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self._discover6)
+        self.machines.serve_ipv6(str(server6), cfg.http_port)
+        policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self._discover6, self.machines)
         self._policy6 = policy
         config6 = dataclasses.replace(config6, boot_policy=policy)
         tracker = self._tracker
@@ -411,7 +455,9 @@ class PxeService:
         self.config = new
         if server is not None:
             server.engine = engine
-        self.responder = self._responder(new, self.boot_log)
+        self.machines.reload(new.inventory)
+        self.machines.secure_boot = new.files.secure_boot
+        self.responder = self._responder(new, self.boot_log, self.machines)
         self.boot_log.idle = new.boot_idle
         self.timeline.timeline.stall = new.boot_idle
         self.timeline.timeline.bound(new.boot_records)

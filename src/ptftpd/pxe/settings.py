@@ -17,6 +17,7 @@ from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS, PxeConfig
 from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, BootFiles
+from ptftpd.pxe.inventory import EMPTY, Inventory
 from ptftpd.tftp.transfer_settings import transfer_config
 
 __all__ = ["ADDRESS_KEYS", "boot_files", "pxe_config"]
@@ -79,7 +80,11 @@ def _address(settings: Mapping[str, object], key: str) -> tuple[str, int] | None
 
 
 def pxe_config(
-    settings: Mapping[str, object], dhcp: DhcpConfig, root: Path, bootfile: str
+    settings: Mapping[str, object],
+    dhcp: DhcpConfig,
+    root: Path,
+    bootfile: str,
+    inventory: Inventory = EMPTY,
 ) -> PxeConfig:
     """The `PxeConfig` for `settings`, around the DHCP settings already built from
     them (`ptftpd.dhcp.server_settings.dhcp_config`); values are already checked."""
@@ -107,4 +112,5 @@ def pxe_config(
         api=_address(settings, "api"),
         api_token=_text(settings, "api-token"),
         otlp=_text(settings, "otlp"),
+        inventory=inventory,
     )

@@ -67,6 +67,9 @@ _HEADER_BYTES = 8
 FAILURE_REASONS = frozenset(kind.value for kind in Failure)
 DHCP_TYPES = frozenset(get_args(DhcpType))
 BOOT_OUTCOMES = frozenset({"completed", "failed", "abandoned"})
+# pxed's per-machine decisions (issue 22): where each came from, and what it was.
+DECISION_SOURCES = frozenset({"local-state", "inventory", "api", "cache", "default", "builtin"})
+DECISION_KINDS = frozenset({"boot", "local", "ignore"})
 HTTP_STATUSES = frozenset(
     {"200", "206", "400", "403", "404", "405", "413", "414", "416", "431", "501", "503", "505"}
 )
@@ -213,6 +216,14 @@ class Metrics:
             ["arch"], namespace=ns, registry=r, buckets=_BOOT_BUCKETS,
         )  # fmt: skip
 
+        self.pxe_decisions = Counter(
+            "pxe_decisions",
+            "Per-machine boot decisions by source (inventory, default, api, cache, "
+            "local-state, builtin) and kind (boot, local, ignore)",
+            ["source", "kind"],
+            namespace=ns,
+            registry=r,
+        )
         self.http_requests = Counter(
             "http_requests",
             "HTTP requests answered, by status code",
@@ -411,6 +422,13 @@ def dhcp_leases(counts: LeaseCounts) -> None:
 def pxe_boot(arch_code: int, outcome: str, seconds: float | None) -> None:
     if _active is not None:
         _active.record_pxe_boot(arch_code, outcome, seconds)
+
+
+def pxe_decision(source: str, kind: str) -> None:
+    if _active is not None:
+        _active.pxe_decisions.labels(
+            _label(source, DECISION_SOURCES), _label(kind, DECISION_KINDS)
+        ).inc()
 
 
 def http_request(status: int, bytes_sent: int) -> None:

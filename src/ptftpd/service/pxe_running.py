@@ -14,6 +14,7 @@ from collections.abc import Callable
 from ptftpd.http import HttpServer, Served
 from ptftpd.pxe.bootlog import BootRecord
 from ptftpd.pxe.config import PxeConfig
+from ptftpd.pxe.decision import Decision
 from ptftpd.pxe.service import PxeService
 from ptftpd.service import metrics
 from ptftpd.service.dhcp_service import count_messages
@@ -24,6 +25,10 @@ __all__ = ["PxeRunning"]
 
 def _boot(record: BootRecord) -> None:
     metrics.pxe_boot(-1 if record.arch is None else record.arch, record.outcome, record.seconds)
+
+
+def _decision(decision: Decision) -> None:
+    metrics.pxe_decision(decision.source.value, decision.kind.value)
 
 
 def count_http(server: HttpServer) -> None:
@@ -61,6 +66,7 @@ class PxeRunning:
         self.count = count
         if count:
             service.boot_log.on_boot = _boot
+            service.machines.on_decision = _decision
             service.events = metrics.record_event
             if service.tftp_server is not None:
                 count_transfers(service.tftp_server)

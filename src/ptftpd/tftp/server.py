@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import logging
 import os
 import shutil
@@ -182,6 +183,9 @@ class TftpServer:
         # tftpd-hpa --map-file: (filename, client ip, is_read) -> the name to serve;
         # raises LocalError to refuse.
         self.remap: Callable[[str, str, bool], str] | None = None
+        # `generated(filename, client ip)`: bytes made for this read request (pxed's
+        # per-machine scripts) served instead of a file, or None: the file under ROOT.
+        self.generated: Callable[[str, str], bytes | None] | None = None
 
     async def start(self, hosts: Iterable[str], port: int) -> None:
         sockets: list[socket.socket] = []
@@ -342,7 +346,12 @@ class TftpServer:
             raise LocalError(ErrorCode.ACCESS_VIOLATION, str(exc)) from None
         staged: StagedFile | None = None
         file: BinaryIO
-        if request.is_read:
+        made = None
+        if request.is_read and self.generated is not None:
+            made = self.generated(name, str(peer[0]))
+        if made is not None:
+            file, size, free = io.BytesIO(made), len(made), None
+        elif request.is_read:
             file, size = open_for_read(path)
             free = None
         else:

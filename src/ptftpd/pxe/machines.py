@@ -1,0 +1,321 @@
+"""pxed's per-machine answers (issue 22): the decision core applied to a DHCP request,
+and the scripts it leaves for iPXE (and grub) to fetch. Sans-IO: requests and `now`
+in; a choice, and bytes to serve by name, out.
+
+For one DHCPv4 request (full or proxy mode) `Machines.choose` builds the
+`MachineFacts`, asks the `Decider` (state, inventory, API hook, default) and says:
+
+- `boot`: a firmware (not iPXE yet) gets its first stage: the profile's ``bootfile``
+  for its family, else pxed's table (BOOTFILE, --efi64-bootfile, --secure-boot...);
+  iPXE gets the URL of its machine's own script, ``pxed/machines/MAC.ipxe`` on pxed's
+  HTTP server (``--http-port``), else the same name over TFTP; a profile with no
+  script (only a ``bootfile`` table) leaves iPXE to --ipxe-bootfile as before;
+- `local`: iPXE gets a script that runs ``exit`` (the firmware goes to its next boot
+  device); a firmware that is not iPXE gets no boot file (an address in full mode);
+- `ignore`: no boot answer (`Chosen.silent`: no reply at all to a request answered
+  only because it is PXE).
+
+With ``--secure-boot`` the recipe is also rendered as the grub configuration the
+machine's grub reads over TFTP (``grub/grub.cfg``, and the per-MAC names grub tries
+first), chosen by the address the machine got (`Machines.grub_config`).
+
+What a request leaves behind (rendered scripts, address -> MAC) is bounded and
+expires: hostile clients can fill it, not grow it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Network
+
+from ptftpd.dhcp.options import Opt
+from ptftpd.dhcp.packet import ZERO_IP, Message
+from ptftpd.dhcp6.boot import BootRequest6
+from ptftpd.pxe.decision import (
+    BUILTIN,
+    Decider,
+    Decision,
+    Fallback,
+    Kind,
+    MachineFacts,
+    Pending,
+    Source,
+    StateTable,
+)
+from ptftpd.pxe.firmware import (
+    BootFiles,
+    FirmwareChoice,
+    arch_class,
+    choose_boot_file,
+    client_arch,
+    http_url,
+    is_http_client,
+    is_ipxe,
+)
+from ptftpd.pxe.inventory import EMPTY, Inventory
+from ptftpd.pxe.recipes import first_stage, render, render_grub
+
+__all__ = ["SCRIPT_DIR", "Chosen", "Machines", "request_facts", "script_name"]
+
+log = logging.getLogger("ptftpd.pxe")
+
+SCRIPT_DIR = "pxed/machines"
+"""Where per-machine scripts are served (TFTP names and HTTP paths under ROOT's URL)."""
+_KEEP = 4096  # rendered scripts (and addresses) remembered at most
+_TTL = 3600.0  # seconds a rendered script stays fetchable
+
+
+def script_name(mac: str) -> str:
+    return f"{SCRIPT_DIR}/{mac.replace(':', '-')}.ipxe"
+
+
+def _user_classes(raw: bytes | None) -> tuple[str, ...]:
+    """Option 77: iPXE sends a bare ``iPXE``, RFC 3004 clients length-prefixed items."""
+    if not raw:
+        return ()
+    items: list[str] = []
+    i = 0
+    while i < len(raw):
+        n = raw[i]
+        if n == 0 or i + 1 + n > len(raw):
+            return (raw.decode("latin-1"),)
+        items.append(raw[i + 1 : i + 1 + n].decode("latin-1"))
+        i += 1 + n
+    return tuple(items)
+
+
+def _uuid(raw: bytes | None) -> str | None:
+    """Option 97 (type 0 + 16 bytes) -> 32 hex digits."""
+    if raw is None or len(raw) != 17 or raw[0] != 0:
+        return None
+    return raw[1:].hex()
+
+
+def request_facts(
+    request: Message,
+    server: IPv4Address,
+    http_base: tuple[str, int] | None,
+    network: IPv4Network | None,
+) -> MachineFacts:
+    """What a DHCPv4 request says about its machine, and where it is served."""
+    ip = request.requested_ip or (request.ciaddr if request.ciaddr != ZERO_IP else None)
+    base = None if http_base is None else http_url(http_base[0], http_base[1], "").rstrip("/")
+    relayed = request.giaddr != ZERO_IP
+    return MachineFacts(
+        mac=request.mac_str,
+        server=str(server),
+        ip=ip,
+        uuid=_uuid(request.options.get(Opt.CLIENT_UUID)),
+        arch=client_arch(request),
+        vendor_class=request.vendor_class,
+        user_classes=_user_classes(request.user_class),
+        hostname=request.hostname,
+        subnet=None if relayed else network,
+        http_base=base,
+        ipxe=is_ipxe(request),
+    )
+
+
+def duid_identity(duid: bytes) -> tuple[str | None, str | None]:
+    """(MAC, UUID) a DHCPv6 DUID names: DUID-LLT (1) and DUID-LL (3) of an Ethernet
+    link carry the MAC, DUID-UUID (4, RFC 6355) the machine's UUID."""
+    if len(duid) < 2:
+        return None, None
+    kind = int.from_bytes(duid[:2], "big")
+    if kind in (1, 3) and len(duid) >= 4 and int.from_bytes(duid[2:4], "big") == 1:
+        address = duid[8:] if kind == 1 else duid[4:]
+        return (address.hex(":"), None) if len(address) == 6 else (None, None)
+    if kind == 4 and len(duid) == 18:
+        return None, duid[2:].hex()
+    return None, None
+
+
+@dataclasses.dataclass(frozen=True)
+class Chosen:
+    """What one request gets: `choice` (None: no boot file), `silent` (no reply at all
+    when the request is answered only because it is PXE), and the `decision`."""
+
+    decision: Decision
+    choice: FirmwareChoice | None
+    silent: bool = False
+
+
+class _Bounded:
+    """name -> (bytes, expiry), oldest first, at most `_KEEP`."""
+
+    def __init__(self) -> None:
+        self.items: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+
+    def put(self, name: str, data: bytes, now: float) -> None:
+        self.items.pop(name, None)
+        self.items[name] = (data, now + _TTL)
+        while len(self.items) > _KEEP:
+            self.items.popitem(last=False)
+
+    def get(self, name: str, now: float) -> bytes | None:
+        found = self.items.get(name)
+        if found is None:
+            return None
+        if found[1] <= now:
+            del self.items[name]
+            return None
+        return found[0]
+
+
+class Machines:
+    """The decisions of one pxed (see the module docstring). `states` is the local
+    state source (issue 22 item 5); `on_decision` hears every decision (metrics)."""
+
+    def __init__(
+        self,
+        inventory: Inventory = EMPTY,
+        server: IPv4Address = ZERO_IP,
+        http_base: tuple[str, int] | None = None,
+        network: IPv4Network | None = None,
+        states: StateTable | None = None,
+        secure_boot: bool = False,
+    ) -> None:
+        self.server = server
+        self.http_base = http_base
+        self.network = network
+        self.states = states if states is not None else StateTable()
+        self.secure_boot = secure_boot
+        self.on_decision: Callable[[Decision], None] | None = None
+        self.counts: Counter[Source] = Counter()
+        self.scripts = _Bounded()
+        self.grub = _Bounded()
+        self.inventory = inventory
+        self.decider = self._decider(inventory)
+        self._last: tuple[Message, Chosen] | None = None
+        self.server6: str | None = None  # pxed --ipv6: the address boot URLs name
+        self._http6: str | None = None
+
+    def _decider(self, inventory: Inventory) -> Decider:
+        return Decider([self.states, inventory], Fallback(inventory.default))
+
+    def serve_ipv6(self, server: str, http_port: int | None) -> None:
+        """DHCPv6 boot URLs name `server` (and its HTTP port, with --http-port)."""
+        self.server6 = server
+        if http_port is not None:
+            self._http6 = http_url(server, http_port, "").rstrip("/")
+
+    def reload(self, inventory: Inventory) -> None:
+        """A SIGHUP's new inventory: the next requests are decided by it."""
+        self.inventory = inventory
+        self.decider = self._decider(inventory)
+        self._last = None
+
+    @property
+    def active(self) -> bool:
+        """Anything to decide: an inventory, a default, or a machine's state."""
+        return bool(self.inventory.entries or self.inventory.profiles or self.states.states)
+
+    def decide(self, facts: MachineFacts, now: float) -> Decision:
+        answer = self.decider.decide(facts, now)
+        if isinstance(answer, Pending):
+            # No asynchronous source is wired yet: an unanswered one steps aside.
+            answer = self.decider.fallback.decide(facts, now)
+        self.counts[answer.source] += 1
+        if self.on_decision is not None:
+            self.on_decision(answer)
+        return answer
+
+    def choose(self, files: BootFiles, request: Message, now: float) -> Chosen:
+        """The answer to one DHCPv4 request (asked twice for one request by the DHCP
+        engine - whether to answer, then what - it is decided once)."""
+        last = self._last
+        if last is not None and last[0] is request:
+            return last[1]
+        chosen = self._choose(files, request, now)
+        self._last = (request, chosen)
+        return chosen
+
+    def _choose(self, files: BootFiles, request: Message, now: float) -> Chosen:
+        base = choose_boot_file(files, request, self.http_base)
+        if not self.active:
+            return Chosen(BUILTIN, base)
+        facts = request_facts(request, self.server, self.http_base, self.network)
+        decision = self.decide(facts, now)
+        if decision.kind is Kind.IGNORE:
+            return Chosen(decision, None, silent=True)
+        if facts.ipxe:
+            script = render(decision, facts)
+            if script is None:
+                return Chosen(decision, base)
+            name = script_name(facts.mac)
+            self.scripts.put(name, script, now)
+            file = name
+            if self.http_base is not None:
+                file = http_url(self.http_base[0], self.http_base[1], name)
+            reason = "local" if decision.kind is Kind.LOCAL else f"profile {decision.profile_name}"
+            return Chosen(decision, dataclasses.replace(base, file=file, reason=reason))
+        if decision.kind is Kind.LOCAL:
+            return Chosen(decision, None)
+        profile = decision.profile
+        if self.secure_boot and profile is not None and profile.kernel is not None:
+            self.grub.put(facts.mac, render_grub(profile, facts), now)
+        http = is_http_client(request) and self.http_base is not None
+        own = first_stage(profile, arch_class(facts.arch, http))
+        if own is None or base.vendor_options is not None:
+            return Chosen(decision, base)
+        file = own
+        if base.http and self.http_base is not None and "://" not in own:
+            file = http_url(self.http_base[0], self.http_base[1], own)
+        reason = f"profile {decision.profile_name}"
+        return Chosen(decision, dataclasses.replace(base, file=file, reason=reason))
+
+    def choose6(
+        self, request: BootRequest6, url_of: Callable[[str, bool], str], now: float
+    ) -> tuple[Decision, str | None] | None:
+        """DHCPv6 (boot-file-url): None when nothing is decided per machine (pxed's
+        table answers as before); else the decision and the URL to send (None: no boot
+        file). `url_of(name, http)` makes a URL of a name under ROOT."""
+        if not self.active:
+            return None
+        mac, uuid = duid_identity(request.duid)
+        if mac is None and uuid is None:
+            return None  # nothing to match a machine by
+        arch = request.arches[0] if request.arches else None
+        ipxe = b"iPXE" in request.user_classes
+        facts = MachineFacts(
+            mac=mac or "",
+            server=str(self.server6 or self.server),
+            uuid=uuid,
+            arch=arch,
+            vendor_class=None,
+            user_classes=tuple(u.decode("latin-1") for u in request.user_classes),
+            http_base=self._http6,
+            ipxe=ipxe,
+        )
+        decision = self.decide(facts, now)
+        if decision.kind is Kind.IGNORE:
+            return decision, None
+        if ipxe and mac is not None:
+            script = render(decision, facts)
+            if script is not None:
+                name = script_name(mac)
+                self.scripts.put(name, script, now)
+                return decision, url_of(name, True)
+        if decision.kind is Kind.LOCAL:
+            return decision, None
+        own = first_stage(decision.profile, arch_class(arch, request.http))
+        return decision, None if own is None else url_of(own, request.http)
+
+    # -- serving what was decided --------------------------------------------------------
+
+    def script(self, name: str, now: float) -> bytes | None:
+        """The rendered script served as `name` (a TFTP name or an HTTP path)."""
+        return self.scripts.get(name.lstrip("/"), now)
+
+    def grub_config(self, name: str, mac: str | None, now: float) -> bytes | None:
+        """The grub configuration of the machine at the requesting address (`mac`, as
+        the boot log learned it), for grub's config names; None: ROOT's file."""
+        if mac is None or not self.secure_boot:
+            return None
+        base = name.lstrip("/").rsplit("/", 1)[-1]
+        if base != "grub.cfg" and not base.startswith("grub.cfg-"):
+            return None
+        return self.grub.get(mac, now)
