@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +248,33 @@ def test_without_the_extra_otlp_is_one_line(tmp_path: Path) -> None:
     done = subprocess.run(bad, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert "not an http:// or https:// URL" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_every_attempt_of_a_storm_is_exported_once(receiver: Receiver) -> None:
+    """1,000 machines booting 5 times each with 2,048 attempts kept, the watcher told
+    in batches of 100: each of the 5,000 attempts is exported once, when the machine's
+    next attempt replaces it or it is dropped (an attempt freed and a new one made at
+    the same address must not be taken for one already exported)."""
+    from ptftpd.events import DhcpMessage, TransferFinished, TransferStarted
+    from ptftpd.pxe.timeline import Timeline
+    from ptftpd.pxe.timeline_driver import TimelineDriver
+
+    now = [0.0]
+    driver = TimelineDriver(Timeline(max_attempts=2048), clock=lambda: now[0])
+    traces = open_traces(driver, receiver.url, quiet=3600.0)
+    assert traces is not None
+    driver.watch(traces.changed)
+    for _ in range(5):
+        for n in range(1000):
+            mac, ip = f"52:54:00:00:{n >> 8:02x}:{n & 255:02x}", f"10.0.{n >> 8}.{n & 255}"
+            driver.feed(DhcpMessage("in", "discover", mac))
+            driver.feed(DhcpMessage("in", "request", mac, IPv4Address(ip)))
+            driver.feed(TransferStarted(ip, "ipxe.efi"))
+            driver.feed(TransferFinished(ip, "ipxe.efi", True, 10, 0.1, None))
+            now[0] += 0.01
+            if n % 100 == 99:  # batches, as the driver hands them out every 0.1 s
+                driver.flush()
+    assert (traces.exported, traces.late) == (4000, 0)  # the last 1,000 still going on
+    assert len(traces._done) <= 2048 and len(traces._open) <= 2048
+    traces.close()
+    assert traces.exported == 5000

@@ -83,7 +83,9 @@ class BootTraces:
         # Attempts changed and not exported yet (identity -> attempt), bounded by the
         # timeline's attempts: an attempt dropped from it is exported at once.
         self._open: dict[int, Attempt] = {}
-        self._done: dict[int, None] = {}  # exported, still in the timeline (bounded)
+        # Exported and still in the timeline (identity -> attempt, bounded like it): the
+        # reference keeps the identity from being reused by a new attempt meanwhile.
+        self._done: dict[int, Attempt] = {}
         self.exported = 0
         self.late = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -98,7 +100,7 @@ class BootTraces:
         """The driver's watcher (in the loop)."""
         for attempt in attempts:
             key = id(attempt)
-            if key in self._done:
+            if self._done.get(key) is attempt:
                 self.late += 1
                 continue
             self._open[key] = attempt
@@ -148,7 +150,7 @@ class BootTraces:
 
         key = id(attempt)
         self._open.pop(key, None)
-        self._done[key] = None
+        self._done[key] = attempt
         view = attempt.view(self.driver.offset())
         steps = view["steps"]
         start = float(view["started"])
