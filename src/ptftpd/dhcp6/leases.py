@@ -295,9 +295,16 @@ class Bindings:
         """The client's live binding for this IA (bound or offered), if any; one that
         another server sharing the store made is learnt from the store."""
         lease = self._by_key.get((duid, iaid))
-        if lease is None:
+        if lease is None or lease.state is not LeaseState6.BOUND:
+            # Nothing here, or only our Advertise: another server sharing the store
+            # may have bound this IA since (the client chose it, then it died).
             found = self.store.find(duid, iaid, now)
-            if found is not None and found.address in self.pool and found.holds(now):
+            if (
+                found is not None
+                and found.address in self.pool
+                and found.holds(now)
+                and (lease is None or found.state is LeaseState6.BOUND)
+            ):
                 self._learn(found, now)
                 lease = found
         if lease is None or not lease.holds(now):
