@@ -78,10 +78,11 @@ class MachineEntry:
     uuids: frozenset[str] | None = None
     arches: frozenset[int] | None = None
     families: frozenset[str] | None = None
-    vendor_classes: tuple[str, ...] | None = None
-    user_classes: tuple[str, ...] | None = None
+    vendor_classes: re.Pattern[str] | None = None
+    user_classes: re.Pattern[str] | None = None
     subnets: tuple[Network, ...] | None = None
-    hostnames: tuple[str, ...] | None = None
+    hostnames: re.Pattern[str] | None = None
+    """Glob patterns (a list: any of them), compiled into one expression each."""
 
     @property
     def rule(self) -> str:
@@ -125,8 +126,13 @@ class MachineEntry:
         return False
 
 
-def _glob_any(patterns: Sequence[str], values: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(v, p) for p in patterns for v in values)
+def _glob_any(pattern: re.Pattern[str], values: Sequence[str]) -> bool:
+    return any(pattern.match(v) is not None for v in values)
+
+
+def _globs(patterns: Sequence[str]) -> re.Pattern[str]:
+    """Glob patterns (fnmatch, case-sensitive) as one compiled expression: any of them."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 class Inventory:
@@ -251,7 +257,7 @@ def _machine(index: int, table: object, profiles: Mapping[str, object]) -> Machi
     for key in ("vendor-class", "user-class", "hostname"):
         if key in table:
             items = _texts(table[key], (*at, key), "a pattern string")
-            globs[key] = tuple(i.lower() if key == "hostname" else i for i in items)
+            globs[key] = _globs([i.lower() if key == "hostname" else i for i in items])
     return MachineEntry(
         index=index,
         profile=profile,
