@@ -213,3 +213,43 @@ def test_event_streams_take_the_filters_of_boots() -> None:
         server.close()
 
     asyncio.run(run())
+
+
+def test_big_answers_and_storm_batches_leave_the_event_loop_free() -> None:
+    """1,000 views (about 0.1 s of work) are built 50 at a time with the loop free
+    between: a task beside them gets its turns during /v1/boots?limit=1000 and during
+    the event stream's batch of 1,000 changed attempts (counted turns, not times)."""
+    from ptftpd.api.boots import CHUNK
+    from ptftpd.api.connection import RawRequest
+
+    driver, hub, router, _ = serve([None])
+    turns = 0
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def run() -> None:
+        for n in range(1200):
+            mac = f"52:54:00:00:{n >> 8:02x}:{n & 255:02x}"
+            driver.feed(DhcpMessage("in", "discover", mac, vendor_class="PXEClient"))
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = turns
+        answer = await router.dispatch(RawRequest("GET", "/v1/boots?limit=1000", (), b""))
+        assert isinstance(answer, Reply) and len(json.loads(answer.body)["boots"]) == 1000
+        assert turns - before >= 1000 // CHUNK - 1, turns - before
+        subscriber = hub.subscribe(lambda view: True)
+        assert subscriber is not None
+        before = turns
+        hub._changed(driver.timeline.attempts()[:1000])
+        assert hub._task is not None
+        await hub._task
+        assert turns - before >= 1000 // CHUNK - 1, turns - before
+        assert len(subscriber.queue) == 1000
+        subscriber.close()
+        task.cancel()
+
+    asyncio.run(run())

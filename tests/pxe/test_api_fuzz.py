@@ -8,6 +8,7 @@ bounded: a fixed number of examples."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from ipaddress import IPv4Address
 from urllib.parse import quote
@@ -96,7 +97,7 @@ def test_every_api_request_gets_one_json_answer(raw: bytes) -> None:
         assert exc.status in {400, 413, 414, 431}, exc
         return
     assert isinstance(request, RawRequest), request
-    answer = ROUTER.dispatch(request)
+    answer = asyncio.run(ROUTER.dispatch(request))
     if isinstance(answer, Stream):
         assert request.target.startswith("/v1/events")
         answer.source.close()
@@ -120,7 +121,8 @@ def test_every_parameter_with_every_odd_value() -> None:
         for key in ("mac", "state", "since", "limit", "x"):
             for value in ODD + MACS:
                 target = f"{route}?{key}={quote(value, safe='')}"
-                answer = ROUTER.dispatch(RawRequest("GET", target, ((b"host", b"a"),), b""))
+                raw = RawRequest("GET", target, ((b"host", b"a"),), b"")
+                answer = asyncio.run(ROUTER.dispatch(raw))
                 if isinstance(answer, Stream):
                     answer.source.close()
                     continue

@@ -20,6 +20,8 @@ and ``steps_dropped``.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -28,14 +30,15 @@ from importlib import resources
 from typing import Any
 
 from ptftpd.api.events import EventHub
-from ptftpd.api.routes import ApiError, ApiRequest, Reply, Router, Stream, json_reply
-from ptftpd.pxe.timeline import COMPLETED, FAILED, IN_PROGRESS, STALLED
+from ptftpd.api.routes import ApiError, ApiRequest, Reply, Router, Stream
+from ptftpd.pxe.timeline import COMPLETED, FAILED, IN_PROGRESS, STALLED, Attempt
 from ptftpd.pxe.timeline_driver import TimelineDriver
 
 __all__ = ["add_boot_routes", "machine_key"]
 
 STATES = (IN_PROGRESS, COMPLETED, FAILED, STALLED)
 MAX_LIMIT = 1000
+CHUNK = 50  # views built between two looks at the event loop
 DEFAULT_LIMIT = 100
 _MAC = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
 _OTHER_KEY = re.compile(r"(ip|duid) [0-9a-f:.]{1,200}")
@@ -119,6 +122,21 @@ def _accepts(filters: Mapping[str, Any]) -> Filter:
     return accept
 
 
+async def _listing(
+    name: str, views: list[dict[str, Any]], head: dict[str, str] | None = None
+) -> Reply:
+    """``{**head, name: views}`` as a JSON reply, encoded `CHUNK` views at a time with
+    the loop free between (1,000 views are about 2 MB of JSON)."""
+    parts: list[str] = []
+    for n, view in enumerate(views, 1):
+        parts.append(json.dumps(view, separators=(",", ":"), allow_nan=False))
+        if n % CHUNK == 0:
+            await asyncio.sleep(0)
+    start = json.dumps(head or {}, separators=(",", ":"))[:-1]
+    start += ("," if head else "") + json.dumps(name) + ":["
+    return Reply(200, (start + ",".join(parts) + "]}\n").encode())
+
+
 def page() -> bytes:
     return resources.files("ptftpd.api").joinpath("page.html").read_bytes()
 
@@ -148,32 +166,44 @@ def add_boot_routes(
     def live_page(request: ApiRequest) -> Reply:
         return Reply(200, html, "text/html; charset=utf-8", PAGE_HEADERS)
 
-    def boots(request: ApiRequest) -> Reply:
-        filters = _filters(request.query, ("mac", "state", "since", "limit"))
-        accept = _accepts(filters)
-        limit = filters.get("limit", DEFAULT_LIMIT)
+    async def views(attempts: list[Attempt], keep: Callable[[Attempt, float], bool],
+                    limit: int) -> list[dict[str, Any]]:  # fmt: skip
+        """The views of the `attempts` that `keep` takes, at most `limit`: tested on the
+        attempt first (no view built for one left out), built `CHUNK` at a time with
+        the loop free between (a diagnosis per view: 1,000 views take ~0.1 s)."""
         offset = driver.offset()
         found: list[dict[str, Any]] = []
-        for attempt in driver.timeline.attempts(filters.get("mac")):
-            if "since" in filters and attempt.last_progress + offset < filters["since"]:
-                continue  # cheap test first: no view built for an old attempt
-            view = attempt.view(offset)
-            if accept(view):
-                found.append(view)
+        for attempt in attempts:
+            if keep(attempt, offset):
+                found.append(attempt.view(offset))
                 if len(found) >= limit:
                     break
-        return json_reply({"boots": merged(found, accept, limit)})
+                if len(found) % CHUNK == 0:
+                    await asyncio.sleep(0)
+        return found
 
-    def machine(request: ApiRequest) -> Reply:
+    async def boots(request: ApiRequest) -> Reply:
+        filters = _filters(request.query, ("mac", "state", "since", "limit"))
+        limit = filters.get("limit", DEFAULT_LIMIT)
+
+        def keep(attempt: Attempt, offset: float) -> bool:
+            if "state" in filters and attempt.state not in filters["state"]:
+                return False
+            return "since" not in filters or attempt.last_progress + offset >= filters["since"]
+
+        attempts = driver.timeline.attempts(filters.get("mac"))
+        found = await views(attempts, keep, limit)
+        return await _listing("boots", merged(found, _accepts(filters), limit))
+
+    async def machine(request: ApiRequest) -> Reply:
         mac = machine_key(request.params["mac"])
         if request.query:
             raise ApiError(400, "this resource takes no parameters")
-        offset = driver.offset()
-        attempts = [a.view(offset) for a in driver.timeline.attempts(mac)]
-        attempts = merged(attempts, lambda v: v["mac"] == mac, MAX_LIMIT)
+        found = await views(driver.timeline.attempts(mac), lambda a, o: True, MAX_LIMIT)
+        attempts = merged(found, lambda v: v["mac"] == mac, MAX_LIMIT)
         if not attempts:
             raise ApiError(404, f"no boot attempt of {mac} is kept")
-        return json_reply({"mac": mac, "attempts": attempts})
+        return await _listing("attempts", attempts, {"mac": mac})
 
     def events(request: ApiRequest) -> Stream:
         filters = _filters(request.query, ("mac", "state"))

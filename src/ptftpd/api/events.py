@@ -12,6 +12,7 @@ most `max_subscribers` streams at once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from ptftpd.pxe.timeline_driver import TimelineDriver
 __all__ = ["EventHub", "Subscriber", "sse_message"]
 
 KEEPALIVE = b": keep-alive\n\n"
+CHUNK = 50  # messages built between two looks at the event loop
 
 
 def sse_message(event: str, data: object, ident: int | None = None) -> bytes:
@@ -88,6 +90,8 @@ class EventHub:
         self.subscribers: list[Subscriber] = []
         self._unwatch: Callable[[], None] | None = None
         self._sent = 0
+        self._waiting: dict[int, Attempt] = {}  # changed, message not built yet
+        self._task: asyncio.Task[None] | None = None
 
     def subscribe(self, accept: Callable[[dict[str, Any]], bool]) -> Subscriber | None:
         """A new subscriber, or None when `max_subscribers` already listen."""
@@ -107,10 +111,28 @@ class EventHub:
             self._unwatch = None
 
     def _changed(self, attempts: list[Attempt]) -> None:
-        offset = self.driver.offset()
         for attempt in attempts:
-            view = attempt.view(offset)
-            self._sent += 1
-            message = sse_message("boot", view, self._sent)
-            for subscriber in list(self.subscribers):
-                subscriber.offer(message, view)
+            self._waiting[id(attempt)] = attempt
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        """Build and offer the waiting attempts' messages, `CHUNK` at a time with the
+        loop free between: in a storm a batch is hundreds of attempts, and an attempt
+        that changes again meanwhile is built once."""
+        try:
+            while self._waiting and self.subscribers:
+                keys = list(itertools.islice(self._waiting, CHUNK))
+                chunk = [self._waiting.pop(key) for key in keys]
+                offset = self.driver.offset()
+                for attempt in chunk:
+                    view = attempt.view(offset)
+                    self._sent += 1
+                    message = sse_message("boot", view, self._sent)
+                    for subscriber in list(self.subscribers):
+                        subscriber.offer(message, view)
+                await asyncio.sleep(0)
+        finally:
+            self._task = None
+            if not self.subscribers:
+                self._waiting.clear()

@@ -13,9 +13,10 @@ Write routes (`write=True`) need ``Authorization: Bearer TOKEN`` with the config
 from __future__ import annotations
 
 import hmac
+import inspect
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -85,7 +86,8 @@ def error_reply(status: int, message: str, headers: tuple[tuple[str, str], ...] 
     return Reply(reply.status, reply.body, reply.content_type, headers)
 
 
-Handler = Callable[[ApiRequest], "Reply | Stream"]
+Answer = Reply | Stream | Awaitable[Reply | Stream]
+Handler = Callable[[ApiRequest], Answer]
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,13 @@ class Router:
         parts = tuple(pattern.split("/")[1:])
         self.routes.append(Route(method.upper(), pattern, handler, write, parts))
 
-    def dispatch(self, raw: RawRequest) -> Reply | Stream:
+    async def dispatch(self, raw: RawRequest) -> Reply | Stream:
+        """The answer to `raw`: the route's, or a JSON error (never an exception)."""
         try:
-            return self._dispatch(raw)
+            answer = self._dispatch(raw)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            return answer
         except ApiError as exc:
             headers: tuple[tuple[str, str], ...] = ()
             if exc.status == 401:
@@ -144,7 +150,7 @@ class Router:
             log.exception("internal error answering %s %s", raw.method, raw.target[:200])
             return error_reply(500, "internal error")
 
-    def _dispatch(self, raw: RawRequest) -> Reply | Stream:
+    def _dispatch(self, raw: RawRequest) -> Answer:
         # Origin form (/path?query); the absolute form (http://host/path) names its path.
         absolute = raw.target.lower().startswith(("http://", "https://"))
         target = urlsplit(raw.target) if absolute else _Target(*raw.target.partition("?")[::2])

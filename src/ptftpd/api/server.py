@@ -122,7 +122,7 @@ class ApiServer:
                 async with asyncio.timeout_at(until):
                     data = await reader.read(_READ_SIZE)
                 conn.receive(data)
-            answer = self.router.dispatch(item)
+            answer = await self.router.dispatch(item)
             if isinstance(answer, Stream):
                 await self._stream(conn, reader, writer, answer.source, list(answer.headers))
                 return
