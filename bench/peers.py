@@ -417,9 +417,14 @@ class AltPtftpd(Peer):
     def command(self, root: Path, port: int) -> list[str]:
         code = "import sys; from ptftpd.cli.ptftpd import main; sys.exit(main())"
         python = str(OUR_VENV / "bin" / "python")
-        cli = (self.src / "ptftpd" / "cli" / "ptftpd.py").read_text()
-        single = ["--workers", "1"] if "--workers" in cli else []  # compare like with like
+        # Compare like with like: one worker, if this tree has the flag at all (it moved
+        # from cli/ptftpd.py to the settings model, so look at every module).
+        single = ["--workers", "1"] if self._knows("--workers") else []
         return [python, "-c", code, *single, "-p", str(port), HOST, str(root)]
+
+    def _knows(self, flag: str) -> bool:
+        """Whether any module of the tree mentions `flag`."""
+        return any(flag in path.read_text(errors="replace") for path in self.src.rglob("*.py"))
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(self.src)}

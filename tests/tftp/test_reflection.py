@@ -10,6 +10,7 @@ unanswered is cut off by its address's and its network's budget.
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from pathlib import Path
@@ -17,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from conftest import start_server
-from ptftpd.tftp.budget import PER_ADDRESS, PER_NETWORK, BucketSize, SourceBudget, network_of
+from ptftpd.tftp.budget import (
+    PER_ADDRESS,
+    PER_NETWORK,
+    BucketSize,
+    SourceBudget,
+    WaitingRoom,
+    network_of,
+)
 from ptftpd.tftp.errors import TransferTimeout
 from ptftpd.tftp.options import ServerLimits
 from ptftpd.tftp.packets import Ack, Data, Opcode, OptionAck, Request, decode
@@ -108,6 +116,29 @@ def test_budget_per_address_and_per_network() -> None:
     assert not budget.take("10.0.0.5", 0.1)
     assert budget.take("10.0.0.5", 0.6)  # the /24 refilled one token at 2 a second
     assert budget.dropped == 4
+
+
+def test_a_request_over_budget_waits_for_a_token() -> None:
+    """Over budget, a request waits: it is served when an earlier client of its address
+    answers (a token comes back) or the bucket refills, dropped when its wait is over;
+    the room is bounded per address and in all, and holds a repeated request once."""
+    budget = SourceBudget(BucketSize(2, 1), BucketSize(100, 100))
+    room: WaitingRoom[str] = WaitingRoom(hold=2.0, per_address=3, total=4)
+    assert budget.take("10.0.0.1", 0.0) and budget.take("10.0.0.1", 0.0)
+    assert not budget.take("10.0.0.1", 0.0)
+    for n in range(3):
+        assert room.hold("10.0.0.1", ("k", n), f"r{n}", 0.0)
+    assert ("k", 0) in room and ("k", 3) not in room
+    assert not room.hold("10.0.0.1", ("k", 3), "r3", 0.0)  # its address's share is full
+    assert room.hold("10.0.0.2", ("j", 0), "s0", 0.0)
+    assert not room.hold("10.0.0.3", ("i", 0), "t0", 0.0)  # the room is full
+    assert room.release(budget, 0.1, ["10.0.0.1"]) == ([], [])  # no token yet
+    budget.give_back("10.0.0.1", 1, 0.1)  # a client answered
+    assert room.release(budget, 0.1, ["10.0.0.1"]) == (["r0"], [])
+    assert room.release(budget, 1.2, None) == (["r1", "s0"], [])  # refilled, 1 a second
+    assert room.release(budget, 2.5, None) == ([], ["r2"])  # waited too long
+    assert len(room) == 0 and ("k", 2) not in room
+    assert budget.dropped == 1  # take() counts its refusals, release() does not
 
 
 def test_budget_state_is_bounded() -> None:
@@ -207,3 +238,36 @@ def test_ptftpd_budget_cuts_off_a_flood_from_one_address(tmp_path: Path) -> None
         for sock in flood:
             sock.close()
         assert server.process.stop() == 0
+
+
+def test_ptftpd_serves_a_burst_from_one_address_whose_clients_answer(tmp_path: Path) -> None:
+    """100 clients of one address ask at once, more than the address's budget; each
+    answers its DATA as soon as it has it. Every one is served: the requests over the
+    budget wait until the earlier clients' answers bring tokens back (dropping them made
+    one client in a hundred wait out a retransmission in the 100-client benchmark)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "abc").write_bytes(b"q" * 100)  # one block: its ACK ends the transfer
+    server = start_server(root, tmp_path / "ptftpd.log", "--workers", "1")
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(100)]
+    assert len(clients) > PER_ADDRESS.burst
+    answered: set[int] = set()
+    try:
+        for sock in clients:
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+        for sock in clients:  # every request sent before any answer is read
+            sock.sendto(PLAIN.encode(), (server.host, server.port))
+        end = time.monotonic() + 10  # a bound, not a measure: no client asks twice
+        while len(answered) < len(clients) and time.monotonic() < end:
+            ready = [s for s in clients if s.fileno() not in answered]
+            for sock in select.select(ready, [], [], 0.2)[0]:
+                data, source = sock.recvfrom(65536)
+                assert decode(data) == Data(1, b"q" * 100)
+                sock.sendto(Ack(1).encode(), source)
+                answered.add(sock.fileno())
+    finally:
+        for sock in clients:
+            sock.close()
+        assert server.process.stop() == 0
+    assert len(answered) == len(clients), f"{len(clients) - len(answered)} never answered"

@@ -27,7 +27,7 @@ from ptftpd.errors import StartError
 from ptftpd.events import Failure, TransferFinished, TransferRefused, TransferStarted
 from ptftpd.log import format_rate
 from ptftpd.paths import PathRefused, resolve
-from ptftpd.tftp.budget import SourceBudget
+from ptftpd.tftp.budget import SourceBudget, WaitingRoom
 from ptftpd.tftp.driver import AsyncChannel, Channel, clock, listening_socket, transfer_socket
 from ptftpd.tftp.errors import (
     Cancelled,
@@ -49,6 +49,11 @@ __all__ = ["FinishedTransfer", "ServerConfig", "SessionGate", "TftpServer"]
 log = logging.getLogger("ptftpd.tftp.server")
 
 _REQUESTS_PER_WAKEUP = 64
+_WAITING_TICK = 0.125  # while requests wait for a token: one look per refilled token
+
+# A request waiting for a token: its key, its bytes, the request decoded, its source,
+# the address it came to and the port that read it.
+_Held = tuple[tuple[object, ...], bytes, Request, tuple[str, int], str, "_RequestPort"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,8 @@ class TftpServer:
         self.gate = gate
         self.budget = SourceBudget() if config.source_budget else None
         self._charged: dict[tuple[object, ...], int] = {}  # budget tokens per transfer
+        self.waiting: WaitingRoom[_Held] = WaitingRoom()  # requests waiting for a token
+        self._waiting_timer: asyncio.TimerHandle | None = None
         self._ports: list[_RequestPort] = []
         self._closed = asyncio.Event()
         self.accepting = True  # False while draining: new requests get an ERROR
@@ -229,6 +236,10 @@ class TftpServer:
                 self.loop.remove_reader(port.sock.fileno())
             port.sock.close()
         self._ports = []
+        if self._waiting_timer is not None:
+            self._waiting_timer.cancel()
+            self._waiting_timer = None
+        self.waiting.clear()
         for runner in list(self.transfers.values()):
             runner.stop(cancel=True)
         self._closed.set()
@@ -242,6 +253,8 @@ class TftpServer:
         if existing is not None:
             self._repeated(key, existing, addr)
             return
+        if key in self.waiting:
+            return  # the client repeated a request that waits for a token
         verdict = self.rules.check(data, addr)
         if verdict is None:
             return
@@ -258,12 +271,24 @@ class TftpServer:
             return
         budget = self.budget
         if budget is not None and not budget.take(addr[0], clock()):
-            # Too many first replies to this address or network went unanswered: it may
-            # be a forged source. No reply; a real client asks again.
-            log.debug("%s: request dropped: too many unanswered replies", addr[0])
-            if self.on_dropped is not None:
-                self.on_dropped(str(addr[0]))
+            # Too many first replies to this address or network are unanswered: it may
+            # be a forged source, or a burst of real clients whose answers are not read
+            # yet. Held until a token frees; no reply at all if none does in time.
+            self._hold(key, (key, data, verdict, addr, local_host, proto))
             return
+        self._serve(key, data, verdict, addr, local_host, proto)
+
+    def _serve(
+        self,
+        key: tuple[object, ...],
+        data: bytes,
+        verdict: Request,
+        addr: tuple[str, int],
+        local_host: str,
+        proto: _RequestPort,
+    ) -> None:
+        """Start the transfer `verdict` asks for (its first reply's token is taken)."""
+        budget = self.budget
         gate = self.gate
         if gate is not None and not gate.acquire():
             log.info("%s: request refused: server busy (all workers)", addr[0])
@@ -296,6 +321,53 @@ class TftpServer:
             self.on_started(started)
         runner.start()
 
+    # -- requests waiting for a token ---------------------------------------------------
+    def _hold(self, key: tuple[object, ...], held: _Held) -> None:
+        host = str(held[3][0])
+        if self.waiting.hold(host, key, held, clock()):
+            log.debug("%s: request held: too many unanswered replies", host)
+            if self._waiting_timer is None:
+                self._waiting_timer = self.loop.call_later(_WAITING_TICK, self._tick)
+        else:
+            self._dropped(host)
+
+    def _dropped(self, host: str) -> None:
+        log.debug("%s: request dropped: too many unanswered replies", host)
+        if self.on_dropped is not None:
+            self.on_dropped(host)
+
+    def _tick(self) -> None:
+        """While requests wait: serve those whose buckets refilled, drop the expired."""
+        self._waiting_timer = None
+        self._release(None)
+        if len(self.waiting):
+            self._waiting_timer = self.loop.call_later(_WAITING_TICK, self._tick)
+
+    def _release(self, hosts: list[str] | None) -> None:
+        budget = self.budget
+        if budget is None or not len(self.waiting):
+            return
+        now = clock()
+        served, expired = self.waiting.release(budget, now, hosts)
+        for _, _, _, addr, _, _ in expired:
+            self._dropped(str(addr[0]))
+        for key, data, verdict, addr, local_host, proto in served:
+            try:
+                if key in self.transfers:
+                    budget.give_back(addr[0], 1, now)
+                elif not self.accepting:
+                    budget.give_back(addr[0], 1, now)
+                    proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server shutting down"), addr)
+                elif len(self.rules.active) >= self.rules.max_sessions:
+                    busy = ServerBusy()
+                    budget.give_back(addr[0], 1, now)
+                    proto.reply(error_bytes(busy.code, busy.message), addr)
+                    self._refused(data, addr, busy)
+                else:
+                    self._serve(key, data, verdict, addr, local_host, proto)
+            except Exception:  # a bug must cost one request, never the server
+                log.exception("unexpected error serving a held request from %s", addr)
+
     def _repeated(self, key: tuple[object, ...], runner: AsyncChannel, addr: Address) -> None:
         """The same request again from the same port: our first reply was lost (or the
         source is forged); one more first reply, if the source's budget allows."""
@@ -313,10 +385,12 @@ class TftpServer:
         runner.channel.apply(session.repeat_request(now), now)
 
     def _heard(self, key: tuple[object, ...], host: str) -> None:
-        """The peer answered: the tokens its first replies took go back."""
+        """The peer answered: the tokens its first replies took go back, and go at once
+        to the requests of that address waiting for one."""
         count = self._charged.pop(key, 0)
         if count and self.budget is not None:
             self.budget.give_back(host, count, clock())
+            self._release([host])
 
     def _refused(self, data: bytes, addr: tuple[str, int], refusal: LocalError) -> None:
         """Tell `on_refused` of a refused read request (decoded again: refusals are rare)."""
