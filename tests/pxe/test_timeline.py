@@ -476,3 +476,68 @@ def test_the_dhcp_engine_says_its_port(tmp_path: Path) -> None:
     engine.handle(encode(request()), ("0.0.0.0", 68), 1.0)
     steps = [(s["kind"], s.get("port")) for s in only(tl)["steps"]]  # type: ignore[union-attr]
     assert steps == [("dhcp.discover", 1067), ("lease.offered", None), ("dhcp.offer", 1067)]
+
+
+def test_dhcpv6_steps_join_the_machine_s_attempt_and_its_tftp() -> None:
+    """The real DHCPv6 engine's events (Solicit/Advertise/Request/Reply, the binding)
+    go to the attempt of the MAC inside the client's DUID-LL, the same attempt as its
+    IPv4 steps; the leased IPv6 address then ties a TFTP download to it."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dhcp6"))
+    from test_dhcp6_engine import SERVER_DUID, address_of, make_engine, msg, one
+
+    from ptftpd.dhcp6.codec import IaNa, MsgType, ServerId
+
+    mac = "52:54:00:00:00:07"
+    client = bytes.fromhex("00030001525400000007")  # DUID-LL of that MAC
+    tl = Timeline()
+    tl.feed(DhcpMessage("in", "discover", mac, port=67), 0.0)  # PXEv4 tried first
+    engine = make_engine()
+    engine.events = lambda event: tl.feed(event, 5.0)
+    adv = one(engine, msg(MsgType.SOLICIT, client, IaNa(1, 0, 0)))
+    offered = address_of(adv)
+    one(engine, msg(MsgType.REQUEST, client, ServerId(SERVER_DUID), IaNa(1, 0, 0, (offered,))))
+    ip = str(offered.address)
+    tl.feed(TransferStarted(ip, "ipxe.efi"), 6.0)
+    tl.feed(TransferFinished(ip, "ipxe.efi", True, 1000, 0.5, None), 7.0)
+    view = only(tl, mac)
+    kinds = [s["kind"] for s in view["steps"]]  # type: ignore[index]
+    assert kinds == [
+        "dhcp.discover",
+        "dhcp6.solicit",
+        "lease6.offered",
+        "dhcp6.advertise",
+        "dhcp6.request",
+        "lease6.bound",
+        "dhcp6.reply",
+        "tftp.request",
+        "tftp.done",
+    ], kinds
+    assert view["state"] == "completed"
+    reply = view["steps"][6]  # type: ignore[index]
+    assert reply["addresses"] == [ip] and reply["direction"] == "out"
+
+
+def test_a_dhcpv6_decline_fails_the_attempt() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dhcp6"))
+    from test_dhcp6_engine import SERVER_DUID, address_of, make_engine, msg, one
+
+    from ptftpd.dhcp6.codec import IaNa, MsgType, ServerId
+
+    client = bytes.fromhex("00030001525400000008")
+    tl = Timeline()
+    engine = make_engine()
+    engine.events = lambda event: tl.feed(event, 1.0)
+    offered = address_of(one(engine, msg(MsgType.SOLICIT, client, IaNa(1, 0, 0))))
+    one(engine, msg(MsgType.REQUEST, client, ServerId(SERVER_DUID), IaNa(1, 0, 0, (offered,))))
+    engine.handle(
+        msg(MsgType.DECLINE, client, ServerId(SERVER_DUID), IaNa(1, 0, 0, (offered,))),
+        ("fe80::5054:ff:fe00:8", 546),
+        2.0,
+    )
+    view = only(tl, "52:54:00:00:00:08")
+    assert view["state"] == "failed"
+    assert view["reason"] == f"address {offered.address} declined"

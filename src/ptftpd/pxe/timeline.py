@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ptftpd.events import (
+    Dhcp6Message,
     DhcpMessage,
     Event,
     Failure,
+    Lease6Event,
     LeaseEvent,
     LeaseKind,
     TransferFinished,
@@ -35,6 +37,7 @@ from ptftpd.events import (
     TransferStarted,
 )
 from ptftpd.http import Served
+from ptftpd.pxe.bootlog import client_label
 
 __all__ = ["Attempt", "Step", "Timeline"]
 
@@ -206,6 +209,17 @@ class Timeline:
                 self._fail(attempt, f"{event.filename} over tftp: refused: {event.reason}")
         elif isinstance(event, Served):
             self._served(event, now)
+        elif isinstance(event, Dhcp6Message):
+            self._dhcp6(event, now)
+        elif isinstance(event, Lease6Event):
+            mac = client_label(event.duid)
+            self._learn(str(event.address), mac)
+            attempt = self._current.get(mac)
+            if attempt is not None:
+                details6 = {"address": str(event.address), "iaid": event.iaid}
+                self._step(attempt, Step(now, f"lease6.{event.kind.value}", details6), now)
+                if event.kind is LeaseKind.DECLINED:
+                    self._fail(attempt, f"address {event.address} declined")
 
     def _dhcp(self, event: DhcpMessage, now: float) -> None:
         current = self._current.get(event.mac)
@@ -231,6 +245,27 @@ class Timeline:
             self._fail(current, "address NAKed")
         elif event.direction == "in" and event.type == "decline":
             self._fail(current, f"address {event.address or '-'} declined")
+
+    def _dhcp6(self, event: Dhcp6Message, now: float) -> None:
+        """A DHCPv6 message: the machine is its DUID's MAC (DUID-LL/LLT, as firmware
+        sends) or `duid ...`; a Solicit after an attempt ended starts a new one (the
+        IPv4 and IPv6 steps of one firmware's boot are one attempt: the same MAC)."""
+        if not event.duid:
+            return
+        mac = client_label(event.duid)
+        current = self._current.get(mac)
+        starts = event.direction == "in" and event.type == "solicit"
+        if current is None or (starts and current.state != IN_PROGRESS):
+            current = self._new_attempt(mac, current, now)
+        details: dict[str, Any] = {"direction": event.direction}
+        if event.addresses:
+            details["addresses"] = [str(a) for a in event.addresses]
+        if event.peer is not None:
+            details["peer"] = str(event.peer)
+        if event.direction == "in":
+            details["ours"] = event.ours
+        # The addresses it gets, and a decline, come as `Lease6Event`s.
+        self._step(current, Step(now, f"dhcp6.{event.type}", details), now)
 
     def _finished(self, event: TransferFinished, now: float) -> None:
         attempt = self._of_ip(event.peer_ip, now)
