@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ptftpd.tftp.options import OptionError, ServerLimits, accept_oack, negotiate
-
-LIMITS = ServerLimits()
+from ptftpd.tftp.options import OptionError, accept_oack, negotiate
 
 
 def test_no_options_means_no_oack() -> None:
-    assert negotiate((), is_read=True, file_size=10, limits=LIMITS).oack == ()
-
-
-def test_rfc1350_mode_ignores_options() -> None:
-    n = negotiate(
-        (("blksize", "1428"),), is_read=True, file_size=10, limits=ServerLimits(allow_options=False)
-    )
-    assert n.oack == () and n.blksize == 512
+    assert negotiate((), is_read=True, file_size=10).oack == ()
 
 
 def test_oack_echoes_only_requested_and_accepted_in_client_spelling() -> None:
@@ -25,42 +16,36 @@ def test_oack_echoes_only_requested_and_accepted_in_client_spelling() -> None:
         (("BLKSIZE", "1428"), ("foo", "bar"), ("tsize", "0"), ("multicast", "")),
         is_read=True,
         file_size=1234,
-        limits=LIMITS,
     )
     assert n.oack == (("BLKSIZE", "1428"), ("tsize", "1234"))
     assert n.blksize == 1428 and n.windowsize == 1
 
 
 def test_blksize_clamped_not_refused() -> None:
-    n = negotiate(
-        (("blksize", "65464"),), is_read=True, file_size=1, limits=ServerLimits(blksize_max=1468)
-    )
+    n = negotiate((("blksize", "65464"),), is_read=True, file_size=1, blksize_max=1468)
     assert n.blksize == 1468 and n.oack == (("blksize", "1468"),)
-    assert (
-        negotiate((("blksize", "99999"),), is_read=True, file_size=1, limits=LIMITS).blksize
-        == 65464
-    )
+    assert negotiate((("blksize", "99999"),), is_read=True, file_size=1).blksize == 65464
 
 
 @pytest.mark.parametrize("value", ["7", "0", "-5", "abc", ""])
 def test_invalid_blksize_ignored(value: str) -> None:
-    n = negotiate((("blksize", value),), is_read=True, file_size=1, limits=LIMITS)
+    n = negotiate((("blksize", value),), is_read=True, file_size=1)
     assert n.oack == () and n.blksize == 512
 
 
 def test_timeout_range() -> None:
-    assert negotiate((("timeout", "0"),), is_read=True, file_size=1, limits=LIMITS).oack == ()
-    assert negotiate((("timeout", "256"),), is_read=True, file_size=1, limits=LIMITS).oack == ()
-    n = negotiate((("timeout", "255"),), is_read=True, file_size=1, limits=LIMITS)
+    assert negotiate((("timeout", "0"),), is_read=True, file_size=1).oack == ()
+    assert negotiate((("timeout", "256"),), is_read=True, file_size=1).oack == ()
+    n = negotiate((("timeout", "255"),), is_read=True, file_size=1)
     assert n.timeout == 255.0 and n.oack == (("timeout", "255"),)
 
 
 def test_tsize_read_answers_real_size_write_echoes() -> None:
-    r = negotiate((("tsize", "999"),), is_read=True, file_size=5, limits=LIMITS)
+    r = negotiate((("tsize", "999"),), is_read=True, file_size=5)
     assert r.oack == (("tsize", "5"),)
-    w = negotiate((("tsize", "999"),), is_read=False, file_size=None, limits=LIMITS)
+    w = negotiate((("tsize", "999"),), is_read=False, file_size=None)
     assert w.oack == (("tsize", "999"),) and w.tsize == 999
-    n = negotiate((("tsize", "0"),), is_read=True, file_size=None, limits=LIMITS)
+    n = negotiate((("tsize", "0"),), is_read=True, file_size=None)
     assert n.oack == ()
 
 
@@ -69,10 +54,10 @@ def test_windowsize_clamped() -> None:
         (("windowsize", "65535"),),
         is_read=True,
         file_size=1,
-        limits=ServerLimits(windowsize_max=16),
+        windowsize_max=16,
     )
     assert n.windowsize == 16 and n.oack == (("windowsize", "16"),)
-    assert negotiate((("windowsize", "0"),), is_read=True, file_size=1, limits=LIMITS).oack == ()
+    assert negotiate((("windowsize", "0"),), is_read=True, file_size=1).oack == ()
 
 
 def test_client_accepts_lowered_values() -> None:

@@ -27,12 +27,11 @@ from ptftpd.tftp.budget import (
     network_of,
 )
 from ptftpd.tftp.errors import TransferTimeout
-from ptftpd.tftp.options import ServerLimits
 from ptftpd.tftp.packets import Ack, Data, Opcode, OptionAck, Request, decode
-from ptftpd.tftp.session import ServerSession
+from ptftpd.tftp.session import ServerConfig, ServerSession
 
 PEER = ("192.0.2.7", 40000)
-LIMITS = ServerLimits(65464, 64, True)
+CONFIG = ServerConfig(Path("."), blksize_max=65464, windowsize_max=64, retries=5)
 PLAIN = Request(Opcode.RRQ, "abc", "octet")  # 12 bytes, the issue's plain RRQ
 WITH_OPTIONS = Request(Opcode.RRQ, "abc", "octet", (("blksize", "1468"), ("tsize", "0")))
 WRQ = Request(Opcode.WRQ, "abc", "octet")
@@ -40,9 +39,7 @@ WRQ = Request(Opcode.WRQ, "abc", "octet")
 
 def never_answered(request: Request, file_size: int = 100_000) -> tuple[list[bytes], float]:
     """Every datagram a session sends to a peer that never answers, and when it ends."""
-    session = ServerSession(
-        request, PEER, limits=LIMITS, timeout=1.0, retries=5, now=0.0, file_size=file_size
-    )
+    session = ServerSession(request, PEER, config=CONFIG, now=0.0, file_size=file_size)
     sent: list[bytes] = []
     step = session.start(0.0)
     if session.pending_start:
@@ -85,9 +82,7 @@ def test_the_clients_timeout_option_waits_only_once_it_answered() -> None:
 
 
 def test_a_repeated_request_is_answered_again_until_the_client_answers() -> None:
-    session = ServerSession(
-        PLAIN, PEER, limits=LIMITS, timeout=1.0, retries=5, now=0.0, file_size=2000
-    )
+    session = ServerSession(PLAIN, PEER, config=CONFIG, now=0.0, file_size=2000)
     session.start(0.0)
     session.feed(b"y" * 2000, True)
     first = session.begin_transfer(0.0).send

@@ -22,7 +22,7 @@ from ptftpd.tftp.errors import (
     TransferTimeout,
 )
 from ptftpd.tftp.machine import Step
-from ptftpd.tftp.options import ServerLimits, TransferOptions
+from ptftpd.tftp.options import TransferOptions
 from ptftpd.tftp.packets import (
     Ack,
     Data,
@@ -33,7 +33,13 @@ from ptftpd.tftp.packets import (
     Request,
     decode,
 )
-from ptftpd.tftp.session import Address, ClientSession, RequestRules, ServerSession
+from ptftpd.tftp.session import (
+    Address,
+    ClientSession,
+    RequestRules,
+    ServerConfig,
+    ServerSession,
+)
 
 SERVER: Address = ("10.0.0.2", 69)
 TID: Address = ("10.0.0.2", 7000)
@@ -193,17 +199,9 @@ def test_request_rules() -> None:
     assert isinstance(rules.check(rrq, ("10.0.0.1", 5001)), Request)
 
 
-def server(request: Request, **kwargs: object) -> ServerSession:
-    limits = kwargs.pop("limits", ServerLimits())
-    return ServerSession(
-        request,
-        CLIENT,
-        limits=limits,
-        timeout=1.0,
-        retries=3,
-        now=0.0,
-        **kwargs,  # type: ignore[arg-type]
-    )
+def server(request: Request, rfc1350: bool = False, **kwargs: object) -> ServerSession:
+    config = ServerConfig(Path("."), rfc1350=rfc1350, retries=3)
+    return ServerSession(request, CLIENT, config=config, now=0.0, **kwargs)  # type: ignore[arg-type]
 
 
 def test_server_wrong_tid_gets_error_5_and_transfer_goes_on() -> None:
@@ -220,7 +218,8 @@ def test_server_wrong_tid_gets_error_5_and_transfer_goes_on() -> None:
 
 def test_server_rfc1350_sends_no_oack_and_refuses_nothing() -> None:
     request = Request(Opcode.RRQ, "f", "octet", (("blksize", "1428"), ("tsize", "0")))
-    s = server(request, file_size=3, limits=ServerLimits(allow_options=False))
+    s = server(request, file_size=3, rfc1350=True)
+    assert s.negotiated.oack == () and s.negotiated.blksize == 512
     s.start(0.0)
     s.feed(b"abc", True)
     assert packets(s.begin_transfer(0.0)) == [Data(1, b"abc")]
@@ -377,9 +376,7 @@ def simulate(
                     s = ServerSession(
                         verdict,
                         src,
-                        limits=ServerLimits(),
-                        timeout=1.0,
-                        retries=12,
+                        config=ServerConfig(Path("."), retries=12),
                         now=now,
                         file_size=len(payload) if is_read else None,
                     )

@@ -13,12 +13,13 @@ retries, and holds memory in proportion to one window, not to what the peer send
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptftpd.tftp.errors import LocalError, TftpError
-from ptftpd.tftp.options import ServerLimits, TransferOptions
+from ptftpd.tftp.options import TransferOptions
 from ptftpd.tftp.packets import (
     MAX_DATAGRAM,
     Ack,
@@ -31,7 +32,13 @@ from ptftpd.tftp.packets import (
     Request,
     decode,
 )
-from ptftpd.tftp.session import MAX_FILENAME, ClientSession, RequestRules, ServerSession
+from ptftpd.tftp.session import (
+    MAX_FILENAME,
+    ClientSession,
+    RequestRules,
+    ServerConfig,
+    ServerSession,
+)
 
 PEER = ("192.0.2.1", 3000)
 OTHER = ("192.0.2.1", 3001)  # the same host, another port: a foreign TID
@@ -147,9 +154,7 @@ def test_server_session_stays_bounded(
             session = ServerSession(
                 verdict,
                 PEER,
-                limits=ServerLimits(),
-                timeout=1.0,
-                retries=3,
+                config=ServerConfig(Path("."), retries=3),
                 now=0.0,
                 file_size=file_size,
                 free_space=10**6,

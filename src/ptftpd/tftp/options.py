@@ -16,20 +16,12 @@ WINDOWSIZE_MIN, WINDOWSIZE_MAX = 1, 65535
 DEFAULT_BLKSIZE = 512
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_RETRIES = 5
+DEFAULT_WINDOWSIZE_MAX = 64  # what a server grants at most unless told otherwise
 MODES = ("octet", "netascii")
 
 
 class OptionError(ValueError):
     """An OACK the client cannot accept (unrequested option or out-of-range value)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    """What the server is willing to grant; everything larger is clamped, not refused."""
-
-    blksize_max: int = BLKSIZE_MAX
-    windowsize_max: int = 64
-    allow_options: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +48,12 @@ def negotiate(
     *,
     is_read: bool,
     file_size: int | None,
-    limits: ServerLimits,
+    blksize_max: int = BLKSIZE_MAX,
+    windowsize_max: int = DEFAULT_WINDOWSIZE_MAX,
 ) -> Negotiated:
     """Server side. `file_size` is the size to announce for a read request with tsize
-    (None when it is unknown, e.g. netascii, then tsize is left out of the OACK)."""
-    if not limits.allow_options:
-        return Negotiated()
+    (None when it is unknown, e.g. netascii, then tsize is left out of the OACK);
+    larger blksize and windowsize requests are clamped to the maxima, not refused."""
     seen: set[str] = set()
     oack: list[tuple[str, str]] = []
     blksize, windowsize = DEFAULT_BLKSIZE, 1
@@ -78,7 +70,7 @@ def negotiate(
         if key == "blksize":
             if number < BLKSIZE_MIN:
                 continue
-            blksize = min(number, BLKSIZE_MAX, limits.blksize_max)
+            blksize = min(number, BLKSIZE_MAX, blksize_max)
             oack.append((name, str(blksize)))
         elif key == "timeout":
             if TIMEOUT_MIN <= number <= TIMEOUT_MAX:
@@ -97,7 +89,7 @@ def negotiate(
         elif key == "windowsize":
             if number < WINDOWSIZE_MIN:
                 continue
-            windowsize = min(number, WINDOWSIZE_MAX, limits.windowsize_max)
+            windowsize = min(number, WINDOWSIZE_MAX, windowsize_max)
             oack.append((name, str(windowsize)))
     return Negotiated(blksize, windowsize, timeout, tsize, tuple(oack))
 

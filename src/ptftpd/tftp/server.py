@@ -19,7 +19,6 @@ import os
 import shutil
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -40,9 +39,8 @@ from ptftpd.tftp.errors import (
 )
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
 from ptftpd.tftp.machine import Sender
-from ptftpd.tftp.options import BLKSIZE_MAX, ServerLimits
 from ptftpd.tftp.packets import MAX_DATAGRAM, ErrorCode, PacketError, Request, decode, error_bytes
-from ptftpd.tftp.session import Address, RequestRules, ServerSession, format_host
+from ptftpd.tftp.session import Address, RequestRules, ServerConfig, ServerSession, format_host
 
 __all__ = ["FinishedTransfer", "ServerConfig", "SessionGate", "TftpServer"]
 
@@ -54,24 +52,6 @@ _WAITING_TICK = 0.125  # while requests wait for a token: one look per refilled 
 # A request waiting for a token: its key, its bytes, the request decoded, its source,
 # the address it came to and the port that read it.
 _Held = tuple[tuple[object, ...], bytes, Request, tuple[str, int], str, "_RequestPort"]
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    root: Path
-    read_only: bool = False
-    rfc1350: bool = False
-    blksize_max: int = BLKSIZE_MAX
-    windowsize_max: int = 64
-    timeout: float = 1.0
-    retries: int = 5
-    max_sessions: int = 4096
-    port_range: tuple[int, int] | None = None  # transfer sockets' ports (firewalls)
-    source_budget: bool = True  # `budget.SourceBudget` for peers that have not answered
-
-    @property
-    def limits(self) -> ServerLimits:
-        return ServerLimits(self.blksize_max, self.windowsize_max, not self.rfc1350)
 
 
 # What `on_finished` hears once per transfer (failure None: it succeeded).
@@ -442,9 +422,7 @@ class TftpServer:
             session = ServerSession(
                 request,
                 peer,
-                limits=config.limits,
-                timeout=config.timeout,
-                retries=config.retries,
+                config=config,
                 now=clock(),
                 file_size=size,
                 free_space=free,

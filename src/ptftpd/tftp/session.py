@@ -9,6 +9,7 @@ what is particular to one end:
   OACK; after ERROR 8 to the request, ask once more without options.
 - `ServerSession`: negotiate the options of an accepted request, refuse a WRQ whose
   tsize exceeds the free space, send the OACK (or ACK 0 / DATA 1).
+- `ServerConfig`: what a server serves with (its sessions take their limits from it).
 - `RequestRules`: the server's request port: malformed requests, unknown modes,
   read-only uploads, duplicate requests and the session limit.
 
@@ -23,6 +24,8 @@ comes out: `Step.send` goes to `dest`, `Step.data` is local bytes to write, and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ptftpd.tftp import netascii
@@ -39,11 +42,12 @@ from ptftpd.tftp.errors import (
 )
 from ptftpd.tftp.machine import Receiver, Sender, State, Step, Timer
 from ptftpd.tftp.options import (
+    BLKSIZE_MAX,
     DEFAULT_BLKSIZE,
+    DEFAULT_WINDOWSIZE_MAX,
     MODES,
     Negotiated,
     OptionError,
-    ServerLimits,
     TransferOptions,
     accept_oack,
     negotiate,
@@ -413,6 +417,24 @@ class ClientSession(_Session):
         return self._step(machine.start(), now)
 
 
+@dataclass(frozen=True)
+class ServerConfig:
+    """What a TFTP server serves with (`server.TftpServer`); each of its sessions takes
+    the transfer limits from it: `blksize_max` and `windowsize_max` clamp what a client
+    asks for, `rfc1350` grants no option at all, `timeout` and `retries` pace resends."""
+
+    root: Path
+    read_only: bool = False
+    rfc1350: bool = False
+    blksize_max: int = BLKSIZE_MAX
+    windowsize_max: int = DEFAULT_WINDOWSIZE_MAX
+    timeout: float = 1.0
+    retries: int = 5
+    max_sessions: int = 4096
+    port_range: tuple[int, int] | None = None  # transfer sockets' ports (firewalls)
+    source_budget: bool = True  # `budget.SourceBudget` for peers that have not answered
+
+
 class ServerSession(_Session):
     """One accepted request, from the OACK (or first DATA / ACK 0) to the end.
 
@@ -424,19 +446,23 @@ class ServerSession(_Session):
         request: Request,
         peer: Address,
         *,
-        limits: ServerLimits,
-        timeout: float,
-        retries: int,
+        config: ServerConfig,
         now: float,
         file_size: int | None = None,
         free_space: int | None = None,
     ) -> None:
         mode = request.mode.lower()
-        negotiated = negotiate(
-            request.options,
-            is_read=request.is_read,
-            file_size=None if mode == "netascii" else file_size,
-            limits=limits,
+        timeout, retries = config.timeout, config.retries
+        negotiated = (
+            Negotiated()  # strict RFC 1350: no option granted, no OACK
+            if config.rfc1350
+            else negotiate(
+                request.options,
+                is_read=request.is_read,
+                file_size=None if mode == "netascii" else file_size,
+                blksize_max=config.blksize_max,
+                windowsize_max=config.windowsize_max,
+            )
         )
         announced = None if request.is_read else negotiated.tsize
         if announced is not None and free_space is not None and announced > free_space:
