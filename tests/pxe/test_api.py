@@ -100,6 +100,9 @@ def test_api_answers_the_boot_record_live_and_on_request(tmp_path: Path, workers
         assert isinstance(machine, dict) and machine["mac"] == MAC
         [attempt] = machine["attempts"]
         assert attempt["state"] == "completed" and attempt["diagnosis"] == []
+        # With a lease database pxed keeps the records there (shared by the servers using
+        # it): each names the server that saw it, on the stream and in answers alike.
+        assert attempt["server"] and last["server"] == attempt["server"], (last, attempt)
         kinds = [s["kind"] for s in attempt["steps"]]
         assert kinds == [
             "dhcp.discover",

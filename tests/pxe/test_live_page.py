@@ -50,6 +50,14 @@ START = 1_796_371_200.0  # 2026-12-04 08:00:00 UTC: the fake clock's zero
 BIOS = "PXEClient:Arch:00000:UNDI:002001"
 EFI = "PXEClient:Arch:00007:UNDI:003016"
 NEW_MAC = "52:54:00:6b:01:0f"
+OTHER = {
+    "mac": "52:54:00:6b:01:0a", "attempt": 1, "started": START - 0.5, "updated": START - 0.3,
+    "state": "in_progress", "reason": None, "stalled_at": None, "diagnosis": [],
+    "steps": [{"time": START - 0.5, "kind": "dhcp.discover", "direction": "in", "port": 67},
+              {"time": START - 0.3, "kind": "dhcp.offer", "direction": "out", "port": 67,
+               "address": "10.78.1.40"}],
+    "steps_dropped": 0, "server": "pxe-b",
+}  # fmt: skip
 
 
 class Clock:
@@ -106,7 +114,10 @@ class ApiThread:
             wall=lambda: START + self.clock.now,
         )
         router = Router()
-        add_boot_routes(router, self.driver, EventHub(self.driver))
+        # Another server sharing the lease database saw 52:54:00:6b:01:0a's attempt 1
+        # too (active-active): its record comes beside ours, never in its place.
+        hub = EventHub(self.driver, server="pxe-a")
+        add_boot_routes(router, self.driver, hub, lambda: [OTHER], "pxe-a")
         self.server = ApiServer(ApiConfig(bind=("127.0.0.1", 0)), router)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -243,8 +254,8 @@ def test_the_live_page_shows_boots_as_they_happen(tmp_path: Path) -> None:
             mobile=False,
         )  # fmt: skip
         tools.call("Page.navigate", url=api.url)
-        tools.wait(f"{CARDS}.length === 5 && document.getElementById('live').className === 'on'",
-                   10, "the five boots and the live stream")  # fmt: skip
+        tools.wait(f"{CARDS}.length === 6 && document.getElementById('live').className === 'on'",
+                   10, "the six boots and the live stream")  # fmt: skip
         states = tools.evaluate(f"[...{CARDS}].map(c => c.dataset.mac + ' ' + c.dataset.state)")
         assert states == [
             "52:54:00:6b:01:0e stalled",
@@ -252,7 +263,9 @@ def test_the_live_page_shows_boots_as_they_happen(tmp_path: Path) -> None:
             "52:54:00:6b:01:0c failed",
             "52:54:00:6b:01:0b completed",
             "52:54:00:6b:01:0a completed",
+            "52:54:00:6b:01:0a in_progress",
         ]
+        assert "seen by pxe-b" in tools.evaluate(f"{CARDS}[5].innerText")
         text = tools.evaluate("document.body.innerText")
         assert "TFTP stalled at block 1 of vmlinuz after 5 retransmissions" in text
         assert "grubx64.efi" in text and "offered" in text
@@ -268,7 +281,7 @@ def test_the_live_page_shows_boots_as_they_happen(tmp_path: Path) -> None:
         api.feed(TransferStarted("10.78.0.105", "ipxe.efi", options=(("blksize", "1468"),)), t)
         api.feed(TransferFinished("10.78.0.105", "ipxe.efi", True, 1_032_192, 0.9, None), t + 0.9)
         tools.wait(f"{card}.dataset.state === 'completed'", 2.0, "the download on the page")
-        assert tools.evaluate(f"{CARDS}.length") == 6
+        assert tools.evaluate(f"{CARDS}.length") == 7
 
         # The state filter, then back to every state.
         select_failed = (
@@ -279,7 +292,7 @@ def test_the_live_page_shows_boots_as_they_happen(tmp_path: Path) -> None:
         shown = tools.evaluate(f"[...{CARDS}].map(c => c.dataset.state)")
         assert shown == ["failed", "failed"]
         tools.evaluate(select_failed.replace("'failed'", "''"))
-        assert tools.evaluate(f"{CARDS}.length") == 6
+        assert tools.evaluate(f"{CARDS}.length") == 7
 
         time.sleep(1.4)  # the newest card's highlight fades
         shot = tools.call("Page.captureScreenshot", format="png")

@@ -81,10 +81,18 @@ class Subscriber:
 
 
 class EventHub:
+    """`server`: the name this server's records carry when the API also shows other
+    servers' (`GET /v1/boots` then names it in each record: so does the stream)."""
+
     def __init__(
-        self, driver: TimelineDriver, max_subscribers: int = 16, max_bytes: int = 4 << 20
+        self,
+        driver: TimelineDriver,
+        max_subscribers: int = 16,
+        max_bytes: int = 4 << 20,
+        server: str | None = None,
     ) -> None:
         self.driver = driver
+        self.server = server
         self.max_subscribers = max_subscribers
         self.max_bytes = max_bytes
         self.subscribers: list[Subscriber] = []
@@ -127,6 +135,8 @@ class EventHub:
                 offset = self.driver.offset()
                 for attempt in chunk:
                     view = attempt.view(offset)
+                    if self.server is not None:
+                        view["server"] = self.server
                     self._sent += 1
                     message = sse_message("boot", view, self._sent)
                     for subscriber in list(self.subscribers):

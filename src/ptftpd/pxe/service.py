@@ -369,7 +369,7 @@ class PxeService:
         if records is None:
             add_boot_routes(router, self.timeline, EventHub(self.timeline))
         else:  # the other servers sharing the lease database show their boots too
-            hub = EventHub(self.timeline)
+            hub = EventHub(self.timeline, server=records.server)
             add_boot_routes(router, self.timeline, hub, records.shared, records.server)
         return router
 
