@@ -306,8 +306,12 @@ def test_sighup_gives_every_worker_the_new_limit_which_holds_across_them(
             check=True,
         )
         assert done.stdout.splitlines() == ["(0, 'server busy, try again')", "15360 None"]
+        netns = os.stat(f"/run/netns/{net.ns.name}").st_ino
+        locks = f"ptftpd-udp-net{netns}-10.78.0.1-69.lock"  # inodes are reused: exact name
+        assert list(Path("/run/lock").glob(locks)), "the TFTP port's lock while serving"
         assert pxed.stop() == 0
         log = pxed.output()
+        assert not list(Path("/run/lock").glob(locks)), "lock files removed at exit"
     assert "reloaded: " in log and "TFTP max sessions 1" in log, log
     # one "serving" line for TFTP and one "reloaded" line for the service, not per worker
     info = [line for line in log.splitlines() if " INFO: " in line]

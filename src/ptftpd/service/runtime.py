@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from ptftpd.errors import USAGE_ERROR, StartError, report
 from ptftpd.log import setup_logging
-from ptftpd.service import metrics, notify, privileges
+from ptftpd.service import address_lock, metrics, notify, privileges
 from ptftpd.service.service_settings import (
     ServiceSettings,
 )
@@ -126,6 +126,8 @@ def drop_privileges(
     for path in owned_files:
         if path.exists():
             privileges.make_writable(identity, path)
+    if identity is not None:  # USER removes the pool's lock files at exit
+        address_lock.give_held_locks(identity.uid, identity.gid)
     privileges.drop(identity)
     warn_if_root(identity, uploads)
 

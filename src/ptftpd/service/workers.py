@@ -19,7 +19,8 @@ systemd hears READY=1.
 
 A second, unrelated ptftpd must not join the SO_REUSEPORT group of a running one (it
 would silently take a share of the requests): the parent holds an exclusive flock on
-a file named after the address and port from before it binds until it exits.
+a file named after the address and port from before it binds until it exits, and
+removes the file then (`ptftpd.service.address_lock`: how, safely).
 
 The session limit holds across workers: each worker's active transfers, finished
 transfers, failures and bytes live in one shared memory map; a new transfer is
@@ -54,7 +55,7 @@ from collections.abc import Sequence
 
 from ptftpd.errors import StartError
 from ptftpd.log import tag_lines
-from ptftpd.service.address_lock import lock_address, lock_path
+from ptftpd.service.address_lock import AddressLock, lock_address, lock_path
 from ptftpd.service.shared_counters import SharedCounters, WorkerGate
 from ptftpd.tftp.driver import clock, listening_socket
 from ptftpd.tftp.server import ServerConfig, TftpServer
@@ -125,7 +126,7 @@ class TftpWorkers:
         self.pids: dict[int, int] = {}  # pid -> worker index
         self.started: dict[int, float] = {}  # worker index -> start time
         self.stopping = False
-        self._locks: list[int] = []
+        self._locks: list[AddressLock] = []
         self._quick_deaths = 0
         self._blocked = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -390,8 +391,9 @@ class TftpWorkers:
         )
 
     def _unlock(self) -> None:
-        for fd in self._locks:
-            os.close(fd)
+        """Remove the lock files (after every socket is closed): the port is free."""
+        for lock in self._locks:
+            lock.release()
         self._locks = []
 
     # -- a worker ---------------------------------------------------------------------
@@ -413,8 +415,8 @@ class TftpWorkers:
         # action would end a worker still starting.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGCHLD, signal.SIGINT))
         self._blocked = False
-        for fd in self._locks:
-            os.close(fd)  # the lock stays the parent's alone
+        for lock in self._locks:
+            lock.forget()  # the lock stays the parent's alone (never removed here)
         self._locks = []
         self.pids = {}
         mine = self.sockets[index]
