@@ -153,10 +153,21 @@ def run(
         return report(prog, exc)
 
     async def main() -> None:
-        # A SIGHUP after the ports are bound (they look ready) but before serve()'s
-        # handlers must not end the server by the default action: it is held, then served.
+        # A SIGHUP, SIGTERM or SIGINT after the ports are bound (they look ready, the
+        # "serving" line is out) but before serve()'s handlers must not end the server
+        # by the default action: it is held, then served (a stop drains nothing and
+        # exits 0). A second stop signal while still starting (start() stuck) ends it.
         held: list[int] = []
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, held.append, signal.SIGHUP)
+        loop = asyncio.get_running_loop()
+
+        def hold(sig: int) -> None:
+            if sig != signal.SIGHUP and any(s != signal.SIGHUP for s in held):
+                loop.remove_signal_handler(sig)
+                signal.raise_signal(sig)
+            held.append(sig)
+
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, hold, sig)
         server = await start()
         try:
             serve_metrics(service)
