@@ -96,3 +96,72 @@ def format_rate(nbytes: int, seconds: float) -> str:
             return f"{rate:.1f} {unit}"
         rate /= 1024
     raise AssertionError("unreachable")
+
+
+class OncePerKey:
+    """Which keys (a client's MAC) to log now: each at most once per `interval` seconds
+    of the caller's clock, so `-v` names every ignored client without a line per packet.
+
+    Hostile input is normal input: at most `capacity` keys are remembered (each forgotten
+    `interval` after it was logged); while the memory is full, further keys are counted,
+    not logged, and `unlogged(now)` hands that count out at most once per interval, for
+    one summary line. Memory and time per call are bounded (amortised O(1))."""
+
+    def __init__(self, interval: float = 60.0, capacity: int = 1024) -> None:
+        self.interval = interval
+        self.capacity = capacity
+        self._seen: dict[str, float] = {}  # key -> when logged, oldest first
+        self._unlogged = 0
+        self._told: float | None = None
+
+    def admit(self, key: str, now: float) -> bool:
+        """True: log `key` now (and not again for `interval` seconds)."""
+        self._expire(now)
+        if key in self._seen:
+            return False
+        if len(self._seen) >= self.capacity:
+            self._unlogged += 1
+            return False
+        self._seen[key] = now
+        return True
+
+    def unlogged(self, now: float) -> int:
+        """How many were not logged because the memory was full (then 0 for `interval`)."""
+        if not self._unlogged or (self._told is not None and now - self._told < self.interval):
+            return 0
+        count, self._unlogged, self._told = self._unlogged, 0, now
+        return count
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.interval
+        seen = self._seen
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] > horizon:
+                return
+            del seen[oldest]
+
+
+def say_ignored(
+    logger: logging.Logger, seen: OncePerKey, now: float, what: str, mac: str, why: str
+) -> None:
+    """A DHCP client we do not answer, and why: an info line once per MAC per
+    `seen.interval` (memory bounded by `seen`), a debug line every time; when too many
+    clients were ignored to name each, one summary line per interval."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    if seen.admit(mac, now):
+        logger.info("ignoring %s from %s: %s; said once a minute per client", what, mac, why)
+    else:
+        logger.debug("ignore %s from %s: %s", what, mac, why)
+    more = seen.unlogged(now)
+    if more:
+        logger.info(
+            "ignored %d more requests from clients not named one by one "
+            "(over %d ignored clients this minute)",
+            more,
+            seen.capacity,
+        )

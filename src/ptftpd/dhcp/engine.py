@@ -36,6 +36,7 @@ from ptftpd.dhcp.reply import (
 )
 from ptftpd.dhcp.scope import Scope, SubnetConfig, find_scope, network_options
 from ptftpd.events import DhcpMessage, DhcpType, EventSink, LeaseEvent, LeaseKind, ignore
+from ptftpd.log import OncePerKey, say_ignored
 
 __all__ = [
     "SILENT",
@@ -187,6 +188,7 @@ class DhcpEngine:
         self.events: EventSink = ignore
         # Servers sharing a lease database split the clients (RFC 3074, balance.py).
         self.balancer: Balancer | None = None
+        self.ignored = OncePerKey()  # clients not answered, named once a minute at -v
         local = Scope(
             config.network,
             policy,
@@ -307,16 +309,14 @@ class DhcpEngine:
                 return []
             return self._bootp(msg, scope, now)
         if not self.config.dhcp:
-            log.debug("drop DHCP message from %s (DHCP not enabled)", msg.mac_str)
+            self._ignored(msg, now, "this server answers BOOTP only (bootpd; dhcpd answers DHCP)")
             return []
-        if not self.config.answer_all and (not self.is_pxe(msg) or self._silenced(msg)):
-            if debug:
-                log.debug(
-                    "ignore %s from %s: vendor class %r is not PXE (use -a)",
-                    msg.message_type,
-                    msg.mac_str,
-                    msg.vendor_class,
-                )
+        if not self.config.answer_all and not self.is_pxe(msg):
+            vendor = msg.vendor_class
+            self._ignored(msg, now, f"vendor class {vendor!r} is not PXE (-a answers every client)")
+            return []
+        if not self.config.answer_all and self._silenced(msg):
+            self._ignored(msg, now, "the boot policy gives this machine no answer (ignore)")
             return []
         reply = self._dhcp(msg, source, scope, now)
         if reply is None:
@@ -326,6 +326,12 @@ class DhcpEngine:
         except PacketError as exc:
             log.info("no reply to %s: %s", msg.mac_str, exc)
             return []
+
+    def _ignored(self, msg: Message, now: float, why: str) -> None:
+        """A client we do not answer, and why: at -v once per MAC per minute (bounded
+        memory: `OncePerKey`), every time at -D."""
+        what = msg.message_type.label if msg.message_type else "request"
+        say_ignored(log, self.ignored, now, what, msg.mac_str, why)
 
     def _outgoing(
         self, msg: Message, reply: Message, payload: bytes | None, source: tuple[str, int]

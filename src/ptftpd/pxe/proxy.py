@@ -13,6 +13,7 @@ from ptftpd.dhcp.engine import Outgoing, make_reply, message_label, reply_destin
 from ptftpd.dhcp.options import DISCOVERY_DOWNLOAD_DIRECTLY, MessageType, Opt, pxe_vendor_options
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, Message, PacketError, decode, encode
 from ptftpd.events import DhcpMessage, EventSink, ignore
+from ptftpd.log import OncePerKey, say_ignored
 from ptftpd.pxe.bootlog import BootLog
 from ptftpd.pxe.decision import BUILTIN
 from ptftpd.pxe.firmware import (
@@ -81,6 +82,7 @@ class ProxyResponder:
         self.answer_discover = answer_discover
         # (address, --http-port): UEFI HTTP boot clients are answered too, with a URL.
         self.http_base = http_base
+        self.ignored = OncePerKey()  # non-PXE clients, named once a minute at -v
 
     def is_pxe(self, msg: Message) -> bool:
         vc = msg.vendor_class or ""
@@ -136,7 +138,8 @@ class ProxyResponder:
         if mtype is not MessageType.DISCOVER or not self.answer_discover:
             return []
         if not self.is_pxe(msg):
-            log.debug("proxy: ignore non-PXE DISCOVER from %s", msg.mac_str)
+            why = f"vendor class {msg.vendor_class!r} is not PXE (proxyDHCP answers PXE clients)"
+            say_ignored(log, self.ignored, now, "DHCPDISCOVER", msg.mac_str, why)
             return []
         return self._proxy_offer(msg, now)
 
