@@ -68,6 +68,8 @@ class Failure(enum.Enum):
     OPTION_REFUSED = "option_refused"
     ILLEGAL_OPERATION = "illegal_operation"
     BUSY = "busy"  # every session slot taken
+    MAP_FILE = "map_file"  # a request refused by a --map-file rule
+    READ_ONLY = "read_only"  # an upload refused: --read-only / --no-create
     SHUTDOWN = "shutdown"  # we stopped: cancelled, shutting down, worker gone
     OTHER = "other"
 
@@ -114,7 +116,10 @@ class TransferFinished:
 
 @dataclass(frozen=True, slots=True)
 class TransferRefused:
-    """A request answered with ERROR `code` before any transfer began."""
+    """A request (read or write) answered with ERROR `code` before any transfer began;
+    `kind` says why (not found, access denied or outside ROOT, map-file rule, read-only,
+    exists, busy, malformed = illegal operation...). A malformed request has no
+    `filename` ("")."""
 
     peer_ip: str
     filename: str

@@ -329,7 +329,10 @@ class BootTracker:
 
     def refused(self, refusal: TransferRefused) -> None:
         """The TFTP server answered a read request with ERROR before any transfer
-        began: a failed download (the server's `on_refused`)."""
+        began: a failed download (the server's `on_refused`). A refused upload or a
+        malformed request is no download."""
+        if not refusal.is_read or not refusal.filename:
+            return
         self.observe(refusal)
         why = f"refused: {refusal.reason}"
         self.boot_log.failed(refusal.peer_ip, refusal.filename, why, now=self.clock())

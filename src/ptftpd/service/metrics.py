@@ -4,6 +4,7 @@ Servers never touch prometheus-client directly; they call the module functions b
 the points where they already write their one log line::
 
     metrics.tftp_started("read")                                # RRQ accepted
+    metrics.record_event(TransferRefused(...))                  # ERROR before a transfer
     metrics.tftp_finished(TransferRecord("read", "completed", sent, 0, seconds))
     metrics.dhcp_message("in", "discover"); metrics.dhcp_message("out", "offer")
     metrics.dhcp_leases(LeaseCounts(active=..., offered=..., declined=..., free=...))
@@ -57,6 +58,7 @@ from ptftpd.events import (
     Event,
     Failure,
     TransferFinished,
+    TransferRefused,
     TransferStarted,
 )
 
@@ -126,6 +128,13 @@ class Metrics:
         self.tftp_failed = Counter(
             "tftp_transfers_failed",
             "TFTP transfers that ended without every byte",
+            ["direction", "reason"],
+            namespace=ns,
+            registry=r,
+        )
+        self.tftp_refused = Counter(
+            "tftp_requests_refused",
+            "TFTP requests answered with ERROR before any transfer began, by why",
             ["direction", "reason"],
             namespace=ns,
             registry=r,
@@ -368,14 +377,17 @@ def worker_exited(pid: int) -> None:
 
 def record_event(event: Event) -> None:
     """The subscriber to the typed events of `ptftpd.events`: TFTP transfers started
-    and finished (by failure kind), DHCP messages in and out (by type). Other events
-    are not counted."""
+    and finished (by failure kind), TFTP requests refused (by kind), DHCP messages in
+    and out (by type). Other events are not counted."""
     if _active is None:
         return
     if isinstance(event, TransferStarted):
         _active.record_transfer_started("read" if event.is_read else "write")
     elif isinstance(event, TransferFinished):
         _active.record_transfer_finished(transfer_record(event))
+    elif isinstance(event, TransferRefused):
+        direction = "read" if event.is_read else "write"
+        _active.tftp_refused.labels(direction, _label(event.kind.value, FAILURE_REASONS)).inc()
     elif isinstance(event, DhcpMessage):
         _active.record_dhcp_message(event.direction, event.type)
     elif isinstance(event, BalanceChanged):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ptftpd.events import fan_out, ignore
+from ptftpd.events import Failure, fan_out, ignore
 from ptftpd.fields import Field
 from ptftpd.service import metrics
 from ptftpd.tftp import remap
@@ -28,9 +28,10 @@ log = logging.getLogger("ptftpd.service")
 def count_transfers(server: TftpServer) -> None:
     """--metrics for a TFTP server whose callbacks may already be someone else's (pxed's
     boot tracker): each transfer event is counted, then passed on to them."""
-    started, finished = server.on_started, server.on_finished
+    started, finished, refused = server.on_started, server.on_finished, server.on_refused
     server.on_started = fan_out(metrics.record_event, started or ignore)
     server.on_finished = fan_out(metrics.record_event, finished or ignore)
+    server.on_refused = fan_out(metrics.record_event, refused or ignore)
     server.on_dropped = metrics.tftp_dropped
 
 
@@ -41,7 +42,7 @@ def remapper(rules: remap.RuleSet) -> Callable[[str, str, bool], str]:
         result = rules.apply(filename, client_ip, remap.Op.READ if is_read else remap.Op.WRITE)
         if isinstance(result, remap.Refused):
             log.info("%s %r refused by the map file: %s", client_ip, filename, result.message)
-            raise LocalError(ErrorCode.ACCESS_VIOLATION, result.message)
+            raise LocalError(ErrorCode.ACCESS_VIOLATION, result.message, Failure.MAP_FILE)
         if result != filename:
             log.debug("%s %r remapped to %r", client_ip, filename, result)
         return result

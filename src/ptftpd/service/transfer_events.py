@@ -50,7 +50,7 @@ def encode(event: TransferEvent) -> bytes:
         return json.dumps(["s", event.peer_ip, event.filename, event.is_read, options]).encode()
     if isinstance(event, TransferRefused):
         fields = [event.peer_ip, event.filename, event.reason, event.kind.value, event.code]
-        return json.dumps(["r", *fields]).encode()
+        return json.dumps(["r", *fields, event.is_read]).encode()
     return json.dumps(
         [
             "f",
@@ -82,10 +82,12 @@ def decode(data: bytes) -> TransferEvent:
         options = _options(rest[3])
         if options is not None:
             return TransferStarted(rest[0], rest[1], rest[2], options)
-    if kind == "r" and len(rest) == 5 and all(isinstance(v, str) for v in rest[:4]):
+    if kind == "r" and len(rest) == 6 and all(isinstance(v, str) for v in rest[:4]):
         refused_kind = _failure(rest[3])
-        if refused_kind is not None and _code(rest[4]) and rest[4] is not None:
-            return TransferRefused(rest[0], rest[1], rest[2], refused_kind, rest[4])
+        is_read = rest[5]
+        ok = _code(rest[4]) and rest[4] is not None and isinstance(is_read, bool)
+        if refused_kind is not None and ok:
+            return TransferRefused(rest[0], rest[1], rest[2], refused_kind, rest[4], is_read)
     if kind == "f" and len(rest) == 11:
         peer_ip, filename, is_read, nbytes, seconds, failure, failed_kind, code = rest[:8]
         last_block, retransmissions, blksize = rest[8:]

@@ -5,6 +5,7 @@ a driver knows what to put in the ERROR packet and a caller knows what went wron
 
 from __future__ import annotations
 
+from ptftpd.events import Failure
 from ptftpd.tftp.packets import ErrorCode
 
 _ERROR_NAMES: dict[int, str] = {
@@ -30,10 +31,11 @@ class LocalError(TftpError):
     """We refused or could not go on (bad request, full disk, a bad OACK...): `code` and
     the message are what our ERROR packet tells the peer."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, kind: Failure | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.kind = kind  # why, when the code alone does not say (None: from the code)
 
 
 class Cancelled(LocalError):

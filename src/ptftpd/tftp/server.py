@@ -131,10 +131,10 @@ class TftpServer:
     """Serves `config.root` on the given addresses; usable from tests and from pxed.
     `on_started(TransferStarted)` is called when a transfer starts, `on_finished`
     with a `FinishedTransfer` after it ended (whatever happened), and
-    `on_refused(TransferRefused)` when a read request is answered with ERROR
-    before any transfer began (file not found, access denied, server busy): pxed's boot
-    log counts it as a failed download. A request refused because the server itself is
-    stopping is not reported."""
+    `on_refused(TransferRefused)` when a request is answered with ERROR
+    before any transfer began (file not found, access denied, server busy, read-only...):
+    pxed's boot log counts a read as a failed download, the metrics count each by kind.
+    A request refused because the server itself is stopping is not reported."""
 
     def __init__(
         self,
@@ -373,20 +373,24 @@ class TftpServer:
             self._release([host])
 
     def _refused(self, data: bytes, addr: tuple[str, int], refusal: LocalError) -> None:
-        """Tell `on_refused` of a refused read request (decoded again: refusals are rare)."""
+        """Tell `on_refused` of a refused request, read or write, with why (decoded again:
+        refusals are rare). A malformed one names no file."""
         if self.on_refused is None:
             return
+        kind = refusal.kind or _KIND_OF_CODE.get(refusal.code, Failure.OTHER)
+        if isinstance(refusal, ServerBusy):
+            kind = Failure.BUSY
         try:
             request = decode(data)
         except PacketError:
-            return  # malformed: no file was asked for
-        if isinstance(request, Request) and request.is_read:
-            kind = _KIND_OF_CODE.get(refusal.code, Failure.OTHER)
-            if isinstance(refusal, ServerBusy):
-                kind = Failure.BUSY
-            self.on_refused(
-                TransferRefused(str(addr[0]), request.filename, refusal.message, kind, refusal.code)
-            )
+            filename, is_read = "", data[1:2] == b"\x01"
+        else:
+            if not isinstance(request, Request):
+                return
+            filename, is_read = request.filename, request.is_read
+        self.on_refused(
+            TransferRefused(str(addr[0]), filename, refusal.message, kind, refusal.code, is_read)
+        )
 
     def _open(
         self, request: Request, peer: Address, local_host: str, key: tuple[object, ...]

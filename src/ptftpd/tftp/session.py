@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ptftpd.events import Failure
 from ptftpd.tftp import netascii
 from ptftpd.tftp.errors import (
     Cancelled,
@@ -553,7 +554,7 @@ class RequestRules:
                 ErrorCode.ILLEGAL_OPERATION, _brief(f"unsupported transfer mode {packet.mode!r}")
             )
         if not packet.is_read and self.read_only:
-            return LocalError(ErrorCode.ACCESS_VIOLATION, "server is read-only")
+            return LocalError(ErrorCode.ACCESS_VIOLATION, "server is read-only", Failure.READ_ONLY)
         return packet
 
     @staticmethod
