@@ -1,4 +1,8 @@
-"""Generate the five tools' man pages from their argparse parsers (argparse-manpage).
+"""Generate the six tools' man pages from their argparse parsers (argparse-manpage).
+
+Pages are named as they are installed (``ptftpd.install.MAN_PAGES``): dhcpd's and
+bootpd's are ptftpd-dhcpd.8 and ptftpd-bootpd.8, since ISC's dhcpd and bootp's bootpd
+own the bare names; the commands keep theirs.
 
     python tools/manpages.py          # rewrite src/ptftpd/data/man/man{1,8}/*
     python tools/manpages.py --check  # exit 1 if a committed page differs from its parser
@@ -18,9 +22,11 @@ from pathlib import Path
 from argparse_manpage.manpage import Manpage
 
 from ptftpd.fields import Field
+from ptftpd.install import MAN_PAGES, PROG
 
 MAN_DIR = Path(__file__).resolve().parents[1] / "src" / "ptftpd" / "data" / "man"
-SECTIONS = {"ptftpd": 8, "dhcpd": 8, "bootpd": 8, "pxed": 8, "ptftp": 1}
+SECTIONS = {"ptftpd": 8, "dhcpd": 8, "bootpd": 8, "pxed": 8, "ptftp": 1, PROG: 8}
+SERVERS = ("ptftpd", "dhcpd", "bootpd", "pxed")  # they share tools/man/servers.roff
 DATE = "2026"  # fixed, so regenerating an unchanged parser gives the same bytes
 
 
@@ -53,14 +59,14 @@ def hand_sections(tool: str, fields: tuple[Field, ...]) -> str:
     """The sections a parser cannot say: the configuration file (from the table), then
     tools/man/TOOL.roff and tools/man/servers.roff (signals, files, exit status...)."""
     text = config_section(tool, fields) if fields else ""
-    for name in (f"{tool}.roff", "servers.roff" if SECTIONS[tool] == 8 else ""):
+    for name in (f"{tool}.roff", "servers.roff" if tool in SERVERS else ""):
         if name and (HAND / name).is_file():
             text += (HAND / name).read_text().replace("@TOOL@", tool)
     return text
 
 
 def render(tool: str) -> str:
-    module = importlib.import_module(f"ptftpd.cli.{tool}")
+    module = importlib.import_module("ptftpd.install" if tool == PROG else f"ptftpd.cli.{tool}")
     parser: argparse.ArgumentParser = module.build_parser()
     parser.prog = tool
     section = SECTIONS[tool]
@@ -77,7 +83,7 @@ def render(tool: str) -> str:
 
 def path_for(tool: str) -> Path:
     section = SECTIONS[tool]
-    return MAN_DIR / f"man{section}" / f"{tool}.{section}"
+    return MAN_DIR / f"man{section}" / f"{MAN_PAGES[tool]}.{section}"
 
 
 def main() -> int:

@@ -13,7 +13,8 @@ What the package ships in ``ptftpd/data`` is made to fit this installation:
 - the ``*.env.example`` files go to ``ROOT/etc/ptftpd`` (an existing file is kept);
 - the man pages go to ``ROOT/PREFIX/share/man`` where `man` finds them, under
   ``ptftpd-dhcpd(8)`` and ``ptftpd-bootpd(8)`` where the bare name is another
-  package's page (ISC's dhcpd, bootp's bootpd); the commands keep their names.
+  package's page (ISC's dhcpd, bootp's bootpd; `MAN_PAGES`, the names they are built
+  and shipped with, so `pip install` uses them too); the commands keep their names.
 
 ``--root DIR`` installs into another tree (a package build, a test); nothing is started.
 """
@@ -30,8 +31,17 @@ from pathlib import Path
 PROG = "ptftpd-install"
 DATA = Path(__file__).resolve().parent / "data"
 TOOLS = ("ptftpd", "dhcpd", "bootpd", "pxed")
-# Man page names another package already uses: installed with a ptftpd- prefix.
-MAN_NAMES = {"dhcpd.8": "ptftpd-dhcpd.8", "bootpd.8": "ptftpd-bootpd.8"}
+# Each command's man page; where another package owns the bare name (ISC's dhcpd(8),
+# bootp's bootpd(8)) the page is ptftpd-NAME: so it is built (tools/manpages.py),
+# shipped in the package data and installed by pip and by this installer.
+MAN_PAGES = {
+    "ptftpd": "ptftpd",
+    "dhcpd": "ptftpd-dhcpd",
+    "bootpd": "ptftpd-bootpd",
+    "pxed": "pxed",
+    "ptftp": "ptftp",
+    PROG: PROG,
+}
 
 
 def script_path(tool: str) -> Path:
@@ -55,9 +65,11 @@ def unit_text(tool: str, text: str, user: str) -> str:
             _, _, args = rest.partition(" ")
             line = f"ExecStart={script_path(tool)} {args}"
         elif line.startswith("Documentation=man:"):
-            page = f"{tool}.8"
-            line = f"Documentation=man:{MAN_NAMES.get(page, page)[:-2]}(8)"
+            line = f"Documentation=man:{MAN_PAGES[tool]}(8) man:{PROG}(8)"
         elif line == "DynamicUser=yes":
+            while lines and lines[-1].startswith("#"):
+                lines.pop()  # the shipped comment speaks of DynamicUser=: replaced
+            lines += _user_comment(tool, user)
             lines += [f"User={user}", f"Group={user}", f"RuntimeDirectory={tool}-%i"]
             continue
         lines.append(line)
@@ -65,6 +77,20 @@ def unit_text(tool: str, text: str, user: str) -> str:
         at = lines.index(f"Group={user}") + 1
         lines.insert(at, f"StateDirectory={tool}/%i")
     return "\n".join(lines) + "\n"
+
+
+def _user_comment(tool: str, user: str) -> list[str]:
+    said = [
+        f"# Least privilege: the system user {user} (created by {PROG}), allowed to bind",
+        "# ports 67/69/4011 and to tie sockets to the interface; the server drops even",
+        "# these once its sockets are bound.",
+    ]
+    if tool == "ptftpd":
+        said += [
+            f"# Uploads: ROOT must be writable by {user} (e.g. chown {user} ROOT);",
+            "# otherwise add --read-only to OPTIONS.",
+        ]
+    return said
 
 
 def has_user(root: Path, user: str) -> bool:
@@ -111,7 +137,7 @@ def install(root: Path, prefix: Path, user: str, make_user: bool) -> list[str]:
     for page in sorted((DATA / "man").glob("man*/*")):
         folder = man_root / page.parent.name
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / MAN_NAMES.get(page.name, page.name)
+        target = folder / page.name  # already ptftpd-dhcpd.8 where a name collides
         shutil.copyfile(page, target)
         done.append(f"man page {target}")
     if make_user:

@@ -46,11 +46,14 @@ def test_install_into_a_root_then_verify(tmp_path: Path) -> None:
         text = (units / f"{tool}@.service").read_text()
         exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
         assert exec_start.startswith(f"ExecStart={Path(script(tool)).absolute()} "), exec_start
-        assert "\nUser=ptftpd\n" in text and "\nDynamicUser=" not in text
+        assert "\nUser=ptftpd\n" in text and "DynamicUser" not in text  # comments too
+        assert "# Least privilege: the system user ptftpd (created by ptftpd-install)" in text
         assert f"StateDirectory={tool}/%i" in text and f"RuntimeDirectory={tool}-%i" in text
         out = verify(units / f"{tool}@.service", man)
         assert out.returncode == 0 and out.stdout + out.stderr == "", out
-    for page in ("ptftpd", "ptftpd-dhcpd", "ptftpd-bootpd", "pxed"):
+    uploads = (units / "ptftpd@.service").read_text()
+    assert "# Uploads: ROOT must be writable by ptftpd (e.g. chown ptftpd ROOT);" in uploads
+    for page in ("ptftpd", "ptftpd-dhcpd", "ptftpd-bootpd", "pxed", "ptftpd-install"):
         found = subprocess.run(
             [man_cmd, "-M", str(man), "-w", "8", page], capture_output=True, text=True, timeout=30
         )

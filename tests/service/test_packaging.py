@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ptftpd.install import MAN_PAGES
 from support import REPO, VENV_BIN, require_tool
 
 DATA = REPO / "src" / "ptftpd" / "data"
@@ -24,7 +25,17 @@ TOOLS = {"ptftpd", "dhcpd", "bootpd", "pxed"}
 
 def test_every_server_has_a_unit_and_every_tool_a_page() -> None:
     assert {unit.name.split("@")[0] for unit in UNITS} == TOOLS
-    assert {page.stem for page in PAGES} == {*TOOLS, "ptftp"}
+    # dhcpd's and bootpd's pages are ptftpd-dhcpd and ptftpd-bootpd (ISC and bootp own
+    # the bare names), and the installer has its own
+    assert {page.stem for page in PAGES} == {
+        "ptftpd",
+        "ptftpd-dhcpd",
+        "ptftpd-bootpd",
+        "pxed",
+        "ptftp",
+        "ptftpd-install",
+    }
+    assert set(MAN_PAGES.values()) == {page.stem for page in PAGES}
 
 
 def with_venv_program(unit: Path, folder: Path) -> Path:
@@ -113,7 +124,10 @@ def test_man_pages_match_the_parsers() -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_man_page_lists_every_option(page: Path) -> None:
-    module = importlib.import_module(f"ptftpd.cli.{page.stem}")
+    tool = next(tool for tool, name in MAN_PAGES.items() if name == page.stem)
+    module = importlib.import_module(
+        "ptftpd.install" if tool == "ptftpd-install" else f"ptftpd.cli.{tool}"
+    )
     text = page.read_text().replace("\\-", "-")
     for action in module.build_parser()._actions:
         if isinstance(action, argparse._HelpAction):
@@ -147,3 +161,6 @@ def test_wheel_builds_without_warnings_and_ships_units_and_pages(tmp_path: Path)
         assert any(
             name.endswith(f"data/share/man/{page.parent.name}/{page.name}") for name in names
         )
+    # what `pip install` puts in PREFIX/share/man never takes ISC's or bootp's page names
+    taken = ("share/man/man8/dhcpd.8", "share/man/man8/bootpd.8")
+    assert not [n for n in names if n.endswith(taken)], names
