@@ -10,13 +10,20 @@ Rebind comes within the test's bounds."""
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from pathlib import Path
 
 import psycopg
 
+from ptftpd.dhcp.balance import owners, pearson
+from ptftpd.dhcp.peers import V6
+from ptftpd.dhcp6.codec import ClientId, ElapsedTime, IaNa, Message, MsgType, encode
 from support import VENV_BIN, Netns, Process, add_veth, require_root, wait_udp_bound
 from support.postgres import PgCluster
 
@@ -35,74 +42,121 @@ def events_of(path: Path, reason: str) -> list[dict[str, str]]:
     return [e for e in lines if e.get("reason") == reason]
 
 
-def test_a_rebind_gets_the_same_address_from_the_other_server(
-    pg_cluster: PgCluster, tmp_path: Path
-) -> None:
+@dataclass
+class TwoServers:
+    client: Netns
+    bridge: str
+    spaces: list[Netns]
+    ifaces: list[str]
+    url: str
+    tmp: Path
+    procs: list[Process] = field(default_factory=list)
+
+    def start(self, n: int) -> Process:
+        ns = self.spaces[n]
+        python = str(VENV_BIN / "python")
+        argv = [python, "-m", "ptftpd.dhcp6", self.ifaces[n], "--leases", self.url]
+        argv += ["--no-ra", "--lease-time", "20", "-D"]
+        proc = Process(ns.popen_argv(argv), self.tmp / f"server{n}-{len(self.procs)}.log")
+        self.procs.append(proc)
+        wait_udp_bound(547, timeout=15, proc=proc.proc, netns=ns.name)
+        return proc
+
+
+@contextmanager
+def two_servers(pg_cluster: PgCluster, tmp_path: Path) -> Iterator[TwoServers]:
+    """The client namespace's bridge with the two server namespaces as its ports."""
     require_root()
     url = pg_cluster.uri(pg_cluster.create_database())
     client = Netns("d6c")
     spaces = [Netns("d6s"), Netns("d6t")]
-    procs: list[Process] = []
+    lab = TwoServers(client, "br" + client.name[-8:], spaces, [], url, tmp_path)
     try:
         for ns in (client, *spaces):
             ns.run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0")
             ns.run("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
-        bridge = "br" + client.name[-8:]
-        client.run("ip", "link", "add", bridge, "type", "bridge")
-        client.run("ip", "link", "set", bridge, "up")
-        ifaces = []
+        client.run("ip", "link", "add", lab.bridge, "type", "bridge")
+        client.run("ip", "link", "set", lab.bridge, "up")
+        ports = []
         for n, (ns, address) in enumerate(zip(spaces, SERVERS, strict=True)):
             inner, outer = f"vs{n}{ns.name[-7:]}", f"vp{n}{ns.name[-7:]}"
             add_veth(ns, inner, client, outer)
-            client.run("ip", "link", "set", outer, "master", bridge)
+            client.run("ip", "link", "set", outer, "master", lab.bridge)
             client.run("ip", "link", "set", outer, "up")
             ns.run("ip", "addr", "add", f"{address}/64", "dev", inner, "nodad")
             ns.run("ip", "link", "set", inner, "up")
-            ifaces.append(inner)
+            lab.ifaces.append(inner)
+            ports.append(outer)
         wait_for(
             lambda: all(
-                "forwarding" in client.run("bridge", "link", "show", "dev", f"vp{n}{ns.name[-7:]}")
-                .stdout
-                for n, ns in enumerate(spaces)
+                "forwarding" in client.run("bridge", "link", "show", "dev", port).stdout
+                for port in ports
             ),
             10,
             "the bridge ports to forward",
         )
+        yield lab
+    finally:
+        for proc in reversed(lab.procs):
+            proc.stop(signal.SIGTERM, timeout=5)
+        for ns in (*spaces, client):
+            ns.delete()
 
-        def start(n: int) -> Process:
-            ns = spaces[n]
-            python = str(VENV_BIN / "python")
-            argv = [python, "-m", "ptftpd.dhcp6", ifaces[n], "--leases", url]
-            argv += ["--no-ra", "--lease-time", "20", "-D"]
-            proc = Process(ns.popen_argv(argv), tmp_path / f"server{n}-{len(procs)}.log")
-            procs.append(proc)
-            wait_udp_bound(547, timeout=15, proc=proc.proc, netns=ns.name)
-            return proc
 
-        servers = [start(0), start(1)]
-        lab = Lab6(spaces[0], client, ifaces[0], bridge, tmp_path)
+def test_a_rebind_gets_the_same_address_from_the_other_server(
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    with two_servers(pg_cluster, tmp_path) as two:
+        servers = [two.start(0), two.start(1)]
+        lab = Lab6(two.spaces[0], two.client, two.ifaces[0], two.bridge, tmp_path)
         dhclient, events = run_dhclient(lab)
-        procs.append(dhclient)
+        two.procs.append(dhclient)
         address = IPv6Address(bound_event(events)["new_ip6_address"])
         assert address in PREFIX
         leased = [f"leased {address}" in s.output() for s in servers]
         assert sorted(leased) == [False, True], leased  # one server bound it
         holder = leased.index(True)
         servers[holder].stop(signal.SIGKILL)
-        # Renew at T1 (5 s) names the dead server: unanswered; Rebind at T2 (8 s).
+        # Renew at T1 (5 s) names the dead server: unanswered; Rebind at T2 (8 s),
+        # answered by the other once the dead one's heartbeat is older than 3 s.
         rebound = wait_for(lambda: events_of(events, "REBIND6"), 40, "a REBIND6 event")
         assert isinstance(rebound, list)
         assert rebound[0]["new_ip6_address"] == str(address), rebound
         assert not events_of(events, "RENEW6"), "the dead server cannot have renewed it"
         other = servers[1 - holder].output()
         assert f"rebound {address}" in other, other[-3000:]
-        with psycopg.connect(url) as conn:
-            bound = conn.execute(
-                "SELECT address FROM leases6 WHERE state = 'bound'"
-            ).fetchall()
+        with psycopg.connect(two.url) as conn:
+            bound = conn.execute("SELECT address FROM leases6 WHERE state = 'bound'").fetchall()
         assert [IPv6Address(str(a)) for (a,) in bound] == [address]
-    finally:
-        for proc in reversed(procs):
-            proc.stop(signal.SIGTERM, timeout=5)
-        for ns in (*spaces, client):
-            ns.delete()
+
+
+def server_id(log: str) -> str:
+    found = re.search(r"server DUID ([0-9a-f:]+)\)", log)
+    assert found is not None, log[-2000:]
+    return V6 + found.group(1).replace(":", "")
+
+
+def test_the_servers_split_the_solicits_by_duid(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    """60 Solicits, each from its own DUID: exactly one Advertise each, from the server
+    of the DUID's RFC 3074 bucket."""
+    with two_servers(pg_cluster, tmp_path) as two:
+        servers = [two.start(0), two.start(1)]
+        wait_for(lambda: all("2 live servers" in s.output() for s in servers), 10, "the split")
+        ids = [server_id(s.output()) for s in servers]
+        split = owners(ids)
+        solicits, owner_of = [], {}
+        for n in range(60):
+            duid = bytes.fromhex("00030001") + bytes([2, 0, 0, 0, 0x66, n])
+            ia = IaNa(n + 1, 0, 0, ())
+            msg = Message(MsgType.SOLICIT, 0x660000 + n, (ClientId(duid), ElapsedTime(0), ia))
+            solicits.append(encode(msg))
+            owner_of[0x660000 + n] = next(s for s, b in split.items() if pearson(duid) in b)
+        lab = Lab6(two.spaces[0], two.client, two.ifaces[0], two.bridge, tmp_path)
+        replies = lab.probe(*solicits, wait=3.0)
+        by_xid: dict[int, list[str]] = {}
+        for r in replies:
+            by_xid.setdefault(int(str(r["xid"])), []).append(V6 + str(r["server_id"]))
+        assert sorted(by_xid) == sorted(owner_of), (len(by_xid), replies[:3])
+        for xid, answered in by_xid.items():
+            assert answered == [owner_of[xid]], (xid, answered)
+        assert set(owner_of.values()) == set(ids)  # both servers had clients

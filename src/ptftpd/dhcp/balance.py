@@ -19,6 +19,10 @@ What a server answers (`Balancer.answers`):
   the server that granted its lease), a REQUEST naming a server (SELECTING: the named
   server binds, the others withdraw their offers), RELEASE and DECLINE.
 
+DHCPv6 (dhcp6/engine.py) splits the same way by the client's DUID: Solicit, Confirm,
+Rebind and Information-request (multicast, no server named) only for its buckets, the
+Elapsed Time option playing `secs`' part; the messages that name a server are its alone.
+
 Sans-IO: `Balancer.update` takes the heartbeat rows as (server id, age in seconds, as
 measured by the database's clock), so the servers' clocks need not agree.
 """
@@ -160,9 +164,15 @@ class Balancer:
             return True
         if msg.message_type is MessageType.REQUEST and Opt.SERVER_ID in msg.options:
             return True  # SELECTING: the named server binds, the others withdraw
-        if len(self.split.servers) == 1 or bucket_of(msg) in self.split.mine:
+        return self.owns(hash_key(msg), msg.secs)
+
+    def owns(self, key: bytes, waited: float = 0.0) -> bool:
+        """Is the client hashed from `key` this server's to answer (its bucket, or it
+        has waited `waited` seconds, more than `max_secs`)? DHCPv6 asks this with the
+        client's DUID and its Elapsed Time."""
+        if len(self.split.servers) == 1 or pearson(key) in self.split.mine:
             return True
-        if msg.secs > self.max_secs:
+        if waited > self.max_secs:
             self.by_secs += 1
             return True
         self.left += 1

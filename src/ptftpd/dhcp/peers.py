@@ -17,7 +17,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol
 
 from ptftpd.datagrams import BURST, MAX_DATAGRAM
@@ -35,9 +35,52 @@ _PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 class Beating(Protocol):
     """The store side (`pg_store.PgStore`)."""
 
-    def heartbeat(self, addresses: Iterable[IPv4Address] = ()) -> list[tuple[str, float]]: ...
+    def heartbeat(
+        self, addresses: Iterable[IPv4Address | IPv6Address] = ()
+    ) -> list[tuple[str, float]]: ...
 
     def leave(self) -> None: ...
+
+
+_BEAT = (
+    "INSERT INTO servers (id, addresses, heartbeat, started) VALUES "
+    "(%(id)s, %(addresses)s, extract(epoch FROM clock_timestamp()), "
+    "extract(epoch FROM clock_timestamp())) ON CONFLICT (id) DO UPDATE SET "
+    "heartbeat = EXCLUDED.heartbeat, addresses = EXCLUDED.addresses"
+)
+_AGES = "SELECT id, extract(epoch FROM clock_timestamp()) - heartbeat FROM servers"
+V6 = "dhcp6:"  # DHCPv6 servers' ids: they split their clients among themselves only
+
+
+def beat(conn: Any, server_id: str, addresses: Iterable[Any]) -> list[tuple[str, float]]:
+    """One heartbeat on `conn` (a psycopg connection in a transaction): this server's
+    row written, every server's (id, seconds since its heartbeat) read, both timed by
+    the database's clock, so the servers' clocks need not agree."""
+    conn.execute(_BEAT, {"id": server_id, "addresses": [str(a) for a in addresses]})
+    return [(str(sid), float(age)) for sid, age in conn.execute(_AGES).fetchall()]
+
+
+class SharedBeats:
+    """Heartbeats on a connection of their own (the DHCPv6 service's store has none to
+    lend): `Beating` for `Heartbeat`."""
+
+    def __init__(self, conninfo: str, server_id: str) -> None:
+        from ptftpd.dhcp.pg_link import PgLink, PgSettings
+
+        self.server_id = server_id
+        self._link = PgLink(conninfo, server_id, PgSettings(min_connections=1, max_connections=1))
+
+    def heartbeat(
+        self, addresses: Iterable[IPv4Address | IPv6Address] = ()
+    ) -> list[tuple[str, float]]:
+        return self._link.run(lambda conn: beat(conn, self.server_id, addresses))
+
+    def leave(self) -> None:
+        sql = "DELETE FROM servers WHERE id = %s"
+        self._link.run(lambda conn: conn.execute(sql, (self.server_id,)), attempts=1)
+
+    def close(self) -> None:
+        self._link.close()
 
 
 def want_destination(sock: socket.socket) -> None:
@@ -75,7 +118,7 @@ class Heartbeat:
         self,
         store: Beating,
         balancer: Balancer,
-        addresses: Iterable[IPv4Address],
+        addresses: Iterable[IPv4Address | IPv6Address],
         events: Callable[[], EventSink],
     ) -> None:
         self.store = store
@@ -118,6 +161,9 @@ class Heartbeat:
         self._timer = self._loop.call_later(self.interval, self._beat)
 
     def _apply(self, rows: list[tuple[str, float]]) -> None:
+        # DHCPv4 and DHCPv6 servers share the table, each family splits its own clients.
+        v6 = self.balancer.server_id.startswith(V6)
+        rows = [(sid, age) for sid, age in rows if sid.startswith(V6) == v6]
         before = self.balancer.split
         split = self.balancer.update(rows)
         if split is not None:
@@ -153,10 +199,15 @@ class Heartbeat:
             self.store.leave()
         except StoreError as exc:
             log.debug("could not remove this server's heartbeat: %s", exc)
+        if isinstance(self.store, SharedBeats):
+            self.store.close()
 
 
 def heartbeat_for(
-    rows: Any, balancer: Balancer, addresses: Iterable[IPv4Address], events: Callable[[], EventSink]
+    rows: Any,
+    balancer: Balancer,
+    addresses: Iterable[IPv4Address | IPv6Address],
+    events: Callable[[], EventSink],
 ) -> Heartbeat | None:
     """A `Heartbeat` when `rows` (the lease store) is shared by several servers."""
     if not (hasattr(rows, "heartbeat") and hasattr(rows, "leave")):

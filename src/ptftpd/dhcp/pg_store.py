@@ -40,6 +40,7 @@ import psycopg
 
 from ptftpd.dhcp.lease_store import Lease, LeaseState
 from ptftpd.dhcp.local_leases import NOT_OFFERED, NotOffered
+from ptftpd.dhcp.peers import beat
 from ptftpd.dhcp.pg_link import (
     PgLink,
     PgSettings,
@@ -415,25 +416,9 @@ class PgStore:
     # -- the servers sharing the database (RFC 3074 balancing, dhcp/balance.py) --------
 
     def heartbeat(self, addresses: Iterable[IPv4Address] = ()) -> list[tuple[str, float]]:
-        """Record that this server is alive (its row in `servers`, timed by the
-        database's clock) and return every server's row as (id, seconds since its last
-        heartbeat), this one's included: the servers' clocks need not agree."""
-        sql = (
-            "INSERT INTO servers (id, addresses, heartbeat, started) VALUES "
-            "(%(id)s, %(addresses)s, extract(epoch FROM clock_timestamp()), "
-            "extract(epoch FROM clock_timestamp())) ON CONFLICT (id) DO UPDATE SET "
-            "heartbeat = EXCLUDED.heartbeat, addresses = EXCLUDED.addresses"
-        )
-        args = {"id": self.server_id, "addresses": list(addresses)}
-
-        def op(conn: psycopg.Connection[Any]) -> list[tuple[str, float]]:
-            conn.execute(sql, args)
-            rows = conn.execute(
-                "SELECT id, extract(epoch FROM clock_timestamp()) - heartbeat FROM servers"
-            ).fetchall()
-            return [(str(sid), float(age)) for sid, age in rows]
-
-        return self._run(op)
+        """Record that this server is alive and return every server's row as (id,
+        seconds since its last heartbeat), this one's included (`peers.beat`)."""
+        return self._run(lambda conn: beat(conn, self.server_id, addresses))
 
     def leave(self) -> None:
         """This server stops: its row goes, so the others take its buckets at once."""

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import Literal, TypeVar
 
+from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp6.boot import (
     BootChoice6,
     boot_request,
@@ -52,6 +53,7 @@ from ptftpd.dhcp6.codec import (
     BootFileUrl,
     ClientId,
     DnsServers,
+    ElapsedTime,
     IaAddress,
     IaNa,
     IaPd,
@@ -96,6 +98,10 @@ class Outgoing:
 
 
 _Handler = Callable[[Message, bytes, float], "Message | None"]
+# Multicast and naming no server: answered by the client's bucket's server alone.
+_BALANCED = frozenset(
+    {MsgType.SOLICIT, MsgType.CONFIRM, MsgType.REBIND, MsgType.INFORMATION_REQUEST}
+)
 
 
 class Dhcp6Engine:
@@ -104,6 +110,8 @@ class Dhcp6Engine:
         self.duid = duid
         self.bindings = bindings
         self.events: EventSink = ignore
+        # Servers sharing a lease database split the clients (dhcp/balance.py).
+        self.balancer: Balancer | None = None
         self._handlers: dict[int, _Handler] = {
             MsgType.SOLICIT: self._solicit,
             MsgType.REQUEST: self._request,
@@ -195,6 +203,14 @@ class Dhcp6Engine:
             log.debug("proxy: ignored %s from %s", _name(msg.msg_type), source[0])
             return None
         client = msg.first(ClientId)
+        if self.balancer is not None and client is not None and msg.msg_type in _BALANCED:
+            # Servers sharing a database: a message that names no server is answered
+            # by the server of the client's RFC 3074 bucket (hash of its DUID).
+            elapsed = msg.first(ElapsedTime)
+            waited = elapsed.hundredths / 100 if elapsed is not None else 0.0
+            if not self.balancer.owns(client.duid, waited):
+                log.debug("left %s from %s to its bucket's server", _name(msg.msg_type), source[0])
+                return None
         reply = handler(msg, client.duid if client else b"", now)
         if reply is not None:
             log.debug("%s to %s", _name(reply.msg_type), source[0])

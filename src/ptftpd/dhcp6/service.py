@@ -35,7 +35,9 @@ from pathlib import Path
 
 from ptftpd import datagrams
 from ptftpd.datagrams import read_burst
+from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
+from ptftpd.dhcp.peers import V6, Heartbeat, SharedBeats
 from ptftpd.dhcp.store import StoreBusy, StoreError, StoreUnavailable
 from ptftpd.dhcp6.codec import duid_ll
 from ptftpd.dhcp6.config import Dhcp6Config
@@ -114,6 +116,7 @@ class Dhcp6Service:
         self._clock = clock
         self.engine: Dhcp6Engine | None = None
         self.ra: RaSender | None = None
+        self._heartbeat: Heartbeat | None = None  # PostgreSQL: the servers split clients
         self.ifindex = 0
         self._sock: socket.socket | None = None
         self._boot_sock: socket.socket | None = None
@@ -146,6 +149,13 @@ class Dhcp6Service:
             raise StartError(str(exc)) from None
         self.engine = Dhcp6Engine(cfg, duid, bindings)
         self._loop = asyncio.get_running_loop()
+        if cfg.leases_url and not cfg.proxy:
+            # Several servers on one database: RFC 3074 buckets of the clients' DUIDs.
+            balancer = Balancer(V6 + duid.hex())
+            self.engine.balancer = balancer
+            beats = SharedBeats(cfg.leases_url, balancer.server_id)
+            self._heartbeat = Heartbeat(beats, balancer, cfg.server_addresses, lambda: ignore)
+            self._heartbeat.start(self._loop)
         self._loop_thread = threading.get_ident()
         if self.events is not ignore:
             watch = LeaseExpiry(self._deliver)
@@ -222,6 +232,9 @@ class Dhcp6Service:
             log.exception("event subscriber failed")
 
     def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.close()
+            self._heartbeat = None
         if self._expiry is not None:
             self._expiry.close()
         if self._db is not None:
