@@ -8,6 +8,11 @@ ROM), all guests side by side on one pxed whose settings file holds an inventory
 - a machine nobody named gets the default profile's script;
 - a machine marked ``local = true`` gets ``exit`` from iPXE and SeaBIOS goes on to its
   next boot device: a small disk whose boot sector (written here) prints a marker;
+- an OVMF machine marked ``local`` gets an address but no boot file: OVMF's own PXE
+  client gives up, OVMF walks its other network entries (HTTP over IPv4, then IPv6:
+  about two minutes of their timeouts, which is why it boots beside the others) and
+  boots its disk, QEMU's read-only virtual FAT of a directory holding
+  EFI/BOOT/BOOTX64.EFI, a grub image built here that prints a marker;
 - an OVMF guest with Secure Boot on (Microsoft keys) on the same pxed, run with
   ``--secure-boot``: shim -> Debian's signed network grub, which reads grub/grub.cfg
   over TFTP and gets the kernel profile rendered as its configuration (picked by the
@@ -22,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,6 +54,9 @@ MAC_KERNEL = "52:54:00:22:00:02"
 MAC_UNKNOWN = "52:54:00:22:00:03"
 MAC_LOCAL = "52:54:00:22:00:04"
 MAC_SECURE = "52:54:00:22:00:05"
+MAC_UEFI_LOCAL = "52:54:00:22:00:06"
+UEFI_DISK_MARKER = "UEFI-LOCAL-DISK-" + "BOOTED"
+GRUB_X64 = Path("/usr/lib/grub/x86_64-efi")
 SCRIPT_MARKER = "PROFILE-ALPHA-" + "SAYS"
 DEFAULT_MARKER = "DEFAULT-PROFILE-" + "SAYS"
 KERNEL_MARKER = "PXED-INITRAMFS-" + "UP"
@@ -76,7 +85,7 @@ mac = ["52:54:00:99:99:99", "{MAC_KERNEL}", "{MAC_SECURE}"]
 profile = "linux"
 
 [[pxed.machine]]
-mac = "{MAC_LOCAL}"
+mac = ["{MAC_LOCAL}", "{MAC_UEFI_LOCAL}"]
 profile = "disk"
 
 [pxed.profile.alpha]
@@ -109,6 +118,18 @@ def boot_sector(marker: str) -> bytes:
     assert len(code) == 0x16
     sector = code + marker.encode() + b"\r\n\x00"
     return sector.ljust(510, b"\x00") + b"\x55\xaa"
+
+
+def efi_disk(folder: Path, tmp: Path) -> None:
+    """folder/EFI/BOOT/BOOTX64.EFI: a grub (grub-efi-amd64-bin's modules) whose embedded
+    configuration prints UEFI_DISK_MARKER."""
+    boot = folder / "EFI" / "BOOT"
+    boot.mkdir(parents=True)
+    embedded = tmp / "disk-grub.cfg"
+    embedded.write_text(f"echo {UEFI_DISK_MARKER}\nsleep 300\n")
+    argv = [require_tool("grub-mkimage"), "-O", "x86_64-efi", "-d", str(GRUB_X64)]
+    argv += ["-c", str(embedded), "-p", "/EFI/BOOT", "-o", str(boot / "BOOTX64.EFI")]
+    subprocess.run([*argv, "normal", "echo", "sleep"], check=True, capture_output=True)
 
 
 def accel() -> str:
@@ -166,16 +187,26 @@ def test_each_machine_boots_its_own_decision(tmp_path: Path) -> None:
     config.write_text(settings())
     disk = tmp_path / "disk.img"
     disk.write_bytes(boot_sector(DISK_MARKER) + bytes(512 * 63))
+    efi = tmp_path / "efi-disk"
+    efi_disk(efi, tmp_path)
     with lan(tmp_path) as net:
         flags = ("--config", str(config), "--http-port", HTTP_PORT, "--secure-boot")
         pxed = net.pxed(root, "boot.0", *flags)
         secure = ovmf_argv(net, "secure", net.tap(), MAC_SECURE, True, *fw_cfg_only("IPv4PXE"))
+        disk_first = [
+            *fw_cfg_only("IPv4PXE"),
+            *("-global", "virtio-net-pci.bootindex=1"),  # the network first, then the disk
+            *("-drive", f"file=fat:{efi},format=raw,if=none,id=d0,readonly=on"),
+            *("-device", "virtio-blk-pci,drive=d0,bootindex=2"),
+        ]
+        uefi_local = ovmf_argv(net, "uefi-local", net.tap(), MAC_UEFI_LOCAL, False, *disk_first)
         guests = {
             "alpha": (bios_argv(net, "alpha", MAC_SCRIPT), LINE_END),
             "kernel": (bios_argv(net, "kernel", MAC_KERNEL), ">CMDLINE"),
             "unknown": (bios_argv(net, "unknown", MAC_UNKNOWN), LINE_END),
             "local": (bios_argv(net, "local", MAC_LOCAL, disk), DISK_MARKER),
             "secure": (secure, ">CMDLINE"),
+            "uefi-local": (uefi_local, UEFI_DISK_MARKER),
         }
         with ThreadPoolExecutor(len(guests)) as pool:
             futures = {
@@ -225,4 +256,8 @@ def test_each_machine_boots_its_own_decision(tmp_path: Path) -> None:
     assert any(MAC_UNKNOWN in li and "decision: boot default (default)" in li
                for li in lines), lines  # fmt: skip
     assert any(MAC_LOCAL in li and "decision: local disk (inventory machine #3)" in li
+               for li in lines), lines  # fmt: skip
+    # OVMF: no boot file for the local machine; its disk booted (after the network)
+    assert "PXE-E21" in results["uefi-local"].serial or "PXEv4" in results["uefi-local"].serial
+    assert any(MAC_UEFI_LOCAL in li and "no file served; decision: local disk" in li
                for li in lines), lines  # fmt: skip
