@@ -67,3 +67,38 @@ def test_config_for_interface_errors_are_start_errors() -> None:
         config_for_interface("nosuchif0")
     with pytest.raises(StartError, match="too small"):
         config_for_interface("::1")  # a literal address without a usable prefix
+
+
+def test_the_database_lane_keys_packets_by_client() -> None:
+    """With PostgreSQL bindings each client's packets are answered in order
+    (`client_key`: source and DUID, through relays); garbage is keyed by source."""
+    from ptftpd.dhcp6.codec import (
+        ClientId,
+        ElapsedTime,
+        InterfaceId,
+        Message,
+        MsgType,
+        RelayMessage,
+        RelayMsg,
+        encode,
+    )
+    from ptftpd.dhcp6.service import client_key
+
+    duid = bytes.fromhex("00030001525400123456")
+    msg = Message(MsgType.SOLICIT, 5, (ElapsedTime(0), ClientId(duid)))
+    assert client_key(encode(msg), "fe80::1") == f"fe80::1 {duid.hex()}"
+    inner = RelayMessage(
+        MsgType.RELAY_FORW,
+        0,
+        IPv6Address("fd00:77::1"),
+        IPv6Address("fe80::3"),
+        (InterfaceId(b"eth1"), RelayMsg(msg)),
+    )
+    outer = RelayMessage(
+        MsgType.RELAY_FORW, 1, IPv6Address("fd00:78::1"), IPv6Address("fe80::4"), (RelayMsg(inner),)
+    )
+    assert client_key(encode(outer), "fd00:88::2") == f"fd00:88::2 {duid.hex()}"
+    other = Message(MsgType.SOLICIT, 5, (ClientId(duid[:-1] + b"\x57"),))
+    assert client_key(encode(other), "fe80::1") != client_key(encode(msg), "fe80::1")
+    for garbage in (b"", b"\x01", b"\x0c" + bytes(40), b"\x0c" * 34 + b"\x00\x09\xff\xff"):
+        assert client_key(garbage, "fe80::9") == "fe80::9"

@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 from test_pg_off_loop import stopped
 
+from ptftpd.dhcp.pg_link import PgSettings
 from ptftpd.dhcp6 import Dhcp6Config, Dhcp6Service
 from ptftpd.dhcp6.codec import (
     ClientId,
@@ -32,11 +33,13 @@ from ptftpd.dhcp6.codec import (
     IaNa,
     Message,
     MsgType,
+    Option,
     RapidCommit,
     ServerId,
     decode,
     encode,
 )
+from ptftpd.dhcp6.pg_store import PgStore6
 from support import VENV_BIN, Process, free_udp_port, require_root, wait_udp_bound
 from support.postgres import PgCluster
 
@@ -46,6 +49,20 @@ from test_dhcp6_clients import bound_event, lab6, run_dhclient
 
 PREFIX = IPv6Network("fd00:99::/64")
 SERVER_DUID = bytes.fromhex("00030001525400aabbcc")
+
+
+def lo_config(url: str, server_port: int, client_port: int) -> Dhcp6Config:
+    """DHCPv6 on loopback (clients on ::1), bindings in PostgreSQL at `url`."""
+    return Dhcp6Config(
+        interface="lo",
+        prefix=PREFIX,
+        server_duid=SERVER_DUID,
+        leases_url=url,
+        server_port=server_port,
+        client_port=client_port,
+        send_ra=False,
+        rapid_commit=True,
+    )
 
 
 def duid(n: int) -> bytes:
@@ -100,17 +117,7 @@ def test_dhcpv6_bindings_in_postgresql_off_the_loop(pg_cluster: PgCluster) -> No
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         # Both clients share one reply port: the engine answers to the configured one.
-        config = Dhcp6Config(
-            interface="lo",
-            prefix=PREFIX,
-            server_duid=SERVER_DUID,
-            leases_url=url,
-            server_port=server_port,
-            client_port=client_ports[0],
-            send_ra=False,
-            rapid_commit=True,
-        )
-        service = Dhcp6Service(config)
+        service = Dhcp6Service(lo_config(url, server_port, client_ports[0]))
         await service.start()
         first = Client6(1, server_port, client_ports[0])
         try:
@@ -195,3 +202,101 @@ def test_dhclient6_with_bindings_in_postgresql_survives_kill_9(
         rebind = encode(Message(MsgType.REBIND, 0x6161, (ClientId(duid6), ElapsedTime(0), ia)))
         replies = lab.probe(rebind, wait=2.0)
         assert [r["ia_na"] for r in replies] == [[[str(address)]]], replies
+
+
+
+class Replies:
+    """One reply socket read by one task: replies handed out by transaction id."""
+
+    def __init__(self, port: int, server_port: int) -> None:
+        self.server_port = server_port
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self.sock.bind(("::1", port))
+        self.sock.setblocking(False)
+        self.waiting: dict[int, asyncio.Future[Message]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            reply = decode(await loop.sock_recv(self.sock, 4096))
+            future = self.waiting.pop(reply.transaction_id, None)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
+    async def ask(self, mtype: MsgType, client: bytes, xid: int, *options: Option) -> Message:
+        loop = asyncio.get_running_loop()
+        if self.task is None:
+            self.task = asyncio.create_task(self._read())
+        future: asyncio.Future[Message] = loop.create_future()
+        self.waiting[xid] = future
+        msg = Message(mtype, xid, (ClientId(client), ElapsedTime(0), *options))
+        await loop.sock_sendto(self.sock, encode(msg), ("::1", self.server_port))
+        return await future
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.sock.close()
+
+
+def address_in(reply: Message) -> IPv6Address:
+    ia = reply.first(IaNa)
+    assert ia is not None and ia.addresses, reply
+    return ia.addresses[0].address
+
+
+def test_a_row_another_server_holds_delays_only_its_own_client(pg_cluster: PgCluster) -> None:
+    """The DHCPv6 database lane is a pool with per-client order: while another
+    connection holds the row a client's Request needs (its claim waits on the row
+    lock), a second client is answered at once; the first gets its Reply when the row
+    is let go."""
+    require_root()  # SO_BINDTODEVICE on lo
+    url = pg_cluster.uri(pg_cluster.create_database())
+    server_port, client_port = free_udp_port(), free_udp_port()
+
+    async def scenario() -> None:
+        config = lo_config(url, server_port, client_port)
+        # Rows held by another server are waited for up to 5 s per attempt here.
+        store = PgStore6(url, "lane-test", str(PREFIX), PgSettings(lock_timeout=5.0))
+        service = Dhcp6Service(config, store=store)
+        await service.start()
+        replies = Replies(client_port, server_port)
+        blocker = await psycopg.AsyncConnection.connect(url)
+        try:
+            first, second = duid(11), duid(12)
+            advertised = address_in(
+                await asyncio.wait_for(replies.ask(MsgType.SOLICIT, first, 1, IaNa(1, 0, 0)), 5)
+            )
+            # Another server's transaction holds the row of that address.
+            async with blocker.transaction():
+                await blocker.execute(
+                    "INSERT INTO leases6 VALUES (%s, %s, %s, 1, 'released', 0, 0, 'other')",
+                    (str(advertised), str(PREFIX), duid(99)),
+                )
+            await blocker.execute(
+                "SELECT 1 FROM leases6 WHERE address = %s FOR UPDATE", (str(advertised),)
+            )
+            ia = IaNa(1, 0, 0, (IaAddress(advertised, 0, 0),))
+            waiting = asyncio.create_task(
+                replies.ask(MsgType.REQUEST, first, 2, ServerId(SERVER_DUID), ia)
+            )
+            await asyncio.sleep(0.5)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            rapid = replies.ask(MsgType.SOLICIT, second, 3, IaNa(1, 0, 0), RapidCommit())
+            other = address_in(await asyncio.wait_for(rapid, 10))
+            took = loop.time() - started
+            assert took < 2.0, f"the second client waited {took:.1f} s behind the first"
+            assert not waiting.done(), "the held row did not hold the first client?"
+            await blocker.rollback()  # the other server lets go
+            got = address_in(await asyncio.wait_for(waiting, 20))
+            assert got == advertised and other != advertised
+            bound = {a: d for a, (d, s) in rows(url).items() if s == "bound"}
+            assert bound == {advertised: first, other: second}, bound
+        finally:
+            await blocker.close()
+            replies.close()
+            service.close()
+
+    asyncio.run(scenario())

@@ -24,6 +24,7 @@ request (a sweep at most once a second, linear in the bounded table).
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -216,6 +217,10 @@ class Bindings:
         self._per_client: dict[bytes, int] = {}  # live (offered or bound) IAs per DUID
         self._held = 0  # bound or declined addresses
         self._swept = float("-inf")
+        # Memory is shared by the threads that answer clients when the store waits
+        # for a network (PostgreSQL): every change and every search holds this lock,
+        # the store's own work runs outside it.
+        self._lock = threading.RLock()
         # Oldest end first, so that whichever store (and row order) the bindings come
         # from, a client's latest binding of an IA is the one memory keeps.
         for lease in sorted(store.load(), key=lambda x: (x.expires, x.since, int(x.address))):
@@ -223,7 +228,8 @@ class Bindings:
 
     def __len__(self) -> int:
         """Entries kept in memory, whatever their state (bounded by `limits`)."""
-        return len(self._by_addr)
+        with self._lock:
+            return len(self._by_addr)
 
     # -- the table: every change goes through _set and _drop ------------------------
 
@@ -267,11 +273,12 @@ class Bindings:
     def sweep(self, now: float) -> None:
         """Forget what no longer holds an address (expired offers and bindings,
         releases, ended quarantines); at most once a second of `now`."""
-        if now - self._swept < _SWEEP_EVERY:
-            return
-        self._swept = now
-        for lease in [x for x in self._by_addr.values() if not x.holds(now)]:
-            self._drop(lease)
+        with self._lock:
+            if now - self._swept < _SWEEP_EVERY:
+                return
+            self._swept = now
+            for lease in [x for x in self._by_addr.values() if not x.holds(now)]:
+                self._drop(lease)
 
     def _room_for(self, duid: bytes, iaid: int, now: float, state: LeaseState6) -> bool:
         """Whether a new (DUID, IAID) entry may be made: the client's cap, then the
@@ -289,12 +296,14 @@ class Bindings:
         return self._held < self.limits.max_bindings
 
     def leases(self) -> list[Lease6]:
-        return list(self._by_addr.values())
+        with self._lock:
+            return list(self._by_addr.values())
 
     def lookup(self, duid: bytes, iaid: int, now: float) -> Lease6 | None:
         """The client's live binding for this IA (bound or offered), if any; one that
         another server sharing the store made is learnt from the store."""
-        lease = self._by_key.get((duid, iaid))
+        with self._lock:
+            lease = self._by_key.get((duid, iaid))
         if lease is None or lease.state is not LeaseState6.BOUND:
             # Nothing here, or only our Advertise: another server sharing the store
             # may have bound this IA since (the client chose it, then it died).
@@ -305,7 +314,8 @@ class Bindings:
                 and found.holds(now)
                 and (lease is None or found.state is LeaseState6.BOUND)
             ):
-                self._learn(found, now)
+                with self._lock:
+                    self._learn(found, now)
                 lease = found
         if lease is None or not lease.holds(now):
             return None
@@ -335,9 +345,15 @@ class Bindings:
         return lease.duid == duid and lease.iaid == iaid and lease.state is not LeaseState6.DECLINED
 
     def _candidate(
-        self, duid: bytes, iaid: int, hint: IPv6Address | None, now: float
+        self,
+        duid: bytes,
+        iaid: int,
+        hint: IPv6Address | None,
+        now: float,
+        current: Lease6 | None,
     ) -> IPv6Address | None:
-        current = self.lookup(duid, iaid, now)
+        """Where the IA's binding goes: `current` (its live one, from `lookup`), the
+        hint when free, else the hashed probe. Memory only: called under the lock."""
         if current is not None:
             return current.address
         if hint is not None and self._free(hint, duid, iaid, now):
@@ -360,14 +376,15 @@ class Bindings:
         current = self.lookup(duid, iaid, now)
         if current is not None and current.state is LeaseState6.BOUND:
             return current
-        if not self._room_for(duid, iaid, now, LeaseState6.OFFERED):
-            return None
-        address = self._candidate(duid, iaid, hint, now)
-        if address is None:
-            return None
-        lease = Lease6(address, duid, iaid, LeaseState6.OFFERED, now + self.offer_time, now)
-        self._set(lease)
-        return lease
+        with self._lock:
+            if not self._room_for(duid, iaid, now, LeaseState6.OFFERED):
+                return None
+            address = self._candidate(duid, iaid, hint, now, current)
+            if address is None:
+                return None
+            lease = Lease6(address, duid, iaid, LeaseState6.OFFERED, now + self.offer_time, now)
+            self._set(lease)
+            return lease
 
     def bind(
         self,
@@ -383,21 +400,22 @@ class Bindings:
         `exact`: only `hint` will do; None otherwise. None also when the client or the
         server is at its cap (`limits`)."""
         current = self.lookup(duid, iaid, now)
-        if current is None or current.state is not LeaseState6.BOUND:
-            # An offer becoming a binding takes a binding slot.
-            if current is not None:
-                if self._held >= self.limits.max_bindings:
-                    self.sweep(now)
+        with self._lock:
+            if current is None or current.state is not LeaseState6.BOUND:
+                # An offer becoming a binding takes a binding slot.
+                if current is not None:
                     if self._held >= self.limits.max_bindings:
-                        return None
-            elif not self._room_for(duid, iaid, now, LeaseState6.BOUND):
-                return None
-        if exact:
-            if hint is None or not self._free(hint, duid, iaid, now):
-                return None
-            address: IPv6Address | None = hint
-        else:
-            address = self._candidate(duid, iaid, hint, now)
+                        self.sweep(now)
+                        if self._held >= self.limits.max_bindings:
+                            return None
+                elif not self._room_for(duid, iaid, now, LeaseState6.BOUND):
+                    return None
+            if exact:
+                if hint is None or not self._free(hint, duid, iaid, now):
+                    return None
+                address: IPv6Address | None = hint
+            else:
+                address = self._candidate(duid, iaid, hint, now, current)
         for _ in range(_MAX_CLAIMS):
             if address is None:
                 return None
@@ -405,43 +423,53 @@ class Bindings:
             lease = Lease6(address, duid, iaid, LeaseState6.BOUND, now + valid, since)
             # One address per binding: a binding that moves gives its old address back.
             moved = []
-            previous = self._by_key.get((duid, iaid))  # live or past its end
+            with self._lock:
+                previous = self._by_key.get((duid, iaid))  # live or past its end
             if (
                 previous is not None
                 and previous.state is LeaseState6.BOUND
                 and previous.address != address
             ):
                 moved = [replace(previous, state=LeaseState6.RELEASED, expires=now)]
+            # The store's work runs outside the lock: with a shared store, other
+            # clients' packets go on meanwhile (the database decides between them).
             holder = self.store.claim(lease, now, moved)
             if holder is None:
-                for old in moved:
-                    self._set(old)
-                self._set(lease)
+                with self._lock:
+                    for old in moved:
+                        if self._by_addr.get(old.address) is previous:
+                            self._set(old)
+                    self._set(lease)
                 return lease
             # Another server bound the address meanwhile (a shared store): learn it and
             # try the next candidate; the client gets the address its Reply names.
-            self._learn(holder, now)
+            with self._lock:
+                self._learn(holder, now)
             if exact:
                 return None
             current = self.lookup(duid, iaid, now)
-            address = self._candidate(duid, iaid, None, now)
+            with self._lock:
+                address = self._candidate(duid, iaid, None, now, current)
         return None
 
     def renew(self, lease: Lease6, now: float, valid: int) -> Lease6:
         renewed = replace(lease, state=LeaseState6.BOUND, expires=now + valid)
         self.store.save([renewed])
-        self._set(renewed)
+        with self._lock:
+            self._set(renewed)
         return renewed
 
     def release(self, lease: Lease6, now: float) -> Lease6:
         released = replace(lease, state=LeaseState6.RELEASED, expires=now)
         self.store.save([released])
-        self._set(released)
+        with self._lock:
+            self._set(released)
         return released
 
     def decline(self, lease: Lease6, now: float) -> Lease6:
         """The client found the address in use: nobody gets it for `decline_time`."""
         declined = replace(lease, state=LeaseState6.DECLINED, expires=now + self.decline_time)
         self.store.save([declined])
-        self._set(declined)
+        with self._lock:
+            self._set(declined)
         return declined

@@ -15,9 +15,10 @@ DHCPv6 conversations). What sharing adds is in `claim` and `find`:
   Decline reaches any server, and a Solicit gets its address back anywhere.
 
 Every call waits for the network: `blocking` tells the service to run the engine off
-its event loop. The connection (pool, fault detection, one line when the database goes
-and comes back) is `dhcp.pg_link.PgLink`, the schema (version 7: `leases6`) is
-`dhcp.pg_schema`'s, migrated when the store opens.
+its event loop, in `workers` threads (one per pooled connection). The connection
+(pool, fault detection, one line when the database goes and comes back) is
+`dhcp.pg_link.PgLink`, the schema (version 7: `leases6`) is `dhcp.pg_schema`'s,
+migrated when the store opens.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class PgStore6:
         self.pool = pool
         self.owner = server_id
         self.blocking = True
+        self.workers = (settings or PgSettings()).max_connections  # the service's threads
         self._link = PgLink(conninfo, server_id, settings)
         self.name = self._link.name
 

@@ -7,13 +7,15 @@ reply leaves on the wrong link. Replies go to the client's link-local address, p
 committed by the engine before its replies are sent, and withheld if the commit fails.
 
 With `leases_url` (PostgreSQL) every store call waits for the network, so the engine
-runs off the event loop: each burst is handed to one database thread, bursts in the
-order they came (so each client's messages stay in order), at most
-`_MAX_BURSTS_WAITING` waiting (beyond that a burst is dropped: clients retransmit),
-and the replies are sent from the loop when it is done. A slow or unreachable
-database then delays DHCPv6 answers only, never the loop (RAs, pxed's TFTP, HTTP and
-DHCPv4). One thread, not a pool: the binding policy's memory is one table for every
-client; the database work of DHCPv4 scopes runs in its own threads.
+runs off the event loop (`_Lane`): each packet in a pool of threads (as many as the
+store has connections), one packet at a time per client (`client_key`: its DUID and
+source address, so a client's messages keep their order), at most
+`_PER_CLIENT` packets waiting per client and `_CLIENTS` clients waiting in all
+(beyond that a packet is dropped: clients retransmit); the replies are sent from the
+loop. A slow or unreachable database then delays only the DHCPv6 clients whose answer
+needs it, never the loop (RAs, pxed's TFTP, HTTP and DHCPv4), and a row another
+server holds delays its own client only. The binding policy's memory is shared by the
+threads under one lock that its store calls run outside (`leases.Bindings`).
 
 Events: the engine's typed events (`ptftpd.events`: messages in and out, bindings
 offered, bound, released, declined) go to `events`, through a `LeaseExpiry` that adds
@@ -24,11 +26,13 @@ offered, bound, released, declined) go to `events`, through a `LeaseExpiry` that
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -52,7 +56,90 @@ __all__ = ["ALL_DHCP_SERVERS", "Dhcp6Service", "interface_mac"]
 
 log = logging.getLogger("ptftpd.dhcp6")
 
-_MAX_BURSTS_WAITING = 64
+_PER_CLIENT = 4
+_RELAY_DEPTH = 9  # the codec's MAX_RELAYS (8) and the client message
+_RELAY_FORW = 12
+_CLIENTS = 1024
+
+
+def client_key(data: bytes, host: str) -> str:
+    """Which client a datagram is, for the lane's ordering: the source address and the
+    Client Identifier (option 1) found by walking the options, through Relay-forward
+    layers (option 9) at most `_RELAY_DEPTH` deep; no full decode (the engine does
+    that), linear in the datagram, and a malformed one is keyed by its source."""
+    view = memoryview(data)
+    for _ in range(_RELAY_DEPTH):
+        if not view:
+            break
+        relay = view[0] == _RELAY_FORW
+        offset = 34 if relay else 4  # relay: type, hop count, link and peer address
+        inner = None
+        while offset + 4 <= len(view):
+            code = int.from_bytes(view[offset : offset + 2], "big")
+            size = int.from_bytes(view[offset + 2 : offset + 4], "big")
+            value = view[offset + 4 : offset + 4 + size]
+            if code == 1 and not relay:
+                return f"{host} {bytes(value).hex()}"
+            if code == 9 and relay:
+                inner = value
+                break
+            offset += 4 + size
+        if inner is None:
+            break
+        view = inner
+    return host
+
+
+class _Lane:
+    """Jobs in at most `workers` threads, one at a time per client, bounded queues;
+    `deliver` gets each job's replies in the event loop."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        workers: int,
+        deliver: Callable[[socket.socket, list[Outgoing]], None],
+    ) -> None:
+        self.loop = loop
+        self.deliver = deliver
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhcp6-db")
+        self.waiting: dict[str, deque[Callable[[], list[Outgoing]]]] = {}
+        self.closed = False
+
+    def submit(self, client: str, sock: socket.socket, job: Callable[[], list[Outgoing]]) -> None:
+        queue = self.waiting.get(client)
+        if queue is None:
+            if len(self.waiting) >= _CLIENTS:
+                log.debug("packet dropped: too many clients wait for the lease database")
+                return
+            self.waiting[client] = deque()
+            self._start(client, sock, job)
+        elif len(queue) >= _PER_CLIENT:
+            log.debug("packet dropped: %s's packets wait for the lease database", client)
+        else:
+            queue.append(job)
+
+    def _start(self, client: str, sock: socket.socket, job: Callable[[], list[Outgoing]]) -> None:
+        future = self.pool.submit(job)
+        future.add_done_callback(
+            lambda done: self.loop.call_soon_threadsafe(self._finished, client, sock, done)
+        )
+
+    def _finished(self, client: str, sock: socket.socket, done: Future[list[Outgoing]]) -> None:
+        if self.closed or done.cancelled():
+            return
+        queue = self.waiting.get(client)
+        if queue:
+            self._start(client, sock, queue.popleft())
+        else:
+            self.waiting.pop(client, None)
+        self.deliver(sock, done.result())  # `_answer` catches what a packet raises
+
+    def close(self) -> None:
+        self.closed = True
+        self.waiting.clear()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
 
 ALL_DHCP_SERVERS = "ff02::1:2"  # All_DHCP_Relay_Agents_and_Servers, link scope
 
@@ -109,8 +196,7 @@ class Dhcp6Service:
         self.config = config
         self.events = events
         self._expiry: ExpiryTimer | None = None
-        self._db: ThreadPoolExecutor | None = None  # PostgreSQL: the engine off the loop
-        self._waiting = 0
+        self._lane: _Lane | None = None  # PostgreSQL: the engine off the loop
         self._loop_thread = 0
         self._store = store
         self._clock = clock
@@ -162,7 +248,8 @@ class Dhcp6Service:
             self._expiry = ExpiryTimer(watch, self._clock)
             self.engine.events = self._emit
         if getattr(self._store, "blocking", False):
-            self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhcp6-db")
+            workers = int(getattr(self._store, "workers", 4))
+            self._lane = _Lane(self._loop, workers, self._send)
         self._sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port, shared=cfg.proxy)
         self._loop.add_reader(self._sock.fileno(), self._on_readable, self._sock, False)
         if cfg.proxy and cfg.boot_service_port is not None:
@@ -237,9 +324,9 @@ class Dhcp6Service:
             self._heartbeat = None
         if self._expiry is not None:
             self._expiry.close()
-        if self._db is not None:
-            self._db.shutdown(wait=False, cancel_futures=True)
-            self._db = None
+        if self._lane is not None:
+            self._lane.close()
+            self._lane = None
         if self.ra is not None:
             self.ra.close()
             self.ra = None
@@ -259,7 +346,7 @@ class Dhcp6Service:
 
     def _on_readable(self, sock: socket.socket, boot_service: bool) -> None:
         """Drain a burst from one socket (547, or the 4011 boot service), then reply:
-        at once, or when the database thread has answered it (PostgreSQL)."""
+        at once, or packet by packet from the database lane (PostgreSQL)."""
         engine = self.engine
         if engine is None or sock.fileno() < 0:
             return
@@ -270,24 +357,14 @@ class Dhcp6Service:
         ]
         if not burst:
             return
-        db, loop = self._db, self._loop
-        if db is None or loop is None or boot_service:
+        lane = self._lane
+        if lane is None or boot_service:
             # The boot service never touches bindings: answered in the loop.
             self._send(sock, self._answer(handle, burst))
             return
-        if self._waiting >= _MAX_BURSTS_WAITING:
-            log.debug("burst of %d dropped: the lease database is behind", len(burst))
-            return
-        self._waiting += 1
-
-        def done(future: Future[list[Outgoing]]) -> None:
-            self._waiting -= 1
-            if future.cancelled() or self._sock is None:
-                return
-            self._send(sock, future.result())
-
-        job = db.submit(self._answer, handle, burst)
-        job.add_done_callback(lambda future: loop.call_soon_threadsafe(done, future))
+        for packet in burst:
+            key = client_key(packet[0], packet[1])
+            lane.submit(key, sock, functools.partial(self._answer, handle, [packet]))
 
     def _answer(
         self,
