@@ -288,3 +288,23 @@ def test_dhcpv6_clients_are_matched_by_their_duid(tmp_path: Path) -> None:
     assert policy(BootRequest6(arches=(7,), duid=ll(MAC_LOCAL))) is None  # local, not iPXE
     unknown = policy(BootRequest6(arches=(7,), duid=ll(MAC_OTHER)))
     assert unknown is not None and unknown.url == "tftp://[fd78::1]/ipxe.efi"
+
+
+def test_a_static_host_entry_names_the_machine_for_hostname_selectors(tmp_path: Path) -> None:
+    from ptftpd.dhcp.leases import StaticHost
+
+    inventory = inventory_from(
+        {
+            "machine": [{"hostname": "web-*", "profile": "web"}],
+            "profile": {"web": {"ipxe-script": "#!ipxe\necho {{ hostname }} {{ ip }}\n"}},
+        }
+    )
+    cfg = config(tmp_path, inventory)
+    host = StaticHost(MAC_OTHER, IPv4Address("10.78.0.42"), "web-7")
+    cfg = dataclasses.replace(cfg, dhcp=dataclasses.replace(cfg.dhcp, static_hosts=(host,)))
+    service = full_mode(cfg)
+    offer = engine_answer(service, request(MAC_OTHER, ipxe=True))
+    assert offer is not None and offer.file_str == script_name(MAC_OTHER)
+    assert service.machines.script(offer.file_str, 0.0) == b"#!ipxe\necho web-7 10.78.0.42\n"
+    plain = engine_answer(service, request(MAC_A, ipxe=True))  # no name: no match
+    assert plain is not None and plain.file_str == "pxelinux.0"

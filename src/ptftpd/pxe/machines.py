@@ -28,9 +28,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 
+from ptftpd.dhcp.leases import StaticHost
 from ptftpd.dhcp.options import Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp6.boot import BootRequest6
@@ -44,6 +45,7 @@ from ptftpd.pxe.decision import (
     Pending,
     Source,
     StateTable,
+    normal_mac,
 )
 from ptftpd.pxe.firmware import (
     BootFiles,
@@ -99,9 +101,15 @@ def request_facts(
     server: IPv4Address,
     http_base: tuple[str, int] | None,
     network: IPv4Network | None,
+    host: StaticHost | None = None,
 ) -> MachineFacts:
-    """What a DHCPv4 request says about its machine, and where it is served."""
+    """What a DHCPv4 request says about its machine, and where it is served; a static
+    host entry (`--host MAC=IP,NAME`) gives its name and address first."""
     ip = request.requested_ip or (request.ciaddr if request.ciaddr != ZERO_IP else None)
+    hostname = request.hostname
+    if host is not None:
+        ip = host.address
+        hostname = host.hostname or hostname
     base = None if http_base is None else http_url(http_base[0], http_base[1], "").rstrip("/")
     relayed = request.giaddr != ZERO_IP
     return MachineFacts(
@@ -112,7 +120,7 @@ def request_facts(
         arch=client_arch(request),
         vendor_class=request.vendor_class,
         user_classes=_user_classes(request.user_class),
-        hostname=request.hostname,
+        hostname=hostname,
         subnet=None if relayed else network,
         http_base=base,
         ipxe=is_ipxe(request),
@@ -190,11 +198,22 @@ class Machines:
         self.inventory = inventory
         self.decider = self._decider(inventory)
         self._last: tuple[Message, Chosen] | None = None
+        self.hosts: dict[str, StaticHost] = {}
         self.server6: str | None = None  # pxed --ipv6: the address boot URLs name
         self._http6: str | None = None
 
     def _decider(self, inventory: Inventory) -> Decider:
         return Decider([self.states, inventory], Fallback(inventory.default))
+
+    def know_hosts(self, hosts: Iterable[StaticHost]) -> None:
+        """The static host entries (by MAC): their names and addresses are facts."""
+        known: dict[str, StaticHost] = {}
+        for host in hosts:
+            try:
+                known[normal_mac(host.mac)] = host
+            except ValueError:
+                continue
+        self.hosts = known
 
     def serve_ipv6(self, server: str, http_port: int | None) -> None:
         """DHCPv6 boot URLs name `server` (and its HTTP port, with --http-port)."""
@@ -237,7 +256,8 @@ class Machines:
         base = choose_boot_file(files, request, self.http_base)
         if not self.active:
             return Chosen(BUILTIN, base)
-        facts = request_facts(request, self.server, self.http_base, self.network)
+        host = self.hosts.get(request.mac_str)
+        facts = request_facts(request, self.server, self.http_base, self.network, host)
         decision = self.decide(facts, now)
         if decision.kind is Kind.IGNORE:
             return Chosen(decision, None, silent=True)

@@ -171,6 +171,7 @@ class PxeService:
             config.dhcp.network,
             secure_boot=config.files.secure_boot,
         )
+        self.machines.know_hosts(config.dhcp.static_hosts)
         self.responder = self._responder(config, self.boot_log, self.machines)
         self.dhcp_server: DhcpServer | None = None
         self.tftp_server: TftpServer | None = None
@@ -456,6 +457,7 @@ class PxeService:
         if server is not None:
             server.engine = engine
         self.machines.reload(new.inventory)
+        self.machines.know_hosts(new.dhcp.static_hosts)
         self.machines.secure_boot = new.files.secure_boot
         self.responder = self._responder(new, self.boot_log, self.machines)
         self.boot_log.idle = new.boot_idle
