@@ -271,6 +271,8 @@ def test_dhcpv6_clients_are_matched_by_their_duid(tmp_path: Path) -> None:
     machines = Machines(inventory, SERVER)
     machines.serve_ipv6("fd78::1", 8080)
     policy = Pxe6Policy(BootFiles("ipxe.efi"), IPv6Address("fd78::1"), 8080, None, machines)
+    told: list[tuple[str, str]] = []
+    policy.on_decided = lambda client, what: told.append((client, what))
 
     def ll(mac: str) -> bytes:  # DUID-LL, Ethernet
         return b"\x00\x03\x00\x01" + bytes.fromhex(mac.replace(":", ""))
@@ -288,6 +290,8 @@ def test_dhcpv6_clients_are_matched_by_their_duid(tmp_path: Path) -> None:
     assert policy(BootRequest6(arches=(7,), duid=ll(MAC_LOCAL))) is None  # local, not iPXE
     unknown = policy(BootRequest6(arches=(7,), duid=ll(MAC_OTHER)))
     assert unknown is not None and unknown.url == "tftp://[fd78::1]/ipxe.efi"
+    assert told[0] == (MAC_A, "boot a (inventory machine #1)")  # for the boot log
+    assert told[2][1] == "ignore off (inventory machine #2)"
 
 
 def test_a_static_host_entry_names_the_machine_for_hostname_selectors(tmp_path: Path) -> None:

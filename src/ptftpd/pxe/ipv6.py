@@ -38,6 +38,8 @@ class Pxe6Policy:
         machines: Machines | None = None,
     ) -> None:
         self.machines = machines  # per-machine decisions (issue 22), by DUID
+        # Told of each decision (client label, its description): pxed's boot log.
+        self.on_decided: Callable[[str, str], None] | None = None
         self.files = files
         self.server = server
         self.http_port = http_port
@@ -66,7 +68,10 @@ class Pxe6Policy:
             decided = self.machines.choose6(request, self._url, time.monotonic())
             if decided is not None:
                 decision, url = decided
-                log.debug("DHCPv6 %s: %s", client_label(request.duid), decision.describe())
+                client = client_label(request.duid)
+                log.debug("DHCPv6 %s: %s", client, decision.describe())
+                if self.on_decided is not None:
+                    self.on_decided(client, decision.describe())
                 if url is None and decision.kind is not Kind.BOOT:
                     return None  # local (not iPXE) or ignore: no boot file
                 if url is not None:

@@ -203,6 +203,11 @@ class Machines:
         self._http6: str | None = None
 
     def _decider(self, inventory: Inventory) -> Decider:
+        """Item 3's chain. The decision API (issue 22 item 2) goes between the
+        inventory and the fallback (``[self.states, inventory, api]``), and its
+        "ignore unknown machines" rule is the fallback's `otherwise` when only the API
+        decides; `decide` below turns a `Pending` into the fallback until a driver
+        holds requests for it."""
         return Decider([self.states, inventory], Fallback(inventory.default))
 
     def know_hosts(self, hosts: Iterable[StaticHost]) -> None:

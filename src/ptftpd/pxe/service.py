@@ -390,6 +390,7 @@ class PxeService:
         server6: IPv6Address = config6.server_addresses[0]
         self.machines.serve_ipv6(str(server6), cfg.http_port)
         policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self._discover6, self.machines)
+        policy.on_decided = self.boot_log.decided
         self._policy6 = policy
         config6 = dataclasses.replace(config6, boot_policy=policy)
         tracker = self._tracker
