@@ -88,6 +88,7 @@ def _user_comment(tool: str, user: str) -> list[str]:
     if tool == "ptftpd":
         said += [
             f"# Uploads: ROOT must be writable by {user} (e.g. chown {user} ROOT);",
+            "# a ROOT outside /srv/tftp also needs ReadWritePaths=ROOT (systemctl edit);",
             "# otherwise add --read-only to OPTIONS.",
         ]
     return said

@@ -77,6 +77,8 @@ def test_unit_passes_systemd_analyze_verify(unit: Path, tmp_path: Path) -> None:
         assert f"\n{line}\n" in text
     assert re.search(r"\nEnvironmentFile=/etc/ptftpd/\w+-%i\.env\n", text)
     assert "StateDirectory=" in text or "ReadWritePaths=" in text
+    if unit.name in ("ptftpd@.service", "pxed@.service"):  # their --workers port lock
+        assert "\nReadWritePaths=-/run/lock\n" in text
 
 
 def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
