@@ -166,13 +166,7 @@ class PxeTftpWorkers(TftpWorkers):
         if self.count:
             count_transfers(server)
         running = _WorkerTftp(server, self, control)
-        try:
-            await server.start_on(sockets, announce=False)  # the parent says it once
-            await runtime.serve(
-                running, self.drain, ready=lambda: self.serving(index), in_pool=True
-            )
-        finally:
-            server.close()
+        await self.run_worker(index, sockets, server, running, server.close)
 
 
 class _WorkerTftp:

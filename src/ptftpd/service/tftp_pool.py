@@ -69,13 +69,7 @@ class ServicePool(TftpWorkers):
         metrics.forget_http_server()
         server = TftpServer(self.config, gate=self.counters.gate(index))
         service = TftpService(server, self.settings, self.reread, on_config=self.limit_sessions)
-        try:
-            await server.start_on(sockets, announce=False)  # the parent says it once
-            await runtime.serve(
-                service, self.drain, ready=lambda: self.serving(index), in_pool=True
-            )
-        finally:
-            service.close()
+        await self.run_worker(index, sockets, server, service, service.close)
 
     # -- the parent ---------------------------------------------------------------
     def limit_sessions(self, config: ServerConfig) -> None:

@@ -51,10 +51,11 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ptftpd.errors import StartError
 from ptftpd.log import tag_lines
+from ptftpd.service import runtime
 from ptftpd.service.address_lock import AddressLock, lock_address, lock_path
 from ptftpd.service.shared_counters import SharedCounters, WorkerGate
 from ptftpd.tftp.driver import clock, listening_socket
@@ -439,6 +440,24 @@ class TftpWorkers:
         start and after each reload): take signals, tell the parent."""
         signal.pthread_sigmask(signal.SIG_UNBLOCK, self._HELD)
         self.counters.serving(index)
+
+    async def run_worker(
+        self,
+        index: int,
+        sockets: list[socket.socket],
+        server: TftpServer,
+        running: runtime.Running,
+        close: Callable[[], None],
+    ) -> None:
+        """A subclass's worker `index`: `server` on the parent's `sockets`, served as
+        `running` (SIGHUP, SIGTERM's drain) until it ends, then `close()`."""
+        try:
+            await server.start_on(sockets, announce=False)  # the parent says it once
+            await runtime.serve(
+                running, self.drain, ready=lambda: self.serving(index), in_pool=True
+            )
+        finally:
+            close()
 
     async def serve(self, index: int, sockets: list[socket.socket]) -> None:
         """What worker `index` runs: a `TftpServer` on `sockets` until SIGTERM."""
