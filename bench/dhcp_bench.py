@@ -12,14 +12,18 @@ clients: any address given to two clients shows up as fewer addresses than clien
 Rows: our dhcpd as shipped (every grant committed to SQLite before its ACK, safe against
 kill -9) and with `--lease-sync full` (fsync too, safe against power loss); two of our
 dhcpd servers (server identifiers 10.88.0.1 and .3) sharing one PostgreSQL database
-(`--leases postgresql://...`, a throw-away cluster made for the run, fsync on), with
+(`--leases postgresql://...`, a throw-away cluster made for the run), with
 perfdhcp broadcasting to both (they split the clients by RFC 3074 buckets, so the split
 is exercised); ISC Kea's kea-dhcp4 (Debian's package) with its memfile backend (a CSV
 lease file, appended per lease) and with its PostgreSQL backend on the same throw-away
 cluster (schema from kea's dhcpdb_create.pgsql); dnsmasq as shipped (rewrites and
 fsyncs its whole lease file on every change) and with `--leasefile-ro` (no lease file at
-all: a ceiling, not a like-for-like rival). Every server sits behind the same bridge in
-the client namespace.
+all: a ceiling, not a like-for-like rival). "ptftpd dhcpd (PostgreSQL)" is one of our
+servers alone on the database, beside the two, for the per-lease figures: the servers'
+CPU (threads included, PostgreSQL's own processes not) and the database's committed
+transactions (pg_stat_database, reads included) per lease of the measured step. Every
+server sits behind the same bridge in the client namespace. The cluster's fsync setting
+is tests/support/postgres.py's.
 
 Run as root:  .venv/bin/python bench/dhcp_bench.py
 Every perfdhcp step and the whole run are bounded in time.
@@ -53,11 +57,13 @@ BOOTFILE = "pxelinux.0"
 OURS = "ptftpd dhcpd"
 OURS_FSYNC = "ptftpd dhcpd --lease-sync full"
 OURS_PG = "ptftpd dhcpd x2 (PostgreSQL)"
+OURS_PG1 = "ptftpd dhcpd (PostgreSQL)"
 DNSMASQ = "dnsmasq"
 DNSMASQ_RO = "dnsmasq --leasefile-ro"
 KEA = "kea-dhcp4 memfile"
 KEA_PG = "kea-dhcp4 PostgreSQL"
-SERVERS = (OURS, OURS_FSYNC, OURS_PG, KEA, KEA_PG, DNSMASQ, DNSMASQ_RO)
+SERVERS = (OURS, OURS_FSYNC, OURS_PG1, OURS_PG, KEA, KEA_PG, DNSMASQ, DNSMASQ_RO)
+SHARED = (OURS_PG1, OURS_PG, KEA_PG)  # a fresh PostgreSQL database per step
 KEA_SCHEMA = Path("/usr/share/kea/scripts/pgsql/dhcpdb_create.pgsql")
 SECOND_IP = "10.88.0.3"
 
@@ -68,6 +74,15 @@ class Step:
     measured: float
     sent: int
     acked: int
+    cpu: float = 0.0  # the servers' CPU seconds during the step (threads included)
+    commits: int | None = None  # PostgreSQL transactions committed during the step
+
+    def per_lease(self) -> tuple[str, str]:
+        """(server CPU ms per lease, database commits per lease) as table cells."""
+        if not self.acked:
+            return "-", "-"
+        commits = "-" if self.commits is None else f"{self.commits / self.acked:.2f}"
+        return f"{1000 * self.cpu / self.acked:.2f}", commits
 
     @property
     def drop_pct(self) -> float:
@@ -274,7 +289,7 @@ class Bench:
         """(distinct clients, distinct addresses) from the server's own lease file."""
         if name == DNSMASQ_RO:
             return (0, 0)  # nothing on disk to count
-        if name in (OURS_PG, KEA_PG):
+        if name in SHARED:
             import psycopg
 
             sql = "SELECT client, address FROM leases WHERE state='bound'"
@@ -308,7 +323,7 @@ class Bench:
         lease_file: Path | str = self.tmp / f"{stem}.leases"
         places = [(self.ns_s, self.if_s)]
         target = SERVER_IP
-        if name in (OURS_PG, KEA_PG):
+        if name in SHARED:
             # A fresh database per step, as the others get a fresh lease file.
             lease_file = self.cluster.uri(self.cluster.create_database())
         if name == KEA_PG:
@@ -335,8 +350,14 @@ class Bench:
                 self.wait_bound(proc, ns)
             # Warm-up: code paths, caches and the ARP/neighbour state, not measured.
             self.perfdhcp(100, 1, 50, target)
+            pg = name in SHARED
+            cpu, commits = cpu_seconds(procs), xact_commits(str(lease_file)) if pg else 0
             step = self.perfdhcp(rate, self.args.period, self.args.clients, target)
+            step.cpu = cpu_seconds(procs) - cpu
             time.sleep(0.3)
+            if pg:
+                time.sleep(1.2)  # backends report their statistics at most once a second
+                step.commits = xact_commits(str(lease_file)) - commits
             counts = self.count(name, lease_file)
         finally:
             for proc in procs:
@@ -390,7 +411,9 @@ class Bench:
                     print(
                         f"  {name:31} {rate:5}/s: {step.measured:7.1f} exchanges/s, "
                         f"drops {step.drop_pct:5.2f}%, {counts[1]} addresses / {counts[0]} "
-                        f"clients, load {load:4.1f}  {'ok' if ok else 'over the drop limit'}",
+                        f"clients, CPU {step.per_lease()[0]} ms/lease, commits "
+                        f"{step.per_lease()[1]}/lease, load {load:4.1f}  "
+                        f"{'ok' if ok else 'over the drop limit'}",
                         flush=True,
                     )
                     if ok:
@@ -404,12 +427,38 @@ class Bench:
         return [results[name] for name in names]
 
 
+def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    """User + system CPU of the server processes so far (`ip netns exec` execs the
+    server in its place, so the PID is the server's; threads are included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for proc in procs:
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def xact_commits(uri: str) -> int:
+    """Transactions committed in the step's database so far (pg_stat_database)."""
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def table(results: list[Result], args: argparse.Namespace) -> str:
     ref = next((r for r in results if r.name == DNSMASQ), None)
     lines = [
         f"| server | 4-way exchanges/s (drops <= {args.max_drop}%) | drops at that rate "
-        "| distinct addresses / clients | rate vs dnsmasq |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| distinct addresses / clients | rate vs dnsmasq | server CPU ms / lease "
+        "| database commits / lease |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         rate = r.best.measured if r.best else 0.0
@@ -418,7 +467,10 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
         if ref and ref.best and ref.best.measured > 0:
             ratio = f"{rate / ref.best.measured:.2f}x"
         counted = "not stored" if r.name == DNSMASQ_RO else f"{r.addresses} / {r.clients}"
-        lines.append(f"| {r.name} | {rate:.0f} | {drops} | {counted} | {ratio} |")
+        cpu, commits = r.best.per_lease() if r.best else ("-", "-")
+        lines.append(
+            f"| {r.name} | {rate:.0f} | {drops} | {counted} | {ratio} | {cpu} | {commits} |"
+        )
     return "\n".join(lines)
 
 
@@ -526,7 +578,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dhcp-bench-") as tmp:
         bench = Bench(args, Path(tmp))
         try:
-            if {OURS_PG, KEA_PG} & set(args.servers.split(",")):
+            if set(SHARED) & set(args.servers.split(",")):
                 # The tests' throw-away cluster (initdb + pg_ctl as nobody, Unix socket).
                 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
                 from support.postgres import start_cluster
