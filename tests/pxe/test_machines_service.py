@@ -312,3 +312,36 @@ def test_a_static_host_entry_names_the_machine_for_hostname_selectors(tmp_path: 
     assert service.machines.script(offer.file_str, 0.0) == b"#!ipxe\necho web-7 10.78.0.42\n"
     plain = engine_answer(service, request(MAC_A, ipxe=True))  # no name: no match
     assert plain is not None and plain.file_str == "pxelinux.0"
+
+
+def test_recipes_over_tftp_keep_tftp_in_pxeds_own_process(tmp_path: Path) -> None:
+    import contextlib
+    import io
+    from unittest import mock
+
+    from ptftpd.cli import pxed as pxed_cli
+
+    for name in ("pxelinux.0", "shimx64.efi", "grubx64.efi"):
+        (tmp_path / name).write_bytes(b"boot")
+    settings = tmp_path / "pxed.toml"
+    settings.write_text('[[machine]]\nmac = "52:54:00:00:00:01"\nprofile = "a"\n\n'
+                        '[profile.a]\nlocal = true\n')  # fmt: skip
+
+    def served_by(*flags: str) -> tuple[str, str]:
+        err = io.StringIO()
+        single, pool = mock.Mock(return_value=0), mock.Mock(return_value=0)
+        argv = ["--config", str(settings), "--workers", "2", *flags]
+        with (
+            mock.patch.object(pxed_cli.runtime, "run", single),
+            mock.patch.object(pxed_cli.pxe_pool, "run", pool),
+            contextlib.redirect_stderr(err),
+        ):
+            assert pxed_cli.main([*argv, "127.0.0.1", str(tmp_path), "pxelinux.0"]) == 0
+        return ("main" if single.called else "workers"), err.getvalue()
+
+    where, note = served_by()
+    assert where == "main" and "TFTP without --http-port" in note
+    where, note = served_by("--http-port", "8080")
+    assert where == "workers" and "note" not in note
+    where, note = served_by("--http-port", "8080", "--secure-boot")
+    assert where == "main" and "for grub (--secure-boot)" in note

@@ -349,12 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     except InterfaceError as exc:
         return die(str(exc))
     service = ServiceSettings.from_args(args)
-    if inventory.profiles and args.http_port is None and service.workers > 1:
-        # Per-machine scripts are made in this process: without HTTP they go over TFTP,
-        # which must then be served here too.
+    over_tftp = args.http_port is None or args.secure_boot
+    if inventory.profiles and over_tftp and service.workers > 1:
+        # Per-machine scripts (and grub configurations) are made in this process:
+        # without HTTP, or for grub, they go over TFTP, which must then be served here.
+        why = "for grub (--secure-boot)" if args.http_port is not None else "without --http-port"
         print(
-            f"{PROG}: note: [profile.*] scripts go over TFTP without --http-port: TFTP is "
-            "served by the main process (--workers 1)",
+            f"{PROG}: note: [profile.*] recipes go over TFTP {why}: TFTP is served by the "
+            "main process (--workers 1)",
             file=sys.stderr,
         )
         service = dataclasses.replace(service, workers=1)

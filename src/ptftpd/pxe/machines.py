@@ -168,7 +168,7 @@ class _Bounded:
         if found is None:
             return None
         if found[1] <= now:
-            del self.items[name]
+            self.items.pop(name, None)  # DHCP may answer in a database thread
             return None
         return found[0]
 
