@@ -392,7 +392,9 @@ def test_a_real_tftp_server_s_events_make_the_record_and_diagnosis(tmp_path: Pat
     assert view["state"] == "failed"
     assert view["diagnosis"] == [
         "file not there: the firmware asked for bootx64.efi over tftp",
-        "TFTP stalled at block 1 of vmlinuz after 2 retransmissions",
+        # Its first 1468-byte block never acknowledged: the MTU symptom.
+        "TFTP stalled at block 1 of vmlinuz after 2 retransmissions"
+        " (blksize 1468 above the path MTU: fragments lost?)",
     ]
 
 
@@ -541,3 +543,45 @@ def test_a_dhcpv6_decline_fails_the_attempt() -> None:
     view = only(tl, "52:54:00:00:00:08")
     assert view["state"] == "failed"
     assert view["reason"] == f"address {offered.address} declined"
+
+
+def test_a_config_search_that_ends_in_a_file_served_is_no_missing_file() -> None:
+    """pxelinux asks for pxelinux.cfg/01-MAC and its IP's hex names (not there) before
+    `default` (served): no "file not there"; a search that ends with nothing served is."""
+    tl = Timeline()
+    t = served(tl, dora(tl), "pxelinux.0")
+    for name in ("pxelinux.cfg/01-52-54-00-12-34-56", "pxelinux.cfg/C0A8320A"):
+        tl.feed(TransferRefused(IP, name, "file not found", Failure.NOT_FOUND, 1), t)
+    assert len(only(tl)["diagnosis"]) == 1  # the search goes on: said so far
+    t = served(tl, t + 1, "pxelinux.cfg/default")
+    assert only(tl)["diagnosis"] == []
+    tl.feed(TransferRefused(IP, "vmlinuz", "file not found", Failure.NOT_FOUND, 1), t)
+    assert only(tl)["diagnosis"] == ["file not there: the firmware asked for vmlinuz over tftp"]
+
+
+def test_diagnosis_first_block_lost_with_blocks_above_512_hints_the_mtu() -> None:
+    """iPXE's 1432-byte blocks on a 1280-byte path: the first block never arrives (the
+    hint); the same block size stalling later in the file does not hint at the MTU."""
+    tl = Timeline()
+    t = dora(tl)
+    first = TransferFinished(
+        IP, "pxelinux.0", True, 0, 3.0, "timeout", Failure.TIMEOUT, None,
+        last_block=1, retransmissions=2, blksize=1432,
+    )  # fmt: skip
+    tl.feed(TransferStarted(IP, "pxelinux.0"), t)
+    tl.feed(first, t + 3)
+    assert only(tl)["diagnosis"] == [
+        "TFTP stalled at block 1 of pxelinux.0 after 2 retransmissions"
+        " (blksize 1432 above the path MTU: fragments lost?)"
+    ]
+    later = Timeline()
+    t = dora(later)
+    midway = TransferFinished(
+        IP, "pxelinux.0", True, 1432 * 14, 3.0, "timeout", Failure.TIMEOUT, None,
+        last_block=15, retransmissions=2, blksize=1432,
+    )  # fmt: skip
+    later.feed(TransferStarted(IP, "pxelinux.0"), t)
+    later.feed(midway, t + 3)
+    assert only(later)["diagnosis"] == [
+        "TFTP stalled at block 15 of pxelinux.0 after 2 retransmissions"
+    ]

@@ -25,14 +25,22 @@ def _steps(attempt: Attempt, *kinds: str) -> list[Step]:
 
 
 def file_not_there(attempt: Attempt) -> str | None:
+    """The first file asked for and not there since the last file that went out in
+    full: a boot loader's search (pxelinux.cfg/01-MAC, the hex IPs, then `default`
+    served) is how it finds its configuration, not a failure."""
+    missing: str | None = None
     for step in attempt.steps:
         d = step.details
         tftp = step.kind in ("tftp.refused", "tftp.failed") and d.get("failure") == "not_found"
         http = step.kind == "http.request" and d.get("status") == 404
-        if tftp or http:
+        if (tftp or http) and missing is None:
             via = "http" if http else "tftp"
-            return f"file not there: the firmware asked for {d.get('file')} over {via}"
-    return None
+            missing = f"file not there: the firmware asked for {d.get('file')} over {via}"
+        elif step.kind == "tftp.done" or (
+            step.kind == "http.request" and d.get("status") in (200, 206) and d.get("complete")
+        ):
+            missing = None
+    return missing
 
 
 def offered_never_requested(attempt: Attempt) -> str | None:
@@ -68,7 +76,11 @@ def tftp_stalled(attempt: Attempt) -> str | None:
             f" after {d.get('retransmissions', 0)} retransmissions"
         )
         blksize = d.get("blksize")
-        if isinstance(blksize, int) and blksize > PATH_MTU_BLKSIZE:
+        # Above 1468 a block needs fragments on any Ethernet path; a first block never
+        # acknowledged with blocks above the basic 512 is the same symptom on a path
+        # with a smaller MTU (a tunnel, a VLAN): the fragments were dropped.
+        first = d["last_block"] == 1 and isinstance(blksize, int) and blksize > 512
+        if isinstance(blksize, int) and (blksize > PATH_MTU_BLKSIZE or first):
             line += f" (blksize {blksize} above the path MTU: fragments lost?)"
         return line
     return None
