@@ -77,3 +77,37 @@ def test_the_inventory_over_the_wire_and_sighup(tmp_path: Path) -> None:
         log = pxed.output()
     assert f"{config}:2: machine.mac: not a MAC address: '52:54:00:zz'" in log
     assert "Traceback" not in log
+
+
+def test_proxy_mode_over_the_wire(tmp_path: Path) -> None:
+    """--proxy: the machine's script URL in the proxy offer; a local machine that is not
+    iPXE yet gets no proxy offer at all (the network's DHCP server still gives its
+    address); unknown machines get the firmware table as before."""
+    local = "52:54:00:22:02:02"
+    with world_readable_dir("ptftpd-machines-") as state, boot_network(tmp_path) as net:
+        root = state / "root"
+        root.mkdir(mode=0o755)
+        (root / "undionly.kpxe").write_bytes(b"boot")
+        config = state / "pxed.toml"
+        config.write_text(
+            inventory("PROXY") + f'\n[[machine]]\nmac = "{local}"\nprofile = "disk"\n\n'
+            "[profile.disk]\nlocal = true\n"
+        )
+        argv = [script("pxed"), "-v", "--proxy", "--config", str(config), "--http-port",
+                "8080", net.bridge, str(root), "undionly.kpxe"]  # fmt: skip
+        pxed = net.start(argv, "pxed")
+        wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=net.ns.name)
+        client = net.peer("10.78.0.50")
+
+        def offers(mac: str, *extra: str) -> list[dict[str, object]]:
+            replies = probe(client, "discover", "--mac", mac, "--arch", "0", *extra)
+            return [r for r in replies if r["type"] == "OFFER"]
+
+        [offer] = offers(MAC, "--ipxe")
+        assert offer["file"] == URL and offer["yiaddr"] == "0.0.0.0"
+        assert offers(local) == []
+        [other] = offers("52:54:00:22:02:03")
+        assert other["file"] == "undionly.kpxe"
+        pxed.stop()
+        log = pxed.output()
+    assert f"proxyDHCP OFFER mac={local}: local disk (inventory machine #2): no answer" in log
