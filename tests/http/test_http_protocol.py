@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ptftpd.api.connection import ApiConnection
 from ptftpd.http.errors import HttpError
 from ptftpd.http.protocol import (
     CLOSED,
@@ -16,6 +17,7 @@ from ptftpd.http.protocol import (
     Request,
     Response,
     ServerConnection,
+    Signal,
     http_date,
 )
 from ptftpd.http.ranges import UNSATISFIABLE, WHOLE, ByteRange, choose_range
@@ -217,6 +219,18 @@ def test_a_get_body_is_read_and_dropped_then_the_next_request_follows() -> None:
     assert conn.finish_response() is True
     second = conn.next_request()
     assert isinstance(second, Request) and second.target == b"/b"
+
+
+def test_a_body_still_coming_is_a_partial_request() -> None:
+    """Head read, body not complete: the header timeout still runs (the file server's
+    and the operator API's connections read requests alike)."""
+    for conn in (ServerConnection(), ApiConnection()):
+        conn.receive(b"GET /a HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nhel")
+        assert conn.next_request() is NEED_DATA
+        assert conn.has_partial_request
+        conn.receive(b"lo12345")
+        done = conn.next_request()
+        assert not isinstance(done, Signal) and not conn.has_partial_request
 
 
 def test_not_found_keeps_the_connection() -> None:

@@ -16,7 +16,7 @@ import h11
 
 from ptftpd import __version__
 from ptftpd.http.errors import HttpError
-from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, Signal
+from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, RequestReader, Signal
 
 __all__ = ["API_LIMITS", "CLOSED", "NEED_DATA", "ApiConnection", "RawRequest"]
 
@@ -47,44 +47,21 @@ def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
     )
 
 
-class ApiConnection:
-    """One client connection, request after request (keep-alive)."""
+class ApiConnection(RequestReader):
+    """One client connection, request after request (keep-alive); `has_partial_request`:
+    part of a request is buffered (the per-request deadline runs)."""
 
     def __init__(self, limits: Limits = API_LIMITS) -> None:
-        self.limits = limits
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
+        super().__init__(limits)
         self._request: h11.Request | None = None
         self._body = bytearray()
-        self._closed = False
         self._head = False  # the request being answered is a HEAD
 
-    def receive(self, data: bytes) -> None:
-        """Bytes read from the peer; b"" when it closed its side."""
-        self._h11.receive_data(data)
-
-    @property
-    def in_request(self) -> bool:
-        """Part of a request is buffered (the per-request deadline runs)."""
-        return bool(self._h11.trailing_data[0]) or self._request is not None
-
     def next_request(self) -> RawRequest | Signal:
-        if self._closed:
-            return CLOSED
         while True:
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                if self._h11.trailing_data[1]:
-                    self._closed = True
-                    return CLOSED
-                raise HttpError(exc.error_status_hint, str(exc) or "malformed request") from None
-            if event is h11.NEED_DATA:
-                return NEED_DATA
-            if event is h11.PAUSED:
-                raise RuntimeError("next_request before the answer ended")
-            if isinstance(event, h11.ConnectionClosed):
-                self._closed = True
-                return CLOSED
+            event = self._next_event()
+            if isinstance(event, Signal):
+                return event
             if isinstance(event, h11.Request):
                 self._head = event.method == b"HEAD"
                 self._check(event)

@@ -116,7 +116,7 @@ class ApiServer:
                     return
                 if isinstance(item, RawRequest):
                     break
-                if deadline is None and conn.in_request:
+                if deadline is None and conn.has_partial_request:
                     deadline = loop.time() + cfg.request_timeout
                 until = deadline if deadline is not None else loop.time() + cfg.idle_timeout
                 async with asyncio.timeout_at(until):

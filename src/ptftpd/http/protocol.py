@@ -126,19 +126,22 @@ def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
     return h11.Response(status_code=status, headers=headers, reason=reason)
 
 
-class ServerConnection:
-    """One client connection, request after request (keep-alive and pipelining)."""
+# What `RequestReader._next_event` hands on: a request's parts, or a Signal.
+Part = h11.Request | h11.Data | h11.EndOfMessage
 
-    def __init__(self, limits: Limits = Limits()) -> None:
+
+class RequestReader:
+    """Reads requests off one connection with h11, the head bounded by `limits.max_head`:
+    bytes in with `receive`; `_next_event` gives the next part of a request, or NEED_DATA
+    or CLOSED (the peer closed, also in the middle of a request: nobody is left to read
+    an error), and raises HttpError for a request h11 refuses. What a request must be
+    and what comes out is the subclass's (the file server's, the operator API's)."""
+
+    def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
-        self._request: Request | None = None
-        self._body_bytes = 0
-        self._pending_file_bytes = 0
+        self._in_request = False  # a head was read, its message has not ended
         self._closed = False
-        self._head_request = False
-        """The request being answered is a HEAD (also one refused before it was handed
-        out): h11 then frames the answer without a body, so none may be sent."""
 
     def receive(self, data: bytes) -> None:
         """Bytes read from the peer; b"" means the peer closed its side."""
@@ -147,7 +150,47 @@ class ServerConnection:
     @property
     def has_partial_request(self) -> bool:
         """Bytes of a next request are buffered (the header timeout should run)."""
-        return bool(self._h11.trailing_data[0]) or self._request is not None
+        return bool(self._h11.trailing_data[0]) or self._in_request
+
+    def _next_event(self) -> Part | Signal:
+        if self._closed:
+            return CLOSED
+        try:
+            event = self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            if self._h11.trailing_data[1]:
+                # Half a request, then EOF: nobody is left to read an error page.
+                self._closed = True
+                return CLOSED
+            raise self._refusal(exc) from None
+        if event is h11.NEED_DATA:
+            return NEED_DATA
+        if event is h11.PAUSED:
+            raise RuntimeError("next_request before the answer ended")
+        if isinstance(event, h11.ConnectionClosed):
+            self._closed = True
+            return CLOSED
+        if isinstance(event, h11.Request):
+            self._in_request = True
+        elif isinstance(event, h11.EndOfMessage):
+            self._in_request = False
+        return cast(Part, event)
+
+    def _refusal(self, exc: h11.RemoteProtocolError) -> HttpError:
+        return HttpError(exc.error_status_hint, str(exc) or "malformed request")
+
+
+class ServerConnection(RequestReader):
+    """One client connection, request after request (keep-alive and pipelining)."""
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        super().__init__(limits)
+        self._request: Request | None = None
+        self._body_bytes = 0
+        self._pending_file_bytes = 0
+        self._head_request = False
+        """The request being answered is a HEAD (also one refused before it was handed
+        out): h11 then frames the answer without a body, so none may be sent."""
 
     def next_request(self) -> Request | Signal:
         """The next complete request (its body, if any, read and discarded).
@@ -155,24 +198,10 @@ class ServerConnection:
         Raises HttpError for a request to refuse; answer it with `error_response(...,
         close=True)`: after a protocol error the stream cannot be trusted.
         """
-        if self._closed:
-            return CLOSED
         while True:
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                if self._h11.trailing_data[1]:
-                    # Half a request, then EOF: nobody is left to read an error page.
-                    self._closed = True
-                    return CLOSED
-                raise self._refusal(exc) from None
-            if event is h11.NEED_DATA:
-                return NEED_DATA
-            if event is h11.PAUSED:
-                raise RuntimeError("next_request before finish_response")
-            if isinstance(event, h11.ConnectionClosed):
-                self._closed = True
-                return CLOSED
+            event = self._next_event()
+            if isinstance(event, Signal):
+                return event
             if isinstance(event, h11.Request):
                 self._head_request = event.method == b"HEAD"
                 self._request = self._accept(event)
