@@ -152,6 +152,24 @@ def test_max_size_drops_from_the_end() -> None:
     assert 202 not in msg.options
 
 
+def test_a_pxe_reply_never_loses_its_vendor_class_to_a_long_client_id() -> None:
+    """Found by tests/pxe/test_pxe_fuzz.py: a proxy OFFER echoing a 255-byte client id
+    (file and sname in use, 576-byte client) dropped option 60, and a PXE firmware
+    ignores an offer without "PXEClient"."""
+    opts = {
+        Opt.MESSAGE_TYPE: b"\x02",
+        Opt.SERVER_ID: bytes(4),
+        Opt.CLIENT_ID: bytes(255),
+        Opt.CLIENT_UUID: bytes(17),
+        43: b"\x06\x01\x08" + bytes(14) + b"\xff",
+        Opt.VENDOR_CLASS: b"PXEClient",
+    }
+    reply = Message(op=2, file=b"pxelinux.0", sname=b"boot", options=opts)
+    msg = decode(encode(reply, 576))
+    assert msg.options[Opt.VENDOR_CLASS] == b"PXEClient"
+    assert msg.options[Opt.CLIENT_ID] == bytes(255)
+
+
 def test_bootp_without_cookie_round_trips() -> None:
     msg = Message(xid=7, chaddr=MAC, cookie=False)
     data = encode(msg)

@@ -299,9 +299,11 @@ def _pack_option(code: int, value: bytes) -> bytes:
 
 # Never left out to make room: RFC 2131 table 3 (53 and 54 in OFFER, ACK and NAK, 51 in
 # OFFER and ACK) and the echoes other RFCs make a MUST: client identifier (RFC 6842),
-# subnet selection (RFC 3011), relay agent information (RFC 3046). A reply that
-# cannot hold them is not sent (`PacketError`), rather than sent broken.
-REQUIRED = (53, 54, 51, 61, 118, 82)
+# subnet selection (RFC 3011), relay agent information (RFC 3046); and a PXE reply's
+# vendor class "PXEClient" (PXE 2.1, 2.2.4: a firmware ignores an offer without it,
+# so a proxy offer that loses it to a long client identifier is no offer at all). A
+# reply that cannot hold them is not sent (`PacketError`), rather than sent broken.
+REQUIRED = (53, 54, 51, 61, 118, 82, 60)
 # Next, what makes the address usable: mask, router, renewal and rebinding times.
 PRIORITY = (1, 3, 58, 59)
 
