@@ -22,9 +22,9 @@ import time
 from ipaddress import IPv4Address
 from typing import Any
 
-from ptftpd.api import EventHub, Router, add_boot_routes
-from ptftpd.api.connection import RawRequest
 from ptftpd.events import DhcpMessage, LeaseEvent, LeaseKind, TransferFinished, TransferStarted
+from ptftpd.pxe.api import EventHub, Router, add_boot_routes
+from ptftpd.pxe.api.connection import RawRequest
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 

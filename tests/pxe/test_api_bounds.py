@@ -11,7 +11,8 @@ import socket
 import subprocess
 from ipaddress import IPv4Address
 
-from ptftpd.api import (
+from ptftpd.events import DhcpMessage
+from ptftpd.pxe.api import (
     API_LIMITS,
     ApiConfig,
     ApiRequest,
@@ -23,7 +24,6 @@ from ptftpd.api import (
     json_reply,
     machine_key,
 )
-from ptftpd.events import DhcpMessage
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 from support import require_tool
@@ -219,8 +219,8 @@ def test_big_answers_and_storm_batches_leave_the_event_loop_free() -> None:
     """1,000 views (about 0.1 s of work) are built 50 at a time with the loop free
     between: a task beside them gets its turns during /v1/boots?limit=1000 and during
     the event stream's batch of 1,000 changed attempts (counted turns, not times)."""
-    from ptftpd.api.boots import CHUNK
-    from ptftpd.api.connection import RawRequest
+    from ptftpd.pxe.api.boots import CHUNK
+    from ptftpd.pxe.api.connection import RawRequest
 
     driver, hub, router, _ = serve([None])
     turns = 0

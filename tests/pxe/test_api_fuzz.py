@@ -16,10 +16,10 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ptftpd.api import EventHub, Router, Stream, add_boot_routes, json_reply
-from ptftpd.api.connection import API_LIMITS, ApiConnection, RawRequest
 from ptftpd.events import DhcpMessage, TransferFinished, TransferStarted
 from ptftpd.http.errors import HttpError
+from ptftpd.pxe.api import EventHub, Router, Stream, add_boot_routes, json_reply
+from ptftpd.pxe.api.connection import API_LIMITS, ApiConnection, RawRequest
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import pytest
 
-from ptftpd.api import ApiConfig, ApiServer, EventHub, Router, add_boot_routes
 from ptftpd.events import (
     DhcpMessage,
     Failure,
@@ -39,6 +38,7 @@ from ptftpd.events import (
     TransferStarted,
 )
 from ptftpd.http import Served
+from ptftpd.pxe.api import ApiConfig, ApiServer, EventHub, Router, add_boot_routes
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 from support import require_tool

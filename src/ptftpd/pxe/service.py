@@ -52,8 +52,8 @@ from ptftpd.pxe.timeline_driver import TimelineDriver
 from ptftpd.pxe.traces import BootTraces, open_traces
 from ptftpd.tftp.server import ServerConfig, TftpServer
 
-if TYPE_CHECKING:  # ptftpd.api reads the timeline of this package: imported when used
-    from ptftpd.api import ApiServer, Router
+if TYPE_CHECKING:  # ptftpd.pxe.api reads the timeline: imported when used
+    from ptftpd.pxe.api import ApiServer, Router
 
 __all__ = ["PxeService", "TftpPool", "TftpPoolFactory", "kept_settings"]
 
@@ -325,7 +325,7 @@ class PxeService:
         if not cfg.proxy:  # before the API, which shows the other servers' boots too
             self._keep_boot_records()
         if cfg.api is not None:
-            from ptftpd.api import ApiConfig, ApiServer
+            from ptftpd.pxe.api import ApiConfig, ApiServer
 
             api = ApiServer(ApiConfig(bind=cfg.api), self.api_routes())
             self.api_server = api
@@ -362,8 +362,8 @@ class PxeService:
 
     def api_routes(self) -> Router:
         """The operator API's route table (`pxed --api`): the live page and the boot
-        timeline's read endpoints. Other endpoints register here (`ptftpd.api`)."""
-        from ptftpd.api import EventHub, Router, add_boot_routes
+        timeline's read endpoints. Other endpoints register here (`ptftpd.pxe.api`)."""
+        from ptftpd.pxe.api import EventHub, Router, add_boot_routes
 
         router = Router(token=lambda: self.config.api_token)
         records = self.boot_records

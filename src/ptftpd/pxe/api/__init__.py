@@ -2,7 +2,7 @@
 HTTP port. asyncio + h11, bounded (connections, request size, header lines, time per
 request and per write).
 
-Endpoints (`ptftpd.api.boots` documents the forms):
+Endpoints (`ptftpd.pxe.api.boots` documents the forms):
 
 - ``GET /``: the live page (``page.html``, one self-contained file shipped in the package);
 - ``GET /v1/boots``: recent boot attempts (filters ``mac``, ``state``, ``since``, ``limit``);
@@ -26,11 +26,11 @@ without the right token 401.
 
 from __future__ import annotations
 
-from ptftpd.api.boots import add_boot_routes, machine_key
-from ptftpd.api.connection import API_LIMITS
-from ptftpd.api.events import EventHub
-from ptftpd.api.routes import ApiError, ApiRequest, Reply, Router, Stream, json_reply
-from ptftpd.api.server import ApiConfig, ApiServer
+from ptftpd.pxe.api.boots import add_boot_routes, machine_key
+from ptftpd.pxe.api.connection import API_LIMITS
+from ptftpd.pxe.api.events import EventHub
+from ptftpd.pxe.api.routes import ApiError, ApiRequest, Reply, Router, Stream, json_reply
+from ptftpd.pxe.api.server import ApiConfig, ApiServer
 
 __all__ = [
     "API_LIMITS",

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ptftpd.api.connection import RawRequest
+from ptftpd.pxe.api.connection import RawRequest
 
 __all__ = ["ApiError", "ApiRequest", "Handler", "Reply", "Route", "Router", "Stream", "json_reply"]
 
-log = logging.getLogger("ptftpd.api")
+log = logging.getLogger("ptftpd.pxe.api")
 
 JSON = "application/json"
 
@@ -70,7 +70,7 @@ class Reply:
 @dataclass
 class Stream:
     """An answer that stays open: Server-Sent Events from `source` (see
-    `ptftpd.api.events.EventHub.subscribe`)."""
+    `ptftpd.pxe.api.events.EventHub.subscribe`)."""
 
     source: Any
     headers: tuple[tuple[str, str], ...] = ()

@@ -29,8 +29,8 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from ptftpd.api.events import EventHub
-from ptftpd.api.routes import ApiError, ApiRequest, Reply, Router, Stream
+from ptftpd.pxe.api.events import EventHub
+from ptftpd.pxe.api.routes import ApiError, ApiRequest, Reply, Router, Stream
 from ptftpd.pxe.timeline import COMPLETED, FAILED, IN_PROGRESS, STALLED, Attempt
 from ptftpd.pxe.timeline_driver import TimelineDriver
 
@@ -138,7 +138,7 @@ async def _listing(
 
 
 def page() -> bytes:
-    return resources.files("ptftpd.api").joinpath("page.html").read_bytes()
+    return resources.files("ptftpd.pxe.api").joinpath("page.html").read_bytes()
 
 
 def add_boot_routes(

@@ -15,16 +15,16 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from ptftpd.api.connection import API_LIMITS, CLOSED, ApiConnection, RawRequest
-from ptftpd.api.events import Subscriber
-from ptftpd.api.routes import Router, Stream, error_reply
 from ptftpd.errors import StartError, bind_error
 from ptftpd.http.errors import HttpError
 from ptftpd.http.protocol import Limits
+from ptftpd.pxe.api.connection import API_LIMITS, CLOSED, ApiConnection, RawRequest
+from ptftpd.pxe.api.events import Subscriber
+from ptftpd.pxe.api.routes import Router, Stream, error_reply
 
 __all__ = ["ApiConfig", "ApiServer"]
 
-log = logging.getLogger("ptftpd.api")
+log = logging.getLogger("ptftpd.pxe.api")
 
 _READ_SIZE = 16 * 1024
 _BUSY = (
