@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptftpd.api.connection import ApiConnection
 from ptftpd.http.errors import HttpError
 from ptftpd.http.protocol import (
     CLOSED,
@@ -22,6 +21,7 @@ from ptftpd.http.protocol import (
 )
 from ptftpd.http.ranges import UNSATISFIABLE, WHOLE, ByteRange, choose_range
 from ptftpd.http.target import decode_path
+from ptftpd.pxe.api.connection import ApiConnection
 
 NOW = 1_790_000_000.0
 MTIME = 1_700_000_000.0
