@@ -120,9 +120,15 @@ def test_what_a_server_answers() -> None:
     assert bal.left == 4
     # Sent to this server's address (a RENEWING client): always.
     assert bal.answers(msg(MessageType.REQUEST, theirs), unicast=True)
-    # SELECTING names a server: the named one binds, the others withdraw their offers.
-    selecting = msg(MessageType.REQUEST, theirs, server_id=IPv4Address("10.0.0.2").packed)
-    assert bal.answers(selecting, unicast=False)
+    # SELECTING names a server: the named one binds; another withdraws an offer it
+    # can only have made to a client of its own buckets.
+    to_us = msg(MessageType.REQUEST, theirs, server_id=IPv4Address("10.0.0.1").packed)
+    assert bal.answers(to_us, unicast=False)
+    to_them = msg(MessageType.REQUEST, theirs, server_id=IPv4Address("10.0.0.2").packed)
+    assert not bal.answers(to_them, unicast=False)
+    ours_to_them = msg(MessageType.REQUEST, ours, server_id=IPv4Address("10.0.0.2").packed)
+    assert bal.answers(ours_to_them, unicast=False)
+    assert bal.left == 4
     for kind in (MessageType.RELEASE, MessageType.DECLINE):
         assert bal.answers(msg(kind, theirs), unicast=False)
     # RFC 3074's secs rule: a client trying for longer than max_secs gets everyone.

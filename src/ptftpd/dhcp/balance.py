@@ -16,8 +16,9 @@ What a server answers (`Balancer.answers`):
 - RFC 3074's `secs` rule: a client that has been trying for more than `max_secs`
   seconds is answered by every server (its bucket's owner may be wedged);
 - always: a datagram sent to this server's own address (a RENEWING client unicasts to
-  the server that granted its lease), a REQUEST naming a server (SELECTING: the named
-  server binds, the others withdraw their offers), RELEASE and DECLINE.
+  the server that granted its lease), a REQUEST naming this server (SELECTING), RELEASE
+  and DECLINE; a REQUEST naming another server only for its buckets (it withdraws the
+  offer it may have made; it made none to other buckets' clients).
 
 DHCPv6 (dhcp6/engine.py) splits the same way by the client's DUID: Solicit, Confirm,
 Rebind and Information-request (multicast, no server named) only for its buckets, the
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 
 from ptftpd.dhcp.options import MessageType, Opt
 from ptftpd.dhcp.packet import Message
@@ -137,10 +139,15 @@ class Balancer:
     # Datagrams left to another server's bucket, and answered by the secs rule.
     left: int = field(default=0, init=False)
     by_secs: int = field(default=0, init=False)
+    _own: bytes = field(default=b"", init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Alone until the first heartbeat says otherwise: every bucket is ours.
         self.split = Split(frozenset(range(BUCKETS)), (self.server_id,))
+        try:  # a DHCPv4 server's id is its address (option 54), DHCPv6's is not
+            self._own = IPv4Address(self.server_id).packed
+        except ValueError:
+            self._own = b""
 
     def live(self, rows: Iterable[tuple[str, float]]) -> tuple[str, ...]:
         """The servers whose heartbeat is younger than the peer timeout; always us."""
@@ -162,18 +169,22 @@ class Balancer:
         address (not broadcast, not through a relay)."""
         if unicast or msg.message_type not in _BALANCED:
             return True
-        if msg.message_type is MessageType.REQUEST and Opt.SERVER_ID in msg.options:
-            return True  # SELECTING: the named server binds, the others withdraw
+        named = msg.options.get(Opt.SERVER_ID)
+        if msg.message_type is MessageType.REQUEST and named is not None:
+            # SELECTING: the named server binds; another withdraws only an offer it may
+            # have made, i.e. for a client of its buckets (else it stays quiet: no
+            # database round trip for a client it never offered anything).
+            return named == self._own or self.owns(hash_key(msg), msg.secs, count=False)
         return self.owns(hash_key(msg), msg.secs)
 
-    def owns(self, key: bytes, waited: float = 0.0) -> bool:
+    def owns(self, key: bytes, waited: float = 0.0, *, count: bool = True) -> bool:
         """Is the client hashed from `key` this server's to answer (its bucket, or it
         has waited `waited` seconds, more than `max_secs`)? DHCPv6 asks this with the
         client's DUID and its Elapsed Time."""
         if len(self.split.servers) == 1 or pearson(key) in self.split.mine:
             return True
         if waited > self.max_secs:
-            self.by_secs += 1
+            self.by_secs += count
             return True
-        self.left += 1
+        self.left += count
         return False
