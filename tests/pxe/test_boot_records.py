@@ -26,7 +26,7 @@ from ptftpd.pxe.boot_records import (
 )
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
-from support import require_tool
+from support import Process, require_tool
 from support.postgres import pg_cluster, pg_database
 
 __all__ = ["pg_cluster", "pg_database"]
@@ -289,8 +289,8 @@ def test_two_pxed_sharing_postgresql_see_each_others_boots(
     tmp_path: Path, pg_database: str
 ) -> None:
     """Two real pxed (DHCP mode, one PostgreSQL lease database, each with --api) on one
-    LAN: a scripted PXE client's DISCOVER reaches both, then it asks server B's boot
-    server and fetches its boot file with tftp-hpa from B. Each server's API (curl)
+    LAN: a scripted PXE client's DISCOVER reaches both, it asks each one's boot server
+    (4011), then fetches its boot file with tftp-hpa from B. Each server's API (curl)
     answers both attempts, A's (offered, still going) and B's (completed), each with
     its server; a third reader of the database sees the same rows."""
     from pxe_harness import boot_network
@@ -315,11 +315,14 @@ def test_two_pxed_sharing_postgresql_see_each_others_boots(
             proc = net.start(argv, f"pxed-{len(servers)}", ns)
             wait_udp_bound(4011, timeout=15, proc=proc.proc, netns=ns.name)
             servers.append(proc)
+        # Both servers hear the DISCOVER (one or both answer: they may share the
+        # clients out between them); the client then asks each one's boot server.
         offers = probe(client, "discover", "--mac", mac, "--arch", "7", "--all")
-        assert sorted(str(o["from"]) for o in offers) == ["10.78.0.1", "10.78.0.2"], offers
-        args = ["--mac", mac, "--arch", "7", "--server", "10.78.0.2", "--ciaddr", "10.78.0.50"]
-        [ack] = probe(client, "bootserver", *args)
-        assert ack["file"] == "ipxe.efi"
+        assert offers, offers
+        for server in ("10.78.0.1", "10.78.0.2"):
+            args = ["--mac", mac, "--arch", "7", "--server", server, "--ciaddr", "10.78.0.50"]
+            [ack] = probe(client, "bootserver", *args)
+            assert ack["file"] == "ipxe.efi" and ack["from"] == server, ack
         get = f"cd {tmp_path} && {tftp} 10.78.0.2 -m octet -c get ipxe.efi"
         client.run("sh", "-c", get, timeout=20)
         for ns in (net.ns, b_ns):
@@ -345,3 +348,61 @@ def test_two_pxed_sharing_postgresql_see_each_others_boots(
         for proc in servers:
             assert proc.stop() == 0
             assert "Traceback" not in proc.output()
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(120)
+def test_pxed_keeps_its_boots_across_a_restart_in_the_sqlite_lease_file(
+    tmp_path: Path,
+) -> None:
+    """pxed with its SQLite lease file: a scripted client's DISCOVER makes an attempt;
+    pxed stops (SIGTERM) and starts again on the same file, and its API still answers
+    that attempt (read back from the file's boot_attempts table)."""
+    from pxe_harness import boot_network
+    from test_pxe_sockets import probe
+
+    from support import script, wait_udp_bound
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "ipxe.efi").write_bytes(b"x")
+    mac = "52:54:00:bb:00:02"
+    leases = tmp_path / "leases.sqlite"
+    with boot_network(tmp_path) as net:
+        client = net.peer("10.78.0.50")
+        argv = [script("pxed"), "-v", "--api", "127.0.0.1:8023", "--leases", str(leases)]
+        argv += [net.bridge, str(root), "ipxe.efi"]
+
+        def start(n: int) -> Process:
+            proc = net.start(argv, f"pxed-{n}")
+            wait_udp_bound(4011, timeout=15, proc=proc.proc, netns=net.ns.name)
+            return proc
+
+        first = start(1)
+        [offer] = probe(client, "discover", "--mac", mac, "--arch", "7")
+        assert offer["file"] == "ipxe.efi"
+        [before] = api_get(net.ns, f"/v1/machines/{mac}")["attempts"]
+        assert first.stop() == 0
+        wait_udp_free_in(net, 4011)
+        second = start(2)
+        deadline = time.monotonic() + 10
+        while True:
+            got = api_get(net.ns, f"/v1/machines/{mac}")
+            if got.get("attempts"):
+                break
+            assert time.monotonic() < deadline, (got, second.output()[-2000:])
+            time.sleep(0.2)
+        [after] = got["attempts"]
+        assert after["server"] == "10.78.0.1" and after["started"] == before["started"]
+        assert [s["kind"] for s in after["steps"]] == [s["kind"] for s in before["steps"]]
+        assert second.stop() == 0
+        assert "Traceback" not in first.output() + second.output()
+
+
+def wait_udp_free_in(net: Any, port: int, timeout: float = 10.0) -> None:
+    from support import udp_port_bound
+
+    deadline = time.monotonic() + timeout
+    while udp_port_bound(port, netns=net.ns.name):
+        assert time.monotonic() < deadline, f"port {port} still bound"
+        time.sleep(0.1)

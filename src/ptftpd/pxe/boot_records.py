@@ -70,9 +70,11 @@ CREATE INDEX IF NOT EXISTS boot_attempts_mac ON boot_attempts (mac, started);
 """
 
 _COLUMNS = "id, server, mac, state, started, updated, record"
+# Rows not written by this run of this server (ids start "SERVER RUN "): the other
+# servers', and this server's from before a restart.
 _OTHERS = (
-    "SELECT id, updated, record FROM boot_attempts WHERE server <> {m} AND updated >= {m} "
-    "ORDER BY updated, id LIMIT {m}"
+    "SELECT id, updated, record FROM boot_attempts WHERE substr(id, 1, {m}) <> {m} "
+    "AND updated >= {m} ORDER BY updated, id LIMIT {m}"
 )
 
 
@@ -119,9 +121,10 @@ class BootRecords(Protocol):
         """Delete the attempts last changed before `before` (wall clock); how many."""
         ...
 
-    def others(self, server: str, since: float, limit: int) -> list[tuple[str, float, str]]:
-        """Rows of the servers other than `server` changed at or after `since`, the
-        oldest change first, at most `limit`: (id, updated, record JSON)."""
+    def others(self, writer: str, since: float, limit: int) -> list[tuple[str, float, str]]:
+        """Rows whose id does not start with `writer` (this run's "SERVER RUN "),
+        changed at or after `since`, the oldest change first, at most `limit`: (id,
+        updated, record JSON)."""
         ...
 
     def close(self) -> None: ...
@@ -198,10 +201,11 @@ class SqliteBootRecords:
             raise StoreError(f"cannot read boot records from {self.path}: {exc}") from None
         return [json.loads(row[0]) for row in rows]
 
-    def others(self, server: str, since: float, limit: int) -> list[tuple[str, float, str]]:
+    def others(self, writer: str, since: float, limit: int) -> list[tuple[str, float, str]]:
+        args = (len(writer), writer, since, limit)
         try:
             with self._lock:
-                rows = self._db.execute(_OTHERS.format(m="?"), (server, since, limit)).fetchall()
+                rows = self._db.execute(_OTHERS.format(m="?"), args).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read boot records from {self.path}: {exc}") from None
         return [(str(i), float(u), str(r)) for i, u, r in rows]
@@ -261,9 +265,11 @@ class PgBootRecords:
 
         return [json.loads(row[0]) for row in self._link.run(op, atomic=True)]
 
-    def others(self, server: str, since: float, limit: int) -> list[tuple[str, float, str]]:
+    def others(self, writer: str, since: float, limit: int) -> list[tuple[str, float, str]]:
+        args = (len(writer), writer, since, limit)
+
         def op(conn: Any) -> list[Any]:
-            return list(conn.execute(_OTHERS.format(m="%s"), (server, since, limit)).fetchall())
+            return list(conn.execute(_OTHERS.format(m="%s"), args).fetchall())
 
         return [(str(i), float(u), str(r)) for i, u, r in self._link.run(op, atomic=True)]
 
@@ -385,7 +391,8 @@ class BootRetention:
             if wall >= self._next_prune:
                 self._next_prune = wall + self.prune_every
                 self.store.prune(wall - self.max_age)
-            found = [] if since == math.inf else self.store.others(self.server, since, 1000)
+            writer = f"{self.server} {self.run} "
+            found = [] if since == math.inf else self.store.others(writer, since, 1000)
         except StoreError as exc:
             if not self._failing:
                 log.warning("boot records not saved: %s", exc)
@@ -426,8 +433,8 @@ class BootRetention:
             self._shared = dict(kept[-self.max_pending :])
 
     def shared(self) -> list[dict[str, Any]]:
-        """The other servers' attempts last read from the database (API form, with
-        `server`), in no particular order."""
+        """The attempts other servers wrote, and this one before a restart, as last
+        read from the database (API form, with `server`), in no particular order."""
         return list(self._shared.values())
 
     async def _run(self) -> None:
