@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 import h11
 
@@ -128,20 +128,47 @@ def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
 
 # What `RequestReader._next_event` hands on: a request's parts, or a Signal.
 Part = h11.Request | h11.Data | h11.EndOfMessage
+_R = TypeVar("_R")
 
 
-class RequestReader:
+class RequestReader(Generic[_R]):
     """Reads requests off one connection with h11, the head bounded by `limits.max_head`:
-    bytes in with `receive`; `_next_event` gives the next part of a request, or NEED_DATA
-    or CLOSED (the peer closed, also in the middle of a request: nobody is left to read
-    an error), and raises HttpError for a request h11 refuses. What a request must be
-    and what comes out is the subclass's (the file server's, the operator API's)."""
+    bytes in with `receive`, requests out with `next_request` (or NEED_DATA, or CLOSED:
+    the peer closed, also in the middle of a request, when nobody is left to read an
+    error); HttpError for a request to refuse. What a request must be and what comes out
+    is the subclass's (the file server's, the operator API's): `_start` checks a head,
+    `_data` takes body bytes, `_end` gives the request once its message ended."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
         self._in_request = False  # a head was read, its message has not ended
         self._closed = False
+        self._head_request = False
+        """The request being answered is a HEAD (also one refused before it was handed
+        out): h11 then frames the answer without a body, so none may be sent."""
+
+    def next_request(self) -> _R | Signal:
+        while True:
+            event = self._next_event()
+            if isinstance(event, Signal):
+                return event
+            if isinstance(event, h11.Request):
+                self._head_request = event.method == b"HEAD"
+                self._start(event)
+            elif isinstance(event, h11.Data):
+                self._data(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return self._end()
+
+    def _start(self, event: h11.Request) -> None:
+        raise NotImplementedError
+
+    def _data(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _end(self) -> _R:
+        raise NotImplementedError
 
     def receive(self, data: bytes) -> None:
         """Bytes read from the peer; b"" means the peer closed its side."""
@@ -180,40 +207,32 @@ class RequestReader:
         return HttpError(exc.error_status_hint, str(exc) or "malformed request")
 
 
-class ServerConnection(RequestReader):
-    """One client connection, request after request (keep-alive and pipelining)."""
+class ServerConnection(RequestReader[Request]):
+    """One client connection, request after request (keep-alive and pipelining).
+
+    `next_request` gives the next complete request (its body, if any, read and
+    discarded); for an HttpError answer with `error_response(..., close=True)`: after a
+    protocol error the stream cannot be trusted."""
 
     def __init__(self, limits: Limits = Limits()) -> None:
         super().__init__(limits)
         self._request: Request | None = None
         self._body_bytes = 0
         self._pending_file_bytes = 0
-        self._head_request = False
-        """The request being answered is a HEAD (also one refused before it was handed
-        out): h11 then frames the answer without a body, so none may be sent."""
 
-    def next_request(self) -> Request | Signal:
-        """The next complete request (its body, if any, read and discarded).
+    def _start(self, event: h11.Request) -> None:
+        self._request = self._accept(event)
+        self._body_bytes = 0
 
-        Raises HttpError for a request to refuse; answer it with `error_response(...,
-        close=True)`: after a protocol error the stream cannot be trusted.
-        """
-        while True:
-            event = self._next_event()
-            if isinstance(event, Signal):
-                return event
-            if isinstance(event, h11.Request):
-                self._head_request = event.method == b"HEAD"
-                self._request = self._accept(event)
-                self._body_bytes = 0
-            elif isinstance(event, h11.Data):
-                self._body_bytes += len(event.data)
-                if self._body_bytes > self.limits.max_body:
-                    raise HttpError(413, "request body too large")
-            elif isinstance(event, h11.EndOfMessage):
-                request, self._request = self._request, None
-                assert request is not None
-                return request
+    def _data(self, data: bytes) -> None:
+        self._body_bytes += len(data)
+        if self._body_bytes > self.limits.max_body:
+            raise HttpError(413, "request body too large")
+
+    def _end(self) -> Request:
+        request, self._request = self._request, None
+        assert request is not None
+        return request
 
     def _refusal(self, exc: h11.RemoteProtocolError) -> HttpError:
         buffered = self._h11.trailing_data[0]

@@ -16,7 +16,7 @@ import h11
 
 from ptftpd import __version__
 from ptftpd.http.errors import HttpError
-from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, RequestReader, Signal
+from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, RequestReader
 
 __all__ = ["API_LIMITS", "CLOSED", "NEED_DATA", "ApiConnection", "RawRequest"]
 
@@ -47,7 +47,7 @@ def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
     )
 
 
-class ApiConnection(RequestReader):
+class ApiConnection(RequestReader[RawRequest]):
     """One client connection, request after request (keep-alive); `has_partial_request`:
     part of a request is buffered (the per-request deadline runs)."""
 
@@ -55,30 +55,25 @@ class ApiConnection(RequestReader):
         super().__init__(limits)
         self._request: h11.Request | None = None
         self._body = bytearray()
-        self._head = False  # the request being answered is a HEAD
 
-    def next_request(self) -> RawRequest | Signal:
-        while True:
-            event = self._next_event()
-            if isinstance(event, Signal):
-                return event
-            if isinstance(event, h11.Request):
-                self._head = event.method == b"HEAD"
-                self._check(event)
-                self._request, self._body = event, bytearray()
-            elif isinstance(event, h11.Data):
-                if len(self._body) + len(event.data) > self.limits.max_body:
-                    raise HttpError(413, "request body too large")
-                self._body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                request, self._request = self._request, None
-                assert request is not None
-                return RawRequest(
-                    request.method.decode("ascii", "replace"),
-                    request.target.decode("ascii", "replace"),
-                    tuple((bytes(k), bytes(v)) for k, v in request.headers),
-                    bytes(self._body),
-                )
+    def _start(self, event: h11.Request) -> None:
+        self._check(event)
+        self._request, self._body = event, bytearray()
+
+    def _data(self, data: bytes) -> None:
+        if len(self._body) + len(data) > self.limits.max_body:
+            raise HttpError(413, "request body too large")
+        self._body += data
+
+    def _end(self) -> RawRequest:
+        request, self._request = self._request, None
+        assert request is not None
+        return RawRequest(
+            request.method.decode("ascii", "replace"),
+            request.target.decode("ascii", "replace"),
+            tuple((bytes(k), bytes(v)) for k, v in request.headers),
+            bytes(self._body),
+        )
 
     def _check(self, event: h11.Request) -> None:
         if not event.http_version.startswith(b"1."):
@@ -106,7 +101,7 @@ class ApiConnection(RequestReader):
         """A whole answer: head and body, the message ended."""
         head = [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers]
         out = self._send(_response(status, head))
-        if body and not self._head:  # a HEAD's answer has no body (h11 frames it so)
+        if body and not self._head_request:  # a HEAD's answer has no body (h11 frames it so)
             out += self._send(h11.Data(data=body))
         return out + self._send(h11.EndOfMessage())
 
@@ -121,7 +116,7 @@ class ApiConnection(RequestReader):
         """After an answer: True to read the next request on this connection."""
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
-            self._head = False
+            self._head_request = False
             return True
         return False
 
