@@ -15,6 +15,8 @@ for everyone, so it is not part of the pool definition the servers compare.
 Version 6: pxed's boot records (`boot_attempts`, pxe/boot_records.py), a table of their own.
 Version 7: DHCPv6 bindings (`leases6`: one row per address, keyed by pool, DUID and
 IAID), with the database-enforced rule of one bound address per binding.
+Version 8: pxed's machine states (`machine_states`, pxe/machine_state.py): boot local
+or install, per MAC, shared by every server of the database.
 """
 
 from __future__ import annotations
@@ -224,6 +226,15 @@ MIGRATIONS[7] = (
     "CREATE UNIQUE INDEX leases6_one_per_binding ON leases6 (pool, duid, iaid) "
     "WHERE state = 'bound'",
     "CREATE INDEX leases6_pool ON leases6 (pool)",
+)
+
+# Version 8: one row per machine marked local or install (pxe/machine_state.py).
+MIGRATIONS[8] = (
+    """CREATE TABLE machine_states (
+        mac      text PRIMARY KEY,
+        state    text NOT NULL,
+        updated  double precision NOT NULL
+    )""",
 )
 LATEST_VERSION = max(MIGRATIONS)
 

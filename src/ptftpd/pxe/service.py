@@ -45,6 +45,12 @@ from ptftpd.pxe.firmware import (
     missing_boot_files,
 )
 from ptftpd.pxe.ipv6 import Pxe6Policy
+from ptftpd.pxe.machine_state import (
+    StateKeeper,
+    add_state_routes,
+    open_machine_states,
+    state_file_path,
+)
 from ptftpd.pxe.machines import Chosen, Machines
 from ptftpd.pxe.proxy import ProxyResponder
 from ptftpd.pxe.timeline import Timeline
@@ -199,6 +205,7 @@ class PxeService:
         )
         self._policy6: Pxe6Policy | None = None
         self.boot_records: BootRetention | None = None
+        self.machine_states: StateKeeper | None = None  # issue 22 item 5
         self.traces: BootTraces | None = None  # pxed --otlp: each attempt as a trace
         self._last_request: Message | None = None
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
@@ -324,6 +331,7 @@ class PxeService:
             await http.start()
         if not cfg.proxy:  # before the API, which shows the other servers' boots too
             self._keep_boot_records()
+        await self._keep_machine_states()
         if cfg.api is not None:
             from ptftpd.pxe.api import ApiConfig, ApiServer
 
@@ -372,6 +380,7 @@ class PxeService:
         else:  # the other servers sharing the lease database show their boots too
             hub = EventHub(self.timeline, server=records.server)
             add_boot_routes(router, self.timeline, hub, records.shared, records.server)
+        add_state_routes(router, lambda: self.machine_states)
         return router
 
     async def _start_dhcp6(self, iface: str) -> None:
@@ -532,7 +541,22 @@ class PxeService:
             self.boot_records = BootRetention(self.timeline, store, str(dhcp.server_ip))
             self.boot_records.start()
 
+    async def _keep_machine_states(self) -> None:
+        """Machine states (boot local / install, issue 22 item 5) from where they
+        persist: the lease database (SQLite or PostgreSQL), or in --proxy mode (no lease
+        database) a state file beside where the lease file would be."""
+        dhcp = self.config.dhcp
+        leases_path = None if self.config.proxy else dhcp.leases_path
+        leases_url = None if self.config.proxy else dhcp.leases_url
+        state_file = state_file_path(dhcp.leases_path, dhcp.interface or str(dhcp.server_ip))
+        store = open_machine_states(leases_path, leases_url, str(dhcp.server_ip), state_file)
+        self.machine_states = StateKeeper(self.machines.states, store)
+        await self.machine_states.start()
+
     def close(self) -> None:
+        if self.machine_states is not None:
+            self.machine_states.close()
+            self.machine_states = None
         self.timeline.flush()  # the last changes, to the watchers below
         if self.boot_records is not None:
             self.boot_records.close()
