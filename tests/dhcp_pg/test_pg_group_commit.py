@@ -17,6 +17,7 @@ import pytest
 from test_pg_off_loop import SERVER, Client, config
 
 from ptftpd.dhcp import DhcpServer, Message, MessageType, encode
+from ptftpd.events import Event, LeaseEvent, LeaseKind
 from support import free_udp_port, require_root
 from support.postgres import PgCluster
 
@@ -136,6 +137,7 @@ def test_one_commit_carries_many_leases_under_load(pg_cluster: PgCluster) -> Non
     asyncio.run(scenario())
 
 
+BOUND = LeaseKind.BOUND
 REFUSE = """
 CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -157,8 +159,11 @@ def test_a_failed_commit_costs_only_its_grants(
     url = pg_cluster.uri(pg_cluster.create_database())
     port, client_port = free_udp_port(), free_udp_port()
 
+    seen: list[Event] = []
+
     async def scenario() -> None:
         server = DhcpServer(config(port, client_port, "127.0.12.100", "127.0.12.140", url))
+        server.events = seen.append
         await server.start()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(REFUSE)
@@ -180,6 +185,9 @@ def test_a_failed_commit_costs_only_its_grants(
             assert state_of(url, offer.yiaddr) == "offered"
             ack = await good.dora()
             assert state_of(url, ack.yiaddr) == "bound"
+            # The refused grant is not announced to the metrics or the boot timeline.
+            bound = [e.address for e in seen if isinstance(e, LeaseEvent) and e.kind is BOUND]
+            assert bound == [ack.yiaddr], bound
         finally:
             bad.close()
             good.close()

@@ -120,6 +120,16 @@ def _alone() -> AbstractContextManager[object]:
     return nullcontext()
 
 
+# A lane thread handling a group holds the engine's events here until the group's
+# COMMIT: a lease event of a grant the database refused must not be announced.
+_held = threading.local()
+
+
+def _unrecorded(events: list[Event]) -> list[Event]:
+    """A group whose commit failed: what it saw happen, without the grants it made."""
+    return [e for e in events if not isinstance(e, LeaseEvent)]
+
+
 class DbLane:
     """Runs `handle(data, source, now)` in at most `workers` threads, one packet at a
     time per client, at most `per_client` packets waiting per client and `clients`
@@ -145,6 +155,7 @@ class DbLane:
         group: Group = _alone,
         each: Group = _alone,
         group_size: int = _GROUP,
+        events: Callable[[Event], None] | None = None,
     ) -> None:
         self.loop = loop
         self.deliver = deliver
@@ -154,6 +165,7 @@ class DbLane:
         self.group = group
         self.each = each
         self.group_size = group_size
+        self.events = events  # where held events go after the commit (in the loop)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhcp-db")
         self.waiting: dict[bytes, deque[Job]] = {}
         self.ready: deque[tuple[bytes, Job]] = deque()  # appended in the loop, taken in workers
@@ -189,7 +201,7 @@ class DbLane:
                 lambda done: self.loop.call_soon_threadsafe(self._finished, done)
             )
 
-    def _run_group(self) -> tuple[list[tuple[bytes, list[Outgoing]]], bool]:
+    def _run_group(self) -> tuple[list[tuple[bytes, list[Outgoing]]], bool, list[Event]]:
         """In a worker: the ready packets, one transaction, their replies after it."""
         taken: list[tuple[bytes, Job]] = []
         while len(taken) < self.group_size:
@@ -198,19 +210,23 @@ class DbLane:
             except IndexError:
                 break
         if not taken:
-            return [], False
+            return [], False, []
         results: list[tuple[bytes, list[Outgoing]]] = []
+        held: list[Event] = []
+        _held.events = held
         try:
             with self.group():
                 for client, job in taken:
                     results.append((client, self._one(client, job)))
         except (StoreUnavailable, StoreBusy) as exc:
             log.debug("%d packets unanswered: %s", len(taken), exc)
-            return [(client, []) for client, _ in taken], False
+            return [(client, []) for client, _ in taken], False, _unrecorded(held)
         except StoreError as exc:
             log.warning("%d replies withheld: %s", len(taken), exc)
-            return [(client, []) for client, _ in taken], False
-        return results, True
+            return [(client, []) for client, _ in taken], False, _unrecorded(held)
+        finally:
+            _held.events = None
+        return results, True, held
 
     def _one(self, client: bytes, job: Job) -> list[Outgoing]:
         try:
@@ -224,18 +240,23 @@ class DbLane:
             log.exception("internal error handling a packet from %s", client.hex(":") or "?")
         return []
 
-    def _finished(self, done: Future[tuple[list[tuple[bytes, list[Outgoing]]], bool]]) -> None:
+    def _finished(
+        self, done: Future[tuple[list[tuple[bytes, list[Outgoing]]], bool, list[Event]]]
+    ) -> None:
         self.running -= 1
         if self.closed:
             return
         try:
-            results, committed = done.result()
+            results, committed, held = done.result()
         except Exception:  # the group itself failed unexpectedly (a bug)
             log.exception("internal error in a group of packets")
-            results, committed = [], False
+            results, committed, held = [], False, []
         if committed:
             self.commits += 1
             self.carried += len(results)
+        if self.events is not None:
+            for event in held:
+                self.events(event)
         for client, outgoing in results:
             queue = self.waiting.get(client)
             if queue:
@@ -373,7 +394,12 @@ class DhcpServer:
 
     def _emit(self, event: Event) -> None:
         """The engine's events reach `events` in the event loop, also from the
-        database threads (in the order they happened)."""
+        database threads (in the order they happened; a lane thread's after its
+        group's commit, see `DbLane`)."""
+        held = getattr(_held, "events", None)
+        if held is not None:
+            held.append(event)
+            return
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
             self._deliver(event)
@@ -440,7 +466,12 @@ class DhcpServer:
             workers = getattr(self._rows, "workers", 4)
             rows: Any = self._rows
             self._lane = DbLane(
-                self._loop, workers, self._reply, group=rows.batch, each=rows.savepoint
+                self._loop,
+                workers,
+                self._reply,
+                group=rows.batch,
+                each=rows.savepoint,
+                events=self._deliver,
             )
         if self._balancer is not None and self._heartbeat is None:
             want_destination(sock)
