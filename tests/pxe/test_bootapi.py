@@ -1,0 +1,232 @@
+"""Issue 22 item 2: the decision API client (``pxed --boot-api URL``) against a real
+HTTP server answering in pixiecore's format (a threaded http.server on loopback):
+the three URL forms and ``{{ ID }}``, a slow (5 s) and a down API -> the cached answer
+within the deadline, 404 / 500 / broken JSON -> ignored (or, opted in, the default),
+one log line each, many machines at once against a slow API -> none waits for another."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ptftpd.pxe.bootapi import ApiFetcher, parse_answer, resolve
+from ptftpd.pxe.decision import Decision, Kind, MachineFacts, Pending, Profile, Source
+from ptftpd.pxe.recipes import render_ipxe
+
+MAC = "52:54:00:22:02:01"
+
+
+class Api:
+    """What the test API answers per MAC: (delay seconds, status, body bytes)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, tuple[float, int, bytes]] = {}
+        self.asked: list[str] = []
+
+
+def serve(api: Api) -> tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            api.asked.append(self.path)
+            mac = self.path.split("?")[0].rsplit("/", 1)[-1]
+            delay, status, body = api.answers.get(mac, (0.0, 404, b"not found"))
+            time.sleep(delay)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except OSError:
+                pass  # the client gave up (the slow case)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256
+
+    server = Server(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/api"
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[Api, str, ThreadingHTTPServer]]:
+    state = Api()
+    server, url = serve(state)
+    yield state, url, server
+    server.shutdown()
+    server.server_close()
+
+
+def facts(mac: str = MAC) -> MachineFacts:
+    return MachineFacts(
+        mac=mac,
+        server="10.0.0.1",
+        ip=IPv4Address("10.0.0.50"),
+        arch=7,
+        vendor_class="PXEClient:Arch:00007",
+        subnet=IPv4Network("10.0.0.0/24"),
+        http_base="http://10.0.0.1:8080",
+        ipxe=True,
+    )
+
+
+def test_pixiecores_three_url_forms_and_id_in_the_cmdline(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "deb").mkdir(parents=True)
+    answer = {
+        "kernel": "http://files.example/vmlinuz",
+        "initrd": ["initrd.img", f"file://{root}/deb/extra.img"],
+        "cmdline": 'console=ttyS0 ks={{ ID "ks.cfg" }} seed={{ ID "file://'
+        + str(root)
+        + '/deb/seed" }}',
+        "message": "installing",
+    }
+    d = parse_answer(json.dumps(answer).encode(), "http://api.example/pxe/", root, {})
+    assert (d.kind, d.source) == (Kind.BOOT, Source.API)
+    assert d.profile is not None
+    assert d.profile.kernel == "http://files.example/vmlinuz"
+    assert d.profile.initrd == ("http://api.example/pxe/initrd.img", "deb/extra.img")
+    script = render_ipxe(d.profile, facts()).decode()
+    assert "initrd --name initrd1 http://10.0.0.1:8080/deb/extra.img" in script
+    assert (
+        "kernel http://files.example/vmlinuz initrd=initrd0 initrd=initrd1 console=ttyS0 "
+        "ks=http://api.example/pxe/ks.cfg seed=http://10.0.0.1:8080/deb/seed" in script
+    ), script
+    for bad in (f"file://{tmp_path}/secret", "file:///etc/shadow", "ftp://x/y", "a b"):
+        with pytest.raises(ValueError):
+            resolve(bad, "http://api.example/pxe/", root)
+    script_answer = {"ipxe-script": "#!ipxe\necho hi\n"}
+    d = parse_answer(json.dumps(script_answer).encode(), "http://a/", root, {})
+    assert d.profile is not None and d.profile.ipxe_script == "#!ipxe\necho hi\n"
+    assert parse_answer(b'{"local": true}', "http://a/", root, {}).kind is Kind.LOCAL
+    debian = Profile("debian", kernel="k")
+    assert (
+        parse_answer(b'{"profile": "debian"}', "http://a/", root, {"debian": debian}).profile
+        is debian
+    )
+    broken_answers = [b"{", b"[]", b"{}", b'{"profile": "nope"}', b'{"kernel": "k\\nboot"}']
+    broken_answers += [b'{"kernel": "k", "initrd": "x"}', b'{"kernel": "k", "cmdline": "a\\nb"}']
+    for broken in broken_answers:
+        with pytest.raises(ValueError):
+            parse_answer(broken, "http://a/", root, {})
+
+
+async def settle(fetcher: ApiFetcher, f: MachineFacts, clock: Any) -> tuple[Decision | None, float]:
+    """Ask as a driver does: again when the answer came or the deadline passed; the
+    decision and how long it took."""
+    began = clock()
+    while True:
+        answer = fetcher.api.decide(f, clock())
+        if not isinstance(answer, Pending):
+            return answer, clock() - began
+        await asyncio.sleep(0.02)
+
+
+def good(kernel: str = "vmlinuz") -> bytes:
+    return json.dumps({"kernel": kernel, "cmdline": "x=1"}).encode()
+
+
+def test_a_slow_or_down_api_gives_the_cached_answer_within_the_deadline(
+    api: tuple[Api, str, ThreadingHTTPServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state, url, server = api
+    clock = time.monotonic
+
+    async def run() -> None:
+        fetcher = ApiFetcher(url, tmp_path, dict, clock, deadline=1.0)
+        state.answers[MAC] = (0.0, 200, good("first"))
+        decision, took = await settle(fetcher, facts(), clock)
+        assert decision is not None and decision.source is Source.API and took < 1.0
+        assert decision.profile is not None and decision.profile.kernel == f"{url}/first"
+        asked = state.asked[-1]
+        assert asked.startswith("/api/v1/boot/52:54:00:22:02:01?arch=7&")
+        assert "ip=10.0.0.50" in asked and "subnet=10.0.0.0%2F24" in asked
+        assert "vendor-class=PXEClient%3AArch%3A00007" in asked
+        fetcher.api.recent.clear()  # the machine's next boot
+        state.answers[MAC] = (5.0, 200, good("second"))
+        decision, took = await settle(fetcher, facts(), clock)
+        assert decision is not None and decision.source is Source.CACHE, decision
+        assert decision.profile is not None and decision.profile.kernel == f"{url}/first"
+        assert 0.9 < took < 1.3, took
+        fetcher.close()
+        server.shutdown()
+        server.server_close()
+        fetcher.api.recent.clear()
+        fetcher.api.inflight.clear()
+        decision, took = await settle(fetcher, facts(), clock)
+        assert decision is not None and decision.source is Source.CACHE, decision
+        assert took < 1.0
+        other, _ = await settle(fetcher, facts("52:54:00:22:02:09"), clock)
+        assert other is None  # nothing cached: the link steps aside
+
+    with caplog.at_level(logging.INFO, "ptftpd.pxe"):
+        asyncio.run(run())
+    assert any("its last answer stands in" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("opt_in", [False, True], ids=["ignore", "default"])
+def test_404_500_and_broken_json_are_ignored_one_line_each(
+    api: tuple[Api, str, ThreadingHTTPServer],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    opt_in: bool,
+) -> None:
+    state, url, _ = api
+    cases = {
+        "52:54:00:22:02:11": (0.0, 404, b'{"error": "unknown"}'),
+        "52:54:00:22:02:12": (0.0, 500, b"oops"),
+        "52:54:00:22:02:13": (0.0, 200, b'{"kernel": '),
+    }
+    state.answers.update(cases)
+
+    async def run() -> list[Decision | None]:
+        fetcher = ApiFetcher(url, tmp_path, dict, time.monotonic, unknown_to_default=opt_in)
+        fetcher.api.cache.update({m: Decision(Kind.LOCAL, Source.API) for m in cases})
+        found = [(await settle(fetcher, facts(m), time.monotonic))[0] for m in cases]
+        return found
+
+    with caplog.at_level(logging.INFO, "ptftpd.pxe"):
+        found = asyncio.run(run())
+    if opt_in:
+        assert found == [None, None, None]
+    else:
+        assert [d.kind if d else None for d in found] == [Kind.IGNORE] * 3
+    for mac, why in zip(cases, ("HTTP 404", "HTTP 500", "malformed answer"), strict=True):
+        lines = [r.getMessage() for r in caplog.records if mac in r.getMessage()]
+        assert len(lines) == 1 and why in lines[0], lines
+
+
+def test_machines_deciding_at_once_do_not_wait_for_each_other(
+    api: tuple[Api, str, ThreadingHTTPServer], tmp_path: Path
+) -> None:
+    """50 machines against an API answering each in 0.5 s: all answered in about 0.5 s
+    (serially it would be 25 s); a machine asking again while its request is in
+    flight starts no second request."""
+    state, url, _ = api
+    macs = [f"52:54:00:22:03:{i:02x}" for i in range(50)]
+    for mac in macs:
+        state.answers[mac] = (0.5, 200, good())
+
+    async def run() -> list[float]:
+        fetcher = ApiFetcher(url, tmp_path, dict, time.monotonic, deadline=3.0)
+        results = await asyncio.gather(*(settle(fetcher, facts(m), time.monotonic) for m in macs))
+        assert all(d is not None and d.source is Source.API for d, _ in results)
+        return [took for _, took in results]
+
+    took = asyncio.run(run())
+    assert max(took) < 2.0, sorted(took)[-5:]
+    assert len(state.asked) == len(macs)
