@@ -45,6 +45,8 @@ __all__ = [
     "LeaseEvent",
     "LeaseExpiry",
     "LeaseKind",
+    "RouterAdvertised",
+    "RouterSolicited",
     "TransferFinished",
     "TransferRefused",
     "TransferStarted",
@@ -238,6 +240,24 @@ class Lease6Event:
     expires: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RouterSolicited:
+    """A router solicitation heard by the router advertisement sender (pxed --ipv6):
+    `peer` its source address, `mac` from its source link-layer address option (None
+    when it has none, as before the host has an address)."""
+
+    peer: IPv6Address
+    mac: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouterAdvertised:
+    """A router advertisement sent; `answers` the MACs of the solicitations it answers
+    (empty for a periodic one)."""
+
+    answers: tuple[str, ...] = ()
+
+
 Event = (
     TransferStarted
     | TransferFinished
@@ -247,6 +267,8 @@ Event = (
     | Dhcp6Message
     | Lease6Event
     | BalanceChanged
+    | RouterSolicited
+    | RouterAdvertised
 )
 EventSink = Callable[[Event], None]
 E = TypeVar("E", bound=Event)

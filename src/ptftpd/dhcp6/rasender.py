@@ -12,12 +12,13 @@ import asyncio
 import logging
 import socket
 import struct
-from ipaddress import IPv6Network
+from ipaddress import IPv6Address, IPv6Network
 
 from ptftpd.dhcp6.codec import PacketError
 from ptftpd.dhcp6.config import RaConfig
 from ptftpd.dhcp6.ra import ICMP6_RS, RaSchedule, build_ra, decode_rs
 from ptftpd.errors import StartError
+from ptftpd.events import EventSink, RouterAdvertised, RouterSolicited, ignore
 
 __all__ = ["RaSender"]
 
@@ -61,9 +62,19 @@ def open_icmp6_socket(interface: str, ifindex: int) -> socket.socket:
 
 class RaSender:
     def __init__(
-        self, interface: str, ifindex: int, prefix: IPv6Network, config: RaConfig, mac: bytes | None
+        self,
+        interface: str,
+        ifindex: int,
+        prefix: IPv6Network,
+        config: RaConfig,
+        mac: bytes | None,
+        events: EventSink = ignore,
     ) -> None:
         self.interface = interface
+        # Told of each solicitation heard (`RouterSolicited`) and each advertisement
+        # sent (`RouterAdvertised`, with the MACs it answers: at most 64 wait).
+        self.events = events
+        self._answering: dict[str, None] = {}
         self.ifindex = ifindex
         self.config = config
         self.packet = build_ra(config, prefix, mac)
@@ -105,6 +116,8 @@ class RaSender:
         try:
             sock.sendto(self.packet, (ALL_NODES, 0, 0, self.ifindex))
             self.sent += 1
+            answers, self._answering = tuple(self._answering), {}
+            self.events(RouterAdvertised(answers))
             log.debug("router advertisement sent on %s", self.interface)
         except OSError as exc:
             # E.g. our link-local address is still tentative: the next one will do.
@@ -133,10 +146,17 @@ class RaSender:
                 log.debug("ignored a router solicitation with hop limit %d", hops[0])
                 continue
             try:
-                decode_rs(data)
+                rs = decode_rs(data)
             except PacketError as exc:
                 log.debug("ignored a bad router solicitation from %s: %s", addr[0], exc)
                 continue
-            log.debug("router solicitation from %s", addr[0])
+            lla = rs.source_lla
+            mac = lla.hex(":") if lla is not None and len(lla) == 6 else None
+            log.debug("router solicitation from %s (%s)", addr[0], mac or "no link-layer address")
+            if self.events is not ignore:
+                if mac is not None and len(self._answering) < 64:
+                    self._answering[mac] = None
+                peer = IPv6Address(str(addr[0]).split("%")[0])
+                self.events(RouterSolicited(peer, mac))
             schedule.solicited(loop.time())
             self._arm()

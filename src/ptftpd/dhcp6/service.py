@@ -264,7 +264,9 @@ class Dhcp6Service:
                 self._boot_sock.fileno(), self._on_readable, self._boot_sock, True
             )
         if cfg.send_ra:
-            self.ra = RaSender(cfg.interface, self.ifindex, cfg.prefix, cfg.ra, mac)
+            self.ra = RaSender(
+                cfg.interface, self.ifindex, cfg.prefix, cfg.ra, mac, events=self.events
+            )
             try:
                 self.ra.start()
             except StartError:

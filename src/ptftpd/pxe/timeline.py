@@ -32,6 +32,8 @@ from ptftpd.events import (
     Lease6Event,
     LeaseEvent,
     LeaseKind,
+    RouterAdvertised,
+    RouterSolicited,
     TransferFinished,
     TransferRefused,
     TransferStarted,
@@ -211,6 +213,20 @@ class Timeline:
             self._served(event, now)
         elif isinstance(event, Dhcp6Message):
             self._dhcp6(event, now)
+        elif isinstance(event, RouterSolicited):
+            if event.mac is not None:
+                self._learn(str(event.peer), event.mac)
+                # Part of the machine's boot so far (iPXE asks for a router after
+                # it was loaded): a new attempt only for a machine not seen yet.
+                attempt = self._current.get(event.mac)
+                if attempt is None:
+                    attempt = self._new_attempt(event.mac, None, now)
+                self._step(attempt, Step(now, "ra.solicit", {"peer": str(event.peer)}), now)
+        elif isinstance(event, RouterAdvertised):
+            for mac in event.answers:
+                answered = self._current.get(mac)
+                if answered is not None:
+                    self._step(answered, Step(now, "ra.advert", {}), now)
         elif isinstance(event, Lease6Event):
             mac = client_label(event.duid)
             self._learn(str(event.address), mac)
