@@ -29,7 +29,7 @@ from pxe_requests import FILES, SERVER, request
 from ptftpd.dhcp import DhcpConfig, MessageType, encode
 from ptftpd.pxe import PxeConfig, PxeService
 from ptftpd.pxe.settings import pxe_config
-from ptftpd.pxe.traces import open_traces
+from ptftpd.pxe.traces import BootTraces, open_traces
 from ptftpd.tftp.server import ServerConfig, TftpServer
 from support import require_tool, script
 
@@ -47,7 +47,7 @@ def value(any_value: Any) -> object:
 class Receiver:
     """An OTLP/HTTP traces endpoint on loopback: every span received, decoded."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.spans: list[dict[str, Any]] = []
         self.resources: list[dict[str, object]] = []
         self.posts = 0
@@ -87,7 +87,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -278,3 +278,45 @@ def test_every_attempt_of_a_storm_is_exported_once(receiver: Receiver) -> None:
     assert len(traces._done) <= 2048 and len(traces._open) <= 2048
     traces.close()
     assert traces.exported == 5000
+
+
+def test_a_collector_that_does_not_answer_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing listens at the URL: one warning when sending starts failing (none per
+    batch, none of the SDK's retry lines), one when a collector answers again."""
+    import logging
+    import socket
+
+    from ptftpd.events import DhcpMessage
+    from ptftpd.pxe.timeline import Timeline
+    from ptftpd.pxe.timeline_driver import TimelineDriver
+
+    with socket.socket() as probe_socket:  # a free port, then nobody on it
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1/traces"
+    now = [0.0]
+    driver = TimelineDriver(Timeline(), clock=lambda: now[0])
+    traces = BootTraces(driver, url, quiet=3600.0, timeout=1.0)
+    driver.watch(traces.changed)
+    caplog.set_level(logging.DEBUG)
+
+    def boot(n: int) -> None:
+        driver.feed(DhcpMessage("in", "discover", f"52:54:00:00:00:{n:02x}"))
+        driver.flush()
+        traces._export(next(iter(traces._open.values())))
+        traces._provider.force_flush(timeout_millis=5000)
+
+    boot(1)
+    boot(2)
+    lines = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    down = f"boot traces not sent to {url}: the collector does not answer"
+    assert lines == [("ptftpd.pxe", down)]
+    again = Receiver(port)
+    try:
+        boot(3)
+    finally:
+        again.close()
+    assert [s["name"] for s in again.spans if not s["parent"]] == ["boot 52:54:00:00:00:03"]
+    lines = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    assert lines[1:] == [("ptftpd.pxe", f"boot traces sent to {url} again")]
+    traces.close()

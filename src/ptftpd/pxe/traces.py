@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from ptftpd.pxe.timeline_driver import TimelineDriver
 
 __all__ = ["BootTraces", "TracesUnavailable", "check_available", "open_traces"]
+
+log = logging.getLogger("ptftpd.pxe")
 
 EXTRA = "pip install 'ptftpd[otel]'"
 _NS = 1_000_000_000
@@ -76,6 +79,24 @@ class BootTraces:
         resource = Resource.create({"service.name": service, "host.name": socket.gethostname()})
         self._provider = TracerProvider(resource=resource)
         exporter = OTLPSpanExporter(endpoint=url, timeout=timeout)
+        self.failing = False
+        send = exporter.export
+
+        def export(spans: Any) -> Any:
+            """The SDK's export, its outcome said in one line when it changes (the
+            SDK's own per-batch retry lines are muted)."""
+            result = send(spans)
+            ok = result.name == "SUCCESS"
+            if not ok and not self.failing:
+                log.warning("boot traces not sent to %s: the collector does not answer", url)
+            elif ok and self.failing:
+                log.warning("boot traces sent to %s again", url)
+            self.failing = not ok
+            return result
+
+        exporter.export = export  # type: ignore[method-assign]
+        for name in ("opentelemetry.exporter.otlp", "opentelemetry.sdk.trace.export"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         self._provider.add_span_processor(
             BatchSpanProcessor(exporter, max_queue_size=4096, schedule_delay_millis=1000)
         )
