@@ -50,7 +50,7 @@ def test_a_sighup_during_start_up_is_a_reload_not_the_end() -> None:
 # signal; a second SIGTERM while start() is stuck ends the process by the signal.
 STOP = textwrap.dedent(
     """
-    import asyncio, os, signal, sys
+    import os, signal, sys, time
     from ptftpd.service import runtime
     from ptftpd.service.service_settings import ServiceSettings
 
@@ -63,10 +63,10 @@ STOP = textwrap.dedent(
 
     async def start():
         os.kill(os.getpid(), signal.SIGTERM)  # bound, handlers not yet in place
-        await asyncio.sleep(0.2)  # still starting when it arrives
-        if sys.argv[1] == "twice":  # stuck: a second one ends it
+        time.sleep(0.2)  # still starting (blocking) when it arrives
+        if sys.argv[1] == "twice":  # stuck in a blocking call: a second one ends it
             os.kill(os.getpid(), signal.SIGTERM)
-            await asyncio.sleep(30)
+            time.sleep(30)
         return Server()
 
     status = runtime.run("early", ServiceSettings(drain=0.0), start)

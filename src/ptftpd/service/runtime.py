@@ -156,19 +156,27 @@ def run(
         # A SIGHUP, SIGTERM or SIGINT after the ports are bound (they look ready, the
         # "serving" line is out) but before serve()'s handlers must not end the server
         # by the default action: it is held, then served (a stop drains nothing and
-        # exits 0). A second stop signal while still starting (start() stuck) ends it.
+        # exits 0). A second stop signal while still starting ends it, also when start()
+        # is stuck in a blocking call: so the stop signals get plain handlers, which run
+        # between bytecodes, not loop callbacks, which would wait for start() to await.
         held: list[int] = []
         loop = asyncio.get_running_loop()
 
-        def hold(sig: int) -> None:
+        def hold(sig: int, _frame: object = None) -> None:
             if sig != signal.SIGHUP and any(s != signal.SIGHUP for s in held):
-                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_DFL)
                 signal.raise_signal(sig)
             held.append(sig)
 
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, hold, sig)
-        server = await start()
+        loop.add_signal_handler(signal.SIGHUP, hold, signal.SIGHUP)
+        stops = (signal.SIGTERM, signal.SIGINT)
+        before = {sig: signal.signal(sig, hold) for sig in stops}
+        try:
+            server = await start()
+        except BaseException:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+            raise
         try:
             serve_metrics(service)
             drop_privileges(identity, owned_files, uploads)
