@@ -16,8 +16,8 @@ from ptftpd.dhcp.leases import (
     LeaseState,
     MemoryStore,
     Nak,
-    PoolConfig,
     StaticHost,
+    SubnetConfig,
     build_pool,
 )
 from ptftpd.dhcp.local_leases import LocalLeases
@@ -45,9 +45,9 @@ def policy(
 ) -> tuple[LeasePolicy, Clock]:
     clock = clock or Clock()
     exclude = [SERVER, *(h.address for h in static)]
-    pool = PoolConfig(
+    pool = SubnetConfig(
         NET,
-        build_pool(NET, exclude),
+        exclude=tuple(exclude),
         lease_time=lease_time,
         offer_time=10,
         decline_time=50,
@@ -301,7 +301,7 @@ class NoScan(dict[int, Any]):
 
 def test_full_large_pool_finds_a_free_address_without_scanning() -> None:
     net = IPv4Network("10.0.0.0/16")
-    pool = PoolConfig(net, build_pool(net, [IPv4Address("10.0.0.1")]), lease_time=100)
+    pool = SubnetConfig(net, exclude=(IPv4Address("10.0.0.1"),), lease_time=100)
     clock = Clock()
     inner = LeasePolicy(pool, MemoryStore())
     p = Clocked(inner, clock)

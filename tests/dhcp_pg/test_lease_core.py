@@ -29,9 +29,8 @@ from ptftpd.dhcp.leases import (
     LeaseRows,
     MemoryStore,
     Nak,
-    PoolConfig,
     StaticHost,
-    build_pool,
+    SubnetConfig,
 )
 from ptftpd.dhcp.local_leases import LocalLeases
 from ptftpd.dhcp.pg_store import PgStore
@@ -105,9 +104,11 @@ def engine(net: IPv4Network, rows: LeaseRows, authoritative: bool) -> DhcpEngine
         range_start=net.network_address + 2,
         range_end=net.network_address + 6,
     )
-    pool = PoolConfig(
+    pool = SubnetConfig(
         net,
-        build_pool(net, [server, static.address], cfg.range_start, cfg.range_end),
+        cfg.range_start,
+        cfg.range_end,
+        exclude=(server,),
         lease_time=cfg.lease_time,
         offer_time=cfg.offer_time,
         decline_time=cfg.decline_time,
@@ -272,7 +273,7 @@ def rows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseRows]:
 
 def small(rows: LeaseRows) -> LeasePolicy:
     net = IPv4Network("10.77.0.0/28")
-    pool = PoolConfig(net, build_pool(net, [net.network_address + 1]), lease_time=60)
+    pool = SubnetConfig(net, exclude=(net.network_address + 1,), lease_time=60)
     return LeasePolicy(pool, rows)
 
 

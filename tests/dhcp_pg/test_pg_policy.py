@@ -7,7 +7,7 @@ from ipaddress import IPv4Network
 import pytest
 from pgtest import NOW, Stores, bound_rows, ip
 
-from ptftpd.dhcp.leases import Ack, Nak, PoolConfig, StaticHost, build_pool
+from ptftpd.dhcp.leases import Ack, Nak, StaticHost, SubnetConfig
 from ptftpd.dhcp.leases import LeasePolicy as SharedLeasePolicy
 from ptftpd.dhcp.store import StoreUnavailable
 from support.clocked import Clocked
@@ -17,10 +17,13 @@ NET = IPv4Network("10.9.0.0/24")
 STATIC = StaticHost("52:54:00:00:00:99", ip("10.9.0.20"), "fixed")
 
 
-def config(authoritative: bool = False) -> PoolConfig:
-    pool = build_pool(NET, [ip("10.9.0.1"), ip("10.9.0.2"), STATIC.address])
-    return PoolConfig(
-        NET, pool, lease_time=600, static_hosts=(STATIC,), authoritative=authoritative
+def config(authoritative: bool = False) -> SubnetConfig:
+    return SubnetConfig(
+        NET,
+        exclude=(ip("10.9.0.1"), ip("10.9.0.2")),
+        lease_time=600,
+        static_hosts=(STATIC,),
+        authoritative=authoritative,
     )
 
 
@@ -34,10 +37,10 @@ def policies(stores: Stores) -> tuple[Clocked, Clocked]:
 def test_pool_is_named_by_its_subnet_and_checked(stores: Stores) -> None:
     a, _ = policies(stores)
     assert a.pool == "10.9.0.0/24"
-    other = build_pool(NET, [ip("10.9.0.1")])  # forgets server b and the static host
+    other = SubnetConfig(NET, exclude=(ip("10.9.0.1"),))  # forgets server b, the static host
     only_there = r"excluded only in the database: 10\.9\.0\.2, 10\.9\.0\.20 "
     with pytest.raises(Exception, match=only_there):
-        SharedLeasePolicy(PoolConfig(NET, other), stores("10.9.0.3"))
+        SharedLeasePolicy(other, stores("10.9.0.3"))
 
 
 def test_the_other_server_sees_every_lease(stores: Stores) -> None:

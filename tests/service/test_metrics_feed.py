@@ -18,8 +18,7 @@ from ptftpd.dhcp.leases import (
     LeasePolicy,
     LeaseSummary,
     MemoryStore,
-    PoolConfig,
-    build_pool,
+    SubnetConfig,
 )
 from ptftpd.dhcp.pg_store import PgStore
 from support import Process, free_udp_port, require_tool, script, world_readable_dir
@@ -220,9 +219,9 @@ def exercise(policy: Clocked) -> None:
     assert policy.decline(key, mac, addr) is not None
 
 
-def small_pool() -> PoolConfig:
+def small_pool() -> SubnetConfig:
     net = IPv4Network("10.9.0.0/28")
-    return PoolConfig(net, build_pool(net, [IPv4Address("10.9.0.1")]), lease_time=600)
+    return SubnetConfig(net, exclude=(IPv4Address("10.9.0.1"),), lease_time=600)
 
 
 def test_lease_summary_of_the_local_policy() -> None:

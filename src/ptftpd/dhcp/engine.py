@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -146,6 +146,32 @@ class DhcpConfig:
     def own_addresses(self) -> tuple[IPv4Address, ...]:
         """This server's addresses (also the default gateway, which is this host)."""
         return (self.server_ip, *self.other_addresses)
+
+    @property
+    def local(self) -> SubnetConfig:
+        """The local subnet's settings (its boot settings are the server's own)."""
+        return SubnetConfig(
+            network=self.network,
+            range_start=self.range_start,
+            range_end=self.range_end,
+            routers=self.routers or (),
+            static_hosts=self.static_hosts,
+            exclude=self.exclude,
+            lease_time=self.lease_time,
+        )
+
+    def served(self, subnet: SubnetConfig) -> SubnetConfig:
+        """`subnet` with what the server decides for all its subnets filled in: its
+        lease time where the subnet names none, offer and decline times, authority
+        and its own addresses."""
+        return replace(
+            subnet,
+            lease_time=subnet.lease_time or self.lease_time,
+            offer_time=self.offer_time,
+            decline_time=self.decline_time,
+            authoritative=self.authoritative,
+            own=self.own_addresses,
+        )
 
 
 def message_label(message: Message) -> DhcpType:

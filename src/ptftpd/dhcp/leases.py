@@ -84,9 +84,10 @@ INFORMATION-REQUEST                     -> none                            -> RE
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
@@ -104,8 +105,8 @@ __all__ = [
     "MemoryStore",
     "Nak",
     "Pool",
-    "PoolConfig",
     "StaticHost",
+    "SubnetConfig",
     "build_pool",
     "pool_id",
     "static_answer",
@@ -154,25 +155,46 @@ class Pool:
         return sorted(IPv4Address(e) for e in self.excluded - self.own)
 
 
+DEFAULT_LEASE_TIME = 3600
+
+
 @dataclass(frozen=True)
-class PoolConfig:
+class SubnetConfig:
+    """One subnet's settings, read by its pool, its scope and the engine: the local
+    subnet (DhcpConfig.local) or one `[[subnet]]` table.
+
+    Boot settings left as None are the server's own; so is `lease_time` (None: the
+    server's, 3600 s for a policy on its own). `offer_time`, `decline_time`,
+    `authoritative` and `own` (this server's addresses: never handed out, but not part
+    of the pool's definition that servers sharing a database compare) are the server's,
+    filled in by DhcpConfig.served."""
+
     network: IPv4Network
-    addresses: Pool
-    lease_time: int = 3600
+    range_start: IPv4Address | None = None
+    range_end: IPv4Address | None = None
+    routers: tuple[IPv4Address, ...] = ()
+    dns: tuple[IPv4Address, ...] = ()
+    domain_name: str | None = None
+    bootfile: str | None = None
+    next_server: IPv4Address | None = None
+    ipxe_bootfile: str | None = None
+    static_hosts: tuple[StaticHost, ...] = ()
+    exclude: tuple[IPv4Address, ...] = ()
+    lease_time: int | None = None
+    extra_options: Mapping[int, bytes] = field(default_factory=dict)
     offer_time: float = 30.0
     decline_time: float = 600.0
-    static_hosts: tuple[StaticHost, ...] = ()
     # Authoritative for this network: NAK wrong requests even from clients we have no
     # record of. Off by default, as RFC 2131 4.3.2 asks of servers sharing a wire.
     authoritative: bool = False
+    own: tuple[IPv4Address, ...] = ()
 
-    @property
-    def t1(self) -> int:
-        return self.lease_time // 2
-
-    @property
-    def t2(self) -> int:
-        return self.lease_time * 7 // 8
+    @cached_property
+    def addresses(self) -> Pool:
+        """The dynamic pool: the range minus the gateways, the excluded addresses, the
+        static hosts and this server's own."""
+        exclude = [*self.routers, *self.exclude, *(h.address for h in self.static_hosts)]
+        return build_pool(self.network, exclude, self.range_start, self.range_end, self.own)
 
 
 def build_pool(
@@ -320,7 +342,7 @@ class LeaseRows(Protocol):
     def close(self) -> None: ...
 
 
-def pool_id(config: PoolConfig) -> str:
+def pool_id(config: SubnetConfig) -> str:
     """The pool's name among the rows: its subnet in CIDR form, the same on every
     server configured for that subnet."""
     return str(config.network)
@@ -341,8 +363,9 @@ class LeasePolicy:
     `store` is the rows (`LeaseRows`), or a persistence `LeaseStore` to put local rows
     in front of. Several policies (one per subnet) may share one store."""
 
-    config: PoolConfig
+    config: SubnetConfig
     store: LeaseRows
+    lease_time: int = field(default=DEFAULT_LEASE_TIME, init=False)
     _static_by_mac: dict[str, StaticHost] = field(default_factory=dict, init=False)
     _static_addrs: set[IPv4Address] = field(default_factory=set, init=False)
     _pool: Pool = field(default_factory=lambda: Pool(1, 0), init=False)
@@ -350,6 +373,8 @@ class LeasePolicy:
 
     def __post_init__(self) -> None:
         self.store = lease_rows(self.store)
+        if self.config.lease_time is not None:
+            self.lease_time = self.config.lease_time
         for host in self.config.static_hosts:
             self._static_by_mac[host.mac.lower()] = host
             self._static_addrs.add(host.address)
@@ -441,9 +466,7 @@ class LeasePolicy:
         With `known_only` (INIT-REBOOT) a client nobody knows gets silence."""
         static = self.static_for(mac)
         if static is not None:
-            return static_answer(
-                static, address, client_key, mac, hostname, now, self.config.lease_time
-            )
+            return static_answer(static, address, client_key, mac, hostname, now, self.lease_time)
         wrong = self._wrong(address)
         if wrong is None and known_only and self.lease_for(client_key, now) is None:
             # INIT-REBOOT from a client nobody knows: not ours to judge, unless we are
@@ -452,7 +475,7 @@ class LeasePolicy:
                 return Nak(f"{address} is in use")
             return None
         if wrong is None:
-            expires = now + self.config.lease_time
+            expires = now + self.lease_time
             bound = self.store.bind(
                 client_key, mac, address, now, expires, hostname, selecting=selecting
             )

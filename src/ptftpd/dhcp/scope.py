@@ -10,10 +10,10 @@ giaddr, or, for a unicast renewal from a routed client, its ciaddr; else it is l
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from ptftpd.dhcp.leases import LeasePolicy, StaticHost
+from ptftpd.dhcp.leases import LeasePolicy, SubnetConfig
 from ptftpd.dhcp.options import Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
 
@@ -31,26 +31,6 @@ SUBNET_SELECTION = 118  # RFC 3011
 LINK_SELECTION = 5  # RFC 3527, a sub-option of relay agent information (82)
 
 
-@dataclass(frozen=True)
-class SubnetConfig:
-    """One `[[subnet]]` table: a relayed subnet and what its clients get. Boot
-    settings left as None are the server's own."""
-
-    network: IPv4Network
-    range_start: IPv4Address | None = None
-    range_end: IPv4Address | None = None
-    routers: tuple[IPv4Address, ...] = ()
-    dns: tuple[IPv4Address, ...] = ()
-    domain_name: str | None = None
-    bootfile: str | None = None
-    next_server: IPv4Address | None = None
-    ipxe_bootfile: str | None = None
-    static_hosts: tuple[StaticHost, ...] = ()
-    exclude: tuple[IPv4Address, ...] = ()
-    lease_time: int | None = None
-    extra_options: Mapping[int, bytes] = field(default_factory=dict)
-
-
 @dataclass
 class Scope:
     """A subnet at run time: its policy and its options packed once."""
@@ -64,7 +44,7 @@ class Scope:
 
     @property
     def lease_time(self) -> int:
-        return self.policy.config.lease_time
+        return self.policy.lease_time
 
 
 def network_options(

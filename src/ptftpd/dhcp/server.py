@@ -36,7 +36,7 @@ from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
-from ptftpd.dhcp.leases import LeasePolicy, LeaseRows, PoolConfig, build_pool
+from ptftpd.dhcp.leases import LeasePolicy, LeaseRows
 from ptftpd.dhcp.local_leases import LocalLeases
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, PacketError, decode
 from ptftpd.dhcp.peers import Heartbeat, heartbeat_for, read_burst_to, want_destination
@@ -383,19 +383,7 @@ class DhcpServer:
                 self._rows = LocalLeases(self._store)
         # The server's own addresses (and the default gateway, this host) are its own,
         # the rest defines the pool, the same on every server sharing a database.
-        exclude = [*(cfg.routers or ()), *cfg.exclude, *(h.address for h in cfg.static_hosts)]
-        pool = PoolConfig(
-            network=cfg.network,
-            addresses=build_pool(
-                cfg.network, exclude, cfg.range_start, cfg.range_end, cfg.own_addresses
-            ),
-            lease_time=cfg.lease_time,
-            offer_time=cfg.offer_time,
-            decline_time=cfg.decline_time,
-            static_hosts=cfg.static_hosts,
-            authoritative=cfg.authoritative,
-        )
-        policy = self._policy(pool)
+        policy = self._policy(cfg.local)
         subnets = [self._scope(sub) for sub in cfg.subnets]
         engine = DhcpEngine(cfg, policy, self._boot_policy, subnets)
         engine.events = self._emit if self._events is not ignore else ignore
@@ -427,31 +415,18 @@ class DhcpServer:
         if isinstance(event, LeaseEvent):
             expiry.arm()
 
-    def _policy(self, pool: PoolConfig) -> LeasePolicy:
-        """One lease policy per pool, over the server's rows (whichever store)."""
+    def _policy(self, subnet: SubnetConfig) -> LeasePolicy:
+        """One lease policy per subnet, over the server's rows (whichever store)."""
         assert self._rows is not None
-        return LeasePolicy(pool, self._rows)
+        return LeasePolicy(self.config.served(subnet), self._rows)
 
     def _scope(self, sub: SubnetConfig) -> Scope:
-        cfg = self.config
-        exclude = [*sub.routers, *sub.exclude, *(h.address for h in sub.static_hosts)]
-        pool = PoolConfig(
-            network=sub.network,
-            addresses=build_pool(
-                sub.network, exclude, sub.range_start, sub.range_end, cfg.own_addresses
-            ),
-            lease_time=sub.lease_time or cfg.lease_time,
-            offer_time=cfg.offer_time,
-            decline_time=cfg.decline_time,
-            static_hosts=sub.static_hosts,
-            authoritative=cfg.authoritative,
-        )
         options = network_options(
             sub.network, sub.routers, sub.dns, sub.domain_name, sub.extra_options
         )
         return Scope(
             sub.network,
-            self._policy(pool),
+            self._policy(sub),
             options,
             sub.bootfile,
             sub.next_server,
