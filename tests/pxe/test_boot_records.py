@@ -4,6 +4,7 @@ pruned by age, every server's visible to each; what is written is what changed."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -406,3 +407,46 @@ def wait_udp_free_in(net: Any, port: int, timeout: float = 10.0) -> None:
     while udp_port_bound(port, netns=net.ns.name):
         assert time.monotonic() < deadline, f"port {port} still bound"
         time.sleep(0.1)
+
+
+def test_boot_history_setting_reaches_the_retention(tmp_path: Path) -> None:
+    """--boot-history / boot-history = "12h": the age pxed's retention prunes at; below
+    an hour is a usage error (exit 2, one line)."""
+    import subprocess
+    from ipaddress import IPv4Network
+
+    from pxe_requests import FILES, SERVER
+
+    from ptftpd.dhcp import DhcpConfig
+    from ptftpd.pxe import PxeConfig, PxeService
+    from ptftpd.pxe.settings import pxe_config
+    from ptftpd.tftp.server import ServerConfig
+    from support import script
+
+    dhcp = DhcpConfig(server_ip=SERVER, network=IPv4Network("10.78.0.0/24"), bootfile="x")
+    assert pxe_config({"boot-history": "12h"}, dhcp, tmp_path, "x").boot_history == 43200
+    assert pxe_config({"boot-history": 7200}, dhcp, tmp_path, "x").boot_history == 7200
+    assert pxe_config({}, dhcp, tmp_path, "x").boot_history == 7 * 86400
+    dhcp = DhcpConfig(
+        server_ip=SERVER, network=IPv4Network("10.78.0.0/24"), leases_path=tmp_path / "l.sqlite"
+    )
+    config = PxeConfig(dhcp=dhcp, tftp=ServerConfig(root=tmp_path), files=FILES, boot_history=7200)
+    for _, name in FILES.configured():
+        (tmp_path / name).write_bytes(b"boot")
+    svc = PxeService(config)
+
+    async def run() -> None:
+        svc._keep_boot_records()
+        assert svc.boot_records is not None and svc.boot_records.max_age == 7200
+        svc.reload(dataclasses.replace(config, boot_history=3600))
+        assert svc.boot_records.max_age == 3600
+        svc.close()
+
+    asyncio.run(run())
+    argv = [script("pxed"), "--boot-history", "5m", "lo", str(tmp_path), "x"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "pxed: --boot-history: must be between 3600 and 315360000, not 300 (try --help)\n"
+    )
+    assert "Traceback" not in done.stderr

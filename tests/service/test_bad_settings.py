@@ -57,6 +57,7 @@ KEY_KINDS = {
     ("blksize-max", "windowsize-max", "retries", "max-sessions", "workers"): {"int"},
     ("tftp-port", "http-port"): {"int"},
     ("boot-records",): {"int"},
+    ("boot-history",): {"int"},
     ("api", "api-token"): {"str"},
     ("otlp",): {"str"},
     ("timeout", "drain", "boot-idle"): {"int", "float"},

@@ -28,6 +28,7 @@ from ptftpd.cli.dhcp_flags import add_config_flags, dhcp_fields, positive_second
 from ptftpd.config import ConfigError
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.dhcp.server_settings import dhcp_config
+from ptftpd.dhcp.settings import check_duration
 from ptftpd.dhcp.store import StoreError, default_leases_path
 from ptftpd.dhcp.toml_types import KEY_TYPES
 from ptftpd.errors import StartError, bad_setting, report
@@ -35,6 +36,7 @@ from ptftpd.fields import Field
 from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files, traces
+from ptftpd.pxe.boot_records import DEFAULT_MAX_AGE
 from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS
 from ptftpd.pxe.inventory import Inventory, inventory_from
 from ptftpd.pxe.service import TftpPoolFactory
@@ -50,7 +52,7 @@ from ptftpd.service.service_settings import (
     workers_field,
 )
 from ptftpd.tftp.transfer_settings import RFC1350, TRANSFER_FIELDS
-from ptftpd.values import http_url, port_number, positive_int
+from ptftpd.values import http_url, is_duration, port_number, positive_int
 
 PROG = "pxed"
 
@@ -138,6 +140,14 @@ MAIN_FIELDS: tuple[Field, ...] = (
     ),
     *dhcp_fields(PROG, dhcp=True, group="DHCP"),
 )
+def history_seconds(text: str) -> int:
+    """--boot-history: seconds or a duration (``12h``, ``7d``), one hour to ten years."""
+    try:
+        return check_duration(text, "boot history", 3600, 10 * 365 * 86400)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 TFTP_FIELDS: tuple[Field, ...] = (
     Field(
         "tftp-port",
@@ -251,6 +261,15 @@ TFTP_FIELDS: tuple[Field, ...] = (
         DEFAULT_BOOT_RECORDS,
         metavar="N",
         group=API,
+    ),
+    Field(
+        "boot-history",
+        "how long the boot attempts kept in the lease database (SQLite file or "
+        "PostgreSQL) are kept: seconds or a duration like 12h, 7d, 4w (7d)",
+        history_seconds,
+        default=int(DEFAULT_MAX_AGE),
+        metavar="SECONDS",
+        check=(is_duration, 'seconds or a duration ("12h", "7d")'),
     ),
     Field(
         "otlp",

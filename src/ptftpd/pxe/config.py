@@ -44,6 +44,8 @@ class PxeConfig:
     """Where the operator API listens (None: no API)."""
     api_token: str | None = None
     """The bearer token of the API's write endpoints (None: they are off)."""
+    boot_history: float = 7 * 86400.0
+    """Seconds boot attempts stay in the lease database (older rows are pruned)."""
     otlp: str | None = None
     """OTLP/HTTP traces endpoint: each boot attempt is exported as a trace (None: off)."""
     inventory: Inventory = EMPTY

@@ -473,6 +473,8 @@ class PxeService:
         self.boot_log.idle = new.boot_idle
         self.timeline.timeline.stall = new.boot_idle
         self.timeline.timeline.bound(new.boot_records)
+        if self.boot_records is not None:  # the next prune uses it
+            self.boot_records.max_age = new.boot_history
         if self._boot_timer is not None:  # a shorter --boot-idle ends boots sooner
             self._boot_timer.cancel()
             self._boot_timer = None
@@ -538,7 +540,9 @@ class PxeService:
         dhcp = self.config.dhcp
         store = open_boot_records(dhcp.leases_path, dhcp.leases_url, str(dhcp.server_ip))
         if store is not None:
-            self.boot_records = BootRetention(self.timeline, store, str(dhcp.server_ip))
+            self.boot_records = BootRetention(
+                self.timeline, store, str(dhcp.server_ip), max_age=self.config.boot_history
+            )
             self.boot_records.start()
 
     async def _keep_machine_states(self) -> None:

@@ -19,6 +19,7 @@ from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS, PxeConfig
 from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, BootFiles
 from ptftpd.pxe.inventory import EMPTY, Inventory
 from ptftpd.tftp.transfer_settings import transfer_config
+from ptftpd.values import duration_seconds
 
 __all__ = ["ADDRESS_KEYS", "boot_files", "pxe_config"]
 
@@ -79,6 +80,16 @@ def _address(settings: Mapping[str, object], key: str) -> tuple[str, int] | None
     return (str(value[0]), value[1])
 
 
+def _history(value: object) -> float:
+    """--boot-history: already checked (an int from the flag, or the file's int or
+    duration text)."""
+    if value is None:
+        return 7 * 86400.0
+    if isinstance(value, str):
+        return float(duration_seconds(value) or 7 * 86400)
+    return float(value)  # type: ignore[arg-type]
+
+
 def pxe_config(
     settings: Mapping[str, object],
     dhcp: DhcpConfig,
@@ -112,5 +123,6 @@ def pxe_config(
         api=_address(settings, "api"),
         api_token=_text(settings, "api-token"),
         otlp=_text(settings, "otlp"),
+        boot_history=_history(settings.get("boot-history")),
         inventory=inventory,
     )
