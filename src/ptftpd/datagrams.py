@@ -9,32 +9,44 @@ pxed's proxyDHCP and boot server ports.
   their turn;
 - `send` puts one datagram out, where a full buffer or an ICMP error costs that
   datagram (a debug line), never the server;
-- `after` is the reply delay (``--reply-delay``: ROMs that miss an instant answer).
+- `after` is the reply delay (``--reply-delay``: ROMs that miss an instant answer);
+- `UdpEndpoint` puts these together for a socket served in an event loop: each wake-up
+  reads one burst and hands it to its owner in one call, replies go out through `send`
+  (after a reply delay if asked), `close` stops it. TFTP's request port, dhcpd and
+  bootpd, DHCPv6 (547 and the 4011 boot service) and pxed's proxyDHCP and boot server
+  ports all receive through it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import functools
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ptftpd.errors import StartError, bind_error
+
+T = TypeVar("T")
 
 BURST = 256  # datagrams read per wake-up at the most
 MAX_DATAGRAM = 65536
 
 
-def read_burst(sock: socket.socket, log: logging.Logger) -> list[tuple[bytes, Any]]:
-    """Up to `BURST` datagrams queued on `sock`, each with its source address.
+Datagram = tuple[bytes, Any]  # the bytes and the source address
+
+
+def read_burst(sock: socket.socket, log: logging.Logger, limit: int = BURST) -> list[Datagram]:
+    """Up to `limit` datagrams queued on `sock`, each with its source address.
 
     Stops when nothing more is queued; any other receive error (an ICMP error the
     kernel queued on the socket) also ends the burst, logged at debug level on `log`:
     the next readiness carries on."""
-    datagrams: list[tuple[bytes, Any]] = []
-    for _ in range(BURST):
+    datagrams: list[Datagram] = []
+    for _ in range(limit):
         try:
             datagrams.append(sock.recvfrom(MAX_DATAGRAM))
         except (BlockingIOError, InterruptedError):
@@ -117,3 +129,76 @@ def after(
         loop.call_later(delay, action, *args)
     else:
         action(*args)
+
+
+class UdpEndpoint(Generic[T]):
+    """A bound, non-blocking UDP socket served in an event loop.
+
+    Each time the socket is readable, one burst is read by `read` (`read_burst`, or a
+    reader that also wants each datagram's destination) and handed to `on_burst` in one
+    call: the owner may batch its work per burst (dhcpd commits a burst's leases once).
+    An exception from `on_burst` is logged and costs that burst, never the endpoint.
+    `send` puts a reply out now or after `delay` seconds (the reply delay); send errors
+    cost that datagram only. Build the usual kind with `endpoint`."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        read: Callable[[socket.socket], list[T]],
+        on_burst: Callable[[list[T]], None],
+        log: logging.Logger,
+    ) -> None:
+        self.sock = sock
+        self.read = read
+        self.on_burst = on_burst
+        self.log = log
+        self.loop: asyncio.AbstractEventLoop | None = None
+        sock.setblocking(False)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        loop.add_reader(self.sock.fileno(), self.readable)
+
+    @property
+    def closed(self) -> bool:
+        return self.sock.fileno() < 0
+
+    def readable(self) -> None:
+        """Read one burst and hand it over (the loop's reader callback)."""
+        if self.closed:
+            return
+        burst = self.read(self.sock)
+        if not burst:
+            return
+        try:
+            self.on_burst(burst)
+        except Exception:  # a bug must cost one burst, never the server
+            self.log.exception("internal error handling %d datagram(s)", len(burst))
+
+    def send(self, payload: bytes, address: tuple[Any, ...], *, delay: float = 0.0) -> None:
+        """`payload` to `address`, now or `delay` seconds later (the reply delay)."""
+        after(delay, self.loop, self._send_now, payload, address)
+
+    def _send_now(self, payload: bytes, address: tuple[Any, ...]) -> None:
+        if not self.closed:
+            send(self.sock, payload, address, self.log)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(ValueError, OSError, RuntimeError):
+                loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+def endpoint(
+    sock: socket.socket,
+    on_burst: Callable[[list[Datagram]], None],
+    log: logging.Logger,
+    *,
+    burst: int = BURST,
+) -> UdpEndpoint[Datagram]:
+    """An endpoint reading up to `burst` datagrams per wake-up with `read_burst`."""
+    return UdpEndpoint(sock, functools.partial(read_burst, log=log, limit=burst), on_burst, log)

@@ -13,6 +13,7 @@ import pytest
 from dhcpmsg import client_message
 
 import ptftpd.dhcp.server as server_module
+from ptftpd import datagrams
 from ptftpd.dhcp import (
     BootChoice,
     DhcpConfig,
@@ -274,13 +275,15 @@ def test_server_keeps_unicast_after_an_odd_client(monkeypatch: pytest.MonkeyPatc
     server = DhcpServer(DhcpConfig(server_ip=SERVER, network=NET, interface="lo"))
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
-    server._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server._endpoint = datagrams.endpoint(
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM), lambda burst: None, server_module.log
+    )
     try:
         port = sink.getsockname()[1]
         server._send(Outgoing(b"x", ("127.0.0.1", port), (bytes(16), IPv4Address("10.5.0.9"))))
         server._send(Outgoing(b"y", ("127.0.0.1", port), (bytes(6), IPv4Address("10.5.0.10"))))
     finally:
-        server._sock.close()
+        server._endpoint.close()
         sink.close()
     assert calls and calls[-1] == bytes(6)
 

@@ -421,7 +421,7 @@ def test_pxed_s_proxy_tells_the_record_of_an_http_boot_client_without_http_port(
 def test_proxy_67_and_boot_server_4011_exchanges_show_their_port(tmp_path: Path) -> None:
     """pxed --proxy: the DISCOVER on 67 and its proxy OFFER, then the REQUEST to the boot
     server on 4011 and its ACK, each step with the port it came to or went from (the
-    service's own sockets, with a transport that records instead of sending)."""
+    service's own sockets, with an endpoint that records instead of sending)."""
     from ipaddress import IPv4Network
 
     from pxe_requests import FILES, SERVER, request
@@ -436,12 +436,12 @@ def test_proxy_67_and_boot_server_4011_exchanges_show_their_port(tmp_path: Path)
     sent: list[tuple[bytes, object]] = []
 
     class Recorder:
-        def sendto(self, data: bytes, address: object) -> None:
+        def send(self, data: bytes, address: object, *, delay: float = 0.0) -> None:
             sent.append((data, address))
 
     async def run() -> None:
         for port in (67, 4011):
-            svc._transports[port] = Recorder()  # type: ignore[assignment]
+            svc._endpoints[port] = Recorder()  # type: ignore[assignment]
         uefi = "PXEClient:Arch:00007:UNDI:003016"
         svc._received(encode(request(arch=7, vendor=uefi)), ("0.0.0.0", 68), port=67)
         boot_item = {Opt.VENDOR_SPECIFIC: bytes([71, 4, 0, 0, 0, 0, 255])}

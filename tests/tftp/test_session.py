@@ -113,10 +113,11 @@ def test_foreign_port_gets_error_5_and_transfer_goes_on() -> None:
     c.start(0.0)
     c.receive(Data(1, b"a" * 512).encode(), TID, 0.1)
     assert c.receive(Data(2, b"x").encode(), STRANGER, 0.2).send == []
-    assert [(decode(d), a) for d, a in c.stray] == [(Error(5, "unknown transfer ID"), STRANGER)]
-    c.stray.clear()
+    stray = c.take_stray()
+    assert [(decode(d), a) for d, a in stray] == [(Error(5, "unknown transfer ID"), STRANGER)]
+    assert c.take_stray() == []  # taken: the caller's to send
     c.receive(Error(0, "go away").encode(), STRANGER, 0.3)
-    assert c.stray == [] and c.error is None  # an ERROR is never answered
+    assert c.take_stray() == [] and c.error is None  # an ERROR is never answered
     step = c.receive(Data(2, b"end").encode(), TID, 0.4)
     assert packets(step) == [Ack(2)] and c.succeeded
 
@@ -191,11 +192,11 @@ def test_request_rules() -> None:
     wrq = rules.check(Request(Opcode.WRQ, "f", "octet").encode(), CLIENT)
     assert isinstance(wrq, LocalError) and wrq.code == ErrorCode.ACCESS_VIOLATION
     assert isinstance(rules.check(rrq, CLIENT), Request)
-    rules.active.add(rules.key(rrq, CLIENT))
+    rules.started(rules.key(rrq, CLIENT))
     assert rules.check(rrq, CLIENT) is None  # duplicate request while it runs
     busy = rules.check(rrq, ("10.0.0.1", 5001))
     assert isinstance(busy, LocalError) and busy.code == ErrorCode.NOT_DEFINED
-    rules.active.clear()
+    rules.finished(rules.key(rrq, CLIENT))
     assert isinstance(rules.check(rrq, ("10.0.0.1", 5001)), Request)
 
 
@@ -345,9 +346,8 @@ def simulate(
         if step.data:
             received.write(step.data)
         emit(me, session.dest, step.send)
-        for d, addr in session.stray:
+        for d, addr in session.take_stray():
             emit(me, addr, [d])
-        session.stray.clear()
         while (wanted := session.wanted) > 0:
             chunk = sources[me].read(max(wanted, 4096))
             session.feed(chunk, not chunk)
@@ -372,7 +372,7 @@ def simulate(
                     sent = run(s, TID, s.repeat_request(now), now, on_timer=True)
                 elif isinstance(verdict, Request):
                     assert not sessions, "a duplicate request started a second transfer"
-                    rules.active.add(rules.key(datagram, src))
+                    rules.started(rules.key(datagram, src))
                     s = ServerSession(
                         verdict,
                         src,

@@ -179,9 +179,7 @@ def test_server_session_stays_bounded(
         for packet, foreign, tick in events:
             source = OTHER if foreign else PEER
             drive(session.receive(packet.encode(), source, now).send)
-            if session.stray:
-                assert all(addr == OTHER for _, addr in session.stray)
-                session.stray.clear()
+            assert all(addr == OTHER for _, addr in session.take_stray())
             if tick and (deadline := session.get_timer()) is not None:
                 now = deadline
                 drive(session.handle_timer(now).send)
@@ -232,7 +230,7 @@ def test_client_session_stays_bounded(
     for packet, tick in events:
         source = session.peer or TID
         drive(session.receive(packet.encode(), source, now).send)
-        session.stray.clear()
+        session.take_stray()
         if tick and (deadline := session.get_timer()) is not None:
             now = deadline
             drive(session.handle_timer(now).send)

@@ -31,7 +31,6 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ptftpd import datagrams
-from ptftpd.datagrams import read_burst
 from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
@@ -316,7 +315,7 @@ class DhcpServer:
         self._events: EventSink = ignore
         self._expiry: ExpiryTimer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sock: socket.socket | None = None
+        self._endpoint: datagrams.UdpEndpoint[Any] | None = None
         self._arp_ok = True
         self._lane: DbLane | None = None  # PostgreSQL: packets answered off the loop
         self._loop_thread = 0
@@ -446,7 +445,6 @@ class DhcpServer:
                 sock.setsockopt(socket.SOL_SOCKET, force, _SOCKET_BUFFER)
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
-        self._sock = sock
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         if getattr(self._rows, "blocking", False):
@@ -460,6 +458,7 @@ class DhcpServer:
                 each=rows.savepoint,
                 events=self._deliver,
             )
+        lane = self._lane
         if self._balancer is not None and self._heartbeat is None:
             want_destination(sock)
             self._heartbeat = heartbeat_for(
@@ -467,7 +466,17 @@ class DhcpServer:
             )
             if self._heartbeat is not None:
                 self._heartbeat.start(self._loop)
-        self._loop.add_reader(sock.fileno(), self._on_readable)
+        if lane is not None and self._heartbeat is not None:
+            # Shared database: a broadcast for another server's bucket is left to it,
+            # a datagram sent to this server's address is always answered.
+            own = self._own
+            endpoint: datagrams.UdpEndpoint[Any] = datagrams.UdpEndpoint(
+                sock, lambda s: read_burst_to(s, own), self._shared_burst, log
+            )
+        else:
+            endpoint = datagrams.endpoint(sock, self._on_burst, log)
+        self._endpoint = endpoint
+        endpoint.start(self._loop)
         size = len(self.engine.policy.config.addresses)
         log.info(
             "serving %s on %s port %d (%s, pool of %d addresses%s)",
@@ -491,11 +500,9 @@ class DhcpServer:
         if self._lane is not None:
             self._lane.close()
             self._lane = None
-        if self._sock is not None:
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
         if self._rows is not None:
             self._rows.close()  # closes the local rows' store too
         elif self._store is not None:
@@ -504,31 +511,32 @@ class DhcpServer:
 
     @property
     def closed(self) -> bool:
-        return self._sock is None
+        return self._endpoint is None
 
-    def _on_readable(self) -> None:
-        """Drain what is queued, commit the burst's grants once, then reply."""
-        sock, engine = self._sock, self.engine
-        if sock is None or engine is None:
+    def _shared_burst(self, burst: list[tuple[bytes, tuple[str, int], bool]]) -> None:
+        """A burst on a shared database: each packet to the lane, with whether it was
+        sent to this server's own address."""
+        engine, lane = self.engine, self._lane
+        if engine is None or lane is None:
             return
-        # Read the burst first: a store that refuses to open a transaction (a lost
-        # database) must not leave the datagrams queued, or the loop would spin.
+        balancer = self._balancer
+        shared = balancer is not None and len(balancer.split.servers) > 1
+        for data, source, unicast in burst:
+            if shared and balancer is not None and not _wanted(balancer, data, unicast):
+                continue  # another server's client: no database work at all here
+            now = self._clock()
+            job = functools.partial(engine.handle, data, source, now, unicast=unicast)
+            lane.submit(_client_of(data), job)
+
+    def _on_burst(self, burst: list[datagrams.Datagram]) -> None:
+        """Commit the burst's grants once, then reply. The endpoint read the burst
+        first: a store that refuses to open a transaction (a lost database) must not
+        leave the datagrams queued, or the loop would spin."""
+        engine = self.engine
+        if engine is None:
+            return
+        packets = [(data, (addr[0], addr[1])) for data, addr in burst]
         lane = self._lane
-        if lane is not None and self._heartbeat is not None:
-            # Shared database: a broadcast for another server's bucket is left to it,
-            # a datagram sent to this server's address is always answered.
-            balancer = self._balancer
-            shared = balancer is not None and len(balancer.split.servers) > 1
-            for data, source, unicast in read_burst_to(sock, self._own):
-                if shared and balancer is not None and not _wanted(balancer, data, unicast):
-                    continue  # another server's client: no database work at all here
-                now = self._clock()
-                job = functools.partial(engine.handle, data, source, now, unicast=unicast)
-                lane.submit(_client_of(data), job)
-            return
-        packets = [(data, (addr[0], addr[1])) for data, addr in read_burst(sock, log)]
-        if not packets:
-            return
         if lane is not None:
             for data, source in packets:
                 now = self._clock()
@@ -564,9 +572,10 @@ class DhcpServer:
             datagrams.after(self.config.reply_delay, self._loop, self._send, out)
 
     def _send(self, out: Outgoing) -> None:
-        sock = self._sock
-        if sock is None:
+        endpoint = self._endpoint
+        if endpoint is None:
             return
+        sock = endpoint.sock
         address = out.address
         if out.arp is not None:
             mac, ip = out.arp
@@ -578,4 +587,4 @@ class DhcpServer:
                 log.debug("cannot add a neighbour entry: broadcasting replies instead")
                 self._arp_ok = False
                 address = ("255.255.255.255", self.config.client_port)
-        datagrams.send(sock, out.payload, address, log)
+        endpoint.send(out.payload, address)

@@ -38,7 +38,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ptftpd import datagrams
-from ptftpd.datagrams import read_burst
 from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.peers import V6, Heartbeat, SharedBeats
@@ -90,6 +89,10 @@ def client_key(data: bytes, host: str) -> str:
     return host
 
 
+# One of the service's sockets (547, or the 4011 boot service), read in bursts.
+_Endpoint = datagrams.UdpEndpoint[datagrams.Datagram]
+
+
 class _Lane:
     """Jobs in at most `workers` threads, one at a time per client, bounded queues;
     `deliver` gets each job's replies in the event loop."""
@@ -98,7 +101,7 @@ class _Lane:
         self,
         loop: asyncio.AbstractEventLoop,
         workers: int,
-        deliver: Callable[[socket.socket, list[Outgoing]], None],
+        deliver: Callable[[_Endpoint, list[Outgoing]], None],
     ) -> None:
         self.loop = loop
         self.deliver = deliver
@@ -106,34 +109,34 @@ class _Lane:
         self.waiting: dict[str, deque[Callable[[], list[Outgoing]]]] = {}
         self.closed = False
 
-    def submit(self, client: str, sock: socket.socket, job: Callable[[], list[Outgoing]]) -> None:
+    def submit(self, client: str, endpoint: _Endpoint, job: Callable[[], list[Outgoing]]) -> None:
         queue = self.waiting.get(client)
         if queue is None:
             if len(self.waiting) >= _CLIENTS:
                 log.debug("packet dropped: too many clients wait for the lease database")
                 return
             self.waiting[client] = deque()
-            self._start(client, sock, job)
+            self._start(client, endpoint, job)
         elif len(queue) >= _PER_CLIENT:
             log.debug("packet dropped: %s's packets wait for the lease database", client)
         else:
             queue.append(job)
 
-    def _start(self, client: str, sock: socket.socket, job: Callable[[], list[Outgoing]]) -> None:
+    def _start(self, client: str, endpoint: _Endpoint, job: Callable[[], list[Outgoing]]) -> None:
         future = self.pool.submit(job)
         future.add_done_callback(
-            lambda done: self.loop.call_soon_threadsafe(self._finished, client, sock, done)
+            lambda done: self.loop.call_soon_threadsafe(self._finished, client, endpoint, done)
         )
 
-    def _finished(self, client: str, sock: socket.socket, done: Future[list[Outgoing]]) -> None:
+    def _finished(self, client: str, endpoint: _Endpoint, done: Future[list[Outgoing]]) -> None:
         if self.closed or done.cancelled():
             return
         queue = self.waiting.get(client)
         if queue:
-            self._start(client, sock, queue.popleft())
+            self._start(client, endpoint, queue.popleft())
         else:
             self.waiting.pop(client, None)
-        self.deliver(sock, done.result())  # `_answer` catches what a packet raises
+        self.deliver(endpoint, done.result())  # `_answer` catches what a packet raises
 
     def close(self) -> None:
         self.closed = True
@@ -204,8 +207,8 @@ class Dhcp6Service:
         self.ra: RaSender | None = None
         self._heartbeat: Heartbeat | None = None  # PostgreSQL: the servers split clients
         self.ifindex = 0
-        self._sock: socket.socket | None = None
-        self._boot_sock: socket.socket | None = None
+        self._endpoint: _Endpoint | None = None
+        self._boot_endpoint: _Endpoint | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
@@ -250,19 +253,17 @@ class Dhcp6Service:
         if getattr(self._store, "blocking", False):
             workers = int(getattr(self._store, "workers", 4))
             self._lane = _Lane(self._loop, workers, self._send)
-        self._sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port, shared=cfg.proxy)
-        self._loop.add_reader(self._sock.fileno(), self._on_readable, self._sock, False)
+        sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port, shared=cfg.proxy)
+        self._endpoint = self._serve(sock, boot_service=False)
         if cfg.proxy and cfg.boot_service_port is not None:
             try:
-                self._boot_sock = _open_socket(
+                sock = _open_socket(
                     cfg.interface, self.ifindex, cfg.boot_service_port, multicast=False
                 )
             except StartError:
                 self.close()
                 raise
-            self._loop.add_reader(
-                self._boot_sock.fileno(), self._on_readable, self._boot_sock, True
-            )
+            self._boot_endpoint = self._serve(sock, boot_service=True)
         if cfg.send_ra:
             self.ra = RaSender(
                 cfg.interface, self.ifindex, cfg.prefix, cfg.ra, mac, events=self.events
@@ -332,41 +333,46 @@ class Dhcp6Service:
         if self.ra is not None:
             self.ra.close()
             self.ra = None
-        for sock in (self._sock, self._boot_sock):
-            if sock is not None:
-                if self._loop is not None and not self._loop.is_closed():
-                    self._loop.remove_reader(sock.fileno())
-                sock.close()
-        self._sock = self._boot_sock = None
+        for endpoint in (self._endpoint, self._boot_endpoint):
+            if endpoint is not None:
+                endpoint.close()
+        self._endpoint = self._boot_endpoint = None
         if self._store is not None:
             self._store.close()
             self._store = None
 
     @property
     def closed(self) -> bool:
-        return self._sock is None
+        return self._endpoint is None
 
-    def _on_readable(self, sock: socket.socket, boot_service: bool) -> None:
-        """Drain a burst from one socket (547, or the 4011 boot service), then reply:
-        at once, or packet by packet from the database lane (PostgreSQL)."""
+    def _serve(self, sock: socket.socket, *, boot_service: bool) -> _Endpoint:
+        """`sock` read in bursts in the loop (547, or the 4011 boot service)."""
+        assert self._loop is not None
+        endpoint = datagrams.endpoint(sock, lambda burst: None, log)
+        endpoint.on_burst = functools.partial(self._on_burst, endpoint, boot_service)
+        endpoint.start(self._loop)
+        return endpoint
+
+    def _on_burst(
+        self, endpoint: _Endpoint, boot_service: bool, datagram_burst: list[datagrams.Datagram]
+    ) -> None:
+        """Answer a burst read on `endpoint`: at once, or packet by packet from the
+        database lane (PostgreSQL)."""
         engine = self.engine
-        if engine is None or sock.fileno() < 0:
+        if engine is None:
             return
         handle = engine.handle_boot_service if boot_service else engine.handle
         burst = [
-            (data, str(addr[0]).split("%", 1)[0], int(addr[1]))
-            for data, addr in read_burst(sock, log)
+            (data, str(addr[0]).split("%", 1)[0], int(addr[1])) for data, addr in datagram_burst
         ]
-        if not burst:
-            return
         lane = self._lane
         if lane is None or boot_service:
             # The boot service never touches bindings: answered in the loop.
-            self._send(sock, self._answer(handle, burst))
+            self._send(endpoint, self._answer(handle, burst))
             return
         for packet in burst:
             key = client_key(packet[0], packet[1])
-            lane.submit(key, sock, functools.partial(self._answer, handle, [packet]))
+            lane.submit(key, endpoint, functools.partial(self._answer, handle, [packet]))
 
     def _answer(
         self,
@@ -387,9 +393,7 @@ class Dhcp6Service:
                 log.exception("internal error handling a packet from %s", host)
         return outgoing
 
-    def _send(self, sock: socket.socket, outgoing: list[Outgoing]) -> None:
-        if sock.fileno() < 0:
-            return
+    def _send(self, endpoint: _Endpoint, outgoing: list[Outgoing]) -> None:
+        """Replies from the socket the requests came to (nothing once it is closed)."""
         for out in outgoing:
-            address = (out.address[0], out.address[1], 0, self.ifindex)
-            datagrams.send(sock, out.payload, address, log)
+            endpoint.send(out.payload, (out.address[0], out.address[1], 0, self.ifindex))

@@ -142,20 +142,6 @@ def _summary(config: PxeConfig, kept: list[str], dhcp: bool) -> str:
     return "; ".join(parts)
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes, tuple[str, int]], None]) -> None:
-        self.on_datagram = on_datagram
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        try:
-            self.on_datagram(data, (str(addr[0]), int(addr[1])))
-        except Exception:  # a bug must cost one packet, never the service
-            log.exception("internal error handling a packet from %s", addr[0])
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("socket error: %s", exc)
-
-
 def _global_v6_hosts(iface: str) -> list[str]:
     found = interface_addresses(iface, family=6)
     return [a.host for a in found if not a.address.is_link_local]
@@ -186,7 +172,8 @@ class PxeService:
         self.http_server: HttpServer | None = None
         self.dhcp6_service: Dhcp6Service | None = None
         self.api_server: ApiServer | None = None
-        self._transports: dict[int, asyncio.DatagramTransport] = {}
+        # proxyDHCP's 67 and the 4011 boot server, by port
+        self._endpoints: dict[int, datagrams.UdpEndpoint[datagrams.Datagram]] = {}
         self._boot_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -350,11 +337,9 @@ class PxeService:
             await server.start()
         for port in ports:
             sock = open_dhcp_socket(dhcp.interface, port)
-            handler = functools.partial(self._received, port=port)
-            transport, _ = await loop.create_datagram_endpoint(
-                functools.partial(_Datagrams, handler), sock=sock
-            )
-            self._transports[port] = transport
+            endpoint = datagrams.endpoint(sock, functools.partial(self._burst, port=port), log)
+            self._endpoints[port] = endpoint
+            endpoint.start(loop)
         log.info(
             "PXE %s on %s (%s): boot server port %d, TFTP %s port %d%s%s, files %s",
             "proxyDHCP" if cfg.proxy else "DHCP",
@@ -502,6 +487,13 @@ class PxeService:
         if self.tftp_pool is not None:
             self.tftp_pool.stop_accepting()
 
+    def _burst(self, burst: list[datagrams.Datagram], port: int) -> None:
+        for data, addr in burst:
+            try:
+                self._received(data, (str(addr[0]), int(addr[1])), port)
+            except Exception:  # a bug must cost one packet, never the service
+                log.exception("internal error handling a packet from %s", addr[0])
+
     def _received(self, data: bytes, source: tuple[str, int], port: int) -> None:
         boot_server = port == self.config.boot_server_port
         log.debug("recv %d bytes on port %d from %s:%d", len(data), port, source[0], source[1])
@@ -520,18 +512,15 @@ class PxeService:
 
     def _send(self, out: Outgoing, port: int) -> None:
         """Reply from the socket the request came to, so the source port is right."""
-        transport = self._transports.get(port)
-        if transport is None:
+        endpoint = self._endpoints.get(port)
+        if endpoint is None:
             return
         message = out.message
         if message is not None:
             yiaddr = message.yiaddr if message.yiaddr != ZERO_IP else None
             label = message_label(message)
             self._event(DhcpMessage("out", label, message.mac_str, yiaddr, port=port))
-        loop = asyncio.get_running_loop()
-        datagrams.after(
-            self.config.dhcp.reply_delay, loop, transport.sendto, out.payload, out.address
-        )
+        endpoint.send(out.payload, out.address, delay=self.config.dhcp.reply_delay)
 
     def _keep_boot_records(self) -> None:
         """With a lease database (SQLite file or PostgreSQL), the boot attempts go there
@@ -572,9 +561,9 @@ class PxeService:
         if self._boot_timer is not None:
             self._boot_timer.cancel()
             self._boot_timer = None
-        for transport in self._transports.values():
-            transport.close()
-        self._transports.clear()
+        for endpoint in self._endpoints.values():
+            endpoint.close()
+        self._endpoints.clear()
         if self.dhcp_server is not None:
             self.dhcp_server.close()
         if self.dhcp6_service is not None:

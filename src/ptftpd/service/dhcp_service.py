@@ -39,7 +39,7 @@ class LeaseGauges:
     """Refreshes the lease gauges once after a burst, and at most once per `interval`
     seconds: a summary is one pass over the leases in use (one query for PostgreSQL),
     too much per packet in a boot storm. Scheduled with call_soon, so it runs after the
-    server's `_on_readable` has committed the burst."""
+    server's `_on_burst` has committed the burst."""
 
     def __init__(self, engine: DhcpEngine, interval: float = 1.0) -> None:
         self.engine = engine

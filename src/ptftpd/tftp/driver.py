@@ -220,8 +220,7 @@ class Channel:
             try:
                 commit()
             except LocalError as exc:
-                session.succeeded = False
-                step = session.abort(exc.code, exc.message, now)
+                step = session.commit_failed(exc.code, exc.message, now)
         send = step.send
         if send:
             dest = session.dest
@@ -231,9 +230,8 @@ class Channel:
                 for datagram in send:
                     self._sendto(datagram, dest)
         if session.stray:
-            for datagram, addr in session.stray:
+            for datagram, addr in session.take_stray():
                 self._sendto(datagram, addr)
-            session.stray.clear()
         if session.wanted:
             self._feed(now)
         if session.pending_start:

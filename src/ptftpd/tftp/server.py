@@ -11,7 +11,6 @@ own UDP socket on the address the request came to (a new TID, RFC 1350).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import io
 import logging
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from ptftpd import datagrams
 from ptftpd.errors import StartError
 from ptftpd.events import Failure, TransferFinished, TransferRefused, TransferStarted
 from ptftpd.log import format_rate
@@ -39,7 +39,7 @@ from ptftpd.tftp.errors import (
 )
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
 from ptftpd.tftp.machine import Sender
-from ptftpd.tftp.packets import MAX_DATAGRAM, ErrorCode, PacketError, Request, decode, error_bytes
+from ptftpd.tftp.packets import ErrorCode, PacketError, Request, decode, error_bytes
 from ptftpd.tftp.session import Address, RequestRules, ServerConfig, ServerSession, format_host
 
 __all__ = ["FinishedTransfer", "ServerConfig", "SessionGate", "TftpServer"]
@@ -94,37 +94,26 @@ class SessionGate(Protocol):
 
 
 class _RequestPort:
-    """One request socket, drained up to `_REQUESTS_PER_WAKEUP` datagrams per wake-up
-    (asyncio's datagram transport reads one per loop turn, and a turn with a thousand
-    busy transfers takes long enough that a boot storm's requests time out in the
-    queue)."""
+    """One request socket (`datagrams.UdpEndpoint`), drained up to
+    `_REQUESTS_PER_WAKEUP` datagrams per wake-up (asyncio's datagram transport reads one
+    per loop turn, and a turn with a thousand busy transfers takes long enough that a
+    boot storm's requests time out in the queue)."""
 
     def __init__(self, server: TftpServer, sock: socket.socket) -> None:
         self.server = server
-        self.sock = sock
         self.local_host = str(sock.getsockname()[0])
-        sock.setblocking(False)
+        self.endpoint = datagrams.endpoint(sock, self.requests, log, burst=_REQUESTS_PER_WAKEUP)
 
-    def readable(self) -> None:
-        recvfrom, handle = self.sock.recvfrom, self.server.handle_request
-        for _ in range(_REQUESTS_PER_WAKEUP):
+    def requests(self, burst: list[datagrams.Datagram]) -> None:
+        handle, local_host = self.server.handle_request, self.local_host
+        for data, addr in burst:
             try:
-                data, addr = recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.debug("listening socket error: %s", exc)
-                continue
-            try:
-                handle(data, addr, self.local_host, self)
+                handle(data, addr, local_host, self)
             except Exception:  # a bug must cost one request, never the server
                 log.exception("unexpected error handling a request from %s", addr)
 
     def reply(self, datagram: bytes, addr: tuple[str, int]) -> None:
-        try:
-            self.sock.sendto(datagram, addr)
-        except OSError as exc:  # full buffer or unreachable: the client asks again
-            log.debug("reply to %s failed: %s", addr[0], exc)
+        self.endpoint.send(datagram, addr)  # full buffer or unreachable: it asks again
 
 
 class TftpServer:
@@ -190,7 +179,7 @@ class TftpServer:
         `announce=False`: the "serving" line is debug (a pool's parent says it once)."""
         for sock in sockets:
             port = _RequestPort(self, sock)
-            self.loop.add_reader(sock.fileno(), port.readable)
+            port.endpoint.start(self.loop)
             self._ports.append(port)
             bound = sock.getsockname()
             self.bound.append((bound[0], bound[1]))
@@ -212,9 +201,7 @@ class TftpServer:
 
     def close(self) -> None:
         for port in self._ports:
-            with contextlib.suppress(ValueError, OSError, RuntimeError):
-                self.loop.remove_reader(port.sock.fileno())
-            port.sock.close()
+            port.endpoint.close()
         self._ports = []
         if self._waiting_timer is not None:
             self._waiting_timer.cancel()
@@ -289,7 +276,7 @@ class TftpServer:
             proto.reply(error_bytes(refusal.code, refusal.message), addr)
             self._refused(data, addr, refusal)
             return
-        self.rules.active.add(key)
+        self.rules.started(key)
         self.transfers[key] = runner
         if budget is not None:
             self._charged[key] = 1
@@ -338,7 +325,7 @@ class TftpServer:
                 elif not self.accepting:
                     budget.give_back(addr[0], 1, now)
                     proto.reply(error_bytes(ErrorCode.NOT_DEFINED, "server shutting down"), addr)
-                elif len(self.rules.active) >= self.rules.max_sessions:
+                elif self.rules.full:
                     busy = ServerBusy()
                     budget.give_back(addr[0], 1, now)
                     proto.reply(error_bytes(busy.code, busy.message), addr)
@@ -457,7 +444,7 @@ class TftpServer:
         self, key: tuple[object, ...], runner: AsyncChannel, served: str | None = None
     ) -> None:
         self.transfers.pop(key, None)
-        self.rules.active.discard(key)
+        self.rules.finished(key)
         self._charged.pop(key, None)  # unanswered: the tokens refill with time
         session = runner.channel.session
         assert isinstance(session, ServerSession)

@@ -216,6 +216,18 @@ class _Session:
             return _NOTHING
         return Step([error_bytes(code, message)], _CANCEL)
 
+    def commit_failed(self, code: int, message: str, now: float) -> Step:
+        """Every byte came, but the driver could not keep the file (rename, fsync): the
+        transfer fails after all, ERROR `code` to the peer."""
+        self.succeeded = False
+        return self.abort(code, message, now)
+
+    def take_stray(self) -> list[tuple[bytes, Address]]:
+        """The ERROR 5 replies owed to foreign ports (a pull method: they are the
+        caller's to send from now on)."""
+        stray, self.stray = self.stray, []
+        return stray
+
     def cancel(self, now: float) -> Step:
         """The caller gave up: tell the peer, so it does not retry for long."""
         if self.closed or self.settled or self.peer is None:
@@ -532,6 +544,20 @@ class RequestRules:
         self.max_sessions = max_sessions
         self.active: set[tuple[object, ...]] = set()
 
+    def started(self, key: tuple[object, ...]) -> None:
+        """The transfer of request `key` (`key(data, addr)`) runs: its repeats are its
+        own to answer, and it holds a session slot."""
+        self.active.add(key)
+
+    def finished(self, key: tuple[object, ...]) -> None:
+        """The transfer of request `key` ended: its slot is free."""
+        self.active.discard(key)
+
+    @property
+    def full(self) -> bool:
+        """Every session slot is taken."""
+        return len(self.active) >= self.max_sessions
+
     def check(self, data: bytes, addr: Address) -> Request | LocalError | None:
         """A request to serve, a refusal to answer with ERROR, or None (ignore)."""
         if len(data) < 2 or data[0] != 0 or data[1] not in (1, 2):
@@ -547,7 +573,7 @@ class RequestRules:
             )
         if self.key(data, addr) in self.active:
             return None  # the client resent its request: the transfer answers it
-        if len(self.active) >= self.max_sessions:
+        if self.full:
             return ServerBusy()
         if packet.mode.lower() not in MODES:
             return LocalError(
