@@ -272,6 +272,36 @@ TFTP_FIELDS: tuple[Field, ...] = (
         check=(is_duration, 'seconds or a duration ("12h", "7d")'),
     ),
     Field(
+        "boot-api",
+        "ask this decision API per machine, as pixiecore's API mode does: GET "
+        "URL/v1/boot/MAC answers pixiecore's JSON (kernel, initrd, cmdline, ipxe-script; "
+        "also local, profile); between the inventory's explicit entries and its default",
+        http_url,
+        metavar="URL",
+        live=False,
+        group=BOOT,
+    ),
+    Field(
+        "boot-api-deadline",
+        "the longest a machine's decision waits for the boot API before its last good "
+        "answer stands in (2)",
+        positive_seconds,
+        "number",
+        2.0,
+        metavar="SECONDS",
+        live=False,
+        group=BOOT,
+    ),
+    Field(
+        "boot-api-default",
+        "machines the boot API does not know (non-200 or malformed answer) get the "
+        "inventory's default profile instead of no boot answer (pixiecore's rule)",
+        negatable=True,
+        default=False,
+        live=False,
+        group=BOOT,
+    ),
+    Field(
         "otlp",
         "export each boot attempt as an OpenTelemetry trace, a span per step, to this "
         "OTLP/HTTP endpoint (e.g. http://collector:4318/v1/traces; needs the otel extra: "

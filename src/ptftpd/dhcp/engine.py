@@ -40,6 +40,7 @@ from ptftpd.log import OncePerKey, say_ignored
 
 __all__ = [
     "SILENT",
+    "WAIT",
     "BootChoice",
     "BootPolicy",
     "DhcpConfig",
@@ -76,6 +77,10 @@ SILENT = BootChoice("")
 """A boot policy's answer for a machine that gets no boot answer at all (pxed's
 ``ignore``): no reply when only its being PXE made it a client to answer (without -a);
 with -a an address without boot information, as to any other client."""
+
+WAIT = BootChoice("")
+"""A boot policy's answer while it waits for the machine's decision (pxed's boot API):
+no reply at all, even with -a; the client's retransmission is asked again."""
 
 BootPolicy = Callable[[Message], "BootChoice | str | None"]
 
@@ -235,6 +240,15 @@ class DhcpEngine:
         vc = msg.vendor_class or ""
         return any(vc.startswith(p) for p in self.config.pxe_vendor_prefixes)
 
+    def _waiting(self, msg: Message) -> bool:
+        """The boot policy has no decision for this machine yet (`WAIT`)."""
+        if self.boot_policy is None or not self.is_pxe(msg):
+            return False
+        try:
+            return self.boot_policy(msg) is WAIT
+        except Exception:
+            return False
+
     def _silenced(self, msg: Message) -> bool:
         """The boot policy wants no boot answer for this machine (`SILENT`)."""
         if self.boot_policy is None:
@@ -266,7 +280,7 @@ class DhcpEngine:
                     cfg.bootfile or "no boot file",
                 )
                 choice = cfg.bootfile
-        if choice is None or choice == "" or choice is SILENT:
+        if choice is None or choice == "" or choice is SILENT or choice is WAIT:
             return None
         if isinstance(choice, str):
             choice = BootChoice(choice)
@@ -340,6 +354,9 @@ class DhcpEngine:
         if not self.config.answer_all and not self.is_pxe(msg):
             vendor = msg.vendor_class
             self._ignored(msg, now, f"vendor class {vendor!r} is not PXE (-a answers every client)")
+            return []
+        if self._waiting(msg):
+            self._ignored(msg, now, "its boot decision is still being asked for (boot API)")
             return []
         if not self.config.answer_all and self._silenced(msg):
             self._ignored(msg, now, "the boot policy gives this machine no answer (ignore)")

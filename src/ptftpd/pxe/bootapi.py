@@ -113,7 +113,7 @@ def parse_answer(
         raise ValueError("the answer is not JSON") from None
     if not isinstance(data, dict):
         raise ValueError("the answer is not a JSON object")
-    rule = "api"
+    rule = ""
     if data.get("local") is True:
         return Decision(Kind.LOCAL, Source.API, rule=rule)
     name = data.get("profile")
@@ -341,10 +341,28 @@ class ApiFetcher:
             self.url, self._start, deadline=deadline, unknown_to_default=unknown_to_default
         )
         self.tasks: set[asyncio.Task[None]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.wake: Callable[[str], None] = lambda mac: None
         self.latencies: list[float] = []  # seconds per answered request (bounded)
 
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Requests start in `loop`, also when a decision is asked from another thread
+        (the DHCP server answers PostgreSQL leases in threads)."""
+        self.loop = loop
+
     def _start(self, facts: MachineFacts) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is None or (self.loop is not None and running is not self.loop):
+            if self.loop is None:
+                raise RuntimeError("ApiFetcher: no event loop attached")
+            self.loop.call_soon_threadsafe(self._spawn, facts)
+        else:
+            self._spawn(facts)
+
+    def _spawn(self, facts: MachineFacts) -> None:
         task = asyncio.get_running_loop().create_task(self._ask(facts))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

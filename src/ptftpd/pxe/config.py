@@ -50,6 +50,11 @@ class PxeConfig:
     """OTLP/HTTP traces endpoint: each boot attempt is exported as a trace (None: off)."""
     inventory: Inventory = EMPTY
     """[[machine]] entries and [profile.NAME] recipes (issue 22): per-machine decisions."""
+    boot_api: str | None = None
+    """pixiecore-compatible decision API (issue 22 item 2; None: none)."""
+    boot_api_deadline: float = 2.0
+    boot_api_default: bool = False
+    """Machines the API does not know get the inventory's default (else: ignored)."""
 
     @property
     def http_base(self) -> tuple[str, int] | None:

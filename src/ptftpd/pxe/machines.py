@@ -39,6 +39,7 @@ from ptftpd.pxe.decision import (
     BUILTIN,
     Decider,
     Decision,
+    DecisionSource,
     Fallback,
     Kind,
     MachineFacts,
@@ -149,6 +150,13 @@ class Chosen:
     decision: Decision
     choice: FirmwareChoice | None
     silent: bool = False
+    wait: bool = False
+    """The decision API has not answered yet: no reply at all (even with -a); the
+    firmware's retransmission gets the answer (or the cached one at the deadline)."""
+
+
+WAITING = Decision(Kind.IGNORE, Source.API, rule="waiting for the boot API")
+API_ONLY = Decision(Kind.IGNORE, Source.API, rule="unknown to the boot API")
 
 
 class _Bounded:
@@ -191,6 +199,7 @@ class Machines:
         self.network = network
         self.states = states if states is not None else StateTable()
         self.secure_boot = secure_boot
+        self.api: DecisionSource | None = None  # pxed --boot-api (`set_api`)
         self.on_decision: Callable[[Decision], None] | None = None
         self.counts: Counter[Source] = Counter()
         self.scripts = _Bounded()
@@ -208,7 +217,14 @@ class Machines:
         "ignore unknown machines" rule is the fallback's `otherwise` when only the API
         decides; `decide` below turns a `Pending` into the fallback until a driver
         holds requests for it."""
-        return Decider([self.states, inventory], Fallback(inventory.default))
+        if self.api is None:
+            return Decider([self.states, inventory], Fallback(inventory.default))
+        return Decider([self.states, inventory, self.api], Fallback(inventory.default, API_ONLY))
+
+    def set_api(self, api: DecisionSource) -> None:
+        """The decision API's link (`ptftpd.pxe.bootapi.BootApi`), after the inventory."""
+        self.api = api
+        self.decider = self._decider(self.inventory)
 
     def know_hosts(self, hosts: Iterable[StaticHost]) -> None:
         """The static host entries (by MAC): their names and addresses are facts."""
@@ -235,13 +251,17 @@ class Machines:
     @property
     def active(self) -> bool:
         """Anything to decide: an inventory, a default, or a machine's state."""
-        return bool(self.inventory.entries or self.inventory.profiles or self.states.states)
+        return bool(
+            self.inventory.entries
+            or self.inventory.profiles
+            or self.states.states
+            or self.api is not None
+        )
 
     def decide(self, facts: MachineFacts, now: float) -> Decision:
         answer = self.decider.decide(facts, now)
         if isinstance(answer, Pending):
-            # No asynchronous source is wired yet: an unanswered one steps aside.
-            answer = self.decider.fallback.decide(facts, now)
+            return WAITING  # the request goes unanswered; the firmware asks again
         self.counts[answer.source] += 1
         if self.on_decision is not None:
             self.on_decision(answer)
@@ -264,6 +284,8 @@ class Machines:
         host = self.hosts.get(request.mac_str)
         facts = request_facts(request, self.server, self.http_base, self.network, host)
         decision = self.decide(facts, now)
+        if decision is WAITING:
+            return Chosen(decision, None, silent=True, wait=True)
         if decision.kind is Kind.IGNORE:
             return Chosen(decision, None, silent=True)
         if facts.ipxe:

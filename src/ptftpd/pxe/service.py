@@ -25,7 +25,7 @@ from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
 from ptftpd import datagrams
-from ptftpd.dhcp.engine import SILENT, BootChoice, Outgoing, message_label
+from ptftpd.dhcp.engine import SILENT, WAIT, BootChoice, Outgoing, message_label
 from ptftpd.dhcp.options import MessageType, Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
@@ -35,6 +35,7 @@ from ptftpd.events import DhcpMessage, Event, EventSink, fan_out, ignore
 from ptftpd.http import HttpConfig, HttpServer
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.pxe.boot_records import BootRetention, open_boot_records
+from ptftpd.pxe.bootapi import ApiFetcher
 from ptftpd.pxe.bootlog import BootLog, BootTracker
 from ptftpd.pxe.config import PxeConfig
 from ptftpd.pxe.decision import BUILTIN
@@ -193,6 +194,7 @@ class PxeService:
         self._policy6: Pxe6Policy | None = None
         self.boot_records: BootRetention | None = None
         self.machine_states: StateKeeper | None = None  # issue 22 item 5
+        self.boot_api: ApiFetcher | None = None  # pxed --boot-api (issue 22 item 2)
         self.traces: BootTraces | None = None  # pxed --otlp: each attempt as a trace
         self._last_request: Message | None = None
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
@@ -231,6 +233,8 @@ class PxeService:
         again = self._last_request is request  # the engine asks twice for one request
         self._last_request = request
         chosen = self.machines.choose(self.config.files, request, now)
+        if chosen.wait:
+            return WAIT
         choice = chosen.choice
         mac = request.mac_str
         mtype = request.message_type
@@ -319,6 +323,18 @@ class PxeService:
         if not cfg.proxy:  # before the API, which shows the other servers' boots too
             self._keep_boot_records()
         await self._keep_machine_states()
+        if cfg.boot_api is not None:
+            fetcher = ApiFetcher(
+                cfg.boot_api,
+                cfg.tftp.root,
+                lambda: self.machines.inventory.profiles,
+                time.monotonic,
+                deadline=cfg.boot_api_deadline,
+                unknown_to_default=cfg.boot_api_default,
+            )
+            fetcher.attach(loop)
+            self.boot_api = fetcher
+            self.machines.set_api(fetcher.api)
         if cfg.api is not None:
             from ptftpd.pxe.api import ApiConfig, ApiServer
 
@@ -547,6 +563,9 @@ class PxeService:
         await self.machine_states.start()
 
     def close(self) -> None:
+        if self.boot_api is not None:
+            self.boot_api.close()
+            self.boot_api = None
         if self.machine_states is not None:
             self.machine_states.close()
             self.machine_states = None

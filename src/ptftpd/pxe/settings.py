@@ -71,6 +71,13 @@ def _count(settings: Mapping[str, object], key: str) -> int | None:
     return value
 
 
+def _seconds(settings: Mapping[str, object], key: str, default: float) -> float:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{key}: expected seconds, got {value!r}")
+    return float(value)
+
+
 def _address(settings: Mapping[str, object], key: str) -> tuple[str, int] | None:
     value = settings.get(key)
     if value is None:
@@ -125,4 +132,7 @@ def pxe_config(
         otlp=_text(settings, "otlp"),
         boot_history=_history(settings.get("boot-history")),
         inventory=inventory,
+        boot_api=_text(settings, "boot-api"),
+        boot_api_deadline=float(_seconds(settings, "boot-api-deadline", 2.0)),
+        boot_api_default=settings.get("boot-api-default") is True,
     )

@@ -1,0 +1,104 @@
+"""Issue 22 item 2 over the wire: a real pxed (full DHCP mode) with ``--boot-api`` in a
+namespace, the test API (pixie_api.py, pixiecore's format) on the namespace's loopback,
+busybox udhcpc as an iPXE client (user class iPXE) in a peer namespace, curl fetching
+the machine's script: the API's kernel/initrd/cmdline (relative, absolute, file:// and
+{{ ID }}) reach the script; a slow API (5 s) -> the cached answer within the deadline;
+404 -> no answer (ignored), one log line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pxe_harness import boot_network
+
+from support import require_tool, script, wait_udp_bound
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+
+MAC = "52:54:00:22:02:31"
+SCRIPT = MAC.replace(":", "-") + ".ipxe"
+UNKNOWN = "52:54:00:22:02:32"
+API_PORT = 8031
+HERE = Path(__file__).parent
+
+
+def dhcp(client: object, tmp: Path, mac: str) -> tuple[str | None, float]:
+    """udhcpc as iPXE (x64 UEFI, user class iPXE, DISCOVER every 1 s, 6 tries): the boot
+    file it was given (None: no lease) and how long it took."""
+    udhcpc = require_tool("udhcpc")
+    out = tmp / f"bound-{mac[-2:]}"
+    out.unlink(missing_ok=True)
+    hook = tmp / "udhcpc-hook"
+    hook.write_text(f'#!/bin/sh\n[ "$1" = bound ] && echo "$boot_file" > {out}\nexit 0\n')
+    hook.chmod(0o755)
+    client.run("ip", "link", "set", "eth0", "address", mac)  # type: ignore[attr-defined]
+    argv = [udhcpc, "-i", "eth0", "-n", "-q", "-f", "-t", "6", "-T", "1", "-s", str(hook),
+            "-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007",
+            "-x", "0x4d:69505845"]  # fmt: skip
+    began = time.monotonic()
+    subprocess.run(client.popen_argv(argv), capture_output=True, timeout=30)  # type: ignore[attr-defined]
+    took = time.monotonic() - began
+    return (out.read_text().strip() if out.exists() else None), took
+
+
+def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> None:
+    curl = require_tool("curl")
+    root = tmp_path / "root"
+    (root / "deb").mkdir(parents=True)
+    (root / "default.0").write_bytes(b"boot")
+    rules = tmp_path / "rules.json"
+    answer = {
+        "kernel": "kernels/vmlinuz",  # relative to the API's URL
+        "initrd": ["http://mirror.example/initrd.gz", f"file://{root}/deb/extra.img"],
+        "cmdline": 'console=ttyS0 ks={{ ID "ks.cfg" }}',
+    }
+    rules.write_text(json.dumps({MAC: [0, 200, json.dumps(answer)]}))
+    with boot_network(tmp_path) as net:
+        client = net.peer("10.78.0.50")
+        api_log = tmp_path / "api.log"
+        api = net.start(
+            [sys.executable, str(HERE / "pixie_api.py"), str(API_PORT), str(rules)], "api"
+        )
+        argv = [script("pxed"), "-v", "--http-port", "8080", "--range", "10.78.0.100",
+                "10.78.0.120", "--leases", str(tmp_path / "leases.sqlite"),
+                "--boot-api", f"http://127.0.0.1:{API_PORT}/pxe",
+                net.bridge, str(root), "default.0"]  # fmt: skip
+        pxed = net.start(argv, "pxed")
+        wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=net.ns.name)
+        del api_log
+
+        # 1. The API answers: the machine's script carries the API's recipe.
+        file, took = dhcp(client, tmp_path, MAC)
+        assert file == f"http://10.78.0.1:8080/pxed/machines/{SCRIPT}", pxed.output()[-3000:]
+        got = net.ns.run(curl, "-sS", "--max-time", "5", file, timeout=20).stdout
+        assert "initrd --name initrd0 http://mirror.example/initrd.gz" in got, got
+        assert "initrd --name initrd1 http://10.78.0.1:8080/deb/extra.img" in got, got
+        kernel = f"http://127.0.0.1:{API_PORT}/pxe/kernels/vmlinuz"
+        ks = f"http://127.0.0.1:{API_PORT}/pxe/ks.cfg"
+        assert f"kernel {kernel} initrd=initrd0 initrd=initrd1 console=ttyS0 ks={ks}" in got
+        asked = [line for line in api.output().splitlines() if MAC in line]
+        assert asked and "arch=7" in asked[0] and "subnet=10.78.0.0%2F24" in asked[0], asked
+
+        # 2. The API becomes slow (5 s): the next boot gets the cached answer within
+        # the deadline (2 s) and a retransmission.
+        rules.write_text(json.dumps({MAC: [5, 200, '{"kernel": "other"}']}))
+        time.sleep(10.5)  # past the first answer's freshness: a new boot asks again
+        file, took = dhcp(client, tmp_path, MAC)
+        assert file == f"http://10.78.0.1:8080/pxed/machines/{SCRIPT}"
+        assert took < 4.0, took
+        got = net.ns.run(curl, "-sS", "--max-time", "5", file, timeout=20).stdout
+        assert f"kernel {kernel}" in got, got
+        assert "its last answer stands in" in pxed.output()
+
+        # 3. An unknown machine (404): ignored (no offer at all), one line.
+        file, took = dhcp(client, tmp_path, UNKNOWN)
+        assert file is None
+        lines = [x for x in pxed.output().splitlines() if UNKNOWN in x and "HTTP 404" in x]
+        assert len(lines) == 1, lines
+        assert pxed.stop() == 0
+        assert "Traceback" not in pxed.output()
