@@ -14,12 +14,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 from ptftpd.dhcp.free_index import HeapFreeIndex
 from ptftpd.dhcp.lease_store import FreeIndex, Lease, LeaseState
 
 __all__ = [
     "DEFAULT_LEASES_DIR",
+    "LeaseFile",
     "SqliteStore",
     "StoreBusy",
     "StoreError",
@@ -62,42 +64,72 @@ def default_leases_path(tool: str, iface: str) -> Path:
     return DEFAULT_LEASES_DIR / f"{tool}-{safe}.sqlite"
 
 
-def open_lease_file(
-    path: Path | str, synchronous: str, schema: str, error: type[Exception]
-) -> sqlite3.Connection:
-    """A lease file opened the one way both DHCP stores (IPv4 and IPv6) want it: WAL,
-    the chosen sync level, the schema created; any failure is one `error` line."""
-    if synchronous not in ("NORMAL", "FULL"):
-        raise error(f"lease sync must be normal or full, not {synchronous.lower()}")
-    try:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(path), isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={synchronous}")
-        db.execute(schema)
-    except (sqlite3.Error, OSError) as exc:
-        raise error(f"cannot open lease file {path}: {exc}") from None
-    return db
+class LeaseFile:
+    """A lease file as both DHCP stores (IPv4 and IPv6) use it: opened in WAL mode at
+    the chosen sync level with the schema created; read, written in a transaction and
+    rolled back alike, any failure one `error` line naming the file."""
+
+    def __init__(
+        self, path: Path | str, synchronous: str, schema: str, error: type[Exception]
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise error(f"lease sync must be normal or full, not {synchronous.lower()}")
+        self.path = Path(path)
+        self.error = error
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={synchronous}")
+            self.db.execute(schema)
+        except (sqlite3.Error, OSError) as exc:
+            raise error(f"cannot open lease file {path}: {exc}") from None
+
+    def read(self, query: str) -> list[Any]:
+        try:
+            return self.db.execute(query).fetchall()
+        except sqlite3.Error as exc:
+            raise self.error(f"cannot read lease file {self.path}: {exc}") from None
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """A write inside a transaction (opened unless one is): a failure rolls it
+        back and is one `error` line."""
+        try:
+            if not self.db.in_transaction:
+                self.db.execute("BEGIN IMMEDIATE")
+            yield self.db
+        except sqlite3.Error as exc:
+            self.rollback()
+            raise self.error(f"cannot write lease file {self.path}: {exc}") from None
+
+    def rollback(self) -> None:
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def close(self) -> None:
+        self.db.close()
 
 
 class SqliteStore:
     def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
         self._batching = False
-        self._db = open_lease_file(path, synchronous, _SCHEMA, StoreError)
-        # Group commit: commits made, and the lease rows they carried.
+        self._file = LeaseFile(path, synchronous, _SCHEMA, StoreError)
+        # Group commit: commits made, and the lease rows they carried (the rows of the
+        # open transaction are pending).
         self.commits = 0
         self.carried = 0
         self._pending = 0
 
     def load(self) -> list[Lease]:
-        try:
-            rows = self._db.execute(
-                "SELECT address, client, mac, state, expires, hostname, since FROM leases"
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read lease file {self.path}: {exc}") from None
+        rows = self._file.read(
+            "SELECT address, client, mac, state, expires, hostname, since FROM leases"
+        )
         leases = []
         for address, client, mac, state, expires, hostname, since in rows:
             try:
@@ -129,30 +161,19 @@ class SqliteStore:
             )
             for lease in leases
         ]
-        try:
-            if not self._db.in_transaction:
-                self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?)", rows)
+        if not self._file.db.in_transaction:
+            self._pending = 0  # a failed transaction's rows were rolled back
+        with self._file.writing() as db:
+            db.executemany("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?)", rows)
             self._pending += len(rows)
             if not self._batching:
                 self._commit()
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise StoreError(f"cannot write lease file {self.path}: {exc}") from None
 
     def _commit(self) -> None:
-        self._db.execute("COMMIT")
+        self._file.db.execute("COMMIT")
         self.commits += 1
         self.carried += self._pending
         self._pending = 0
-
-    def _rollback(self) -> None:
-        self._pending = 0
-        try:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -171,16 +192,13 @@ class SqliteStore:
             # Commit even when handling failed half-way: the policy already counts
             # those leases as granted, so the file must too.
             self._batching = False
-            if self._db.in_transaction:
-                try:
+            if self._file.db.in_transaction:
+                with self._file.writing():
                     self._commit()
-                except sqlite3.Error as exc:
-                    self._rollback()
-                    raise StoreError(f"cannot write lease file {self.path}: {exc}") from None
 
     def free_index(self) -> FreeIndex:
         """The file has one writer (this server), so the search runs in memory."""
         return HeapFreeIndex()
 
     def close(self) -> None:
-        self._db.close()
+        self._file.close()

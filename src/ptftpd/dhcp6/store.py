@@ -8,11 +8,10 @@ the key is (DUID, IAID), not a MAC.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from ptftpd.dhcp.store import open_lease_file
+from ptftpd.dhcp.store import LeaseFile
 from ptftpd.dhcp6.leases import Lease6, LocalStore6, lease_from_row
 
 __all__ = ["Lease6StoreError", "SqliteStore6"]
@@ -36,31 +35,17 @@ class Lease6StoreError(Exception):
 class SqliteStore6(LocalStore6):
     def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
-        self._db = open_lease_file(path, synchronous, _SCHEMA, Lease6StoreError)
+        self._file = LeaseFile(path, synchronous, _SCHEMA, Lease6StoreError)
 
     def load(self) -> list[Lease6]:
-        try:
-            rows = self._db.execute(
-                "SELECT address, duid, iaid, state, expires, since FROM leases6"
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise Lease6StoreError(f"cannot read lease file {self.path}: {exc}") from None
-        leases = [lease for row in rows if (lease := lease_from_row(row)) is not None]
-        return leases
+        rows = self._file.read("SELECT address, duid, iaid, state, expires, since FROM leases6")
+        return [lease for row in rows if (lease := lease_from_row(row)) is not None]
 
     def save(self, leases: Iterable[Lease6]) -> None:
         rows = [(str(x.address), x.duid, x.iaid, x.state.value, x.expires, x.since) for x in leases]
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO leases6 VALUES (?,?,?,?,?,?)", rows)
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            try:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise Lease6StoreError(f"cannot write lease file {self.path}: {exc}") from None
+        with self._file.writing() as db:
+            db.executemany("INSERT OR REPLACE INTO leases6 VALUES (?,?,?,?,?,?)", rows)
+            db.execute("COMMIT")
 
     def close(self) -> None:
-        self._db.close()
+        self._file.close()
