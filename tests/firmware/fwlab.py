@@ -303,11 +303,16 @@ OVMF = Path("/usr/share/OVMF")
 AAVMF = Path("/usr/share/AAVMF")
 
 
+def uefi_vars(net: Lan, name: str) -> Path:
+    """The per-boot copy of guest `name`'s variable store (what `ovmf_boot_order` edits)."""
+    return net.tmp / f"{name}-vars.fd"
+
+
 def _uefi_vm(net: Lan, name: str, code: Path, template: Path, tap: str, mac: str) -> list[str]:
     """What every EDK2 guest here shares: read-only code and a per-boot copy of the
     variable store in pflash, the serial console in a file, no display, no reboot, and
     virtio-net on `tap` without an option ROM (the firmware's own network stack)."""
-    vars_copy = net.tmp / f"{name}-vars.fd"
+    vars_copy = uefi_vars(net, name)
     shutil.copyfile(template, vars_copy)
     return [
         *("-display", "none", "-nodefaults", "-no-reboot", "-m", "512"),
@@ -350,3 +355,59 @@ def fw_cfg_only(*paths: str) -> list[str]:
         if kind.removesuffix("Support") not in paths:
             out += ["-fw_cfg", f"name=opt/org.tianocore/{kind},string=no"]
     return out
+
+
+# -- an OVMF variable store holding a boot order --------------------------------------------
+
+_EFI_GLOBAL_VARIABLE = bytes.fromhex("61dfe48bca93d211aa0d00e098032b8c")  # 8BE4DF61-93CA-...
+_AUTH_VARIABLE_STORE = bytes.fromhex("782cf3aa7b949a43a1802e144ec37792")  # AAF32C78-947B-...
+_NV_BS_RT = 0x7  # EFI_VARIABLE_NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS
+
+
+def _node(kind: int, sub: int, body: bytes) -> bytes:
+    return struct.pack("<BBH", kind, sub, 4 + len(body)) + body
+
+
+def pci_device_path(device: int, function: int = 0) -> bytes:
+    """PciRoot(0x0)/Pci(DEVICE,FUNCTION) (UEFI spec 10.3: ACPI PNP0A03 uid 0, PCI node)."""
+    return _node(2, 1, struct.pack("<II", 0x0A0341D0, 0)) + _node(1, 1, bytes((function, device)))
+
+
+def pxe4_device_path(device: int, mac: str) -> bytes:
+    """What EDK2's PXE driver names its IPv4 child of a NIC at PciRoot(0x0)/Pci(DEVICE,0x0):
+    .../MAC(mac,0x1)/IPv4(0.0.0.0,0x0,DHCP,0.0.0.0,0.0.0.0,0.0.0.0), a zeroed IPv4 node."""
+    mac_node = _node(3, 11, bytes.fromhex(mac.replace(":", "")).ljust(32, b"\0") + b"\x01")
+    return pci_device_path(device) + mac_node + _node(3, 12, bytes(23))
+
+
+def ovmf_boot_order(store: Path, options: Sequence[tuple[str, bytes]]) -> None:
+    """Write Boot0001.. (active, one per (description, device path) in `options`) and a
+    BootOrder naming them in that order into an empty OVMF variable store file (a copy of
+    OVMF_VARS_4M.fd: firmware volume, then the authenticated variable store). OVMF keeps
+    such a boot order when QEMU's `bootorder` is empty (no `bootindex` anywhere) and appends
+    the options it creates itself (HTTPv4, ...) after them."""
+    data = bytearray(store.read_bytes())
+    start = struct.unpack_from("<H", data, 0x30)[0]  # firmware volume header length
+    if data[start : start + 16] != _AUTH_VARIABLE_STORE:
+        raise ValueError(f"{store}: no authenticated variable store after the volume header")
+    offset = start + 28  # GUID, Size, Format, State, reserved
+    if data[offset : offset + 2] != b"\xff\xff":
+        raise ValueError(f"{store}: the variable store is not empty")
+
+    def variable(name: str, value: bytes) -> bytes:
+        encoded = (name + "\0").encode("utf-16-le")
+        header = struct.pack("<HBBIQ16sIII", 0x55AA, 0x3F, 0, _NV_BS_RT, 0, bytes(16), 0,
+                             len(encoded), len(value))  # fmt: skip
+        blob = header + _EFI_GLOBAL_VARIABLE + encoded + value
+        return blob.ljust((len(blob) + 3) // 4 * 4, b"\xff")
+
+    end = b"\x7f\xff\x04\x00"
+    blobs = b""
+    for number, (description, path) in enumerate(options, 1):
+        text = (description + "\0").encode("utf-16-le")
+        load_option = struct.pack("<IH", 1, len(path) + len(end)) + text + path + end
+        blobs += variable(f"Boot{number:04X}", load_option)
+    order = b"".join(struct.pack("<H", n) for n in range(1, len(options) + 1))
+    blobs += variable("BootOrder", order)
+    data[offset : offset + len(blobs)] = blobs
+    store.write_bytes(bytes(data))

@@ -9,11 +9,10 @@ ROM), all guests side by side on one pxed whose settings file holds an inventory
 - a machine marked ``local = true`` gets ``exit`` from iPXE and SeaBIOS goes on to its
   next boot device: a small disk whose boot sector (written here) prints a marker;
 - an OVMF machine marked ``local`` gets an address but no boot file: OVMF's own PXE
-  client gives up, OVMF walks its other network entry (HTTP over IPv4: about a minute
-  of its timeouts, which is why it boots beside the others; its IPv6 stack is switched
-  off through fw_cfg, which saves the HTTPv6 entry's minute) and boots its disk, QEMU's
-  read-only virtual FAT of a directory holding EFI/BOOT/BOOTX64.EFI, a grub image
-  built here that prints a marker;
+  client gives up and OVMF boots the next entry of its boot order (PXEv4, then the disk,
+  written into its variable store here; OVMF's own HTTPv4 entry, a minute of timeouts,
+  comes after the disk), QEMU's read-only virtual FAT of a directory holding
+  EFI/BOOT/BOOTX64.EFI, a grub image built here that prints a marker;
 - an OVMF guest with Secure Boot on (Microsoft keys) on the same pxed, run with
   ``--secure-boot``: shim -> Debian's signed network grub, which reads grub/grub.cfg
   over TFTP and gets the kernel profile rendered as its configuration (picked by the
@@ -41,9 +40,13 @@ from fwlab import (
     fw_cfg_only,
     lan,
     ovmf_argv,
+    ovmf_boot_order,
+    pci_device_path,
+    pxe4_device_path,
     qemu_boot,
     record_boot_time,
     serial_args,
+    uefi_vars,
 )
 
 from support import require_tool
@@ -194,16 +197,17 @@ def test_each_machine_boots_its_own_decision(tmp_path: Path) -> None:
         flags = ("--config", str(config), "--http-port", HTTP_PORT, "--secure-boot")
         pxed = net.pxed(root, "boot.0", *flags)
         secure = ovmf_argv(net, "secure", net.tap(), MAC_SECURE, True, *fw_cfg_only("IPv4PXE"))
-        disk_first = [
+        disk_second = [
             *fw_cfg_only("IPv4PXE"),
-            # no IPv6 stack at all: its HTTPv6 entry would wait about 65 s for a DHCPv6
-            # server this lab does not run; PXEv4 (pxed's answer) and HTTPv4 stay
-            *("-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no"),
-            *("-global", "virtio-net-pci.bootindex=1"),  # the network first, then the disk
+            *("-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no"),  # no IPv6 stack
             *("-drive", f"file=fat:{efi},format=raw,if=none,id=d0,readonly=on"),
-            *("-device", "virtio-blk-pci,drive=d0,bootindex=2"),
+            *("-device", "virtio-blk-pci,drive=d0,addr=0x2"),  # the NIC is at 0x1
         ]
-        uefi_local = ovmf_argv(net, "uefi-local", net.tap(), MAC_UEFI_LOCAL, False, *disk_first)
+        uefi_local = ovmf_argv(net, "uefi-local", net.tap(), MAC_UEFI_LOCAL, False, *disk_second)
+        # the boot order PXEv4 (pxed), then the disk; no bootindex, so OVMF keeps it and
+        # puts the entries it makes itself (HTTPv4: a minute of timeouts) after the disk
+        order = [("pxed", pxe4_device_path(1, MAC_UEFI_LOCAL)), ("disk", pci_device_path(2))]
+        ovmf_boot_order(uefi_vars(net, "uefi-local"), order)
         guests = {
             "alpha": (bios_argv(net, "alpha", MAC_SCRIPT), LINE_END),
             "kernel": (bios_argv(net, "kernel", MAC_KERNEL), ">CMDLINE"),
@@ -261,7 +265,14 @@ def test_each_machine_boots_its_own_decision(tmp_path: Path) -> None:
                for li in lines), lines  # fmt: skip
     assert any(MAC_LOCAL in li and "decision: local disk (inventory machine #3)" in li
                for li in lines), lines  # fmt: skip
-    # OVMF: no boot file for the local machine; its disk booted (after the network)
-    assert "PXE-E21" in results["uefi-local"].serial or "PXEv4" in results["uefi-local"].serial
+    # OVMF: no boot file for the local machine, so its PXE entry failed and the next one,
+    # its disk, booted
+    uefi = results["uefi-local"].serial
+    assert 'failed to load Boot0001 "pxed"' in uefi, uefi[-2000:]
+    assert (
+        uefi.index("PXE-E21")
+        < uefi.index('starting Boot0002 "disk"')
+        < uefi.index(UEFI_DISK_MARKER)
+    ), uefi[-2000:]
     assert any(MAC_UEFI_LOCAL in li and "no file served; decision: local disk" in li
                for li in lines), lines  # fmt: skip
