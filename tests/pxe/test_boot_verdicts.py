@@ -1,10 +1,10 @@
 """Issue 23: real firmware's boots, read back through pxed's API, get the right record,
 verdict and diagnosis.
 
-SeaBIOS with Debian's iPXE ROM boots pxelinux from pxed (DHCP mode) in QEMU, in a test
-namespace (tests/pxe/pxe_harness.py); the record is read with curl from `--api` on the
-namespace's loopback. Four boots, each as short as its verdict allows (QEMU is killed
-as soon as the record says what the test waits for):
+SeaBIOS with Debian's iPXE ROM boots pxelinux from pxed (DHCP mode) in QEMU, and OVMF
+loads iPXE, in a test namespace (tests/pxe/pxe_harness.py); the record is read with
+curl from `--api` on the namespace's loopback. Five boots, each as short as its verdict
+allows (QEMU is killed as soon as the record says what the test waits for):
 
 - a complete boot: every step the firmware took (DORA, the RRQs pxed's log shows, each
   transfer done) and `completed`;
@@ -14,7 +14,9 @@ as soon as the record says what the test waits for):
   1432-byte DATA block never arrives (a small MTU alone drops nothing: the kernel
   fragments): `failed`, stalled at block 1 with the MTU hint;
 - a TFTP stall mid-transfer: an nftables quota drops the server's TFTP packets after
-  20 kB: `failed`, stalled at block N > 1 after K retransmissions.
+  20 kB: `failed`, stalled at block N > 1 after K retransmissions;
+- OVMF's PXE client loading ipxe.efi (size probe, then again without tsize) and iPXE
+  its script: two completed attempts, the probe diagnosed as normal for EDK2.
 
 pxed runs with --timeout 1 --retries 2, so a stalled transfer ends in a few seconds.
 """
@@ -195,3 +197,50 @@ def test_a_tftp_stall_mid_transfer(tmp_path: Path) -> None:
             f"{failed['retransmissions']} retransmissions"
         ) in attempt["diagnosis"]
         pxed.stop()
+
+
+def test_an_ovmf_pxe_boot_and_its_ipxe_chain_make_complete_records(tmp_path: Path) -> None:
+    """OVMF's own PXE client loads ipxe.efi (its size probe, then the download), then
+    iPXE asks DHCP again and loads its script: two attempts (a DISCOVER after a
+    completed attempt starts the next), both completed, the size probe said to be
+    normal, the files done in the order pxed's log served them."""
+    from pxe_harness import boot_vm, copy_ipxe_efi, make_ipxe_script
+
+    root = tmp_path / "root"
+    marker = "PXED-VERDICT-OVMF-OK"
+    make_pxelinux_root(root, "unused")
+    copy_ipxe_efi(root)
+    make_ipxe_script(root / "boot.ipxe", marker)
+    mac = "52:54:00:23:00:04"
+    with boot_network(tmp_path) as net:
+        argv = [script("pxed"), "-v", "--api", API, "--efi64-bootfile", "ipxe.efi"]
+        argv += ["--ipxe-bootfile", "boot.ipxe", "--leases", str(tmp_path / "leases.sqlite")]
+        pxed = net.start([*argv, net.bridge, str(root), "pxelinux.0"], "pxed")
+        wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=net.ns.name)
+        boot_vm(net, "uefi", marker, tmp_path / "vm", mac=mac)
+        deadline = time.monotonic() + 10
+        while True:
+            attempts = machine(net, mac)
+            done = [
+                s["file"] for a in attempts[::-1] for s in a["steps"] if s["kind"] == "tftp.done"
+            ]
+            if "boot.ipxe" in done or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        log = pxed.output()
+        pxed.stop()
+    assert done == ["ipxe.efi", "boot.ipxe"] == served_in_log(log)[:2], attempts
+    ipxe, firmware = attempts
+    assert (firmware["attempt"], ipxe["attempt"]) == (1, 2)
+    assert firmware["state"] == ipxe["state"] == "completed", attempts
+    for attempt in attempts:
+        assert kinds(attempt)[0] == "dhcp.discover", kinds(attempt)
+    steps = kinds(firmware)
+    assert steps.index("tftp.size_probe") < steps.index("tftp.done"), steps
+    assert firmware["diagnosis"] == [
+        "the firmware aborted the transfer of ipxe.efi after learning its size and asked"
+        " without tsize (normal for EDK2, not a failure)"
+    ], firmware["diagnosis"]
+    first, second = [s for s in firmware["steps"] if s["kind"] == "tftp.request"][:2]
+    assert "tsize" in first["options"] and "tsize" not in second["options"], firmware
+    assert ipxe["diagnosis"] == [] and "tftp.size_probe" not in kinds(ipxe)
