@@ -221,7 +221,6 @@ class DhcpEngine:
         self.balancer: Balancer | None = None
         self.ignored = OncePerKey()  # clients not answered, named once a minute at -v
         local = Scope(
-            config.network,
             policy,
             network_options(
                 config.network,

@@ -33,14 +33,31 @@ LINK_SELECTION = 5  # RFC 3527, a sub-option of relay agent information (82)
 
 @dataclass
 class Scope:
-    """A subnet at run time: its policy and its options packed once."""
+    """A subnet at run time: its lease policy, which holds the subnet's settings (read
+    here, never copied), and its options packed once."""
 
-    network: IPv4Network
     policy: LeasePolicy
     options: dict[int, bytes]
-    bootfile: str | None = None
-    next_server: IPv4Address | None = None
-    ipxe_bootfile: str | None = None
+
+    @property
+    def settings(self) -> SubnetConfig:
+        return self.policy.config
+
+    @property
+    def network(self) -> IPv4Network:
+        return self.policy.config.network
+
+    @property
+    def bootfile(self) -> str | None:
+        return self.policy.config.bootfile
+
+    @property
+    def next_server(self) -> IPv4Address | None:
+        return self.policy.config.next_server
+
+    @property
+    def ipxe_bootfile(self) -> str | None:
+        return self.policy.config.ipxe_bootfile
 
     @property
     def lease_time(self) -> int:

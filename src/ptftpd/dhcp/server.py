@@ -423,14 +423,7 @@ class DhcpServer:
         options = network_options(
             sub.network, sub.routers, sub.dns, sub.domain_name, sub.extra_options
         )
-        return Scope(
-            sub.network,
-            self._policy(sub),
-            options,
-            sub.bootfile,
-            sub.next_server,
-            sub.ipxe_bootfile,
-        )
+        return Scope(self._policy(sub), options)
 
     async def start(self) -> None:
         if self.engine is None:
