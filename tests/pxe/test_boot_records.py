@@ -450,3 +450,12 @@ def test_boot_history_setting_reaches_the_retention(tmp_path: Path) -> None:
         "pxed: --boot-history: must be between 3600 and 315360000, not 300 (try --help)\n"
     )
     assert "Traceback" not in done.stderr
+    (tmp_path / "pxed.toml").write_text("boot-history = 60\n")
+    argv = [script("pxed"), "--config", str(tmp_path / "pxed.toml"), "lo", str(tmp_path)]
+    argv.append("default.0")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"pxed: {tmp_path / 'pxed.toml'}:1: boot-history: must be between 3600 and"
+        " 315360000, not 60 (try --help)\n"
+    )

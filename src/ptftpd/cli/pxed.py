@@ -393,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dhcp = checked_dhcp_config(settings, args.iface, args.bootfile)
         inventory = checked_inventory(settings)
+        checked_history(settings)
     except ConfigError as exc:
         bad_setting(PROG, str(exc))
     except InterfaceError as exc:
@@ -443,6 +444,18 @@ def checked_dhcp_config(settings: Mapping[str, object], iface: str, bootfile: st
     return dhcp
 
 
+def checked_history(settings: Mapping[str, object]) -> None:
+    """boot-history from a settings file is checked for its type only (a flag's text is
+    checked by `history_seconds`): one hour to ten years here, FILE:LINE when wrong."""
+    value = settings.get("boot-history")
+    if value is None:
+        return
+    try:
+        check_duration(value, "boot-history", 3600, 10 * 365 * 86400)
+    except ConfigError as exc:
+        raise flag_settings.located(exc, settings) from None
+
+
 def checked_inventory(settings: Mapping[str, object]) -> Inventory:
     """The [[machine]] entries and [profile.NAME] recipes; a bad one is a ConfigError
     naming its FILE:LINE (an ipxe-script file is relative to the settings file)."""
@@ -462,6 +475,7 @@ def rebuilt(read: flag_settings.Reloads) -> PxeConfig:
     args = read.namespace(settings)
     dhcp = checked_dhcp_config(settings, args.iface, args.bootfile)
     inventory = checked_inventory(settings)
+    checked_history(settings)
     return pxe_config(settings, dhcp, args.root, args.bootfile, inventory)
 
 
