@@ -66,7 +66,7 @@ def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> N
         )
         argv = [script("pxed"), "-v", "--http-port", "8080", "--range", "10.78.0.100",
                 "10.78.0.120", "--leases", str(tmp_path / "leases.sqlite"),
-                "--boot-api", f"http://127.0.0.1:{API_PORT}/pxe",
+                "--boot-api", f"http://127.0.0.1:{API_PORT}/pxe", "--metrics", "127.0.0.1:9479",
                 net.bridge, str(root), "default.0"]  # fmt: skip
         pxed = net.start(argv, "pxed")
         wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=net.ns.name)
@@ -100,5 +100,14 @@ def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> N
         assert file is None
         lines = [x for x in pxed.output().splitlines() if UNKNOWN in x and "HTTP 404" in x]
         assert len(lines) == 1, lines
+
+        # 4. --metrics: API requests by outcome, decisions by source.
+        text = net.ns.run(curl, "-sS", "http://127.0.0.1:9479/metrics", timeout=20).stdout
+        samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and line[0] != "#")
+        ok = 'ptftpd_pxe_boot_api_seconds_count{outcome="ok"}'
+        rejected = 'ptftpd_pxe_boot_api_seconds_count{outcome="rejected"}'
+        assert float(samples[ok]) >= 1 and float(samples[rejected]) == 1, text
+        cache = 'ptftpd_pxe_decisions_total{kind="boot",source="cache"}'
+        assert float(samples[cache]) >= 1, text
         assert pxed.stop() == 0
         assert "Traceback" not in pxed.output()

@@ -343,6 +343,8 @@ class ApiFetcher:
         self.tasks: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.wake: Callable[[str], None] = lambda mac: None
+        # Told of each request: outcome (ok, rejected, unreachable) and seconds (--metrics).
+        self.on_request: Callable[[str, float], None] = lambda outcome, seconds: None
         self.latencies: list[float] = []  # seconds per answered request (bounded)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -383,7 +385,10 @@ class ApiFetcher:
             log.warning("boot API: %s: %s", mac, exc)
         else:
             outcome = self._outcome(mac, status, body)
-        self.latencies.append(self.clock() - began)
+        took = self.clock() - began
+        self.latencies.append(took)
+        kind = "ok" if outcome.decision else "rejected" if outcome.reachable else "unreachable"
+        self.on_request(kind, took)
         del self.latencies[:-4096]
         self.api.learned(mac, outcome, self.clock())
         self.wake(mac)

@@ -78,6 +78,8 @@ HTTP_STATUSES = frozenset(
 
 _TRANSFER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _BOOT_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+_API_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
+API_OUTCOMES = frozenset({"ok", "rejected", "unreachable"})
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,12 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.pxe_boot_api = Histogram(
+            "pxe_boot_api_seconds",
+            "Decision API requests (pxed --boot-api) by outcome: ok, rejected (non-200 or "
+            "malformed: the machine is ignored), unreachable (refused, timed out, broken)",
+            ["outcome"], namespace=ns, registry=r, buckets=_API_BUCKETS,
+        )  # fmt: skip
         self.http_requests = Counter(
             "http_requests",
             "HTTP requests answered, by status code",
@@ -441,6 +449,12 @@ def pxe_decision(source: str, kind: str) -> None:
         _active.pxe_decisions.labels(
             _label(source, DECISION_SOURCES), _label(kind, DECISION_KINDS)
         ).inc()
+
+
+def pxe_boot_api(outcome: str, seconds: float) -> None:
+    """One decision API request (pxed --boot-api) and how long it took."""
+    if _active is not None:
+        _active.pxe_boot_api.labels(_label(outcome, API_OUTCOMES)).observe(seconds)
 
 
 def http_request(status: int, bytes_sent: int) -> None:

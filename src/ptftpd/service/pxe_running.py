@@ -67,6 +67,8 @@ class PxeRunning:
         if count:
             service.boot_log.on_boot = _boot
             service.machines.on_decision = _decision
+            if service.boot_api is not None:
+                service.boot_api.on_request = metrics.pxe_boot_api
             service.events = metrics.record_event
             if service.tftp_server is not None:
                 count_transfers(service.tftp_server)
