@@ -111,3 +111,64 @@ def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> N
         assert float(samples[cache]) >= 1, text
         assert pxed.stop() == 0
         assert "Traceback" not in pxed.output()
+
+
+def test_proxy_mode_waits_for_the_api_and_keeps_local_in_a_state_file(tmp_path: Path) -> None:
+    """--proxy --boot-api: the first DISCOVER of a machine gets no proxy offer while the
+    API is asked, the next one its API script; POST .../local (token from the settings
+    file) -> no proxy offer for its PXE ROM, kept in the state file (no lease database
+    in proxy mode) and still after a restart."""
+    from pxe_probe import __file__ as probe_file
+
+    curl = require_tool("curl")
+    token = "a-token-of-sixteen-or-more"
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "undionly.kpxe").write_bytes(b"boot")
+    rules = tmp_path / "rules.json"
+    body = json.dumps({"ipxe-script": "#!ipxe\necho api-marker\n"})
+    rules.write_text(json.dumps({MAC: [0, 200, body]}))
+    settings = tmp_path / "pxed.toml"
+    settings.write_text(f'[pxed]\napi-token = "{token}"\n')
+
+    def offers(client: object, *extra: str) -> list[dict[str, object]]:
+        argv = [sys.executable, probe_file, "discover", "--mac", MAC, "--arch", "0",
+                *extra, "--iface", "eth0", "--wait", "3"]  # fmt: skip
+        done = subprocess.run(
+            client.popen_argv(argv),  # type: ignore[attr-defined]
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        replies = [json.loads(line) for line in done.stdout.splitlines()]
+        return [r for r in replies if r["type"] == "OFFER"]
+
+    with boot_network(tmp_path) as net:
+        net.start([sys.executable, str(HERE / "pixie_api.py"), str(API_PORT), str(rules)], "api")
+        argv = [script("pxed"), "-v", "--proxy", "--config", str(settings), "--http-port",
+                "8080", "--api", "127.0.0.1:8023", "--leases", str(tmp_path / "leases.sqlite"),
+                "--boot-api", f"http://127.0.0.1:{API_PORT}/",
+                net.bridge, str(root), "undionly.kpxe"]  # fmt: skip
+        client = net.peer("10.78.0.50")
+
+        def start(n: int) -> object:
+            proc = net.start(argv, f"pxed-{n}")
+            wait_udp_bound(4011, timeout=15, proc=proc.proc, netns=net.ns.name)
+            return proc
+
+        pxed = start(0)
+        assert offers(client, "--ipxe") == []  # its decision is being asked for
+        [offer] = offers(client, "--ipxe")
+        assert offer["file"] == f"http://10.78.0.1:8080/pxed/machines/{SCRIPT}", offer
+        got = net.ns.run(curl, "-sS", "--max-time", "5", str(offer["file"]), timeout=20)
+        assert "echo api-marker" in got.stdout
+        post = [curl, "-sS", "-X", "POST", "-H", f"Authorization: Bearer {token}"]
+        net.ns.run(*post, f"http://127.0.0.1:8023/v1/machines/{MAC}/local", timeout=20)
+        assert json.loads((tmp_path / "pxed-br0-machines.json").read_text()) == {MAC: "local"}
+        assert offers(client) == []
+        assert pxed.stop() == 0  # type: ignore[attr-defined]
+        pxed = start(1)
+        assert offers(client) == []
+        [offer] = offers(client, "--ipxe")  # iPXE of a local machine: its `exit` script
+        got = net.ns.run(curl, "-sS", "--max-time", "5", str(offer["file"]), timeout=20)
+        assert "exit" in got.stdout
+        assert pxed.stop() == 0  # type: ignore[attr-defined]
+        assert "Traceback" not in pxed.output()  # type: ignore[attr-defined]
