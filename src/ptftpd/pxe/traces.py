@@ -94,7 +94,7 @@ class BootTraces:
             self.failing = not ok
             return result
 
-        exporter.export = export  # type: ignore[method-assign]
+        exporter.export = export  # type: ignore[method-assign,unused-ignore]
         for name in ("opentelemetry.exporter.otlp", "opentelemetry.sdk.trace.export"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
         self._provider.add_span_processor(
