@@ -9,7 +9,8 @@ are stopped (SIGSTOP) while a second client waits: the loop keeps running (a tic
 never waits more than a fraction of a second) and the client is answered once the
 database runs again. And the command line: `python -m ptftpd.dhcp6 --leases
 postgresql://...` serving dhclient -6 in a namespace, killed with SIGKILL and started
-again, gives the client its binding back from the database.
+again, gives the client its binding back from the database; the same again with
+`pxed --ipv6 --leases postgresql://...`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
@@ -40,7 +42,7 @@ from ptftpd.dhcp6.codec import (
     encode,
 )
 from ptftpd.dhcp6.pg_store import PgStore6
-from support import VENV_BIN, Process, free_udp_port, require_root, wait_udp_bound
+from support import VENV_BIN, Process, free_udp_port, require_root, script, wait_udp_bound
 from support.postgres import PgCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dhcp6"))
@@ -169,14 +171,45 @@ def test_dhclient6_with_bindings_in_postgresql_survives_kill_9(
     dhclient -6 on the other end of a veth pair: the address is a bound row before the
     client has it; after `kill -9` of the server and a restart, the same client (its
     DUID and IAID) rebinding gets its binding back from the database."""
+    python = str(VENV_BIN / "python")
+    survives_kill_9(
+        pg_cluster, tmp_path, lambda sif, url: [python, "-m", "ptftpd.dhcp6", sif, "--leases", url]
+    )
+
+
+def test_pxed_ipv6_with_bindings_in_postgresql_survives_kill_9(
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    """The same through `pxed --ipv6 --leases postgresql://...` (DHCPv4 and DHCPv6 on
+    one interface, both in the one database): dhclient -6's binding is a bound row in
+    leases6, and after `kill -9` and a restart of pxed its Rebind gets the address."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "ipxe.efi").write_bytes(b"x")
+    pxed = script("pxed")
+
+    def argv(sif: str, url: str) -> list[str]:
+        return [pxed, "--ipv6", "--leases", url, sif, str(root), "ipxe.efi"]
+
+    survives_kill_9(pg_cluster, tmp_path, argv, ipv4="10.99.0.1/24")
+
+
+def survives_kill_9(
+    pg_cluster: PgCluster,
+    tmp_path: Path,
+    server_argv: Callable[[str, str], list[str]],
+    ipv4: str | None = None,
+) -> None:
+    """A DHCPv6 server (`server_argv(interface, url)`, with --no-ra -D added) with its
+    bindings in a fresh database serves dhclient -6; killed with SIGKILL and restarted,
+    it answers the client's Rebind with the same address."""
     url = pg_cluster.uri(pg_cluster.create_database())
     with lab6(tmp_path) as lab:
+        if ipv4 is not None:
+            lab.server.run("ip", "addr", "add", ipv4, "dev", lab.sif)
 
         def start() -> Process:
-            python = str(VENV_BIN / "python")
-            argv = lab.server.popen_argv(
-                [python, "-m", "ptftpd.dhcp6", lab.sif, "--leases", url, "--no-ra", "-D"]
-            )
+            argv = lab.server.popen_argv([*server_argv(lab.sif, url), "--no-ra", "-D"])
             proc = Process(argv, tmp_path / "server.log")
             lab.procs.append(proc)
             wait_udp_bound(547, timeout=15, proc=proc.proc, netns=lab.server.name)
@@ -202,7 +235,6 @@ def test_dhclient6_with_bindings_in_postgresql_survives_kill_9(
         rebind = encode(Message(MsgType.REBIND, 0x6161, (ClientId(duid6), ElapsedTime(0), ia)))
         replies = lab.probe(rebind, wait=2.0)
         assert [r["ia_na"] for r in replies] == [[[str(address)]]], replies
-
 
 
 class Replies:
