@@ -7,15 +7,23 @@ with vendor class `HTTPClient` and `http://10.78.0.1:8080/ipxe.efi`, then an HTT
 iPXE then gets its script as an HTTP URL and prints the marker. The path taken is
 checked on the wire (a tcpdump capture in the namespace: HTTP to port 8080, no TFTP)
 and in pxed's boot log ("over http").
+
+Issue 23: the same boot, read back from pxed's `--api` (curl on the namespace's
+loopback) in DHCP mode, is two completed attempts whose steps match: the firmware's
+DORA, then its GET of ipxe.efi with the file's bytes; then iPXE's DHCP and its GET of
+boot.ipxe.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pxe_harness import boot_network, boot_vm, copy_ipxe_efi, make_ipxe_script
+from pxe_harness import BootNetwork, boot_network, boot_vm, copy_ipxe_efi, make_ipxe_script
 from test_pxe_boot import MAC, boot_line, dnsmasq_addresses_only, start_pxed
 
 from support import require_tool
@@ -23,6 +31,7 @@ from support import require_tool
 pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(480)]
 
 HTTP_PORT = 8080
+API = "127.0.0.1:8023"
 NO_PXE = (
     "-fw_cfg",
     "name=opt/org.tianocore/IPv4PXESupport,string=no",
@@ -41,7 +50,7 @@ def _http_boot(tmp_path: Path, proxy: bool, ipv4_only: bool = False) -> None:
     make_ipxe_script(root / "boot.ipxe", marker)
     pcap = tmp_path / "boot.pcap"
     args = ["--http-port", str(HTTP_PORT), "--efi64-bootfile", "ipxe.efi"]
-    args += ["--ipxe-bootfile", "boot.ipxe"]
+    args += ["--ipxe-bootfile", "boot.ipxe", "--api", API]
     with boot_network(tmp_path) as net:
         if ipv4_only:  # IPv6 switched off on pxed's interface (the bridge)
             net.ns.run("sysctl", "-q", "-w", f"net.ipv6.conf.{net.bridge}.disable_ipv6=1")
@@ -55,6 +64,7 @@ def _http_boot(tmp_path: Path, proxy: bool, ipv4_only: bool = False) -> None:
         pxed = start_pxed(net, tmp_path, root, *args)
         result = boot_vm(net, "uefi", marker, tmp_path / "vm", mac=MAC, extra=NO_PXE)
         print(f"UEFI HTTP boot {'proxy' if proxy else 'dhcp'}: {result.seconds:.1f} s")
+        attempts = machine_record(net, MAC)
         line = boot_line(pxed, MAC)
         capture.stop()
     log = pxed.log_path.read_text()
@@ -69,6 +79,58 @@ def _http_boot(tmp_path: Path, proxy: bool, ipv4_only: bool = False) -> None:
     ).stdout
     assert f"{net.server_ip}.{HTTP_PORT} >" in packets, packets[-2000:]
     assert ".69: " not in packets, "the firmware used TFTP"
+    if not proxy:
+        check_record(attempts, root)
+
+
+def machine_record(net: BootNetwork, mac: str) -> list[dict[str, Any]]:
+    """pxed's record of `mac` from its API, once it holds the GET of boot.ipxe (the
+    watcher batches changes every 0.1 s; bounded wait)."""
+    curl = require_tool("curl")
+    deadline = time.monotonic() + 10
+    attempts: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        done = net.ns.run(
+            curl, "-sS", "--max-time", "5", f"http://{API}/v1/machines/{mac}", check=False
+        )
+        if done.stdout.strip():
+            attempts = list(json.loads(done.stdout).get("attempts", []))
+        if any(gets(a) and gets(a)[-1]["file"] == "boot.ipxe" for a in attempts):
+            break
+        time.sleep(0.3)
+    return attempts
+
+
+def gets(attempt: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in attempt["steps"] if s["kind"] == "http.request" and s["method"] == "GET"]
+
+
+def check_record(attempts: list[dict[str, Any]], root: Path) -> None:
+    """OVMF's HTTP boot and iPXE's chain: two completed attempts (newest first), each
+    a DHCP exchange with pxed then a complete GET of its file with the file's bytes."""
+    assert len(attempts) == 2, json.dumps(attempts)[-3000:]
+    ipxe, firmware = attempts
+    assert (firmware["attempt"], ipxe["attempt"]) == (1, 2), attempts
+    for attempt, name in ((firmware, "ipxe.efi"), (ipxe, "boot.ipxe")):
+        assert attempt["state"] == "completed" and attempt["diagnosis"] == [], attempt
+        kinds = [str(s["kind"]) for s in attempt["steps"]]
+        dhcp = [k for k in kinds if k.startswith(("dhcp.", "lease."))]
+        assert dhcp[:6] == [
+            "dhcp.discover",
+            "lease.offered",
+            "dhcp.offer",
+            "dhcp.request",
+            "lease.bound",
+            "dhcp.ack",
+        ], kinds
+        ack = attempt["steps"][kinds.index("dhcp.ack")]
+        assert ack["port"] == 67 and ack["address"].startswith("10.78.0."), ack
+        [get] = gets(attempt)
+        assert kinds.index("dhcp.ack") < attempt["steps"].index(get), kinds
+        size = (root / name).stat().st_size
+        assert get["file"] == name and get["status"] == 200 and get["complete"], get
+        assert get["bytes"] == size, (get, size)
+        assert "tftp.request" not in kinds, kinds
 
 
 def test_uefi_http_boot_ipv4_ipxe_then_script_over_http(tmp_path: Path) -> None:
