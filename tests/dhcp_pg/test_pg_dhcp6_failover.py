@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,11 +53,11 @@ class TwoServers:
     tmp: Path
     procs: list[Process] = field(default_factory=list)
 
-    def start(self, n: int) -> Process:
+    def start(self, n: int, *extra: str) -> Process:
         ns = self.spaces[n]
         python = str(VENV_BIN / "python")
         argv = [python, "-m", "ptftpd.dhcp6", self.ifaces[n], "--leases", self.url]
-        argv += ["--no-ra", "--lease-time", "20", "-D"]
+        argv += ["--no-ra", "--lease-time", "20", "-D", *extra]
         proc = Process(ns.popen_argv(argv), self.tmp / f"server{n}-{len(self.procs)}.log")
         self.procs.append(proc)
         wait_udp_bound(547, timeout=15, proc=proc.proc, netns=ns.name)
@@ -160,3 +161,37 @@ def test_the_servers_split_the_solicits_by_duid(pg_cluster: PgCluster, tmp_path:
         for xid, answered in by_xid.items():
             assert answered == [owner_of[xid]], (xid, answered)
         assert set(owner_of.values()) == set(ids)  # both servers had clients
+
+
+def test_peer_timeout_reaches_the_dhcp6_heartbeat(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    """`--peer-timeout 1.2` (the settings field dhcpd and pxed take) sets the DHCPv6
+    server's heartbeat interval (a third of it) and how soon a silent peer loses its
+    share: a peer row that stops beating is dropped within 1.2 s + one interval, and the
+    log line names 1.2 s (with the flag ignored: every 1 s, dropped after 3 s)."""
+    with two_servers(pg_cluster, tmp_path) as two:
+        server = two.start(0, "--peer-timeout", "1.2")
+        peer = V6 + "feed"
+        with psycopg.connect(two.url, autocommit=True) as conn:
+            now = "extract(epoch FROM clock_timestamp())"
+            conn.execute(
+                f"INSERT INTO servers (id, addresses, heartbeat, started) "
+                f"VALUES (%s, ARRAY[]::inet[], {now}, {now})",
+                (peer,),
+            )
+            server.wait_output(f"peer {peer} is live", timeout=5)
+            conn.execute(f"UPDATE servers SET heartbeat = {now} WHERE id = %s", (peer,))
+            silent_since = time.monotonic()
+            beats: set[float] = set()
+            mine = "SELECT heartbeat FROM servers WHERE id LIKE 'dhcp6:%%' AND id <> %s"
+            while time.monotonic() - silent_since < 2.0:  # about five beats at 0.4 s
+                row = conn.execute(mine, (peer,)).fetchone()
+                assert row is not None
+                beats.add(float(row[0]))
+                time.sleep(0.05)
+            out = server.wait_output(f"peer {peer} silent for", timeout=10)
+        pattern = rf"peer {peer} silent for ([0-9.]+) s \(peer timeout ([0-9.]+) s\)"
+        found = re.search(pattern, out)
+        assert found, out[-2000:]
+        assert float(found[2]) == 1.2, found[0]
+        assert float(found[1]) < 2.5, found[0]  # 1.2 s + a 0.4 s beat (+ load)
+        assert len(beats) >= 4, f"{len(beats)} heartbeats of its own in 2 s"

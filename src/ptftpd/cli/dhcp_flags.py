@@ -15,8 +15,7 @@ import argparse
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from ptftpd.dhcp.balance import DEFAULT_PEER_TIMEOUT
-from ptftpd.dhcp.server_settings import DEFAULT_LEASE_TIME
+from ptftpd.dhcp.server_settings import DEFAULT_LEASE_TIME, peer_timeout_field
 from ptftpd.dhcp.settings import MAX_LEASE_TIME, ConfigError, check_duration
 from ptftpd.dhcp.store import default_leases_path
 from ptftpd.dhcp.toml_types import KEY_TYPES
@@ -138,17 +137,7 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
             live=False,
             check=typed("lease-sync"),
         ),
-        field(
-            "peer-timeout",
-            "with a postgresql:// --leases: a server sharing the database that has not "
-            "beaten for this long loses its share of the clients (RFC 3074 hash buckets) "
-            "to the others until it is back (3)",
-            parse=float,
-            default=DEFAULT_PEER_TIMEOUT,
-            metavar="SECONDS",
-            live=False,
-            check=typed("peer-timeout"),
-        ),
+        peer_timeout_field(group),
     ]
     if dhcp:
         pool.append(

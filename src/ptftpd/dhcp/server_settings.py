@@ -11,6 +11,7 @@ its other settings instead of borrowing another tool's command line.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import socket
@@ -34,6 +35,8 @@ from ptftpd.dhcp.settings import (
     text,
 )
 from ptftpd.dhcp.store import default_leases_path
+from ptftpd.dhcp.toml_types import KEY_TYPES
+from ptftpd.fields import Field
 from ptftpd.netif import interface_addresses
 
 __all__ = [
@@ -42,10 +45,12 @@ __all__ = [
     "dhcp_config",
     "keep_restart_only",
     "lease_location",
+    "peer_timeout_field",
 ]
 
 DEFAULT_LEASE_TIME = 3600
 DEFAULT_PORT = 67
+PEER_TIMEOUT_RANGE = (0.5, 600.0)
 
 # What a reload cannot change (name in the reloaded: line -> DhcpConfig field): the
 # socket, the addresses taken from IFACE at start and the lease store opened then.
@@ -93,6 +98,34 @@ def _seconds(value: object, key: str, lo: float, hi: float) -> float:
     if not lo <= value <= hi:
         raise ConfigError(f"must be between {lo:g} and {hi:g} seconds", (key,))
     return float(value)
+
+
+def _peer_seconds(text: str) -> float:
+    try:
+        return _seconds(float(text), "peer-timeout", *PEER_TIMEOUT_RANGE)
+    except (ValueError, ConfigError):
+        lo, hi = PEER_TIMEOUT_RANGE
+        raise argparse.ArgumentTypeError(
+            f"not a number of seconds between {lo:g} and {hi:g}: {text}"
+        ) from None
+
+
+def peer_timeout_field(group: str | None = None) -> Field:
+    """The `peer-timeout` setting (a flag and a file key) of every DHCP server sharing
+    its leases in PostgreSQL: dhcpd, bootpd, pxed (DHCPv4 and DHCPv6) and
+    `python -m ptftpd.dhcp6`."""
+    return Field(
+        "peer-timeout",
+        "with a postgresql:// --leases: a server sharing the database that has not "
+        "beaten for this long loses its share of the clients (RFC 3074 hash buckets) "
+        "to the others until it is back (3)",
+        group=group,
+        parse=_peer_seconds,
+        default=DEFAULT_PEER_TIMEOUT,
+        metavar="SECONDS",
+        live=False,
+        check=KEY_TYPES["peer-timeout"],
+    )
 
 
 def _switch(settings: Mapping[str, object], key: str) -> bool:
@@ -171,7 +204,7 @@ def dhcp_config(settings: Mapping[str, object], iface: str, bootfile: str, tool:
         client_port=68 if port == DEFAULT_PORT else port + 1,
         reply_delay=_seconds(settings.get("reply-delay", 0.0), "reply-delay", 0, 10),
         peer_timeout=_seconds(
-            settings.get("peer-timeout", DEFAULT_PEER_TIMEOUT), "peer-timeout", 0.5, 600
+            settings.get("peer-timeout", DEFAULT_PEER_TIMEOUT), "peer-timeout", *PEER_TIMEOUT_RANGE
         ),
         ipxe_bootfile=_optional_text(settings, "ipxe-bootfile"),
         authoritative=_switch(settings, "authoritative"),

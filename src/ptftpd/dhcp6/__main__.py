@@ -13,6 +13,8 @@ import sys
 from ipaddress import IPv6Address
 from pathlib import Path
 
+from ptftpd import fields
+from ptftpd.dhcp.server_settings import peer_timeout_field
 from ptftpd.dhcp6.boot import url_policy
 from ptftpd.dhcp6.config import Dhcp6Config, config_for_interface
 from ptftpd.dhcp6.service import Dhcp6Service
@@ -21,6 +23,7 @@ from ptftpd.service.runtime import run_service
 from ptftpd.values import duration_seconds
 
 PROG = "python -m ptftpd.dhcp6"
+PEER_TIMEOUT = peer_timeout_field()  # dhcpd's and pxed's --peer-timeout
 
 
 def _ipv6(text: str) -> IPv6Address:
@@ -65,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="valid lifetime (preferred: half of it)",
     )
+    fields.add_flags(p, (PEER_TIMEOUT,))
     p.add_argument("-v", "--verbose", action="store_true", help="one line per lease")
     p.add_argument("-D", "--debug", action="store_true", help="one line per packet")
     return p
@@ -77,6 +81,7 @@ def build_config(args: argparse.Namespace) -> Dhcp6Config:
         args.interface,
         leases_path=None if shared else Path(args.leases),
         leases_url=args.leases if shared else None,
+        peer_timeout=PEER_TIMEOUT.default if args.peer_timeout is None else args.peer_timeout,
         range_start=first,
         range_end=last,
         valid_lifetime=args.lease_time,

@@ -7,6 +7,7 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
+from ptftpd.dhcp.balance import DEFAULT_PEER_TIMEOUT
 from ptftpd.dhcp6.boot import BootPolicy6
 from ptftpd.dhcp6.leases import Limits
 from ptftpd.errors import StartError
@@ -59,6 +60,9 @@ class Dhcp6Config:
     # postgresql://...: bindings in PostgreSQL, shared (wins over leases_path).
     leases_url: str | None = None
     lease_sync: str = "normal"  # "full": fsync each commit
+    # With leases_url: a server sharing the database silent this long loses its share
+    # of the clients (RFC 3074 buckets of their DUIDs); heartbeats every third of it.
+    peer_timeout: float = DEFAULT_PEER_TIMEOUT
     server_duid: bytes | None = None  # None: DUID-LL from IFACE's MAC
     range_start: IPv6Address | None = None
     range_end: IPv6Address | None = None

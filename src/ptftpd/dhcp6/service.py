@@ -240,7 +240,7 @@ class Dhcp6Service:
         self._loop = asyncio.get_running_loop()
         if cfg.leases_url and not cfg.proxy:
             # Several servers on one database: RFC 3074 buckets of the clients' DUIDs.
-            balancer = Balancer(V6 + duid.hex())
+            balancer = Balancer(V6 + duid.hex(), cfg.peer_timeout)
             self.engine.balancer = balancer
             beats = SharedBeats(cfg.leases_url, balancer.server_id)
             self._heartbeat = Heartbeat(beats, balancer, cfg.server_addresses, lambda: ignore)

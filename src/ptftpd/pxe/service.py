@@ -393,6 +393,7 @@ class PxeService:
             iface,
             leases_path=leases6,
             leases_url=cfg.dhcp.leases_url,
+            peer_timeout=cfg.dhcp.peer_timeout,
             proxy=cfg.proxy,
             send_ra=cfg.ra,
             boot_service_port=cfg.boot_server_port if cfg.proxy else None,
