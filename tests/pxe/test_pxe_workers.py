@@ -318,7 +318,14 @@ def test_sighup_gives_every_worker_the_new_limit_which_holds_across_them(
     serving = [line for line in info if "INFO: serving " in line and " port 69" in line]
     assert len(serving) == 1 and serving[0].endswith("(2 workers)"), info
     assert "[worker" not in serving[0], serving
-    assert len([line for line in info if "reloaded: " in line]) == 1, info
+    # the parent's one reload line names how many workers applied it, said after they did
+    parent = [line for line in info if "reloaded: " in line]
+    assert len(parent) == 1 and "[worker" not in parent[0], info
+    assert re.search(r" ptftpd\.service INFO: reloaded: boot files \S.*; "
+                     r"TFTP max sessions 1 \(2 workers\)$", parent[0]), parent  # fmt: skip
+    lines = log.splitlines()
+    workers_said = [i for i, line in enumerate(lines) if re.search(reloaded, line)]
+    assert len(workers_said) == 2 and max(workers_said) < lines.index(parent[0]), lines
 
 
 def test_a_boot_whose_worker_died_mid_transfer_still_ends(tmp_path: Path) -> None:

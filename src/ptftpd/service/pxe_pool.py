@@ -16,7 +16,8 @@ SIGCHLD reaches the parent's loop (`TftpWorkers.spawn_in`): a dead worker is res
   the parent's `BootTracker` over `ptftpd.service.transfer_events`.
 - SIGHUP: the parent reloads as in one process (`PxeService.reload`); the new TFTP
   settings go to every worker as one datagram on its control socket, then SIGHUP; a
-  worker restarted later starts with them.
+  worker restarted later starts with them. The parent's one "reloaded" line (and
+  READY=1) wait, bounded, until the workers applied it, and name how many did.
 - SIGTERM: the parent stops accepting (SIGTERM to every worker: each refuses new
   requests and drains its transfers for up to --drain seconds, then exits 0), waits for
   the workers' active transfers (`SharedCounters`) to end, and exits 0.
@@ -80,6 +81,7 @@ class PxeTftpWorkers(TftpWorkers):
         self._closed = False
         self._gave_up = False
         self.supervised = False  # the parent's stop signal handlers are in place
+        self.reloading = 0  # the generation the newest reload asked the workers for
 
     # -- the parent (TftpPool) --------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop, tracker: BootTracker) -> None:
@@ -104,8 +106,15 @@ class PxeTftpWorkers(TftpWorkers):
                 parent_end.send(data)
             except OSError as exc:  # a full queue: that worker's old limits stay
                 log.warning("cannot send the new TFTP settings to a worker: %s", exc)
-        self.counters.new_generation()
+        self.reloading = self.counters.new_generation()
         self._forward(signal.SIGHUP)
+
+    async def settle(self, summary: str) -> None:
+        """After `reload`: the one "reloaded" line once the workers applied it (bounded
+        wait), naming how many did."""
+        generation = self.reloading
+        await self.await_serving(generation)
+        self.announce_reloaded(summary, generation)
 
     def close(self) -> None:
         if self._closed:
@@ -273,7 +282,14 @@ def run(
                 # runtime.serve installs its handlers before its first await, i.e.
                 # before a SIGCHLD can reach `reap` again
                 pool.supervised = True
-            await runtime.serve(server, service.drain, ready=ready)
+
+            async def reloaded(summary: str) -> None:
+                for pool in pools:
+                    await pool.settle(summary)
+
+            await runtime.serve(
+                server, service.drain, ready=ready, reloaded=reloaded if pools else None
+            )
         finally:
             # still pending (pxed failed before serving): handled by stopping anyway
             while signal.sigtimedwait(held, 0) is not None:

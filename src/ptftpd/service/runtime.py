@@ -243,6 +243,7 @@ async def serve(
     ready: Callable[[], object] = notify.ready,
     in_pool: bool = False,
     held: Iterable[int] = (),
+    reloaded: Callable[[str], Awaitable[None]] | None = None,
 ) -> None:
     """Serve until stopped: SIGHUP reloads, the first stop signal drains for up to
     `drain` seconds, a second one (or the drain's end) returns; the caller closes.
@@ -251,7 +252,10 @@ async def serve(
     worker of a pool (`in_pool`) the parent speaks to systemd and logs the reload, and
     only SIGTERM stops (the parent forwards SIGINT as SIGTERM), SIGUSR1 ends at once (the
     parent's second stop signal). A good reload is an info line (an error a warning);
-    the drain's start and end are info lines (a worker's: debug, the parent says it)."""
+    the drain's start and end are info lines (a worker's: debug, the parent says it).
+    `reloaded(summary)`, if given, says the good reload's line instead (pxed --workers:
+    once its workers applied it); `ready()` then runs after it, and a stop signal does
+    not wait for it."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals: asyncio.Queue[int] = asyncio.Queue()
@@ -263,6 +267,12 @@ async def serve(
     for sig in held:  # arrived while the server was starting: reloaded once it serves
         signals.put_nowait(sig)
     ready()
+    settling: set[asyncio.Task[None]] = set()  # `reloaded` lines still waiting
+
+    async def settle(summary: str) -> None:
+        assert reloaded is not None
+        await reloaded(summary)
+        ready()
 
     async def handle() -> None:
         while True:
@@ -272,10 +282,16 @@ async def serve(
                     notify.reloading()
                 try:
                     summary = server.reload()
-                    # a worker's line is debug: the pool's parent says it once
-                    log.log(logging.DEBUG if in_pool else logging.INFO, "reloaded: %s", summary)
                 except Exception as exc:  # a bad file must not stop the server
                     log.error("reload failed, keeping the running settings: %s", exc)
+                else:
+                    if reloaded is not None:
+                        task = asyncio.create_task(settle(summary))
+                        settling.add(task)
+                        task.add_done_callback(settling.discard)
+                        continue
+                    # a worker's line is debug: the pool's parent says it once
+                    log.log(logging.DEBUG if in_pool else logging.INFO, "reloaded: %s", summary)
                 ready()
             elif sig != signal.SIGHUP:
                 if stop.is_set() or sig in end_now:
@@ -289,6 +305,8 @@ async def serve(
     handler = asyncio.create_task(handle())
     try:
         await stop.wait()
+        for task in list(settling):
+            task.cancel()  # stopping: no reload line to wait for
         if not in_pool:
             notify.stopping()
         server.stop_accepting()
@@ -307,5 +325,7 @@ async def serve(
                     loop.time() - began)  # fmt: skip
     finally:
         handler.cancel()
+        for task in list(settling):
+            task.cancel()
         for sig in handled:
             loop.remove_signal_handler(sig)

@@ -89,10 +89,8 @@ class ServicePool(TftpWorkers):
             summary = self.settings.summary(kept)
             generation = self.counters.new_generation()
             self._forward(signal.SIGHUP)
-            if self.await_workers(generation):
-                log.info("reloaded: %s (%d workers)", summary, self.workers)
-            else:
-                log.warning("reloaded: %s; not every worker answered in time", summary)
+            self.await_workers(generation)
+            self.announce_reloaded(summary, generation)
         notify.ready()
 
     def stop(self) -> None:

@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("ptftpd.service.workers")
+service_log = logging.getLogger("ptftpd.service")  # the service's own lines (reloaded)
 
 _PR_SET_PDEATHSIG = 1
 _QUICK_DEATH = 2.0  # a worker dying this soon after its start...
@@ -365,19 +366,35 @@ class TftpWorkers:
             log.warning("%d worker(s) still running after %.0f s: killing them",
                         len(self.pids), self.drain + _STOP_WAIT)  # fmt: skip
 
+    def serving_count(self, generation: int | None = None) -> int:
+        """How many running workers serve `generation` (default: the newest)."""
+        target = self.counters.generation if generation is None else generation
+        return sum(1 for i in self.pids.values() if self.counters.serves(i, target))
+
+    def how_many(self, serving: int) -> str:
+        """The words for `serving` workers: "N workers", or "K of N workers"."""
+        if serving == self.workers:
+            return f"{self.workers} workers"
+        return f"{serving} of {self.workers} workers"
+
     def announce_serving(self) -> None:
         """The parent's one "serving" line per address (each worker's is debug), with
         how many workers said they serve."""
-        target = self.counters.generation
-        serving = sum(1 for i in self.pids.values() if self.counters.serves(i, target))
-        workers = (
-            f"{self.workers} workers"
-            if serving == self.workers
-            else f"{serving} of {self.workers} workers"
-        )
+        workers = self.how_many(self.serving_count())
         root = os.path.realpath(self.config.root)
         for host, port in self.bound():
             log.info("serving %s on %s port %d (%s)", root, host, port, workers)
+
+    def announce_reloaded(self, summary: str, generation: int) -> None:
+        """The parent's one "reloaded" line (each worker's is debug), said once the
+        workers applied reload `generation` or the wait for them ended: how many did
+        (ptftpd --workers and pxed --workers both say it here)."""
+        serving = self.serving_count(generation)
+        if serving == self.workers:
+            service_log.info("reloaded: %s (%s)", summary, self.how_many(serving))
+        else:
+            service_log.warning("reloaded: %s; not every worker answered in time (%s)",
+                                summary, self.how_many(serving))  # fmt: skip
 
     def log_totals(self, when: str) -> None:
         active, finished, failed, sent = self.counters.totals()
