@@ -230,3 +230,20 @@ def test_machines_deciding_at_once_do_not_wait_for_each_other(
     took = asyncio.run(run())
     assert max(took) < 2.0, sorted(took)[-5:]
     assert len(state.asked) == len(macs)
+
+
+def test_requests_in_flight_are_bounded() -> None:
+    """DISCOVERs with made-up MACs start at most max_in_flight requests; beyond, a
+    machine with a cached answer gets it, others step aside (no request started)."""
+    from ptftpd.pxe.bootapi import BootApi
+
+    started: list[str] = []
+    api = BootApi("http://a", lambda f: started.append(f.mac), max_in_flight=3)
+    for i in range(3):
+        assert isinstance(api.decide(facts(f"52:54:00:00:09:{i:02x}"), 0.0), Pending)
+    api.cache[MAC] = Decision(Kind.LOCAL, Source.API)
+    assert api.decide(facts("52:54:00:00:09:99"), 0.0) is None
+    cached = api.decide(facts(MAC), 0.0)
+    assert cached is not None and not isinstance(cached, Pending)
+    assert cached.source is Source.CACHE
+    assert len(started) == 3

@@ -19,10 +19,11 @@ The machine's facts go as query parameters: ``arch`` (IANA number), ``uuid``, ``
 `BootApi` is the chain's `Source.API` link (`ptftpd.pxe.decision`), sans-IO: a machine
 it knows nothing new about starts a request (through `start`, the driver's) and gets
 `Pending(deadline)`; the driver (`ApiFetcher`) tells `learned(...)` what came back.
-One request in flight per machine; each request its own task (no machine waits for
-another's). At the deadline (default 2 s), or when the API cannot be reached, the
-last good answer for the machine stands in (`Source.CACHE`, said in the log); without
-one the link steps aside. Answers are bounded (`MAX_ANSWER` bytes).
+One request in flight per machine, at most `MAX_IN_FLIGHT` in all (made-up MACs
+cannot grow it: beyond, a machine gets its cached answer or none); each request its
+own task (no machine waits for another's). At the deadline (default 2 s), or when the
+API cannot be reached, the last good answer for the machine stands in (`Source.CACHE`,
+said in the log); without one the link steps aside. Answers are bounded (`MAX_ANSWER` bytes).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ MAX_ANSWER = 256 * 1024  # bytes of one API answer (headers and body)
 DEFAULT_DEADLINE = 2.0
 FRESH = 10.0  # seconds an answer serves the requests of one boot (DISCOVER, REQUEST...)
 CACHE_SIZE = 65536  # machines whose last good answer is kept
+MAX_IN_FLIGHT = 1024  # requests out at once (hostile DISCOVERs with made-up MACs)
 
 _ID = re.compile(r"\{\{\s*ID\s+\"([^\"]*)\"\s*\}\}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -181,8 +183,10 @@ class BootApi:
         deadline: float = DEFAULT_DEADLINE,
         unknown_to_default: bool = False,
         cache_size: int = CACHE_SIZE,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.url = url
+        self.max_in_flight = max_in_flight
         self.start = start
         self.deadline = deadline
         self.unknown_to_default = unknown_to_default
@@ -201,6 +205,8 @@ class BootApi:
             return self._answer(mac, found[0])
         due = self.inflight.get(mac)
         if due is None:
+            if len(self.inflight) >= self.max_in_flight:
+                return self._stand_in(mac, f"{self.max_in_flight} requests already out")
             self.inflight[mac] = due = now + self.deadline
             self.start(facts)
         if now < due:
