@@ -247,3 +247,27 @@ def test_requests_in_flight_are_bounded() -> None:
     assert cached is not None and not isinstance(cached, Pending)
     assert cached.source is Source.CACHE
     assert len(started) == 3
+
+
+def test_a_decision_asked_from_a_database_thread_starts_its_request_in_the_loop(
+    api: tuple[Api, str, ThreadingHTTPServer], tmp_path: Path
+) -> None:
+    """With PostgreSQL leases the DHCP server decides in threads: the request still
+    starts (in the loop the fetcher is attached to) and its answer arrives."""
+    state, url, _ = api
+    state.answers[MAC] = (0.0, 200, good())
+
+    async def run() -> Decision | Pending | None:
+        loop = asyncio.get_running_loop()
+        fetcher = ApiFetcher(url, tmp_path, dict, time.monotonic)
+        fetcher.attach(loop)
+        first = await loop.run_in_executor(None, fetcher.api.decide, facts(), time.monotonic())
+        assert isinstance(first, Pending)
+        deadline = time.monotonic() + 5
+        while MAC not in fetcher.api.recent:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        return await loop.run_in_executor(None, fetcher.api.decide, facts(), time.monotonic())
+
+    answer = asyncio.run(run())
+    assert isinstance(answer, Decision) and answer.source is Source.API
