@@ -406,8 +406,10 @@ class PxeService:
         config6 = dataclasses.replace(config6, boot_policy=policy)
         tracker = self._tracker
         # The DHCPv6 engine's events: the boot log learns addresses, the timeline
-        # sees the exchange (it takes what it knows and ignores the rest).
-        service = Dhcp6Service(config6, events=fan_out(tracker.dhcp6, self.timeline.feed))
+        # sees the exchange (it takes what it knows and ignores the rest), and
+        # `events` (--metrics) counts them.
+        events6 = fan_out(tracker.dhcp6, self.timeline.feed, self._event6)
+        service = Dhcp6Service(config6, events=events6)
         self.dhcp6_service = service
         await service.start()
 
@@ -525,6 +527,11 @@ class PxeService:
     def _event(self, event: Event) -> None:
         """A DHCP message on a socket this service owns: to the timeline, then `events`."""
         self.timeline.feed(event)
+        self.events(event)
+
+    def _event6(self, event: Event) -> None:
+        """A DHCPv6 (or RA) event: to `events`, as it is when the event comes (set after
+        the start by --metrics)."""
         self.events(event)
 
     def _send(self, out: Outgoing, port: int) -> None:

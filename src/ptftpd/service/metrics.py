@@ -53,10 +53,14 @@ from prometheus_client.metrics_core import Metric
 from ptftpd.dhcp.options import ARCHITECTURES
 from ptftpd.events import (
     BalanceChanged,
+    Dhcp6Message,
+    Dhcp6Type,
     DhcpMessage,
     DhcpType,
     Event,
     Failure,
+    Lease6Event,
+    LeaseKind,
     TransferFinished,
     TransferRefused,
     TransferStarted,
@@ -68,6 +72,8 @@ Direction = Literal["read", "write"]
 _HEADER_BYTES = 8
 FAILURE_REASONS = frozenset(kind.value for kind in Failure)
 DHCP_TYPES = frozenset(get_args(DhcpType))
+DHCP6_TYPES = frozenset(get_args(Dhcp6Type))
+LEASE_KINDS = frozenset(kind.value for kind in LeaseKind)
 BOOT_OUTCOMES = frozenset({"completed", "failed", "abandoned"})
 # pxed's per-machine decisions (issue 22): where each came from, and what it was.
 DECISION_SOURCES = frozenset({"local-state", "inventory", "api", "cache", "default", "builtin"})
@@ -176,6 +182,21 @@ class Metrics:
             "dhcp_messages",
             "DHCP/BOOTP messages by direction and type",
             ["direction", "type"],
+            namespace=ns,
+            registry=r,
+        )
+        self.dhcp6_messages = Counter(
+            "dhcp6_messages",
+            "DHCPv6 messages by direction and type (read through relays)",
+            ["direction", "type"],
+            namespace=ns,
+            registry=r,
+        )
+        self.dhcp6_lease_events = Counter(
+            "dhcp6_lease_events",
+            "DHCPv6 bindings (IA_NA addresses) offered, bound or renewed, released, "
+            "declined, expired",
+            ["kind"],
             namespace=ns,
             registry=r,
         )
@@ -385,8 +406,9 @@ def worker_exited(pid: int) -> None:
 
 def record_event(event: Event) -> None:
     """The subscriber to the typed events of `ptftpd.events`: TFTP transfers started
-    and finished (by failure kind), TFTP requests refused (by kind), DHCP messages in
-    and out (by type). Other events are not counted."""
+    and finished (by failure kind), TFTP requests refused (by kind), DHCP and DHCPv6
+    messages in and out (by type), DHCPv6 binding events (by kind). Other events are
+    not counted."""
     if _active is None:
         return
     if isinstance(event, TransferStarted):
@@ -398,6 +420,10 @@ def record_event(event: Event) -> None:
         _active.tftp_refused.labels(direction, _label(event.kind.value, FAILURE_REASONS)).inc()
     elif isinstance(event, DhcpMessage):
         _active.record_dhcp_message(event.direction, event.type)
+    elif isinstance(event, Dhcp6Message):
+        _active.dhcp6_messages.labels(event.direction, _label(event.type, DHCP6_TYPES)).inc()
+    elif isinstance(event, Lease6Event):
+        _active.dhcp6_lease_events.labels(_label(event.kind.value, LEASE_KINDS)).inc()
     elif isinstance(event, BalanceChanged):
         _active.dhcp_buckets.set(event.buckets)
         _active.dhcp_servers.set(len(event.servers))

@@ -1,0 +1,91 @@
+"""pxed --ipv6 --metrics: DHCPv6 messages in and out counted by type and the bindings'
+events by kind, scraped from the real /metrics endpoint with curl (exact values).
+
+pxed serves one end of a veth pair in a namespace; the scripted client (dhcp6probe.py)
+on the other end sends a Solicit, a Request for the advertised address and a Release:
+one message of each kind in, an Advertise and two Replies out; the binding is offered,
+bound and released once each."""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv6Address
+from pathlib import Path
+
+import pytest
+from test_dhcp6_clients import PREFIX, lab6
+
+from ptftpd.dhcp6.codec import (
+    ClientId,
+    ElapsedTime,
+    IaAddress,
+    IaNa,
+    Message,
+    MsgType,
+    ServerId,
+    encode,
+)
+from support import Process, free_udp_port, require_tool, script, wait_udp_bound
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+
+CLIENT_DUID = bytes.fromhex("00030001525400aa0601")
+
+
+def scrape(text: str) -> dict[str, float]:
+    """The ptftpd_dhcp6_* samples, without their `_created` timestamps."""
+    pairs = re.findall(r"^(ptftpd_dhcp6_\S+) (\S+)$", text, re.M)
+    return {k: float(v) for k, v in pairs if not k.endswith("_created")}
+
+
+def test_pxed_counts_dhcpv6_messages_and_binding_events(tmp_path: Path) -> None:
+    curl = require_tool("curl")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "ipxe.efi").write_bytes(b"x")
+    with lab6(tmp_path) as lab:
+        lab.server.run("ip", "addr", "add", "10.99.6.1/24", "dev", lab.sif)
+        mport = free_udp_port()
+        argv = [script("pxed"), "-D", "--ipv6", "--no-ra", "--metrics", f"127.0.0.1:{mport}"]
+        argv += ["--leases", str(tmp_path / "leases.sqlite"), lab.sif, str(root), "ipxe.efi"]
+        pxed = Process(lab.server.popen_argv(argv), tmp_path / "pxed.log")
+        lab.procs.append(pxed)
+        wait_udp_bound(547, timeout=15, proc=pxed.proc, netns=lab.server.name)
+
+        def metrics() -> dict[str, float]:
+            url = f"http://127.0.0.1:{mport}/metrics"
+            return scrape(lab.server.run(curl, "-sf", url).stdout)
+
+        assert metrics() == {}, "nothing counted before the first message"
+
+        def ask(mtype: MsgType, xid: int, *options: object) -> dict[str, object]:
+            msg = Message(mtype, xid, (ClientId(CLIENT_DUID), ElapsedTime(0), *options))  # type: ignore[arg-type]
+            [reply] = lab.probe(encode(msg), wait=2.0)
+            return reply
+
+        advertise = ask(MsgType.SOLICIT, 0x600001, IaNa(1, 0, 0))
+        assert advertise["type"] == MsgType.ADVERTISE, advertise
+        [[offered]] = advertise["ia_na"]  # type: ignore[misc]
+        address = IPv6Address(offered)
+        assert address in PREFIX
+        server = ServerId(bytes.fromhex(str(advertise["server_id"])))
+        ia = IaNa(1, 0, 0, (IaAddress(address, 0, 0),))
+        reply = ask(MsgType.REQUEST, 0x600002, server, ia)
+        assert reply["type"] == MsgType.REPLY and reply["ia_na"] == [[offered]], reply
+        reply = ask(MsgType.RELEASE, 0x600003, server, ia)
+        assert reply["type"] == MsgType.REPLY, reply
+
+        message = 'ptftpd_dhcp6_messages_total{direction="%s",type="%s"}'
+        event = 'ptftpd_dhcp6_lease_events_total{kind="%s"}'
+        assert metrics() == {
+            message % ("in", "solicit"): 1,
+            message % ("out", "advertise"): 1,
+            message % ("in", "request"): 1,
+            message % ("out", "reply"): 2,
+            message % ("in", "release"): 1,
+            event % "offered": 1,
+            event % "bound": 1,
+            event % "released": 1,
+        }
+        assert pxed.stop() == 0
+        assert "Traceback" not in pxed.output()
