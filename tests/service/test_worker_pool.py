@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -17,9 +18,12 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from test_service_tftp import workers_of
 
+from ptftpd.service.workers import TftpWorkers
 from ptftpd.tftp.packets import Data, Error, Opcode, Request, decode
+from ptftpd.tftp.server import ServerConfig
 from support import Process, free_udp_port, script, wait_udp_bound
 
 BOOT = b"b" * 3000
@@ -143,3 +147,28 @@ def test_a_killed_workers_sessions_no_longer_count_against_max_sessions(
     finally:
         hanging.close()
         assert server.stop() == 0
+
+
+def test_the_reload_line_names_how_many_workers_applied_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The parent's one reload line (ptftpd and pxed --workers share it): "(2 workers)"
+    at INFO once both serve the reload's generation, else a warning naming "1 of 2"."""
+    pool = TftpWorkers(ServerConfig(root=tmp_path), ["127.0.0.1"], 0, 2)
+    try:
+        pool.pids = {101: 0, 102: 1}  # the parent's view: worker index per PID
+        generation = pool.counters.new_generation()
+        pool.counters.serving(0)  # worker 0 applied it, worker 1 not yet
+        with caplog.at_level(logging.INFO, logger="ptftpd.service"):
+            pool.announce_reloaded("TFTP max sessions 1", generation)
+            pool.counters.serving(1)
+            pool.announce_reloaded("TFTP max sessions 1", generation)
+    finally:
+        pool.pids = {}
+        pool.counters.close()
+    said = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    assert said == [
+        ("ptftpd.service", logging.WARNING,
+         "reloaded: TFTP max sessions 1; not every worker answered in time (1 of 2 workers)"),
+        ("ptftpd.service", logging.INFO, "reloaded: TFTP max sessions 1 (2 workers)"),
+    ], said  # fmt: skip
