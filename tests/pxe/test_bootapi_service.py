@@ -2,7 +2,8 @@
 namespace, the test API (pixie_api.py, pixiecore's format) on the namespace's loopback,
 busybox udhcpc as an iPXE client (user class iPXE) in a peer namespace, curl fetching
 the machine's script: the API's kernel/initrd/cmdline (relative, absolute, file:// and
-{{ ID }}) reach the script; a slow API (5 s) -> the cached answer within the deadline;
+{{ ID }}) reach the script; a slow API (5 s), then a stopped one -> the cached answer
+within the deadline;
 404 -> no answer (ignored), one log line."""
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> N
         # the deadline (2 s) and a retransmission.
         rules.write_text(json.dumps({MAC: [5, 200, '{"kernel": "other"}']}))
         time.sleep(10.5)  # past the first answer's freshness: a new boot asks again
+        slow_asked = time.monotonic()
         file, took = dhcp(client, tmp_path, MAC)
         assert file == f"http://10.78.0.1:8080/pxed/machines/{SCRIPT}"
         assert took < 4.0, took
@@ -109,6 +111,16 @@ def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> N
         assert float(samples[ok]) >= 1 and float(samples[rejected]) == 1, text
         cache = 'ptftpd_pxe_decisions_total{kind="boot",source="cache"}'
         assert float(samples[cache]) >= 1, text
+
+        # 5. The API goes down: the next boot gets the last answer (the slow one, which
+        # arrived after its deadline and refreshed the cache) at once.
+        api.stop()
+        time.sleep(max(0.0, slow_asked + 5 + 10.5 - time.monotonic()))
+        file, took = dhcp(client, tmp_path, MAC)
+        assert file == f"http://10.78.0.1:8080/pxed/machines/{SCRIPT}" and took < 4.0, took
+        got = net.ns.run(curl, "-sS", "--max-time", "5", file, timeout=20).stdout
+        assert f"kernel http://127.0.0.1:{API_PORT}/pxe/other" in got, got
+        assert f"boot API: {MAC}: cannot reach the API" in pxed.output()
         assert pxed.stop() == 0
         assert "Traceback" not in pxed.output()
 
