@@ -258,6 +258,19 @@ class RouterAdvertised:
     answers: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class BootDecided:
+    """pxed's per-machine decision for `mac` (issue 22, `ptftpd.pxe.decision`): `kind`
+    (boot, local, ignore), `profile` (None: the firmware table, or no recipe), `source`
+    (where it came from: inventory, api, cache, default, local-state) and `rule`."""
+
+    mac: str
+    kind: str
+    source: str
+    profile: str | None = None
+    rule: str = ""
+
+
 Event = (
     TransferStarted
     | TransferFinished
@@ -269,6 +282,7 @@ Event = (
     | BalanceChanged
     | RouterSolicited
     | RouterAdvertised
+    | BootDecided
 )
 EventSink = Callable[[Event], None]
 E = TypeVar("E", bound=Event)
@@ -364,7 +378,5 @@ class LeaseExpiry:
                 self.forward(LeaseEvent(LeaseKind.EXPIRED, live.address, live.mac, live.expires))
             else:
                 self.forward(
-                    Lease6Event(
-                        LeaseKind.EXPIRED, live.address, live.duid, live.iaid, live.expires
-                    )
+                    Lease6Event(LeaseKind.EXPIRED, live.address, live.duid, live.iaid, live.expires)
                 )

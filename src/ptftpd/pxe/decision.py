@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Protocol
 
+from ptftpd.events import BootDecided
+
 __all__ = [
     "BUILTIN",
     "Decider",
@@ -169,6 +171,11 @@ class Decision:
             what = f"{what} {self.profile.name}"
         where = self.source.value if not self.rule else f"{self.source.value} {self.rule}"
         return f"{what} ({where})"
+
+    def event(self, mac: str) -> BootDecided:
+        """The typed event the boot timeline records as the attempt's `decision` step."""
+        profile = None if self.profile is None else self.profile.name
+        return BootDecided(mac, self.kind.value, self.source.value, profile, self.rule)
 
 
 BUILTIN = Decision(Kind.BOOT, Source.BUILTIN)

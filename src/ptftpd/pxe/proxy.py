@@ -129,7 +129,7 @@ class ProxyResponder:
                 self.boot_log.address(msg.mac_str, msg.ciaddr, now=now)
                 if source[0] != "0.0.0.0":
                     self.boot_log.address(msg.mac_str, source[0], now=now)
-            return self._boot_server_ack(msg, source, boot_server, now)
+            return self._boot_server_ack(msg, source, boot_server, now, events)
         # Port 67: we are not the address server.
         if mtype is MessageType.REQUEST and self.boot_log is not None:
             ip = msg.requested_ip or (msg.ciaddr if msg.ciaddr != ZERO_IP else None)
@@ -141,7 +141,7 @@ class ProxyResponder:
             why = f"vendor class {msg.vendor_class!r} is not PXE (proxyDHCP answers PXE clients)"
             say_ignored(log, self.ignored, now, "DHCPDISCOVER", msg.mac_str, why)
             return []
-        return self._proxy_offer(msg, now)
+        return self._proxy_offer(msg, now, events)
 
     @staticmethod
     def _encoded(msg: Message, reply: tuple[Message, tuple[str, int]]) -> list[Outgoing]:
@@ -185,7 +185,9 @@ class ProxyResponder:
         opts[Opt.TFTP_SERVER_NAME] = str(self.next_server).encode()
         opts[Opt.BOOTFILE_NAME] = choice.file.encode()
 
-    def _choice(self, msg: Message, now: float, what: str) -> FirmwareChoice | None:
+    def _choice(
+        self, msg: Message, now: float, what: str, events: EventSink = ignore
+    ) -> FirmwareChoice | None:
         """The firmware's file, or None: this machine gets no boot answer from us
         (`local` or `ignore`: the address server's offer is all it gets)."""
         if self.machines is None:
@@ -198,10 +200,12 @@ class ProxyResponder:
             arch = chosen.choice.arch if chosen.choice is not None else None
             self.boot_log.discover(msg.mac_str, stage, arch, now=now)
             self.boot_log.decided(msg.mac_str, chosen.decision.describe())
+        if chosen.decision is not BUILTIN:
+            events(chosen.decision.event(msg.mac_str))
         return chosen.choice
 
-    def _proxy_offer(self, msg: Message, now: float) -> list[Outgoing]:
-        choice = self._choice(msg, now, "proxyDHCP OFFER")
+    def _proxy_offer(self, msg: Message, now: float, events: EventSink = ignore) -> list[Outgoing]:
+        choice = self._choice(msg, now, "proxyDHCP OFFER", events)
         if choice is None:
             return []
         log_choice("proxyDHCP OFFER", msg, choice, logging.INFO)
@@ -213,9 +217,14 @@ class ProxyResponder:
         return self._encoded(msg, (reply, dest))
 
     def _boot_server_ack(
-        self, msg: Message, source: tuple[str, int], boot_server: bool, now: float
+        self,
+        msg: Message,
+        source: tuple[str, int],
+        boot_server: bool,
+        now: float,
+        events: EventSink = ignore,
     ) -> list[Outgoing]:
-        choice = self._choice(msg, now, "boot server ACK")
+        choice = self._choice(msg, now, "boot server ACK", events)
         if choice is None:
             return []
         log_choice(f"boot server ACK {msg.ciaddr}", msg, choice, logging.INFO)

@@ -263,6 +263,7 @@ class PxeService:
         self._in_loop(lambda: self.boot_log.discover(mac, stage, arch, now=now))
         if decision is not BUILTIN:
             self._in_loop(lambda: self.boot_log.decided(mac, decision.describe()))
+            self._in_loop(lambda: self.timeline.feed(decision.event(mac)))
         self._in_loop(self._arm_boot_timer)
         if chosen.choice is not None:
             log_choice(what, request, chosen.choice)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ptftpd.events import (
+    BootDecided,
     Dhcp6Message,
     DhcpMessage,
     Event,
@@ -227,6 +228,8 @@ class Timeline:
                 answered = self._current.get(mac)
                 if answered is not None:
                     self._step(answered, Step(now, "ra.advert", {}), now)
+        elif isinstance(event, BootDecided):
+            self._decided(event, now)
         elif isinstance(event, Lease6Event):
             mac = client_label(event.duid)
             self._learn(str(event.address), mac)
@@ -311,6 +314,22 @@ class Timeline:
         self._step(attempt, Step(now, "tftp.failed", details), now)
         if event.kind is not Failure.SHUTDOWN:
             self._fail(attempt, f"{event.filename} over tftp: {event.failure}")
+
+    def _decided(self, event: BootDecided, now: float) -> None:
+        """pxed's decision for the machine: one `decision` step per attempt (the
+        proxyDHCP offer and the 4011 ACK decide again; the same answer adds nothing)."""
+        attempt = self._current.get(event.mac)
+        if attempt is None:
+            attempt = self._new_attempt(event.mac, None, now)
+        details: dict[str, Any] = {
+            "decision": event.kind,
+            "profile": event.profile,
+            "source": event.source,
+            "rule": event.rule,
+        }
+        if any(s.kind == "decision" and s.details == details for s in attempt.steps):
+            return
+        self._step(attempt, Step(now, "decision", details), now)
 
     def _served(self, event: Served, now: float) -> None:
         attempt = self._of_ip(event.peer, now)
