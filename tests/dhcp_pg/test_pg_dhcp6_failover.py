@@ -163,35 +163,41 @@ def test_the_servers_split_the_solicits_by_duid(pg_cluster: PgCluster, tmp_path:
         assert set(owner_of.values()) == set(ids)  # both servers had clients
 
 
+def assert_dhcp6_peer_timeout(url: str, server: Process) -> None:
+    """`server` (a DHCPv6 server on `url`, peer timeout 1.2 s) beats every 0.4 s, and a
+    peer row that stops beating is dropped within 1.2 s + a beat, its log line naming
+    1.2 s (with the value ignored: beats every 1 s, dropped after 3 s)."""
+    peer = V6 + "feed"
+    with psycopg.connect(url, autocommit=True) as conn:
+        now = "extract(epoch FROM clock_timestamp())"
+        conn.execute(
+            f"INSERT INTO servers (id, addresses, heartbeat, started) "
+            f"VALUES (%s, ARRAY[]::inet[], {now}, {now})",
+            (peer,),
+        )
+        live = server.wait_output(f"peer {peer} is live", timeout=5)
+        assert f"peer {peer} is live" in live, live[-2000:]
+        conn.execute(f"UPDATE servers SET heartbeat = {now} WHERE id = %s", (peer,))
+        silent_since = time.monotonic()
+        beats: set[float] = set()
+        mine = "SELECT heartbeat FROM servers WHERE id LIKE 'dhcp6:%%' AND id <> %s"
+        while time.monotonic() - silent_since < 2.0:  # about five beats at 0.4 s
+            row = conn.execute(mine, (peer,)).fetchone()
+            assert row is not None
+            beats.add(float(row[0]))
+            time.sleep(0.05)
+        out = server.wait_output(f"peer {peer} silent for", timeout=10)
+    pattern = rf"peer {peer} silent for ([0-9.]+) s \(peer timeout ([0-9.]+) s\)"
+    found = re.search(pattern, out)
+    assert found, out[-2000:]
+    assert float(found[2]) == 1.2, found[0]
+    assert float(found[1]) < 2.5, found[0]  # 1.2 s + a 0.4 s beat (+ load)
+    assert len(beats) >= 4, f"{len(beats)} heartbeats of its own in 2 s"
+
+
 def test_peer_timeout_reaches_the_dhcp6_heartbeat(pg_cluster: PgCluster, tmp_path: Path) -> None:
-    """`--peer-timeout 1.2` (the settings field dhcpd and pxed take) sets the DHCPv6
-    server's heartbeat interval (a third of it) and how soon a silent peer loses its
-    share: a peer row that stops beating is dropped within 1.2 s + one interval, and the
-    log line names 1.2 s (with the flag ignored: every 1 s, dropped after 3 s)."""
+    """`python -m ptftpd.dhcp6 --peer-timeout 1.2` (the settings field dhcpd and pxed
+    take) sets the heartbeat interval (a third of it) and how soon a silent peer loses
+    its share of the clients."""
     with two_servers(pg_cluster, tmp_path) as two:
-        server = two.start(0, "--peer-timeout", "1.2")
-        peer = V6 + "feed"
-        with psycopg.connect(two.url, autocommit=True) as conn:
-            now = "extract(epoch FROM clock_timestamp())"
-            conn.execute(
-                f"INSERT INTO servers (id, addresses, heartbeat, started) "
-                f"VALUES (%s, ARRAY[]::inet[], {now}, {now})",
-                (peer,),
-            )
-            server.wait_output(f"peer {peer} is live", timeout=5)
-            conn.execute(f"UPDATE servers SET heartbeat = {now} WHERE id = %s", (peer,))
-            silent_since = time.monotonic()
-            beats: set[float] = set()
-            mine = "SELECT heartbeat FROM servers WHERE id LIKE 'dhcp6:%%' AND id <> %s"
-            while time.monotonic() - silent_since < 2.0:  # about five beats at 0.4 s
-                row = conn.execute(mine, (peer,)).fetchone()
-                assert row is not None
-                beats.add(float(row[0]))
-                time.sleep(0.05)
-            out = server.wait_output(f"peer {peer} silent for", timeout=10)
-        pattern = rf"peer {peer} silent for ([0-9.]+) s \(peer timeout ([0-9.]+) s\)"
-        found = re.search(pattern, out)
-        assert found, out[-2000:]
-        assert float(found[2]) == 1.2, found[0]
-        assert float(found[1]) < 2.5, found[0]  # 1.2 s + a 0.4 s beat (+ load)
-        assert len(beats) >= 4, f"{len(beats)} heartbeats of its own in 2 s"
+        assert_dhcp6_peer_timeout(two.url, two.start(0, "--peer-timeout", "1.2"))
