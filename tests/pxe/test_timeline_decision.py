@@ -17,6 +17,7 @@ from test_machines_service import (
     MAC_LOCAL,
     MAC_OFF,
     MAC_OTHER,
+    SERVER,
     config,
     full_mode,
     request,
@@ -92,3 +93,43 @@ def test_proxy_mode_records_the_decision_once_for_offer_and_4011_ack(tmp_path: P
     assert decisions(service, MAC_A) == [
         {"decision": "boot", "profile": "a", "source": "inventory", "rule": "machine #1"}
     ]
+
+
+def test_dhcpv6_records_the_decision_once_in_the_machines_attempt() -> None:
+    """The real DHCPv6 engine with pxed's DHCPv6 boot policy (`Pxe6Policy`, wired to a
+    timeline as pxed wires it): a Solicit and a Request from the DUID-LL of an
+    inventory machine add one `decision` step, after the Solicit, to that MAC's
+    attempt; a machine pxed's table serves gets none."""
+    import sys
+    from ipaddress import IPv6Address
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dhcp6"))
+    from test_dhcp6_engine import SERVER_DUID, address_of, make_engine, msg, one
+
+    from ptftpd.dhcp6.codec import ClientArch, IaNa, MsgType, ServerId, UserClass
+    from ptftpd.pxe import BootFiles
+    from ptftpd.pxe.ipv6 import Pxe6Policy
+    from ptftpd.pxe.machines import Machines
+    from ptftpd.pxe.timeline import Timeline
+
+    machines = Machines(the_inventory(), SERVER)
+    machines.serve_ipv6("fd00:77::1", 8080)
+    policy = Pxe6Policy(BootFiles("ipxe.efi"), IPv6Address("fd00:77::1"), 8080, None, machines)
+    tl = Timeline()
+    policy.on_event = lambda event: tl.feed(event, 2.0)
+    engine = make_engine(boot_policy=policy)
+    engine.events = lambda event: tl.feed(event, 1.0)
+    for mac in (MAC_A, MAC_OTHER):
+        duid = b"\x00\x03\x00\x01" + bytes.fromhex(mac.replace(":", ""))
+        asks = (ClientArch((7,)), UserClass((b"iPXE",)))
+        adv = one(engine, msg(MsgType.SOLICIT, duid, IaNa(1, 0, 0), *asks))
+        got = (IaNa(1, 0, 0, (address_of(adv),)),)
+        one(engine, msg(MsgType.REQUEST, duid, ServerId(SERVER_DUID), *got, *asks))
+    [attempt] = tl.machine(MAC_A)
+    kinds = [s["kind"] for s in attempt["steps"]]
+    assert kinds.count("decision") == 1, kinds
+    assert kinds.index("dhcp6.solicit") < kinds.index("decision") < kinds.index("dhcp6.advertise")
+    [step] = [s for s in attempt["steps"] if s["kind"] == "decision"]
+    assert (step["decision"], step["profile"], step["source"]) == ("boot", "a", "inventory")
+    [other] = tl.machine(MAC_OTHER)
+    assert "decision" not in [s["kind"] for s in other["steps"]], other

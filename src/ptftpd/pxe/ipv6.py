@@ -15,8 +15,9 @@ from ipaddress import IPv6Address
 
 from ptftpd.dhcp.options import arch_name
 from ptftpd.dhcp6.boot import BootChoice6, BootRequest6, boot_url
+from ptftpd.events import BootDecided
 from ptftpd.pxe.bootlog import client_label
-from ptftpd.pxe.decision import Kind
+from ptftpd.pxe.decision import Kind, Source
 from ptftpd.pxe.firmware import BootFiles, arch_class, vendor_class_arch
 from ptftpd.pxe.machines import Machines
 
@@ -40,6 +41,8 @@ class Pxe6Policy:
         self.machines = machines  # per-machine decisions (issue 22), by DUID
         # Told of each decision (client label, its description): pxed's boot log.
         self.on_decided: Callable[[str, str], None] | None = None
+        # Told of each decision as a typed event: pxed's boot timeline.
+        self.on_event: Callable[[BootDecided], None] | None = None
         self.files = files
         self.server = server
         self.http_port = http_port
@@ -72,6 +75,8 @@ class Pxe6Policy:
                 log.debug("DHCPv6 %s: %s", client, decision.describe())
                 if self.on_decided is not None:
                     self.on_decided(client, decision.describe())
+                if self.on_event is not None and decision.source is not Source.BUILTIN:
+                    self.on_event(decision.event(client))  # as over IPv4: none for the table
                 if url is None and decision.kind is not Kind.BOOT:
                     return None  # local (not iPXE) or ignore: no boot file
                 if url is not None:

@@ -31,7 +31,7 @@ from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
 from ptftpd.dhcp.server_settings import keep_restart_only
 from ptftpd.dhcp6 import Dhcp6Service, config_for_interface
-from ptftpd.events import DhcpMessage, Event, EventSink, fan_out, ignore
+from ptftpd.events import BootDecided, DhcpMessage, Event, EventSink, fan_out, ignore
 from ptftpd.http import HttpConfig, HttpServer
 from ptftpd.netif import InterfaceError, interface_addresses
 from ptftpd.pxe.boot_records import BootRetention, open_boot_records
@@ -263,7 +263,7 @@ class PxeService:
         self._in_loop(lambda: self.boot_log.discover(mac, stage, arch, now=now))
         if decision is not BUILTIN:
             self._in_loop(lambda: self.boot_log.decided(mac, decision.describe()))
-            self._in_loop(lambda: self.timeline.feed(decision.event(mac)))
+            self._decided(decision.event(mac))
         self._in_loop(self._arm_boot_timer)
         if chosen.choice is not None:
             log_choice(what, request, chosen.choice)
@@ -403,6 +403,7 @@ class PxeService:
         self.machines.serve_ipv6(str(server6), cfg.http_port)
         policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self._discover6, self.machines)
         policy.on_decided = self.boot_log.decided
+        policy.on_event = self._decided
         self._policy6 = policy
         config6 = dataclasses.replace(config6, boot_policy=policy)
         tracker = self._tracker
@@ -413,6 +414,10 @@ class PxeService:
         service = Dhcp6Service(config6, events=events6)
         self.dhcp6_service = service
         await service.start()
+
+    def _decided(self, event: BootDecided) -> None:
+        """A per-machine decision (not pxed's built-in table): to the boot timeline."""
+        self._in_loop(lambda: self.timeline.feed(event))
 
     def _in_loop(self, step: Callable[[], None]) -> None:
         """Run `step` in the event loop: at once there, queued from another thread (the
