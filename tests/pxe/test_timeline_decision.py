@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_machines_service import (
     MAC_A,
     MAC_LOCAL,
@@ -133,3 +134,57 @@ def test_dhcpv6_records_the_decision_once_in_the_machines_attempt() -> None:
     assert (step["decision"], step["profile"], step["source"]) == ("boot", "a", "inventory")
     [other] = tl.machine(MAC_OTHER)
     assert "decision" not in [s["kind"] for s in other["steps"]], other
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(120)
+def test_a_running_pxed_shows_the_decision_in_the_api(tmp_path: Path) -> None:
+    """A real pxed (full DHCP mode, an inventory in its settings file, --api) in a
+    namespace; busybox udhcpc as the machine in a peer namespace; curl reads
+    /v1/machines/<mac>: the attempt's steps hold the inventory's decision after the
+    DISCOVER."""
+    import json
+
+    from pxe_harness import boot_network
+
+    from dhcp.dhcplab import wait_for
+    from support import free_udp_port, require_tool, script, wait_udp_bound
+
+    curl, udhcpc = require_tool("curl"), require_tool("udhcpc")
+    mac = "52:54:00:aa:23:22"
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "pxelinux.0").write_bytes(b"boot")
+    settings = tmp_path / "pxed.toml"
+    settings.write_text(
+        f'[pxed]\n\n[[pxed.machine]]\nmac = "{mac}"\nprofile = "disk"\n\n'
+        "[pxed.profile.disk]\nlocal = true\n"
+    )
+    with boot_network(tmp_path) as net:
+        client = net.peer("10.78.0.50")
+        client.run("ip", "link", "set", "eth0", "address", mac)
+        port = free_udp_port()
+        argv = [script("pxed"), "-v", "--config", str(settings), "--api", f"127.0.0.1:{port}",
+                "--range", "10.78.0.100", "10.78.0.120",
+                "--leases", str(tmp_path / "leases.sqlite"), net.bridge, str(root),
+                "pxelinux.0"]  # fmt: skip
+        pxed = net.start(argv, "pxed")
+        wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=net.ns.name)
+        dhcp = [udhcpc, "-i", "eth0", "-n", "-q", "-f", "-t", "3", "-T", "2", "-s", "/bin/true",
+                "-V", "PXEClient:Arch:00000:UNDI:002001"]  # fmt: skip
+        client.run(*dhcp, timeout=30)
+        url = f"http://127.0.0.1:{port}/v1/machines/{mac}"
+
+        def record() -> list[dict[str, Any]]:
+            out = net.ns.run(curl, "-sS", "--max-time", "5", url, check=False).stdout
+            got = json.loads(out).get("attempts", []) if out.strip() else []
+            return [a for a in got if "dhcp.ack" in [s["kind"] for s in a["steps"]]]
+
+        wait_for(record, 5.0, "the attempt with its ACK in the API")
+        [attempt] = record()
+        pxed.stop()
+    kinds = [s["kind"] for s in attempt["steps"]]
+    assert kinds[:2] == ["dhcp.discover", "decision"] and kinds.count("decision") == 1, kinds
+    [step] = [s for s in attempt["steps"] if s["kind"] == "decision"]
+    assert step["decision"] == "local" and step["profile"] == "disk", step
+    assert step["source"] == "inventory" and step["rule"] == "machine #1", step
