@@ -1,10 +1,11 @@
-"""pxed --ipv6 --metrics: DHCPv6 messages in and out counted by type and the bindings'
-events by kind, scraped from the real /metrics endpoint with curl (exact values).
+"""pxed --ipv6 --metrics and python -m ptftpd.dhcp6 --metrics: DHCPv6 messages in
+and out counted by type and the bindings' events by kind, scraped from the real
+/metrics endpoint with curl (exact values).
 
-pxed serves one end of a veth pair in a namespace; the scripted client (dhcp6probe.py)
-on the other end sends a Solicit, a Request for the advertised address and a Release:
-one message of each kind in, an Advertise and two Replies out; the binding is offered,
-bound and released once each."""
+The server serves one end of a veth pair in a namespace; the scripted client
+(dhcp6probe.py) on the other end sends a Solicit, a Request for the advertised address
+and a Release: one message of each kind in, an Advertise and two Replies out; the
+binding is offered, bound and released once each."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ptftpd.dhcp6.codec import (
     ServerId,
     encode,
 )
-from support import Process, free_udp_port, require_tool, script, wait_udp_bound
+from support import VENV_BIN, Process, free_udp_port, require_tool, script, wait_udp_bound
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
@@ -35,10 +36,11 @@ CLIENT_DUID = bytes.fromhex("00030001525400aa0601")
 def scrape(text: str) -> dict[str, float]:
     """The ptftpd_dhcp6_* samples, without their `_created` timestamps."""
     pairs = re.findall(r"^(ptftpd_dhcp6_\S+) (\S+)$", text, re.M)
-    return {k: float(v) for k, v in pairs if not k.endswith("_created")}
+    return {k: float(v) for k, v in pairs if not re.search(r"_created\b", k)}
 
 
-def test_pxed_counts_dhcpv6_messages_and_binding_events(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["pxed", "dhcp6"])
+def test_dhcpv6_messages_and_binding_events_are_counted(tmp_path: Path, server: str) -> None:
     curl = require_tool("curl")
     root = tmp_path / "root"
     root.mkdir()
@@ -46,8 +48,12 @@ def test_pxed_counts_dhcpv6_messages_and_binding_events(tmp_path: Path) -> None:
     with lab6(tmp_path) as lab:
         lab.server.run("ip", "addr", "add", "10.99.6.1/24", "dev", lab.sif)
         mport = free_udp_port()
-        argv = [script("pxed"), "-D", "--ipv6", "--no-ra", "--metrics", f"127.0.0.1:{mport}"]
-        argv += ["--leases", str(tmp_path / "leases.sqlite"), lab.sif, str(root), "ipxe.efi"]
+        leases = str(tmp_path / "leases.sqlite")
+        if server == "pxed":
+            argv = [script("pxed"), "--ipv6", "--leases", leases, lab.sif, str(root), "ipxe.efi"]
+        else:
+            argv = [str(VENV_BIN / "python"), "-m", "ptftpd.dhcp6", lab.sif, "--leases", leases]
+        argv += ["-D", "--no-ra", "--metrics", f"127.0.0.1:{mport}"]
         pxed = Process(lab.server.popen_argv(argv), tmp_path / "pxed.log")
         lab.procs.append(pxed)
         wait_udp_bound(547, timeout=15, proc=pxed.proc, netns=lab.server.name)

@@ -19,11 +19,15 @@ from ptftpd.dhcp6.boot import url_policy
 from ptftpd.dhcp6.config import Dhcp6Config, config_for_interface
 from ptftpd.dhcp6.service import Dhcp6Service
 from ptftpd.dhcp6.store import Lease6StoreError
-from ptftpd.service.runtime import run_service
+from ptftpd.events import ignore
+from ptftpd.service import metrics
+from ptftpd.service.runtime import run_service, serve_metrics_at
+from ptftpd.service.service_settings import SERVICE_FIELDS
 from ptftpd.values import duration_seconds
 
 PROG = "python -m ptftpd.dhcp6"
 PEER_TIMEOUT = peer_timeout_field()  # dhcpd's and pxed's --peer-timeout
+METRICS = next(f for f in SERVICE_FIELDS if f.key == "metrics")  # the servers' --metrics
 
 
 def _ipv6(text: str) -> IPv6Address:
@@ -68,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="valid lifetime (preferred: half of it)",
     )
-    fields.add_flags(p, (PEER_TIMEOUT,))
+    fields.add_flags(p, (PEER_TIMEOUT, METRICS))
     p.add_argument("-v", "--verbose", action="store_true", help="one line per lease")
     p.add_argument("-D", "--debug", action="store_true", help="one line per packet")
     return p
@@ -98,9 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     async def body(stop: asyncio.Event) -> None:
-        service = Dhcp6Service(build_config(args))
+        counted = args.metrics is not None  # messages and binding events
+        service = Dhcp6Service(
+            build_config(args), events=metrics.record_event if counted else ignore
+        )
         await service.start()
         try:
+            serve_metrics_at(args.metrics)
             await stop.wait()
         finally:
             service.close()

@@ -107,9 +107,14 @@ def check_identity(service: ServiceSettings) -> None:
 def serve_metrics(service: ServiceSettings) -> None:
     """Start --metrics' HTTP server (after binding, before the drop: a port below 1024
     still works); `StartError` if it cannot listen."""
-    if service.metrics is None:
+    serve_metrics_at(service.metrics)
+
+
+def serve_metrics_at(address: tuple[str, int] | None) -> None:
+    """`serve_metrics` for a parsed `--metrics` ADDR:PORT (None: none)."""
+    if address is None:
         return
-    host, port = service.metrics
+    host, port = address
     try:
         metrics.serve(host, port)
     except OSError as exc:
