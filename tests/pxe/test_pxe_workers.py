@@ -328,6 +328,35 @@ def test_sighup_gives_every_worker_the_new_limit_which_holds_across_them(
     assert len(workers_said) == 2 and max(workers_said) < lines.index(parent[0]), lines
 
 
+def test_a_stop_during_a_reload_says_how_many_workers_applied_it(tmp_path: Path) -> None:
+    """One worker stopped (SIGSTOP) cannot apply a reload: the parent's line waits for it
+    (bounded, 30 s), and a SIGTERM meanwhile says the line at once, naming 1 of 2."""
+    make_root(tmp_path / "root")
+    config = tmp_path / "pxed.toml"
+    config.write_text("max-sessions = 8\n")
+    with boot_network(tmp_path) as net:
+        pxed = start_pxed(net, tmp_path, "--config", str(config))
+        wait_for(lambda: "(2 workers)" in pxed.output(), 20, "both workers to serve")
+        frozen = workers_of(pxed.pid)[0]  # pxed's own worker, by PID
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            config.write_text("max-sessions = 1\n")
+            pxed.proc.send_signal(signal.SIGHUP)
+            time.sleep(1.5)
+            assert "reloaded: " not in pxed.output(), "said before the workers applied it"
+            pxed.proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: "reloaded: " in pxed.output(), 5, "the line at the stop")
+        finally:
+            os.kill(frozen, signal.SIGCONT)
+        assert pxed.proc.wait(30) == 0, pxed.output()
+        log = pxed.output()
+    said = [line for line in log.splitlines() if "reloaded: " in line]
+    assert len(said) == 1, said
+    assert said[0].endswith("ptftpd.service WARNING: reloaded: boot files BOOTFILE=default.0, "
+                            "--efi64-bootfile=ipxe.efi; TFTP max sessions 1; not every worker "
+                            "answered in time (1 of 2 workers)"), said  # fmt: skip
+
+
 def test_a_boot_whose_worker_died_mid_transfer_still_ends(tmp_path: Path) -> None:
     """Both workers killed while a slow transfer runs in one of them: the parent ends
     that transfer (cancelled) so the boot's line comes after --boot-idle, not never."""

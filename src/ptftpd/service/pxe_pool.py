@@ -82,6 +82,7 @@ class PxeTftpWorkers(TftpWorkers):
         self._gave_up = False
         self.supervised = False  # the parent's stop signal handlers are in place
         self.reloading = 0  # the generation the newest reload asked the workers for
+        self._unsaid: list[tuple[str, int]] = []  # reload lines waiting for the workers
 
     # -- the parent (TftpPool) --------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop, tracker: BootTracker) -> None:
@@ -94,6 +95,7 @@ class PxeTftpWorkers(TftpWorkers):
         return self.counters.totals()[0]
 
     def stop_accepting(self) -> None:
+        self.say_reloaded()  # before the workers stop: who applied the reload by now
         self.begin_stop()
 
     def reload(self, config: ServerConfig) -> None:
@@ -111,10 +113,19 @@ class PxeTftpWorkers(TftpWorkers):
 
     async def settle(self, summary: str) -> None:
         """After `reload`: the one "reloaded" line once the workers applied it (bounded
-        wait), naming how many did."""
-        generation = self.reloading
-        await self.await_serving(generation)
-        self.announce_reloaded(summary, generation)
+        wait), naming how many did; a stop meanwhile says it at once (`stop_accepting`)."""
+        line = (summary, self.reloading)
+        self._unsaid.append(line)
+        await self.await_serving(line[1])
+        if line in self._unsaid:  # not yet said by a stop
+            self._unsaid.remove(line)
+            self.announce_reloaded(*line)
+
+    def say_reloaded(self) -> None:
+        """Every reload line still waiting, with how many workers applied each so far."""
+        unsaid, self._unsaid = self._unsaid, []
+        for summary, generation in unsaid:
+            self.announce_reloaded(summary, generation)
 
     def close(self) -> None:
         if self._closed:

@@ -259,8 +259,8 @@ async def serve(
     parent's second stop signal). A good reload is an info line (an error a warning);
     the drain's start and end are info lines (a worker's: debug, the parent says it).
     `reloaded(summary)`, if given, says the good reload's line instead (pxed --workers:
-    once its workers applied it); `ready()` then runs after it, and a stop signal does
-    not wait for it."""
+    once its workers applied it); `ready()` then runs after it. A stop signal does not
+    wait for it: `stop_accepting()` must say a line still waiting, then it is cancelled."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals: asyncio.Queue[int] = asyncio.Queue()
@@ -310,11 +310,11 @@ async def serve(
     handler = asyncio.create_task(handle())
     try:
         await stop.wait()
-        for task in list(settling):
-            task.cancel()  # stopping: no reload line to wait for
         if not in_pool:
             notify.stopping()
-        server.stop_accepting()
+        server.stop_accepting()  # says a reload line still waiting (`reloaded`'s duty)
+        for task in list(settling):
+            task.cancel()
         level = logging.DEBUG if in_pool else logging.INFO
         running = server.active()
         log.log(level, "stopping: new requests refused, draining %d running transfer(s) "
