@@ -4,8 +4,9 @@ and out counted by type and the bindings' events by kind, scraped from the real
 
 The server serves one end of a veth pair in a namespace; the scripted client
 (dhcp6probe.py) on the other end sends a Solicit, a Request for the advertised address
-and a Release: one message of each kind in, an Advertise and two Replies out; the
-binding is offered, bound and released once each."""
+and a Release, then the same for a second IA ending in a Decline: each message counted
+by its type in, the Advertises and Replies out; two bindings offered and bound, one
+released, one declined."""
 
 from __future__ import annotations
 
@@ -54,9 +55,9 @@ def test_dhcpv6_messages_and_binding_events_are_counted(tmp_path: Path, server: 
         else:
             argv = [str(VENV_BIN / "python"), "-m", "ptftpd.dhcp6", lab.sif, "--leases", leases]
         argv += ["-D", "--no-ra", "--metrics", f"127.0.0.1:{mport}"]
-        pxed = Process(lab.server.popen_argv(argv), tmp_path / "pxed.log")
-        lab.procs.append(pxed)
-        wait_udp_bound(547, timeout=15, proc=pxed.proc, netns=lab.server.name)
+        proc = Process(lab.server.popen_argv(argv), tmp_path / "pxed.log")
+        lab.procs.append(proc)
+        wait_udp_bound(547, timeout=15, proc=proc.proc, netns=lab.server.name)
 
         def metrics() -> dict[str, float]:
             url = f"http://127.0.0.1:{mport}/metrics"
@@ -69,29 +70,34 @@ def test_dhcpv6_messages_and_binding_events_are_counted(tmp_path: Path, server: 
             [reply] = lab.probe(encode(msg), wait=2.0)
             return reply
 
-        advertise = ask(MsgType.SOLICIT, 0x600001, IaNa(1, 0, 0))
-        assert advertise["type"] == MsgType.ADVERTISE, advertise
-        [[offered]] = advertise["ia_na"]  # type: ignore[misc]
-        address = IPv6Address(offered)
-        assert address in PREFIX
-        server = ServerId(bytes.fromhex(str(advertise["server_id"])))
-        ia = IaNa(1, 0, 0, (IaAddress(address, 0, 0),))
-        reply = ask(MsgType.REQUEST, 0x600002, server, ia)
-        assert reply["type"] == MsgType.REPLY and reply["ia_na"] == [[offered]], reply
-        reply = ask(MsgType.RELEASE, 0x600003, server, ia)
-        assert reply["type"] == MsgType.REPLY, reply
+        # One binding released, another (a second IA of the same client) declined.
+        for iaid, ending in ((1, MsgType.RELEASE), (2, MsgType.DECLINE)):
+            xid = 0x600000 + 0x10 * iaid
+            advertise = ask(MsgType.SOLICIT, xid, IaNa(iaid, 0, 0))
+            assert advertise["type"] == MsgType.ADVERTISE, advertise
+            [[offered]] = advertise["ia_na"]  # type: ignore[misc]
+            address = IPv6Address(offered)
+            assert address in PREFIX
+            server_id = ServerId(bytes.fromhex(str(advertise["server_id"])))
+            ia = IaNa(iaid, 0, 0, (IaAddress(address, 0, 0),))
+            reply = ask(MsgType.REQUEST, xid + 1, server_id, ia)
+            assert reply["type"] == MsgType.REPLY and reply["ia_na"] == [[offered]], reply
+            reply = ask(ending, xid + 2, server_id, ia)
+            assert reply["type"] == MsgType.REPLY, reply
 
         message = 'ptftpd_dhcp6_messages_total{direction="%s",type="%s"}'
         event = 'ptftpd_dhcp6_lease_events_total{kind="%s"}'
         assert metrics() == {
-            message % ("in", "solicit"): 1,
-            message % ("out", "advertise"): 1,
-            message % ("in", "request"): 1,
-            message % ("out", "reply"): 2,
+            message % ("in", "solicit"): 2,
+            message % ("out", "advertise"): 2,
+            message % ("in", "request"): 2,
+            message % ("out", "reply"): 4,
             message % ("in", "release"): 1,
-            event % "offered": 1,
-            event % "bound": 1,
+            message % ("in", "decline"): 1,
+            event % "offered": 2,
+            event % "bound": 2,
             event % "released": 1,
+            event % "declined": 1,
         }
-        assert pxed.stop() == 0
-        assert "Traceback" not in pxed.output()
+        assert proc.stop() == 0
+        assert "Traceback" not in proc.output()
