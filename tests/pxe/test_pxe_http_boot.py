@@ -9,8 +9,9 @@ checked on the wire (a tcpdump capture in the namespace: HTTP to port 8080, no T
 and in pxed's boot log ("over http").
 
 Issue 23: the same boot, read back from pxed's `--api` (curl on the namespace's
-loopback) in DHCP mode, is two completed attempts whose steps match: the firmware's
-DORA, then its GET of ipxe.efi with the file's bytes; then iPXE's DHCP and its GET of
+loopback) is two completed attempts whose steps match: the firmware's DHCP exchange
+(DORA in DHCP mode; the proxy offer and the REQUEST to dnsmasq in proxy mode), then
+its GET of ipxe.efi with the file's bytes; then iPXE's exchange and its GET of
 boot.ipxe.
 """
 
@@ -32,6 +33,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(480)]
 
 HTTP_PORT = 8080
 API = "127.0.0.1:8023"
+DORA = ["dhcp.discover", "lease.offered", "dhcp.offer", "dhcp.request", "lease.bound", "dhcp.ack"]
 NO_PXE = (
     "-fw_cfg",
     "name=opt/org.tianocore/IPv4PXESupport,string=no",
@@ -79,8 +81,7 @@ def _http_boot(tmp_path: Path, proxy: bool, ipv4_only: bool = False) -> None:
     ).stdout
     assert f"{net.server_ip}.{HTTP_PORT} >" in packets, packets[-2000:]
     assert ".69: " not in packets, "the firmware used TFTP"
-    if not proxy:
-        check_record(attempts, root)
+    check_record(attempts, root, proxy)
 
 
 def machine_record(net: BootNetwork, mac: str) -> list[dict[str, Any]]:
@@ -105,28 +106,26 @@ def gets(attempt: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in attempt["steps"] if s["kind"] == "http.request" and s["method"] == "GET"]
 
 
-def check_record(attempts: list[dict[str, Any]], root: Path) -> None:
+def check_record(attempts: list[dict[str, Any]], root: Path, proxy: bool) -> None:
     """OVMF's HTTP boot and iPXE's chain: two completed attempts (newest first), each
-    a DHCP exchange with pxed then a complete GET of its file with the file's bytes."""
+    a DHCP exchange then a complete GET of its file with the file's bytes. DHCP mode:
+    pxed's DORA with its lease; proxy mode: the proxy offer beside dnsmasq's and the
+    machine's REQUEST (heard on 67), which ties its address to the MAC."""
     assert len(attempts) == 2, json.dumps(attempts)[-3000:]
     ipxe, firmware = attempts
     assert (firmware["attempt"], ipxe["attempt"]) == (1, 2), attempts
+    exchange = ["dhcp.discover", "dhcp.offer", "dhcp.request"]
+    if not proxy:
+        exchange = DORA
     for attempt, name in ((firmware, "ipxe.efi"), (ipxe, "boot.ipxe")):
         assert attempt["state"] == "completed" and attempt["diagnosis"] == [], attempt
         kinds = [str(s["kind"]) for s in attempt["steps"]]
         dhcp = [k for k in kinds if k.startswith(("dhcp.", "lease."))]
-        assert dhcp[:6] == [
-            "dhcp.discover",
-            "lease.offered",
-            "dhcp.offer",
-            "dhcp.request",
-            "lease.bound",
-            "dhcp.ack",
-        ], kinds
-        ack = attempt["steps"][kinds.index("dhcp.ack")]
-        assert ack["port"] == 67 and ack["address"].startswith("10.78.0."), ack
+        assert dhcp[: len(exchange)] == exchange, kinds
+        last = attempt["steps"][kinds.index(exchange[-1])]
+        assert last["port"] == 67 and last["address"].startswith("10.78.0."), last
         [get] = gets(attempt)
-        assert kinds.index("dhcp.ack") < attempt["steps"].index(get), kinds
+        assert kinds.index(exchange[-1]) < attempt["steps"].index(get), kinds
         size = (root / name).stat().st_size
         assert get["file"] == name and get["status"] == 200 and get["complete"], get
         assert get["bytes"] == size, (get, size)
