@@ -163,7 +163,10 @@ def test_proxy_mode_waits_for_the_api_and_keeps_local_in_a_state_file(tmp_path: 
 
         def start(n: int) -> object:
             proc = net.start(argv, f"pxed-{n}")
-            wait_udp_bound(4011, timeout=15, proc=proc.proc, netns=net.ns.name)
+            try:
+                wait_udp_bound(4011, timeout=15, proc=proc.proc, netns=net.ns.name)
+            except AssertionError as exc:  # seen once under load: say why it exited
+                raise AssertionError(f"{exc}\n{proc.output()[-3000:]}") from None
             return proc
 
         pxed = start(0)
