@@ -188,3 +188,37 @@ def test_a_running_pxed_shows_the_decision_in_the_api(tmp_path: Path) -> None:
     [step] = [s for s in attempt["steps"] if s["kind"] == "decision"]
     assert step["decision"] == "local" and step["profile"] == "disk", step
     assert step["source"] == "inventory" and step["rule"] == "machine #1", step
+
+
+def test_a_local_or_ignored_machine_going_quiet_is_diagnosed_as_decided() -> None:
+    """A PXE ROM decided `local` gets its address and no boot file, then boots its
+    disk: the attempt stalls after the ACK, and the diagnosis says it was decided; an
+    ignored machine (no answer at all) likewise; a machine decided `boot` that goes
+    quiet gets no such line."""
+    from ipaddress import IPv4Address
+
+    from ptftpd.events import BootDecided, DhcpMessage
+    from ptftpd.pxe.timeline import Timeline
+
+    tl = Timeline(stall=30.0)
+    ip = IPv4Address("10.78.0.100")
+    for mac, kind in ((MAC_LOCAL, "local"), (MAC_OFF, "ignore"), (MAC_A, "boot")):
+        tl.feed(DhcpMessage("in", "discover", mac, port=67), 0.0)
+        tl.feed(BootDecided(mac, kind, "inventory", "p", "machine #2"), 0.0)
+        if kind != "ignore":
+            tl.feed(DhcpMessage("out", "offer", mac, ip, port=67), 0.1)
+            tl.feed(DhcpMessage("in", "request", mac, ip, port=67), 1.0)
+            tl.feed(DhcpMessage("out", "ack", mac, ip, port=67), 1.1)
+    tl.handle_timer(60.0)
+    [local] = tl.machine(MAC_LOCAL)
+    assert local["state"] == "stalled" and local["diagnosis"] == [
+        "decided local (inventory machine #2): no boot file, the machine boots its next"
+        " device (as decided, not a failure)"
+    ], local
+    [ignored] = tl.machine(MAC_OFF)
+    assert ignored["diagnosis"] == [
+        "decided ignore (inventory machine #2): no boot answer, the machine boots its next"
+        " device (as decided, not a failure)"
+    ], ignored
+    [booting] = tl.machine(MAC_A)
+    assert booting["state"] == "stalled" and booting["diagnosis"] == [], booting

@@ -126,6 +126,25 @@ def secure_boot_refusal(attempt: Attempt) -> str | None:
     )
 
 
+def decided_no_boot(attempt: Attempt) -> str | None:
+    """A machine pxed decided `local` or `ignore` gets no boot file (a PXE ROM then
+    boots its next device): its quiet end is what was decided, not a lost machine."""
+    if attempt.state != STALLED:
+        return None
+    decided = _steps(attempt, "decision")
+    if not decided or any(s.kind in ("tftp.request", "http.request") for s in attempt.steps):
+        return None
+    d = decided[-1].details
+    if d.get("decision") not in ("local", "ignore"):
+        return None
+    rule = f" {d['rule']}" if d.get("rule") else ""
+    what = "no boot file" if d["decision"] == "local" else "no boot answer"
+    return (
+        f"decided {d['decision']} ({d.get('source')}{rule}): {what}, the machine boots"
+        " its next device (as decided, not a failure)"
+    )
+
+
 RULES: tuple[Rule, ...] = (
     file_not_there,
     offered_never_requested,
@@ -134,6 +153,7 @@ RULES: tuple[Rule, ...] = (
     size_probe_then_again,
     http_client_no_port,
     secure_boot_refusal,
+    decided_no_boot,
 )
 
 
