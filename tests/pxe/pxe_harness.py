@@ -182,6 +182,12 @@ def boot_network(tmp: Path, prefix: str = "ptpxe") -> Iterator[BootNetwork]:
         ns.run(
             "ip", "link", "set", BRIDGE, "type", "bridge", "forward_delay", "0", "stp_state", "0"
         )
+        # The bridge is the router: it must not configure itself an address from the
+        # advertisements sent on it (dnsmasq's below, pxed --ipv6's own). Such an address
+        # is tentative for a second (DAD), and a pxed started then failed to bind it
+        # ("cannot bind fd78::...: Cannot assign requested address").
+        for knob in ("accept_ra", "autoconf"):
+            ns.run("sysctl", "-qw", f"net.ipv6.conf.{BRIDGE}.{knob}=0")
         ns.run("ip", "tuntap", "add", "dev", TAP, "mode", "tap")
         ns.run("ip", "link", "set", TAP, "master", BRIDGE)
         ns.run("ip", "link", "set", TAP, "up")
