@@ -29,7 +29,6 @@ from ptftpd.dhcp.engine import SILENT, WAIT, BootChoice, Outgoing, message_label
 from ptftpd.dhcp.options import MessageType, Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
-from ptftpd.dhcp.server_settings import keep_restart_only
 from ptftpd.dhcp6 import Dhcp6Service, config_for_interface
 from ptftpd.events import BootDecided, DhcpMessage, Event, EventSink, fan_out, ignore
 from ptftpd.http import HttpConfig, HttpServer
@@ -54,6 +53,7 @@ from ptftpd.pxe.machine_state import (
 )
 from ptftpd.pxe.machines import Chosen, Machines
 from ptftpd.pxe.proxy import ProxyResponder
+from ptftpd.pxe.reloading import kept_settings, reload_summary
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 from ptftpd.pxe.traces import BootTraces, open_traces
@@ -65,20 +65,6 @@ if TYPE_CHECKING:  # ptftpd.pxe.api reads the timeline: imported when used
 __all__ = ["PxeService", "TftpPool", "TftpPoolFactory", "kept_settings"]
 
 log = logging.getLogger("ptftpd.pxe")
-
-# Settings bound or built once at start-up (name in the reload line: field).
-_KEPT_PXE = {
-    "proxy": "proxy",
-    "tftp-port": "tftp_port",
-    "boot server port": "boot_server_port",
-    "http-port": "http_port",
-    "http-max-connections": "http_max_connections",
-    "http-rate-limit": "http_rate_limit",
-    "http-total-rate-limit": "http_total_rate_limit",
-    "ipv6": "ipv6",
-    "ra": "ra",
-    "api": "api",
-}
 
 
 class TftpPool(Protocol):
@@ -109,38 +95,6 @@ def _with_http_clients(config: PxeConfig) -> PxeConfig:
         return config
     dhcp = dataclasses.replace(config.dhcp, pxe_vendor_prefixes=(*prefixes, HTTP_VENDOR_CLASS))
     return dataclasses.replace(config, dhcp=dhcp)
-
-
-def kept_settings(old: PxeConfig, new: PxeConfig) -> tuple[PxeConfig, list[str]]:
-    """`new` with every setting that cannot change live put back to `old`'s, and the
-    names of those that `new` wanted changed."""
-    changed = [name for name, attr in _KEPT_PXE.items() if _differs(old, new, attr)]
-    dhcp, dhcp_changed = keep_restart_only(old.dhcp, new.dhcp)
-    changed += dhcp_changed
-    if new.tftp.root != old.tftp.root:
-        changed.append("root")
-    tftp = dataclasses.replace(new.tftp, root=old.tftp.root, read_only=old.tftp.read_only)
-    kept = dataclasses.replace(
-        new, dhcp=dhcp, tftp=tftp, **{attr: getattr(old, attr) for attr in _KEPT_PXE.values()}
-    )
-    return kept, changed
-
-
-def _differs(old: object, new: object, attr: str) -> bool:
-    return bool(getattr(old, attr) != getattr(new, attr))
-
-
-def _summary(config: PxeConfig, kept: list[str], dhcp: bool) -> str:
-    """The reload line: what now applies, and what a restart would change."""
-    parts = []
-    if dhcp:
-        hosts = len(config.dhcp.static_hosts)
-        parts.append(f"{hosts} static host(s), lease time {config.dhcp.lease_time} s")
-    parts.append("boot files " + ", ".join(f"{k}={v}" for k, v in config.files.configured()))
-    parts.append(f"TFTP max sessions {config.tftp.max_sessions}")
-    if kept:
-        parts.append(f"kept until a restart: {', '.join(kept)}")
-    return "; ".join(parts)
 
 
 def _global_v6_hosts(iface: str) -> list[str]:
@@ -497,7 +451,7 @@ class PxeService:
             self.tftp_server.rules.max_sessions = new.tftp.max_sessions
         if self.tftp_pool is not None:
             self.tftp_pool.reload(new.tftp)
-        return _summary(new, kept, dhcp=server is not None)
+        return reload_summary(new, kept, dhcp=server is not None)
 
     def active(self) -> int:
         """Running TFTP transfers, in this process or its workers (what a stop drains)."""
