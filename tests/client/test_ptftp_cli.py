@@ -302,7 +302,15 @@ def test_interactive_on_a_terminal(server: Server, tmp_path: Path) -> None:
 
 def test_interrupted_download_leaves_nothing(server: Server, tmp_path: Path) -> None:
     argv = [script("ptftp"), "-r", "-p", str(server.port), "get", server.host, f"f{40 * MIB}.bin"]
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # SIGINT as a terminal gives it: a runner started in the background (`nohup ... &`)
+    # passes SIGINT on ignored, and Python then keeps ignoring it (ptftp never hears ^C)
+    proc = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 30
     while not any(tmp_path.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.02)  # wait until the transfer has started writing
