@@ -23,9 +23,7 @@ from ptftpd.dhcp import Message, MessageType, Opt, PacketError, decode, encode
 
 def build(args: argparse.Namespace, mtype: MessageType) -> Message:
     mac = bytes.fromhex(args.mac.replace(":", ""))
-    msg = Message(
-        xid=random.getrandbits(32), chaddr=mac + b"\x00" * 10, flags=0x8000, secs=args.secs
-    )
+    msg = Message(xid=random.getrandbits(32), chaddr=mac + b"\x00" * 10, flags=0x8000)
     msg.options[Opt.MESSAGE_TYPE] = bytes([mtype])
     msg.options[Opt.CLIENT_ARCH] = args.arch.to_bytes(2, "big")
     msg.options[Opt.VENDOR_CLASS] = f"PXEClient:Arch:{args.arch:05d}:UNDI:003000".encode()
@@ -45,9 +43,6 @@ def main() -> int:
     parser.add_argument("--ipxe", action="store_true")
     parser.add_argument("--server", default="10.78.0.1")
     parser.add_argument("--ciaddr")
-    # seconds since the client began: above 3, servers sharing a lease database by
-    # RFC 3074 buckets all answer (the RFC's secs rule), not only the bucket's owner
-    parser.add_argument("--secs", type=int, default=0)
     parser.add_argument("--wait", type=float, default=5.0)
     parser.add_argument("--all", action="store_true", help="wait the whole time for replies")
     args = parser.parse_args()
