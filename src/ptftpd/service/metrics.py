@@ -33,7 +33,7 @@ from __future__ import annotations
 import glob
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -67,7 +67,9 @@ from ptftpd.events import (
 )
 
 Direction = Literal["read", "write"]
+GaugeMode = Literal["livesum", "mostrecent"]
 
+_NAMESPACE = "ptftpd"
 # A multiprocess file starts with its used length (4 bytes, padded to 8).
 _HEADER_BYTES = 8
 FAILURE_REASONS = frozenset(kind.value for kind in Failure)
@@ -117,173 +119,132 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        ns = "ptftpd"
-        self.tftp_started = Counter(
-            "tftp_transfers_started",
-            "TFTP transfers accepted",
-            ["direction"],
-            namespace=ns,
-            registry=r,
+        counter, gauge, histogram = self._counter, self._gauge, self._histogram
+        self.tftp_started = counter(
+            "tftp_transfers_started", "TFTP transfers accepted", ["direction"]
         )
-        self.tftp_completed = Counter(
-            "tftp_transfers_completed",
-            "TFTP transfers that delivered every byte",
-            ["direction"],
-            namespace=ns,
-            registry=r,
+        self.tftp_completed = counter(
+            "tftp_transfers_completed", "TFTP transfers that delivered every byte", ["direction"]
         )
-        self.tftp_failed = Counter(
+        self.tftp_failed = counter(
             "tftp_transfers_failed",
             "TFTP transfers that ended without every byte",
             ["direction", "reason"],
-            namespace=ns,
-            registry=r,
         )
-        self.tftp_refused = Counter(
+        self.tftp_refused = counter(
             "tftp_requests_refused",
             "TFTP requests answered with ERROR before any transfer began, by why",
             ["direction", "reason"],
-            namespace=ns,
-            registry=r,
         )
-        self.tftp_bytes_sent = Counter(
-            "tftp_sent_bytes", "File bytes sent in TFTP DATA packets", namespace=ns, registry=r
+        self.tftp_bytes_sent = counter("tftp_sent_bytes", "File bytes sent in TFTP DATA packets")
+        self.tftp_bytes_received = counter(
+            "tftp_received_bytes", "File bytes received in TFTP DATA packets"
         )
-        self.tftp_bytes_received = Counter(
-            "tftp_received_bytes",
-            "File bytes received in TFTP DATA packets",
-            namespace=ns,
-            registry=r,
-        )
-        self.tftp_dropped = Counter(
+        self.tftp_dropped = counter(
             "tftp_requests_dropped",
             "TFTP requests left unanswered: too many first replies to the source's address"
             " or network went unanswered (reflection budget)",
-            namespace=ns,
-            registry=r,
         )
-        self.tftp_active = Gauge(
-            "tftp_active_sessions",
-            "TFTP transfers in progress",
-            namespace=ns,
-            registry=r,
-            multiprocess_mode="livesum",
-        )
-        self.tftp_duration = Histogram(
+        self.tftp_active = gauge("tftp_active_sessions", "TFTP transfers in progress", "livesum")
+        self.tftp_duration = histogram(
             "tftp_transfer_duration_seconds",
             "Request to last ACK, per finished transfer",
             ["direction"],
-            namespace=ns,
-            registry=r,
-            buckets=_TRANSFER_BUCKETS,
+            _TRANSFER_BUCKETS,
         )
-        self.dhcp_messages = Counter(
-            "dhcp_messages",
-            "DHCP/BOOTP messages by direction and type",
-            ["direction", "type"],
-            namespace=ns,
-            registry=r,
+        self.dhcp_messages = counter(
+            "dhcp_messages", "DHCP/BOOTP messages by direction and type", ["direction", "type"]
         )
-        self.dhcp6_messages = Counter(
+        self.dhcp6_messages = counter(
             "dhcp6_messages",
             "DHCPv6 messages by direction and type (read through relays)",
             ["direction", "type"],
-            namespace=ns,
-            registry=r,
         )
-        self.dhcp6_lease_events = Counter(
+        self.dhcp6_lease_events = counter(
             "dhcp6_lease_events",
             "DHCPv6 bindings (IA_NA addresses) offered, bound or renewed, released, "
             "declined, expired",
             ["kind"],
-            namespace=ns,
-            registry=r,
         )
-        self.dhcp_leases = Gauge(
-            "dhcp_leases",
-            "Leases by state",
-            ["state"],
-            namespace=ns,
-            registry=r,
-            multiprocess_mode="mostrecent",
+        # The DHCP gauges are set by whichever process owns the lease store.
+        self.dhcp_leases = gauge("dhcp_leases", "Leases by state", "mostrecent", ["state"])
+        self.dhcp_pool_free = gauge(
+            "dhcp_pool_free", "Addresses of the pool nobody holds", "mostrecent"
         )
-        self.dhcp_pool_free = Gauge(
-            "dhcp_pool_free",
-            "Addresses of the pool nobody holds",
-            namespace=ns,
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.dhcp_buckets = Gauge(
+        self.dhcp_buckets = gauge(
             "dhcp_balance_buckets",
             "RFC 3074 hash buckets (of 256) this server answers, sharing a lease database",
-            namespace=ns,
-            registry=r,
-            multiprocess_mode="mostrecent",
+            "mostrecent",
         )
-        self.dhcp_servers = Gauge(
+        self.dhcp_servers = gauge(
             "dhcp_balance_servers",
             "Live servers sharing the lease database (this one included)",
-            namespace=ns,
-            registry=r,
-            multiprocess_mode="mostrecent",
+            "mostrecent",
         )
-        self.dhcp_left = Gauge(
+        self.dhcp_left = gauge(
             "dhcp_balance_left",
             "Broadcasts left to the server owning their hash bucket, since the start",
-            namespace=ns,
-            registry=r,
-            multiprocess_mode="mostrecent",
+            "mostrecent",
         )
-        self.pxe_boots = Counter(
-            "pxe_boots",
-            "PXE boots by client architecture and outcome",
-            ["arch", "outcome"],
-            namespace=ns,
-            registry=r,
+        self.pxe_boots = counter(
+            "pxe_boots", "PXE boots by client architecture and outcome", ["arch", "outcome"]
         )
-        self.pxe_boot_seconds = Histogram(
-            "pxe_boot_seconds", "DHCP DISCOVER to the last byte of the boot file",
-            ["arch"], namespace=ns, registry=r, buckets=_BOOT_BUCKETS,
-        )  # fmt: skip
-
-        self.pxe_decisions = Counter(
+        self.pxe_boot_seconds = histogram(
+            "pxe_boot_seconds",
+            "DHCP DISCOVER to the last byte of the boot file",
+            ["arch"],
+            _BOOT_BUCKETS,
+        )
+        self.pxe_decisions = counter(
             "pxe_decisions",
             "Per-machine boot decisions by source (inventory, default, api, cache, "
             "local-state, builtin) and kind (boot, local, ignore)",
             ["source", "kind"],
-            namespace=ns,
-            registry=r,
         )
-        self.pxe_boot_api = Histogram(
+        self.pxe_boot_api = histogram(
             "pxe_boot_api_seconds",
             "Decision API requests (pxed --boot-api) by outcome: ok, rejected (non-200 or "
             "malformed: the machine is ignored), unreachable (refused, timed out, broken)",
-            ["outcome"], namespace=ns, registry=r, buckets=_API_BUCKETS,
-        )  # fmt: skip
-        self.http_requests = Counter(
-            "http_requests",
-            "HTTP requests answered, by status code",
-            ["status"],
-            namespace=ns,
-            registry=r,
+            ["outcome"],
+            _API_BUCKETS,
         )
-        self.http_bytes_sent = Counter(
-            "http_sent_bytes", "File bytes sent in HTTP responses", namespace=ns, registry=r
+        self.http_requests = counter(
+            "http_requests", "HTTP requests answered, by status code", ["status"]
         )
-        self.http_active = Gauge(
-            "http_active_connections",
-            "HTTP connections open",
-            namespace=ns,
-            registry=r,
-            multiprocess_mode="livesum",
+        self.http_bytes_sent = counter("http_sent_bytes", "File bytes sent in HTTP responses")
+        self.http_active = gauge("http_active_connections", "HTTP connections open", "livesum")
+        self.http_refused = counter(
+            "http_refused_connections", "HTTP connections refused (503: out of file descriptors)"
         )
-        self.http_refused = Counter(
-            "http_refused_connections",
-            "HTTP connections refused (503: out of file descriptors)",
-            namespace=ns,
-            registry=r,
+
+    # One family each, in the ptftpd namespace of this set's registry.
+
+    def _counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(name, documentation, labels, namespace=_NAMESPACE, registry=self.registry)
+
+    def _gauge(
+        self, name: str, documentation: str, mode: GaugeMode, labels: Sequence[str] = ()
+    ) -> Gauge:
+        """`mode` is how several --workers' values add up (see the module doc)."""
+        return Gauge(
+            name,
+            documentation,
+            labels,
+            namespace=_NAMESPACE,
+            registry=self.registry,
+            multiprocess_mode=mode,
+        )
+
+    def _histogram(
+        self, name: str, documentation: str, labels: Sequence[str], buckets: Sequence[float]
+    ) -> Histogram:
+        return Histogram(
+            name,
+            documentation,
+            labels,
+            namespace=_NAMESPACE,
+            registry=self.registry,
+            buckets=buckets,
         )
 
     def record_http_request(self, status: int, bytes_sent: int) -> None:
