@@ -16,8 +16,10 @@ For one DHCPv4 request (full or proxy mode) `Machines.choose` builds the
   only because it is PXE).
 
 With ``--secure-boot`` the recipe is also rendered as the grub configuration the
-machine's grub reads over TFTP (``grub/grub.cfg``, and the per-MAC names grub tries
-first), chosen by the address the machine got (`Machines.grub_config`).
+machine's grub reads over TFTP: ``grub.cfg-01-<mac>``, the name grub asks for first,
+by the MAC in the name (so a machine whose address pxed never learned, as in proxy
+mode, still gets its own); ``grub/grub.cfg`` and the per-address names by the address
+the machine got (`Machines.grub_config`).
 
 What a request leaves behind (rendered scripts, address -> MAC) is bounded and
 expires: hostile clients can fill it, not grow it.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
@@ -69,6 +72,10 @@ SCRIPT_DIR = "pxed/machines"
 """Where per-machine scripts are served (TFTP names and HTTP paths under ROOT's URL)."""
 _KEEP = 4096  # rendered scripts (and addresses) remembered at most
 _TTL = 3600.0  # seconds a rendered script stays fetchable
+# grub's first config name: "grub.cfg-01-" and the Ethernet MAC with hyphens (grubs
+# with Red Hat's config search); with colons, as ``$net_default_mac`` spells it, for a
+# ROOT grub.cfg that sources it (Debian's grub searches no per-MAC name itself).
+_GRUB_MAC = re.compile(r"grub\.cfg-01-((?:[0-9a-f]{2}[-:]){5}[0-9a-f]{2})")
 
 
 def script_name(mac: str) -> str:
@@ -358,11 +365,17 @@ class Machines:
         return self.scripts.get(name.lstrip("/"), now)
 
     def grub_config(self, name: str, mac: str | None, now: float) -> bytes | None:
-        """The grub configuration of the machine at the requesting address (`mac`, as
-        the boot log learned it), for grub's config names; None: ROOT's file."""
-        if mac is None or not self.secure_boot:
+        """The grub configuration for one of grub's config names: the MAC a
+        ``grub.cfg-01-<mac>`` name carries, else the machine at the requesting address
+        (`mac`, as the boot log learned it); None: ROOT's file."""
+        if not self.secure_boot:
             return None
-        base = name.lstrip("/").rsplit("/", 1)[-1]
+        base = name.lstrip("/").rsplit("/", 1)[-1].lower()
         if base != "grub.cfg" and not base.startswith("grub.cfg-"):
+            return None
+        named = _GRUB_MAC.fullmatch(base)
+        if named is not None:
+            return self.grub.get(named.group(1).replace("-", ":"), now)
+        if mac is None:
             return None
         return self.grub.get(mac, now)
