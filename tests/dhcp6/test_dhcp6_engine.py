@@ -62,7 +62,7 @@ def make_engine(store: LeaseStore6 | None = None, **overrides: Any) -> Dhcp6Engi
     }
     cfg = Dhcp6Config(interface="veth0", prefix=PREFIX, server_addresses=(SERVER,), **settings)
     pool = Pool6.from_prefix(cfg.prefix, cfg.server_addresses, cfg.range_start, cfg.range_end)
-    bindings = Bindings(pool, store or MemoryStore6(), cfg.offer_time, cfg.decline_time, cfg.limits)
+    bindings = Bindings(pool, store or MemoryStore6(), cfg)
     return Dhcp6Engine(cfg, SERVER_DUID, bindings)
 
 

@@ -45,7 +45,6 @@ from ptftpd.dhcp6.codec import (
     decode_any,
     encode,
 )
-from ptftpd.dhcp6.leases import Limits
 
 FUZZ = settings(
     max_examples=200,
@@ -176,7 +175,7 @@ def test_every_message_gets_a_well_defined_outcome(
         assert out == [], "relays nested past the hop count limit"
         return
     check(list(out), request, hops)
-    assert len(FULL.bindings) <= Limits().max_offers + Limits().max_bindings
+    assert len(FULL.bindings) <= FULL.config.max_offers + FULL.config.max_bindings
 
 
 @FUZZ
@@ -215,7 +214,7 @@ def test_any_nesting_depth_is_decoded_or_refused(depth: int, code: int) -> None:
 def test_memory_stays_bounded_under_many_random_clients() -> None:
     """10,000 Solicits with 4 IA_NAs each from new DUIDs: the binding table stays within
     its offer cap and the allocation peak is small."""
-    engine = make_engine(limits=Limits(max_offers=2000))
+    engine = make_engine(max_offers=2000)
     tracemalloc.start()
     try:
         for n in range(10_000):

@@ -52,7 +52,6 @@ from ptftpd.dhcp6.codec import (
     decode_any,
     encode,
 )
-from ptftpd.dhcp6.leases import Limits
 
 OFF_LINK = IPv6Address("2001:db8:5::10")
 RELAY_SOURCE = ("fd00:88::2", 547)
@@ -238,8 +237,7 @@ def test_boot_service_ignores_a_request_without_client_id() -> None:
 
 
 def test_offers_from_a_flood_of_new_duids_are_capped_and_expire() -> None:
-    limits = Limits(max_bindings=50, max_offers=100, max_per_client=4)
-    engine = make_engine(limits=limits)
+    engine = make_engine(max_bindings=50, max_offers=100, max_per_client=4)
     for n in range(3000):
         engine.handle(msg(MsgType.SOLICIT, duid(10_000 + n), IaNa(1, 0, 0)), SOURCE, T0)
     assert len(engine.bindings) <= 100, "offers beyond the cap are kept"
@@ -260,12 +258,12 @@ def test_default_caps_bound_memory_after_many_clients() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(engine.bindings) <= Limits().max_offers
+    assert len(engine.bindings) <= engine.config.max_offers
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"
 
 
 def test_one_solicit_with_thousands_of_ias_gets_the_per_client_cap() -> None:
-    engine = make_engine(limits=Limits(max_per_client=8))
+    engine = make_engine(max_per_client=8)
     ias = tuple(IaNa(i, 0, 0) for i in range(4000))
     data = msg(MsgType.SOLICIT, duid(3), *ias)
     assert len(data) > 60_000
@@ -278,7 +276,7 @@ def test_one_solicit_with_thousands_of_ias_gets_the_per_client_cap() -> None:
 
 
 def test_bindings_are_capped_and_a_release_makes_room() -> None:
-    engine = make_engine(limits=Limits(max_bindings=5))
+    engine = make_engine(max_bindings=5)
     held = [lease(engine, duid(30 + n)) for n in range(5)]
     full = one(engine, msg(MsgType.SOLICIT, duid(40), IaNa(1, 0, 0), RapidCommit()))
     request = msg(MsgType.REQUEST, duid(40), ServerId(SERVER_DUID), IaNa(1, 0, 0))

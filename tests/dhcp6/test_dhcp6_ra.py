@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import random
 from ipaddress import IPv6Network
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptftpd.dhcp6.codec import PacketError
-from ptftpd.dhcp6.config import RaConfig
+from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.ra import RaSchedule, build_ra, decode_ra, decode_rs
 from ptftpd.errors import StartError
 
 PREFIX = IPv6Network("fd00:77::/64")
 MAC = bytes.fromhex("525400aabbcc")
+
+
+def ra_config(prefix: IPv6Network = PREFIX, **ra: Any) -> Dhcp6Config:
+    """A DHCPv6 service's settings with these RA fields (`managed=` is `ra_managed`)."""
+    fields = {f"ra_{name}": value for name, value in ra.items()}
+    return Dhcp6Config(interface="veth0", prefix=prefix, **fields)
+
 
 GOLDEN_RA = bytes.fromhex(
     "86"
@@ -41,7 +49,7 @@ GOLDEN_RA = bytes.fromhex(
 
 
 def test_golden_ra_defaults_never_make_us_a_default_router() -> None:
-    assert build_ra(RaConfig(), PREFIX, MAC) == GOLDEN_RA
+    assert build_ra(ra_config(), MAC) == GOLDEN_RA
     ra = decode_ra(GOLDEN_RA)
     assert ra.managed and ra.other and ra.router_lifetime == 0
     assert ra.source_lla == MAC
@@ -50,8 +58,8 @@ def test_golden_ra_defaults_never_make_us_a_default_router() -> None:
 
 
 def test_ra_flags_follow_config() -> None:
-    cfg = RaConfig(managed=False, other=False, autonomous=True, router_lifetime=1800)
-    ra = decode_ra(build_ra(cfg, PREFIX, None))
+    cfg = ra_config(managed=False, other=False, autonomous=True, router_lifetime=1800)
+    ra = decode_ra(build_ra(cfg, None))
     assert not ra.managed and not ra.other and ra.router_lifetime == 1800
     assert ra.prefixes[0].autonomous and ra.source_lla is None
 
@@ -64,7 +72,8 @@ def test_ra_flags_follow_config() -> None:
     st.booleans(),
     st.booleans(),
     st.integers(0, 2**32 - 1),
-    st.integers(0, 128).flatmap(
+    # Dhcp6Config takes prefixes up to /120 (a smaller one holds no pool).
+    st.integers(0, 120).flatmap(
         lambda n: st.integers(0, 2**128 - 1).map(lambda a: IPv6Network((a, n), strict=False))
     ),
     st.one_of(st.none(), st.binary(min_size=6, max_size=6)),
@@ -79,7 +88,8 @@ def test_ra_round_trip(
     net: IPv6Network,
     mac: bytes | None,
 ) -> None:
-    cfg = RaConfig(
+    cfg = ra_config(
+        net,
         managed=m,
         other=o,
         router_lifetime=life,
@@ -88,7 +98,7 @@ def test_ra_round_trip(
         prefix_valid=valid,
         prefix_preferred=valid // 2,
     )
-    ra = decode_ra(build_ra(cfg, net, mac))
+    ra = decode_ra(build_ra(cfg, mac))
     assert (ra.managed, ra.other, ra.router_lifetime) == (m, o, life)
     assert ra.source_lla == mac
     info = ra.prefixes[0]
@@ -113,7 +123,7 @@ def test_router_solicitation_parsing() -> None:
 
 
 def test_schedule_initial_then_regular_intervals_and_solicitations() -> None:
-    cfg = RaConfig(max_interval=600)
+    cfg = ra_config(max_interval=600)
     sched = RaSchedule(cfg, now=100.0, rng=random.Random(7))
     assert sched.due == 100.0, "the first RA goes out at once"
     now = 100.0
@@ -136,6 +146,6 @@ def test_schedule_initial_then_regular_intervals_and_solicitations() -> None:
 
 def test_bad_ra_config_is_a_start_error() -> None:
     with pytest.raises(StartError):
-        RaConfig(min_interval=100, max_interval=10)
+        ra_config(min_interval=100, max_interval=10)
     with pytest.raises(StartError):
-        RaConfig(router_lifetime=9001)
+        ra_config(router_lifetime=9001)

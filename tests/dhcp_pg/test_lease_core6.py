@@ -38,7 +38,7 @@ from ptftpd.dhcp6.codec import (
 )
 from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.engine import Dhcp6Engine
-from ptftpd.dhcp6.leases import Bindings, LeaseStore6, Limits, MemoryStore6, Pool6
+from ptftpd.dhcp6.leases import Bindings, LeaseStore6, MemoryStore6, Pool6
 from ptftpd.dhcp6.pg_store import PgStore6
 from ptftpd.dhcp6.store import SqliteStore6
 
@@ -117,7 +117,9 @@ def config(prefix: IPv6Network) -> Dhcp6Config:
         valid_lifetime=120,
         offer_time=30,
         decline_time=60,
-        limits=Limits(max_bindings=4, max_offers=3, max_per_client=2),
+        max_bindings=4,
+        max_offers=3,
+        max_per_client=2,
         rapid_commit=True,
         send_ra=False,
     )
@@ -125,7 +127,7 @@ def config(prefix: IPv6Network) -> Dhcp6Config:
 
 def engine(cfg: Dhcp6Config, store: LeaseStore6) -> Dhcp6Engine:
     pool = Pool6.from_prefix(cfg.prefix, cfg.server_addresses, cfg.range_start, cfg.range_end)
-    bindings = Bindings(pool, store, cfg.offer_time, cfg.decline_time, cfg.limits)
+    bindings = Bindings(pool, store, cfg)
     return Dhcp6Engine(cfg, SERVER_DUID, bindings)
 
 

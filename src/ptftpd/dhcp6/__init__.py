@@ -28,7 +28,7 @@ from ptftpd.dhcp6.boot import (
     is_netboot,
     url_policy,
 )
-from ptftpd.dhcp6.config import Dhcp6Config, RaConfig, config_for_interface
+from ptftpd.dhcp6.config import Dhcp6Config, config_for_interface
 from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
 from ptftpd.dhcp6.service import Dhcp6Service
 
@@ -41,7 +41,6 @@ __all__ = [
     "Dhcp6Engine",
     "Dhcp6Service",
     "Outgoing",
-    "RaConfig",
     "boot_url",
     "config_for_interface",
     "is_netboot",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
 from ptftpd.dhcp.balance import DEFAULT_PEER_TIMEOUT
 from ptftpd.dhcp6.boot import BootPolicy6
-from ptftpd.dhcp6.leases import Limits
 from ptftpd.errors import StartError
 from ptftpd.netif import InterfaceError, interface_addresses
 
@@ -17,36 +16,11 @@ __all__ = [
     "CLIENT_PORT",
     "SERVER_PORT",
     "Dhcp6Config",
-    "RaConfig",
     "config_for_interface",
 ]
 
 SERVER_PORT = 547
 CLIENT_PORT = 546
-
-
-@dataclass(frozen=True)
-class RaConfig:
-    """Router advertisements. Router lifetime 0 by default: we announce the prefix and
-    the M flag but never become anyone's default router by accident."""
-
-    managed: bool = True  # M: addresses from DHCPv6
-    other: bool = True  # O: other configuration (DNS, boot URL) from DHCPv6
-    router_lifetime: int = 0
-    on_link: bool = True  # L in the prefix option
-    autonomous: bool = False  # A: SLAAC as well (off: addresses come from DHCPv6)
-    prefix_valid: int = 86400
-    prefix_preferred: int = 14400
-    max_interval: float = 60.0  # RFC 4861 allows 4..1800 s
-    min_interval: float | None = None  # None: 0.33 x max_interval (RFC 4861 default)
-    hop_limit: int = 64
-
-    def __post_init__(self) -> None:
-        low = self.min_interval if self.min_interval is not None else self.max_interval / 3
-        if not 0 < low <= self.max_interval:
-            raise StartError("RA interval: need 0 < min <= max")
-        if not 0 <= self.router_lifetime <= 9000:
-            raise StartError("RA router lifetime must be 0..9000 s")
 
 
 @dataclass(frozen=True)
@@ -72,8 +46,12 @@ class Dhcp6Config:
     t2: int | None = None  # None: 0.8 x preferred
     offer_time: float = 60.0
     decline_time: float = 600.0
-    # What clients can make the server remember: offers, bindings, IAs per DUID.
-    limits: Limits = field(default_factory=Limits)
+    # What clients can make the server remember (`leases.Bindings`): open offers, IAs
+    # per DUID (offered or bound), addresses bound or quarantined. About 450 bytes a
+    # binding: the defaults keep the table under 10 MB.
+    max_bindings: int = 16384
+    max_offers: int = 4096
+    max_per_client: int = 8
     rapid_commit: bool = False
     # Boot options only, no IA_NA: addresses come from another DHCPv6 server.
     proxy: bool = False
@@ -82,8 +60,20 @@ class Dhcp6Config:
     boot_service_port: int | None = 4011
     dns_servers: tuple[IPv6Address, ...] = ()
     boot_policy: BootPolicy6 | None = None
+    # Router advertisements of `prefix` on `interface` (`ra.build_ra`, `ra.RaSchedule`).
+    # Router lifetime 0 by default: we announce the prefix and the M flag but never
+    # become anyone's default router by accident.
     send_ra: bool = True
-    ra: RaConfig = field(default_factory=RaConfig)
+    ra_managed: bool = True  # M: addresses from DHCPv6
+    ra_other: bool = True  # O: other configuration (DNS, boot URL) from DHCPv6
+    ra_router_lifetime: int = 0
+    ra_on_link: bool = True  # L in the prefix option
+    ra_autonomous: bool = False  # A: SLAAC as well (off: addresses come from DHCPv6)
+    ra_prefix_valid: int = 86400
+    ra_prefix_preferred: int = 14400
+    ra_max_interval: float = 60.0  # RFC 4861 allows 4..1800 s
+    ra_min_interval: float | None = None  # None: 0.33 x max interval (RFC 4861 default)
+    ra_hop_limit: int = 64
     server_port: int = SERVER_PORT
     client_port: int = CLIENT_PORT
 
@@ -101,6 +91,19 @@ class Dhcp6Config:
         for address in (self.range_start, self.range_end):
             if address is not None and address not in self.prefix:
                 raise StartError(f"range address {address} is outside {self.prefix}")
+        if min(self.max_bindings, self.max_offers, self.max_per_client) < 1:
+            raise StartError("binding limits must be at least 1")
+        if not 0 < self.ra_low_interval <= self.ra_max_interval:
+            raise StartError("RA interval: need 0 < min <= max")
+        if not 0 <= self.ra_router_lifetime <= 9000:
+            raise StartError("RA router lifetime must be 0..9000 s")
+
+    @property
+    def ra_low_interval(self) -> float:
+        """The shortest interval between unsolicited RAs."""
+        if self.ra_min_interval is not None:
+            return self.ra_min_interval
+        return self.ra_max_interval / 3
 
     @property
     def renew_time(self) -> int:

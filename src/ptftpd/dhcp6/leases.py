@@ -12,7 +12,8 @@ the same address back even after its lease was lost, and two clients rarely prob
 same addresses; at most `_MAX_PROBES` candidates are tried per request, so a full pool
 costs a bounded amount of work.
 
-State an unauthenticated packet creates is bounded and expires (`Limits`): an offer
+State an unauthenticated packet creates is bounded and expires (the limits of
+`Dhcp6Config`, the one settings object the bindings are built from): an offer
 lives `offer_time` seconds and at most `max_offers` are kept (a new one pushes out the
 oldest: an Advertise promises nothing); one DUID holds at most `max_per_client` IAs
 (offered or bound: a Solicit with 4,000 IA_NAs gets `max_per_client` addresses and
@@ -29,14 +30,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
 from ipaddress import IPv6Address, IPv6Network
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ptftpd.dhcp6.config import Dhcp6Config
 
 __all__ = [
     "Bindings",
     "Lease6",
     "LeaseState6",
     "LeaseStore6",
-    "Limits",
     "LocalStore6",
     "MemoryStore6",
     "Pool6",
@@ -178,20 +181,6 @@ class Pool6:
         )
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Caps on what clients can make the server remember (see the module docstring).
-    About 450 bytes a binding: the defaults keep the table under 10 MB."""
-
-    max_bindings: int = 16384
-    max_offers: int = 4096
-    max_per_client: int = 8
-
-    def __post_init__(self) -> None:
-        if min(self.max_bindings, self.max_offers, self.max_per_client) < 1:
-            raise ValueError("binding limits must be at least 1")
-
-
 _LIVE = (LeaseState6.OFFERED, LeaseState6.BOUND)
 _HELD = (LeaseState6.BOUND, LeaseState6.DECLINED)
 _SWEEP_EVERY = 1.0
@@ -202,15 +191,17 @@ class Bindings:
         self,
         pool: Pool6,
         store: LeaseStore6,
-        offer_time: float = 60.0,
-        decline_time: float = 600.0,
-        limits: Limits | None = None,
+        config: Dhcp6Config,
     ) -> None:
+        """`config` gives the offer and decline times and the caps on what clients can
+        make the server remember (`max_offers`, `max_per_client`, `max_bindings`)."""
         self.pool = pool
         self.store = store
-        self.offer_time = offer_time
-        self.decline_time = decline_time
-        self.limits = limits or Limits()
+        self.offer_time = config.offer_time
+        self.decline_time = config.decline_time
+        self.max_offers = config.max_offers
+        self.max_per_client = config.max_per_client
+        self.max_bindings = config.max_bindings
         self._by_addr: dict[IPv6Address, Lease6] = {}
         self._by_key: dict[tuple[bytes, int], Lease6] = {}
         self._offers: dict[tuple[bytes, int], None] = {}  # offered keys, oldest first
@@ -227,7 +218,7 @@ class Bindings:
             self._put(lease)
 
     def __len__(self) -> int:
-        """Entries kept in memory, whatever their state (bounded by `limits`)."""
+        """Entries kept in memory, whatever their state (bounded by the caps)."""
         with self._lock:
             return len(self._by_addr)
 
@@ -286,14 +277,14 @@ class Bindings:
         self.sweep(now)
         if (duid, iaid) in self._by_key:
             return True
-        if self._per_client.get(duid, 0) >= self.limits.max_per_client:
+        if self._per_client.get(duid, 0) >= self.max_per_client:
             return False
         if state is LeaseState6.OFFERED:
-            while len(self._offers) >= self.limits.max_offers:
+            while len(self._offers) >= self.max_offers:
                 oldest = next(iter(self._offers))
                 self._drop(self._by_key[oldest])
             return True
-        return self._held < self.limits.max_bindings
+        return self._held < self.max_bindings
 
     def leases(self) -> list[Lease6]:
         with self._lock:
@@ -326,7 +317,7 @@ class Bindings:
         within the limits (a binding slot, as any binding)."""
         if lease.address not in self.pool or not lease.holds(now):
             return
-        if self._held >= self.limits.max_bindings and lease.address not in self._by_addr:
+        if self._held >= self.max_bindings and lease.address not in self._by_addr:
             return
         self._set(lease)
 
@@ -398,15 +389,15 @@ class Bindings:
         """Commit a binding (Request, rapid-commit Solicit).
 
         `exact`: only `hint` will do; None otherwise. None also when the client or the
-        server is at its cap (`limits`)."""
+        server is at its cap (`max_bindings`)."""
         current = self.lookup(duid, iaid, now)
         with self._lock:
             if current is None or current.state is not LeaseState6.BOUND:
                 # An offer becoming a binding takes a binding slot.
                 if current is not None:
-                    if self._held >= self.limits.max_bindings:
+                    if self._held >= self.max_bindings:
                         self.sweep(now)
-                        if self._held >= self.limits.max_bindings:
+                        if self._held >= self.max_bindings:
                             return None
                 elif not self._room_for(duid, iaid, now, LeaseState6.BOUND):
                     return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 
 from ptftpd.dhcp6.codec import PacketError
-from ptftpd.dhcp6.config import RaConfig
+from ptftpd.dhcp6.config import Dhcp6Config
 
 __all__ = [
     "ICMP6_RA",
@@ -69,21 +69,21 @@ class RouterSolicit:
     source_lla: bytes | None
 
 
-def build_ra(config: RaConfig, prefix: IPv6Network, mac: bytes | None) -> bytes:
-    """The RA for one prefix, with our link-layer address when we know it."""
-    flags = (FLAG_M if config.managed else 0) | (FLAG_O if config.other else 0)
-    head = struct.pack(
-        "!BBHBBHII", ICMP6_RA, 0, 0, config.hop_limit, flags, config.router_lifetime, 0, 0
-    )
-    pflags = (PREFIX_L if config.on_link else 0) | (PREFIX_A if config.autonomous else 0)
+def build_ra(config: Dhcp6Config, mac: bytes | None) -> bytes:
+    """The RA for `config.prefix`, with our link-layer address when we know it."""
+    flags = (FLAG_M if config.ra_managed else 0) | (FLAG_O if config.ra_other else 0)
+    lifetime = config.ra_router_lifetime
+    head = struct.pack("!BBHBBHII", ICMP6_RA, 0, 0, config.ra_hop_limit, flags, lifetime, 0, 0)
+    pflags = (PREFIX_L if config.ra_on_link else 0) | (PREFIX_A if config.ra_autonomous else 0)
+    prefix = config.prefix
     prefix_opt = struct.pack(
         "!BBBBIII16s",
         OPT_PREFIX_INFO,
         4,
         prefix.prefixlen,
         pflags,
-        config.prefix_valid,
-        min(config.prefix_preferred, config.prefix_valid),
+        config.ra_prefix_valid,
+        min(config.ra_prefix_preferred, config.ra_prefix_valid),
         0,
         prefix.network_address.packed,
     )
@@ -166,7 +166,7 @@ class RaSchedule:
     0-0.5 s later, but never closer than 3 s to the previous multicast RA.
     """
 
-    def __init__(self, config: RaConfig, now: float, rng: random.Random | None = None) -> None:
+    def __init__(self, config: Dhcp6Config, now: float, rng: random.Random | None = None) -> None:
         self.config = config
         self._rng = rng or random.Random()
         self._sent = 0
@@ -174,9 +174,7 @@ class RaSchedule:
         self.due = now  # the first one right away
 
     def _interval(self) -> float:
-        high = self.config.max_interval
-        low = self.config.min_interval if self.config.min_interval is not None else high / 3
-        delay = self._rng.uniform(low, high)
+        delay = self._rng.uniform(self.config.ra_low_interval, self.config.ra_max_interval)
         if self._sent <= MAX_INITIAL_RTR_ADVERTISEMENTS:
             delay = min(delay, MAX_INITIAL_RTR_ADVERT_INTERVAL)
         return delay

@@ -12,10 +12,10 @@ import asyncio
 import logging
 import socket
 import struct
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 
 from ptftpd.dhcp6.codec import PacketError
-from ptftpd.dhcp6.config import RaConfig
+from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.ra import ICMP6_RS, RaSchedule, build_ra, decode_rs
 from ptftpd.errors import StartError
 from ptftpd.events import EventSink, RouterAdvertised, RouterSolicited, ignore
@@ -63,21 +63,20 @@ def open_icmp6_socket(interface: str, ifindex: int) -> socket.socket:
 class RaSender:
     def __init__(
         self,
-        interface: str,
+        config: Dhcp6Config,
         ifindex: int,
-        prefix: IPv6Network,
-        config: RaConfig,
         mac: bytes | None,
         events: EventSink = ignore,
     ) -> None:
-        self.interface = interface
+        """Advertises `config.prefix` on `config.interface` (index `ifindex`)."""
+        self.interface = config.interface
         # Told of each solicitation heard (`RouterSolicited`) and each advertisement
         # sent (`RouterAdvertised`, with the MACs it answers: at most 64 wait).
         self.events = events
         self._answering: dict[str, None] = {}
         self.ifindex = ifindex
         self.config = config
-        self.packet = build_ra(config, prefix, mac)
+        self.packet = build_ra(config, mac)
         self.sent = 0
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

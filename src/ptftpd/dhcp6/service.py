@@ -233,7 +233,7 @@ class Dhcp6Service:
         try:
             if self._store is None:
                 self._store = self._open_store(duid)
-            bindings = Bindings(pool, self._store, cfg.offer_time, cfg.decline_time, cfg.limits)
+            bindings = Bindings(pool, self._store, cfg)
         except (Lease6StoreError, StoreError) as exc:
             raise StartError(str(exc)) from None
         self.engine = Dhcp6Engine(cfg, duid, bindings)
@@ -265,9 +265,7 @@ class Dhcp6Service:
                 raise
             self._boot_endpoint = self._serve(sock, boot_service=True)
         if cfg.send_ra:
-            self.ra = RaSender(
-                cfg.interface, self.ifindex, cfg.prefix, cfg.ra, mac, events=self.events
-            )
+            self.ra = RaSender(cfg, self.ifindex, mac, events=self.events)
             try:
                 self.ra.start()
             except StartError:
