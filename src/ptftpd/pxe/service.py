@@ -97,6 +97,17 @@ def _with_http_clients(config: PxeConfig) -> PxeConfig:
     return dataclasses.replace(config, dhcp=dhcp)
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def _close_each(*parts: _Closable | None) -> None:
+    """Close every part that was started (the others are None)."""
+    for part in parts:
+        if part is not None:
+            part.close()
+
+
 def _global_v6_hosts(iface: str) -> list[str]:
     found = interface_addresses(iface, family=6)
     return [a.host for a in found if not a.address.is_link_local]
@@ -531,37 +542,26 @@ class PxeService:
         await self.machine_states.start()
 
     def close(self) -> None:
-        if self.boot_api is not None:
-            self.boot_api.close()
-            self.boot_api = None
-        if self.machine_states is not None:
-            self.machine_states.close()
-            self.machine_states = None
+        _close_each(self.boot_api, self.machine_states)
+        self.boot_api = None
+        self.machine_states = None
         self.timeline.flush()  # the last changes, to the watchers below
-        if self.boot_records is not None:
-            self.boot_records.close()
-            self.boot_records = None
-        if self.traces is not None:
-            self.traces.close()
-            self.traces = None
+        _close_each(self.boot_records, self.traces)
+        self.boot_records = None
+        self.traces = None
         self.timeline.close()
         if self._boot_timer is not None:
             self._boot_timer.cancel()
             self._boot_timer = None
-        for endpoint in self._endpoints.values():
-            endpoint.close()
+        _close_each(
+            *self._endpoints.values(),
+            self.dhcp_server,
+            self.dhcp6_service,
+            self.http_server,
+            self.api_server,
+            self.tftp_server,
+            self.tftp_pool,
+        )
         self._endpoints.clear()
-        if self.dhcp_server is not None:
-            self.dhcp_server.close()
-        if self.dhcp6_service is not None:
-            self.dhcp6_service.close()
-        if self.http_server is not None:
-            self.http_server.close()
-        if self.api_server is not None:
-            self.api_server.close()
-        if self.tftp_server is not None:
-            self.tftp_server.close()
-        if self.tftp_pool is not None:
-            self.tftp_pool.close()
-            self.tftp_pool = None
+        self.tftp_pool = None
         self.boot_log.flush()
