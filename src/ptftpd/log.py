@@ -145,6 +145,27 @@ class OncePerKey:
             del seen[oldest]
 
 
+class Outage:
+    """Something pxed depends on that can fail and recover (a database, a collector):
+    one warning when it starts failing, one when it works again, nothing in between."""
+
+    def __init__(self, logger: logging.Logger, down: str, back: str) -> None:
+        self.logger = logger
+        self.down = down  # "boot records not saved": the line says why after it
+        self.back = back
+        self.failing = False
+
+    def failed(self, why: object) -> None:
+        if not self.failing:
+            self.logger.warning("%s: %s", self.down, why)
+        self.failing = True
+
+    def worked(self) -> None:
+        if self.failing:
+            self.logger.warning("%s", self.back)
+        self.failing = False
+
+
 def say_ignored(
     logger: logging.Logger, seen: OncePerKey, now: float, what: str, mac: str, why: str
 ) -> None:

@@ -27,13 +27,15 @@ import math
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ptftpd.dhcp.store import StoreError
+from ptftpd.log import Outage
 
 if TYPE_CHECKING:
     from ptftpd.pxe.timeline import Attempt
@@ -102,34 +104,6 @@ class BootRecord:
         )
 
 
-class BootRecords(Protocol):
-    def save(self, records: Iterable[BootRecord]) -> None: ...
-
-    def recent(
-        self,
-        *,
-        mac: str | None = None,
-        state: str | None = None,
-        since: float | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        """Attempts of every server, newest first: `mac`'s, in `state`, changed at or
-        after `since` (wall clock), at most `limit` (capped at RECENT_LIMIT)."""
-        ...
-
-    def prune(self, before: float) -> int:
-        """Delete the attempts last changed before `before` (wall clock); how many."""
-        ...
-
-    def others(self, writer: str, since: float, limit: int) -> list[tuple[str, float, str]]:
-        """Rows whose id does not start with `writer` (this run's "SERVER RUN "),
-        changed at or after `since`, the oldest change first, at most `limit`: (id,
-        updated, record JSON)."""
-        ...
-
-    def close(self) -> None: ...
-
-
 def _where(
     mac: str | None, state: str | None, since: float | None, mark: str
 ) -> tuple[str, list[Any]]:
@@ -146,7 +120,53 @@ def _limit(limit: int) -> int:
     return max(0, min(int(limit), RECENT_LIMIT))
 
 
-class SqliteBootRecords:
+class BootRecords(ABC):
+    """The store. The queries are written once here with the database's parameter
+    `mark`; each database says how it runs one (`_execute`) and how it saves."""
+
+    mark = "?"
+
+    @abstractmethod
+    def save(self, records: Iterable[BootRecord]) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def _execute(self, sql: str, args: Sequence[Any], action: str) -> tuple[list[Any], int]:
+        """Run one statement: (rows, rowcount); a failure to `action` is a StoreError."""
+
+    def recent(
+        self,
+        *,
+        mac: str | None = None,
+        state: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Attempts of every server, newest first: `mac`'s, in `state`, changed at or
+        after `since` (wall clock), at most `limit` (capped at RECENT_LIMIT)."""
+        where, args = _where(mac, state, since, self.mark)
+        sql = f"SELECT record FROM boot_attempts{where} ORDER BY started DESC, id LIMIT {self.mark}"
+        rows, _ = self._execute(sql, [*args, _limit(limit)], "read")
+        return [json.loads(row[0]) for row in rows]
+
+    def others(self, writer: str, since: float, limit: int) -> list[tuple[str, float, str]]:
+        """Rows whose id does not start with `writer` (this run's "SERVER RUN "),
+        changed at or after `since`, the oldest change first, at most `limit`: (id,
+        updated, record JSON)."""
+        args = (len(writer), writer, since, limit)
+        rows, _ = self._execute(_OTHERS.format(m=self.mark), args, "read")
+        return [(str(i), float(u), str(r)) for i, u, r in rows]
+
+    def prune(self, before: float) -> int:
+        """Delete the attempts last changed before `before` (wall clock); how many."""
+        sql = f"DELETE FROM boot_attempts WHERE updated < {self.mark}"
+        _, deleted = self._execute(sql, (before,), "prune")
+        return deleted
+
+
+class SqliteBootRecords(BootRecords):
     """The `boot_attempts` table in the SQLite lease file (WAL: the lease store's own
     connection is never blocked by ours for long). Used from one thread at a time."""
 
@@ -184,48 +204,24 @@ class SqliteBootRecords:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write boot records to {self.path}: {exc}") from None
 
-    def recent(
-        self,
-        *,
-        mac: str | None = None,
-        state: str | None = None,
-        since: float | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        where, args = _where(mac, state, since, "?")
-        sql = f"SELECT record FROM boot_attempts{where} ORDER BY started DESC, id LIMIT ?"
+    def _execute(self, sql: str, args: Sequence[Any], action: str) -> tuple[list[Any], int]:
         try:
             with self._lock:
-                rows = self._db.execute(sql, [*args, _limit(limit)]).fetchall()
+                cursor = self._db.execute(sql, args)
+                return cursor.fetchall(), cursor.rowcount
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read boot records from {self.path}: {exc}") from None
-        return [json.loads(row[0]) for row in rows]
-
-    def others(self, writer: str, since: float, limit: int) -> list[tuple[str, float, str]]:
-        args = (len(writer), writer, since, limit)
-        try:
-            with self._lock:
-                rows = self._db.execute(_OTHERS.format(m="?"), args).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read boot records from {self.path}: {exc}") from None
-        return [(str(i), float(u), str(r)) for i, u, r in rows]
-
-    def prune(self, before: float) -> int:
-        try:
-            with self._lock:
-                done = self._db.execute("DELETE FROM boot_attempts WHERE updated < ?", (before,))
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot prune boot records in {self.path}: {exc}") from None
-        return int(done.rowcount)
+            raise StoreError(f"cannot {action} boot records in {self.path}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
 
-class PgBootRecords:
+class PgBootRecords(BootRecords):
     """The `boot_attempts` table in the PostgreSQL lease database (migrated with the
     lease schema), through its own small connection pool: every server's rows."""
+
+    mark = "%s"
 
     def __init__(self, conninfo: str, server_id: str) -> None:
         from ptftpd.dhcp.pg_link import PgLink, PgSettings
@@ -249,35 +245,11 @@ class PgBootRecords:
 
         self._link.run(op, attempts=1)
 
-    def recent(
-        self,
-        *,
-        mac: str | None = None,
-        state: str | None = None,
-        since: float | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        where, args = _where(mac, state, since, "%s")
-        sql = f"SELECT record FROM boot_attempts{where} ORDER BY started DESC, id LIMIT %s"
-
-        def op(conn: Any) -> list[Any]:
-            return list(conn.execute(sql, [*args, _limit(limit)]).fetchall())
-
-        return [json.loads(row[0]) for row in self._link.run(op, atomic=True)]
-
-    def others(self, writer: str, since: float, limit: int) -> list[tuple[str, float, str]]:
-        args = (len(writer), writer, since, limit)
-
-        def op(conn: Any) -> list[Any]:
-            return list(conn.execute(_OTHERS.format(m="%s"), args).fetchall())
-
-        return [(str(i), float(u), str(r)) for i, u, r in self._link.run(op, atomic=True)]
-
-    def prune(self, before: float) -> int:
-        def op(conn: Any) -> int:
-            return int(
-                conn.execute("DELETE FROM boot_attempts WHERE updated < %s", (before,)).rowcount
-            )
+    def _execute(self, sql: str, args: Sequence[Any], action: str) -> tuple[list[Any], int]:
+        def op(conn: Any) -> tuple[list[Any], int]:
+            cursor = conn.execute(sql, args)
+            rows = cursor.fetchall() if cursor.description is not None else []
+            return list(rows), int(cursor.rowcount)
 
         return self._link.run(op, atomic=True)
 
@@ -346,7 +318,7 @@ class BootRetention:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="boot-records")
         self._task: asyncio.Task[None] | None = None
         self._unwatch: Callable[[], None] | None = None
-        self._failing = False
+        self._outage = Outage(log, "boot records not saved", "boot records saved again")
         self._next_prune = 0.0
         # The other servers' attempts in the same database (id -> API form), read
         # with each write: what the API shows beside this server's own. Bounded like
@@ -394,13 +366,9 @@ class BootRetention:
             writer = f"{self.server} {self.run} "
             found = [] if since == math.inf else self.store.others(writer, since, 1000)
         except StoreError as exc:
-            if not self._failing:
-                log.warning("boot records not saved: %s", exc)
-            self._failing = True
+            self._outage.failed(exc)
             return None
-        if self._failing:
-            log.warning("boot records saved again")
-        self._failing = False
+        self._outage.worked()
         return found
 
     async def flush(self) -> None:

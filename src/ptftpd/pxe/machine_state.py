@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ptftpd.dhcp.store import StoreError
+from ptftpd.log import Outage
 from ptftpd.pxe.decision import MachineState, StateTable, normal_mac
 
 if TYPE_CHECKING:
@@ -250,7 +251,7 @@ class StateKeeper:
         self.interval = interval
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="machine-states")
         self._task: asyncio.Task[None] | None = None
-        self._failing = False
+        self._outage = Outage(log, "machine states not read", "machine states read again")
         self._changes = 0  # a read that started before a change must not undo it
 
     async def _run_in_thread(self, fn: Any, *args: Any) -> Any:
@@ -262,13 +263,9 @@ class StateKeeper:
         try:
             states = await self._run_in_thread(self.store.load)
         except StoreError as exc:
-            if not self._failing:
-                log.warning("machine states not read: %s", exc)
-            self._failing = True
+            self._outage.failed(exc)
             return False
-        if self._failing:
-            log.warning("machine states read again")
-        self._failing = False
+        self._outage.worked()
         if changes == self._changes:
             self.table.states = states
         return True

@@ -25,6 +25,7 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ptftpd.log import Outage
 from ptftpd.pxe.timeline import COMPLETED, IN_PROGRESS
 
 if TYPE_CHECKING:
@@ -79,19 +80,17 @@ class BootTraces:
         resource = Resource.create({"service.name": service, "host.name": socket.gethostname()})
         self._provider = TracerProvider(resource=resource)
         exporter = OTLPSpanExporter(endpoint=url, timeout=timeout)
-        self.failing = False
+        outage = Outage(log, f"boot traces not sent to {url}", f"boot traces sent to {url} again")
         send = exporter.export
 
         def export(spans: Any) -> Any:
             """The SDK's export, its outcome said in one line when it changes (the
             SDK's own per-batch retry lines are muted)."""
             result = send(spans)
-            ok = result.name == "SUCCESS"
-            if not ok and not self.failing:
-                log.warning("boot traces not sent to %s: the collector does not answer", url)
-            elif ok and self.failing:
-                log.warning("boot traces sent to %s again", url)
-            self.failing = not ok
+            if result.name == "SUCCESS":
+                outage.worked()
+            else:
+                outage.failed("the collector does not answer")
             return result
 
         exporter.export = export  # type: ignore[method-assign,unused-ignore]
