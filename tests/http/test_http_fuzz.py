@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ptftpd.http.config import HttpConfig
 from ptftpd.http.errors import HttpError
-from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, Request, ServerConnection
+from ptftpd.http.protocol import CLOSED, NEED_DATA, Request, ServerConnection
 
 NOW = 1_790_000_000.0
 MTIME = 1_700_000_000.0
-LIMITS = Limits()
+LIMITS = HttpConfig(root=None, bind=())
 READ_SIZE = 64 * 1024
 VALID_STATUSES = {200, 206, 400, 404, 405, 413, 414, 416, 431, 505}
 

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ptftpd.http.config import HttpConfig
 from ptftpd.http.errors import HttpError
 from ptftpd.http.protocol import (
     CLOSED,
     NEED_DATA,
-    Limits,
     Request,
     Response,
     ServerConnection,
@@ -163,7 +163,7 @@ def test_malformed_heads_are_refused_with_their_status(data: bytes, status: int)
 
 
 def test_chunked_body_beyond_the_limit_is_413() -> None:
-    conn = ServerConnection(Limits(max_body=10))
+    conn = ServerConnection(HttpConfig(root=None, bind=(), max_body=10))
     conn.receive(b"GET /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
     assert conn.next_request() is NEED_DATA
     conn.receive(b"8\r\n12345678\r\n")

@@ -5,7 +5,6 @@ timeline fed typed events)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import socket
 import subprocess
@@ -13,14 +12,13 @@ from ipaddress import IPv4Address
 
 from ptftpd.events import DhcpMessage
 from ptftpd.pxe.api import (
-    API_LIMITS,
-    ApiConfig,
     ApiRequest,
     ApiServer,
     EventHub,
     Reply,
     Router,
     add_boot_routes,
+    api_config,
     json_reply,
     machine_key,
 )
@@ -55,7 +53,7 @@ def serve(
         return json_reply({"local": machine_key(request.params["mac"]), "body": request.json()})
 
     router.add("POST", "/v1/machines/{mac}/local", local, write=True)
-    server = ApiServer(ApiConfig(bind=("127.0.0.1", 0), **config), router)  # type: ignore[arg-type]
+    server = ApiServer(api_config(("127.0.0.1", 0), **config), router)
     return driver, hub, router, server
 
 
@@ -98,8 +96,9 @@ async def _exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
 
 
 def test_request_bounds_headers_body_time_and_connections() -> None:
-    limits = dataclasses.replace(API_LIMITS, max_headers=8, max_body=1024)
-    _, _, _, server = serve([TOKEN], limits=limits, request_timeout=0.5, max_connections=3)
+    _, _, _, server = serve(
+        [TOKEN], max_headers=8, max_body=1024, header_timeout=0.5, max_connections=3
+    )
 
     async def run() -> None:
         await server.start()
@@ -111,7 +110,7 @@ def test_request_bounds_headers_body_time_and_connections() -> None:
         big = b"POST /v1/machines/52:54:00:12:34:56/local HTTP/1.1\r\nHost: a\r\n"
         answer = await _exchange(port, big + b"Content-Length: 5000\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 413 "), answer
-        # Half a request, then nothing: the connection goes after request_timeout.
+        # Half a request, then nothing: the connection goes after header_timeout.
         loop = asyncio.get_running_loop()
         started = loop.time()
         answer = await _exchange(port, b"GET /v1/boots HTTP/1.1\r\nHo", timeout=5)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ptftpd.events import DhcpMessage, TransferFinished, TransferStarted
 from ptftpd.http.errors import HttpError
 from ptftpd.pxe.api import EventHub, Router, Stream, add_boot_routes, json_reply
-from ptftpd.pxe.api.connection import API_LIMITS, ApiConnection, RawRequest
+from ptftpd.pxe.api.connection import API_DEFAULTS, ApiConnection, RawRequest
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 
@@ -89,7 +89,7 @@ def requests(draw: st.DrawFn) -> bytes:
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests())
 def test_every_api_request_gets_one_json_answer(raw: bytes) -> None:
-    conn = ApiConnection(API_LIMITS)
+    conn = ApiConnection(API_DEFAULTS)
     conn.receive(raw)
     try:
         request = conn.next_request()

@@ -38,7 +38,7 @@ from ptftpd.events import (
     TransferStarted,
 )
 from ptftpd.http import Served
-from ptftpd.pxe.api import ApiConfig, ApiServer, EventHub, Router, add_boot_routes
+from ptftpd.pxe.api import ApiServer, EventHub, Router, add_boot_routes, api_config
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 from support import require_tool
@@ -118,7 +118,7 @@ class ApiThread:
         # too (active-active): its record comes beside ours, never in its place.
         hub = EventHub(self.driver, server="pxe-a")
         add_boot_routes(router, self.driver, hub, lambda: [OTHER], "pxe-a")
-        self.server = ApiServer(ApiConfig(bind=("127.0.0.1", 0)), router)
+        self.server = ApiServer(api_config(("127.0.0.1", 0)), router)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

@@ -33,7 +33,7 @@ from ptftpd.dhcp.store import StoreError, default_leases_path
 from ptftpd.dhcp.toml_types import KEY_TYPES
 from ptftpd.errors import StartError, bad_setting, report
 from ptftpd.fields import Field
-from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
+from ptftpd.http.config import DEFAULT_MAX_CONNECTIONS
 from ptftpd.netif import InterfaceError
 from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files, traces
 from ptftpd.pxe.boot_records import DEFAULT_MAX_AGE

@@ -5,8 +5,8 @@
 `server` is its asyncio driver.
 """
 
+from ptftpd.http.config import HttpConfig
 from ptftpd.http.errors import HttpError
-from ptftpd.http.protocol import Limits
-from ptftpd.http.server import HttpConfig, HttpServer, Served
+from ptftpd.http.server import HttpServer, Served
 
-__all__ = ["HttpConfig", "HttpError", "HttpServer", "Limits", "Served"]
+__all__ = ["HttpConfig", "HttpError", "HttpServer", "Served"]

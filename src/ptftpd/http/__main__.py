@@ -11,7 +11,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS, HttpConfig, HttpServer
+from ptftpd.http.config import DEFAULT_MAX_CONNECTIONS, HttpConfig
+from ptftpd.http.server import HttpServer
 from ptftpd.paths import root_problem
 from ptftpd.service.runtime import run_service
 from ptftpd.values import positive_int

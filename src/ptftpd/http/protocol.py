@@ -33,6 +33,7 @@ from typing import Generic, TypeVar, cast
 import h11
 
 from ptftpd import __version__
+from ptftpd.http.config import HttpConfig
 from ptftpd.http.errors import HttpError
 from ptftpd.http.ranges import UNSATISFIABLE, WHOLE, ByteRange, choose_range
 
@@ -46,19 +47,7 @@ _HOST = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what one request may make us buffer."""
-
-    max_head: int = 16 * 1024
-    """Request line plus headers; more is 431 (or 414 when the request line alone is)."""
-    max_target: int = 8 * 1024
-    """Request-target length; more is 414."""
-    max_body: int = 64 * 1024
-    """A GET/HEAD body is read and thrown away up to this size; more is 413."""
-    max_headers: int | None = None
-    """Header lines; more is 431. None: `max_head` alone bounds them (the file server;
-    the operator API counts them)."""
+_DEFAULTS = HttpConfig(root=None, bind=())
 
 
 class Signal(enum.Enum):
@@ -132,16 +121,16 @@ _R = TypeVar("_R")
 
 
 class RequestReader(Generic[_R]):
-    """Reads requests off one connection with h11, the head bounded by `limits.max_head`:
+    """Reads requests off one connection with h11, the head bounded by `config.max_head`:
     bytes in with `receive`, requests out with `next_request` (or NEED_DATA, or CLOSED:
     the peer closed, also in the middle of a request, when nobody is left to read an
     error); HttpError for a request to refuse. What a request must be and what comes out
     is the subclass's (the file server's, the operator API's): `_start` checks a head,
     `_data` takes body bytes, `_end` gives the request once its message ended."""
 
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
+    def __init__(self, config: HttpConfig) -> None:
+        self.config = config  # read for the request bounds (max_head, max_body...)
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_head)
         self._in_request = False  # a head was read, its message has not ended
         self._closed = False
         self._head_request = False
@@ -214,8 +203,8 @@ class ServerConnection(RequestReader[Request]):
     discarded); for an HttpError answer with `error_response(..., close=True)`: after a
     protocol error the stream cannot be trusted."""
 
-    def __init__(self, limits: Limits = Limits()) -> None:
-        super().__init__(limits)
+    def __init__(self, config: HttpConfig = _DEFAULTS) -> None:
+        super().__init__(config)
         self._request: Request | None = None
         self._body_bytes = 0
         self._pending_file_bytes = 0
@@ -226,7 +215,7 @@ class ServerConnection(RequestReader[Request]):
 
     def _data(self, data: bytes) -> None:
         self._body_bytes += len(data)
-        if self._body_bytes > self.limits.max_body:
+        if self._body_bytes > self.config.max_body:
             raise HttpError(413, "request body too large")
 
     def _end(self) -> Request:
@@ -245,7 +234,7 @@ class ServerConnection(RequestReader[Request]):
         version = event.http_version.decode("ascii")
         if not version.startswith("1."):
             raise HttpError(505, f"HTTP/{version} not supported")
-        if len(event.target) > self.limits.max_target:
+        if len(event.target) > self.config.max_target:
             raise HttpError(414, "request target too long")
         method = event.method.decode("ascii", "replace")
         if method not in METHODS:
@@ -256,7 +245,7 @@ class ServerConnection(RequestReader[Request]):
         # is refused here.
         size = len(event.method) + len(event.target) + 10
         size += sum(len(k) + len(v) + 4 for k, v in headers)
-        if size > self.limits.max_head:
+        if size > self.config.max_head:
             raise HttpError(431, "request head too large")
         names = {k for k, _ in headers}
         if b"transfer-encoding" in names and b"content-length" in names:
@@ -269,7 +258,7 @@ class ServerConnection(RequestReader[Request]):
         request = Request(method, bytes(event.target), version, headers)
         length = request.header("content-length")
         declared = length.split(",")[0].strip() if length is not None else "0"
-        if len(declared) > 18 or int(declared) > self.limits.max_body:
+        if len(declared) > 18 or int(declared) > self.config.max_body:
             raise HttpError(413, "request body too large")
         return request
 

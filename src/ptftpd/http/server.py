@@ -27,13 +27,14 @@ import resource
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ptftpd.errors import StartError, bind_error
+from ptftpd.http.config import HttpConfig
 from ptftpd.http.errors import HttpError
 from ptftpd.http.files import in_memory, open_file
-from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, Request, ServerConnection
+from ptftpd.http.protocol import CLOSED, NEED_DATA, Request, ServerConnection
 from ptftpd.http.rate import TokenBucket
 from ptftpd.http.sending import Client, FileSender
 from ptftpd.http.target import decode_path
@@ -52,29 +53,6 @@ _FD_RESERVE = 256
 """Descriptors kept for everything else of the process (TFTP, DHCP, logs, metrics)."""
 _RETRY_ACCEPT = 0.1
 """Seconds before accepting again after the process ran out of descriptors."""
-DEFAULT_MAX_CONNECTIONS = 4096
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    root: Path
-    bind: tuple[tuple[str, int], ...]
-    """(host, port) pairs, IPv4 or IPv6 (link-local with `%scope`); port 0 picks one."""
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    """Open connections served at once; more wait in the listen backlog."""
-    idle_timeout: float = 60.0
-    """Seconds a keep-alive connection may wait for its next request, and a download
-    may make no progress (a client that stops reading), before it is closed."""
-    header_timeout: float = 10.0
-    """Seconds from the first byte of a request (from accept, for the first one) until
-    its head must be complete: slow-header clients (slowloris) are closed after this."""
-    sendfile: bool = True
-    """False forces the read-and-write path (the automatic fallback when sendfile fails)."""
-    limits: Limits = field(default_factory=Limits)
-    rate_limit: int | None = None
-    """Bytes per second for each client address (all its connections together)."""
-    total_rate_limit: int | None = None
-    """Bytes per second for every client together."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +95,8 @@ class HttpServer:
         # `generated(path, peer)`: bytes made for this request (pxed's per-machine
         # scripts) served instead of a file, or None: the file under the root.
         self.generated: Callable[[str, str], bytes | None] | None = None
+        if config.root is None:
+            raise ValueError("HttpServer serves files: its config needs a root")
         self.root = Path(config.root)
         self.bound: list[tuple[str, int]] = []
         self.max_connections = config.max_connections
@@ -140,12 +120,12 @@ class HttpServer:
 
     async def start(self) -> None:
         """Bind every address; raises StartError (nothing left bound) on failure."""
-        problem = root_problem(self.config.root)
+        problem = root_problem(self.root)
         if problem:
             raise StartError(problem)
         if not self.config.bind:
             raise StartError("no address to serve HTTP on")
-        self.root = Path(self.config.root).resolve()
+        self.root = self.root.resolve()
         self._loop = asyncio.get_running_loop()
         try:
             for host, port in self.config.bind:
@@ -292,7 +272,7 @@ class HttpServer:
 
     async def _serve(self, sock: socket.socket, peer: str, client: Client) -> None:
         loop = asyncio.get_running_loop()
-        conn = ServerConnection(self.config.limits)
+        conn = ServerConnection(self.config)
         deadline = loop.time() + self.config.header_timeout
         between_requests = False
         while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ptftpd.dhcp.engine import DhcpConfig
-from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
+from ptftpd.http.config import DEFAULT_MAX_CONNECTIONS
 from ptftpd.pxe.firmware import BootFiles
 from ptftpd.pxe.inventory import EMPTY, Inventory
 from ptftpd.pxe.proxy import BOOT_SERVER_PORT

@@ -302,9 +302,9 @@ class PxeService:
             self.boot_api = fetcher
             self.machines.set_api(fetcher.api)
         if cfg.api is not None:
-            from ptftpd.pxe.api import ApiConfig, ApiServer
+            from ptftpd.pxe.api import ApiServer, api_config
 
-            api = ApiServer(ApiConfig(bind=cfg.api), self.api_routes())
+            api = ApiServer(api_config(cfg.api), self.api_routes())
             self.api_server = api
             await api.start()
         if cfg.ipv6:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ptftpd.dhcp.engine import DhcpConfig
-from ptftpd.http.server import DEFAULT_MAX_CONNECTIONS
+from ptftpd.http.config import DEFAULT_MAX_CONNECTIONS
 from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS, PxeConfig
 from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, BootFiles
 from ptftpd.pxe.inventory import EMPTY, Inventory

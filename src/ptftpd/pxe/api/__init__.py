@@ -27,14 +27,13 @@ without the right token 401.
 from __future__ import annotations
 
 from ptftpd.pxe.api.boots import add_boot_routes, machine_key
-from ptftpd.pxe.api.connection import API_LIMITS
+from ptftpd.pxe.api.connection import API_DEFAULTS
 from ptftpd.pxe.api.events import EventHub
 from ptftpd.pxe.api.routes import ApiError, ApiRequest, Reply, Router, Stream, json_reply
-from ptftpd.pxe.api.server import ApiConfig, ApiServer
+from ptftpd.pxe.api.server import ApiServer, api_config
 
 __all__ = [
-    "API_LIMITS",
-    "ApiConfig",
+    "API_DEFAULTS",
     "ApiError",
     "ApiRequest",
     "ApiServer",
@@ -43,6 +42,7 @@ __all__ = [
     "Router",
     "Stream",
     "add_boot_routes",
+    "api_config",
     "json_reply",
     "machine_key",
 ]

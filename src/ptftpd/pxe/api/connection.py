@@ -15,16 +15,30 @@ from http import HTTPStatus
 import h11
 
 from ptftpd import __version__
+from ptftpd.http.config import HttpConfig
 from ptftpd.http.errors import HttpError
-from ptftpd.http.protocol import CLOSED, NEED_DATA, Limits, RequestReader
+from ptftpd.http.protocol import CLOSED, NEED_DATA, RequestReader
 
-__all__ = ["API_LIMITS", "CLOSED", "NEED_DATA", "ApiConnection", "RawRequest"]
+__all__ = ["API_DEFAULTS", "CLOSED", "NEED_DATA", "ApiConnection", "RawRequest"]
 
 SERVER = f"ptftpd-api/{__version__}"
 
 
-# What one API request may make us buffer (the HTTP file server's bounds, tighter).
-API_LIMITS = Limits(max_head=8 * 1024, max_target=2 * 1024, max_body=64 * 1024, max_headers=64)
+# The operator API's listener: fewer connections and tighter request bounds than the
+# file server's (`ApiServer` takes `api_config(bind)`: these with its address).
+API_DEFAULTS = HttpConfig(
+    root=None,
+    bind=(),
+    max_connections=64,
+    idle_timeout=30.0,
+    header_timeout=10.0,
+    write_timeout=10.0,
+    keepalive=15.0,
+    max_head=8 * 1024,
+    max_target=2 * 1024,
+    max_body=64 * 1024,
+    max_headers=64,
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +65,8 @@ class ApiConnection(RequestReader[RawRequest]):
     """One client connection, request after request (keep-alive); `has_partial_request`:
     part of a request is buffered (the per-request deadline runs)."""
 
-    def __init__(self, limits: Limits = API_LIMITS) -> None:
-        super().__init__(limits)
+    def __init__(self, config: HttpConfig = API_DEFAULTS) -> None:
+        super().__init__(config)
         self._request: h11.Request | None = None
         self._body = bytearray()
 
@@ -61,7 +75,7 @@ class ApiConnection(RequestReader[RawRequest]):
         self._request, self._body = event, bytearray()
 
     def _data(self, data: bytes) -> None:
-        if len(self._body) + len(data) > self.limits.max_body:
+        if len(self._body) + len(data) > self.config.max_body:
             raise HttpError(413, "request body too large")
         self._body += data
 
@@ -78,19 +92,19 @@ class ApiConnection(RequestReader[RawRequest]):
     def _check(self, event: h11.Request) -> None:
         if not event.http_version.startswith(b"1."):
             raise HttpError(505, "HTTP/1.x only")
-        if len(event.target) > self.limits.max_target:
+        if len(event.target) > self.config.max_target:
             raise HttpError(414, "request target too long")
-        most = self.limits.max_headers
+        most = self.config.max_headers
         if most is not None and len(event.headers) > most:
             raise HttpError(431, "too many header lines")
         size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
-        if size > self.limits.max_head:
+        if size > self.config.max_head:
             raise HttpError(431, "request head too large")
         names = {bytes(k) for k, _ in event.headers}
         if b"transfer-encoding" in names and b"content-length" in names:
             raise HttpError(400, "both Transfer-Encoding and Content-Length")
         for name, value in event.headers:
-            if name == b"content-length" and int(value) > self.limits.max_body:
+            if name == b"content-length" and int(value) > self.config.max_body:
                 raise HttpError(413, "request body too large")
 
     # -- answers ---------------------------------------------------------------------

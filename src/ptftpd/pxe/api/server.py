@@ -1,11 +1,12 @@
 """The asyncio listener of the operator API: the thin I/O shell around
 `connection.ApiConnection` and the `routes.Router`.
 
-Bounded: at most `max_connections` connections (more are answered 503 and closed at
-once); a request must arrive whole within `request_timeout` of its first byte, and a
-kept-alive connection may be idle `idle_timeout`; each answer (and each event of a
-stream) must be taken by the peer within `write_timeout`, else the connection is
-dropped. Handlers are plain functions run in the loop: they must not block.
+Bounded by its `HttpConfig` (`api_config`): at most `max_connections` connections
+(more are answered 503 and closed at once); a request must arrive whole within
+`header_timeout` of its first byte, and a kept-alive connection may be idle
+`idle_timeout`; each answer (and each event of a stream) must be taken by the peer
+within `write_timeout`, else the connection is dropped. Handlers are plain functions
+run in the loop: they must not block.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import replace
 
 from ptftpd.errors import StartError, bind_error
+from ptftpd.http.config import HttpConfig
 from ptftpd.http.errors import HttpError
-from ptftpd.http.protocol import Limits
-from ptftpd.pxe.api.connection import API_LIMITS, CLOSED, ApiConnection, RawRequest
+from ptftpd.pxe.api.connection import API_DEFAULTS, CLOSED, ApiConnection, RawRequest
 from ptftpd.pxe.api.events import Subscriber
 from ptftpd.pxe.api.routes import Router, Stream, error_reply
 
-__all__ = ["ApiConfig", "ApiServer"]
+__all__ = ["ApiServer", "api_config"]
 
 log = logging.getLogger("ptftpd.pxe.api")
 
@@ -34,19 +35,16 @@ _BUSY = (
 )
 
 
-@dataclass(frozen=True)
-class ApiConfig:
-    bind: tuple[str, int]
-    max_connections: int = 64
-    request_timeout: float = 10.0
-    idle_timeout: float = 30.0
-    write_timeout: float = 10.0
-    keepalive: float = 15.0
-    limits: Limits = API_LIMITS
+def api_config(bind: tuple[str, int], **changes: object) -> HttpConfig:
+    """The API's listener settings at `bind`: `API_DEFAULTS` with `changes` (fields of
+    `HttpConfig`)."""
+    return replace(API_DEFAULTS, bind=(bind,), **changes)  # type: ignore[arg-type]
 
 
 class ApiServer:
-    def __init__(self, config: ApiConfig, router: Router) -> None:
+    def __init__(self, config: HttpConfig, router: Router) -> None:
+        if len(config.bind) != 1:
+            raise ValueError(f"the operator API listens on one address, not {config.bind}")
         self.config = config
         self.router = router
         self._server: asyncio.Server | None = None
@@ -55,7 +53,7 @@ class ApiServer:
         self._busy = 0  # connections being turned away
 
     async def start(self) -> None:
-        host, port = self.config.bind
+        host, port = self.config.bind[0]
         try:
             self._server = await asyncio.start_server(
                 self._accepted, host, port, reuse_address=True
@@ -99,7 +97,7 @@ class ApiServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         cfg = self.config
         loop = asyncio.get_running_loop()
-        conn = ApiConnection(cfg.limits)
+        conn = ApiConnection(cfg)
         while True:
             deadline: float | None = None
             while True:
@@ -117,7 +115,7 @@ class ApiServer:
                 if isinstance(item, RawRequest):
                     break
                 if deadline is None and conn.has_partial_request:
-                    deadline = loop.time() + cfg.request_timeout
+                    deadline = loop.time() + cfg.header_timeout
                 until = deadline if deadline is not None else loop.time() + cfg.idle_timeout
                 async with asyncio.timeout_at(until):
                     data = await reader.read(_READ_SIZE)
