@@ -15,6 +15,7 @@ from ipaddress import IPv6Address
 
 from ptftpd.dhcp6.codec import (
     ClientArch,
+    ClientLinkLayer,
     Message,
     Nii,
     Opt,
@@ -42,13 +43,16 @@ NETBOOT_VENDOR_PREFIXES = (b"PXEClient", b"HTTPClient")
 @dataclass(frozen=True)
 class BootRequest6:
     """What a client says about itself: architectures (61, in its order of
-    preference), vendor class (16), user classes (15, e.g. b"iPXE"), NII (62)."""
+    preference), vendor class (16), user classes (15, e.g. b"iPXE"), NII (62); and
+    `link_layer`, its link-layer address as the relay next to it saw it (option 79 of
+    the innermost Relay-forward, RFC 6939; None when not relayed or not told)."""
 
     arches: tuple[int, ...] = ()
     vendor_class: VendorClass | None = None
     user_classes: tuple[bytes, ...] = ()
     duid: bytes = b""
     nii: Nii | None = None
+    link_layer: ClientLinkLayer | None = None
 
     @property
     def http(self) -> bool:
@@ -92,7 +96,9 @@ def is_netboot(msg: Message) -> bool:
     )
 
 
-def boot_request(msg: Message, duid: bytes) -> BootRequest6:
+def boot_request(
+    msg: Message, duid: bytes, link_layer: ClientLinkLayer | None = None
+) -> BootRequest6:
     arch = msg.first(ClientArch)
     user = msg.first(UserClass)
     return BootRequest6(
@@ -101,6 +107,7 @@ def boot_request(msg: Message, duid: bytes) -> BootRequest6:
         user_classes=user.items if user else (),
         duid=duid,
         nii=msg.first(Nii),
+        link_layer=link_layer,
     )
 
 

@@ -13,6 +13,11 @@ bounded: options inside options at most `MAX_OPTION_DEPTH` deep (IA_NA > IA addr
 status is 3), relay messages inside relay messages at most `MAX_RELAYS` deep (the
 hop count limit of RFC 8415 section 7.6, plus the first relay), so a hostile datagram
 costs a bounded amount of work and recursion.
+
+The client link-layer address option (79, RFC 6939), which the relay agent next to the
+client adds to its Relay-forward, decodes to `ClientLinkLayer` only when it is well
+formed (a type and 1 to `MAX_LINK_ADDRESS` octets); any other 79 stays a `RawOption`,
+so a hostile one is ignored, not fatal to the message that carries it.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from ipaddress import IPv6Address
 from typing import TypeVar
 
 __all__ = [
+    "MAX_LINK_ADDRESS",
     "MAX_OPTION_DEPTH",
     "MAX_RELAYS",
     "BootFileParam",
     "BootFileUrl",
     "ClientArch",
     "ClientId",
+    "ClientLinkLayer",
     "DnsServers",
     "ElapsedTime",
     "IaAddress",
@@ -106,6 +113,7 @@ class Opt(IntEnum):
     BOOTFILE_PARAM = 60
     CLIENT_ARCH_TYPE = 61
     NII = 62
+    CLIENT_LINKLAYER_ADDR = 79
 
 
 class Status(IntEnum):
@@ -122,6 +130,7 @@ MAX_OPTION_DEPTH = 4
 HOP_COUNT_LIMIT = 8  # RFC 8415 section 7.6
 MAX_RELAYS = HOP_COUNT_LIMIT + 1
 RELAY_HEADER = 34  # type, hop count, link address, peer address
+MAX_LINK_ADDRESS = 16  # a link-layer address in option 79 (DHCPv4's chaddr holds 16)
 
 DUID_LLT = 1
 DUID_LL = 3
@@ -280,6 +289,22 @@ class Nii:
 
 
 @dataclass(frozen=True)
+class ClientLinkLayer:
+    """Option 79 (RFC 6939): the client's link-layer address as its first relay saw it;
+    `hw_type` is the IANA hardware type (1: Ethernet)."""
+
+    hw_type: int
+    address: bytes
+
+    @property
+    def mac(self) -> str | None:
+        """The Ethernet MAC (``52:54:00:...``), or None for another kind of link."""
+        if self.hw_type != HW_ETHERNET or len(self.address) != 6:
+            return None
+        return self.address.hex(":")
+
+
+@dataclass(frozen=True)
 class RawOption:
     code: int
     data: bytes
@@ -306,6 +331,7 @@ Option = (
     | BootFileParam
     | ClientArch
     | Nii
+    | ClientLinkLayer
     | RawOption
 )
 
@@ -453,7 +479,9 @@ def _decode_one(code: int, data: bytes, depth: int, relays: int) -> Option:
     if code == Opt.NII:
         _fixed(data, 3, "network interface identifier")
         return Nii(data[0], data[1], data[2])
-    return RawOption(code, data)
+    if code == Opt.CLIENT_LINKLAYER_ADDR and 3 <= len(data) <= 2 + MAX_LINK_ADDRESS:
+        return ClientLinkLayer(struct.unpack_from("!H", data)[0], data[2:])
+    return RawOption(code, data)  # a malformed 79 too: kept as bytes, never trusted
 
 
 def decode_raw(data: bytes) -> tuple[tuple[int, bytes], ...]:
@@ -560,6 +588,8 @@ def _body(opt: Option) -> tuple[int, bytes]:
         return Opt.CLIENT_ARCH_TYPE, struct.pack(f"!{len(opt.types)}H", *opt.types)
     if isinstance(opt, Nii):
         return Opt.NII, bytes((opt.type, opt.major, opt.minor))
+    if isinstance(opt, ClientLinkLayer):
+        return Opt.CLIENT_LINKLAYER_ADDR, struct.pack("!H", opt.hw_type) + opt.address
     return opt.code, opt.data
 
 

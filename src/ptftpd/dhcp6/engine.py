@@ -17,7 +17,10 @@ address and Interface-ID echoed, sent to the relay agent that sent the Relay-for
 port 547. The relayed client's link is the innermost relay's link address: a full
 server serves it only when that address lies in its prefix (else the message is
 dropped: not a link it has addresses for); a proxy answers boot options whatever the
-link. Relays nest at most `MAX_RELAYS` deep (the codec's bound).
+link. Relays nest at most `MAX_RELAYS` deep (the codec's bound). The innermost
+relay's client link-layer address (option 79, RFC 6939) goes to the boot policy with
+the client's request (`BootRequest6.link_layer`): the relay next to the client is the
+one that saw its MAC (a 79 from a client or from an outer relay is not looked at).
 
 Events (`ptftpd.events`, built only when `events` is not `ignore`): a `Dhcp6Message`
 for every client message decoded (read through its relays, before any check: the boot
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import Literal, TypeVar
@@ -52,6 +56,7 @@ from ptftpd.dhcp6.codec import (
     BootFileParam,
     BootFileUrl,
     ClientId,
+    ClientLinkLayer,
     DnsServers,
     ElapsedTime,
     IaAddress,
@@ -87,6 +92,9 @@ log = logging.getLogger("ptftpd.dhcp6")
 # IAs of each kind answered per message (RFC 8415 lets a client send any number; a
 # 64 KiB Solicit holds 4,000): the rest are left out of the reply, which stays small.
 MAX_IAS = 32
+# The relayed client's link-layer address (innermost relay's option 79) while its
+# message is answered: per thread (the service answers in a pool of threads).
+_LINK_LAYER: ContextVar[ClientLinkLayer | None] = ContextVar("link_layer", default=None)
 
 
 @dataclass(frozen=True)
@@ -152,7 +160,11 @@ class Dhcp6Engine:
                 self.config.prefix,
             )
             return []
-        reply = self._answer(msg, source, now)
+        token = _LINK_LAYER.set(relays[-1].first(ClientLinkLayer) if relays else None)
+        try:
+            reply = self._answer(msg, source, now)
+        finally:
+            _LINK_LAYER.reset(token)
         if reply is None:
             return []
         if self.events is not ignore:
@@ -289,7 +301,7 @@ class Dhcp6Engine:
         policy = self.config.boot_policy
         if policy is None or not is_netboot(msg):
             return out
-        request = boot_request(msg, duid)
+        request = boot_request(msg, duid, _LINK_LAYER.get())
         choice = policy(request)
         if choice is None:
             return out

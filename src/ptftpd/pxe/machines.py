@@ -326,10 +326,13 @@ class Machines:
     ) -> tuple[Decision, str | None] | None:
         """DHCPv6 (boot-file-url): None when nothing is decided per machine (pxed's
         table answers as before); else the decision and the URL to send (None: no boot
-        file). `url_of(name, http)` makes a URL of a name under ROOT."""
+        file). `url_of(name, http)` makes a URL of a name under ROOT. The machine's
+        MAC comes from its DUID (LL/LLT), else from its relay's option 79."""
         if not self.active:
             return None
         mac, uuid = duid_identity(request.duid)
+        if mac is None and request.link_layer is not None:
+            mac = request.link_layer.mac  # relayed: the MAC its relay saw (RFC 6939)
         if mac is None and uuid is None:
             return None  # nothing to match a machine by
         arch = request.arches[0] if request.arches else None
