@@ -108,28 +108,23 @@ def _rate(nbytes: int, seconds: float) -> float | None:
     return round(nbytes / seconds, 1) if seconds > 0 else None
 
 
+@dataclass(eq=False, kw_only=True)
 class Timeline:
-    def __init__(
-        self,
-        *,
-        stall: float = 30.0,
-        max_attempts: int = 4096,
-        max_steps: int = 256,
-        max_addresses: int = 8192,
-        http_port: int | None = None,
-    ) -> None:
-        self.stall = stall
-        self.max_attempts = max_attempts
-        self.max_steps = max_steps
-        self.max_addresses = max_addresses
-        self.http_port = http_port
-        # Every attempt kept, oldest first (dict as an ordered set, keyed by identity).
-        self._attempts: dict[int, Attempt] = {}
-        self._current: dict[str, Attempt] = {}  # MAC -> its latest attempt
-        self._numbers: dict[str, int] = {}  # MAC -> attempts seen (bounded with _current)
-        self._mac_of_ip: dict[str, str] = {}
-        # Attempts that took a step or changed state since `take_changed` (by identity).
-        self._changed: dict[int, Attempt] = {}
+    """The attempts of every machine, bounded as the module doc says."""
+
+    stall: float = 30.0
+    max_attempts: int = 4096
+    max_steps: int = 256
+    max_addresses: int = 8192
+    http_port: int | None = None
+    # Every attempt kept, oldest first (dict as an ordered set, keyed by identity).
+    _attempts: dict[int, Attempt] = field(default_factory=dict, init=False, repr=False)
+    # MAC -> its latest attempt; MAC -> attempts seen (bounded with _current)
+    _current: dict[str, Attempt] = field(default_factory=dict, init=False, repr=False)
+    _numbers: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _mac_of_ip: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    # Attempts that took a step or changed state since `take_changed` (by identity).
+    _changed: dict[int, Attempt] = field(default_factory=dict, init=False, repr=False)
 
     # -- reading -----------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ptftpd.events import Event
 from ptftpd.http import Served
@@ -36,22 +37,16 @@ log = logging.getLogger("ptftpd.pxe")
 Watcher = Callable[[list[Attempt]], None]
 
 
+@dataclass(eq=False)
 class TimelineDriver:
-    def __init__(
-        self,
-        timeline: Timeline,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
-        flush_delay: float = 0.1,
-    ) -> None:
-        self.timeline = timeline
-        self.clock = clock
-        self.wall = wall
-        self.flush_delay = flush_delay
-        self._watchers: list[Watcher] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._flush: asyncio.TimerHandle | None = None
-        self._offset: float | None = None
+    timeline: Timeline
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    flush_delay: float = 0.1
+    _watchers: list[Watcher] = field(default_factory=list, init=False, repr=False)
+    _timer: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
+    _flush: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
+    _offset: float | None = field(default=None, init=False, repr=False)
 
     def feed(self, event: Event | Served) -> None:
         """One event as it happened (in the loop, or without one in tests)."""

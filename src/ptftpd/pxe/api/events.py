@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ptftpd.pxe.timeline import Attempt
@@ -80,26 +81,21 @@ class Subscriber:
         self.hub.remove(self)
 
 
+@dataclass(eq=False)
 class EventHub:
     """`server`: the name this server's records carry when the API also shows other
     servers' (`GET /v1/boots` then names it in each record: so does the stream)."""
 
-    def __init__(
-        self,
-        driver: TimelineDriver,
-        max_subscribers: int = 16,
-        max_bytes: int = 4 << 20,
-        server: str | None = None,
-    ) -> None:
-        self.driver = driver
-        self.server = server
-        self.max_subscribers = max_subscribers
-        self.max_bytes = max_bytes
-        self.subscribers: list[Subscriber] = []
-        self._unwatch: Callable[[], None] | None = None
-        self._sent = 0
-        self._waiting: dict[int, Attempt] = {}  # changed, message not built yet
-        self._task: asyncio.Task[None] | None = None
+    driver: TimelineDriver
+    max_subscribers: int = 16
+    max_bytes: int = 4 << 20
+    server: str | None = None
+    subscribers: list[Subscriber] = field(default_factory=list, init=False)
+    _unwatch: Callable[[], None] | None = field(default=None, init=False, repr=False)
+    _sent: int = field(default=0, init=False, repr=False)
+    # changed, message not built yet
+    _waiting: dict[int, Attempt] = field(default_factory=dict, init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def subscribe(self, accept: Callable[[dict[str, Any]], bool]) -> Subscriber | None:
         """A new subscriber, or None when `max_subscribers` already listen."""
