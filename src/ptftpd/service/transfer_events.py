@@ -25,6 +25,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ptftpd.events import Failure, TransferFinished, TransferRefused, TransferStarted
 from ptftpd.tftp.server import FinishedTransfer
@@ -172,22 +173,17 @@ class EventSender:
                 log.warning("transfer events to the parent dropped: %d so far", self.dropped)
 
 
+@dataclass(eq=False)
 class EventReceiver:
     """The parent's side: calls `on_started`/`on_finished`/`on_refused` in its loop."""
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        on_started: Callable[[TransferStarted], None],
-        on_finished: Callable[[FinishedTransfer], None],
-        on_refused: Callable[[TransferRefused], None] | None = None,
-    ) -> None:
-        self.sock = sock
-        self.on_started = on_started
-        self.on_finished = on_finished
-        self.on_refused = on_refused
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.running: dict[int, list[TransferStarted]] = {}  # sender pid -> started
+    sock: socket.socket
+    on_started: Callable[[TransferStarted], None]
+    on_finished: Callable[[FinishedTransfer], None]
+    on_refused: Callable[[TransferRefused], None] | None = None
+    # sender pid -> its transfers started and not finished
+    running: dict[int, list[TransferStarted]] = field(default_factory=dict, init=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
