@@ -35,7 +35,7 @@ import re
 import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 
@@ -171,32 +171,26 @@ class Outcome:
     why: str = ""
 
 
+def _warn_stand_in(mac: str, why: str) -> None:
+    log.warning("boot API: %s: %s; its last answer stands in", mac, why)
+
+
+@dataclass(eq=False)
 class BootApi:
     """`Source.API` (see the module docstring). `start(facts)` is the driver's: it must
     begin a request and return at once; `learned` is called with its outcome."""
 
-    def __init__(
-        self,
-        url: str,
-        start: Callable[[MachineFacts], None],
-        *,
-        deadline: float = DEFAULT_DEADLINE,
-        unknown_to_default: bool = False,
-        cache_size: int = CACHE_SIZE,
-        max_in_flight: int = MAX_IN_FLIGHT,
-    ) -> None:
-        self.url = url
-        self.max_in_flight = max_in_flight
-        self.start = start
-        self.deadline = deadline
-        self.unknown_to_default = unknown_to_default
-        self.cache_size = cache_size
-        self.inflight: dict[str, float] = {}  # mac -> deadline
-        self.recent: OrderedDict[str, tuple[Outcome, float]] = OrderedDict()
-        self.cache: OrderedDict[str, Decision] = OrderedDict()
-        self.on_cache: Callable[[str, str], None] = lambda mac, why: log.warning(
-            "boot API: %s: %s; its last answer stands in", mac, why
-        )
+    url: str
+    start: Callable[[MachineFacts], None]
+    _: KW_ONLY
+    deadline: float = DEFAULT_DEADLINE
+    unknown_to_default: bool = False
+    cache_size: int = CACHE_SIZE
+    max_in_flight: int = MAX_IN_FLIGHT
+    on_cache: Callable[[str, str], None] = _warn_stand_in  # told when the cache stands in
+    inflight: dict[str, float] = field(default_factory=dict, init=False)  # mac -> deadline
+    recent: OrderedDict[str, tuple[Outcome, float]] = field(default_factory=OrderedDict, init=False)
+    cache: OrderedDict[str, Decision] = field(default_factory=OrderedDict, init=False)
 
     def decide(self, facts: MachineFacts, now: float) -> Decision | Pending | None:
         mac = facts.mac
