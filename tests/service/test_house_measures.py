@@ -26,10 +26,11 @@ TARGET = 10
 # ApiLimits (the latter merged into http's Limits); tftp's ServerLimits merged into
 # ServerConfig; dhcp's PoolConfig merged into SubnetConfig (18); dhcp6's RaConfig and
 # Limits merged into Dhcp6Config (16); http's Limits and the operator API's ApiConfig
-# merged into HttpConfig, one settings object per HTTP listener (14). Lower it when a
+# merged into HttpConfig, one settings object per HTTP listener (14); ptftpd's
+# TftpSettings merged into the TFTP server's ServerConfig (13). Lower it when a
 # merge lands; the xfail below turns into a failure once the target is met, to be
 # removed then.
-CEILING = 14
+CEILING = 13
 
 
 def modules() -> list[Path]:

@@ -27,9 +27,9 @@ from ptftpd.service.service_settings import (
     ServiceSettings,
     workers_field,
 )
-from ptftpd.service.tftp_service import HPA_FIELDS, Reread, TftpSettings
+from ptftpd.service.tftp_service import HPA_FIELDS, Reread
 from ptftpd.tftp import remap
-from ptftpd.tftp.server import TftpServer
+from ptftpd.tftp.server import ServerConfig, TftpServer
 from ptftpd.tftp.transfer_settings import RFC1350, TRANSFER_FIELDS, transfer_config
 from ptftpd.values import port_number
 
@@ -98,21 +98,26 @@ def read_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, obj
     return fields.namespace(FIELDS, values, args), values
 
 
-def tftp_settings(args: argparse.Namespace, values: Mapping[str, object]) -> TftpSettings:
+def tftp_settings(args: argparse.Namespace, values: Mapping[str, object]) -> ServerConfig:
     """The service's settings from the effective values and --map-file's rules;
     raises RemapError (one line) for a bad map file."""
     rules = None if args.map_file is None else remap.load(args.map_file)
     tftp_config = transfer_config(values, args.root, read_only=args.read_only or not args.create)
-    tftp_config = dataclasses.replace(tftp_config, port_range=args.port_range)
-    restart_only = fields.restart_only(FIELDS, values)
-    return TftpSettings(tftp_config, args.map_file, rules, args.umask, restart_only)
+    return dataclasses.replace(
+        tftp_config,
+        port_range=args.port_range,
+        map_file=args.map_file,
+        remap_rules=rules,
+        umask=args.umask,
+        restart_only=fields.restart_only(FIELDS, values),
+    )
 
 
 def rereader(argv: list[str] | None) -> Reread:
     """SIGHUP's re-read: the same flags over the --config file and --map-file as they
     are now; a bad file raises ConfigError or RemapError (one line)."""
 
-    def reread() -> TftpSettings:
+    def reread() -> ServerConfig:
         try:
             args, values = read_args(argv)  # the flags parsed once already: the file changed
         except SystemExit:
@@ -153,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         return tftp_pool.run("ptftpd", service, settings, reread, hosts, args.port)
 
     async def start() -> tftp_service.TftpService:
-        server = TftpServer(settings.config)
+        server = TftpServer(settings)
         await server.start(hosts, args.port)
-        return tftp_service.TftpService(server, settings, reread)
+        return tftp_service.TftpService(server, reread)
 
-    uploads = () if settings.config.read_only else (args.root,)
+    uploads = () if settings.read_only else (args.root,)
     return runtime.run("ptftpd", service, start, uploads=uploads)
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from ptftpd.errors import StartError, fail, report
 from ptftpd.service import metrics, notify, privileges, runtime
 from ptftpd.service.service_settings import ServiceSettings
-from ptftpd.service.tftp_service import Reread, TftpService, TftpSettings
+from ptftpd.service.tftp_service import Reread, TftpService, reloaded, summary
 from ptftpd.service.workers import TftpWorkers
 from ptftpd.tftp.server import ServerConfig, TftpServer
 
@@ -51,7 +51,7 @@ class ServicePool(TftpWorkers):
 
     def __init__(
         self,
-        settings: TftpSettings,
+        settings: ServerConfig,
         reread: Reread,
         hosts: Sequence[str],
         port: int,
@@ -59,8 +59,8 @@ class ServicePool(TftpWorkers):
         *,
         drain: float,
     ) -> None:
-        super().__init__(settings.config, hosts, port, workers, drain=drain)
-        self.settings = settings  # the newest good ones: a restarted worker starts with them
+        # `config`: the newest good settings, a restarted worker starts with them.
+        super().__init__(settings, hosts, port, workers, drain=drain)
         self.reread = reread
         self._announced_stop = False
 
@@ -68,7 +68,7 @@ class ServicePool(TftpWorkers):
     async def serve(self, index: int, sockets: list[socket.socket]) -> None:
         metrics.forget_http_server()
         server = TftpServer(self.config, gate=self.counters.gate(index))
-        service = TftpService(server, self.settings, self.reread, on_config=self.limit_sessions)
+        service = TftpService(server, self.reread, on_config=self.limit_sessions)
         await self.run_worker(index, sockets, server, service, service.close)
 
     # -- the parent ---------------------------------------------------------------
@@ -83,14 +83,13 @@ class ServicePool(TftpWorkers):
         except Exception as exc:  # a bad file must not stop the service
             log.error("reload failed, keeping the running settings: %s", exc)
         else:
-            self.settings, kept = self.settings.reloaded(new)
-            self.config = self.settings.config
+            self.config, kept = reloaded(self.config, new)
             self.limit_sessions(self.config)
-            summary = self.settings.summary(kept)
+            line = summary(self.config, kept)
             generation = self.counters.new_generation()
             self._forward(signal.SIGHUP)
             self.await_workers(generation)
-            self.announce_reloaded(summary, generation)
+            self.announce_reloaded(line, generation)
         notify.ready()
 
     def stop(self) -> None:
@@ -106,15 +105,14 @@ class ServicePool(TftpWorkers):
 def run(
     prog: str,
     service: ServiceSettings,
-    settings: TftpSettings,
+    settings: ServerConfig,
     reread: Reread,
     hosts: Sequence[str],
     port: int,
 ) -> int:
     """Serve `settings` on `hosts` and `port` with ``service.workers`` processes until
     stopped."""
-    config = settings.config
-    uploads = () if config.read_only else (Path(config.root),)
+    uploads = () if settings.read_only else (Path(settings.root),)
     try:
         identity = runtime.prepare(service, uploads=uploads)
     except StartError as exc:

@@ -10,8 +10,7 @@ import argparse
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 from ptftpd.events import Failure, fan_out, ignore
@@ -50,72 +49,56 @@ def remapper(rules: remap.RuleSet) -> Callable[[str, str, bool], str]:
     return apply
 
 
-@dataclass(frozen=True)
-class TftpSettings:
-    """What a TFTP service serves with, as read from its flags and ``--config`` file:
-    the transfer limits, the remap rules (--map-file), the upload umask, and the
-    settings only a restart can change (port, workers, user...), kept to name them when
-    a reload asks for a change it cannot make."""
+def reloaded(running: ServerConfig, new: ServerConfig) -> tuple[ServerConfig, list[str]]:
+    """What a reload from `running` to `new` applies (ROOT and the restart-only settings
+    stay the running ones), and the names of the restart-only settings `new` wanted
+    changed."""
+    keys = sorted(set(running.restart_only) | set(new.restart_only))
+    kept = [k for k in keys if running.restart_only.get(k) != new.restart_only.get(k)]
+    applied = dataclasses.replace(new, root=running.root, restart_only=running.restart_only)
+    return applied, kept
 
-    config: ServerConfig
-    map_file: Path | None = None
-    rules: remap.RuleSet | None = None
-    umask: int | None = None
-    restart_only: Mapping[str, object] = field(default_factory=dict)
 
-    def reloaded(self, new: TftpSettings) -> tuple[TftpSettings, list[str]]:
-        """What a reload to `new` applies (ROOT and the restart-only settings stay these),
-        and the names of the restart-only settings `new` wanted changed."""
-        keys = sorted(set(self.restart_only) | set(new.restart_only))
-        kept = [k for k in keys if self.restart_only.get(k) != new.restart_only.get(k)]
-        applied = dataclasses.replace(
-            new,
-            config=dataclasses.replace(new.config, root=self.config.root),
-            restart_only=self.restart_only,
-        )
-        return applied, kept
-
-    def summary(self, kept: list[str]) -> str:
-        """The reload line: what now applies, and what a restart would change."""
-        c = self.config
-        parts = []
-        if self.rules is not None:
-            parts.append(f"{len(self.rules.rules)} rule(s) from {self.map_file}")
-        parts.append(
-            f"max sessions {c.max_sessions}, blksize max {c.blksize_max}, windowsize max "
-            f"{c.windowsize_max}, timeout {c.timeout:g} s, retries {c.retries}, "
-            f"{'read-only' if c.read_only else 'uploads allowed'}"
-        )
-        if kept:
-            parts.append(f"kept until a restart: {', '.join(kept)}")
-        return "; ".join(parts)
+def summary(config: ServerConfig, kept: list[str]) -> str:
+    """The reload line: what now applies, and what a restart would change."""
+    c = config
+    parts = []
+    if c.remap_rules is not None:
+        parts.append(f"{len(c.remap_rules.rules)} rule(s) from {c.map_file}")
+    parts.append(
+        f"max sessions {c.max_sessions}, blksize max {c.blksize_max}, windowsize max "
+        f"{c.windowsize_max}, timeout {c.timeout:g} s, retries {c.retries}, "
+        f"{'read-only' if c.read_only else 'uploads allowed'}"
+    )
+    if kept:
+        parts.append(f"kept until a restart: {', '.join(kept)}")
+    return "; ".join(parts)
 
 
 # Re-reads the settings for SIGHUP (the flags given at start, then the --config file and
 # --map-file as they are now); raises with a one-line message when one is bad.
-Reread = Callable[[], TftpSettings]
+Reread = Callable[[], ServerConfig]
 
 
 class TftpService:
     """Adapts a started `TftpServer` to `ptftpd.service.runtime.Running`: SIGHUP calls
     `reload`, which applies `reread()` to the server (running transfers keep the limits
-    they started with) and `on_config` (a worker's shared session limit)."""
+    they started with) and `on_config` (a worker's shared session limit). The settings
+    in force are the server's `config`."""
 
     def __init__(
         self,
         server: TftpServer,
-        settings: TftpSettings,
         reread: Reread,
         on_config: Callable[[ServerConfig], None] | None = None,
     ) -> None:
         self.server = server
-        self.settings = settings
         self.reread = reread
         self.on_config = on_config
         server.on_started = server.on_finished = None
         count_transfers(server)
-        if self.settings.rules is not None:
-            server.remap = remapper(self.settings.rules)
+        if server.config.remap_rules is not None:
+            server.remap = remapper(server.config.remap_rules)
 
     def active(self) -> int:
         return self.server.answered()
@@ -125,12 +108,11 @@ class TftpService:
 
     def reload(self) -> str:
         # a bad file raises: the running settings stay
-        new, kept = self.settings.reloaded(self.reread())
+        new, kept = reloaded(self.server.config, self.reread())
         apply_settings(self.server, new)
         if self.on_config is not None:
-            self.on_config(new.config)
-        self.settings = new
-        return new.summary(kept)
+            self.on_config(new)
+        return summary(new, kept)
 
     def close(self) -> None:
         self.server.close()
@@ -214,12 +196,12 @@ HPA_FIELDS = (
 )
 
 
-def apply_settings(server: TftpServer, settings: TftpSettings) -> None:
-    """Switch a running server to `settings`: new requests see them, running transfers
+def apply_settings(server: TftpServer, config: ServerConfig) -> None:
+    """Switch a running server to `config`: new requests see it, running transfers
     keep the limits they started with (their sessions copied them)."""
-    server.config = settings.config
-    server.rules.max_sessions = settings.config.max_sessions
-    server.rules.read_only = settings.config.read_only
-    server.remap = None if settings.rules is None else remapper(settings.rules)
-    if settings.umask is not None:
-        os.umask(settings.umask)
+    server.config = config
+    server.rules.max_sessions = config.max_sessions
+    server.rules.read_only = config.read_only
+    server.remap = None if config.remap_rules is None else remapper(config.remap_rules)
+    if config.umask is not None:
+        os.umask(config.umask)

@@ -24,7 +24,8 @@ comes out: `Step.send` goes to `dest`, `Step.data` is local bytes to write, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ from ptftpd.tftp.packets import (
     decode,
     error_bytes,
 )
+from ptftpd.tftp.remap import RuleSet
 
 Address = tuple[Any, ...]
 _NOTHING = Step()
@@ -446,6 +448,15 @@ class ServerConfig:
     max_sessions: int = 4096
     port_range: tuple[int, int] | None = None  # transfer sockets' ports (firewalls)
     source_budget: bool = True  # `budget.SourceBudget` for peers that have not answered
+    # What ptftpd's service adds (`ptftpd.service.tftp_service`): tftpd-hpa remap rules
+    # read from `map_file` (the service's `remap` hook applies them to each request's
+    # name), the upload umask, and the settings only a restart can change (port,
+    # workers, user...) as they were given, kept to name them when a reload asks for a
+    # change it cannot make.
+    map_file: Path | None = None
+    remap_rules: RuleSet | None = None
+    umask: int | None = None
+    restart_only: Mapping[str, object] = field(default_factory=dict)
 
 
 class ServerSession(_Session):
