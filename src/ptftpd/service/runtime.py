@@ -28,7 +28,7 @@ import resource
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ptftpd.errors import USAGE_ERROR, StartError, report
 from ptftpd.log import setup_logging
@@ -38,6 +38,8 @@ from ptftpd.service.service_settings import (
 )
 
 log = logging.getLogger("ptftpd.service")
+
+T = TypeVar("T")
 
 
 class Running(Protocol):
@@ -241,6 +243,16 @@ def run_service(
     return run_until_stopped(prog, main, known_errors)
 
 
+def reload_or_keep(reload: Callable[[], T]) -> T | None:
+    """`reload()` for SIGHUP, or None when it failed (a bad file must not stop the
+    server): said in one line, and the running settings stay."""
+    try:
+        return reload()
+    except Exception as exc:
+        log.error("reload failed, keeping the running settings: %s", exc)
+        return None
+
+
 async def serve(
     server: Running,
     drain: float,
@@ -285,16 +297,13 @@ async def serve(
             if sig == signal.SIGHUP and not stop.is_set():
                 if not in_pool:
                     notify.reloading()
-                try:
-                    summary = server.reload()
-                except Exception as exc:  # a bad file must not stop the server
-                    log.error("reload failed, keeping the running settings: %s", exc)
-                else:
-                    if reloaded is not None:
-                        task = asyncio.create_task(settle(summary))
-                        settling.add(task)
-                        task.add_done_callback(settling.discard)
-                        continue
+                summary = reload_or_keep(server.reload)
+                if summary is not None and reloaded is not None:
+                    task = asyncio.create_task(settle(summary))
+                    settling.add(task)
+                    task.add_done_callback(settling.discard)
+                    continue
+                if summary is not None:
                     # a worker's line is debug: the pool's parent says it once
                     log.log(logging.DEBUG if in_pool else logging.INFO, "reloaded: %s", summary)
                 ready()

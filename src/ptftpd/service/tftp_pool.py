@@ -78,11 +78,8 @@ class ServicePool(TftpWorkers):
 
     def hangup(self) -> None:
         notify.reloading()
-        try:
-            new = self.reread()
-        except Exception as exc:  # a bad file must not stop the service
-            log.error("reload failed, keeping the running settings: %s", exc)
-        else:
+        new = runtime.reload_or_keep(self.reread)
+        if new is not None:
             self.config, kept = reloaded(self.config, new)
             self.limit_sessions(self.config)
             line = summary(self.config, kept)
