@@ -31,6 +31,16 @@ TARGET = 10
 # merge lands; the xfail below turns into a failure once the target is met, to be
 # removed then.
 CEILING = 13
+# What the 13 are. One model per tool family or layer: ServerConfig (TFTP server),
+# TransferOptions (a TFTP client transfer), ptftp's Settings (its session: server,
+# TransferOptions, verbosity), DhcpConfig and SubnetConfig (a DHCP server and each of
+# its subnets), Dhcp6Config, HttpConfig (an HTTP listener), PxeConfig (pxed, made of
+# the others), ServiceSettings (the service flags every server shares), PgSettings (the
+# PostgreSQL pool under the lease stores, machine states and boot records). Matched by
+# name but no settings model: dhcp6/codec.py's _Options (a parsed options container),
+# config.py's FileSettings (the TOML loader's values with their FILE:LINE), and
+# tftp's OptionArgs (the TypedDict that types TransferOptions' fields as the keywords
+# of the public download()/upload(): `Unpack` takes only a TypedDict).
 
 
 def modules() -> list[Path]:
