@@ -55,17 +55,13 @@ def sync_mode(text: str) -> str:
     return text
 
 
-def typed(key: str) -> tuple[object, str]:
-    """The TOML check of `key` (its model reads the value itself)."""
-    return KEY_TYPES[key]
-
-
 def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Field, ...]:
     """The address pool, lease and client settings; `dhcp` adds those that BOOTP (whose
     leases are permanent and which answers every client) has no use for."""
 
     def field(key: str, help_text: str, **kw: object) -> Field:
-        return Field(key, help_text, group=group, **kw)  # type: ignore[arg-type]
+        """Each is checked for its TOML type (its model reads the value itself)."""
+        return Field(key, help_text, group=group, check=KEY_TYPES[key], **kw)  # type: ignore[arg-type]
 
     pool = [
         field(
@@ -74,7 +70,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
             parse=ipv4,
             short="-g",
             metavar="GATEWAY",
-            check=typed("gateway"),
         ),
         field(
             "dns",
@@ -83,7 +78,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
             short="-n",
             metavar="DNS",
             repeat=True,
-            check=typed("dns"),
         ),
     ]
     if dhcp:
@@ -95,7 +89,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
                 short="-a",
                 negatable=True,
                 default=False,
-                check=typed("all"),
             )
         )
     pool += [
@@ -105,7 +98,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
             parse=ipv4,
             nargs=2,
             metavar=("START", "END"),
-            check=typed("range"),
         ),
         field(
             "hosts",
@@ -116,7 +108,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
             metavar="MAC=IP[,NAME]",
             repeat=True,
             join=True,
-            check=typed("hosts"),
         ),
         field(
             "leases",
@@ -125,7 +116,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
             parse=str,
             metavar="PATH|URI",
             live=False,
-            check=typed("leases"),
         ),
         field(
             "lease-sync",
@@ -135,7 +125,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
             default="normal",
             metavar="{normal,full}",
             live=False,
-            check=typed("lease-sync"),
         ),
         peer_timeout_field(group),
     ]
@@ -148,7 +137,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
                 parse=lease_seconds,
                 default=DEFAULT_LEASE_TIME,
                 metavar="SECONDS",
-                check=typed("lease-time"),
             )
         )
     pool += [
@@ -157,7 +145,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
             "domain name given to clients",
             parse=str,
             metavar="NAME",
-            check=typed("domain"),
         ),
         field(
             "authoritative",
@@ -166,7 +153,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
             "that another DHCP server on the same wire keeps its clients)",
             negatable=True,
             default=False,
-            check=typed("authoritative"),
         ),
         field(
             "reply-delay",
@@ -174,7 +160,6 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
             parse=float,
             default=0.0,
             metavar="SECONDS",
-            check=typed("reply-delay"),
         ),
     ]
     if dhcp:
@@ -186,14 +171,13 @@ def dhcp_fields(tool: str, *, dhcp: bool, group: str | None = None) -> tuple[Fie
                 parse=str,
                 metavar="PREFIX",
                 repeat=True,
-                check=typed("pxe-vendor-class"),
             )
         )
     only_in_a_file = "only in a settings file"
     pool += [
-        field("exclude", only_in_a_file, flag_name="", check=typed("exclude")),
-        field("options", only_in_a_file, flag_name="", check=typed("options")),
-        field("subnet", only_in_a_file, flag_name="", check=typed("subnet")),
+        field("exclude", only_in_a_file, flag_name=""),
+        field("options", only_in_a_file, flag_name=""),
+        field("subnet", only_in_a_file, flag_name=""),
     ]
     return tuple(pool)
 
