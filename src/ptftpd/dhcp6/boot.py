@@ -25,6 +25,7 @@ from ptftpd.dhcp6.codec import (
 )
 
 __all__ = [
+    "WAIT6",
     "ArchTablePolicy",
     "BootChoice6",
     "BootPolicy6",
@@ -68,6 +69,12 @@ class BootChoice6:
     params: tuple[str, ...] = ()
     vendor_class: VendorClass | None = None
 
+
+WAIT6 = BootChoice6("")
+"""A boot policy's answer while it waits for the machine's decision (pxed's boot API):
+no reply at all to the client's Solicit, Request or Information-request (not even an
+address), as DHCPv4's `WAIT`; its retransmission asks again. EDK2's PXEv6 retransmits
+its Solicit after 4 s (then 8, 16, 32; 60 s in all), past pxed's 2 s API deadline."""
 
 BootPolicy6 = Callable[[BootRequest6], "BootChoice6 | str | None"]
 

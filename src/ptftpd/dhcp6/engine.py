@@ -45,6 +45,7 @@ from typing import Literal, TypeVar
 
 from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp6.boot import (
+    WAIT6,
     BootChoice6,
     boot_request,
     is_http_client,
@@ -93,8 +94,13 @@ log = logging.getLogger("ptftpd.dhcp6")
 # 64 KiB Solicit holds 4,000): the rest are left out of the reply, which stays small.
 MAX_IAS = 32
 # The relayed client's link-layer address (innermost relay's option 79) while its
-# message is answered: per thread (the service answers in a pool of threads).
+# message is answered, and the boot policy's answer for that message (asked once):
+# per thread (the service answers in a pool of threads).
 _LINK_LAYER: ContextVar[ClientLinkLayer | None] = ContextVar("link_layer", default=None)
+_Choice = BootChoice6 | str | None
+_CHOICE: ContextVar[tuple[Message, _Choice] | None] = ContextVar("choice", default=None)
+# The boot exchange: a machine whose decision is pending (`WAIT6`) gets no reply to these.
+_HELD = frozenset({MsgType.SOLICIT, MsgType.REQUEST, MsgType.INFORMATION_REQUEST})
 
 
 @dataclass(frozen=True)
@@ -223,10 +229,30 @@ class Dhcp6Engine:
             if not self.balancer.owns(client.duid, waited):
                 log.debug("left %s from %s to its bucket's server", _name(msg.msg_type), source[0])
                 return None
-        reply = handler(msg, client.duid if client else b"", now)
+        duid = client.duid if client else b""
+        choice = self._boot_choice(msg, duid)
+        if choice is WAIT6 and msg.msg_type in _HELD:
+            log.debug("held %s from %s: boot decision pending", _name(msg.msg_type), source[0])
+            return None
+        token = _CHOICE.set((msg, choice))
+        try:
+            reply = handler(msg, duid, now)
+        finally:
+            _CHOICE.reset(token)
         if reply is not None:
             log.debug("%s to %s", _name(reply.msg_type), source[0])
         return reply
+
+    def _boot_choice(self, msg: Message, duid: bytes) -> _Choice:
+        """The boot policy's answer for a netboot client's message (None: no boot
+        options), asked once per message (`_CHOICE` holds it while it is answered)."""
+        held = _CHOICE.get()
+        if held is not None and held[0] is msg:
+            return held[1]
+        policy = self.config.boot_policy
+        if policy is None or not is_netboot(msg):
+            return None
+        return policy(boot_request(msg, duid, _LINK_LAYER.get()))
 
     def handle_boot_service(
         self, data: bytes, source: tuple[str, int], now: float
@@ -298,13 +324,10 @@ class Dhcp6Engine:
         out: list[Option] = []
         if self.config.dns_servers and Opt.DNS_SERVERS in asked:
             out.append(DnsServers(self.config.dns_servers))
-        policy = self.config.boot_policy
-        if policy is None or not is_netboot(msg):
-            return out
+        choice = self._boot_choice(msg, duid)
+        if choice is None or choice is WAIT6:
+            return out  # no boot options (still pending: none in a Renew's Reply)
         request = boot_request(msg, duid, _LINK_LAYER.get())
-        choice = policy(request)
-        if choice is None:
-            return out
         if isinstance(choice, str):
             choice = BootChoice6(choice)
         out.append(BootFileUrl(choice.url))

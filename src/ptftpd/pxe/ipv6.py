@@ -14,12 +14,12 @@ from collections.abc import Callable
 from ipaddress import IPv6Address
 
 from ptftpd.dhcp.options import arch_name
-from ptftpd.dhcp6.boot import BootChoice6, BootRequest6, boot_url
+from ptftpd.dhcp6.boot import WAIT6, BootChoice6, BootRequest6, boot_url
 from ptftpd.events import BootDecided
 from ptftpd.pxe.bootlog import client_label
 from ptftpd.pxe.decision import Kind, Source
 from ptftpd.pxe.firmware import BootFiles, arch_class, vendor_class_arch
-from ptftpd.pxe.machines import Machines
+from ptftpd.pxe.machines import WAITING, Machines
 
 __all__ = ["Pxe6Policy", "client_label"]
 
@@ -71,6 +71,8 @@ class Pxe6Policy:
             decided = self.machines.choose6(request, self._url, time.monotonic())
             if decided is not None:
                 decision, url = decided
+                if decision is WAITING:
+                    return WAIT6  # no reply until the API answers (or its deadline)
                 client = client_label(request.duid)
                 log.debug("DHCPv6 %s: %s", client, decision.describe())
                 if self.on_decided is not None:
