@@ -79,6 +79,18 @@ def _boot_file(arch: str, what: str) -> Field:
     return Field(f"{arch}-bootfile", f"file for {what}", str, metavar="FILE", group=BOOT)
 
 
+def _http_rate_limit(key: str, whom: str) -> Field:
+    return Field(
+        key,
+        f"at most this many HTTP bytes per second to {whom} (no limit)",
+        positive_int,
+        "int",
+        metavar="BYTES_PER_S",
+        live=False,
+        group=NET,
+    )
+
+
 # pxed's settings, in --help's order (the configuration file's group comes before TFTP).
 # `live=False`: kept until a restart and named in the reloaded: line.
 MAIN_FIELDS: tuple[Field, ...] = (
@@ -140,6 +152,8 @@ MAIN_FIELDS: tuple[Field, ...] = (
     ),
     *dhcp_fields(PROG, dhcp=True, group="DHCP"),
 )
+
+
 def history_seconds(text: str) -> int:
     """--boot-history: seconds or a duration (``12h``, ``7d``), one hour to ten years."""
     try:
@@ -188,24 +202,8 @@ TFTP_FIELDS: tuple[Field, ...] = (
         live=False,
         group=NET,
     ),
-    Field(
-        "http-rate-limit",
-        "at most this many HTTP bytes per second to each client address (no limit)",
-        positive_int,
-        "int",
-        metavar="BYTES_PER_S",
-        live=False,
-        group=NET,
-    ),
-    Field(
-        "http-total-rate-limit",
-        "at most this many HTTP bytes per second to all clients together (no limit)",
-        positive_int,
-        "int",
-        metavar="BYTES_PER_S",
-        live=False,
-        group=NET,
-    ),
+    _http_rate_limit("http-rate-limit", "each client address"),
+    _http_rate_limit("http-total-rate-limit", "all clients together"),
     Field(
         "ipv6",
         "also answer DHCPv6 on IFACE's IPv6 /64 (boot-file-url, RFC 5970), send router "
