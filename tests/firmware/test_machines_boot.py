@@ -165,7 +165,7 @@ def bios_argv(net: Lan, name: str, mac: str, disk: Path | None = None) -> list[s
 NOT_RENDERED = "ROOT-GRUB-CFG-NOT-" + "RENDERED"
 
 
-def boot(net: Lan, name: str, argv: list[str], marker: str) -> Boot:
+def boot(net: Lan, name: str, argv: list[str], marker: str, timeout: float = 240) -> Boot:
     serial = net.tmp / f"{name}-serial.log"
 
     def seen() -> bool:
@@ -174,7 +174,7 @@ def boot(net: Lan, name: str, argv: list[str], marker: str) -> Boot:
         except FileNotFoundError:
             return False
 
-    result = qemu_boot(net, argv, name, [marker], [NOT_RENDERED], timeout=240, done=seen)
+    result = qemu_boot(net, argv, name, [marker], [NOT_RENDERED], timeout=timeout, done=seen)
     result.serial = _ANSI.sub("", result.serial)
     return result
 
