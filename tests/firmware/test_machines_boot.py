@@ -194,6 +194,7 @@ def test_each_machine_boots_its_own_decision(tmp_path: Path) -> None:
     efi = tmp_path / "efi-disk"
     efi_disk(efi, tmp_path)
     with lan(tmp_path) as net:
+        net.router_advertisements()  # iPXE's IPv6 wait (15 s) ends at once
         flags = ("--config", str(config), "--http-port", HTTP_PORT, "--secure-boot")
         pxed = net.pxed(root, "boot.0", *flags)
         secure = ovmf_argv(net, "secure", net.tap(), MAC_SECURE, True, *fw_cfg_only("IPv4PXE"))
