@@ -17,8 +17,10 @@ from pathlib import Path
 from pxe_requests import FILES, SERVER, request
 
 from ptftpd.dhcp import DhcpConfig, MessageType, encode
+from ptftpd.events import DhcpMessage
 from ptftpd.pxe import PxeConfig, PxeService
-from ptftpd.pxe.timeline import Attempt
+from ptftpd.pxe.timeline import Attempt, Timeline
+from ptftpd.pxe.timeline_driver import TimelineDriver
 from ptftpd.tftp.server import ServerConfig, TftpServer
 from support import require_tool
 
@@ -126,3 +128,26 @@ def test_a_reload_changes_the_api_token_and_keeps_the_api_address(tmp_path: Path
     assert "kept until a restart: api" in summary
     assert svc.config.api == ("127.0.0.1", 9470)
     assert router.token() == "b" * 16  # the running API's table reads the new one
+
+
+def test_a_watcher_that_stops_watching_hears_nothing_more() -> None:
+    """What the boot records and the OTLP traces do when they close: the driver calls
+    them no more, however they stop (by `unwatch`, or the function `watch` returned)."""
+    now = [100.0]
+    driver = TimelineDriver(Timeline(), clock=lambda: now[0])
+    first: list[str] = []
+    second: list[str] = []
+
+    def hear_first(batch: list[Attempt]) -> None:
+        first.extend(a.mac for a in batch)
+
+    stop_second = driver.watch(lambda batch: second.extend(a.mac for a in batch))
+    driver.watch(hear_first)
+    driver.feed(DhcpMessage("in", "discover", "52:54:00:00:00:01"))
+    driver.flush()
+    driver.unwatch(hear_first)
+    driver.unwatch(hear_first)  # a second time: nothing
+    stop_second()
+    driver.feed(DhcpMessage("in", "discover", "52:54:00:00:00:02"))
+    driver.flush()
+    assert first == second == ["52:54:00:00:00:01"]

@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,7 +317,6 @@ class BootRetention:
         self._pending: dict[str, BootRecord] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="boot-records")
         self._task: asyncio.Task[None] | None = None
-        self._unwatch: Callable[[], None] | None = None
         self._outage = Outage(log, "boot records not saved", "boot records saved again")
         self._next_prune = 0.0
         # The other servers' attempts in the same database (id -> API form), read
@@ -328,7 +327,7 @@ class BootRetention:
 
     def start(self) -> None:
         """Watch the timeline and write in the running loop until `close`."""
-        self._unwatch = self.driver.watch(self.changed)
+        self.driver.watch(self.changed)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def changed(self, attempts: list[Attempt]) -> None:
@@ -413,9 +412,7 @@ class BootRetention:
     def close(self) -> None:
         """Stop, write what waits, close the store (call the driver's `flush` first,
         so the last changes are heard)."""
-        if self._unwatch is not None:
-            self._unwatch()
-            self._unwatch = None
+        self.driver.unwatch(self.changed)
         if self._task is not None:
             self._task.cancel()
             self._task = None

@@ -68,12 +68,12 @@ class TimelineDriver:
         if not self._watchers:
             self.timeline.take_changed()  # nobody heard of those: start afresh
         self._watchers.append(watcher)
+        return lambda: self.unwatch(watcher)
 
-        def unwatch() -> None:
-            if watcher in self._watchers:
-                self._watchers.remove(watcher)
-
-        return unwatch
+    def unwatch(self, watcher: Watcher) -> None:
+        """Stop calling `watcher` (nothing when it does not watch)."""
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
 
     def _loop(self) -> asyncio.AbstractEventLoop | None:
         try:

@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ptftpd.log import Outage
@@ -109,10 +109,9 @@ class BootTraces:
         self.exported = 0
         self.late = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._unwatch: Callable[[], None] | None = None
 
     def start(self) -> None:
-        self._unwatch = self.driver.watch(self.changed)
+        self.driver.watch(self.changed)
 
     # -- which attempts are over (no clock reads: `now` is the driver's) ---------------
 
@@ -213,9 +212,7 @@ class BootTraces:
     def close(self) -> None:
         """Export every attempt still open, send what is queued (bounded), stop (call
         the driver's `flush` first, so the last changes are heard)."""
-        if self._unwatch is not None:
-            self._unwatch()
-            self._unwatch = None
+        self.driver.unwatch(self.changed)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
