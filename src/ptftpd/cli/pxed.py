@@ -39,6 +39,7 @@ from ptftpd.pxe import PxeConfig, PxeService, missing_boot_files, traces
 from ptftpd.pxe.boot_records import DEFAULT_MAX_AGE
 from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS
 from ptftpd.pxe.inventory import Inventory, inventory_from
+from ptftpd.pxe.remote import DEFAULT_CACHE_SIZE, DEFAULT_MAX_FILE, DEFAULT_TIMEOUT
 from ptftpd.pxe.service import TftpPoolFactory
 from ptftpd.pxe.settings import ADDRESS_KEYS, boot_files, pxe_config
 from ptftpd.service import dhcp_service, privileges, pxe_pool, runtime
@@ -52,7 +53,7 @@ from ptftpd.service.service_settings import (
     workers_field,
 )
 from ptftpd.tftp.transfer_settings import RFC1350, TRANSFER_FIELDS
-from ptftpd.values import http_url, is_duration, port_number, positive_int
+from ptftpd.values import IntRange, http_url, is_duration, port_number, positive_int
 
 PROG = "pxed"
 
@@ -296,6 +297,40 @@ TFTP_FIELDS: tuple[Field, ...] = (
         "inventory's default profile instead of no boot answer (pixiecore's rule)",
         negatable=True,
         default=False,
+        live=False,
+        group=BOOT,
+    ),
+    Field(
+        "remote-cache-size",
+        "bytes of remote kernels and initrds (http/https URLs a decision names, which pxed "
+        "fetches and streams with --http-port) kept in the state directory, the least "
+        f"recently used evicted first; 0: none kept ({DEFAULT_CACHE_SIZE})",
+        IntRange(0, 2**50),
+        "int",
+        DEFAULT_CACHE_SIZE,
+        metavar="BYTES",
+        live=False,
+        group=BOOT,
+    ),
+    Field(
+        "remote-max-file",
+        "the largest remote kernel or initrd pxed streams: a larger one is refused (or cut "
+        f"where it passes the limit) and not cached ({DEFAULT_MAX_FILE})",
+        positive_int,
+        "int",
+        DEFAULT_MAX_FILE,
+        metavar="BYTES",
+        live=False,
+        group=BOOT,
+    ),
+    Field(
+        "remote-timeout",
+        "seconds each step of a remote fetch may take: connecting, the answer's head, "
+        f"each read ({DEFAULT_TIMEOUT:g})",
+        positive_seconds,
+        "number",
+        DEFAULT_TIMEOUT,
+        metavar="SECONDS",
         live=False,
         group=BOOT,
     ),

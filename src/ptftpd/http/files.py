@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptftpd.http.errors import HttpError
+from ptftpd.http.growing import GrowingFile
 from ptftpd.paths import PathRefused, resolve
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -31,6 +32,8 @@ class OpenedFile:
     size: int
     mtime: float
     content_type: str
+    growing: GrowingFile | None = None
+    """Still being written (`ptftpd.http.growing`): `size` is what it will hold."""
 
 
 def content_type(path: Path) -> str:

@@ -26,14 +26,15 @@ import os
 import resource
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ptftpd.errors import StartError, bind_error
 from ptftpd.http.config import HttpConfig
 from ptftpd.http.errors import HttpError
-from ptftpd.http.files import in_memory, open_file
+from ptftpd.http.files import OpenedFile, in_memory, open_file
+from ptftpd.http.growing import send_growing
 from ptftpd.http.protocol import CLOSED, NEED_DATA, Request, ServerConnection
 from ptftpd.http.rate import TokenBucket
 from ptftpd.http.sending import Client, FileSender
@@ -95,6 +96,9 @@ class HttpServer:
         # `generated(path, peer)`: bytes made for this request (pxed's per-machine
         # scripts) served instead of a file, or None: the file under the root.
         self.generated: Callable[[str, str], bytes | None] | None = None
+        # `streamed(path, peer)`: a file opened asynchronously for this request (pxed's
+        # remote kernels, `ptftpd.pxe.remote`; HttpError to refuse), or None.
+        self.streamed: Callable[[str, str], Awaitable[OpenedFile] | None] | None = None
         if config.root is None:
             raise ValueError("HttpServer serves files: its config needs a root")
         self.root = Path(config.root)
@@ -328,7 +332,11 @@ class HttpServer:
         try:
             path = decode_path(request.target)
             made = None if self.generated is None else self.generated(path, peer)
-            opened = open_file(self.root, path) if made is None else in_memory(path, made)
+            later = None if self.streamed is None or made else self.streamed(path, peer)
+            if later is not None:
+                opened = await later
+            else:
+                opened = open_file(self.root, path) if made is None else in_memory(path, made)
         except HttpError as error:
             if error.status == 503 and self.on_refused is not None:
                 self.on_refused()
@@ -349,7 +357,12 @@ class HttpServer:
         try:
             more = socket.MSG_MORE if response.length else 0
             if await self._sender.write(sock, response.head, more):
-                if response.length:
+                if response.length and opened.growing is not None:
+                    sent_bytes = await send_growing(
+                        self._sender, sock, client, opened.fd, opened.growing,
+                        response.offset, response.length,
+                    )  # fmt: skip
+                elif response.length:
                     sent_bytes = await self._sender.send_file(
                         sock, client, opened.fd, response.offset, response.length
                     )

@@ -9,6 +9,7 @@ from ptftpd.http.config import DEFAULT_MAX_CONNECTIONS
 from ptftpd.pxe.firmware import BootFiles
 from ptftpd.pxe.inventory import EMPTY, Inventory
 from ptftpd.pxe.proxy import BOOT_SERVER_PORT
+from ptftpd.pxe.remote import DEFAULT_CACHE_SIZE, DEFAULT_MAX_FILE, DEFAULT_TIMEOUT
 from ptftpd.tftp.server import ServerConfig
 
 __all__ = ["DEFAULT_BOOT_RECORDS", "PxeConfig"]
@@ -55,6 +56,12 @@ class PxeConfig:
     boot_api_deadline: float = 2.0
     boot_api_default: bool = False
     """Machines the API does not know get the inventory's default (else: ignored)."""
+    remote_cache_size: int = DEFAULT_CACHE_SIZE
+    """Bytes of remote kernels/initrds kept in the state directory (`pxe.remote`)."""
+    remote_max_file: int = DEFAULT_MAX_FILE
+    """Bytes of one remote file at most (more: refused or cut, nothing cached)."""
+    remote_timeout: float = DEFAULT_TIMEOUT
+    """Seconds each step of a remote fetch may take (connect, head, each read)."""
 
     @property
     def http_base(self) -> tuple[str, int] | None:

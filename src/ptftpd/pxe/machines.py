@@ -62,7 +62,8 @@ from ptftpd.pxe.firmware import (
     is_ipxe,
 )
 from ptftpd.pxe.inventory import EMPTY, Inventory
-from ptftpd.pxe.recipes import first_stage, render, render_grub
+from ptftpd.pxe.recipes import Remote, first_stage, render, render_grub
+from ptftpd.pxe.remote import RemoteNames
 
 __all__ = ["SCRIPT_DIR", "Chosen", "Machines", "request_facts", "script_name"]
 
@@ -217,6 +218,21 @@ class Machines:
         self.hosts: dict[str, StaticHost] = {}
         self.server6: str | None = None  # pxed --ipv6: the address boot URLs name
         self._http6: str | None = None
+        # With --http-port: the remote kernels/initrds each machine's decision names,
+        # which pxed streams (`ptftpd.pxe.remote`); None: scripts name the URLs.
+        self.remote: RemoteNames | None = None
+
+    def _rendered(
+        self, mac: str, now: float, make: Callable[[Remote | None], bytes | None]
+    ) -> bytes | None:
+        """`make` a machine's script or grub configuration; the remote URLs it names
+        become the machine's (and only those)."""
+        if self.remote is None:
+            return make(None)
+        naming = self.remote.naming(mac, now)
+        made = make(naming)
+        naming.commit()
+        return made
 
     def _decider(self, inventory: Inventory) -> Decider:
         """Item 3's chain. The decision API (issue 22 item 2) goes between the
@@ -296,7 +312,7 @@ class Machines:
         if decision.kind is Kind.IGNORE:
             return Chosen(decision, None, silent=True)
         if facts.ipxe:
-            script = render(decision, facts)
+            script = self._rendered(facts.mac, now, lambda r: render(decision, facts, r))
             if script is None:
                 return Chosen(decision, base)
             name = script_name(facts.mac)
@@ -310,7 +326,8 @@ class Machines:
             return Chosen(decision, None)
         profile = decision.profile
         if self.secure_boot and profile is not None and profile.kernel is not None:
-            self.grub.put(facts.mac, render_grub(profile, facts), now)
+            grub = self._rendered(facts.mac, now, lambda r: render_grub(profile, facts, r))
+            self.grub.put(facts.mac, grub or b"", now)
         http = is_http_client(request) and self.http_base is not None
         own = first_stage(profile, arch_class(facts.arch, http))
         if own is None or base.vendor_options is not None:
@@ -351,7 +368,7 @@ class Machines:
         if decision.kind is Kind.IGNORE:
             return decision, None
         if ipxe and mac is not None:
-            script = render(decision, facts)
+            script = self._rendered(mac, now, lambda r: render(decision, facts, r))
             if script is not None:
                 name = script_name(mac)
                 self.scripts.put(name, script, now)

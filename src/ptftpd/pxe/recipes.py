@@ -10,13 +10,15 @@ into a script is reduced to characters that cannot start a new command or argume
 
 File names in a profile are relative to ROOT (or URLs): iPXE gets them as URLs on
 pxed's HTTP server (``--http-port``), else as ``tftp://SERVER/NAME``; grub gets
-``(tftp,SERVER)/NAME`` or ``(http,SERVER:PORT)/NAME``.
+``(tftp,SERVER)/NAME`` or ``(http,SERVER:PORT)/NAME``. An http(s) kernel or initrd
+URL is given as is, or, with a `Remote` naming (pxed with ``--http-port``), as the
+path pxed streams it from (`ptftpd.pxe.remote`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from ptftpd.dhcp.options import arch_name
@@ -38,6 +40,9 @@ FACTS = ("mac", "mac-hyphen", "ip", "uuid", "arch", "hostname", "server", "http"
 _PLACE = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_-]*)\s*\}\}")
 _OPEN = re.compile(r"\{\{")
 _SAFE = re.compile(r"[A-Za-z0-9._:/\[\]@%+=,-]*")
+
+Remote = Callable[[str], str]
+"""An http(s) URL -> the path (under pxed's HTTP server) that streams it."""
 
 LOCAL_SCRIPT = b"#!ipxe\necho pxed: booting from the next boot device\nexit\n"
 
@@ -88,15 +93,27 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     return _PLACE.sub(lambda m: _safe(values.get(m.group(1).replace("_", "-"))), template)
 
 
-def _url(name: str, base: str) -> str:
+def _streamed(name: str, facts: MachineFacts, remote: Remote | None) -> str | None:
+    """The path pxed streams `name` from, when it is an http(s) URL pxed fetches."""
+    if remote is None or facts.http_base is None:
+        return None
+    if urlsplit(name).scheme not in ("http", "https"):
+        return None
+    return remote(name)
+
+
+def _url(name: str, base: str, facts: MachineFacts, remote: Remote | None) -> str:
+    streamed = _streamed(name, facts, remote)
+    if streamed is not None:
+        return f"{facts.http_base}/{streamed}"
     if "://" in name:
         return name
     return f"{base}/{name.lstrip('/')}"
 
 
-def render_ipxe(profile: Profile, facts: MachineFacts) -> bytes:
+def render_ipxe(profile: Profile, facts: MachineFacts, remote: Remote | None = None) -> bytes:
     """The iPXE script of `profile` for this machine (kernel/initrd/cmdline, or the
-    profile's own script, or `exit` for local)."""
+    profile's own script, or `exit` for local); `remote` names the URLs pxed streams."""
     values = fact_values(facts, profile)
     if profile.local:
         return LOCAL_SCRIPT
@@ -110,34 +127,37 @@ def render_ipxe(profile: Profile, facts: MachineFacts) -> bytes:
     cmdline = fill(profile.cmdline, values)
     lines = ["#!ipxe", f"echo pxed: profile {profile.name} for {facts.mac}"]
     for name, initrd in zip(names, profile.initrd, strict=True):
-        lines.append(f"initrd --name {name} {_url(fill(initrd, values), base)}")
+        lines.append(f"initrd --name {name} {_url(fill(initrd, values), base, facts, remote)}")
     # The EFI stub finds its initrds by name on the command line (as pixiecore writes it).
     args = " ".join([*(f"initrd={n}" for n in names), *([cmdline] if cmdline else [])])
-    kernel = _url(fill(profile.kernel, values), base)
+    kernel = _url(fill(profile.kernel, values), base, facts, remote)
     lines.append(f"kernel {kernel}" + (f" {args}" if args else ""))
     lines.append("boot")
     return ("\n".join(lines) + "\n").encode()
 
 
-def _grub_path(name: str, facts: MachineFacts) -> str:
+def _grub_path(name: str, facts: MachineFacts, remote: Remote | None) -> str:
+    streamed = _streamed(name, facts, remote)
+    if streamed is not None and facts.http_base is not None:
+        name = f"{facts.http_base}/{streamed}"
     if "://" not in name:
         return "/" + name.lstrip("/")  # grub's root is the server it booted from
     url = urlsplit(name)
     return f"({url.scheme},{url.netloc}){url.path}"
 
 
-def render_grub(profile: Profile, facts: MachineFacts) -> bytes:
+def render_grub(profile: Profile, facts: MachineFacts, remote: Remote | None = None) -> bytes:
     """The same recipe as a grub configuration (Secure Boot chains: shim -> grub)."""
     values = fact_values(facts, profile)
     lines = [f"echo 'pxed: profile {profile.name} for {facts.mac}'"]
     if profile.local:
         lines.append("exit")
     elif profile.kernel is not None:
-        kernel = _grub_path(fill(profile.kernel, values), facts)
+        kernel = _grub_path(fill(profile.kernel, values), facts, remote)
         cmdline = fill(profile.cmdline, values)
         lines.append(f"linux {kernel}" + (f" {cmdline}" if cmdline else ""))
         if profile.initrd:
-            paths = " ".join(_grub_path(fill(i, values), facts) for i in profile.initrd)
+            paths = " ".join(_grub_path(fill(i, values), facts, remote) for i in profile.initrd)
             lines.append(f"initrd {paths}")
         lines.append("boot")
     else:
@@ -145,7 +165,7 @@ def render_grub(profile: Profile, facts: MachineFacts) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def render(decision: Decision, facts: MachineFacts) -> bytes | None:
+def render(decision: Decision, facts: MachineFacts, remote: Remote | None = None) -> bytes | None:
     """What iPXE gets for this decision: its script, `exit` for local, None when the
     decision has no script (pxed's --ipxe-bootfile then applies)."""
     if decision.kind is Kind.LOCAL:
@@ -153,7 +173,7 @@ def render(decision: Decision, facts: MachineFacts) -> bytes | None:
     profile = decision.profile
     if decision.kind is not Kind.BOOT or profile is None or not profile.has_script:
         return None
-    return render_ipxe(profile, facts)
+    return render_ipxe(profile, facts, remote)
 
 
 def first_stage(profile: Profile | None, family: BootClass | None) -> str | None:

@@ -54,6 +54,7 @@ from ptftpd.pxe.machine_state import (
 from ptftpd.pxe.machines import Chosen, Machines
 from ptftpd.pxe.proxy import ProxyResponder
 from ptftpd.pxe.reloading import kept_settings, reload_summary
+from ptftpd.pxe.remote import RemoteFiles, RemoteNames, cache_directory
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 from ptftpd.pxe.traces import BootTraces, open_traces
@@ -160,6 +161,7 @@ class PxeService:
         self.boot_records: BootRetention | None = None
         self.machine_states: StateKeeper | None = None  # issue 22 item 5
         self.boot_api: ApiFetcher | None = None  # pxed --boot-api (issue 22 item 2)
+        self.remote_files: RemoteFiles | None = None  # remote kernels, with --http-port
         self.traces: BootTraces | None = None  # pxed --otlp: each attempt as a trace
         self._last_request: Message | None = None
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
@@ -286,6 +288,7 @@ class PxeService:
             http.generated = self._generated
             self.http_server = http
             await http.start()
+            self._stream_remote_files(http)
         if not cfg.proxy:  # before the API, which shows the other servers' boots too
             self._keep_boot_records()
         await self._keep_machine_states()
@@ -541,8 +544,24 @@ class PxeService:
         self.machine_states = StateKeeper(self.machines.states, store)
         await self.machine_states.start()
 
+    def _stream_remote_files(self, http: HttpServer) -> None:
+        """Remote kernels/initrds a decision names are streamed by pxed (`pxe.remote`)."""
+        cfg, dhcp = self.config, self.config.dhcp
+        state_dir = state_file_path(dhcp.leases_path, dhcp.interface or "").parent
+        where = cache_directory(state_dir, dhcp.interface or str(dhcp.server_ip))
+        self.remote_files = remote = RemoteFiles(
+            where,
+            RemoteNames(),
+            cache_size=cfg.remote_cache_size,
+            max_file=cfg.remote_max_file,
+            timeout=cfg.remote_timeout,
+        )
+        remote.start()
+        self.machines.remote = remote.names
+        http.streamed = remote.open
+
     def close(self) -> None:
-        _close_each(self.boot_api, self.machine_states)
+        _close_each(self.remote_files, self.boot_api, self.machine_states)
         self.boot_api = None
         self.machine_states = None
         self.timeline.flush()  # the last changes, to the watchers below

@@ -18,6 +18,7 @@ from ptftpd.http.config import DEFAULT_MAX_CONNECTIONS
 from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS, PxeConfig
 from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, BootFiles
 from ptftpd.pxe.inventory import EMPTY, Inventory
+from ptftpd.pxe.remote import DEFAULT_CACHE_SIZE, DEFAULT_MAX_FILE, DEFAULT_TIMEOUT
 from ptftpd.tftp.transfer_settings import transfer_config
 from ptftpd.values import duration_seconds
 
@@ -68,6 +69,13 @@ def _count(settings: Mapping[str, object], key: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise TypeError(f"{key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _size(settings: Mapping[str, object], key: str, default: int) -> int:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"{key}: expected a number of bytes, got {value!r}")
     return value
 
 
@@ -135,4 +143,7 @@ def pxe_config(
         boot_api=_text(settings, "boot-api"),
         boot_api_deadline=float(_seconds(settings, "boot-api-deadline", 2.0)),
         boot_api_default=settings.get("boot-api-default") is True,
+        remote_cache_size=_size(settings, "remote-cache-size", DEFAULT_CACHE_SIZE),
+        remote_max_file=_count(settings, "remote-max-file") or DEFAULT_MAX_FILE,
+        remote_timeout=_seconds(settings, "remote-timeout", DEFAULT_TIMEOUT),
     )
