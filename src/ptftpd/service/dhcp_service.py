@@ -21,6 +21,7 @@ from ptftpd.dhcp.server import DhcpServer
 from ptftpd.dhcp.server_settings import keep_restart_only
 from ptftpd.events import DhcpMessage, Event
 from ptftpd.service import metrics
+from ptftpd.service.runtime import Reloadable
 
 log = logging.getLogger("ptftpd.service")
 
@@ -104,25 +105,15 @@ def count_messages(server: DhcpServer) -> None:
     server.events = counted
 
 
-class DhcpService:
+class DhcpService(Reloadable[DhcpServer, DhcpConfig]):
     """Adapts a started `DhcpServer` to `ptftpd.service.runtime.Running`; `rebuild`
     re-reads the settings (flags + TOML file) for SIGHUP, which apply but for the
     restart-only ones (named in the reloaded: line, with `also_kept`'s)."""
 
-    def __init__(
-        self,
-        server: DhcpServer,
-        rebuild: Callable[[], DhcpConfig],
-        *,
-        count: bool = False,
-        also_kept: Callable[[], list[str]] = list,
-    ) -> None:
-        self.server = server
-        self.rebuild = rebuild
-        self.also_kept = also_kept  # the service settings the re-read wanted changed
-        self.count = count  # --metrics: the engine's message events are counted
-        if count and server.engine is not None:
-            count_messages(server)
+    def count_metrics(self) -> None:
+        """The engine's message events are counted."""
+        if self.server.engine is not None:
+            count_messages(self.server)
 
     def active(self) -> int:
         return 0  # every exchange is one datagram each way, committed before the reply
@@ -132,11 +123,10 @@ class DhcpService:
 
     def reload(self) -> str:
         new, kept = keep_restart_only(self.server.config, self.rebuild())
-        kept += [name for name in self.also_kept() if name not in kept]
         self.server.config = new
         self.server.engine = self.server.build_engine()
         summary = f"{len(new.static_hosts)} static host(s), lease time {new.lease_time} s"
-        return summary + (f"; kept until a restart: {', '.join(kept)}" if kept else "")
+        return self.reloaded(summary, kept)
 
     def close(self) -> None:
         self.server.close()

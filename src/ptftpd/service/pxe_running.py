@@ -9,8 +9,6 @@ engine a reload builds reports to the same place), and the sockets pxed owns its
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ptftpd.http import HttpServer, Served
 from ptftpd.pxe.bootlog import BootRecord
 from ptftpd.pxe.config import PxeConfig
@@ -18,6 +16,7 @@ from ptftpd.pxe.decision import Decision
 from ptftpd.pxe.service import PxeService
 from ptftpd.service import metrics
 from ptftpd.service.dhcp_service import count_messages
+from ptftpd.service.runtime import Reloadable
 from ptftpd.service.tftp_service import count_transfers
 
 __all__ = ["PxeRunning"]
@@ -47,48 +46,35 @@ def count_http(server: HttpServer) -> None:
     metrics.http_connections(server.active_connections)
 
 
-class PxeRunning:
+class PxeRunning(Reloadable[PxeService, PxeConfig]):
     """Adapts a started `PxeService` to `ptftpd.service.runtime.Running`; `rebuild`
     re-reads the settings (flags + TOML file) for SIGHUP; `count` (--metrics) feeds the
     TFTP, DHCP and boot metrics."""
 
-    def __init__(
-        self,
-        service: PxeService,
-        rebuild: Callable[[], PxeConfig],
-        *,
-        count: bool = False,
-        also_kept: Callable[[], list[str]] = list,
-    ) -> None:
-        self.service = service
-        self.rebuild = rebuild
-        self.also_kept = also_kept  # the service settings the re-read wanted changed
-        self.count = count
-        if count:
-            service.boot_log.on_boot = _boot
-            service.machines.on_decision = _decision
-            if service.boot_api is not None:
-                service.boot_api.on_request = metrics.pxe_boot_api
-            service.events = metrics.record_event
-            if service.tftp_server is not None:
-                count_transfers(service.tftp_server)
-            if service.http_server is not None:
-                count_http(service.http_server)
-            if service.dhcp_server is not None:
-                count_messages(service.dhcp_server)
+    def count_metrics(self) -> None:
+        service = self.server
+        service.boot_log.on_boot = _boot
+        service.machines.on_decision = _decision
+        if service.boot_api is not None:
+            service.boot_api.on_request = metrics.pxe_boot_api
+        service.events = metrics.record_event
+        if service.tftp_server is not None:
+            count_transfers(service.tftp_server)
+        if service.http_server is not None:
+            count_http(service.http_server)
+        if service.dhcp_server is not None:
+            count_messages(service.dhcp_server)
 
     def active(self) -> int:
-        return self.service.active()
+        return self.server.active()
 
     def stop_accepting(self) -> None:
-        self.service.stop_accepting()
+        self.server.stop_accepting()
 
     def reload(self) -> str:
-        summary = self.service.reload(self.rebuild())
+        summary = self.server.reload(self.rebuild())
         head, marker, names = summary.partition("; kept until a restart: ")
-        kept = names.split(", ") if marker else []
-        kept += [name for name in self.also_kept() if name not in kept]
-        return f"{head}; kept until a restart: {', '.join(kept)}" if kept else head
+        return self.reloaded(head, names.split(", ") if marker else [])
 
     def close(self) -> None:
-        self.service.close()
+        self.server.close()

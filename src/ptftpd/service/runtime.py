@@ -28,7 +28,7 @@ import resource
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ptftpd.errors import USAGE_ERROR, StartError, report
 from ptftpd.log import setup_logging
@@ -40,6 +40,8 @@ from ptftpd.service.service_settings import (
 log = logging.getLogger("ptftpd.service")
 
 T = TypeVar("T")
+S = TypeVar("S")  # a started server
+C = TypeVar("C")  # its settings
 
 
 class Running(Protocol):
@@ -56,6 +58,36 @@ class Running(Protocol):
 
     def close(self) -> None:
         """End now: release the sockets, tell running transfers' peers."""
+
+
+class Reloadable(Generic[S, C]):
+    """The part of a `Running` adapter every server shares: `rebuild` re-reads the
+    server's settings (flags + TOML file) for SIGHUP; `also_kept` names the service
+    settings the re-read wanted changed, which wait for a restart too; `count`
+    (--metrics) has the adapter subscribe the metrics (`count_metrics`)."""
+
+    def __init__(
+        self,
+        server: S,
+        rebuild: Callable[[], C],
+        *,
+        count: bool = False,
+        also_kept: Callable[[], list[str]] = list,
+    ) -> None:
+        self.server = server
+        self.rebuild = rebuild
+        self.also_kept = also_kept
+        self.count = count
+        if count:
+            self.count_metrics()
+
+    def count_metrics(self) -> None:
+        """Feed the metrics from the server's events (with --metrics)."""
+
+    def reloaded(self, summary: str, kept: list[str]) -> str:
+        """The reloaded: line: what now applies, then what waits for a restart."""
+        kept = [*kept, *(name for name in self.also_kept() if name not in kept)]
+        return f"{summary}; kept until a restart: {', '.join(kept)}" if kept else summary
 
 
 def prepare(
