@@ -59,6 +59,7 @@ def test_pxed_streams_and_caches_what_the_api_names(tmp_path: Path) -> None:
         argv = [script("pxed"), "-v", "--http-port", "8080", "--range", "10.78.0.100",
                 "10.78.0.120", "--leases", str(tmp_path / "leases.sqlite"),
                 "--boot-api", f"http://127.0.0.1:{API_PORT}/", "--remote-max-file", "4000000",
+                "--metrics", "127.0.0.1:9478",
                 net.bridge, str(root), "default.0"]  # fmt: skip
         pxed = net.start(argv, "pxed")
         wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=net.ns.name)
@@ -105,6 +106,13 @@ def test_pxed_streams_and_caches_what_the_api_names(tmp_path: Path) -> None:
         done = client.run(curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}", made_up,
                           timeout=20, check=False)  # fmt: skip
         assert done.stdout == "404"
+        text = net.ns.run(curl, "-sS", "http://127.0.0.1:9478/metrics", timeout=20).stdout
+        samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#")
+        counts = {o: samples.get(f'ptftpd_pxe_remote_files_total{{outcome="{o}"}}') for o in
+                  ("hit", "miss")}  # fmt: skip
+        assert counts == {"hit": "1.0", "miss": "2.0"}, text
+        fetched = float(samples["ptftpd_pxe_remote_fetched_bytes_total"])
+        assert fetched == len(kernel) + len(initrd), text
         assert pxed.stop() == 0
         log = pxed.output()
     assert "Traceback" not in log

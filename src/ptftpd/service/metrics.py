@@ -88,6 +88,7 @@ _TRANSFER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _BOOT_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 _API_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
 API_OUTCOMES = frozenset({"ok", "rejected", "unreachable"})
+REMOTE_OUTCOMES = frozenset({"hit", "miss", "shared", "failed"})
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,15 @@ class Metrics:
             "malformed: the machine is ignored), unreachable (refused, timed out, broken)",
             ["outcome"],
             _API_BUCKETS,
+        )
+        self.pxe_remote = counter(
+            "pxe_remote_files",
+            "Requests of remote kernels/initrds pxed streams (--http-port) by outcome: hit "
+            "(the cache), miss (fetched), shared (joined a fetch under way), failed",
+            ["outcome"],
+        )
+        self.pxe_remote_bytes = counter(
+            "pxe_remote_fetched_bytes", "Bytes of remote files fetched from their upstreams"
         )
         self.http_requests = counter(
             "http_requests", "HTTP requests answered, by status code", ["status"]
@@ -442,6 +452,14 @@ def pxe_boot_api(outcome: str, seconds: float) -> None:
     """One decision API request (pxed --boot-api) and how long it took."""
     if _active is not None:
         _active.pxe_boot_api.labels(_label(outcome, API_OUTCOMES)).observe(seconds)
+
+
+def pxe_remote(outcome: str, size: int) -> None:
+    """One request of a remote file (`ptftpd.pxe.remote`): its outcome and bytes."""
+    if _active is not None:
+        _active.pxe_remote.labels(_label(outcome, REMOTE_OUTCOMES)).inc()
+        if outcome in ("miss", "failed"):
+            _active.pxe_remote_bytes.inc(size)
 
 
 def http_request(status: int, bytes_sent: int) -> None:

@@ -57,6 +57,8 @@ class PxeRunning(Reloadable[PxeService, PxeConfig]):
         service.machines.on_decision = _decision
         if service.boot_api is not None:
             service.boot_api.on_request = metrics.pxe_boot_api
+        if service.remote_files is not None:
+            service.remote_files.on_fetch = metrics.pxe_remote
         service.events = metrics.record_event
         if service.tftp_server is not None:
             count_transfers(service.tftp_server)
