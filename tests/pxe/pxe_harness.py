@@ -106,10 +106,10 @@ class BootNetwork:
         self.procs.append(proc)
         return proc
 
-    def peer(self, address: str) -> Netns:
-        """Another host on the same LAN: a namespace whose `eth0` (address/24) is plugged
-        into the bridge by a veth. A DHCP server there has its own server identifier,
-        as the network's real DHCP server would beside pxed --proxy."""
+    def peer(self, address: str | None) -> Netns:
+        """Another host on the same LAN: a namespace whose `eth0` (address/24, or no IPv4
+        address) is plugged into the bridge by a veth. A DHCP server there has its own
+        server identifier, as the network's real DHCP server would beside pxed --proxy."""
         peer = Netns("ptpxp")
         self.peers.append(peer)
         port = "vp" + peer.name[-8:]
@@ -133,17 +133,25 @@ class BootNetwork:
         )
         self.ns.run("ip", "link", "set", port, "master", self.bridge)
         self.ns.run("ip", "link", "set", port, "up")
-        peer.run("ip", "addr", "add", f"{address}/{PREFIX}", "dev", "eth0")
+        if address is not None:
+            peer.run("ip", "addr", "add", f"{address}/{PREFIX}", "dev", "eth0")
         peer.run("ip", "link", "set", "eth0", "up")
         return peer
 
-    def router_advertisements(self) -> Process:
+    def router_advertisements(self, ipv6: bool = True) -> Process:
         """IPv6 router advertisements on the bridge (dnsmasq, RA only, no DHCPv6).
 
         iPXE configures IPv4 and IPv6 together and, with no router on the link, waits
-        about 15 s for one before it boots; an RA ends that wait. Nothing else uses it."""
-        self.ns.run("ip", "addr", "add", "fd78::1/64", "dev", self.bridge, "nodad")
-        return self.dnsmasq("--enable-ra", "--dhcp-range=fd78::,ra-only", name="radv")
+        about 15 s for one before it boots; an RA ends that wait. Nothing else uses it.
+        `ipv6=False` (the bridge has IPv6 disabled): the router is another host on the
+        LAN, a peer with no IPv4 address, as on a LAN whose router is not the boot server."""
+        if ipv6:
+            self.ns.run("ip", "addr", "add", "fd78::1/64", "dev", self.bridge, "nodad")
+            return self.dnsmasq("--enable-ra", "--dhcp-range=fd78::,ra-only", name="radv")
+        router = self.peer(None)
+        router.run("ip", "addr", "add", "fd78::fe/64", "dev", "eth0", "nodad")
+        args = ("--enable-ra", "--dhcp-range=fd78::,ra-only")
+        return self.dnsmasq(*args, name="radv", ns=router)
 
     def dnsmasq(self, *args: str, name: str = "dnsmasq", ns: Netns | None = None) -> Process:
         """dnsmasq on the bridge (or a peer's eth0) only: no DNS, leases in the test's
@@ -169,7 +177,9 @@ class BootNetwork:
 
 
 @contextmanager
-def boot_network(tmp: Path, prefix: str = "ptpxe") -> Iterator[BootNetwork]:
+def boot_network(tmp: Path, prefix: str = "ptpxe", ipv6: bool = True) -> Iterator[BootNetwork]:
+    """The namespace, bridge and tap; `ipv6=False`: IPv6 disabled on the bridge (the
+    boot servers' interface), router advertisements from another host on the LAN."""
     require_root()
     require_tool("ip")
     if not Path("/dev/net/tun").exists():
@@ -188,12 +198,14 @@ def boot_network(tmp: Path, prefix: str = "ptpxe") -> Iterator[BootNetwork]:
         # ("cannot bind fd78::...: Cannot assign requested address").
         for knob in ("accept_ra", "autoconf"):
             ns.run("sysctl", "-qw", f"net.ipv6.conf.{BRIDGE}.{knob}=0")
+        if not ipv6:
+            ns.run("sysctl", "-qw", f"net.ipv6.conf.{BRIDGE}.disable_ipv6=1")
         ns.run("ip", "tuntap", "add", "dev", TAP, "mode", "tap")
         ns.run("ip", "link", "set", TAP, "master", BRIDGE)
         ns.run("ip", "link", "set", TAP, "up")
         ns.run("ip", "link", "set", BRIDGE, "up")
         ns.run("ip", "addr", "add", f"{SERVER_IP}/{PREFIX}", "dev", BRIDGE)
-        net.router_advertisements()
+        net.router_advertisements(ipv6)
         yield net
     finally:
         for proc in reversed(net.procs):

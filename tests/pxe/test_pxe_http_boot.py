@@ -13,12 +13,18 @@ loopback) is two completed attempts whose steps match: the firmware's DHCP excha
 (DORA in DHCP mode; the proxy offer and the REQUEST to dnsmasq in proxy mode), then
 its GET of ipxe.efi with the file's bytes; then iPXE's exchange and its GET of
 boot.ipxe.
+
+The three boots (DHCP mode, proxy mode, an IPv4-only interface) are independent, each
+in its own namespace, and spend most of their time waiting on firmware timers (OVMF's
+offer collection, iPXE's Ctrl-B prompt): they run side by side, once per module, and
+each test checks its own boot.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -53,9 +59,9 @@ def _http_boot(tmp_path: Path, proxy: bool, ipv4_only: bool = False) -> None:
     pcap = tmp_path / "boot.pcap"
     args = ["--http-port", str(HTTP_PORT), "--efi64-bootfile", "ipxe.efi"]
     args += ["--ipxe-bootfile", "boot.ipxe", "--api", API]
-    with boot_network(tmp_path) as net:
-        if ipv4_only:  # IPv6 switched off on pxed's interface (the bridge)
-            net.ns.run("sysctl", "-q", "-w", f"net.ipv6.conf.{net.bridge}.disable_ipv6=1")
+    # ipv4_only: IPv6 switched off on pxed's interface (the bridge); the LAN's IPv6
+    # router is another host.
+    with boot_network(tmp_path, ipv6=not ipv4_only) as net:
         if proxy:
             dnsmasq_addresses_only(net)
             args.append("--proxy")
@@ -132,14 +138,59 @@ def check_record(attempts: list[dict[str, Any]], root: Path, proxy: bool) -> Non
         assert "tftp.request" not in kinds, kinds
 
 
-def test_uefi_http_boot_ipv4_ipxe_then_script_over_http(tmp_path: Path) -> None:
-    _http_boot(tmp_path, proxy=False)
+# test name -> _http_boot's keyword arguments
+BOOTS: dict[str, dict[str, bool]] = {
+    "test_uefi_http_boot_ipv4_ipxe_then_script_over_http": {"proxy": False},
+    "test_uefi_http_boot_ipv4_proxy_beside_dnsmasq": {"proxy": True},
+    "test_uefi_http_boot_on_an_ipv4_only_interface": {"proxy": False, "ipv4_only": True},
+}
 
 
-def test_uefi_http_boot_ipv4_proxy_beside_dnsmasq(tmp_path: Path) -> None:
-    _http_boot(tmp_path, proxy=True)
+@pytest.fixture(scope="module")
+def side_by_side(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, BaseException | None]:
+    """The boots of this module's selected tests, run at once (one thread each, each
+    bounded by boot_vm's timeout): test name -> what its boot raised, None if nothing."""
+    names = {item.name for item in request.session.items if item.module is request.module}
+    outcome: dict[str, BaseException | None] = {}
+
+    def run(name: str) -> None:
+        try:
+            _http_boot(tmp_path_factory.mktemp(name[-30:]), **BOOTS[name])
+            outcome[name] = None
+        except BaseException as exc:  # handed to the test that owns this boot
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in BOOTS if n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(420)
+    return outcome
 
 
-def test_uefi_http_boot_on_an_ipv4_only_interface(tmp_path: Path) -> None:
+def _check(outcome: dict[str, BaseException | None], name: str) -> None:
+    assert name in outcome, f"{name}: its boot did not finish"
+    exc = outcome[name]
+    if exc is not None:
+        raise exc
+
+
+def test_uefi_http_boot_ipv4_ipxe_then_script_over_http(
+    side_by_side: dict[str, BaseException | None],
+) -> None:
+    _check(side_by_side, "test_uefi_http_boot_ipv4_ipxe_then_script_over_http")
+
+
+def test_uefi_http_boot_ipv4_proxy_beside_dnsmasq(
+    side_by_side: dict[str, BaseException | None],
+) -> None:
+    _check(side_by_side, "test_uefi_http_boot_ipv4_proxy_beside_dnsmasq")
+
+
+def test_uefi_http_boot_on_an_ipv4_only_interface(
+    side_by_side: dict[str, BaseException | None],
+) -> None:
     """Issue 21: pxed --http-port on an interface with IPv6 disabled (sysctl)."""
-    _http_boot(tmp_path, proxy=False, ipv4_only=True)
+    _check(side_by_side, "test_uefi_http_boot_on_an_ipv4_only_interface")
