@@ -6,6 +6,7 @@ request (its path):
 - ``/nolen/NAME``: the file, no Content-Length (the body ends when the connection does);
 - ``/short/NAME``: Content-Length of the whole file, half of it, then the connection closes;
 - ``/slow/NAME``: the head after 3 s, then the file 16 KiB every 0.1 s;
+- ``/hang/NAME``: no answer for 20 s;
 - ``/redirect/N/NAME``: a 302 to ``/redirect/N-1/NAME``, at 0 to ``/files/NAME``;
 - ``/elsewhere``: a 302 to ``file:///etc/passwd``.
 """
@@ -34,6 +35,9 @@ def main() -> None:
         def answer(self, parts: list[str]) -> None:
             if parts[0] == "elsewhere":
                 self.redirect("file:///etc/passwd")
+                return
+            if parts[0] == "hang":
+                time.sleep(20)
                 return
             if parts[0] == "redirect":
                 hops = int(parts[1])

@@ -193,10 +193,19 @@ def test_over_the_limit_short_or_redirected_away_nothing_cached(tmp_path: Path) 
     small = blob(MIB // 2, "small")
     (files / "big").write_bytes(big)
     (files / "small").write_bytes(small)
+    (files / "tiny").write_bytes(b"tiny\n")
 
     async def body() -> None:
-        async with Pxed(tmp_path, max_file=MIB) as pxed:
+        async with Pxed(tmp_path, max_file=MIB, timeout=1.0) as pxed:
             with upstream(files) as up:
+                # A file small enough to arrive in one read: the first client has it too.
+                [url] = pxed.name(OTHER, up.url("files/tiny"))
+                assert await curl(url) == (0, b"tiny\n", "200")
+                # No answer within the timeout (1 s): 504.
+                [url] = pxed.name(OTHER, up.url("hang/small"))
+                began = time.monotonic()
+                assert (await curl(url))[2] == "504"
+                assert time.monotonic() - began < 5
                 declared, undeclared, short, hops, too_many, away, gone = pxed.name(
                     MAC,
                     up.url("files/big"),  # Content-Length over the limit: refused
@@ -212,10 +221,11 @@ def test_over_the_limit_short_or_redirected_away_nothing_cached(tmp_path: Path) 
                     assert code == "502" and got.startswith(b"502"), (url, code)
                 rc, got, code = await curl(short)
                 assert rc == 18 and code == "200" and len(got) < len(small), (rc, code)
-                assert pxed.cached() == []  # nothing half-written, nothing over the limit
+                tiny = hashlib.sha256(up.url("files/tiny").encode()).hexdigest()
+                assert pxed.cached() == [tiny]  # nothing half-written, nothing over the limit
                 rc, got, code = await curl(hops)
                 assert (rc, code, got == small) == (0, "200", True)
-                assert len(pxed.cached()) == 1
+                assert len(pxed.cached()) == 2
 
     run(body)
 

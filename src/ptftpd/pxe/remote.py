@@ -148,7 +148,6 @@ class _Fetch:
     growing: GrowingFile
     head: asyncio.Future[int | None]  # the declared length, once the answer is open
     began: float
-    clients: int = 1
 
 
 class RemoteFiles:
@@ -269,8 +268,17 @@ class RemoteFiles:
         shared = fetch is not None
         if fetch is None:
             fetch = self._start(url, key)
-        else:
-            fetch.clients += 1
+        try:  # its own descriptor now: the fetch may end (and close its own) any time
+            fd = os.dup(fetch.fd)
+        except OSError as exc:
+            raise HttpError(503, exc.strerror or "out of file descriptors") from None
+        try:
+            return await self._join(fetch, fd, url, peer, shared)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    async def _join(self, fetch: _Fetch, fd: int, url: str, peer: str, shared: bool) -> OpenedFile:
         try:
             length = await asyncio.shield(fetch.head)
         except UpstreamError as exc:
@@ -285,10 +293,6 @@ class RemoteFiles:
             if growing.error is not None:
                 raise HttpError(502, f"{url}: {growing.error}")
             length = growing.written
-        try:
-            fd = os.dup(fetch.fd)
-        except OSError as exc:
-            raise HttpError(503, exc.strerror or "out of file descriptors") from None
         mime = content_type(Path(_leaf(url)))
         return OpenedFile(Path(url), fd, length, time.time(), mime, growing)
 
