@@ -1,6 +1,6 @@
-"""A test upstream for pxed's remote files (``python remote_upstream.py PORT DIR``):
-serves DIR's files on 127.0.0.1:PORT in the ways the tests need, one line on stdout per
-request (its path):
+"""A test upstream for pxed's remote files (``python remote_upstream.py PORT DIR
+[CERT KEY]``): serves DIR's files on 127.0.0.1:PORT (over TLS with CERT and KEY) in the
+ways the tests need, one line on stdout per request (its path):
 
 - ``/files/NAME``: the file, with Content-Length;
 - ``/nolen/NAME``: the file, no Content-Length (the body ends when the connection does);
@@ -13,6 +13,7 @@ request (its path):
 
 from __future__ import annotations
 
+import ssl
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,7 +78,12 @@ def main() -> None:
     class Server(ThreadingHTTPServer):
         daemon_threads = True
 
-    Server(("127.0.0.1", port), Handler).serve_forever()
+    server = Server(("127.0.0.1", port), Handler)
+    if len(sys.argv) > 4:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(sys.argv[3], sys.argv[4])
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -46,12 +46,13 @@ def blob(size: int, seed: str) -> bytes:
 
 
 class Upstream:
-    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
+    def __init__(self, proc: subprocess.Popen[str], port: int, scheme: str) -> None:
         self.proc = proc
         self.port = port
+        self.scheme = scheme
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{path}"
 
     def stop(self) -> str:
         """Stop it; the request lines it printed."""
@@ -62,13 +63,14 @@ class Upstream:
 
 
 @contextmanager
-def upstream(files: Path) -> Iterator[Upstream]:
+def upstream(files: Path, *tls: str) -> Iterator[Upstream]:
+    """The test upstream serving `files` (over TLS with `tls`: CERT, KEY)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = [sys.executable, str(HERE / "remote_upstream.py"), str(port), str(files)]
+    argv = [sys.executable, str(HERE / "remote_upstream.py"), str(port), str(files), *tls]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    up = Upstream(proc, port)
+    up = Upstream(proc, port, "https" if tls else "http")
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -226,6 +228,39 @@ def test_over_the_limit_short_or_redirected_away_nothing_cached(tmp_path: Path) 
                 rc, got, code = await curl(hops)
                 assert (rc, code, got == small) == (0, "200", True)
                 assert len(pxed.cached()) == 2
+
+    run(body)
+
+
+def test_https_with_a_trusted_certificate_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An https upstream (asyncio's ssl, the default trust store): refused (502) while
+    its certificate is not trusted, streamed once it is (SSL_CERT_FILE names it)."""
+    files = tmp_path / "files"
+    files.mkdir()
+    kernel = blob(MIB + 3, "https")
+    (files / "vmlinuz").write_bytes(kernel)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-ca.pem"))
+
+    async def body() -> None:
+        async with Pxed(tmp_path) as pxed:
+            with upstream(files, str(cert), str(key)) as up:
+                [url] = pxed.name(MAC, up.url("files/vmlinuz"))
+                assert url.startswith("http://")  # pxed serves it over plain HTTP
+                assert (await curl(url))[2] == "502"  # not trusted
+                assert pxed.cached() == []
+                monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+                rc, got, code = await curl(url)
+                assert (rc, code, got == kernel) == (0, "200", True)
+                assert len(pxed.cached()) == 1
 
     run(body)
 
