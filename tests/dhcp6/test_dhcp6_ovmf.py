@@ -12,8 +12,10 @@ machines), every boot bounded, QEMU killed by its PID.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -211,3 +213,34 @@ def test_ovmf_pxe_over_ipv6_beside_dnsmasq_with_our_proxy(tmp_path: Path) -> Non
         assert "boot service: boot file URL to fd00:77::1" in log, log
         assert "EFI x64 (DHCPv6)" in line and "ipxe.efi over tftp" in line, line
         assert "leased" not in log, "proxy mode hands out no addresses"
+
+
+def test_ovmf_pxe_over_ipv6_waits_for_a_slow_boot_api(tmp_path: Path) -> None:
+    """pxed --ipv6 --boot-api (issue 22): the pixiecore-format test API answers in 1.5 s
+    with our `profile` extension, whose per-family `bootfile` names the machine's own
+    first stage. pxed sends nothing to OVMF's first Solicit (the API is thinking); EDK2
+    asks again 4 s later (its PXEv6 Solicit IRT) and gets `mine.efi`, and boots it."""
+    api_port = 8038
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"52:54:00:d6:00:01": [1.5, 200, '{"profile": "fw"}']}))
+    settings = tmp_path / "pxed.toml"
+    settings.write_text('[profile.fw]\nbootfile = { efi64 = "mine.efi" }\n')
+    api_script = Path(__file__).parent.parent / "pxe" / "pixie_api.py"
+    with boot_lan(tmp_path) as (ns, procs):
+        api = Process(
+            ns.popen_argv([sys.executable, str(api_script), str(api_port), str(rules)]),
+            tmp_path / "api.log",
+        )
+        procs.append(api)
+        pxed = serve(ns, procs, tmp_path, "--config", str(settings),
+                     "--boot-api", f"http://127.0.0.1:{api_port}")  # fmt: skip
+        shutil.copyfile(IPXE_EFI, tmp_path / "root" / "mine.efi")
+        serial = boot_ovmf(ns, procs, tmp_path)
+        assert "NBP file downloaded successfully" in serial
+        line = boot_line(pxed)
+        log = pxed.output()
+        assert "held SOLICIT" in log, log[-3000:]
+        assert "RRQ 'mine.efi'" in log, log[-3000:]
+        assert "mine.efi over tftp" in line, line
+        asked = [x for x in api.output().splitlines() if "52:54:00:d6:00:01" in x]
+        assert asked, api.output()
