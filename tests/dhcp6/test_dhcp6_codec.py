@@ -34,10 +34,9 @@ from ptftpd.dhcp6.codec import (
     VendorClass,
     VendorOpts,
     decode,
-    duid_ll,
-    duid_llt,
     encode,
 )
+from ptftpd.dhcp6.duid import duid_ll, duid_llt, identity
 
 MAC = bytes.fromhex("080027fe8f95")
 # DUID-LLT: type 1, hardware type 1, time 0x1c39cf88, MAC (RFC 8415 11.2).
@@ -193,6 +192,18 @@ def test_duid_builders_follow_rfc_layouts() -> None:
     # DUID-LLT time counts seconds since 2000-01-01 UTC (946684800 in Unix time).
     assert duid_llt(MAC, 946684800 + 0x1C39CF88) == CLIENT_DUID
 
+
+
+def test_a_duid_names_its_machine_by_mac_or_uuid_only_when_well_formed() -> None:
+    assert identity(CLIENT_DUID) == ("08:00:27:fe:8f:95", None)
+    assert identity(SERVER_DUID) == ("52:54:00:12:34:56", None)
+    uuid = bytes(range(16))
+    assert identity(b"\x00\x04" + uuid) == (None, uuid.hex())
+    assert identity(b"\x00\x04" + uuid[:15]) == (None, None)  # RFC 6355: 16 octets
+    assert identity(b"\x00\x03\x00\x06" + bytes(6)) == (None, None)  # not Ethernet
+    assert identity(SERVER_DUID[:-1]) == (None, None)  # a 5-octet "MAC"
+    assert identity(b"\x00\x02\x00\x00\x01\x37abc") == (None, None)  # DUID-EN
+    assert identity(b"\x00") == (None, None)
 
 # -- hypothesis round trips ------------------------------------------------------------
 

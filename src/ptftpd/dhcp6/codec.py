@@ -28,6 +28,8 @@ from enum import IntEnum
 from ipaddress import IPv6Address
 from typing import TypeVar
 
+from ptftpd.dhcp6.duid import HW_ETHERNET
+
 __all__ = [
     "MAX_LINK_ADDRESS",
     "MAX_OPTION_DEPTH",
@@ -64,8 +66,6 @@ __all__ = [
     "decode",
     "decode_any",
     "decode_options",
-    "duid_ll",
-    "duid_llt",
     "encode",
     "encode_options",
 ]
@@ -131,23 +131,6 @@ HOP_COUNT_LIMIT = 8  # RFC 8415 section 7.6
 MAX_RELAYS = HOP_COUNT_LIMIT + 1
 RELAY_HEADER = 34  # type, hop count, link address, peer address
 MAX_LINK_ADDRESS = 16  # a link-layer address in option 79 (DHCPv4's chaddr holds 16)
-
-DUID_LLT = 1
-DUID_LL = 3
-HW_ETHERNET = 1
-_DUID_EPOCH = 946684800  # 2000-01-01 00:00 UTC, the origin of DUID-LLT times
-
-
-def duid_ll(mac: bytes, hw_type: int = HW_ETHERNET) -> bytes:
-    """DUID-LL (type 3): stable for as long as the interface keeps its MAC."""
-    return struct.pack("!HH", DUID_LL, hw_type) + mac
-
-
-def duid_llt(mac: bytes, unix_time: float, hw_type: int = HW_ETHERNET) -> bytes:
-    """DUID-LLT (type 1): the time must be stored and reused, or the DUID changes."""
-    seconds = int(unix_time - _DUID_EPOCH) & 0xFFFFFFFF
-    return struct.pack("!HHI", DUID_LLT, hw_type, seconds) + mac
-
 
 def _duid(data: bytes, name: str) -> bytes:
     # RFC 8415 11.1: a 2-octet type and 1 to 128 octets of identifier.

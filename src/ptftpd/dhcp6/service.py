@@ -42,8 +42,8 @@ from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.peers import V6, Heartbeat, SharedBeats
 from ptftpd.dhcp.store import StoreBusy, StoreError, StoreUnavailable
-from ptftpd.dhcp6.codec import duid_ll
 from ptftpd.dhcp6.config import Dhcp6Config
+from ptftpd.dhcp6.duid import duid_ll
 from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
 from ptftpd.dhcp6.leases import Bindings, LeaseStore6, MemoryStore6, Pool6
 from ptftpd.dhcp6.rasender import RaSender

@@ -36,6 +36,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
+from ptftpd.dhcp6.duid import identity
 from ptftpd.events import (
     Dhcp6Message,
     Event,
@@ -61,18 +62,10 @@ TransferEvent = TransferStarted | TransferFinished | TransferRefused
 
 
 def client_label(duid: bytes) -> str:
-    """The MAC inside a DUID-LLT (1) or DUID-LL (3) with an Ethernet hardware type, so
-    IPv6 boots line up with IPv4 ones in the boot log; else `duid xx:xx...`."""
-    kind = int.from_bytes(duid[:2], "big") if len(duid) >= 2 else 0
-    hw = int.from_bytes(duid[2:4], "big") if len(duid) >= 4 else 0
-    mac = b""
-    if kind == 1 and hw == 1 and len(duid) == 14:
-        mac = duid[8:]
-    elif kind == 3 and hw == 1 and len(duid) == 10:
-        mac = duid[4:]
-    if mac:
-        return mac.hex(":")
-    return f"duid {duid.hex(':') or '-'}"
+    """The MAC inside an Ethernet DUID-LLT or DUID-LL, so IPv6 boots line up with IPv4
+    ones in the boot log; else `duid xx:xx...`."""
+    mac, _ = identity(duid)
+    return mac or f"duid {duid.hex(':') or '-'}"
 
 
 @dataclass(frozen=True)

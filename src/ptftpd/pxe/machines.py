@@ -38,6 +38,7 @@ from ptftpd.dhcp.leases import StaticHost
 from ptftpd.dhcp.options import Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp6.boot import BootRequest6
+from ptftpd.dhcp6.duid import identity
 from ptftpd.pxe.decision import (
     BUILTIN,
     Decider,
@@ -134,20 +135,6 @@ def request_facts(
         http_base=base,
         ipxe=is_ipxe(request),
     )
-
-
-def duid_identity(duid: bytes) -> tuple[str | None, str | None]:
-    """(MAC, UUID) a DHCPv6 DUID names: DUID-LLT (1) and DUID-LL (3) of an Ethernet
-    link carry the MAC, DUID-UUID (4, RFC 6355) the machine's UUID."""
-    if len(duid) < 2:
-        return None, None
-    kind = int.from_bytes(duid[:2], "big")
-    if kind in (1, 3) and len(duid) >= 4 and int.from_bytes(duid[2:4], "big") == 1:
-        address = duid[8:] if kind == 1 else duid[4:]
-        return (address.hex(":"), None) if len(address) == 6 else (None, None)
-    if kind == 4 and len(duid) == 18:
-        return None, duid[2:].hex()
-    return None, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,7 +334,7 @@ class Machines:
         MAC comes from its DUID (LL/LLT), else from its relay's option 79."""
         if not self.active:
             return None
-        mac, uuid = duid_identity(request.duid)
+        mac, uuid = identity(request.duid)
         if mac is None and request.link_layer is not None:
             mac = request.link_layer.mac  # relayed: the MAC its relay saw (RFC 6939)
         if mac is None and uuid is None:
