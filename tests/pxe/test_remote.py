@@ -369,3 +369,47 @@ def test_the_limits_are_flags_and_toml_keys(tmp_path: Path) -> None:
     )  # fmt: skip
     config = pxe_config({}, dhcp, root, "boot.0")
     assert (config.remote_cache_size, config.remote_max_file) == (2 * 1024**3, 512 * MIB)
+
+
+def test_scripts_and_grub_name_pxed_for_every_remote_url(tmp_path: Path) -> None:
+    """Rendering (pure): an API answer's remote kernel, initrd and ``{{ ID }}`` URLs
+    become pxed paths in the iPXE script and in grub's configuration, each mapping back
+    to its URL for this machine only; without pxed's HTTP server they stay URLs."""
+    import json
+    import re
+    from dataclasses import replace
+
+    from test_bootapi import facts
+
+    from ptftpd.pxe.bootapi import parse_answer
+    from ptftpd.pxe.recipes import render_grub, render_ipxe
+
+    answer = {
+        "kernel": "https://mirror.example/vmlinuz",
+        "initrd": ["initrd.gz"],
+        "cmdline": 'console=ttyS0 url={{ ID "preseed.cfg" }}',
+    }
+    decision = parse_answer(json.dumps(answer).encode(), "http://api.example/pxe/", tmp_path, {})
+    assert decision.profile is not None
+    names = RemoteNames()
+    now = time.monotonic()
+    f = facts(MAC)
+    for render in (render_ipxe, render_grub):
+        naming = names.naming(MAC, now)
+        text = render(decision.profile, f, naming).decode()
+        naming.commit()
+        found = re.findall(r"pxed/remote/52-54-00-22-02-51/[A-Za-z0-9_-]{22}/[\w.]+", text)
+        assert len(found) == 3 and "example" not in text, text
+        assert [names.url_of(p, now) for p in found] == [
+            "https://mirror.example/vmlinuz",
+            "http://api.example/pxe/preseed.cfg",  # the cmdline comes before on grub's line
+            "http://api.example/pxe/initrd.gz",
+        ] if render is render_grub else [
+            "http://api.example/pxe/initrd.gz",
+            "https://mirror.example/vmlinuz",
+            "http://api.example/pxe/preseed.cfg",
+        ], text  # fmt: skip
+        assert names.url_of(found[0].replace("52-54-00-22-02-51", "52-54-00-22-02-52"), now) is None
+    plain = render_ipxe(decision.profile, replace(f, http_base=None), names.naming(MAC, now))
+    assert b"url=http://api.example/pxe/preseed.cfg" in plain
+    assert b"kernel https://mirror.example/vmlinuz" in plain

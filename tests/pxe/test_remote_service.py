@@ -1,11 +1,12 @@
 """Issue 22 item 2's remote files over the wire: a real pxed (full DHCP, ``--boot-api``,
 ``--http-port``) in a namespace; the pixiecore-format test API (pixie_api.py) names a
-kernel and an initrd on the test upstream (remote_upstream.py), both on the
-namespace's loopback; busybox udhcpc is the machine's iPXE in a peer namespace and
-curl its downloads. The machine's script names pxed, not the upstream; curl through
-pxed gets the exact bytes; while the initrd's upstream is slow, TFTP and HTTP are
-served at once; with the upstream stopped the kernel comes from the cache; a
-made-up path is 404; one log line per remote fetch."""
+kernel, an initrd and (with pixiecore's ``{{ ID }}`` in the cmdline) a preseed file on
+the test upstream (remote_upstream.py), all on the namespace's loopback; busybox
+udhcpc is the machine's iPXE in a peer namespace and curl its downloads. The
+machine's script names pxed, not the upstream; curl through pxed gets the exact
+bytes; while the initrd's upstream is slow, TFTP and HTTP are served at once; with
+the upstream stopped the kernel comes from the cache; a made-up path is 404; one log
+line per remote fetch; the metrics count them."""
 
 from __future__ import annotations
 
@@ -45,10 +46,11 @@ def test_pxed_streams_and_caches_what_the_api_names(tmp_path: Path) -> None:
     kernel, initrd = blob(2 * 1024 * 1024 + 5, "vmlinuz"), blob(256 * 1024, "initrd")
     (files / "vmlinuz").write_bytes(kernel)
     (files / "initrd.gz").write_bytes(initrd)
+    (files / "preseed.cfg").write_text("d-i debian-installer/locale string en_US\n")
     answer = {
         "kernel": KERNEL,
         "initrd": [INITRD],
-        "cmdline": "console=ttyS0",
+        "cmdline": 'console=ttyS0 url={{ ID "' + UP + '/files/preseed.cfg" }}',  # pixiecore's ID
     }
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps({MAC: [0, 200, json.dumps(answer)]}))
@@ -72,6 +74,11 @@ def test_pxed_streams_and_caches_what_the_api_names(tmp_path: Path) -> None:
         assert urls["kernel"].startswith(prefix) and urls["kernel"].endswith("/vmlinuz"), got
         assert urls["initrd"].startswith(prefix) and urls["initrd"].endswith("/initrd.gz"), got
         assert "127.0.0.1" not in got, got
+        found = re.search(r" url=(\S+)", got)
+        assert found is not None and found.group(1).startswith(prefix), got
+        assert found.group(1).endswith("/preseed.cfg"), got
+        preseed = client.run(curl, "-sS", "-f", found.group(1), timeout=20).stdout
+        assert preseed == (files / "preseed.cfg").read_text()
 
         def fetch(url: str, out: Path) -> subprocess.CompletedProcess[str]:
             return client.run(curl, "-sS", "-f", "--max-time", "30", "-o", str(out), url,
@@ -110,9 +117,10 @@ def test_pxed_streams_and_caches_what_the_api_names(tmp_path: Path) -> None:
         samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#")
         counts = {o: samples.get(f'ptftpd_pxe_remote_files_total{{outcome="{o}"}}') for o in
                   ("hit", "miss")}  # fmt: skip
-        assert counts == {"hit": "1.0", "miss": "2.0"}, text
+        assert counts == {"hit": "1.0", "miss": "3.0"}, text
         fetched = float(samples["ptftpd_pxe_remote_fetched_bytes_total"])
-        assert fetched == len(kernel) + len(initrd), text
+        preseed_size = (files / "preseed.cfg").stat().st_size
+        assert fetched == len(kernel) + len(initrd) + preseed_size, text
         assert pxed.stop() == 0
         log = pxed.output()
     assert "Traceback" not in log
@@ -122,5 +130,6 @@ def test_pxed_streams_and_caches_what_the_api_names(tmp_path: Path) -> None:
     assert sum("files/vmlinuz" in x and "cache hit" in x for x in lines) == 1, lines
     assert any("slow/initrd.gz" in x and "cache miss, cached" in x for x in lines), lines
     cached = sorted(p.name for p in (tmp_path / "pxed-br0-remote").iterdir())
-    keys = [hashlib.sha256(url.encode()).hexdigest() for url in (KERNEL, INITRD)]
+    urls = (KERNEL, INITRD, f"{UP}/files/preseed.cfg")
+    keys = [hashlib.sha256(url.encode()).hexdigest() for url in urls]
     assert cached == sorted(keys)

@@ -11,10 +11,12 @@ plus our extensions ``{"local": true}`` (boot the next device) and ``{"profile":
 URLs (http, https), references relative to the API's URL (resolved as pixiecore does,
 RFC 3986 against URL), or ``file://`` paths, which must lie inside ROOT (pxed serves
 them as ROOT's files). ``{{ ID "ref" }}`` in the cmdline becomes the URL of ``ref``
-resolved the same way. A non-200 answer or a malformed body means "ignore this
-machine" as in pixiecore (`BootApi.unknown_to_default`: the chain's default instead).
-The machine's facts go as query parameters: ``arch`` (IANA number), ``uuid``, ``ip``,
-``vendor-class``, ``subnet``.
+resolved the same way (a remote one is left as ``{{ ID "URL" }}`` for the rendering:
+pxed's streamed path with ``--http-port``, `ptftpd.pxe.remote`, else the URL). A
+non-200 answer or a malformed body means "ignore this machine" as in pixiecore
+(`BootApi.unknown_to_default`: the chain's default instead). The machine's facts go
+as query parameters: ``arch`` (IANA number), ``uuid``, ``ip``, ``vendor-class``,
+``subnet``.
 
 `BootApi` is the chain's `Source.API` link (`ptftpd.pxe.decision`), sans-IO: a machine
 it knows nothing new about starts a request (through `start`, the driver's) and gets
@@ -96,7 +98,11 @@ def _cmdline(value: object, api_url: str, root: Path) -> str:
 
     def url_of(match: re.Match[str]) -> str:
         name = resolve(match.group(1), api_url, root)
-        return name if "://" in name else "{{ base }}/" + name
+        if "://" not in name:
+            return "{{ base }}/" + name
+        if '"' in name:
+            raise ValueError(f"{name[:80]!r}: a quote in a URL")
+        return f'{{{{ ID "{name}" }}}}'  # a remote URL: the rendering names it (recipes)
 
     text = _ID.sub(url_of, value)
     if _CONTROL.search(text):

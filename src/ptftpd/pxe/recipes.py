@@ -40,6 +40,7 @@ FACTS = ("mac", "mac-hyphen", "ip", "uuid", "arch", "hostname", "server", "http"
 _PLACE = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_-]*)\s*\}\}")
 _OPEN = re.compile(r"\{\{")
 _SAFE = re.compile(r"[A-Za-z0-9._:/\[\]@%+=,-]*")
+_ID = re.compile(r'\{\{\s*ID\s+"([^"]*)"\s*\}\}')  # a remote URL of the API's cmdline
 
 Remote = Callable[[str], str]
 """An http(s) URL -> the path (under pxed's HTTP server) that streams it."""
@@ -111,6 +112,15 @@ def _url(name: str, base: str, facts: MachineFacts, remote: Remote | None) -> st
     return f"{base}/{name.lstrip('/')}"
 
 
+def _cmdline(
+    profile: Profile, values: Mapping[str, str], facts: MachineFacts, remote: Remote | None
+) -> str:
+    """The profile's command line filled; a remote URL the decision API named with
+    ``{{ ID "URL" }}`` (`ptftpd.pxe.bootapi`) as the path pxed streams it from."""
+    text = fill(profile.cmdline, values)
+    return _ID.sub(lambda m: _url(m.group(1), "", facts, remote), text)
+
+
 def render_ipxe(profile: Profile, facts: MachineFacts, remote: Remote | None = None) -> bytes:
     """The iPXE script of `profile` for this machine (kernel/initrd/cmdline, or the
     profile's own script, or `exit` for local); `remote` names the URLs pxed streams."""
@@ -124,7 +134,7 @@ def render_ipxe(profile: Profile, facts: MachineFacts, remote: Remote | None = N
         raise ValueError(f"profile {profile.name} has no kernel or script")
     base = root_url(facts)
     names = [f"initrd{i}" for i in range(len(profile.initrd))]
-    cmdline = fill(profile.cmdline, values)
+    cmdline = _cmdline(profile, values, facts, remote)
     lines = ["#!ipxe", f"echo pxed: profile {profile.name} for {facts.mac}"]
     for name, initrd in zip(names, profile.initrd, strict=True):
         lines.append(f"initrd --name {name} {_url(fill(initrd, values), base, facts, remote)}")
@@ -154,7 +164,7 @@ def render_grub(profile: Profile, facts: MachineFacts, remote: Remote | None = N
         lines.append("exit")
     elif profile.kernel is not None:
         kernel = _grub_path(fill(profile.kernel, values), facts, remote)
-        cmdline = fill(profile.cmdline, values)
+        cmdline = _cmdline(profile, values, facts, remote)
         lines.append(f"linux {kernel}" + (f" {cmdline}" if cmdline else ""))
         if profile.initrd:
             paths = " ".join(_grub_path(fill(i, values), facts, remote) for i in profile.initrd)
