@@ -165,6 +165,11 @@ def test_exact_bytes_then_the_cache_with_the_upstream_down(
             assert (rc, code) == (0, "200") and got == kernel
             rc, got, code = await curl(url, "-r", "1000-1999")
             assert (rc, code) == (0, "206") and got == kernel[1000:2000]
+            # A second machine whose decision names the same URL: its own path, the cache.
+            [second] = pxed.name("52:54:00:22:02:53", remote)
+            assert second != url and "/52-54-00-22-02-53/" in second
+            rc, got, code = await curl(second)
+            assert (rc, code) == (0, "200") and got == kernel
             # Only what a decision named for this machine: a made-up token, another
             # machine's token under this MAC, this machine's token under another MAC.
             [other] = pxed.name(OTHER, up.url("files/other"))
@@ -185,7 +190,7 @@ def test_exact_bytes_then_the_cache_with_the_upstream_down(
     run(body)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("remote ")]
     assert any("cache miss, cached" in x and f"{len(kernel)} bytes" in x for x in lines), lines
-    assert sum("cache hit" in x for x in lines) == 2, lines
+    assert sum("cache hit" in x for x in lines) == 3, lines
 
 
 def test_over_the_limit_short_or_redirected_away_nothing_cached(tmp_path: Path) -> None:
