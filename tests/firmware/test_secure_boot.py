@@ -8,7 +8,8 @@ keys enrolled and Secure Boot on (`OVMF_CODE_4M.ms.fd`, SMM, secure pflash), in 
   names itself) that prints a marker, one booting Debian's signed kernel (verified
   through shim) with a busybox initramfs built here that prints a marker, and one
   whose grub is refused that kernel with its signature cut off;
-- the same chain over PXE on IPv6 (DHCPv6 boot-file-url, TFTP over IPv6);
+- the same chain over PXE on IPv6 (DHCPv6 boot-file-url, TFTP over IPv6), a fourth
+  guest beside the three on the same pxed (`--ipv6 --secure-boot`);
 - the control: the same firmware refuses unsigned ipxe.efi ("Access Denied");
 - UEFI HTTP boot (IPv4): shim and grub load over HTTP, but Debian's signed network grub
   has no HTTP support and stops at its prompt: the evidence for the README.
@@ -48,6 +49,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(600)]
 MAC_CFG = "52:54:00:5b:00:0a"
 MAC_KERNEL = "52:54:00:5b:00:0b"
 MAC_UNSIGNED = "52:54:00:5b:00:0c"
+MAC_PXE6 = "52:54:00:5b:00:0d"
 UNSIGNED_MARKER = "AFTER-UNSIGNED-" + "KERNEL"
 GRUB_MARKER = "SECURE-GRUB-" + "MARKER"
 KERNEL_MARKER = "INITRAMFS-" + "SAYS-HELLO"
@@ -77,9 +79,17 @@ def boot_side_by_side(net: Lan, boots: dict[str, tuple[list[str], list[str]]]) -
     return results
 
 
-def test_shim_grub_config_and_signed_kernel_over_tftp(tmp_path: Path) -> None:
+def test_shim_grub_config_and_signed_kernel_over_tftp_on_ipv4_and_ipv6(tmp_path: Path) -> None:
+    """Four guests side by side on one `pxed --ipv6 --secure-boot`: three over PXE on
+    IPv4 (grub.cfg's per-MAC file, the signed kernel, the kernel without its signature)
+    and one over PXE on IPv6 (OVMF's PXEv6 entry only): shim from
+    `tftp://[fd81::1]/shimx64.efi` (DHCPv6 option 59), grubx64.efi and grub.cfg over
+    TFTP on IPv6."""
     root = tmp_path / "root"
     secure_boot_root(root, "")
+    (root / "grub" / f"mac-{MAC_PXE6}.cfg").write_text(
+        f"echo {GRUB_MARKER} root=$root\nsleep 600\n"
+    )
     # Debian's signed grub (2.06) reads grub/grub.cfg only (no grub.cfg-01-<mac> lookup):
     # a per-machine choice goes through grub's own $net_default_mac.
     (root / "grub" / f"mac-{MAC_CFG}.cfg").write_text(f"echo {GRUB_MARKER}\nsleep 600\n")
@@ -98,8 +108,8 @@ def test_shim_grub_config_and_signed_kernel_over_tftp(tmp_path: Path) -> None:
         "boot\n"
     )
     readable(root)
-    with lan(tmp_path) as net:
-        pxed = net.pxed(root, "default.0", "--secure-boot")
+    with lan(tmp_path, ipv6=True) as net:
+        pxed = net.pxed(root, "default.0", "--ipv6", "--secure-boot")
         capture = net.capture()
         boots = {
             "grub-cfg": (
@@ -114,6 +124,10 @@ def test_shim_grub_config_and_signed_kernel_over_tftp(tmp_path: Path) -> None:
                 ovmf_argv(net, "unsigned-kernel", net.tap(), MAC_UNSIGNED, True, *PXE_ONLY),
                 [UNSIGNED_MARKER],
             ),
+            "pxe6": (
+                ovmf_argv(net, "pxe6", net.tap(), MAC_PXE6, True, *fw_cfg_only("IPv6PXE")),
+                [GRUB_MARKER],
+            ),
         }
         results = boot_side_by_side(net, boots)
         dhcp = capture.dhcp()
@@ -124,7 +138,8 @@ def test_shim_grub_config_and_signed_kernel_over_tftp(tmp_path: Path) -> None:
             f"{name}: {boot.outcome} after {boot.seconds:.0f} s\n{boot.serial[-2500:]}"
         )
         record_boot_time(f"secure-boot-tftp-{name}", boot.seconds, firmware="OVMF ms")
-        assert "Fetching Netboot Image grubx64.efi" in boot.serial  # shim's own message
+        if name != "pxe6":  # (over IPv6 the line is overwritten on the console)
+            assert "Fetching Netboot Image grubx64.efi" in boot.serial  # shim's own message
     kernel = results["kernel"].serial
     # The kernel saw Secure Boot on (and locked itself down).
     assert "Secure boot enabled" in kernel, kernel[-3000:]
@@ -143,6 +158,14 @@ def test_shim_grub_config_and_signed_kernel_over_tftp(tmp_path: Path) -> None:
     for what in ("shimx64.efi", "grubx64.efi", "grub/grub.cfg", f"mac-{MAC_CFG}.cfg", "vmlinuz"):
         assert f"{what}' octet: sent" in log, what
     assert log.count("initrd.gz' octet: sent") == 1  # the kernel guest only
+    # the IPv6 guest: PXEv6, and shim, grub and grub.cfg over TFTP on IPv6
+    pxe6 = results["pxe6"].serial
+    assert "Start PXE over IPv6" in pxe6 and f"{GRUB_MARKER} root=tftp,{SERVER6}" in pxe6
+    over6 = [line for line in log.splitlines() if "fd81::" in line and " RRQ " in line]
+    for name in ("shimx64.efi", "grubx64.efi", "grub/grub.cfg"):
+        assert any(f"RRQ '{name}' octet: sent" in line or f"RRQ '/{name}' octet: sent" in line
+                   for line in over6), (name, over6)  # fmt: skip
+    assert "arch=EFI x64 (DHCPv6): completed" in log
 
 
 def test_unsigned_ipxe_is_refused(tmp_path: Path) -> None:
@@ -184,28 +207,6 @@ def test_http_boot_loads_shim_and_grub_but_signed_grub_cannot_read_http(tmp_path
     assert "Welcome to GRUB!" in boot.serial and "grub>" in boot.serial
     assert GRUB_MARKER not in boot.serial and "grub.cfg" not in log
     assert " RRQ " not in log  # nothing went over TFTP
-
-
-def test_shim_and_grub_over_pxe_ipv6(tmp_path: Path) -> None:
-    """The same chain over PXE on IPv6 (`--ipv6 --secure-boot`, OVMF's PXEv6 entry only):
-    shim from `tftp://[fd81::1]/shimx64.efi` (DHCPv6 option 59), grubx64.efi and
-    grub.cfg over TFTP on IPv6."""
-    root = tmp_path / "root"
-    secure_boot_root(root, f"echo {GRUB_MARKER} root=$root\nsleep 600\n")
-    with lan(tmp_path, ipv6=True) as net:
-        pxed = net.pxed(root, "default.0", "--ipv6", "--secure-boot")
-        argv = ovmf_argv(net, "pxe6", net.tap(), MAC_CFG, True, *fw_cfg_only("IPv6PXE"))
-        boot = qemu_boot(net, argv, "pxe6", [GRUB_MARKER], failures=[DENIED, SHELL, NO_BOOT])
-        pxed.stop()
-        log = pxed.output()
-    assert boot.outcome == "ok", f"{boot.outcome}: {boot.serial[-2000:]}"
-    record_boot_time("secure-boot-pxe-ipv6", boot.seconds, firmware="OVMF ms")
-    assert (
-        "Start PXE over IPv6" in boot.serial and f"{GRUB_MARKER} root=tftp,{SERVER6}" in boot.serial
-    )
-    for name in ("shimx64.efi", "grubx64.efi", "/grub/grub.cfg"):
-        assert f"RRQ '{name}' octet: sent" in log or f"RRQ '/{name}' octet: sent" in log, name
-    assert "arch=EFI x64 (DHCPv6): completed" in log
 
 
 def test_proxy_mode_grub_asks_the_address_server_not_pxed(tmp_path: Path) -> None:
