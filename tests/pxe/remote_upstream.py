@@ -27,7 +27,7 @@ def main() -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             print(self.path, flush=True)
-            parts = self.path.lstrip("/").split("/")
+            parts = self.path.split("?")[0].lstrip("/").split("/")  # the query: ignored
             try:
                 self.answer(parts)
             except OSError:
