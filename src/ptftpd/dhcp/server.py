@@ -2,10 +2,11 @@
 
 Leases in memory or a SQLite file are answered in the event loop, a burst of packets
 at a time with one commit. Leases in PostgreSQL are never waited for in the loop: each
-packet goes to a bounded pool of threads (`DbLane`), one at a time per client (a
-client's packets keep their order), so a slow or unreachable database delays only the
-clients whose answer needs it, never TFTP, HTTP, DHCPv6 or another server in the same
-loop; a statement that fails costs its own client's reply only.
+packet goes to the database lane (`db_lane.DbLane`, shared with DHCPv6: bounded
+threads, one packet at a time per client, group commit with a savepoint per packet),
+so a slow or unreachable database delays only the clients whose answer needs it, never
+TFTP, HTTP, DHCPv6 or another server in the same loop; a statement that fails costs
+its own client's reply only.
 
 One UDP socket on port 67 bound to IFACE with SO_BINDTODEVICE, so instances on
 different interfaces coexist and a server never answers on the wrong link. Replies to
@@ -21,17 +22,14 @@ import functools
 import logging
 import socket
 import struct
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from ipaddress import IPv4Address
 from typing import Any
 
 from ptftpd import datagrams
 from ptftpd.dhcp.balance import Balancer
+from ptftpd.dhcp.db_lane import DbLane, ToLoop, close_all
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
@@ -111,20 +109,6 @@ def _client_of(data: bytes) -> bytes:
     return data[28 : 28 + hlen]
 
 
-Job = Callable[[], list[Outgoing]]
-Group = Callable[[], AbstractContextManager[object]]
-_GROUP = 64  # packets committed together at the most
-
-
-def _alone() -> AbstractContextManager[object]:
-    return nullcontext()
-
-
-# A lane thread handling a group holds the engine's events here until the group's
-# COMMIT: a lease event of a grant the database refused must not be announced.
-_held = threading.local()
-
-
 def _wanted(balancer: Balancer, data: bytes, unicast: bool) -> bool:
     """In the loop, before the database lane: is this datagram this server's to answer
     (`Balancer.answers`)? Leaving another server's client here spares the lane a
@@ -134,160 +118,6 @@ def _wanted(balancer: Balancer, data: bytes, unicast: bool) -> bool:
     except PacketError:
         return True
     return msg.op != BOOTREQUEST or balancer.answers(msg, unicast and msg.giaddr == ZERO_IP)
-
-
-def _unrecorded(events: list[Event]) -> list[Event]:
-    """A group whose commit failed: what it saw happen, without the grants it made."""
-    return [e for e in events if not isinstance(e, LeaseEvent)]
-
-
-class DbLane:
-    """Runs `handle(data, source, now)` in at most `workers` threads, one packet at a
-    time per client, at most `per_client` packets waiting per client and `clients`
-    clients waiting in all (beyond that a packet is dropped: DHCP clients retransmit).
-    `deliver(outgoing)` is called in the event loop with each packet's replies.
-
-    Group commit: a worker takes every packet that is ready (one per client, up to
-    `group_size`) and handles them inside one `group()` transaction, each inside its
-    own `each()` savepoint (a failing statement costs its own packet only); the
-    replies are delivered only after the group's commit, so every ACK follows the
-    commit of its lease, and under load one commit carries many leases. When the
-    commit fails, the group's replies are withheld: it costs only the grants it held.
-    Without load a group is one packet."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        workers: int,
-        deliver: Callable[[list[Outgoing]], None],
-        *,
-        per_client: int = 4,
-        clients: int = 1024,
-        group: Group = _alone,
-        each: Group = _alone,
-        group_size: int = _GROUP,
-        events: Callable[[Event], None] | None = None,
-    ) -> None:
-        self.loop = loop
-        self.deliver = deliver
-        self.per_client = per_client
-        self.clients = clients
-        self.workers = workers
-        self.group = group
-        self.each = each
-        self.group_size = group_size
-        self.events = events  # where held events go after the commit (in the loop)
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhcp-db")
-        self.waiting: dict[bytes, deque[Job]] = {}
-        self.ready: deque[tuple[bytes, Job]] = deque()  # appended in the loop, taken in workers
-        self.running = 0  # workers started (loop thread only)
-        self.dropped = 0
-        self.commits = 0  # groups committed, and the packets they carried
-        self.carried = 0
-        self.closed = False
-
-    def submit(self, client: bytes, job: Job) -> None:
-        queue = self.waiting.get(client)
-        if queue is None:
-            if len(self.waiting) >= self.clients:
-                self._drop("too many clients waiting for the lease database")
-                return
-            self.waiting[client] = deque()
-            self._start(client, job)
-        elif len(queue) >= self.per_client:
-            self._drop("this client's packets wait for the lease database already")
-        else:
-            queue.append(job)
-
-    def _drop(self, why: str) -> None:
-        self.dropped += 1
-        log.debug("packet dropped: %s", why)
-
-    def _start(self, client: bytes, job: Job) -> None:
-        self.ready.append((client, job))
-        if self.running < self.workers:
-            self.running += 1
-            future = self.pool.submit(self._run_group)
-            future.add_done_callback(
-                lambda done: self.loop.call_soon_threadsafe(self._finished, done)
-            )
-
-    def _run_group(self) -> tuple[list[tuple[bytes, list[Outgoing]]], bool, list[Event]]:
-        """In a worker: the ready packets, one transaction, their replies after it."""
-        taken: list[tuple[bytes, Job]] = []
-        while len(taken) < self.group_size:
-            try:
-                taken.append(self.ready.popleft())
-            except IndexError:
-                break
-        if not taken:
-            return [], False, []
-        results: list[tuple[bytes, list[Outgoing]]] = []
-        held: list[Event] = []
-        _held.events = held
-        try:
-            with self.group():
-                for client, job in taken:
-                    results.append((client, self._one(client, job)))
-        except (StoreUnavailable, StoreBusy) as exc:
-            log.debug("%d packets unanswered: %s", len(taken), exc)
-            return [(client, []) for client, _ in taken], False, _unrecorded(held)
-        except StoreError as exc:
-            log.warning("%d replies withheld: %s", len(taken), exc)
-            return [(client, []) for client, _ in taken], False, _unrecorded(held)
-        finally:
-            _held.events = None
-        return results, True, held
-
-    def _one(self, client: bytes, job: Job) -> list[Outgoing]:
-        try:
-            with self.each():
-                return job()
-        except (StoreUnavailable, StoreBusy) as exc:
-            log.debug("no reply: %s", exc)  # the store logged the state change once
-        except StoreError as exc:
-            log.warning("no reply to %s: %s", client.hex(":") or "?", exc)
-        except Exception:  # a bug must cost one packet, never the service
-            log.exception("internal error handling a packet from %s", client.hex(":") or "?")
-        return []
-
-    def _finished(
-        self, done: Future[tuple[list[tuple[bytes, list[Outgoing]]], bool, list[Event]]]
-    ) -> None:
-        self.running -= 1
-        if self.closed:
-            return
-        try:
-            results, committed, held = done.result()
-        except Exception:  # the group itself failed unexpectedly (a bug)
-            log.exception("internal error in a group of packets")
-            results, committed, held = [], False, []
-        if committed:
-            self.commits += 1
-            self.carried += len(results)
-        if self.events is not None:
-            for event in held:
-                self.events(event)
-        for client, outgoing in results:
-            queue = self.waiting.get(client)
-            if queue:
-                self._start(client, queue.popleft())
-            else:
-                self.waiting.pop(client, None)
-            self.deliver(outgoing)
-        if self.ready and self.running < self.workers:
-            # Packets that became ready while every worker was busy.
-            self.running += 1
-            future = self.pool.submit(self._run_group)
-            future.add_done_callback(
-                lambda done: self.loop.call_soon_threadsafe(self._finished, done)
-            )
-
-    def close(self) -> None:
-        self.closed = True
-        self.waiting.clear()
-        self.ready.clear()
-        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class DhcpServer:
@@ -317,8 +147,9 @@ class DhcpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._endpoint: datagrams.UdpEndpoint[Any] | None = None
         self._arp_ok = True
-        self._lane: DbLane | None = None  # PostgreSQL: packets answered off the loop
-        self._loop_thread = 0
+        self._lane: DbLane[bytes, Outgoing] | None = None  # PostgreSQL: off the loop
+        # The engine's events, from the loop or a lane thread, reach `_deliver` in the loop.
+        self._emit = ToLoop(self._deliver)
         # PostgreSQL: the servers sharing the database split the clients (balance.py).
         self._balancer: Balancer | None = None
         self._heartbeat: Heartbeat | None = None
@@ -391,20 +222,6 @@ class DhcpServer:
         engine.balancer = self._balancer
         return engine
 
-    def _emit(self, event: Event) -> None:
-        """The engine's events reach `events` in the event loop, also from the
-        database threads (in the order they happened; a lane thread's after its
-        group's commit, see `DbLane`)."""
-        held = getattr(_held, "events", None)
-        if held is not None:
-            held.append(event)
-            return
-        loop = self._loop
-        if loop is None or threading.get_ident() == self._loop_thread:
-            self._deliver(event)
-        else:
-            loop.call_soon_threadsafe(self._deliver, event)
-
     def _deliver(self, event: Event) -> None:
         expiry = self._expiry
         if expiry is None:
@@ -439,17 +256,17 @@ class DhcpServer:
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        self._emit.start(self._loop)
         if getattr(self._rows, "blocking", False):
-            workers = getattr(self._rows, "workers", 4)
             rows: Any = self._rows
             self._lane = DbLane(
                 self._loop,
-                workers,
+                getattr(rows, "workers", 4),
                 self._reply,
-                group=rows.batch,
-                each=rows.savepoint,
+                store=rows,
                 events=self._deliver,
+                log=log,
+                name=lambda mac: mac.hex(":"),
             )
         lane = self._lane
         if self._balancer is not None and self._heartbeat is None:
@@ -485,21 +302,10 @@ class DhcpServer:
         )
 
     def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.close()
-            self._heartbeat = None
-        if self._expiry is not None:
-            self._expiry.close()
-        if self._lane is not None:
-            self._lane.close()
-            self._lane = None
-        if self._endpoint is not None:
-            self._endpoint.close()
-            self._endpoint = None
-        if self._rows is not None:
-            self._rows.close()  # closes the local rows' store too
-        elif self._store is not None:
-            self._store.close()
+        # The local rows close their store too.
+        rows = self._rows if self._rows is not None else self._store
+        close_all(self._heartbeat, self._expiry, self._lane, self._endpoint, rows)
+        self._heartbeat = self._lane = self._endpoint = None
         self._store = self._rows = None
 
     @property

@@ -24,6 +24,7 @@ migrated when the store opens.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
@@ -63,6 +64,14 @@ class PgStore6:
         self.workers = (settings or PgSettings()).max_connections  # the service's threads
         self._link = PgLink(conninfo, server_id, settings)
         self.name = self._link.name
+
+    def batch(self) -> AbstractContextManager[None]:
+        """One transaction for a group of packets (the service's database lane)."""
+        return self._link.batch()
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Inside `batch`: one packet's calls, undone alone when one fails."""
+        return self._link.savepoint()
 
     def _params(self, lease: Lease6) -> dict[str, Any]:
         return {

@@ -7,12 +7,13 @@ reply leaves on the wrong link. Replies go to the client's link-local address, p
 committed by the engine before its replies are sent, and withheld if the commit fails.
 
 With `leases_url` (PostgreSQL) every store call waits for the network, so the engine
-runs off the event loop (`_Lane`): each packet in a pool of threads (as many as the
-store has connections), one packet at a time per client (`client_key`: its DUID and
-source address, so a client's messages keep their order), at most
-`_PER_CLIENT` packets waiting per client and `_CLIENTS` clients waiting in all
-(beyond that a packet is dropped: clients retransmit); the replies are sent from the
-loop. A slow or unreachable database then delays only the DHCPv6 clients whose answer
+runs off the event loop, in the database lane DHCPv4 uses too (`dhcp.db_lane.DbLane`):
+a pool of threads (as many as the store has connections), one packet at a time per
+client (`client_key`: its DUID and source address, so a client's messages keep their
+order), bounded queues (beyond them a packet is dropped: clients retransmit), group
+commit with one savepoint per packet (a failed statement costs its own client's reply
+only), the replies and lease events let out in the loop after their group's commit.
+A slow or unreachable database then delays only the DHCPv6 clients whose answer
 needs it, never the loop (RAs, pxed's TFTP, HTTP and DHCPv4), and a row another
 server holds delays its own client only. The binding policy's memory is shared by the
 threads under one lock that its store calls run outside (`leases.Bindings`).
@@ -30,15 +31,14 @@ import functools
 import logging
 import socket
 import struct
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from ptftpd import datagrams
 from ptftpd.dhcp.balance import Balancer
+from ptftpd.dhcp.db_lane import DbLane, ToLoop, close_all
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.peers import V6, Heartbeat, SharedBeats
 from ptftpd.dhcp.store import StoreBusy, StoreError, StoreUnavailable
@@ -55,10 +55,8 @@ __all__ = ["ALL_DHCP_SERVERS", "Dhcp6Service", "interface_mac"]
 
 log = logging.getLogger("ptftpd.dhcp6")
 
-_PER_CLIENT = 4
 _RELAY_DEPTH = 9  # the codec's MAX_RELAYS (8) and the client message
 _RELAY_FORW = 12
-_CLIENTS = 1024
 
 
 def client_key(data: bytes, host: str) -> str:
@@ -91,57 +89,6 @@ def client_key(data: bytes, host: str) -> str:
 
 # One of the service's sockets (547, or the 4011 boot service), read in bursts.
 _Endpoint = datagrams.UdpEndpoint[datagrams.Datagram]
-
-
-class _Lane:
-    """Jobs in at most `workers` threads, one at a time per client, bounded queues;
-    `deliver` gets each job's replies in the event loop."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        workers: int,
-        deliver: Callable[[_Endpoint, list[Outgoing]], None],
-    ) -> None:
-        self.loop = loop
-        self.deliver = deliver
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhcp6-db")
-        self.waiting: dict[str, deque[Callable[[], list[Outgoing]]]] = {}
-        self.closed = False
-
-    def submit(self, client: str, endpoint: _Endpoint, job: Callable[[], list[Outgoing]]) -> None:
-        queue = self.waiting.get(client)
-        if queue is None:
-            if len(self.waiting) >= _CLIENTS:
-                log.debug("packet dropped: too many clients wait for the lease database")
-                return
-            self.waiting[client] = deque()
-            self._start(client, endpoint, job)
-        elif len(queue) >= _PER_CLIENT:
-            log.debug("packet dropped: %s's packets wait for the lease database", client)
-        else:
-            queue.append(job)
-
-    def _start(self, client: str, endpoint: _Endpoint, job: Callable[[], list[Outgoing]]) -> None:
-        future = self.pool.submit(job)
-        future.add_done_callback(
-            lambda done: self.loop.call_soon_threadsafe(self._finished, client, endpoint, done)
-        )
-
-    def _finished(self, client: str, endpoint: _Endpoint, done: Future[list[Outgoing]]) -> None:
-        if self.closed or done.cancelled():
-            return
-        queue = self.waiting.get(client)
-        if queue:
-            self._start(client, endpoint, queue.popleft())
-        else:
-            self.waiting.pop(client, None)
-        self.deliver(endpoint, done.result())  # `_answer` catches what a packet raises
-
-    def close(self) -> None:
-        self.closed = True
-        self.waiting.clear()
-        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 ALL_DHCP_SERVERS = "ff02::1:2"  # All_DHCP_Relay_Agents_and_Servers, link scope
@@ -199,8 +146,9 @@ class Dhcp6Service:
         self.config = config
         self.events = events
         self._expiry: ExpiryTimer | None = None
-        self._lane: _Lane | None = None  # PostgreSQL: the engine off the loop
-        self._loop_thread = 0
+        self._lane: DbLane[str, Outgoing] | None = None  # PostgreSQL: off the loop
+        # The engine's events, from the loop or a lane thread, reach `_on_loop` in the loop.
+        self._emit = ToLoop(self._on_loop)
         self._store = store
         self._clock = clock
         self.engine: Dhcp6Engine | None = None
@@ -245,14 +193,22 @@ class Dhcp6Service:
             beats = SharedBeats(cfg.leases_url, balancer.server_id)
             self._heartbeat = Heartbeat(beats, balancer, cfg.server_addresses, lambda: ignore)
             self._heartbeat.start(self._loop)
-        self._loop_thread = threading.get_ident()
+        self._emit.start(self._loop)
         if self.events is not ignore:
             watch = LeaseExpiry(self._deliver)
             self._expiry = ExpiryTimer(watch, self._clock)
             self.engine.events = self._emit
         if getattr(self._store, "blocking", False):
-            workers = int(getattr(self._store, "workers", 4))
-            self._lane = _Lane(self._loop, workers, self._send)
+            store: Any = self._store
+            self._lane = DbLane(
+                self._loop,
+                int(getattr(store, "workers", 4)),
+                self._answered,
+                store=store,
+                events=self._on_loop if self.events is not ignore else None,
+                log=log,
+                threads="dhcp6-db",
+            )
         sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port, shared=cfg.proxy)
         self._endpoint = self._serve(sock, boot_service=False)
         if cfg.proxy and cfg.boot_service_port is not None:
@@ -299,15 +255,6 @@ class Dhcp6Service:
             return SqliteStore6(cfg.leases_path, cfg.lease_sync.upper())
         return MemoryStore6()
 
-    def _emit(self, event: Event) -> None:
-        """The engine's events reach the watch and `events` in the loop, also from the
-        database thread (in the order they happened)."""
-        loop = self._loop
-        if loop is None or threading.get_ident() == self._loop_thread:
-            self._on_loop(event)
-        else:
-            loop.call_soon_threadsafe(self._on_loop, event)
-
     def _on_loop(self, event: Event) -> None:
         if self._expiry is not None:
             self._expiry.watch.sink(event)
@@ -320,24 +267,19 @@ class Dhcp6Service:
             log.exception("event subscriber failed")
 
     def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.close()
-            self._heartbeat = None
-        if self._expiry is not None:
-            self._expiry.close()
-        if self._lane is not None:
-            self._lane.close()
-            self._lane = None
-        if self.ra is not None:
-            self.ra.close()
-            self.ra = None
-        for endpoint in (self._endpoint, self._boot_endpoint):
-            if endpoint is not None:
-                endpoint.close()
-        self._endpoint = self._boot_endpoint = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        close_all(
+            self._heartbeat, self._expiry, self._lane, self.ra,
+            self._endpoint, self._boot_endpoint, self._store,
+        )  # fmt: skip
+        self._heartbeat = self._lane = self.ra = None
+        self._endpoint = self._boot_endpoint = self._store = None
+
+    @property
+    def group_commits(self) -> tuple[int, int]:
+        """Transactions the database lane committed, and the packets they carried
+        (PostgreSQL; (0, 0) otherwise)."""
+        lane = self._lane
+        return (lane.commits, lane.carried) if lane is not None else (0, 0)
 
     @property
     def closed(self) -> bool:
@@ -368,9 +310,18 @@ class Dhcp6Service:
             # The boot service never touches bindings: answered in the loop.
             self._send(endpoint, self._answer(handle, burst))
             return
-        for packet in burst:
-            key = client_key(packet[0], packet[1])
-            lane.submit(key, endpoint, functools.partial(self._answer, handle, [packet]))
+        for data, host, port in burst:
+            job = functools.partial(self._handle, handle, data, (host, port))
+            lane.submit(client_key(data, host), job)
+
+    def _handle(
+        self,
+        handle: Callable[[bytes, tuple[str, int], float], list[Outgoing]],
+        data: bytes,
+        source: tuple[str, int],
+    ) -> list[Outgoing]:
+        """One packet in the database lane, which turns what it raises into silence."""
+        return handle(data, source, self._clock())
 
     def _answer(
         self,
@@ -390,6 +341,12 @@ class Dhcp6Service:
             except Exception:
                 log.exception("internal error handling a packet from %s", host)
         return outgoing
+
+    def _answered(self, outgoing: list[Outgoing]) -> None:
+        """The database lane's replies (it serves port 547 only, never the 4011 boot
+        service): sent unless the service closed meanwhile."""
+        if self._endpoint is not None:
+            self._send(self._endpoint, outgoing)
 
     def _send(self, endpoint: _Endpoint, outgoing: list[Outgoing]) -> None:
         """Replies from the socket the requests came to (nothing once it is closed)."""
