@@ -121,6 +121,38 @@ def bootp(args: argparse.Namespace) -> int:
     return 1
 
 
+def decline(args: argparse.Namespace) -> int:
+    """A client that finds its new address in use (what a real client learns from an
+    ARP probe, RFC 2131 3.1 step 5): DISCOVER, REQUEST the offer, then DECLINE it.
+    Replies asked for by broadcast (flag): the namespace holds no address."""
+    sock = _crowd_socket(args.iface)
+    xid = random.getrandbits(32)
+
+    def send(mtype: MessageType, **options: bytes) -> None:
+        by_code = {Opt.MESSAGE_TYPE: bytes([mtype])}
+        by_code |= {Opt[name.upper()]: value for name, value in options.items()}
+        msg = Message(xid=xid, flags=0x8000, chaddr=mac_bytes(args.mac), options=by_code)
+        sock.sendto(encode(msg), ("255.255.255.255", 67))
+
+    offer = None
+    for _ in range(3):
+        send(MessageType.DISCOVER)
+        offer = receive(sock, xid, args.timeout / 3)
+        if offer is not None:
+            break
+    print(json.dumps({"step": "offer", "reply": describe(offer) if offer else None}))
+    if offer is None:
+        return 1
+    chosen = {"server_id": offer.options[Opt.SERVER_ID], "requested_ip": offer.yiaddr.packed}
+    send(MessageType.REQUEST, **chosen)
+    ack = receive(sock, xid, args.timeout)
+    print(json.dumps({"step": "ack", "reply": describe(ack) if ack else None}))
+    if ack is None or ack.message_type is not MessageType.ACK:
+        return 1
+    send(MessageType.DECLINE, **chosen)
+    return 0
+
+
 def client_mac(seed: int, i: int) -> bytes:
     return bytes([0x02, 0x5C, seed & 0xFF, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF])
 
@@ -305,13 +337,16 @@ def main() -> int:
     c.add_argument("--rebind", nargs="*", metavar="MAC=ADDR")
     c.add_argument("--prefer", nargs="*", metavar="SERVER")
     c.add_argument("--linger", type=float, default=0.0)
-    for p in (r, b, g, c):
+    d = sub.add_parser("decline")
+    d.add_argument("--iface", required=True)
+    d.add_argument("--mac", required=True)
+    for p in (r, b, g, c, d):
         p.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args()
     if not (args.mode == "garbage" or os.geteuid() == 0):
         print("needs root", file=sys.stderr)
         return 2
-    modes = {"relay": relay, "bootp": bootp, "garbage": garbage, "crowd": crowd}
+    modes = {"relay": relay, "bootp": bootp, "garbage": garbage, "crowd": crowd, "decline": decline}
     return int(modes[args.mode](args))
 
 

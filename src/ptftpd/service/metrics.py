@@ -60,6 +60,7 @@ from ptftpd.events import (
     Event,
     Failure,
     Lease6Event,
+    LeaseEvent,
     LeaseKind,
     TransferFinished,
     TransferRefused,
@@ -160,6 +161,11 @@ class Metrics:
             "dhcp6_messages",
             "DHCPv6 messages by direction and type (read through relays)",
             ["direction", "type"],
+        )
+        self.dhcp_lease_events = counter(
+            "dhcp_lease_events",
+            "DHCP leases offered, bound or renewed, released, declined, expired",
+            ["kind"],
         )
         self.dhcp6_lease_events = counter(
             "dhcp6_lease_events",
@@ -378,8 +384,8 @@ def worker_exited(pid: int) -> None:
 def record_event(event: Event) -> None:
     """The subscriber to the typed events of `ptftpd.events`: TFTP transfers started
     and finished (by failure kind), TFTP requests refused (by kind), DHCP and DHCPv6
-    messages in and out (by type), DHCPv6 binding events (by kind). Other events are
-    not counted."""
+    messages in and out (by type), DHCP lease and DHCPv6 binding events (by kind).
+    Other events are not counted."""
     if _active is None:
         return
     if isinstance(event, TransferStarted):
@@ -393,6 +399,8 @@ def record_event(event: Event) -> None:
         _active.record_dhcp_message(event.direction, event.type)
     elif isinstance(event, Dhcp6Message):
         _active.dhcp6_messages.labels(event.direction, _label(event.type, DHCP6_TYPES)).inc()
+    elif isinstance(event, LeaseEvent):
+        _active.dhcp_lease_events.labels(_label(event.kind.value, LEASE_KINDS)).inc()
     elif isinstance(event, Lease6Event):
         _active.dhcp6_lease_events.labels(_label(event.kind.value, LEASE_KINDS)).inc()
     elif isinstance(event, BalanceChanged):
