@@ -38,6 +38,7 @@ from ptftpd.dhcp.local_leases import LocalLeases
 from ptftpd.dhcp.packet import BOOTREQUEST, ZERO_IP, PacketError, decode
 from ptftpd.dhcp.peers import Heartbeat, heartbeat_for, read_burst_to, want_destination
 from ptftpd.dhcp.scope import Scope, SubnetConfig, network_options
+from ptftpd.dhcp.shared_expiry import SharedExpiry
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
 from ptftpd.errors import ROOT_OR_CAPABILITIES
 from ptftpd.events import Event, EventSink, LeaseEvent, LeaseExpiry, ignore
@@ -144,6 +145,8 @@ class DhcpServer:
         self.engine: DhcpEngine | None = None
         self._events: EventSink = ignore
         self._expiry: ExpiryTimer | None = None
+        # A shared database: the ends of every lease, read from it (`shared_expiry`).
+        self._shared_expiry: SharedExpiry | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._endpoint: datagrams.UdpEndpoint[Any] | None = None
         self._arp_ok = True
@@ -193,6 +196,20 @@ class DhcpServer:
         self._expiry = ExpiryTimer(watch, self._clock) if watch is not None else None
         if self.engine is not None:
             self.engine.events = self._emit if sink is not ignore else ignore
+        self._watch_shared()
+
+    def _watch_shared(self) -> None:
+        """Sharing a database (started, with its lane and balancer) and with events
+        wanted: "lease expired" comes from the database's sweeps instead of the watch,
+        for every lease whoever granted it (`shared_expiry`)."""
+        lane, balancer, loop = self._lane, self._balancer, self._loop
+        if self._shared_expiry is not None or self._events is ignore:
+            return
+        if lane is None or balancer is None or loop is None:
+            return
+        rows: Any = self._rows
+        self._shared_expiry = SharedExpiry(rows, balancer, lane, self._emit, self._clock, loop)
+        self._shared_expiry.start()
 
     def build_engine(self) -> DhcpEngine:
         """The sans-IO engine with its lease policies; `start` calls it, tests may too.
@@ -223,6 +240,11 @@ class DhcpServer:
         return engine
 
     def _deliver(self, event: Event) -> None:
+        shared = self._shared_expiry
+        if shared is not None:
+            shared.note(event)
+            self._events(event)
+            return
         expiry = self._expiry
         if expiry is None:
             self._events(event)
@@ -269,6 +291,7 @@ class DhcpServer:
                 name=lambda mac: mac.hex(":"),
             )
         lane = self._lane
+        self._watch_shared()
         if self._balancer is not None and self._heartbeat is None:
             want_destination(sock)
             self._heartbeat = heartbeat_for(
@@ -304,8 +327,10 @@ class DhcpServer:
     def close(self) -> None:
         # The local rows close their store too.
         rows = self._rows if self._rows is not None else self._store
-        close_all(self._heartbeat, self._expiry, self._lane, self._endpoint, rows)
-        self._heartbeat = self._lane = self._endpoint = None
+        close_all(
+            self._heartbeat, self._expiry, self._shared_expiry, self._lane, self._endpoint, rows
+        )
+        self._heartbeat = self._shared_expiry = self._lane = self._endpoint = None
         self._store = self._rows = None
 
     @property

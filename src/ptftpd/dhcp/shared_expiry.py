@@ -1,0 +1,135 @@
+""" "Lease expired" (v4) from a shared lease database, whoever granted the lease.
+
+With leases in memory or SQLite a server is its leases' only writer, and its own
+lease events tell `events.LeaseExpiry` when each one ends. Sharing a PostgreSQL
+database, that is not enough: a client bound by this server may renew through another
+(its own deadline would then announce a lease that did not end), and a lease another
+server granted ends without this server ever hearing of it (that server may be gone).
+
+So a server sharing its database reads the ends from the database: at each sweep
+(`SharedExpiry`), in the database lane (never in the event loop), every bound lease
+whose end passed since the previous sweep is announced EXPIRED, by the one server whose
+RFC 3074 bucket holds the client at that moment (`Balancer.owns`), so each end is
+announced once among the servers, as the database has it (a renewal through another
+server moved it). Sweeps are deadline-driven: at the next end the database holds, or
+sooner when this server grants a lease ending earlier, and at the latest `cap` seconds
+after the previous sweep (how late the end of a lease another server granted since
+may be announced). A sweep reads the leases in use (`rows.leases()`, one query).
+
+Not covered: an end that passed while its bucket's owner was dying (after its last
+sweep, before the others took its buckets over) is not announced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ptftpd.dhcp.balance import Balancer
+from ptftpd.dhcp.db_lane import DbLane
+from ptftpd.dhcp.lease_store import Lease, LeaseState
+from ptftpd.events import Event, LeaseEvent, LeaseKind
+
+__all__ = ["CAP", "SWEEP", "SharedExpiry", "bucket_key"]
+
+CAP = 60.0  # seconds between two sweeps at the most
+RETRY = 5.0  # after a sweep the database refused
+# The lane's key for sweeps: longer than any hardware address, so never a client's.
+SWEEP = b"sweep: leases that ended"
+
+
+class SharedRows(Protocol):
+    def leases(self) -> Sequence[Lease]: ...
+
+
+def bucket_key(client_key: bytes) -> bytes:
+    """What RFC 3074 hashed for the client a lease is bound to (`Message.client_key`:
+    b"id:" + option 61, or b"hw:" + hardware type + MAC)."""
+    if client_key.startswith(b"id:"):
+        return client_key[3:]
+    return client_key[4:]
+
+
+@dataclass(eq=False)
+class SharedExpiry:
+    """The sweeps of one server (see the module docstring). `emit` is the server's
+    event sink (from a lane thread: held until the sweep's group commits, then in the
+    loop); `note` gets every event the server delivers, in the loop."""
+
+    rows: SharedRows
+    balancer: Balancer
+    lane: DbLane[bytes, Any]
+    emit: Callable[[Event], None]
+    clock: Callable[[], float]
+    loop: asyncio.AbstractEventLoop
+    cap: float = CAP
+    swept: float = field(init=False)  # ends before the start are history
+    sweeps: int = field(default=0, init=False)
+    _timer: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
+    _armed: float | None = field(default=None, init=False)
+    _closed: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.swept = self.clock()
+
+    @property
+    def pending(self) -> float | None:
+        """When the next sweep is due (None: none armed)."""
+        return self._armed
+
+    def start(self) -> None:
+        self._arm(self.clock() + self.cap)
+
+    def note(self, event: Event) -> None:
+        """A lease this server bound or renewed may end before the next sweep."""
+        if not isinstance(event, LeaseEvent) or event.kind is not LeaseKind.BOUND:
+            return
+        if event.expires is not None and math.isfinite(event.expires):
+            self._arm(event.expires)
+
+    def _arm(self, deadline: float) -> None:
+        """Sweep at `deadline`, unless one is due sooner already."""
+        if self._closed or (self._armed is not None and self._armed <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = deadline
+        self._timer = self.loop.call_later(max(0.0, deadline - self.clock()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._armed = None
+        self.lane.submit(SWEEP, self._sweep)
+
+    def _sweep(self) -> list[Any]:
+        """In a lane thread: announce the ends since the last sweep, arm the next."""
+        now = self.clock()
+        try:
+            leases = self.rows.leases()
+        except Exception:
+            self.loop.call_soon_threadsafe(self._arm, now + min(self.cap, RETRY))
+            raise  # the lane logs it
+        since, self.swept = self.swept, now
+        self.sweeps += 1
+        upcoming = now + self.cap
+        for lease in leases:
+            if lease.state is not LeaseState.BOUND or not math.isfinite(lease.expires):
+                continue
+            if lease.expires > now:
+                upcoming = min(upcoming, lease.expires)
+            elif lease.expires > since and self.balancer.owns(
+                bucket_key(lease.client_key), count=False
+            ):
+                self.emit(LeaseEvent(LeaseKind.EXPIRED, lease.address, lease.mac, lease.expires))
+        self.loop.call_soon_threadsafe(self._arm, upcoming)
+        return []
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._armed = None
