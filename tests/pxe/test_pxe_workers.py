@@ -47,7 +47,10 @@ def start_pxed(net: BootNetwork, tmp: Path, *extra: str) -> Process:
             net.bridge, str(tmp / "root"), "default.0"]  # fmt: skip
     pxed = net.start(argv, "pxed")
     wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=net.ns.name)
-    workers_of(pxed.pid)  # every worker forked (they serve soon after)
+    # Every worker forked (they serve soon after). --workers 1 serves TFTP in pxed's
+    # own process: no worker to wait for (waiting for 2 took the whole 20 s bound).
+    workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 2
+    workers_of(pxed.pid, workers if workers > 1 else 0)
     return pxed
 
 
