@@ -38,7 +38,7 @@ from typing import Generic, Protocol, TypeVar
 from ptftpd.dhcp.store import StoreBusy, StoreError, StoreUnavailable
 from ptftpd.events import Event, Lease6Event, LeaseEvent
 
-__all__ = ["DbLane", "ToLoop", "Transactions", "close_all", "hold"]
+__all__ = ["DbLane", "ToLoop", "Transactions", "hold"]
 
 K = TypeVar("K", bound=Hashable)  # what a client is (v4: its hardware address)
 T = TypeVar("T")  # one reply
@@ -106,17 +106,6 @@ class ToLoop:
             self.deliver(event)
         else:
             loop.call_soon_threadsafe(self.deliver, event)
-
-
-class _Closable(Protocol):
-    def close(self) -> None: ...
-
-
-def close_all(*parts: _Closable | None) -> None:
-    """Close each part a server holds, in order (None: that part was never made)."""
-    for part in parts:
-        if part is not None:
-            part.close()
 
 
 _Result = tuple[list[tuple[K, list[T]]], bool, list[Event]]

@@ -28,8 +28,9 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ptftpd import datagrams
+from ptftpd.closing import close_all
 from ptftpd.dhcp.balance import Balancer
-from ptftpd.dhcp.db_lane import DbLane, ToLoop, close_all
+from ptftpd.dhcp.db_lane import DbLane, ToLoop
 from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from ptftpd import datagrams
+from ptftpd.closing import close_all
 from ptftpd.dhcp.balance import Balancer
-from ptftpd.dhcp.db_lane import DbLane, ToLoop, close_all
+from ptftpd.dhcp.db_lane import DbLane, ToLoop
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.peers import V6, Heartbeat, SharedBeats
 from ptftpd.dhcp.store import StoreBusy, StoreError, StoreUnavailable

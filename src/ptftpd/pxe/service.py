@@ -25,6 +25,7 @@ from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
 from ptftpd import datagrams
+from ptftpd.closing import close_all
 from ptftpd.dhcp.engine import SILENT, WAIT, BootChoice, Outgoing, message_label
 from ptftpd.dhcp.options import MessageType, Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
@@ -96,17 +97,6 @@ def _with_http_clients(config: PxeConfig) -> PxeConfig:
         return config
     dhcp = dataclasses.replace(config.dhcp, pxe_vendor_prefixes=(*prefixes, HTTP_VENDOR_CLASS))
     return dataclasses.replace(config, dhcp=dhcp)
-
-
-class _Closable(Protocol):
-    def close(self) -> None: ...
-
-
-def _close_each(*parts: _Closable | None) -> None:
-    """Close every part that was started (the others are None)."""
-    for part in parts:
-        if part is not None:
-            part.close()
 
 
 def _global_v6_hosts(iface: str) -> list[str]:
@@ -561,18 +551,18 @@ class PxeService:
         http.streamed = remote.open
 
     def close(self) -> None:
-        _close_each(self.remote_files, self.boot_api, self.machine_states)
+        close_all(self.remote_files, self.boot_api, self.machine_states)
         self.boot_api = None
         self.machine_states = None
         self.timeline.flush()  # the last changes, to the watchers below
-        _close_each(self.boot_records, self.traces)
+        close_all(self.boot_records, self.traces)
         self.boot_records = None
         self.traces = None
         self.timeline.close()
         if self._boot_timer is not None:
             self._boot_timer.cancel()
             self._boot_timer = None
-        _close_each(
+        close_all(
             *self._endpoints.values(),
             self.dhcp_server,
             self.dhcp6_service,
