@@ -157,7 +157,7 @@ def lab6(tmp: Path) -> Iterator[Lab6]:
 
 def leased(tmp: Path) -> dict[IPv6Address, str]:
     with sqlite3.connect(tmp / "leases6.sqlite") as db:
-        rows = db.execute("SELECT address, state FROM leases6").fetchall()
+        rows = db.execute("SELECT address, state FROM leases").fetchall()
     return {IPv6Address(a): s for a, s in rows}
 
 

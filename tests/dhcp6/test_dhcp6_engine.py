@@ -10,6 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ptftpd.dhcp.lease_store import Lease, LeaseState, LeaseStore, MemoryStore
+from ptftpd.dhcp.leases import ia_key
+from ptftpd.dhcp.store import SqliteStore
 from ptftpd.dhcp6.boot import ArchTablePolicy, BootRequest6, boot_url
 from ptftpd.dhcp6.codec import (
     BootFileParam,
@@ -35,8 +38,7 @@ from ptftpd.dhcp6.codec import (
 )
 from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.engine import Dhcp6Engine
-from ptftpd.dhcp6.leases import Bindings, LeaseStore6, MemoryStore6, Pool6
-from ptftpd.dhcp6.store import SqliteStore6
+from ptftpd.dhcp6.leases import prefix_policy
 
 PREFIX = IPv6Network("fd00:77::/64")
 SERVER = IPv6Address("fd00:77::1")
@@ -54,16 +56,24 @@ def duid(n: int) -> bytes:
     return bytes.fromhex("00030001") + n.to_bytes(6, "big")
 
 
-def make_engine(store: LeaseStore6 | None = None, **overrides: Any) -> Dhcp6Engine:
+def make_engine(store: LeaseStore | None = None, **overrides: Any) -> Dhcp6Engine:
     settings: dict[str, Any] = {
         "boot_policy": POLICY,
         "dns_servers": (IPv6Address("fd00:77::35"),),
         **overrides,
     }
     cfg = Dhcp6Config(interface="veth0", prefix=PREFIX, server_addresses=(SERVER,), **settings)
-    pool = Pool6.from_prefix(cfg.prefix, cfg.server_addresses, cfg.range_start, cfg.range_end)
-    bindings = Bindings(pool, store or MemoryStore6(), cfg)
-    return Dhcp6Engine(cfg, SERVER_DUID, bindings)
+    return Dhcp6Engine(cfg, SERVER_DUID, prefix_policy(cfg, store or MemoryStore()))
+
+
+def committed(engine: Dhcp6Engine) -> list[Lease[IPv6Address]]:
+    """The rows a client relies on (offers are rows too, but promise nothing)."""
+    return [x for x in engine.policy.leases() if x.state is not LeaseState.OFFERED]
+
+
+def live(engine: Dhcp6Engine, client: bytes, iaid: int, now: float) -> Lease[IPv6Address] | None:
+    """The IA's live row (offered or bound), whichever server made it."""
+    return engine.policy.store.lookup(ia_key(client, iaid), engine.policy.pool, now)
 
 
 def msg(kind: MsgType, client: bytes | None, *options: Option, xid: int = 0x1234) -> bytes:
@@ -121,7 +131,7 @@ def test_solicit_advertise_request_reply() -> None:
     assert (offered.preferred, offered.valid) == (3600, 7200)
     ia = adv.first(IaNa)
     assert ia is not None and (ia.t1, ia.t2) == (1800, 2880)
-    assert engine.bindings.store.load() == [], "an Advertise commits nothing"
+    assert committed(engine) == [], "an Advertise commits nothing"
 
     reply = one(
         engine,
@@ -129,8 +139,8 @@ def test_solicit_advertise_request_reply() -> None:
     )
     assert reply.msg_type == MsgType.REPLY
     assert address_of(reply).address == offered.address
-    saved = engine.bindings.store.load()
-    assert [(x.address, x.duid, x.iaid) for x in saved] == [(offered.address, duid(1), 1)]
+    saved = committed(engine)
+    assert [(x.address, x.client_key) for x in saved] == [(offered.address, ia_key(duid(1), 1))]
 
 
 def test_two_clients_and_two_ias_get_distinct_addresses() -> None:
@@ -147,7 +157,7 @@ def test_rapid_commit_only_when_enabled_and_asked() -> None:
     reply = one(engine, msg(MsgType.SOLICIT, duid(1), IaNa(1, 0, 0), RapidCommit()))
     assert reply.msg_type == MsgType.REPLY
     assert reply.first(RapidCommit) is not None
-    assert [x.address for x in engine.bindings.store.load()] == [address_of(reply).address]
+    assert [x.address for x in committed(engine)] == [address_of(reply).address]
 
     assert one(engine, msg(MsgType.SOLICIT, duid(2), IaNa(1, 0, 0))).msg_type == (MsgType.ADVERTISE)
     off = make_engine(rapid_commit=False)
@@ -165,7 +175,7 @@ def test_renew_extends_and_rebind_never_creates_a_binding() -> None:
         later,
     )
     assert address_of(renew).address == got.address and address_of(renew).valid == 7200
-    (row,) = engine.bindings.store.load()
+    (row,) = committed(engine)
     assert row.expires == later + 7200
 
     # An Advertise promised nothing: a Renew of an offered-only IA has no binding.
@@ -189,8 +199,8 @@ def test_renew_extends_and_rebind_never_creates_a_binding() -> None:
     fresh = make_engine()
     rebind = one(fresh, msg(MsgType.REBIND, duid(1), IaNa(1, 0, 0, (got,))), later)
     assert ia_status(rebind) == Status.NO_BINDING
-    assert fresh.bindings.lookup(duid(1), 1, later) is None
-    assert fresh.bindings.store.load() == []
+    assert live(fresh, duid(1), 1, later) is None
+    assert committed(fresh) == []
     # Off-link addresses come back with lifetimes 0.
     foreign = IaAddress(IPv6Address("2001:db8::5"), 100, 200)
     stale = one(fresh, msg(MsgType.REBIND, duid(3), IaNa(1, 0, 0, (foreign,))), later)
@@ -234,7 +244,7 @@ def test_release_frees_and_decline_quarantines() -> None:
         T0 + 602,
     )
     assert ia_status(wrong) == Status.NO_BINDING
-    assert engine.bindings.lookup(duid(3), 1, T0 + 602) is not None, "still bound"
+    assert live(engine, duid(3), 1, T0 + 602) is not None, "still bound"
 
     # Releasing what one does not hold: NoBinding for that IA.
     again = one(engine, msg(MsgType.RELEASE, duid(1), ServerId(SERVER_DUID), IaNa(1, 0, 0, (got,))))
@@ -279,7 +289,7 @@ def test_server_never_hands_out_its_own_address() -> None:
 def test_server_id_rules_drop_messages(kind: MsgType, extra: tuple[Option, ...]) -> None:
     engine = make_engine()
     none(engine, msg(kind, duid(1), *extra, IaNa(1, 0, 0)))
-    assert engine.bindings.store.load() == []
+    assert committed(engine) == []
 
 
 def test_messages_without_client_id_are_dropped_except_information_request() -> None:
@@ -392,16 +402,16 @@ def test_proxy_mode_boot_options_only_for_netboot_clients() -> None:
     none(engine, msg(MsgType.INFORMATION_REQUEST, duid(2), OptionRequest((23,))))
     none(engine, msg(MsgType.RENEW, duid(1), ServerId(SERVER_DUID), IaNa(1, 0, 0), *netboot))
     none(engine, msg(MsgType.REBIND, duid(1), IaNa(1, 0, 0), *netboot))
-    assert engine.bindings.store.load() == []
+    assert committed(engine) == []
 
 
 def test_bindings_survive_restart_through_sqlite(tmp_path: Path) -> None:
     path = tmp_path / "leases6.sqlite"
-    store = SqliteStore6(path)
+    store = SqliteStore(path)
     got = lease(make_engine(store), duid(1))
     store.close()  # committed before the Reply: nothing else to flush
 
-    again = SqliteStore6(path)
+    again = SqliteStore(path)
     engine = make_engine(again)
     assert lease(engine, duid(1)).address == got.address
     assert lease(engine, duid(2)).address != got.address
@@ -498,4 +508,4 @@ def test_proxy_pxe_clients_get_pxeclient_vendor_class_and_the_boot_service() -> 
         request[:-3],
     ):
         assert engine.handle_boot_service(ignored, bs_source, T0) == []
-    assert engine.bindings.store.load() == []
+    assert committed(engine) == []

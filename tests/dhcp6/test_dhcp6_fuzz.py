@@ -175,7 +175,7 @@ def test_every_message_gets_a_well_defined_outcome(
         assert out == [], "relays nested past the hop count limit"
         return
     check(list(out), request, hops)
-    assert len(FULL.bindings) <= FULL.config.max_offers + FULL.config.max_bindings
+    assert len(FULL.policy.store) <= FULL.config.max_offers + FULL.config.max_bindings
 
 
 @FUZZ
@@ -225,5 +225,5 @@ def test_memory_stays_bounded_under_many_random_clients() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(engine.bindings) <= 2000
+    assert len(engine.policy.store) <= 2000
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"

@@ -19,6 +19,7 @@ from test_dhcp6_engine import (
     duid,
     ia_status,
     lease,
+    live,
     make_engine,
     msg,
     none,
@@ -79,7 +80,7 @@ def test_request_for_an_off_link_address_gets_not_on_link() -> None:
     reply = one(engine, msg(MsgType.REQUEST, duid(1), ServerId(SERVER_DUID), wrong))
     assert ia_status(reply) == Status.NOT_ON_LINK
     assert not reply.first(IaNa).addresses  # type: ignore[union-attr]
-    assert engine.bindings.lookup(duid(1), 1, T0) is None, "no address given instead"
+    assert live(engine, duid(1), 1, T0) is None, "no address given instead"
     confirm = one(engine, msg(MsgType.CONFIRM, duid(1), wrong))
     assert confirm.first(StatusCode) == StatusCode(Status.NOT_ON_LINK, "not on this link")
 
@@ -136,8 +137,8 @@ def test_rebind_without_a_binding_creates_none() -> None:
     off_link = IaNa(1, 0, 0, (IaAddress(OFF_LINK, 100, 200),))
     reply = one(engine, msg(MsgType.REBIND, duid(6), off_link))
     assert reply.first(IaNa) == IaNa(1, 0, 0, (IaAddress(OFF_LINK, 0, 0),))
-    assert engine.bindings.lookup(duid(6), 1, T0) is None
-    assert engine.bindings.store.load() == []
+    assert live(engine, duid(6), 1, T0) is None
+    assert not [x for x in engine.policy.leases() if x.state.value != "offered"]
 
 
 # -- 14: Relay-forward gets a Relay-reply ------------------------------------------------
@@ -240,13 +241,13 @@ def test_offers_from_a_flood_of_new_duids_are_capped_and_expire() -> None:
     engine = make_engine(max_bindings=50, max_offers=100, max_per_client=4)
     for n in range(3000):
         engine.handle(msg(MsgType.SOLICIT, duid(10_000 + n), IaNa(1, 0, 0)), SOURCE, T0)
-    assert len(engine.bindings) <= 100, "offers beyond the cap are kept"
+    assert len(engine.policy.store) <= 100, "offers beyond the cap are kept"
     # The newest client still gets an offer (the oldest one made room for it)...
     assert address_of(one(engine, msg(MsgType.SOLICIT, duid(1), IaNa(1, 0, 0)), T0 + 1))
     # ...and once the offer time has passed, the next packet forgets every offer.
     later = T0 + 60 + 2
     one(engine, msg(MsgType.SOLICIT, duid(2), IaNa(1, 0, 0)), later)
-    assert len(engine.bindings) == 1
+    assert len(engine.policy.store) == 1
 
 
 def test_default_caps_bound_memory_after_many_clients() -> None:
@@ -258,7 +259,7 @@ def test_default_caps_bound_memory_after_many_clients() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(engine.bindings) <= engine.config.max_offers
+    assert len(engine.policy.store) <= engine.config.max_offers
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"
 
 
@@ -270,7 +271,7 @@ def test_one_solicit_with_thousands_of_ias_gets_the_per_client_cap() -> None:
     [out] = engine.handle(data, SOURCE, T0)
     adv = decode(out.payload)
     given = [ia for ia in adv.all(IaNa) if ia.addresses]
-    assert len(given) == 8 and len(engine.bindings) == 8
+    assert len(given) == 8 and len(engine.policy.store) == 8
     assert len(out.payload) < 4096, "the reply is bounded too"
     assert all(ia_status(adv, ia.iaid) == Status.NO_ADDRS_AVAIL for ia in adv.all(IaNa)[8:])
 
@@ -284,7 +285,7 @@ def test_bindings_are_capped_and_a_release_makes_room() -> None:
     # A Request without an Advertise before it (or a rapid commit) is capped the same.
     direct = msg(MsgType.REQUEST, duid(41), ServerId(SERVER_DUID), IaNa(1, 0, 0))
     assert ia_status(one(engine, direct)) == Status.NO_ADDRS_AVAIL
-    assert len([x for x in engine.bindings.leases() if x.state.value == "bound"]) == 5
+    assert len([x for x in engine.policy.leases() if x.state.value == "bound"]) == 5
     assert full.msg_type == MsgType.ADVERTISE  # rapid commit is off by default
     release = IaNa(1, 0, 0, (held[0],))
     one(engine, msg(MsgType.RELEASE, duid(30), ServerId(SERVER_DUID), release))

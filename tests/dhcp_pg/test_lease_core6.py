@@ -1,7 +1,7 @@
 """One lease core for DHCPv6 too: the same random DHCPv6 conversations through the
 engine with bindings in memory, in a SQLite file and in PostgreSQL must get the same
-replies, byte for byte (one binding policy, `ptftpd.dhcp6.leases.Bindings`, over the
-store interface `LeaseStore6`; the state table is in `ptftpd.dhcp.leases`).
+replies, byte for byte (the one lease policy, `ptftpd.dhcp.leases.LeasePolicy`, DHCPv4's
+too, over its store interface `LeaseRows`; the state table is in its module docstring).
 
 The messages are valid DHCPv6 built from random fields (client DUID, IAID, message
 type, the address named, our server id or another's, rapid commit, time passing, and
@@ -23,6 +23,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
+from ptftpd.dhcp.leases import LeaseRows, ia_key
+from ptftpd.dhcp.pg_store import PgStore
+from ptftpd.dhcp.store import SqliteStore
 from ptftpd.dhcp6.codec import (
     ClientId,
     ElapsedTime,
@@ -38,9 +42,7 @@ from ptftpd.dhcp6.codec import (
 )
 from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.engine import Dhcp6Engine
-from ptftpd.dhcp6.leases import Bindings, LeaseStore6, MemoryStore6, Pool6
-from ptftpd.dhcp6.pg_store import PgStore6
-from ptftpd.dhcp6.store import SqliteStore6
+from ptftpd.dhcp6.leases import prefix_policy
 
 NOW = 1_000_000.0
 CLIENTS = 4
@@ -125,10 +127,8 @@ def config(prefix: IPv6Network) -> Dhcp6Config:
     )
 
 
-def engine(cfg: Dhcp6Config, store: LeaseStore6) -> Dhcp6Engine:
-    pool = Pool6.from_prefix(cfg.prefix, cfg.server_addresses, cfg.range_start, cfg.range_end)
-    bindings = Bindings(pool, store, cfg)
-    return Dhcp6Engine(cfg, SERVER_DUID, bindings)
+def engine(cfg: Dhcp6Config, store: LeaseStore | LeaseRows) -> Dhcp6Engine:
+    return Dhcp6Engine(cfg, SERVER_DUID, prefix_policy(cfg, store))
 
 
 class Conversation:
@@ -240,16 +240,27 @@ PREFIXES = Prefixes()
         Step(3, 1, "solicit-rapid", 0, 0.0),
     ]
 )
+@example(
+    conversation=[  # the pool full, the offer cap reached: the oldest offer goes
+        Step(0, 1, "solicit-rapid", 0, 0.0),
+        Step(1, 1, "solicit-rapid", 0, 0.0),
+        Step(2, 1, "solicit", 0, 1.0),
+        Step(2, 2, "solicit", 0, 1.0),
+        Step(3, 1, "solicit", 0, 1.0),
+        Step(3, 2, "solicit", 0, 1.0),
+        Step(2, 1, "request", 0, 1.0),
+    ]
+)
 def test_dhcpv6_memory_sqlite_and_postgresql_answer_alike(
     shared_pg6: str, conversation: list[Step]
 ) -> None:
     prefix = PREFIXES.next()
     cfg = config(prefix)
     with tempfile.TemporaryDirectory() as tmp:
-        stores: dict[str, LeaseStore6] = {
-            "memory": MemoryStore6(),
-            "sqlite": SqliteStore6(Path(tmp) / "leases6.sqlite"),
-            "postgresql": PgStore6(shared_pg6, "core-test", str(prefix)),
+        stores: dict[str, LeaseStore | LeaseRows] = {
+            "memory": MemoryStore(),
+            "sqlite": SqliteStore(Path(tmp) / "leases6.sqlite"),
+            "postgresql": PgStore(shared_pg6, "core-test"),
         }
         engines = {name: engine(cfg, store) for name, store in stores.items()}
         talk = Conversation(prefix)
@@ -291,15 +302,15 @@ def describe(payload: bytes) -> str:
 
 
 def test_servers_share_dhcpv6_bindings(pg_cluster: object) -> None:
-    """Servers on one database (PgStore6 each): a binding made at one is renewed at
-    another (`find`), and no other server binds its address to another client
-    (`claim` refused: the next candidate instead)."""
+    """Servers on one database (PgStore each): a binding made at one is renewed at
+    another (its row is the database's), and no other server binds its address to
+    another client (taken: the next candidate instead)."""
     uri = pg_cluster.uri(pg_cluster.create_database())  # type: ignore[attr-defined]
     prefix = IPv6Network("fd00:2525::/64")
     cfg = config(prefix)
-    first = PgStore6(uri, "server-a", str(prefix))
-    second = PgStore6(uri, "server-b", str(prefix))
-    third = PgStore6(uri, "server-c", str(prefix))
+    first = PgStore(uri, "server-a")
+    second = PgStore(uri, "server-b")
+    third = PgStore(uri, "server-c")
     try:
         # Started before any binding exists: their memories know nothing.
         a, b, c = engine(cfg, first), engine(cfg, second), engine(cfg, third)
@@ -326,8 +337,13 @@ def test_servers_share_dhcpv6_bindings(pg_cluster: object) -> None:
         got = decode(given.payload).first(IaNa)
         assert got is not None and got.addresses and got.addresses[0].address != held
         # The database agrees: one bound row per client, different addresses.
-        rows = {(x.duid, x.address) for x in first.load() if x.state.value == "bound"}
-        assert rows == {(talk.duid(0), held), (other, got.addresses[0].address)}
+        rows = {
+            (x.client_key, x.address) for x in first.leases(str(prefix)) if x.state.value == "bound"
+        }
+        assert rows == {
+            (ia_key(talk.duid(0), 1), held),
+            (ia_key(other, 1), got.addresses[0].address),
+        }
     finally:
         first.close()
         second.close()

@@ -1,9 +1,9 @@
 """DHCPv6 bindings in PostgreSQL, answered off the event loop (dhcp6/service.py with
-`leases_url`, dhcp6/pg_store.py).
+`leases_url`, the lease core's `dhcp/pg_store.py` rows).
 
 One asyncio loop runs a Dhcp6Service whose bindings live in a throw-away PostgreSQL
 cluster, on loopback (SO_BINDTODEVICE lo, clients on ::1). A client's binding is a
-row in `leases6` before its Reply, and a Request naming another address keeps it
+row in `leases` before its Reply, and a Request naming another address keeps it
 (one bound address per binding). Then the PostgreSQL processes
 are stopped (SIGSTOP) while a second client waits: the loop keeps running (a ticker
 never waits more than a fraction of a second) and the client is answered once the
@@ -27,6 +27,7 @@ import psycopg
 from test_pg_off_loop import stopped
 
 from ptftpd.dhcp.pg_link import PgSettings
+from ptftpd.dhcp.pg_store import PgStore
 from ptftpd.dhcp6 import Dhcp6Config, Dhcp6Service
 from ptftpd.dhcp6.codec import (
     ClientId,
@@ -41,7 +42,6 @@ from ptftpd.dhcp6.codec import (
     decode,
     encode,
 )
-from ptftpd.dhcp6.pg_store import PgStore6
 from support import VENV_BIN, Process, free_udp_port, require_root, script, wait_udp_bound
 from support.postgres import PgCluster
 
@@ -105,8 +105,12 @@ class Client6:
 
 def rows(url: str) -> dict[IPv6Address, tuple[bytes, str]]:
     with psycopg.connect(url) as conn:
-        found = conn.execute("SELECT address, duid, state FROM leases6").fetchall()
-    return {IPv6Address(str(a)): (bytes(d), s) for a, d, s in found}
+        found = conn.execute(
+            "SELECT address, client, state FROM leases WHERE family(address) = 6 "
+            "AND state NOT IN ('server', 'free')"
+        ).fetchall()
+    # The client key is the DUID and the IAID's 4 bytes (`ptftpd.dhcp.leases.ia_key`).
+    return {IPv6Address(str(a)): (bytes(c)[:-4], s) for a, c, s in found}
 
 
 def test_dhcpv6_bindings_in_postgresql_off_the_loop(pg_cluster: PgCluster) -> None:
@@ -228,9 +232,11 @@ def survives_kill_9(
         # A Rebind from the client (its DUID and IAID as the database holds them): the
         # restarted server, whose memory was lost with the process, knows the binding.
         with psycopg.connect(url) as conn:
-            found = conn.execute("SELECT duid, iaid FROM leases6").fetchone()
+            found = conn.execute(
+                "SELECT client FROM leases WHERE family(address) = 6 AND state = 'bound'"
+            ).fetchone()
         assert found is not None
-        duid6, iaid = bytes(found[0]), int(found[1])
+        duid6, iaid = bytes(found[0])[:-4], int.from_bytes(bytes(found[0])[-4:], "big")
         ia = IaNa(iaid, 0, 0, (IaAddress(address, 0, 0),))
         rebind = encode(Message(MsgType.REBIND, 0x6161, (ClientId(duid6), ElapsedTime(0), ia)))
         replies = lab.probe(rebind, wait=2.0)
@@ -290,7 +296,7 @@ def test_a_row_another_server_holds_delays_only_its_own_client(pg_cluster: PgClu
     async def scenario() -> None:
         config = lo_config(url, server_port, client_port)
         # Rows held by another server are waited for up to 5 s per attempt here.
-        store = PgStore6(url, "lane-test", str(PREFIX), PgSettings(lock_timeout=5.0))
+        store = PgStore(url, "lane-test", PgSettings(lock_timeout=5.0))
         service = Dhcp6Service(config, store=store)
         await service.start()
         replies = Replies(client_port, server_port)
@@ -300,14 +306,10 @@ def test_a_row_another_server_holds_delays_only_its_own_client(pg_cluster: PgClu
             advertised = address_in(
                 await asyncio.wait_for(replies.ask(MsgType.SOLICIT, first, 1, IaNa(1, 0, 0)), 5)
             )
-            # Another server's transaction holds the row of that address.
-            async with blocker.transaction():
-                await blocker.execute(
-                    "INSERT INTO leases6 VALUES (%s, %s, %s, 1, 'released', 0, 0, 'other')",
-                    (str(advertised), str(PREFIX), duid(99)),
-                )
+            # Another server's transaction holds the row of that address (the
+            # offer's row: offers are rows every server sees).
             await blocker.execute(
-                "SELECT 1 FROM leases6 WHERE address = %s FOR UPDATE", (str(advertised),)
+                "SELECT 1 FROM leases WHERE address = %s FOR UPDATE", (str(advertised),)
             )
             ia = IaNa(1, 0, 0, (IaAddress(advertised, 0, 0),))
             waiting = asyncio.create_task(

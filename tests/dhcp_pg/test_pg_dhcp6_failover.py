@@ -127,7 +127,9 @@ def test_a_rebind_gets_the_same_address_from_the_other_server(
         other = servers[1 - holder].output()
         assert f"rebound {address}" in other, other[-3000:]
         with psycopg.connect(two.url) as conn:
-            bound = conn.execute("SELECT address FROM leases6 WHERE state = 'bound'").fetchall()
+            bound = conn.execute(
+                "SELECT address FROM leases WHERE family(address) = 6 AND state = 'bound'"
+            ).fetchall()
         assert [IPv6Address(str(a)) for (a,) in bound] == [address]
 
 

@@ -3,14 +3,15 @@ replies and binding events after their group's COMMIT, one savepoint per packet.
 
 A Dhcp6Service with its bindings in a throw-away PostgreSQL cluster, one database
 worker, clients on ::1 (SO_BINDTODEVICE lo). A deferred constraint trigger on
-`leases6` makes each COMMIT that binds wait while the test's `hold_commits` table has
-a row (bounded to 10 s) and records the transaction that bound each row; another
-trigger refuses the second IA of one client (a statement that fails half-way through
-that client's packet). While a first client's commit is held, a burst of six clients
-(two IA_NAs each, one of them the refused one) queues behind it; when the hold ends:
-the burst is one transaction, five clients get their Reply, the refused one gets
-none and nothing of its packet is left in the database (its first IA's bind undone
-with the rest of its packet), and no binding event was announced before its commit
+`leases` (the DHCPv6 rows: client key = DUID + IAID) makes each COMMIT that binds
+wait while the test's `hold_commits` table has a row (bounded to 10 s) and records
+the transaction that bound each row; another trigger refuses the second IA of one
+client (a statement that fails half-way through that client's packet). While a first
+client's commit is held, a burst of six clients (two IA_NAs each, one of them the
+refused one) queues behind it; when the hold ends: the burst is one transaction, five
+clients get their Reply, the refused one gets none and nothing of its packet is left
+in the database (its first IA's bind undone with the rest of its packet), and no
+binding event was announced before its commit
 nor for the refused packet."""
 
 from __future__ import annotations
@@ -21,40 +22,46 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from test_pg_dhcp6 import PREFIX, Replies, address_in, duid, lo_config
+from test_pg_dhcp6 import Replies, address_in, duid, lo_config
 
+from ptftpd.dhcp.leases import ia_key
 from ptftpd.dhcp.pg_link import PgSettings
+from ptftpd.dhcp.pg_store import PgStore
 from ptftpd.dhcp6 import Dhcp6Service
 from ptftpd.dhcp6.codec import IaNa, Message, MsgType, RapidCommit
-from ptftpd.dhcp6.pg_store import PgStore6
 from ptftpd.events import Event, Lease6Event, LeaseKind
 from support import free_udp_port, require_root
 from support.postgres import PgCluster
 
 BAD = duid(33)
+DUID_OF = "substring(NEW.client from 1 for length(NEW.client) - 4)"
 TRIGGERS = f"""
 CREATE TABLE hold_commits (held boolean);
 CREATE TABLE committed_in (xact bigint, duid bytea);
 CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO committed_in VALUES (txid_current(), NEW.duid);
+    INSERT INTO committed_in VALUES (txid_current(), {DUID_OF});
     FOR i IN 1..500 LOOP
         EXIT WHEN NOT EXISTS (SELECT 1 FROM hold_commits);
         PERFORM pg_sleep(0.02);
     END LOOP;
     RETURN NULL;
 END $$;
-CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT OR UPDATE ON leases6
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.state = 'bound')
+CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT OR UPDATE ON leases
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (NEW.state = 'bound' AND family(NEW.address) = 6)
     EXECUTE FUNCTION hold_commit();
 CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'refused for this IA';
 END $$;
-CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON leases6 FOR EACH ROW
-    WHEN (NEW.duid = '\\x{BAD.hex()}'::bytea AND NEW.iaid = 2 AND NEW.state = 'bound')
+CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON leases FOR EACH ROW
+    WHEN (NEW.client = '\\x{ia_key(BAD, 2).hex()}'::bytea AND NEW.state = 'bound')
     EXECUTE FUNCTION refuse();
 """
+
+
+BOUND6 = "SELECT client FROM leases WHERE state = 'bound' AND family(address) = 6"
 
 
 @contextmanager
@@ -84,7 +91,7 @@ def test_dhcpv6_group_commit_with_a_savepoint_per_packet(pg_cluster: PgCluster) 
 
     async def scenario() -> None:
         config = lo_config(url, server_port, client_port)
-        store = PgStore6(url, "lane6", str(PREFIX), PgSettings(max_connections=1))
+        store = PgStore(url, "lane6", PgSettings(max_connections=1))
         service = Dhcp6Service(config, store=store, events=seen.append)
         await service.start()
         with psycopg.connect(url, autocommit=True) as conn:
@@ -108,7 +115,7 @@ def test_dhcpv6_group_commit_with_a_savepoint_per_packet(pg_cluster: PgCluster) 
                 await asyncio.sleep(1.0)
                 assert not first.done() and not any(t.done() for t in waiting.values())
                 # Granted, not committed: nothing seen by others, nothing announced.
-                assert query(url, "SELECT * FROM leases6 WHERE state = 'bound'") == []
+                assert query(url, BOUND6) == []
                 assert bound() == []
             assert address_in(await asyncio.wait_for(first, 15))
             for client, task in waiting.items():
@@ -123,8 +130,8 @@ def test_dhcpv6_group_commit_with_a_savepoint_per_packet(pg_cluster: PgCluster) 
                           f"'\\x{opener.hex()}'::bytea")  # fmt: skip
             assert len(xacts) == 1, xacts
             # The refused packet left nothing: its first IA's bind was undone with it.
-            rows = query(url, "SELECT duid, iaid FROM leases6 WHERE state = 'bound'")
-            held = sorted((bytes(d), int(i)) for d, i in rows)  # type: ignore[call-overload]
+            rows = query(url, BOUND6)
+            held = sorted((bytes(c)[:-4], int.from_bytes(bytes(c)[-4:], "big")) for (c,) in rows)  # type: ignore[arg-type]
             good = [opener] + [c for c in burst if c != BAD]
             assert held == sorted((c, i) for c in good for i in (1, 2)), held
             # Announced after their commit, never for the refused packet.

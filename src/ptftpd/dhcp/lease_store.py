@@ -16,12 +16,34 @@ import enum
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address
-from typing import Protocol
+from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 from ptftpd.dhcp.free_index import HeapFreeIndex
 
-__all__ = ["FreeIndex", "Lease", "LeaseState", "LeaseStore", "MemoryStore"]
+__all__ = [
+    "NOT_OFFERED",
+    "FreeIndex",
+    "IPAddress",
+    "Lease",
+    "LeaseRows",
+    "LeaseState",
+    "LeaseStore",
+    "MemoryStore",
+    "NotOffered",
+]
+
+# A lease's address: DHCPv4 and DHCPv6 rows alike.
+IPAddress = IPv4Address | IPv6Address
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
+    A = TypeVar("A", bound=IPv4Address | IPv6Address, default=IPv4Address)
+else:
+    from typing import TypeVar
+
+    A = TypeVar("A")
 
 
 class LeaseState(enum.Enum):
@@ -33,8 +55,11 @@ class LeaseState(enum.Enum):
 
 
 @dataclass
-class Lease:
-    address: IPv4Address
+class Lease(Generic[A]):
+    """A row as the policy sees it: `Lease` is a DHCPv4 lease, `Lease[IPv6Address]` a
+    DHCPv6 binding (client key: DUID + IAID, `mac`: the DUID in hex)."""
+
+    address: A
     client_key: bytes
     mac: str
     state: LeaseState
@@ -67,7 +92,7 @@ class FreeIndex(Protocol):
     noted again (every offer and every lease notes it), and the policy still checks
     each one: the index only orders, it never decides."""
 
-    def note(self, address: IPv4Address, free_from: float) -> None: ...
+    def note(self, address: IPAddress, free_from: float) -> None: ...
 
     def candidates(self, now: float) -> Iterator[IPv4Address]: ...
 
@@ -75,9 +100,13 @@ class FreeIndex(Protocol):
 class LeaseStore(Protocol):
     """Durable storage; `save` must be durable when it returns (kill -9 safe)."""
 
-    def load(self) -> list[Lease]: ...
+    def load(self) -> list[Lease[Any]]: ...
 
-    def save(self, leases: Iterable[Lease]) -> None: ...
+    def save(self, leases: Iterable[Lease[Any]]) -> None: ...
+
+    def forget(self, addresses: Iterable[IPAddress]) -> None:
+        """Drop these rows (a sparse pool's rows past their end: nothing reads them)."""
+        ...
 
     def batch(self) -> AbstractContextManager[None]:
         """Saves inside are durable when the block ends (one commit for a burst)."""
@@ -94,16 +123,20 @@ class MemoryStore:
     """A store for tests and for callers that want no persistence."""
 
     def __init__(self) -> None:
-        self.rows: dict[IPv4Address, Lease] = {}
+        self.rows: dict[IPAddress, Lease[Any]] = {}
         self.saves = 0
 
-    def load(self) -> list[Lease]:
+    def load(self) -> list[Lease[Any]]:
         return [replace(lease) for lease in self.rows.values()]
 
-    def save(self, leases: Iterable[Lease]) -> None:
+    def save(self, leases: Iterable[Lease[Any]]) -> None:
         for lease in leases:
             self.rows[lease.address] = replace(lease)
         self.saves += 1
+
+    def forget(self, addresses: Iterable[IPAddress]) -> None:
+        for address in addresses:
+            self.rows.pop(address, None)
 
     def batch(self) -> AbstractContextManager[None]:
         return nullcontext()
@@ -113,3 +146,81 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+class NotOffered(enum.Enum):
+    """`bind`'s answer to a SELECTING client naming an address that is not its own."""
+
+    NOT_OFFERED = "not offered"
+
+
+NOT_OFFERED = NotOffered.NOT_OFFERED
+
+
+class LeaseRows(Protocol):
+    """The lease core's store: the address rows of every pool, and the operations
+    that change them (`local_leases.LocalLeases` and `pg_store.PgStore`; their
+    docstrings and SQL say what each does, the same in both), for IPv4 and IPv6
+    pools alike; `assign` is a sparse (IPv6) pool's offer and binding."""
+
+    def ensure_pool(
+        self,
+        pool: str,
+        first: IPAddress,
+        last: IPAddress,
+        excluded: Iterable[IPAddress] = (),
+        own: Iterable[IPAddress] = (),
+    ) -> int: ...
+
+    def offer(
+        self,
+        client_key: bytes,
+        mac: str,
+        pool: str,
+        requested: IPAddress | None,
+        now: float,
+        hold: float,
+    ) -> Lease[Any] | None: ...
+
+    def bind(
+        self,
+        client_key: bytes,
+        mac: str,
+        address: IPAddress,
+        now: float,
+        expires: float,
+        hostname: str | None = None,
+        *,
+        selecting: bool = False,
+    ) -> Lease[Any] | NotOffered | None: ...
+
+    def assign(
+        self,
+        client_key: bytes,
+        mac: str,
+        pool: str,
+        requested: IPAddress | None,
+        now: float,
+        until: float,
+        *,
+        bind: bool,
+        caps: tuple[int, int, int],
+    ) -> Lease[Any] | None: ...
+
+    def lookup(self, client_key: bytes, pool: str, now: float) -> Lease[Any] | None: ...
+
+    def held(self, client_key: bytes, address: IPAddress, now: float) -> bool: ...
+
+    def release(self, client_key: bytes, address: IPAddress, now: float) -> Lease[Any] | None: ...
+
+    def decline(
+        self, client_key: bytes, mac: str, address: IPAddress, now: float, until: float
+    ) -> Lease[Any] | None: ...
+
+    def withdraw(self, client_key: bytes, pool: str, now: float) -> None: ...
+
+    def leases(self, pool: str | None = None) -> list[Lease[Any]]: ...
+
+    def batch(self) -> AbstractContextManager[None]: ...
+
+    def close(self) -> None: ...

@@ -49,23 +49,28 @@ BOOTREQUEST  own permanent row, else as DISCOVER then bound for ever       -> BO
           offered past its end          -> free for anyone (the client's own still)
           declined past its quarantine  -> free for anyone
 
-DHCPv6 (IA_NA bindings, `ptftpd.dhcp6.leases.Bindings` over a `LeaseStore6`: memory,
-SQLite or PostgreSQL; one row per address, keyed by DUID and IAID, "own" as above).
-Each IA of a message is one line; a message with several IAs is several lines.
+DHCPv6 (IA_NA bindings: this same policy over the same stores, with a `Dhcp6Config`;
+one row per address, the client key `ia_key(DUID, IAID)`). The pool is sparse: a row
+is made when an address is first used, and only live rows count (offered or bound
+before their end, or declined in quarantine; "own" is the IA's live row): a row past
+its end is free for anyone and may be forgotten. Offers are rows, as for DHCPv4, so
+servers sharing PostgreSQL never offer one address twice. Each IA of a message is one
+line; a message with several IAs is several lines.
 
 message / the IA's row                  -> rows change                     -> reply (per IA)
 SOLICIT
   own row bound, not expired            -> none                            -> ADVERTISE it
   own row offered / none                -> offered (the hint if free, else
                                            the DUID+IAID hash, then probing)-> ADVERTISE
-  pool full, or client/table at a limit -> none                            -> NoAddrsAvail
+  no own row, `max_offers` open offers  -> the oldest offer freed, then as above
+  pool full, or client/bindings at cap  -> none                            -> NoAddrsAvail
 SOLICIT with Rapid Commit (when on)     -> as REQUEST                      -> REPLY
 REQUEST (our server id)
   named address off the link            -> none                            -> NotOnLink
   own row offered/bound, or a free one  -> bound (the client's other bound
                                            row of the IA released: one
                                            address per binding)            -> REPLY it
-  shared store: another server bound it -> none here; next candidate      -> REPLY another
+  another server took a candidate       -> none there; next candidate      -> REPLY another
   pool full / at a limit                -> none                            -> NoAddrsAvail
 RENEW (ours) / REBIND
   own row bound                         -> bound until now + valid         -> REPLY it
@@ -78,24 +83,36 @@ DECLINE   own bound row named           -> declined until decline_time     -> RE
 CONFIRM   any                           -> none                            -> Success or NotOnLink
 INFORMATION-REQUEST                     -> none                            -> REPLY, no IA
 (time)    as DHCPv4: bound past its end, offered past its end, declined past its
-          quarantine are free; `events.LeaseExpiry` reports a binding's end.
+          quarantine are free (and leave memory); `events.LeaseExpiry` reports a
+          binding's end.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
-from ipaddress import IPv4Address, IPv4Network
-from typing import Protocol
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import TYPE_CHECKING, Any, Generic, cast
 
-from ptftpd.dhcp.lease_store import Lease, LeaseState, LeaseStore, MemoryStore
-from ptftpd.dhcp.local_leases import NOT_OFFERED, LocalLeases, NotOffered
+from ptftpd.dhcp.lease_store import (
+    NOT_OFFERED,
+    IPAddress,
+    Lease,
+    LeaseRows,
+    LeaseState,
+    LeaseStore,
+    MemoryStore,
+)
+from ptftpd.dhcp.local_leases import LocalLeases
+
+if TYPE_CHECKING:
+    from ptftpd.dhcp6.config import Dhcp6Config
 
 __all__ = [
     "Ack",
+    "IPAddress",
     "Lease",
     "LeasePolicy",
     "LeaseRows",
@@ -108,7 +125,9 @@ __all__ = [
     "StaticHost",
     "SubnetConfig",
     "build_pool",
+    "ia_key",
     "pool_id",
+    "prefix_pool",
     "static_answer",
 ]
 
@@ -133,9 +152,11 @@ class Pool:
     # The servers' own addresses among `excluded`: not part of the pool's definition
     # that servers sharing a database compare (each has its own), reserved in the rows.
     own: frozenset[int] = frozenset()
+    # The family: IPv4Address, or IPv6Address for a DHCPv6 prefix's (sparse) pool.
+    kind: type[IPv4Address] | type[IPv6Address] = IPv4Address
 
     def __contains__(self, addr: object) -> bool:
-        if not isinstance(addr, IPv4Address):
+        if not isinstance(addr, self.kind):
             return False
         i = int(addr)
         return self.first <= i <= self.last and i not in self.excluded
@@ -144,15 +165,20 @@ class Pool:
         inside = sum(1 for e in self.excluded if self.first <= e <= self.last)
         return max(0, self.last - self.first + 1 - inside)
 
-    def __iter__(self) -> Iterator[IPv4Address]:
-        return (IPv4Address(i) for i in range(self.first, self.last + 1) if i not in self.excluded)
+    def __iter__(self) -> Iterator[IPAddress]:
+        kind = self.kind
+        return (kind(i) for i in range(self.first, self.last + 1) if i not in self.excluded)
 
-    def without(self, addrs: Iterable[IPv4Address]) -> Pool:
-        return Pool(self.first, self.last, self.excluded | {int(a) for a in addrs}, self.own)
+    def address(self, i: int) -> IPAddress:
+        return self.kind(i)
 
-    def definition_excluded(self) -> list[IPv4Address]:
+    def without(self, addrs: Iterable[IPAddress]) -> Pool:
+        excluded = self.excluded | {int(a) for a in addrs}
+        return Pool(self.first, self.last, excluded, self.own, self.kind)
+
+    def definition_excluded(self) -> list[IPAddress]:
         """The excluded addresses that define the pool (every server's the same)."""
-        return sorted(IPv4Address(e) for e in self.excluded - self.own)
+        return [self.kind(e) for e in sorted(self.excluded - self.own)]
 
 
 DEFAULT_LEASE_TIME = 3600
@@ -216,6 +242,37 @@ def build_pool(
     return Pool(lo, hi, frozenset(excluded), mine - {int(a) for a in exclude})
 
 
+_RESERVED_ANYCAST = 128  # RFC 2526: the top 128 interface ids of a /64
+
+
+def prefix_pool(
+    prefix: IPv6Network,
+    start: IPv6Address | None = None,
+    end: IPv6Address | None = None,
+    own: Iterable[IPv6Address] = (),
+) -> Pool:
+    """A DHCPv6 prefix's pool: the prefix (or START..END inside it) minus the
+    subnet-router anycast address (::0), the reserved anycast addresses at the top of
+    a /64 (RFC 2526) and the server's `own` addresses. ValueError when empty."""
+    lo = int(prefix.network_address) + 1
+    hi = int(prefix.broadcast_address)
+    if prefix.prefixlen == 64:
+        hi -= _RESERVED_ANYCAST
+    if start is not None:
+        lo = max(lo, int(start))
+    if end is not None:
+        hi = min(hi, int(end))
+    if lo > hi:
+        raise ValueError(f"empty address range in {prefix}")
+    mine = frozenset(int(a) for a in own)
+    return Pool(lo, hi, mine, mine, IPv6Address)
+
+
+def ia_key(duid: bytes, iaid: int) -> bytes:
+    """A DHCPv6 binding's client key: its DUID and IAID (4 bytes, as on the wire)."""
+    return duid + iaid.to_bytes(4, "big")
+
+
 @dataclass(frozen=True)
 class Ack:
     lease: Lease
@@ -266,12 +323,12 @@ def static_answer(
 
 
 def summarize(
-    pool: Pool, leases: Iterable[Lease], offers: Iterable[IPv4Address], now: float
+    pool: Pool, leases: Iterable[Lease], offers: Iterable[IPAddress], now: float
 ) -> LeaseSummary:
     """Count `leases` (any state) and open `offers` (addresses) as of `now`; one pass,
     so callers refresh it now and then, not per packet."""
     active = declined = 0
-    held: set[IPv4Address] = set()
+    held: set[IPAddress] = set()
     for lease in leases:
         state = lease.effective_state(now)
         if state is LeaseState.BOUND:
@@ -285,61 +342,6 @@ def summarize(
     held |= offered
     taken = sum(1 for addr in held if addr in pool)
     return LeaseSummary(active, len(offered), declined, max(0, len(pool) - taken))
-
-
-class LeaseRows(Protocol):
-    """The lease core's store: the address rows of every pool, and the operations
-    that change them (`local_leases.LocalLeases` and `pg_store.PgStore`; their
-    docstrings and SQL say what each does, the same in both)."""
-
-    def ensure_pool(
-        self,
-        pool: str,
-        first: IPv4Address,
-        last: IPv4Address,
-        excluded: Iterable[IPv4Address] = (),
-        own: Iterable[IPv4Address] = (),
-    ) -> int: ...
-
-    def offer(
-        self,
-        client_key: bytes,
-        mac: str,
-        pool: str,
-        requested: IPv4Address | None,
-        now: float,
-        hold: float,
-    ) -> Lease | None: ...
-
-    def bind(
-        self,
-        client_key: bytes,
-        mac: str,
-        address: IPv4Address,
-        now: float,
-        expires: float,
-        hostname: str | None = None,
-        *,
-        selecting: bool = False,
-    ) -> Lease | NotOffered | None: ...
-
-    def lookup(self, client_key: bytes, pool: str, now: float) -> Lease | None: ...
-
-    def held(self, client_key: bytes, address: IPv4Address, now: float) -> bool: ...
-
-    def release(self, client_key: bytes, address: IPv4Address, now: float) -> Lease | None: ...
-
-    def decline(
-        self, client_key: bytes, mac: str, address: IPv4Address, now: float, until: float
-    ) -> Lease | None: ...
-
-    def withdraw(self, client_key: bytes, pool: str, now: float) -> None: ...
-
-    def leases(self, pool: str | None = None) -> list[Lease]: ...
-
-    def batch(self) -> AbstractContextManager[None]: ...
-
-    def close(self) -> None: ...
 
 
 def pool_id(config: SubnetConfig) -> str:
@@ -356,40 +358,66 @@ def lease_rows(store: LeaseStore | LeaseRows) -> LeaseRows:
     return store
 
 
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
+    C = TypeVar("C", bound="SubnetConfig | Dhcp6Config", default=SubnetConfig)
+else:
+    from typing import TypeVar
+
+    C = TypeVar("C")
+
+
 @dataclass
-class LeasePolicy:
-    """The state table of the module docstring over `store`'s rows for one pool.
+class LeasePolicy(Generic[C]):
+    """The state table of the module docstring over `store`'s rows for one pool:
+    a DHCPv4 subnet (`SubnetConfig`) or a DHCPv6 server's prefix (its `Dhcp6Config`,
+    with the `solicit` ... `renew` methods; client key `ia_key(DUID, IAID)`, `mac` the
+    DUID in hex).
 
     `store` is the rows (`LeaseRows`), or a persistence `LeaseStore` to put local rows
     in front of. Several policies (one per subnet) may share one store."""
 
-    config: SubnetConfig
+    config: C
     store: LeaseRows
     lease_time: int = field(default=DEFAULT_LEASE_TIME, init=False)
     _static_by_mac: dict[str, StaticHost] = field(default_factory=dict, init=False)
-    _static_addrs: set[IPv4Address] = field(default_factory=set, init=False)
+    _static_addrs: set[IPAddress] = field(default_factory=set, init=False)
     _pool: Pool = field(default_factory=lambda: Pool(1, 0), init=False)
     pool: str = field(default="", init=False)
+    # A DHCPv6 prefix's caps: open offers, live rows per DUID, bound or declined rows.
+    caps: tuple[int, int, int] = field(default=(0, 0, 0), init=False)
+    _network: IPv4Network | IPv6Network = field(default=IPv4Network("0.0.0.0/32"), init=False)
+    _authoritative: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.store = lease_rows(self.store)
-        if self.config.lease_time is not None:
-            self.lease_time = self.config.lease_time
-        for host in self.config.static_hosts:
-            self._static_by_mac[host.mac.lower()] = host
-            self._static_addrs.add(host.address)
-        self._pool = self.config.addresses.without(self._static_addrs)
-        self.pool = pool_id(self.config)
+        cfg = self.config
+        if isinstance(cfg, SubnetConfig):
+            if cfg.lease_time is not None:
+                self.lease_time = cfg.lease_time
+            for host in cfg.static_hosts:
+                self._static_by_mac[host.mac.lower()] = host
+                self._static_addrs.add(host.address)
+            self._pool = cfg.addresses.without(self._static_addrs)
+            self._network, self._authoritative = cfg.network, cfg.authoritative
+        else:  # the DHCPv6 server's prefix
+            v6 = cast("Dhcp6Config", cfg)
+            self._pool = prefix_pool(v6.prefix, v6.range_start, v6.range_end,
+                                     v6.server_addresses)  # fmt: skip
+            self.lease_time, self._network = v6.valid_lifetime, v6.prefix
+            self.caps = (v6.max_offers, v6.max_per_client, v6.max_bindings)
+        self.pool = str(self._network)
         if self._pool.first <= self._pool.last:
             # Creates the pool's rows, or refuses (PoolMismatch) when another server
             # defined the same subnet with another range or other exclusions; this
             # server's own addresses are reserved in the rows, for everyone.
             self.store.ensure_pool(
                 self.pool,
-                IPv4Address(self._pool.first),
-                IPv4Address(self._pool.last),
+                self._pool.address(self._pool.first),
+                self._pool.address(self._pool.last),
                 self._pool.definition_excluded(),
-                sorted(IPv4Address(e) for e in self._pool.own),
+                [self._pool.address(e) for e in sorted(self._pool.own)],
             )
 
     # -- queries ---------------------------------------------------------------------
@@ -398,7 +426,7 @@ class LeasePolicy:
         return self._static_by_mac.get(mac.lower())
 
     def in_network(self, addr: IPv4Address) -> bool:
-        return addr in self.config.network
+        return addr in self._network
 
     def lease_for(self, client_key: bytes, now: float = -math.inf) -> Lease | None:
         """The client's row: its live lease or offer, else its last one (as of `now`)."""
@@ -471,7 +499,7 @@ class LeasePolicy:
         if wrong is None and known_only and self.lease_for(client_key, now) is None:
             # INIT-REBOOT from a client nobody knows: not ours to judge, unless we are
             # authoritative and the address is someone else's.
-            if self.config.authoritative and self.store.held(client_key, address, now):
+            if self._authoritative and self.store.held(client_key, address, now):
                 return Nak(f"{address} is in use")
             return None
         if wrong is None:
@@ -484,7 +512,7 @@ class LeasePolicy:
             if bound is NOT_OFFERED:
                 return Nak(f"{address} was not offered to this client")
             wrong = f"{address} is in use"
-        if selecting or self.config.authoritative or self.knows(client_key, mac, now):
+        if selecting or self._authoritative or self.knows(client_key, mac, now):
             return Nak(wrong)
         return None
 
@@ -504,13 +532,62 @@ class LeasePolicy:
         bound = self.store.bind(client_key, mac, offered.address, now, FOREVER)
         return bound if isinstance(bound, Lease) else None
 
-    def release(self, client_key: bytes, address: IPv4Address, *, now: float) -> Lease | None:
+    def release(self, client_key: bytes, address: IPAddress, *, now: float) -> Lease[Any] | None:
         return self.store.release(client_key, address, now)
 
     def decline(
-        self, client_key: bytes, mac: str, address: IPv4Address, *, now: float
-    ) -> Lease | None:
+        self, client_key: bytes, mac: str, address: IPAddress, *, now: float
+    ) -> Lease[Any] | None:
         """The client found `address` in use: nobody gets it until the quarantine ends."""
         if address not in self._pool:
             return None
         return self.store.decline(client_key, mac, address, now, now + self.config.decline_time)
+
+    # -- DHCPv6 bindings: the prefix's sparse pool, the IA's key `ia_key` -------------
+
+    def solicit(
+        self, duid: bytes, iaid: int, hint: IPv6Address | None, *, now: float
+    ) -> Lease[IPv6Address] | None:
+        """SOLICIT: the IA's binding as it is, or an address held for it until the
+        offer's end; None when none is free or a cap (`caps`) is reached."""
+        return self._assign(duid, iaid, hint, now, now + self.config.offer_time, bind=False)
+
+    def commit(
+        self, duid: bytes, iaid: int, hint: IPv6Address | None, *, now: float
+    ) -> Lease[IPv6Address] | None:
+        """REQUEST (or a rapid-commit SOLICIT): bind the IA's offered or bound address,
+        else the hint when free, else the first free of its probes, for the valid
+        lifetime; its other bound address goes back (one address per binding)."""
+        return self._assign(duid, iaid, hint, now, now + self.lease_time, bind=True)
+
+    def _assign(
+        self,
+        duid: bytes,
+        iaid: int,
+        hint: IPv6Address | None,
+        now: float,
+        until: float,
+        *,
+        bind: bool,
+    ) -> Lease[IPv6Address] | None:
+        if hint is not None and hint not in self._pool:
+            hint = None
+        key = ia_key(duid, iaid)
+        return self.store.assign(
+            key, duid.hex(), self.pool, hint, now, until, bind=bind, caps=self.caps
+        )
+
+    def bound(self, duid: bytes, iaid: int, *, now: float) -> Lease[IPv6Address] | None:
+        """The IA's committed binding (what RENEW, REBIND, RELEASE and DECLINE act on:
+        an ADVERTISE alone promised nothing), whichever server sharing the rows made it."""
+        lease = self.store.lookup(ia_key(duid, iaid), self.pool, now)
+        if lease is None or lease.state is not LeaseState.BOUND or lease.expires <= now:
+            return None
+        return lease
+
+    def renew(self, lease: Lease[IPv6Address], *, now: float) -> Lease[IPv6Address] | None:
+        """RENEW / REBIND of a bound IA: bound until now + the valid lifetime."""
+        renewed = self.store.bind(
+            lease.client_key, lease.mac, lease.address, now, now + self.lease_time
+        )
+        return renewed if isinstance(renewed, Lease) else None

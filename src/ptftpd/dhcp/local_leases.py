@@ -19,32 +19,35 @@ returns; offers stay in memory (a crash costs a client one retry).
 
 from __future__ import annotations
 
-import enum
+import heapq
 import math
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from typing import Any
 
-from ptftpd.dhcp.lease_store import FreeIndex, Lease, LeaseState, LeaseStore
+from ptftpd.dhcp.free_index import NoIndex, address_of, key_of, probe_start, probes
+from ptftpd.dhcp.lease_store import (
+    NOT_OFFERED,
+    FreeIndex,
+    IPAddress,
+    Lease,
+    LeaseState,
+    LeaseStore,
+    NotOffered,
+)
 
 __all__ = ["NOT_OFFERED", "LocalLeases", "NotOffered"]
 
 _MINUS_INF = -math.inf
-
-
-class NotOffered(enum.Enum):
-    """`bind`'s answer to a SELECTING client naming an address that is not its own."""
-
-    NOT_OFFERED = "not offered"
-
-
-NOT_OFFERED = NotOffered.NOT_OFFERED
+_SWEEP_EVERY = 1.0
+_HELD = ("bound", "declined")
 
 
 @dataclass
 class _Row:
-    address: IPv4Address
+    address: IPAddress
     pool: str
     state: str = "free"  # free, offered, bound, released, declined
     client: bytes | None = None
@@ -54,13 +57,14 @@ class _Row:
     since: float = 0.0
     free_at: float = _MINUS_INF
 
-    def lease(self, now: float | None = None) -> Lease:
+    def lease(self, now: float | None = None) -> Lease[Any]:
         assert self.client is not None
         lease = Lease(
             self.address,
             self.client,
             self.mac or "",
-            LeaseState(self.state),
+            # A free row saved (a sparse pool's withdrawn offer) reads back as released.
+            LeaseState.RELEASED if self.state == "free" else LeaseState(self.state),
             self.expires,
             self.hostname,
             self.since,
@@ -79,6 +83,18 @@ class _Pool:
     free: FreeIndex
     cursor: int
     clients: dict[bytes, set[int]] = field(default_factory=dict)
+    # Sparse (IPv6) pools: rows are made as addresses are used and forgotten once
+    # free (`_sweep`); the live rows per `mac` (the DUID) for the per-client cap.
+    sparse: bool = False
+    keys: set[int] = field(default_factory=set)
+    by_mac: dict[str, set[int]] = field(default_factory=dict)
+    offers: dict[int, None] = field(default_factory=dict)  # offered, whatever their end
+    held: int = 0  # bound or declined, whatever their end
+    swept: float = _MINUS_INF
+    # (end, key) of offers and of bound or declined rows, oldest end first (stale
+    # entries skipped): rows past their end leave first, the oldest offer is pushed out.
+    offer_ends: list[tuple[float, int]] = field(default_factory=list)
+    held_ends: list[tuple[float, int]] = field(default_factory=list)
 
     def __contains__(self, key: int) -> bool:
         return self.first <= key <= self.last and key not in self.excluded
@@ -87,35 +103,45 @@ class _Pool:
 class LocalLeases:
     """Every pool's rows in memory, saved to `persist` (see the module docstring)."""
 
+    def __len__(self) -> int:
+        """Rows kept in memory (a sparse pool's are bounded by its caps)."""
+        return len(self._rows)
+
     def __init__(self, persist: LeaseStore) -> None:
         self.persist = persist
         self._rows: dict[int, _Row] = {}
         self._pools: dict[str, _Pool] = {}
+        self._gone: list[IPAddress] = []  # forgotten rows, for the persistence store
         # Saved rows, waiting for the pool that holds them (`ensure_pool`).
-        self._loaded: dict[int, Lease] = {int(lease.address): lease for lease in persist.load()}
+        self._loaded: dict[int, Lease[Any]] = {
+            key_of(lease.address): lease for lease in persist.load()
+        }
 
     # -- pools ---------------------------------------------------------------------
 
     def ensure_pool(
         self,
         pool: str,
-        first: IPv4Address,
-        last: IPv4Address,
-        excluded: Iterable[IPv4Address] = (),
-        own: Iterable[IPv4Address] = (),
+        first: IPAddress,
+        last: IPAddress,
+        excluded: Iterable[IPAddress] = (),
+        own: Iterable[IPAddress] = (),
     ) -> int:
         """Rows for the pool; `own` (this server's addresses) are excluded like the rest
-        (one server is the only writer here)."""
-        lo, hi = int(first), int(last)
-        skip = frozenset(int(a) for a in (*excluded, *own) if first <= a <= last)
+        (one server is the only writer here). An IPv6 pool is sparse: no cursor, no
+        free index; its search probes from the client's hash (`probes`)."""
+        lo, hi = key_of(first), key_of(last)
+        skip = frozenset(k for a in (*excluded, *own) if lo <= (k := key_of(a)) <= hi)
         size = hi - lo + 1 - len(skip)
         known = self._pools.get(pool)
         if known is not None and (known.first, known.last, known.excluded) == (lo, hi, skip):
             return size  # a reload: the same pool, its rows and indexes kept
-        entry = _Pool(pool, lo, hi, skip, self.persist.free_index(), lo)
+        sparse = first.version == 6
+        index: FreeIndex = NoIndex() if sparse else self.persist.free_index()
+        entry = _Pool(pool, lo, hi, skip, index, hi + 1 if sparse else lo, sparse=sparse)
         self._pools[pool] = entry
         for row in self._rows.values():  # a pool redefined by a reload keeps its rows
-            if int(row.address) in entry:
+            if key_of(row.address) in entry:
                 row.pool = pool
                 self._put(row, entry)
         for key in [k for k in self._loaded if k in entry]:
@@ -136,11 +162,13 @@ class LocalLeases:
         return size
 
     def _put(self, row: _Row, pool: _Pool) -> None:
-        key = int(row.address)
+        key = key_of(row.address)
         self._rows[key] = row
         if row.client is not None:
             pool.clients.setdefault(row.client, set()).add(key)
         pool.free.note(row.address, row.free_at)
+        if pool.sparse:
+            self._link(row, pool, key)
 
     def _row(self, pool: _Pool, key: int) -> _Row | None:
         """The row of pool address `key`; a never used address's row is made here and
@@ -148,7 +176,7 @@ class LocalLeases:
         if key not in pool:
             return None
         row = self._rows.get(key)
-        return _Row(IPv4Address(key), pool.name) if row is None else row
+        return _Row(address_of(key), pool.name) if row is None else row
 
     def _pool_of(self, key: int) -> _Pool | None:
         row = self._rows.get(key)
@@ -172,7 +200,9 @@ class LocalLeases:
         hostname: str | None,
     ) -> None:
         """One row's new values (the UPDATE of the SQL twin), indexes kept."""
-        key = int(row.address)
+        key = key_of(row.address)
+        if pool.sparse:
+            self._unlink(row, pool, key)
         self._rows[key] = row
         if row.client is not None and row.client != client:
             owned = pool.clients.get(row.client)
@@ -185,6 +215,8 @@ class LocalLeases:
         row.state, row.client, row.mac = state, client, mac
         row.expires, row.since, row.free_at, row.hostname = expires, since, free_at, hostname
         pool.free.note(row.address, free_at)
+        if pool.sparse:
+            self._link(row, pool, key)
 
     def _own(self, pool: _Pool, client: bytes) -> _Row | None:
         """The client's row: live (offered, bound) first, then the latest; never a
@@ -220,10 +252,10 @@ class LocalLeases:
         client_key: bytes,
         mac: str,
         pool: str,
-        requested: IPv4Address | None,
+        requested: IPAddress | None,
         now: float,
         hold: float,
-    ) -> Lease | None:
+    ) -> Lease[Any] | None:
         entry = self._pools[pool]
         target: _Row | None = None
         own = self._own(entry, client_key)
@@ -233,7 +265,7 @@ class LocalLeases:
             if own.state in ("offered", "bound") or own.since <= now:
                 target = own
         if target is None and requested is not None:
-            row = self._row(entry, int(requested))
+            row = self._row(entry, key_of(requested))
             if row is not None and row.free_at <= now:
                 target = row
         if target is None:
@@ -249,15 +281,15 @@ class LocalLeases:
         self,
         client_key: bytes,
         mac: str,
-        address: IPv4Address,
+        address: IPAddress,
         now: float,
         expires: float,
         hostname: str | None = None,
         *,
         selecting: bool = False,
-    ) -> Lease | NotOffered | None:
+    ) -> Lease[Any] | NotOffered | None:
         """None when the address is in no pool or another client holds it."""
-        key = int(address)
+        key = key_of(address)
         entry = self._pool_of(key)
         row = None if entry is None else self._row(entry, key)
         if entry is None or row is None:
@@ -267,6 +299,16 @@ class LocalLeases:
             return NOT_OFFERED
         if not own and row.free_at > now:
             return None
+        changed = self._let_go(entry, client_key, key, now)
+        name = hostname or (row.hostname if row.client == client_key else None)
+        self._set(row, entry, "bound", client_key, mac, expires, now, expires, name)
+        changed.append(row)
+        self.persist.save(r.lease() for r in changed)
+        return row.lease()
+
+    def _let_go(self, entry: _Pool, client_key: bytes, key: int, now: float) -> list[_Row]:
+        """One lease per client (per IA): its other live rows go back, bound ones as
+        released (returned, to be saved), offered ones free."""
         changed: list[_Row] = []
         for other_key in list(entry.clients.get(client_key, ())):
             other = self._rows[other_key]
@@ -276,29 +318,224 @@ class LocalLeases:
                 self._set(other, entry, "released", client_key, other.mac, now, now, now,
                           other.hostname)  # fmt: skip
                 changed.append(other)
+            elif entry.sparse:  # saved (a sparse pool's offers are rows), still its own
+                self._set(other, entry, "free", client_key, other.mac, now, now, now, None)
+                changed.append(other)
             else:
                 self._set(other, entry, "free", None, None, now, now, now, other.hostname)
-        name = hostname or (row.hostname if row.client == client_key else None)
-        self._set(row, entry, "bound", client_key, mac, expires, now, expires, name)
-        changed.append(row)
-        self.persist.save(r.lease() for r in changed)
-        return row.lease()
+        return changed
 
-    def held(self, client_key: bytes, address: IPv4Address, now: float) -> bool:
+    # -- sparse (IPv6) pools: rows made on use, probing search, caps ---------------
+
+    def assign(
+        self,
+        client_key: bytes,
+        mac: str,
+        pool: str,
+        requested: IPAddress | None,
+        now: float,
+        until: float,
+        *,
+        bind: bool,
+        caps: tuple[int, int, int],
+    ) -> Lease[Any] | None:
+        """A sparse pool's offer (`bind` false: held until `until`) or binding (until
+        `until`): the client's live row, else `requested` if free, else the first free
+        of its probes; None when none is free or a cap is reached (`caps`: open offers,
+        live rows per `mac`, bound or declined rows). An offer
+        of a client already bound returns the binding as it is. The client's other
+        offered or bound rows (past their end) go back first: one live row per IA.
+        Every row written is saved (offers too: they are rows other servers see in
+        PostgreSQL, and a restart must not forget them here either)."""
+        try:
+            return self._assign(client_key, mac, self._pools[pool], requested, now, until,
+                                bind, caps)  # fmt: skip
+        finally:
+            if self._gone:
+                gone, self._gone = self._gone, []
+                self.persist.forget(gone)
+
+    def _assign(
+        self,
+        client_key: bytes,
+        mac: str,
+        entry: _Pool,
+        requested: IPAddress | None,
+        now: float,
+        until: float,
+        bind: bool,
+        caps: tuple[int, int, int],
+    ) -> Lease[Any] | None:
+        pool = entry.name
+        self._sweep(entry, now)
+        own = self._live_own(entry, client_key, now)
+        if own is not None and own.state == "bound" and not bind:
+            return own.lease()
+        if not self._room(entry, own, mac, now, caps, bind):
+            return None
+        changed = self._let_go(entry, client_key, -1 if own is None else key_of(own.address), now)
+        target = own
+        if target is None and requested is not None:
+            key = key_of(requested)
+            if key in entry:
+                row = self._rows.get(key)
+                if row is None:
+                    target = _Row(address_of(key), pool)
+                elif row.free_at <= now:
+                    target = row
+        if target is None:
+            start = probe_start(client_key, entry.last - entry.first + 1)
+            for key in probes(entry.first, entry.last, start):
+                if key in entry.excluded:
+                    continue
+                row = self._rows.get(key)
+                if row is None:
+                    target = _Row(address_of(key), pool)
+                    break
+                if row.free_at <= now:
+                    target = row
+                    break
+        if target is None:
+            if changed:
+                self.persist.save(r.lease() for r in changed)
+            return None
+        state = "bound" if bind else "offered"
+        self._set(target, entry, state, client_key, mac, until, now, until, None)
+        changed.append(target)
+        self.persist.save(r.lease() for r in changed)
+        return target.lease()
+
+    def _live_own(self, entry: _Pool, client_key: bytes, now: float) -> _Row | None:
+        """The client's live row (offered or bound, before its end) of a sparse pool."""
+        for key in entry.clients.get(client_key, ()):
+            row = self._rows[key]
+            if row.state in ("offered", "bound") and row.free_at > now:
+                return row
+        return None
+
+    def _room(
+        self, entry: _Pool, own: _Row | None, mac: str, now: float, caps: tuple[int, int, int],
+        bind: bool,
+    ) -> bool:
+        """The caps, counted as of `now` (the same in every store): a client
+        with a live row keeps it; an offer that becomes a binding needs a binding
+        slot; a new row needs the client under its cap, then a binding slot, or for
+        an offer room made by pushing out the oldest offer (the earliest end)."""
+        if own is not None and (own.state == "bound" or not bind):
+            return True
+        max_offers, max_per_client, max_bindings = caps
+        self._drain(entry, now)
+        if own is None:
+            mine = entry.by_mac.get(mac, ())
+            live = sum(1 for k in mine if self._rows[k].free_at > now)
+            if live >= max_per_client:
+                return False
+        if bind:
+            return entry.held < max_bindings
+        while len(entry.offers) >= max_offers:
+            key = self._first(entry, entry.offer_ends, ("offered",))
+            if key is None:
+                break
+            self._forget(entry, key)
+        return True
+
+    def _first(
+        self, entry: _Pool, ends: list[tuple[float, int]], states: tuple[str, ...]
+    ) -> int | None:
+        """The key of the row with the earliest end in `ends` (stale entries popped)."""
+        while ends:
+            end, key = ends[0]
+            row = self._rows.get(key)
+            if row is not None and row.free_at == end and row.state in states:
+                return key
+            heapq.heappop(ends)
+        return None
+
+    def _drain(self, entry: _Pool, now: float) -> None:
+        """Forget the offers and bindings past their end, so the counts are exact."""
+        for ends, states in ((entry.offer_ends, ("offered",)), (entry.held_ends, _HELD)):
+            while (key := self._first(entry, ends, states)) is not None:
+                if self._rows[key].free_at > now:
+                    break
+                heapq.heappop(ends)
+                self._forget(entry, key)
+
+    def _unlink(self, row: _Row, entry: _Pool, key: int) -> None:
+        """A sparse pool's counts without `row` (before it changes or goes)."""
+        if key not in entry.keys:
+            return
+        if row.state == "offered":
+            entry.offers.pop(key, None)
+        elif row.state in _HELD:
+            entry.held -= 1
+        if row.mac:
+            mine = entry.by_mac.get(row.mac)
+            if mine is not None:
+                mine.discard(key)
+                if not mine:
+                    del entry.by_mac[row.mac]
+
+    def _link(self, row: _Row, entry: _Pool, key: int) -> None:
+        entry.keys.add(key)
+        if row.state == "offered":
+            entry.offers[key] = None
+            heapq.heappush(entry.offer_ends, (row.free_at, key))
+        elif row.state in _HELD:
+            entry.held += 1
+            heapq.heappush(entry.held_ends, (row.free_at, key))
+        if len(entry.offer_ends) + len(entry.held_ends) > 4 * len(entry.keys) + 64:
+            entry.offer_ends = [(self._rows[k].free_at, k) for k in entry.offers]
+            heapq.heapify(entry.offer_ends)
+            entry.held_ends = [
+                (r.free_at, k) for k in entry.keys if (r := self._rows[k]).state in _HELD
+            ]
+            heapq.heapify(entry.held_ends)
+        if row.mac and row.state in ("offered", "bound"):
+            entry.by_mac.setdefault(row.mac, set()).add(key)
+
+    def _sweep(self, entry: _Pool, now: float, *, force: bool = False) -> None:
+        """Forget a sparse pool's rows past their end (their addresses are free for
+        anyone and nothing reads a dead row there): at most once a second of `now`
+        unless a cap is reached, linear in the rows the caps bound."""
+        if not force and now - entry.swept < _SWEEP_EVERY:
+            return
+        entry.swept = now
+        for key in [k for k in entry.keys if self._rows[k].free_at <= now]:
+            self._forget(entry, key)
+
+    def _forget(self, entry: _Pool, key: int) -> None:
+        """A sparse pool's row leaves memory and the saved rows (its address is free
+        for anyone; `assign` tells the persistence store)."""
+        row = self._rows.pop(key)
+        self._gone.append(row.address)
+        self._unlink(row, entry, key)
+        entry.keys.discard(key)
+        if row.client is not None:
+            owned = entry.clients.get(row.client)
+            if owned is not None:
+                owned.discard(key)
+                if not owned:
+                    del entry.clients[row.client]
+
+    def held(self, client_key: bytes, address: IPAddress, now: float) -> bool:
         """Does another client hold `address` (a live or quarantined row)?"""
-        row = self._rows.get(int(address))
+        row = self._rows.get(key_of(address))
         if row is None or (row.client == client_key and row.state != "declined"):
             return False
         return row.free_at > now
 
-    def lookup(self, client_key: bytes, pool: str, now: float) -> Lease | None:
-        own = self._own(self._pools[pool], client_key)
+    def lookup(self, client_key: bytes, pool: str, now: float) -> Lease[Any] | None:
+        entry = self._pools[pool]
+        if entry.sparse:
+            live = self._live_own(entry, client_key, now)
+            return None if live is None else live.lease(now)
+        own = self._own(entry, client_key)
         if own is None or own.state == "free":  # a withdrawn offer is no lease
             return None
         return own.lease(now)
 
-    def release(self, client_key: bytes, address: IPv4Address, now: float) -> Lease | None:
-        key = int(address)
+    def release(self, client_key: bytes, address: IPAddress, now: float) -> Lease[Any] | None:
+        key = key_of(address)
         row = self._rows.get(key)
         entry = self._pool_of(key)
         if row is None or entry is None or row.client != client_key or row.state != "bound":
@@ -308,9 +545,9 @@ class LocalLeases:
         return row.lease()
 
     def decline(
-        self, client_key: bytes, mac: str, address: IPv4Address, now: float, until: float
-    ) -> Lease | None:
-        key = int(address)
+        self, client_key: bytes, mac: str, address: IPAddress, now: float, until: float
+    ) -> Lease[Any] | None:
+        key = key_of(address)
         row = self._rows.get(key)
         entry = self._pool_of(key)
         if row is None or entry is None or row.client != client_key:
@@ -330,7 +567,7 @@ class LocalLeases:
                 # another server's withdraw overtakes binds it (no NAK).
                 self._set(row, entry, "free", client_key, row.mac, now, now, now, row.hostname)
 
-    def leases(self, pool: str | None = None) -> list[Lease]:
+    def leases(self, pool: str | None = None) -> list[Lease[Any]]:
         rows = sorted(self._rows.values(), key=lambda r: int(r.address))
         return [
             r.lease()

@@ -211,7 +211,8 @@ MIGRATIONS[6] = (
     "CREATE INDEX boot_attempts_mac ON boot_attempts (mac, started)",
 )
 
-# Version 7: DHCPv6 bindings (dhcp6/pg_store.py).
+# Version 7: DHCPv6 bindings of the time (since then a sparse pool's rows in `leases`:
+# pg_store.PgStore moves a prefix's rows when it opens the pool).
 MIGRATIONS[7] = (
     """CREATE TABLE leases6 (
         address  inet PRIMARY KEY,

@@ -33,13 +33,12 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 from typing import Any
 
 import psycopg
 
-from ptftpd.dhcp.lease_store import Lease, LeaseState
-from ptftpd.dhcp.local_leases import NOT_OFFERED, NotOffered
+from ptftpd.dhcp.free_index import address_of, key_of, probe_start, probes
+from ptftpd.dhcp.lease_store import NOT_OFFERED, IPAddress, Lease, LeaseState, NotOffered
 from ptftpd.dhcp.peers import beat
 from ptftpd.dhcp.pg_link import (
     PgLink,
@@ -75,7 +74,7 @@ class PoolMismatch(PgStoreError):
 
 @dataclass
 class _Row:
-    address: IPv4Address
+    address: IPAddress
     client: bytes | None
     mac: str | None
     state: str
@@ -83,10 +82,10 @@ class _Row:
     hostname: str | None
     since: float | None
 
-    def lease(self, now: float | None = None) -> Lease | None:
+    def lease(self, now: float | None = None) -> Lease[Any] | None:
         if self.state == "free" or self.client is None:
             return None
-        lease = Lease(
+        lease: Lease[Any] = Lease(
             self.address,
             bytes(self.client),
             self.mac or "",
@@ -100,7 +99,7 @@ class _Row:
         return lease
 
 
-def _addresses(addrs: Iterable[IPv4Address], most: int = 8) -> str:
+def _addresses(addrs: Iterable[IPAddress], most: int = 8) -> str:
     shown = [str(a) for a in sorted(addrs)]
     if len(shown) > most:
         return ", ".join(shown[:most]) + f" and {len(shown) - most} more"
@@ -110,17 +109,15 @@ def _addresses(addrs: Iterable[IPv4Address], most: int = 8) -> str:
 def pool_difference(
     pool: str,
     where: str,
-    theirs: tuple[IPv4Address, IPv4Address, list[IPv4Address]],
-    ours: tuple[IPv4Address, IPv4Address, list[IPv4Address]],
+    theirs: tuple[IPAddress, IPAddress, list[IPAddress]],
+    ours: tuple[IPAddress, IPAddress, list[IPAddress]],
 ) -> str:
     """What differs between the database's definition of `pool` and this server's:
     the range, then the addresses excluded by only one of them (gateways, static
     hosts, excluded addresses)."""
     parts = []
     if theirs[:2] != ours[:2]:
-        parts.append(
-            f"range {theirs[0]}-{theirs[1]} in the database, {ours[0]}-{ours[1]} here"
-        )
+        parts.append(f"range {theirs[0]}-{theirs[1]} in the database, {ours[0]}-{ours[1]} here")
     only_there = set(theirs[2]) - set(ours[2])
     only_here = set(ours[2]) - set(theirs[2])
     if only_there:
@@ -142,6 +139,61 @@ _CLIENT_ROW = (
     f"SELECT {_COLUMNS} FROM leases WHERE pool = %s AND client = %s AND state <> 'declined' "
     "ORDER BY state IN ('offered', 'bound') DESC, since DESC NULLS LAST LIMIT 1"
 )
+
+# Sparse (IPv6) pools: the client's live row (one per IA: leases_live_client).
+_LIVE_ROW = (
+    f"SELECT {_COLUMNS} FROM leases WHERE pool = %s AND client = %s "
+    "AND state IN ('offered', 'bound') AND free_at > %s LIMIT 1"
+)
+_SERVER_ROWS = (
+    "INSERT INTO leases (address, pool, state, free_at, owner) "
+    "SELECT a, %s, 'server', 'infinity', %s FROM unnest(%s::inet[]) AS a "
+    "ON CONFLICT (address) DO UPDATE SET state = 'server', client = NULL, mac = NULL, "
+    "expires = NULL, hostname = NULL, since = NULL, free_at = 'infinity', "
+    "owner = EXCLUDED.owner"
+)
+# Schema 7's DHCPv6 table, moved into `leases` when its pool is opened: the key is
+# the DUID and the IAID's 4 bytes, `mac` the DUID in hex (the per-client limit).
+_FROM_LEASES6 = (
+    "INSERT INTO leases (address, pool, state, client, mac, expires, since, free_at, owner) "
+    "SELECT address, pool, state, duid || decode(lpad(to_hex(iaid), 8, '0'), 'hex'), "
+    "encode(duid, 'hex'), expires, since, "
+    "CASE state WHEN 'released' THEN since ELSE expires END, owner "
+    "FROM leases6 WHERE pool = %s ON CONFLICT (address) DO NOTHING"
+)
+_COUNT = (
+    "SELECT count(*) FILTER (WHERE mac = %(mac)s AND state IN ('offered', 'bound')), "
+    "count(*) FILTER (WHERE state = 'offered'), "
+    "count(*) FILTER (WHERE state IN ('bound', 'declined')) "
+    "FROM leases WHERE pool = %(pool)s AND free_at > %(now)s"
+)
+_PUSH_OUT = (
+    "UPDATE leases SET state = 'free', expires = %(now)s, since = %(now)s, "
+    "free_at = %(now)s, hostname = NULL WHERE address = (SELECT address FROM leases "
+    "WHERE pool = %(pool)s AND state = 'offered' AND free_at > %(now)s "
+    "ORDER BY free_at, address LIMIT 1 FOR UPDATE)"
+)
+_LET_GO = (
+    "UPDATE leases SET state = CASE state WHEN 'bound' THEN 'released' ELSE 'free' END, "
+    "hostname = CASE state WHEN 'bound' THEN hostname END, "
+    "expires = %(now)s, since = %(now)s, free_at = %(now)s "
+    "WHERE pool = %(pool)s AND client = %(client)s AND state IN ('offered', 'bound') "
+    "AND address IS DISTINCT FROM %(own)s"
+)
+# Take `address` for the client when it is free (no row, or past its end) or the
+# client's own live row; nothing returned when another holds it or its row is locked.
+_TAKE = (
+    "INSERT INTO leases (address, pool, state, client, mac, expires, hostname, since, "
+    "free_at, owner) VALUES (%(address)s, %(pool)s, %(state)s, %(client)s, %(mac)s, "
+    "%(until)s, NULL, %(now)s, %(until)s, %(owner)s) "
+    "ON CONFLICT (address) DO UPDATE SET state = EXCLUDED.state, client = EXCLUDED.client, "
+    "mac = EXCLUDED.mac, expires = EXCLUDED.expires, hostname = NULL, "
+    "since = EXCLUDED.since, free_at = EXCLUDED.free_at, owner = EXCLUDED.owner "
+    "WHERE leases.pool = EXCLUDED.pool AND (leases.free_at <= %(now)s OR "
+    "(leases.client = EXCLUDED.client AND leases.state IN ('offered', 'bound'))) "
+    f"RETURNING {_COLUMNS}"
+)
+_PROBE_BATCH = 64
 
 _OFFER = "SELECT * FROM ptftpd_offer(%s, %s, %s, %s, %s, %s, %s)"
 _BIND = "SELECT * FROM ptftpd_bind(%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -185,6 +237,8 @@ class PgStore:
         self._link = PgLink(conninfo, server_id, settings, clock=clock)
         self._run = self._link.run
         self.name = self._link.name
+        # Sparse (IPv6) pools: first and last row key, the excluded keys.
+        self._sparse: dict[str, tuple[int, int, frozenset[int]]] = {}
 
     @property
     def available(self) -> bool:
@@ -208,10 +262,10 @@ class PgStore:
     def ensure_pool(
         self,
         pool: str,
-        first: IPv4Address,
-        last: IPv4Address,
-        excluded: Iterable[IPv4Address] = (),
-        own: Iterable[IPv4Address] = (),
+        first: IPAddress,
+        last: IPAddress,
+        excluded: Iterable[IPAddress] = (),
+        own: Iterable[IPAddress] = (),
     ) -> int:
         """Create the pool's address rows, or check that the database defines it as we do.
 
@@ -220,14 +274,20 @@ class PgStore:
         definition raises `PoolMismatch`, naming the difference, rather than letting two
         servers disagree on the free list. This server's `own` addresses are not part
         of the definition (each server has its own): they are reserved in the rows
-        (state 'server', never free), so no server offers them."""
-        size = int(last) - int(first) + 1
-        if size <= 0 or size > MAX_POOL_SIZE:
+        (state 'server', never free), so no server offers them.
+
+        An IPv6 pool (a DHCPv6 prefix) is sparse: a row is made when an address is
+        first offered or bound (`assign`), never for the whole range; the bindings an
+        older version kept in `leases6` move into `leases` here, once."""
+        lo, hi = key_of(first), key_of(last)
+        size = hi - lo + 1
+        sparse = first.version == 6
+        if size <= 0 or (size > MAX_POOL_SIZE and not sparse):
             raise PgStoreError(
                 f"pool {pool}: {first}-{last} must hold 1 to {MAX_POOL_SIZE} addresses"
             )
-        skip = sorted({a for a in excluded if first <= a <= last})
-        mine = sorted({a for a in own if first <= a <= last and a not in skip})
+        skip = sorted({a for a in excluded if lo <= key_of(a) <= hi}, key=key_of)
+        mine = sorted({a for a in own if lo <= key_of(a) <= hi and a not in skip}, key=key_of)
 
         def op(conn: psycopg.Connection[Any]) -> int:
             # A server starting beside another waits for its pool rows, not 0.2 s.
@@ -243,15 +303,18 @@ class PgStore:
             assert row is not None
             theirs = (row[0], row[1], sorted(row[2]))
             if theirs != (first, last, skip):
-                raise PoolMismatch(
-                    pool_difference(pool, self.name, theirs, (first, last, skip))
-                )
+                raise PoolMismatch(pool_difference(pool, self.name, theirs, (first, last, skip)))
             other = conn.execute(
                 "SELECT pool FROM leases WHERE address BETWEEN %s AND %s AND pool <> %s LIMIT 1",
                 (first, last, pool),
             ).fetchone()
             if other is not None:
                 raise PoolMismatch(f"pool {pool} overlaps pool {other[0]} in {self.name}")
+            if sparse:
+                conn.execute(_SERVER_ROWS, (pool, self.server_id, mine))
+                conn.execute(_FROM_LEASES6, (pool,))
+                conn.execute("DELETE FROM leases6 WHERE pool = %s", (pool,))
+                return size - len(skip) - len(mine)
             conn.execute(
                 "INSERT INTO leases (address, pool, state, free_at) "
                 "SELECT a, %s, 'free', '-infinity' FROM "
@@ -268,22 +331,27 @@ class PgStore:
                 )
             return size - len(skip) - len(mine)
 
-        return self._run(op, attempts=1)
+        size = self._run(op, attempts=1)
+        if sparse:
+            self._sparse[pool] = (lo, hi, frozenset(key_of(a) for a in skip))
+        return size
 
     # -- queries -----------------------------------------------------------------------
 
-    def lookup(self, client_key: bytes, pool: str, now: float) -> Lease | None:
+    def lookup(self, client_key: bytes, pool: str, now: float) -> Lease[Any] | None:
         """The client's live lease or offer in `pool`, else its last one; None if none.
 
         This is how a client that renews or rebinds at another server is recognised."""
 
         def op(conn: psycopg.Connection[Any]) -> _Row | None:
+            if pool in self._sparse:
+                return _row(conn.execute(_LIVE_ROW, (pool, client_key, now)).fetchone())
             return _row(conn.execute(_CLIENT_ROW, (pool, client_key)).fetchone())
 
         row = self._run(op, atomic=True)
         return None if row is None else row.lease(now)
 
-    def held(self, client_key: bytes, address: IPv4Address, now: float) -> bool:
+    def held(self, client_key: bytes, address: IPAddress, now: float) -> bool:
         """Does another client hold `address` (a live or quarantined row)?"""
         sql = (
             "SELECT 1 FROM leases WHERE address = %s AND free_at > %s AND NOT "
@@ -295,7 +363,7 @@ class PgStore:
 
         return self._run(op, atomic=True)
 
-    def get(self, address: IPv4Address, now: float) -> Lease | None:
+    def get(self, address: IPAddress, now: float) -> Lease[Any] | None:
         """Who holds (or last held) `address`; None when free or in no pool."""
 
         def op(conn: psycopg.Connection[Any]) -> _Row | None:
@@ -305,7 +373,7 @@ class PgStore:
         row = self._run(op, atomic=True)
         return None if row is None else row.lease(now)
 
-    def leases(self, pool: str | None = None) -> list[Lease]:
+    def leases(self, pool: str | None = None) -> list[Lease[Any]]:
         """Every address that is or was leased, offered or declined (for listings)."""
 
         def op(conn: psycopg.Connection[Any]) -> list[_Row]:
@@ -324,10 +392,10 @@ class PgStore:
         client_key: bytes,
         mac: str,
         pool: str,
-        requested: IPv4Address | None,
+        requested: IPAddress | None,
         now: float,
         hold: float,
-    ) -> Lease | None:
+    ) -> Lease[Any] | None:
         """Reserve an address for a DISCOVER until `now + hold`; None when the pool is full.
 
         The client's own lease or offer comes first (a bound lease is returned as it
@@ -345,13 +413,13 @@ class PgStore:
         self,
         client_key: bytes,
         mac: str,
-        address: IPv4Address,
+        address: IPAddress,
         now: float,
         expires: float,
         hostname: str | None = None,
         *,
         selecting: bool = False,
-    ) -> Lease | NotOffered | None:
+    ) -> Lease[Any] | NotOffered | None:
         """Bind `address` to the client until `expires` (math.inf: BOOTP, for ever).
 
         Serves SELECTING, INIT-REBOOT, RENEWING and REBINDING alike; with `selecting`
@@ -368,7 +436,70 @@ class PgStore:
         row = self._run(op, atomic=True)
         return row.lease() if isinstance(row, _Row) else row
 
-    def release(self, client_key: bytes, address: IPv4Address, now: float) -> Lease | None:
+    def assign(
+        self,
+        client_key: bytes,
+        mac: str,
+        pool: str,
+        requested: IPAddress | None,
+        now: float,
+        until: float,
+        *,
+        bind: bool,
+        caps: tuple[int, int, int],
+    ) -> Lease[Any] | None:
+        """A sparse pool's offer or binding, in one transaction: the twin of
+        `LocalLeases.assign` (its docstring says what each step does). The caps are
+        counted in the rows, so they hold across the servers sharing them; a row
+        another server's transaction holds is skipped, not waited for."""
+        first, last, excluded = self._sparse[pool]
+        max_offers, max_per_client, max_bindings = caps
+        args: dict[str, Any] = {"pool": pool, "client": client_key, "mac": mac, "now": now}
+        args |= {"until": until, "owner": self.server_id}
+        args["state"] = "bound" if bind else "offered"
+
+        def op(conn: psycopg.Connection[Any]) -> _Row | None:
+            own = _row(conn.execute(_LIVE_ROW + " FOR UPDATE", (pool, client_key, now)).fetchone())
+            if own is not None and own.state == "bound" and not bind:
+                return own
+            if not (own is not None and (own.state == "bound" or not bind)):
+                row = conn.execute(_COUNT, args).fetchone()
+                assert row is not None
+                mine, offers, held = row
+                if own is None and mine >= max_per_client:
+                    return None
+                if bind and held >= max_bindings:
+                    return None
+                if not bind:
+                    for _ in range(offers - max_offers + 1):
+                        conn.execute(_PUSH_OUT, args)
+            conn.execute(_LET_GO, {**args, "own": None if own is None else own.address})
+            if own is not None:
+                return _row(conn.execute(_TAKE, {**args, "address": own.address}).fetchone())
+            if requested is not None and key_of(requested) not in excluded:
+                taken = conn.execute(_TAKE, {**args, "address": requested}).fetchone()
+                if taken is not None:
+                    return _Row(*taken)
+            keys = [k for k in probes(first, last, probe_start(client_key, last - first + 1))]
+            for i in range(0, len(keys), _PROBE_BATCH):
+                batch = [address_of(k) for k in keys[i : i + _PROBE_BATCH] if k not in excluded]
+                rows = conn.execute(
+                    "SELECT address, free_at FROM leases WHERE address = ANY(%s::inet[])",
+                    (batch,),
+                ).fetchall()
+                busy = {a for a, free_at in rows if free_at > now}
+                for address in batch:
+                    if address in busy:
+                        continue
+                    taken = conn.execute(_TAKE, {**args, "address": address}).fetchone()
+                    if taken is not None:
+                        return _Row(*taken)
+            return None
+
+        row = self._run(op)
+        return None if row is None else row.lease()
+
+    def release(self, client_key: bytes, address: IPAddress, now: float) -> Lease[Any] | None:
         """DHCPRELEASE: the address is free for everyone at once. None if not the client's."""
         sql = (
             "UPDATE leases SET state = 'released', expires = %(now)s, since = %(now)s, "
@@ -380,8 +511,8 @@ class PgStore:
         return None if row is None else row.lease()
 
     def decline(
-        self, client_key: bytes, mac: str, address: IPv4Address, now: float, until: float
-    ) -> Lease | None:
+        self, client_key: bytes, mac: str, address: IPAddress, now: float, until: float
+    ) -> Lease[Any] | None:
         """DHCPDECLINE: quarantine the address until `until`. None if not the client's."""
         sql = (
             "UPDATE leases SET state = 'declined', mac = %(mac)s, expires = %(until)s, "
@@ -415,7 +546,7 @@ class PgStore:
 
     # -- the servers sharing the database (RFC 3074 balancing, dhcp/balance.py) --------
 
-    def heartbeat(self, addresses: Iterable[IPv4Address] = ()) -> list[tuple[str, float]]:
+    def heartbeat(self, addresses: Iterable[IPAddress] = ()) -> list[tuple[str, float]]:
         """Record that this server is alive and return every server's row as (id,
         seconds since its last heartbeat), this one's included (`peers.beat`)."""
         return self._run(lambda conn: beat(conn, self.server_id, addresses))

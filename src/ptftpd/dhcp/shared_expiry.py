@@ -118,6 +118,8 @@ class SharedExpiry:
         for lease in leases:
             if lease.state is not LeaseState.BOUND or not math.isfinite(lease.expires):
                 continue
+            if lease.address.version != 4:
+                continue  # a DHCPv6 binding in the same rows: the DHCPv6 service's
             if lease.expires > now:
                 upcoming = min(upcoming, lease.expires)
             elif lease.expires > since and self.balancer.owns(

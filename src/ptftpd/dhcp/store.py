@@ -12,7 +12,7 @@ import math
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
 
@@ -120,22 +120,23 @@ class SqliteStore:
         self.path = Path(path)
         self._batching = False
         self._file = LeaseFile(path, synchronous, _SCHEMA, StoreError)
+        self._from_leases6()
         # Group commit: commits made, and the lease rows they carried (the rows of the
         # open transaction are pending).
         self.commits = 0
         self.carried = 0
         self._pending = 0
 
-    def load(self) -> list[Lease]:
+    def load(self) -> list[Lease[Any]]:
         rows = self._file.read(
             "SELECT address, client, mac, state, expires, hostname, since FROM leases"
         )
-        leases = []
+        leases: list[Lease[Any]] = []
         for address, client, mac, state, expires, hostname, since in rows:
             try:
                 leases.append(
                     Lease(
-                        IPv4Address(address),
+                        ip_address(address),
                         bytes(client),
                         mac,
                         LeaseState(state),
@@ -148,7 +149,25 @@ class SqliteStore:
                 continue  # a row from a future version: skip rather than refuse to start
         return leases
 
-    def save(self, leases: Iterable[Lease]) -> None:
+    def _from_leases6(self) -> None:
+        """A DHCPv6 lease file of an older version keeps its bindings in `leases6`
+        (address, DUID, IAID): they move into `leases` once, in one transaction, keyed
+        by the DUID and the IAID's 4 bytes with the DUID in hex as `mac`, the rows the
+        one lease policy reads for IPv4 and IPv6 alike."""
+        found = self._file.read("SELECT name FROM sqlite_master WHERE name = 'leases6'")
+        if not found:
+            return
+        old = self._file.read("SELECT address, duid, iaid, state, expires, since FROM leases6")
+        rows = []
+        for address, duid, iaid, state, expires, since in old:
+            key = bytes(duid) + int(iaid).to_bytes(4, "big")
+            rows.append((address, key, bytes(duid).hex(), state, expires, None, since))
+        with self._file.writing() as db:
+            db.executemany("INSERT OR IGNORE INTO leases VALUES (?,?,?,?,?,?,?)", rows)
+            db.execute("DROP TABLE leases6")
+            db.execute("COMMIT")
+
+    def save(self, leases: Iterable[Lease[Any]]) -> None:
         rows = [
             (
                 str(lease.address),
@@ -166,6 +185,18 @@ class SqliteStore:
         with self._file.writing() as db:
             db.executemany("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?)", rows)
             self._pending += len(rows)
+            if not self._batching:
+                self._commit()
+
+    def forget(self, addresses: Iterable[IPv4Address | IPv6Address]) -> None:
+        """Delete rows past their end (a sparse IPv6 pool's), in the open batch."""
+        rows = [(str(address),) for address in addresses]
+        if not rows:
+            return
+        if not self._file.db.in_transaction:
+            self._pending = 0
+        with self._file.writing() as db:
+            db.executemany("DELETE FROM leases WHERE address = ?", rows)
             if not self._batching:
                 self._commit()
 

@@ -14,9 +14,10 @@ Building blocks for `pxed --ipv6`, usable on their own::
     ...
     service.close()
 
-Modules: `codec` (messages and options), `leases` (bindings, sans-IO), `store` (SQLite),
-`boot` (boot policy), `engine` (RFC 8415 server rules, sans-IO), `ra` (router
-advertisements, sans-IO), `rasender` and `service` (asyncio drivers).
+Modules: `codec` (messages and options), `leases` (bindings on the lease core's one
+policy and stores, `ptftpd.dhcp.leases`), `boot` (boot policy), `engine` (RFC 8415
+server rules, sans-IO), `ra` (router advertisements, sans-IO), `rasender` and
+`service` (asyncio drivers).
 """
 
 from ptftpd.dhcp6.boot import (

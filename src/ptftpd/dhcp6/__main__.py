@@ -15,10 +15,10 @@ from pathlib import Path
 
 from ptftpd import fields
 from ptftpd.dhcp.server_settings import peer_timeout_field
+from ptftpd.dhcp.store import StoreError
 from ptftpd.dhcp6.boot import url_policy
 from ptftpd.dhcp6.config import Dhcp6Config, config_for_interface
 from ptftpd.dhcp6.service import Dhcp6Service
-from ptftpd.dhcp6.store import Lease6StoreError
 from ptftpd.events import ignore
 from ptftpd.service import metrics
 from ptftpd.service.runtime import run_service, serve_metrics_at
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             service.close()
 
-    return run_service(PROG, args, body, (Lease6StoreError,))
+    return run_service(PROG, args, body, (StoreError,))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ class Dhcp6Config:
     t2: int | None = None  # None: 0.8 x preferred
     offer_time: float = 60.0
     decline_time: float = 600.0
-    # What clients can make the server remember (`leases.Bindings`): open offers, IAs
+    # What clients can make the server remember (the lease core's caps): open offers, IAs
     # per DUID (offered or bound), addresses bound or quarantined. About 450 bytes a
     # binding: the defaults keep the table under 10 MB.
     max_bindings: int = 16384

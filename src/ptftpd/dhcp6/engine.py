@@ -2,8 +2,9 @@
 
 `Dhcp6Engine.handle(data, source, now)` decodes one client message, checks it as RFC
 8415 section 16 asks (client id present, server id present and ours, or absent, by
-message type; anything else is dropped silently), applies the binding rules in
-`Bindings` and returns `Outgoing` items; `now` is the only clock. Bindings a Reply
+message type; anything else is dropped silently), applies the binding rules of the
+lease core (`ptftpd.dhcp.leases.LeasePolicy` over the `Dhcp6Config`, the policy DHCPv4
+uses too) and returns `Outgoing` items; `now` is the only clock. Bindings a Reply
 announces are committed to the store before `handle` returns.
 
 Proxy mode hands out no addresses: it answers netboot clients' Solicit (Advertise),
@@ -44,6 +45,7 @@ from ipaddress import IPv6Address
 from typing import Literal, TypeVar
 
 from ptftpd.dhcp.balance import Balancer
+from ptftpd.dhcp.leases import Lease, LeasePolicy, LeaseState
 from ptftpd.dhcp6.boot import (
     WAIT6,
     BootChoice6,
@@ -83,7 +85,6 @@ from ptftpd.dhcp6.codec import (
     encode,
 )
 from ptftpd.dhcp6.config import Dhcp6Config
-from ptftpd.dhcp6.leases import Bindings, Lease6, LeaseState6
 from ptftpd.events import Dhcp6Message, Dhcp6Type, EventSink, Lease6Event, LeaseKind, ignore
 
 __all__ = ["MAX_RELAYS", "Dhcp6Engine", "Outgoing"]
@@ -119,10 +120,10 @@ _BALANCED = frozenset(
 
 
 class Dhcp6Engine:
-    def __init__(self, config: Dhcp6Config, duid: bytes, bindings: Bindings) -> None:
+    def __init__(self, config: Dhcp6Config, duid: bytes, policy: LeasePolicy[Dhcp6Config]) -> None:
         self.config = config
         self.duid = duid
-        self.bindings = bindings
+        self.policy = policy
         self.events: EventSink = ignore
         # Servers sharing a lease database split the clients (dhcp/balance.py).
         self.balancer: Balancer | None = None
@@ -199,9 +200,11 @@ class Dhcp6Engine:
             )
         )
 
-    def _lease_event(self, kind: LeaseKind, lease: Lease6) -> None:
-        if self.events is not ignore:
-            self.events(Lease6Event(kind, lease.address, lease.duid, lease.iaid, lease.expires))
+    def _lease_event(self, kind: LeaseKind, lease: Lease[IPv6Address] | None) -> None:
+        if self.events is not ignore and lease is not None:
+            key = lease.client_key  # ia_key: the DUID, then the IAID's 4 bytes
+            iaid = int.from_bytes(key[-4:], "big")
+            self.events(Lease6Event(kind, lease.address, key[:-4], iaid, lease.expires))
 
     def _serves_link(self, link: IPv6Address) -> bool:
         """A relayed client's link (the innermost relay's link address) is served when
@@ -347,25 +350,29 @@ class Dhcp6Engine:
         return out
 
     def _ia(
-        self, iaid: int, lease: Lease6 | None, now: float, extra: tuple[Option, ...] = ()
+        self,
+        iaid: int,
+        lease: Lease[IPv6Address] | None,
+        now: float,
+        extra: tuple[Option, ...] = (),
     ) -> IaNa:
         cfg = self.config
         if lease is None:
             return IaNa(iaid, 0, 0, extra)
         valid = cfg.valid_lifetime
-        if lease.state is not LeaseState6.OFFERED:
+        if lease.state is not LeaseState.OFFERED:
             valid = min(valid, max(0, int(lease.expires - now)))
         preferred = min(cfg.preferred_lifetime, valid)
         address = IaAddress(lease.address, preferred, valid)
         return IaNa(iaid, cfg.renew_time, cfg.rebind_time, (address, *extra))
 
-    def _log_lease(self, verb: str, lease: Lease6, duid: bytes) -> None:
+    def _log_lease(self, verb: str, lease: Lease[IPv6Address], duid: bytes) -> None:
         log.info(
             "%s %s to DUID %s IAID %d (valid %d s)",
             verb,
             lease.address,
             duid.hex(":"),
-            lease.iaid,
+            int.from_bytes(lease.client_key[-4:], "big"),
             self.config.valid_lifetime,
         )
 
@@ -386,12 +393,12 @@ class Dhcp6Engine:
                 continue
             hint = next((a for a in hints if a in self.config.prefix), None)
             if commit:
-                lease = self.bindings.bind(duid, ia.iaid, now, self.config.valid_lifetime, hint)
+                lease = self.policy.commit(duid, ia.iaid, hint, now=now)
                 if lease is not None:
                     self._log_lease("leased", lease, duid)
                     self._lease_event(LeaseKind.BOUND, lease)
             else:
-                lease = self.bindings.offer(duid, ia.iaid, now, hint)
+                lease = self.policy.solicit(duid, ia.iaid, hint, now=now)
                 if lease is not None:
                     self._lease_event(LeaseKind.OFFERED, lease)
             if lease is None:
@@ -441,10 +448,11 @@ class Dhcp6Engine:
         they are not on the client's link; no binding is created."""
         out: list[Option] = []
         for ia in _ias(msg, IaNa):
-            lease = self.bindings.bound(duid, ia.iaid, now)
+            lease = self.policy.bound(duid, ia.iaid, now=now)
             listed = [a.address for a in ia.addresses]
             if lease is not None:
-                lease = self.bindings.renew(lease, now, self.config.valid_lifetime)
+                lease = self.policy.renew(lease, now=now)
+            if lease is not None:
                 self._log_lease("rebound" if rebind else "renewed", lease, duid)
                 self._lease_event(LeaseKind.BOUND, lease)
             elif rebind and any(a not in self.config.prefix for a in listed):
@@ -470,17 +478,19 @@ class Dhcp6Engine:
     def _give_back(self, msg: Message, duid: bytes, now: float, decline: bool) -> Message:
         out: list[Option] = []
         for ia in _ias(msg, IaNa):
-            lease = self.bindings.bound(duid, ia.iaid, now)
+            lease = self.policy.bound(duid, ia.iaid, now=now)
             listed = {a.address for a in ia.addresses}
             if lease is None or lease.address not in listed:
                 status = StatusCode(Status.NO_BINDING, "no binding for this IA")
                 out.append(IaNa(ia.iaid, 0, 0, (status,)))
                 continue
             if decline:
-                self._lease_event(LeaseKind.DECLINED, self.bindings.decline(lease, now))
+                declined = self.policy.decline(lease.client_key, lease.mac, lease.address, now=now)
+                self._lease_event(LeaseKind.DECLINED, declined)
                 log.warning("declined %s by DUID %s: address in use?", lease.address, duid.hex(":"))
             else:
-                self._lease_event(LeaseKind.RELEASED, self.bindings.release(lease, now))
+                released = self.policy.release(lease.client_key, lease.address, now=now)
+                self._lease_event(LeaseKind.RELEASED, released)
                 log.info("released %s by DUID %s IAID %d", lease.address, duid.hex(":"), ia.iaid)
         out.append(StatusCode(Status.SUCCESS, "declined" if decline else "released"))
         return self._reply(MsgType.REPLY, msg, duid, out)

@@ -15,8 +15,8 @@ commit with one savepoint per packet (a failed statement costs its own client's 
 only), the replies and lease events let out in the loop after their group's commit.
 A slow or unreachable database then delays only the DHCPv6 clients whose answer
 needs it, never the loop (RAs, pxed's TFTP, HTTP and DHCPv4), and a row another
-server holds delays its own client only. The binding policy's memory is shared by the
-threads under one lock that its store calls run outside (`leases.Bindings`).
+server holds delays its own client only. With PostgreSQL the lease policy keeps no
+memory of its own: every decision is one transaction on the rows (`dhcp/pg_store.py`).
 
 Events: the engine's typed events (`ptftpd.events`: messages in and out, bindings
 offered, bound, released, declined) go to `events`, through a `LeaseExpiry` that adds
@@ -41,14 +41,15 @@ from ptftpd.closing import close_all
 from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.db_lane import DbLane, ToLoop
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
+from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
+from ptftpd.dhcp.leases import LeaseRows
 from ptftpd.dhcp.peers import V6, Heartbeat, SharedBeats
-from ptftpd.dhcp.store import StoreBusy, StoreError, StoreUnavailable
+from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
 from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.duid import duid_ll
 from ptftpd.dhcp6.engine import Dhcp6Engine, Outgoing
-from ptftpd.dhcp6.leases import Bindings, LeaseStore6, MemoryStore6, Pool6
+from ptftpd.dhcp6.leases import prefix_policy
 from ptftpd.dhcp6.rasender import RaSender
-from ptftpd.dhcp6.store import Lease6StoreError, SqliteStore6
 from ptftpd.errors import ROOT_OR_CAPABILITIES, StartError
 from ptftpd.events import Event, EventSink, LeaseExpiry, ignore
 
@@ -140,7 +141,7 @@ class Dhcp6Service:
     def __init__(
         self,
         config: Dhcp6Config,
-        store: LeaseStore6 | None = None,
+        store: LeaseStore | LeaseRows | None = None,
         clock: Callable[[], float] = time.time,
         events: EventSink = ignore,
     ) -> None:
@@ -174,18 +175,13 @@ class Dhcp6Service:
                 f"{cfg.interface} has no hardware address to build a DUID from: set server_duid"
             )
         try:
-            pool = Pool6.from_prefix(
-                cfg.prefix, cfg.server_addresses, cfg.range_start, cfg.range_end
-            )
-        except ValueError as exc:
-            raise StartError(str(exc)) from None
-        try:
             if self._store is None:
                 self._store = self._open_store(duid)
-            bindings = Bindings(pool, self._store, cfg)
-        except (Lease6StoreError, StoreError) as exc:
+            policy = prefix_policy(cfg, self._store)
+            self._store = policy.store
+        except (StoreError, ValueError) as exc:
             raise StartError(str(exc)) from None
-        self.engine = Dhcp6Engine(cfg, duid, bindings)
+        self.engine = Dhcp6Engine(cfg, duid, policy)
         self._loop = asyncio.get_running_loop()
         if cfg.leases_url and not cfg.proxy:
             # Several servers on one database: RFC 3074 buckets of the clients' DUIDs.
@@ -241,20 +237,20 @@ class Dhcp6Service:
             f"server DUID {duid.hex(':')}",
         )
 
-    def _open_store(self, duid: bytes) -> LeaseStore6:
+    def _open_store(self, duid: bytes) -> LeaseStore | LeaseRows:
         cfg = self.config
         if cfg.leases_url:
             try:
-                from ptftpd.dhcp6.pg_store import PgStore6
+                from ptftpd.dhcp.pg_store import PgStore
             except ImportError:
                 raise StoreError(
                     "PostgreSQL leases need psycopg: pip install 'ptftpd[postgresql]'"
                 ) from None
             # The owner recorded on this server's rows: its DUID (stable per interface).
-            return PgStore6(cfg.leases_url, duid.hex(), str(cfg.prefix))
+            return PgStore(cfg.leases_url, duid.hex())
         if cfg.leases_path:
-            return SqliteStore6(cfg.leases_path, cfg.lease_sync.upper())
-        return MemoryStore6()
+            return SqliteStore(cfg.leases_path, cfg.lease_sync.upper())
+        return MemoryStore()
 
     def _on_loop(self, event: Event) -> None:
         if self._expiry is not None:
@@ -337,7 +333,7 @@ class Dhcp6Service:
                 outgoing.extend(handle(data, (host, port), self._clock()))
             except (StoreUnavailable, StoreBusy) as exc:
                 log.debug("no reply to %s: %s", host, exc)  # the store logged it once
-            except (Lease6StoreError, StoreError) as exc:
+            except StoreError as exc:
                 log.error("%s: reply to %s withheld", exc, host)
             except Exception:
                 log.exception("internal error handling a packet from %s", host)
