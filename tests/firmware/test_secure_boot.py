@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -168,7 +169,30 @@ def test_shim_grub_config_and_signed_kernel_over_tftp_on_ipv4_and_ipv6(tmp_path:
     assert "arch=EFI x64 (DHCPv6): completed" in log
 
 
-def test_unsigned_ipxe_is_refused(tmp_path: Path) -> None:
+def test_unsigned_refused_http_boot_and_proxy_mode_side_by_side(tmp_path: Path) -> None:
+    """Three independent labs at once, each its own namespace, pxed and OVMF guest (one
+    after another they took 12 + 12 + 12-18 s): the control (unsigned ipxe.efi refused),
+    UEFI HTTP boot of shim and grub, and proxy mode beside the site's DHCP server."""
+    checks = {
+        "unsigned": unsigned_ipxe_is_refused,
+        "http": http_boot_loads_shim_and_grub_but_signed_grub_cannot_read_http,
+        "proxy": proxy_mode_grub_asks_the_address_server_not_pxed,
+    }
+    failed: list[str] = []
+    with ThreadPoolExecutor(len(checks)) as pool:
+        futures = {}
+        for name, check in checks.items():
+            (tmp_path / name).mkdir()
+            futures[name] = pool.submit(check, tmp_path / name)
+        for name, future in futures.items():
+            try:
+                future.result()
+            except Exception as exc:  # every lab's failure reported, not the first only
+                failed.append(f"--- {name}: {type(exc).__name__}: {exc}")
+    assert not failed, "\n".join(failed)
+
+
+def unsigned_ipxe_is_refused(tmp_path: Path) -> None:
     """The control: the firmware that boots the signed chain refuses unsigned ipxe.efi."""
     root = tmp_path / "root"
     root.mkdir()
@@ -185,7 +209,7 @@ def test_unsigned_ipxe_is_refused(tmp_path: Path) -> None:
     record_boot_time("secure-boot-refuses-unsigned-ipxe", boot.seconds, firmware="OVMF ms")
 
 
-def test_http_boot_loads_shim_and_grub_but_signed_grub_cannot_read_http(tmp_path: Path) -> None:
+def http_boot_loads_shim_and_grub_but_signed_grub_cannot_read_http(tmp_path: Path) -> None:
     """UEFI HTTP boot (IPv4) with --secure-boot: shim comes as a URL, fetches grubx64.efi
     over HTTP itself, grub starts - and stops at its prompt: Debian's signed grubnetx64
     (2.06) has no HTTP module and sets its prefix only from PXE (`(tftp,SERVER)`), so it
@@ -209,7 +233,7 @@ def test_http_boot_loads_shim_and_grub_but_signed_grub_cannot_read_http(tmp_path
     assert " RRQ " not in log  # nothing went over TFTP
 
 
-def test_proxy_mode_grub_asks_the_address_server_not_pxed(tmp_path: Path) -> None:
+def proxy_mode_grub_asks_the_address_server_not_pxed(tmp_path: Path) -> None:
     """`--proxy --secure-boot` beside the network's own DHCP server (dnsmasq, addresses
     only): the firmware takes its address from dnsmasq and shimx64.efi from pxed's boot
     server (4011), and shim fetches grubx64.efi from pxed - but Debian's grub 2.06 takes
