@@ -26,6 +26,7 @@ OFFER) and whether its DORA completed. pxed's decisions by source come from its
 is answered on the first DISCOVER it sends after its 50 ms answer, whatever the slow
 machines beside it do; a slow one at its own deadline.
 
+Tools: perfdhcp (Debian package kea-admin), tcpdump, tshark, curl.
 Run as root:  .venv/bin/python bench/bootapi_dhcp_bench.py [--rounds 3] [--clients 200]
 Every wait is bounded; the namespaces and processes go at the end.
 """
