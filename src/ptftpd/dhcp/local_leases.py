@@ -200,9 +200,12 @@ class LocalLeases:
         hostname: str | None,
     ) -> None:
         """One row's new values (the UPDATE of the SQL twin), indexes kept."""
-        key = key_of(row.address)
-        if pool.sparse:
+        sparse = pool.sparse
+        if sparse:
+            key = key_of(row.address)
             self._unlink(row, pool, key)
+        else:
+            key = int(row.address)
         self._rows[key] = row
         if row.client is not None and row.client != client:
             owned = pool.clients.get(row.client)
@@ -215,7 +218,7 @@ class LocalLeases:
         row.state, row.client, row.mac = state, client, mac
         row.expires, row.since, row.free_at, row.hostname = expires, since, free_at, hostname
         pool.free.note(row.address, free_at)
-        if pool.sparse:
+        if sparse:
             self._link(row, pool, key)
 
     def _own(self, pool: _Pool, client: bytes) -> _Row | None:
@@ -265,7 +268,9 @@ class LocalLeases:
             if own.state in ("offered", "bound") or own.since <= now:
                 target = own
         if target is None and requested is not None:
-            row = self._row(entry, key_of(requested))
+            row = self._row(
+                entry, int(requested) if type(requested) is IPv4Address else key_of(requested)
+            )
             if row is not None and row.free_at <= now:
                 target = row
         if target is None:
@@ -289,7 +294,7 @@ class LocalLeases:
         selecting: bool = False,
     ) -> Lease[Any] | NotOffered | None:
         """None when the address is in no pool or another client holds it."""
-        key = key_of(address)
+        key = int(address) if type(address) is IPv4Address else key_of(address)
         entry = self._pool_of(key)
         row = None if entry is None else self._row(entry, key)
         if entry is None or row is None:
@@ -414,7 +419,12 @@ class LocalLeases:
         return None
 
     def _room(
-        self, entry: _Pool, own: _Row | None, mac: str, now: float, caps: tuple[int, int, int],
+        self,
+        entry: _Pool,
+        own: _Row | None,
+        mac: str,
+        now: float,
+        caps: tuple[int, int, int],
         bind: bool,
     ) -> bool:
         """The caps, counted as of `now` (the same in every store): a client
@@ -519,7 +529,7 @@ class LocalLeases:
 
     def held(self, client_key: bytes, address: IPAddress, now: float) -> bool:
         """Does another client hold `address` (a live or quarantined row)?"""
-        row = self._rows.get(key_of(address))
+        row = self._rows.get(int(address) if type(address) is IPv4Address else key_of(address))
         if row is None or (row.client == client_key and row.state != "declined"):
             return False
         return row.free_at > now
@@ -535,7 +545,7 @@ class LocalLeases:
         return own.lease(now)
 
     def release(self, client_key: bytes, address: IPAddress, now: float) -> Lease[Any] | None:
-        key = key_of(address)
+        key = int(address) if type(address) is IPv4Address else key_of(address)
         row = self._rows.get(key)
         entry = self._pool_of(key)
         if row is None or entry is None or row.client != client_key or row.state != "bound":
@@ -547,7 +557,7 @@ class LocalLeases:
     def decline(
         self, client_key: bytes, mac: str, address: IPAddress, now: float, until: float
     ) -> Lease[Any] | None:
-        key = key_of(address)
+        key = int(address) if type(address) is IPv4Address else key_of(address)
         row = self._rows.get(key)
         entry = self._pool_of(key)
         if row is None or entry is None or row.client != client_key:
