@@ -7,18 +7,24 @@ Two servers in this process on loopback (SO_BINDTODEVICE lo), A as 127.0.0.1 and
 bucket) and client y (B's bucket) are both bound by A (sent to A's address: always
 answered); x renews through B a second later. A must not announce x's end at A's own
 deadline (B moved it), and announces it at the new one; B announces y's end, a lease it
-never granted nor heard of; neither announces the other's."""
+never granted nor heard of; neither announces the other's. A DHCPv6 binding in the same
+rows (the one lease core's `leases` table), ending meanwhile, is no DHCPv4 lease: neither
+announces it."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from ipaddress import IPv4Address
+import time
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 from test_pg_non_owner import A, B, clients_of
 from test_pg_off_loop import Client, config
 
 from ptftpd.dhcp import DhcpServer, Message, MessageType, decode, encode
+from ptftpd.dhcp.pg_store import PgStore
+from ptftpd.dhcp6.config import Dhcp6Config
+from ptftpd.dhcp6.leases import prefix_policy
 from ptftpd.events import Event, LeaseEvent, LeaseKind
 from support import free_udp_port, require_root
 from support.postgres import PgCluster
@@ -83,6 +89,22 @@ def test_each_shared_lease_end_is_announced_once_by_its_buckets_owner(
                     await asyncio.sleep(0.1)
             x_addr = await dora(x, A, port_a)
             y_addr = await dora(y, A, port_a)
+            # A DHCPv6 server's binding in the same database, ending with the others.
+            prefix = IPv6Network("fd00:1818::/64")
+            cfg6 = Dhcp6Config(
+                interface="lo",
+                prefix=prefix,
+                server_addresses=(IPv6Address("fd00:1818::1"),),
+                preferred_lifetime=LEASE,
+                valid_lifetime=LEASE,
+                send_ra=False,
+            )
+            store6 = PgStore(url, "dhcp6-server")
+            try:
+                v6 = prefix_policy(cfg6, store6).commit(b"\x00\x03v6", 1, None, now=time.time())
+                assert v6 is not None
+            finally:
+                store6.close()
             await asyncio.sleep(1.0)
             # x renews through B (INIT-REBOOT sent to B's address): its end moves.
             renew = x.message(MessageType.REQUEST, requested_ip=x_addr.packed)
