@@ -348,3 +348,40 @@ def test_servers_share_dhcpv6_bindings(pg_cluster: object) -> None:
         first.close()
         second.close()
         third.close()
+
+
+def test_servers_sharing_postgresql_never_advertise_one_address_twice(
+    pg_cluster: object,
+) -> None:
+    """An offer is a row every server sees, as for DHCPv4: a Solicit at a second server
+    asking for the address the first just advertised to another client gets another
+    one (the previous DHCPv6 bindings kept offers in each server's memory)."""
+    uri = pg_cluster.uri(pg_cluster.create_database())  # type: ignore[attr-defined]
+    prefix = IPv6Network("fd00:2626::/64")
+    cfg = config(prefix)
+    first, second = PgStore(uri, "server-a"), PgStore(uri, "server-b")
+    try:
+        a, b = engine(cfg, first), engine(cfg, second)
+        talk = Conversation(prefix)
+        wanted = prefix.network_address + 3
+
+        def advertised(server: Dhcp6Engine, client: int, xid: int) -> IPv6Address:
+            ia = IaNa(1, 0, 0, (IaAddress(wanted, 0, 0),))
+            options = (ClientId(talk.duid(client)), ElapsedTime(0), ia)
+            [reply] = server.handle(encode(Message(MsgType.SOLICIT, xid, options)), SOURCE, NOW)
+            got = decode(reply.payload).first(IaNa)
+            assert got is not None and got.addresses, describe(reply.payload)
+            return got.addresses[0].address
+
+        assert advertised(a, 0, 1) == wanted
+        assert advertised(b, 1, 2) != wanted
+        # Once the offer's time has passed, the address is free for anyone again.
+        later = NOW + cfg.offer_time + 1
+        ia = IaNa(1, 0, 0, (IaAddress(wanted, 0, 0),))
+        options = (ClientId(talk.duid(2)), ElapsedTime(0), ia)
+        [reply] = b.handle(encode(Message(MsgType.SOLICIT, 3, options)), SOURCE, later)
+        got = decode(reply.payload).first(IaNa)
+        assert got is not None and [x.address for x in got.addresses] == [wanted]
+    finally:
+        first.close()
+        second.close()
