@@ -1,4 +1,5 @@
-""" "Lease expired" (v4) from a shared lease database, whoever granted the lease.
+""" "Lease expired" from a shared lease database, whoever granted the lease (DHCPv4
+leases and DHCPv6 bindings alike, each family by its own servers).
 
 With leases in memory or SQLite a server is its leases' only writer, and its own
 lease events tell `events.LeaseExpiry` when each one ends. Sharing a PostgreSQL
@@ -14,7 +15,9 @@ announced once among the servers, as the database has it (a renewal through anot
 server moved it). Sweeps are deadline-driven: at the next end the database holds, or
 sooner when this server grants a lease ending earlier, and at the latest `cap` seconds
 after the previous sweep (how late the end of a lease another server granted since
-may be announced). A sweep reads the leases in use (`rows.leases()`, one query).
+may be announced). A sweep reads the leases in use (`rows.leases()`, one query) and
+keeps its family's rows (`Family`: `V4`, the DHCP servers', or `V6`, the DHCPv6
+services', whose client key is the DUID and the IAID and whose buckets hash the DUID).
 
 Not covered: an end that passed while its bucket's owner was dying (after its last
 sweep, before the others took its buckets over) is not announced.
@@ -26,19 +29,18 @@ import asyncio
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv6Address
 from typing import Any, Protocol
 
 from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.db_lane import DbLane
 from ptftpd.dhcp.lease_store import Lease, LeaseState
-from ptftpd.events import Event, LeaseEvent, LeaseKind
+from ptftpd.events import Event, Lease6Event, LeaseEvent, LeaseKind
 
-__all__ = ["CAP", "SWEEP", "SharedExpiry", "bucket_key"]
+__all__ = ["CAP", "V4", "V6", "Family", "SharedExpiry", "bucket_key"]
 
 CAP = 60.0  # seconds between two sweeps at the most
 RETRY = 5.0  # after a sweep the database refused
-# The lane's key for sweeps: longer than any hardware address, so never a client's.
-SWEEP = b"sweep: leases that ended"
 
 
 class SharedRows(Protocol):
@@ -53,6 +55,36 @@ def bucket_key(client_key: bytes) -> bytes:
     return client_key[4:]
 
 
+@dataclass(frozen=True)
+class Family:
+    """Which rows a server's sweeps announce, and how: `version` (4 or 6) of their
+    addresses, `key` (the lease's client key -> what the balancer hashes), `expired`
+    (the lease -> its EXPIRED event) and the lane's key for the sweeps (`sweep`, never
+    a client's)."""
+
+    version: int
+    key: Callable[[bytes], bytes]
+    expired: Callable[[Lease], Event]
+    sweep: Any
+
+
+def _expired4(lease: Lease) -> Event:
+    return LeaseEvent(LeaseKind.EXPIRED, lease.address, lease.mac, lease.expires)
+
+
+def _expired6(lease: Lease) -> Event:
+    key, address = lease.client_key, lease.address  # ia_key: the DUID, then the IAID
+    assert isinstance(address, IPv6Address)  # the sweep keeps version 6 rows only
+    iaid = int.from_bytes(key[-4:], "big")
+    return Lease6Event(LeaseKind.EXPIRED, address, key[:-4], iaid, lease.expires)
+
+
+# A DHCP server's lane is keyed by hardware address (16 bytes at most), a DHCPv6
+# service's by "source DUID": these keys are neither.
+V4 = Family(4, bucket_key, _expired4, b"sweep: leases that ended")
+V6 = Family(6, lambda key: key[:-4], _expired6, "sweep: bindings that ended")
+
+
 @dataclass(eq=False)
 class SharedExpiry:
     """The sweeps of one server (see the module docstring). `emit` is the server's
@@ -61,10 +93,11 @@ class SharedExpiry:
 
     rows: SharedRows
     balancer: Balancer
-    lane: DbLane[bytes, Any]
+    lane: DbLane[Any, Any]
     emit: Callable[[Event], None]
     clock: Callable[[], float]
     loop: asyncio.AbstractEventLoop
+    family: Family = V4
     cap: float = CAP
     swept: float = field(init=False)  # ends before the start are history
     sweeps: int = field(default=0, init=False)
@@ -85,7 +118,7 @@ class SharedExpiry:
 
     def note(self, event: Event) -> None:
         """A lease this server bound or renewed may end before the next sweep."""
-        if not isinstance(event, LeaseEvent) or event.kind is not LeaseKind.BOUND:
+        if not isinstance(event, LeaseEvent | Lease6Event) or event.kind is not LeaseKind.BOUND:
             return
         if event.expires is not None and math.isfinite(event.expires):
             self._arm(event.expires)
@@ -102,7 +135,7 @@ class SharedExpiry:
     def _fire(self) -> None:
         self._timer = None
         self._armed = None
-        self.lane.submit(SWEEP, self._sweep)
+        self.lane.submit(self.family.sweep, self._sweep)
 
     def _sweep(self) -> list[Any]:
         """In a lane thread: announce the ends since the last sweep, arm the next."""
@@ -115,17 +148,18 @@ class SharedExpiry:
         since, self.swept = self.swept, now
         self.sweeps += 1
         upcoming = now + self.cap
+        family = self.family
         for lease in leases:
             if lease.state is not LeaseState.BOUND or not math.isfinite(lease.expires):
                 continue
-            if lease.address.version != 4:
-                continue  # a DHCPv6 binding in the same rows: the DHCPv6 service's
+            if lease.address.version != family.version:
+                continue  # the other family's row: its own servers announce it
             if lease.expires > now:
                 upcoming = min(upcoming, lease.expires)
             elif lease.expires > since and self.balancer.owns(
-                bucket_key(lease.client_key), count=False
+                family.key(lease.client_key), count=False
             ):
-                self.emit(LeaseEvent(LeaseKind.EXPIRED, lease.address, lease.mac, lease.expires))
+                self.emit(family.expired(lease))
         self.loop.call_soon_threadsafe(self._arm, upcoming)
         return []
 

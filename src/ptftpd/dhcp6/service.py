@@ -38,12 +38,14 @@ from typing import Any
 
 from ptftpd import datagrams
 from ptftpd.closing import close_all
+from ptftpd.dhcp import shared_expiry
 from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.db_lane import DbLane, ToLoop
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
 from ptftpd.dhcp.leases import LeaseRows
 from ptftpd.dhcp.peers import V6, Heartbeat, SharedBeats
+from ptftpd.dhcp.shared_expiry import SharedExpiry
 from ptftpd.dhcp.store import SqliteStore, StoreBusy, StoreError, StoreUnavailable
 from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.duid import duid_ll
@@ -148,6 +150,8 @@ class Dhcp6Service:
         self.config = config
         self.events = events
         self._expiry: ExpiryTimer | None = None
+        # A shared database: the ends of every binding, read from it (`shared_expiry`).
+        self._shared_expiry: SharedExpiry | None = None
         self._lane: DbLane[str, Outgoing] | None = None  # PostgreSQL: off the loop
         # The engine's events, from the loop or a lane thread, reach `_on_loop` in the loop.
         self._emit = ToLoop(self._on_loop)
@@ -206,6 +210,14 @@ class Dhcp6Service:
                 log=log,
                 threads="dhcp6-db",
             )
+            balancer6 = self.engine.balancer
+            if balancer6 is not None and self.events is not ignore:
+                # Sharing the database: the bindings' ends come from it, whoever bound.
+                self._shared_expiry = SharedExpiry(
+                    store, balancer6, self._lane, self._emit, self._clock, self._loop,
+                    family=shared_expiry.V6,
+                )  # fmt: skip
+                self._shared_expiry.start()
         sock = _open_socket(cfg.interface, self.ifindex, cfg.server_port, shared=cfg.proxy)
         self._endpoint = self._serve(sock, boot_service=False)
         if cfg.proxy and cfg.boot_service_port is not None:
@@ -253,7 +265,10 @@ class Dhcp6Service:
         return MemoryStore()
 
     def _on_loop(self, event: Event) -> None:
-        if self._expiry is not None:
+        if self._shared_expiry is not None:
+            self._shared_expiry.note(event)
+            self._deliver(event)
+        elif self._expiry is not None:
             self._expiry.watch.sink(event)
             self._expiry.arm()
 
@@ -265,10 +280,10 @@ class Dhcp6Service:
 
     def close(self) -> None:
         close_all(
-            self._heartbeat, self._expiry, self._lane, self.ra,
+            self._heartbeat, self._expiry, self._shared_expiry, self._lane, self.ra,
             self._endpoint, self._boot_endpoint, self._store,
         )  # fmt: skip
-        self._heartbeat = self._lane = self.ra = None
+        self._heartbeat = self._shared_expiry = self._lane = self.ra = None
         self._endpoint = self._boot_endpoint = self._store = None
 
     @property
