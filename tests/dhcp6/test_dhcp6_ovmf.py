@@ -7,7 +7,8 @@ line must name the firmware (DHCPv6) and the file it got over TFTP.
 
 Self-contained on purpose (the pxed harness in tests/pxe is being reshaped): a bridge
 and a tap in one namespace, TCG only (KVM has stopped with internal errors on these
-machines), every boot bounded, QEMU killed by its PID.
+machines), every boot bounded, QEMU killed by its PID. The three boots are independent
+(a namespace each) and run side by side (support/side_by_side.py).
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ from support import (
     wait_udp_bound,
 )
 
-pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.netns,
+    pytest.mark.timeout(600),
+    pytest.mark.side_by_side(bound=570),
+]
 
 IPXE_EFI = Path("/usr/lib/ipxe/ipxe.efi")
 OVMF_PAIRS = (

@@ -14,6 +14,8 @@ Why it is built this way:
   and EFI iPXE write to the serial port by themselves.
 - The bridge sends IPv6 router advertisements (dnsmasq, RA only): without them iPXE
   waits about 15 s for an IPv6 router before booting, on every boot.
+- Independent boots of one module can run side by side (the `side_by_side` mark,
+  tests/support/side_by_side.py): a boot mostly waits on firmware timers, not the CPU.
 - KVM when /dev/kvm is usable, else TCG. On these machines iPXE has been seen to stop
   under KVM ("KVM internal error" at its Ctrl-B prompt) while TCG boots in about half a
   minute, so a KVM boot that fails or makes no progress is retried once under TCG and

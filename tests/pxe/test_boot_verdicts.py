@@ -19,6 +19,8 @@ allows (QEMU is killed as soon as the record says what the test waits for):
   its script: two completed attempts, the probe diagnosed as normal for EDK2.
 
 pxed runs with --timeout 1 --retries 2, so a stalled transfer ends in a few seconds.
+The four tests are independent (a namespace each) and run side by side
+(support/side_by_side.py).
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ from pxe_harness import BootNetwork, boot_network, make_pxelinux_root, qemu_argv
 
 from support import Process, require_tool, script, wait_udp_bound
 
-pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.netns,
+    pytest.mark.timeout(600),
+    pytest.mark.side_by_side(bound=570),
+]
 
 API = "127.0.0.1:8023"
 VERDICT_TIMEOUT = 60.0

@@ -4,6 +4,8 @@ A case passes only when its marker reaches the guest's serial console. The cases
 the issue's: BIOS iPXE ROM -> pxelinux.0; BIOS iPXE ROM -> iPXE script; OVMF (arch 7)
 -> ipxe.efi -> iPXE script; and the BIOS and UEFI chains again with `pxed --proxy`
 beside a dnsmasq that hands out addresses only. Each also checks pxed's boot log line.
+The boots are independent (a namespace each) and run side by side, three at a time
+(support/side_by_side.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from pxe_harness import (
 
 from support import Process, script, wait_udp_bound
 
-pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(420)]
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.netns,
+    pytest.mark.timeout(600),
+    pytest.mark.side_by_side(bound=570),
+]
 
 MAC = "52:54:00:5e:00:01"
 

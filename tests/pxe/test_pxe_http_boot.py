@@ -16,15 +16,13 @@ boot.ipxe.
 
 The three boots (DHCP mode, proxy mode, an IPv4-only interface) are independent, each
 in its own namespace, and spend most of their time waiting on firmware timers (OVMF's
-offer collection, iPXE's Ctrl-B prompt): they run side by side, once per module, and
-each test checks its own boot.
+offer collection, iPXE's Ctrl-B prompt): they run side by side (support/side_by_side.py).
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,12 @@ from test_pxe_boot import MAC, boot_line, dnsmasq_addresses_only, start_pxed
 
 from support import require_tool
 
-pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(480)]
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.netns,
+    pytest.mark.timeout(480),
+    pytest.mark.side_by_side(bound=450),
+]
 
 HTTP_PORT = 8080
 API = "127.0.0.1:8023"
@@ -138,59 +141,14 @@ def check_record(attempts: list[dict[str, Any]], root: Path, proxy: bool) -> Non
         assert "tftp.request" not in kinds, kinds
 
 
-# test name -> _http_boot's keyword arguments
-BOOTS: dict[str, dict[str, bool]] = {
-    "test_uefi_http_boot_ipv4_ipxe_then_script_over_http": {"proxy": False},
-    "test_uefi_http_boot_ipv4_proxy_beside_dnsmasq": {"proxy": True},
-    "test_uefi_http_boot_on_an_ipv4_only_interface": {"proxy": False, "ipv4_only": True},
-}
+def test_uefi_http_boot_ipv4_ipxe_then_script_over_http(tmp_path: Path) -> None:
+    _http_boot(tmp_path, proxy=False)
 
 
-@pytest.fixture(scope="module")
-def side_by_side(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, BaseException | None]:
-    """The boots of this module's selected tests, run at once (one thread each, each
-    bounded by boot_vm's timeout): test name -> what its boot raised, None if nothing."""
-    names = {item.name for item in request.session.items if item.module is request.module}
-    outcome: dict[str, BaseException | None] = {}
-
-    def run(name: str) -> None:
-        try:
-            _http_boot(tmp_path_factory.mktemp(name[-30:]), **BOOTS[name])
-            outcome[name] = None
-        except BaseException as exc:  # handed to the test that owns this boot
-            outcome[name] = exc
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in BOOTS if n in names]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(420)
-    return outcome
+def test_uefi_http_boot_ipv4_proxy_beside_dnsmasq(tmp_path: Path) -> None:
+    _http_boot(tmp_path, proxy=True)
 
 
-def _check(outcome: dict[str, BaseException | None], name: str) -> None:
-    assert name in outcome, f"{name}: its boot did not finish"
-    exc = outcome[name]
-    if exc is not None:
-        raise exc
-
-
-def test_uefi_http_boot_ipv4_ipxe_then_script_over_http(
-    side_by_side: dict[str, BaseException | None],
-) -> None:
-    _check(side_by_side, "test_uefi_http_boot_ipv4_ipxe_then_script_over_http")
-
-
-def test_uefi_http_boot_ipv4_proxy_beside_dnsmasq(
-    side_by_side: dict[str, BaseException | None],
-) -> None:
-    _check(side_by_side, "test_uefi_http_boot_ipv4_proxy_beside_dnsmasq")
-
-
-def test_uefi_http_boot_on_an_ipv4_only_interface(
-    side_by_side: dict[str, BaseException | None],
-) -> None:
+def test_uefi_http_boot_on_an_ipv4_only_interface(tmp_path: Path) -> None:
     """Issue 21: pxed --http-port on an interface with IPv6 disabled (sysctl)."""
-    _check(side_by_side, "test_uefi_http_boot_on_an_ipv4_only_interface")
+    _http_boot(tmp_path, proxy=False, ipv4_only=True)

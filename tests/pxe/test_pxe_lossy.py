@@ -9,6 +9,8 @@ not what is tested here), and once more when exactly the server's first TFTP rep
 the boot (the first transfer's OACK or DATA 1) is dropped. (Firmware may repeat its
 request from a new port, a new transfer to the server: these boots pass with or without
 the answer to a repeated request, which tests/tftp/test_lossy_clients.py pins down.)
+The four boots are independent (a namespace each) and run side by side, three at a time
+(support/side_by_side.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from pxe_harness import (
 
 from support import Process, require_tool, script, wait_udp_bound
 
-pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.netns,
+    pytest.mark.timeout(600),
+    pytest.mark.side_by_side(bound=570),
+]
 
 MAC = "52:54:00:5e:00:19"
 NOT_DHCP = "udp sport != { 67, 68, 546, 547, 4011 } udp dport != { 67, 68, 546, 547, 4011 }"
