@@ -9,13 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address
 
+from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.db_lane import DbLane, ToLoop
+from ptftpd.dhcp.lease_store import MemoryStore
+from ptftpd.dhcp.local_leases import LocalLeases
+from ptftpd.dhcp.shared_expiry import SharedExpiry
 from ptftpd.dhcp.store import StoreError
-from ptftpd.events import Event, LeaseEvent, LeaseKind
+from ptftpd.events import Event, LeaseEvent, LeaseKind, ignore
 
 log = logging.getLogger("test.db_lane")
 
@@ -155,6 +160,33 @@ def test_ready_packets_go_in_one_group_and_a_failing_one_costs_only_itself() -> 
             assert bound == ["m0", "m1", "m2", "m4", "m5"]
         finally:
             gate.set()
+            the_lane.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_sweep_the_full_lane_drops_is_tried_again() -> None:
+    """Shared-database expiry (dhcp/shared_expiry.py) sweeps through the lane; when
+    the lane is full and drops the sweep, the next one is armed anyway (else lease
+    ends would never be announced again)."""
+
+    async def scenario() -> None:
+        gate = threading.Event()
+        the_lane = lane(lambda replies: None, 1, clients=1)
+        sweeps = SharedExpiry(
+            LocalLeases(MemoryStore()), Balancer("127.0.0.1"), the_lane, ignore, time.time,
+            asyncio.get_running_loop(), cap=0.05,
+        )  # fmt: skip
+        try:
+            assert the_lane.submit("busy", lambda: [str(gate.wait(5))])
+            sweeps.start()
+            await until(lambda: the_lane.dropped == 1)  # the sweep: no room
+            pending = sweeps.pending
+            assert pending is not None and pending > time.time() + 1, pending
+            assert sweeps.sweeps == 0
+        finally:
+            gate.set()
+            sweeps.close()
             the_lane.close()
 
     asyncio.run(scenario())

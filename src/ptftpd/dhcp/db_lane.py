@@ -151,22 +151,24 @@ class DbLane(Generic[K, T]):
         self.carried = 0
         self.closed = False
 
-    def submit(self, client: K, job: Callable[[], list[T]]) -> None:
+    def submit(self, client: K, job: Callable[[], list[T]]) -> bool:
+        """Queue `job` behind `client`'s earlier ones; False when it was dropped."""
         queue = self.waiting.get(client)
         if queue is None:
             if len(self.waiting) >= self.clients:
-                self._drop("too many clients wait for the lease database")
-                return
+                return self._drop("too many clients wait for the lease database")
             self.waiting[client] = deque()
             self._start(client, job)
         elif len(queue) >= self.per_client:
-            self._drop("this client's packets wait for the lease database already")
+            return self._drop("this client's packets wait for the lease database already")
         else:
             queue.append(job)
+        return True
 
-    def _drop(self, why: str) -> None:
+    def _drop(self, why: str) -> bool:
         self.dropped += 1
         self.log.debug("packet dropped: %s", why)
+        return False
 
     def _start(self, client: K, job: Callable[[], list[T]]) -> None:
         self.ready.append((client, job))

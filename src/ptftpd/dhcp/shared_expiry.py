@@ -135,7 +135,8 @@ class SharedExpiry:
     def _fire(self) -> None:
         self._timer = None
         self._armed = None
-        self.lane.submit(self.family.sweep, self._sweep)
+        if not self.lane.submit(self.family.sweep, self._sweep):
+            self._arm(self.clock() + RETRY)  # the lane is full: try again soon
 
     def _sweep(self) -> list[Any]:
         """In a lane thread: announce the ends since the last sweep, arm the next."""
