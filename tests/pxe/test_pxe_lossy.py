@@ -9,7 +9,7 @@ not what is tested here), and once more when exactly the server's first TFTP rep
 the boot (the first transfer's OACK or DATA 1) is dropped. (Firmware may repeat its
 request from a new port, a new transfer to the server: these boots pass with or without
 the answer to a repeated request, which tests/tftp/test_lossy_clients.py pins down.)
-The four boots are independent (a namespace each) and run side by side, three at a time
+The four boots are independent (a namespace each) and run side by side, all four at once
 (support/side_by_side.py).
 """
 
@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.qemu,
     pytest.mark.netns,
     pytest.mark.timeout(600),
-    pytest.mark.side_by_side(bound=570),
+    pytest.mark.side_by_side(bound=570, at_once=4),
 ]
 
 MAC = "52:54:00:5e:00:19"
