@@ -16,8 +16,7 @@ from ipaddress import IPv4Address
 
 from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.db_lane import DbLane, ToLoop
-from ptftpd.dhcp.lease_store import MemoryStore
-from ptftpd.dhcp.local_leases import LocalLeases
+from ptftpd.dhcp.lease_store import Lease
 from ptftpd.dhcp.shared_expiry import SharedExpiry
 from ptftpd.dhcp.store import StoreError
 from ptftpd.events import Event, LeaseEvent, LeaseKind, ignore
@@ -165,6 +164,13 @@ def test_ready_packets_go_in_one_group_and_a_failing_one_costs_only_itself() -> 
     asyncio.run(scenario())
 
 
+class NoRows:
+    """A shared store with nothing bound."""
+
+    def ended(self, since: float, now: float) -> tuple[list[Lease], float | None]:
+        return [], None
+
+
 def test_a_sweep_the_full_lane_drops_is_tried_again() -> None:
     """Shared-database expiry (dhcp/shared_expiry.py) sweeps through the lane; when
     the lane is full and drops the sweep, the next one is armed anyway (else lease
@@ -174,7 +180,7 @@ def test_a_sweep_the_full_lane_drops_is_tried_again() -> None:
         gate = threading.Event()
         the_lane = lane(lambda replies: None, 1, clients=1)
         sweeps = SharedExpiry(
-            LocalLeases(MemoryStore()), Balancer("127.0.0.1"), the_lane, ignore, time.time,
+            NoRows(), Balancer("127.0.0.1"), the_lane, ignore, time.time,
             asyncio.get_running_loop(), cap=0.05,
         )  # fmt: skip
         try:

@@ -385,6 +385,20 @@ class PgStore:
 
         return [lease for row in self._run(op, atomic=True) if (lease := row.lease()) is not None]
 
+    def ended(self, since: float, now: float) -> tuple[list[Lease[Any]], float | None]:
+        """The bound leases whose end is in (since, now], and the next end after `now`
+        (None: none): what a sweep of `dhcp/shared_expiry.py` reads, both families."""
+
+        def op(conn: psycopg.Connection[Any]) -> tuple[list[_Row], float | None]:
+            sql = f"SELECT {_COLUMNS} FROM leases WHERE state = 'bound' AND expires > %s"
+            rows = [_Row(*r) for r in conn.execute(sql + " AND expires <= %s", (since, now))]
+            sql = "SELECT min(expires) FROM leases WHERE state = 'bound' AND expires > %s"
+            found = conn.execute(sql, (now,)).fetchone()
+            return rows, None if found is None else found[0]
+
+        rows, upcoming = self._run(op, atomic=True)
+        return [lease for row in rows if (lease := row.lease()) is not None], upcoming
+
     # -- events ------------------------------------------------------------------------
 
     def offer(

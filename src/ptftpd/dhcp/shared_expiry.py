@@ -15,8 +15,10 @@ announced once among the servers, as the database has it (a renewal through anot
 server moved it). Sweeps are deadline-driven: at the next end the database holds, or
 sooner when this server grants a lease ending earlier, and at the latest `cap` seconds
 after the previous sweep (how late the end of a lease another server granted since
-may be announced). A sweep reads the leases in use (`rows.leases()`, one query) and
-keeps its family's rows (`Family`: `V4`, the DHCP servers', or `V6`, the DHCPv6
+may be announced), never sooner than `MIN_GAP` after the previous one (ends close
+together are announced by one sweep). A sweep reads only the leases that ended since
+the previous one and the next end (`PgStore.ended`: two reads) and keeps its family's
+rows (`Family`: `V4`, the DHCP servers', or `V6`, the DHCPv6
 services', whose client key is the DUID and the IAID and whose buckets hash the DUID).
 
 Not covered: an end that passed while its bucket's owner was dying (after its last
@@ -41,10 +43,11 @@ __all__ = ["CAP", "V4", "V6", "Family", "SharedExpiry", "bucket_key"]
 
 CAP = 60.0  # seconds between two sweeps at the most
 RETRY = 5.0  # after a sweep the database refused
+MIN_GAP = 1.0  # seconds between two sweeps at the least
 
 
 class SharedRows(Protocol):
-    def leases(self) -> Sequence[Lease]: ...
+    def ended(self, since: float, now: float) -> tuple[Sequence[Lease], float | None]: ...
 
 
 def bucket_key(client_key: bytes) -> bytes:
@@ -125,6 +128,7 @@ class SharedExpiry:
 
     def _arm(self, deadline: float) -> None:
         """Sweep at `deadline`, unless one is due sooner already."""
+        deadline = max(deadline, self.swept + MIN_GAP)
         if self._closed or (self._armed is not None and self._armed <= deadline):
             return
         if self._timer is not None:
@@ -141,25 +145,20 @@ class SharedExpiry:
     def _sweep(self) -> list[Any]:
         """In a lane thread: announce the ends since the last sweep, arm the next."""
         now = self.clock()
+        since = self.swept
         try:
-            leases = self.rows.leases()
+            ended, after = self.rows.ended(since, now)
         except Exception:
             self.loop.call_soon_threadsafe(self._arm, now + min(self.cap, RETRY))
             raise  # the lane logs it
-        since, self.swept = self.swept, now
+        self.swept = now
         self.sweeps += 1
-        upcoming = now + self.cap
+        upcoming = now + self.cap if after is None else min(now + self.cap, after)
         family = self.family
-        for lease in leases:
-            if lease.state is not LeaseState.BOUND or not math.isfinite(lease.expires):
-                continue
-            if lease.address.version != family.version:
+        for lease in ended:
+            if lease.state is not LeaseState.BOUND or lease.address.version != family.version:
                 continue  # the other family's row: its own servers announce it
-            if lease.expires > now:
-                upcoming = min(upcoming, lease.expires)
-            elif lease.expires > since and self.balancer.owns(
-                family.key(lease.client_key), count=False
-            ):
+            if self.balancer.owns(family.key(lease.client_key), count=False):
                 self.emit(family.expired(lease))
         self.loop.call_soon_threadsafe(self._arm, upcoming)
         return []
