@@ -31,7 +31,11 @@ from ptftpd.dhcp6.codec import (
 )
 from support import VENV_BIN, Process, free_udp_port, require_tool, script, wait_udp_bound
 
-pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.timeout(120),
+    pytest.mark.side_by_side(bound=110),  # independent labs: run at once
+]
 
 CLIENT_DUID = bytes.fromhex("00030001525400aa0601")
 

@@ -20,7 +20,11 @@ from pxe_harness import boot_network
 
 from support import require_tool, script, wait_udp_bound
 
-pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.timeout(120),
+    pytest.mark.side_by_side(bound=110),  # independent labs: run at once
+]
 
 MAC = "52:54:00:22:02:31"
 SCRIPT = MAC.replace(":", "-") + ".ipxe"
