@@ -1,7 +1,10 @@
 """A scripted PXE client for socket-level pxed tests, run with `ip netns exec` in a
 test namespace: one DISCOVER (port 67, broadcast on IFACE) or one boot server REQUEST
 (port 4011, unicast to SERVER), then the first reply for its xid (every reply within
---wait with --all) printed as a JSON line.
+--wait with --all) printed as a JSON line. ``dora``: a DISCOVER, its first OFFER, then
+(--request-after seconds later, as EDK2 collecting offers) the REQUEST of that offer
+with the same xid, and its answer; each reply's line says when it came ("after", seconds
+since the DISCOVER).
 
 Any architecture code can be sent, which real firmware in QEMU cannot do (ARM64,
 32-bit UEFI, codes the registry does not know). Packets go only to the broadcast
@@ -34,9 +37,45 @@ def build(args: argparse.Namespace, mtype: MessageType) -> Message:
     return msg
 
 
+def show(reply: Message, source: str, after: float) -> None:
+    print(
+        json.dumps(
+            {
+                "from": source,
+                "type": reply.message_type.name if reply.message_type else None,
+                "yiaddr": str(reply.yiaddr),
+                "siaddr": str(reply.siaddr),
+                "file": reply.file_str,
+                "options": {str(k): v.hex() for k, v in reply.options.items()},
+                "after": round(after, 3),
+            }
+        ),
+        flush=True,
+    )
+
+
+def first_reply(sock: socket.socket, xid: int, wait: float, began: float) -> Message | None:
+    """The first reply for `xid` within `wait` seconds, printed."""
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data, source = sock.recvfrom(4096)
+        except TimeoutError:
+            return None
+        try:
+            reply = decode(data)
+        except PacketError:
+            continue
+        if reply.op == 2 and reply.xid == xid:
+            show(reply, source[0], time.monotonic() - began)
+            return reply
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["discover", "bootserver"])
+    parser.add_argument("mode", choices=["discover", "bootserver", "dora"])
     parser.add_argument("--iface", required=True)
     parser.add_argument("--mac", required=True)
     parser.add_argument("--arch", type=int, required=True)
@@ -45,6 +84,7 @@ def main() -> int:
     parser.add_argument("--ciaddr")
     parser.add_argument("--wait", type=float, default=5.0)
     parser.add_argument("--all", action="store_true", help="wait the whole time for replies")
+    parser.add_argument("--request-after", type=float, default=0.0)
     args = parser.parse_args()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -52,12 +92,27 @@ def main() -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, args.iface.encode())
     sock.bind(("0.0.0.0", 68))
-    if args.mode == "discover":
-        msg = build(args, MessageType.DISCOVER)
-        sock.sendto(encode(msg), ("255.255.255.255", 67))
-    else:
+    began = time.monotonic()
+    if args.mode == "bootserver":
         msg = build(args, MessageType.REQUEST)
         sock.sendto(encode(msg), (args.server, 4011))
+    else:
+        msg = build(args, MessageType.DISCOVER)
+        sock.sendto(encode(msg), ("255.255.255.255", 67))
+    if args.mode == "dora":
+        offer = first_reply(sock, msg.xid, args.wait, began)
+        if offer is None:
+            return 0
+        time.sleep(args.request_after)
+        msg = build(args, MessageType.REQUEST)
+        msg.xid = offer.xid
+        msg.options[Opt.REQUESTED_IP] = offer.yiaddr.packed
+        server_id = offer.options.get(Opt.SERVER_ID)
+        if server_id is not None:
+            msg.options[Opt.SERVER_ID] = server_id
+        sock.sendto(encode(msg), ("255.255.255.255", 67))
+        first_reply(sock, msg.xid, args.wait, began)
+        return 0
     deadline = time.monotonic() + args.wait
     while (left := deadline - time.monotonic()) > 0:
         sock.settimeout(left)
@@ -71,19 +126,7 @@ def main() -> int:
             continue
         if reply.op != 2 or reply.xid != msg.xid:
             continue
-        print(
-            json.dumps(
-                {
-                    "from": source[0],
-                    "type": reply.message_type.name if reply.message_type else None,
-                    "yiaddr": str(reply.yiaddr),
-                    "siaddr": str(reply.siaddr),
-                    "file": reply.file_str,
-                    "options": {str(k): v.hex() for k, v in reply.options.items()},
-                }
-            ),
-            flush=True,
-        )
+        show(reply, source[0], time.monotonic() - began)
         if not args.all:
             break
     return 0

@@ -271,3 +271,20 @@ def test_a_decision_asked_from_a_database_thread_starts_its_request_in_the_loop(
 
     answer = asyncio.run(run())
     assert isinstance(answer, Decision) and answer.source is Source.API
+
+
+def test_held_requests_are_one_per_machine_bounded_and_fed_once() -> None:
+    """pxed's held requests (`pxe.held`): a retransmission replaces its machine's held
+    request, other machines beyond the limit are not held, each request comes back once
+    (its decision, or its deadline) and is gone."""
+    from ptftpd.pxe.held import HeldRequests
+
+    held: HeldRequests[str] = HeldRequests(limit=2)
+    assert held.hold("a", "a1", 10.0) and held.hold("a", "a2", 12.0)
+    assert held.hold("b", "b1", 11.0)
+    assert not held.hold("c", "c1", 11.0)  # the limit: other machines are not held
+    assert held.next_deadline() == 11.0
+    assert held.due(10.5) == []
+    assert held.due(11.0) == ["b1"]
+    assert held.take("a") == "a2" and held.take("a") is None
+    assert held.due(100.0) == [] and held.next_deadline() is None

@@ -45,6 +45,7 @@ __all__ = [
     "BootPolicy",
     "DhcpConfig",
     "DhcpEngine",
+    "Held",
     "Outgoing",
     "Scope",
     "SubnetConfig",
@@ -80,7 +81,20 @@ with -a an address without boot information, as to any other client."""
 
 WAIT = BootChoice("")
 """A boot policy's answer while it waits for the machine's decision (pxed's boot API):
-no reply at all, even with -a; the client's retransmission is asked again."""
+no reply at all, even with -a; the engine tells `DhcpEngine.on_wait` of the request
+(pxed holds it and feeds it again when the decision comes); a retransmission is asked
+again."""
+
+
+@dataclass(frozen=True)
+class Held:
+    """A request the boot policy made wait (`WAIT`): what to feed `handle` again."""
+
+    mac: str
+    data: bytes
+    source: tuple[str, int]
+    unicast: bool
+
 
 BootPolicy = Callable[[Message], "BootChoice | str | None"]
 
@@ -220,6 +234,9 @@ class DhcpEngine:
         # Servers sharing a lease database split the clients (RFC 3074, balance.py).
         self.balancer: Balancer | None = None
         self.ignored = OncePerKey()  # clients not answered, named once a minute at -v
+        # Told of each request the boot policy made wait (`WAIT`), in the thread that
+        # handled it.
+        self.on_wait: Callable[[Held], None] | None = None
         local = Scope(
             policy,
             network_options(
@@ -356,6 +373,8 @@ class DhcpEngine:
             return []
         if self._waiting(msg):
             self._ignored(msg, now, "its boot decision is still being asked for (boot API)")
+            if self.on_wait is not None:
+                self.on_wait(Held(msg.mac_str, data, source, unicast))
             return []
         if not self.config.answer_all and self._silenced(msg):
             self._ignored(msg, now, "the boot policy gives this machine no answer (ignore)")

@@ -31,7 +31,7 @@ from ptftpd import datagrams
 from ptftpd.closing import close_all
 from ptftpd.dhcp.balance import Balancer
 from ptftpd.dhcp.db_lane import DbLane, ToLoop
-from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Outgoing
+from ptftpd.dhcp.engine import BootPolicy, DhcpConfig, DhcpEngine, Held, Outgoing
 from ptftpd.dhcp.expiry_timer import ExpiryTimer
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
 from ptftpd.dhcp.leases import LeasePolicy, LeaseRows
@@ -143,6 +143,7 @@ class DhcpServer:
         self._rows: LeaseRows | None = None
         self._clock = clock
         self._boot_policy = boot_policy
+        self._on_wait: Callable[[Held], None] | None = None
         self.engine: DhcpEngine | None = None
         self._events: EventSink = ignore
         self._expiry: ExpiryTimer | None = None
@@ -179,6 +180,26 @@ class DhcpServer:
         self._boot_policy = value
         if self.engine is not None:
             self.engine.boot_policy = value
+
+    @property
+    def on_wait(self) -> Callable[[Held], None] | None:
+        """Told of each request the boot policy made wait (`DhcpEngine.on_wait`), by
+        this engine and every engine `build_engine` makes later; `feed` it back."""
+        return self._on_wait
+
+    @on_wait.setter
+    def on_wait(self, value: Callable[[Held], None] | None) -> None:
+        self._on_wait = value
+        if self.engine is not None:
+            self.engine.on_wait = value
+
+    def feed(self, held: Held) -> None:
+        """A held request, handled again now as if it had just arrived (the database
+        lane or the batch, then the reply): its boot decision has come."""
+        if self._lane is not None and self._heartbeat is not None:
+            self._shared_burst([(held.data, held.source, held.unicast)])
+        else:
+            self._on_burst([(held.data, held.source)])
 
     @property
     def events(self) -> EventSink:
@@ -234,6 +255,7 @@ class DhcpServer:
         policy = self._policy(cfg.local)
         subnets = [self._scope(sub) for sub in cfg.subnets]
         engine = DhcpEngine(cfg, policy, self._boot_policy, subnets)
+        engine.on_wait = self._on_wait
         engine.events = self._emit if self._events is not ignore else ignore
         if self._balancer is None and hasattr(self._rows, "heartbeat"):
             self._balancer = Balancer(str(cfg.server_ip), cfg.peer_timeout)

@@ -58,7 +58,8 @@ log = logging.getLogger("ptftpd.pxe")
 
 MAX_ANSWER = 256 * 1024  # bytes of one API answer (headers and body)
 DEFAULT_DEADLINE = 2.0
-FRESH = 10.0  # seconds an answer serves the requests of one boot (DISCOVER, REQUEST...)
+FRESH = 10.0  # seconds an answer serves a machine's next exchanges (iPXE's DHCP after the ROM's)
+EXCHANGE = 60.0  # seconds a decision given holds for the rest of its exchange (same xid)
 CACHE_SIZE = 65536  # machines whose last good answer is kept
 MAX_IN_FLIGHT = 1024  # requests out at once (hostile DISCOVERs with made-up MACs)
 
@@ -197,8 +198,33 @@ class BootApi:
     inflight: dict[str, float] = field(default_factory=dict, init=False)  # mac -> deadline
     recent: OrderedDict[str, tuple[Outcome, float]] = field(default_factory=OrderedDict, init=False)
     cache: OrderedDict[str, Decision] = field(default_factory=OrderedDict, init=False)
+    # mac -> (xid, what the machine was given, when): its exchange's next requests
+    exchanges: OrderedDict[str, tuple[int, Decision | None, float]] = field(
+        default_factory=OrderedDict, init=False
+    )
 
     def decide(self, facts: MachineFacts, now: float) -> Decision | Pending | None:
+        """What `facts.mac` gets now. A decision once given holds for the rest of its
+        exchange (same xid, up to `EXCHANGE` seconds): EDK2 collects offers ~8 s before
+        its REQUEST, which must not ask the API again (and wait for it)."""
+        mac = facts.mac
+        given = self.exchanges.get(mac)
+        if (
+            given is not None
+            and facts.exchange is not None
+            and given[0] == facts.exchange
+            and now - given[2] < EXCHANGE
+        ):
+            return given[1]
+        answer = self._decide(facts, now)
+        if facts.exchange is not None and not isinstance(answer, Pending):
+            self.exchanges.pop(mac, None)
+            self.exchanges[mac] = (facts.exchange, answer, now)
+            while len(self.exchanges) > self.cache_size:
+                self.exchanges.popitem(last=False)
+        return answer
+
+    def _decide(self, facts: MachineFacts, now: float) -> Decision | Pending | None:
         mac = facts.mac
         found = self.recent.get(mac)
         if found is not None and now - found[1] < FRESH:

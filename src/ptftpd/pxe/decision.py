@@ -100,8 +100,9 @@ class MachineFacts:
     From the request: `mac` (lower-case, colon-separated), `uuid` (option 97 / the
     DHCPv6 DUID-UUID, as 32 lower-case hex digits), `arch` (IANA code), `vendor_class`,
     `user_classes`, `hostname` (as the machine or a static host entry names it), `ip`
-    (its address, when known). From the server: `subnet` (the network the request is
-    served on), `server` (the address boot URLs name), `http_base`
+    (its address, when known), `exchange` (the DHCPv4 xid). From the server: `subnet`
+    (the network the request is served on), `server` (the address boot URLs name),
+    `http_base`
     (``http://10.0.0.1:8080`` with --http-port, else None). `ipxe`: the request comes
     from iPXE (it wants a script, not a first stage)."""
 
@@ -116,6 +117,9 @@ class MachineFacts:
     subnet: Network | None = None
     http_base: str | None = None
     ipxe: bool = False
+    exchange: int | None = None
+    """The DHCPv4 transaction id (xid): a machine's requests of one exchange share it
+    (retransmitted DISCOVERs, the REQUEST after the OFFER). None: not DHCPv4."""
 
 
 @dataclass(frozen=True)

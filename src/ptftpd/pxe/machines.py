@@ -134,6 +134,7 @@ def request_facts(
         subnet=None if relayed else network,
         http_base=base,
         ipxe=is_ipxe(request),
+        exchange=request.xid,
     )
 
 
@@ -146,8 +147,10 @@ class Chosen:
     choice: FirmwareChoice | None
     silent: bool = False
     wait: bool = False
-    """The decision API has not answered yet: no reply at all (even with -a); the
-    firmware's retransmission gets the answer (or the cached one at the deadline)."""
+    """The decision API has not answered yet: no reply at all (even with -a); pxed
+    holds the request and answers it when the API answers, or at `until` (the API's
+    deadline) with the cache or the default."""
+    until: float | None = None
 
 
 WAITING = Decision(Kind.IGNORE, Source.API, rule="waiting for the boot API")
@@ -271,7 +274,10 @@ class Machines:
     def decide(self, facts: MachineFacts, now: float) -> Decision:
         answer = self.decider.decide(facts, now)
         if isinstance(answer, Pending):
-            return WAITING  # the request goes unanswered; the firmware asks again
+            return WAITING  # the request goes unanswered until the decision comes
+        return self._counted(answer)
+
+    def _counted(self, answer: Decision) -> Decision:
         self.counts[answer.source] += 1
         if self.on_decision is not None:
             self.on_decision(answer)
@@ -293,9 +299,10 @@ class Machines:
             return Chosen(BUILTIN, base)
         host = self.hosts.get(request.mac_str)
         facts = request_facts(request, self.server, self.http_base, self.network, host)
-        decision = self.decide(facts, now)
-        if decision is WAITING:
-            return Chosen(decision, None, silent=True, wait=True)
+        answer = self.decider.decide(facts, now)
+        if isinstance(answer, Pending):
+            return Chosen(WAITING, None, silent=True, wait=True, until=answer.deadline)
+        decision = self._counted(answer)
         if decision.kind is Kind.IGNORE:
             return Chosen(decision, None, silent=True)
         if facts.ipxe:

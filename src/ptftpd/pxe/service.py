@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ptftpd import datagrams
 from ptftpd.closing import close_all
-from ptftpd.dhcp.engine import SILENT, WAIT, BootChoice, Outgoing, message_label
+from ptftpd.dhcp.engine import SILENT, WAIT, BootChoice, Held, Outgoing, message_label
 from ptftpd.dhcp.options import MessageType, Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
@@ -45,6 +45,7 @@ from ptftpd.pxe.firmware import (
     log_choice,
     missing_boot_files,
 )
+from ptftpd.pxe.held import HeldRequests
 from ptftpd.pxe.ipv6 import Pxe6Policy
 from ptftpd.pxe.machine_state import (
     StateKeeper,
@@ -154,6 +155,12 @@ class PxeService:
         self.remote_files: RemoteFiles | None = None  # remote kernels, with --http-port
         self.traces: BootTraces | None = None  # pxed --otlp: each attempt as a trace
         self._last_request: Message | None = None
+        # Requests held while their machine's decision is asked for (--boot-api): fed
+        # to the engine again when it comes, or at the API's deadline.
+        self.held: HeldRequests[Held] = HeldRequests()
+        self._held_timer: asyncio.TimerHandle | None = None
+        self._held_at = 0.0
+        self._wait_until: dict[str, float] = {}  # mac -> deadline, boot_policy to on_wait
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
         # the 4011 boot server), in and out: pxed --metrics counts them.
         self.events: EventSink = ignore
@@ -191,6 +198,8 @@ class PxeService:
         self._last_request = request
         chosen = self.machines.choose(self.config.files, request, now)
         if chosen.wait:
+            if chosen.until is not None:
+                self._wait_until[request.mac_str] = chosen.until
             return WAIT
         choice = chosen.choice
         mac = request.mac_str
@@ -292,6 +301,7 @@ class PxeService:
                 unknown_to_default=cfg.boot_api_default,
             )
             fetcher.attach(loop)
+            fetcher.wake = self._wake
             self.boot_api = fetcher
             self.machines.set_api(fetcher.api)
         if cfg.api is not None:
@@ -307,6 +317,7 @@ class PxeService:
             ports.insert(0, dhcp.port)
         else:
             server = DhcpServer(dhcp, boot_policy=self.boot_policy)
+            server.on_wait = self._on_wait
             server.events = self.timeline.feed  # --metrics chains in front (count_messages)
             self.dhcp_server = server
             await server.start()
@@ -372,6 +383,58 @@ class PxeService:
         service = Dhcp6Service(config6, events=events6)
         self.dhcp6_service = service
         await service.start()
+
+    def _on_wait(self, held: Held) -> None:
+        """The engine made `held` wait for its machine's decision (any thread)."""
+        until = self._wait_until.pop(held.mac, None)
+        self._in_loop(lambda: self._hold(held, until))
+
+    def _hold(self, held: Held, until: float | None) -> None:
+        now = time.monotonic()
+        api = self.boot_api
+        if until is None or api is None:
+            until = now + self.config.boot_api_deadline
+        elif held.mac not in api.api.inflight:  # decided meanwhile (a database thread)
+            self._feed(held)
+            return
+        if not self.held.hold(held.mac, held, until):
+            log.debug("%s: %d requests held already; its retransmission asks again",
+                      held.mac, len(self.held))  # fmt: skip
+            return
+        self._arm_held_timer()
+
+    def _wake(self, mac: str) -> None:
+        """The API's answer for `mac` came: its held request is answered now."""
+        held = self.held.take(mac)
+        if held is not None:
+            self._feed(held)
+
+    def _feed(self, held: Held) -> None:
+        server = self.dhcp_server
+        if server is not None:
+            server.feed(held)
+
+    def _arm_held_timer(self) -> None:
+        """Wake up at the next held request's deadline."""
+        deadline = self.held.next_deadline()
+        timer = self._held_timer
+        if timer is not None:
+            if deadline is not None and self._held_at <= deadline:
+                return
+            timer.cancel()
+            self._held_timer = None
+        if deadline is None or self._loop is None:
+            return
+        self._held_at = deadline
+        delay = max(0.0, deadline - time.monotonic()) + 0.001  # past it, not just before
+        self._held_timer = self._loop.call_later(delay, self._held_deadline)
+
+    def _held_deadline(self) -> None:
+        """The API did not answer in time: the held requests get the cache or default."""
+        self._held_timer = None
+        for held in self.held.due(time.monotonic()):
+            self._feed(held)
+        self._arm_held_timer()
 
     def _decided(self, event: BootDecided) -> None:
         """A per-machine decision (not pxed's built-in table): to the boot timeline."""
@@ -562,6 +625,9 @@ class PxeService:
         if self._boot_timer is not None:
             self._boot_timer.cancel()
             self._boot_timer = None
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
         close_all(
             *self._endpoints.values(),
             self.dhcp_server,

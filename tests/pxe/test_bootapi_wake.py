@@ -1,0 +1,101 @@
+"""pxed --boot-api answers a held request as soon as the API answers, and a decision
+holds for its whole exchange (issue 22). A real pxed (full DHCP mode) in a namespace,
+the test API (pixie_api.py) answering in 0.3 s:
+
+- busybox udhcpc (retransmission every 3 s) gets its OFFER (and lease) in well under
+  its retransmission interval: the held DISCOVER is fed to the engine again when the
+  API's answer arrives, not left for the client's retransmission;
+- a scripted client that, like EDK2 collecting offers, sends its REQUEST 11 s after
+  the OFFER (past the 10 s freshness window) gets its ACK at once with the same boot
+  file, and the API is asked once for that machine, not twice.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pxe_harness import boot_network
+from pxe_probe import __file__ as probe_file
+
+from support import require_tool, script, wait_udp_bound
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+
+FAST = "52:54:00:22:03:41"  # udhcpc
+SLOW_REQUEST = "52:54:00:22:03:42"  # the scripted client, REQUEST 11 s after its OFFER
+API_PORT = 8032
+HERE = Path(__file__).parent
+RETRANSMIT = 3  # udhcpc -T: seconds between its DISCOVERs
+
+
+def udhcpc(client: object, tmp: Path, mac: str) -> tuple[str | None, float]:
+    """udhcpc as iPXE (user class iPXE): the boot file it was bound with (None: no
+    lease) and the seconds from its start to its lease."""
+    out = tmp / "bound"
+    hook = tmp / "udhcpc-hook"
+    hook.write_text(f'#!/bin/sh\n[ "$1" = bound ] && echo "$boot_file" > {out}\nexit 0\n')
+    hook.chmod(0o755)
+    client.run("ip", "link", "set", "eth0", "address", mac)  # type: ignore[attr-defined]
+    argv = [require_tool("udhcpc"), "-i", "eth0", "-n", "-q", "-f", "-t", "3",
+            "-T", str(RETRANSMIT), "-s", str(hook),
+            "-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007",
+            "-x", "0x4d:69505845"]  # fmt: skip
+    began = time.monotonic()
+    subprocess.run(client.popen_argv(argv), capture_output=True, timeout=30)  # type: ignore[attr-defined]
+    took = time.monotonic() - began
+    return (out.read_text().strip() if out.exists() else None), took
+
+
+def test_a_held_request_is_answered_when_the_api_answers(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "ipxe.efi").write_bytes(b"boot")
+    rules = tmp_path / "rules.json"
+    body = json.dumps({"ipxe-script": "#!ipxe\necho api-marker\n"})
+    rules.write_text(json.dumps({FAST: [0.3, 200, body], SLOW_REQUEST: [0.3, 200, body]}))
+    with boot_network(tmp_path) as net:
+        api = net.start(
+            [sys.executable, str(HERE / "pixie_api.py"), str(API_PORT), str(rules)], "api"
+        )
+        argv = [script("pxed"), "-v", "--http-port", "8080", "--range", "10.78.0.100",
+                "10.78.0.120", "--leases", str(tmp_path / "leases.sqlite"),
+                "--boot-api", f"http://127.0.0.1:{API_PORT}/",
+                net.bridge, str(root), "ipxe.efi"]  # fmt: skip
+        pxed = net.start(argv, "pxed")
+        wait_udp_bound(67, timeout=15, proc=pxed.proc, netns=net.ns.name)
+        scripted = net.peer("10.78.0.51")
+        dora = [sys.executable, probe_file, "dora", "--mac", SLOW_REQUEST, "--arch", "7",
+                "--ipxe", "--iface", "eth0", "--wait", "6", "--request-after", "11"]  # fmt: skip
+        probe = subprocess.Popen(
+            scripted.popen_argv(dora), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            # 1. udhcpc: its lease well inside its first retransmission interval.
+            file, took = udhcpc(net.peer("10.78.0.50"), tmp_path, FAST)
+            expected = "http://10.78.0.1:8080/pxed/machines/{}.ipxe"
+            assert file == expected.format(FAST.replace(":", "-")), pxed.output()[-3000:]
+            print(f"udhcpc: lease {took:.3f} s after its start (retransmits every {RETRANSMIT} s)")
+            assert took < 1.2, (took, pxed.output()[-3000:])
+
+            # 2. The REQUEST 11 s after its OFFER: answered, no second API request.
+            out, err = probe.communicate(timeout=40)
+        finally:
+            if probe.poll() is None:
+                probe.kill()
+                probe.communicate()
+        replies = [json.loads(line) for line in out.splitlines()]
+        assert [r["type"] for r in replies] == ["OFFER", "ACK"], (out, err, pxed.output()[-3000:])
+        offer, ack = replies
+        print(f"scripted client: OFFER {offer['after']} s, ACK {ack['after']} s")
+        assert offer["after"] < 1.2, offer
+        assert ack["after"] - offer["after"] < 11 + 1.0, (offer, ack)
+        assert ack["file"] == offer["file"] == expected.format(SLOW_REQUEST.replace(":", "-"))
+        asked = [line for line in api.output().splitlines() if SLOW_REQUEST in line]
+        assert len(asked) == 1, asked
+        assert pxed.stop() == 0
+        assert "Traceback" not in pxed.output()
