@@ -414,3 +414,25 @@ def copy_ipxe_efi(root: Path) -> None:
     require_file(IPXE_EFI, "ipxe")
     root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(IPXE_EFI, root / "ipxe.efi")
+
+
+def udhcpc_ipxe(
+    client: Netns, tmp: Path, mac: str, retransmit: int = 1, tries: int = 6
+) -> tuple[str | None, float]:
+    """busybox udhcpc as iPXE (x64 UEFI, user class iPXE, a DISCOVER every `retransmit`
+    seconds, `tries` of them) with `mac` on the peer's eth0: the boot file it was bound
+    with (None: no lease) and the seconds from its start to its end."""
+    udhcpc = require_tool("udhcpc")
+    out = tmp / f"bound-{mac[-2:]}"
+    out.unlink(missing_ok=True)
+    hook = tmp / "udhcpc-hook"
+    hook.write_text(f'#!/bin/sh\n[ "$1" = bound ] && echo "$boot_file" > {out}\nexit 0\n')
+    hook.chmod(0o755)
+    client.run("ip", "link", "set", "eth0", "address", mac)
+    argv = [udhcpc, "-i", "eth0", "-n", "-q", "-f", "-t", str(tries), "-T", str(retransmit),
+            "-s", str(hook), "-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007",
+            "-x", "0x4d:69505845"]  # fmt: skip
+    began = time.monotonic()
+    subprocess.run(client.popen_argv(argv), capture_output=True, timeout=30)
+    took = time.monotonic() - began
+    return (out.read_text().strip() if out.exists() else None), took

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pxe_harness import boot_network
+from pxe_harness import boot_network, udhcpc_ipxe
 
 from support import require_tool, script, wait_udp_bound
 
@@ -31,25 +31,6 @@ SCRIPT = MAC.replace(":", "-") + ".ipxe"
 UNKNOWN = "52:54:00:22:02:32"
 API_PORT = 8031
 HERE = Path(__file__).parent
-
-
-def dhcp(client: object, tmp: Path, mac: str) -> tuple[str | None, float]:
-    """udhcpc as iPXE (x64 UEFI, user class iPXE, DISCOVER every 1 s, 6 tries): the boot
-    file it was given (None: no lease) and how long it took."""
-    udhcpc = require_tool("udhcpc")
-    out = tmp / f"bound-{mac[-2:]}"
-    out.unlink(missing_ok=True)
-    hook = tmp / "udhcpc-hook"
-    hook.write_text(f'#!/bin/sh\n[ "$1" = bound ] && echo "$boot_file" > {out}\nexit 0\n')
-    hook.chmod(0o755)
-    client.run("ip", "link", "set", "eth0", "address", mac)  # type: ignore[attr-defined]
-    argv = [udhcpc, "-i", "eth0", "-n", "-q", "-f", "-t", "6", "-T", "1", "-s", str(hook),
-            "-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007",
-            "-x", "0x4d:69505845"]  # fmt: skip
-    began = time.monotonic()
-    subprocess.run(client.popen_argv(argv), capture_output=True, timeout=30)  # type: ignore[attr-defined]
-    took = time.monotonic() - began
-    return (out.read_text().strip() if out.exists() else None), took
 
 
 def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> None:
@@ -79,7 +60,7 @@ def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> N
         del api_log
 
         # 1. The API answers: the machine's script carries the API's recipe.
-        file, took = dhcp(client, tmp_path, MAC)
+        file, took = udhcpc_ipxe(client, tmp_path, MAC)
         assert file == f"http://10.78.0.1:8080/pxed/machines/{SCRIPT}", pxed.output()[-3000:]
         got = net.ns.run(curl, "-sS", "--max-time", "5", file, timeout=20).stdout
         # Remote kernel/initrd (absolute, or relative to the API) are streamed by pxed
@@ -100,7 +81,7 @@ def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> N
         rules.write_text(json.dumps({MAC: [5, 200, '{"kernel": "other"}']}))
         time.sleep(10.5)  # past the first answer's freshness: a new boot asks again
         slow_asked = time.monotonic()
-        file, took = dhcp(client, tmp_path, MAC)
+        file, took = udhcpc_ipxe(client, tmp_path, MAC)
         assert file == f"http://10.78.0.1:8080/pxed/machines/{SCRIPT}"
         assert took < 4.0, took
         got = net.ns.run(curl, "-sS", "--max-time", "5", file, timeout=20).stdout
@@ -108,7 +89,7 @@ def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> N
         assert "its last answer stands in" in pxed.output()
 
         # 3. An unknown machine (404): ignored (no offer at all), one line.
-        file, took = dhcp(client, tmp_path, UNKNOWN)
+        file, took = udhcpc_ipxe(client, tmp_path, UNKNOWN)
         assert file is None
         lines = [x for x in pxed.output().splitlines() if UNKNOWN in x and "HTTP 404" in x]
         assert len(lines) == 1, lines
@@ -126,7 +107,7 @@ def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> N
         # arrived after its deadline and refreshed the cache) at once.
         api.stop()
         time.sleep(max(0.0, slow_asked + 5 + 10.5 - time.monotonic()))
-        file, took = dhcp(client, tmp_path, MAC)
+        file, took = udhcpc_ipxe(client, tmp_path, MAC)
         assert file == f"http://10.78.0.1:8080/pxed/machines/{SCRIPT}" and took < 4.0, took
         got = net.ns.run(curl, "-sS", "--max-time", "5", file, timeout=20).stdout
         assert re.search(f"kernel {streamed}[^/]+/other\n", got), got

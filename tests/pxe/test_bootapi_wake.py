@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from pxe_harness import boot_network
+from pxe_harness import boot_network, udhcpc_ipxe
 from pxe_probe import __file__ as probe_file
 
-from support import require_tool, script, wait_udp_bound
+from support import script, wait_udp_bound
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
@@ -31,24 +30,6 @@ SLOW_REQUEST = "52:54:00:22:03:42"  # the scripted client, REQUEST 11 s after it
 API_PORT = 8032
 HERE = Path(__file__).parent
 RETRANSMIT = 3  # udhcpc -T: seconds between its DISCOVERs
-
-
-def udhcpc(client: object, tmp: Path, mac: str) -> tuple[str | None, float]:
-    """udhcpc as iPXE (user class iPXE): the boot file it was bound with (None: no
-    lease) and the seconds from its start to its lease."""
-    out = tmp / "bound"
-    hook = tmp / "udhcpc-hook"
-    hook.write_text(f'#!/bin/sh\n[ "$1" = bound ] && echo "$boot_file" > {out}\nexit 0\n')
-    hook.chmod(0o755)
-    client.run("ip", "link", "set", "eth0", "address", mac)  # type: ignore[attr-defined]
-    argv = [require_tool("udhcpc"), "-i", "eth0", "-n", "-q", "-f", "-t", "3",
-            "-T", str(RETRANSMIT), "-s", str(hook),
-            "-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007",
-            "-x", "0x4d:69505845"]  # fmt: skip
-    began = time.monotonic()
-    subprocess.run(client.popen_argv(argv), capture_output=True, timeout=30)  # type: ignore[attr-defined]
-    took = time.monotonic() - began
-    return (out.read_text().strip() if out.exists() else None), took
 
 
 def test_a_held_request_is_answered_when_the_api_answers(tmp_path: Path) -> None:
@@ -76,7 +57,7 @@ def test_a_held_request_is_answered_when_the_api_answers(tmp_path: Path) -> None
         )
         try:
             # 1. udhcpc: its lease well inside its first retransmission interval.
-            file, took = udhcpc(net.peer("10.78.0.50"), tmp_path, FAST)
+            file, took = udhcpc_ipxe(net.peer("10.78.0.50"), tmp_path, FAST, RETRANSMIT, 3)
             expected = "http://10.78.0.1:8080/pxed/machines/{}.ipxe"
             assert file == expected.format(FAST.replace(":", "-")), pxed.output()[-3000:]
             print(f"udhcpc: lease {took:.3f} s after its start (retransmits every {RETRANSMIT} s)")
