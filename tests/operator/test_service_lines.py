@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from support import Process, free_udp_port, require_tool, script, world_readable_dir
+from support import (
+    Process,
+    free_udp_port,
+    require_tool,
+    script,
+    wait_signal_ready,
+    world_readable_dir,
+)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -24,7 +30,8 @@ def test_reload_is_info_and_the_drain_is_said(tmp_path: Path, workers: str) -> N
         server = Process(argv, tmp_path / "s.log")
         try:
             server.wait_output("serving", timeout=20)
-            time.sleep(3)  # "serving" is logged at the bind, before the signal handlers
+            # "serving" is logged at the bind, before the signal handlers
+            wait_signal_ready(server.proc.pid, signal.SIGHUP)
             config.write_text("max-sessions = 3\n")
             server.proc.send_signal(signal.SIGHUP)
             server.wait_output("reloaded:", timeout=20)

@@ -102,6 +102,30 @@ def wait_udp_free(port: int, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def wait_signal_ready(pid: int, signum: int, timeout: float = 20.0) -> None:
+    """Wait until process `pid` catches `signum` (a handler: /proc's SigCgt), blocks it
+    (SigBlk: it then waits, pending, for a sigwait), or one of its threads waits in
+    sigwait: sending it then no longer takes the default action."""
+    bit = 1 << (signum - 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        for task in Path(f"/proc/{pid}/task").iterdir():  # any of its threads
+            try:
+                lines = (task / "status").read_text().splitlines()
+                wchan = (task / "wchan").read_text()
+            except OSError:  # the thread ended
+                continue
+            fields = dict(line.split(":", 1) for line in lines)
+            # A thread in sigwait has its waited signals unblocked while it waits.
+            if wchan.startswith("do_sigtimedwait"):
+                return
+            if (int(fields["SigCgt"], 16) | int(fields["SigBlk"], 16)) & bit:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} did not take signal {signum} in {timeout} s")
+        time.sleep(0.02)
+
+
 class Process:
     """A process we started, stopped by its own PID (never by name)."""
 
