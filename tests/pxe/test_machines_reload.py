@@ -99,13 +99,17 @@ def test_proxy_mode_over_the_wire(tmp_path: Path) -> None:
         wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=net.ns.name)
         client = net.peer("10.78.0.50")
 
-        def offers(mac: str, *extra: str) -> list[dict[str, object]]:
-            replies = probe(client, "discover", "--mac", mac, "--arch", "0", *extra)
+        def offers(mac: str, *extra: str, wait: float = 10.0) -> list[dict[str, object]]:
+            replies = probe(client, "discover", "--mac", mac, "--arch", "0", *extra, wait=wait)
             return [r for r in replies if r["type"] == "OFFER"]
 
         [offer] = offers(MAC, "--ipxe")
         assert offer["file"] == URL and offer["yiaddr"] == "0.0.0.0"
-        assert offers(local) == []
+        # No offer within 3 s, and pxed had decided that DISCOVER by then (its line):
+        # the probe's 10 s would only wait longer for an answer already decided against.
+        assert offers(local, wait=3.0) == []
+        decided = f"proxyDHCP OFFER mac={local}: local disk (inventory machine #2): no answer"
+        assert decided in pxed.output(), pxed.output()[-3000:]
         [other] = offers("52:54:00:22:02:03")
         assert other["file"] == "undionly.kpxe"
         pxed.stop()

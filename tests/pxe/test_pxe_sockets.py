@@ -50,8 +50,8 @@ def start_pxed(net: BootNetwork, tmp: Path, *extra: str) -> Process:
     return proc
 
 
-def probe(client: Netns, *args: str) -> list[dict[str, object]]:
-    argv = [sys.executable, str(PROBE), *args, "--iface", "eth0", "--wait", "10"]
+def probe(client: Netns, *args: str, wait: float = 10.0) -> list[dict[str, object]]:
+    argv = [sys.executable, str(PROBE), *args, "--iface", "eth0", "--wait", str(wait)]
     done = subprocess.run(
         client.popen_argv(argv), capture_output=True, text=True, timeout=30, check=True
     )
