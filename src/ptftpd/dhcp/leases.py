@@ -90,9 +90,8 @@ INFORMATION-REQUEST                     -> none                            -> RE
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING, Any, Generic, cast
 
@@ -106,9 +105,16 @@ from ptftpd.dhcp.lease_store import (
     MemoryStore,
 )
 from ptftpd.dhcp.local_leases import LocalLeases
-
-if TYPE_CHECKING:
-    from ptftpd.dhcp6.config import Dhcp6Config
+from ptftpd.dhcp.pools import (
+    DEFAULT_LEASE_TIME,
+    Pool,
+    PrefixPool,
+    StaticHost,
+    SubnetConfig,
+    build_pool,
+    pool_id,
+    prefix_pool,
+)
 
 __all__ = [
     "Ack",
@@ -132,140 +138,6 @@ __all__ = [
 ]
 
 FOREVER = math.inf
-
-
-@dataclass(frozen=True)
-class StaticHost:
-    mac: str
-    address: IPv4Address
-    hostname: str | None = None
-
-
-@dataclass(frozen=True)
-class Pool:
-    """A contiguous range minus a few excluded addresses, never materialised: a /8
-    holds 16 million addresses and must not cost a start-up delay or memory."""
-
-    first: int
-    last: int
-    excluded: frozenset[int] = frozenset()
-    # The servers' own addresses among `excluded`: not part of the pool's definition
-    # that servers sharing a database compare (each has its own), reserved in the rows.
-    own: frozenset[int] = frozenset()
-    # The family: IPv4Address, or IPv6Address for a DHCPv6 prefix's (sparse) pool.
-    kind: type[IPv4Address] | type[IPv6Address] = IPv4Address
-
-    def __contains__(self, addr: object) -> bool:
-        if not isinstance(addr, self.kind):
-            return False
-        i = int(addr)
-        return self.first <= i <= self.last and i not in self.excluded
-
-    def __len__(self) -> int:
-        inside = sum(1 for e in self.excluded if self.first <= e <= self.last)
-        return max(0, self.last - self.first + 1 - inside)
-
-    def __iter__(self) -> Iterator[IPAddress]:
-        kind = self.kind
-        return (kind(i) for i in range(self.first, self.last + 1) if i not in self.excluded)
-
-    def address(self, i: int) -> IPAddress:
-        return self.kind(i)
-
-    def without(self, addrs: Iterable[IPAddress]) -> Pool:
-        excluded = self.excluded | {int(a) for a in addrs}
-        return Pool(self.first, self.last, excluded, self.own, self.kind)
-
-    def definition_excluded(self) -> list[IPAddress]:
-        """The excluded addresses that define the pool (every server's the same)."""
-        return [self.kind(e) for e in sorted(self.excluded - self.own)]
-
-
-DEFAULT_LEASE_TIME = 3600
-
-
-@dataclass(frozen=True)
-class SubnetConfig:
-    """One subnet's settings, read by its pool, its scope and the engine: the local
-    subnet (DhcpConfig.local) or one `[[subnet]]` table.
-
-    Boot settings left as None are the server's own; so is `lease_time` (None: the
-    server's, 3600 s for a policy on its own). `offer_time`, `decline_time`,
-    `authoritative` and `own` (this server's addresses: never handed out, but not part
-    of the pool's definition that servers sharing a database compare) are the server's,
-    filled in by DhcpConfig.served."""
-
-    network: IPv4Network
-    range_start: IPv4Address | None = None
-    range_end: IPv4Address | None = None
-    routers: tuple[IPv4Address, ...] = ()
-    dns: tuple[IPv4Address, ...] = ()
-    domain_name: str | None = None
-    bootfile: str | None = None
-    next_server: IPv4Address | None = None
-    ipxe_bootfile: str | None = None
-    static_hosts: tuple[StaticHost, ...] = ()
-    exclude: tuple[IPv4Address, ...] = ()
-    lease_time: int | None = None
-    extra_options: Mapping[int, bytes] = field(default_factory=dict)
-    offer_time: float = 30.0
-    decline_time: float = 600.0
-    # Authoritative for this network: NAK wrong requests even from clients we have no
-    # record of. Off by default, as RFC 2131 4.3.2 asks of servers sharing a wire.
-    authoritative: bool = False
-    own: tuple[IPv4Address, ...] = ()
-
-    @cached_property
-    def addresses(self) -> Pool:
-        """The dynamic pool: the range minus the gateways, the excluded addresses, the
-        static hosts and this server's own."""
-        exclude = [*self.routers, *self.exclude, *(h.address for h in self.static_hosts)]
-        return build_pool(self.network, exclude, self.range_start, self.range_end, self.own)
-
-
-def build_pool(
-    network: IPv4Network,
-    exclude: Iterable[IPv4Address] = (),
-    start: IPv4Address | None = None,
-    end: IPv4Address | None = None,
-    own: Iterable[IPv4Address] = (),
-) -> Pool:
-    """Dynamic addresses: the subnet (or START..END inside it) minus network, broadcast,
-    the excluded addresses (the gateway, static hosts) and the server's `own`."""
-    mine = frozenset(int(a) for a in own)
-    excluded = {int(a) for a in exclude} | mine
-    excluded.update((int(network.network_address), int(network.broadcast_address)))
-    lo = int(start) if start is not None else int(network.network_address)
-    hi = int(end) if end is not None else int(network.broadcast_address)
-    lo = max(lo, int(network.network_address))
-    hi = min(hi, int(network.broadcast_address))
-    return Pool(lo, hi, frozenset(excluded), mine - {int(a) for a in exclude})
-
-
-_RESERVED_ANYCAST = 128  # RFC 2526: the top 128 interface ids of a /64
-
-
-def prefix_pool(
-    prefix: IPv6Network,
-    start: IPv6Address | None = None,
-    end: IPv6Address | None = None,
-    own: Iterable[IPv6Address] = (),
-) -> Pool:
-    """A DHCPv6 prefix's pool: the prefix (or START..END inside it) minus the
-    subnet-router anycast address (::0), the reserved anycast addresses at the top of
-    a /64 (RFC 2526) and the server's `own` addresses. ValueError when empty."""
-    lo = int(prefix.network_address) + 1
-    hi = int(prefix.broadcast_address)
-    if prefix.prefixlen == 64:
-        hi -= _RESERVED_ANYCAST
-    if start is not None:
-        lo = max(lo, int(start))
-    if end is not None:
-        hi = min(hi, int(end))
-    if lo > hi:
-        raise ValueError(f"empty address range in {prefix}")
-    mine = frozenset(int(a) for a in own)
-    return Pool(lo, hi, mine, mine, IPv6Address)
 
 
 def ia_key(duid: bytes, iaid: int) -> bytes:
@@ -344,12 +216,6 @@ def summarize(
     return LeaseSummary(active, len(offered), declined, max(0, len(pool) - taken))
 
 
-def pool_id(config: SubnetConfig) -> str:
-    """The pool's name among the rows: its subnet in CIDR form, the same on every
-    server configured for that subnet."""
-    return str(config.network)
-
-
 def lease_rows(store: LeaseStore | LeaseRows) -> LeaseRows:
     """Rows over `store`: a persistence `LeaseStore` (memory, SQLite) gets the local
     rows in front of it; a `LeaseRows` (PostgreSQL, or rows already) is used as is."""
@@ -361,7 +227,7 @@ def lease_rows(store: LeaseStore | LeaseRows) -> LeaseRows:
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
 
-    C = TypeVar("C", bound="SubnetConfig | Dhcp6Config", default=SubnetConfig)
+    C = TypeVar("C", bound="SubnetConfig | PrefixPool", default=SubnetConfig)
 else:
     from typing import TypeVar
 
@@ -402,7 +268,7 @@ class LeasePolicy(Generic[C]):
             self._pool = cfg.addresses.without(self._static_addrs)
             self._network, self._authoritative = cfg.network, cfg.authoritative
         else:  # the DHCPv6 server's prefix
-            v6 = cast("Dhcp6Config", cfg)
+            v6 = cast("PrefixPool", cfg)
             self._pool = prefix_pool(v6.prefix, v6.range_start, v6.range_end,
                                      v6.server_addresses)  # fmt: skip
             self.lease_time, self._network = v6.valid_lifetime, v6.prefix
