@@ -288,3 +288,30 @@ def test_held_requests_are_one_per_machine_bounded_and_fed_once() -> None:
     assert held.due(11.0) == ["b1"]
     assert held.take("a") == "a2" and held.take("a") is None
     assert held.due(100.0) == [] and held.next_deadline() is None
+
+
+def test_a_decision_holds_for_its_exchange_and_a_discover_after_its_request_asks_again() -> None:
+    """The same xid: retransmitted DISCOVERs and the REQUEST (even 15 s later, past
+    the 10 s freshness) get the decision the machine was given, without a request to
+    the API; a DISCOVER with that xid after the REQUEST (a machine whose xid is the
+    same at every boot) is a new exchange and asks the API again."""
+    import dataclasses
+
+    from ptftpd.pxe.bootapi import BootApi, Outcome
+
+    started: list[str] = []
+    api = BootApi("http://a", lambda f: started.append(f.mac))
+    discover = dataclasses.replace(facts(MAC), exchange=0x1234)
+    request = dataclasses.replace(discover, requesting=True)
+    assert isinstance(api.decide(discover, 0.0), Pending)
+    given = Decision(Kind.LOCAL, Source.API)
+    api.learned(MAC, Outcome(given, True), 0.3)
+    assert api.decide(discover, 0.3) == given
+    api.learned(MAC, Outcome(Decision(Kind.IGNORE, Source.API), True), 5.0)  # changed
+    assert api.decide(discover, 9.0) == given  # a retransmission
+    assert api.decide(request, 15.3) == given and api.decide(request, 16.0) == given
+    assert started == [MAC]
+    assert isinstance(api.decide(discover, 17.0), Pending)  # after its REQUEST: anew
+    assert started == [MAC, MAC]
+    other = dataclasses.replace(discover, exchange=0x9999)
+    assert api.decide(other, 5.5) == Decision(Kind.IGNORE, Source.API)  # fresh, new xid

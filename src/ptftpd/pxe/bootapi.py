@@ -198,15 +198,17 @@ class BootApi:
     inflight: dict[str, float] = field(default_factory=dict, init=False)  # mac -> deadline
     recent: OrderedDict[str, tuple[Outcome, float]] = field(default_factory=OrderedDict, init=False)
     cache: OrderedDict[str, Decision] = field(default_factory=OrderedDict, init=False)
-    # mac -> (xid, what the machine was given, when): its exchange's next requests
-    exchanges: OrderedDict[str, tuple[int, Decision | None, float]] = field(
+    # mac -> its exchange: (xid, what the machine was given, when, a REQUEST came)
+    exchanges: OrderedDict[str, tuple[int, Decision | None, float, bool]] = field(
         default_factory=OrderedDict, init=False
     )
 
     def decide(self, facts: MachineFacts, now: float) -> Decision | Pending | None:
         """What `facts.mac` gets now. A decision once given holds for the rest of its
-        exchange (same xid, up to `EXCHANGE` seconds): EDK2 collects offers ~8 s before
-        its REQUEST, which must not ask the API again (and wait for it)."""
+        exchange (same xid, up to `EXCHANGE` seconds; a DISCOVER after its REQUEST
+        starts a new one, as a machine whose xid does not change from boot to boot):
+        EDK2 collects offers ~8 s before its REQUEST, which must not ask the API again
+        (and wait for it)."""
         mac = facts.mac
         given = self.exchanges.get(mac)
         if (
@@ -214,12 +216,15 @@ class BootApi:
             and facts.exchange is not None
             and given[0] == facts.exchange
             and now - given[2] < EXCHANGE
+            and (facts.requesting or not given[3])
         ):
+            if facts.requesting and not given[3]:
+                self.exchanges[mac] = (*given[:3], True)
             return given[1]
         answer = self._decide(facts, now)
         if facts.exchange is not None and not isinstance(answer, Pending):
             self.exchanges.pop(mac, None)
-            self.exchanges[mac] = (facts.exchange, answer, now)
+            self.exchanges[mac] = (facts.exchange, answer, now, facts.requesting)
             while len(self.exchanges) > self.cache_size:
                 self.exchanges.popitem(last=False)
         return answer

@@ -120,6 +120,8 @@ class MachineFacts:
     exchange: int | None = None
     """The DHCPv4 transaction id (xid): a machine's requests of one exchange share it
     (retransmitted DISCOVERs, the REQUEST after the OFFER). None: not DHCPv4."""
+    requesting: bool = False
+    """A DHCPREQUEST (it goes on with an exchange; a DISCOVER after one starts anew)."""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 
 from ptftpd.dhcp.leases import StaticHost
-from ptftpd.dhcp.options import Opt
+from ptftpd.dhcp.options import MessageType, Opt
 from ptftpd.dhcp.packet import ZERO_IP, Message
 from ptftpd.dhcp6.boot import BootRequest6
 from ptftpd.dhcp6.duid import identity
@@ -135,6 +135,7 @@ def request_facts(
         http_base=base,
         ipxe=is_ipxe(request),
         exchange=request.xid,
+        requesting=request.message_type is MessageType.REQUEST,
     )
 
 
