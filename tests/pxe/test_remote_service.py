@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pxe_harness import boot_network
-from test_bootapi_service import dhcp
+from pxe_harness import boot_network, udhcpc_ipxe
 from test_remote import blob
 
 from support import require_tool, script, wait_udp_bound
@@ -66,7 +65,7 @@ def test_pxed_streams_and_caches_what_the_api_names(tmp_path: Path) -> None:
         pxed = net.start(argv, "pxed")
         wait_udp_bound(4011, timeout=15, proc=pxed.proc, netns=net.ns.name)
 
-        file, _ = dhcp(client, tmp_path, MAC)
+        file, _ = udhcpc_ipxe(client, tmp_path, MAC)
         assert file is not None, pxed.output()[-3000:]
         got = client.run(curl, "-sS", "--max-time", "5", file, timeout=20).stdout
         urls = dict(re.findall(r"^(kernel|initrd) (?:--name initrd0 )?(\S+)", got, re.M))
