@@ -32,7 +32,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -150,30 +150,28 @@ class _Fetch:
     began: float
 
 
+def _count_nothing(outcome: str, size: int) -> None:
+    """`RemoteFiles.on_fetch` without --metrics."""
+
+
+@dataclass
 class RemoteFiles:
     """The cache (in `directory`) and the fetches of one pxed (see the module
     docstring). `open` is the HTTP server's `streamed` hook."""
 
-    def __init__(
-        self,
-        directory: Path,
-        names: RemoteNames,
-        *,
-        cache_size: int = DEFAULT_CACHE_SIZE,
-        max_file: int = DEFAULT_MAX_FILE,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.directory = directory
-        self.names = names
-        self.cache_size = cache_size
-        self.max_file = max_file
-        self.timeout = timeout
-        self.index: OrderedDict[str, int] = OrderedDict()  # key -> size, oldest use first
-        self.used = 0
-        self.fetches: dict[str, _Fetch] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
-        # Told of each request's outcome (hit, miss, shared, failed) and its bytes (--metrics).
-        self.on_fetch: Callable[[str, int], None] = lambda outcome, size: None
+    directory: Path
+    names: RemoteNames
+    _: KW_ONLY
+    cache_size: int = DEFAULT_CACHE_SIZE
+    max_file: int = DEFAULT_MAX_FILE
+    timeout: float = DEFAULT_TIMEOUT
+    # Told of each request's outcome (hit, miss, shared, failed) and its bytes (--metrics).
+    on_fetch: Callable[[str, int], None] = _count_nothing
+    # key -> size, oldest use first
+    index: OrderedDict[str, int] = field(default_factory=OrderedDict, init=False)
+    used: int = field(default=0, init=False)
+    fetches: dict[str, _Fetch] = field(default_factory=dict, init=False)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def start(self) -> None:
         """Make the cache directory, drop leftover temporary files, index what is
