@@ -102,6 +102,8 @@ _Choice = BootChoice6 | str | None
 _CHOICE: ContextVar[tuple[Message, _Choice] | None] = ContextVar("choice", default=None)
 # The boot exchange: a machine whose decision is pending (`WAIT6`) gets no reply to these.
 _HELD = frozenset({MsgType.SOLICIT, MsgType.REQUEST, MsgType.INFORMATION_REQUEST})
+# Whether the message being answered was held (`WAIT6`), per thread as above.
+_WAITED: ContextVar[bool] = ContextVar("waited", default=False)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,9 @@ class Dhcp6Engine:
         self.duid = duid
         self.policy = policy
         self.events: EventSink = ignore
+        # Told (datagram, source) of each message held for the boot decision (`WAIT6`),
+        # in the thread that handled it: the driver feeds it to `handle` again later.
+        self.on_wait: Callable[[bytes, tuple[str, int]], None] | None = None
         # Servers sharing a lease database split the clients (dhcp/balance.py).
         self.balancer: Balancer | None = None
         self._handlers: dict[int, _Handler] = {
@@ -168,10 +173,15 @@ class Dhcp6Engine:
             )
             return []
         token = _LINK_LAYER.set(relays[-1].first(ClientLinkLayer) if relays else None)
+        waited = _WAITED.set(False)
         try:
             reply = self._answer(msg, source, now)
+            held = _WAITED.get()
         finally:
             _LINK_LAYER.reset(token)
+            _WAITED.reset(waited)
+        if held and self.on_wait is not None:
+            self.on_wait(data, source)
         if reply is None:
             return []
         if self.events is not ignore:
@@ -236,6 +246,7 @@ class Dhcp6Engine:
         choice = self._boot_choice(msg, duid)
         if choice is WAIT6 and msg.msg_type in _HELD:
             log.debug("held %s from %s: boot decision pending", _name(msg.msg_type), source[0])
+            _WAITED.set(True)
             return None
         token = _CHOICE.set((msg, choice))
         try:

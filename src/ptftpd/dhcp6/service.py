@@ -164,6 +164,9 @@ class Dhcp6Service:
         self._endpoint: _Endpoint | None = None
         self._boot_endpoint: _Endpoint | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Told of each message the boot policy held (`Dhcp6Engine.on_wait`); `feed` it
+        # back. Set before `start`.
+        self.on_wait: Callable[[bytes, tuple[str, int]], None] | None = None
 
     async def start(self) -> None:
         """Bind, load the bindings, start RAs. Raises `StartError` (one line)."""
@@ -186,6 +189,7 @@ class Dhcp6Service:
         except (StoreError, ValueError) as exc:
             raise StartError(str(exc)) from None
         self.engine = Dhcp6Engine(cfg, duid, policy)
+        self.engine.on_wait = self.on_wait
         self._loop = asyncio.get_running_loop()
         if cfg.leases_url and not cfg.proxy:
             # Several servers on one database: RFC 3074 buckets of the clients' DUIDs.
@@ -325,6 +329,19 @@ class Dhcp6Service:
         for data, host, port in burst:
             job = functools.partial(self._handle, handle, data, (host, port))
             lane.submit(client_key(data, host), job)
+
+    def feed(self, data: bytes, source: tuple[str, int]) -> None:
+        """A held message (port 547), handled again now as if it had just arrived:
+        its boot decision has come."""
+        engine, endpoint = self.engine, self._endpoint
+        if engine is None or endpoint is None:
+            return
+        lane = self._lane
+        if lane is None:
+            self._send(endpoint, self._answer(engine.handle, [(data, source[0], source[1])]))
+        else:
+            job = functools.partial(self._handle, engine.handle, data, source)
+            lane.submit(client_key(data, source[0]), job)
 
     def _handle(
         self,

@@ -19,7 +19,7 @@ from ptftpd.events import BootDecided
 from ptftpd.pxe.bootlog import client_label
 from ptftpd.pxe.decision import Kind, Source
 from ptftpd.pxe.firmware import BootFiles, arch_class, vendor_class_arch
-from ptftpd.pxe.machines import WAITING, Machines
+from ptftpd.pxe.machines import Machines, Waiting
 
 __all__ = ["Pxe6Policy", "client_label"]
 
@@ -47,6 +47,8 @@ class Pxe6Policy:
         self.server = server
         self.http_port = http_port
         self.on_discover = on_discover
+        # Told (mac, deadline) when a request is held for the decision API (pxed).
+        self.on_wait: Callable[[str, float], None] | None = None
 
     def _url(self, name: str, http: bool) -> str:
         if "://" in name:
@@ -69,10 +71,12 @@ class Pxe6Policy:
             self.on_discover(client_label(request.duid), f"{label} (DHCPv6)", arch)
         if self.machines is not None:
             decided = self.machines.choose6(request, self._url, time.monotonic())
+            if isinstance(decided, Waiting):
+                if self.on_wait is not None:
+                    self.on_wait(decided.mac, decided.until)
+                return WAIT6  # no reply until the API answers (or its deadline)
             if decided is not None:
                 decision, url = decided
-                if decision is WAITING:
-                    return WAIT6  # no reply until the API answers (or its deadline)
                 client = client_label(request.duid)
                 log.debug("DHCPv6 %s: %s", client, decision.describe())
                 if self.on_decided is not None:

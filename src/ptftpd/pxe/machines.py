@@ -155,6 +155,17 @@ class Chosen:
 
 
 WAITING = Decision(Kind.IGNORE, Source.API, rule="waiting for the boot API")
+
+
+@dataclasses.dataclass(frozen=True)
+class Waiting:
+    """DHCPv6: the decision API has not answered yet for `mac`; the request is held
+    until it does, or until `until` (its deadline)."""
+
+    mac: str
+    until: float
+
+
 API_ONLY = Decision(Kind.IGNORE, Source.API, rule="unknown to the boot API")
 
 
@@ -335,11 +346,12 @@ class Machines:
 
     def choose6(
         self, request: BootRequest6, url_of: Callable[[str, bool], str], now: float
-    ) -> tuple[Decision, str | None] | None:
+    ) -> tuple[Decision, str | None] | Waiting | None:
         """DHCPv6 (boot-file-url): None when nothing is decided per machine (pxed's
-        table answers as before); else the decision and the URL to send (None: no boot
-        file). `url_of(name, http)` makes a URL of a name under ROOT. The machine's
-        MAC comes from its DUID (LL/LLT), else from its relay's option 79."""
+        table answers as before); `Waiting` while the API is asked; else the decision
+        and the URL to send (None: no boot file). `url_of(name, http)` makes a URL of
+        a name under ROOT. The machine's MAC comes from its DUID (LL/LLT), else from
+        its relay's option 79."""
         if not self.active:
             return None
         mac, uuid = identity(request.duid)
@@ -359,7 +371,10 @@ class Machines:
             http_base=self._http6,
             ipxe=ipxe,
         )
-        decision = self.decide(facts, now)
+        answer = self.decider.decide(facts, now)
+        if isinstance(answer, Pending):
+            return Waiting(facts.mac, answer.deadline)
+        decision = self._counted(answer)
         if decision.kind is Kind.IGNORE:
             return decision, None
         if ipxe and mac is not None:

@@ -157,10 +157,11 @@ class PxeService:
         self._last_request: Message | None = None
         # Requests held while their machine's decision is asked for (--boot-api): fed
         # to the engine again when it comes, or at the API's deadline.
-        self.held: HeldRequests[Held] = HeldRequests()
+        self.held: HeldRequests[Callable[[], None]] = HeldRequests()
         self._held_timer: asyncio.TimerHandle | None = None
         self._held_at = 0.0
         self._wait_until: dict[str, float] = {}  # mac -> deadline, boot_policy to on_wait
+        self._waits6 = threading.local()  # (mac, deadline): DHCPv6 policy to on_wait
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
         # the 4011 boot server), in and out: pxed --metrics counts them.
         self.events: EventSink = ignore
@@ -373,6 +374,7 @@ class PxeService:
         policy = Pxe6Policy(cfg.files, server6, cfg.http_port, self._discover6, self.machines)
         policy.on_decided = self.boot_log.decided
         policy.on_event = self._decided
+        policy.on_wait = self._waiting6
         self._policy6 = policy
         config6 = dataclasses.replace(config6, boot_policy=policy)
         tracker = self._tracker
@@ -381,38 +383,55 @@ class PxeService:
         # `events` (--metrics) counts them.
         events6 = fan_out(tracker.dhcp6, self.timeline.feed, self._event6)
         service = Dhcp6Service(config6, events=events6)
+        service.on_wait = self._on_wait6
         self.dhcp6_service = service
         await service.start()
 
     def _on_wait(self, held: Held) -> None:
         """The engine made `held` wait for its machine's decision (any thread)."""
         until = self._wait_until.pop(held.mac, None)
-        self._in_loop(lambda: self._hold(held, until))
+        server = self.dhcp_server
+        if server is not None:
+            self._in_loop(lambda: self._hold(held.mac, held.mac, lambda: server.feed(held), until))
 
-    def _hold(self, held: Held, until: float | None) -> None:
+    def _waiting6(self, mac: str, until: float) -> None:
+        """DHCPv6: the policy holds `mac`'s message (the engine's `on_wait` follows, in
+        the same thread)."""
+        self._waits6.mac_until = (mac, until)
+
+    def _on_wait6(self, data: bytes, source: tuple[str, int]) -> None:
+        """The DHCPv6 engine held this message for its machine's decision (any thread)."""
+        found: tuple[str, float] | None = getattr(self._waits6, "mac_until", None)
+        self._waits6.mac_until = None
+        service = self.dhcp6_service
+        if found is None or service is None:
+            return
+        mac, until = found
+        feed = functools.partial(service.feed, data, source)
+        self._in_loop(lambda: self._hold("v6 " + mac, mac, feed, until))
+
+    def _hold(self, key: str, mac: str, feed: Callable[[], None], until: float | None) -> None:
+        """Keep `feed` (the held request fed again) under `key` (one per machine and
+        family) until `mac`'s decision comes or `until`."""
         now = time.monotonic()
         api = self.boot_api
         if until is None or api is None:
             until = now + self.config.boot_api_deadline
-        elif held.mac not in api.api.inflight:  # decided meanwhile (a database thread)
-            self._feed(held)
+        elif mac not in api.api.inflight:  # decided meanwhile (a database thread)
+            feed()
             return
-        if not self.held.hold(held.mac, held, until):
+        if not self.held.hold(key, feed, until):
             log.debug("%s: %d requests held already; its retransmission asks again",
-                      held.mac, len(self.held))  # fmt: skip
+                      mac, len(self.held))  # fmt: skip
             return
         self._arm_held_timer()
 
     def _wake(self, mac: str) -> None:
-        """The API's answer for `mac` came: its held request is answered now."""
-        held = self.held.take(mac)
-        if held is not None:
-            self._feed(held)
-
-    def _feed(self, held: Held) -> None:
-        server = self.dhcp_server
-        if server is not None:
-            server.feed(held)
+        """The API's answer for `mac` came: its held requests are answered now."""
+        for key in (mac, "v6 " + mac):
+            feed = self.held.take(key)
+            if feed is not None:
+                feed()
 
     def _arm_held_timer(self) -> None:
         """Wake up at the next held request's deadline."""
@@ -432,8 +451,8 @@ class PxeService:
     def _held_deadline(self) -> None:
         """The API did not answer in time: the held requests get the cache or default."""
         self._held_timer = None
-        for held in self.held.due(time.monotonic()):
-            self._feed(held)
+        for feed in self.held.due(time.monotonic()):
+            feed()
         self._arm_held_timer()
 
     def _decided(self, event: BootDecided) -> None:
