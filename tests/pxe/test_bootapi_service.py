@@ -117,8 +117,9 @@ def test_pxed_boots_by_the_api_and_stands_in_with_the_cache(tmp_path: Path) -> N
 
 
 def test_proxy_mode_waits_for_the_api_and_keeps_local_in_a_state_file(tmp_path: Path) -> None:
-    """--proxy --boot-api: the first DISCOVER of a machine gets no proxy offer while the
-    API is asked, the next one its API script; POST .../local (token from the settings
+    """--proxy --boot-api: the first DISCOVER of a machine is held while the API (0.3 s)
+    is asked and answered with its API script as soon as the API answers (one DISCOVER,
+    no retransmission); POST .../local (token from the settings
     file) -> no proxy offer for its PXE ROM, kept in the state file (no lease database
     in proxy mode) and still after a restart."""
     from pxe_probe import __file__ as probe_file
@@ -130,7 +131,7 @@ def test_proxy_mode_waits_for_the_api_and_keeps_local_in_a_state_file(tmp_path: 
     (root / "undionly.kpxe").write_bytes(b"boot")
     rules = tmp_path / "rules.json"
     body = json.dumps({"ipxe-script": "#!ipxe\necho api-marker\n"})
-    rules.write_text(json.dumps({MAC: [0, 200, body]}))
+    rules.write_text(json.dumps({MAC: [0.3, 200, body]}))
     settings = tmp_path / "pxed.toml"
     settings.write_text(f'[pxed]\napi-token = "{token}"\n')
 
@@ -161,8 +162,8 @@ def test_proxy_mode_waits_for_the_api_and_keeps_local_in_a_state_file(tmp_path: 
             return proc
 
         pxed = start(0)
-        assert offers(client, "--ipxe") == []  # its decision is being asked for
-        [offer] = offers(client, "--ipxe")
+        [offer] = offers(client, "--ipxe")  # held, answered on the API's answer
+        assert 0.3 <= float(offer["after"]) < 1.5, offer  # type: ignore[arg-type]
         assert offer["file"] == f"http://10.78.0.1:8080/pxed/machines/{SCRIPT}", offer
         got = net.ns.run(curl, "-sS", "--max-time", "5", str(offer["file"]), timeout=20)
         assert "echo api-marker" in got.stdout

@@ -7,6 +7,7 @@ boot information only; see `ProxyResponder`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from ptftpd.dhcp.engine import Outgoing, make_reply, message_label, reply_destination
@@ -83,6 +84,9 @@ class ProxyResponder:
         # (address, --http-port): UEFI HTTP boot clients are answered too, with a URL.
         self.http_base = http_base
         self.ignored = OncePerKey()  # non-PXE clients, named once a minute at -v
+        # Told (mac, deadline) when the request being handled waits for the machine's
+        # decision (pxed's boot API): the driver holds it and hands it in again.
+        self.on_wait: Callable[[str, float], None] | None = None
 
     def is_pxe(self, msg: Message) -> bool:
         vc = msg.vendor_class or ""
@@ -193,6 +197,10 @@ class ProxyResponder:
         if self.machines is None:
             return choose_boot_file(self.files, msg, self.http_base)
         chosen = self.machines.choose(self.files, msg, now)
+        if chosen.wait:
+            if self.on_wait is not None and chosen.until is not None:
+                self.on_wait(msg.mac_str, chosen.until)
+            return None
         if chosen.choice is None:
             log.info("%s mac=%s: %s: no answer", what, msg.mac_str, chosen.decision.describe())
         if self.boot_log is not None and chosen.decision is not BUILTIN:

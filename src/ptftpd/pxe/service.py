@@ -162,14 +162,16 @@ class PxeService:
         self._held_at = 0.0
         self._wait_until: dict[str, float] = {}  # mac -> deadline, boot_policy to on_wait
         self._waits6 = threading.local()  # (mac, deadline): DHCPv6 policy to on_wait
+        self._receiving: tuple[bytes, tuple[str, int], int] | None = None  # proxy, 4011
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
         # the 4011 boot server), in and out: pxed --metrics counts them.
         self.events: EventSink = ignore
 
-    @staticmethod
-    def _responder(config: PxeConfig, boot_log: BootLog, machines: Machines) -> ProxyResponder:
+    def _responder(
+        self, config: PxeConfig, boot_log: BootLog, machines: Machines
+    ) -> ProxyResponder:
         dhcp = config.dhcp
-        return ProxyResponder(
+        responder = ProxyResponder(
             dhcp.server_ip,
             config.files,
             next_server=dhcp.next_server,
@@ -179,6 +181,15 @@ class PxeService:
             http_base=config.http_base,
             machines=machines,
         )
+        responder.on_wait = self._proxy_waits
+        return responder
+
+    def _proxy_waits(self, mac: str, until: float) -> None:
+        """proxyDHCP / 4011: the datagram being handled waits for `mac`'s decision;
+        it is handled again when the decision comes (or at `until`)."""
+        received = self._receiving
+        if received is not None:
+            self._hold("proxy " + mac, mac, lambda: self._received(*received), until)
 
     def _generated(self, name: str, peer: str) -> bytes | None:
         """TFTP and HTTP: a machine's rendered script (or grub configuration)."""
@@ -428,7 +439,7 @@ class PxeService:
 
     def _wake(self, mac: str) -> None:
         """The API's answer for `mac` came: its held requests are answered now."""
-        for key in (mac, "v6 " + mac):
+        for key in (mac, "v6 " + mac, "proxy " + mac):
             feed = self.held.take(key)
             if feed is not None:
                 feed()
@@ -563,9 +574,13 @@ class PxeService:
         boot_server = port == self.config.boot_server_port
         log.debug("recv %d bytes on port %d from %s:%d", len(data), port, source[0], source[1])
         now = time.monotonic()
-        replies = self.responder.handle(
-            data, source, boot_server, now=now, events=self._event, port=port
-        )
+        self._receiving = (data, source, port)
+        try:
+            replies = self.responder.handle(
+                data, source, boot_server, now=now, events=self._event, port=port
+            )
+        finally:
+            self._receiving = None
         self._arm_boot_timer()
         for out in replies:
             self._send(out, port)
