@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, TypeVar
 
 from ptftpd.dhcp.free_index import NoIndex, address_of, key_of, probe_start, probes
 from ptftpd.dhcp.lease_store import (
@@ -43,6 +43,7 @@ __all__ = ["NOT_OFFERED", "LocalLeases", "NotOffered"]
 _MINUS_INF = -math.inf
 _SWEEP_EVERY = 1.0
 _HELD = ("bound", "declined")
+K = TypeVar("K", bytes, str)
 
 
 @dataclass
@@ -208,11 +209,7 @@ class LocalLeases:
             key = int(row.address)
         self._rows[key] = row
         if row.client is not None and row.client != client:
-            owned = pool.clients.get(row.client)
-            if owned is not None:
-                owned.discard(key)
-                if not owned:
-                    del pool.clients[row.client]
+            _discard(pool.clients, row.client, key)
         if client is not None:
             pool.clients.setdefault(client, set()).add(key)
         row.state, row.client, row.mac = state, client, mac
@@ -352,63 +349,55 @@ class LocalLeases:
         offered or bound rows (past their end) go back first: one live row per IA.
         Every row written is saved (offers too: they are rows other servers see in
         PostgreSQL, and a restart must not forget them here either)."""
+        entry = self._pools[pool]
         try:
-            return self._assign(client_key, mac, self._pools[pool], requested, now, until,
-                                bind, caps)  # fmt: skip
+            self._sweep(entry, now)
+            own = self._live_own(entry, client_key, now)
+            if own is not None and own.state == "bound" and not bind:
+                return own.lease()
+            if not self._room(entry, own, mac, now, caps, bind):
+                return None
+            changed = self._let_go(
+                entry, client_key, -1 if own is None else key_of(own.address), now
+            )
+            target = own or self._sparse_row(entry, client_key, requested, now)
+            if target is None:
+                if changed:
+                    self.persist.save(r.lease() for r in changed)
+                return None
+            state = "bound" if bind else "offered"
+            self._set(target, entry, state, client_key, mac, until, now, until, None)
+            changed.append(target)
+            self.persist.save(r.lease() for r in changed)
+            return target.lease()
         finally:
             if self._gone:
                 gone, self._gone = self._gone, []
                 self.persist.forget(gone)
 
-    def _assign(
-        self,
-        client_key: bytes,
-        mac: str,
-        entry: _Pool,
-        requested: IPAddress | None,
-        now: float,
-        until: float,
-        bind: bool,
-        caps: tuple[int, int, int],
-    ) -> Lease[Any] | None:
-        pool = entry.name
-        self._sweep(entry, now)
-        own = self._live_own(entry, client_key, now)
-        if own is not None and own.state == "bound" and not bind:
-            return own.lease()
-        if not self._room(entry, own, mac, now, caps, bind):
-            return None
-        changed = self._let_go(entry, client_key, -1 if own is None else key_of(own.address), now)
-        target = own
-        if target is None and requested is not None:
+    def _sparse_row(
+        self, entry: _Pool, client_key: bytes, requested: IPAddress | None, now: float
+    ) -> _Row | None:
+        """A sparse pool's free row for the client: `requested` if free, else the first
+        free of its probes (a never used address's row is made here, as in `_row`)."""
+        if requested is not None:
             key = key_of(requested)
             if key in entry:
                 row = self._rows.get(key)
                 if row is None:
-                    target = _Row(address_of(key), pool)
-                elif row.free_at <= now:
-                    target = row
-        if target is None:
-            start = probe_start(client_key, entry.last - entry.first + 1)
-            for key in probes(entry.first, entry.last, start):
-                if key in entry.excluded:
-                    continue
-                row = self._rows.get(key)
-                if row is None:
-                    target = _Row(address_of(key), pool)
-                    break
+                    return _Row(address_of(key), entry.name)
                 if row.free_at <= now:
-                    target = row
-                    break
-        if target is None:
-            if changed:
-                self.persist.save(r.lease() for r in changed)
-            return None
-        state = "bound" if bind else "offered"
-        self._set(target, entry, state, client_key, mac, until, now, until, None)
-        changed.append(target)
-        self.persist.save(r.lease() for r in changed)
-        return target.lease()
+                    return row
+        start = probe_start(client_key, entry.last - entry.first + 1)
+        for key in probes(entry.first, entry.last, start):
+            if key in entry.excluded:
+                continue
+            row = self._rows.get(key)
+            if row is None:
+                return _Row(address_of(key), entry.name)
+            if row.free_at <= now:
+                return row
+        return None
 
     def _live_own(self, entry: _Pool, client_key: bytes, now: float) -> _Row | None:
         """The client's live row (offered or bound, before its end) of a sparse pool."""
@@ -479,11 +468,7 @@ class LocalLeases:
         elif row.state in _HELD:
             entry.held -= 1
         if row.mac:
-            mine = entry.by_mac.get(row.mac)
-            if mine is not None:
-                mine.discard(key)
-                if not mine:
-                    del entry.by_mac[row.mac]
+            _discard(entry.by_mac, row.mac, key)
 
     def _link(self, row: _Row, entry: _Pool, key: int) -> None:
         entry.keys.add(key)
@@ -521,11 +506,7 @@ class LocalLeases:
         self._unlink(row, entry, key)
         entry.keys.discard(key)
         if row.client is not None:
-            owned = entry.clients.get(row.client)
-            if owned is not None:
-                owned.discard(key)
-                if not owned:
-                    del entry.clients[row.client]
+            _discard(entry.clients, row.client, key)
 
     def held(self, client_key: bytes, address: IPAddress, now: float) -> bool:
         """Does another client hold `address` (a live or quarantined row)?"""
@@ -590,6 +571,16 @@ class LocalLeases:
 
     def close(self) -> None:
         self.persist.close()
+
+
+def _discard(index: dict[K, set[int]], name: K, key: int) -> None:
+    """`key` out of `name`'s keys in `index` (a client's or a DUID's rows); a name
+    left with none leaves the index."""
+    keys = index.get(name)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[name]
 
 
 def _free_at(row: _Row) -> float:

@@ -416,11 +416,7 @@ class PgStore:
         is), then its last address if still free, then `requested`, then a free address.
         The reservation is a row other servers see, so they do not offer it meanwhile."""
         args = (client_key, mac, pool, requested, now, now + hold, self.server_id)
-
-        def op(conn: psycopg.Connection[Any]) -> _Row | NotOffered | None:
-            return _granted(conn.execute(_OFFER, args).fetchone())
-
-        row = self._run(op, atomic=True)
+        row = self._grant(_OFFER, args)
         return row.lease() if isinstance(row, _Row) else None
 
     def bind(
@@ -443,12 +439,16 @@ class PgStore:
         other live row in that pool is released in the same transaction: one lease
         per client, whichever server it asks."""
         args = (client_key, mac, address, now, expires, hostname, self.server_id, selecting)
+        row = self._grant(_BIND, args)
+        return row.lease() if isinstance(row, _Row) else row
+
+    def _grant(self, function: str, args: tuple[Any, ...]) -> _Row | NotOffered | None:
+        """One call of ptftpd_offer or ptftpd_bind (`_granted` reads its row)."""
 
         def op(conn: psycopg.Connection[Any]) -> _Row | NotOffered | None:
-            return _granted(conn.execute(_BIND, args).fetchone())
+            return _granted(conn.execute(function, args).fetchone())
 
-        row = self._run(op, atomic=True)
-        return row.lease() if isinstance(row, _Row) else row
+        return self._run(op, atomic=True)
 
     def assign(
         self,
