@@ -18,6 +18,7 @@ import json
 import random
 import socket
 import sys
+import threading
 import time
 from ipaddress import IPv4Address
 
@@ -85,6 +86,9 @@ def main() -> int:
     parser.add_argument("--wait", type=float, default=5.0)
     parser.add_argument("--all", action="store_true", help="wait the whole time for replies")
     parser.add_argument("--request-after", type=float, default=0.0)
+    parser.add_argument(
+        "--again", default="", help="discover: send it again (same xid) at these seconds, a,b"
+    )
     args = parser.parse_args()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -99,6 +103,10 @@ def main() -> int:
     else:
         msg = build(args, MessageType.DISCOVER)
         sock.sendto(encode(msg), ("255.255.255.255", 67))
+        for at in (float(a) for a in args.again.split(",") if a):  # retransmissions
+            timer = threading.Timer(at, sock.sendto, (encode(msg), ("255.255.255.255", 67)))
+            timer.daemon = True
+            timer.start()
     if args.mode == "dora":
         offer = first_reply(sock, msg.xid, args.wait, began)
         if offer is None:
