@@ -160,8 +160,10 @@ class PxeService:
         self.held: HeldRequests[Callable[[], None]] = HeldRequests()
         self._held_timer: asyncio.TimerHandle | None = None
         self._held_at = 0.0
-        self._wait_until: dict[str, float] = {}  # mac -> deadline, boot_policy to on_wait
-        self._waits6 = threading.local()  # (mac, deadline): DHCPv6 policy to on_wait
+        # (mac, deadline) from the policy to the engine's on_wait that follows in the
+        # same thread: one slot per thread (a WAIT that no on_wait follows keeps nothing)
+        self._waits = threading.local()
+        self._waits6 = threading.local()
         self._receiving: tuple[bytes, tuple[str, int], int] | None = None  # proxy, 4011
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
         # the 4011 boot server), in and out: pxed --metrics counts them.
@@ -211,7 +213,7 @@ class PxeService:
         chosen = self.machines.choose(self.config.files, request, now)
         if chosen.wait:
             if chosen.until is not None:
-                self._wait_until[request.mac_str] = chosen.until
+                self._waits.mac_until = (request.mac_str, chosen.until)
             return WAIT
         choice = chosen.choice
         mac = request.mac_str
@@ -400,7 +402,9 @@ class PxeService:
 
     def _on_wait(self, held: Held) -> None:
         """The engine made `held` wait for its machine's decision (any thread)."""
-        until = self._wait_until.pop(held.mac, None)
+        found: tuple[str, float] | None = getattr(self._waits, "mac_until", None)
+        self._waits.mac_until = None
+        until = found[1] if found is not None and found[0] == held.mac else None
         server = self.dhcp_server
         if server is not None:
             self._in_loop(lambda: self._hold(held.mac, held.mac, lambda: server.feed(held), until))
