@@ -40,7 +40,7 @@ def router() -> Router:
     driver.feed(TransferFinished(ip, "ipxe.efi", True, 100, 0.1, None))
     table = Router(token=lambda: TOKEN)
     add_boot_routes(table, driver, EventHub(driver, max_subscribers=1_000_000))
-    table.add("POST", "/v1/machines/{mac}/local", lambda r: json_reply(r.json()), write=True)
+    table.add("POST", "/v1/machines/{mac}/local", lambda r: json_reply({"body": r.json()}), write=True)
     return table
 
 
