@@ -20,6 +20,7 @@ from ptftpd.events import DhcpMessage, TransferFinished, TransferStarted
 from ptftpd.http.errors import HttpError
 from ptftpd.pxe.api import EventHub, Router, Stream, add_boot_routes, json_reply
 from ptftpd.pxe.api.connection import API_DEFAULTS, ApiConnection, RawRequest
+from ptftpd.pxe.api.routes import ApiRequest, Reply
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 
@@ -40,7 +41,11 @@ def router() -> Router:
     driver.feed(TransferFinished(ip, "ipxe.efi", True, 100, 0.1, None))
     table = Router(token=lambda: TOKEN)
     add_boot_routes(table, driver, EventHub(driver, max_subscribers=1_000_000))
-    table.add("POST", "/v1/machines/{mac}/local", lambda r: json_reply({"body": r.json()}), write=True)
+
+    def echo(request: ApiRequest) -> Reply:
+        return json_reply({"body": request.json()})
+
+    table.add("POST", "/v1/machines/{mac}/local", echo, write=True)
     return table
 
 
