@@ -14,7 +14,7 @@ import sys
 import threading
 from ipaddress import IPv4Address
 
-from ptftpd.dhcp.pg_store import PgStore, StoreBusy
+from ptftpd.dhcp.pg_store import PgLink, PgStore, StoreBusy
 
 NOW = 1_000_000.0
 POOL = "lab"
@@ -101,7 +101,7 @@ def race(
 
 def main() -> None:
     uri, server_id, first, count, order = sys.argv[1:6]
-    store = PgStore(uri, server_id)
+    store = PgStore(PgLink(uri, server_id))
     clients = list(range(int(first), int(first) + int(count)))
     if order == "reverse":
         clients.reverse()

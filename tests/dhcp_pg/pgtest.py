@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from ptftpd.dhcp.leases import Lease, LeaseState
-from ptftpd.dhcp.pg_store import PgSettings, PgStore
+from ptftpd.dhcp.pg_store import PgLink, PgSettings, PgStore
 
 NOW = 1_000_000.0
 HOLD = 30.0
@@ -33,7 +33,7 @@ class Stores:
         self, server_id: str, *, clock: Callable[[], float] = time.monotonic, **settings: Any
     ) -> PgStore:
         """A store for `server_id`; `settings` are `PgSettings` fields."""
-        store = PgStore(self.uri, server_id, PgSettings(**settings), clock=clock)
+        store = PgStore(PgLink(self.uri, server_id, PgSettings(**settings), clock=clock))
         self.opened.append(store)
         return store
 

@@ -33,7 +33,7 @@ from ptftpd.dhcp.leases import (
     SubnetConfig,
 )
 from ptftpd.dhcp.local_leases import LocalLeases
-from ptftpd.dhcp.pg_store import PgStore
+from ptftpd.dhcp.pg_store import PgLink, PgStore
 from ptftpd.dhcp.store import SqliteStore
 
 NOW = 1_000_000.0
@@ -195,7 +195,7 @@ class Conversation:
 def shared_pg(pg_cluster: object) -> Iterator[PgStore]:
     cluster = pg_cluster
     name = cluster.create_database()  # type: ignore[attr-defined]
-    store = PgStore(cluster.uri(name), "core-test")  # type: ignore[attr-defined]
+    store = PgStore(PgLink(cluster.uri(name), "core-test"))  # type: ignore[attr-defined]
     try:
         yield store
     finally:
@@ -264,7 +264,7 @@ def rows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseRows]:
         made = LocalLeases(SqliteStore(tmp_path / "leases.sqlite"))
     else:
         cluster = request.getfixturevalue("pg_cluster")
-        made = PgStore(cluster.uri(cluster.create_database()), "10.77.0.1")
+        made = PgStore(PgLink(cluster.uri(cluster.create_database()), "10.77.0.1"))
     try:
         yield made
     finally:
@@ -299,7 +299,7 @@ def test_the_withdraw_bind_race_never_naks(pg_cluster: object, withdraw_first: b
     either order and with the second's clock ahead: the client gets its ACK, never a
     NAK (which makes some firmware give up and boot from disk)."""
     uri = pg_cluster.uri(pg_cluster.create_database())  # type: ignore[attr-defined]
-    first, second = PgStore(uri, "10.77.0.1"), PgStore(uri, "10.77.0.2")
+    first, second = PgStore(PgLink(uri, "10.77.0.1")), PgStore(PgLink(uri, "10.77.0.2"))
     try:
         a, b = small(first), small(second)
         key, mac = b"\x01racer", "02:00:00:00:00:07"

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from ptftpd.dhcp.lease_store import LeaseStore, MemoryStore
 from ptftpd.dhcp.leases import LeaseRows, ia_key
-from ptftpd.dhcp.pg_store import PgStore
+from ptftpd.dhcp.pg_store import PgLink, PgStore
 from ptftpd.dhcp.store import SqliteStore
 from ptftpd.dhcp6.codec import (
     ClientId,
@@ -260,7 +260,7 @@ def test_dhcpv6_memory_sqlite_and_postgresql_answer_alike(
         stores: dict[str, LeaseStore | LeaseRows] = {
             "memory": MemoryStore(),
             "sqlite": SqliteStore(Path(tmp) / "leases6.sqlite"),
-            "postgresql": PgStore(shared_pg6, "core-test"),
+            "postgresql": PgStore(PgLink(shared_pg6, "core-test")),
         }
         engines = {name: engine(cfg, store) for name, store in stores.items()}
         talk = Conversation(prefix)
@@ -308,9 +308,9 @@ def test_servers_share_dhcpv6_bindings(pg_cluster: object) -> None:
     uri = pg_cluster.uri(pg_cluster.create_database())  # type: ignore[attr-defined]
     prefix = IPv6Network("fd00:2525::/64")
     cfg = config(prefix)
-    first = PgStore(uri, "server-a")
-    second = PgStore(uri, "server-b")
-    third = PgStore(uri, "server-c")
+    first = PgStore(PgLink(uri, "server-a"))
+    second = PgStore(PgLink(uri, "server-b"))
+    third = PgStore(PgLink(uri, "server-c"))
     try:
         # Started before any binding exists: their memories know nothing.
         a, b, c = engine(cfg, first), engine(cfg, second), engine(cfg, third)
@@ -359,7 +359,7 @@ def test_servers_sharing_postgresql_never_advertise_one_address_twice(
     uri = pg_cluster.uri(pg_cluster.create_database())  # type: ignore[attr-defined]
     prefix = IPv6Network("fd00:2626::/64")
     cfg = config(prefix)
-    first, second = PgStore(uri, "server-a"), PgStore(uri, "server-b")
+    first, second = PgStore(PgLink(uri, "server-a")), PgStore(PgLink(uri, "server-b"))
     try:
         a, b = engine(cfg, first), engine(cfg, second)
         talk = Conversation(prefix)

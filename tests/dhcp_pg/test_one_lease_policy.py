@@ -25,7 +25,7 @@ from ptftpd.dhcp import DhcpConfig, DhcpEngine, MessageType, decode
 from ptftpd.dhcp import encode as encode4
 from ptftpd.dhcp.lease_store import LeaseState, MemoryStore
 from ptftpd.dhcp.leases import LeasePolicy, SubnetConfig, ia_key
-from ptftpd.dhcp.pg_store import PgStore
+from ptftpd.dhcp.pg_store import PgLink, PgStore
 from ptftpd.dhcp.store import SqliteStore
 from ptftpd.dhcp6.codec import (
     ClientId,
@@ -154,13 +154,13 @@ def test_a_previous_versions_sqlite_lease_file_keeps_its_bindings(tmp_path: Path
 
 def test_a_previous_versions_postgresql_bindings_keep_serving(pg_cluster: PgCluster) -> None:
     url = pg_cluster.uri(pg_cluster.create_database())
-    PgStore(url, "migrating").close()  # the schema as any server creates it
+    PgStore(PgLink(url, "migrating")).close()  # the schema as any server creates it
     with psycopg.connect(url) as conn:  # a binding the previous version wrote
         conn.execute(
             "INSERT INTO leases6 VALUES (%s, %s, %s, 7, 'bound', %s, %s, 'old-server')",
             (str(OLD_ADDRESS), str(PREFIX), CLIENT_DUID, NOW + 3600, NOW - 60),
         )
-    store = PgStore(url, "upgraded")
+    store = PgStore(PgLink(url, "upgraded"))
     try:
         engine = Dhcp6Engine(config6(), SERVER_DUID, prefix_policy(config6(), store))
         assert [a.address for a in renew(engine, NOW + 10)] == [OLD_ADDRESS]

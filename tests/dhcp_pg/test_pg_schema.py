@@ -10,7 +10,14 @@ from pgtest import HOLD, NOW, POOL, Stores, ip
 
 from ptftpd.dhcp.leases import LeaseState
 from ptftpd.dhcp.pg_schema import LATEST_VERSION, migrate, schema_version
-from ptftpd.dhcp.pg_store import PgSettings, PgStore, PgStoreError, PoolMismatch, init_schema
+from ptftpd.dhcp.pg_store import (
+    PgLink,
+    PgSettings,
+    PgStore,
+    PgStoreError,
+    PoolMismatch,
+    init_schema,
+)
 from support.postgres import PgCluster
 
 
@@ -85,7 +92,7 @@ def test_newer_schema_is_refused_in_one_line(stores: Stores) -> None:
     init_schema(stores.uri)
     stores.sql("UPDATE schema_version SET version = %s", (LATEST_VERSION + 1,))
     with pytest.raises(PgStoreError) as info:
-        PgStore(stores.uri, "a")
+        PgStore(PgLink(stores.uri, "a"))
     message = str(info.value)
     assert "newer" in message and "\n" not in message
 
@@ -95,7 +102,7 @@ def test_unreachable_database_is_one_line_without_the_password(opener: str) -> N
     uri = "postgresql://ptftpd:s3cret@/nowhere?host=/nonexistent-ptftpd-socket-dir&port=5432"
     with pytest.raises(PgStoreError) as info:
         if opener == "store":
-            PgStore(uri, "a", PgSettings(connect_timeout=2))
+            PgStore(PgLink(uri, "a", PgSettings(connect_timeout=2)))
         else:
             init_schema(uri, connect_timeout=2)
     message = str(info.value)
@@ -159,7 +166,7 @@ def test_the_cluster_serves_its_socket_and_loopback_only(
     pg_cluster: PgCluster, pg_database: str
 ) -> None:
     dbname = pg_database.split("/")[-1].split("?")[0]
-    store = PgStore(pg_cluster.tcp_uri(dbname), "tcp")
+    store = PgStore(PgLink(pg_cluster.tcp_uri(dbname), "tcp"))
     try:
         assert store.ensure_pool(POOL, ip("10.4.0.1"), ip("10.4.0.9")) == 9
     finally:

@@ -22,7 +22,7 @@ from test_pg_non_owner import A, B, clients_of
 from test_pg_off_loop import Client, config
 
 from ptftpd.dhcp import DhcpServer, Message, MessageType, decode, encode
-from ptftpd.dhcp.pg_store import PgStore
+from ptftpd.dhcp.pg_store import PgLink, PgStore
 from ptftpd.dhcp6.config import Dhcp6Config
 from ptftpd.dhcp6.leases import prefix_policy
 from ptftpd.events import Event, LeaseEvent, LeaseKind
@@ -99,7 +99,7 @@ def test_each_shared_lease_end_is_announced_once_by_its_buckets_owner(
                 valid_lifetime=LEASE,
                 send_ra=False,
             )
-            store6 = PgStore(url, "dhcp6-server")
+            store6 = PgStore(PgLink(url, "dhcp6-server"))
             try:
                 v6 = prefix_policy(cfg6, store6).commit(b"\x00\x03v6", 1, None, now=time.time())
                 assert v6 is not None

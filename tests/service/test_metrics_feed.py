@@ -20,7 +20,7 @@ from ptftpd.dhcp.leases import (
     MemoryStore,
     SubnetConfig,
 )
-from ptftpd.dhcp.pg_store import PgStore
+from ptftpd.dhcp.pg_store import PgLink, PgStore
 from support import Process, free_udp_port, require_tool, script, world_readable_dir
 from support.clocked import Clocked
 from support.postgres import pg_cluster, pg_database
@@ -237,8 +237,8 @@ def test_lease_summary_of_the_local_policy() -> None:
 
 def test_lease_summary_of_the_shared_policy(pg_database: str) -> None:
     clock = [1_000_000.0]
-    store = PgStore(pg_database, "10.9.0.1")
-    other_store = PgStore(pg_database, "10.9.0.2")
+    store = PgStore(PgLink(pg_database, "10.9.0.1"))
+    other_store = PgStore(PgLink(pg_database, "10.9.0.2"))
     try:
         policy = Clocked(LeasePolicy(small_pool(), store), lambda: clock[0])
         other = Clocked(LeasePolicy(small_pool(), other_store), lambda: clock[0])

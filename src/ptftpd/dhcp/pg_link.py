@@ -142,7 +142,7 @@ class PgLink:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        settings = settings or PgSettings()
+        self.settings = settings = settings or PgSettings()
         connect_timeout = settings.connect_timeout
         self.conninfo = conninfo
         self.owner = server_id

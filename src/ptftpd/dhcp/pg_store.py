@@ -29,8 +29,7 @@ means another server holds the rows a request needs: stay silent, the client ret
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +53,7 @@ from ptftpd.dhcp.pg_schema import LATEST_VERSION
 
 __all__ = [
     "LATEST_VERSION",
+    "PgLink",
     "PgSettings",
     "PgStore",
     "PgStoreError",
@@ -212,31 +212,24 @@ def _granted(values: tuple[Any, ...] | None) -> _Row | NotOffered | None:
 
 
 class PgStore:
-    """Leases in PostgreSQL, shared by every server that names the same database.
+    """Leases in PostgreSQL, shared by every server that names the same database,
+    over `link` (pg_link.PgLink: the connections, faults and reconnection).
 
-    `server_id` (the server identifier address, or any stable name) is recorded as the
-    owner of the offers and leases this server makes, for operators and for `withdraw`.
-    `settings` (pool size, timeouts, backoff) go to the connection as they are.
-    `clock` is only for the reconnection backoff (monotonic seconds); lease times are
-    the `now` each call is given, as in the sans-IO lease policy.
+    The link's owner (the server identifier address, or any stable name) is recorded
+    as the owner of the offers and leases this server makes, for operators and for
+    `withdraw`. Lease times are the `now` each call is given, as in the sans-IO lease
+    policy; the link's clock is only for its reconnection backoff.
     """
 
-    def __init__(
-        self,
-        conninfo: str,
-        server_id: str,
-        settings: PgSettings | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.server_id = server_id
+    def __init__(self, link: PgLink) -> None:
+        self.server_id = link.owner
         # Every operation waits for the network: the server runs them off its event
         # loop, in as many threads as the pool has connections.
         self.blocking = True
-        self.workers = (settings or PgSettings()).max_connections
-        self._link = PgLink(conninfo, server_id, settings, clock=clock)
-        self._run = self._link.run
-        self.name = self._link.name
+        self.workers = link.settings.max_connections
+        self._link = link
+        self._run = link.run
+        self.name = link.name
         # Sparse (IPv6) pools: first and last row key, the excluded keys.
         self._sparse: dict[str, tuple[int, int, frozenset[int]]] = {}
 

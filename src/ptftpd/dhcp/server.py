@@ -97,12 +97,12 @@ def open_shared_store(url: str, server_id: str) -> LeaseRows:
     """Connect to the PostgreSQL lease database (schema created or migrated); one-line
     `StoreError` when psycopg is missing or the database is unreachable."""
     try:
-        from ptftpd.dhcp.pg_store import PgStore
+        from ptftpd.dhcp.pg_store import PgLink, PgStore
     except ImportError:
         raise StoreError(
             "PostgreSQL leases need psycopg: pip install 'ptftpd[postgresql]'"
         ) from None
-    return PgStore(url, server_id)
+    return PgStore(PgLink(url, server_id))
 
 
 # A client is its hardware address; a packet too short to have one queues under b"".

@@ -257,13 +257,13 @@ class Dhcp6Service:
         cfg = self.config
         if cfg.leases_url:
             try:
-                from ptftpd.dhcp.pg_store import PgStore
+                from ptftpd.dhcp.pg_store import PgLink, PgStore
             except ImportError:
                 raise StoreError(
                     "PostgreSQL leases need psycopg: pip install 'ptftpd[postgresql]'"
                 ) from None
             # The owner recorded on this server's rows: its DUID (stable per interface).
-            return PgStore(cfg.leases_url, duid.hex())
+            return PgStore(PgLink(cfg.leases_url, duid.hex()))
         if cfg.leases_path:
             return SqliteStore(cfg.leases_path, cfg.lease_sync.upper())
         return MemoryStore()
