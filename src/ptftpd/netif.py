@@ -48,6 +48,12 @@ def _exists(name: str) -> bool:
     return True
 
 
+def global_hosts(iface: str, *, family: int | None = None) -> list[str]:
+    """The addresses of `iface` other than link-local ones, as text."""
+    found = interface_addresses(iface, family=family)
+    return [a.host for a in found if not a.address.is_link_local]
+
+
 def interface_addresses(iface: str, *, family: int | None = None) -> list[InterfaceAddress]:
     """Addresses for an interface name or a literal address.
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ptftpd.dhcp.engine import DhcpConfig
 from ptftpd.http.config import DEFAULT_MAX_CONNECTIONS
-from ptftpd.pxe.firmware import BootFiles
+from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, BootFiles
 from ptftpd.pxe.inventory import EMPTY, Inventory
 from ptftpd.pxe.proxy import BOOT_SERVER_PORT
 from ptftpd.pxe.remote import DEFAULT_CACHE_SIZE, DEFAULT_MAX_FILE, DEFAULT_TIMEOUT
 from ptftpd.tftp.server import ServerConfig
 
-__all__ = ["DEFAULT_BOOT_RECORDS", "PxeConfig"]
+__all__ = ["DEFAULT_BOOT_RECORDS", "PxeConfig", "with_http_clients"]
 
 DEFAULT_BOOT_RECORDS = 4096
 
@@ -69,3 +70,13 @@ class PxeConfig:
         if self.http_port is None:
             return None
         return (str(self.dhcp.server_ip), self.http_port)
+
+
+def with_http_clients(config: PxeConfig) -> PxeConfig:
+    """With --http-port, UEFI HTTP boot clients (vendor class HTTPClient) are PXE
+    clients too: the DHCP engine answers them (without -a) and the responder knows them."""
+    prefixes = config.dhcp.pxe_vendor_prefixes
+    if config.http_port is None or HTTP_VENDOR_CLASS in prefixes:
+        return config
+    dhcp = dataclasses.replace(config.dhcp, pxe_vendor_prefixes=(*prefixes, HTTP_VENDOR_CLASS))
+    return dataclasses.replace(config, dhcp=dhcp)

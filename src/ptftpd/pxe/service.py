@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ptftpd import datagrams
 from ptftpd.closing import close_all
@@ -33,11 +33,11 @@ from ptftpd.dhcp.server import DhcpServer, open_dhcp_socket
 from ptftpd.dhcp6 import Dhcp6Service, config_for_interface
 from ptftpd.events import BootDecided, DhcpMessage, Event, EventSink, fan_out, ignore
 from ptftpd.http import HttpConfig, HttpServer
-from ptftpd.netif import InterfaceError, interface_addresses
+from ptftpd.netif import InterfaceError, global_hosts
 from ptftpd.pxe.boot_records import BootRetention, open_boot_records
 from ptftpd.pxe.bootapi import ApiFetcher
 from ptftpd.pxe.bootlog import BootLog, BootTracker
-from ptftpd.pxe.config import PxeConfig
+from ptftpd.pxe.config import PxeConfig, with_http_clients
 from ptftpd.pxe.decision import BUILTIN
 from ptftpd.pxe.firmware import (
     HTTP_VENDOR_CLASS,
@@ -45,7 +45,7 @@ from ptftpd.pxe.firmware import (
     log_choice,
     missing_boot_files,
 )
-from ptftpd.pxe.held import HeldRequests
+from ptftpd.pxe.holding import HeldDriver
 from ptftpd.pxe.ipv6 import Pxe6Policy
 from ptftpd.pxe.machine_state import (
     StateKeeper,
@@ -60,7 +60,8 @@ from ptftpd.pxe.remote import RemoteFiles, RemoteNames, cache_directory
 from ptftpd.pxe.timeline import Timeline
 from ptftpd.pxe.timeline_driver import TimelineDriver
 from ptftpd.pxe.traces import BootTraces, open_traces
-from ptftpd.tftp.server import ServerConfig, TftpServer
+from ptftpd.pxe.workers import TftpPool, TftpPoolFactory
+from ptftpd.tftp.server import TftpServer
 
 if TYPE_CHECKING:  # ptftpd.pxe.api reads the timeline: imported when used
     from ptftpd.pxe.api import ApiServer, Router
@@ -70,48 +71,13 @@ __all__ = ["PxeService", "TftpPool", "TftpPoolFactory", "kept_settings"]
 log = logging.getLogger("ptftpd.pxe")
 
 
-class TftpPool(Protocol):
-    """TFTP served by worker processes (`pxed --workers N`,
-    `ptftpd.service.pxe_pool`): bound by the factory, reporting transfers to the
-    boot tracker in this process's loop."""
-
-    def attach(self, loop: asyncio.AbstractEventLoop, tracker: BootTracker) -> None: ...
-
-    def active(self) -> int: ...
-
-    def stop_accepting(self) -> None: ...
-
-    def reload(self, config: ServerConfig) -> None: ...
-
-    def close(self) -> None: ...
-
-
-# (TFTP settings, addresses, port) -> a pool with its sockets bound (StartError)
-TftpPoolFactory = Callable[[ServerConfig, list[str], int], TftpPool]
-
-
-def _with_http_clients(config: PxeConfig) -> PxeConfig:
-    """With --http-port, UEFI HTTP boot clients (vendor class HTTPClient) are PXE
-    clients too: the DHCP engine answers them (without -a) and the responder knows them."""
-    prefixes = config.dhcp.pxe_vendor_prefixes
-    if config.http_port is None or HTTP_VENDOR_CLASS in prefixes:
-        return config
-    dhcp = dataclasses.replace(config.dhcp, pxe_vendor_prefixes=(*prefixes, HTTP_VENDOR_CLASS))
-    return dataclasses.replace(config, dhcp=dhcp)
-
-
-def _global_v6_hosts(iface: str) -> list[str]:
-    found = interface_addresses(iface, family=6)
-    return [a.host for a in found if not a.address.is_link_local]
-
-
 class PxeService:
     """DHCP (or proxyDHCP), the 4011 boot server and read-only TFTP in the running loop;
     HTTP with `config.http_port`, DHCPv6 + RA with `config.ipv6`. With `tftp_pool`
     TFTP is served by worker processes instead of in this loop."""
 
     def __init__(self, config: PxeConfig, tftp_pool: TftpPoolFactory | None = None) -> None:
-        config = _with_http_clients(config)
+        config = with_http_clients(config)
         self.config = config
         self.boot_log = BootLog(config.boot_idle)
         self.machines = Machines(
@@ -157,13 +123,11 @@ class PxeService:
         self._last_request: Message | None = None
         # Requests held while their machine's decision is asked for (--boot-api): fed
         # to the engine again when it comes, or at the API's deadline.
-        self.held: HeldRequests[Callable[[], None]] = HeldRequests()
-        self._held_timer: asyncio.TimerHandle | None = None
-        self._held_at = 0.0
-        # (mac, deadline) from the policy to the engine's on_wait that follows in the
-        # same thread: one slot per thread (a WAIT that no on_wait follows keeps nothing)
-        self._waits = threading.local()
-        self._waits6 = threading.local()
+        self.holding = HeldDriver(
+            lambda: self.config.boot_api_deadline,
+            lambda: None if self.boot_api is None else self.boot_api.api.inflight,
+            self._in_loop,
+        )
         self._receiving: tuple[bytes, tuple[str, int], int] | None = None  # proxy, 4011
         # Told of every DHCP message on the sockets this service owns (proxyDHCP's 67,
         # the 4011 boot server), in and out: pxed --metrics counts them.
@@ -191,7 +155,7 @@ class PxeService:
         it is handled again when the decision comes (or at `until`)."""
         received = self._receiving
         if received is not None:
-            self._hold("proxy " + mac, mac, lambda: self._received(*received), until)
+            self.holding.hold("proxy ", mac, lambda: self._received(*received), until)
 
     def _generated(self, name: str, peer: str) -> bytes | None:
         """TFTP and HTTP: a machine's rendered script (or grub configuration)."""
@@ -213,7 +177,7 @@ class PxeService:
         chosen = self.machines.choose(self.config.files, request, now)
         if chosen.wait:
             if chosen.until is not None:
-                self._waits.mac_until = (request.mac_str, chosen.until)
+                self.holding.policy_waits("v4", request.mac_str, chosen.until)
             return WAIT
         choice = chosen.choice
         mac = request.mac_str
@@ -255,6 +219,7 @@ class PxeService:
         dhcp = cfg.dhcp
         loop = asyncio.get_running_loop()
         self._loop, self._loop_thread = loop, threading.get_ident()
+        self.holding.attach(loop)
         tracker = self._tracker
         self.traces = open_traces(self.timeline, cfg.otlp, cfg.boot_idle)
         if self.traces is not None:
@@ -265,10 +230,10 @@ class PxeService:
         # IPv4-only provisioning network (IPv6 switched off on IFACE) is served on IPv4.
         v6_hosts: list[str] = []
         if cfg.ipv6:
-            v6_hosts = _global_v6_hosts(iface)
+            v6_hosts = global_hosts(iface, family=6)
         elif cfg.http_port is not None:
             try:
-                v6_hosts = _global_v6_hosts(iface)
+                v6_hosts = global_hosts(iface, family=6)
             except InterfaceError:
                 log.debug("%s has no IPv6 address: HTTP on IPv4 only", iface)
         tftp_hosts = [str(dhcp.server_ip)]
@@ -315,7 +280,7 @@ class PxeService:
                 unknown_to_default=cfg.boot_api_default,
             )
             fetcher.attach(loop)
-            fetcher.wake = self._wake
+            fetcher.wake = self.holding.wake
             self.boot_api = fetcher
             self.machines.set_api(fetcher.api)
         if cfg.api is not None:
@@ -401,74 +366,21 @@ class PxeService:
         await service.start()
 
     def _on_wait(self, held: Held) -> None:
-        """The engine made `held` wait for its machine's decision (any thread)."""
-        found: tuple[str, float] | None = getattr(self._waits, "mac_until", None)
-        self._waits.mac_until = None
-        until = found[1] if found is not None and found[0] == held.mac else None
+        """The DHCPv4 engine made `held` wait for its machine's decision (any thread)."""
         server = self.dhcp_server
         if server is not None:
-            self._in_loop(lambda: self._hold(held.mac, held.mac, lambda: server.feed(held), until))
+            self.holding.engine_held4(held.mac, lambda: server.feed(held))
 
     def _waiting6(self, mac: str, until: float) -> None:
         """DHCPv6: the policy holds `mac`'s message (the engine's `on_wait` follows, in
         the same thread)."""
-        self._waits6.mac_until = (mac, until)
+        self.holding.policy_waits("v6", mac, until)
 
     def _on_wait6(self, data: bytes, source: tuple[str, int]) -> None:
         """The DHCPv6 engine held this message for its machine's decision (any thread)."""
-        found: tuple[str, float] | None = getattr(self._waits6, "mac_until", None)
-        self._waits6.mac_until = None
         service = self.dhcp6_service
-        if found is None or service is None:
-            return
-        mac, until = found
-        feed = functools.partial(service.feed, data, source)
-        self._in_loop(lambda: self._hold("v6 " + mac, mac, feed, until))
-
-    def _hold(self, key: str, mac: str, feed: Callable[[], None], until: float | None) -> None:
-        """Keep `feed` (the held request fed again) under `key` (one per machine and
-        family) until `mac`'s decision comes or `until`."""
-        now = time.monotonic()
-        api = self.boot_api
-        if until is None or api is None:
-            until = now + self.config.boot_api_deadline
-        elif mac not in api.api.inflight:  # decided meanwhile (a database thread)
-            feed()
-            return
-        if not self.held.hold(key, feed, until):
-            log.debug("%s: %d requests held already; its retransmission asks again",
-                      mac, len(self.held))  # fmt: skip
-            return
-        self._arm_held_timer()
-
-    def _wake(self, mac: str) -> None:
-        """The API's answer for `mac` came: its held requests are answered now."""
-        for key in (mac, "v6 " + mac, "proxy " + mac):
-            feed = self.held.take(key)
-            if feed is not None:
-                feed()
-
-    def _arm_held_timer(self) -> None:
-        """Wake up at the next held request's deadline."""
-        deadline = self.held.next_deadline()
-        timer = self._held_timer
-        if timer is not None:
-            if deadline is not None and self._held_at <= deadline:
-                return
-            timer.cancel()
-            self._held_timer = None
-        if deadline is None or self._loop is None:
-            return
-        self._held_at = deadline
-        delay = max(0.0, deadline - time.monotonic()) + 0.001  # past it, not just before
-        self._held_timer = self._loop.call_later(delay, self._held_deadline)
-
-    def _held_deadline(self) -> None:
-        """The API did not answer in time: the held requests get the cache or default."""
-        self._held_timer = None
-        for feed in self.held.due(time.monotonic()):
-            feed()
-        self._arm_held_timer()
+        if service is not None:
+            self.holding.engine_held6(functools.partial(service.feed, data, source))
 
     def _decided(self, event: BootDecided) -> None:
         """A per-machine decision (not pxed's built-in table): to the boot timeline."""
@@ -512,7 +424,7 @@ class PxeService:
         ValueError, with the running settings untouched, when ROOT lacks a boot file."""
         old = self.config
         new, kept = kept_settings(old, new)
-        new = _with_http_clients(new)  # after: --http-port is one of the kept settings
+        new = with_http_clients(new)  # after: --http-port is one of the kept settings
         missing = missing_boot_files(old.tftp.root, new.files)
         if missing:
             raise ValueError(
@@ -663,9 +575,7 @@ class PxeService:
         if self._boot_timer is not None:
             self._boot_timer.cancel()
             self._boot_timer = None
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-            self._held_timer = None
+        self.holding.close()
         close_all(
             *self._endpoints.values(),
             self.dhcp_server,
