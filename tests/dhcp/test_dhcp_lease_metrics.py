@@ -20,7 +20,11 @@ import pytest
 from dhcp.dhcplab import Lab, Udhcpc, lab, scrape_metrics, wait_for
 from support import Process, free_udp_port, script
 
-pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.timeout(120),
+    pytest.mark.side_by_side(bound=110),  # independent labs: run at once
+]
 
 EVENT = 'ptftpd_dhcp_lease_events_total{kind="%s"}'
 LEASE_TIME = 5
