@@ -241,6 +241,14 @@ PREFIXES = Prefixes()
     ]
 )
 @example(
+    conversation=[  # the expired offer's row is forgotten and its address bound anew
+        Step(0, 1, "solicit", 0, 0.0),
+        Step(0, 1, "solicit-rapid", 0, 31.0),
+        Step(0, 1, "restart", 0, 0.0),
+        Step(0, 1, "solicit", 0, 1.0),
+    ]
+)
+@example(
     conversation=[  # the pool full, the offer cap reached: the oldest offer goes
         Step(0, 1, "solicit-rapid", 0, 0.0),
         Step(1, 1, "solicit-rapid", 0, 0.0),

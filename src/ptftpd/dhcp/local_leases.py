@@ -372,7 +372,10 @@ class LocalLeases:
             return target.lease()
         finally:
             if self._gone:
-                gone, self._gone = self._gone, []
+                # A forgotten row made anew in this call (its address taken again)
+                # was saved above: only the rows still gone leave the store.
+                gone = [a for a in self._gone if key_of(a) not in self._rows]
+                self._gone = []
                 self.persist.forget(gone)
 
     def _sparse_row(
