@@ -66,6 +66,8 @@ class Failure(enum.Enum):
     DISK_FULL = "disk_full"
     TIMEOUT = "timeout"
     UNANSWERED = "unanswered"  # nothing came back after our first packet (lost or forged)
+    # every block went, all but the final one acknowledged; its ACK never came
+    FINAL_ACK_LOST = "final_ack_lost"
     PEER_ERROR = "peer_error"  # the peer sent ERROR (its `code` says which)
     OPTION_REFUSED = "option_refused"
     ILLEGAL_OPERATION = "illegal_operation"
@@ -108,6 +110,13 @@ class TransferFinished:
     last_block: int | None = None
     retransmissions: int = 0
     blksize: int | None = None
+
+    @property
+    def delivered(self) -> bool:
+        """Every byte reached the peer as far as anyone can tell: no failure, or only
+        the final ACK missing (a boot goes on with the file: the boot log and the
+        timeline count it served)."""
+        return self.failure is None or self.kind is Failure.FINAL_ACK_LOST
 
     @property
     def size_probe(self) -> bool:

@@ -92,6 +92,18 @@ def test_a_timed_out_boot_file_is_a_failed_boot() -> None:
     assert boot.log.sessions == {}
 
 
+def test_a_file_whose_final_ack_never_came_is_served() -> None:
+    """Under loss the client's final ACK can vanish (it moved on to the next file):
+    every block went, so the boot log counts the file served, never a failed boot."""
+    boot = Boot()
+    lost = f"transfer with {IP}:2070: every block sent, the final ACK never came (5 retries, 7.3 s)"
+    boot.transfer("pxelinux.0", lost, kind=(Failure.FINAL_ACK_LOST, None))
+    boot.transfer("ldlinux.c32", None)
+    [line] = boot.end()
+    assert ": completed: served pxelinux.0 over tftp" in line and "ldlinux.c32" in line, line
+    assert boot.records == [BootRecord(MAC, 0, "completed", 2.0)]
+
+
 def test_the_peer_s_error_fails_and_the_last_failure_is_named() -> None:
     boot = Boot()
     boot.transfer("pxelinux.0", TIMED_OUT)

@@ -108,7 +108,7 @@ def download_failed(transfer: TransferFinished) -> bool:
     """Whether a finished TFTP transfer is a failed download: it failed, and neither
     as a PXE ROM's size probe (ERROR 8 after the OACK: it asks again) nor because
     pxed itself stopped it."""
-    if transfer.failure is None:
+    if transfer.delivered:
         return False
     return not (transfer.size_probe or transfer.kind is Failure.SHUTDOWN)
 
@@ -314,9 +314,9 @@ class BootTracker:
         if not transfer.is_read:
             return
         now = self.clock()
-        if transfer.failure is None:
+        if transfer.delivered:
             self.boot_log.served(transfer.peer_ip, transfer.filename, transfer.bytes, now=now)
-        elif download_failed(transfer):
+        elif transfer.failure is not None and download_failed(transfer):
             self.boot_log.failed(transfer.peer_ip, transfer.filename, transfer.failure, now=now)
         self.changed()
 

@@ -293,7 +293,9 @@ class Timeline:
         }
         if event.blksize is not None:
             details["blksize"] = event.blksize
-        if event.failure is None:
+        if event.delivered:
+            if event.failure is not None:  # only the final ACK missing
+                details.update(error=event.failure, failure=Failure.FINAL_ACK_LOST.value)
             self._step(attempt, Step(now, "tftp.done", details), now)
             self._complete(attempt)
             return

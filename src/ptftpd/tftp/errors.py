@@ -77,6 +77,13 @@ class TransferTimeout(TftpError):
     """The peer stopped answering (or never answered) within the retry budget."""
 
 
+class FinalAckLost(TransferTimeout):
+    """Every block went out and every one but the final block was acknowledged; the
+    final ACK never came. The peer most likely holds the whole file (RFC 1350 section 6:
+    the host acknowledging the final DATA may stop on sending that ACK, and it can be
+    lost), but the sender cannot know: a failure, of its own kind."""
+
+
 class Unanswered(TransferTimeout):
     """The server's first packet was never answered: a client that gave up, or a request
     with a forged source address (nothing was resent to it)."""

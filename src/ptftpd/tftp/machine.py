@@ -287,6 +287,14 @@ class Sender(_Machine):
         return self._base - 1
 
     @property
+    def final_unconfirmed(self) -> bool:
+        """The peer has acknowledged data (so blocks of this size reach it), every block
+        up to the final one has gone out, and the final window's ACK has not come: the
+        only thing missing is that ACK. A file of one window stays a plain timeout (its
+        data may never have arrived: a path MTU too small for the block size)."""
+        return self._base > 1 and self._last is not None and self._sent >= self._last
+
+    @property
     def unacknowledged(self) -> int:
         """The first block the peer has not acknowledged (counted from 1, unwrapped):
         where a stalled read stopped."""

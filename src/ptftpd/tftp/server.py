@@ -30,6 +30,7 @@ from ptftpd.tftp.budget import SourceBudget, WaitingRoom
 from ptftpd.tftp.driver import AsyncChannel, Channel, clock, listening_socket, transfer_socket
 from ptftpd.tftp.errors import (
     Cancelled,
+    FinalAckLost,
     LocalError,
     RemoteError,
     ServerBusy,
@@ -76,6 +77,8 @@ def failure_of(error: TftpError | None) -> tuple[Failure, int | None]:
         return Failure.PEER_ERROR, error.code
     if isinstance(error, Unanswered):
         return Failure.UNANSWERED, None
+    if isinstance(error, FinalAckLost):
+        return Failure.FINAL_ACK_LOST, None
     if isinstance(error, TransferTimeout):
         return Failure.TIMEOUT, None
     return _KIND_OF_CODE.get(error.code, Failure.OTHER), error.code

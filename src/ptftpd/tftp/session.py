@@ -33,6 +33,7 @@ from ptftpd.events import Failure
 from ptftpd.tftp import netascii
 from ptftpd.tftp.errors import (
     Cancelled,
+    FinalAckLost,
     LocalError,
     ProtocolError,
     RemoteError,
@@ -284,6 +285,11 @@ class _Session:
             return Unanswered(
                 f"unanswered: {self._peer_text()} sent nothing back in "
                 f"{now - self.started:.1f} s (a lost or spoofed request)"
+            )
+        if isinstance(machine, Sender) and machine.final_unconfirmed:
+            return FinalAckLost(
+                f"transfer with {self._peer_text()}: every block sent, the final ACK "
+                f"never came ({self.retries} retries, {now - self.started:.1f} s)"
             )
         return TransferTimeout(
             f"transfer with {self._peer_text()} timed out after {self.retries} retries "
