@@ -17,7 +17,7 @@ import pytest
 from conftest import start_server
 from ptftpd.tftp.packets import Data, Error, ErrorCode, Opcode, Request, decode
 from ptftpd.tftp.remap import Op, RuleSet, parse
-from ptftpd.tftp.session import MAX_FILENAME, RequestRules
+from ptftpd.tftp.request_rules import MAX_FILENAME, RequestRules
 from support import missing
 
 SAMPLE_RULES = Path("/usr/share/doc/tftpd-hpa/examples/sample.rules")  # package tftpd-hpa

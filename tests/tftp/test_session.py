@@ -34,10 +34,10 @@ from ptftpd.tftp.packets import (
     Request,
     decode,
 )
+from ptftpd.tftp.request_rules import RequestRules
 from ptftpd.tftp.session import (
     Address,
     ClientSession,
-    RequestRules,
     ServerConfig,
     ServerSession,
 )

@@ -32,10 +32,9 @@ from ptftpd.tftp.packets import (
     Request,
     decode,
 )
+from ptftpd.tftp.request_rules import MAX_FILENAME, RequestRules
 from ptftpd.tftp.session import (
-    MAX_FILENAME,
     ClientSession,
-    RequestRules,
     ServerConfig,
     ServerSession,
 )

@@ -20,7 +20,7 @@ as checked by tests/service/test_remap.py against ``in.tftpd -m`` itself:
   rules but loops forever on a ``g`` rule whose output matches again; we count every
   ``g`` round too and refuse with tftpd-hpa's "Remap table failure"), and
   :data:`MAX_PROBES` tries of a longer POSIX match per request (below), refused the same
-  way. With the server's filename cap (``session.MAX_FILENAME``, 503 bytes), every rule
+  way. With the server's filename cap (``request_rules.MAX_FILENAME``, 503 bytes), every rule
   form of tftpd-hpa's man page and sample.rules costs at most a few milliseconds on the
   worst accepted name (tests/tftp/test_remap_cost.py).
 

@@ -1,6 +1,6 @@
 """asyncio TFTP server: the request port, and one driver `Channel` per transfer.
 
-The rules live elsewhere: which requests are served in `session.RequestRules`, path
+The rules live elsewhere: which requests are served in `request_rules.RequestRules`, path
 confinement in `paths.resolve`, negotiation and the transfer in `session.ServerSession`,
 how many first replies a source that has not answered may draw in `budget`, sockets,
 files and timers in `driver`. This module opens the listening sockets, opens
@@ -41,7 +41,8 @@ from ptftpd.tftp.errors import (
 from ptftpd.tftp.localfiles import StagedFile, open_for_read
 from ptftpd.tftp.machine import Sender
 from ptftpd.tftp.packets import ErrorCode, PacketError, Request, decode, error_bytes
-from ptftpd.tftp.session import Address, RequestRules, ServerConfig, ServerSession, format_host
+from ptftpd.tftp.request_rules import RequestRules
+from ptftpd.tftp.session import Address, ServerConfig, ServerSession, format_host
 
 __all__ = ["FinishedTransfer", "ServerConfig", "SessionGate", "TftpServer"]
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptftpd.events import Failure
 from ptftpd.tftp import netascii
 from ptftpd.tftp.errors import (
     Cancelled,
@@ -38,7 +37,6 @@ from ptftpd.tftp.errors import (
     ProtocolError,
     RemoteError,
     RequestRefused,
-    ServerBusy,
     TftpError,
     TransferTimeout,
     Unanswered,
@@ -48,7 +46,6 @@ from ptftpd.tftp.options import (
     BLKSIZE_MAX,
     DEFAULT_BLKSIZE,
     DEFAULT_WINDOWSIZE_MAX,
-    MODES,
     Negotiated,
     OptionError,
     TransferOptions,
@@ -77,20 +74,6 @@ _RESTART = Timer.RESTART
 _CANCEL = Timer.CANCEL
 _ERROR = int(Opcode.ERROR)
 _UNKNOWN_TID = error_bytes(ErrorCode.UNKNOWN_TID, "unknown transfer ID")
-
-MAX_FILENAME = 503
-"""The longest filename a request may name, in bytes: what RFC 2347's largest request
-(512 octets) holds after the opcode (2), the name's NUL (1) and the shortest mode
-("octet" and its NUL, 6). Real clients stay far below (busybox and tftp-hpa build the
-request in a 512-byte buffer, DHCP's boot file name has 128 or 255 bytes), and a name
-this short bounds the map file's rule matching (`remap.py`) on the event loop."""
-
-_MAX_MESSAGE = 100  # an ERROR echoing a client's text never grows with the request
-
-
-def _brief(message: str) -> str:
-    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
-
 
 def format_host(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -550,56 +533,3 @@ class ServerSession(_Session):
         if machine is None or self.closed or self.pending_start:
             return _NOTHING
         return self._step(machine.resend_first(), now)
-
-
-class RequestRules:
-    """The server's request port: which datagrams start a transfer. Pure bookkeeping:
-    the server tells it when a transfer ends (`finished`)."""
-
-    def __init__(self, *, read_only: bool, max_sessions: int) -> None:
-        self.read_only = read_only
-        self.max_sessions = max_sessions
-        self.active: set[tuple[object, ...]] = set()
-
-    def started(self, key: tuple[object, ...]) -> None:
-        """The transfer of request `key` (`key(data, addr)`) runs: its repeats are its
-        own to answer, and it holds a session slot."""
-        self.active.add(key)
-
-    def finished(self, key: tuple[object, ...]) -> None:
-        """The transfer of request `key` ended: its slot is free."""
-        self.active.discard(key)
-
-    @property
-    def full(self) -> bool:
-        """Every session slot is taken."""
-        return len(self.active) >= self.max_sessions
-
-    def check(self, data: bytes, addr: Address) -> Request | LocalError | None:
-        """A request to serve, a refusal to answer with ERROR, or None (ignore)."""
-        if len(data) < 2 or data[0] != 0 or data[1] not in (1, 2):
-            return None  # not a request: never answered on the request port
-        try:
-            packet = decode(data)
-        except PacketError as exc:
-            return LocalError(ErrorCode.ILLEGAL_OPERATION, _brief(f"malformed request: {exc}"))
-        assert isinstance(packet, Request)
-        if len(packet.filename.encode("utf-8", "surrogateescape")) > MAX_FILENAME:
-            return LocalError(
-                ErrorCode.ILLEGAL_OPERATION, f"filename longer than {MAX_FILENAME} bytes"
-            )
-        if self.key(data, addr) in self.active:
-            return None  # the client resent its request: the transfer answers it
-        if self.full:
-            return ServerBusy()
-        if packet.mode.lower() not in MODES:
-            return LocalError(
-                ErrorCode.ILLEGAL_OPERATION, _brief(f"unsupported transfer mode {packet.mode!r}")
-            )
-        if not packet.is_read and self.read_only:
-            return LocalError(ErrorCode.ACCESS_VIOLATION, "server is read-only", Failure.READ_ONLY)
-        return packet
-
-    @staticmethod
-    def key(data: bytes, addr: Address) -> tuple[object, ...]:
-        return (addr[0], addr[1], data)
