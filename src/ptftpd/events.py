@@ -66,7 +66,7 @@ class Failure(enum.Enum):
     DISK_FULL = "disk_full"
     TIMEOUT = "timeout"
     UNANSWERED = "unanswered"  # nothing came back after our first packet (lost or forged)
-    # every block went, all but the final one acknowledged; its ACK never came
+    # every block went, all before the final window acknowledged; its ACK never came
     FINAL_ACK_LOST = "final_ack_lost"
     PEER_ERROR = "peer_error"  # the peer sent ERROR (its `code` says which)
     OPTION_REFUSED = "option_refused"
