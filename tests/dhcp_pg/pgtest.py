@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from ptftpd.dhcp.leases import Lease, LeaseState
-from ptftpd.dhcp.pg_store import PgLink, PgSettings, PgStore
+from ptftpd.dhcp.pg_store import PgLink, PgStore
 
 NOW = 1_000_000.0
 HOLD = 30.0
@@ -32,8 +32,8 @@ class Stores:
     def __call__(
         self, server_id: str, *, clock: Callable[[], float] = time.monotonic, **settings: Any
     ) -> PgStore:
-        """A store for `server_id`; `settings` are `PgSettings` fields."""
-        store = PgStore(PgLink(self.uri, server_id, PgSettings(**settings), clock=clock))
+        """A store for `server_id`; `settings` are `PgLink` keyword arguments."""
+        store = PgStore(PgLink(self.uri, server_id, clock=clock, **settings))
         self.opened.append(store)
         return store
 

@@ -26,7 +26,6 @@ from pathlib import Path
 import psycopg
 from test_pg_off_loop import stopped
 
-from ptftpd.dhcp.pg_link import PgSettings
 from ptftpd.dhcp.pg_store import PgLink, PgStore
 from ptftpd.dhcp6 import Dhcp6Config, Dhcp6Service
 from ptftpd.dhcp6.codec import (
@@ -296,7 +295,7 @@ def test_a_row_another_server_holds_delays_only_its_own_client(pg_cluster: PgClu
     async def scenario() -> None:
         config = lo_config(url, server_port, client_port)
         # Rows held by another server are waited for up to 5 s per attempt here.
-        store = PgStore(PgLink(url, "lane-test", PgSettings(lock_timeout=5.0)))
+        store = PgStore(PgLink(url, "lane-test", lock_timeout=5.0))
         service = Dhcp6Service(config, store=store)
         await service.start()
         replies = Replies(client_port, server_port)

@@ -25,7 +25,6 @@ import pytest
 from test_pg_dhcp6 import Replies, address_in, duid, lo_config
 
 from ptftpd.dhcp.leases import ia_key
-from ptftpd.dhcp.pg_link import PgSettings
 from ptftpd.dhcp.pg_store import PgLink, PgStore
 from ptftpd.dhcp6 import Dhcp6Service
 from ptftpd.dhcp6.codec import IaNa, Message, MsgType, RapidCommit
@@ -91,7 +90,7 @@ def test_dhcpv6_group_commit_with_a_savepoint_per_packet(pg_cluster: PgCluster) 
 
     async def scenario() -> None:
         config = lo_config(url, server_port, client_port)
-        store = PgStore(PgLink(url, "lane6", PgSettings(max_connections=1)))
+        store = PgStore(PgLink(url, "lane6", max_connections=1))
         service = Dhcp6Service(config, store=store, events=seen.append)
         await service.start()
         with psycopg.connect(url, autocommit=True) as conn:

@@ -12,7 +12,6 @@ from ptftpd.dhcp.leases import LeaseState
 from ptftpd.dhcp.pg_schema import LATEST_VERSION, migrate, schema_version
 from ptftpd.dhcp.pg_store import (
     PgLink,
-    PgSettings,
     PgStore,
     PgStoreError,
     PoolMismatch,
@@ -102,7 +101,7 @@ def test_unreachable_database_is_one_line_without_the_password(opener: str) -> N
     uri = "postgresql://ptftpd:s3cret@/nowhere?host=/nonexistent-ptftpd-socket-dir&port=5432"
     with pytest.raises(PgStoreError) as info:
         if opener == "store":
-            PgStore(PgLink(uri, "a", PgSettings(connect_timeout=2)))
+            PgStore(PgLink(uri, "a", connect_timeout=2))
         else:
             init_schema(uri, connect_timeout=2)
     message = str(info.value)

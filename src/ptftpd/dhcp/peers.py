@@ -65,10 +65,10 @@ class SharedBeats:
     lend): `Beating` for `Heartbeat`."""
 
     def __init__(self, conninfo: str, server_id: str) -> None:
-        from ptftpd.dhcp.pg_link import PgLink, PgSettings
+        from ptftpd.dhcp.pg_link import PgLink
 
         self.server_id = server_id
-        self._link = PgLink(conninfo, server_id, PgSettings(min_connections=1, max_connections=1))
+        self._link = PgLink(conninfo, server_id, min_connections=1, max_connections=1)
 
     def heartbeat(
         self, addresses: Iterable[IPv4Address | IPv6Address] = ()

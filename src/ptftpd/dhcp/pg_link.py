@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -31,7 +30,6 @@ from ptftpd.dhcp.store import StoreError
 
 __all__ = [
     "PgLink",
-    "PgSettings",
     "PgStoreError",
     "RowsBusy",
     "StoreBusy",
@@ -112,43 +110,35 @@ def init_schema(conninfo: str, connect_timeout: float = 5.0) -> int:
             raise PgStoreError(f"cannot create the lease schema: {_one_line(exc)}") from None
 
 
-@dataclass(frozen=True)
-class PgSettings:
-    """How a server uses the lease database, one value for the store and its link.
-
-    `min_connections`/`max_connections` size the pool; `connect_timeout` bounds a
-    (re)connection; `lock_timeout` is how long an operation waits for a row another
-    server holds before reporting it busy; `backoff` is the first and the longest
-    interval between reconnection attempts after the database is lost (seconds)."""
-
-    min_connections: int = 1
-    max_connections: int = 4
-    connect_timeout: float = 5.0
-    lock_timeout: float = 0.2
-    backoff: tuple[float, float] = (0.5, 30.0)
-
-
 class PgLink:
     """A connection pool to one database, with the schema migrated when it opens.
 
-    `settings` defaults to `PgSettings()`; `clock` is the backoff's monotonic clock
-    (injectable for tests)."""
+    Tuned by keyword, as psycopg_pool's own pool is (no user setting feeds these: each
+    user of the link picks its size): `min_connections`/`max_connections` size the
+    pool; `connect_timeout` bounds a (re)connection; `lock_timeout` is how long an
+    operation waits for a row another server holds before reporting it busy; `backoff`
+    is the first and the longest interval between reconnection attempts after the
+    database is lost (seconds); `clock` is the backoff's monotonic clock (injectable for
+    tests)."""
 
     def __init__(
         self,
         conninfo: str,
         server_id: str,
-        settings: PgSettings | None = None,
         *,
+        min_connections: int = 1,
+        max_connections: int = 4,
+        connect_timeout: float = 5.0,
+        lock_timeout: float = 0.2,
+        backoff: tuple[float, float] = (0.5, 30.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings = settings or PgSettings()
-        connect_timeout = settings.connect_timeout
+        self.max_connections = max_connections
         self.conninfo = conninfo
         self.owner = server_id
         self.name = describe(conninfo)
         self._connect_timeout = connect_timeout
-        self._backoff_first, self._backoff_max = settings.backoff
+        self._backoff_first, self._backoff_max = backoff
         self._clock = clock
         self._state_lock = threading.Lock()
         self._down_reason: str | None = None
@@ -161,7 +151,7 @@ class PgLink:
                 migrate(conn)
             except psycopg.Error as exc:
                 raise PgStoreError(f"cannot create the lease schema: {_one_line(exc)}") from None
-        lock_ms = max(1, round(settings.lock_timeout * 1000))
+        lock_ms = max(1, round(lock_timeout * 1000))
         # The pool would log every failed reconnection; we log once per state change.
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
@@ -174,8 +164,8 @@ class PgLink:
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
                 conninfo,
-                min_size=settings.min_connections,
-                max_size=settings.max_connections,
+                min_size=min_connections,
+                max_size=max_connections,
                 kwargs={
                     "autocommit": True,
                     "prepare_threshold": 1,

@@ -41,7 +41,6 @@ from ptftpd.dhcp.lease_store import NOT_OFFERED, IPAddress, Lease, LeaseState, N
 from ptftpd.dhcp.peers import beat
 from ptftpd.dhcp.pg_link import (
     PgLink,
-    PgSettings,
     PgStoreError,
     RowsBusy,
     StoreBusy,
@@ -54,7 +53,6 @@ from ptftpd.dhcp.pg_schema import LATEST_VERSION
 __all__ = [
     "LATEST_VERSION",
     "PgLink",
-    "PgSettings",
     "PgStore",
     "PgStoreError",
     "PoolMismatch",
@@ -226,7 +224,7 @@ class PgStore:
         # Every operation waits for the network: the server runs them off its event
         # loop, in as many threads as the pool has connections.
         self.blocking = True
-        self.workers = link.settings.max_connections
+        self.workers = link.max_connections
         self._link = link
         self._run = link.run
         self.name = link.name

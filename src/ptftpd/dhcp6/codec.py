@@ -322,7 +322,7 @@ Option = (
 _T = TypeVar("_T")
 
 
-class _Options:
+class _OptionLookup:
     """Finding options in a message's top-level option list."""
 
     options: tuple[Option, ...]
@@ -339,14 +339,14 @@ class _Options:
 
 
 @dataclass(frozen=True)
-class Message(_Options):
+class Message(_OptionLookup):
     msg_type: int
     transaction_id: int
     options: tuple[Option, ...] = ()
 
 
 @dataclass(frozen=True)
-class RelayMessage(_Options):
+class RelayMessage(_OptionLookup):
     """Relay-forward (12) or Relay-reply (13), RFC 8415 section 9."""
 
     msg_type: int

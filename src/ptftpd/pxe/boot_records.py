@@ -224,9 +224,9 @@ class PgBootRecords(BootRecords):
     mark = "%s"
 
     def __init__(self, conninfo: str, server_id: str) -> None:
-        from ptftpd.dhcp.pg_link import PgLink, PgSettings
+        from ptftpd.dhcp.pg_link import PgLink
 
-        self._link = PgLink(conninfo, server_id, PgSettings(min_connections=1, max_connections=2))
+        self._link = PgLink(conninfo, server_id, min_connections=1, max_connections=2)
 
     def save(self, records: Iterable[BootRecord]) -> None:
         rows = [r.row() for r in records]

@@ -132,9 +132,9 @@ class PgMachineStates:
     """The ``machine_states`` table in the PostgreSQL lease database (every server's)."""
 
     def __init__(self, conninfo: str, server_id: str) -> None:
-        from ptftpd.dhcp.pg_link import PgLink, PgSettings
+        from ptftpd.dhcp.pg_link import PgLink
 
-        self._link = PgLink(conninfo, server_id, PgSettings(min_connections=1, max_connections=1))
+        self._link = PgLink(conninfo, server_id, min_connections=1, max_connections=1)
 
     def load(self) -> dict[str, MachineState]:
         def op(conn: Any) -> list[Any]:
