@@ -1,5 +1,5 @@
-"""The library API (`ptftpd.tftp.download`/`upload` and their async twins) against a
-real `ptftpd` process on loopback."""
+"""The library API (`ptftpd.tftp.TftpClient`: download/upload and their async twins)
+against a real `ptftpd` process on loopback."""
 
 from __future__ import annotations
 
@@ -13,16 +13,14 @@ from ptftp_support import MIB, SIZES, TEXT, Server, content, make_root, start_pt
 
 from ptftpd.tftp import (
     RemoteError,
+    TftpClient,
     TftpError,
-    download,
-    download_async,
-    upload,
-    upload_async,
+    TransferOptions,
 )
 
-OPTIONS: dict[str, dict[str, object]] = {
-    "plain": {},
-    "fast": {"blksize": 1428, "windowsize": 16, "tsize": True},
+OPTIONS: dict[str, TransferOptions] = {
+    "plain": TransferOptions(),
+    "fast": TransferOptions(blksize=1428, windowsize=16, tsize=True),
 }
 
 
@@ -50,7 +48,7 @@ def no_leftovers(directory: Path) -> bool:
 @pytest.mark.parametrize("opts", sorted(OPTIONS))
 def test_download_sizes(server: Server, tmp_path: Path, size: int, opts: str) -> None:
     out = tmp_path / "out.bin"
-    result = download(server.host, f"f{size}.bin", out, port=server.port, **OPTIONS[opts])  # type: ignore[arg-type]
+    result = TftpClient(server.host, server.port, OPTIONS[opts]).download(f"f{size}.bin", out)
     assert out.read_bytes() == content(size)
     assert result.bytes == result.wire_bytes == size
     assert not result.rfc1350_fallback
@@ -64,9 +62,8 @@ def test_download_sizes(server: Server, tmp_path: Path, size: int, opts: str) ->
 def test_rollover_with_windows_of_small_blocks(server: Server, tmp_path: Path) -> None:
     """40 MiB at blksize 512 crosses block 65535 -> 0 inside windows of 8."""
     out = tmp_path / "out.bin"
-    result = download(
-        server.host, f"f{40 * MIB}.bin", out, port=server.port, blksize=512, windowsize=8
-    )
+    client = TftpClient(server.host, server.port, TransferOptions(blksize=512, windowsize=8))
+    result = client.download(f"f{40 * MIB}.bin", out)
     assert (result.blksize, result.windowsize) == (512, 8)
     assert out.read_bytes() == content(40 * MIB)
 
@@ -74,14 +71,9 @@ def test_rollover_with_windows_of_small_blocks(server: Server, tmp_path: Path) -
 def test_download_to_file_object_with_progress(server: Server) -> None:
     calls: list[tuple[int, int | None]] = []
     buffer = io.BytesIO()
-    result = download(
-        server.host,
-        f"f{MIB}.bin",
-        buffer,
-        port=server.port,
-        blksize=1024,
-        tsize=True,
-        progress=lambda done, total: calls.append((done, total)),
+    client = TftpClient(server.host, server.port, TransferOptions(blksize=1024, tsize=True))
+    result = client.download(
+        f"f{MIB}.bin", buffer, progress=lambda done, total: calls.append((done, total))
     )
     assert buffer.getvalue() == content(MIB)
     assert result.tsize == MIB
@@ -91,11 +83,12 @@ def test_download_to_file_object_with_progress(server: Server) -> None:
 
 def test_netascii_round_trip(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "text.txt"
-    result = download(server.host, "text.txt", out, port=server.port, mode="netascii")
+    client = TftpClient(server.host, server.port, TransferOptions(mode="netascii"))
+    result = client.download("text.txt", out)
     assert out.read_bytes() == TEXT
     assert result.bytes == len(TEXT)
     assert result.wire_bytes == len(TEXT) + TEXT.count(b"\r") + TEXT.count(b"\n")
-    upload(server.host, out, "uploads/text-back.txt", port=server.port, mode="netascii")
+    client.upload(out, "uploads/text-back.txt")
     assert (server.root / "uploads" / "text-back.txt").read_bytes() == TEXT
 
 
@@ -103,9 +96,9 @@ def test_netascii_round_trip(server: Server, tmp_path: Path) -> None:
 def test_upload_sizes(server: Server, tmp_path: Path, size: int) -> None:
     local = tmp_path / "local.bin"
     local.write_bytes(content(size))
-    opts = OPTIONS["fast"] if size == SIZES[-1] else {"blksize": 1000, "tsize": True}
+    opts = OPTIONS["fast"] if size == SIZES[-1] else TransferOptions(blksize=1000, tsize=True)
     name = f"uploads/up{size}.bin"
-    result = upload(server.host, local, name, port=server.port, **opts)  # type: ignore[arg-type]
+    result = TftpClient(server.host, server.port, opts).upload(local, name)
     assert (server.root / name).read_bytes() == content(size)
     assert result.bytes == size
     if size == SIZES[-1]:
@@ -113,7 +106,8 @@ def test_upload_sizes(server: Server, tmp_path: Path, size: int) -> None:
 
 
 def test_upload_from_file_object(server: Server) -> None:
-    result = upload(server.host, io.BytesIO(b"x" * 700), "uploads/fileobj.bin", port=server.port)
+    client = TftpClient(server.host, server.port)
+    result = client.upload(io.BytesIO(b"x" * 700), "uploads/fileobj.bin")
     assert result.bytes == 700
     assert (server.root / "uploads" / "fileobj.bin").read_bytes() == b"x" * 700
 
@@ -122,7 +116,7 @@ def test_existing_remote_file_is_an_error(server: Server, tmp_path: Path) -> Non
     local = tmp_path / "f513.bin"
     local.write_bytes(b"other")
     with pytest.raises(RemoteError) as info:
-        upload(server.host, local, "f513.bin", port=server.port)
+        TftpClient(server.host, server.port).upload(local, "f513.bin")
     assert info.value.code == 6
     assert (server.root / "f513.bin").read_bytes() == content(513)
 
@@ -130,7 +124,8 @@ def test_existing_remote_file_is_an_error(server: Server, tmp_path: Path) -> Non
 def test_missing_file_leaves_nothing(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "missing.bin"
     with pytest.raises(RemoteError) as info:
-        download(server.host, "no-such-file", out, port=server.port, blksize=1428)
+        client = TftpClient(server.host, server.port, TransferOptions(blksize=1428))
+        client.download("no-such-file", out)
     assert info.value.code == 1
     assert "file not found" in str(info.value)
     assert "\n" not in str(info.value)
@@ -141,9 +136,9 @@ def test_no_overwrite(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "keep.bin"
     out.write_bytes(b"precious")
     with pytest.raises(TftpError, match="already exists"):
-        download(server.host, "f513.bin", out, port=server.port, overwrite=False)
+        TftpClient(server.host, server.port).download("f513.bin", out, overwrite=False)
     assert out.read_bytes() == b"precious"
-    download(server.host, "f513.bin", out, port=server.port)
+    TftpClient(server.host, server.port).download("f513.bin", out)
     assert out.read_bytes() == content(513)
 
 
@@ -151,24 +146,24 @@ def test_server_without_options_falls_back(rfc1350_server: Server, tmp_path: Pat
     """A server that ignores options answers DATA 1 (get) or ACK 0 (put)."""
     srv = rfc1350_server
     out = tmp_path / "out.bin"
-    result = download(srv.host, f"f{MIB}.bin", out, port=srv.port, blksize=1428, windowsize=16)
+    asked = TransferOptions(blksize=1428, windowsize=16)
+    result = TftpClient(srv.host, srv.port, asked).download(f"f{MIB}.bin", out)
     assert out.read_bytes() == content(MIB)
     assert result.rfc1350_fallback
     assert (result.blksize, result.windowsize) == (512, 1)
-    result = upload(srv.host, out, "uploads/back.bin", port=srv.port, blksize=1428, tsize=True)
+    asked = TransferOptions(blksize=1428, tsize=True)
+    result = TftpClient(srv.host, srv.port, asked).upload(out, "uploads/back.bin")
     assert result.rfc1350_fallback
     assert (srv.root / "uploads" / "back.bin").read_bytes() == content(MIB)
 
 
 def test_async_api_runs_transfers_concurrently(server: Server, tmp_path: Path) -> None:
     async def both() -> None:
-        first = download_async(
-            server.host, f"f{MIB}.bin", tmp_path / "a.bin", port=server.port, windowsize=4
-        )
-        second = download_async(server.host, "f513.bin", tmp_path / "b.bin", port=server.port)
-        third = upload_async(
-            server.host, io.BytesIO(b"y" * 5000), "uploads/async.bin", port=server.port
-        )
+        windowed = TftpClient(server.host, server.port, TransferOptions(windowsize=4))
+        plain = TftpClient(server.host, server.port)
+        first = windowed.download_async(f"f{MIB}.bin", tmp_path / "a.bin")
+        second = plain.download_async("f513.bin", tmp_path / "b.bin")
+        third = plain.upload_async(io.BytesIO(b"y" * 5000), "uploads/async.bin")
         await asyncio.gather(first, second, third)
 
     asyncio.run(both())
@@ -182,10 +177,11 @@ def test_ipv6(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     srv = start_ptftpd(root, tmp_path / "ptftpd6.log", host="::1")
     try:
         out = tmp_path / "out.bin"
-        result = download("::1", "f513.bin", out, port=srv.port, blksize=1428, windowsize=4)
+        asked = TransferOptions(blksize=1428, windowsize=4)
+        result = TftpClient("::1", srv.port, asked).download("f513.bin", out)
         assert out.read_bytes() == content(513)
         assert result.blksize == 1428
-        upload("::1", out, "uploads/v6.bin", port=srv.port)
+        TftpClient("::1", srv.port).upload(out, "uploads/v6.bin")
         assert (root / "uploads" / "v6.bin").read_bytes() == content(513)
     finally:
         srv.stop()
@@ -193,8 +189,8 @@ def test_ipv6(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
 
 def test_bad_arguments_are_one_line_errors(server: Server, tmp_path: Path) -> None:
     with pytest.raises(TftpError, match="unknown mode"):
-        download(server.host, "f513.bin", tmp_path / "x", port=server.port, mode="mail")
+        TransferOptions(mode="mail")
     with pytest.raises(TftpError, match="blksize"):
-        download(server.host, "f513.bin", tmp_path / "x", port=server.port, blksize=4)
+        TransferOptions(blksize=4)
     with pytest.raises(TftpError, match="cannot read"):
-        upload(server.host, tmp_path / "absent", "x", port=server.port)
+        TftpClient(server.host, server.port).upload(tmp_path / "absent", "x")

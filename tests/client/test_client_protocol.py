@@ -14,9 +14,10 @@ import pytest
 from ptftpd.tftp import (
     ProtocolError,
     RemoteError,
+    TftpClient,
     TftpError,
+    TransferOptions,
     TransferTimeout,
-    download,
     parse_url,
 )
 from ptftpd.tftp.packets import Ack, Data, Error, OptionAck, Request, decode
@@ -96,7 +97,8 @@ def test_option_refused_then_retry_without_options(
 
     peer = peer_factory(script)
     out = tmp_path / "out"
-    result = download("127.0.0.1", "f", out, port=peer.port, blksize=1428, tsize=True)
+    asked = TransferOptions(blksize=1428, tsize=True)
+    result = TftpClient("127.0.0.1", peer.port, asked).download("f", out)
     peer.join()
     assert out.read_bytes() == b"hello"
     assert result.rfc1350_fallback and result.blksize == 512
@@ -115,7 +117,7 @@ def test_oack_granting_unrequested_option_is_refused(
     peer = peer_factory(script)
     out = tmp_path / "out"
     with pytest.raises(ProtocolError, match="windowsize"):
-        download("127.0.0.1", "f", out, port=peer.port, blksize=1428)
+        TftpClient("127.0.0.1", peer.port, TransferOptions(blksize=1428)).download("f", out)
     peer.join()
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
@@ -139,7 +141,7 @@ def test_foreign_port_gets_error_5_and_transfer_goes_on(
 
     peer = peer_factory(script)
     out = tmp_path / "out"
-    download("127.0.0.1", "f", out, port=peer.port)
+    TftpClient("127.0.0.1", peer.port).download("f", out)
     peer.join()
     assert out.read_bytes() == block1 + b"good"
 
@@ -164,7 +166,8 @@ def test_window_gap_is_acked_at_last_in_order_block(
 
     peer = peer_factory(script)
     out = tmp_path / "out"
-    result = download("127.0.0.1", "f", out, port=peer.port, blksize=8, windowsize=4)
+    asked = TransferOptions(blksize=8, windowsize=4)
+    result = TftpClient("127.0.0.1", peer.port, asked).download("f", out)
     peer.join()
     assert out.read_bytes() == b"".join(blocks[n] for n in range(1, 6))
     assert (result.blksize, result.windowsize) == (8, 4)
@@ -180,7 +183,7 @@ def test_lost_request_is_resent(peer_factory: Callable[[Script], Peer], tmp_path
 
     peer = peer_factory(script)
     out = tmp_path / "out"
-    download("127.0.0.1", "f", out, port=peer.port, timeout=0.3)
+    TftpClient("127.0.0.1", peer.port, TransferOptions(timeout=0.3)).download("f", out)
     peer.join()
     assert out.read_bytes() == b"x"
     assert len([p for p in peer.seen if isinstance(p, Request)]) == 2
@@ -204,7 +207,8 @@ def test_server_going_silent_leaves_no_partial_file(
     peer = peer_factory(script)
     out = tmp_path / "out"
     with pytest.raises(TransferTimeout, match="timed out"):
-        download("127.0.0.1", "f", out, port=peer.port, timeout=0.2, retries=2)
+        asked = TransferOptions(timeout=0.2, retries=2)
+        TftpClient("127.0.0.1", peer.port, asked).download("f", out)
     peer.join()
     assert list(tmp_path.iterdir()) == []
     assert peer.seen.count(Ack(1)) == 3  # the first ACK and two retransmissions
@@ -230,7 +234,7 @@ def test_error_8_after_the_oack_is_not_retried(
     peer = peer_factory(script)
     out = tmp_path / "out"
     with pytest.raises(RemoteError) as info:
-        download("127.0.0.1", "f", out, port=peer.port, blksize=1428)
+        TftpClient("127.0.0.1", peer.port, TransferOptions(blksize=1428)).download("f", out)
     peer.join()
     assert info.value.code == 8 and "changed my mind" in str(info.value)
     assert len([p for p in peer.seen if isinstance(p, Request)]) == 1

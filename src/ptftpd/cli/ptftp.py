@@ -35,13 +35,12 @@ from ptftpd.fields import Field
 from ptftpd.log import setup_logging
 from ptftpd.service.service_settings import LOG_FIELDS
 from ptftpd.tftp import (
+    TftpClient,
     TftpError,
     TftpUrl,
     TransferOptions,
     TransferResult,
-    download_with,
     parse_url,
-    upload_with,
 )
 from ptftpd.tftp.client import DEFAULT_PORT
 from ptftpd.tftp.errors import UsageError as TftpUsageError
@@ -324,14 +323,13 @@ def do_transfer(
         label = remote or first
     progress = _Progress(label, not settings.quiet)
     try:
+        client = TftpClient(server, port, options)
         if command == "get":
-            result = download_with(
-                server, first, target, options, port=port, overwrite=force, progress=progress
-            )
+            result = client.download(first, target, overwrite=force, progress=progress)
             if second == "-":
                 sys.stdout.buffer.flush()
         else:
-            result = upload_with(server, source, remote, options, port=port, progress=progress)
+            result = client.upload(source, remote, progress=progress)
     finally:
         progress.close()
     if not settings.quiet:

@@ -1,19 +1,22 @@
 """TFTP for Python programs: download and upload, from asyncio or from blocking code.
 
-    from ptftpd.tftp import download, upload
+    from ptftpd.tftp import TftpClient, TransferOptions
 
-    result = download("192.0.2.1", "pxelinux.0", "/tmp/pxelinux.0", blksize=1428, windowsize=16)
+    server = TftpClient("192.0.2.1", options=TransferOptions(blksize=1428, windowsize=16))
+    result = server.download("pxelinux.0", "/tmp/pxelinux.0")
     print(result.summary("received"))
 
-`download`/`upload` block the calling thread (no event loop involved: the command line
-uses them); `download_async`/`upload_async` are the same for a running event loop.
+A `TftpClient` is a server and the options to ask it for. Its `download`/`upload`
+block the calling thread (no event loop involved: the command line uses them);
+`download_async`/`upload_async` are the same for a running event loop.
 The local side is a path or a binary file object. A download to a path
 goes to a temporary file beside it and is renamed only once complete, so a failed
 transfer never leaves a partial file under the destination name. Every failure raises
 `TftpError`, whose message is one line fit to show a person.
 
-Options are checked once, into a frozen `options.TransferOptions`; the protocol pieces
-(`packets`, `options`, `machine`, `session`, `driver`, `server`, `client`) stay
+The options are one frozen `TransferOptions`, checked once when built (a bad value is
+a `TftpError` before anything is sent; one object serves many transfers); the protocol
+pieces (`packets`, `options`, `machine`, `session`, `driver`, `server`, `client`) stay
 importable as submodules (README "Architecture" says which holds which rule).
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import BinaryIO, TypedDict, Unpack
+from typing import BinaryIO
 
 from ptftpd.tftp.client import (
     DEFAULT_PORT,
@@ -46,26 +49,21 @@ from ptftpd.tftp.options import TransferOptions
 
 __all__ = [
     "LocalError",
-    "OptionArgs",
     "ProgressCallback",
     "ProtocolError",
     "RemoteError",
     "RequestRefused",
+    "TftpClient",
     "TftpError",
     "TftpUrl",
     "TransferOptions",
     "TransferResult",
     "TransferTimeout",
-    "download",
-    "download_async",
-    "download_with",
     "parse_url",
-    "upload",
-    "upload_async",
-    "upload_with",
 ]
 
 Local = str | os.PathLike[str] | BinaryIO
+Progress = ProgressCallback | None
 
 
 @contextlib.contextmanager
@@ -106,117 +104,52 @@ def _upload_source(local: Local, remote: str | None) -> Iterator[tuple[BinaryIO,
         yield file, remote if remote is not None else os.path.basename(os.fspath(local))
 
 
-class OptionArgs(TypedDict, total=False):
-    """The transfer options as keyword arguments (see `TransferOptions` for each)."""
+class TftpClient:
+    """One TFTP server and what to ask it for: every transfer of this client goes to
+    `host` (a name, an IPv4 or IPv6 address) on `port` with `options` (a frozen
+    `TransferOptions`, checked when built; none given: plain RFC 1350 blocks in octet
+    mode, 5 retries of each packet a second apart). Holds no socket: each transfer opens
+    its own, so one client serves any number of transfers, one after another or (the
+    async methods) at once."""
 
-    mode: str
-    blksize: int | None
-    windowsize: int | None
-    tsize: bool
-    timeout: float | None
-    retries: int
-    rfc1350: bool
+    def __init__(
+        self, host: str, port: int = DEFAULT_PORT, options: TransferOptions | None = None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.options = options or TransferOptions()
 
+    def _job(self, remote: str, file: BinaryIO, is_read: bool, progress: Progress) -> Job:
+        return Job(self.host, self.port, remote, file, is_read, self.options, progress)
 
-def download_with(
-    host: str,
-    remote: str,
-    local: Local,
-    options: TransferOptions,
-    *,
-    port: int = DEFAULT_PORT,
-    overwrite: bool = True,
-    progress: ProgressCallback | None = None,
-) -> TransferResult:
-    """`download` with the options already built (what ptftp uses)."""
-    with _download_target(local, overwrite) as file:
-        return transfer(Job(host, port, remote, file, True, options, progress))
+    def download(
+        self, remote: str, local: Local, *, overwrite: bool = True, progress: Progress = None
+    ) -> TransferResult:
+        """Fetch `remote` into `local` (a path or a binary file object). With
+        `overwrite=False` an existing local file is an error, checked again when the
+        file gets its name. Blocks the calling thread and needs no event loop."""
+        with _download_target(local, overwrite) as file:
+            return transfer(self._job(remote, file, True, progress))
 
+    async def download_async(
+        self, remote: str, local: Local, *, overwrite: bool = True, progress: Progress = None
+    ) -> TransferResult:
+        """`download` for a running event loop (other tasks run meanwhile)."""
+        with _download_target(local, overwrite) as file:
+            return await transfer_async(self._job(remote, file, True, progress))
 
-def upload_with(
-    host: str,
-    local: Local,
-    remote: str | None,
-    options: TransferOptions,
-    *,
-    port: int = DEFAULT_PORT,
-    progress: ProgressCallback | None = None,
-) -> TransferResult:
-    """`upload` with the options already built (what ptftp uses)."""
-    with _upload_source(local, remote) as (file, name):
-        return transfer(Job(host, port, name, file, False, options, progress))
+    def upload(
+        self, local: Local, remote: str | None = None, *, progress: Progress = None
+    ) -> TransferResult:
+        """Send `local` (a path or a binary file object) as `remote` (by default the
+        local file's name); the options' `tsize` announces the size of a regular file
+        in octet mode. Blocks the calling thread."""
+        with _upload_source(local, remote) as (file, name):
+            return transfer(self._job(name, file, False, progress))
 
-
-def download(
-    host: str,
-    remote: str,
-    local: Local,
-    *,
-    port: int = DEFAULT_PORT,
-    overwrite: bool = True,
-    progress: ProgressCallback | None = None,
-    **options: Unpack[OptionArgs],
-) -> TransferResult:
-    """Fetch `remote` from `host` into `local` (a path or a binary file object).
-
-    Options are asked for only when given: `blksize` (RFC 2348), `windowsize`
-    (RFC 7440), `tsize` (RFC 2349, the size then reaches `progress`), `timeout`
-    (seconds between retransmissions; from 1 s up also sent as the RFC 2349 option);
-    `retries` (5) bounds the retransmissions of each packet, so an unreachable server
-    fails after about `timeout * (retries + 1)` seconds; `rfc1350` asks for no option
-    at all; `mode` is "octet" (default) or "netascii". With `overwrite=False` an
-    existing local file is an error, checked again when the file gets its name. Blocks
-    the calling thread and needs no event loop. Raises `TftpError` (a one-line
-    message) on any failure.
-    """
-    opts = TransferOptions(**options)
-    return download_with(
-        host, remote, local, opts, port=port, overwrite=overwrite, progress=progress
-    )
-
-
-async def download_async(
-    host: str,
-    remote: str,
-    local: Local,
-    *,
-    port: int = DEFAULT_PORT,
-    overwrite: bool = True,
-    progress: ProgressCallback | None = None,
-    **options: Unpack[OptionArgs],
-) -> TransferResult:
-    """`download` for a running event loop (other tasks run meanwhile)."""
-    opts = TransferOptions(**options)
-    with _download_target(local, overwrite) as file:
-        return await transfer_async(Job(host, port, remote, file, True, opts, progress))
-
-
-def upload(
-    host: str,
-    local: Local,
-    remote: str | None = None,
-    *,
-    port: int = DEFAULT_PORT,
-    progress: ProgressCallback | None = None,
-    **options: Unpack[OptionArgs],
-) -> TransferResult:
-    """Send `local` (a path or a binary file object) to `host` as `remote` (by default
-    the local file's name). Same options as `download`; `tsize` announces the size of
-    a regular file in octet mode. Blocks the calling thread."""
-    opts = TransferOptions(**options)
-    return upload_with(host, local, remote, opts, port=port, progress=progress)
-
-
-async def upload_async(
-    host: str,
-    local: Local,
-    remote: str | None = None,
-    *,
-    port: int = DEFAULT_PORT,
-    progress: ProgressCallback | None = None,
-    **options: Unpack[OptionArgs],
-) -> TransferResult:
-    """`upload` for a running event loop."""
-    opts = TransferOptions(**options)
-    with _upload_source(local, remote) as (file, name):
-        return await transfer_async(Job(host, port, name, file, False, opts, progress))
+    async def upload_async(
+        self, local: Local, remote: str | None = None, *, progress: Progress = None
+    ) -> TransferResult:
+        """`upload` for a running event loop."""
+        with _upload_source(local, remote) as (file, name):
+            return await transfer_async(self._job(name, file, False, progress))
