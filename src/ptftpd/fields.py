@@ -23,12 +23,24 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ptftpd import config
 from ptftpd.config import ConfigError, FileSettings, shown
 
-__all__ = ["Field", "add_flags", "dump", "from_file", "given", "kept", "resolve"]
+__all__ = [
+    "Field",
+    "IntDefault",
+    "add_flags",
+    "dump",
+    "from_file",
+    "given",
+    "int_value",
+    "kept",
+    "number_value",
+    "resolve",
+    "text_value",
+]
 
 _TOML_TYPES: dict[str, tuple[config.Check, str]] = {
     "bool": (config.is_bool, "true or false"),
@@ -222,3 +234,47 @@ def kept(table: Iterable[Field], old: Mapping[str, object], new: Mapping[str, ob
 
 def restart_only(table: Iterable[Field], values: Mapping[str, object]) -> dict[str, object]:
     return {f.key: values.get(f.key) for f in table if not f.live}
+
+
+# -- reading the effective settings into a settings model ------------------------------
+# The mapping's values were checked by their fields (flag or file) before; a TypeError
+# here means a caller passed a mapping that did not come through them (a bug, not a
+# user's mistake), so it names the key and the value without FILE:LINE.
+
+IntDefault = TypeVar("IntDefault", int, None)
+
+
+def int_value(
+    settings: Mapping[str, object],
+    key: str,
+    default: IntDefault,
+    *,
+    least: int | None = None,
+    what: str = "an integer",
+) -> int | IntDefault:
+    """The integer at `key` (at least `least`), `default` when unset."""
+    value = settings.get(key)
+    if value is None:
+        return default
+    low = least is not None and isinstance(value, int) and value < least
+    if isinstance(value, bool) or not isinstance(value, int) or low:
+        raise TypeError(f"{key}: expected {what}, got {value!r}")
+    return value
+
+
+def number_value(
+    settings: Mapping[str, object], key: str, default: float, *, what: str = "a number"
+) -> float:
+    """The number at `key` as a float, `default` when unset."""
+    value = settings.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{key}: expected {what}, got {value!r}")
+    return float(value)
+
+
+def text_value(settings: Mapping[str, object], key: str) -> str | None:
+    """The text at `key`, None when unset."""
+    value = settings.get(key)
+    return None if value is None else str(value)

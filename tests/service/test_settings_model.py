@@ -149,3 +149,22 @@ def test_dhcp_tools_name_the_service_settings_a_reload_keeps(tmp_path: Path) -> 
 
     running = PxeRunning(Service(), list, also_kept=reloads.kept)  # type: ignore[arg-type]
     assert running.reload() == "3 boot files; kept until a restart: proxy, drain, verbose"
+
+
+def test_settings_models_read_the_effective_values_alike() -> None:
+    """pxed's and the TFTP server's models read the effective mapping through the same
+    readers: unset is the default (0 and 0.0 are values, not "unset"), a value below its
+    least or of the wrong kind is a TypeError naming the key."""
+    values = {"retries": 0, "timeout": 2, "remote-cache-size": 0, "flag": True, "name": 5}
+    assert fields.int_value(values, "retries", 5) == 0
+    assert fields.int_value(values, "absent", None) is None
+    assert fields.int_value(values, "remote-cache-size", 9, least=0) == 0
+    assert fields.number_value(values, "timeout", 1.0) == 2.0
+    assert fields.number_value(values, "absent", 1.5) == 1.5
+    assert fields.text_value(values, "name") == "5"
+    with pytest.raises(TypeError, match="remote-cache-size: expected a count"):
+        fields.int_value(values, "remote-cache-size", 9, least=1, what="a count")
+    with pytest.raises(TypeError, match="flag: expected an integer"):
+        fields.int_value(values, "flag", 1)
+    with pytest.raises(TypeError, match="flag: expected seconds"):
+        fields.number_value(values, "flag", 1.0, what="seconds")

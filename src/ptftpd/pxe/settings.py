@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ptftpd.dhcp.engine import DhcpConfig
+from ptftpd.fields import IntDefault, int_value, number_value, text_value
 from ptftpd.http.config import DEFAULT_MAX_CONNECTIONS
 from ptftpd.pxe.config import DEFAULT_BOOT_RECORDS, PxeConfig
 from ptftpd.pxe.firmware import HTTP_VENDOR_CLASS, BootFiles
@@ -36,54 +37,21 @@ ADDRESS_KEYS = {
 }
 
 
-def _text(settings: Mapping[str, object], key: str) -> str | None:
-    value = settings.get(key)
-    return None if value is None else str(value)
-
-
 def boot_files(settings: Mapping[str, object], bootfile: str) -> BootFiles:
     """BOOTFILE and the per-firmware files (``bios-bootfile``...) of `settings`."""
     return BootFiles(
         default=bootfile,
-        bios=_text(settings, "bios-bootfile"),
-        efi32=_text(settings, "efi32-bootfile"),
-        efi64=_text(settings, "efi64-bootfile"),
-        arm64=_text(settings, "arm64-bootfile"),
-        ipxe=_text(settings, "ipxe-bootfile"),
+        bios=text_value(settings, "bios-bootfile"),
+        efi32=text_value(settings, "efi32-bootfile"),
+        efi64=text_value(settings, "efi64-bootfile"),
+        arm64=text_value(settings, "arm64-bootfile"),
+        ipxe=text_value(settings, "ipxe-bootfile"),
         secure_boot=settings.get("secure-boot") is True,
     )
 
 
-def _port(settings: Mapping[str, object], key: str) -> int | None:
-    value = settings.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{key}: expected a port number, got {value!r}")
-    return value
-
-
-def _count(settings: Mapping[str, object], key: str) -> int | None:
-    value = settings.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TypeError(f"{key}: expected a positive integer, got {value!r}")
-    return value
-
-
-def _size(settings: Mapping[str, object], key: str, default: int) -> int:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise TypeError(f"{key}: expected a number of bytes, got {value!r}")
-    return value
-
-
-def _seconds(settings: Mapping[str, object], key: str, default: float) -> float:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{key}: expected seconds, got {value!r}")
-    return float(value)
+def _count(settings: Mapping[str, object], key: str, default: IntDefault) -> int | IntDefault:
+    return int_value(settings, key, default, least=1, what="a positive integer")
 
 
 def _address(settings: Mapping[str, object], key: str) -> tuple[str, int] | None:
@@ -114,36 +82,35 @@ def pxe_config(
 ) -> PxeConfig:
     """The `PxeConfig` for `settings`, around the DHCP settings already built from
     them (`ptftpd.dhcp.server_settings.dhcp_config`); values are already checked."""
-    http_port = _port(settings, "http-port")
+    http_port = int_value(settings, "http-port", None, what="a port number")
     if http_port is not None and HTTP_VENDOR_CLASS not in dhcp.pxe_vendor_prefixes:
         prefixes = (*dhcp.pxe_vendor_prefixes, HTTP_VENDOR_CLASS)
         dhcp = dataclasses.replace(dhcp, pxe_vendor_prefixes=prefixes)
-    boot_idle = settings.get("boot-idle", 30.0)
-    if isinstance(boot_idle, bool) or not isinstance(boot_idle, (int, float)):
-        raise TypeError(f"boot-idle: expected seconds, got {boot_idle!r}")
     return PxeConfig(
         dhcp=dhcp,
         tftp=transfer_config(settings, root, read_only=True),
         files=boot_files(settings, bootfile),
         proxy=settings.get("proxy") is True,
-        tftp_port=_port(settings, "tftp-port") or 69,
-        boot_idle=float(boot_idle),
+        tftp_port=int_value(settings, "tftp-port", 69, what="a port number"),
+        boot_idle=number_value(settings, "boot-idle", 30.0, what="seconds"),
         http_port=http_port,
-        http_max_connections=_count(settings, "http-max-connections") or DEFAULT_MAX_CONNECTIONS,
-        http_rate_limit=_count(settings, "http-rate-limit"),
-        http_total_rate_limit=_count(settings, "http-total-rate-limit"),
+        http_max_connections=_count(settings, "http-max-connections", DEFAULT_MAX_CONNECTIONS),
+        http_rate_limit=_count(settings, "http-rate-limit", None),
+        http_total_rate_limit=_count(settings, "http-total-rate-limit", None),
         ipv6=settings.get("ipv6") is True,
         ra=settings.get("ra") is not False,
-        boot_records=_count(settings, "boot-records") or DEFAULT_BOOT_RECORDS,
+        boot_records=_count(settings, "boot-records", DEFAULT_BOOT_RECORDS),
         api=_address(settings, "api"),
-        api_token=_text(settings, "api-token"),
-        otlp=_text(settings, "otlp"),
+        api_token=text_value(settings, "api-token"),
+        otlp=text_value(settings, "otlp"),
         boot_history=_history(settings.get("boot-history")),
         inventory=inventory,
-        boot_api=_text(settings, "boot-api"),
-        boot_api_deadline=float(_seconds(settings, "boot-api-deadline", 2.0)),
+        boot_api=text_value(settings, "boot-api"),
+        boot_api_deadline=number_value(settings, "boot-api-deadline", 2.0, what="seconds"),
         boot_api_default=settings.get("boot-api-default") is True,
-        remote_cache_size=_size(settings, "remote-cache-size", DEFAULT_CACHE_SIZE),
-        remote_max_file=_count(settings, "remote-max-file") or DEFAULT_MAX_FILE,
-        remote_timeout=_seconds(settings, "remote-timeout", DEFAULT_TIMEOUT),
+        remote_cache_size=int_value(
+            settings, "remote-cache-size", DEFAULT_CACHE_SIZE, least=0, what="a number of bytes"
+        ),
+        remote_max_file=_count(settings, "remote-max-file", DEFAULT_MAX_FILE),
+        remote_timeout=number_value(settings, "remote-timeout", DEFAULT_TIMEOUT, what="seconds"),
     )

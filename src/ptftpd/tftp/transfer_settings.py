@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
-from ptftpd.fields import Field
+from ptftpd.fields import Field, int_value, number_value
 from ptftpd.tftp.options import BLKSIZE_MAX, BLKSIZE_MIN, TIMEOUT_MAX
 from ptftpd.tftp.server import ServerConfig
 from ptftpd.values import RETRIES, SESSIONS, WINDOWSIZE, Seconds, positive_int
@@ -84,20 +84,6 @@ TRANSFER_FIELDS = (
 _DEFAULTS = ServerConfig(root=Path("."))
 
 
-def _int(settings: Mapping[str, object], key: str, default: int) -> int:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{key}: expected an integer, got {value!r}")
-    return value
-
-
-def _number(settings: Mapping[str, object], key: str, default: float) -> float:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{key}: expected a number, got {value!r}")
-    return float(value)
-
-
 def transfer_config(settings: Mapping[str, object], root: Path, *, read_only: bool) -> ServerConfig:
     """The TFTP limits of `settings` (keys ``rfc1350``, ``blksize-max``,
     ``windowsize-max``, ``timeout``, ``retries``, ``max-sessions``; absent ones keep the
@@ -106,9 +92,9 @@ def transfer_config(settings: Mapping[str, object], root: Path, *, read_only: bo
         root=root,
         read_only=read_only,
         rfc1350=settings.get("rfc1350") is True,
-        blksize_max=_int(settings, "blksize-max", _DEFAULTS.blksize_max),
-        windowsize_max=_int(settings, "windowsize-max", _DEFAULTS.windowsize_max),
-        timeout=_number(settings, "timeout", _DEFAULTS.timeout),
-        retries=_int(settings, "retries", _DEFAULTS.retries),
-        max_sessions=_int(settings, "max-sessions", _DEFAULTS.max_sessions),
+        blksize_max=int_value(settings, "blksize-max", _DEFAULTS.blksize_max),
+        windowsize_max=int_value(settings, "windowsize-max", _DEFAULTS.windowsize_max),
+        timeout=number_value(settings, "timeout", _DEFAULTS.timeout),
+        retries=int_value(settings, "retries", _DEFAULTS.retries),
+        max_sessions=int_value(settings, "max-sessions", _DEFAULTS.max_sessions),
     )
