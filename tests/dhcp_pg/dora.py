@@ -14,6 +14,7 @@ import sys
 import threading
 from ipaddress import IPv4Address
 
+from ptftpd.dhcp.lease_store import Claim
 from ptftpd.dhcp.pg_store import PgLink, PgStore, StoreBusy
 
 NOW = 1_000_000.0
@@ -30,14 +31,18 @@ def dora(servers: list[PgStore], i: int) -> IPv4Address | None:
     key, mac = client_key(i), client_key(i)[1:].hex(":")
     for _ in range(RETRIES):
         try:
-            offers = [(s, o) for s in servers if (o := s.offer(key, mac, POOL, None, NOW, 30.0))]
+            offers = [
+                (s, o)
+                for s in servers
+                if (o := s.offer(Claim(key, mac, NOW, NOW + 30.0), POOL, None))
+            ]
         except StoreBusy:
             continue
         if not offers:
             return None
         server, offer = offers[i % len(offers)]
         try:
-            lease = server.bind(key, mac, offer.address, NOW + 1, NOW + 3600)
+            lease = server.bind(Claim(key, mac, NOW + 1, NOW + 3600), offer.address)
         except StoreBusy:
             continue
         if lease is not None:

@@ -13,6 +13,7 @@ import pytest
 from dora import POOL, client_key, race
 from pgtest import Stores, assert_one_lease_each, ip
 
+from ptftpd.dhcp.lease_store import Claim
 from ptftpd.dhcp.pg_store import StoreBusy
 
 CLIENTS = list(range(200))
@@ -94,12 +95,12 @@ def test_a_race_lost_inside_a_burst_costs_that_request_only(stores: Stores) -> N
     s1.ensure_pool(POOL, ip("10.33.0.10"), ip("10.33.0.50"))
     now = 1_000_000.0
     with s2.batch():
-        assert s2.offer(b"X", "aa", POOL, None, now, 30) is not None
+        assert s2.offer(Claim(b"X", "aa", now, now + 30), POOL, None) is not None
         with s1.batch():
-            assert s1.bind(b"c1", "bb", ip("10.33.0.40"), now, now + 60) is not None
+            assert s1.bind(Claim(b"c1", "bb", now, now + 60), ip("10.33.0.40")) is not None
             with pytest.raises(StoreBusy):
-                s1.offer(b"X", "aa", POOL, None, now, 30)
-            assert s1.bind(b"c2", "cc", ip("10.33.0.41"), now, now + 60) is not None
+                s1.offer(Claim(b"X", "aa", now, now + 30), POOL, None)
+            assert s1.bind(Claim(b"c2", "cc", now, now + 60), ip("10.33.0.41")) is not None
         assert s1.available
     held = assert_one_lease_each(stores)
     assert held == {b"c1": ip("10.33.0.40"), b"c2": ip("10.33.0.41")}

@@ -11,6 +11,7 @@ import pytest
 from pgtest import HOLD, NOW, POOL, Stores, assert_one_lease_each, ip
 
 from ptftpd.dhcp import pg_store
+from ptftpd.dhcp.lease_store import Claim
 from ptftpd.dhcp.pg_store import PgStore, StoreUnavailable
 from support.postgres import PgCluster
 
@@ -41,9 +42,9 @@ class Probes:
 
 def dora(store: PgStore, n: int, now: float) -> None:
     key = b"k%d" % n
-    offer = store.offer(key, "aa", POOL, None, now, HOLD)
+    offer = store.offer(Claim(key, "aa", now, now + HOLD), POOL, None)
     assert offer is not None
-    assert store.bind(key, "aa", offer.address, now, now + 3600) is not None
+    assert store.bind(Claim(key, "aa", now, now + 3600), offer.address) is not None
 
 
 def records(caplog: pytest.LogCaptureFixture, server: str, word: str) -> list[str]:
@@ -68,13 +69,13 @@ def test_database_lost_then_back_resumes_by_itself_without_duplicates(
     pg_cluster.stop()
     probes = Probes(monkeypatch)
     with pytest.raises(StoreUnavailable) as info:
-        s1.offer(b"new", "bb", POOL, None, NOW, HOLD)
+        s1.offer(Claim(b"new", "bb", NOW, NOW + HOLD), POOL, None)
     assert "\n" not in str(info.value) and not s1.available
     for _ in range(50):  # every packet while down: refused at once, no reconnection
         with pytest.raises(StoreUnavailable):
             s1.lookup(b"k1", POOL, NOW)
     with pytest.raises(StoreUnavailable):
-        s1.bind(b"k1", "aa", ip("10.50.0.1"), NOW, NOW + 10)
+        s1.bind(Claim(b"k1", "aa", NOW, NOW + 10), ip("10.50.0.1"))
     assert probes.count == 1  # the one made when the first failure was seen
 
     # Attempts back off exponentially up to the bound: 0.5, 1, 2, 4, 4 s.

@@ -8,6 +8,8 @@ from typing import Any
 import psycopg
 from pgtest import NOW, Stores, ip
 
+from ptftpd.dhcp.lease_store import Claim
+
 BIG = "big"
 
 
@@ -52,7 +54,7 @@ def test_free_address_search_is_an_index_scan_on_a_full_65k_pool(stores: Stores)
         ):
             conn.execute(setting)
         conn.add_notice_handler(on_notice)
-    offer = store.offer(b"late", "bb", BIG, None, NOW, 30)
+    offer = store.offer(Claim(b"late", "bb", NOW, NOW + 30), BIG, None)
     assert offer is not None and offer.address == ip("10.64.255.248")
 
     searches = [p for p in plans if "ORDER BY l.free_at" in p["Query Text"]]
@@ -80,9 +82,9 @@ def test_the_hot_statements_are_prepared_once_per_connection(stores: Stores) -> 
     store = stores("10.60.0.1", max_connections=1)
     store.ensure_pool("small", ip("10.66.0.1"), ip("10.66.0.100"))
     for n in range(5):
-        offer = store.offer(b"c%d" % n, "aa", "small", None, NOW, 30)
+        offer = store.offer(Claim(b"c%d" % n, "aa", NOW, NOW + 30), "small", None)
         assert offer is not None
-        assert store.bind(b"c%d" % n, "aa", offer.address, NOW, NOW + 60) is not None
+        assert store.bind(Claim(b"c%d" % n, "aa", NOW, NOW + 60), offer.address) is not None
     with store._link._pool.connection() as conn:  # the store's only connection
         rows = conn.execute(
             "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements"

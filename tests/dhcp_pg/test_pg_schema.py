@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from pgtest import HOLD, NOW, POOL, Stores, ip
 
+from ptftpd.dhcp.lease_store import Claim
 from ptftpd.dhcp.leases import LeaseState
 from ptftpd.dhcp.pg_schema import LATEST_VERSION, migrate, schema_version
 from ptftpd.dhcp.pg_store import (
@@ -84,7 +85,7 @@ def test_migrates_a_previous_version_keeping_its_leases(stores: Stores) -> None:
             "UPDATE leases SET state = 'offered', client = %s WHERE address = '10.1.0.2'", (b"old",)
         )
     assert store.ensure_pool(POOL, ip("10.1.0.1"), ip("10.1.0.2")) == 2
-    assert store.offer(b"new", "bb", POOL, None, NOW, 30) is not None
+    assert store.offer(Claim(b"new", "bb", NOW, NOW + 30), POOL, None) is not None
 
 
 def test_newer_schema_is_refused_in_one_line(stores: Stores) -> None:
@@ -154,10 +155,12 @@ def test_each_servers_own_address_is_reserved_for_all_and_not_compared(stores: S
     assert b.ensure_pool(POOL, first, last, [ip("10.3.0.5")], [ip("10.3.0.2")]) == 4
     rows = stores.sql("SELECT host(address), owner FROM leases WHERE state = 'server' ORDER BY 1")
     assert rows == [("10.3.0.1", "10.3.0.1"), ("10.3.0.2", "10.3.0.2")]
-    offered = [a.offer(b"c%d" % n, "aa", POOL, ip("10.3.0.2"), NOW, HOLD) for n in range(5)]
+    offered = [
+        a.offer(Claim(b"c%d" % n, "aa", NOW, NOW + HOLD), POOL, ip("10.3.0.2")) for n in range(5)
+    ]
     got = sorted(str(o.address) for o in offered if o is not None)
     assert got == ["10.3.0.3", "10.3.0.4", "10.3.0.6"]
-    assert b.bind(b"x", "bb", ip("10.3.0.1"), NOW, NOW + 60) is None
+    assert b.bind(Claim(b"x", "bb", NOW, NOW + 60), ip("10.3.0.1")) is None
     assert b.lookup(b"x", POOL, NOW) is None and a.leases(POOL)[0].address == ip("10.3.0.3")
 
 

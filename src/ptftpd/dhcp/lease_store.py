@@ -23,8 +23,11 @@ from ptftpd.dhcp.free_index import HeapFreeIndex
 
 __all__ = [
     "NOT_OFFERED",
+    "Caps",
+    "Claim",
     "FreeIndex",
     "IPAddress",
+    "IPs",
     "Lease",
     "LeaseRows",
     "LeaseState",
@@ -35,6 +38,8 @@ __all__ = [
 
 # A lease's address: DHCPv4 and DHCPv6 rows alike.
 IPAddress = IPv4Address | IPv6Address
+# Addresses a pool leaves out (`LeaseRows.ensure_pool`).
+IPs = Iterable[IPAddress]
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
@@ -156,6 +161,22 @@ class NotOffered(enum.Enum):
 
 NOT_OFFERED = NotOffered.NOT_OFFERED
 
+# A sparse pool's caps (`assign`): open offers, live rows per `mac`, bound or declined rows.
+Caps = tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who a row-changing operation is for and over which span: `client_key` (client id
+    or hardware type + MAC; an IA's key in DHCPv6), `mac` (kept in the row, counted by
+    the caps), from `now` until `until` (an offer's end, a binding's end, math.inf for
+    BOOTP, a quarantine's end)."""
+
+    client_key: bytes
+    mac: str
+    now: float
+    until: float
+
 
 class LeaseRows(Protocol):
     """The lease core's store: the address rows of every pool, and the operations
@@ -164,47 +185,17 @@ class LeaseRows(Protocol):
     pools alike; `assign` is a sparse (IPv6) pool's offer and binding."""
 
     def ensure_pool(
-        self,
-        pool: str,
-        first: IPAddress,
-        last: IPAddress,
-        excluded: Iterable[IPAddress] = (),
-        own: Iterable[IPAddress] = (),
+        self, pool: str, first: IPAddress, last: IPAddress, excluded: IPs = (), own: IPs = ()
     ) -> int: ...
 
-    def offer(
-        self,
-        client_key: bytes,
-        mac: str,
-        pool: str,
-        requested: IPAddress | None,
-        now: float,
-        hold: float,
-    ) -> Lease[Any] | None: ...
+    def offer(self, claim: Claim, pool: str, requested: IPAddress | None) -> Lease[Any] | None: ...
 
     def bind(
-        self,
-        client_key: bytes,
-        mac: str,
-        address: IPAddress,
-        now: float,
-        expires: float,
-        hostname: str | None = None,
-        *,
-        selecting: bool = False,
+        self, claim: Claim, address: IPAddress, name: str | None = None, *, selecting: bool = False
     ) -> Lease[Any] | NotOffered | None: ...
 
     def assign(
-        self,
-        client_key: bytes,
-        mac: str,
-        pool: str,
-        requested: IPAddress | None,
-        now: float,
-        until: float,
-        *,
-        bind: bool,
-        caps: tuple[int, int, int],
+        self, claim: Claim, pool: str, requested: IPAddress | None, *, bind: bool, caps: Caps
     ) -> Lease[Any] | None: ...
 
     def lookup(self, client_key: bytes, pool: str, now: float) -> Lease[Any] | None: ...
@@ -213,9 +204,7 @@ class LeaseRows(Protocol):
 
     def release(self, client_key: bytes, address: IPAddress, now: float) -> Lease[Any] | None: ...
 
-    def decline(
-        self, client_key: bytes, mac: str, address: IPAddress, now: float, until: float
-    ) -> Lease[Any] | None: ...
+    def decline(self, claim: Claim, address: IPAddress) -> Lease[Any] | None: ...
 
     def withdraw(self, client_key: bytes, pool: str, now: float) -> None: ...
 

@@ -97,6 +97,7 @@ from typing import TYPE_CHECKING, Any, Generic, cast
 
 from ptftpd.dhcp.lease_store import (
     NOT_OFFERED,
+    Claim,
     IPAddress,
     Lease,
     LeaseRows,
@@ -334,7 +335,8 @@ class LeasePolicy(Generic[C]):
             return static.address
         if requested is not None and requested not in self._pool:
             requested = None
-        lease = self.store.offer(client_key, mac, self.pool, requested, now, self.config.offer_time)
+        claim = Claim(client_key, mac, now, now + self.config.offer_time)
+        lease = self.store.offer(claim, self.pool, requested)
         return None if lease is None else lease.address
 
     def withdraw(self, client_key: bytes, *, now: float) -> None:
@@ -369,10 +371,8 @@ class LeasePolicy(Generic[C]):
                 return Nak(f"{address} is in use")
             return None
         if wrong is None:
-            expires = now + self.lease_time
-            bound = self.store.bind(
-                client_key, mac, address, now, expires, hostname, selecting=selecting
-            )
+            claim = Claim(client_key, mac, now, now + self.lease_time)
+            bound = self.store.bind(claim, address, hostname, selecting=selecting)
             if isinstance(bound, Lease):
                 return Ack(bound)
             if bound is NOT_OFFERED:
@@ -392,10 +392,12 @@ class LeasePolicy(Generic[C]):
         lease = self.store.lookup(client_key, self.pool, now)
         if lease is not None and lease.state is LeaseState.BOUND and lease.expires == FOREVER:
             return lease
-        offered = self.store.offer(client_key, mac, self.pool, None, now, self.config.offer_time)
+        offered = self.store.offer(
+            Claim(client_key, mac, now, now + self.config.offer_time), self.pool, None
+        )
         if offered is None:
             return None
-        bound = self.store.bind(client_key, mac, offered.address, now, FOREVER)
+        bound = self.store.bind(Claim(client_key, mac, now, FOREVER), offered.address)
         return bound if isinstance(bound, Lease) else None
 
     def release(self, client_key: bytes, address: IPAddress, *, now: float) -> Lease[Any] | None:
@@ -407,7 +409,8 @@ class LeasePolicy(Generic[C]):
         """The client found `address` in use: nobody gets it until the quarantine ends."""
         if address not in self._pool:
             return None
-        return self.store.decline(client_key, mac, address, now, now + self.config.decline_time)
+        claim = Claim(client_key, mac, now, now + self.config.decline_time)
+        return self.store.decline(claim, address)
 
     # -- DHCPv6 bindings: the prefix's sparse pool, the IA's key `ia_key` -------------
 
@@ -438,10 +441,8 @@ class LeasePolicy(Generic[C]):
     ) -> Lease[IPv6Address] | None:
         if hint is not None and hint not in self._pool:
             hint = None
-        key = ia_key(duid, iaid)
-        return self.store.assign(
-            key, duid.hex(), self.pool, hint, now, until, bind=bind, caps=self.caps
-        )
+        claim = Claim(ia_key(duid, iaid), duid.hex(), now, until)
+        return self.store.assign(claim, self.pool, hint, bind=bind, caps=self.caps)
 
     def bound(self, duid: bytes, iaid: int, *, now: float) -> Lease[IPv6Address] | None:
         """The IA's committed binding (what RENEW, REBIND, RELEASE and DECLINE act on:
@@ -453,7 +454,6 @@ class LeasePolicy(Generic[C]):
 
     def renew(self, lease: Lease[IPv6Address], *, now: float) -> Lease[IPv6Address] | None:
         """RENEW / REBIND of a bound IA: bound until now + the valid lifetime."""
-        renewed = self.store.bind(
-            lease.client_key, lease.mac, lease.address, now, now + self.lease_time
-        )
+        claim = Claim(lease.client_key, lease.mac, now, now + self.lease_time)
+        renewed = self.store.bind(claim, lease.address)
         return renewed if isinstance(renewed, Lease) else None

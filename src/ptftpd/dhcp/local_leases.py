@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -30,8 +29,11 @@ from typing import Any, TypeVar
 from ptftpd.dhcp.free_index import NoIndex, address_of, key_of, probe_start, probes
 from ptftpd.dhcp.lease_store import (
     NOT_OFFERED,
+    Caps,
+    Claim,
     FreeIndex,
     IPAddress,
+    IPs,
     Lease,
     LeaseState,
     LeaseStore,
@@ -121,12 +123,7 @@ class LocalLeases:
     # -- pools ---------------------------------------------------------------------
 
     def ensure_pool(
-        self,
-        pool: str,
-        first: IPAddress,
-        last: IPAddress,
-        excluded: Iterable[IPAddress] = (),
-        own: Iterable[IPAddress] = (),
+        self, pool: str, first: IPAddress, last: IPAddress, excluded: IPs = (), own: IPs = ()
     ) -> int:
         """Rows for the pool; `own` (this server's addresses) are excluded like the rest
         (one server is the only writer here). An IPv6 pool is sparse: no cursor, no
@@ -247,15 +244,8 @@ class LocalLeases:
 
     # -- the operations (twins of pg_schema.ptftpd_offer, ptftpd_bind, pg_store's) --
 
-    def offer(
-        self,
-        client_key: bytes,
-        mac: str,
-        pool: str,
-        requested: IPAddress | None,
-        now: float,
-        hold: float,
-    ) -> Lease[Any] | None:
+    def offer(self, claim: Claim, pool: str, requested: IPAddress | None) -> Lease[Any] | None:
+        client_key, now = claim.client_key, claim.now
         entry = self._pools[pool]
         target: _Row | None = None
         own = self._own(entry, client_key)
@@ -274,23 +264,16 @@ class LocalLeases:
             target = self._free_row(entry, now)
         if target is None:
             return None
-        until = now + hold
+        until = claim.until
         hostname = target.hostname if target.client == client_key else None
-        self._set(target, entry, "offered", client_key, mac, until, now, until, hostname)
+        self._set(target, entry, "offered", client_key, claim.mac, until, now, until, hostname)
         return target.lease()
 
     def bind(
-        self,
-        client_key: bytes,
-        mac: str,
-        address: IPAddress,
-        now: float,
-        expires: float,
-        hostname: str | None = None,
-        *,
-        selecting: bool = False,
+        self, claim: Claim, address: IPAddress, name: str | None = None, *, selecting: bool = False
     ) -> Lease[Any] | NotOffered | None:
         """None when the address is in no pool or another client holds it."""
+        client_key, now, expires = claim.client_key, claim.now, claim.until
         key = int(address) if type(address) is IPv4Address else key_of(address)
         entry = self._pool_of(key)
         row = None if entry is None else self._row(entry, key)
@@ -302,8 +285,8 @@ class LocalLeases:
         if not own and row.free_at > now:
             return None
         changed = self._let_go(entry, client_key, key, now)
-        name = hostname or (row.hostname if row.client == client_key else None)
-        self._set(row, entry, "bound", client_key, mac, expires, now, expires, name)
+        name = name or (row.hostname if row.client == client_key else None)
+        self._set(row, entry, "bound", client_key, claim.mac, expires, now, expires, name)
         changed.append(row)
         self.persist.save(r.lease() for r in changed)
         return row.lease()
@@ -330,16 +313,7 @@ class LocalLeases:
     # -- sparse (IPv6) pools: rows made on use, probing search, caps ---------------
 
     def assign(
-        self,
-        client_key: bytes,
-        mac: str,
-        pool: str,
-        requested: IPAddress | None,
-        now: float,
-        until: float,
-        *,
-        bind: bool,
-        caps: tuple[int, int, int],
+        self, claim: Claim, pool: str, requested: IPAddress | None, *, bind: bool, caps: Caps
     ) -> Lease[Any] | None:
         """A sparse pool's offer (`bind` false: held until `until`) or binding (until
         `until`): the client's live row, else `requested` if free, else the first free
@@ -349,6 +323,7 @@ class LocalLeases:
         offered or bound rows (past their end) go back first: one live row per IA.
         Every row written is saved (offers too: they are rows other servers see in
         PostgreSQL, and a restart must not forget them here either)."""
+        client_key, mac, now, until = claim.client_key, claim.mac, claim.now, claim.until
         entry = self._pools[pool]
         try:
             self._sweep(entry, now)
@@ -416,7 +391,7 @@ class LocalLeases:
         own: _Row | None,
         mac: str,
         now: float,
-        caps: tuple[int, int, int],
+        caps: Caps,
         bind: bool,
     ) -> bool:
         """The caps, counted as of `now` (the same in every store): a client
@@ -538,17 +513,16 @@ class LocalLeases:
         self.persist.save([row.lease()])
         return row.lease()
 
-    def decline(
-        self, client_key: bytes, mac: str, address: IPAddress, now: float, until: float
-    ) -> Lease[Any] | None:
+    def decline(self, claim: Claim, address: IPAddress) -> Lease[Any] | None:
         key = int(address) if type(address) is IPv4Address else key_of(address)
         row = self._rows.get(key)
         entry = self._pool_of(key)
-        if row is None or entry is None or row.client != client_key:
+        if row is None or entry is None or row.client != claim.client_key:
             return None
         if row.state not in ("offered", "bound"):
             return None
-        self._set(row, entry, "declined", client_key, mac, until, now, until, None)
+        client, mac, now, until = claim.client_key, claim.mac, claim.now, claim.until
+        self._set(row, entry, "declined", client, mac, until, now, until, None)
         self.persist.save([row.lease()])
         return row.lease()
 

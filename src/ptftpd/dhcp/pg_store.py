@@ -37,7 +37,16 @@ from typing import Any
 import psycopg
 
 from ptftpd.dhcp.free_index import address_of, key_of, probe_start, probes
-from ptftpd.dhcp.lease_store import NOT_OFFERED, IPAddress, Lease, LeaseState, NotOffered
+from ptftpd.dhcp.lease_store import (
+    NOT_OFFERED,
+    Caps,
+    Claim,
+    IPAddress,
+    IPs,
+    Lease,
+    LeaseState,
+    NotOffered,
+)
 from ptftpd.dhcp.peers import beat
 from ptftpd.dhcp.pg_link import (
     PgLink,
@@ -251,12 +260,7 @@ class PgStore:
     # -- pools -----------------------------------------------------------------------
 
     def ensure_pool(
-        self,
-        pool: str,
-        first: IPAddress,
-        last: IPAddress,
-        excluded: Iterable[IPAddress] = (),
-        own: Iterable[IPAddress] = (),
+        self, pool: str, first: IPAddress, last: IPAddress, excluded: IPs = (), own: IPs = ()
     ) -> int:
         """Create the pool's address rows, or check that the database defines it as we do.
 
@@ -392,36 +396,21 @@ class PgStore:
 
     # -- events ------------------------------------------------------------------------
 
-    def offer(
-        self,
-        client_key: bytes,
-        mac: str,
-        pool: str,
-        requested: IPAddress | None,
-        now: float,
-        hold: float,
-    ) -> Lease[Any] | None:
-        """Reserve an address for a DISCOVER until `now + hold`; None when the pool is full.
+    def offer(self, claim: Claim, pool: str, requested: IPAddress | None) -> Lease[Any] | None:
+        """Reserve an address for a DISCOVER until `claim.until`; None when the pool is full.
 
         The client's own lease or offer comes first (a bound lease is returned as it
         is), then its last address if still free, then `requested`, then a free address.
         The reservation is a row other servers see, so they do not offer it meanwhile."""
-        args = (client_key, mac, pool, requested, now, now + hold, self.server_id)
-        row = self._grant(_OFFER, args)
+        args = (claim.client_key, claim.mac, pool, requested, claim.now, claim.until)
+        row = self._grant(_OFFER, (*args, self.server_id))
         return row.lease() if isinstance(row, _Row) else None
 
     def bind(
-        self,
-        client_key: bytes,
-        mac: str,
-        address: IPAddress,
-        now: float,
-        expires: float,
-        hostname: str | None = None,
-        *,
-        selecting: bool = False,
+        self, claim: Claim, address: IPAddress, name: str | None = None, *, selecting: bool = False
     ) -> Lease[Any] | NotOffered | None:
-        """Bind `address` to the client until `expires` (math.inf: BOOTP, for ever).
+        """Bind `address` to the client until `claim.until` (math.inf: BOOTP, for ever),
+        with the host name `name` (else the one the row has, if the client's).
 
         Serves SELECTING, INIT-REBOOT, RENEWING and REBINDING alike; with `selecting`
         only the client's own row (what it was offered, or its lease) may be bound
@@ -429,8 +418,8 @@ class PgStore:
         holds it (the caller NAKs or stays silent). The client's
         other live row in that pool is released in the same transaction: one lease
         per client, whichever server it asks."""
-        args = (client_key, mac, address, now, expires, hostname, self.server_id, selecting)
-        row = self._grant(_BIND, args)
+        args = (claim.client_key, claim.mac, address, claim.now, claim.until, name)
+        row = self._grant(_BIND, (*args, self.server_id, selecting))
         return row.lease() if isinstance(row, _Row) else row
 
     def _grant(self, function: str, args: tuple[Any, ...]) -> _Row | NotOffered | None:
@@ -442,25 +431,17 @@ class PgStore:
         return self._run(op, atomic=True)
 
     def assign(
-        self,
-        client_key: bytes,
-        mac: str,
-        pool: str,
-        requested: IPAddress | None,
-        now: float,
-        until: float,
-        *,
-        bind: bool,
-        caps: tuple[int, int, int],
+        self, claim: Claim, pool: str, requested: IPAddress | None, *, bind: bool, caps: Caps
     ) -> Lease[Any] | None:
         """A sparse pool's offer or binding, in one transaction: the twin of
         `LocalLeases.assign` (its docstring says what each step does). The caps are
         counted in the rows, so they hold across the servers sharing them; a row
         another server's transaction holds is skipped, not waited for."""
+        client_key, now = claim.client_key, claim.now
         first, last, excluded = self._sparse[pool]
         max_offers, max_per_client, max_bindings = caps
-        args: dict[str, Any] = {"pool": pool, "client": client_key, "mac": mac, "now": now}
-        args |= {"until": until, "owner": self.server_id}
+        args: dict[str, Any] = {"pool": pool, "client": client_key, "mac": claim.mac, "now": now}
+        args |= {"until": claim.until, "owner": self.server_id}
         args["state"] = "bound" if bind else "offered"
 
         def op(conn: psycopg.Connection[Any]) -> _Row | None:
@@ -515,18 +496,16 @@ class PgStore:
         row = self._run(lambda conn: _row(conn.execute(sql, args).fetchone()))
         return None if row is None else row.lease()
 
-    def decline(
-        self, client_key: bytes, mac: str, address: IPAddress, now: float, until: float
-    ) -> Lease[Any] | None:
-        """DHCPDECLINE: quarantine the address until `until`. None if not the client's."""
+    def decline(self, claim: Claim, address: IPAddress) -> Lease[Any] | None:
+        """DHCPDECLINE: quarantine the address until `claim.until`. None if not the client's."""
         sql = (
             "UPDATE leases SET state = 'declined', mac = %(mac)s, expires = %(until)s, "
             "since = %(now)s, free_at = %(until)s, owner = %(owner)s, hostname = NULL "
             "WHERE address = %(address)s AND client = %(client)s "
             "AND state IN ('offered', 'bound') RETURNING " + _COLUMNS
         )
-        args = {"now": now, "until": until, "owner": self.server_id, "mac": mac}
-        args |= {"address": address, "client": client_key}
+        args = {"now": claim.now, "until": claim.until, "owner": self.server_id, "mac": claim.mac}
+        args |= {"address": address, "client": claim.client_key}
         row = self._run(lambda conn: _row(conn.execute(sql, args).fetchone()))
         return None if row is None else row.lease()
 
