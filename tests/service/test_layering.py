@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import ptftpd
@@ -203,3 +205,19 @@ def test_the_readme_draws_these_layers() -> None:
     expected[TOP] = set()  # "each other"
     drawn[TOP] = set()
     assert drawn == expected
+
+
+def test_the_tftp_server_does_not_load_the_dhcp_server() -> None:
+    """ptftpd's metrics read `dhcp.options.ARCHITECTURES` (the labels of boot counts);
+    that must not load the DHCP engine, lease stores and server into a TFTP server's
+    memory (`ptftpd.dhcp` loads its names on first use)."""
+    probe = (
+        "import sys, ptftpd.cli.ptftpd;"
+        "print(' '.join(m for m in sys.modules if m.startswith('ptftpd.dhcp')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert "ptftpd.dhcp.options" in loaded  # the probe sees the one module it needs
+    heavy = {"ptftpd.dhcp.engine", "ptftpd.dhcp.server", "ptftpd.dhcp.leases"}
+    assert not heavy & set(loaded), loaded

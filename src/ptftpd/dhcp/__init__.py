@@ -51,26 +51,71 @@ with `arp` set is a unicast to a client without an address: call
 
 from __future__ import annotations
 
-from ptftpd.dhcp.engine import (
-    BootChoice,
-    BootPolicy,
-    DhcpConfig,
-    DhcpEngine,
-    Outgoing,
-    is_ipxe,
-    make_reply,
-    reply_destination,
-)
-from ptftpd.dhcp.leases import StaticHost
-from ptftpd.dhcp.options import (
-    ARCHITECTURES,
-    MessageType,
-    Opt,
-    arch_name,
-    pxe_vendor_options,
-)
-from ptftpd.dhcp.packet import BOOTREPLY, BOOTREQUEST, Message, PacketError, decode, encode
-from ptftpd.dhcp.server import DhcpServer, add_neighbour, open_dhcp_socket
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ptftpd.dhcp.engine import (
+        BootChoice,
+        BootPolicy,
+        DhcpConfig,
+        DhcpEngine,
+        Outgoing,
+        is_ipxe,
+        make_reply,
+        reply_destination,
+    )
+    from ptftpd.dhcp.leases import StaticHost
+    from ptftpd.dhcp.options import (
+        ARCHITECTURES,
+        MessageType,
+        Opt,
+        arch_name,
+        pxe_vendor_options,
+    )
+    from ptftpd.dhcp.packet import BOOTREPLY, BOOTREQUEST, Message, PacketError, decode, encode
+    from ptftpd.dhcp.server import DhcpServer, add_neighbour, open_dhcp_socket
+
+# Loaded on first use (PEP 562), so that importing one layer (the TFTP server's metrics
+# read `options.ARCHITECTURES`) does not load the engine, the lease stores and the
+# asyncio server with it: ptftpd serves TFTP without a DHCP server in its memory.
+_HOME = {
+    **dict.fromkeys(
+        (
+            "BootChoice",
+            "BootPolicy",
+            "DhcpConfig",
+            "DhcpEngine",
+            "Outgoing",
+            "is_ipxe",
+            "make_reply",
+            "reply_destination",
+        ),
+        "engine",
+    ),
+    "StaticHost": "leases",
+    **dict.fromkeys(
+        ("ARCHITECTURES", "MessageType", "Opt", "arch_name", "pxe_vendor_options"), "options"
+    ),
+    **dict.fromkeys(
+        ("BOOTREPLY", "BOOTREQUEST", "Message", "PacketError", "decode", "encode"), "packet"
+    ),
+    **dict.fromkeys(("DhcpServer", "add_neighbour", "open_dhcp_socket"), "server"),
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
+
 
 __all__ = [
     "ARCHITECTURES",
