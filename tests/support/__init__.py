@@ -7,6 +7,7 @@ never a skip, so a broken CI image cannot pass by skipping everything.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -56,11 +57,36 @@ def script(name: str) -> str:
     return found
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _free_for(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(family, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A port free for UDP and for TCP on `host` (servers get a TFTP or DHCP port and a
+    --metrics, --api or --http-port listener from it), taken below the kernel's
+    ephemeral range: a port the kernel hands out (binding port 0) can be given to a
+    client's or a transfer's socket between this check and the server's bind, which
+    made a server under test fail with "Address already in use" once in a full run."""
+    low = max(_ephemeral_low(), 20000)
+    for _ in range(500):
+        port = random.randrange(10000, low)
+        if _free_for(host, port):
+            return port
+    raise RuntimeError(f"no free port on {host} below {low} after 500 tries")
 
 
 def udp_port_bound(port: int, netns: str | None = None) -> bool:

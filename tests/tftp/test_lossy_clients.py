@@ -93,6 +93,11 @@ def lossy(tmp_path: Path) -> Iterator[tuple[Netns, Path, Process]]:
     server: Process | None = None
     try:
         low, high = TRANSFER_PORTS
+        # The clients' own ports must not fall in the server's transfer ports, or the
+        # rules below would drop a client's request instead of the server's reply (a
+        # client port in 41000-41999 made a "first reply lost" test see no loss at all).
+        ports = f"net.ipv4.ip_local_port_range={high + 1000} 60999"
+        subprocess.run(ns.popen_argv(["sysctl", "-qw", ports]), check=True, timeout=30)
         argv = [script("ptftpd"), "-v", "-p", str(PORT), "--port-range", f"{low}:{high}"]
         argv += ["--drain", "2"]  # a last block resent to a client already done: stop
         server = Process(ns.popen_argv([*argv, HOST, str(root)]), tmp_path / "ptftpd.log")
