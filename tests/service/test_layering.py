@@ -221,3 +221,7 @@ def test_the_tftp_server_does_not_load_the_dhcp_server() -> None:
     assert "ptftpd.dhcp.options" in loaded  # the probe sees the one module it needs
     heavy = {"ptftpd.dhcp.engine", "ptftpd.dhcp.server", "ptftpd.dhcp.leases"}
     assert not heavy & set(loaded), loaded
+    # ...and every name the package offers is still there when asked for.
+    import ptftpd.dhcp
+
+    assert [n for n in ptftpd.dhcp.__all__ if getattr(ptftpd.dhcp, n, None) is None] == []
